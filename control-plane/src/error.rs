@@ -1,0 +1,63 @@
+//! API errors and their one mapping to gRPC status codes.
+
+use skiff_api::validation::FieldErrors;
+use tonic::Status;
+
+use crate::store::StoreError;
+
+/// Why an API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The object is invalid: `Pod "web" is invalid: spec.containers[0].image: required`.
+    #[error("{kind} {name:?} is invalid: {errors}")]
+    Invalid { kind: &'static str, name: String, errors: FieldErrors },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{plural} {name:?} not found")]
+    NotFound { plural: &'static str, name: String },
+    #[error("{plural} {name:?} already exists")]
+    AlreadyExists { plural: &'static str, name: String },
+    #[error("operation cannot be fulfilled on {plural} {name:?}: the object has been modified; please apply your changes to the latest version and try again")]
+    Conflict { plural: &'static str, name: String },
+    #[error("resourceVersion {0} is too old (expired): list again and watch from the list's resourceVersion")]
+    Expired(u64),
+    #[error("{0}")]
+    Precondition(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// Maps a store error about the object `name` of kind `plural`.
+    pub fn from_store(e: StoreError, plural: &'static str, name: &str) -> Self {
+        let name = name.to_string();
+        match e {
+            StoreError::NotFound(_) => ApiError::NotFound { plural, name },
+            StoreError::AlreadyExists(_) => ApiError::AlreadyExists { plural, name },
+            StoreError::Conflict { .. } => ApiError::Conflict { plural, name },
+            StoreError::Compacted { requested, .. } => ApiError::Expired(requested),
+            StoreError::Backend(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Self {
+        let message = e.to_string();
+        match e {
+            ApiError::Invalid { .. } | ApiError::BadRequest(_) => Status::invalid_argument(message),
+            ApiError::NotFound { .. } => Status::not_found(message),
+            ApiError::AlreadyExists { .. } => Status::already_exists(message),
+            ApiError::Conflict { .. } => Status::aborted(message),
+            ApiError::Expired(_) => Status::out_of_range(message),
+            ApiError::Precondition(_) => Status::failed_precondition(message),
+            ApiError::Forbidden(_) => Status::permission_denied(message),
+            ApiError::Internal(_) => {
+                tracing::error!(error = %message, "internal error");
+                Status::internal(message)
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The tonic services: one impl per kind, each a thin conversion onto [`Handler`].
+
+use std::pin::Pin;
+
+use skiff_api::v1::*;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::handler::Handler;
+use crate::auth::identity;
+
+type EventStream<E> = Pin<Box<dyn Stream<Item = Result<E, Status>> + Send>>;
+
+macro_rules! serve_kinds {
+    ($( $ty:ident => $module:ident :: $service:ident, $list:ident, $event:ident; )*) => {$(
+        #[tonic::async_trait]
+        impl $module::$service for Handler<$ty> {
+            async fn create(&self, req: Request<$ty>) -> Result<Response<$ty>, Status> {
+                let who = identity(&req)?;
+                Ok(Response::new(Handler::create(self, &who, req.into_inner()).await?))
+            }
+
+            async fn get(&self, req: Request<GetRequest>) -> Result<Response<$ty>, Status> {
+                let who = identity(&req)?;
+                let r = req.into_inner();
+                Ok(Response::new(Handler::get(self, &who, &r.namespace, &r.name).await?))
+            }
+
+            async fn list(&self, req: Request<ListRequest>) -> Result<Response<$list>, Status> {
+                let who = identity(&req)?;
+                let (items, metadata) = Handler::list(self, &who, req.get_ref()).await?;
+                Ok(Response::new($list { metadata: Some(metadata), items }))
+            }
+
+            async fn update(&self, req: Request<$ty>) -> Result<Response<$ty>, Status> {
+                let who = identity(&req)?;
+                Ok(Response::new(Handler::update(self, &who, req.into_inner()).await?))
+            }
+
+            async fn update_status(&self, req: Request<$ty>) -> Result<Response<$ty>, Status> {
+                let who = identity(&req)?;
+                Ok(Response::new(Handler::update_status(self, &who, req.into_inner()).await?))
+            }
+
+            async fn delete(&self, req: Request<DeleteRequest>) -> Result<Response<$ty>, Status> {
+                let who = identity(&req)?;
+                Ok(Response::new(Handler::delete(self, &who, req.get_ref()).await?))
+            }
+
+            type WatchStream = EventStream<$event>;
+
+            async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+                use tokio_stream::StreamExt;
+                let who = identity(&req)?;
+                let rx = Handler::<$ty>::watch(self, &who, req.get_ref()).await?;
+                let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|item| match item {
+                    Ok((kind, object)) => Ok($event { r#type: kind.to_string(), object: Some(object) }),
+                    Err(e) => Err(Status::from(e)),
+                });
+                Ok(Response::new(Box::pin(stream)))
+            }
+        }
+    )*};
+}
+
+serve_kinds! {
+    Namespace => namespace_api_server::NamespaceApi, NamespaceList, NamespaceWatchEvent;
+    Pod => pod_api_server::PodApi, PodList, PodWatchEvent;
+    Deployment => deployment_api_server::DeploymentApi, DeploymentList, DeploymentWatchEvent;
+    Service => service_api_server::ServiceApi, ServiceList, ServiceWatchEvent;
+    Endpoints => endpoints_api_server::EndpointsApi, EndpointsList, EndpointsWatchEvent;
+    Secret => secret_api_server::SecretApi, SecretList, SecretWatchEvent;
+    ConfigMap => config_map_api_server::ConfigMapApi, ConfigMapList, ConfigMapWatchEvent;
+    PersistentVolumeClaim => persistent_volume_claim_api_server::PersistentVolumeClaimApi, PersistentVolumeClaimList, PersistentVolumeClaimWatchEvent;
+    Node => node_api_server::NodeApi, NodeList, NodeWatchEvent;
+    Event => event_api_server::EventApi, EventList, EventWatchEvent;
+}
