@@ -1,1 +1,74 @@
-fn main(){}
+//! `skiff`: the one binary — the all-in-one cluster (`up`), the control plane (`server`), and the
+//! kubectl-like client verbs (`apply`, `get`, `describe`, `delete`).
+//!
+//! Owns argument parsing, output formats and exit codes; the work itself lives in the library
+//! crates. Must not hold cluster logic of its own.
+
+mod cmd;
+mod error;
+mod output;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use error::CliError;
+
+#[derive(Parser)]
+#[command(name = "skiff", version, about = "A WebAssembly-first orchestrator", disable_help_subcommand = true)]
+struct Cli {
+    /// Client config (default: $SKIFF_CONFIG, else ~/.skiff/config.yaml)
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// All-in-one: the control plane with the embedded store (and this machine's node agent), in the foreground
+    Up(cmd::server::UpArgs),
+    /// The control plane only
+    Server(cmd::server::ServerArgs),
+    /// Create or update objects from manifests
+    Apply(cmd::apply::ApplyArgs),
+    /// List or show objects
+    Get(cmd::get::GetArgs),
+    /// Show an object in detail, with its events
+    Describe(cmd::describe::DescribeArgs),
+    /// Delete objects by name or by manifest
+    Delete(cmd::delete::DeleteArgs),
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result: Result<(), CliError> = runtime.block_on(async move {
+        let config = cli.config;
+        match cli.command {
+            Command::Up(args) => cmd::server::up(args).await,
+            Command::Server(args) => cmd::server::server(args).await,
+            Command::Apply(args) => cmd::apply::run(&cmd::connect(config.as_deref())?, args).await,
+            Command::Get(args) => cmd::get::run(&cmd::connect(config.as_deref())?, args).await,
+            Command::Describe(args) => cmd::describe::run(&cmd::connect(config.as_deref())?, args).await,
+            Command::Delete(args) => cmd::delete::run(&cmd::connect(config.as_deref())?, args).await,
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("{e}");
+        std::process::exit(e.code);
+    }
+}

@@ -1,0 +1,157 @@
+//! `skiff get KIND[,KIND...] [NAME...] [-n NS | -A] [-o wide|json|yaml|name] [-l SEL] [-w]`.
+
+use clap::Args;
+use skiff_api::client::{Api, ListParams, ResourceClient, Transport};
+use skiff_api::kinds::KindInfo;
+use skiff_api::with_kind;
+use skiff_api::ResourceExt;
+use tokio_stream::StreamExt;
+
+use crate::error::{CliError, Result};
+use crate::output::table::{TableRow, render};
+use crate::output::{list_value, print_value, to_value};
+
+#[derive(Args)]
+pub struct GetArgs {
+    /// Kind (pods, deploy, svc, ...; several comma-separated; `all`)
+    kind: String,
+    /// Names (all objects if none)
+    names: Vec<String>,
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// All namespaces
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    /// wide, json, yaml or name
+    #[arg(short = 'o', long)]
+    output: Option<String>,
+    /// Label selector (`app=web,tier!=db`)
+    #[arg(short = 'l', long)]
+    selector: Option<String>,
+    /// Field selector (`spec.nodeName=node-1`)
+    #[arg(long)]
+    field_selector: Option<String>,
+    /// After listing, watch for changes
+    #[arg(short = 'w', long)]
+    watch: bool,
+}
+
+pub async fn run(transport: &Transport, args: GetArgs) -> Result<()> {
+    let output = args.output.clone().unwrap_or_default();
+    if !matches!(output.as_str(), "" | "wide" | "json" | "yaml" | "name") {
+        return Err(CliError::usage(format!("error: --output {output:?}: use wide, json, yaml or name")));
+    }
+    let kinds: Vec<&'static KindInfo> = if args.kind == "all" {
+        ["pods", "services", "deployments"].iter().filter_map(|k| KindInfo::lookup(k)).collect()
+    } else {
+        args.kind.split(',').map(super::kind).collect::<Result<_>>()?
+    };
+    if args.watch && kinds.len() > 1 {
+        return Err(CliError::usage("error: --watch takes one kind"));
+    }
+    let namespace = if args.all_namespaces { String::new() } else { super::namespace(&args.namespace) };
+    let mut values = Vec::new();
+    let mut printed_any = false;
+    for info in &kinds {
+        let shown = with_kind!(info, K => get_kind::<K>(transport, &args, &namespace, &output, &mut values, kinds.len() > 1).await)?;
+        printed_any |= shown;
+    }
+    if output == "json" || output == "yaml" {
+        let single = args.names.len() == 1 && kinds.len() == 1 && values.len() == 1;
+        let value = if single { values.remove(0) } else { list_value(values) };
+        print_value(&value, &output);
+    } else if !printed_any && args.names.is_empty() && !args.watch {
+        if namespace.is_empty() || kinds.iter().all(|k| !k.namespaced) {
+            eprintln!("No resources found");
+        } else {
+            eprintln!("No resources found in {namespace} namespace.");
+        }
+    }
+    Ok(())
+}
+
+async fn get_kind<K: ResourceClient + TableRow>(
+    transport: &Transport,
+    args: &GetArgs,
+    namespace: &str,
+    output: &str,
+    values: &mut Vec<serde_json::Value>,
+    several: bool,
+) -> Result<bool> {
+    let api = Api::<K>::new(transport.clone(), namespace);
+    let params = ListParams::default()
+        .labels(args.selector.as_deref().unwrap_or(""))
+        .fields(args.field_selector.as_deref().unwrap_or(""));
+    let (items, list_version) = if args.names.is_empty() {
+        let (items, meta) = api.list(params.clone()).await?;
+        (items, meta.resource_version)
+    } else {
+        if namespace.is_empty() && K::NAMESPACED {
+            return Err(CliError::usage("error: a name cannot be looked up across all namespaces; use -n"));
+        }
+        let mut items = Vec::new();
+        for name in &args.names {
+            items.push(api.get(name).await?);
+        }
+        (items, String::new())
+    };
+    let wide = output == "wide";
+    let with_ns = namespace.is_empty() && K::NAMESPACED;
+    let row = |obj: &K| {
+        let mut r = obj.row(wide);
+        if several {
+            r[0] = format!("{}/{}", K::KIND.to_ascii_lowercase(), r[0]);
+        }
+        if with_ns {
+            r.insert(0, obj.namespace().to_string());
+        }
+        r
+    };
+    let mut headers = K::headers(wide);
+    if with_ns {
+        headers.insert(0, "NAMESPACE");
+    }
+    match output {
+        "json" | "yaml" => values.extend(items.iter().map(to_value)),
+        "name" => items.iter().for_each(|o| println!("{}/{}", K::KIND.to_ascii_lowercase(), o.name())),
+        _ if !items.is_empty() => {
+            print!("{}", render(&headers, &items.iter().map(row).collect::<Vec<_>>(), true));
+            if several {
+                println!();
+            }
+        }
+        _ => {}
+    }
+    if args.watch {
+        // Print what changes after the list, until interrupted.
+        let version = if list_version.is_empty() { api.list(params.clone()).await?.1.resource_version } else { list_version };
+        let mut stream = api.watch(params, &version).await?;
+        let mut header_printed = !items.is_empty();
+        while let Some(event) = stream.next().await {
+            let event = event?;
+            if !args.names.is_empty() && !args.names.iter().any(|n| n == event.object.name()) {
+                continue;
+            }
+            match output {
+                "json" | "yaml" => {
+                    let mut v = to_value(&event.object);
+                    if let Some(m) = v.as_object_mut() {
+                        m.insert("watchEvent".into(), serde_json::Value::String(event.kind.clone()));
+                    }
+                    print_value(&v, output);
+                    if output == "yaml" {
+                        println!("---");
+                    }
+                }
+                "name" => println!("{}/{}", K::KIND.to_ascii_lowercase(), event.object.name()),
+                _ => {
+                    print!("{}", render(&headers, &[row(&event.object)], !header_printed));
+                    header_printed = true;
+                }
+            }
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+        }
+    }
+    Ok(!items.is_empty())
+}

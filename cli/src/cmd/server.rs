@@ -1,0 +1,122 @@
+//! `skiff server` and `skiff up`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use skiff_control_plane::server::{ControlPlane, ServerOptions};
+
+use crate::error::{CliError, Result};
+
+#[derive(Args)]
+pub struct ServerArgs {
+    /// Where the store, the PKI, config.yaml and join-token live
+    #[arg(long, value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Address of the API (`:0` picks a free port)
+    #[arg(long, default_value = "127.0.0.1:7443", value_name = "ADDR")]
+    listen: String,
+    /// etcd endpoints for a highly available control plane
+    #[arg(long, value_name = "URL,...")]
+    etcd: Option<String>,
+    /// Prometheus metrics address (off by default)
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
+}
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// Where the cluster keeps its state (default ~/.skiff)
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address of the API (`:0` picks a free port)
+    #[arg(long, default_value = "127.0.0.1:7443", value_name = "ADDR")]
+    listen: String,
+    /// Apply the example in examples/hello once the cluster is up
+    #[arg(long)]
+    demo: bool,
+    /// Prometheus metrics address (off by default)
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=warn,tower=warn,hyper=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+fn unsupported(flag: &str, what: &str) -> CliError {
+    CliError::usage(format!("error: {flag}: {what} is not available in this build of skiff yet"))
+}
+
+async fn start(data_dir: PathBuf, listen: String) -> Result<ControlPlane> {
+    ControlPlane::start(&ServerOptions { data_dir, listen })
+        .await
+        .map_err(|e| CliError::failed(format!("error: {e}")))
+}
+
+pub async fn server(args: ServerArgs) -> Result<()> {
+    if args.etcd.is_some() {
+        return Err(unsupported("--etcd", "the etcd store backend"));
+    }
+    if args.metrics_addr.is_some() {
+        return Err(unsupported("--metrics-addr", "the metrics endpoint"));
+    }
+    init_logging();
+    let cp = start(args.data_dir.clone(), args.listen).await?;
+    tracing::info!(addr = %cp.addr, data_dir = %args.data_dir.display(), "skiff API server listening (TLS)");
+    eprintln!(
+        "skiff server: API at {}\n  admin config: {}\n  join token:   {}",
+        cp.client_config.server,
+        args.data_dir.join("config.yaml").display(),
+        args.data_dir.join("join-token").display()
+    );
+    cp.serve(shutdown_signal()).await.map_err(|e| CliError::failed(format!("error: {e}")))
+}
+
+pub async fn up(args: UpArgs) -> Result<()> {
+    if args.metrics_addr.is_some() {
+        return Err(unsupported("--metrics-addr", "the metrics endpoint"));
+    }
+    init_logging();
+    let data_dir = args.data_dir.unwrap_or_else(|| super::home_dir().join(".skiff"));
+    let cp = start(data_dir.clone(), args.listen).await?;
+    let config_path = data_dir.join("config.yaml");
+    let transport = cp.client_config.connect()?;
+    let server = tokio::spawn(cp.serve(shutdown_signal()));
+    // The node agent joins here once it exists (issue "Node agent and Wasm pods").
+    if args.demo {
+        let files = super::apply::ManifestSource::Embedded(vec![
+            ("examples/hello/namespace.yaml", include_str!("../../../examples/hello/namespace.yaml")),
+            ("examples/hello/hello.yaml", include_str!("../../../examples/hello/hello.yaml")),
+        ]);
+        super::apply::apply_sources(&transport, files, None).await?;
+    }
+    println!(
+        "\nskiff is up.\n  API:    {server}\n  config: {config}\n\nTry, in another terminal:\n  export SKIFF_CONFIG={config}\n  skiff get namespaces\n  skiff get all -n demo\n  skiff describe deployment hello -n demo\n  skiff apply -f examples/hello/hello.yaml   # idempotent: prints `unchanged`\n\nThis build has the control plane only: pods are accepted and stay Pending until a node agent joins.\nPress Ctrl-C to stop.",
+        server = format_args!("https://{}", config_server(&config_path)),
+        config = config_path.display(),
+    );
+    match server.await {
+        Ok(r) => r.map_err(|e| CliError::failed(format!("error: {e}"))),
+        Err(e) => Err(CliError::failed(format!("error: {e}"))),
+    }
+}
+
+fn config_server(path: &std::path::Path) -> String {
+    skiff_api::client::ClientConfig::load(path)
+        .map(|c| c.server.trim_start_matches("https://").to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,309 @@
+//! `skiff get` tables: the columns kubectl shows for each kind.
+
+use skiff_api::time::age;
+use skiff_api::v1::*;
+use skiff_api::{Resource, ResourceExt};
+
+/// Columns and a row per object.
+pub trait TableRow: Resource {
+    fn headers(wide: bool) -> Vec<&'static str>;
+    fn row(&self, wide: bool) -> Vec<String>;
+}
+
+fn or_none(s: &str) -> String {
+    if s.is_empty() { "<none>".to_string() } else { s.to_string() }
+}
+
+fn created<K: Resource>(obj: &K) -> String {
+    age(obj.meta().creation_timestamp.as_ref())
+}
+
+/// Prints rows aligned in columns separated by three spaces, as kubectl does.
+pub fn render(headers: &[&str], rows: &[Vec<String>], with_headers: bool) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let n = cells.len();
+        for (i, c) in cells.into_iter().enumerate() {
+            out.push_str(c);
+            if i + 1 < n {
+                out.push_str(&" ".repeat(widths[i] - c.chars().count() + 3));
+            }
+        }
+        out.push('\n');
+    };
+    if with_headers {
+        line(headers.to_vec());
+    }
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+impl TableRow for Namespace {
+    fn headers(_: bool) -> Vec<&'static str> {
+        vec!["NAME", "STATUS", "AGE"]
+    }
+    fn row(&self, _: bool) -> Vec<String> {
+        let phase = self.status.as_ref().map(|s| s.phase.clone()).unwrap_or_default();
+        vec![self.name().into(), phase, created(self)]
+    }
+}
+
+/// The STATUS column of a pod: a container's waiting/terminated reason, else the phase.
+pub fn pod_status(pod: &Pod) -> String {
+    if pod.meta().deletion_timestamp.is_some() {
+        return "Terminating".into();
+    }
+    let status = pod.status.clone().unwrap_or_default();
+    for cs in &status.container_statuses {
+        let state = cs.state.clone().unwrap_or_default();
+        if let Some(w) = state.waiting.filter(|w| !w.reason.is_empty()) {
+            return w.reason;
+        }
+        if let Some(t) = state.terminated.filter(|t| !t.reason.is_empty()) {
+            return t.reason;
+        }
+    }
+    if !status.reason.is_empty() {
+        return status.reason;
+    }
+    if status.phase.is_empty() { "Pending".into() } else { status.phase }
+}
+
+impl TableRow for Pod {
+    fn headers(wide: bool) -> Vec<&'static str> {
+        let mut h = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
+        if wide {
+            h.extend(["IP", "NODE", "RUNTIME"]);
+        }
+        h
+    }
+    fn row(&self, wide: bool) -> Vec<String> {
+        let spec = self.spec.clone().unwrap_or_default();
+        let status = self.status.clone().unwrap_or_default();
+        let ready = status.container_statuses.iter().filter(|c| c.ready).count();
+        let restarts: i32 = status.container_statuses.iter().map(|c| c.restart_count).sum();
+        let mut r = vec![
+            self.name().into(),
+            format!("{ready}/{}", spec.containers.len()),
+            pod_status(self),
+            restarts.to_string(),
+            created(self),
+        ];
+        if wide {
+            let runtime = if spec.runtime_class_name.is_empty() { "oci".to_string() } else { spec.runtime_class_name };
+            r.extend([or_none(&status.pod_ip), or_none(&spec.node_name), runtime]);
+        }
+        r
+    }
+}
+
+impl TableRow for Deployment {
+    fn headers(wide: bool) -> Vec<&'static str> {
+        let mut h = vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"];
+        if wide {
+            h.extend(["CONTAINERS", "IMAGES", "SELECTOR"]);
+        }
+        h
+    }
+    fn row(&self, wide: bool) -> Vec<String> {
+        let spec = self.spec.clone().unwrap_or_default();
+        let status = self.status.clone().unwrap_or_default();
+        let mut r = vec![
+            self.name().into(),
+            format!("{}/{}", status.ready_replicas, spec.replicas.unwrap_or(1)),
+            status.updated_replicas.to_string(),
+            status.available_replicas.to_string(),
+            created(self),
+        ];
+        if wide {
+            let containers = spec.template.as_ref().and_then(|t| t.spec.as_ref()).map(|s| s.containers.clone()).unwrap_or_default();
+            let selector = spec
+                .selector
+                .map(|s| s.match_labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+                .unwrap_or_default();
+            r.extend([
+                containers.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(","),
+                containers.iter().map(|c| c.image.clone()).collect::<Vec<_>>().join(","),
+                or_none(&selector),
+            ]);
+        }
+        r
+    }
+}
+
+impl TableRow for Service {
+    fn headers(wide: bool) -> Vec<&'static str> {
+        let mut h = vec!["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"];
+        if wide {
+            h.push("SELECTOR");
+        }
+        h
+    }
+    fn row(&self, wide: bool) -> Vec<String> {
+        let spec = self.spec.clone().unwrap_or_default();
+        let ports = spec
+            .ports
+            .iter()
+            .map(|p| {
+                let proto = if p.protocol.is_empty() { "TCP" } else { &p.protocol };
+                if p.node_port != 0 { format!("{}:{}/{proto}", p.port, p.node_port) } else { format!("{}/{proto}", p.port) }
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut r = vec![
+            self.name().into(),
+            spec.r#type.clone(),
+            or_none(&spec.cluster_ip),
+            "<none>".into(),
+            or_none(&ports),
+            created(self),
+        ];
+        if wide {
+            r.push(or_none(&spec.selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")));
+        }
+        r
+    }
+}
+
+impl TableRow for Endpoints {
+    fn headers(_: bool) -> Vec<&'static str> {
+        vec!["NAME", "ENDPOINTS", "AGE"]
+    }
+    fn row(&self, _: bool) -> Vec<String> {
+        let eps: Vec<String> = self
+            .subsets
+            .iter()
+            .flat_map(|s| s.addresses.iter().flat_map(move |a| s.ports.iter().map(move |p| format!("{}:{}", a.ip, p.port))))
+            .collect();
+        vec![self.name().into(), or_none(&eps.join(",")), created(self)]
+    }
+}
+
+impl TableRow for Secret {
+    fn headers(_: bool) -> Vec<&'static str> {
+        vec!["NAME", "TYPE", "DATA", "AGE"]
+    }
+    fn row(&self, _: bool) -> Vec<String> {
+        vec![self.name().into(), self.r#type.clone(), self.data.len().to_string(), created(self)]
+    }
+}
+
+impl TableRow for ConfigMap {
+    fn headers(_: bool) -> Vec<&'static str> {
+        vec!["NAME", "DATA", "AGE"]
+    }
+    fn row(&self, _: bool) -> Vec<String> {
+        vec![self.name().into(), (self.data.len() + self.binary_data.len()).to_string(), created(self)]
+    }
+}
+
+impl TableRow for PersistentVolumeClaim {
+    fn headers(_: bool) -> Vec<&'static str> {
+        vec!["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS", "AGE"]
+    }
+    fn row(&self, _: bool) -> Vec<String> {
+        let spec = self.spec.clone().unwrap_or_default();
+        let status = self.status.clone().unwrap_or_default();
+        let modes = spec
+            .access_modes
+            .iter()
+            .map(|m| match m.as_str() {
+                "ReadWriteOnce" => "RWO",
+                "ReadOnlyMany" => "ROX",
+                "ReadWriteMany" => "RWX",
+                "ReadWriteOncePod" => "RWOP",
+                other => other,
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        vec![
+            self.name().into(),
+            status.phase,
+            spec.volume_name,
+            status.capacity.get("storage").cloned().unwrap_or_default(),
+            modes,
+            spec.storage_class_name.unwrap_or_default(),
+            created(self),
+        ]
+    }
+}
+
+/// Ready, NotReady or Unknown, plus SchedulingDisabled when cordoned.
+pub fn node_status(node: &Node) -> String {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.r#type == "Ready"))
+        .map(|c| match c.status.as_str() {
+            "True" => "Ready",
+            "False" => "NotReady",
+            _ => "Unknown",
+        })
+        .unwrap_or("Unknown");
+    if node.spec.as_ref().is_some_and(|s| s.unschedulable) { format!("{ready},SchedulingDisabled") } else { ready.into() }
+}
+
+impl TableRow for Node {
+    fn headers(wide: bool) -> Vec<&'static str> {
+        let mut h = vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"];
+        if wide {
+            h.extend(["INTERNAL-IP", "RUNTIMES", "KERNEL-VERSION"]);
+        }
+        h
+    }
+    fn row(&self, wide: bool) -> Vec<String> {
+        let status = self.status.clone().unwrap_or_default();
+        let info = status.node_info.clone().unwrap_or_default();
+        let roles: Vec<&str> = self
+            .meta()
+            .labels
+            .keys()
+            .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+            .collect();
+        let mut r = vec![self.name().into(), node_status(self), or_none(&roles.join(",")), created(self), info.kubelet_version.clone()];
+        if wide {
+            let ip = status.addresses.iter().find(|a| a.r#type == "InternalIP").map(|a| a.address.clone()).unwrap_or_default();
+            let runtimes = status.runtime_handlers.iter().map(|h| h.name.clone()).collect::<Vec<_>>().join(",");
+            r.extend([or_none(&ip), or_none(&runtimes), info.kernel_version]);
+        }
+        r
+    }
+}
+
+impl TableRow for Event {
+    fn headers(_: bool) -> Vec<&'static str> {
+        vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    }
+    fn row(&self, _: bool) -> Vec<String> {
+        let obj = self.involved_object.clone().unwrap_or_default();
+        let last = self.last_timestamp.as_ref().or(self.meta().creation_timestamp.as_ref());
+        vec![
+            age(last),
+            self.r#type.clone(),
+            self.reason.clone(),
+            format!("{}/{}", obj.kind.to_ascii_lowercase(), obj.name),
+            self.message.clone(),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align() {
+        let out = render(&["NAME", "AGE"], &[vec!["a-long-name".into(), "5s".into()], vec!["b".into(), "1m".into()]], true);
+        assert_eq!(out, "NAME          AGE\na-long-name   5s\nb             1m\n");
+    }
+}
