@@ -1,0 +1,7 @@
+//! End-to-end tests over real `skiff` processes (one test binary, as wasmtime's `tests/all`).
+
+mod auth;
+mod bad_input;
+mod durability;
+mod kinds;
+mod watch;
