@@ -5,7 +5,12 @@ use std::path::PathBuf;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptor_path = out_dir.join("skiff_descriptor.bin");
-    let protos = ["proto/skiff/v1/meta.proto", "proto/skiff/v1/core.proto", "proto/skiff/v1/apps.proto", "proto/skiff/v1/api.proto"];
+    let protos = [
+        "proto/skiff/v1/meta.proto",
+        "proto/skiff/v1/core.proto",
+        "proto/skiff/v1/apps.proto",
+        "proto/skiff/v1/api.proto",
+    ];
     let well_known = protoc_bin_vendored::include_path()?;
     let includes = [PathBuf::from("proto"), well_known];
 

@@ -34,7 +34,10 @@ pub struct ClientConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("reading client config {path}: {source}")]
-    ReadConfig { path: String, source: std::io::Error },
+    ReadConfig {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("client config {path}: {message}")]
     ParseConfig { path: String, message: String },
     #[error("server address {0:?}: {1}")]
@@ -45,10 +48,14 @@ pub enum ClientError {
 
 impl ClientConfig {
     pub fn load(path: &Path) -> Result<Self, ClientError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ClientError::ReadConfig { path: path.display().to_string(), source })?;
-        serde_yaml_ng::from_str(&text)
-            .map_err(|e| ClientError::ParseConfig { path: path.display().to_string(), message: e.to_string() })
+        let text = std::fs::read_to_string(path).map_err(|source| ClientError::ReadConfig {
+            path: path.display().to_string(),
+            source,
+        })?;
+        serde_yaml_ng::from_str(&text).map_err(|e| ClientError::ParseConfig {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
     }
 
     pub fn to_yaml(&self) -> String {
@@ -61,7 +68,12 @@ impl ClientConfig {
             .ca_certificate(Certificate::from_pem(&self.certificate_authority_data))
             .domain_name(SERVER_NAME);
         let mut endpoints = Vec::new();
-        for server in self.server.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for server in self
+            .server
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let endpoint = Endpoint::from_shared(server.to_string())
                 .map_err(|e| ClientError::Address(server.to_string(), e.to_string()))?
                 .tls_config(tls.clone())
@@ -73,10 +85,16 @@ impl ClientConfig {
             endpoints.push(endpoint);
         }
         if endpoints.is_empty() {
-            return Err(ClientError::Address(self.server.clone(), "no server address".into()));
+            return Err(ClientError::Address(
+                self.server.clone(),
+                "no server address".into(),
+            ));
         }
         let channel = Channel::balance_list(endpoints.into_iter());
-        Ok(InterceptedService::new(channel, BearerAuth::new(&self.token)?))
+        Ok(InterceptedService::new(
+            channel,
+            BearerAuth::new(&self.token)?,
+        ))
     }
 }
 
@@ -93,13 +111,21 @@ impl BearerAuth {
         }
         let header = format!("Bearer {token}")
             .parse()
-            .map_err(|_| ClientError::ParseConfig { path: "token".into(), message: "token is not ASCII".into() })?;
-        Ok(Self { header: Some(header) })
+            .map_err(|_| ClientError::ParseConfig {
+                path: "token".into(),
+                message: "token is not ASCII".into(),
+            })?;
+        Ok(Self {
+            header: Some(header),
+        })
     }
 }
 
 impl Interceptor for BearerAuth {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(h) = &self.header {
             request.metadata_mut().insert("authorization", h.clone());
         }
@@ -126,15 +152,26 @@ pub trait WatchEventMessage<K>: Send + 'static {
 
 /// The gRPC verbs of a kind, implemented for every kind in [`crate::kinds`].
 pub trait ResourceClient: Resource {
-    fn create(t: &Transport, obj: Self) -> impl Future<Output = Result<Self, tonic::Status>> + Send;
-    fn get(t: &Transport, req: GetRequest) -> impl Future<Output = Result<Self, tonic::Status>> + Send;
+    fn create(t: &Transport, obj: Self)
+    -> impl Future<Output = Result<Self, tonic::Status>> + Send;
+    fn get(
+        t: &Transport,
+        req: GetRequest,
+    ) -> impl Future<Output = Result<Self, tonic::Status>> + Send;
     fn list(
         t: &Transport,
         req: ListRequest,
     ) -> impl Future<Output = Result<(Vec<Self>, ListMeta), tonic::Status>> + Send;
-    fn update(t: &Transport, obj: Self) -> impl Future<Output = Result<Self, tonic::Status>> + Send;
-    fn update_status(t: &Transport, obj: Self) -> impl Future<Output = Result<Self, tonic::Status>> + Send;
-    fn delete(t: &Transport, req: DeleteRequest) -> impl Future<Output = Result<Self, tonic::Status>> + Send;
+    fn update(t: &Transport, obj: Self)
+    -> impl Future<Output = Result<Self, tonic::Status>> + Send;
+    fn update_status(
+        t: &Transport,
+        obj: Self,
+    ) -> impl Future<Output = Result<Self, tonic::Status>> + Send;
+    fn delete(
+        t: &Transport,
+        req: DeleteRequest,
+    ) -> impl Future<Output = Result<Self, tonic::Status>> + Send;
     fn watch(
         t: &Transport,
         req: WatchRequest,
@@ -150,15 +187,27 @@ pub struct Api<K> {
 
 impl<K> Clone for Api<K> {
     fn clone(&self) -> Self {
-        Self { transport: self.transport.clone(), namespace: self.namespace.clone(), _kind: Default::default() }
+        Self {
+            transport: self.transport.clone(),
+            namespace: self.namespace.clone(),
+            _kind: Default::default(),
+        }
     }
 }
 
 impl<K: ResourceClient> Api<K> {
     /// Objects of `namespace` (ignored for cluster-scoped kinds); `""` means all namespaces for lists.
     pub fn new(transport: Transport, namespace: &str) -> Self {
-        let namespace = if K::NAMESPACED { namespace.to_string() } else { String::new() };
-        Self { transport, namespace, _kind: Default::default() }
+        let namespace = if K::NAMESPACED {
+            namespace.to_string()
+        } else {
+            String::new()
+        };
+        Self {
+            transport,
+            namespace,
+            _kind: Default::default(),
+        }
     }
 
     pub fn namespace(&self) -> &str {
@@ -170,7 +219,14 @@ impl<K: ResourceClient> Api<K> {
     }
 
     pub async fn get(&self, name: &str) -> Result<K, tonic::Status> {
-        K::get(&self.transport, GetRequest { namespace: self.namespace.clone(), name: name.to_string() }).await
+        K::get(
+            &self.transport,
+            GetRequest {
+                namespace: self.namespace.clone(),
+                name: name.to_string(),
+            },
+        )
+        .await
     }
 
     pub async fn get_opt(&self, name: &str) -> Result<Option<K>, tonic::Status> {
@@ -206,17 +262,32 @@ impl<K: ResourceClient> Api<K> {
     pub async fn delete(&self, name: &str) -> Result<K, tonic::Status> {
         K::delete(
             &self.transport,
-            DeleteRequest { namespace: self.namespace.clone(), name: name.to_string(), ..Default::default() },
+            DeleteRequest {
+                namespace: self.namespace.clone(),
+                name: name.to_string(),
+                ..Default::default()
+            },
         )
         .await
     }
 
     pub async fn delete_with(&self, req: DeleteRequest) -> Result<K, tonic::Status> {
-        K::delete(&self.transport, DeleteRequest { namespace: self.namespace.clone(), ..req }).await
+        K::delete(
+            &self.transport,
+            DeleteRequest {
+                namespace: self.namespace.clone(),
+                ..req
+            },
+        )
+        .await
     }
 
     /// Watches from `resource_version` (empty: current objects as ADDED, then changes).
-    pub async fn watch(&self, params: ListParams, resource_version: &str) -> Result<WatchStream<K>, tonic::Status> {
+    pub async fn watch(
+        &self,
+        params: ListParams,
+        resource_version: &str,
+    ) -> Result<WatchStream<K>, tonic::Status> {
         K::watch(
             &self.transport,
             WatchRequest {

@@ -26,11 +26,15 @@ pub enum IntOrStringValue {
 
 impl IntOrString {
     pub fn int(value: i32) -> Self {
-        Self { value: Some(IntOrStringValue::Int(value)) }
+        Self {
+            value: Some(IntOrStringValue::Int(value)),
+        }
     }
 
     pub fn string(value: impl Into<String>) -> Self {
-        Self { value: Some(IntOrStringValue::Str(value.into())) }
+        Self {
+            value: Some(IntOrStringValue::Str(value.into())),
+        }
     }
 
     /// Resolves a count or a percentage (`"25%"`) of `total`, rounding up when `round_up`.
@@ -40,7 +44,11 @@ impl IntOrString {
             Some(IntOrStringValue::Str(s)) => {
                 let pct: i64 = s.strip_suffix('%')?.parse().ok()?;
                 let scaled = pct * i64::from(total);
-                let v = if round_up { (scaled + 99) / 100 } else { scaled / 100 };
+                let v = if round_up {
+                    (scaled + 99) / 100
+                } else {
+                    scaled / 100
+                };
                 i32::try_from(v).ok()
             }
             None => None,

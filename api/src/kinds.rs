@@ -265,18 +265,34 @@ mod tests {
     #[test]
     fn lookup_by_any_name() {
         for word in ["pods", "pod", "po", "Pod", "PODS"] {
-            assert_eq!(KindInfo::lookup(word).map(|k| k.kind), Some("Pod"), "{word}");
+            assert_eq!(
+                KindInfo::lookup(word).map(|k| k.kind),
+                Some("Pod"),
+                "{word}"
+            );
         }
-        assert_eq!(KindInfo::lookup("deployments.apps").map(|k| k.kind), Some("Deployment"));
-        assert_eq!(KindInfo::lookup("deploy").map(|k| k.kind), Some("Deployment"));
-        assert_eq!(KindInfo::lookup("pvc").map(|k| k.kind), Some("PersistentVolumeClaim"));
+        assert_eq!(
+            KindInfo::lookup("deployments.apps").map(|k| k.kind),
+            Some("Deployment")
+        );
+        assert_eq!(
+            KindInfo::lookup("deploy").map(|k| k.kind),
+            Some("Deployment")
+        );
+        assert_eq!(
+            KindInfo::lookup("pvc").map(|k| k.kind),
+            Some("PersistentVolumeClaim")
+        );
         assert!(KindInfo::lookup("widgets").is_none());
     }
 
     #[test]
     fn status_subresource_flags() {
-        assert!(<Pod as Resource>::HAS_STATUS);
-        assert!(!<Secret as Resource>::HAS_STATUS);
+        let flags = [
+            <Pod as Resource>::HAS_STATUS,
+            <Secret as Resource>::HAS_STATUS,
+        ];
+        assert_eq!(flags, [true, false]);
         assert_eq!(KINDS.len(), 10);
     }
 }

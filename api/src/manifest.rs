@@ -111,12 +111,28 @@ fn collect(value: Value, origin: &str, out: &mut Vec<Manifest>) -> Result<(), Ma
     }
     let info = KindInfo::by_kind(&kind).ok_or_else(|| {
         let known: Vec<&str> = KINDS.iter().map(|k| k.kind).collect();
-        err("kind", format!("unknown kind {kind:?}; supported kinds: {}", known.join(", ")))
+        err(
+            "kind",
+            format!(
+                "unknown kind {kind:?}; supported kinds: {}",
+                known.join(", ")
+            ),
+        )
     })?;
     if api_version != info.api_version {
-        return Err(err("apiVersion", format!("{api_version:?} does not serve kind {kind}; use {:?}", info.api_version)));
+        return Err(err(
+            "apiVersion",
+            format!(
+                "{api_version:?} does not serve kind {kind}; use {:?}",
+                info.api_version
+            ),
+        ));
     }
-    out.push(Manifest { info, origin: origin.to_string(), body: Value::Object(map) });
+    out.push(Manifest {
+        info,
+        origin: origin.to_string(),
+        body: Value::Object(map),
+    });
     Ok(())
 }
 
@@ -136,7 +152,12 @@ impl Manifest {
             let path = clean_path(&e.path().to_string());
             let message = e.inner().to_string();
             let (path, message) = explain(path, &message);
-            ManifestError { origin: self.origin.clone(), object: Some(self.describe()), path, message }
+            ManifestError {
+                origin: self.origin.clone(),
+                object: Some(self.describe()),
+                path,
+                message,
+            }
         })
     }
 
@@ -159,7 +180,11 @@ impl Manifest {
 /// `spec.containers[0].?` → `spec.containers[0]` (serde_path_to_error's marker for an unknown segment).
 fn clean_path(path: &str) -> String {
     let p = path.trim_end_matches(".?").trim_end_matches('?');
-    if p == "." { String::new() } else { p.to_string() }
+    if p == "." {
+        String::new()
+    } else {
+        p.to_string()
+    }
 }
 
 /// Turns serde's `unknown field `x`, expected one of ...` into `path.x: unknown field`, with a hint.
@@ -168,7 +193,11 @@ fn explain(path: String, message: &str) -> (String, String) {
         && let Some((field, expected)) = rest.split_once('`')
     {
         let full = if path.is_empty() || path.ends_with(&format!(".{field}")) || path == field {
-            if path.is_empty() { field.to_string() } else { path.clone() }
+            if path.is_empty() {
+                field.to_string()
+            } else {
+                path.clone()
+            }
         } else {
             format!("{path}.{field}")
         };
@@ -216,7 +245,10 @@ mod tests {
         let spec = pod.spec.unwrap();
         assert_eq!(spec.runtime_class_name, "wasm");
         assert_eq!(spec.containers[0].ports[0].container_port, 8080);
-        assert_eq!(spec.containers[0].resources.as_ref().unwrap().limits["memory"], "64Mi");
+        assert_eq!(
+            spec.containers[0].resources.as_ref().unwrap().limits["memory"],
+            "64Mi"
+        );
     }
 
     #[test]
@@ -224,27 +256,43 @@ mod tests {
         let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n      - name: app\n        image: x\n        imagePullPolicyy: Always\n";
         let m = parse("d.yaml", text).unwrap();
         let err = m[0].decode::<Deployment>().unwrap_err();
-        assert_eq!(err.path, "spec.template.spec.containers[0].imagePullPolicyy");
+        assert_eq!(
+            err.path,
+            "spec.template.spec.containers[0].imagePullPolicyy"
+        );
         assert!(err.message.starts_with("unknown field"), "{}", err.message);
-        assert!(err.message.contains("imagePullPolicy"), "hint: {}", err.message);
+        assert!(
+            err.message.contains("imagePullPolicy"),
+            "hint: {}",
+            err.message
+        );
         let shown = err.to_string();
         assert!(shown.contains("d.yaml (document 1): Deployment \"web\": spec.template.spec.containers[0].imagePullPolicyy: unknown field"), "{shown}");
     }
 
     #[test]
     fn unknown_top_level_field() {
-        let m = parse("p.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspecc: {}\n").unwrap();
+        let m = parse(
+            "p.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspecc: {}\n",
+        )
+        .unwrap();
         let err = m[0].decode::<Pod>().unwrap_err();
         assert_eq!(err.path, "specc");
     }
 
     #[test]
     fn bad_name_and_quantity_are_named() {
-        let text = POD.replace("name: web", "name: Web_1").replace("64Mi", "64Mb");
+        let text = POD
+            .replace("name: web", "name: Web_1")
+            .replace("64Mi", "64Mb");
         let m = parse("pod.yaml", &text).unwrap();
         let err = m[0].decode_valid::<Pod>("default").unwrap_err().to_string();
         assert!(err.contains("metadata.name"), "{err}");
-        assert!(err.contains("spec.containers[0].resources.limits.memory"), "{err}");
+        assert!(
+            err.contains("spec.containers[0].resources.limits.memory"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -257,18 +305,44 @@ mod tests {
 
     #[test]
     fn kind_and_api_version_checked() {
-        assert!(parse("x", "apiVersion: v1\nkind: Widget\nmetadata: {name: a}\n").unwrap_err().message.contains("unknown kind"));
-        assert!(parse("x", "apiVersion: v1\nkind: Deployment\nmetadata: {name: a}\n").unwrap_err().message.contains("apps/v1"));
-        assert_eq!(parse("x", "metadata: {name: a}\n").unwrap_err().path, "kind");
+        assert!(
+            parse("x", "apiVersion: v1\nkind: Widget\nmetadata: {name: a}\n")
+                .unwrap_err()
+                .message
+                .contains("unknown kind")
+        );
+        assert!(
+            parse(
+                "x",
+                "apiVersion: v1\nkind: Deployment\nmetadata: {name: a}\n"
+            )
+            .unwrap_err()
+            .message
+            .contains("apps/v1")
+        );
+        assert_eq!(
+            parse("x", "metadata: {name: a}\n").unwrap_err().path,
+            "kind"
+        );
         assert!(parse("x", "").is_err());
-        assert!(parse("x", "a: [unclosed\n").unwrap_err().message.contains("YAML"));
+        assert!(
+            parse("x", "a: [unclosed\n")
+                .unwrap_err()
+                .message
+                .contains("YAML")
+        );
     }
 
     #[test]
     fn several_documents_and_lists() {
-        let text = format!("{POD}---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: c}}\n  data: {{a: b}}\n---\n");
+        let text = format!(
+            "{POD}---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: c}}\n  data: {{a: b}}\n---\n"
+        );
         let m = parse("all.yaml", &text).unwrap();
-        assert_eq!(m.iter().map(|m| m.info.kind).collect::<Vec<_>>(), ["Pod", "ConfigMap"]);
+        assert_eq!(
+            m.iter().map(|m| m.info.kind).collect::<Vec<_>>(),
+            ["Pod", "ConfigMap"]
+        );
     }
 
     #[test]

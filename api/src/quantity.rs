@@ -13,7 +13,9 @@ pub struct Quantity {
 
 /// Why a string is not a quantity.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid quantity {input:?}: {reason} (expected a number with an optional suffix, like 250m, 0.5, 64Mi or 1G)")]
+#[error(
+    "invalid quantity {input:?}: {reason} (expected a number with an optional suffix, like 250m, 0.5, 64Mi or 1G)"
+)]
 pub struct QuantityError {
     pub input: String,
     pub reason: &'static str,
@@ -21,7 +23,10 @@ pub struct QuantityError {
 
 impl Quantity {
     pub fn parse(input: &str) -> Result<Self, QuantityError> {
-        let err = |reason| QuantityError { input: input.to_string(), reason };
+        let err = |reason| QuantityError {
+            input: input.to_string(),
+            reason,
+        };
         let s = input.trim();
         if s.is_empty() {
             return Err(err("empty"));
@@ -31,7 +36,9 @@ impl Quantity {
             b'+' => (false, &s[1..]),
             _ => (false, s),
         };
-        let num_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+        let num_end = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
         let (number, suffix) = s.split_at(num_end);
         if number.is_empty() || number == "." {
             return Err(err("no number"));
@@ -74,7 +81,9 @@ impl Quantity {
             }
             _ => return Err(err("unknown suffix")),
         };
-        let scaled = mantissa.checked_mul(1i128 << bin).ok_or_else(|| err("too large"))?;
+        let scaled = mantissa
+            .checked_mul(1i128 << bin)
+            .ok_or_else(|| err("too large"))?;
         let exp10 = dec + 3 - frac;
         let millis = if exp10 >= 0 {
             10i128
@@ -82,21 +91,29 @@ impl Quantity {
                 .and_then(|p| scaled.checked_mul(p))
                 .ok_or_else(|| err("too large"))?
         } else {
-            let div = 10i128.checked_pow(exp10.unsigned_abs()).ok_or_else(|| err("too small"))?;
+            let div = 10i128
+                .checked_pow(exp10.unsigned_abs())
+                .ok_or_else(|| err("too small"))?;
             (scaled + div - 1) / div
         };
         if millis > i128::from(i64::MAX) {
             return Err(err("too large"));
         }
-        Ok(Self { millis: if negative { -millis } else { millis } })
+        Ok(Self {
+            millis: if negative { -millis } else { millis },
+        })
     }
 
     pub fn from_millis(millis: i64) -> Self {
-        Self { millis: i128::from(millis) }
+        Self {
+            millis: i128::from(millis),
+        }
     }
 
     pub fn from_value(value: i64) -> Self {
-        Self { millis: i128::from(value) * 1000 }
+        Self {
+            millis: i128::from(value) * 1000,
+        }
     }
 
     /// Thousandths of a unit (millicores for cpu).
@@ -121,7 +138,14 @@ impl fmt::Display for Quantity {
             return write!(f, "{}m", self.millis);
         }
         let v = self.millis / 1000;
-        for (shift, suffix) in [(60, "Ei"), (50, "Pi"), (40, "Ti"), (30, "Gi"), (20, "Mi"), (10, "Ki")] {
+        for (shift, suffix) in [
+            (60, "Ei"),
+            (50, "Pi"),
+            (40, "Ti"),
+            (30, "Gi"),
+            (20, "Mi"),
+            (10, "Ki"),
+        ] {
             let unit = 1i128 << shift;
             if v != 0 && v % unit == 0 {
                 return write!(f, "{}{suffix}", v / unit);
@@ -171,7 +195,18 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "abc", "12Mb", "1..2", ".", "64 Mi", "1e", "1e99", "99999999999999999999999999999999Ei", "--1"] {
+        for bad in [
+            "",
+            "abc",
+            "12Mb",
+            "1..2",
+            ".",
+            "64 Mi",
+            "1e",
+            "1e99",
+            "99999999999999999999999999999999Ei",
+            "--1",
+        ] {
             assert!(Quantity::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }

@@ -31,7 +31,10 @@ pub struct LabelSelector {
 
 impl LabelSelector {
     pub fn parse(input: &str) -> Result<Self, SelectorError> {
-        let err = |reason: String| SelectorError { selector: input.to_string(), reason };
+        let err = |reason: String| SelectorError {
+            selector: input.to_string(),
+            reason,
+        };
         let mut requirements = Vec::new();
         for term in split_terms(input) {
             let term = term.trim();
@@ -41,10 +44,19 @@ impl LabelSelector {
             let words: Vec<&str> = term.splitn(2, char::is_whitespace).collect();
             let req = if let Some(key) = term.strip_prefix('!') {
                 Requirement::NotExists(checked_key(key.trim()).map_err(err)?)
-            } else if words.len() == 2 && (words[1].trim_start().starts_with("in ") || words[1].trim_start().starts_with("in(")) {
-                Requirement::In(checked_key(words[0]).map_err(err)?, set_values(&words[1].trim_start()[2..]).map_err(err)?)
+            } else if words.len() == 2
+                && (words[1].trim_start().starts_with("in ")
+                    || words[1].trim_start().starts_with("in("))
+            {
+                Requirement::In(
+                    checked_key(words[0]).map_err(err)?,
+                    set_values(&words[1].trim_start()[2..]).map_err(err)?,
+                )
             } else if words.len() == 2 && words[1].trim_start().starts_with("notin") {
-                Requirement::NotIn(checked_key(words[0]).map_err(err)?, set_values(&words[1].trim_start()[5..]).map_err(err)?)
+                Requirement::NotIn(
+                    checked_key(words[0]).map_err(err)?,
+                    set_values(&words[1].trim_start()[5..]).map_err(err)?,
+                )
             } else if let Some((k, v)) = term.split_once("!=") {
                 Requirement::NotEq(checked_key(k.trim()).map_err(err)?, v.trim().to_string())
             } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
@@ -59,8 +71,11 @@ impl LabelSelector {
 
     /// From a Deployment's or Service's structured selector.
     pub fn from_spec(spec: &LabelSelectorSpec) -> Result<Self, SelectorError> {
-        let mut requirements: Vec<Requirement> =
-            spec.match_labels.iter().map(|(k, v)| Requirement::Eq(k.clone(), v.clone())).collect();
+        let mut requirements: Vec<Requirement> = spec
+            .match_labels
+            .iter()
+            .map(|(k, v)| Requirement::Eq(k.clone(), v.clone()))
+            .collect();
         for e in &spec.match_expressions {
             let req = match e.operator.as_str() {
                 "In" => Requirement::In(e.key.clone(), e.values.clone()),
@@ -70,7 +85,9 @@ impl LabelSelector {
                 other => {
                     return Err(SelectorError {
                         selector: e.key.clone(),
-                        reason: format!("unknown operator {other:?} (In, NotIn, Exists, DoesNotExist)"),
+                        reason: format!(
+                            "unknown operator {other:?} (In, NotIn, Exists, DoesNotExist)"
+                        ),
                     });
                 }
             };
@@ -81,7 +98,12 @@ impl LabelSelector {
 
     /// A selector of equalities (a Service's `selector:` map).
     pub fn from_map(map: &BTreeMap<String, String>) -> Self {
-        Self { requirements: map.iter().map(|(k, v)| Requirement::Eq(k.clone(), v.clone())).collect() }
+        Self {
+            requirements: map
+                .iter()
+                .map(|(k, v)| Requirement::Eq(k.clone(), v.clone()))
+                .collect(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -132,7 +154,11 @@ fn set_values(rest: &str) -> Result<Vec<String>, String> {
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
         .ok_or_else(|| format!("expected a parenthesised set of values, found {rest:?}"))?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 /// A parsed field selector: `path=value`, `path==value`, `path!=value`, comma-separated.
@@ -171,10 +197,12 @@ impl FieldSelector {
 
     /// `field` reads a path of the object; an unsupported path never matches.
     pub fn matches(&self, field: impl Fn(&str) -> Option<String>) -> bool {
-        self.terms.iter().all(|(path, eq, value)| match field(path) {
-            Some(actual) => (actual == *value) == *eq,
-            None => false,
-        })
+        self.terms
+            .iter()
+            .all(|(path, eq, value)| match field(path) {
+                Some(actual) => (actual == *value) == *eq,
+                None => false,
+            })
     }
 }
 
@@ -183,7 +211,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -203,7 +234,11 @@ mod tests {
             ("!tier", true),
             ("app=web,env in (prod),!legacy", true),
         ] {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&l), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&l),
+                want,
+                "{sel}"
+            );
         }
         assert!(LabelSelector::parse("env in prod").is_err());
         assert!(LabelSelector::parse("=x").is_err());
@@ -213,8 +248,16 @@ mod tests {
     fn field_selector_forms() {
         let f = |p: &str| (p == "spec.nodeName").then(|| "n1".to_string());
         assert!(FieldSelector::parse("spec.nodeName=n1").unwrap().matches(f));
-        assert!(!FieldSelector::parse("spec.nodeName!=n1").unwrap().matches(f));
-        assert!(FieldSelector::parse("spec.nodeName==").unwrap().matches(|_| Some(String::new())));
+        assert!(
+            !FieldSelector::parse("spec.nodeName!=n1")
+                .unwrap()
+                .matches(f)
+        );
+        assert!(
+            FieldSelector::parse("spec.nodeName==")
+                .unwrap()
+                .matches(|_| Some(String::new()))
+        );
         assert!(!FieldSelector::parse("status.bogus=x").unwrap().matches(f));
         assert!(FieldSelector::parse("nonsense").is_err());
     }

@@ -7,8 +7,14 @@ use pbjson_types::Timestamp;
 
 /// Now, truncated to the second.
 pub fn now() -> Timestamp {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    Timestamp { seconds: i64::try_from(secs).unwrap_or(i64::MAX), nanos: 0 }
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    Timestamp {
+        seconds: i64::try_from(secs).unwrap_or(i64::MAX),
+        nanos: 0,
+    }
 }
 
 /// Time elapsed since `ts` (zero if in the future).
@@ -26,11 +32,19 @@ pub fn human_duration(d: Duration) -> String {
         600..10800 => format!("{}m", s / 60),
         10800..172800 => {
             let (h, m) = (s / 3600, (s % 3600) / 60);
-            if h < 8 && m > 0 { format!("{h}h{m}m") } else { format!("{h}h") }
+            if h < 8 && m > 0 {
+                format!("{h}h{m}m")
+            } else {
+                format!("{h}h")
+            }
         }
         172800..31536000 => {
             let (d, h) = (s / 86400, (s % 86400) / 3600);
-            if d < 8 && h > 0 { format!("{d}d{h}h") } else { format!("{d}d") }
+            if d < 8 && h > 0 {
+                format!("{d}d{h}h")
+            } else {
+                format!("{d}d")
+            }
         }
         _ => format!("{}d", s / 86400),
     }
@@ -51,7 +65,10 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(192)), "3m12s");
         assert_eq!(human_duration(Duration::from_secs(900)), "15m");
         assert_eq!(human_duration(Duration::from_secs(3 * 3600 + 120)), "3h2m");
-        assert_eq!(human_duration(Duration::from_secs(86400 * 2 + 3600)), "2d1h");
+        assert_eq!(
+            human_duration(Duration::from_secs(86400 * 2 + 3600)),
+            "2d1h"
+        );
         assert_eq!(human_duration(Duration::from_secs(86400 * 400)), "400d");
     }
 }

@@ -1,1 +1,18 @@
-fn main(){}
+//! skiff-bench: benchmarks that run skiff (and, where one runs here, its anchor) in one run and
+//! print a table whose last line is `NAME: <figure> (<ratio> vs <anchor>)`. Run via `bench/run NAME`.
+//!
+//! Must not: be run as a timed unit test; figures belong in bench/README.md.
+
+mod api;
+
+fn main() {
+    let name = std::env::args().nth(1).unwrap_or_default();
+    let result = match name.as_str() {
+        "api" => api::run(),
+        other => Err(format!("unknown benchmark {other:?}; available: api")),
+    };
+    if let Err(e) = result {
+        eprintln!("skiff-bench: {e}");
+        std::process::exit(1);
+    }
+}

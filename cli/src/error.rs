@@ -11,11 +11,17 @@ pub struct CliError {
 
 impl CliError {
     pub fn usage(message: impl Into<String>) -> Self {
-        Self { code: 2, message: message.into() }
+        Self {
+            code: 2,
+            message: message.into(),
+        }
     }
 
     pub fn failed(message: impl Into<String>) -> Self {
-        Self { code: 1, message: message.into() }
+        Self {
+            code: 1,
+            message: message.into(),
+        }
     }
 }
 
@@ -37,12 +43,19 @@ impl From<tonic::Status> for CliError {
             Code::PermissionDenied => "Forbidden",
             Code::OutOfRange => "Expired",
             Code::Unavailable => {
-                return CliError::failed(format!("cannot reach the skiff API server: {}", s.message()));
+                return CliError::failed(format!(
+                    "cannot reach the skiff API server: {}",
+                    s.message()
+                ));
             }
             _ => "InternalError",
         };
         let message = format!("Error from server ({reason}): {}", s.message());
-        if s.code() == Code::InvalidArgument { CliError::usage(message) } else { CliError::failed(message) }
+        if s.code() == Code::InvalidArgument {
+            CliError::usage(message)
+        } else {
+            CliError::failed(message)
+        }
     }
 }
 

@@ -15,7 +15,12 @@ use clap::{Parser, Subcommand};
 use error::CliError;
 
 #[derive(Parser)]
-#[command(name = "skiff", version, about = "A WebAssembly-first orchestrator", disable_help_subcommand = true)]
+#[command(
+    name = "skiff",
+    version,
+    about = "A WebAssembly-first orchestrator",
+    disable_help_subcommand = true
+)]
 struct Cli {
     /// Client config (default: $SKIFF_CONFIG, else ~/.skiff/config.yaml)
     #[arg(long, global = true, value_name = "FILE")]
@@ -49,7 +54,10 @@ fn main() {
             std::process::exit(code);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
@@ -63,8 +71,12 @@ fn main() {
             Command::Server(args) => cmd::server::server(args).await,
             Command::Apply(args) => cmd::apply::run(&cmd::connect(config.as_deref())?, args).await,
             Command::Get(args) => cmd::get::run(&cmd::connect(config.as_deref())?, args).await,
-            Command::Describe(args) => cmd::describe::run(&cmd::connect(config.as_deref())?, args).await,
-            Command::Delete(args) => cmd::delete::run(&cmd::connect(config.as_deref())?, args).await,
+            Command::Describe(args) => {
+                cmd::describe::run(&cmd::connect(config.as_deref())?, args).await
+            }
+            Command::Delete(args) => {
+                cmd::delete::run(&cmd::connect(config.as_deref())?, args).await
+            }
         }
     });
     if let Err(e) = result {

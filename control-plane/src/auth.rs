@@ -48,7 +48,10 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(admin_token: &str, join_token: &str) -> Self {
-        Self { admin: admin_token.as_bytes().into(), join: join_token.as_bytes().into() }
+        Self {
+            admin: admin_token.as_bytes().into(),
+            join: join_token.as_bytes().into(),
+        }
     }
 
     fn identify(&self, token: &[u8]) -> Option<Identity> {
@@ -65,15 +68,15 @@ impl Authenticator {
 
 impl tonic::service::Interceptor for Authenticator {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .ok_or_else(|| Status::unauthenticated("missing credentials: send `authorization: Bearer <token>`"))?;
-        let token = header
-            .as_bytes()
-            .strip_prefix(b"Bearer ")
-            .ok_or_else(|| Status::unauthenticated("malformed authorization header: expected `Bearer <token>`"))?;
-        let identity = self.identify(token).ok_or_else(|| Status::unauthenticated("invalid bearer token"))?;
+        let header = request.metadata().get("authorization").ok_or_else(|| {
+            Status::unauthenticated("missing credentials: send `authorization: Bearer <token>`")
+        })?;
+        let token = header.as_bytes().strip_prefix(b"Bearer ").ok_or_else(|| {
+            Status::unauthenticated("malformed authorization header: expected `Bearer <token>`")
+        })?;
+        let identity = self
+            .identify(token)
+            .ok_or_else(|| Status::unauthenticated("invalid bearer token"))?;
         request.extensions_mut().insert(identity);
         Ok(request)
     }
@@ -81,7 +84,11 @@ impl tonic::service::Interceptor for Authenticator {
 
 /// The identity the interceptor attached to `request`.
 pub fn identity<T>(request: &Request<T>) -> Result<Identity, Status> {
-    request.extensions().get::<Identity>().cloned().ok_or_else(|| Status::unauthenticated("unauthenticated request"))
+    request
+        .extensions()
+        .get::<Identity>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("unauthenticated request"))
 }
 
 /// May `identity` do `verb` on `kind`?
@@ -90,9 +97,17 @@ pub fn authorize(identity: &Identity, verb: Verb, kind: &str) -> Result<(), Stat
         Identity::Admin => true,
         Identity::NodeBootstrap => match kind {
             "Node" => true,
-            "Pod" => matches!(verb, Verb::Get | Verb::List | Verb::Watch | Verb::UpdateStatus | Verb::Delete),
+            "Pod" => matches!(
+                verb,
+                Verb::Get | Verb::List | Verb::Watch | Verb::UpdateStatus | Verb::Delete
+            ),
             "Event" => matches!(verb, Verb::Create | Verb::Update | Verb::Get | Verb::List),
-            "Secret" | "ConfigMap" | "PersistentVolumeClaim" | "Service" | "Endpoints" | "Namespace" => {
+            "Secret"
+            | "ConfigMap"
+            | "PersistentVolumeClaim"
+            | "Service"
+            | "Endpoints"
+            | "Namespace" => {
                 matches!(verb, Verb::Get | Verb::List | Verb::Watch)
             }
             _ => false,
@@ -101,7 +116,10 @@ pub fn authorize(identity: &Identity, verb: Verb, kind: &str) -> Result<(), Stat
     if allowed {
         Ok(())
     } else {
-        Err(Status::permission_denied(format!("{} may not {verb:?} {kind} objects", identity.name())))
+        Err(Status::permission_denied(format!(
+            "{} may not {verb:?} {kind} objects",
+            identity.name()
+        )))
     }
 }
 
@@ -121,7 +139,8 @@ mod tests {
     fn call(auth: &mut Authenticator, header: Option<&str>) -> Result<Identity, Status> {
         let mut req = Request::new(());
         if let Some(h) = header {
-            req.metadata_mut().insert("authorization", h.parse().unwrap());
+            req.metadata_mut()
+                .insert("authorization", h.parse().unwrap());
         }
         let req = auth.call(req)?;
         identity(&req)
@@ -130,10 +149,26 @@ mod tests {
     #[test]
     fn tokens_map_to_identities() {
         let mut auth = Authenticator::new("admintok", "jointok");
-        assert_eq!(call(&mut auth, Some("Bearer admintok")).unwrap(), Identity::Admin);
-        assert_eq!(call(&mut auth, Some("Bearer jointok")).unwrap(), Identity::NodeBootstrap);
-        for bad in [None, Some("Bearer wrong"), Some("admintok"), Some("Bearer "), Some("Basic admintok")] {
-            assert_eq!(call(&mut auth, bad).unwrap_err().code(), tonic::Code::Unauthenticated, "{bad:?}");
+        assert_eq!(
+            call(&mut auth, Some("Bearer admintok")).unwrap(),
+            Identity::Admin
+        );
+        assert_eq!(
+            call(&mut auth, Some("Bearer jointok")).unwrap(),
+            Identity::NodeBootstrap
+        );
+        for bad in [
+            None,
+            Some("Bearer wrong"),
+            Some("admintok"),
+            Some("Bearer "),
+            Some("Basic admintok"),
+        ] {
+            assert_eq!(
+                call(&mut auth, bad).unwrap_err().code(),
+                tonic::Code::Unauthenticated,
+                "{bad:?}"
+            );
         }
     }
 
@@ -141,7 +176,12 @@ mod tests {
     fn bootstrap_is_limited() {
         assert!(authorize(&Identity::NodeBootstrap, Verb::Create, "Node").is_ok());
         assert!(authorize(&Identity::NodeBootstrap, Verb::UpdateStatus, "Pod").is_ok());
-        assert_eq!(authorize(&Identity::NodeBootstrap, Verb::Create, "Pod").unwrap_err().code(), tonic::Code::PermissionDenied);
+        assert_eq!(
+            authorize(&Identity::NodeBootstrap, Verb::Create, "Pod")
+                .unwrap_err()
+                .code(),
+            tonic::Code::PermissionDenied
+        );
         assert!(authorize(&Identity::NodeBootstrap, Verb::Update, "Secret").is_err());
         assert!(authorize(&Identity::Admin, Verb::Delete, "Namespace").is_ok());
         assert_eq!(new_token().len(), 64);

@@ -10,16 +10,24 @@ use crate::store::StoreError;
 pub enum ApiError {
     /// The object is invalid: `Pod "web" is invalid: spec.containers[0].image: required`.
     #[error("{kind} {name:?} is invalid: {errors}")]
-    Invalid { kind: &'static str, name: String, errors: FieldErrors },
+    Invalid {
+        kind: &'static str,
+        name: String,
+        errors: FieldErrors,
+    },
     #[error("{0}")]
     BadRequest(String),
     #[error("{plural} {name:?} not found")]
     NotFound { plural: &'static str, name: String },
     #[error("{plural} {name:?} already exists")]
     AlreadyExists { plural: &'static str, name: String },
-    #[error("operation cannot be fulfilled on {plural} {name:?}: the object has been modified; please apply your changes to the latest version and try again")]
+    #[error(
+        "operation cannot be fulfilled on {plural} {name:?}: the object has been modified; please apply your changes to the latest version and try again"
+    )]
     Conflict { plural: &'static str, name: String },
-    #[error("resourceVersion {0} is too old (expired): list again and watch from the list's resourceVersion")]
+    #[error(
+        "resourceVersion {0} is too old (expired): list again and watch from the list's resourceVersion"
+    )]
     Expired(u64),
     #[error("{0}")]
     Precondition(String),

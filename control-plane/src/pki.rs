@@ -9,8 +9,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 
 const CA_COMMON_NAME: &str = "skiff cluster CA";
@@ -19,7 +19,10 @@ const CA_COMMON_NAME: &str = "skiff cluster CA";
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("certificate generation: {0}")]
     Generate(#[from] rcgen::Error),
 }
@@ -40,7 +43,11 @@ fn ca_params() -> Result<CertificateParams, rcgen::Error> {
     dn.push(DnType::OrganizationName, "skiff");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params.not_before = time_now_minus_hour();
     params.not_after = rcgen::date_time_ymd(2124, 1, 1);
     Ok(params)
@@ -52,9 +59,18 @@ fn time_now_minus_hour() -> time::OffsetDateTime {
 
 /// Writes `contents` to `path` with `mode`, atomically (temp file + rename).
 pub fn write_private(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
-    let io = |source| PkiError::Io { path: path.to_path_buf(), source };
+    let io = |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(io)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io)?;
     f.write_all(contents).map_err(io)?;
     f.sync_all().map_err(io)?;
     fs::rename(&tmp, path).map_err(io)
@@ -64,14 +80,20 @@ fn read(path: &Path) -> Result<Option<String>, PkiError> {
     match fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(PkiError::Io { path: path.to_path_buf(), source }),
+        Err(source) => Err(PkiError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
 impl Pki {
     /// Loads the PKI from `dir`, creating what is missing.
     pub fn load_or_create(dir: &Path) -> Result<Self, PkiError> {
-        fs::create_dir_all(dir).map_err(|source| PkiError::Io { path: dir.to_path_buf(), source })?;
+        fs::create_dir_all(dir).map_err(|source| PkiError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let (ca_crt, ca_key) = (dir.join("ca.crt"), dir.join("ca.key"));
         let (srv_crt, srv_key) = (dir.join("apiserver.crt"), dir.join("apiserver.key"));
         let (ca_cert_pem, ca_key_pem) = match (read(&ca_crt)?, read(&ca_key)?) {
@@ -86,7 +108,12 @@ impl Pki {
                 (cert.pem(), key.serialize_pem())
             }
         };
-        let mut pki = Self { ca_cert_pem, ca_key_pem, server_cert_pem: String::new(), server_key_pem: String::new() };
+        let mut pki = Self {
+            ca_cert_pem,
+            ca_key_pem,
+            server_cert_pem: String::new(),
+            server_key_pem: String::new(),
+        };
         match (read(&srv_crt)?, read(&srv_key)?) {
             (Some(c), Some(k)) => {
                 pki.server_cert_pem = c;
@@ -99,7 +126,11 @@ impl Pki {
                     "127.0.0.1".to_string(),
                     "::1".to_string(),
                 ];
-                let (cert, key) = pki.issue(names, &[ExtendedKeyUsagePurpose::ServerAuth], "skiff-apiserver")?;
+                let (cert, key) = pki.issue(
+                    names,
+                    &[ExtendedKeyUsagePurpose::ServerAuth],
+                    "skiff-apiserver",
+                )?;
                 write_private(&srv_key, key.as_bytes(), 0o600)?;
                 write_private(&srv_crt, cert.as_bytes(), 0o644)?;
                 pki.server_cert_pem = cert;
@@ -120,7 +151,9 @@ impl Pki {
         let issuer = Issuer::new(ca_params()?, ca_key);
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(subject_alt_names)?;
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.extended_key_usages = usages.to_vec();
         params.not_before = time_now_minus_hour();
         params.not_after = rcgen::date_time_ymd(2125, 1, 1);
@@ -142,7 +175,11 @@ mod tests {
         assert_eq!(a.ca_cert_pem, b.ca_cert_pem);
         assert_eq!(a.server_cert_pem, b.server_cert_pem);
         for key in ["ca.key", "apiserver.key"] {
-            let mode = fs::metadata(dir.path().join(key)).unwrap().permissions().mode() & 0o777;
+            let mode = fs::metadata(dir.path().join(key))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
             assert_eq!(mode, 0o600, "{key}");
         }
         assert!(a.server_cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));

@@ -1,11 +1,12 @@
 //! The store conformance suite on the embedded (redb) backend.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use skiff_control_plane::store::Store;
 use skiff_control_plane::store::conformance::{self, Backend};
 use skiff_control_plane::store::embedded::{EmbeddedOptions, EmbeddedStore};
-use skiff_control_plane::store::Store;
 
 struct Embedded {
     dir: tempfile::TempDir,
@@ -14,7 +15,10 @@ struct Embedded {
 
 impl Embedded {
     fn new() -> Self {
-        Self { dir: tempfile::tempdir().expect("tempdir"), paths: Mutex::new(Vec::new()) }
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+            paths: Mutex::new(Vec::new()),
+        }
     }
 
     fn open(&self, path: &std::path::Path, history: u64) -> Arc<dyn Store> {
@@ -43,7 +47,14 @@ impl Backend for Embedded {
     }
 
     fn reopen(&self, store: Arc<dyn Store>) -> Arc<dyn Store> {
-        let path = self.paths.lock().unwrap().last().expect("a store was opened").1.clone();
+        let path = self
+            .paths
+            .lock()
+            .unwrap()
+            .last()
+            .expect("a store was opened")
+            .1
+            .clone();
         drop(store);
         self.open(&path, EmbeddedOptions::default().history)
     }

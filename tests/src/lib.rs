@@ -23,7 +23,11 @@ pub fn skiff_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join("skiff");
-    assert!(bin.exists(), "{} not found: run `cargo build --bins` first (scripts/test does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build --bins` first (scripts/test does)",
+        bin.display()
+    );
     bin
 }
 
@@ -38,7 +42,11 @@ impl Cluster {
     /// Starts a server on a free loopback port and waits until it answers.
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut c = Cluster { dir, addr: SocketAddr::from(([127, 0, 0, 1], 0)), server: None };
+        let mut c = Cluster {
+            dir,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            server: None,
+        };
         c.spawn_server("127.0.0.1:0");
         c
     }
@@ -70,15 +78,27 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(config) = ClientConfig::load(&self.config_path()) {
-                self.addr = config.server.trim_start_matches("https://").parse().expect("server address");
+                self.addr = config
+                    .server
+                    .trim_start_matches("https://")
+                    .parse()
+                    .expect("server address");
                 if self.skiff(&["get", "namespaces"]).status.success() {
                     return;
                 }
             }
-            if let Some(status) = self.server.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .server
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("skiff server exited with {status}: {}", self.server_log());
             }
-            assert!(Instant::now() < deadline, "skiff server did not come up: {}", self.server_log());
+            assert!(
+                Instant::now() < deadline,
+                "skiff server did not come up: {}",
+                self.server_log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -110,7 +130,10 @@ impl Cluster {
     /// The command, for tests that need stdin or a long-running child.
     pub fn skiff_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(skiff_bin());
-        cmd.args(args).arg("--config").arg(self.config_path()).env_remove("SKIFF_CONFIG");
+        cmd.args(args)
+            .arg("--config")
+            .arg(self.config_path())
+            .env_remove("SKIFF_CONFIG");
         cmd
     }
 
@@ -124,7 +147,12 @@ impl Cluster {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run skiff");
-        child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write stdin");
         child.wait_with_output().expect("skiff output")
     }
 
@@ -168,7 +196,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -3,9 +3,12 @@
 use super::names::is_config_key;
 use super::pod::{check_port_ref, validate_pod_spec};
 use super::{FieldErrors, check_one_of, check_port, check_quantity, validate_labels};
-use crate::selector::LabelSelector;
-use crate::v1::{ConfigMap, Deployment, Endpoints, Event, Namespace, Node, PersistentVolumeClaim, Secret, Service};
 use crate::IntOrStringValue;
+use crate::selector::LabelSelector;
+use crate::v1::{
+    ConfigMap, Deployment, Endpoints, Event, Namespace, Node, PersistentVolumeClaim, Secret,
+    Service,
+};
 
 pub fn validate_namespace(_ns: &Namespace, _errors: &mut FieldErrors) {}
 
@@ -40,12 +43,19 @@ pub fn validate_deployment(d: &Deployment, errors: &mut FieldErrors) {
     match &spec.template {
         None => errors.add("spec.template", "required"),
         Some(t) => {
-            let labels = t.metadata.as_ref().map(|m| m.labels.clone()).unwrap_or_default();
+            let labels = t
+                .metadata
+                .as_ref()
+                .map(|m| m.labels.clone())
+                .unwrap_or_default();
             validate_labels(&labels, "spec.template.metadata.labels", errors);
             if let Some(sel) = selector
                 && !sel.matches(&labels)
             {
-                errors.add("spec.template.metadata.labels", "`selector` does not match template `labels`");
+                errors.add(
+                    "spec.template.metadata.labels",
+                    "`selector` does not match template `labels`",
+                );
             }
             match &t.spec {
                 Some(ps) => {
@@ -62,18 +72,32 @@ pub fn validate_deployment(d: &Deployment, errors: &mut FieldErrors) {
         }
     }
     if let Some(strategy) = &spec.strategy {
-        check_one_of(&strategy.r#type, &["RollingUpdate", "Recreate"], "spec.strategy.type", errors);
+        check_one_of(
+            &strategy.r#type,
+            &["RollingUpdate", "Recreate"],
+            "spec.strategy.type",
+            errors,
+        );
         if let Some(ru) = &strategy.rolling_update {
             if strategy.r#type == "Recreate" {
-                errors.add("spec.strategy.rollingUpdate", "may not be given when strategy type is Recreate");
+                errors.add(
+                    "spec.strategy.rollingUpdate",
+                    "may not be given when strategy type is Recreate",
+                );
             }
-            for (field, v) in [("maxSurge", &ru.max_surge), ("maxUnavailable", &ru.max_unavailable)] {
+            for (field, v) in [
+                ("maxSurge", &ru.max_surge),
+                ("maxUnavailable", &ru.max_unavailable),
+            ] {
                 match v.as_ref().and_then(|v| v.value.as_ref()) {
-                    Some(IntOrStringValue::Int(n)) if *n < 0 => {
-                        errors.add(format!("spec.strategy.rollingUpdate.{field}"), "must not be negative")
-                    }
+                    Some(IntOrStringValue::Int(n)) if *n < 0 => errors.add(
+                        format!("spec.strategy.rollingUpdate.{field}"),
+                        "must not be negative",
+                    ),
                     Some(IntOrStringValue::Str(s))
-                        if s.strip_suffix('%').and_then(|p| p.parse::<u32>().ok()).is_none_or(|p| p > 100) =>
+                        if s.strip_suffix('%')
+                            .and_then(|p| p.parse::<u32>().ok())
+                            .is_none_or(|p| p > 100) =>
                     {
                         errors.add(
                             format!("spec.strategy.rollingUpdate.{field}"),
@@ -92,7 +116,12 @@ pub fn validate_service(s: &Service, errors: &mut FieldErrors) {
         errors.add("spec", "required");
         return;
     };
-    check_one_of(&spec.r#type, &["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"], "spec.type", errors);
+    check_one_of(
+        &spec.r#type,
+        &["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"],
+        "spec.type",
+        errors,
+    );
     validate_labels(&spec.selector, "spec.selector", errors);
     if spec.r#type != "ExternalName" && spec.ports.is_empty() && spec.cluster_ip != "None" {
         errors.add("spec.ports", "at least one port is required");
@@ -101,35 +130,72 @@ pub fn validate_service(s: &Service, errors: &mut FieldErrors) {
     for (i, p) in spec.ports.iter().enumerate() {
         let path = format!("spec.ports[{i}]");
         check_port(p.port, &format!("{path}.port"), errors);
-        check_one_of(&p.protocol, &["TCP", "UDP", "SCTP"], &format!("{path}.protocol"), errors);
+        check_one_of(
+            &p.protocol,
+            &["TCP", "UDP", "SCTP"],
+            &format!("{path}.protocol"),
+            errors,
+        );
         if spec.ports.len() > 1 && p.name.is_empty() {
-            errors.add(format!("{path}.name"), "required when a service has more than one port");
+            errors.add(
+                format!("{path}.name"),
+                "required when a service has more than one port",
+            );
         }
         if !names.insert((p.name.as_str(), p.protocol.as_str())) {
-            errors.add(format!("{path}.name"), format!("duplicate port name {:?}", p.name));
+            errors.add(
+                format!("{path}.name"),
+                format!("duplicate port name {:?}", p.name),
+            );
         }
-        if p.target_port.as_ref().and_then(|t| t.value.as_ref()).is_some() {
-            check_port_ref(p.target_port.as_ref(), &format!("{path}.targetPort"), errors);
+        if p.target_port
+            .as_ref()
+            .and_then(|t| t.value.as_ref())
+            .is_some()
+        {
+            check_port_ref(
+                p.target_port.as_ref(),
+                &format!("{path}.targetPort"),
+                errors,
+            );
         }
         if p.node_port != 0 {
             if spec.r#type != "NodePort" && spec.r#type != "LoadBalancer" {
-                errors.add(format!("{path}.nodePort"), "may only be given for type NodePort or LoadBalancer");
+                errors.add(
+                    format!("{path}.nodePort"),
+                    "may only be given for type NodePort or LoadBalancer",
+                );
             } else if !(30000..=32767).contains(&p.node_port) {
-                errors.add(format!("{path}.nodePort"), format!("{} is outside the node port range 30000-32767", p.node_port));
+                errors.add(
+                    format!("{path}.nodePort"),
+                    format!("{} is outside the node port range 30000-32767", p.node_port),
+                );
             }
         }
     }
-    if !spec.cluster_ip.is_empty() && spec.cluster_ip != "None" && spec.cluster_ip.parse::<std::net::IpAddr>().is_err() {
-        errors.add("spec.clusterIP", format!("{:?} is not an IP address", spec.cluster_ip));
+    if !spec.cluster_ip.is_empty()
+        && spec.cluster_ip != "None"
+        && spec.cluster_ip.parse::<std::net::IpAddr>().is_err()
+    {
+        errors.add(
+            "spec.clusterIP",
+            format!("{:?} is not an IP address", spec.cluster_ip),
+        );
     }
 }
 
 pub fn validate_endpoints(e: &Endpoints, errors: &mut FieldErrors) {
     for (i, subset) in e.subsets.iter().enumerate() {
-        for (field, addrs) in [("addresses", &subset.addresses), ("notReadyAddresses", &subset.not_ready_addresses)] {
+        for (field, addrs) in [
+            ("addresses", &subset.addresses),
+            ("notReadyAddresses", &subset.not_ready_addresses),
+        ] {
             for (j, a) in addrs.iter().enumerate() {
                 if a.ip.parse::<std::net::IpAddr>().is_err() {
-                    errors.add(format!("subsets[{i}].{field}[{j}].ip"), format!("{:?} is not an IP address", a.ip));
+                    errors.add(
+                        format!("subsets[{i}].{field}[{j}].ip"),
+                        format!("{:?} is not an IP address", a.ip),
+                    );
                 }
             }
         }
@@ -142,12 +208,18 @@ pub fn validate_endpoints(e: &Endpoints, errors: &mut FieldErrors) {
 pub fn validate_secret(s: &Secret, errors: &mut FieldErrors) {
     for key in s.data.keys() {
         if !is_config_key(key) {
-            errors.add(format!("data[{key}]"), "a valid key is letters, digits, '-', '_' and '.'");
+            errors.add(
+                format!("data[{key}]"),
+                "a valid key is letters, digits, '-', '_' and '.'",
+            );
         }
     }
     for key in s.string_data.keys() {
         if !is_config_key(key) {
-            errors.add(format!("stringData[{key}]"), "a valid key is letters, digits, '-', '_' and '.'");
+            errors.add(
+                format!("stringData[{key}]"),
+                "a valid key is letters, digits, '-', '_' and '.'",
+            );
         }
     }
 }
@@ -155,7 +227,10 @@ pub fn validate_secret(s: &Secret, errors: &mut FieldErrors) {
 pub fn validate_config_map(c: &ConfigMap, errors: &mut FieldErrors) {
     for key in c.data.keys().chain(c.binary_data.keys()) {
         if !is_config_key(key) {
-            errors.add(format!("data[{key}]"), "a valid key is letters, digits, '-', '_' and '.'");
+            errors.add(
+                format!("data[{key}]"),
+                "a valid key is letters, digits, '-', '_' and '.'",
+            );
         }
         if c.data.contains_key(key) && c.binary_data.contains_key(key) {
             errors.add(format!("binaryData[{key}]"), "key is also in data");
@@ -174,18 +249,32 @@ pub fn validate_pvc(p: &PersistentVolumeClaim, errors: &mut FieldErrors) {
     for (i, m) in spec.access_modes.iter().enumerate() {
         check_one_of(
             m,
-            &["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"],
+            &[
+                "ReadWriteOnce",
+                "ReadOnlyMany",
+                "ReadWriteMany",
+                "ReadWriteOncePod",
+            ],
             &format!("spec.accessModes[{i}]"),
             errors,
         );
     }
-    match spec.resources.as_ref().and_then(|r| r.requests.get("storage")) {
+    match spec
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.get("storage"))
+    {
         None => errors.add("spec.resources.requests.storage", "required"),
         Some(q) => {
             check_quantity(q, "spec.resources.requests.storage", errors);
         }
     }
-    check_one_of(&spec.volume_mode, &["Filesystem", "Block"], "spec.volumeMode", errors);
+    check_one_of(
+        &spec.volume_mode,
+        &["Filesystem", "Block"],
+        "spec.volumeMode",
+        errors,
+    );
 }
 
 pub fn validate_node(n: &Node, errors: &mut FieldErrors) {
@@ -194,14 +283,22 @@ pub fn validate_node(n: &Node, errors: &mut FieldErrors) {
             if t.key.is_empty() {
                 errors.add(format!("spec.taints[{i}].key"), "required");
             }
-            check_one_of(&t.effect, &["NoSchedule", "PreferNoSchedule", "NoExecute"], &format!("spec.taints[{i}].effect"), errors);
+            check_one_of(
+                &t.effect,
+                &["NoSchedule", "PreferNoSchedule", "NoExecute"],
+                &format!("spec.taints[{i}].effect"),
+                errors,
+            );
             if t.effect.is_empty() {
                 errors.add(format!("spec.taints[{i}].effect"), "required");
             }
         }
     }
     if let Some(status) = &n.status {
-        for (kind, map) in [("capacity", &status.capacity), ("allocatable", &status.allocatable)] {
+        for (kind, map) in [
+            ("capacity", &status.capacity),
+            ("allocatable", &status.allocatable),
+        ] {
             for (name, value) in map {
                 check_quantity(value, &format!("status.{kind}.{name}"), errors);
             }

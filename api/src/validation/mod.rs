@@ -10,8 +10,8 @@ mod pod;
 use std::fmt;
 
 pub use self::core::{
-    validate_config_map, validate_deployment, validate_endpoints, validate_event, validate_namespace,
-    validate_node, validate_pvc, validate_secret, validate_service,
+    validate_config_map, validate_deployment, validate_endpoints, validate_event,
+    validate_namespace, validate_node, validate_pvc, validate_secret, validate_service,
 };
 pub use names::{is_dns1123_label, is_dns1123_subdomain, validate_label_key};
 pub use pod::{validate_pod, validate_pod_spec};
@@ -50,7 +50,10 @@ impl fmt::Display for FieldErrors {
 
 impl FieldErrors {
     pub fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { path: path.into(), message: message.into() });
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -71,7 +74,13 @@ pub fn validate<K: Resource>(obj: &K) -> Result<(), FieldErrors> {
     validate_meta::<K>(obj.meta(), &mut errors);
     obj.validate_kind(&mut errors);
     if obj.encoded_len() > MAX_OBJECT_BYTES {
-        errors.add("", format!("object is {} bytes, more than the limit of {MAX_OBJECT_BYTES}", obj.encoded_len()));
+        errors.add(
+            "",
+            format!(
+                "object is {} bytes, more than the limit of {MAX_OBJECT_BYTES}",
+                obj.encoded_len()
+            ),
+        );
     }
     errors.into_result()
 }
@@ -93,10 +102,16 @@ fn validate_meta<K: Resource>(meta: &ObjectMeta, errors: &mut FieldErrors) {
     }
     if K::NAMESPACED {
         if !meta.namespace.is_empty() && !is_dns1123_label(&meta.namespace) {
-            errors.add("metadata.namespace", format!("{:?} is not a valid namespace name", meta.namespace));
+            errors.add(
+                "metadata.namespace",
+                format!("{:?} is not a valid namespace name", meta.namespace),
+            );
         }
     } else if !meta.namespace.is_empty() {
-        errors.add("metadata.namespace", format!("{} is not namespaced", K::KIND));
+        errors.add(
+            "metadata.namespace",
+            format!("{} is not namespaced", K::KIND),
+        );
     }
     validate_labels(&meta.labels, "metadata.labels", errors);
     for key in meta.annotations.keys() {
@@ -104,13 +119,20 @@ fn validate_meta<K: Resource>(meta: &ObjectMeta, errors: &mut FieldErrors) {
             errors.add(format!("metadata.annotations[{key}]"), e);
         }
     }
-    let size: usize = meta.annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let size: usize = meta
+        .annotations
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
     if size > 256 * 1024 {
         errors.add("metadata.annotations", "total size exceeds 256 KiB");
     }
     for (i, owner) in meta.owner_references.iter().enumerate() {
         if owner.kind.is_empty() || owner.name.is_empty() || owner.uid.is_empty() {
-            errors.add(format!("metadata.ownerReferences[{i}]"), "kind, name and uid are required");
+            errors.add(
+                format!("metadata.ownerReferences[{i}]"),
+                "kind, name and uid are required",
+            );
         }
     }
 }
@@ -135,7 +157,11 @@ pub fn validate_labels(
 }
 
 /// A quantity at `path`, which must parse and not be negative.
-pub(crate) fn check_quantity(value: &str, path: &str, errors: &mut FieldErrors) -> Option<crate::quantity::Quantity> {
+pub(crate) fn check_quantity(
+    value: &str,
+    path: &str,
+    errors: &mut FieldErrors,
+) -> Option<crate::quantity::Quantity> {
     match crate::quantity::Quantity::parse(value) {
         Ok(q) if q.is_negative() => {
             errors.add(path, format!("{value:?} must not be negative"));
@@ -151,7 +177,13 @@ pub(crate) fn check_quantity(value: &str, path: &str, errors: &mut FieldErrors) 
 
 pub(crate) fn check_one_of(value: &str, allowed: &[&str], path: &str, errors: &mut FieldErrors) {
     if !value.is_empty() && !allowed.contains(&value) {
-        errors.add(path, format!("unsupported value {value:?}: supported values are {}", quoted(allowed)));
+        errors.add(
+            path,
+            format!(
+                "unsupported value {value:?}: supported values are {}",
+                quoted(allowed)
+            ),
+        );
     }
 }
 
@@ -162,5 +194,9 @@ pub(crate) fn check_port(port: i32, path: &str, errors: &mut FieldErrors) {
 }
 
 fn quoted(values: &[&str]) -> String {
-    values.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", ")
+    values
+        .iter()
+        .map(|v| format!("{v:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

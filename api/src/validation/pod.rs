@@ -16,7 +16,10 @@ pub fn validate_pod(pod: &Pod, errors: &mut FieldErrors) {
 
 pub fn validate_pod_spec(spec: &PodSpec, path: &str, errors: &mut FieldErrors) {
     if spec.containers.is_empty() {
-        errors.add(format!("{path}.containers"), "at least one container is required");
+        errors.add(
+            format!("{path}.containers"),
+            "at least one container is required",
+        );
     }
     let volumes = validate_volumes(&spec.volumes, &format!("{path}.volumes"), errors);
     let mut names = BTreeSet::new();
@@ -25,14 +28,27 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str, errors: &mut FieldErrors) {
         .iter()
         .enumerate()
         .map(|(i, c)| (format!("{path}.initContainers[{i}]"), c))
-        .chain(spec.containers.iter().enumerate().map(|(i, c)| (format!("{path}.containers[{i}]"), c)));
+        .chain(
+            spec.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("{path}.containers[{i}]"), c)),
+        );
     for (cpath, c) in all {
         if !c.name.is_empty() && !names.insert(c.name.as_str()) {
-            errors.add(format!("{cpath}.name"), format!("duplicate container name {:?}", c.name));
+            errors.add(
+                format!("{cpath}.name"),
+                format!("duplicate container name {:?}", c.name),
+            );
         }
         validate_container(c, &cpath, &volumes, errors);
     }
-    check_one_of(&spec.restart_policy, &["Always", "OnFailure", "Never"], &format!("{path}.restartPolicy"), errors);
+    check_one_of(
+        &spec.restart_policy,
+        &["Always", "OnFailure", "Never"],
+        &format!("{path}.restartPolicy"),
+        errors,
+    );
     check_one_of(
         &spec.dns_policy,
         &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
@@ -40,26 +56,55 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str, errors: &mut FieldErrors) {
         errors,
     );
     if !spec.runtime_class_name.is_empty() && !is_dns1123_subdomain(&spec.runtime_class_name) {
-        errors.add(format!("{path}.runtimeClassName"), format!("{:?} is not a valid name", spec.runtime_class_name));
+        errors.add(
+            format!("{path}.runtimeClassName"),
+            format!("{:?} is not a valid name", spec.runtime_class_name),
+        );
     }
     if !spec.node_name.is_empty() && !is_dns1123_subdomain(&spec.node_name) {
-        errors.add(format!("{path}.nodeName"), format!("{:?} is not a valid node name", spec.node_name));
+        errors.add(
+            format!("{path}.nodeName"),
+            format!("{:?} is not a valid node name", spec.node_name),
+        );
     }
     if spec.termination_grace_period_seconds.is_some_and(|s| s < 0) {
-        errors.add(format!("{path}.terminationGracePeriodSeconds"), "must not be negative");
+        errors.add(
+            format!("{path}.terminationGracePeriodSeconds"),
+            "must not be negative",
+        );
     }
     if !spec.hostname.is_empty() && !is_dns1123_label(&spec.hostname) {
-        errors.add(format!("{path}.hostname"), format!("{:?} is not a valid DNS label", spec.hostname));
+        errors.add(
+            format!("{path}.hostname"),
+            format!("{:?} is not a valid DNS label", spec.hostname),
+        );
     }
     for (i, t) in spec.tolerations.iter().enumerate() {
         let tpath = format!("{path}.tolerations[{i}]");
-        check_one_of(&t.operator, &["Exists", "Equal"], &format!("{tpath}.operator"), errors);
-        check_one_of(&t.effect, &["NoSchedule", "PreferNoSchedule", "NoExecute"], &format!("{tpath}.effect"), errors);
+        check_one_of(
+            &t.operator,
+            &["Exists", "Equal"],
+            &format!("{tpath}.operator"),
+            errors,
+        );
+        check_one_of(
+            &t.effect,
+            &["NoSchedule", "PreferNoSchedule", "NoExecute"],
+            &format!("{tpath}.effect"),
+            errors,
+        );
         if t.operator == "Exists" && !t.value.is_empty() {
-            errors.add(format!("{tpath}.value"), "must be empty when operator is Exists");
+            errors.add(
+                format!("{tpath}.value"),
+                "must be empty when operator is Exists",
+            );
         }
     }
-    if let Some(na) = spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref()) {
+    if let Some(na) = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+    {
         let apath = format!("{path}.affinity.nodeAffinity");
         if let Some(req) = &na.required_during_scheduling_ignored_during_execution {
             for (i, term) in req.node_selector_terms.iter().enumerate() {
@@ -67,13 +112,19 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str, errors: &mut FieldErrors) {
                     check_one_of(
                         &e.operator,
                         &["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"],
-                        &format!("{apath}.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{i}].matchExpressions[{j}].operator"),
+                        &format!(
+                            "{apath}.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{i}].matchExpressions[{j}].operator"
+                        ),
                         errors,
                     );
                 }
             }
         }
-        for (i, p) in na.preferred_during_scheduling_ignored_during_execution.iter().enumerate() {
+        for (i, p) in na
+            .preferred_during_scheduling_ignored_during_execution
+            .iter()
+            .enumerate()
+        {
             if !(1..=100).contains(&p.weight) {
                 errors.add(
                     format!("{apath}.preferredDuringSchedulingIgnoredDuringExecution[{i}].weight"),
@@ -84,14 +135,24 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str, errors: &mut FieldErrors) {
     }
 }
 
-fn validate_volumes<'a>(volumes: &'a [Volume], path: &str, errors: &mut FieldErrors) -> BTreeSet<&'a str> {
+fn validate_volumes<'a>(
+    volumes: &'a [Volume],
+    path: &str,
+    errors: &mut FieldErrors,
+) -> BTreeSet<&'a str> {
     let mut names = BTreeSet::new();
     for (i, v) in volumes.iter().enumerate() {
         let vpath = format!("{path}[{i}]");
         if !is_dns1123_label(&v.name) {
-            errors.add(format!("{vpath}.name"), format!("{:?} is not a valid volume name", v.name));
+            errors.add(
+                format!("{vpath}.name"),
+                format!("{:?} is not a valid volume name", v.name),
+            );
         } else if !names.insert(v.name.as_str()) {
-            errors.add(format!("{vpath}.name"), format!("duplicate volume name {:?}", v.name));
+            errors.add(
+                format!("{vpath}.name"),
+                format!("duplicate volume name {:?}", v.name),
+            );
         }
         let sources = [
             v.empty_dir.is_some(),
@@ -114,15 +175,32 @@ fn validate_volumes<'a>(volumes: &'a [Volume], path: &str, errors: &mut FieldErr
             }
             check_one_of(
                 &hp.r#type,
-                &["DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"],
+                &[
+                    "DirectoryOrCreate",
+                    "Directory",
+                    "FileOrCreate",
+                    "File",
+                    "Socket",
+                    "CharDevice",
+                    "BlockDevice",
+                ],
                 &format!("{vpath}.hostPath.type"),
                 errors,
             );
         }
         if let Some(ed) = &v.empty_dir {
-            check_one_of(&ed.medium, &["Memory"], &format!("{vpath}.emptyDir.medium"), errors);
+            check_one_of(
+                &ed.medium,
+                &["Memory"],
+                &format!("{vpath}.emptyDir.medium"),
+                errors,
+            );
             if !ed.size_limit.is_empty() {
-                check_quantity(&ed.size_limit, &format!("{vpath}.emptyDir.sizeLimit"), errors);
+                check_quantity(
+                    &ed.size_limit,
+                    &format!("{vpath}.emptyDir.sizeLimit"),
+                    errors,
+                );
             }
         }
         if let Some(cm) = &v.config_map {
@@ -140,7 +218,10 @@ fn validate_volumes<'a>(volumes: &'a [Volume], path: &str, errors: &mut FieldErr
         if let Some(pvc) = &v.persistent_volume_claim
             && pvc.claim_name.is_empty()
         {
-            errors.add(format!("{vpath}.persistentVolumeClaim.claimName"), "required");
+            errors.add(
+                format!("{vpath}.persistentVolumeClaim.claimName"),
+                "required",
+            );
         }
     }
     names
@@ -149,10 +230,16 @@ fn validate_volumes<'a>(volumes: &'a [Volume], path: &str, errors: &mut FieldErr
 fn check_items(items: &[crate::v1::KeyToPath], path: &str, errors: &mut FieldErrors) {
     for (i, item) in items.iter().enumerate() {
         if !is_config_key(&item.key) {
-            errors.add(format!("{path}[{i}].key"), format!("{:?} is not a valid key", item.key));
+            errors.add(
+                format!("{path}[{i}].key"),
+                format!("{:?} is not a valid key", item.key),
+            );
         }
         if !is_relative_path(&item.path) {
-            errors.add(format!("{path}[{i}].path"), "must be a relative path without '..'");
+            errors.add(
+                format!("{path}[{i}].path"),
+                "must be a relative path without '..'",
+            );
         }
     }
 }
@@ -161,32 +248,59 @@ fn is_relative_path(p: &str) -> bool {
     !p.is_empty() && !p.starts_with('/') && p.split('/').all(|part| part != "..")
 }
 
-fn validate_container(c: &Container, path: &str, volumes: &BTreeSet<&str>, errors: &mut FieldErrors) {
+fn validate_container(
+    c: &Container,
+    path: &str,
+    volumes: &BTreeSet<&str>,
+    errors: &mut FieldErrors,
+) {
     if c.name.is_empty() {
         errors.add(format!("{path}.name"), "required");
     } else if !is_dns1123_label(&c.name) {
-        errors.add(format!("{path}.name"), format!("{:?} is not a valid container name (a DNS-1123 label)", c.name));
+        errors.add(
+            format!("{path}.name"),
+            format!(
+                "{:?} is not a valid container name (a DNS-1123 label)",
+                c.name
+            ),
+        );
     }
     if c.image.trim().is_empty() {
         errors.add(format!("{path}.image"), "required");
     }
-    check_one_of(&c.image_pull_policy, &["Always", "IfNotPresent", "Never"], &format!("{path}.imagePullPolicy"), errors);
+    check_one_of(
+        &c.image_pull_policy,
+        &["Always", "IfNotPresent", "Never"],
+        &format!("{path}.imagePullPolicy"),
+        errors,
+    );
     for (i, p) in c.ports.iter().enumerate() {
         let ppath = format!("{path}.ports[{i}]");
         check_port(p.container_port, &format!("{ppath}.containerPort"), errors);
         if p.host_port != 0 {
             check_port(p.host_port, &format!("{ppath}.hostPort"), errors);
         }
-        check_one_of(&p.protocol, &["TCP", "UDP", "SCTP"], &format!("{ppath}.protocol"), errors);
+        check_one_of(
+            &p.protocol,
+            &["TCP", "UDP", "SCTP"],
+            &format!("{ppath}.protocol"),
+            errors,
+        );
     }
     for (i, e) in c.env.iter().enumerate() {
         let epath = format!("{path}.env[{i}]");
         if !is_env_name(&e.name) {
-            errors.add(format!("{epath}.name"), format!("{:?} is not a valid environment variable name", e.name));
+            errors.add(
+                format!("{epath}.name"),
+                format!("{:?} is not a valid environment variable name", e.name),
+            );
         }
         if let Some(from) = &e.value_from {
             if !e.value.is_empty() {
-                errors.add(format!("{epath}.valueFrom"), "may not be given together with value");
+                errors.add(
+                    format!("{epath}.valueFrom"),
+                    "may not be given together with value",
+                );
             }
             let n = [
                 from.config_map_key_ref.is_some(),
@@ -203,13 +317,19 @@ fn validate_container(c: &Container, path: &str, volumes: &BTreeSet<&str>, error
                     "exactly one of configMapKeyRef, secretKeyRef, fieldRef, resourceFieldRef is required",
                 );
             }
-            for (field, sel) in [("configMapKeyRef", &from.config_map_key_ref), ("secretKeyRef", &from.secret_key_ref)] {
+            for (field, sel) in [
+                ("configMapKeyRef", &from.config_map_key_ref),
+                ("secretKeyRef", &from.secret_key_ref),
+            ] {
                 if let Some(sel) = sel {
                     if sel.name.is_empty() {
                         errors.add(format!("{epath}.valueFrom.{field}.name"), "required");
                     }
                     if !is_config_key(&sel.key) {
-                        errors.add(format!("{epath}.valueFrom.{field}.key"), format!("{:?} is not a valid key", sel.key));
+                        errors.add(
+                            format!("{epath}.valueFrom.{field}.key"),
+                            format!("{:?} is not a valid key", sel.key),
+                        );
                     }
                 }
             }
@@ -217,7 +337,10 @@ fn validate_container(c: &Container, path: &str, volumes: &BTreeSet<&str>, error
     }
     for (i, e) in c.env_from.iter().enumerate() {
         if e.config_map_ref.is_none() == e.secret_ref.is_none() {
-            errors.add(format!("{path}.envFrom[{i}]"), "exactly one of configMapRef or secretRef is required");
+            errors.add(
+                format!("{path}.envFrom[{i}]"),
+                "exactly one of configMapRef or secretRef is required",
+            );
         }
     }
     if let Some(r) = &c.resources {
@@ -229,11 +352,15 @@ fn validate_container(c: &Container, path: &str, volumes: &BTreeSet<&str>, error
             }
         }
         for (name, req) in &r.requests {
-            if let (Some(limit), Ok(req)) = (r.limits.get(name), crate::quantity::Quantity::parse(req))
+            if let (Some(limit), Ok(req)) =
+                (r.limits.get(name), crate::quantity::Quantity::parse(req))
                 && let Ok(limit) = crate::quantity::Quantity::parse(limit)
                 && req > limit
             {
-                errors.add(format!("{rpath}.requests.{name}"), format!("must be less than or equal to the {name} limit"));
+                errors.add(
+                    format!("{rpath}.requests.{name}"),
+                    format!("must be less than or equal to the {name} limit"),
+                );
             }
         }
     }
@@ -241,17 +368,26 @@ fn validate_container(c: &Container, path: &str, volumes: &BTreeSet<&str>, error
     for (i, m) in c.volume_mounts.iter().enumerate() {
         let mpath = format!("{path}.volumeMounts[{i}]");
         if !volumes.contains(m.name.as_str()) {
-            errors.add(format!("{mpath}.name"), format!("volume {:?} is not defined in the pod's volumes", m.name));
+            errors.add(
+                format!("{mpath}.name"),
+                format!("volume {:?} is not defined in the pod's volumes", m.name),
+            );
         }
         if !m.mount_path.starts_with('/') {
             errors.add(format!("{mpath}.mountPath"), "must be an absolute path");
         } else if m.mount_path.split('/').any(|p| p == "..") {
             errors.add(format!("{mpath}.mountPath"), "must not contain '..'");
         } else if !mount_paths.insert(m.mount_path.as_str()) {
-            errors.add(format!("{mpath}.mountPath"), format!("{:?} is mounted twice", m.mount_path));
+            errors.add(
+                format!("{mpath}.mountPath"),
+                format!("{:?} is mounted twice", m.mount_path),
+            );
         }
         if !m.sub_path.is_empty() && !is_relative_path(&m.sub_path) {
-            errors.add(format!("{mpath}.subPath"), "must be a relative path without '..'");
+            errors.add(
+                format!("{mpath}.subPath"),
+                "must be a relative path without '..'",
+            );
         }
     }
     for (field, probe) in [
@@ -266,7 +402,12 @@ fn validate_container(c: &Container, path: &str, volumes: &BTreeSet<&str>, error
     if let Some(sc) = &c.security_context
         && let Some(sp) = &sc.seccomp_profile
     {
-        check_one_of(&sp.r#type, &["RuntimeDefault", "Unconfined", "Localhost"], &format!("{path}.securityContext.seccompProfile.type"), errors);
+        check_one_of(
+            &sp.r#type,
+            &["RuntimeDefault", "Unconfined", "Localhost"],
+            &format!("{path}.securityContext.seccompProfile.type"),
+            errors,
+        );
     }
 }
 
@@ -278,13 +419,28 @@ fn check_resource_name(name: &str, path: &str, errors: &mut FieldErrors) {
 }
 
 fn validate_probe(p: &Probe, path: &str, errors: &mut FieldErrors) {
-    let handlers = [p.exec.is_some(), p.http_get.is_some(), p.tcp_socket.is_some()].iter().filter(|x| **x).count();
+    let handlers = [
+        p.exec.is_some(),
+        p.http_get.is_some(),
+        p.tcp_socket.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     if handlers != 1 {
-        errors.add(path.to_string(), "exactly one of exec, httpGet or tcpSocket is required");
+        errors.add(
+            path.to_string(),
+            "exactly one of exec, httpGet or tcpSocket is required",
+        );
     }
     if let Some(h) = &p.http_get {
         check_port_ref(h.port.as_ref(), &format!("{path}.httpGet.port"), errors);
-        check_one_of(&h.scheme, &["HTTP", "HTTPS"], &format!("{path}.httpGet.scheme"), errors);
+        check_one_of(
+            &h.scheme,
+            &["HTTP", "HTTPS"],
+            &format!("{path}.httpGet.scheme"),
+            errors,
+        );
     }
     if let Some(t) = &p.tcp_socket {
         check_port_ref(t.port.as_ref(), &format!("{path}.tcpSocket.port"), errors);

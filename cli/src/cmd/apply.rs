@@ -40,12 +40,16 @@ pub fn read_sources(files: &[String]) -> Result<Vec<(String, String)>> {
             continue;
         }
         let path = Path::new(f);
-        let meta = std::fs::metadata(path).map_err(|e| CliError::usage(format!("error: {f}: {e}")))?;
+        let meta =
+            std::fs::metadata(path).map_err(|e| CliError::usage(format!("error: {f}: {e}")))?;
         let paths: Vec<PathBuf> = if meta.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
                 .map_err(|e| CliError::usage(format!("error: {f}: {e}")))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml" || x == "json"))
+                .filter(|p| {
+                    p.extension()
+                        .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
+                })
                 .collect();
             entries.sort();
             entries
@@ -53,7 +57,8 @@ pub fn read_sources(files: &[String]) -> Result<Vec<(String, String)>> {
             vec![path.to_path_buf()]
         };
         for p in paths {
-            let text = std::fs::read_to_string(&p).map_err(|e| CliError::usage(format!("error: {}: {e}", p.display())))?;
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| CliError::usage(format!("error: {}: {e}", p.display())))?;
             out.push((p.display().to_string(), text));
         }
     }
@@ -84,7 +89,10 @@ pub fn load_all(sources: &[(String, String)], namespace: &str) -> Result<Vec<Man
         }
     }
     if !errors.is_empty() {
-        return Err(CliError::usage(format!("error: {}\nnothing was applied", errors.join("\nerror: "))));
+        return Err(CliError::usage(format!(
+            "error: {}\nnothing was applied",
+            errors.join("\nerror: ")
+        )));
     }
     Ok(manifests)
 }
@@ -93,10 +101,17 @@ pub async fn run(transport: &Transport, args: ApplyArgs) -> Result<()> {
     apply_sources(transport, ManifestSource::Args(args.files), args.namespace).await
 }
 
-pub async fn apply_sources(transport: &Transport, source: ManifestSource, namespace: Option<String>) -> Result<()> {
+pub async fn apply_sources(
+    transport: &Transport,
+    source: ManifestSource,
+    namespace: Option<String>,
+) -> Result<()> {
     let sources = match source {
         ManifestSource::Args(files) => read_sources(&files)?,
-        ManifestSource::Embedded(list) => list.into_iter().map(|(n, t)| (n.to_string(), t.to_string())).collect(),
+        ManifestSource::Embedded(list) => list
+            .into_iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect(),
     };
     let namespace = super::namespace(&namespace);
     let manifests = load_all(&sources, &namespace)?;
@@ -114,7 +129,11 @@ pub async fn apply_sources(transport: &Transport, source: ManifestSource, namesp
     failed.map_or(Ok(()), Err)
 }
 
-async fn apply_one<K: ResourceClient>(transport: &Transport, m: &Manifest, namespace: &str) -> Result<String> {
+async fn apply_one<K: ResourceClient>(
+    transport: &Transport,
+    m: &Manifest,
+    namespace: &str,
+) -> Result<String> {
     let desired: K = m.decode_valid(namespace)?;
     let api = Api::<K>::new(transport.clone(), desired.namespace());
     let reference = format!("{}/{}", K::KIND.to_ascii_lowercase(), desired.name());
@@ -136,7 +155,9 @@ async fn apply_one<K: ResourceClient>(transport: &Transport, m: &Manifest, names
             Err(s) => return Err(s.into()),
         }
     }
-    Err(CliError::failed(format!("error: {reference}: kept conflicting with concurrent writers; try again")))
+    Err(CliError::failed(format!(
+        "error: {reference}: kept conflicting with concurrent writers; try again"
+    )))
 }
 
 /// The manifest over the live object: what the manifest says wins; what the server and
@@ -153,7 +174,9 @@ fn merge<K: Resource>(desired: &K, current: &K) -> K {
         meta.owner_references = cur.owner_references.clone();
     }
     for (k, v) in &cur.annotations {
-        meta.annotations.entry(k.clone()).or_insert_with(|| v.clone());
+        meta.annotations
+            .entry(k.clone())
+            .or_insert_with(|| v.clone());
     }
     keep_server_fields(&mut next, current);
     next
@@ -163,8 +186,10 @@ fn merge<K: Resource>(desired: &K, current: &K) -> K {
 fn keep_server_fields<K: Resource>(next: &mut K, current: &K) {
     let cur: &dyn std::any::Any = current;
     let any: &mut dyn std::any::Any = next;
-    if let (Some(n), Some(c)) = (any.downcast_mut::<skiff_api::v1::Pod>(), cur.downcast_ref::<skiff_api::v1::Pod>())
-        && let (Some(ns), Some(cs)) = (n.spec.as_mut(), c.spec.as_ref())
+    if let (Some(n), Some(c)) = (
+        any.downcast_mut::<skiff_api::v1::Pod>(),
+        cur.downcast_ref::<skiff_api::v1::Pod>(),
+    ) && let (Some(ns), Some(cs)) = (n.spec.as_mut(), c.spec.as_ref())
         && ns.node_name.is_empty()
     {
         ns.node_name = cs.node_name.clone();

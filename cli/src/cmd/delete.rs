@@ -1,10 +1,10 @@
 //! `skiff delete KIND NAME... | -f FILE`.
 
 use clap::Args;
+use skiff_api::ResourceExt;
 use skiff_api::client::{Api, ResourceClient, Transport};
 use skiff_api::v1::DeleteRequest;
 use skiff_api::with_kind;
-use skiff_api::ResourceExt;
 
 use crate::error::{CliError, Result};
 
@@ -34,12 +34,18 @@ pub async fn run(transport: &Transport, args: DeleteArgs) -> Result<()> {
         "background" | "true" => "Background",
         "foreground" => "Foreground",
         "orphan" | "false" => "Orphan",
-        other => return Err(CliError::usage(format!("error: --cascade {other:?}: use background, foreground or orphan"))),
+        other => {
+            return Err(CliError::usage(format!(
+                "error: --cascade {other:?}: use background, foreground or orphan"
+            )));
+        }
     };
     let mut targets: Vec<(&'static skiff_api::kinds::KindInfo, String, String)> = Vec::new();
     if !args.files.is_empty() {
         if !args.args.is_empty() {
-            return Err(CliError::usage("error: give either -f or KIND NAME, not both"));
+            return Err(CliError::usage(
+                "error: give either -f or KIND NAME, not both",
+            ));
         }
         let sources = super::apply::read_sources(&args.files)?;
         for m in super::apply::load_all(&sources, &namespace)? {
@@ -51,7 +57,9 @@ pub async fn run(transport: &Transport, args: DeleteArgs) -> Result<()> {
         }
     } else {
         let Some((kind, names)) = args.args.split_first() else {
-            return Err(CliError::usage("error: what to delete: `skiff delete KIND NAME...` or `skiff delete -f FILE`"));
+            return Err(CliError::usage(
+                "error: what to delete: `skiff delete KIND NAME...` or `skiff delete -f FILE`",
+            ));
         };
         if names.is_empty() {
             return Err(CliError::usage(format!("error: name the {kind} to delete")));
@@ -81,6 +89,13 @@ pub async fn run(transport: &Transport, args: DeleteArgs) -> Result<()> {
     failure.map_or(Ok(()), Err)
 }
 
-async fn delete_one<K: ResourceClient>(transport: &Transport, namespace: &str, req: DeleteRequest) -> std::result::Result<(), tonic::Status> {
-    Api::<K>::new(transport.clone(), namespace).delete_with(req).await.map(|_| ())
+async fn delete_one<K: ResourceClient>(
+    transport: &Transport,
+    namespace: &str,
+    req: DeleteRequest,
+) -> std::result::Result<(), tonic::Status> {
+    Api::<K>::new(transport.clone(), namespace)
+        .delete_with(req)
+        .await
+        .map(|_| ())
 }

@@ -1,10 +1,10 @@
 //! `skiff describe KIND NAME`.
 
 use clap::Args;
+use skiff_api::ResourceExt;
 use skiff_api::client::{Api, ListParams, ResourceClient, Transport};
 use skiff_api::v1::Event;
 use skiff_api::with_kind;
-use skiff_api::ResourceExt;
 
 use crate::error::Result;
 use crate::output::describe::describe;
@@ -26,10 +26,16 @@ pub async fn run(transport: &Transport, args: DescribeArgs) -> Result<()> {
     with_kind!(info, K => describe_kind::<K>(transport, &args, &namespace).await)
 }
 
-async fn describe_kind<K: ResourceClient>(transport: &Transport, args: &DescribeArgs, namespace: &str) -> Result<()> {
+async fn describe_kind<K: ResourceClient>(
+    transport: &Transport,
+    args: &DescribeArgs,
+    namespace: &str,
+) -> Result<()> {
     let api = Api::<K>::new(transport.clone(), namespace);
     let objects: Vec<K> = if args.names.is_empty() {
-        api.list(ListParams::default().labels(args.selector.as_deref().unwrap_or(""))).await?.0
+        api.list(ListParams::default().labels(args.selector.as_deref().unwrap_or("")))
+            .await?
+            .0
     } else {
         let mut v = Vec::new();
         for n in &args.names {
@@ -37,13 +43,24 @@ async fn describe_kind<K: ResourceClient>(transport: &Transport, args: &Describe
         }
         v
     };
-    let events = Api::<Event>::new(transport.clone(), if K::NAMESPACED { namespace } else { "" });
+    let events = Api::<Event>::new(
+        transport.clone(),
+        if K::NAMESPACED { namespace } else { "" },
+    );
     for (i, obj) in objects.iter().enumerate() {
         if i > 0 {
             println!("\n");
         }
-        let selector = format!("involvedObject.kind={},involvedObject.name={}", K::KIND, obj.name());
-        let related = events.list(ListParams::default().fields(&selector)).await.map(|r| r.0).unwrap_or_default();
+        let selector = format!(
+            "involvedObject.kind={},involvedObject.name={}",
+            K::KIND,
+            obj.name()
+        );
+        let related = events
+            .list(ListParams::default().fields(&selector))
+            .await
+            .map(|r| r.0)
+            .unwrap_or_default();
         print!("{}", describe(obj, &related));
     }
     Ok(())

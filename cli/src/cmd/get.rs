@@ -1,10 +1,10 @@
 //! `skiff get KIND[,KIND...] [NAME...] [-n NS | -A] [-o wide|json|yaml|name] [-l SEL] [-w]`.
 
 use clap::Args;
+use skiff_api::ResourceExt;
 use skiff_api::client::{Api, ListParams, ResourceClient, Transport};
 use skiff_api::kinds::KindInfo;
 use skiff_api::with_kind;
-use skiff_api::ResourceExt;
 use tokio_stream::StreamExt;
 
 use crate::error::{CliError, Result};
@@ -39,17 +39,29 @@ pub struct GetArgs {
 pub async fn run(transport: &Transport, args: GetArgs) -> Result<()> {
     let output = args.output.clone().unwrap_or_default();
     if !matches!(output.as_str(), "" | "wide" | "json" | "yaml" | "name") {
-        return Err(CliError::usage(format!("error: --output {output:?}: use wide, json, yaml or name")));
+        return Err(CliError::usage(format!(
+            "error: --output {output:?}: use wide, json, yaml or name"
+        )));
     }
     let kinds: Vec<&'static KindInfo> = if args.kind == "all" {
-        ["pods", "services", "deployments"].iter().filter_map(|k| KindInfo::lookup(k)).collect()
+        ["pods", "services", "deployments"]
+            .iter()
+            .filter_map(|k| KindInfo::lookup(k))
+            .collect()
     } else {
-        args.kind.split(',').map(super::kind).collect::<Result<_>>()?
+        args.kind
+            .split(',')
+            .map(super::kind)
+            .collect::<Result<_>>()?
     };
     if args.watch && kinds.len() > 1 {
         return Err(CliError::usage("error: --watch takes one kind"));
     }
-    let namespace = if args.all_namespaces { String::new() } else { super::namespace(&args.namespace) };
+    let namespace = if args.all_namespaces {
+        String::new()
+    } else {
+        super::namespace(&args.namespace)
+    };
     let mut values = Vec::new();
     let mut printed_any = false;
     for info in &kinds {
@@ -58,7 +70,11 @@ pub async fn run(transport: &Transport, args: GetArgs) -> Result<()> {
     }
     if output == "json" || output == "yaml" {
         let single = args.names.len() == 1 && kinds.len() == 1 && values.len() == 1;
-        let value = if single { values.remove(0) } else { list_value(values) };
+        let value = if single {
+            values.remove(0)
+        } else {
+            list_value(values)
+        };
         print_value(&value, &output);
     } else if !printed_any && args.names.is_empty() && !args.watch {
         if namespace.is_empty() || kinds.iter().all(|k| !k.namespaced) {
@@ -87,7 +103,9 @@ async fn get_kind<K: ResourceClient + TableRow>(
         (items, meta.resource_version)
     } else {
         if namespace.is_empty() && K::NAMESPACED {
-            return Err(CliError::usage("error: a name cannot be looked up across all namespaces; use -n"));
+            return Err(CliError::usage(
+                "error: a name cannot be looked up across all namespaces; use -n",
+            ));
         }
         let mut items = Vec::new();
         for name in &args.names {
@@ -113,9 +131,14 @@ async fn get_kind<K: ResourceClient + TableRow>(
     }
     match output {
         "json" | "yaml" => values.extend(items.iter().map(to_value)),
-        "name" => items.iter().for_each(|o| println!("{}/{}", K::KIND.to_ascii_lowercase(), o.name())),
+        "name" => items
+            .iter()
+            .for_each(|o| println!("{}/{}", K::KIND.to_ascii_lowercase(), o.name())),
         _ if !items.is_empty() => {
-            print!("{}", render(&headers, &items.iter().map(row).collect::<Vec<_>>(), true));
+            print!(
+                "{}",
+                render(&headers, &items.iter().map(row).collect::<Vec<_>>(), true)
+            );
             if several {
                 println!();
             }
@@ -124,7 +147,11 @@ async fn get_kind<K: ResourceClient + TableRow>(
     }
     if args.watch {
         // Print what changes after the list, until interrupted.
-        let version = if list_version.is_empty() { api.list(params.clone()).await?.1.resource_version } else { list_version };
+        let version = if list_version.is_empty() {
+            api.list(params.clone()).await?.1.resource_version
+        } else {
+            list_version
+        };
         let mut stream = api.watch(params, &version).await?;
         let mut header_printed = !items.is_empty();
         while let Some(event) = stream.next().await {
@@ -136,7 +163,10 @@ async fn get_kind<K: ResourceClient + TableRow>(
                 "json" | "yaml" => {
                     let mut v = to_value(&event.object);
                     if let Some(m) = v.as_object_mut() {
-                        m.insert("watchEvent".into(), serde_json::Value::String(event.kind.clone()));
+                        m.insert(
+                            "watchEvent".into(),
+                            serde_json::Value::String(event.kind.clone()),
+                        );
                     }
                     print_value(&v, output);
                     if output == "yaml" {
@@ -145,7 +175,10 @@ async fn get_kind<K: ResourceClient + TableRow>(
                 }
                 "name" => println!("{}/{}", K::KIND.to_ascii_lowercase(), event.object.name()),
                 _ => {
-                    print!("{}", render(&headers, &[row(&event.object)], !header_printed));
+                    print!(
+                        "{}",
+                        render(&headers, &[row(&event.object)], !header_printed)
+                    );
                     header_printed = true;
                 }
             }

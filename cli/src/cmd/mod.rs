@@ -32,7 +32,9 @@ pub fn home_dir() -> PathBuf {
 pub fn connect(flag: Option<&Path>) -> Result<Transport> {
     let path = config_path(flag);
     let config = ClientConfig::load(&path).map_err(|e| {
-        CliError::usage(format!("{e}\nhint: start a cluster with `skiff up`, or pass --config FILE / set SKIFF_CONFIG"))
+        CliError::usage(format!(
+            "{e}\nhint: start a cluster with `skiff up`, or pass --config FILE / set SKIFF_CONFIG"
+        ))
     })?;
     Ok(config.connect()?)
 }
@@ -41,7 +43,10 @@ pub fn connect(flag: Option<&Path>) -> Result<Transport> {
 pub fn kind(word: &str) -> Result<&'static KindInfo> {
     KindInfo::lookup(word).ok_or_else(|| {
         let known: Vec<&str> = skiff_api::kinds::KINDS.iter().map(|k| k.plural).collect();
-        CliError::usage(format!("error: the server doesn't have a resource type {word:?} (known: {})", known.join(", ")))
+        CliError::usage(format!(
+            "error: the server doesn't have a resource type {word:?} (known: {})",
+            known.join(", ")
+        ))
     })
 }
 

@@ -40,9 +40,13 @@ pub struct UpArgs {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=warn,tower=warn,hyper=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,h2=warn,tower=warn,hyper=warn")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 async fn shutdown_signal() {
@@ -58,7 +62,9 @@ async fn shutdown_signal() {
 }
 
 fn unsupported(flag: &str, what: &str) -> CliError {
-    CliError::usage(format!("error: {flag}: {what} is not available in this build of skiff yet"))
+    CliError::usage(format!(
+        "error: {flag}: {what} is not available in this build of skiff yet"
+    ))
 }
 
 async fn start(data_dir: PathBuf, listen: String) -> Result<ControlPlane> {
@@ -83,7 +89,9 @@ pub async fn server(args: ServerArgs) -> Result<()> {
         args.data_dir.join("config.yaml").display(),
         args.data_dir.join("join-token").display()
     );
-    cp.serve(shutdown_signal()).await.map_err(|e| CliError::failed(format!("error: {e}")))
+    cp.serve(shutdown_signal())
+        .await
+        .map_err(|e| CliError::failed(format!("error: {e}")))
 }
 
 pub async fn up(args: UpArgs) -> Result<()> {
@@ -91,7 +99,9 @@ pub async fn up(args: UpArgs) -> Result<()> {
         return Err(unsupported("--metrics-addr", "the metrics endpoint"));
     }
     init_logging();
-    let data_dir = args.data_dir.unwrap_or_else(|| super::home_dir().join(".skiff"));
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| super::home_dir().join(".skiff"));
     let cp = start(data_dir.clone(), args.listen).await?;
     let config_path = data_dir.join("config.yaml");
     let transport = cp.client_config.connect()?;
@@ -99,8 +109,14 @@ pub async fn up(args: UpArgs) -> Result<()> {
     // The node agent joins here once it exists (issue "Node agent and Wasm pods").
     if args.demo {
         let files = super::apply::ManifestSource::Embedded(vec![
-            ("examples/hello/namespace.yaml", include_str!("../../../examples/hello/namespace.yaml")),
-            ("examples/hello/hello.yaml", include_str!("../../../examples/hello/hello.yaml")),
+            (
+                "examples/hello/namespace.yaml",
+                include_str!("../../../examples/hello/namespace.yaml"),
+            ),
+            (
+                "examples/hello/hello.yaml",
+                include_str!("../../../examples/hello/hello.yaml"),
+            ),
         ]);
         super::apply::apply_sources(&transport, files, None).await?;
     }

@@ -37,8 +37,17 @@ fn scalar(v: &Value) -> Option<String> {
 
 /// Fields whose keys are user data (label names, resource names), printed as they are.
 const DATA_MAPS: &[&str] = &[
-    "labels", "annotations", "matchLabels", "nodeSelector", "selector", "data", "binaryData", "limits",
-    "requests", "capacity", "allocatable",
+    "labels",
+    "annotations",
+    "matchLabels",
+    "nodeSelector",
+    "selector",
+    "data",
+    "binaryData",
+    "limits",
+    "requests",
+    "capacity",
+    "allocatable",
 ];
 
 fn outline(out: &mut String, value: &Value, indent: usize) {
@@ -57,7 +66,12 @@ fn outline_keys(out: &mut String, value: &Value, indent: usize, raw_keys: bool) 
                     }
                     None => {
                         let _ = writeln!(out, "{pad}{key}:");
-                        outline_keys(out, v, indent + 2, !raw_keys && DATA_MAPS.contains(&k.as_str()));
+                        outline_keys(
+                            out,
+                            v,
+                            indent + 2,
+                            !raw_keys && DATA_MAPS.contains(&k.as_str()),
+                        );
                     }
                 }
             }
@@ -89,7 +103,11 @@ fn map_lines(out: &mut String, label: &str, map: &std::collections::BTreeMap<Str
         return;
     }
     for (i, (k, v)) in map.iter().enumerate() {
-        let head = if i == 0 { format!("{label}:") } else { String::new() };
+        let head = if i == 0 {
+            format!("{label}:")
+        } else {
+            String::new()
+        };
         let _ = writeln!(out, "{head:<14}{k}={v}");
     }
 }
@@ -106,15 +124,32 @@ pub fn describe<K: Resource>(obj: &K, events: &[Event]) -> String {
     map_lines(&mut out, "Labels", &meta.labels);
     map_lines(&mut out, "Annotations", &meta.annotations);
     if let Some(ts) = &meta.creation_timestamp {
-        let _ = writeln!(out, "Created:      {} ({} ago)", serde_json::to_value(ts).ok().and_then(|v| scalar(&v)).unwrap_or_default(), age(Some(ts)));
+        let _ = writeln!(
+            out,
+            "Created:      {} ({} ago)",
+            serde_json::to_value(ts)
+                .ok()
+                .and_then(|v| scalar(&v))
+                .unwrap_or_default(),
+            age(Some(ts))
+        );
     }
     if let Some(ts) = &meta.deletion_timestamp {
-        let _ = writeln!(out, "Deleting:     since {} ago (grace {}s)", age(Some(ts)), meta.deletion_grace_period_seconds.unwrap_or(0));
+        let _ = writeln!(
+            out,
+            "Deleting:     since {} ago (grace {}s)",
+            age(Some(ts)),
+            meta.deletion_grace_period_seconds.unwrap_or(0)
+        );
     }
     let _ = writeln!(out, "UID:          {}", meta.uid);
     let _ = writeln!(out, "Generation:   {}", meta.generation);
     if !meta.owner_references.is_empty() {
-        let owners: Vec<String> = meta.owner_references.iter().map(|o| format!("{}/{}", o.kind, o.name)).collect();
+        let owners: Vec<String> = meta
+            .owner_references
+            .iter()
+            .map(|o| format!("{}/{}", o.kind, o.name))
+            .collect();
         let _ = writeln!(out, "Controlled By: {}", owners.join(", "));
     }
     if !meta.finalizers.is_empty() {
@@ -135,7 +170,11 @@ pub fn describe<K: Resource>(obj: &K, events: &[Event]) -> String {
         outline(&mut out, &Value::Object(fields), 0);
     }
     let mut events: Vec<&Event> = events.iter().collect();
-    events.sort_by_key(|e| e.last_timestamp.or(e.meta().creation_timestamp).map(|t| t.seconds));
+    events.sort_by_key(|e| {
+        e.last_timestamp
+            .or(e.meta().creation_timestamp)
+            .map(|t| t.seconds)
+    });
     if events.is_empty() {
         let _ = writeln!(out, "Events:       <none>");
     } else {
@@ -143,18 +182,31 @@ pub fn describe<K: Resource>(obj: &K, events: &[Event]) -> String {
         let rows: Vec<Vec<String>> = events
             .iter()
             .map(|e| {
-                let when = e.last_timestamp.as_ref().or(e.meta().creation_timestamp.as_ref()).map(|t| human_duration(since(t)));
-                let count = if e.count > 1 { format!(" (x{})", e.count) } else { String::new() };
+                let when = e
+                    .last_timestamp
+                    .as_ref()
+                    .or(e.meta().creation_timestamp.as_ref())
+                    .map(|t| human_duration(since(t)));
+                let count = if e.count > 1 {
+                    format!(" (x{})", e.count)
+                } else {
+                    String::new()
+                };
                 vec![
                     e.r#type.clone(),
                     e.reason.clone(),
                     format!("{}{count}", when.unwrap_or_default()),
-                    e.source.as_ref().map(|s| s.component.clone()).unwrap_or_default(),
+                    e.source
+                        .as_ref()
+                        .map(|s| s.component.clone())
+                        .unwrap_or_default(),
                     e.message.clone(),
                 ]
             })
             .collect();
-        for line in super::table::render(&["Type", "Reason", "Age", "From", "Message"], &rows, true).lines() {
+        for line in
+            super::table::render(&["Type", "Reason", "Age", "From", "Message"], &rows, true).lines()
+        {
             let _ = writeln!(out, "  {line}");
         }
     }

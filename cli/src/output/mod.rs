@@ -29,7 +29,10 @@ pub fn list_value(items: Vec<Value>) -> Value {
 
 pub fn print_value(value: &Value, format: &str) {
     match format {
-        "json" => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+        "json" => println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        ),
         _ => print!("{}", serde_yaml_ng::to_string(value).unwrap_or_default()),
     }
 }

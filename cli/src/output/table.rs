@@ -11,7 +11,11 @@ pub trait TableRow: Resource {
 }
 
 fn or_none(s: &str) -> String {
-    if s.is_empty() { "<none>".to_string() } else { s.to_string() }
+    if s.is_empty() {
+        "<none>".to_string()
+    } else {
+        s.to_string()
+    }
 }
 
 fn created<K: Resource>(obj: &K) -> String {
@@ -53,7 +57,11 @@ impl TableRow for Namespace {
         vec!["NAME", "STATUS", "AGE"]
     }
     fn row(&self, _: bool) -> Vec<String> {
-        let phase = self.status.as_ref().map(|s| s.phase.clone()).unwrap_or_default();
+        let phase = self
+            .status
+            .as_ref()
+            .map(|s| s.phase.clone())
+            .unwrap_or_default();
         vec![self.name().into(), phase, created(self)]
     }
 }
@@ -76,7 +84,11 @@ pub fn pod_status(pod: &Pod) -> String {
     if !status.reason.is_empty() {
         return status.reason;
     }
-    if status.phase.is_empty() { "Pending".into() } else { status.phase }
+    if status.phase.is_empty() {
+        "Pending".into()
+    } else {
+        status.phase
+    }
 }
 
 impl TableRow for Pod {
@@ -91,7 +103,11 @@ impl TableRow for Pod {
         let spec = self.spec.clone().unwrap_or_default();
         let status = self.status.clone().unwrap_or_default();
         let ready = status.container_statuses.iter().filter(|c| c.ready).count();
-        let restarts: i32 = status.container_statuses.iter().map(|c| c.restart_count).sum();
+        let restarts: i32 = status
+            .container_statuses
+            .iter()
+            .map(|c| c.restart_count)
+            .sum();
         let mut r = vec![
             self.name().into(),
             format!("{ready}/{}", spec.containers.len()),
@@ -100,7 +116,11 @@ impl TableRow for Pod {
             created(self),
         ];
         if wide {
-            let runtime = if spec.runtime_class_name.is_empty() { "oci".to_string() } else { spec.runtime_class_name };
+            let runtime = if spec.runtime_class_name.is_empty() {
+                "oci".to_string()
+            } else {
+                spec.runtime_class_name
+            };
             r.extend([or_none(&status.pod_ip), or_none(&spec.node_name), runtime]);
         }
         r
@@ -126,14 +146,33 @@ impl TableRow for Deployment {
             created(self),
         ];
         if wide {
-            let containers = spec.template.as_ref().and_then(|t| t.spec.as_ref()).map(|s| s.containers.clone()).unwrap_or_default();
+            let containers = spec
+                .template
+                .as_ref()
+                .and_then(|t| t.spec.as_ref())
+                .map(|s| s.containers.clone())
+                .unwrap_or_default();
             let selector = spec
                 .selector
-                .map(|s| s.match_labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+                .map(|s| {
+                    s.match_labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
                 .unwrap_or_default();
             r.extend([
-                containers.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(","),
-                containers.iter().map(|c| c.image.clone()).collect::<Vec<_>>().join(","),
+                containers
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                containers
+                    .iter()
+                    .map(|c| c.image.clone())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 or_none(&selector),
             ]);
         }
@@ -143,7 +182,14 @@ impl TableRow for Deployment {
 
 impl TableRow for Service {
     fn headers(wide: bool) -> Vec<&'static str> {
-        let mut h = vec!["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"];
+        let mut h = vec![
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE",
+        ];
         if wide {
             h.push("SELECTOR");
         }
@@ -155,8 +201,16 @@ impl TableRow for Service {
             .ports
             .iter()
             .map(|p| {
-                let proto = if p.protocol.is_empty() { "TCP" } else { &p.protocol };
-                if p.node_port != 0 { format!("{}:{}/{proto}", p.port, p.node_port) } else { format!("{}/{proto}", p.port) }
+                let proto = if p.protocol.is_empty() {
+                    "TCP"
+                } else {
+                    &p.protocol
+                };
+                if p.node_port != 0 {
+                    format!("{}:{}/{proto}", p.port, p.node_port)
+                } else {
+                    format!("{}/{proto}", p.port)
+                }
             })
             .collect::<Vec<_>>()
             .join(",");
@@ -169,7 +223,14 @@ impl TableRow for Service {
             created(self),
         ];
         if wide {
-            r.push(or_none(&spec.selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")));
+            r.push(or_none(
+                &spec
+                    .selector
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ));
         }
         r
     }
@@ -183,7 +244,11 @@ impl TableRow for Endpoints {
         let eps: Vec<String> = self
             .subsets
             .iter()
-            .flat_map(|s| s.addresses.iter().flat_map(move |a| s.ports.iter().map(move |p| format!("{}:{}", a.ip, p.port))))
+            .flat_map(|s| {
+                s.addresses
+                    .iter()
+                    .flat_map(move |a| s.ports.iter().map(move |p| format!("{}:{}", a.ip, p.port)))
+            })
             .collect();
         vec![self.name().into(), or_none(&eps.join(",")), created(self)]
     }
@@ -194,7 +259,12 @@ impl TableRow for Secret {
         vec!["NAME", "TYPE", "DATA", "AGE"]
     }
     fn row(&self, _: bool) -> Vec<String> {
-        vec![self.name().into(), self.r#type.clone(), self.data.len().to_string(), created(self)]
+        vec![
+            self.name().into(),
+            self.r#type.clone(),
+            self.data.len().to_string(),
+            created(self),
+        ]
     }
 }
 
@@ -203,13 +273,25 @@ impl TableRow for ConfigMap {
         vec!["NAME", "DATA", "AGE"]
     }
     fn row(&self, _: bool) -> Vec<String> {
-        vec![self.name().into(), (self.data.len() + self.binary_data.len()).to_string(), created(self)]
+        vec![
+            self.name().into(),
+            (self.data.len() + self.binary_data.len()).to_string(),
+            created(self),
+        ]
     }
 }
 
 impl TableRow for PersistentVolumeClaim {
     fn headers(_: bool) -> Vec<&'static str> {
-        vec!["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS", "AGE"]
+        vec![
+            "NAME",
+            "STATUS",
+            "VOLUME",
+            "CAPACITY",
+            "ACCESS MODES",
+            "STORAGECLASS",
+            "AGE",
+        ]
     }
     fn row(&self, _: bool) -> Vec<String> {
         let spec = self.spec.clone().unwrap_or_default();
@@ -250,7 +332,11 @@ pub fn node_status(node: &Node) -> String {
             _ => "Unknown",
         })
         .unwrap_or("Unknown");
-    if node.spec.as_ref().is_some_and(|s| s.unschedulable) { format!("{ready},SchedulingDisabled") } else { ready.into() }
+    if node.spec.as_ref().is_some_and(|s| s.unschedulable) {
+        format!("{ready},SchedulingDisabled")
+    } else {
+        ready.into()
+    }
 }
 
 impl TableRow for Node {
@@ -270,10 +356,26 @@ impl TableRow for Node {
             .keys()
             .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
             .collect();
-        let mut r = vec![self.name().into(), node_status(self), or_none(&roles.join(",")), created(self), info.kubelet_version.clone()];
+        let mut r = vec![
+            self.name().into(),
+            node_status(self),
+            or_none(&roles.join(",")),
+            created(self),
+            info.kubelet_version.clone(),
+        ];
         if wide {
-            let ip = status.addresses.iter().find(|a| a.r#type == "InternalIP").map(|a| a.address.clone()).unwrap_or_default();
-            let runtimes = status.runtime_handlers.iter().map(|h| h.name.clone()).collect::<Vec<_>>().join(",");
+            let ip = status
+                .addresses
+                .iter()
+                .find(|a| a.r#type == "InternalIP")
+                .map(|a| a.address.clone())
+                .unwrap_or_default();
+            let runtimes = status
+                .runtime_handlers
+                .iter()
+                .map(|h| h.name.clone())
+                .collect::<Vec<_>>()
+                .join(",");
             r.extend([or_none(&ip), or_none(&runtimes), info.kernel_version]);
         }
         r
@@ -286,7 +388,10 @@ impl TableRow for Event {
     }
     fn row(&self, _: bool) -> Vec<String> {
         let obj = self.involved_object.clone().unwrap_or_default();
-        let last = self.last_timestamp.as_ref().or(self.meta().creation_timestamp.as_ref());
+        let last = self
+            .last_timestamp
+            .as_ref()
+            .or(self.meta().creation_timestamp.as_ref());
         vec![
             age(last),
             self.r#type.clone(),
@@ -303,7 +408,17 @@ mod tests {
 
     #[test]
     fn columns_align() {
-        let out = render(&["NAME", "AGE"], &[vec!["a-long-name".into(), "5s".into()], vec!["b".into(), "1m".into()]], true);
-        assert_eq!(out, "NAME          AGE\na-long-name   5s\nb             1m\n");
+        let out = render(
+            &["NAME", "AGE"],
+            &[
+                vec!["a-long-name".into(), "5s".into()],
+                vec!["b".into(), "1m".into()],
+            ],
+            true,
+        );
+        assert_eq!(
+            out,
+            "NAME          AGE\na-long-name   5s\nb             1m\n"
+        );
     }
 }

@@ -39,7 +39,9 @@ async fn sync(store: &Arc<dyn Store>) -> Result<(), StoreError> {
 }
 
 async fn reconcile(store: &Arc<dyn Store>, kv: &crate::store::KeyValue) -> Result<(), StoreError> {
-    let Ok(ns) = decode::<Namespace>(kv) else { return Ok(()) };
+    let Ok(ns) = decode::<Namespace>(kv) else {
+        return Ok(());
+    };
     if ns.meta().deletion_timestamp.is_none() {
         return Ok(());
     }

@@ -30,13 +30,20 @@ pub struct Handler<K> {
 
 impl<K> Clone for Handler<K> {
     fn clone(&self) -> Self {
-        Self { store: self.store.clone(), _kind: PhantomData }
+        Self {
+            store: self.store.clone(),
+            _kind: PhantomData,
+        }
     }
 }
 
 /// The store key of an object: `/pods/default/web`, `/nodes/n1`.
 pub fn key<K: Resource>(namespace: &str, name: &str) -> String {
-    if K::NAMESPACED { format!("/{}/{namespace}/{name}", K::PLURAL) } else { format!("/{}/{name}", K::PLURAL) }
+    if K::NAMESPACED {
+        format!("/{}/{namespace}/{name}", K::PLURAL)
+    } else {
+        format!("/{}/{name}", K::PLURAL)
+    }
 }
 
 /// The store prefix of a list: `/pods/default/`, or `/pods/` for all namespaces.
@@ -50,7 +57,8 @@ pub fn prefix<K: Resource>(namespace: &str) -> String {
 
 /// Decodes a stored value and stamps its resourceVersion.
 pub fn decode<K: Resource>(kv: &KeyValue) -> Result<K, ApiError> {
-    let mut obj = K::decode(kv.value.as_ref()).map_err(|e| ApiError::Internal(format!("corrupt object {}: {e}", kv.key)))?;
+    let mut obj = K::decode(kv.value.as_ref())
+        .map_err(|e| ApiError::Internal(format!("corrupt object {}: {e}", kv.key)))?;
     obj.metadata_mut().resource_version = kv.mod_revision.to_string();
     Ok(obj)
 }
@@ -69,8 +77,10 @@ struct Selectors {
 
 impl Selectors {
     fn parse<K: Resource>(label: &str, field: &str) -> Result<Self, ApiError> {
-        let labels = LabelSelector::parse(label).map_err(|e| ApiError::BadRequest(format!("labelSelector: {e}")))?;
-        let fields = FieldSelector::parse(field).map_err(|e| ApiError::BadRequest(format!("fieldSelector: {e}")))?;
+        let labels = LabelSelector::parse(label)
+            .map_err(|e| ApiError::BadRequest(format!("labelSelector: {e}")))?;
+        let fields = FieldSelector::parse(field)
+            .map_err(|e| ApiError::BadRequest(format!("fieldSelector: {e}")))?;
         let probe = K::default();
         for path in fields.paths() {
             if probe.field(path).is_none() {
@@ -92,7 +102,10 @@ const DEFAULT_NAMESPACE: &str = "default";
 
 impl<K: Resource> Handler<K> {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, _kind: PhantomData }
+        Self {
+            store,
+            _kind: PhantomData,
+        }
     }
 
     fn namespace_of(namespace: &str) -> String {
@@ -114,12 +127,19 @@ impl<K: Resource> Handler<K> {
             .get(&key::<K>(namespace, name))
             .await
             .map_err(|e| ApiError::from_store(e, K::PLURAL, name))?
-            .ok_or_else(|| ApiError::NotFound { plural: K::PLURAL, name: name.to_string() })?;
+            .ok_or_else(|| ApiError::NotFound {
+                plural: K::PLURAL,
+                name: name.to_string(),
+            })?;
         Ok((decode(&kv)?, kv))
     }
 
     fn invalid(obj: &K, errors: validation::FieldErrors) -> ApiError {
-        ApiError::Invalid { kind: K::KIND, name: obj.name().to_string(), errors }
+        ApiError::Invalid {
+            kind: K::KIND,
+            name: obj.name().to_string(),
+            errors,
+        }
     }
 
     async fn check_namespace_open(&self, namespace: &str) -> Result<(), ApiError> {
@@ -131,7 +151,10 @@ impl<K: Resource> Handler<K> {
             .get(&key::<Namespace>("", namespace))
             .await
             .map_err(|e| ApiError::from_store(e, "namespaces", namespace))?
-            .ok_or_else(|| ApiError::NotFound { plural: "namespaces", name: namespace.to_string() })?;
+            .ok_or_else(|| ApiError::NotFound {
+                plural: "namespaces",
+                name: namespace.to_string(),
+            })?;
         let ns: Namespace = decode(&kv)?;
         if ns.meta().deletion_timestamp.is_some() {
             return Err(ApiError::Precondition(format!(
@@ -142,7 +165,8 @@ impl<K: Resource> Handler<K> {
     }
 
     pub async fn create(&self, who: &Identity, mut obj: K) -> Result<K, ApiError> {
-        authorize(who, Verb::Create, K::KIND).map_err(|s| ApiError::Forbidden(s.message().to_string()))?;
+        authorize(who, Verb::Create, K::KIND)
+            .map_err(|s| ApiError::Forbidden(s.message().to_string()))?;
         let ns = Self::namespace_of(&obj.meta().namespace);
         {
             let meta = obj.metadata_mut();
@@ -171,12 +195,18 @@ impl<K: Resource> Handler<K> {
     }
 
     pub async fn get(&self, who: &Identity, namespace: &str, name: &str) -> Result<K, ApiError> {
-        authorize(who, Verb::Get, K::KIND).map_err(|s| ApiError::Forbidden(s.message().to_string()))?;
+        authorize(who, Verb::Get, K::KIND)
+            .map_err(|s| ApiError::Forbidden(s.message().to_string()))?;
         Ok(self.current(&Self::namespace_of(namespace), name).await?.0)
     }
 
-    pub async fn list(&self, who: &Identity, req: &ListRequest) -> Result<(Vec<K>, ListMeta), ApiError> {
-        authorize(who, Verb::List, K::KIND).map_err(|s| ApiError::Forbidden(s.message().to_string()))?;
+    pub async fn list(
+        &self,
+        who: &Identity,
+        req: &ListRequest,
+    ) -> Result<(Vec<K>, ListMeta), ApiError> {
+        authorize(who, Verb::List, K::KIND)
+            .map_err(|s| ApiError::Forbidden(s.message().to_string()))?;
         let selectors = Selectors::parse::<K>(&req.label_selector, &req.field_selector)?;
         let prefix = prefix::<K>(&req.namespace);
         let mut start = if req.r#continue.is_empty() {
@@ -184,14 +214,24 @@ impl<K: Resource> Handler<K> {
         } else if req.r#continue.starts_with(&prefix) {
             Some(req.r#continue.clone())
         } else {
-            return Err(ApiError::BadRequest("continue: token does not belong to this list".into()));
+            return Err(ApiError::BadRequest(
+                "continue: token does not belong to this list".into(),
+            ));
         };
         let limit = usize::try_from(req.limit.max(0)).unwrap_or(0);
         let mut items = Vec::new();
         let mut revision = None;
         loop {
-            let want = if limit == 0 { 0 } else { (limit - items.len()).max(64) };
-            let page = self.store.list(&prefix, start.as_deref(), want).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+            let want = if limit == 0 {
+                0
+            } else {
+                (limit - items.len()).max(64)
+            };
+            let page = self
+                .store
+                .list(&prefix, start.as_deref(), want)
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
             revision.get_or_insert(page.revision);
             let mut last_key = None;
             for kv in &page.items {
@@ -200,7 +240,9 @@ impl<K: Resource> Handler<K> {
                 if selectors.matches(&obj) {
                     items.push(obj);
                     if limit > 0 && items.len() == limit {
-                        let more = page.more || kv.key != page.items.last().map(|k| k.key.clone()).unwrap_or_default();
+                        let more = page.more
+                            || kv.key
+                                != page.items.last().map(|k| k.key.clone()).unwrap_or_default();
                         let meta = ListMeta {
                             resource_version: revision.unwrap_or(0).to_string(),
                             r#continue: if more { kv.key.clone() } else { String::new() },
@@ -214,11 +256,18 @@ impl<K: Resource> Handler<K> {
             }
             start = last_key;
         }
-        Ok((items, ListMeta { resource_version: revision.unwrap_or(0).to_string(), r#continue: String::new() }))
+        Ok((
+            items,
+            ListMeta {
+                resource_version: revision.unwrap_or(0).to_string(),
+                r#continue: String::new(),
+            },
+        ))
     }
 
     pub async fn update(&self, who: &Identity, mut obj: K) -> Result<K, ApiError> {
-        authorize(who, Verb::Update, K::KIND).map_err(|s| ApiError::Forbidden(s.message().to_string()))?;
+        authorize(who, Verb::Update, K::KIND)
+            .map_err(|s| ApiError::Forbidden(s.message().to_string()))?;
         let ns = Self::namespace_of(&obj.meta().namespace);
         obj.metadata_mut().namespace = ns.clone();
         let name = obj.name().to_string();
@@ -245,7 +294,8 @@ impl<K: Resource> Handler<K> {
     }
 
     pub async fn update_status(&self, who: &Identity, obj: K) -> Result<K, ApiError> {
-        authorize(who, Verb::UpdateStatus, K::KIND).map_err(|s| ApiError::Forbidden(s.message().to_string()))?;
+        authorize(who, Verb::UpdateStatus, K::KIND)
+            .map_err(|s| ApiError::Forbidden(s.message().to_string()))?;
         if !K::HAS_STATUS {
             return Err(ApiError::BadRequest(format!("{} has no status", K::PLURAL)));
         }
@@ -263,8 +313,15 @@ impl<K: Resource> Handler<K> {
     async fn write_update(&self, mut obj: K, current: K, kv: KeyValue) -> Result<K, ApiError> {
         let name = obj.name().to_string();
         let meta = obj.meta();
-        if meta.deletion_timestamp.is_some() && meta.finalizers.is_empty() && !pod_awaits_node::<K>(&obj) {
-            let deleted = self.store.delete(&kv.key, Some(kv.mod_revision)).await.map_err(|e| ApiError::from_store(e, K::PLURAL, &name))?;
+        if meta.deletion_timestamp.is_some()
+            && meta.finalizers.is_empty()
+            && !pod_awaits_node::<K>(&obj)
+        {
+            let deleted = self
+                .store
+                .delete(&kv.key, Some(kv.mod_revision))
+                .await
+                .map_err(|e| ApiError::from_store(e, K::PLURAL, &name))?;
             obj.metadata_mut().resource_version = deleted.mod_revision.to_string();
             return Ok(obj);
         }
@@ -283,7 +340,8 @@ impl<K: Resource> Handler<K> {
     }
 
     pub async fn delete(&self, who: &Identity, req: &DeleteRequest) -> Result<K, ApiError> {
-        authorize(who, Verb::Delete, K::KIND).map_err(|s| ApiError::Forbidden(s.message().to_string()))?;
+        authorize(who, Verb::Delete, K::KIND)
+            .map_err(|s| ApiError::Forbidden(s.message().to_string()))?;
         match req.propagation_policy.as_str() {
             "" | "Background" | "Foreground" | "Orphan" => {}
             other => {
@@ -295,12 +353,17 @@ impl<K: Resource> Handler<K> {
         let ns = Self::namespace_of(&req.namespace);
         let (mut obj, kv) = self.current(&ns, &req.name).await?;
         if !req.resource_version.is_empty() && req.resource_version != kv.mod_revision.to_string() {
-            return Err(ApiError::Conflict { plural: K::PLURAL, name: req.name.clone() });
+            return Err(ApiError::Conflict {
+                plural: K::PLURAL,
+                name: req.name.clone(),
+            });
         }
         let grace = graceful_deletion(&obj, req.grace_period_seconds, &*self.store).await;
         let meta = obj.meta();
         if !meta.finalizers.is_empty() || grace.is_some() || K::KIND == "Namespace" {
-            if meta.deletion_timestamp.is_some() && grace.is_none_or(|g| Some(g) >= meta.deletion_grace_period_seconds) {
+            if meta.deletion_timestamp.is_some()
+                && grace.is_none_or(|g| Some(g) >= meta.deletion_grace_period_seconds)
+            {
                 return Ok(obj); // already being deleted
             }
             let m = obj.metadata_mut();
@@ -330,7 +393,8 @@ impl<K: Resource> Handler<K> {
         who: &Identity,
         req: &WatchRequest,
     ) -> Result<mpsc::Receiver<Result<(&'static str, K), ApiError>>, ApiError> {
-        authorize(who, Verb::Watch, K::KIND).map_err(|s| ApiError::Forbidden(s.message().to_string()))?;
+        authorize(who, Verb::Watch, K::KIND)
+            .map_err(|s| ApiError::Forbidden(s.message().to_string()))?;
         let selectors = Selectors::parse::<K>(&req.label_selector, &req.field_selector)?;
         let prefix = prefix::<K>(&req.namespace);
         let (tx, rx) = mpsc::channel(256);
@@ -346,11 +410,18 @@ impl<K: Resource> Handler<K> {
             initial = items;
             meta.resource_version.parse().unwrap_or(0)
         } else {
-            req.resource_version
-                .parse()
-                .map_err(|_| ApiError::BadRequest(format!("resourceVersion: {:?} is not a resource version", req.resource_version)))?
+            req.resource_version.parse().map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "resourceVersion: {:?} is not a resource version",
+                    req.resource_version
+                ))
+            })?
         };
-        let mut events = self.store.watch(&prefix, after).await.map_err(|e| ApiError::from_store(e, K::PLURAL, ""))?;
+        let mut events = self
+            .store
+            .watch(&prefix, after)
+            .await
+            .map_err(|e| ApiError::from_store(e, K::PLURAL, ""))?;
         tokio::spawn(async move {
             for obj in initial {
                 if tx.send(Ok(("ADDED", obj))).await.is_err() {
@@ -382,7 +453,10 @@ impl<K: Resource> Handler<K> {
 }
 
 /// A store event as the watcher of `selectors` sees it.
-fn translate<K: Resource>(selectors: &Selectors, e: &crate::store::Event) -> Result<Option<(&'static str, K)>, ApiError> {
+fn translate<K: Resource>(
+    selectors: &Selectors,
+    e: &crate::store::Event,
+) -> Result<Option<(&'static str, K)>, ApiError> {
     let obj: K = decode(&e.kv)?;
     let prev_matches = match &e.prev {
         Some(p) => selectors.matches(&decode::<K>(p)?),
@@ -402,7 +476,10 @@ fn translate<K: Resource>(selectors: &Selectors, e: &crate::store::Event) -> Res
 fn check_version<K: Resource>(obj: &K, kv: &KeyValue, name: &str) -> Result<(), ApiError> {
     let rv = &obj.meta().resource_version;
     if !rv.is_empty() && *rv != kv.mod_revision.to_string() {
-        return Err(ApiError::Conflict { plural: K::PLURAL, name: name.to_string() });
+        return Err(ApiError::Conflict {
+            plural: K::PLURAL,
+            name: name.to_string(),
+        });
     }
     Ok(())
 }
@@ -411,7 +488,9 @@ fn random_suffix() -> String {
     use rand::Rng;
     const CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+    (0..5)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
 }
 
 // ---- kind-specific rules, kept small and in one place ----
@@ -431,11 +510,19 @@ fn prepare_for_create<K: Resource>(obj: &mut K) {
             secret.r#type = "Opaque".into();
         }
     } else if let Some(ns) = any.downcast_mut::<Namespace>() {
-        ns.status = Some(skiff_api::v1::NamespaceStatus { phase: "Active".into() });
+        ns.status = Some(skiff_api::v1::NamespaceStatus {
+            phase: "Active".into(),
+        });
     } else if let Some(pod) = any.downcast_mut::<skiff_api::v1::Pod>() {
-        pod.status = Some(skiff_api::v1::PodStatus { phase: "Pending".into(), ..Default::default() });
+        pod.status = Some(skiff_api::v1::PodStatus {
+            phase: "Pending".into(),
+            ..Default::default()
+        });
     } else if let Some(pvc) = any.downcast_mut::<skiff_api::v1::PersistentVolumeClaim>() {
-        pvc.status = Some(skiff_api::v1::PersistentVolumeClaimStatus { phase: "Pending".into(), ..Default::default() });
+        pvc.status = Some(skiff_api::v1::PersistentVolumeClaimStatus {
+            phase: "Pending".into(),
+            ..Default::default()
+        });
     } else if let Some(d) = any.downcast_mut::<skiff_api::v1::Deployment>() {
         d.status = None;
     } else if let Some(s) = any.downcast_mut::<skiff_api::v1::Service>() {
@@ -452,7 +539,10 @@ fn prepare_for_create<K: Resource>(obj: &mut K) {
 fn prepare_for_update<K: Resource>(obj: &mut K, current: &K) -> Result<(), ApiError> {
     let current_any: &dyn std::any::Any = current;
     let any = as_any(obj);
-    if let (Some(new), Some(cur)) = (any.downcast_mut::<skiff_api::v1::Secret>(), current_any.downcast_ref::<skiff_api::v1::Secret>()) {
+    if let (Some(new), Some(cur)) = (
+        any.downcast_mut::<skiff_api::v1::Secret>(),
+        current_any.downcast_ref::<skiff_api::v1::Secret>(),
+    ) {
         for (k, v) in std::mem::take(&mut new.string_data) {
             new.data.insert(k, v.into_bytes());
         }
@@ -460,22 +550,45 @@ fn prepare_for_update<K: Resource>(obj: &mut K, current: &K) -> Result<(), ApiEr
             new.r#type = cur.r#type.clone();
         }
         if cur.immutable == Some(true) && (new.data != cur.data || new.immutable != cur.immutable) {
-            return Err(ApiError::BadRequest(format!("secrets {:?}: data: field is immutable when `immutable` is set", cur.name())));
+            return Err(ApiError::BadRequest(format!(
+                "secrets {:?}: data: field is immutable when `immutable` is set",
+                cur.name()
+            )));
         }
         if new.r#type != cur.r#type {
-            return Err(ApiError::BadRequest(format!("secrets {:?}: type: field is immutable", cur.name())));
+            return Err(ApiError::BadRequest(format!(
+                "secrets {:?}: type: field is immutable",
+                cur.name()
+            )));
         }
     }
-    if let (Some(new), Some(cur)) =
-        (any.downcast_mut::<skiff_api::v1::ConfigMap>(), current_any.downcast_ref::<skiff_api::v1::ConfigMap>())
-        && cur.immutable == Some(true)
-        && (new.data != cur.data || new.binary_data != cur.binary_data || new.immutable != cur.immutable)
+    if let (Some(new), Some(cur)) = (
+        any.downcast_mut::<skiff_api::v1::ConfigMap>(),
+        current_any.downcast_ref::<skiff_api::v1::ConfigMap>(),
+    ) && cur.immutable == Some(true)
+        && (new.data != cur.data
+            || new.binary_data != cur.binary_data
+            || new.immutable != cur.immutable)
     {
-        return Err(ApiError::BadRequest(format!("configmaps {:?}: data: field is immutable when `immutable` is set", cur.name())));
+        return Err(ApiError::BadRequest(format!(
+            "configmaps {:?}: data: field is immutable when `immutable` is set",
+            cur.name()
+        )));
     }
-    if let (Some(new), Some(cur)) = (any.downcast_mut::<skiff_api::v1::Pod>(), current_any.downcast_ref::<skiff_api::v1::Pod>()) {
-        let bound = cur.spec.as_ref().map(|s| s.node_name.clone()).unwrap_or_default();
-        let wanted = new.spec.as_ref().map(|s| s.node_name.clone()).unwrap_or_default();
+    if let (Some(new), Some(cur)) = (
+        any.downcast_mut::<skiff_api::v1::Pod>(),
+        current_any.downcast_ref::<skiff_api::v1::Pod>(),
+    ) {
+        let bound = cur
+            .spec
+            .as_ref()
+            .map(|s| s.node_name.clone())
+            .unwrap_or_default();
+        let wanted = new
+            .spec
+            .as_ref()
+            .map(|s| s.node_name.clone())
+            .unwrap_or_default();
         if !bound.is_empty() && wanted != bound {
             return Err(ApiError::BadRequest(format!(
                 "pods {:?}: spec.nodeName: field is immutable once the pod is bound (to {bound})",
@@ -483,9 +596,10 @@ fn prepare_for_update<K: Resource>(obj: &mut K, current: &K) -> Result<(), ApiEr
             )));
         }
     }
-    if let (Some(new), Some(cur)) =
-        (any.downcast_mut::<skiff_api::v1::Service>(), current_any.downcast_ref::<skiff_api::v1::Service>())
-        && let (Some(ns), Some(cs)) = (new.spec.as_mut(), cur.spec.as_ref())
+    if let (Some(new), Some(cur)) = (
+        any.downcast_mut::<skiff_api::v1::Service>(),
+        current_any.downcast_ref::<skiff_api::v1::Service>(),
+    ) && let (Some(ns), Some(cs)) = (new.spec.as_mut(), cur.spec.as_ref())
     {
         if ns.r#type.is_empty() {
             ns.r#type = cs.r#type.clone();
@@ -499,15 +613,30 @@ fn prepare_for_update<K: Resource>(obj: &mut K, current: &K) -> Result<(), ApiEr
 }
 
 /// Seconds of graceful deletion for a running pod bound to an existing node; None: delete at once.
-async fn graceful_deletion<K: Resource>(obj: &K, requested: Option<i32>, store: &dyn Store) -> Option<i32> {
+async fn graceful_deletion<K: Resource>(
+    obj: &K,
+    requested: Option<i32>,
+    store: &dyn Store,
+) -> Option<i32> {
     let pod = (obj as &dyn std::any::Any).downcast_ref::<skiff_api::v1::Pod>()?;
     let spec = pod.spec.as_ref()?;
     let phase = pod.status.as_ref().map(|s| s.phase.as_str()).unwrap_or("");
-    if spec.node_name.is_empty() || matches!(phase, "Succeeded" | "Failed") || requested == Some(0) {
+    if spec.node_name.is_empty() || matches!(phase, "Succeeded" | "Failed") || requested == Some(0)
+    {
         return None;
     }
-    let node_exists = store.get(&key::<skiff_api::v1::Node>("", &spec.node_name)).await.ok().flatten().is_some();
-    node_exists.then(|| requested.or(spec.termination_grace_period_seconds).unwrap_or(30).max(1))
+    let node_exists = store
+        .get(&key::<skiff_api::v1::Node>("", &spec.node_name))
+        .await
+        .ok()
+        .flatten()
+        .is_some();
+    node_exists.then(|| {
+        requested
+            .or(spec.termination_grace_period_seconds)
+            .unwrap_or(30)
+            .max(1)
+    })
 }
 
 /// A pod with a deletionTimestamp stays until its node reports it stopped (or it never ran).
@@ -516,7 +645,8 @@ fn pod_awaits_node<K: Resource>(obj: &K) -> bool {
         return false;
     };
     let phase = pod.status.as_ref().map(|s| s.phase.as_str()).unwrap_or("");
-    pod.spec.as_ref().is_some_and(|s| !s.node_name.is_empty()) && !matches!(phase, "Succeeded" | "Failed")
+    pod.spec.as_ref().is_some_and(|s| !s.node_name.is_empty())
+        && !matches!(phase, "Succeeded" | "Failed")
 }
 
 fn mark_terminating<K: Resource>(obj: &mut K) {

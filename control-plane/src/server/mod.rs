@@ -31,13 +31,19 @@ pub const MAX_REQUEST_BYTES: usize = 2 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("data dir {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Pki(#[from] PkiError),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("listening on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("serving: {0}")]
     Serve(#[from] tonic::transport::Error),
     #[error("bootstrap: {0}")]
@@ -67,7 +73,12 @@ fn read_or_create_token(path: &Path) -> Result<String, ServerError> {
         Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(ServerError::DataDir { path: path.to_path_buf(), source }),
+        Err(source) => {
+            return Err(ServerError::DataDir {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     }
     let token = new_token();
     write_private(path, format!("{token}\n").as_bytes(), 0o600)?;
@@ -76,14 +87,21 @@ fn read_or_create_token(path: &Path) -> Result<String, ServerError> {
 
 /// Normalises `:7443` to `127.0.0.1:7443`.
 fn listen_addr(listen: &str) -> String {
-    if listen.starts_with(':') { format!("127.0.0.1{listen}") } else { listen.to_string() }
+    if listen.starts_with(':') {
+        format!("127.0.0.1{listen}")
+    } else {
+        listen.to_string()
+    }
 }
 
 impl ControlPlane {
     /// Opens the data dir and binds the listener; nothing is served until [`ControlPlane::serve`].
     pub async fn start(options: &ServerOptions) -> Result<Self, ServerError> {
         let dir = &options.data_dir;
-        let io = |source| ServerError::DataDir { path: dir.clone(), source };
+        let io = |source| ServerError::DataDir {
+            path: dir.clone(),
+            source,
+        };
         std::fs::create_dir_all(dir).map_err(io)?;
         {
             use std::os::unix::fs::PermissionsExt;
@@ -94,30 +112,64 @@ impl ControlPlane {
         let join_token = read_or_create_token(&dir.join("join-token"))?;
         let store: Arc<dyn Store> = {
             let path = dir.join("store.redb");
-            let opened = tokio::task::spawn_blocking(move || EmbeddedStore::open(&path, EmbeddedOptions::default()))
-                .await
-                .map_err(|e| ServerError::Bootstrap(e.to_string()))??;
+            let opened = tokio::task::spawn_blocking(move || {
+                EmbeddedStore::open(&path, EmbeddedOptions::default())
+            })
+            .await
+            .map_err(|e| ServerError::Bootstrap(e.to_string()))??;
             Arc::new(opened)
         };
         ensure_default_namespaces(&store).await?;
         let addr_text = listen_addr(&options.listen);
         let listener =
-            TcpListener::bind(&addr_text).await.map_err(|source| ServerError::Listen { addr: addr_text.clone(), source })?;
-        let addr = listener.local_addr().map_err(|source| ServerError::Listen { addr: addr_text, source })?;
-        let dial = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
+            TcpListener::bind(&addr_text)
+                .await
+                .map_err(|source| ServerError::Listen {
+                    addr: addr_text.clone(),
+                    source,
+                })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Listen {
+                addr: addr_text,
+                source,
+            })?;
+        let dial = if addr.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        } else {
+            addr
+        };
         let client_config = ClientConfig {
             server: format!("https://{dial}"),
             certificate_authority_data: pki.ca_cert_pem.clone(),
             token: admin_token.clone(),
         };
-        write_private(&dir.join("config.yaml"), client_config.to_yaml().as_bytes(), 0o600)?;
+        write_private(
+            &dir.join("config.yaml"),
+            client_config.to_yaml().as_bytes(),
+            0o600,
+        )?;
         let auth = Authenticator::new(&admin_token, &join_token);
-        Ok(Self { store, addr, client_config, join_token, listener, pki, auth })
+        Ok(Self {
+            store,
+            addr,
+            client_config,
+            join_token,
+            listener,
+            pki,
+            auth,
+        })
     }
 
     /// Serves the API until `shutdown` completes, running the control-plane controllers alongside.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        let tls = ServerTlsConfig::new().identity(TlsIdentity::from_pem(&self.pki.server_cert_pem, &self.pki.server_key_pem));
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let tls = ServerTlsConfig::new().identity(TlsIdentity::from_pem(
+            &self.pki.server_cert_pem,
+            &self.pki.server_key_pem,
+        ));
         let store = self.store.clone();
         let auth = self.auth.clone();
         let controllers = tokio::spawn(crate::controllers::run(store.clone()));
@@ -144,10 +196,16 @@ impl ControlPlane {
             .add_service(svc!(endpoints_api_server::EndpointsApiServer, Endpoints))
             .add_service(svc!(secret_api_server::SecretApiServer, Secret))
             .add_service(svc!(config_map_api_server::ConfigMapApiServer, ConfigMap))
-            .add_service(svc!(persistent_volume_claim_api_server::PersistentVolumeClaimApiServer, PersistentVolumeClaim))
+            .add_service(svc!(
+                persistent_volume_claim_api_server::PersistentVolumeClaimApiServer,
+                PersistentVolumeClaim
+            ))
             .add_service(svc!(node_api_server::NodeApiServer, Node))
             .add_service(svc!(event_api_server::EventApiServer, Event))
-            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(self.listener), shutdown)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(self.listener),
+                shutdown,
+            )
             .await;
         controllers.abort();
         Ok(result?)
@@ -159,7 +217,10 @@ async fn ensure_default_namespaces(store: &Arc<dyn Store>) -> Result<(), ServerE
     let handler = Handler::<Namespace>::new(store.clone());
     for name in ["default", "skiff-system"] {
         let ns = Namespace {
-            metadata: Some(ObjectMeta { name: name.to_string(), ..Default::default() }),
+            metadata: Some(ObjectMeta {
+                name: name.to_string(),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         match handler.create(&Identity::Admin, ns).await {

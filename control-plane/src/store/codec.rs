@@ -20,7 +20,12 @@ pub fn decode_object(key: &str, raw: &[u8]) -> Option<KeyValue> {
     let mut r = Reader(raw);
     let create_revision = r.u64()?;
     let mod_revision = r.u64()?;
-    Some(KeyValue { key: key.to_string(), value: Bytes::copy_from_slice(r.0), create_revision, mod_revision })
+    Some(KeyValue {
+        key: key.to_string(),
+        value: Bytes::copy_from_slice(r.0),
+        create_revision,
+        mod_revision,
+    })
 }
 
 pub fn encode_event(e: &Event) -> Vec<u8> {
@@ -60,10 +65,24 @@ pub fn decode_event(revision: Revision, raw: &[u8]) -> Option<Event> {
             let create_revision = r.u64()?;
             let mod_revision = r.u64()?;
             let value = Bytes::copy_from_slice(r.bytes()?);
-            Some(KeyValue { key: key.clone(), value, create_revision, mod_revision })
+            Some(KeyValue {
+                key: key.clone(),
+                value,
+                create_revision,
+                mod_revision,
+            })
         }
     };
-    Some(Event { kind, kv: KeyValue { key, value, create_revision, mod_revision: revision }, prev })
+    Some(Event {
+        kind,
+        kv: KeyValue {
+            key,
+            value,
+            create_revision,
+            mod_revision: revision,
+        },
+        prev,
+    })
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -86,10 +105,15 @@ impl<'a> Reader<'a> {
         self.take(1).map(|b| b[0])
     }
     fn u64(&mut self) -> Option<u64> {
-        self.take(8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
+        self.take(8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
     }
     fn bytes(&mut self) -> Option<&'a [u8]> {
-        let len = self.take(4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes)?;
+        let len = self
+            .take(4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)?;
         self.take(usize::try_from(len).ok()?)
     }
 }
@@ -100,16 +124,36 @@ mod tests {
 
     #[test]
     fn event_roundtrip() {
-        let kv = |v: &'static [u8], c, m| KeyValue { key: "/pods/a".into(), value: Bytes::from_static(v), create_revision: c, mod_revision: m };
+        let kv = |v: &'static [u8], c, m| KeyValue {
+            key: "/pods/a".into(),
+            value: Bytes::from_static(v),
+            create_revision: c,
+            mod_revision: m,
+        };
         for e in [
-            Event { kind: EventKind::Put, kv: kv(b"new", 3, 7), prev: Some(kv(b"old", 3, 5)) },
-            Event { kind: EventKind::Delete, kv: kv(b"", 1, 9), prev: None },
+            Event {
+                kind: EventKind::Put,
+                kv: kv(b"new", 3, 7),
+                prev: Some(kv(b"old", 3, 5)),
+            },
+            Event {
+                kind: EventKind::Delete,
+                kv: kv(b"", 1, 9),
+                prev: None,
+            },
         ] {
             let raw = encode_event(&e);
             assert_eq!(decode_event(e.revision(), &raw), Some(e));
-            assert_eq!(decode_event(1, &raw[..raw.len() - 1]), None, "truncated input is refused");
+            assert_eq!(
+                decode_event(1, &raw[..raw.len() - 1]),
+                None,
+                "truncated input is refused"
+            );
         }
         let o = decode_object("/k", &encode_object(2, 4, b"xyz")).unwrap();
-        assert_eq!((o.create_revision, o.mod_revision, &o.value[..]), (2, 4, &b"xyz"[..]));
+        assert_eq!(
+            (o.create_revision, o.mod_revision, &o.value[..]),
+            (2, 4, &b"xyz"[..])
+        );
     }
 }

@@ -81,12 +81,17 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 impl EmbeddedStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path, options: EmbeddedOptions) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
+        let db = Database::create(path)
+            .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
         let (revision, compacted) = {
             let txn = db.begin_write().map_err(backend)?;
             let read = |name| -> Result<u64, StoreError> {
                 let meta = txn.open_table(META).map_err(backend)?;
-                Ok(meta.get(name).map_err(backend)?.map(|v| v.value()).unwrap_or(0))
+                Ok(meta
+                    .get(name)
+                    .map_err(backend)?
+                    .map(|v| v.value())
+                    .unwrap_or(0))
             };
             let r = (read(META_REVISION)?, read(META_COMPACTED)?);
             txn.open_table(OBJECTS).map_err(backend)?;
@@ -110,13 +115,23 @@ impl EmbeddedStore {
             .name("store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(backend)?;
-        Ok(Self { db, writes, events, revision, compacted, writer: Some(writer) })
+        Ok(Self {
+            db,
+            writes,
+            events,
+            revision,
+            compacted,
+            writer: Some(writer),
+        })
     }
 
     async fn write(&self, op: Op) -> Result<KeyValue, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.writes.send(Write { op, reply }).map_err(|_| StoreError::Backend("store writer stopped".into()))?;
-        rx.await.map_err(|_| StoreError::Backend("store writer stopped".into()))?
+        self.writes
+            .send(Write { op, reply })
+            .map_err(|_| StoreError::Backend("store writer stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Backend("store writer stopped".into()))?
     }
 
     async fn read<T: Send + 'static>(
@@ -124,23 +139,39 @@ impl EmbeddedStore {
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db)).await.map_err(backend)?
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(backend)?
     }
 }
 
 /// Reads events after `after` (exclusive) for keys under `prefix`, up to `limit`.
-fn read_history(db: &Database, prefix: &str, after: Revision, limit: usize) -> Result<Vec<Event>, StoreError> {
+fn read_history(
+    db: &Database,
+    prefix: &str,
+    after: Revision,
+    limit: usize,
+) -> Result<Vec<Event>, StoreError> {
     let txn = db.begin_read().map_err(backend)?;
-    let compacted = txn.open_table(META).map_err(backend)?.get(META_COMPACTED).map_err(backend)?.map_or(0, |v| v.value());
+    let compacted = txn
+        .open_table(META)
+        .map_err(backend)?
+        .get(META_COMPACTED)
+        .map_err(backend)?
+        .map_or(0, |v| v.value());
     if after < compacted {
-        return Err(StoreError::Compacted { requested: after, oldest: compacted + 1 });
+        return Err(StoreError::Compacted {
+            requested: after,
+            oldest: compacted + 1,
+        });
     }
     let table = txn.open_table(EVENTS).map_err(backend)?;
     let mut out = Vec::new();
     for entry in table.range(after + 1..).map_err(backend)? {
         let (rev, raw) = entry.map_err(backend)?;
-        let event = decode_event(rev.value(), raw.value())
-            .ok_or_else(|| StoreError::Backend(format!("corrupt event at revision {}", rev.value())))?;
+        let event = decode_event(rev.value(), raw.value()).ok_or_else(|| {
+            StoreError::Backend(format!("corrupt event at revision {}", rev.value()))
+        })?;
         if event.kv.key.starts_with(prefix) {
             out.push(event);
             if out.len() >= limit {
@@ -164,16 +195,29 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage, StoreError> {
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage, StoreError> {
         let prefix = prefix.to_string();
         let start = start_after.map(str::to_string);
         self.read(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let meta = txn.open_table(META).map_err(backend)?;
-            let revision = meta.get(META_REVISION).map_err(backend)?.map(|v| v.value()).unwrap_or(0);
+            let revision = meta
+                .get(META_REVISION)
+                .map_err(backend)?
+                .map(|v| v.value())
+                .unwrap_or(0);
             let table = txn.open_table(OBJECTS).map_err(backend)?;
             let from = start.as_deref().unwrap_or(prefix.as_str());
-            let mut page = ListPage { items: Vec::new(), revision, more: false };
+            let mut page = ListPage {
+                items: Vec::new(),
+                revision,
+                more: false,
+            };
             for entry in table.range(from..).map_err(backend)? {
                 let (k, raw) = entry.map_err(backend)?;
                 let key = k.value();
@@ -200,8 +244,14 @@ impl Store for EmbeddedStore {
         self.write(Op::Create(key.to_string(), value)).await
     }
 
-    async fn update(&self, key: &str, value: Bytes, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
-        self.write(Op::Update(key.to_string(), value, expected)).await
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Option<Revision>,
+    ) -> Result<KeyValue, StoreError> {
+        self.write(Op::Update(key.to_string(), value, expected))
+            .await
     }
 
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError> {
@@ -214,7 +264,10 @@ impl Store for EmbeddedStore {
         let mut live = self.events.subscribe();
         let oldest = self.compacted.load(Ordering::Acquire);
         if after < oldest {
-            return Err(StoreError::Compacted { requested: after, oldest: oldest + 1 });
+            return Err(StoreError::Compacted {
+                requested: after,
+                oldest: oldest + 1,
+            });
         }
         let db = self.db.clone();
         let prefix = prefix.to_string();
@@ -226,7 +279,11 @@ impl Store for EmbeddedStore {
                 loop {
                     let db2 = db.clone();
                     let p = prefix.clone();
-                    let batch = match tokio::task::spawn_blocking(move || read_history(&db2, &p, last, 1024)).await {
+                    let batch = match tokio::task::spawn_blocking(move || {
+                        read_history(&db2, &p, last, 1024)
+                    })
+                    .await
+                    {
                         Ok(Ok(b)) => b,
                         Ok(Err(e)) => {
                             let _ = tx.send(Err(e)).await;
@@ -311,7 +368,10 @@ impl Writer {
     }
 
     #[allow(clippy::type_complexity)]
-    fn commit(&self, batch: &[Write]) -> Result<(Vec<Result<KeyValue, StoreError>>, Vec<Event>), StoreError> {
+    fn commit(
+        &self,
+        batch: &[Write],
+    ) -> Result<(Vec<Result<KeyValue, StoreError>>, Vec<Event>), StoreError> {
         let txn = self.db.begin_write().map_err(backend)?;
         let mut revision = self.revision.load(Ordering::Acquire);
         let mut compacted = self.compacted.load(Ordering::Acquire);
@@ -322,24 +382,41 @@ impl Writer {
             let mut log = txn.open_table(EVENTS).map_err(backend)?;
             for w in batch {
                 let current = |key: &str| -> Result<Option<KeyValue>, StoreError> {
-                    Ok(objects.get(key).map_err(backend)?.and_then(|raw| decode_object(key, raw.value())))
+                    Ok(objects
+                        .get(key)
+                        .map_err(backend)?
+                        .and_then(|raw| decode_object(key, raw.value())))
                 };
                 let outcome = match &w.op {
                     Op::Create(key, value) => match current(key)? {
                         Some(_) => Err(StoreError::AlreadyExists(key.clone())),
                         None => {
                             let rev = revision + 1;
-                            let kv = KeyValue { key: key.clone(), value: value.clone(), create_revision: rev, mod_revision: rev };
-                            Ok((Event { kind: EventKind::Put, kv, prev: None }, true))
+                            let kv = KeyValue {
+                                key: key.clone(),
+                                value: value.clone(),
+                                create_revision: rev,
+                                mod_revision: rev,
+                            };
+                            Ok((
+                                Event {
+                                    kind: EventKind::Put,
+                                    kv,
+                                    prev: None,
+                                },
+                                true,
+                            ))
                         }
                     },
                     Op::Update(key, value, expected) => match current(key)? {
                         None => Err(StoreError::NotFound(key.clone())),
-                        Some(old) if expected.is_some_and(|e| e != old.mod_revision) => Err(StoreError::Conflict {
-                            key: key.clone(),
-                            expected: expected.unwrap_or(0),
-                            actual: old.mod_revision,
-                        }),
+                        Some(old) if expected.is_some_and(|e| e != old.mod_revision) => {
+                            Err(StoreError::Conflict {
+                                key: key.clone(),
+                                expected: expected.unwrap_or(0),
+                                actual: old.mod_revision,
+                            })
+                        }
                         Some(old) => {
                             let kv = KeyValue {
                                 key: key.clone(),
@@ -347,19 +424,38 @@ impl Writer {
                                 create_revision: old.create_revision,
                                 mod_revision: revision + 1,
                             };
-                            Ok((Event { kind: EventKind::Put, kv, prev: Some(old) }, true))
+                            Ok((
+                                Event {
+                                    kind: EventKind::Put,
+                                    kv,
+                                    prev: Some(old),
+                                },
+                                true,
+                            ))
                         }
                     },
                     Op::Delete(key, expected) => match current(key)? {
                         None => Err(StoreError::NotFound(key.clone())),
-                        Some(old) if expected.is_some_and(|e| e != old.mod_revision) => Err(StoreError::Conflict {
-                            key: key.clone(),
-                            expected: expected.unwrap_or(0),
-                            actual: old.mod_revision,
-                        }),
+                        Some(old) if expected.is_some_and(|e| e != old.mod_revision) => {
+                            Err(StoreError::Conflict {
+                                key: key.clone(),
+                                expected: expected.unwrap_or(0),
+                                actual: old.mod_revision,
+                            })
+                        }
                         Some(old) => {
-                            let kv = KeyValue { mod_revision: revision + 1, ..old.clone() };
-                            Ok((Event { kind: EventKind::Delete, kv, prev: Some(old) }, false))
+                            let kv = KeyValue {
+                                mod_revision: revision + 1,
+                                ..old.clone()
+                            };
+                            Ok((
+                                Event {
+                                    kind: EventKind::Delete,
+                                    kv,
+                                    prev: Some(old),
+                                },
+                                false,
+                            ))
                         }
                     },
                 };
@@ -367,12 +463,16 @@ impl Writer {
                     Ok((event, present)) => {
                         revision += 1;
                         if present {
-                            let raw = encode_object(event.kv.create_revision, revision, &event.kv.value);
-                            objects.insert(event.kv.key.as_str(), raw.as_slice()).map_err(backend)?;
+                            let raw =
+                                encode_object(event.kv.create_revision, revision, &event.kv.value);
+                            objects
+                                .insert(event.kv.key.as_str(), raw.as_slice())
+                                .map_err(backend)?;
                         } else {
                             objects.remove(event.kv.key.as_str()).map_err(backend)?;
                         }
-                        log.insert(revision, encode_event(&event).as_slice()).map_err(backend)?;
+                        log.insert(revision, encode_event(&event).as_slice())
+                            .map_err(backend)?;
                         results.push(Ok(event.kv.clone()));
                         events.push(event);
                     }

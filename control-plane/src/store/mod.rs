@@ -8,9 +8,9 @@
 //!
 //! Must not: know about kinds, encodings or validation — values are opaque bytes.
 
+mod codec;
 pub mod conformance;
 pub mod embedded;
-mod codec;
 
 use std::pin::Pin;
 
@@ -71,9 +71,16 @@ pub enum StoreError {
     #[error("key {0} already exists")]
     AlreadyExists(String),
     #[error("key {key} was modified at revision {actual}, not {expected}")]
-    Conflict { key: String, expected: Revision, actual: Revision },
+    Conflict {
+        key: String,
+        expected: Revision,
+        actual: Revision,
+    },
     #[error("revision {requested} has been compacted; the oldest available is {oldest}")]
-    Compacted { requested: Revision, oldest: Revision },
+    Compacted {
+        requested: Revision,
+        oldest: Revision,
+    },
     #[error("store backend: {0}")]
     Backend(String),
 }
@@ -85,14 +92,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Keys starting with `prefix`, in key order, after `start_after` (exclusive) if given;
     /// at most `limit` items when `limit > 0`.
-    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ListPage, StoreError>;
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage, StoreError>;
 
     /// Fails with `AlreadyExists` if the key exists.
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue, StoreError>;
 
     /// Fails with `NotFound` if the key is absent, `Conflict` if `expected` is given and differs
     /// from the key's `mod_revision`.
-    async fn update(&self, key: &str, value: Bytes, expected: Option<Revision>) -> Result<KeyValue, StoreError>;
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Option<Revision>,
+    ) -> Result<KeyValue, StoreError>;
 
     /// Returns the deleted value, its `mod_revision` set to the delete's revision.
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue, StoreError>;

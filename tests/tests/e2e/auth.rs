@@ -14,7 +14,10 @@ fn with_config(c: &Cluster, name: &str, config: &ClientConfig) -> std::path::Pat
 fn missing_or_wrong_token_is_unauthenticated() {
     let c = Cluster::start();
     for (name, token) in [("no-token.yaml", ""), ("wrong-token.yaml", "not-the-token")] {
-        let config = ClientConfig { token: token.into(), ..c.config() };
+        let config = ClientConfig {
+            token: token.into(),
+            ..c.config()
+        };
         let path = with_config(&c, name, &config);
         let out = std::process::Command::new(skiff_tests::skiff_bin())
             .args(["get", "pods", "--config"])
@@ -22,7 +25,11 @@ fn missing_or_wrong_token_is_unauthenticated() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out));
-        assert!(stderr(&out).contains("Unauthorized"), "{name}: {}", text(&out));
+        assert!(
+            stderr(&out).contains("Unauthorized"),
+            "{name}: {}",
+            text(&out)
+        );
     }
 }
 
@@ -30,7 +37,10 @@ fn missing_or_wrong_token_is_unauthenticated() {
 fn join_token_cannot_act_as_admin() {
     let c = Cluster::start();
     let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
-    let config = ClientConfig { token: join.trim().into(), ..c.config() };
+    let config = ClientConfig {
+        token: join.trim().into(),
+        ..c.config()
+    };
     let path = with_config(&c, "join.yaml", &config);
     let out = std::process::Command::new(skiff_tests::skiff_bin())
         .args(["apply", "-f", "-", "--config"])
@@ -41,7 +51,11 @@ fn join_token_cannot_act_as_admin() {
         .spawn()
         .and_then(|mut child| {
             use std::io::Write;
-            child.stdin.take().unwrap().write_all(b"apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n")?;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n")?;
             child.wait_with_output()
         })
         .unwrap();
@@ -56,11 +70,17 @@ fn plaintext_and_untrusted_ca_are_refused() {
     let token = c.config().token;
     rt.block_on(async {
         // Plain HTTP/2 to the TLS port: the call fails, whatever the token.
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", c.addr)).unwrap().connect_lazy();
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", c.addr))
+            .unwrap()
+            .connect_lazy();
         let mut client = PodApiClient::new(channel);
         let mut req = tonic::Request::new(ListRequest::default());
-        req.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let err = client.list(req).await.expect_err("plaintext must be refused");
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let err = client
+            .list(req)
+            .await
+            .expect_err("plaintext must be refused");
         assert_ne!(err.code(), tonic::Code::Ok);
     });
     // A client that does not trust the cluster CA does not connect.
@@ -75,9 +95,16 @@ fn plaintext_and_untrusted_ca_are_refused() {
     let foreign = skiff_tests::wait_for("second CA", std::time::Duration::from_secs(20), || {
         ClientConfig::load(&other_ca.path().join("config.yaml")).ok()
     });
-    let config = ClientConfig { certificate_authority_data: foreign.certificate_authority_data, ..c.config() };
+    let config = ClientConfig {
+        certificate_authority_data: foreign.certificate_authority_data,
+        ..c.config()
+    };
     let path = with_config(&c, "foreign-ca.yaml", &config);
-    let out = std::process::Command::new(skiff_tests::skiff_bin()).args(["get", "pods", "--config"]).arg(&path).output().unwrap();
+    let out = std::process::Command::new(skiff_tests::skiff_bin())
+        .args(["get", "pods", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let _ = stranger.0.kill();
 }

@@ -2,7 +2,8 @@
 
 use skiff_tests::{Cluster, stderr, stdout, text};
 
-const GOOD_CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: innocent}\ndata: {a: b}\n---\n";
+const GOOD_CM: &str =
+    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: innocent}\ndata: {a: b}\n---\n";
 
 fn pod(name: &str, extra_container_field: &str, memory: &str) -> String {
     format!(
@@ -13,10 +14,22 @@ fn pod(name: &str, extra_container_field: &str, memory: &str) -> String {
 fn assert_rejected(c: &Cluster, manifest: &str, path: &str) {
     let out = c.skiff_stdin(&["apply", "-f", "-"], manifest);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(stderr(&out).contains(path), "error names {path}: {}", text(&out));
-    assert!(stdout(&out).is_empty(), "nothing reported as applied: {}", text(&out));
+    assert!(
+        stderr(&out).contains(path),
+        "error names {path}: {}",
+        text(&out)
+    );
+    assert!(
+        stdout(&out).is_empty(),
+        "nothing reported as applied: {}",
+        text(&out)
+    );
     let listed = c.skiff(&["get", "configmaps,pods", "-o", "name"]);
-    assert!(stdout(&listed).is_empty(), "nothing written, not even the valid document: {}", text(&listed));
+    assert!(
+        stdout(&listed).is_empty(),
+        "nothing written, not even the valid document: {}",
+        text(&listed)
+    );
 }
 
 #[test]
@@ -24,15 +37,38 @@ fn unknown_field_bad_name_bad_quantity() {
     let c = Cluster::start();
     assert_rejected(
         &c,
-        &format!("{GOOD_CM}{}", pod("web", "    imagePullPolicyy: Always\n", "64Mi")),
+        &format!(
+            "{GOOD_CM}{}",
+            pod("web", "    imagePullPolicyy: Always\n", "64Mi")
+        ),
         "spec.containers[0].imagePullPolicyy: unknown field",
     );
-    assert_rejected(&c, &format!("{GOOD_CM}{}", pod("Web_1", "", "64Mi")), "metadata.name");
-    assert_rejected(&c, &format!("{GOOD_CM}{}", pod("web", "", "64Mb")), "spec.containers[0].resources.limits.memory");
+    assert_rejected(
+        &c,
+        &format!("{GOOD_CM}{}", pod("Web_1", "", "64Mi")),
+        "metadata.name",
+    );
+    assert_rejected(
+        &c,
+        &format!("{GOOD_CM}{}", pod("web", "", "64Mb")),
+        "spec.containers[0].resources.limits.memory",
+    );
     let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector: {matchLabels: {app: d}}\n  template:\n    metadata: {labels: {app: d}}\n    spec:\n      containers:\n      - name: c\n        image: x\n        imagePullPolicyy: Always\n";
-    assert_rejected(&c, deployment, "spec.template.spec.containers[0].imagePullPolicyy: unknown field");
-    assert_rejected(&c, "apiVersion: v1\nkind: Widget\nmetadata: {name: w}\n", "kind");
-    assert_rejected(&c, "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: x, ports: [{containerPort: 99999}]}]}\n", "spec.containers[0].ports[0].containerPort");
+    assert_rejected(
+        &c,
+        deployment,
+        "spec.template.spec.containers[0].imagePullPolicyy: unknown field",
+    );
+    assert_rejected(
+        &c,
+        "apiVersion: v1\nkind: Widget\nmetadata: {name: w}\n",
+        "kind",
+    );
+    assert_rejected(
+        &c,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: x, ports: [{containerPort: 99999}]}]}\n",
+        "spec.containers[0].ports[0].containerPort",
+    );
     assert_rejected(&c, "kind: Pod\nmetadata: [oops\n", "YAML");
 }
 
@@ -41,7 +77,11 @@ fn file_errors_and_usage_errors_exit_2() {
     let c = Cluster::start();
     let out = c.skiff(&["apply", "-f", "/nonexistent/manifest.yaml"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(stderr(&out).contains("/nonexistent/manifest.yaml"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/manifest.yaml"),
+        "{}",
+        text(&out)
+    );
     let out = c.skiff(&["get", "widgets"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(stderr(&out).contains("widgets"), "{}", text(&out));
@@ -60,16 +100,27 @@ fn server_validates_what_the_cli_would_not_catch() {
         use skiff_api::v1::{Container, ObjectMeta, Pod, PodSpec};
         let api = c.api::<Pod>("default");
         let pod = Pod {
-            metadata: Some(ObjectMeta { name: "p".into(), ..Default::default() }),
+            metadata: Some(ObjectMeta {
+                name: "p".into(),
+                ..Default::default()
+            }),
             spec: Some(PodSpec {
-                containers: vec![Container { name: "c".into(), image: String::new(), ..Default::default() }],
+                containers: vec![Container {
+                    name: "c".into(),
+                    image: String::new(),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }),
             ..Default::default()
         };
         let err = api.create(pod).await.unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
-        assert!(err.message().contains("spec.containers[0].image: required"), "{}", err.message());
+        assert!(
+            err.message().contains("spec.containers[0].image: required"),
+            "{}",
+            err.message()
+        );
         assert!(api.get_opt("p").await.unwrap().is_none());
     });
 }

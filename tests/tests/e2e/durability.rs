@@ -8,7 +8,10 @@ use skiff_tests::Cluster;
 
 fn cm(name: &str) -> ConfigMap {
     ConfigMap {
-        metadata: Some(ObjectMeta { name: name.into(), ..Default::default() }),
+        metadata: Some(ObjectMeta {
+            name: name.into(),
+            ..Default::default()
+        }),
         data: [("n".to_string(), "0".to_string())].into(),
         ..Default::default()
     }
@@ -45,14 +48,24 @@ fn acknowledged_writes_survive_kill_9() {
         let _ = rt.block_on(w);
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 80 && acked.len() < 200, "the kill landed mid-stream ({} acked)", acked.len());
+    assert!(
+        acked.len() >= 80 && acked.len() < 200,
+        "the kill landed mid-stream ({} acked)",
+        acked.len()
+    );
 
     c.restart_server();
     let api = c.api::<ConfigMap>("default");
     let (items, _) = rt.block_on(api.list(Default::default())).unwrap();
-    let present: std::collections::BTreeSet<String> = items.into_iter().map(|o| o.metadata.unwrap().name).collect();
+    let present: std::collections::BTreeSet<String> = items
+        .into_iter()
+        .map(|o| o.metadata.unwrap().name)
+        .collect();
     let lost: Vec<&String> = acked.iter().filter(|n| !present.contains(*n)).collect();
-    assert!(lost.is_empty(), "acknowledged writes lost after kill -9: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "acknowledged writes lost after kill -9: {lost:?}"
+    );
 }
 
 #[test]
@@ -75,7 +88,9 @@ fn concurrent_writers_conflict_and_lose_nothing() {
                         cur.data.insert("n".into(), (n + 1).to_string());
                         match api.update(cur).await {
                             Ok(_) => break,
-                            Err(s) if s.code() == tonic::Code::Aborted => *conflicts.lock().unwrap() += 1,
+                            Err(s) if s.code() == tonic::Code::Aborted => {
+                                *conflicts.lock().unwrap() += 1
+                            }
                             Err(s) => panic!("{s}"),
                         }
                     }
@@ -87,7 +102,12 @@ fn concurrent_writers_conflict_and_lose_nothing() {
         rt.block_on(t).unwrap();
     }
     let end = rt.block_on(api.get("counter")).unwrap();
-    assert_eq!(end.data["n"], "100", "no lost update ({} conflicts retried)", conflicts.lock().unwrap());
+    assert_eq!(
+        end.data["n"],
+        "100",
+        "no lost update ({} conflicts retried)",
+        conflicts.lock().unwrap()
+    );
 
     // A stale resourceVersion is a conflict, not a silent overwrite.
     let stale = rt.block_on(api.get("counter")).unwrap();

@@ -6,7 +6,11 @@ use skiff_api::v1::{Node, NodeStatus, ObjectMeta};
 use skiff_tests::{Cluster, stdout, text, wait_for};
 
 const MANIFESTS: &[(&str, &str, &str)] = &[
-    ("namespaces", "team-a", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n  labels: {owner: a}\n"),
+    (
+        "namespaces",
+        "team-a",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n  labels: {owner: a}\n",
+    ),
     (
         "pods",
         "web",
@@ -27,8 +31,16 @@ const MANIFESTS: &[(&str, &str, &str)] = &[
         "api",
         "apiVersion: v1\nkind: Endpoints\nmetadata: {name: api}\nsubsets:\n- addresses: [{ip: 10.42.0.5}]\n  ports: [{name: http, port: 8080}]\n",
     ),
-    ("secrets", "creds", "apiVersion: v1\nkind: Secret\nmetadata: {name: creds}\ntype: Opaque\nstringData: {password: hunter2}\n"),
-    ("configmaps", "settings", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata:\n  LOG_LEVEL: debug\n"),
+    (
+        "secrets",
+        "creds",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: creds}\ntype: Opaque\nstringData: {password: hunter2}\n",
+    ),
+    (
+        "configmaps",
+        "settings",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata:\n  LOG_LEVEL: debug\n",
+    ),
     (
         "persistentvolumeclaims",
         "data",
@@ -53,22 +65,41 @@ fn apply_get_describe_delete_every_kind() {
         assert!(out.status.success(), "apply {plural}: {}", text(&out));
         assert!(stdout(&out).ends_with(" created\n"), "{}", text(&out));
         let again = c.skiff(&["apply", "-f", path]);
-        assert!(stdout(&again).ends_with(" unchanged\n"), "apply is idempotent for {plural}: {}", text(&again));
+        assert!(
+            stdout(&again).ends_with(" unchanged\n"),
+            "apply is idempotent for {plural}: {}",
+            text(&again)
+        );
 
         let out = c.skiff(&["get", plural, name]);
         assert!(out.status.success(), "get {plural}: {}", text(&out));
         let table = stdout(&out);
-        assert!(table.starts_with("NAME") || table.starts_with("LAST SEEN"), "table header: {table}");
+        assert!(
+            table.starts_with("NAME") || table.starts_with("LAST SEEN"),
+            "table header: {table}"
+        );
         if *plural != "events" {
-            assert!(table.lines().nth(1).is_some_and(|l| l.starts_with(name)), "row for {name}: {table}");
+            assert!(
+                table.lines().nth(1).is_some_and(|l| l.starts_with(name)),
+                "row for {name}: {table}"
+            );
         }
 
         let out = c.skiff(&["get", plural, name, "-o", "json"]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("json: {e}: {}", text(&out)));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("json: {e}: {}", text(&out)));
         assert_eq!(v["metadata"]["name"], *name);
         assert!(v["apiVersion"].is_string() && v["kind"].is_string(), "{v}");
-        assert!(!v["metadata"]["uid"].as_str().unwrap_or("").is_empty(), "server sets uid");
-        assert!(!v["metadata"]["resourceVersion"].as_str().unwrap_or("").is_empty());
+        assert!(
+            !v["metadata"]["uid"].as_str().unwrap_or("").is_empty(),
+            "server sets uid"
+        );
+        assert!(
+            !v["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("")
+                .is_empty()
+        );
 
         let out = c.skiff(&["get", plural, name, "-o", "yaml"]);
         let y = stdout(&out);
@@ -77,19 +108,36 @@ fn apply_get_describe_delete_every_kind() {
 
         let out = c.skiff(&["describe", plural, name]);
         assert!(out.status.success(), "describe {plural}: {}", text(&out));
-        assert!(stdout(&out).starts_with(&format!("Name:         {name}\n")), "{}", text(&out));
+        assert!(
+            stdout(&out).starts_with(&format!("Name:         {name}\n")),
+            "{}",
+            text(&out)
+        );
         if *plural == "secrets" {
-            assert!(!stdout(&out).contains("hunter2"), "describe must not print secret values");
+            assert!(
+                !stdout(&out).contains("hunter2"),
+                "describe must not print secret values"
+            );
             assert!(!stdout(&out).contains("aHVudGVyMg"), "nor their base64");
         }
 
         let out = c.skiff(&["delete", plural, name]);
         assert!(out.status.success(), "delete {plural}: {}", text(&out));
-        assert!(stdout(&out).contains(&format!("{name:?} deleted")), "{}", text(&out));
-        wait_for(&format!("{plural}/{name} to be gone"), Duration::from_secs(10), || {
-            let out = c.skiff(&["get", plural, name]);
-            (out.status.code() == Some(1) && String::from_utf8_lossy(&out.stderr).contains("NotFound")).then_some(())
-        });
+        assert!(
+            stdout(&out).contains(&format!("{name:?} deleted")),
+            "{}",
+            text(&out)
+        );
+        wait_for(
+            &format!("{plural}/{name} to be gone"),
+            Duration::from_secs(10),
+            || {
+                let out = c.skiff(&["get", plural, name]);
+                (out.status.code() == Some(1)
+                    && String::from_utf8_lossy(&out.stderr).contains("NotFound"))
+                .then_some(())
+            },
+        );
     }
 }
 
@@ -99,14 +147,23 @@ fn nodes_are_read_only_for_apply_but_listed_and_deleted() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _guard = rt.enter();
     let node = Node {
-        metadata: Some(ObjectMeta { name: "node-1".into(), labels: [("zone".to_string(), "a".to_string())].into(), ..Default::default() }),
+        metadata: Some(ObjectMeta {
+            name: "node-1".into(),
+            labels: [("zone".to_string(), "a".to_string())].into(),
+            ..Default::default()
+        }),
         status: Some(NodeStatus {
-            capacity: [("cpu".to_string(), "2".to_string()), ("memory".to_string(), "4Gi".to_string())].into(),
+            capacity: [
+                ("cpu".to_string(), "2".to_string()),
+                ("memory".to_string(), "4Gi".to_string()),
+            ]
+            .into(),
             ..Default::default()
         }),
         ..Default::default()
     };
-    rt.block_on(c.api::<Node>("").create(node)).expect("register node through the API");
+    rt.block_on(c.api::<Node>("").create(node))
+        .expect("register node through the API");
 
     let out = c.skiff(&["get", "nodes"]);
     assert!(stdout(&out).contains("node-1"), "{}", text(&out));
@@ -116,10 +173,18 @@ fn nodes_are_read_only_for_apply_but_listed_and_deleted() {
     assert!(stdout(&out).contains("zone=a"), "{}", text(&out));
 
     let manifest = c.data_dir().join("node.yaml");
-    std::fs::write(&manifest, "apiVersion: v1\nkind: Node\nmetadata: {name: node-2}\n").unwrap();
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Node\nmetadata: {name: node-2}\n",
+    )
+    .unwrap();
     let out = c.skiff(&["apply", "-f", manifest.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("read-only"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("read-only"),
+        "{}",
+        text(&out)
+    );
 
     let out = c.skiff(&["delete", "node", "node-1"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -135,22 +200,48 @@ fn namespaces_scope_objects_and_deleting_one_deletes_its_contents() {
     let out = c.skiff(&["get", "cm", "-A"]);
     let table = stdout(&out);
     assert!(table.starts_with("NAMESPACE"), "{table}");
-    assert!(table.contains("scratch") && table.contains("default"), "{table}");
+    assert!(
+        table.contains("scratch") && table.contains("default"),
+        "{table}"
+    );
     let out = c.skiff(&["get", "cm", "cfg", "-n", "scratch", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["data"]["a"], "1");
 
-    let out = c.skiff_stdin(&["apply", "-f", "-", "-n", "nowhere"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n");
-    assert_eq!(out.status.code(), Some(1), "a missing namespace is refused: {}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("namespaces \"nowhere\" not found"), "{}", text(&out));
+    let out = c.skiff_stdin(
+        &["apply", "-f", "-", "-n", "nowhere"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a missing namespace is refused: {}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("namespaces \"nowhere\" not found"),
+        "{}",
+        text(&out)
+    );
 
-    assert!(c.skiff(&["delete", "namespace", "scratch"]).status.success());
-    wait_for("namespace scratch and its contents to go", Duration::from_secs(10), || {
-        let ns = c.skiff(&["get", "ns", "scratch"]);
-        let cm = c.skiff(&["get", "cm", "cfg", "-n", "scratch"]);
-        (ns.status.code() == Some(1) && cm.status.code() == Some(1)).then_some(())
-    });
-    assert!(c.skiff(&["get", "cm", "cfg"]).status.success(), "other namespaces untouched");
+    assert!(
+        c.skiff(&["delete", "namespace", "scratch"])
+            .status
+            .success()
+    );
+    wait_for(
+        "namespace scratch and its contents to go",
+        Duration::from_secs(10),
+        || {
+            let ns = c.skiff(&["get", "ns", "scratch"]);
+            let cm = c.skiff(&["get", "cm", "cfg", "-n", "scratch"]);
+            (ns.status.code() == Some(1) && cm.status.code() == Some(1)).then_some(())
+        },
+    );
+    assert!(
+        c.skiff(&["get", "cm", "cfg"]).status.success(),
+        "other namespaces untouched"
+    );
 }
 
 #[test]
@@ -167,13 +258,27 @@ fn label_and_field_selectors() {
     let names = |args: &[&str]| -> Vec<String> {
         let mut full = vec!["get", "pods", "-o", "name"];
         full.extend_from_slice(args);
-        stdout(&c.skiff(&full)).lines().map(str::to_string).collect()
+        stdout(&c.skiff(&full))
+            .lines()
+            .map(str::to_string)
+            .collect()
     };
     assert_eq!(names(&["-l", "tier=web"]), ["pod/p0", "pod/p2"]);
-    assert_eq!(names(&["-l", "tier in (db),tier!=web"]), ["pod/p1", "pod/p3"]);
+    assert_eq!(
+        names(&["-l", "tier in (db),tier!=web"]),
+        ["pod/p1", "pod/p3"]
+    );
     assert_eq!(names(&["--field-selector", "metadata.name=p3"]), ["pod/p3"]);
-    assert_eq!(names(&["--field-selector", "spec.nodeName="]).len(), 4, "unbound pods");
+    assert_eq!(
+        names(&["--field-selector", "spec.nodeName="]).len(),
+        4,
+        "unbound pods"
+    );
     let out = c.skiff(&["get", "pods", "--field-selector", "spec.bogus=x"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("spec.bogus"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("spec.bogus"),
+        "{}",
+        text(&out)
+    );
 }

@@ -1,4 +1,5 @@
 //! End-to-end tests over real `skiff` processes (one test binary, as wasmtime's `tests/all`).
+#![allow(clippy::unwrap_used)]
 
 mod auth;
 mod bad_input;

@@ -12,7 +12,10 @@ use tokio_stream::StreamExt;
 
 fn cm(name: &str, value: &str) -> ConfigMap {
     ConfigMap {
-        metadata: Some(ObjectMeta { name: name.into(), ..Default::default() }),
+        metadata: Some(ObjectMeta {
+            name: name.into(),
+            ..Default::default()
+        }),
         data: [("v".to_string(), value.to_string())].into(),
         ..Default::default()
     }
@@ -35,7 +38,10 @@ fn get_watch_prints_changes() {
         }
     });
     std::thread::sleep(Duration::from_millis(500));
-    let out = c.skiff_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched}\ndata: {a: b}\n");
+    let out = c.skiff_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: watched}\ndata: {a: b}\n",
+    );
     assert!(out.status.success(), "{}", text(&out));
     let mut seen = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -67,24 +73,61 @@ fn watch_from_resource_version_has_no_gaps_or_duplicates() {
         let mut stream = api.watch(ListParams::default(), &start).await.unwrap();
         let mut got = Vec::new();
         while got.len() < 20 {
-            let e = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("event").expect("open").expect("ok");
+            let e = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                .await
+                .expect("event")
+                .expect("open")
+                .expect("ok");
             assert_eq!(e.kind, "ADDED");
             got.push(e.object.metadata.unwrap().resource_version);
         }
-        assert_eq!(got, versions, "every change after the resourceVersion, in order, once");
+        assert_eq!(
+            got, versions,
+            "every change after the resourceVersion, in order, once"
+        );
         // A label-selected watch sees an object leave its selector as DELETED.
-        let mut selected = api.watch(ListParams::default().labels("keep=yes"), "").await.unwrap();
+        let mut selected = api
+            .watch(ListParams::default().labels("keep=yes"), "")
+            .await
+            .unwrap();
         let mut labelled = cm("sel", "1");
-        labelled.metadata.as_mut().unwrap().labels.insert("keep".into(), "yes".into());
+        labelled
+            .metadata
+            .as_mut()
+            .unwrap()
+            .labels
+            .insert("keep".into(), "yes".into());
         let created = api.create(labelled).await.unwrap();
-        let e = tokio::time::timeout(Duration::from_secs(10), selected.next()).await.unwrap().unwrap().unwrap();
-        assert_eq!((e.kind.as_str(), e.object.metadata.as_ref().unwrap().name.as_str()), ("ADDED", "sel"));
+        let e = tokio::time::timeout(Duration::from_secs(10), selected.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                e.kind.as_str(),
+                e.object.metadata.as_ref().unwrap().name.as_str()
+            ),
+            ("ADDED", "sel")
+        );
         let mut moved = created.clone();
-        moved.metadata.as_mut().unwrap().labels.insert("keep".into(), "no".into());
+        moved
+            .metadata
+            .as_mut()
+            .unwrap()
+            .labels
+            .insert("keep".into(), "no".into());
         api.update(moved).await.unwrap();
-        let e = tokio::time::timeout(Duration::from_secs(10), selected.next()).await.unwrap().unwrap().unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(10), selected.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         assert_eq!(e.kind, "DELETED", "leaving the selector reads as DELETED");
         let bad = api.watch(ListParams::default(), "not-a-number").await;
-        assert_eq!(bad.err().map(|s| s.code()), Some(tonic::Code::InvalidArgument));
+        assert_eq!(
+            bad.err().map(|s| s.code()),
+            Some(tonic::Code::InvalidArgument)
+        );
     });
 }

@@ -1,0 +1,117 @@
+//! `bench/run api`: create/get/list latency and create throughput of pods on the embedded store,
+//! through a real `skiff server` over TLS gRPC.
+
+use std::time::{Duration, Instant};
+
+use skiff_api::v1::{Container, ObjectMeta, Pod, PodSpec};
+use skiff_tests::Cluster;
+
+fn pod(name: &str) -> Pod {
+    Pod {
+        metadata: Some(ObjectMeta {
+            name: name.to_string(),
+            labels: [("app".to_string(), "bench".to_string())].into(),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            runtime_class_name: "wasm".into(),
+            containers: vec![Container {
+                name: "app".into(),
+                image: "file:/srv/app.wasm".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+pub fn run() -> Result<(), String> {
+    let cluster = Cluster::start();
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let _guard = rt.enter();
+    let api = cluster.api::<Pod>("default");
+
+    rt.block_on(async {
+        // Warm up the connection and the store.
+        for i in 0..200 {
+            api.create(pod(&format!("warm-{i}"))).await.map_err(|e| e.to_string())?;
+        }
+        // Sequential creates: one client, one request in flight (latency).
+        let mut create = Vec::new();
+        for i in 0..1000 {
+            let t = Instant::now();
+            api.create(pod(&format!("seq-{i}"))).await.map_err(|e| e.to_string())?;
+            create.push(t.elapsed());
+        }
+        create.sort();
+        // Sequential gets.
+        let mut get = Vec::new();
+        for i in 0..1000 {
+            let t = Instant::now();
+            api.get(&format!("seq-{i}")).await.map_err(|e| e.to_string())?;
+            get.push(t.elapsed());
+        }
+        get.sort();
+        // Concurrent creates: 64 clients on one HTTP/2 connection (throughput, group commit).
+        let total = 10_000 - 1200;
+        let workers = 64;
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..workers {
+            let api = api.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                for i in (w..total).step_by(workers) {
+                    let t = Instant::now();
+                    api.create(pod(&format!("par-{i}"))).await.map_err(|e| e.to_string())?;
+                    lat.push(t.elapsed());
+                }
+                Ok::<_, String>(lat)
+            }));
+        }
+        let mut par = Vec::new();
+        for t in tasks {
+            par.extend(t.await.map_err(|e| e.to_string())??);
+        }
+        let elapsed = start.elapsed();
+        par.sort();
+        let rate = total as f64 / elapsed.as_secs_f64();
+        // List 10,000 pods.
+        let mut list = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let (items, _) = api.list(Default::default()).await.map_err(|e| e.to_string())?;
+            list.push(t.elapsed());
+            if items.len() != 10_000 {
+                return Err(format!("listed {} pods, expected 10000", items.len()));
+            }
+        }
+        list.sort();
+
+        println!("{:<44} {:>12} {:>12}", "measure (skiff, embedded store, TLS gRPC)", "p50", "p99");
+        println!("{:<44} {:>12} {:>12}", "create pod, 1 client", ms(percentile(&create, 0.5)), ms(percentile(&create, 0.99)));
+        println!("{:<44} {:>12} {:>12}", "get pod, 1 client", ms(percentile(&get, 0.5)), ms(percentile(&get, 0.99)));
+        println!("{:<44} {:>12} {:>12}", format!("create pod, {workers} clients"), ms(percentile(&par, 0.5)), ms(percentile(&par, 0.99)));
+        println!("{:<44} {:>12} {:>12}", "list 10,000 pods", ms(percentile(&list, 0.5)), ms(list[list.len() - 1]));
+        println!("{:<44} {:>12.0}", format!("creates/s, {workers} clients"), rate);
+        let p99 = percentile(&create, 0.99);
+        println!(
+            "api: create p99 {} and {:.0} creates/s ({:.2}x the 5 ms p99 goal, {:.2}x the 2,000 creates/s goal)",
+            ms(p99),
+            rate,
+            p99.as_secs_f64() / 0.005,
+            rate / 2000.0
+        );
+        Ok(())
+    })
+}
