@@ -330,6 +330,23 @@ impl Store for EmbeddedStore {
     }
 }
 
+/// The current value of `key`, which must exist and, if `expected` is given, be at that revision.
+fn existing(
+    current: Option<KeyValue>,
+    key: &str,
+    expected: Option<Revision>,
+) -> Result<KeyValue, StoreError> {
+    let old = current.ok_or_else(|| StoreError::NotFound(key.to_string()))?;
+    match expected {
+        Some(e) if e != old.mod_revision => Err(StoreError::Conflict {
+            key: key.to_string(),
+            expected: e,
+            actual: old.mod_revision,
+        }),
+        _ => Ok(old),
+    }
+}
+
 struct Writer {
     db: Arc<Database>,
     events: broadcast::Sender<Arc<Event>>,
@@ -408,42 +425,30 @@ impl Writer {
                             ))
                         }
                     },
-                    Op::Update(key, value, expected) => match current(key)? {
-                        None => Err(StoreError::NotFound(key.clone())),
-                        Some(old) if expected.is_some_and(|e| e != old.mod_revision) => {
-                            Err(StoreError::Conflict {
-                                key: key.clone(),
-                                expected: expected.unwrap_or(0),
-                                actual: old.mod_revision,
-                            })
+                    Op::Update(key, value, expected) => {
+                        match existing(current(key)?, key, *expected) {
+                            Err(e) => Err(e),
+                            Ok(old) => {
+                                let kv = KeyValue {
+                                    key: key.clone(),
+                                    value: value.clone(),
+                                    create_revision: old.create_revision,
+                                    mod_revision: revision + 1,
+                                };
+                                Ok((
+                                    Event {
+                                        kind: EventKind::Put,
+                                        kv,
+                                        prev: Some(old),
+                                    },
+                                    true,
+                                ))
+                            }
                         }
-                        Some(old) => {
-                            let kv = KeyValue {
-                                key: key.clone(),
-                                value: value.clone(),
-                                create_revision: old.create_revision,
-                                mod_revision: revision + 1,
-                            };
-                            Ok((
-                                Event {
-                                    kind: EventKind::Put,
-                                    kv,
-                                    prev: Some(old),
-                                },
-                                true,
-                            ))
-                        }
-                    },
-                    Op::Delete(key, expected) => match current(key)? {
-                        None => Err(StoreError::NotFound(key.clone())),
-                        Some(old) if expected.is_some_and(|e| e != old.mod_revision) => {
-                            Err(StoreError::Conflict {
-                                key: key.clone(),
-                                expected: expected.unwrap_or(0),
-                                actual: old.mod_revision,
-                            })
-                        }
-                        Some(old) => {
+                    }
+                    Op::Delete(key, expected) => match existing(current(key)?, key, *expected) {
+                        Err(e) => Err(e),
+                        Ok(old) => {
                             let kv = KeyValue {
                                 mod_revision: revision + 1,
                                 ..old.clone()
