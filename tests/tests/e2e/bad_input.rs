@@ -93,7 +93,7 @@ fn file_errors_and_usage_errors_exit_2() {
 
 #[test]
 fn server_validates_what_the_cli_would_not_catch() {
-    // A gRPC client skipping the CLI still gets InvalidArgument with the path, and nothing stored.
+    // A gRPC client that bypasses the CLI still gets InvalidArgument with the path, and nothing stored.
     let c = Cluster::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
