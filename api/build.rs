@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/skiff/v1/core.proto",
         "proto/skiff/v1/apps.proto",
         "proto/skiff/v1/api.proto",
+        "proto/skiff/v1/node.proto",
     ];
     let well_known = protoc_bin_vendored::include_path()?;
     let includes = [PathBuf::from("proto"), well_known];

@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod intstr;
+pub mod join;
 pub mod kinds;
 pub mod manifest;
 pub mod quantity;

@@ -4,12 +4,17 @@
 //! Must not: be run as a timed unit test; figures belong in bench/README.md.
 
 mod api;
+mod instantiate;
+mod wasm_start;
 
 fn main() {
     let name = std::env::args().nth(1).unwrap_or_default();
     let result = match name.as_str() {
         "api" => api::run(),
-        other => Err(format!("unknown benchmark {other:?}; available: api")),
+        "wasm-start" => wasm_start::run(),
+        other => Err(format!(
+            "unknown benchmark {other:?}; available: api, wasm-start"
+        )),
     };
     if let Err(e) = result {
         eprintln!("skiff-bench: {e}");

@@ -1,5 +1,6 @@
-//! `skiff`: the one binary — the all-in-one cluster (`up`), the control plane (`server`), and the
-//! kubectl-like client verbs (`apply`, `get`, `describe`, `delete`).
+//! `skiff`: the one binary — the all-in-one cluster (`up`), the control plane (`server`), the
+//! node agent (`agent`), and the kubectl-like client verbs (`apply`, `get`, `describe`, `delete`,
+//! `logs`, `run`).
 //!
 //! Owns argument parsing, output formats and exit codes; the work itself lives in the library
 //! crates. Must not hold cluster logic of its own.
@@ -43,6 +44,15 @@ enum Command {
     Describe(cmd::describe::DescribeArgs),
     /// Delete objects by name or by manifest
     Delete(cmd::delete::DeleteArgs),
+    /// A node agent: join a cluster and run the pods bound to this node
+    Agent(cmd::agent::AgentArgs),
+    /// Run a one-off pod and stream its output, like `docker run`
+    Run(cmd::run::RunArgs),
+    /// Print a container's logs
+    Logs(cmd::logs::LogsArgs),
+    /// The runtime host of a node (started by the agent)
+    #[command(hide = true)]
+    RuntimeHost(cmd::agent::RuntimeHostArgs),
 }
 
 fn main() {
@@ -77,10 +87,16 @@ fn main() {
             Command::Delete(args) => {
                 cmd::delete::run(&cmd::connect(config.as_deref())?, args).await
             }
+            Command::Agent(args) => cmd::agent::agent(args).await,
+            Command::Run(args) => cmd::run::run(&cmd::connect(config.as_deref())?, args).await,
+            Command::Logs(args) => cmd::logs::run(&cmd::connect(config.as_deref())?, args).await,
+            Command::RuntimeHost(args) => cmd::agent::runtime_host(args).await,
         }
     });
     if let Err(e) = result {
-        eprintln!("{e}");
+        if !e.message.is_empty() {
+            eprintln!("{e}");
+        }
         std::process::exit(e.code);
     }
 }

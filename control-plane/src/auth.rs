@@ -96,7 +96,7 @@ pub fn authorize(identity: &Identity, verb: Verb, kind: &str) -> Result<(), Stat
     let allowed = match identity {
         Identity::Admin => true,
         Identity::NodeBootstrap => match kind {
-            "Node" => true,
+            "Node" | "NodeTunnel" => true,
             "Pod" => matches!(
                 verb,
                 Verb::Get | Verb::List | Verb::Watch | Verb::UpdateStatus | Verb::Delete

@@ -1,10 +1,98 @@
 //! skiff-node-agent: the kubelet of skiff.
 //!
-//! Will own (issue "Node agent and Wasm pods"): joining with the join token, registering the Node,
-//! heartbeats, the level-triggered pod sync loop over a watch of the pods bound to this node,
-//! probes, volumes, secrets and config maps as files and env, the service proxy, DNS and HTTP
-//! ingress. It drives workloads through `skiff-runtime` (via the containerd shim v2 task API).
+//! Owns joining with the join token ([`join`]), registering the Node and heartbeating ([`node`]),
+//! the level-triggered pod sync loop over a watch of the pods bound to this node ([`pods`]),
+//! volumes, secrets and config maps as files and env, container restarts with back-off, pod
+//! status, and serving logs through the API server's node tunnel ([`tunnel`]).
+//!
+//! Workloads run in the runtime host ([`host`]): a separate long-lived process that the agent
+//! starts once and talks to over a Unix socket, so that `kill -9` of the agent leaves pods
+//! running and a restarted agent adopts them (DESIGN §5).
 //!
 //! Must not: write objects other than its Node, its pods' status and Events; schedule pods.
-//!
-//! Empty today: the Foundation issue only lays the crate out so that later work adds to it.
+
+pub mod host;
+pub mod images;
+pub mod join;
+pub mod node;
+pub mod pods;
+pub mod tunnel;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Why the agent stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Bad flags or token: exit code 2.
+    #[error("{0}")]
+    Usage(String),
+    #[error("joining the cluster: {0}")]
+    Join(String),
+    #[error("API: {0}")]
+    Api(#[from] tonic::Status),
+    #[error("client: {0}")]
+    Client(#[from] skiff_api::client::ClientError),
+    #[error("runtime host: {0}")]
+    Host(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Everything `skiff agent` (and `skiff up`) configures.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// `--server`: one or more API server addresses, comma-separated.
+    pub servers: String,
+    /// `--token`: the cluster's join token.
+    pub token: String,
+    /// `--name`: the Node's name (default: the host name).
+    pub name: Option<String>,
+    /// `--data-dir`: pods' volumes and logs, the module cache, the runtime host's socket.
+    pub data_dir: PathBuf,
+    /// `--node-ip`: the address reported for the node (and bound by anything it serves).
+    pub node_ip: Option<IpAddr>,
+    /// `--labels`: extra node labels.
+    pub labels: BTreeMap<String, String>,
+    /// The most pods this node runs (its `pods` capacity).
+    pub max_pods: u32,
+    /// The command that starts the runtime host (the agent appends `--socket` and `--cache-dir`).
+    pub host_command: Vec<OsString>,
+    /// Stop the runtime host (and so every pod) when the agent exits: `skiff up`'s behaviour.
+    /// `skiff agent` leaves pods running, as kubelet does.
+    pub stop_pods_on_exit: bool,
+}
+
+/// Joins, registers, and runs the node until `shutdown` completes.
+pub async fn run(
+    options: AgentOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
+    let config = join::join(&options.servers, &options.token).await?;
+    let transport = config.connect()?;
+    let info = node::NodeInfo::detect(&options)?;
+    let node_name = info.name.clone();
+    node::register(&transport, &info).await?;
+    tracing::info!(node = %node_name, "registered");
+
+    let runtime = host::Runtime::connect_or_spawn(&options).await?;
+    let heartbeat = tokio::spawn(node::heartbeat(transport.clone(), info.clone()));
+    let manager = pods::Manager::new(transport.clone(), runtime.clone(), &options, &info);
+    let tunnel = tokio::spawn(tunnel::run(transport.clone(), node_name, manager.logs()));
+    let sync = tokio::spawn(manager.run());
+
+    shutdown.await;
+    heartbeat.abort();
+    tunnel.abort();
+    sync.abort();
+    if options.stop_pods_on_exit {
+        runtime.shutdown_host().await;
+    }
+    Ok(())
+}

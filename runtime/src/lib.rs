@@ -1,11 +1,16 @@
 //! skiff-runtime: the executors that run workloads, with no knowledge of the cluster.
 //!
-//! Will own (issue "Node agent and Wasm pods", issue "OCI pods"): the wasm executor (one shared
-//! wasmtime `Engine`, modules compiled once per digest and cached on disk, `InstancePre`, the pooling
-//! allocator, `ResourceLimiter` and epoch interruption for limits), the linux executor (namespaces,
-//! cgroups v1 and v2, seccomp, capabilities), the image store (OCI pull, verify, unpack safely) and
-//! container logs. It takes its own small specs, never the API's cluster objects.
+//! Owns the [`wasm`] executor (one shared wasmtime engine per process, modules compiled once per
+//! digest and cached on disk, the pooling allocator, memory and CPU limits, instances as tokio
+//! tasks), the runtime [`host`] (the long-lived per-node process that runs every Wasm instance of
+//! a node and serves them to the node agent over gRPC on a Unix socket, so that the agent can
+//! restart without stopping pods) and container [`logs`] (the CRI format, rotation, reading and
+//! following). Still to come (issue "OCI pods"): the linux executor (namespaces, cgroups,
+//! seccomp, capabilities) and the image store. It takes its own small specs, never the API's
+//! cluster objects.
 //!
 //! Must not: import `skiff-api`, talk to the control plane, or keep cluster state.
-//!
-//! Empty today: the Foundation issue only lays the crate out so that later work adds to it.
+
+pub mod host;
+pub mod logs;
+pub mod wasm;

@@ -1,11 +1,20 @@
 //! The end-to-end harness: real `skiff` processes in temp dirs, torn down when dropped.
 //!
-//! Tests start a [`Cluster`] (today: one `skiff server`; node agents join it in later issues),
-//! run CLI commands against it with [`Cluster::skiff`], talk gRPC with [`Cluster::api`], and can
-//! `kill -9` and restart the server on the same data dir and port.
+//! Tests start a [`Cluster`] (one `skiff server`), add node agents with [`Cluster::add_agent`]
+//! (real `skiff agent` processes, each with its own data dir and runtime host), run CLI commands
+//! with [`Cluster::skiff`], talk gRPC with [`Cluster::api`], and can `kill -9` and restart the
+//! server and any agent. Dropping the cluster ends every process it started — agents, their
+//! runtime hosts (by the pid each host recorded), and the server.
 //!
 //! The `skiff` binary is found at `$SKIFF_BIN`, else next to the test binary's target dir
 //! (`cargo build --bins` first; `scripts/test` does).
+//!
+//! [`guests`] builds the Wasm test guests (C sources and WAT in `tests/guests/`) on demand.
+//! [`containerd`] runs a private real containerd; [`images`] writes OCI layout archives of test images.
+
+pub mod containerd;
+pub mod guests;
+pub mod images;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,6 +45,56 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
     server: Option<Child>,
+    agents: Vec<Agent>,
+}
+
+/// A `skiff agent` process of a test cluster.
+pub struct Agent {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub node_ip: String,
+    child: Option<Child>,
+}
+
+impl Agent {
+    /// The agent's log (stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// The agent process's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The pid of the runtime host this agent started, if it recorded one.
+    pub fn host_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.data_dir.join("runtime/host.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    /// The runtime host's log.
+    pub fn host_log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("runtime/host.log")).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Ends the runtime host (and so the agent's pods): only the pid the host recorded, and only
+    /// if that process is a skiff runtime host.
+    fn kill_host(&self) {
+        let Some(pid) = self.host_pid() else { return };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains("runtime-host") {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
 }
 
 impl Cluster {
@@ -46,9 +105,99 @@ impl Cluster {
             dir,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             server: None,
+            agents: Vec::new(),
         };
         c.spawn_server("127.0.0.1:0");
         c
+    }
+
+    /// The join token agents use.
+    pub fn join_token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("join-token"))
+            .expect("join-token")
+            .trim()
+            .to_string()
+    }
+
+    /// Starts `skiff agent --name NAME --node-ip 127.0.0.N` and waits until its Node is Ready.
+    /// Returns the agent's index.
+    pub fn add_agent(&mut self, name: &str) -> usize {
+        let index = self.agents.len();
+        let data_dir = self.dir.path().join("agents").join(name);
+        std::fs::create_dir_all(&data_dir).expect("agent dir");
+        self.agents.push(Agent {
+            name: name.to_string(),
+            data_dir,
+            node_ip: format!("127.0.0.{}", index + 2),
+            child: None,
+        });
+        self.start_agent(index);
+        index
+    }
+
+    pub fn agent(&self, index: usize) -> &Agent {
+        &self.agents[index]
+    }
+
+    /// Starts (or restarts) agent `index` and waits for its Node to be Ready.
+    pub fn start_agent(&mut self, index: usize) {
+        let token = self.join_token();
+        let addr = self.addr.to_string();
+        let agent = &mut self.agents[index];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(agent.data_dir.join("agent.log"))
+            .expect("agent log");
+        let child = Command::new(skiff_bin())
+            .args(["agent", "--server", &addr, "--token", &token])
+            .args(["--name", &agent.name, "--node-ip", &agent.node_ip])
+            .arg("--data-dir")
+            .arg(&agent.data_dir)
+            .env("SKIFF_LOG", "info,skiff_node_agent=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn skiff agent");
+        agent.child = Some(child);
+        let name = agent.name.clone();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.skiff(&["get", "node", &name, "-o", "json"]);
+            if out.status.success() {
+                let node: serde_json::Value =
+                    serde_json::from_slice(&out.stdout).expect("node json");
+                let ready = node["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                if ready {
+                    return;
+                }
+            }
+            if let Some(status) = self.agents[index]
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "skiff agent exited with {status}: {}",
+                    self.agents[index].log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent {name} did not become Ready: {}",
+                self.agents[index].log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `kill -9` agent `index` (its runtime host and pods keep running).
+    pub fn kill_agent(&mut self, index: usize) {
+        self.agents[index].kill();
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -122,7 +271,7 @@ impl Cluster {
         self.spawn_server(&listen);
     }
 
-    /// Runs `skiff ARGS --config <this cluster>`.
+    /// Runs `skiff --config <this cluster> ARGS`.
     pub fn skiff(&self, args: &[&str]) -> Output {
         self.skiff_cmd(args).output().expect("run skiff")
     }
@@ -130,9 +279,10 @@ impl Cluster {
     /// The command, for tests that need stdin or a long-running child.
     pub fn skiff_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(skiff_bin());
-        cmd.args(args)
-            .arg("--config")
+        // `--config` first: after a `--`, it would be the workload's argument.
+        cmd.arg("--config")
             .arg(self.config_path())
+            .args(args)
             .env_remove("SKIFF_CONFIG");
         cmd
     }
@@ -167,6 +317,10 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        for agent in &mut self.agents {
+            agent.kill();
+            agent.kill_host();
+        }
         self.kill_server();
     }
 }

@@ -4,7 +4,7 @@
 //! `spec.containers[0].resources.limits.memory: invalid quantity "64Mb" ...`.
 
 mod core;
-mod names;
+pub mod names;
 mod pod;
 
 use std::fmt;

@@ -39,7 +39,7 @@ pub struct UpArgs {
     metrics_addr: Option<String>,
 }
 
-fn init_logging() {
+pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,h2=warn,tower=warn,hyper=warn")
     });
@@ -49,7 +49,7 @@ fn init_logging() {
         .try_init();
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => return std::future::pending().await,
@@ -61,7 +61,7 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-fn unsupported(flag: &str, what: &str) -> CliError {
+pub fn unsupported(flag: &str, what: &str) -> CliError {
     CliError::usage(format!(
         "error: {flag}: {what} is not available in this build of skiff yet"
     ))
@@ -105,8 +105,24 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let cp = start(data_dir.clone(), args.listen).await?;
     let config_path = data_dir.join("config.yaml");
     let transport = cp.client_config.connect()?;
-    let server = tokio::spawn(cp.serve(shutdown_signal()));
-    // The node agent joins here once it exists (issue "Node agent and Wasm pods").
+    let agent_options = skiff_node_agent::AgentOptions {
+        servers: cp.addr.to_string(),
+        token: cp.join_token.clone(),
+        name: None,
+        data_dir: data_dir.join("agent"),
+        node_ip: Some(std::net::IpAddr::from([127, 0, 0, 1])),
+        labels: Default::default(),
+        max_pods: super::agent::DEFAULT_MAX_PODS,
+        host_command: super::agent::host_command()?,
+        // All-in-one, in the foreground: Ctrl-C stops everything, pods included.
+        stop_pods_on_exit: true,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let server = tokio::spawn(cp.serve(stopped(stop_rx.clone())));
+    let agent = tokio::spawn(skiff_node_agent::run(agent_options, stopped(stop_rx)));
     if args.demo {
         let files = super::apply::ManifestSource::Embedded(vec![
             (
@@ -121,10 +137,17 @@ pub async fn up(args: UpArgs) -> Result<()> {
         super::apply::apply_sources(&transport, files, None).await?;
     }
     println!(
-        "\nskiff is up.\n  API:    {server}\n  config: {config}\n\nTry, in another terminal:\n  export SKIFF_CONFIG={config}\n  skiff get namespaces\n  skiff get all -n demo\n  skiff describe deployment hello -n demo\n  skiff apply -f examples/hello/hello.yaml   # idempotent: prints `unchanged`\n\nThis build has the control plane only: pods are accepted and stay Pending until a node agent joins.\nPress Ctrl-C to stop.",
+        "\nskiff is up.\n  API:    {server}\n  config: {config}\n\nTry, in another terminal:\n  export SKIFF_CONFIG={config}\n  skiff get nodes\n  skiff get pods -n demo -o wide\n  skiff logs -n demo <pod>\n  skiff run --rm file:examples/hello/hello.wat\n\nPress Ctrl-C to stop (the pods stop with it).",
         server = format_args!("https://{}", config_server(&config_path)),
         config = config_path.display(),
     );
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    match agent.await {
+        Ok(Err(e)) => eprintln!("{}", super::agent::agent_error(e)),
+        Err(e) => eprintln!("error: node agent: {e}"),
+        Ok(Ok(())) => {}
+    }
     match server.await {
         Ok(r) => r.map_err(|e| CliError::failed(format!("error: {e}"))),
         Err(e) => Err(CliError::failed(format!("error: {e}"))),

@@ -1,15 +1,21 @@
 //! Control-plane controllers: level-triggered reconcilers over list + watch.
 //!
-//! Today: the namespace controller. The scheduler, Deployment, node lifecycle and garbage
-//! collection controllers join here (issue "Scheduler, controllers and a multi-node test cluster").
+//! Today: the namespace controller and a first Deployment controller; the [`crate::scheduler`]
+//! runs beside them. Revisions and rollouts, node lifecycle and garbage collection join here (issue "Scheduler, controllers and a
+//! multi-node test cluster").
 
+pub mod deployment;
 pub mod namespace;
 
 use std::sync::Arc;
 
 use crate::store::Store;
 
-/// Runs every controller until the task is aborted.
+/// Runs every controller (and the scheduler) until the task is aborted.
 pub async fn run(store: Arc<dyn Store>) {
-    namespace::run(store).await;
+    tokio::join!(
+        namespace::run(store.clone()),
+        deployment::run(store.clone()),
+        crate::scheduler::run(store)
+    );
 }

@@ -63,7 +63,7 @@ pub fn decode<K: Resource>(kv: &KeyValue) -> Result<K, ApiError> {
     Ok(obj)
 }
 
-fn encode<K: Resource>(obj: &K) -> Bytes {
+pub(crate) fn encode<K: Resource>(obj: &K) -> Bytes {
     let mut copy = obj.clone();
     copy.metadata_mut().resource_version.clear();
     Bytes::from(copy.encode_to_vec())

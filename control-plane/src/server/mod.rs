@@ -6,6 +6,7 @@
 
 pub mod handler;
 mod services;
+pub mod tunnel;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -85,6 +86,26 @@ fn read_or_create_token(path: &Path) -> Result<String, ServerError> {
     Ok(token)
 }
 
+/// The join token names the CA's fingerprint; one made for another CA (or of an older format) is
+/// replaced.
+fn read_or_create_join_token(path: &Path, ca_pem: &str) -> Result<String, ServerError> {
+    let ca = skiff_api::join::ca_fingerprint(ca_pem)
+        .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
+    if let Ok(text) = std::fs::read_to_string(path)
+        && let Ok(token) = skiff_api::join::JoinToken::parse(&text)
+        && token.ca_sha256 == ca
+    {
+        return Ok(token.to_string());
+    }
+    let token = skiff_api::join::JoinToken {
+        ca_sha256: ca,
+        secret: new_token(),
+    }
+    .to_string();
+    write_private(path, format!("{token}\n").as_bytes(), 0o600)?;
+    Ok(token)
+}
+
 /// Normalises `:7443` to `127.0.0.1:7443`.
 fn listen_addr(listen: &str) -> String {
     if listen.starts_with(':') {
@@ -109,7 +130,7 @@ impl ControlPlane {
         }
         let pki = Pki::load_or_create(&dir.join("pki"))?;
         let admin_token = read_or_create_token(&dir.join("pki").join("admin-token"))?;
-        let join_token = read_or_create_token(&dir.join("join-token"))?;
+        let join_token = read_or_create_join_token(&dir.join("join-token"), &pki.ca_cert_pem)?;
         let store: Arc<dyn Store> = {
             let path = dir.join("store.redb");
             let opened = tokio::task::spawn_blocking(move || {
@@ -166,13 +187,17 @@ impl ControlPlane {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let tls = ServerTlsConfig::new().identity(TlsIdentity::from_pem(
-            &self.pki.server_cert_pem,
-            &self.pki.server_key_pem,
-        ));
+        // The chain carries the CA so that a joining agent can pin it by the token's fingerprint.
+        let chain = format!("{}\n{}", self.pki.server_cert_pem, self.pki.ca_cert_pem);
+        let tls =
+            ServerTlsConfig::new().identity(TlsIdentity::from_pem(chain, &self.pki.server_key_pem));
         let store = self.store.clone();
         let auth = self.auth.clone();
         let controllers = tokio::spawn(crate::controllers::run(store.clone()));
+        let tunnels = tunnel::TunnelService::new(
+            tunnel::Tunnels::default(),
+            Handler::<Pod>::new(store.clone()),
+        );
 
         macro_rules! svc {
             ($module:ident :: $server:ident, $ty:ty) => {
@@ -202,6 +227,14 @@ impl ControlPlane {
             ))
             .add_service(svc!(node_api_server::NodeApiServer, Node))
             .add_service(svc!(event_api_server::EventApiServer, Event))
+            .add_service(InterceptedService::new(
+                node_tunnel_api_server::NodeTunnelApiServer::new(tunnels.clone()),
+                auth.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                pod_log_api_server::PodLogApiServer::new(tunnels),
+                auth.clone(),
+            ))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(self.listener),
                 shutdown,

@@ -5,4 +5,5 @@ mod auth;
 mod bad_input;
 mod durability;
 mod kinds;
+mod wasm_pods;
 mod watch;

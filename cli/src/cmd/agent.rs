@@ -1,0 +1,127 @@
+//! `skiff agent` (a node agent joining a cluster) and the hidden `skiff runtime-host` (the
+//! long-lived process that runs a node's Wasm instances; started by the agent, never by hand).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use skiff_node_agent::{AgentError, AgentOptions};
+
+use crate::error::{CliError, Result};
+
+#[derive(Args)]
+pub struct AgentArgs {
+    /// API server address(es), comma-separated: 127.0.0.1:7443
+    #[arg(long, value_name = "ADDR[,ADDR...]")]
+    server: String,
+    /// The cluster's join token (the server's DIR/join-token)
+    #[arg(long, env = "SKIFF_JOIN_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Node name (default: the host name)
+    #[arg(long)]
+    name: Option<String>,
+    /// Where pods' volumes and logs, the module cache and the runtime host live
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The node's address (default: the host's)
+    #[arg(long, value_name = "IP")]
+    node_ip: Option<IpAddr>,
+    /// Extra node labels: k=v,k2=v2
+    #[arg(long, value_name = "k=v,...")]
+    labels: Option<String>,
+    /// Pods this node may run
+    #[arg(long, default_value_t = DEFAULT_MAX_PODS)]
+    max_pods: u32,
+    /// Prometheus metrics address (off by default)
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<String>,
+}
+
+/// Wasm pods are cheap: a node takes far more than Kubernetes' 110.
+pub const DEFAULT_MAX_PODS: u32 = 1100;
+
+#[derive(Args)]
+pub struct RuntimeHostArgs {
+    /// The Unix socket to serve on
+    #[arg(long, value_name = "PATH")]
+    socket: PathBuf,
+    /// The compiled-module cache
+    #[arg(long, value_name = "DIR")]
+    cache_dir: PathBuf,
+    /// Instance slots (the pooling allocator's size)
+    #[arg(long, default_value_t = DEFAULT_MAX_PODS)]
+    max_instances: u32,
+}
+
+fn parse_labels(text: &str) -> Result<BTreeMap<String, String>> {
+    let mut labels = BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').ok_or_else(|| {
+            CliError::usage(format!("error: --labels: {pair:?} is not key=value"))
+        })?;
+        if let Err(e) = skiff_api::validation::names::validate_label_key(k) {
+            return Err(CliError::usage(format!("error: --labels: {k:?}: {e}")));
+        }
+        if !skiff_api::validation::names::is_label_value(v) {
+            return Err(CliError::usage(format!(
+                "error: --labels: {v:?} is not a valid label value"
+            )));
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    Ok(labels)
+}
+
+/// The command that starts this binary's runtime host.
+pub fn host_command() -> Result<Vec<std::ffi::OsString>> {
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::failed(format!("error: locating the skiff binary: {e}")))?;
+    Ok(vec![exe.into_os_string(), "runtime-host".into()])
+}
+
+pub fn agent_error(e: AgentError) -> CliError {
+    match e {
+        AgentError::Usage(m) => CliError::usage(format!("error: {m}")),
+        other => CliError::failed(format!("error: {other}")),
+    }
+}
+
+pub async fn agent(args: AgentArgs) -> Result<()> {
+    if args.metrics_addr.is_some() {
+        return Err(super::server::unsupported(
+            "--metrics-addr",
+            "the metrics endpoint",
+        ));
+    }
+    super::server::init_logging();
+    let options = AgentOptions {
+        servers: args.server,
+        token: args.token,
+        name: args.name,
+        data_dir: args
+            .data_dir
+            .unwrap_or_else(|| super::home_dir().join(".skiff").join("agent")),
+        node_ip: args.node_ip,
+        labels: parse_labels(args.labels.as_deref().unwrap_or(""))?,
+        max_pods: args.max_pods,
+        host_command: host_command()?,
+        stop_pods_on_exit: false,
+    };
+    skiff_node_agent::run(options, super::server::shutdown_signal())
+        .await
+        .map_err(agent_error)
+}
+
+pub async fn runtime_host(args: RuntimeHostArgs) -> Result<()> {
+    super::server::init_logging();
+    let options = skiff_runtime::host::HostOptions {
+        socket: args.socket,
+        cache_dir: args.cache_dir,
+        max_instances: args.max_instances,
+        ..Default::default()
+    };
+    skiff_runtime::host::serve(options, super::server::shutdown_signal())
+        .await
+        .map_err(|e| CliError::failed(format!("error: runtime host: {e}")))
+}

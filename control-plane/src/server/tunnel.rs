@@ -1,0 +1,269 @@
+//! Node tunnels: each node agent dials in and keeps one `NodeTunnelApi.Attach` stream open; the
+//! API server relays `skiff logs` (and later exec) down it. A node therefore needs no listening
+//! port, no certificate of its own for serving, and works behind NAT (edge nodes).
+//!
+//! Owns: the registry of connected nodes, stream ids, relaying answers to the waiting client, and
+//! cancelling a stream on the node when its client goes away. Must not: read logs itself.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use skiff_api::v1::*;
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::handler::Handler;
+use crate::auth::{Identity, Verb, authorize, identity};
+
+type LogSender = mpsc::Sender<Result<PodLogChunk, Status>>;
+
+/// The connected nodes and the log streams waiting on them.
+#[derive(Clone, Default)]
+pub struct Tunnels {
+    inner: Arc<Mutex<Registry>>,
+    next_id: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+struct Registry {
+    /// node name → (connection number, sender of requests down its tunnel).
+    nodes: HashMap<String, (u64, mpsc::Sender<TunnelDown>)>,
+    /// stream id → the client waiting for that stream's data.
+    streams: HashMap<u64, LogSender>,
+}
+
+impl Tunnels {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        // A panic while holding the lock leaves plain maps behind; they stay usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Is `node` connected now?
+    pub fn connected(&self, node: &str) -> bool {
+        self.lock().nodes.contains_key(node)
+    }
+}
+
+/// Serves both tunnel ends: agents (`NodeTunnelApi`) and clients (`PodLogApi`).
+#[derive(Clone)]
+pub struct TunnelService {
+    tunnels: Tunnels,
+    pods: Handler<Pod>,
+}
+
+impl TunnelService {
+    pub fn new(tunnels: Tunnels, pods: Handler<Pod>) -> Self {
+        Self { tunnels, pods }
+    }
+}
+
+type DownStream = Pin<Box<dyn Stream<Item = Result<TunnelDown, Status>> + Send>>;
+type LogStream = Pin<Box<dyn Stream<Item = Result<PodLogChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl node_tunnel_api_server::NodeTunnelApi for TunnelService {
+    type AttachStream = DownStream;
+
+    async fn attach(
+        &self,
+        req: Request<Streaming<TunnelUp>>,
+    ) -> Result<Response<DownStream>, Status> {
+        let who = identity(&req)?;
+        authorize(&who, Verb::Create, "NodeTunnel")?;
+        let mut up = req.into_inner();
+        let node = match up.message().await? {
+            Some(TunnelUp {
+                message: Some(tunnel_up::Message::Hello(hello)),
+            }) if !hello.node_name.is_empty() => hello.node_name,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "tunnel: the first message must be a hello naming the node",
+                ));
+            }
+        };
+        let (down_tx, down_rx) = mpsc::channel(64);
+        let conn = self.tunnels.next_id.fetch_add(1, Ordering::Relaxed);
+        self.tunnels
+            .lock()
+            .nodes
+            .insert(node.clone(), (conn, down_tx));
+        tracing::info!(%node, "node tunnel connected");
+
+        let tunnels = self.tunnels.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = up.next().await {
+                let Ok(TunnelUp {
+                    message: Some(tunnel_up::Message::Log(data)),
+                }) = msg
+                else {
+                    if msg.is_err() {
+                        break;
+                    }
+                    continue;
+                };
+                relay(&tunnels, data).await;
+            }
+            let mut registry = tunnels.lock();
+            // A newer connection of the same node may have replaced this one already.
+            if registry.nodes.get(&node).is_some_and(|(c, _)| *c == conn) {
+                registry.nodes.remove(&node);
+            }
+            tracing::info!(%node, "node tunnel closed");
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(down_rx).map(Ok);
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Hands one answer of the node to the client waiting for it.
+async fn relay(tunnels: &Tunnels, data: TunnelLogData) {
+    let sender = {
+        let mut registry = tunnels.lock();
+        if data.end || !data.error.is_empty() {
+            registry.streams.remove(&data.stream_id)
+        } else {
+            registry.streams.get(&data.stream_id).cloned()
+        }
+    };
+    let Some(sender) = sender else { return };
+    if !data.error.is_empty() {
+        let _ = sender
+            .send(Err(Status::failed_precondition(data.error)))
+            .await;
+        return;
+    }
+    for chunk in data.chunks {
+        if sender.send(Ok(chunk)).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Removes a stream when its client goes away, and tells the node to stop.
+struct StreamGuard {
+    tunnels: Tunnels,
+    id: u64,
+    node: String,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let down = {
+            let mut registry = self.tunnels.lock();
+            let open = registry.streams.remove(&self.id).is_some();
+            registry
+                .nodes
+                .get(&self.node)
+                .filter(|_| open)
+                .map(|(_, tx)| tx.clone())
+        };
+        if let Some(tx) = down {
+            let _ = tx.try_send(TunnelDown {
+                stream_id: self.id,
+                message: Some(tunnel_down::Message::Cancel(TunnelCancel {})),
+            });
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pod_log_api_server::PodLogApi for TunnelService {
+    type LogsStream = LogStream;
+
+    async fn logs(&self, req: Request<PodLogRequest>) -> Result<Response<LogStream>, Status> {
+        let who = identity(&req)?;
+        authorize(&who, Verb::Get, "PodLog")?;
+        let r = req.into_inner();
+        let pod = self
+            .pods
+            .get(&Identity::Admin, &r.namespace, &r.name)
+            .await?;
+        let container = pick_container(&pod, &r.container)?;
+        let node = pod
+            .spec
+            .as_ref()
+            .map(|s| s.node_name.clone())
+            .unwrap_or_default();
+        if node.is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "pod {:?} is not scheduled to a node yet: no logs",
+                r.name
+            )));
+        }
+        let id = self.tunnels.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(64);
+        let down = {
+            let mut registry = self.tunnels.lock();
+            let down = registry.nodes.get(&node).map(|(_, tx)| tx.clone());
+            if down.is_some() {
+                registry.streams.insert(id, tx);
+            }
+            down
+        };
+        let down = down.ok_or_else(|| {
+            Status::unavailable(format!(
+                "node {node:?} (of pod {:?}) is not connected",
+                r.name
+            ))
+        })?;
+        let guard = StreamGuard {
+            tunnels: self.tunnels.clone(),
+            id,
+            node: node.clone(),
+        };
+        let open = TunnelDown {
+            stream_id: id,
+            message: Some(tunnel_down::Message::OpenLog(TunnelLogOpen {
+                namespace: r.namespace,
+                name: r.name,
+                uid: pod
+                    .metadata
+                    .as_ref()
+                    .map(|m| m.uid.clone())
+                    .unwrap_or_default(),
+                container,
+                follow: r.follow,
+                previous: r.previous,
+                tail_lines: r.tail_lines,
+            })),
+        };
+        down.send(open)
+            .await
+            .map_err(|_| Status::unavailable(format!("node {node:?} disconnected")))?;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |item| {
+            let _ = &guard; // lives as long as the client's stream
+            item
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// The container a log request means: the named one, or the pod's only one.
+fn pick_container(pod: &Pod, wanted: &str) -> Result<String, Status> {
+    let names: Vec<&str> = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.iter().map(|c| c.name.as_str()).collect())
+        .unwrap_or_default();
+    let pod_name = pod.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or("");
+    if wanted.is_empty() {
+        return match names.as_slice() {
+            [one] => Ok(one.to_string()),
+            _ => Err(Status::invalid_argument(format!(
+                "a container name must be specified for pod {pod_name}, choose one of: [{}]",
+                names.join(" ")
+            ))),
+        };
+    }
+    if names.contains(&wanted) {
+        Ok(wanted.to_string())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "container {wanted} is not valid for pod {pod_name}, choose one of: [{}]",
+            names.join(" ")
+        )))
+    }
+}

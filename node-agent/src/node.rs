@@ -1,0 +1,231 @@
+//! The Node object: what this machine offers (capacity, allocatable, runtimes, addresses, labels),
+//! its registration, and the heartbeat that keeps its `Ready` condition fresh.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use skiff_api::client::{Api, Transport};
+use skiff_api::v1::*;
+
+use crate::{AgentError, AgentOptions};
+
+/// How often the Ready condition's heartbeat is renewed.
+pub const HEARTBEAT_PERIOD: Duration = Duration::from_secs(10);
+
+/// The runtimes this agent runs. OCI containers join with the Linux executor.
+pub const RUNTIME_HANDLERS: &[&str] = &["wasm"];
+
+/// What the agent knows about its machine.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub name: String,
+    pub ip: IpAddr,
+    pub labels: BTreeMap<String, String>,
+    pub cpu_millis: i64,
+    pub memory_bytes: i64,
+    pub max_pods: u32,
+    pub kernel: String,
+    pub machine_id: String,
+    pub boot_id: String,
+}
+
+fn read_trimmed(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// `MemTotal` from /proc/meminfo, in bytes.
+fn memory_total() -> i64 {
+    read_trimmed("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The address of the interface that routes outward, else loopback (no packet is sent).
+fn default_ip() -> IpAddr {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("10.255.255.255:9")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+impl NodeInfo {
+    pub fn detect(options: &AgentOptions) -> Result<Self, AgentError> {
+        let hostname = read_trimmed("/proc/sys/kernel/hostname");
+        let name = options.name.clone().unwrap_or_else(|| hostname.clone());
+        if !skiff_api::validation::names::is_dns1123_subdomain(&name) {
+            return Err(AgentError::Usage(format!(
+                "--name {name:?}: a node name must be a DNS-1123 subdomain (lower-case letters, digits, '-' and '.')"
+            )));
+        }
+        let mut labels = BTreeMap::from([
+            ("kubernetes.io/hostname".to_string(), name.clone()),
+            ("kubernetes.io/os".to_string(), "linux".to_string()),
+            (
+                "kubernetes.io/arch".to_string(),
+                go_arch(std::env::consts::ARCH).to_string(),
+            ),
+        ]);
+        labels.extend(options.labels.clone());
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Ok(Self {
+            name,
+            ip: options.node_ip.unwrap_or_else(default_ip),
+            labels,
+            cpu_millis: i64::try_from(cpus).unwrap_or(1) * 1000,
+            memory_bytes: memory_total(),
+            max_pods: options.max_pods,
+            kernel: read_trimmed("/proc/sys/kernel/osrelease"),
+            machine_id: read_trimmed("/etc/machine-id"),
+            boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
+        })
+    }
+
+    fn resources(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("cpu".to_string(), format!("{}m", self.cpu_millis)),
+            ("memory".to_string(), format!("{}", self.memory_bytes)),
+            ("pods".to_string(), self.max_pods.to_string()),
+        ])
+    }
+
+    fn ready(&self, since: Option<skiff_api::Timestamp>) -> Condition {
+        let now = skiff_api::time::now();
+        Condition {
+            r#type: "Ready".into(),
+            status: "True".into(),
+            reason: "AgentReady".into(),
+            message: "skiff agent is posting ready status".into(),
+            last_heartbeat_time: Some(now),
+            last_transition_time: Some(since.unwrap_or(now)),
+            ..Default::default()
+        }
+    }
+
+    /// The status this agent reports; `previous` keeps the Ready transition time.
+    pub fn status(&self, previous: Option<&NodeStatus>) -> NodeStatus {
+        let since = previous
+            .and_then(|s| s.conditions.iter().find(|c| c.r#type == "Ready"))
+            .filter(|c| c.status == "True")
+            .and_then(|c| c.last_transition_time);
+        NodeStatus {
+            capacity: self.resources(),
+            allocatable: self.resources(),
+            conditions: vec![self.ready(since)],
+            addresses: vec![
+                NodeAddress {
+                    r#type: "InternalIP".into(),
+                    address: self.ip.to_string(),
+                },
+                NodeAddress {
+                    r#type: "Hostname".into(),
+                    address: self.name.clone(),
+                },
+            ],
+            node_info: Some(NodeSystemInfo {
+                machine_id: self.machine_id.clone(),
+                boot_id: self.boot_id.clone(),
+                kernel_version: self.kernel.clone(),
+                os_image: os_image(),
+                container_runtime_version: format!("skiff-wasm://{}", env!("CARGO_PKG_VERSION")),
+                kubelet_version: format!("skiff-{}", env!("CARGO_PKG_VERSION")),
+                operating_system: "linux".into(),
+                architecture: go_arch(std::env::consts::ARCH).into(),
+            }),
+            runtime_handlers: RUNTIME_HANDLERS
+                .iter()
+                .map(|r| NodeRuntimeHandler {
+                    name: r.to_string(),
+                })
+                .collect(),
+            daemon_endpoints: None,
+        }
+    }
+}
+
+fn os_image() -> String {
+    read_trimmed("/etc/os-release")
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| "Linux".into())
+}
+
+/// Kubernetes' (Go's) architecture names.
+fn go_arch(rust: &str) -> &str {
+    match rust {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// Creates the Node, or takes over an existing one of the same name (an agent restart), and
+/// writes its status.
+pub async fn register(transport: &Transport, info: &NodeInfo) -> Result<Node, AgentError> {
+    let api: Api<Node> = Api::new(transport.clone(), "");
+    let mut node = match api.get_opt(&info.name).await? {
+        Some(mut existing) => {
+            let meta = existing.metadata.get_or_insert_with(Default::default);
+            if meta.labels != merged_labels(&meta.labels, info) {
+                meta.labels = merged_labels(&meta.labels, info);
+                existing = api.update(existing).await?;
+            }
+            existing
+        }
+        None => {
+            let node = Node {
+                metadata: Some(ObjectMeta {
+                    name: info.name.clone(),
+                    labels: info.labels.clone(),
+                    ..Default::default()
+                }),
+                spec: Some(NodeSpec::default()),
+                status: None,
+            };
+            match api.create(node).await {
+                Ok(created) => created,
+                Err(s) if s.code() == tonic::Code::AlreadyExists => api.get(&info.name).await?,
+                Err(s) => return Err(s.into()),
+            }
+        }
+    };
+    node.status = Some(info.status(node.status.as_ref()));
+    Ok(api.update_status(node).await?)
+}
+
+/// The agent's labels win over same-named existing ones; others (set by admins) stay.
+fn merged_labels(existing: &BTreeMap<String, String>, info: &NodeInfo) -> BTreeMap<String, String> {
+    let mut labels = existing.clone();
+    labels.extend(info.labels.clone());
+    labels
+}
+
+/// Renews the Ready heartbeat forever; re-registers if the Node was deleted.
+pub async fn heartbeat(transport: Transport, info: NodeInfo) {
+    let api: Api<Node> = Api::new(transport.clone(), "");
+    loop {
+        tokio::time::sleep(HEARTBEAT_PERIOD).await;
+        let result = match api.get_opt(&info.name).await {
+            Ok(Some(mut node)) => {
+                node.status = Some(info.status(node.status.as_ref()));
+                api.update_status(node).await.map(|_| ())
+            }
+            Ok(None) => register(&transport, &info)
+                .await
+                .map(|_| ())
+                .map_err(|e| tonic::Status::unknown(e.to_string())),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "heartbeat failed");
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Acting on one pod: starting a container (image, volumes, env, limits → a runtime host
+//! instance), stopping a terminating pod, tearing down a deleted one, and reporting status.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use skiff_api::ResourceExt;
+use skiff_api::client::Api;
+use skiff_api::quantity::Quantity;
+use skiff_api::v1::*;
+use skiff_runtime::host::proto;
+
+use super::record::{Current, Terminated};
+use super::{
+    ALLOW_OUTBOUND, CONFIG_RETRY, LOG_MAX_BYTES, LogState, Manager, env, instance_id, log_path,
+    status, volumes,
+};
+use crate::host::{LABEL_ATTEMPT, LABEL_CONTAINER, LABEL_POD, LABEL_POD_UID};
+use crate::images;
+
+fn start_error(message: String) -> Current {
+    let now = SystemTime::now();
+    Current::Terminated(Terminated {
+        exit_code: 128,
+        reason: "StartError".into(),
+        message,
+        started_at: now,
+        finished_at: now,
+        id: String::new(),
+    })
+}
+
+fn waiting(reason: &str, message: String) -> Current {
+    Current::Waiting {
+        reason: reason.into(),
+        message,
+        retry_at: SystemTime::now() + CONFIG_RETRY,
+    }
+}
+
+impl Manager {
+    fn container_log_dir(&self, uid: &str, container: &str) -> std::path::PathBuf {
+        self.data_dir
+            .join("pods")
+            .join(uid)
+            .join("logs")
+            .join(container)
+    }
+
+    /// Starts `attempt` of `container`; returns its new state and the module digest.
+    pub(super) async fn start_container(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        attempt: u32,
+    ) -> (Current, String) {
+        let meta = pod.meta();
+        let module = match images::resolve(&container.image) {
+            Ok(path) => path,
+            Err(e) if e.retry => return (waiting(e.reason, e.message), String::new()),
+            Err(e) => return (start_error(e.message), String::new()),
+        };
+        let digest = match self.runtime.prepare(&module).await {
+            Ok(digest) => digest,
+            Err(f) => return (start_error(f.message), String::new()),
+        };
+        let prepared = volumes::prepare(&self.transport, &self.data_dir, pod).await;
+        let mounts = match prepared.and_then(|v| volumes::mounts(container, &v)) {
+            Ok(m) => m,
+            Err(message) => return (waiting("CreateContainerConfigError", message), digest),
+        };
+        let node_ip = self.node.ip.to_string();
+        let env = match env::resolve(&self.transport, pod, container, &node_ip).await {
+            Ok(env) => env,
+            Err(message) => return (waiting("CreateContainerConfigError", message), digest),
+        };
+        let limits = container
+            .resources
+            .as_ref()
+            .map(|r| r.limits.clone())
+            .unwrap_or_default();
+        let memory_limit = limits
+            .get("memory")
+            .and_then(|q| Quantity::parse(q).ok())
+            .and_then(|q| u64::try_from(q.value()).ok());
+        let cpu_limit = limits
+            .get("cpu")
+            .and_then(|q| Quantity::parse(q).ok())
+            .and_then(|q| u32::try_from(q.millis()).ok());
+        let (argv0, mut args) = match container.command.split_first() {
+            Some((first, rest)) => (first.clone(), rest.to_vec()),
+            None => (container.name.clone(), Vec::new()),
+        };
+        args.extend(container.args.iter().cloned());
+        let log_dir = self.container_log_dir(&meta.uid, &container.name);
+        if let Err(e) = std::fs::create_dir_all(&log_dir) {
+            return (
+                waiting(
+                    "CreateContainerError",
+                    format!("creating {}: {e}", log_dir.display()),
+                ),
+                digest,
+            );
+        }
+        let spec = proto::WasmSpec {
+            id: instance_id(&meta.uid, &container.name, attempt),
+            module_path: module.display().to_string(),
+            argv0,
+            args,
+            env: env
+                .into_iter()
+                .map(|(name, value)| proto::EnvVar { name, value })
+                .collect(),
+            cwd: container.working_dir.clone(),
+            preopens: mounts
+                .into_iter()
+                .map(|m| proto::Preopen {
+                    host_path: m.host.display().to_string(),
+                    guest_path: m.guest,
+                    read_only: m.read_only,
+                })
+                .collect(),
+            memory_limit_bytes: memory_limit,
+            cpu_limit_millicores: cpu_limit,
+            network: Some(proto::Network {
+                allow_bind_ports: container
+                    .ports
+                    .iter()
+                    .filter_map(|p| u32::try_from(p.container_port).ok())
+                    .collect(),
+                allow_outbound: meta.annotations.get(ALLOW_OUTBOUND).map(String::as_str)
+                    == Some("true"),
+            }),
+            log_path: log_path(&log_dir, attempt).display().to_string(),
+            log_max_bytes: LOG_MAX_BYTES,
+            labels: HashMap::from([
+                (LABEL_POD_UID.to_string(), meta.uid.clone()),
+                (
+                    LABEL_POD.to_string(),
+                    format!("{}/{}", meta.namespace, meta.name),
+                ),
+                (LABEL_CONTAINER.to_string(), container.name.clone()),
+                (LABEL_ATTEMPT.to_string(), attempt.to_string()),
+            ])
+            .into_iter()
+            .collect(),
+        };
+        match self.runtime.start(spec).await {
+            Ok(instance) => {
+                // Free the attempt before last; the previous one stays for `--previous`.
+                if attempt >= 2 {
+                    let old = instance_id(&meta.uid, &container.name, attempt - 2);
+                    let _ = self.runtime.remove(&old).await;
+                }
+                let state = if instance.running {
+                    Current::Running {
+                        id: instance.id,
+                        started_at: instance.started_at,
+                    }
+                } else {
+                    Current::Terminated(Terminated {
+                        exit_code: instance.exit_code,
+                        reason: instance.reason,
+                        message: instance.message,
+                        started_at: instance.started_at,
+                        finished_at: instance.finished_at,
+                        id: instance.id,
+                    })
+                };
+                tracing::debug!(pod = %meta.name, container = %container.name, attempt, "started");
+                (state, digest)
+            }
+            Err(f) => (start_error(f.message), digest),
+        }
+    }
+
+    /// A pod with a deletionTimestamp: stop its containers, then finish the deletion.
+    pub(super) async fn terminate(&mut self, uid: &str) {
+        let Some(entry) = self.pods.get(uid) else {
+            return;
+        };
+        let running: Vec<String> = entry
+            .containers
+            .values()
+            .filter_map(|r| match &r.state {
+                Current::Running { id, .. } => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        for id in running {
+            if let Err(e) = self.runtime.kill(&id).await {
+                tracing::warn!(%id, error = %e, "kill");
+            }
+        }
+        let Some(entry) = self.pods.get_mut(uid) else {
+            return;
+        };
+        if entry.deleting {
+            return;
+        }
+        entry.deleting = true;
+        let meta = entry.pod.meta().clone();
+        let api: Api<Pod> = Api::new(self.transport.clone(), &meta.namespace);
+        let request = DeleteRequest {
+            name: meta.name.clone(),
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        };
+        match api.delete_with(request).await {
+            Ok(_) => {}
+            Err(s) if s.code() == tonic::Code::NotFound => entry.gone = true,
+            Err(s) => {
+                entry.deleting = false;
+                tracing::warn!(pod = %meta.name, error = %s, "finishing deletion");
+            }
+        }
+    }
+
+    /// The pod is gone from the API: remove its instances and its directory.
+    pub(super) async fn teardown(&mut self, uid: &str) {
+        let Some(entry) = self.pods.remove(uid) else {
+            return;
+        };
+        for (name, rec) in &entry.containers {
+            for attempt in rec.attempt.saturating_sub(2)..=rec.attempt {
+                let id = instance_id(uid, name, attempt);
+                if let Err(e) = self.runtime.remove(&id).await {
+                    tracing::warn!(%id, error = %e, "removing instance");
+                }
+            }
+        }
+        self.logs.remove(uid);
+        volumes::remove_pod_dir(&self.data_dir, uid);
+        tracing::info!(pod = %entry.pod.name(), "pod removed");
+    }
+
+    pub(super) fn publish_logs(&self, uid: &str) {
+        let Some(entry) = self.pods.get(uid) else {
+            return;
+        };
+        let containers = entry
+            .containers
+            .iter()
+            .map(|(name, rec)| {
+                (
+                    name.clone(),
+                    LogState {
+                        dir: self.container_log_dir(uid, name),
+                        attempt: rec.attempt,
+                        running: rec.is_running(),
+                    },
+                )
+            })
+            .collect();
+        self.logs.set(uid, containers);
+    }
+
+    /// Writes the pod's status if it changed; on a conflict, re-reads the pod and tries again.
+    pub(super) async fn report_status(&mut self, uid: &str) {
+        let node_ip = self.node.ip.to_string();
+        let Some(entry) = self.pods.get_mut(uid) else {
+            return;
+        };
+        let computed = status::pod_status(
+            &entry.pod,
+            &entry.containers,
+            entry.pod.status.as_ref(),
+            &node_ip,
+        );
+        if entry.reported.as_ref() == Some(&computed) {
+            return;
+        }
+        let api: Api<Pod> = Api::new(self.transport.clone(), entry.pod.namespace());
+        for _ in 0..2 {
+            let mut pod = entry.pod.clone();
+            pod.status = Some(status::pod_status(
+                &entry.pod,
+                &entry.containers,
+                entry.pod.status.as_ref(),
+                &node_ip,
+            ));
+            match api.update_status(pod).await {
+                Ok(updated) => {
+                    entry.reported = updated.status.clone();
+                    entry.pod = updated;
+                    return;
+                }
+                Err(s) if s.code() == tonic::Code::Aborted => {
+                    match api.get_opt(entry.pod.name()).await {
+                        Ok(Some(fresh)) if fresh.meta().uid == uid => entry.pod = fresh,
+                        Ok(_) => {
+                            entry.gone = true;
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "re-reading pod");
+                            return;
+                        }
+                    }
+                }
+                Err(s) if s.code() == tonic::Code::NotFound => {
+                    entry.gone = true;
+                    return;
+                }
+                Err(s) => {
+                    tracing::warn!(pod = %entry.pod.name(), error = %s, "writing status");
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! The pod status the agent reports, computed from its container records (Kubernetes' phase
+//! rules: Pending until every container has started once, Running while any runs or will
+//! restart, then Succeeded or Failed).
+
+use std::collections::BTreeMap;
+
+use skiff_api::v1::*;
+
+use super::record::{Current, Record, to_timestamp};
+use super::restart;
+
+/// Builds the status of `pod` from its records. `previous` keeps conditions' transition times,
+/// the scheduler's condition and the start time.
+pub fn pod_status(
+    pod: &Pod,
+    records: &BTreeMap<String, Record>,
+    previous: Option<&PodStatus>,
+    node_ip: &str,
+) -> PodStatus {
+    let meta = pod.metadata.clone().unwrap_or_default();
+    let spec = pod.spec.clone().unwrap_or_default();
+    let policy = spec.restart_policy.as_str();
+    let empty = Record::default();
+    let (mut never_started, mut active, mut failed) = (0, 0, 0);
+    let mut statuses = Vec::new();
+    for container in &spec.containers {
+        let rec = records.get(&container.name).unwrap_or(&empty);
+        let mut state = ContainerState::default();
+        match &rec.state {
+            Current::Running { started_at, .. } => {
+                active += 1;
+                state.running = Some(ContainerStateRunning {
+                    started_at: Some(to_timestamp(*started_at)),
+                });
+            }
+            Current::Terminated(t) if restart::restarts(policy, t.exit_code) => {
+                active += 1;
+                let delay = rec
+                    .next_start
+                    .and_then(|n| n.duration_since(t.finished_at).ok())
+                    .unwrap_or_else(|| restart::backoff(rec.streak));
+                state.waiting = Some(ContainerStateWaiting {
+                    reason: "CrashLoopBackOff".into(),
+                    message: format!(
+                        "back-off {}s restarting failed container={} pod={}_{}({})",
+                        delay.as_secs(),
+                        container.name,
+                        meta.name,
+                        meta.namespace,
+                        meta.uid
+                    ),
+                });
+            }
+            Current::Terminated(t) => {
+                if t.exit_code != 0 {
+                    failed += 1;
+                }
+                state.terminated = Some(t.into());
+            }
+            Current::Waiting {
+                reason, message, ..
+            } => {
+                if rec.attempt > 0 || rec.last.is_some() {
+                    active += 1;
+                } else {
+                    never_started += 1;
+                }
+                state.waiting = Some(ContainerStateWaiting {
+                    reason: reason.clone(),
+                    message: message.clone(),
+                });
+            }
+            Current::None | Current::Unknown { .. } => {
+                never_started += 1;
+                state.waiting = Some(ContainerStateWaiting {
+                    reason: "ContainerCreating".into(),
+                    message: String::new(),
+                });
+            }
+        }
+        let running = rec.is_running();
+        let id = match &rec.state {
+            Current::Running { id, .. } => id.clone(),
+            Current::Terminated(t) => t.id.clone(),
+            _ => String::new(),
+        };
+        statuses.push(ContainerStatus {
+            name: container.name.clone(),
+            state: Some(state),
+            last_state: rec.last.as_ref().map(|t| ContainerState {
+                terminated: Some(t.into()),
+                ..Default::default()
+            }),
+            ready: running,
+            restart_count: i32::try_from(rec.attempt).unwrap_or(i32::MAX),
+            image: container.image.clone(),
+            image_id: rec.image_id.clone(),
+            container_id: if id.is_empty() {
+                String::new()
+            } else {
+                format!("wasm://{id}")
+            },
+            started: Some(running),
+        });
+    }
+    let phase = if never_started > 0 {
+        "Pending"
+    } else if active > 0 {
+        "Running"
+    } else if failed > 0 {
+        "Failed"
+    } else {
+        "Succeeded"
+    };
+    let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s.ready);
+    let mut status = previous.cloned().unwrap_or_default();
+    status.phase = phase.into();
+    status.host_ip = node_ip.to_string();
+    // Wasm pods use the node's network (granted sockets bind there) until pod networking lands.
+    status.pod_ip = node_ip.to_string();
+    status.pod_ips = vec![PodIp {
+        ip: node_ip.to_string(),
+    }];
+    if status.start_time.is_none() {
+        status.start_time = Some(skiff_api::time::now());
+    }
+    status.container_statuses = statuses;
+    status.qos_class = qos_class(&spec);
+    let bool_text = |b: bool| if b { "True" } else { "False" };
+    let terminal = matches!(phase, "Succeeded" | "Failed");
+    for (kind, value, reason) in [
+        ("Initialized", true, ""),
+        (
+            "ContainersReady",
+            all_ready,
+            if terminal {
+                "PodCompleted"
+            } else {
+                "ContainersNotReady"
+            },
+        ),
+        (
+            "Ready",
+            all_ready,
+            if terminal {
+                "PodCompleted"
+            } else {
+                "ContainersNotReady"
+            },
+        ),
+    ] {
+        set_condition(
+            &mut status.conditions,
+            Condition {
+                r#type: kind.into(),
+                status: bool_text(value).into(),
+                reason: if value { String::new() } else { reason.into() },
+                last_transition_time: Some(skiff_api::time::now()),
+                ..Default::default()
+            },
+        );
+    }
+    status
+}
+
+/// Replaces the condition of the same type, keeping its transition time if its status holds.
+fn set_condition(conditions: &mut Vec<Condition>, condition: Condition) {
+    match conditions.iter_mut().find(|c| c.r#type == condition.r#type) {
+        Some(existing) => {
+            let transition = existing.last_transition_time;
+            let keep = existing.status == condition.status;
+            *existing = condition;
+            if keep {
+                existing.last_transition_time = transition;
+            }
+        }
+        None => conditions.push(condition),
+    }
+}
+
+/// Guaranteed, Burstable or BestEffort, by Kubernetes' rules (cpu and memory).
+fn qos_class(spec: &PodSpec) -> String {
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in &spec.containers {
+        let r = c.resources.clone().unwrap_or_default();
+        for key in ["cpu", "memory"] {
+            let limit = r.limits.get(key);
+            let request = r.requests.get(key).or(limit);
+            any |= limit.is_some() || request.is_some();
+            guaranteed &= limit.is_some() && request == limit;
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::record::Terminated;
+    use super::*;
+    use std::time::SystemTime;
+
+    fn epoch() -> SystemTime {
+        SystemTime::UNIX_EPOCH
+    }
+
+    fn pod(policy: &str) -> Pod {
+        Pod {
+            metadata: Some(ObjectMeta {
+                name: "p".into(),
+                namespace: "default".into(),
+                uid: "u".into(),
+                ..Default::default()
+            }),
+            spec: Some(PodSpec {
+                restart_policy: policy.into(),
+                containers: vec![Container {
+                    name: "c".into(),
+                    image: "file:x.wasm".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn ended(code: i32) -> BTreeMap<String, Record> {
+        let rec = Record {
+            state: Current::Terminated(Terminated {
+                exit_code: code,
+                reason: if code == 0 { "Completed" } else { "Error" }.into(),
+                message: String::new(),
+                started_at: epoch(),
+                finished_at: epoch(),
+                id: "u/c/0".into(),
+            }),
+            ..Default::default()
+        };
+        BTreeMap::from([("c".to_string(), rec)])
+    }
+
+    #[test]
+    fn phases_follow_policy() {
+        let none = BTreeMap::new();
+        assert_eq!(
+            pod_status(&pod("Always"), &none, None, "1.2.3.4").phase,
+            "Pending"
+        );
+        assert_eq!(
+            pod_status(&pod("Never"), &ended(0), None, "ip").phase,
+            "Succeeded"
+        );
+        assert_eq!(
+            pod_status(&pod("Never"), &ended(3), None, "ip").phase,
+            "Failed"
+        );
+        assert_eq!(
+            pod_status(&pod("OnFailure"), &ended(0), None, "ip").phase,
+            "Succeeded"
+        );
+        let crashing = pod_status(&pod("Always"), &ended(1), None, "ip");
+        assert_eq!(crashing.phase, "Running");
+        let waiting = crashing.container_statuses[0]
+            .state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .map(|w| w.reason.clone());
+        assert_eq!(waiting.as_deref(), Some("CrashLoopBackOff"));
+        let failed = pod_status(&pod("Never"), &ended(3), None, "ip");
+        let term = failed.container_statuses[0]
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| (t.exit_code, t.container_id.clone()));
+        assert_eq!(term, Some((3, "wasm://u/c/0".to_string())));
+    }
+}

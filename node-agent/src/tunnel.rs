@@ -1,0 +1,278 @@
+//! The agent's end of the node tunnel: it dials the API server, says which node it is, and
+//! serves the log requests that come down, reading the CRI-format log files of its containers.
+//!
+//! Following a log ends when the container stops and its file is drained; a rotated file is
+//! finished before the new one is read.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use skiff_api::client::Transport;
+use skiff_api::v1::*;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+
+use crate::pods::{LogIndex, log_path};
+
+/// How often a followed log is polled for new lines.
+const FOLLOW_POLL: Duration = Duration::from_millis(50);
+
+/// Keeps the tunnel open forever, redialling after any break.
+pub async fn run(transport: Transport, node: String, logs: LogIndex) {
+    loop {
+        if let Err(e) = serve(&transport, &node, &logs).await {
+            tracing::warn!(error = %e, "node tunnel");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn serve(transport: &Transport, node: &str, logs: &LogIndex) -> Result<(), tonic::Status> {
+    let (up_tx, up_rx) = mpsc::channel::<TunnelUp>(256);
+    up_tx
+        .send(TunnelUp {
+            message: Some(tunnel_up::Message::Hello(TunnelHello {
+                node_name: node.to_string(),
+            })),
+        })
+        .await
+        .map_err(|_| tonic::Status::internal("tunnel closed"))?;
+    let mut client = node_tunnel_api_client::NodeTunnelApiClient::new(transport.clone());
+    let mut down = client
+        .attach(tokio_stream::wrappers::ReceiverStream::new(up_rx))
+        .await?
+        .into_inner();
+    let mut streams: std::collections::HashMap<u64, tokio::task::JoinHandle<()>> =
+        Default::default();
+    while let Some(message) = down.next().await {
+        let message = message?;
+        let id = message.stream_id;
+        streams.retain(|_, task| !task.is_finished());
+        match message.message {
+            Some(tunnel_down::Message::OpenLog(open)) => {
+                let task = tokio::spawn(send_log(id, open, logs.clone(), up_tx.clone()));
+                streams.insert(id, task);
+            }
+            Some(tunnel_down::Message::Cancel(_)) => {
+                if let Some(task) = streams.remove(&id) {
+                    task.abort();
+                }
+            }
+            None => {}
+        }
+    }
+    for task in streams.values() {
+        task.abort();
+    }
+    Ok(())
+}
+
+fn reply(id: u64, chunks: Vec<PodLogChunk>, end: bool, error: String) -> TunnelUp {
+    TunnelUp {
+        message: Some(tunnel_up::Message::Log(TunnelLogData {
+            stream_id: id,
+            chunks,
+            end,
+            error,
+        })),
+    }
+}
+
+async fn send_log(id: u64, open: TunnelLogOpen, logs: LogIndex, up: mpsc::Sender<TunnelUp>) {
+    let result = stream_log(id, &open, &logs, &up).await;
+    let message = match result {
+        Ok(()) => reply(id, Vec::new(), true, String::new()),
+        Err(error) => reply(id, Vec::new(), true, error),
+    };
+    let _ = up.send(message).await;
+}
+
+async fn stream_log(
+    id: u64,
+    open: &TunnelLogOpen,
+    logs: &LogIndex,
+    up: &mpsc::Sender<TunnelUp>,
+) -> Result<(), String> {
+    let state = logs.get(&open.uid, &open.container).ok_or_else(|| {
+        format!(
+            "container {:?} in pod {:?} has not started yet",
+            open.container, open.name
+        )
+    })?;
+    let attempt = if open.previous {
+        state.attempt.checked_sub(1).ok_or_else(|| {
+            format!(
+                "previous terminated container {:?} in pod {:?} not found",
+                open.container, open.name
+            )
+        })?
+    } else {
+        state.attempt
+    };
+    let path = log_path(&state.dir, attempt);
+    let mut reader = LogReader::open(&path, open.tail_lines)
+        .map_err(|e| format!("reading the log of container {:?}: {e}", open.container))?;
+    loop {
+        let chunks = reader.read_new().map_err(|e| e.to_string())?;
+        if !chunks.is_empty() {
+            up.send(reply(id, chunks, false, String::new()))
+                .await
+                .map_err(|_| "tunnel closed".to_string())?;
+            continue;
+        }
+        if !open.follow || open.previous {
+            return Ok(());
+        }
+        let still_running = logs
+            .get(&open.uid, &open.container)
+            .is_some_and(|s| s.attempt == attempt && s.running);
+        if !still_running {
+            // One last read: lines written just before the container stopped.
+            let chunks = reader.read_new().map_err(|e| e.to_string())?;
+            if !chunks.is_empty() {
+                let _ = up.send(reply(id, chunks, false, String::new())).await;
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(FOLLOW_POLL).await;
+    }
+}
+
+/// Reads a CRI log file incrementally, following rotation (`<path>.1`).
+struct LogReader {
+    path: PathBuf,
+    inode: u64,
+    offset: u64,
+    /// Lines to skip at first read, for `--tail`.
+    skip: usize,
+    pending: Vec<u8>,
+}
+
+impl LogReader {
+    fn open(path: &Path, tail: Option<i32>) -> std::io::Result<Self> {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let skip = match (tail, &meta) {
+            (Some(n), Some(_)) if n >= 0 => {
+                let text = std::fs::read(path)?;
+                let lines = text.iter().filter(|b| **b == b'\n').count();
+                lines.saturating_sub(usize::try_from(n).unwrap_or(0))
+            }
+            _ => 0,
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            inode: meta.map_or(0, |m| m.ino()),
+            offset: 0,
+            skip,
+            pending: Vec::new(),
+        })
+    }
+
+    fn read_from(path: &Path, offset: u64) -> std::io::Result<Vec<u8>> {
+        let mut file = std::fs::File::open(path)?;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// New complete lines since the last call, as chunks.
+    fn read_new(&mut self) -> std::io::Result<Vec<PodLogChunk>> {
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut bytes = Vec::new();
+        if self.inode != 0 && meta.ino() != self.inode {
+            // Rotated: finish the old file (now `.1`), then start the new one.
+            let rotated = PathBuf::from(format!("{}.1", self.path.display()));
+            if let Ok(rest) = Self::read_from(&rotated, self.offset) {
+                bytes.extend(rest);
+            }
+            self.offset = 0;
+        }
+        self.inode = meta.ino();
+        let new = Self::read_from(&self.path, self.offset)?;
+        self.offset += new.len() as u64;
+        bytes.extend(new);
+        self.pending.extend(bytes);
+        let Some(last_newline) = self.pending.iter().rposition(|b| *b == b'\n') else {
+            return Ok(Vec::new());
+        };
+        let complete: Vec<u8> = self.pending.drain(..=last_newline).collect();
+        let mut chunks: Vec<PodLogChunk> = Vec::new();
+        for line in complete.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            if self.skip > 0 {
+                self.skip -= 1;
+                continue;
+            }
+            let Some((stream, partial, content)) = parse_cri(line) else {
+                continue;
+            };
+            let mut data = content.to_vec();
+            if !partial {
+                data.push(b'\n');
+            }
+            match chunks.last_mut() {
+                Some(last) if last.stream == stream && last.data.len() < 32 * 1024 => {
+                    last.data.extend(data)
+                }
+                _ => chunks.push(PodLogChunk {
+                    stream: stream.to_string(),
+                    data,
+                }),
+            }
+        }
+        Ok(chunks)
+    }
+}
+
+/// `<time> <stream> <P|F> <content>` → (stream, partial, content).
+fn parse_cri(line: &[u8]) -> Option<(&str, bool, &[u8])> {
+    let mut parts = line.splitn(4, |b| *b == b' ');
+    let _time = parts.next()?;
+    let stream = std::str::from_utf8(parts.next()?).ok()?;
+    let tag = parts.next()?;
+    let content = parts.next().unwrap_or_default();
+    Some((stream, tag == b"P", content))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_follows_and_survives_rotation() {
+        let dir = std::env::temp_dir().join(format!("skiff-logreader-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("0.log");
+        std::fs::write(
+            &path,
+            "2026-01-01T00:00:00Z stdout F one\n2026-01-01T00:00:00Z stderr F two\n",
+        )
+        .unwrap();
+        let mut r = LogReader::open(&path, Some(1)).unwrap();
+        let chunks = r.read_new().unwrap();
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].stream, "stderr");
+        assert_eq!(chunks[0].data, b"two\n");
+        std::fs::rename(&path, dir.join("0.log.1")).unwrap();
+        let mut old = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("0.log.1"))
+            .unwrap();
+        std::io::Write::write_all(&mut old, b"2026-01-01T00:00:00Z stdout P thr\n").unwrap();
+        std::fs::write(&path, "2026-01-01T00:00:01Z stdout F ee\n").unwrap();
+        let chunks = r.read_new().unwrap();
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].data, b"three\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,228 @@
+//! The instances of one runtime host, by id, and the stream of their changes.
+//!
+//! Owns [`Registry`]: start (idempotent on id, even for concurrent calls: one async lock per id
+//! while it starts), kill, remove, list and watch. Exited instances stay until removed, so a
+//! restarted agent still sees exit codes it missed. Every change is broadcast while the map is
+//! locked, so a watcher that takes a snapshot and subscribes under that lock misses nothing.
+//! Must not: speak gRPC (that is `service`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use tokio::sync::broadcast;
+
+use crate::wasm::{ExitStatus, Instance, ModuleKind, WasmEngine, WasmError, WasmSpec};
+
+/// What the host knows of one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceInfo {
+    pub id: String,
+    pub labels: BTreeMap<String, String>,
+    pub digest: String,
+    pub kind: ModuleKind,
+    pub started_at: SystemTime,
+    /// None while running.
+    pub exit: Option<ExitStatus>,
+}
+
+impl InstanceInfo {
+    pub fn running(&self) -> bool {
+        self.exit.is_none()
+    }
+}
+
+/// One change, as the Watch stream reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceEvent {
+    pub instance: InstanceInfo,
+    /// The instance was removed; `instance` is its last state.
+    pub removed: bool,
+}
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Wasm(#[from] WasmError),
+    #[error("instance {0:?} not found")]
+    NotFound(String),
+}
+
+struct Record {
+    info: InstanceInfo,
+    instance: Instance,
+}
+
+/// Every instance of this host.
+pub struct Registry {
+    engine: WasmEngine,
+    records: Mutex<BTreeMap<String, Record>>,
+    starting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    events: broadcast::Sender<InstanceEvent>,
+}
+
+impl Registry {
+    pub fn new(engine: WasmEngine) -> Arc<Self> {
+        let (events, _) = broadcast::channel(4096);
+        Arc::new(Registry {
+            engine,
+            records: Mutex::new(BTreeMap::new()),
+            starting: Mutex::new(HashMap::new()),
+            events,
+        })
+    }
+
+    pub fn engine(&self) -> &WasmEngine {
+        &self.engine
+    }
+
+    fn records(&self) -> MutexGuard<'_, BTreeMap<String, Record>> {
+        self.records.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, id: &str) -> Option<(InstanceInfo, Instance)> {
+        self.records()
+            .get(id)
+            .map(|r| (r.info.clone(), r.instance.clone()))
+    }
+
+    /// Starts `spec` unless an instance with its id exists; returns the instance and whether
+    /// this call created it. A failed start leaves nothing behind.
+    pub async fn start(
+        self: &Arc<Self>,
+        spec: WasmSpec,
+    ) -> Result<(InstanceInfo, bool), WasmError> {
+        let lock = {
+            let mut starting = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
+            starting.entry(spec.id.clone()).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        if let Some((info, _)) = self.get(&spec.id) {
+            return Ok((info, false));
+        }
+        let id = spec.id.clone();
+        let labels = spec.labels.clone();
+        let result = self.engine.start(spec).await;
+        let instance = match result {
+            Ok(i) => i,
+            Err(e) => {
+                self.forget_lock(&id);
+                return Err(e);
+            }
+        };
+        let info = InstanceInfo {
+            id: id.clone(),
+            labels,
+            digest: instance.digest().to_string(),
+            kind: instance.kind(),
+            started_at: instance.started_at(),
+            exit: None,
+        };
+        {
+            let mut records = self.records();
+            records.insert(
+                id.clone(),
+                Record {
+                    info: info.clone(),
+                    instance: instance.clone(),
+                },
+            );
+            let _ = self.events.send(InstanceEvent {
+                instance: info.clone(),
+                removed: false,
+            });
+        }
+        self.forget_lock(&id);
+        let registry = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let status = instance.wait().await;
+            if let Some(registry) = registry.upgrade() {
+                registry.exited(&instance, status);
+            }
+        });
+        Ok((info, true))
+    }
+
+    fn forget_lock(&self, id: &str) {
+        let mut starting = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(lock) = starting.get(id) {
+            // Only this holder and the map: nobody else waits on it.
+            if Arc::strong_count(lock) <= 2 {
+                starting.remove(id);
+            }
+        }
+    }
+
+    /// Records the exit of `instance` (once; the first report wins) and broadcasts it.
+    fn exited(&self, instance: &Instance, status: ExitStatus) -> Option<InstanceInfo> {
+        let mut records = self.records();
+        let record = records.get_mut(instance.id())?;
+        if !record.instance.is_same(instance) {
+            return Some(record.info.clone());
+        }
+        if record.info.exit.is_none() {
+            record.info.exit = Some(status);
+            let _ = self.events.send(InstanceEvent {
+                instance: record.info.clone(),
+                removed: false,
+            });
+        }
+        Some(record.info.clone())
+    }
+
+    /// Kills a running instance and waits for it to end; returns its final state.
+    pub async fn kill(&self, id: &str) -> Result<InstanceInfo, RegistryError> {
+        let (info, instance) = self
+            .get(id)
+            .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
+        if !info.running() {
+            return Ok(info);
+        }
+        instance.kill();
+        let status = instance.wait().await;
+        self.exited(&instance, status)
+            .ok_or_else(|| RegistryError::NotFound(id.to_string()))
+    }
+
+    /// Kills (if running) and forgets an instance; returns its last state.
+    pub async fn remove(&self, id: &str) -> Result<InstanceInfo, RegistryError> {
+        let info = self.kill(id).await?;
+        let mut records = self.records();
+        let removed = records
+            .remove(id)
+            .map(|r| r.info)
+            .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
+        let _ = self.events.send(InstanceEvent {
+            instance: removed.clone(),
+            removed: true,
+        });
+        debug_assert_eq!(removed.id, info.id);
+        Ok(removed)
+    }
+
+    /// Every instance, by id.
+    pub fn list(&self) -> Vec<InstanceInfo> {
+        self.records().values().map(|r| r.info.clone()).collect()
+    }
+
+    /// The current state of every instance, and the changes from that point on.
+    pub fn watch(&self) -> (Vec<InstanceInfo>, broadcast::Receiver<InstanceEvent>) {
+        let records = self.records();
+        let rx = self.events.subscribe();
+        (records.values().map(|r| r.info.clone()).collect(), rx)
+    }
+
+    /// Kills every running instance (host shutdown).
+    pub async fn kill_all(&self) {
+        let running: Vec<String> = self
+            .list()
+            .into_iter()
+            .filter(InstanceInfo::running)
+            .map(|i| i.id)
+            .collect();
+        for id in running {
+            let _ = self.kill(&id).await;
+        }
+    }
+}

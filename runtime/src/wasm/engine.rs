@@ -1,0 +1,195 @@
+//! The one shared wasmtime engine of a process, and its epoch ticker.
+//!
+//! Owns [`EngineOptions`], the engine configuration (async, epoch interruption, the pooling
+//! allocator sized for `max_instances`, copy-on-write memory images), the two WASI linkers (core
+//! modules: preview 1; components: preview 2) and the ticker thread that advances the epoch every
+//! `epoch_tick` until the [`WasmEngine`] is dropped. Must not: compile modules (`prepare`) or run
+//! guests (`instance`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::cache::ModuleCache;
+use super::error::{WasmError, chain};
+use super::state::{ComponentState, ModuleState};
+
+/// Sizing and behaviour of a [`WasmEngine`].
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Where compiled modules are cached (`<digest>-<engine hash>.cwasm`), created with mode 0700.
+    pub cache_dir: PathBuf,
+    /// Instance slots of the pooling allocator: concurrent instances (core modules or
+    /// components), each with one linear memory and one async stack.
+    pub max_instances: u32,
+    /// Largest linear memory of any instance; a spec's `memory_limit` can only lower it.
+    pub max_memory_bytes: u64,
+    /// Virtual address space reserved per linear memory. 4 GiB (the default) lets cranelift
+    /// drop bounds checks for 32-bit memories; 1100 slots then reserve ~4.4 TiB of the 128 TiB
+    /// x86-64 user address space (reserved, not committed).
+    pub memory_reservation: u64,
+    /// Guard region after each linear memory.
+    pub memory_guard_bytes: u64,
+    /// Initialise linear memories from copy-on-write images of the module (mmap of the cached
+    /// `.cwasm`), not by copying data segments.
+    pub memory_init_cow: bool,
+    /// Period of the epoch ticker: how often a running guest yields to others and how finely
+    /// CPU limits are accounted.
+    pub epoch_tick: Duration,
+}
+
+impl EngineOptions {
+    /// Defaults for a node: 1100 slots, 1 GiB per instance, 10 ms ticks.
+    pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
+        EngineOptions {
+            cache_dir: cache_dir.into(),
+            max_instances: 1100,
+            max_memory_bytes: 1 << 30,
+            memory_reservation: 4 << 30,
+            memory_guard_bytes: 32 << 20,
+            memory_init_cow: true,
+            epoch_tick: Duration::from_millis(10),
+        }
+    }
+}
+
+/// Core instances, tables per instance slot: a component made from a preview 1 module with the
+/// adapter holds a handful of core instances (main module, adapter, shims) and several tables.
+const CORE_INSTANCES_PER_SLOT: u32 = 8;
+const TABLES_PER_SLOT: u32 = 4;
+
+/// The shared engine: cheap to clone, one per process.
+#[derive(Clone)]
+pub struct WasmEngine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+pub(crate) struct EngineInner {
+    pub(crate) engine: wasmtime::Engine,
+    pub(crate) options: EngineOptions,
+    pub(crate) cache: ModuleCache,
+    pub(crate) module_linker: wasmtime::Linker<ModuleState>,
+    pub(crate) component_linker: wasmtime::component::Linker<ComponentState>,
+    /// Dropping it stops the ticker thread.
+    _ticker: EpochTicker,
+}
+
+impl WasmEngine {
+    /// Builds the engine (reserving the pooling allocator's address space), opens the module
+    /// cache and starts the epoch ticker.
+    pub fn new(options: EngineOptions) -> Result<Self, WasmError> {
+        let engine =
+            wasmtime::Engine::new(&config(&options)).map_err(|e| WasmError::Engine(chain(&e)))?;
+        let cache = ModuleCache::open(&options.cache_dir, &engine)?;
+
+        let mut module_linker = wasmtime::Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut module_linker, |s: &mut ModuleState| {
+            &mut s.wasi
+        })
+        .map_err(|e| WasmError::Engine(chain(&e)))?;
+        let mut component_linker = wasmtime::component::Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut component_linker)
+            .map_err(|e| WasmError::Engine(chain(&e)))?;
+
+        let ticker = EpochTicker::start(engine.weak(), options.epoch_tick)?;
+        Ok(WasmEngine {
+            inner: Arc::new(EngineInner {
+                engine,
+                options,
+                cache,
+                module_linker,
+                component_linker,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.inner.options
+    }
+
+    /// The wasmtime engine, for callers that time or inspect it.
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.inner.engine
+    }
+
+    /// Modules and components prepared (compiled or loaded) in this process.
+    pub fn prepared_count(&self) -> usize {
+        self.inner.cache.len()
+    }
+}
+
+fn config(options: &EngineOptions) -> Config {
+    let slots = options.max_instances.max(1);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_SLOT))
+        .total_memories(slots)
+        .total_tables(slots.saturating_mul(TABLES_PER_SLOT))
+        .total_stacks(slots)
+        .max_memory_size(usize::try_from(options.max_memory_bytes).unwrap_or(usize::MAX));
+
+    let mut config = Config::new();
+    config
+        .epoch_interruption(true)
+        .wasm_component_model(true)
+        .parallel_compilation(true)
+        .memory_init_cow(options.memory_init_cow)
+        .memory_reservation(options.memory_reservation)
+        .memory_guard_size(options.memory_guard_bytes)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// A thread that increments the engine's epoch every tick; it stops when dropped (or when the
+/// engine is gone).
+struct EpochTicker {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: wasmtime::EngineWeak, tick: Duration) -> Result<Self, WasmError> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("skiff-epoch".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                    match engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| WasmError::Engine(format!("starting the epoch ticker: {e}")))?;
+        Ok(EpochTicker {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticker_stops_when_dropped() {
+        let engine = wasmtime::Engine::default();
+        let ticker = EpochTicker::start(engine.weak(), Duration::from_millis(1)).unwrap();
+        // Drop joins the thread: returning at all proves it stopped.
+        drop(ticker);
+    }
+}

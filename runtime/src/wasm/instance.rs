@@ -1,0 +1,287 @@
+//! Running instances: start, kill, wait.
+//!
+//! Owns [`WasmEngine::start`] and [`Instance`]. Starting builds the WASI context and log
+//! (blocking: `spawn_blocking`), a store with the instance's limits and an epoch deadline of one
+//! tick, and instantiates it (so that a start failure is an error of `start`, leaving nothing
+//! behind); the entry point then runs in a tokio task of its own, so a thousand idle instances
+//! cost no threads. At every tick a running guest yields (or sleeps, under a CPU limit), which
+//! is also when a kill takes effect: the task drops the store, freeing the instance's slot.
+//! Must not: keep a registry of instances (the runtime host does).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::watch;
+use wasmtime::{ResourceLimiter, Store};
+
+use super::engine::WasmEngine;
+use super::error::{WasmError, chain};
+use super::exit::{ExitStatus, RunEnd, classify};
+use super::limits::{DeniedGrowth, Limits};
+use super::prepare::{ModuleKind, Pre, Prepared};
+use super::spec::WasmSpec;
+use super::state::{ComponentState, Guarded, ModuleState};
+use super::wasi_ctx;
+use crate::logs::{LogStream, LogWriter};
+
+/// A started instance. Clones are handles to the same instance.
+#[derive(Clone)]
+pub struct Instance {
+    id: Arc<str>,
+    digest: Arc<str>,
+    kind: ModuleKind,
+    started_at: SystemTime,
+    kill: Arc<watch::Sender<bool>>,
+    exit: watch::Receiver<Option<ExitStatus>>,
+}
+
+impl Instance {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// `sha256:<hex>` of the module it runs.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    pub fn kind(&self) -> ModuleKind {
+        self.kind
+    }
+
+    pub fn started_at(&self) -> SystemTime {
+        self.started_at
+    }
+
+    /// Whether `other` is a handle to this same instance (not another with the same id).
+    pub fn is_same(&self, other: &Instance) -> bool {
+        Arc::ptr_eq(&self.kill, &other.kill)
+    }
+
+    /// Asks the instance to stop; it ends at the guest's next epoch tick (or at once if it
+    /// waits in the host), with [`ExitStatus::killed`]. Idempotent; no effect once exited.
+    pub fn kill(&self) {
+        self.kill.send_replace(true);
+    }
+
+    /// The exit status, once exited.
+    pub fn status(&self) -> Option<ExitStatus> {
+        self.exit.borrow().clone()
+    }
+
+    /// Waits until the instance has exited.
+    pub async fn wait(&self) -> ExitStatus {
+        let mut rx = self.exit.clone();
+        match rx.wait_for(Option::is_some).await {
+            Ok(status) => status
+                .clone()
+                .unwrap_or_else(|| ExitStatus::lost("no status")),
+            Err(_) => ExitStatus::lost("the run task ended without a status"),
+        }
+    }
+}
+
+/// A store, instantiated, with its entry point still to call.
+enum Ready {
+    Module(Store<ModuleState>, wasmtime::TypedFunc<(), ()>),
+    Component(Store<ComponentState>, wasmtime_wasi::p2::bindings::Command),
+}
+
+impl WasmEngine {
+    /// Prepares `spec.module_path` (from cache when possible) and starts it.
+    pub async fn start(&self, spec: WasmSpec) -> Result<Instance, WasmError> {
+        let prepared = self.prepare(&spec.module_path).await?.prepared;
+        self.start_prepared(&prepared, spec).await
+    }
+
+    /// Starts an already prepared module with `spec` (its `module_path` is not read again).
+    pub async fn start_prepared(
+        &self,
+        prepared: &Prepared,
+        spec: WasmSpec,
+    ) -> Result<Instance, WasmError> {
+        let (log, builder) = tokio::task::spawn_blocking(move || {
+            let log = LogWriter::create(&spec.log_path, spec.effective_log_max_bytes()).map_err(
+                |source| WasmError::Log {
+                    path: spec.log_path.clone(),
+                    source,
+                },
+            )?;
+            let builder = wasi_ctx::builder(&spec, &log)?;
+            Ok::<_, WasmError>((log, (builder, spec)))
+        })
+        .await
+        .map_err(|e| WasmError::Engine(format!("start task: {e}")))??;
+        let (mut builder, spec) = builder;
+        let limits = self.limits(&spec);
+        let ready = match prepared.pre() {
+            Pre::Module(pre) => {
+                let mut store = self.store(ModuleState {
+                    wasi: builder.build_p1(),
+                    limits,
+                });
+                let instance = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| instantiate_error(&spec, &mut store, e))?;
+                let start = instance
+                    .get_typed_func::<(), ()>(&mut store, "_start")
+                    .map_err(|e| instantiate_error(&spec, &mut store, e))?;
+                Ready::Module(store, start)
+            }
+            Pre::Component(pre) => {
+                let mut store = self.store(ComponentState {
+                    ctx: builder.build(),
+                    table: wasmtime::component::ResourceTable::new(),
+                    limits,
+                });
+                let command = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| instantiate_error(&spec, &mut store, e))?;
+                Ready::Component(store, command)
+            }
+        };
+        Ok(spawn(spec.id, prepared, ready, log))
+    }
+
+    /// Times `n` instantiations of `prepared`, one after another: from an empty store to an
+    /// instance whose entry point (`_start` or `wasi:cli/run`) is ready to call. Nothing runs;
+    /// each instance is dropped after it is timed. For benchmarks.
+    pub async fn measure_start(
+        &self,
+        prepared: &Prepared,
+        n: usize,
+    ) -> Result<Vec<Duration>, WasmError> {
+        let spec = WasmSpec::default();
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            let began = Instant::now();
+            let mut builder = wasmtime_wasi::WasiCtxBuilder::new();
+            builder.arg("measure");
+            match prepared.pre() {
+                Pre::Module(pre) => {
+                    let mut store = self.store(ModuleState {
+                        wasi: builder.build_p1(),
+                        limits: self.limits(&spec),
+                    });
+                    let instance = pre
+                        .instantiate_async(&mut store)
+                        .await
+                        .map_err(|e| instantiate_error(&spec, &mut store, e))?;
+                    instance
+                        .get_typed_func::<(), ()>(&mut store, "_start")
+                        .map_err(|e| instantiate_error(&spec, &mut store, e))?;
+                }
+                Pre::Component(pre) => {
+                    let mut store = self.store(ComponentState {
+                        ctx: builder.build(),
+                        table: wasmtime::component::ResourceTable::new(),
+                        limits: self.limits(&spec),
+                    });
+                    pre.instantiate_async(&mut store)
+                        .await
+                        .map_err(|e| instantiate_error(&spec, &mut store, e))?;
+                }
+            }
+            times.push(began.elapsed());
+        }
+        Ok(times)
+    }
+
+    fn limits(&self, spec: &WasmSpec) -> Limits {
+        Limits::new(
+            spec.memory_limit,
+            spec.cpu_limit_millicores,
+            self.inner.options.epoch_tick,
+        )
+    }
+
+    /// A store with the limiter, and a deadline of one tick whose callback yields (or throttles).
+    fn store<T: Guarded>(&self, data: T) -> Store<T> {
+        let mut store = Store::new(&self.inner.engine, data);
+        store.limiter(|s: &mut T| -> &mut dyn ResourceLimiter { s.limits() });
+        store.epoch_deadline_callback(|mut cx| Ok(cx.data_mut().limits().on_epoch()));
+        store.set_epoch_deadline(1);
+        store
+    }
+}
+
+fn instantiate_error<T: Guarded>(
+    spec: &WasmSpec,
+    store: &mut Store<T>,
+    e: wasmtime::Error,
+) -> WasmError {
+    if let Some(limit) = e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return WasmError::Exhausted(limit.to_string());
+    }
+    if let Some(DeniedGrowth { desired, .. }) = store.data_mut().limits().denied {
+        return WasmError::InvalidSpec(format!(
+            "memory limit of {} bytes is below the initial memory of {} ({desired} bytes)",
+            spec.memory_limit.unwrap_or_default(),
+            spec.module_path.display()
+        ));
+    }
+    WasmError::Instantiate {
+        id: spec.id.clone(),
+        message: chain(&e),
+    }
+}
+
+/// Runs the entry point in a task of its own until it returns or the instance is killed.
+fn spawn(id: String, prepared: &Prepared, ready: Ready, log: LogWriter) -> Instance {
+    let (kill_tx, mut kill_rx) = watch::channel(false);
+    let (exit_tx, exit_rx) = watch::channel(None);
+    let instance = Instance {
+        id: id.into(),
+        digest: prepared.digest().into(),
+        kind: prepared.kind(),
+        started_at: SystemTime::now(),
+        kill: Arc::new(kill_tx),
+        exit: exit_rx,
+    };
+    tokio::spawn(async move {
+        let status = tokio::select! {
+            biased;
+            _ = kill_rx.wait_for(|k| *k) => ExitStatus::killed(),
+            status = run(ready, &log) => status,
+        };
+        // The store is gone: write what the guest left without a newline.
+        if let Err(e) = log.finish() {
+            tracing::warn!(error = %e, "writing the end of a guest's log");
+        }
+        exit_tx.send_replace(Some(status));
+    });
+    instance
+}
+
+async fn run(ready: Ready, log: &LogWriter) -> ExitStatus {
+    let (result, denied) = match ready {
+        Ready::Module(mut store, start) => {
+            let result = start
+                .call_async(&mut store, ())
+                .await
+                .map(|()| RunEnd::Returned);
+            (result, store.data_mut().limits.denied)
+        }
+        Ready::Component(mut store, command) => {
+            let result = command
+                .wasi_cli_run()
+                .call_run(&mut store)
+                .await
+                .map(|r| match r {
+                    Ok(()) => RunEnd::Returned,
+                    Err(()) => RunEnd::RunFailed,
+                });
+            (result, store.data_mut().limits.denied)
+        }
+    };
+    let status = classify(&result, denied);
+    if let Err(e) = &result
+        && e.downcast_ref::<wasmtime_wasi::I32Exit>().is_none()
+    {
+        // The trap with its wasm backtrace, where `logs` shows it.
+        let _ = log.write(LogStream::Stderr, format!("{e:?}\n").as_bytes());
+    }
+    status
+}

@@ -1,0 +1,40 @@
+//! The Wasm executor: wasmtime, one shared engine per process, many instances as tokio tasks.
+//!
+//! Public API, in the order a caller uses it:
+//!
+//! - [`WasmEngine::new`]`(`[`EngineOptions`]`)`: the shared engine (async, epoch interruption with
+//!   a 10 ms ticker thread, the pooling allocator sized by `max_instances`, copy-on-write memory
+//!   images) and its module cache directory.
+//! - [`WasmEngine::prepare`]`(path)` → [`PrepareOutcome`] `{ prepared: `[`Prepared`]`, origin:
+//!   `[`Origin`]` (Compiled | DiskCache | Memory), elapsed }`: reads a `.wasm`/`.wat` file,
+//!   compiles it once per content digest (or loads `<cache>/<digest>-<engine>.cwasm`), checks it
+//!   is a command and links it against WASI preview 1 (core modules) or preview 2 (components).
+//! - [`WasmEngine::start`]`(`[`WasmSpec`]`)` (or [`WasmEngine::start_prepared`]) → [`Instance`]:
+//!   instantiates and runs the entry point in a tokio task; [`Instance::kill`],
+//!   [`Instance::wait`] → [`ExitStatus`] `{ code, reason: `[`ExitReason`]`, message, oom_killed,
+//!   finished_at }`.
+//! - [`WasmEngine::measure_start`]`(prepared, n)`: `n` instantiation times, for benchmarks.
+//!
+//! Errors are [`WasmError`]s that name the file, import or setting at fault.
+//!
+//! Must not: know about pods or the cluster, or keep a registry of instances (the runtime host,
+//! [`crate::host`], does).
+
+mod cache;
+mod engine;
+mod error;
+mod exit;
+mod instance;
+mod limits;
+mod prepare;
+mod spec;
+mod state;
+mod stdio;
+mod wasi_ctx;
+
+pub use engine::{EngineOptions, WasmEngine};
+pub use error::WasmError;
+pub use exit::{ExitReason, ExitStatus, KILLED_EXIT_CODE, TRAP_EXIT_CODE};
+pub use instance::Instance;
+pub use prepare::{ModuleKind, Origin, PrepareOutcome, Prepared};
+pub use spec::{DEFAULT_LOG_MAX_BYTES, Network, Preopen, WasmSpec};

@@ -1,0 +1,78 @@
+//! What one Wasm instance is given: [`WasmSpec`] and its parts.
+//!
+//! Owns the executor's own small spec (no cluster objects: the node agent translates a pod's
+//! container into this). A guest gets exactly what the spec grants and nothing ambient: these
+//! args, this env, these preopened dirs, these sockets. Must not: open files or build WASI
+//! contexts (that is `wasi_ctx`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The default [`WasmSpec::log_max_bytes`]: 10 MiB, as kubelet's `containerLogMaxSize`.
+pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
+
+/// Everything needed to start one instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WasmSpec {
+    /// Unique on this host.
+    pub id: String,
+    /// A `.wasm` binary or `.wat` text file: a core module (WASI preview 1 command) or a
+    /// component (`wasi:cli/command`).
+    pub module_path: PathBuf,
+    /// `argv[0]` as the guest sees it.
+    pub argv0: String,
+    pub args: Vec<String>,
+    /// In order; the guest sees exactly these.
+    pub env: Vec<(String, String)>,
+    /// The initial working directory, a guest path. Honoured for components
+    /// (`wasi:cli/environment.initial-cwd`); WASI preview 1 has no such notion and wasi-libc
+    /// starts core modules at `/`.
+    pub cwd: Option<String>,
+    pub preopens: Vec<Preopen>,
+    /// Cap on linear memory, in bytes.
+    pub memory_limit: Option<u64>,
+    /// Cap on CPU, in thousandths of one core.
+    pub cpu_limit_millicores: Option<u32>,
+    pub network: Network,
+    /// stdout and stderr, in the CRI log format.
+    pub log_path: PathBuf,
+    /// Rotate the log past this size; 0 means [`DEFAULT_LOG_MAX_BYTES`].
+    pub log_max_bytes: u64,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl WasmSpec {
+    /// The log rotation threshold in effect.
+    pub fn effective_log_max_bytes(&self) -> u64 {
+        if self.log_max_bytes == 0 {
+            DEFAULT_LOG_MAX_BYTES
+        } else {
+            self.log_max_bytes
+        }
+    }
+}
+
+/// A host directory made visible to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    pub host: PathBuf,
+    /// The guest's name for it, e.g. `/data`.
+    pub guest: String,
+    pub read_only: bool,
+}
+
+/// Sockets a guest may use. The default grants none: no TCP, no UDP, no name lookup.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Network {
+    /// TCP ports the guest may bind and listen on.
+    pub allow_bind_ports: Vec<u16>,
+    /// Outbound TCP/UDP connections and name lookups.
+    pub allow_outbound: bool,
+}
+
+impl Network {
+    /// True when no socket at all is granted.
+    pub fn is_none(&self) -> bool {
+        self.allow_bind_ports.is_empty() && !self.allow_outbound
+    }
+}

@@ -1,0 +1,50 @@
+//! The data each wasmtime `Store` holds: the WASI context and the instance's limits.
+//!
+//! Owns [`ModuleState`] (core modules: a WASI preview 1 context) and [`ComponentState`]
+//! (components: a WASI preview 2 context and its resource table), and the [`Guarded`] trait that
+//! lets the run loop reach the limits of either. Must not: decide policy (that is `limits`).
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::limits::Limits;
+
+/// Store data of a core module.
+pub struct ModuleState {
+    pub(crate) wasi: WasiP1Ctx,
+    pub(crate) limits: Limits,
+}
+
+/// Store data of a component.
+pub struct ComponentState {
+    pub(crate) ctx: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limits: Limits,
+}
+
+impl WasiView for ComponentState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Store data that carries [`Limits`].
+pub(crate) trait Guarded: Send + 'static {
+    fn limits(&mut self) -> &mut Limits;
+}
+
+impl Guarded for ModuleState {
+    fn limits(&mut self) -> &mut Limits {
+        &mut self.limits
+    }
+}
+
+impl Guarded for ComponentState {
+    fn limits(&mut self) -> &mut Limits {
+        &mut self.limits
+    }
+}

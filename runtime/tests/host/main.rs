@@ -1,0 +1,15 @@
+//! Integration tests of the wasm executor through the runtime host, over a real Unix socket.
+//!
+//! One binary (wasmtime's `tests/all` habit) so the heavy dependencies link once; the memory and
+//! CPU limit tests have binaries of their own because they measure the whole process.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod cache;
+mod errors;
+mod fs;
+mod lifecycle;
+mod logs;
+mod run;

@@ -1,0 +1,291 @@
+//! Test guests: Wasm modules and components built on demand from sources in `tests/guests/`.
+//!
+//! The Rust toolchain here has no wasm32 target, so guests are C (Debian's clang + wasi-libc) or
+//! WAT (the `wat` crate). Outputs go to `<target dir>/guests/` and are rebuilt only when their
+//! source is newer. Several test processes may ask for the same guest at once: each builds to a
+//! private temp name in that directory and renames it into place, so readers only ever see
+//! complete files.
+//!
+//! - [`guest`]: `tests/guests/NAME.c` as a WASI preview 1 core module (`NAME.wasm`).
+//! - [`component`]: the same program as a WASI preview 2 command component
+//!   (`NAME.component.wasm`), via `wit-component` and wasmtime 48's preview1 command adapter.
+//! - [`wat`]: an inline WAT text as a core module (`NAME.wasm`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use wasi_preview1_component_adapter_provider::{
+    WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+};
+use wit_component::ComponentEncoder;
+
+/// Debian packages the C guests need, for error messages.
+const PACKAGES: &str = "clang lld wasi-libc libclang-rt-14-dev-wasm32";
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent directory")
+        .to_path_buf()
+}
+
+/// `<target dir>/guests`, created if missing. The target dir is `$CARGO_TARGET_DIR` (relative to
+/// the workspace root if relative), else `<workspace>/target`.
+pub fn guests_dir() -> PathBuf {
+    let root = workspace_root();
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir), // `join` keeps an absolute path as it is
+        None => root.join("target"),
+    };
+    let dir = target.join("guests");
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+/// `tests/guests/{name}.c` compiled to a WASI preview 1 core module; returns its path.
+///
+/// Runs `clang --target=wasm32-wasi -O2 -o OUT SRC` when the output is missing or older than the
+/// source. Debian's clang finds wasi-libc in `/usr/{include,lib}/wasm32-wasi` by itself; set
+/// `WASI_SYSROOT` to use another sysroot (a `/usr/share/wasi-sysroot` is used if present).
+pub fn guest(name: &str) -> PathBuf {
+    let src = workspace_root()
+        .join("tests/guests")
+        .join(format!("{name}.c"));
+    assert!(src.exists(), "no guest source {}", src.display());
+    let out = guests_dir().join(format!("{name}.wasm"));
+    let _serial = build_lock();
+    if is_fresh(&out, &src) {
+        return out;
+    }
+
+    let tmp = temp_path(&out);
+    let mut cmd = Command::new("clang");
+    cmd.arg("--target=wasm32-wasi");
+    if let Some(sysroot) = sysroot() {
+        cmd.arg(format!("--sysroot={}", sysroot.display()));
+    }
+    cmd.arg("-O2").arg("-o").arg(&tmp).arg(&src);
+    let output = match cmd.output() {
+        Ok(output) => output,
+        Err(e) => panic!("cannot run clang ({e}): install the Debian packages {PACKAGES}"),
+    };
+    if !output.status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        panic!(
+            "building guest {name} failed: {cmd:?} exited with {}.\n{}\n--- clang stderr\n{stderr}",
+            output.status,
+            diagnose(&stderr),
+        );
+    }
+    rename_into_place(&tmp, &out);
+    out
+}
+
+/// `tests/guests/{name}.c` as a WASI preview 2 command component; returns its path.
+///
+/// The core module from [`guest`] is wrapped with `wit-component`'s [`ComponentEncoder`] and the
+/// preview1 *command* adapter shipped for wasmtime 48, so its `wasi_snapshot_preview1` imports
+/// become `wasi:cli` / `wasi:filesystem` / ... imports and it exports `wasi:cli/run`.
+pub fn component(name: &str) -> PathBuf {
+    let core = guest(name);
+    let out = guests_dir().join(format!("{name}.component.wasm"));
+    let _serial = build_lock();
+    if is_fresh(&out, &core) {
+        return out;
+    }
+    let module =
+        std::fs::read(&core).unwrap_or_else(|e| panic!("cannot read {}: {e}", core.display()));
+    let bytes = ComponentEncoder::default()
+        .validate(true)
+        .module(&module)
+        .unwrap_or_else(|e| panic!("{}: not a usable core module: {e:#}", core.display()))
+        .adapter(
+            WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+            WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+        )
+        .unwrap_or_else(|e| panic!("loading the preview1 command adapter: {e:#}"))
+        .encode()
+        .unwrap_or_else(|e| panic!("encoding {name} as a component: {e:#}"));
+    write_atomic(&out, &bytes);
+    out
+}
+
+/// `text` (WAT) compiled to a core module at `<target dir>/guests/{name}.wasm`; returns its path.
+///
+/// For small inline guests. Pick names that do not clash with a C guest in `tests/guests/`.
+pub fn wat(name: &str, text: &str) -> PathBuf {
+    let bytes = wat::parse_str(text).unwrap_or_else(|e| panic!("WAT guest {name}: {e}"));
+    let out = guests_dir().join(format!("{name}.wasm"));
+    // Leave an identical file alone, so concurrent users never see it replaced.
+    if std::fs::read(&out).ok().as_deref() != Some(bytes.as_slice()) {
+        write_atomic(&out, &bytes);
+    }
+    out
+}
+
+/// Serialises builds within this process (threads of one test binary); other processes are kept
+/// apart by the temp-name-then-rename writes.
+fn build_lock() -> MutexGuard<'static, ()> {
+    static BUILD: Mutex<()> = Mutex::new(());
+    // A panicking build leaves nothing half-written behind, so a poisoned lock is still usable.
+    BUILD
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A sysroot to pass to clang, if one is needed.
+fn sysroot() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("WASI_SYSROOT") {
+        return Some(PathBuf::from(dir));
+    }
+    let wasi_sdk_style = Path::new("/usr/share/wasi-sysroot");
+    wasi_sdk_style
+        .is_dir()
+        .then(|| wasi_sdk_style.to_path_buf())
+}
+
+/// Names the likely missing Debian package from clang's error output.
+fn diagnose(stderr: &str) -> String {
+    let missing = if stderr.contains("wasm-ld") {
+        Some("lld (clang could not run wasm-ld)")
+    } else if stderr.contains("libclang_rt.builtins-wasm32") {
+        Some("libclang-rt-14-dev-wasm32 (no wasm32 compiler-rt builtins)")
+    } else if stderr.contains(".h' file not found")
+        || stderr.contains("crt1")
+        || stderr.contains("-lc")
+    {
+        Some("wasi-libc (no wasm32-wasi headers or libc)")
+    } else {
+        None
+    };
+    match missing {
+        Some(package) => format!("Missing Debian package: {package}. The guests need {PACKAGES}."),
+        None => format!(
+            "If this is not an error in the C source, check the Debian packages {PACKAGES} are installed."
+        ),
+    }
+}
+
+/// True if `out` exists and is not older than `src`.
+fn is_fresh(out: &Path, src: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(out), modified(src)) {
+        (Some(out), Some(src)) => out >= src,
+        _ => false,
+    }
+}
+
+/// A fresh name next to `out` that no other thread or process is using.
+fn temp_path(out: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let file = out
+        .file_name()
+        .expect("output path has a file name")
+        .to_string_lossy();
+    out.with_file_name(format!(".{file}.{}.{n}.{nanos}.tmp", std::process::id()))
+}
+
+fn write_atomic(out: &Path, bytes: &[u8]) {
+    let tmp = temp_path(out);
+    std::fs::write(&tmp, bytes).unwrap_or_else(|e| panic!("cannot write {}: {e}", tmp.display()));
+    rename_into_place(&tmp, out);
+}
+
+fn rename_into_place(tmp: &Path, out: &Path) {
+    if let Err(e) = std::fs::rename(tmp, out) {
+        let _ = std::fs::remove_file(tmp);
+        panic!("cannot rename {} to {}: {e}", tmp.display(), out.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAGIC: &[u8] = b"\0asm";
+    /// Core module: version 1, layer 0.
+    const CORE_VERSION: [u8; 4] = [1, 0, 0, 0];
+    /// Component: version 0x0d, layer 1.
+    const COMPONENT_VERSION: [u8; 4] = [0x0d, 0, 1, 0];
+
+    fn read(path: &Path) -> Vec<u8> {
+        std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn contains(haystack: &[u8], needle: &str) -> bool {
+        haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    }
+
+    #[test]
+    fn probe_is_a_core_module_importing_wasi_preview1() {
+        let bytes = read(&guest("probe"));
+        assert_eq!(&bytes[..4], MAGIC);
+        assert_eq!(bytes[4..8], CORE_VERSION);
+        assert!(contains(&bytes, "wasi_snapshot_preview1"));
+    }
+
+    #[test]
+    fn probe_component_has_the_component_encoding() {
+        let bytes = read(&component("probe"));
+        assert_eq!(&bytes[..4], MAGIC);
+        assert_eq!(bytes[4..8], COMPONENT_VERSION);
+        assert!(contains(&bytes, "wasi:cli/run"));
+    }
+
+    #[test]
+    fn concurrent_builds_all_see_a_complete_module() {
+        let threads: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(|| read(&guest("probe"))))
+            .collect();
+        let first = read(&guest("probe"));
+        for t in threads {
+            assert_eq!(t.join().expect("builder thread"), first);
+        }
+        // An up-to-date output is not rebuilt.
+        let path = guest("probe");
+        let before = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let again = guest("probe");
+        let after = std::fs::metadata(&again).and_then(|m| m.modified()).ok();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn inline_wat_guest() {
+        let path = wat(
+            "guests-unit-inline",
+            r#"(module (func (export "_start")) (memory (export "memory") 1))"#,
+        );
+        let bytes = read(&path);
+        assert_eq!(&bytes[..4], MAGIC);
+        assert_eq!(bytes[4..8], CORE_VERSION);
+    }
+
+    #[test]
+    fn hello_example_parses() {
+        let path = workspace_root().join("examples/hello/hello.wat");
+        let bytes = wat::parse_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(bytes[4..8], CORE_VERSION);
+        for name in [
+            "wasi_snapshot_preview1",
+            "fd_write",
+            "poll_oneoff",
+            "_start",
+            "memory",
+        ] {
+            assert!(contains(&bytes, name), "hello.wat lacks {name}");
+        }
+    }
+}
