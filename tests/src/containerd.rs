@@ -885,16 +885,3 @@ mod tests {
         assert_eq!(unescape_mount("/plain"), "/plain");
     }
 }
-#[cfg(test)]
-mod scratch_timing {
-    #[test]
-    fn scratch_timing_n20() {
-        let c = super::Containerd::start();
-        let a = c.dir().join("b.tar");
-        crate::images::busybox_oci_archive(&a).expect("a");
-        c.import(&a);
-        let mut t = c.time_ctr_run(crate::images::BUSYBOX_IMAGE, 20);
-        t.sort();
-        eprintln!("median {:?} min {:?} max {:?}", t[10], t[0], t[19]);
-    }
-}

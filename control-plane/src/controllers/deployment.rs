@@ -189,7 +189,7 @@ impl Controller {
             }
         }
         let status = DeploymentStatus {
-            observed_generation: i32::try_from(d.meta().generation).unwrap_or(i32::MAX),
+            observed_generation: d.meta().generation,
             replicas: count(active.len()),
             updated_replicas: count(current.len()),
             ready_replicas: count(active.iter().filter(|p| is_ready(p)).count()),
