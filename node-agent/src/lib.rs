@@ -11,6 +11,7 @@
 //!
 //! Must not: write objects other than its Node, its pods' status and Events; schedule pods.
 
+pub mod events;
 pub mod host;
 pub mod images;
 pub mod join;

@@ -1,7 +1,7 @@
 //! `skiff run [--rm] [--runtime wasm|oci] [-e K=V]... [-v HOST:GUEST[:ro]]... IMAGE [-- ARGS...]`:
 //! a one-off pod, like `docker run`. It creates the pod (restartPolicy Never), waits for it to be
 //! scheduled and started, streams its output (stdout to stdout, stderr to stderr), and exits with
-//! the workload's exit code. `--rm` deletes the pod afterwards (and on Ctrl-C).
+//! the workload's exit code. `--rm` deletes the pod afterwards (also on Ctrl-C or SIGTERM).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -276,7 +276,7 @@ pub async fn run(transport: &Transport, args: RunArgs) -> Result<()> {
     let name = created.metadata.clone().unwrap_or_default().name;
     let outcome = tokio::select! {
         r = follow(transport, &api, &name) => r,
-        _ = tokio::signal::ctrl_c() => Err(CliError { code: 130, message: String::new() }),
+        _ = super::server::shutdown_signal() => Err(CliError { code: 130, message: String::new() }),
     };
     if args.rm {
         let request = DeleteRequest {

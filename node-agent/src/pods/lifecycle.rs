@@ -188,6 +188,14 @@ impl Manager {
             })
             .collect();
         for id in running {
+            let container = id.split('/').nth(1).unwrap_or_default().to_string();
+            self.events.pod(
+                &entry.pod,
+                Some(&container),
+                false,
+                "Killing",
+                format!("Stopping container {container}"),
+            );
             if let Err(e) = self.runtime.kill(&id).await {
                 tracing::warn!(%id, error = %e, "kill");
             }

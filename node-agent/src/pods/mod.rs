@@ -94,6 +94,7 @@ pub struct Manager {
     data_dir: PathBuf,
     pods: HashMap<String, PodEntry>,
     logs: LogIndex,
+    events: crate::events::Recorder,
 }
 
 fn uid_of(pod: &Pod) -> String {
@@ -112,6 +113,7 @@ impl Manager {
         node: &NodeInfo,
     ) -> Self {
         Self {
+            events: crate::events::Recorder::new(transport.clone(), &node.name),
             transport,
             runtime,
             node: node.clone(),
@@ -318,16 +320,35 @@ impl Manager {
                     if !restart::restarts(&policy, t.exit_code) {
                         continue;
                     }
-                    let next = *rec.next_start.get_or_insert_with(|| {
-                        let ran = t
-                            .finished_at
-                            .duration_since(t.started_at)
-                            .unwrap_or_default();
-                        if ran >= restart::BACKOFF_RESET {
-                            rec.streak = 0;
+                    let next = match rec.next_start {
+                        Some(next) => next,
+                        None => {
+                            let ran = t
+                                .finished_at
+                                .duration_since(t.started_at)
+                                .unwrap_or_default();
+                            if ran >= restart::BACKOFF_RESET {
+                                rec.streak = 0;
+                            }
+                            let delay = restart::backoff(rec.streak);
+                            let next = t.finished_at + delay;
+                            rec.next_start = Some(next);
+                            if next > now {
+                                self.events.pod(
+                                    &pod,
+                                    Some(&container.name),
+                                    true,
+                                    "BackOff",
+                                    format!(
+                                        "Back-off {}s restarting failed container {}",
+                                        delay.as_secs(),
+                                        container.name
+                                    ),
+                                );
+                            }
+                            next
                         }
-                        t.finished_at + restart::backoff(rec.streak)
-                    });
+                    };
                     if next > now {
                         continue;
                     }
@@ -341,7 +362,9 @@ impl Manager {
                 Current::None | Current::Waiting { .. } => {}
             }
             let attempt = rec.attempt;
+            let before = rec.state.clone();
             let (state, digest) = self.start_container(&pod, container, attempt).await;
+            self.record_start(&pod, &container.name, &before, &state);
             if let Some(rec) = self
                 .pods
                 .get_mut(uid)
@@ -355,6 +378,44 @@ impl Manager {
         }
         self.publish_logs(uid);
         self.report_status(uid).await;
+    }
+}
+
+impl Manager {
+    /// The event for a start attempt: Started, Failed (start error), or the waiting reason the
+    /// first time it appears.
+    fn record_start(&self, pod: &Pod, container: &str, before: &Current, after: &Current) {
+        match after {
+            Current::Running { .. } => self.events.pod(
+                pod,
+                Some(container),
+                false,
+                "Started",
+                format!("Started container {container}"),
+            ),
+            Current::Terminated(t) if t.reason == "StartError" => self.events.pod(
+                pod,
+                Some(container),
+                true,
+                "Failed",
+                format!("Error: {}", t.message),
+            ),
+            Current::Waiting {
+                reason, message, ..
+            } => {
+                let repeated = matches!(before, Current::Waiting { reason: r, message: m, .. } if r == reason && m == message);
+                if !repeated {
+                    self.events.pod(
+                        pod,
+                        Some(container),
+                        true,
+                        "Failed",
+                        format!("Error: {reason}: {message}"),
+                    );
+                }
+            }
+            _ => {}
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 //! at every epoch tick whether the guest yields at once (fairness) or sleeps first (CPU limit).
 //! Must not: classify exits or touch WASI.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::UpdateDeadline;
@@ -46,10 +48,22 @@ impl Limits {
     /// I/O driver: with wasmtime's plain `Yield`, guests that spin keep each other runnable and
     /// the driver is polled only every 61 task polls (0.6 s of 10 ms slices), starving timers.
     pub(crate) fn on_epoch(&mut self) -> UpdateDeadline {
-        match self.cpu.as_mut().and_then(|c| c.pause(Instant::now())) {
-            Some(pause) => UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause))),
-            None => UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())),
-        }
+        let Some(cpu) = self.cpu.as_mut() else {
+            return UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()));
+        };
+        let pause = cpu.pause(Instant::now());
+        let resumed = cpu.resumed.clone();
+        let base = cpu.base;
+        UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                match pause {
+                    Some(p) => tokio::time::sleep(p).await,
+                    None => tokio::task::yield_now().await,
+                }
+                resumed.store(nanos_since(base, Instant::now()), Ordering::Relaxed);
+            }),
+        )
     }
 }
 
@@ -83,11 +97,19 @@ impl wasmtime::ResourceLimiter for Limits {
 ///
 /// At each tick the guest has run for the time since it was last resumed (capped at two ticks:
 /// a longer gap means it was blocked in the host, not computing); it then sleeps
-/// `ran * (1000 - m) / m` so that over time it runs `m / 1000` of the wall clock.
+/// `ran * (1000 - m) / m` so that over time it runs `m / 1000` of the wall clock. The resume
+/// time is stamped by the yield future itself when the executor polls it again, so timer
+/// rounding and scheduling delays are not counted as running.
 struct CpuThrottle {
     millicores: u32,
     tick: Duration,
-    resumed_at: Instant,
+    base: Instant,
+    /// Nanoseconds after `base` when the guest last resumed.
+    resumed: Arc<AtomicU64>,
+}
+
+fn nanos_since(base: Instant, t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(base).as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl CpuThrottle {
@@ -95,21 +117,19 @@ impl CpuThrottle {
         CpuThrottle {
             millicores: millicores.max(1),
             tick,
-            resumed_at: Instant::now(),
+            base: Instant::now(),
+            resumed: Arc::new(AtomicU64::new(0)),
         }
     }
 
     /// How long to pause now, if at all.
     fn pause(&mut self, now: Instant) -> Option<Duration> {
         if self.millicores >= 1000 {
-            self.resumed_at = now;
             return None;
         }
-        let ran = now
-            .saturating_duration_since(self.resumed_at)
-            .min(self.tick * 2);
+        let resumed = self.base + Duration::from_nanos(self.resumed.load(Ordering::Relaxed));
+        let ran = now.saturating_duration_since(resumed).min(self.tick * 2);
         let pause = ran * (1000 - self.millicores) / self.millicores;
-        self.resumed_at = now + pause;
         (!pause.is_zero()).then_some(pause)
     }
 }
@@ -146,13 +166,18 @@ mod tests {
     #[test]
     fn throttle_pauses_in_proportion() {
         let tick = Duration::from_millis(10);
-        let start = Instant::now();
         let mut t = CpuThrottle::new(250, tick);
-        t.resumed_at = start;
+        let start = t.base;
         // Ran 10 ms at 250m: pause 30 ms.
         assert_eq!(
             t.pause(start + Duration::from_millis(10)),
             Some(Duration::from_millis(30))
+        );
+        // Resumed at 45 ms (the pause ran late), ran 5 ms: pause 15 ms.
+        t.resumed.store(45_000_000, Ordering::Relaxed);
+        assert_eq!(
+            t.pause(start + Duration::from_millis(50)),
+            Some(Duration::from_millis(15))
         );
         // A long gap (blocked in the host) counts as at most two ticks.
         let later = start + Duration::from_secs(5);

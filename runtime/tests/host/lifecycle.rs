@@ -54,15 +54,15 @@ async fn a_spinning_guest_is_killed_within_a_second_and_others_keep_running() {
     for s in &spinners {
         host.client.start(s).await.unwrap();
     }
-    // With three guests spinning on two cores, the ticker still ticks.
+    // With three guests spinning on two cores, the ticker (every 20 ms) still ticks: each
+    // spinner yields at every 10 ms epoch tick.
     let ticks = |host: &Host| host.output("ticker").0.lines().count();
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let before = ticks(&host);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let during = ticks(&host);
-    assert!(
-        during >= before + 10,
-        "ticker starved: {before} -> {during} ticks in 500 ms"
-    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let during = ticks(&host) - before;
+    eprintln!("ticker: {during} ticks in 1 s beside 3 spinners (at most 50)");
+    assert!(during >= 20, "ticker starved: {during} ticks in 1 s");
 
     for s in &spinners {
         let began = Instant::now();
