@@ -38,6 +38,9 @@ pub const LABEL_POD_UID: &str = "skiff.dev/pod-uid";
 pub const LABEL_CONTAINER: &str = "skiff.dev/container";
 pub const LABEL_ATTEMPT: &str = "skiff.dev/attempt";
 pub const LABEL_POD: &str = "skiff.dev/pod";
+/// The container's `imageID` (a pulled image's manifest digest), which the host's own digest
+/// (of the module) would not give back after an agent restart.
+pub const LABEL_IMAGE_ID: &str = "skiff.dev/image-id";
 
 fn time(nanos: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(u64::try_from(nanos).unwrap_or(0))
@@ -56,7 +59,9 @@ impl Instance {
             message: p.message,
             started_at: time(p.started_at_unix_nanos),
             finished_at: time(p.finished_at_unix_nanos),
-            digest: p.digest,
+            digest: label(LABEL_IMAGE_ID)
+                .filter(|d| !d.is_empty())
+                .unwrap_or(p.digest),
             id: p.id,
         })
     }

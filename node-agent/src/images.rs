@@ -1,53 +1,368 @@
-//! Image references → a module file on this node.
+//! Image references → a module file on this node, and the image-pull back-off.
 //!
 //! `file:PATH` names a module (or WAT text) on the node; a relative path is taken from the
-//! agent's working directory. OCI registry references are resolved by the image store (pull,
-//! verify by digest, cache) — not yet wired: such pods wait with `ErrImagePull` naming why.
+//! agent's working directory. Any other reference is pulled from its OCI registry into the image
+//! store at `<data dir>/images` ([`skiff_runtime::image`]), which verifies it by digest and keeps
+//! it; the container's `imageID` is then the manifest digest. Registries in the comma-separated
+//! `SKIFF_INSECURE_REGISTRIES` are reached over plain http (loopback ones always are).
+//!
+//! Pulls run as tasks of their own, one per image and pull policy however many containers wait
+//! for it, so a large pull never holds up the pod sync loop: a container whose image is being
+//! pulled waits (`ContainerCreating`, "Pulling image ...") and is looked at again on the next
+//! tick. A failed pull, whatever the cause (registry down, tag missing, not a Wasm image — a tag
+//! can appear later), keeps the container waiting as Kubernetes does: `ErrImagePull` right after
+//! the failure, then `ImagePullBackOff` until the next try, 10 s after the first failure and
+//! doubling to 5 min; the message names the cause. Pulls of more than 1 MiB log their progress.
+//!
+//! Must not: start containers or write pod status (the pod manager does).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
-/// Why an image cannot be used; `reason` is the container's waiting/terminated reason.
+use skiff_runtime::image::{ImageStore, Progress, PullPolicy, StoreOptions};
+use tokio::sync::watch;
+
+use crate::pods::restart;
+
+/// How long a container is shown `ErrImagePull` before `ImagePullBackOff`.
+const ERR_SHOWN: Duration = Duration::from_secs(2);
+/// How long a reconcile waits for a pull it has just started (so that cache hits and small
+/// pulls start the container at once).
+const FIRST_WAIT: Duration = Duration::from_millis(500);
+/// Pulls above this size log their progress at info.
+const LOG_PROGRESS_ABOVE: u64 = 1 << 20;
+/// How often a large pull logs its progress.
+const LOG_INTERVAL: Duration = Duration::from_secs(2);
+/// A container not asked about for this long is forgotten (its pod is gone).
+const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+/// The environment variable naming registries reached over plain http.
+pub const INSECURE_REGISTRIES_ENV: &str = "SKIFF_INSECURE_REGISTRIES";
+
+/// Why an image cannot be used (yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageError {
+    /// The container's waiting (or terminated) reason.
     pub reason: &'static str,
     pub message: String,
-    /// A pull that may work later (registry down): retried with back-off. Otherwise the
-    /// container fails to start.
-    pub retry: bool,
+    /// Wait and try again at this time; `None`: the container fails to start.
+    pub retry_at: Option<SystemTime>,
 }
 
-/// The local file for `image`.
-pub fn resolve(image: &str) -> Result<PathBuf, ImageError> {
-    if let Some(path) = image.strip_prefix("file:") {
-        let path = Path::new(path.trim_start_matches("//"));
-        let absolute = if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            std::env::current_dir()
-                .map(|d| d.join(path))
-                .unwrap_or_else(|_| path.to_path_buf())
-        };
-        return match std::fs::metadata(&absolute) {
-            Ok(m) if m.is_file() => Ok(absolute),
-            Ok(_) => Err(ImageError {
-                reason: "StartError",
-                message: format!("image {image}: {} is not a file", absolute.display()),
-                retry: false,
-            }),
-            Err(e) => Err(ImageError {
-                reason: "StartError",
-                message: format!("image {image}: {}: {e}", absolute.display()),
-                retry: false,
-            }),
-        };
+/// A usable image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub module: PathBuf,
+    /// The manifest digest of a pulled image; `None` for a `file:` image (its module digest is
+    /// its ID).
+    pub image_id: Option<String>,
+}
+
+/// How a pull ended, shared by every container that waited for it.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Pulled {
+        module: PathBuf,
+        digest: String,
+    },
+    Failed {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+type PullKey = (String, PullPolicyKey);
+type PullPolicyKey = &'static str;
+
+/// One container's image state.
+struct ContainerPull {
+    image: String,
+    /// The pull it waits for.
+    waiting: Option<watch::Receiver<Option<Outcome>>>,
+    /// Consecutive failed pulls, the last one's reason and message, and when to try again.
+    failures: u32,
+    reason: &'static str,
+    cause: String,
+    retry_at: SystemTime,
+    touched: Instant,
+}
+
+/// The node's images: the store, the pulls in flight and each container's back-off.
+#[derive(Clone)]
+pub struct Images {
+    store: Result<Arc<ImageStore>, String>,
+    inflight: Arc<Mutex<HashMap<PullKey, watch::Receiver<Option<Outcome>>>>>,
+    containers: Arc<Mutex<HashMap<String, ContainerPull>>>,
+}
+
+fn policy_key(p: PullPolicy) -> PullPolicyKey {
+    match p {
+        PullPolicy::Always => "Always",
+        PullPolicy::IfNotPresent => "IfNotPresent",
+        PullPolicy::Never => "Never",
     }
-    Err(ImageError {
-        reason: "ErrImagePull",
-        message: format!(
-            "image {image:?}: pulling from OCI registries is not available on this node yet; use file:PATH"
-        ),
-        retry: true,
-    })
+}
+
+impl Images {
+    /// The store at `<data_dir>/images`. A store that cannot be opened makes every pull fail
+    /// with the reason (the agent still runs `file:` images).
+    pub fn new(data_dir: &Path) -> Self {
+        let insecure_registries = std::env::var(INSECURE_REGISTRIES_ENV)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        let options = StoreOptions {
+            insecure_registries,
+            ..StoreOptions::default()
+        };
+        let store = ImageStore::with_options(data_dir.join("images"), options)
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
+        if let Err(e) = &store {
+            tracing::error!(error = %e, "the image store cannot be opened: registry images will not pull");
+        }
+        Self {
+            store,
+            inflight: Arc::default(),
+            containers: Arc::default(),
+        }
+    }
+
+    /// The module for `image`, as container `key` (`<pod uid>/<container>`) with
+    /// `imagePullPolicy` `policy` sees it now.
+    pub async fn resolve(
+        &self,
+        key: &str,
+        image: &str,
+        policy: &str,
+    ) -> Result<Resolved, ImageError> {
+        if image.starts_with("file:") {
+            return resolve_file(image).map(|module| Resolved {
+                module,
+                image_id: None,
+            });
+        }
+        let Some(policy) = PullPolicy::from_spec(policy, image) else {
+            return Err(ImageError {
+                reason: "ErrImagePull",
+                message: format!(
+                    "imagePullPolicy {policy:?}: expected Always, IfNotPresent or Never"
+                ),
+                retry_at: None,
+            });
+        };
+        let now = SystemTime::now();
+        let (mut rx, started) = {
+            let mut containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
+            containers.retain(|_, c| c.touched.elapsed() < FORGET_AFTER);
+            let c = containers
+                .entry(key.to_string())
+                .or_insert_with(|| ContainerPull::new(image));
+            if c.image != image {
+                *c = ContainerPull::new(image);
+            }
+            c.touched = Instant::now();
+            match &c.waiting {
+                Some(rx) => (rx.clone(), false),
+                None if c.failures > 0 && c.retry_at > now => return Err(c.backoff(image)),
+                None => {
+                    let (rx, started) = self.start_pull(image, policy);
+                    c.waiting = Some(rx.clone());
+                    (rx, started)
+                }
+            }
+        };
+        // Give a pull this call started a moment: cache hits and small images start the
+        // container right away. (Only the starter waits, so that many containers of one image
+        // never hold up the sync loop.)
+        if started {
+            let _ = tokio::time::timeout(FIRST_WAIT, rx.wait_for(Option::is_some)).await;
+        }
+        let outcome = rx.borrow().clone();
+        let Some(outcome) = outcome else {
+            return Err(ImageError {
+                reason: "ContainerCreating",
+                message: format!("Pulling image {image:?}"),
+                retry_at: Some(now),
+            });
+        };
+        let mut containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
+        match outcome {
+            Outcome::Pulled { module, digest } => {
+                containers.remove(key);
+                Ok(Resolved {
+                    module,
+                    image_id: Some(digest),
+                })
+            }
+            Outcome::Failed { reason, message } => {
+                let Some(c) = containers.get_mut(key).filter(|c| c.image == image) else {
+                    // The container's image changed meanwhile: try again on the next round.
+                    return Err(ImageError {
+                        reason,
+                        message,
+                        retry_at: Some(now),
+                    });
+                };
+                c.waiting = None;
+                c.failures += 1;
+                c.reason = reason;
+                c.cause = message.clone();
+                let now = SystemTime::now();
+                c.retry_at = now + restart::backoff(c.failures - 1);
+                Err(ImageError {
+                    reason,
+                    message,
+                    retry_at: Some((now + ERR_SHOWN).min(c.retry_at)),
+                })
+            }
+        }
+    }
+
+    /// The pull of `image` under `policy`: the one in flight, or a new one (then `true`).
+    fn start_pull(
+        &self,
+        image: &str,
+        policy: PullPolicy,
+    ) -> (watch::Receiver<Option<Outcome>>, bool) {
+        let key = (image.to_string(), policy_key(policy));
+        let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(rx) = inflight.get(&key) {
+            return (rx.clone(), false);
+        }
+        let (tx, rx) = watch::channel(None);
+        inflight.insert(key.clone(), rx.clone());
+        let store = self.store.clone();
+        let table = self.inflight.clone();
+        let image = image.to_string();
+        tokio::spawn(async move {
+            let outcome = match store {
+                Ok(store) => pull(&store, &image, policy).await,
+                Err(e) => Outcome::Failed {
+                    reason: "ErrImagePull",
+                    message: format!("{image}: the image store cannot be opened: {e}"),
+                },
+            };
+            table.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+            let _ = tx.send(Some(outcome));
+        });
+        (rx, true)
+    }
+}
+
+impl ContainerPull {
+    fn new(image: &str) -> Self {
+        Self {
+            image: image.to_string(),
+            waiting: None,
+            failures: 0,
+            reason: "ErrImagePull",
+            cause: String::new(),
+            retry_at: SystemTime::UNIX_EPOCH,
+            touched: Instant::now(),
+        }
+    }
+
+    /// The waiting state between two tries.
+    fn backoff(&self, image: &str) -> ImageError {
+        // Kubernetes keeps InvalidImageName and ErrImageNeverPull as they are.
+        let (reason, message) = if self.reason == "ErrImagePull" {
+            (
+                "ImagePullBackOff",
+                format!("Back-off pulling image {image:?}: {}", self.cause),
+            )
+        } else {
+            (self.reason, self.cause.clone())
+        };
+        ImageError {
+            reason,
+            message,
+            retry_at: Some(self.retry_at),
+        }
+    }
+}
+
+/// One pull, logged.
+async fn pull(store: &ImageStore, image: &str, policy: PullPolicy) -> Outcome {
+    let started = Instant::now();
+    let last_log = Mutex::new(None::<Instant>);
+    let log_progress = |p: &Progress| {
+        if p.total < LOG_PROGRESS_ABOVE {
+            return;
+        }
+        let mut last = last_log.lock().unwrap_or_else(|e| e.into_inner());
+        if p.done == p.total || last.is_none_or(|l| l.elapsed() >= LOG_INTERVAL) {
+            *last = Some(Instant::now());
+            tracing::info!(
+                image,
+                blob = %p.digest,
+                what = p.what,
+                step = %format_args!("{}/{}", p.index, p.count),
+                done = p.done,
+                total = p.total,
+                "pulling: {} of {} MiB",
+                p.done >> 20,
+                p.total >> 20,
+            );
+        }
+    };
+    match store.pull(image, policy, &log_progress).await {
+        Ok(pulled) => {
+            if pulled.downloaded {
+                tracing::info!(
+                    image,
+                    digest = %pulled.digest,
+                    kind = %pulled.record.kind,
+                    module_bytes = pulled.record.module_size,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "pulled image"
+                );
+            } else {
+                tracing::debug!(image, digest = %pulled.digest, "image present");
+            }
+            Outcome::Pulled {
+                module: pulled.module_path,
+                digest: pulled.digest,
+            }
+        }
+        Err(e) => {
+            tracing::warn!(image, error = %e, retryable = e.retryable(), "image pull failed");
+            Outcome::Failed {
+                reason: e.reason(),
+                message: e.to_string(),
+            }
+        }
+    }
+}
+
+/// The local file of a `file:` image.
+fn resolve_file(image: &str) -> Result<PathBuf, ImageError> {
+    let path = image.strip_prefix("file:").unwrap_or(image);
+    let path = Path::new(path.trim_start_matches("//"));
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    };
+    let fail = |message: String| ImageError {
+        reason: "StartError",
+        message,
+        retry_at: None,
+    };
+    match std::fs::metadata(&absolute) {
+        Ok(m) if m.is_file() => Ok(absolute),
+        Ok(_) => Err(fail(format!(
+            "image {image}: {} is not a file",
+            absolute.display()
+        ))),
+        Err(e) => Err(fail(format!("image {image}: {}: {e}", absolute.display()))),
+    }
 }
 
 #[cfg(test)]
@@ -56,18 +371,96 @@ mod tests {
 
     #[test]
     fn file_images() {
-        let dir = std::env::temp_dir();
-        let f = dir.join(format!("skiff-image-test-{}.wasm", std::process::id()));
-        std::fs::write(&f, b"\0asm").ok();
-        assert_eq!(resolve(&format!("file:{}", f.display())), Ok(f.clone()));
-        std::fs::remove_file(&f).ok();
-        let missing = resolve(&format!("file:{}", f.display())).unwrap_err();
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("m.wasm");
+        std::fs::write(&f, b"\0asm").unwrap();
+        assert_eq!(
+            resolve_file(&format!("file:{}", f.display())),
+            Ok(f.clone())
+        );
+        std::fs::remove_file(&f).unwrap();
+        let missing = resolve_file(&format!("file:{}", f.display())).unwrap_err();
         assert_eq!(missing.reason, "StartError");
+        assert_eq!(missing.retry_at, None);
         assert!(
             missing.message.contains("No such file"),
             "{}",
             missing.message
         );
-        assert!(resolve("registry.invalid/app:1").unwrap_err().retry);
+    }
+
+    #[tokio::test]
+    async fn failed_pulls_wait_with_err_image_pull_then_back_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = Images::new(dir.path());
+        // Nothing listens on this port: the registry is unreachable.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let image = format!("127.0.0.1:{port}/probe:v1");
+        let first = images.resolve("uid/main", &image, "").await.unwrap_err();
+        assert_eq!(first.reason, "ErrImagePull", "{first:?}");
+        assert!(first.message.contains("unreachable"), "{}", first.message);
+        let shown = first.retry_at.unwrap();
+        assert!(shown <= SystemTime::now() + ERR_SHOWN);
+
+        // Asked again within the back-off: ImagePullBackOff, retry 10 s after the failure.
+        let again = images.resolve("uid/main", &image, "").await.unwrap_err();
+        assert_eq!(again.reason, "ImagePullBackOff");
+        assert!(
+            again.message.starts_with(&format!(
+                "Back-off pulling image {image:?}: {image}: registry"
+            )),
+            "{}",
+            again.message
+        );
+        let until = again.retry_at.unwrap();
+        let wait = until.duration_since(SystemTime::now()).unwrap();
+        assert!(
+            wait > Duration::from_secs(8) && wait <= Duration::from_secs(10),
+            "{wait:?}"
+        );
+
+        // The back-off doubles per failure.
+        {
+            let mut c = images.containers.lock().unwrap();
+            c.get_mut("uid/main").unwrap().retry_at = SystemTime::now();
+        }
+        images.resolve("uid/main", &image, "").await.unwrap_err();
+        let third = images.resolve("uid/main", &image, "").await.unwrap_err();
+        assert_eq!(third.reason, "ImagePullBackOff");
+        let wait = third
+            .retry_at
+            .unwrap()
+            .duration_since(SystemTime::now())
+            .unwrap();
+        assert!(
+            wait > Duration::from_secs(18) && wait <= Duration::from_secs(20),
+            "{wait:?}"
+        );
+
+        // Another container of the same image has its own back-off.
+        let other = images.resolve("uid2/main", &image, "").await.unwrap_err();
+        assert_eq!(other.reason, "ErrImagePull");
+
+        // Never, and not present: ErrImageNeverPull, kept as the reason during back-off.
+        let never = images
+            .resolve("uid3/main", &image, "Never")
+            .await
+            .unwrap_err();
+        assert_eq!(never.reason, "ErrImageNeverPull");
+        let never = images
+            .resolve("uid3/main", &image, "Never")
+            .await
+            .unwrap_err();
+        assert_eq!(never.reason, "ErrImageNeverPull");
+
+        let bad = images
+            .resolve("uid4/main", &image, "Sometimes")
+            .await
+            .unwrap_err();
+        assert_eq!(bad.retry_at, None);
     }
 }

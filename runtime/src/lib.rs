@@ -5,12 +5,14 @@
 //! tasks), the runtime [`host`] (the long-lived per-node process that runs every Wasm instance of
 //! a node and serves them to the node agent over gRPC on a Unix socket, so that the agent can
 //! restart without stopping pods) and container [`logs`] (the CRI format, rotation, reading and
-//! following). Still to come (issue "OCI pods"): the linux executor (namespaces, cgroups,
-//! seccomp, capabilities) and the image store. It takes its own small specs, never the API's
-//! cluster objects.
+//! following), and the [`image`] store (Wasm images pulled from OCI registries — Wasm artifacts
+//! and OCI images whose entrypoint is a `.wasm` file — verified by digest and cached on disk).
+//! Still to come (issue "OCI pods"): the linux executor (namespaces, cgroups, seccomp,
+//! capabilities). It takes its own small specs, never the API's cluster objects.
 //!
 //! Must not: import `skiff-api`, talk to the control plane, or keep cluster state.
 
 pub mod host;
+pub mod image;
 pub mod logs;
 pub mod wasm;

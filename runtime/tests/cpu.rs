@@ -44,7 +44,7 @@ async fn a_cpu_limit_holds_a_spinning_guest_to_its_share() {
     eprintln!(
         "cores used by a spinning guest: unlimited {unlimited:.2}, 250m {quarter:.2}, 500m {half:.2}"
     );
-    assert!(unlimited > 0.8, "unlimited spin used {unlimited:.2} cores");
+    assert!(unlimited > 0.6, "unlimited spin used {unlimited:.2} cores");
     assert!(
         (0.15..0.40).contains(&quarter),
         "250m spin used {quarter:.2} cores"

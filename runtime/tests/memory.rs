@@ -1,5 +1,6 @@
-//! The memory limit: a guest that allocates past it is contained, and the host does not grow.
-//! A binary of its own, so that the process's RSS is this test's alone.
+//! Memory: a guest that allocates past its limit is contained and the host does not grow; idle
+//! instances cost little. A binary of its own (and one test at a time), so that the process's
+//! RSS is the measuring test's alone.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -11,6 +12,9 @@ use tonic::Code;
 
 use common::{Host, probe};
 
+/// The tests of this binary measure the process: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// This process's resident set, in bytes.
 fn vm_rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -21,6 +25,7 @@ fn vm_rss() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_hog_is_contained() {
+    let _serial = SERIAL.lock().await;
     let host = Host::start().await;
     host.client.prepare(&probe()).await.unwrap();
     // Under the limit, the same guest completes.
@@ -87,4 +92,43 @@ async fn a_limit_below_the_initial_memory_is_a_start_error() {
         "{e}"
     );
     assert!(host.client.list().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_instances_cost_little() {
+    let _serial = SERIAL.lock().await;
+    const N: usize = 200;
+    let host = Host::start_with(|o| o.max_instances = N as u32 + 8).await;
+    host.client.prepare(&probe()).await.unwrap();
+    // One first, so that per-engine costs are not counted.
+    host.client
+        .start(&host.spec("first", &probe(), &["sleep", "0"]))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let base = vm_rss();
+    let began = Instant::now();
+    for i in 0..N {
+        host.client
+            .start(&host.spec(&format!("idle-{i}"), &probe(), &["sleep", "0"]))
+            .await
+            .unwrap();
+    }
+    let took = began.elapsed();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let per = vm_rss().saturating_sub(base) / N as u64;
+    let threads = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Threads:"))
+        .unwrap()
+        .to_string();
+    eprintln!(
+        "{N} idle probe instances: {} KiB RSS each, started in {took:?} ({:?} each over the socket); {threads}",
+        per >> 10,
+        took / N as u32
+    );
+    let list = host.client.list().await.unwrap();
+    assert_eq!(list.iter().filter(|i| i.running()).count(), N + 1);
+    assert!(per < 1 << 20, "{} KiB per idle instance", per >> 10);
 }

@@ -10,11 +10,13 @@
 //! (`cargo build --bins` first; `scripts/test` does).
 //!
 //! [`guests`] builds the Wasm test guests (C sources and WAT in `tests/guests/`) on demand.
-//! [`containerd`] runs a private real containerd; [`images`] writes OCI layout archives of test images.
+//! [`containerd`] runs a private real containerd; [`images`] writes OCI layout archives of test images;
+//! [`registry`] runs a private OCI registry (Debian's `docker-registry`) and pushes test images to it.
 
 pub mod containerd;
 pub mod guests;
 pub mod images;
+pub mod registry;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -15,7 +15,7 @@ use super::{
     ALLOW_OUTBOUND, CONFIG_RETRY, LOG_MAX_BYTES, LogState, Manager, env, instance_id, log_path,
     status, volumes,
 };
-use crate::host::{LABEL_ATTEMPT, LABEL_CONTAINER, LABEL_POD, LABEL_POD_UID};
+use crate::host::{LABEL_ATTEMPT, LABEL_CONTAINER, LABEL_IMAGE_ID, LABEL_POD, LABEL_POD_UID};
 use crate::images;
 
 fn start_error(message: String) -> Current {
@@ -38,6 +38,19 @@ fn waiting(reason: &str, message: String) -> Current {
     }
 }
 
+/// An image that cannot be used yet keeps the container waiting until `retry_at`; one that
+/// never can (a missing `file:` module) fails the start.
+fn image_failure(e: images::ImageError) -> Current {
+    match e.retry_at {
+        Some(retry_at) => Current::Waiting {
+            reason: e.reason.into(),
+            message: e.message,
+            retry_at,
+        },
+        None => start_error(e.message),
+    }
+}
+
 impl Manager {
     fn container_log_dir(&self, uid: &str, container: &str) -> std::path::PathBuf {
         self.data_dir
@@ -55,13 +68,20 @@ impl Manager {
         attempt: u32,
     ) -> (Current, String) {
         let meta = pod.meta();
-        let module = match images::resolve(&container.image) {
-            Ok(path) => path,
-            Err(e) if e.retry => return (waiting(e.reason, e.message), String::new()),
-            Err(e) => return (start_error(e.message), String::new()),
+        let pull_key = format!("{}/{}", meta.uid, container.name);
+        let policy = &container.image_pull_policy;
+        let image = match self
+            .images
+            .resolve(&pull_key, &container.image, policy)
+            .await
+        {
+            Ok(image) => image,
+            Err(e) => return (image_failure(e), String::new()),
         };
+        let module = image.module;
+        // A pulled image's ID is its manifest digest; a file's is its module digest.
         let digest = match self.runtime.prepare(&module).await {
-            Ok(digest) => digest,
+            Ok(digest) => image.image_id.unwrap_or(digest),
             Err(f) => return (start_error(f.message), String::new()),
         };
         let prepared = volumes::prepare(&self.transport, &self.data_dir, pod).await;
@@ -141,6 +161,7 @@ impl Manager {
                 ),
                 (LABEL_CONTAINER.to_string(), container.name.clone()),
                 (LABEL_ATTEMPT.to_string(), attempt.to_string()),
+                (LABEL_IMAGE_ID.to_string(), digest.clone()),
             ])
             .into_iter()
             .collect(),

@@ -15,7 +15,7 @@
 mod env;
 mod lifecycle;
 mod record;
-mod restart;
+pub(crate) mod restart;
 mod status;
 mod volumes;
 
@@ -31,6 +31,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::StreamExt;
 
 use crate::host::{HostEvent, Instance, Runtime};
+use crate::images::Images;
 use crate::node::NodeInfo;
 use record::{Current, Record, Terminated};
 
@@ -94,6 +95,8 @@ pub struct Manager {
     data_dir: PathBuf,
     pods: HashMap<String, PodEntry>,
     logs: LogIndex,
+    /// Registry images and their pull back-offs.
+    images: Images,
     events: crate::events::Recorder,
 }
 
@@ -120,6 +123,7 @@ impl Manager {
             data_dir: options.data_dir.clone(),
             pods: HashMap::new(),
             logs: LogIndex::default(),
+            images: Images::new(&options.data_dir),
         }
     }
 
@@ -400,6 +404,16 @@ impl Manager {
                 "Failed",
                 format!("Error: {}", t.message),
             ),
+            // A pull in progress (the image module says which): one Pulling event.
+            Current::Waiting {
+                reason, message, ..
+            } if reason == "ContainerCreating"
+                && !matches!(before, Current::Waiting { reason: r, .. } if r == reason) =>
+            {
+                self.events
+                    .pod(pod, Some(container), false, "Pulling", message.clone())
+            }
+            Current::Waiting { reason, .. } if reason == "ContainerCreating" => {}
             Current::Waiting {
                 reason, message, ..
             } => {

@@ -125,6 +125,11 @@ impl HostServer {
             registry,
         } = self;
         tracing::info!(socket = %socket.display(), pid = std::process::id(), "runtime host serving");
+        let closing = registry.clone();
+        let shutdown = async move {
+            shutdown.await;
+            closing.close();
+        };
         let result = tonic::transport::Server::builder()
             .add_service(proto::wasm_host_server::WasmHostServer::new(
                 HostService::new(registry.clone()),

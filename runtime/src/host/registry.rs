@@ -60,6 +60,8 @@ pub struct Registry {
     records: Mutex<BTreeMap<String, Record>>,
     starting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     events: broadcast::Sender<InstanceEvent>,
+    /// Set when the host shuts down: watch streams end.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Registry {
@@ -70,6 +72,7 @@ impl Registry {
             records: Mutex::new(BTreeMap::new()),
             starting: Mutex::new(HashMap::new()),
             events,
+            closing: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -211,6 +214,20 @@ impl Registry {
         let records = self.records();
         let rx = self.events.subscribe();
         (records.values().map(|r| r.info.clone()).collect(), rx)
+    }
+
+    /// Ends every watch stream (host shutdown: open streams would keep the server's graceful
+    /// shutdown waiting forever).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`Registry::close`] has been called.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
     }
 
     /// Kills every running instance (host shutdown).

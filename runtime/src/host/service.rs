@@ -103,8 +103,10 @@ impl proto::wasm_host_server::WasmHost for HostService {
         _request: Request<proto::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let (snapshot, mut events) = self.registry.watch();
+        let closed = self.registry.closed();
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
+            tokio::pin!(closed);
             for instance in snapshot {
                 let event = InstanceEvent {
                     instance,
@@ -117,6 +119,7 @@ impl proto::wasm_host_server::WasmHost for HostService {
             loop {
                 let item = tokio::select! {
                     _ = tx.closed() => return,
+                    _ = &mut closed => return,
                     event = events.recv() => match event {
                         Ok(e) => Ok(convert::event_to_proto(&e)),
                         Err(broadcast::error::RecvError::Lagged(n)) => Err(Status::aborted(format!(

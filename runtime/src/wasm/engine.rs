@@ -3,12 +3,11 @@
 //! Owns [`EngineOptions`], the engine configuration (async, epoch interruption, the pooling
 //! allocator sized for `max_instances`, copy-on-write memory images), the two WASI linkers (core
 //! modules: preview 1; components: preview 2) and the ticker thread that advances the epoch every
-//! `epoch_tick` until the [`WasmEngine`] is dropped. Must not: compile modules (`prepare`) or run
-//! guests (`instance`).
+//! `epoch_tick` until the wasmtime engine is gone (the [`WasmEngine`] and every store made from
+//! it). Must not: compile modules (`prepare`) or run guests (`instance`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -73,7 +72,7 @@ pub(crate) struct EngineInner {
     pub(crate) cache: ModuleCache,
     pub(crate) module_linker: wasmtime::Linker<ModuleState>,
     pub(crate) component_linker: wasmtime::component::Linker<ComponentState>,
-    /// Dropping it stops the ticker thread.
+    /// Ticks while the wasmtime engine lives.
     _ticker: EpochTicker,
 }
 
@@ -144,20 +143,24 @@ fn config(options: &EngineOptions) -> Config {
     config
 }
 
-/// A thread that increments the engine's epoch every tick; it stops when dropped (or when the
-/// engine is gone).
+/// A thread that increments the engine's epoch every tick, until the wasmtime engine is gone.
+///
+/// It holds only a weak reference: the engine lives as long as the [`WasmEngine`] and every
+/// store, module and instance made from it. Stopping with the wrapper instead would leave a
+/// store that outlives it (a task being torn down) spinning forever without deadlines.
 struct EpochTicker {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    /// Detached in use; tests join it to see it end.
+    #[cfg_attr(not(test), allow(dead_code))]
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl EpochTicker {
     fn start(engine: wasmtime::EngineWeak, tick: Duration) -> Result<Self, WasmError> {
-        let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("skiff-epoch".into())
             .spawn(move || {
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                loop {
+                    std::thread::sleep(tick);
                     match engine.upgrade() {
                         Some(engine) => engine.increment_epoch(),
                         None => break,
@@ -165,19 +168,7 @@ impl EpochTicker {
                 }
             })
             .map_err(|e| WasmError::Engine(format!("starting the epoch ticker: {e}")))?;
-        Ok(EpochTicker {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        Ok(EpochTicker { thread })
     }
 }
 
@@ -186,10 +177,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ticker_stops_when_dropped() {
-        let engine = wasmtime::Engine::default();
-        let ticker = EpochTicker::start(engine.weak(), Duration::from_millis(1)).unwrap();
-        // Drop joins the thread: returning at all proves it stopped.
-        drop(ticker);
+    fn the_default_sizing_fits_1100_instances() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = EngineOptions::new(dir.path());
+        assert_eq!(options.max_instances, 1100);
+        let began = std::time::Instant::now();
+        let engine = WasmEngine::new(options).unwrap();
+        eprintln!("engine with 1100 slots ready in {:?}", began.elapsed());
+        assert_eq!(engine.options().max_instances, 1100);
+    }
+
+    #[test]
+    fn ticker_stops_when_the_engine_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = WasmEngine::new(EngineOptions {
+            max_instances: 2,
+            ..EngineOptions::new(dir.path())
+        })
+        .unwrap();
+        let weak = engine.wasmtime().weak();
+        // A store (as a task being torn down holds one) keeps the engine, and the ticks, alive.
+        let store = wasmtime::Store::new(engine.wasmtime(), ());
+        let ticker = EpochTicker::start(weak, Duration::from_millis(1)).unwrap();
+        drop(engine);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!ticker.thread.is_finished());
+        drop(store);
+        // Returning proves the thread ended.
+        ticker.thread.join().unwrap();
     }
 }

@@ -5,8 +5,8 @@
 //! at every epoch tick whether the guest yields at once (fairness) or sleeps first (CPU limit).
 //! Must not: classify exits or touch WASI.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use wasmtime::UpdateDeadline;
@@ -51,9 +51,8 @@ impl Limits {
         let Some(cpu) = self.cpu.as_mut() else {
             return UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()));
         };
-        let pause = cpu.pause(Instant::now());
-        let resumed = cpu.resumed.clone();
-        let base = cpu.base;
+        let pause = cpu.pause(Stamp::now());
+        let resumed = cpu.resumed_stamp();
         UpdateDeadline::YieldCustom(
             1,
             Box::pin(async move {
@@ -61,7 +60,8 @@ impl Limits {
                     Some(p) => tokio::time::sleep(p).await,
                     None => tokio::task::yield_now().await,
                 }
-                resumed.store(nanos_since(base, Instant::now()), Ordering::Relaxed);
+                // The guest resumes on this thread, right after this poll.
+                *resumed.lock().unwrap_or_else(PoisonError::into_inner) = Stamp::now();
             }),
         )
     }
@@ -95,21 +95,39 @@ impl wasmtime::ResourceLimiter for Limits {
 
 /// Holds a guest to `millicores / 1000` of one core.
 ///
-/// At each tick the guest has run for the time since it was last resumed (capped at two ticks:
+/// At each tick the guest has run for the CPU time its thread used since the guest last resumed
+/// (wall time if it moved threads, e.g. after waiting on I/O; either capped at two ticks, since
 /// a longer gap means it was blocked in the host, not computing); it then sleeps
-/// `ran * (1000 - m) / m` so that over time it runs `m / 1000` of the wall clock. The resume
-/// time is stamped by the yield future itself when the executor polls it again, so timer
-/// rounding and scheduling delays are not counted as running.
+/// `ran * (1000 - m) / m` so that over time it uses `m / 1000` of a core. Thread CPU time, not
+/// wall time, so that a guest on a busy machine is not charged for time the OS gave to others;
+/// the resume is stamped by the yield future itself when the executor polls it again, so timer
+/// rounding and scheduling delays are not charged either.
 struct CpuThrottle {
     millicores: u32,
     tick: Duration,
-    base: Instant,
-    /// Nanoseconds after `base` when the guest last resumed.
-    resumed: Arc<AtomicU64>,
+    resumed: Arc<Mutex<Stamp>>,
 }
 
-fn nanos_since(base: Instant, t: Instant) -> u64 {
-    u64::try_from(t.saturating_duration_since(base).as_nanos()).unwrap_or(u64::MAX)
+/// When and where a guest resumed.
+#[derive(Clone, Copy)]
+struct Stamp {
+    thread: ThreadId,
+    cpu: Duration,
+    wall: Instant,
+}
+
+impl Stamp {
+    fn now() -> Self {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Stamp {
+            thread: std::thread::current().id(),
+            cpu: Duration::new(
+                u64::try_from(t.tv_sec).unwrap_or(0),
+                u32::try_from(t.tv_nsec).unwrap_or(0),
+            ),
+            wall: Instant::now(),
+        }
+    }
 }
 
 impl CpuThrottle {
@@ -117,20 +135,29 @@ impl CpuThrottle {
         CpuThrottle {
             millicores: millicores.max(1),
             tick,
-            base: Instant::now(),
-            resumed: Arc::new(AtomicU64::new(0)),
+            resumed: Arc::new(Mutex::new(Stamp::now())),
         }
     }
 
-    /// How long to pause now, if at all.
-    fn pause(&mut self, now: Instant) -> Option<Duration> {
+    /// How long to pause at `now`, if at all.
+    fn pause(&mut self, now: Stamp) -> Option<Duration> {
         if self.millicores >= 1000 {
             return None;
         }
-        let resumed = self.base + Duration::from_nanos(self.resumed.load(Ordering::Relaxed));
-        let ran = now.saturating_duration_since(resumed).min(self.tick * 2);
+        let last = *self.resumed.lock().unwrap_or_else(PoisonError::into_inner);
+        let ran = if last.thread == now.thread {
+            now.cpu.saturating_sub(last.cpu)
+        } else {
+            now.wall.saturating_duration_since(last.wall)
+        };
+        let ran = ran.min(self.tick * 2);
         let pause = ran * (1000 - self.millicores) / self.millicores;
         (!pause.is_zero()).then_some(pause)
+    }
+
+    /// Called by the yield future when the guest resumes.
+    fn resumed_stamp(&self) -> Arc<Mutex<Stamp>> {
+        self.resumed.clone()
     }
 }
 
@@ -167,22 +194,26 @@ mod tests {
     fn throttle_pauses_in_proportion() {
         let tick = Duration::from_millis(10);
         let mut t = CpuThrottle::new(250, tick);
-        let start = t.base;
-        // Ran 10 ms at 250m: pause 30 ms.
-        assert_eq!(
-            t.pause(start + Duration::from_millis(10)),
-            Some(Duration::from_millis(30))
-        );
-        // Resumed at 45 ms (the pause ran late), ran 5 ms: pause 15 ms.
-        t.resumed.store(45_000_000, Ordering::Relaxed);
-        assert_eq!(
-            t.pause(start + Duration::from_millis(50)),
-            Some(Duration::from_millis(15))
-        );
+        let start = Stamp::now();
+        *t.resumed.lock().unwrap() = start;
+        let at = |cpu_ms: u64, wall_ms: u64, thread: ThreadId| Stamp {
+            thread,
+            cpu: start.cpu + Duration::from_millis(cpu_ms),
+            wall: start.wall + Duration::from_millis(wall_ms),
+        };
+        let here = start.thread;
+        // Used 10 ms of CPU at 250m: pause 30 ms.
+        assert_eq!(t.pause(at(10, 10, here)), Some(Duration::from_millis(30)));
+        // Preempted by other processes: 4 ms of CPU in 10 ms of wall time counts 4 ms.
+        assert_eq!(t.pause(at(4, 10, here)), Some(Duration::from_millis(12)));
+        // On another thread, wall time is all there is.
+        let other = std::thread::spawn(|| std::thread::current().id())
+            .join()
+            .unwrap();
+        assert_eq!(t.pause(at(0, 6, other)), Some(Duration::from_millis(18)));
         // A long gap (blocked in the host) counts as at most two ticks.
-        let later = start + Duration::from_secs(5);
-        assert_eq!(t.pause(later), Some(Duration::from_millis(60)));
+        assert_eq!(t.pause(at(0, 5000, other)), Some(Duration::from_millis(60)));
         let mut full = CpuThrottle::new(1000, tick);
-        assert_eq!(full.pause(Instant::now()), None);
+        assert_eq!(full.pause(Stamp::now()), None);
     }
 }

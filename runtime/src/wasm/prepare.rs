@@ -151,6 +151,9 @@ impl WasmEngine {
     }
 }
 
+/// Largest module file accepted (guards the host against a runaway file).
+const MAX_MODULE_BYTES: u64 = 512 << 20;
+
 async fn read(path: PathBuf) -> Result<(FileStamp, Vec<u8>), WasmError> {
     tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&path).map_err(|e| WasmError::read(&path, e))?;
@@ -161,7 +164,17 @@ async fn read(path: PathBuf) -> Result<(FileStamp, Vec<u8>), WasmError> {
                 std::io::Error::other("is a directory"),
             ));
         }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        if meta.len() > MAX_MODULE_BYTES {
+            return Err(WasmError::Invalid {
+                path,
+                message: format!(
+                    "{} bytes is more than the {} MiB a module may have",
+                    meta.len(),
+                    MAX_MODULE_BYTES >> 20
+                ),
+            });
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
         std::io::Read::read_to_end(&mut &file, &mut bytes)
             .map_err(|e| WasmError::read(&path, e))?;
         Ok((FileStamp::of(&meta), bytes))

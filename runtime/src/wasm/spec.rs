@@ -24,9 +24,10 @@ pub struct WasmSpec {
     pub args: Vec<String>,
     /// In order; the guest sees exactly these.
     pub env: Vec<(String, String)>,
-    /// The initial working directory, a guest path. Honoured for components
-    /// (`wasi:cli/environment.initial-cwd`); WASI preview 1 has no such notion and wasi-libc
-    /// starts core modules at `/`.
+    /// The initial working directory, a guest path, offered as
+    /// `wasi:cli/environment.initial-cwd` (preview 2). Programs built for WASI preview 1 (core
+    /// modules, and components made from them with the adapter) never ask: wasi-libc starts
+    /// them at `/` and resolves relative paths from there.
     pub cwd: Option<String>,
     pub preopens: Vec<Preopen>,
     /// Cap on linear memory, in bytes.

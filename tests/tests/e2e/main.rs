@@ -5,5 +5,6 @@ mod auth;
 mod bad_input;
 mod durability;
 mod kinds;
+mod registry;
 mod wasm_pods;
 mod watch;
