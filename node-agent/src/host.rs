@@ -325,6 +325,16 @@ impl Runtime {
         }
     }
 
+    /// Does the host answer (within 5 s)? Restarts it if it is gone.
+    pub async fn check(&self) -> Result<(), String> {
+        let info = self.call(|mut c| async move { c.info(proto::InfoRequest {}).await });
+        match tokio::time::timeout(Duration::from_secs(5), info).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(s)) => Err(s.message().to_string()),
+            Err(_) => Err("no answer within 5 s".into()),
+        }
+    }
+
     /// Every instance this agent started (others are ignored).
     pub async fn list(&self) -> Result<Vec<Instance>, tonic::Status> {
         let response = self

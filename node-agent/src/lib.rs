@@ -83,7 +83,11 @@ pub async fn run(
     tracing::info!(node = %node_name, "registered");
 
     let runtime = host::Runtime::connect_or_spawn(&options).await?;
-    let heartbeat = tokio::spawn(node::heartbeat(transport.clone(), info.clone()));
+    let heartbeat = tokio::spawn(node::heartbeat(
+        transport.clone(),
+        info.clone(),
+        runtime.clone(),
+    ));
     let manager = pods::Manager::new(transport.clone(), runtime.clone(), &options, &info);
     let tunnel = tokio::spawn(tunnel::run(transport.clone(), node_name, manager.logs()));
     let sync = tokio::spawn(manager.run());

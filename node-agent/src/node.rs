@@ -96,13 +96,25 @@ impl NodeInfo {
         ])
     }
 
-    fn ready(&self, since: Option<skiff_api::Timestamp>) -> Condition {
+    /// `Ready`, or `NotReady` with the reason when the runtime cannot run pods.
+    fn ready(&self, previous: Option<&Condition>, problem: Option<&str>) -> Condition {
         let now = skiff_api::time::now();
+        let status = if problem.is_none() { "True" } else { "False" };
+        let since = previous
+            .filter(|c| c.status == status)
+            .and_then(|c| c.last_transition_time);
         Condition {
             r#type: "Ready".into(),
-            status: "True".into(),
-            reason: "AgentReady".into(),
-            message: "skiff agent is posting ready status".into(),
+            status: status.into(),
+            reason: if problem.is_none() {
+                "AgentReady"
+            } else {
+                "RuntimeUnavailable"
+            }
+            .into(),
+            message: problem
+                .map(|p| format!("the runtime host does not answer: {p}"))
+                .unwrap_or_else(|| "skiff agent is posting ready status".into()),
             last_heartbeat_time: Some(now),
             last_transition_time: Some(since.unwrap_or(now)),
             ..Default::default()
@@ -110,15 +122,14 @@ impl NodeInfo {
     }
 
     /// The status this agent reports; `previous` keeps the Ready transition time.
-    pub fn status(&self, previous: Option<&NodeStatus>) -> NodeStatus {
-        let since = previous
-            .and_then(|s| s.conditions.iter().find(|c| c.r#type == "Ready"))
-            .filter(|c| c.status == "True")
-            .and_then(|c| c.last_transition_time);
+    /// `problem`: why the node cannot run pods now (NotReady), if it cannot.
+    pub fn status(&self, previous: Option<&NodeStatus>, problem: Option<&str>) -> NodeStatus {
+        let previous_ready =
+            previous.and_then(|s| s.conditions.iter().find(|c| c.r#type == "Ready"));
         NodeStatus {
             capacity: self.resources(),
             allocatable: self.resources(),
-            conditions: vec![self.ready(since)],
+            conditions: vec![self.ready(previous_ready, problem)],
             addresses: vec![
                 NodeAddress {
                     r#type: "InternalIP".into(),
@@ -197,7 +208,7 @@ pub async fn register(transport: &Transport, info: &NodeInfo) -> Result<Node, Ag
             }
         }
     };
-    node.status = Some(info.status(node.status.as_ref()));
+    node.status = Some(info.status(node.status.as_ref(), None));
     Ok(api.update_status(node).await?)
 }
 
@@ -208,14 +219,16 @@ fn merged_labels(existing: &BTreeMap<String, String>, info: &NodeInfo) -> BTreeM
     labels
 }
 
-/// Renews the Ready heartbeat forever; re-registers if the Node was deleted.
-pub async fn heartbeat(transport: Transport, info: NodeInfo) {
+/// Renews the Ready heartbeat forever (NotReady while the runtime host does not answer);
+/// re-registers if the Node was deleted.
+pub async fn heartbeat(transport: Transport, info: NodeInfo, runtime: crate::host::Runtime) {
     let api: Api<Node> = Api::new(transport.clone(), "");
     loop {
         tokio::time::sleep(HEARTBEAT_PERIOD).await;
+        let problem = runtime.check().await.err();
         let result = match api.get_opt(&info.name).await {
             Ok(Some(mut node)) => {
-                node.status = Some(info.status(node.status.as_ref()));
+                node.status = Some(info.status(node.status.as_ref(), problem.as_deref()));
                 api.update_status(node).await.map(|_| ())
             }
             Ok(None) => register(&transport, &info)

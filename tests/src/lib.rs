@@ -157,6 +157,8 @@ impl Cluster {
             .arg("--data-dir")
             .arg(&agent.data_dir)
             .env("SKIFF_LOG", "info,skiff_node_agent=debug")
+            // Relative `file:` images (the examples) are resolved from the repository root.
+            .current_dir(guests::workspace_root())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

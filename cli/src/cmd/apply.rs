@@ -114,7 +114,9 @@ pub async fn apply_sources(
             .collect(),
     };
     let namespace = super::namespace(&namespace);
-    let manifests = load_all(&sources, &namespace)?;
+    let mut manifests = load_all(&sources, &namespace)?;
+    // Namespaces first (a directory lists `app.yaml` before `namespace.yaml`), otherwise in order.
+    manifests.sort_by_key(|m| m.info.kind != "Namespace");
     let mut failed = None;
     for m in &manifests {
         let result = with_kind!(m.info, K => apply_one::<K>(transport, m, &namespace).await);

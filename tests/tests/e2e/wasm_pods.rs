@@ -536,3 +536,35 @@ fn unschedulable_pods_say_why() {
     });
     assert!(p.to_string().contains("did not support runtime"), "{p}");
 }
+
+#[test]
+fn the_hello_example_runs_as_a_deployment() {
+    let c = cluster();
+    let root = skiff_tests::guests::workspace_root();
+    let out = c.skiff(&[
+        "apply",
+        "-f",
+        &root.join("examples/hello").display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let pods = wait_for("2 hello pods Running", Duration::from_secs(30), || {
+        let out = c.skiff(&["get", "pods", "-n", "demo", "-l", "app=hello", "-o", "json"]);
+        let list: Value = serde_json::from_slice(&out.stdout).ok()?;
+        let items = list["items"].as_array()?.clone();
+        let running = items.iter().filter(|p| phase(p) == "Running").count();
+        (running == 2).then_some(items)
+    });
+    let name = pods[0]["metadata"]["name"].as_str().unwrap();
+    let greeting = wait_for("the greeting in the log", Duration::from_secs(10), || {
+        let out = c.skiff(&["logs", "-n", "demo", name]);
+        let text = stdout(&out);
+        text.contains("hello from skiff (wasm)").then_some(text)
+    });
+    assert!(
+        greeting.starts_with("hello from skiff (wasm)\n"),
+        "{greeting}"
+    );
+    let deploy = c.skiff(&["get", "deployment", "hello", "-n", "demo", "-o", "json"]);
+    let deploy: Value = serde_json::from_slice(&deploy.stdout).unwrap();
+    assert_eq!(num(&deploy["status"]["readyReplicas"]), 2, "{deploy}");
+}
