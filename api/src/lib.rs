@@ -9,6 +9,7 @@
 //! and the CLI both call [`validation`] so that a manifest is judged the same way on either side.
 
 pub mod client;
+pub mod events;
 pub mod intstr;
 pub mod join;
 pub mod kinds;

@@ -4,7 +4,7 @@
 
 use skiff_api::ResourceExt;
 use skiff_api::client::{Api, Transport};
-use skiff_api::v1::{Event, EventSource, ObjectMeta, ObjectReference, Pod};
+use skiff_api::v1::{Event, Pod};
 
 /// Writes events for one node.
 #[derive(Clone)]
@@ -30,38 +30,12 @@ impl Recorder {
         reason: &str,
         message: String,
     ) {
-        let now = skiff_api::time::now();
-        let event = Event {
-            metadata: Some(ObjectMeta {
-                generate_name: format!("{}.", pod.name()),
-                namespace: pod.namespace().to_string(),
-                ..Default::default()
-            }),
-            involved_object: Some(ObjectReference {
-                kind: "Pod".into(),
-                api_version: "v1".into(),
-                namespace: pod.namespace().to_string(),
-                name: pod.name().to_string(),
-                uid: pod.meta().uid.clone(),
-                field_path: container
-                    .map(|c| format!("spec.containers{{{c}}}"))
-                    .unwrap_or_default(),
-                ..Default::default()
-            }),
-            reason: reason.to_string(),
-            message,
-            source: Some(EventSource {
-                component: "skiff-agent".into(),
-                host: self.node.clone(),
-            }),
-            first_timestamp: Some(now),
-            last_timestamp: Some(now),
-            count: 1,
-            r#type: if warning { "Warning" } else { "Normal" }.into(),
-            reporting_component: "skiff-agent".into(),
-            reporting_instance: self.node.clone(),
-            ..Default::default()
+        let reporter = skiff_api::events::Reporter {
+            component: "skiff-agent",
+            host: &self.node,
         };
+        let event =
+            skiff_api::events::pod_event(reporter, pod, container, warning, reason, message);
         let api: Api<Event> = Api::new(self.transport.clone(), pod.namespace());
         tokio::spawn(async move {
             if let Err(e) = api.create(event).await {

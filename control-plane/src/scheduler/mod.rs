@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
-use skiff_api::v1::{Condition, Event, EventSource, Node, ObjectMeta, ObjectReference, Pod};
+use skiff_api::v1::{Condition, Event, Node, Pod};
 use skiff_api::{Resource, ResourceExt};
 use tokio_stream::StreamExt;
 
@@ -230,34 +230,17 @@ impl Scheduler {
             tracing::debug!(pod = %pod.name(), error = %e, "recording unschedulable");
             return;
         }
-        let now = skiff_api::time::now();
-        let event = Event {
-            metadata: Some(ObjectMeta {
-                generate_name: format!("{}.", pod.name()),
-                namespace: pod.namespace().to_string(),
-                ..Default::default()
-            }),
-            involved_object: Some(ObjectReference {
-                kind: "Pod".into(),
-                api_version: "v1".into(),
-                namespace: pod.namespace().to_string(),
-                name: pod.name().to_string(),
-                uid: uid.clone(),
-                ..Default::default()
-            }),
-            reason: "FailedScheduling".into(),
-            message: message.clone(),
-            source: Some(EventSource {
-                component: "skiff-scheduler".into(),
-                ..Default::default()
-            }),
-            first_timestamp: Some(now),
-            last_timestamp: Some(now),
-            count: 1,
-            r#type: "Warning".into(),
-            reporting_component: "skiff-scheduler".into(),
-            ..Default::default()
-        };
+        let event = skiff_api::events::pod_event(
+            skiff_api::events::Reporter {
+                component: "skiff-scheduler",
+                host: "",
+            },
+            pod,
+            None,
+            true,
+            "FailedScheduling",
+            message.clone(),
+        );
         if let Err(e) = self.events.create(&Identity::Admin, event).await {
             tracing::debug!(error = %e, "recording FailedScheduling event");
         }
