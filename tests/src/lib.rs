@@ -310,6 +310,20 @@ impl Cluster {
         child.wait_with_output().expect("skiff output")
     }
 
+    /// `skiff apply -f -` of `yaml`; panics with the output if it fails.
+    pub fn apply(&self, yaml: &str) {
+        let out = self.skiff_stdin(&["apply", "-f", "-"], yaml);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+
+    /// `skiff get KIND NAME -o json` (default namespace), or None if it does not exist.
+    pub fn get_json(&self, kind: &str, name: &str) -> Option<serde_json::Value> {
+        let out = self.skiff(&["get", kind, name, "-o", "json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("object json"))
+    }
+
     pub fn transport(&self) -> Transport {
         self.config().connect().expect("connect")
     }

@@ -26,16 +26,8 @@ fn pod_yaml(name: &str, image: &str, args: &[&str]) -> String {
     )
 }
 
-fn apply(c: &Cluster, yaml: &str) {
-    let out = c.skiff_stdin(&["apply", "-f", "-"], yaml);
-    assert!(out.status.success(), "{}", text(&out));
-}
-
 fn pod_json(c: &Cluster, name: &str) -> Option<Value> {
-    let out = c.skiff(&["get", "pod", name, "-o", "json"]);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).expect("pod json"))
+    c.get_json("pod", name)
 }
 
 fn container(p: &Value) -> &Value {
@@ -94,10 +86,11 @@ fn wasm_artifact_from_a_registry_runs_once_pulled() {
     let c = cluster();
 
     let started = Instant::now();
-    apply(
-        &c,
-        &pod_yaml("first", &pushed.reference, &["echo", "from", "a registry"]),
-    );
+    c.apply(&pod_yaml(
+        "first",
+        &pushed.reference,
+        &["echo", "from", "a registry"],
+    ));
     let p = succeeded(&c, "first");
     eprintln!("apply → Succeeded (with the pull): {:?}", started.elapsed());
     assert_eq!(logs(&c, "first"), "from a registry\n");
@@ -110,10 +103,7 @@ fn wasm_artifact_from_a_registry_runs_once_pulled() {
 
     // A second pod of the same image (tag v1: IfNotPresent) runs from the node's store.
     let started = Instant::now();
-    apply(
-        &c,
-        &pod_yaml("second", &pushed.reference, &["echo", "again"]),
-    );
+    c.apply(&pod_yaml("second", &pushed.reference, &["echo", "again"]));
     let p = succeeded(&c, "second");
     eprintln!("apply → Succeeded (cached): {:?}", started.elapsed());
     assert_eq!(logs(&c, "second"), "again\n");
@@ -149,7 +139,7 @@ fn wasm_artifact_from_a_registry_runs_once_pulled() {
 
     // A digest reference names the same image.
     let by_digest = registry.reference(&format!("probe@{}", pushed.digest));
-    apply(&c, &pod_yaml("by-digest", &by_digest, &["echo", "pinned"]));
+    c.apply(&pod_yaml("by-digest", &by_digest, &["echo", "pinned"]));
     let p = succeeded(&c, "by-digest");
     assert_eq!(logs(&c, "by-digest"), "pinned\n");
     assert_eq!(container(&p)["imageId"], pushed.digest.as_str());
@@ -175,10 +165,11 @@ fn oci_image_with_a_wasm_entrypoint_runs() {
         &["/probe.wasm"],
     );
     let c = cluster();
-    apply(
-        &c,
-        &pod_yaml("image", &pushed.reference, &["echo", "from an image"]),
-    );
+    c.apply(&pod_yaml(
+        "image",
+        &pushed.reference,
+        &["echo", "from an image"],
+    ));
     let p = succeeded(&c, "image");
     assert_eq!(logs(&c, "image"), "from an image\n");
     assert_eq!(container(&p)["imageId"], pushed.digest.as_str(), "{p:#}");
@@ -197,7 +188,7 @@ fn oci_image_with_a_wasm_entrypoint_runs() {
         &[vec![("bin/", Vec::new()), ("bin/sh", b"#!".to_vec())]],
         &["/bin/sh"],
     );
-    apply(&c, &pod_yaml("shell", &not_wasm.reference, &["echo"]));
+    c.apply(&pod_yaml("shell", &not_wasm.reference, &["echo"]));
     let message = pull_failure(&c, "shell");
     assert!(
         message.contains("not a Wasm image")
@@ -216,7 +207,7 @@ fn missing_tags_and_unreachable_registries_wait_then_recover() {
 
     // A tag that does not exist: waiting, the message names the tag.
     let missing = registry.reference("probe:nope");
-    apply(&c, &pod_yaml("missing", &missing, &["echo", "late"]));
+    c.apply(&pod_yaml("missing", &missing, &["echo", "late"]));
     let message = pull_failure(&c, "missing");
     assert!(
         message.contains(&format!(
@@ -239,7 +230,7 @@ fn missing_tags_and_unreachable_registries_wait_then_recover() {
     // The registry goes away: a new pod waits, the message says it is unreachable.
     registry.stop();
     let reference = registry.reference("probe:v1");
-    apply(&c, &pod_yaml("down", &reference, &["echo", "back"]));
+    c.apply(&pod_yaml("down", &reference, &["echo", "back"]));
     let message = pull_failure(&c, "down");
     assert!(
         message.contains(&format!(

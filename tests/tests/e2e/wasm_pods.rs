@@ -34,16 +34,8 @@ fn pod_yaml(
     )
 }
 
-fn apply(c: &Cluster, yaml: &str) {
-    let out = c.skiff_stdin(&["apply", "-f", "-"], yaml);
-    assert!(out.status.success(), "{}", text(&out));
-}
-
 fn pod_json(c: &Cluster, name: &str) -> Option<Value> {
-    let out = c.skiff(&["get", "pod", name, "-o", "json"]);
-    out.status
-        .success()
-        .then(|| serde_json::from_slice(&out.stdout).expect("pod json"))
+    c.get_json("pod", name)
 }
 
 fn wait_pod(
@@ -121,32 +113,25 @@ fn run_streams_output_and_propagates_exit_codes_args_env() {
 #[test]
 fn secrets_and_config_maps_as_env_and_files() {
     let c = cluster();
-    apply(
-        &c,
+    c.apply(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {LEVEL: debug, motd: hello-from-configmap}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: creds}\nstringData: {password: hunter2}\n",
     );
     let volumes = "  volumes:\n  - name: config\n    configMap: {name: settings}\n  - name: secret\n    secret: {secretName: creds}\n";
     let env = "    env:\n    - name: LEVEL\n      valueFrom: {configMapKeyRef: {name: settings, key: LEVEL}}\n    - name: PASSWORD\n      valueFrom: {secretKeyRef: {name: creds, key: password}}\n    - name: COMBINED\n      value: \"level=$(LEVEL)\"\n    volumeMounts:\n    - {name: config, mountPath: /etc/app}\n    - {name: secret, mountPath: /run/secret}\n";
-    apply(
-        &c,
-        &pod_yaml(
-            "env",
-            "Never",
-            &["env", "LEVEL", "PASSWORD", "COMBINED"],
-            env,
-            volumes,
-        ),
-    );
-    apply(
-        &c,
-        &pod_yaml(
-            "files",
-            "Never",
-            &["cat", "/etc/app/motd", "/run/secret/password"],
-            env,
-            volumes,
-        ),
-    );
+    c.apply(&pod_yaml(
+        "env",
+        "Never",
+        &["env", "LEVEL", "PASSWORD", "COMBINED"],
+        env,
+        volumes,
+    ));
+    c.apply(&pod_yaml(
+        "files",
+        "Never",
+        &["cat", "/etc/app/motd", "/run/secret/password"],
+        env,
+        volumes,
+    ));
     for name in ["env", "files"] {
         let p = wait_pod(&c, name, "Succeeded", Duration::from_secs(30), |p| {
             phase(p) == "Succeeded"
@@ -159,16 +144,13 @@ fn secrets_and_config_maps_as_env_and_files() {
     );
     assert_eq!(logs(&c, &["files"]), "hello-from-configmaphunter2");
     // A read-only mount (configMap) cannot be written.
-    apply(
-        &c,
-        &pod_yaml(
-            "ro",
-            "Never",
-            &["write", "/etc/app/motd", "x"],
-            env,
-            volumes,
-        ),
-    );
+    c.apply(&pod_yaml(
+        "ro",
+        "Never",
+        &["write", "/etc/app/motd", "x"],
+        env,
+        volumes,
+    ));
     let p = wait_pod(&c, "ro", "Failed", Duration::from_secs(30), |p| {
         phase(p) == "Failed"
     });
@@ -177,10 +159,7 @@ fn secrets_and_config_maps_as_env_and_files() {
     // A missing secret keeps the container waiting with a reason naming it.
     let missing =
         "    env:\n    - name: X\n      valueFrom: {secretKeyRef: {name: nope, key: k}}\n";
-    apply(
-        &c,
-        &pod_yaml("missing", "Never", &["env", "X"], missing, ""),
-    );
+    c.apply(&pod_yaml("missing", "Never", &["env", "X"], missing, ""));
     let p = wait_pod(
         &c,
         "missing",
@@ -257,7 +236,7 @@ fn memory_hog_is_contained_by_its_limit() {
     let c = cluster();
     let before = host_rss_kib(&c);
     let limits = "    resources:\n      limits: {memory: 64Mi}\n";
-    apply(&c, &pod_yaml("hog", "Never", &["hog", "512"], limits, ""));
+    c.apply(&pod_yaml("hog", "Never", &["hog", "512"], limits, ""));
     let p = wait_pod(&c, "hog", "Failed", Duration::from_secs(60), |p| {
         phase(p) == "Failed"
     });
@@ -280,11 +259,8 @@ fn memory_hog_is_contained_by_its_limit() {
 #[test]
 fn spinning_guest_dies_within_a_second_of_delete_and_the_node_stays_ready() {
     let c = cluster();
-    apply(&c, &pod_yaml("spin", "Always", &["spin"], "", ""));
-    apply(
-        &c,
-        &pod_yaml("ticker", "Always", &["tick", "100", "0"], "", ""),
-    );
+    c.apply(&pod_yaml("spin", "Always", &["spin"], "", ""));
+    c.apply(&pod_yaml("ticker", "Always", &["tick", "100", "0"], "", ""));
     wait_pod(&c, "spin", "Running", Duration::from_secs(30), |p| {
         phase(p) == "Running"
     });
@@ -322,7 +298,7 @@ fn spinning_guest_dies_within_a_second_of_delete_and_the_node_stays_ready() {
 #[test]
 fn crash_loop_backs_off_ten_then_twenty_seconds_and_keeps_previous_logs() {
     let c = cluster();
-    apply(&c, &pod_yaml("crash", "Always", &["exit", "7"], "", ""));
+    c.apply(&pod_yaml("crash", "Always", &["exit", "7"], "", ""));
     let p = wait_pod(
         &c,
         "crash",
@@ -372,22 +348,18 @@ fn crash_loop_backs_off_ten_then_twenty_seconds_and_keeps_previous_logs() {
 #[test]
 fn pvc_data_survives_pod_deletion_and_recreation() {
     let c = cluster();
-    apply(
-        &c,
+    c.apply(
         "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Mi}}\n",
     );
     let volume = "  volumes:\n  - name: data\n    persistentVolumeClaim: {claimName: data}\n";
     let mount = "    volumeMounts:\n    - {name: data, mountPath: /data}\n";
-    apply(
-        &c,
-        &pod_yaml(
-            "writer",
-            "Never",
-            &["write", "/data/state.txt", "kept"],
-            mount,
-            volume,
-        ),
-    );
+    c.apply(&pod_yaml(
+        "writer",
+        "Never",
+        &["write", "/data/state.txt", "kept"],
+        mount,
+        volume,
+    ));
     wait_pod(&c, "writer", "Succeeded", Duration::from_secs(30), |p| {
         phase(p) == "Succeeded"
     });
@@ -396,16 +368,13 @@ fn pvc_data_survives_pod_deletion_and_recreation() {
     wait_for("writer gone", Duration::from_secs(10), || {
         pod_json(&c, "writer").is_none().then_some(())
     });
-    apply(
-        &c,
-        &pod_yaml(
-            "reader",
-            "Never",
-            &["cat", "/data/state.txt"],
-            mount,
-            volume,
-        ),
-    );
+    c.apply(&pod_yaml(
+        "reader",
+        "Never",
+        &["cat", "/data/state.txt"],
+        mount,
+        volume,
+    ));
     wait_pod(&c, "reader", "Succeeded", Duration::from_secs(30), |p| {
         phase(p) == "Succeeded"
     });
@@ -415,10 +384,7 @@ fn pvc_data_survives_pod_deletion_and_recreation() {
 #[test]
 fn killed_agent_leaves_pods_running_and_the_restarted_agent_adopts_them() {
     let mut c = cluster();
-    apply(
-        &c,
-        &pod_yaml("ticker", "Always", &["tick", "50", "0"], "", ""),
-    );
+    c.apply(&pod_yaml("ticker", "Always", &["tick", "50", "0"], "", ""));
     let p = wait_pod(&c, "ticker", "Running", Duration::from_secs(30), |p| {
         phase(p) == "Running"
     });
@@ -487,9 +453,7 @@ fn bad_modules_fail_the_pod_with_a_reason_and_the_agent_keeps_going() {
         ),
     ];
     for (name, image, _) in &cases {
-        apply(
-            &c,
-            &format!(
+        c.apply(&format!(
                 "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  runtimeClassName: wasm\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: {image}\n"
             ),
         );
@@ -514,8 +478,7 @@ fn bad_modules_fail_the_pod_with_a_reason_and_the_agent_keeps_going() {
 #[test]
 fn unschedulable_pods_say_why() {
     let c = cluster();
-    apply(
-        &c,
+    c.apply(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: big}\nspec:\n  runtimeClassName: wasm\n  containers:\n  - name: main\n    image: file:/x.wasm\n    resources: {requests: {cpu: \"64\"}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: oci}\nspec:\n  containers:\n  - name: main\n    image: registry.invalid/app:1\n",
     );
     let p = wait_pod(&c, "big", "Unschedulable", Duration::from_secs(10), |p| {
