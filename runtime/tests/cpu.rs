@@ -44,13 +44,15 @@ async fn a_cpu_limit_holds_a_spinning_guest_to_its_share() {
     eprintln!(
         "cores used by a spinning guest: unlimited {unlimited:.2}, 250m {quarter:.2}, 500m {half:.2}"
     );
-    assert!(unlimited > 0.6, "unlimited spin used {unlimited:.2} cores");
+    // The machine is shared: other processes may take CPU from the guest, never give it more.
+    // So only the ceilings are firm; the floor checks that a limited guest still runs.
+    assert!(unlimited > 0.1, "unlimited spin used {unlimited:.2} cores");
     assert!(
-        (0.15..0.40).contains(&quarter),
+        (0.02..0.35).contains(&quarter),
         "250m spin used {quarter:.2} cores"
     );
     assert!(
-        (0.35..0.65).contains(&half),
+        (0.05..0.62).contains(&half),
         "500m spin used {half:.2} cores"
     );
 }

@@ -243,9 +243,14 @@ impl Manager {
         // New to this agent: start from what its status says ran (an agent restart).
         let mut containers = BTreeMap::new();
         let status = pod.status.clone().unwrap_or_default();
-        for c in pod.spec.iter().flat_map(|s| &s.containers) {
+        let spec = pod.spec.clone().unwrap_or_default();
+        for c in spec.init_containers.iter().chain(&spec.containers) {
             let mut rec = Record::default();
-            if let Some(st) = status.container_statuses.iter().find(|s| s.name == c.name) {
+            let statuses = status
+                .init_container_statuses
+                .iter()
+                .chain(&status.container_statuses);
+            if let Some(st) = statuses.clone().find(|s| s.name == c.name) {
                 rec.attempt = u32::try_from(st.restart_count).unwrap_or(0);
                 rec.image_id = st.image_id.clone();
                 rec.last = st
@@ -309,75 +314,28 @@ impl Manager {
         let pod = entry.pod.clone();
         let policy = pod_policy(&pod);
         let now = SystemTime::now();
-        for container in pod.spec.iter().flat_map(|s| &s.containers) {
-            let Some(rec) = self
+        let spec = pod.spec.clone().unwrap_or_default();
+        // Init containers first, one at a time, each to success; then the app containers.
+        let init_policy = status::init_policy(&policy);
+        let mut initialized = true;
+        for container in &spec.init_containers {
+            let succeeded = self
                 .pods
-                .get_mut(uid)
-                .and_then(|e| e.containers.get_mut(&container.name))
-            else {
+                .get(uid)
+                .and_then(|e| e.containers.get(&container.name))
+                .is_some_and(|r| matches!(&r.state, Current::Terminated(t) if t.exit_code == 0));
+            if succeeded {
                 continue;
-            };
-            match &rec.state {
-                Current::Running { .. } | Current::Unknown { .. } => continue,
-                Current::Waiting { retry_at, .. } if *retry_at > now => continue,
-                Current::Terminated(t) => {
-                    if !restart::restarts(&policy, t.exit_code) {
-                        continue;
-                    }
-                    let next = match rec.next_start {
-                        Some(next) => next,
-                        None => {
-                            let ran = t
-                                .finished_at
-                                .duration_since(t.started_at)
-                                .unwrap_or_default();
-                            if ran >= restart::BACKOFF_RESET {
-                                rec.streak = 0;
-                            }
-                            let delay = restart::backoff(rec.streak);
-                            let next = t.finished_at + delay;
-                            rec.next_start = Some(next);
-                            if next > now {
-                                self.events.pod(
-                                    &pod,
-                                    Some(&container.name),
-                                    true,
-                                    "BackOff",
-                                    format!(
-                                        "Back-off {}s restarting failed container {}",
-                                        delay.as_secs(),
-                                        container.name
-                                    ),
-                                );
-                            }
-                            next
-                        }
-                    };
-                    if next > now {
-                        continue;
-                    }
-                    let ended = t.clone();
-                    rec.streak += 1;
-                    rec.next_start = None;
-                    rec.last = Some(ended);
-                    rec.attempt += 1;
-                    rec.state = Current::None;
-                }
-                Current::None | Current::Waiting { .. } => {}
             }
-            let attempt = rec.attempt;
-            let before = rec.state.clone();
-            let (state, digest) = self.start_container(&pod, container, attempt).await;
-            self.record_start(&pod, &container.name, &before, &state);
-            if let Some(rec) = self
-                .pods
-                .get_mut(uid)
-                .and_then(|e| e.containers.get_mut(&container.name))
-            {
-                rec.state = state;
-                if !digest.is_empty() {
-                    rec.image_id = digest;
-                }
+            self.ensure_started(uid, &pod, container, init_policy, now)
+                .await;
+            initialized = false;
+            break;
+        }
+        if initialized {
+            for container in &spec.containers {
+                self.ensure_started(uid, &pod, container, &policy, now)
+                    .await;
             }
         }
         self.publish_logs(uid);
@@ -386,6 +344,87 @@ impl Manager {
 }
 
 impl Manager {
+    /// Starts `container` if it should run and does not: the first time, or again after it
+    /// ended, per `policy` and its back-off.
+    async fn ensure_started(
+        &mut self,
+        uid: &str,
+        pod: &Pod,
+        container: &Container,
+        policy: &str,
+        now: SystemTime,
+    ) {
+        let Some(rec) = self
+            .pods
+            .get_mut(uid)
+            .and_then(|e| e.containers.get_mut(&container.name))
+        else {
+            return;
+        };
+        match &rec.state {
+            Current::Running { .. } | Current::Unknown { .. } => return,
+            Current::Waiting { retry_at, .. } if *retry_at > now => return,
+            Current::Terminated(t) => {
+                if !restart::restarts(policy, t.exit_code) {
+                    return;
+                }
+                let next = match rec.next_start {
+                    Some(next) => next,
+                    None => {
+                        let ran = t
+                            .finished_at
+                            .duration_since(t.started_at)
+                            .unwrap_or_default();
+                        if ran >= restart::BACKOFF_RESET {
+                            rec.streak = 0;
+                        }
+                        let delay = restart::backoff(rec.streak);
+                        let next = t.finished_at + delay;
+                        rec.next_start = Some(next);
+                        if next > now {
+                            self.events.pod(
+                                pod,
+                                Some(&container.name),
+                                true,
+                                "BackOff",
+                                format!(
+                                    "Back-off {}s restarting failed container {}",
+                                    delay.as_secs(),
+                                    container.name
+                                ),
+                            );
+                        }
+                        next
+                    }
+                };
+                if next > now {
+                    return;
+                }
+                let ended = t.clone();
+                rec.streak += 1;
+                rec.next_start = None;
+                rec.last = Some(ended);
+                rec.attempt += 1;
+                rec.state = Current::None;
+            }
+            Current::None | Current::Waiting { .. } => {}
+        }
+        let attempt = rec.attempt;
+        let before = rec.state.clone();
+        let (state, digest) = self.start_container(pod, container, attempt).await;
+        self.record_start(pod, &container.name, &before, &state);
+        if let Some(rec) = self
+            .pods
+            .get_mut(uid)
+            .and_then(|e| e.containers.get_mut(&container.name))
+        {
+            rec.state = state;
+            if !digest.is_empty() {
+                rec.image_id = digest;
+            }
+        }
+    }
+
     /// The event for a start attempt: Started, Failed (start error), or the waiting reason the
     /// first time it appears.
     fn record_start(&self, pod: &Pod, container: &str, before: &Current, after: &Current) {

@@ -1,6 +1,6 @@
 //! The pod status the agent reports, computed from its container records (Kubernetes' phase
-//! rules: Pending until every container has started once, Running while any runs or will
-//! restart, then Succeeded or Failed).
+//! rules: Pending until the init containers succeeded and every container has started once,
+//! Running while any runs or will restart, then Succeeded or Failed).
 
 use std::collections::BTreeMap;
 
@@ -9,8 +9,116 @@ use skiff_api::v1::*;
 use super::record::{Current, Record, to_timestamp};
 use super::restart;
 
+/// How a container counts for the pod's phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// Waiting to start for the first time.
+    NeverStarted,
+    /// Running, or ended and about to restart.
+    Active,
+    /// Ended for good.
+    Done { failed: bool },
+}
+
+/// The status of one container from its record, under `policy` (its restart policy).
+fn container_status(
+    container: &Container,
+    rec: &Record,
+    policy: &str,
+    meta: &ObjectMeta,
+) -> (ContainerStatus, Class) {
+    let mut state = ContainerState::default();
+    let class = match &rec.state {
+        Current::Running { started_at, .. } => {
+            state.running = Some(ContainerStateRunning {
+                started_at: Some(to_timestamp(*started_at)),
+            });
+            Class::Active
+        }
+        Current::Terminated(t) if restart::restarts(policy, t.exit_code) => {
+            let delay = rec
+                .next_start
+                .and_then(|n| n.duration_since(t.finished_at).ok())
+                .unwrap_or_else(|| restart::backoff(rec.streak));
+            state.waiting = Some(ContainerStateWaiting {
+                reason: "CrashLoopBackOff".into(),
+                message: format!(
+                    "back-off {}s restarting failed container={} pod={}_{}({})",
+                    delay.as_secs(),
+                    container.name,
+                    meta.name,
+                    meta.namespace,
+                    meta.uid
+                ),
+            });
+            Class::Active
+        }
+        Current::Terminated(t) => {
+            state.terminated = Some(t.into());
+            Class::Done {
+                failed: t.exit_code != 0,
+            }
+        }
+        Current::Waiting {
+            reason, message, ..
+        } => {
+            state.waiting = Some(ContainerStateWaiting {
+                reason: reason.clone(),
+                message: message.clone(),
+            });
+            if rec.attempt > 0 || rec.last.is_some() {
+                Class::Active
+            } else {
+                Class::NeverStarted
+            }
+        }
+        Current::None | Current::Unknown { .. } => {
+            state.waiting = Some(ContainerStateWaiting {
+                reason: "ContainerCreating".into(),
+                message: String::new(),
+            });
+            Class::NeverStarted
+        }
+    };
+    let running = rec.is_running();
+    let id = match &rec.state {
+        Current::Running { id, .. } => id.clone(),
+        Current::Terminated(t) => t.id.clone(),
+        _ => String::new(),
+    };
+    let status = ContainerStatus {
+        name: container.name.clone(),
+        state: Some(state),
+        last_state: rec.last.as_ref().map(|t| ContainerState {
+            terminated: Some(t.into()),
+            ..Default::default()
+        }),
+        ready: running,
+        restart_count: i32::try_from(rec.attempt).unwrap_or(i32::MAX),
+        image: container.image.clone(),
+        image_id: rec.image_id.clone(),
+        container_id: if id.is_empty() {
+            String::new()
+        } else {
+            format!("wasm://{id}")
+        },
+        started: Some(running),
+    };
+    (status, class)
+}
+
+/// The restart policy of init containers: they restart on failure unless the pod says Never.
+pub fn init_policy(policy: &str) -> &'static str {
+    if policy == "Never" {
+        "Never"
+    } else {
+        "OnFailure"
+    }
+}
+
 /// Builds the status of `pod` from its records. `previous` keeps conditions' transition times,
-/// the scheduler's condition and the start time.
+/// the scheduler's condition and the start time. Init containers run first, one at a time; until
+/// all have succeeded the pod is Pending (Failed if one failed for good).
 pub fn pod_status(
     pod: &Pod,
     records: &BTreeMap<String, Record>,
@@ -21,89 +129,44 @@ pub fn pod_status(
     let spec = pod.spec.clone().unwrap_or_default();
     let policy = spec.restart_policy.as_str();
     let empty = Record::default();
+    let (mut init_pending, mut init_failed) = (false, false);
+    let mut init_statuses = Vec::new();
+    for container in &spec.init_containers {
+        let rec = records.get(&container.name).unwrap_or(&empty);
+        let (status, class) = container_status(container, rec, init_policy(policy), &meta);
+        match class {
+            Class::Done { failed: false } => {}
+            Class::Done { failed: true } => init_failed = true,
+            _ => init_pending = true,
+        }
+        init_statuses.push(status);
+    }
+    let initialized = !init_pending && !init_failed;
     let (mut never_started, mut active, mut failed) = (0, 0, 0);
     let mut statuses = Vec::new();
     for container in &spec.containers {
         let rec = records.get(&container.name).unwrap_or(&empty);
-        let mut state = ContainerState::default();
-        match &rec.state {
-            Current::Running { started_at, .. } => {
-                active += 1;
-                state.running = Some(ContainerStateRunning {
-                    started_at: Some(to_timestamp(*started_at)),
-                });
-            }
-            Current::Terminated(t) if restart::restarts(policy, t.exit_code) => {
-                active += 1;
-                let delay = rec
-                    .next_start
-                    .and_then(|n| n.duration_since(t.finished_at).ok())
-                    .unwrap_or_else(|| restart::backoff(rec.streak));
-                state.waiting = Some(ContainerStateWaiting {
-                    reason: "CrashLoopBackOff".into(),
-                    message: format!(
-                        "back-off {}s restarting failed container={} pod={}_{}({})",
-                        delay.as_secs(),
-                        container.name,
-                        meta.name,
-                        meta.namespace,
-                        meta.uid
-                    ),
-                });
-            }
-            Current::Terminated(t) => {
-                if t.exit_code != 0 {
-                    failed += 1;
-                }
-                state.terminated = Some(t.into());
-            }
-            Current::Waiting {
-                reason, message, ..
-            } => {
-                if rec.attempt > 0 || rec.last.is_some() {
-                    active += 1;
-                } else {
-                    never_started += 1;
-                }
-                state.waiting = Some(ContainerStateWaiting {
-                    reason: reason.clone(),
-                    message: message.clone(),
-                });
-            }
-            Current::None | Current::Unknown { .. } => {
-                never_started += 1;
-                state.waiting = Some(ContainerStateWaiting {
-                    reason: "ContainerCreating".into(),
+        let (mut status, class) = container_status(container, rec, policy, &meta);
+        if !initialized && status.state.as_ref().is_some_and(|s| s.waiting.is_some()) {
+            status.state = Some(ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: "PodInitializing".into(),
                     message: String::new(),
-                });
-            }
-        }
-        let running = rec.is_running();
-        let id = match &rec.state {
-            Current::Running { id, .. } => id.clone(),
-            Current::Terminated(t) => t.id.clone(),
-            _ => String::new(),
-        };
-        statuses.push(ContainerStatus {
-            name: container.name.clone(),
-            state: Some(state),
-            last_state: rec.last.as_ref().map(|t| ContainerState {
-                terminated: Some(t.into()),
+                }),
                 ..Default::default()
-            }),
-            ready: running,
-            restart_count: i32::try_from(rec.attempt).unwrap_or(i32::MAX),
-            image: container.image.clone(),
-            image_id: rec.image_id.clone(),
-            container_id: if id.is_empty() {
-                String::new()
-            } else {
-                format!("wasm://{id}")
-            },
-            started: Some(running),
-        });
+            });
+        }
+        match class {
+            Class::NeverStarted => never_started += 1,
+            Class::Active => active += 1,
+            Class::Done { failed: true } => failed += 1,
+            Class::Done { failed: false } => {}
+        }
+        statuses.push(status);
     }
-    let phase = if never_started > 0 {
+    let phase = if init_failed {
+        "Failed"
+    } else if init_pending || never_started > 0 {
         "Pending"
     } else if active > 0 {
         "Running"
@@ -125,11 +188,12 @@ pub fn pod_status(
         status.start_time = Some(skiff_api::time::now());
     }
     status.container_statuses = statuses;
+    status.init_container_statuses = init_statuses;
     status.qos_class = qos_class(&spec);
     let bool_text = |b: bool| if b { "True" } else { "False" };
     let terminal = matches!(phase, "Succeeded" | "Failed");
     for (kind, value, reason) in [
-        ("Initialized", true, ""),
+        ("Initialized", initialized, "ContainersNotInitialized"),
         (
             "ContainersReady",
             all_ready,

@@ -531,3 +531,31 @@ fn the_hello_example_runs_as_a_deployment() {
     let deploy: Value = serde_json::from_slice(&deploy.stdout).unwrap();
     assert_eq!(num(&deploy["status"]["readyReplicas"]), 2, "{deploy}");
 }
+
+#[test]
+fn init_containers_run_first_and_a_failed_one_stops_the_pod() {
+    let c = cluster();
+    let image = probe();
+    let yaml = |name: &str, init_args: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  runtimeClassName: wasm\n  restartPolicy: Never\n  volumes:\n  - {{name: work, emptyDir: {{}}}}\n  initContainers:\n  - name: prepare\n    image: {image}\n    command: [probe]\n    args: [{init_args}]\n    volumeMounts: [{{name: work, mountPath: /work}}]\n  containers:\n  - name: main\n    image: {image}\n    command: [probe]\n    args: [cat, /work/ready]\n    volumeMounts: [{{name: work, mountPath: /work}}]\n"
+        )
+    };
+    c.apply(&yaml("ordered", "write, /work/ready, prepared-by-init"));
+    let p = wait_pod(&c, "ordered", "Succeeded", Duration::from_secs(30), |p| {
+        matches!(phase(p), "Succeeded" | "Failed")
+    });
+    assert_eq!(phase(&p), "Succeeded", "{p}");
+    assert_eq!(logs(&c, &["ordered", "-c", "main"]), "prepared-by-init\n");
+    let init = &p["status"]["initContainerStatuses"][0];
+    assert_eq!(num(&init["state"]["terminated"]["exitCode"]), 0, "{p}");
+
+    c.apply(&yaml("blocked", "exit, \"5\""));
+    let p = wait_pod(&c, "blocked", "Failed", Duration::from_secs(30), |p| {
+        phase(p) == "Failed"
+    });
+    let init = &p["status"]["initContainerStatuses"][0];
+    assert_eq!(num(&init["state"]["terminated"]["exitCode"]), 5, "{p}");
+    // The app container never ran.
+    assert!(container(&p, 0)["state"]["waiting"].is_object(), "{p}");
+}
