@@ -91,6 +91,21 @@ pub struct Runtime {
 #[derive(Debug, Clone)]
 pub struct StartFailure {
     pub message: String,
+    /// The host could not be reached (it is restarting): try again, it is not the workload's fault.
+    pub retry: bool,
+}
+
+impl From<tonic::Status> for StartFailure {
+    fn from(s: tonic::Status) -> Self {
+        use tonic::Code;
+        Self {
+            retry: matches!(
+                s.code(),
+                Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+            ),
+            message: s.message().to_string(),
+        }
+    }
 }
 
 impl Runtime {
@@ -267,9 +282,7 @@ impl Runtime {
         })
         .await
         .map(|r| r.into_inner().digest)
-        .map_err(|s| StartFailure {
-            message: s.message().to_string(),
-        })
+        .map_err(StartFailure::from)
     }
 
     /// Starts (idempotently, by id) an instance.
@@ -281,15 +294,14 @@ impl Runtime {
                 async move { c.start(r).await }
             })
             .await
-            .map_err(|s| StartFailure {
-                message: s.message().to_string(),
-            })?;
+            .map_err(StartFailure::from)?;
         response
             .into_inner()
             .instance
             .and_then(Instance::from_proto)
             .ok_or_else(|| StartFailure {
                 message: "runtime host returned no instance".into(),
+                retry: false,
             })
     }
 

@@ -31,8 +31,8 @@ pub struct Tunnels {
 struct Registry {
     /// node name → (connection number, sender of requests down its tunnel).
     nodes: HashMap<String, (u64, mpsc::Sender<TunnelDown>)>,
-    /// stream id → the client waiting for that stream's data.
-    streams: HashMap<u64, LogSender>,
+    /// stream id → (the node that must answer it, the client waiting for its data).
+    streams: HashMap<u64, (String, LogSender)>,
 }
 
 impl Tunnels {
@@ -104,12 +104,29 @@ impl node_tunnel_api_server::NodeTunnelApi for TunnelService {
                     }
                     continue;
                 };
-                relay(&tunnels, data).await;
+                relay(&tunnels, &node, data).await;
             }
-            let mut registry = tunnels.lock();
-            // A newer connection of the same node may have replaced this one already.
-            if registry.nodes.get(&node).is_some_and(|(c, _)| *c == conn) {
-                registry.nodes.remove(&node);
+            let orphans: Vec<LogSender> = {
+                let mut registry = tunnels.lock();
+                // A newer connection of the same node may have replaced this one already.
+                if registry.nodes.get(&node).is_some_and(|(c, _)| *c == conn) {
+                    registry.nodes.remove(&node);
+                }
+                let ids: Vec<u64> = registry
+                    .streams
+                    .iter()
+                    .filter(|(_, (n, _))| *n == node)
+                    .map(|(id, _)| *id)
+                    .collect();
+                ids.iter()
+                    .filter_map(|id| registry.streams.remove(id).map(|(_, tx)| tx))
+                    .collect()
+            };
+            // Their node is gone: tell the waiting clients instead of leaving them hanging.
+            for tx in orphans {
+                let _ = tx.try_send(Err(Status::unavailable(format!(
+                    "node {node:?} disconnected"
+                ))));
             }
             tracing::info!(%node, "node tunnel closed");
         });
@@ -118,14 +135,23 @@ impl node_tunnel_api_server::NodeTunnelApi for TunnelService {
     }
 }
 
-/// Hands one answer of the node to the client waiting for it.
-async fn relay(tunnels: &Tunnels, data: TunnelLogData) {
+/// Hands one answer of `node` to the client waiting for it; a node answers only its own streams.
+async fn relay(tunnels: &Tunnels, node: &str, data: TunnelLogData) {
     let sender = {
         let mut registry = tunnels.lock();
-        if data.end || !data.error.is_empty() {
-            registry.streams.remove(&data.stream_id)
+        let owned = registry
+            .streams
+            .get(&data.stream_id)
+            .is_some_and(|(n, _)| n == node);
+        if !owned {
+            None
+        } else if data.end || !data.error.is_empty() {
+            registry.streams.remove(&data.stream_id).map(|(_, tx)| tx)
         } else {
-            registry.streams.get(&data.stream_id).cloned()
+            registry
+                .streams
+                .get(&data.stream_id)
+                .map(|(_, tx)| tx.clone())
         }
     };
     let Some(sender) = sender else { return };
@@ -161,10 +187,16 @@ impl Drop for StreamGuard {
                 .map(|(_, tx)| tx.clone())
         };
         if let Some(tx) = down {
-            let _ = tx.try_send(TunnelDown {
+            let cancel = TunnelDown {
                 stream_id: self.id,
                 message: Some(tunnel_down::Message::Cancel(TunnelCancel {})),
-            });
+            };
+            // The channel may be full for a moment; the cancel must still arrive.
+            if let Err(mpsc::error::TrySendError::Full(cancel)) = tx.try_send(cancel) {
+                tokio::spawn(async move {
+                    let _ = tx.send(cancel).await;
+                });
+            }
         }
     }
 }
@@ -199,7 +231,7 @@ impl pod_log_api_server::PodLogApi for TunnelService {
             let mut registry = self.tunnels.lock();
             let down = registry.nodes.get(&node).map(|(_, tx)| tx.clone());
             if down.is_some() {
-                registry.streams.insert(id, tx);
+                registry.streams.insert(id, (node.clone(), tx));
             }
             down
         };
@@ -246,7 +278,13 @@ fn pick_container(pod: &Pod, wanted: &str) -> Result<String, Status> {
     let names: Vec<&str> = pod
         .spec
         .as_ref()
-        .map(|s| s.containers.iter().map(|c| c.name.as_str()).collect())
+        .map(|s| {
+            s.init_containers
+                .iter()
+                .chain(&s.containers)
+                .map(|c| c.name.as_str())
+                .collect()
+        })
         .unwrap_or_default();
     let pod_name = pod.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or("");
     if wanted.is_empty() {

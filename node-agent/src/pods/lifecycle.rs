@@ -82,6 +82,9 @@ impl Manager {
         // A pulled image's ID is its manifest digest; a file's is its module digest.
         let digest = match self.runtime.prepare(&module).await {
             Ok(digest) => image.image_id.unwrap_or(digest),
+            Err(f) if f.retry => {
+                return (waiting("CreateContainerError", f.message), String::new());
+            }
             Err(f) => return (start_error(f.message), String::new()),
         };
         let prepared = volumes::prepare(&self.transport, &self.data_dir, pod).await;
@@ -168,10 +171,14 @@ impl Manager {
         };
         match self.runtime.start(spec).await {
             Ok(instance) => {
-                // Free the attempt before last; the previous one stays for `--previous`.
+                // Free the attempt before last, and its logs; the previous one stays for
+                // `--previous`.
                 if attempt >= 2 {
                     let old = instance_id(&meta.uid, &container.name, attempt - 2);
                     let _ = self.runtime.remove(&old).await;
+                    let old_log = log_path(&log_dir, attempt - 2);
+                    let _ = std::fs::remove_file(&old_log);
+                    let _ = std::fs::remove_file(format!("{}.1", old_log.display()));
                 }
                 let state = if instance.running {
                     Current::Running {
@@ -191,6 +198,7 @@ impl Manager {
                 tracing::debug!(pod = %meta.name, container = %container.name, attempt, "started");
                 (state, digest)
             }
+            Err(f) if f.retry => (waiting("CreateContainerError", f.message), digest),
             Err(f) => (start_error(f.message), digest),
         }
     }

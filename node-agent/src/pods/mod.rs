@@ -178,7 +178,19 @@ impl Manager {
                         self.observe_instance(&instance);
                         self.reconcile(&uid).await;
                     }
-                    Ok(HostEvent::Removed(_)) => {}
+                    Ok(HostEvent::Removed(instance)) => {
+                        // Removed while the agent still counts on it: it has ended.
+                        let uid = instance.pod_uid.clone();
+                        if let Some(rec) = self
+                            .pods
+                            .get_mut(&uid)
+                            .and_then(|e| e.containers.get_mut(&instance.container))
+                            && matches!(&rec.state, Current::Running { id, .. } if *id == instance.id)
+                        {
+                            rec.state = lost(instance.started_at);
+                            self.reconcile(&uid).await;
+                        }
+                    }
                     // The host restarted or we fell behind: relist everything.
                     Ok(HostEvent::Reconnected) | Err(RecvError::Lagged(_)) => return Ok(()),
                     Err(RecvError::Closed) => return Ok(()),
@@ -215,19 +227,18 @@ impl Manager {
                 volumes::remove_pod_dir(&self.data_dir, &instance.pod_uid);
             }
         }
+        // What the host no longer has (it restarted, or the agent did) has ended.
+        let known: HashSet<&str> = instances.iter().map(|i| i.id.as_str()).collect();
         for entry in self.pods.values_mut() {
             for rec in entry.containers.values_mut() {
-                if let Current::Unknown { started_at } = rec.state {
-                    rec.state = Current::Terminated(Terminated {
-                        exit_code: 137,
-                        reason: "ContainerStatusUnknown".into(),
-                        message: "the container could not be located when the agent restarted"
-                            .into(),
-                        started_at,
-                        finished_at: SystemTime::now(),
-                        id: String::new(),
-                    });
-                }
+                let started_at = match &rec.state {
+                    Current::Unknown { started_at } => *started_at,
+                    Current::Running { id, started_at } if !known.contains(id.as_str()) => {
+                        *started_at
+                    }
+                    _ => continue,
+                };
+                rec.state = lost(started_at);
             }
         }
     }
@@ -265,12 +276,14 @@ impl Manager {
                         rec.state = Current::Unknown {
                             started_at: record::to_time(r.started_at.as_ref()),
                         };
-                    } else if let Some(last) = &rec.last
-                        && restart::restarts(&pod_policy(&pod), last.exit_code)
-                        && rec.attempt > 0
+                    } else if state
+                        .waiting
+                        .as_ref()
+                        .is_some_and(|w| w.reason == "CrashLoopBackOff")
+                        && let Some(crashed) = rec.last.take()
                     {
-                        // In back-off: the last run is the current attempt's predecessor.
-                        rec.state = Current::None;
+                        // In back-off: lastState is the current attempt's end.
+                        rec.state = Current::Terminated(crashed);
                     }
                 }
             }
@@ -470,6 +483,18 @@ impl Manager {
             _ => {}
         }
     }
+}
+
+/// A container the runtime host does not know any more: it ended, with no exit code.
+fn lost(started_at: SystemTime) -> Current {
+    Current::Terminated(Terminated {
+        exit_code: 137,
+        reason: "ContainerStatusUnknown".into(),
+        message: "the container could not be located (the runtime host restarted)".into(),
+        started_at,
+        finished_at: SystemTime::now(),
+        id: String::new(),
+    })
 }
 
 /// `Always` unless the pod says otherwise.

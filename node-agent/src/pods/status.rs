@@ -28,6 +28,7 @@ fn container_status(
     meta: &ObjectMeta,
 ) -> (ContainerStatus, Class) {
     let mut state = ContainerState::default();
+    let mut last = rec.last.as_ref();
     let class = match &rec.state {
         Current::Running { started_at, .. } => {
             state.running = Some(ContainerStateRunning {
@@ -36,6 +37,8 @@ fn container_status(
             Class::Active
         }
         Current::Terminated(t) if restart::restarts(policy, t.exit_code) => {
+            // As Kubernetes shows it: waiting to restart, the run that just ended as lastState.
+            last = Some(t);
             let delay = rec
                 .next_start
                 .and_then(|n| n.duration_since(t.finished_at).ok())
@@ -89,7 +92,7 @@ fn container_status(
     let status = ContainerStatus {
         name: container.name.clone(),
         state: Some(state),
-        last_state: rec.last.as_ref().map(|t| ContainerState {
+        last_state: last.map(|t| ContainerState {
             terminated: Some(t.into()),
             ..Default::default()
         }),

@@ -2,7 +2,8 @@
 //!
 //! Layout under the agent's data dir:
 //! - `pods/<uid>/volumes/<name>/`: emptyDir (removed with the pod), and the files of ConfigMap and
-//!   Secret volumes (rewritten at every container start; Secret files 0400 in a 0700 tree);
+//!   Secret volumes (written once per pod, before its first container starts: running containers
+//!   hold them open; Secret files 0400 by default, all in a 0700 tree);
 //! - `volumes/pvc/<namespace>/<claim>-<claim uid>/`: persistentVolumeClaim data, kept across pod
 //!   deletion and re-creation for as long as the claim exists;
 //! - hostPath volumes are the host's own directories (`DirectoryOrCreate` creates them).
@@ -63,9 +64,7 @@ fn write_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>, mode: u32) -> Resu
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| format!("chmod {}: {e}", path.display()))?;
     }
-    // Guests read through the directory; keep it traversable for the runtime host.
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| format!("chmod {}: {e}", dir.display()))
+    Ok(())
 }
 
 /// Selects `items` (all keys when empty) from `data`.
@@ -96,12 +95,17 @@ pub async fn prepare(
 ) -> Result<BTreeMap<String, VolumeDir>, String> {
     let meta = pod.metadata.clone().unwrap_or_default();
     let pod_dir = data_dir.join("pods").join(&meta.uid).join("volumes");
+    // The pod's tree is the agent's and the runtime host's (same user) only: it holds secrets.
+    mkdir(&pod_dir, 0o700)?;
+    if let Some(parent) = pod_dir.parent() {
+        let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700));
+    }
     let mut out = BTreeMap::new();
     for volume in pod.spec.iter().flat_map(|s| &s.volumes) {
         let at = |e: String| format!("volume {:?}: {e}", volume.name);
         let dir = if volume.empty_dir.is_some() {
             let path = pod_dir.join(&volume.name);
-            mkdir(&path, 0o755).map_err(at)?;
+            mkdir(&path, 0o700).map_err(at)?;
             VolumeDir {
                 path,
                 read_only: false,
@@ -125,6 +129,17 @@ pub async fn prepare(
         } else if let Some(cm) = &volume.config_map {
             let api: Api<ConfigMap> = Api::new(transport.clone(), &meta.namespace);
             let path = pod_dir.join(&volume.name);
+            // Written once per pod: running containers hold it open as a preopen.
+            if path.is_dir() {
+                out.insert(
+                    volume.name.clone(),
+                    VolumeDir {
+                        path,
+                        read_only: true,
+                    },
+                );
+                continue;
+            }
             match api
                 .get_opt(&cm.name)
                 .await
@@ -154,13 +169,23 @@ pub async fn prepare(
         } else if let Some(secret) = &volume.secret {
             let api: Api<Secret> = Api::new(transport.clone(), &meta.namespace);
             let path = pod_dir.join(&volume.name);
+            if path.is_dir() {
+                out.insert(
+                    volume.name.clone(),
+                    VolumeDir {
+                        path,
+                        read_only: true,
+                    },
+                );
+                continue;
+            }
             match api
                 .get_opt(&secret.secret_name)
                 .await
                 .map_err(|e| at(e.message().to_string()))?
             {
                 Some(obj) => {
-                    let mode = secret.default_mode.map_or(0o444, |m| m as u32 & 0o777);
+                    let mode = secret.default_mode.map_or(0o400, |m| m as u32 & 0o777);
                     let files = project(
                         obj.data,
                         &secret.items,
@@ -170,7 +195,7 @@ pub async fn prepare(
                     write_files(&path, &files, mode).map_err(at)?;
                 }
                 None if secret.optional == Some(true) => {
-                    write_files(&path, &BTreeMap::new(), 0o444).map_err(at)?
+                    write_files(&path, &BTreeMap::new(), 0o400).map_err(at)?
                 }
                 None => return Err(at(format!("secret {:?} not found", secret.secret_name))),
             }
@@ -223,8 +248,26 @@ pub fn mounts(
         })?;
         let mut host = volume.path.clone();
         if !m.sub_path.is_empty() {
-            host = host.join(safe_relative(&m.sub_path).map_err(|e| format!("subPath: {e}"))?);
-            mkdir(&host, 0o755)?;
+            let at = |e: String| format!("volumeMount {:?}: subPath {:?}: {e}", m.name, m.sub_path);
+            let relative = safe_relative(&m.sub_path).map_err(at)?;
+            // No component may be a symlink (a guest may have planted one), checked before
+            // anything is created; the resolved path is checked again below.
+            for component in relative.components() {
+                host.push(component);
+                if std::fs::symlink_metadata(&host).is_ok_and(|md| md.file_type().is_symlink()) {
+                    return Err(at("a path component is a symlink".into()));
+                }
+            }
+            mkdir(&host, 0o700).map_err(at)?;
+            // A guest may have planted a symlink in the volume: the resolved path must stay
+            // inside it (the CVE-2017-1002101 class).
+            let inside = std::fs::canonicalize(&volume.path)
+                .and_then(|root| Ok((root, std::fs::canonicalize(&host)?)))
+                .map(|(root, real)| real.starts_with(root))
+                .map_err(|e| at(e.to_string()))?;
+            if !inside {
+                return Err(at("resolves outside its volume (through a symlink)".into()));
+            }
         }
         out.push(Mount {
             host,

@@ -195,7 +195,13 @@ fn to_binary<'a>(path: &Path, bytes: &'a [u8]) -> Result<std::borrow::Cow<'a, [u
     match std::str::from_utf8(bytes) {
         Ok(text) => wat::parse_str(text)
             .map(Into::into)
-            .map_err(|e| invalid(format!("not a wasm binary, and as wat text: {e}"))),
+            // Only the first line: the rest quotes the file, which must not reach pod status
+            // (a `file:` image may name any file on the node).
+            .map_err(|e| {
+                let text = e.to_string();
+                let first = text.lines().next().unwrap_or_default();
+                invalid(format!("not a wasm binary, and as wat text: {first}"))
+            }),
         Err(_) => Err(invalid(
             "not a WebAssembly binary (bad magic number) nor wat text".to_string(),
         )),
