@@ -220,8 +220,12 @@ impl Runtime {
             }
         })?;
         tracing::info!(pid = child.id(), "runtime host started");
-        // Reaped by whoever outlives it: the agent does not wait on it, so it is not killed with it.
-        std::mem::forget(child);
+        // Not tied to the agent's life (own process group, no kill-on-drop); while the agent
+        // lives, a thread reaps it if it exits, so a dead host leaves no zombie.
+        let mut child = child;
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
         Ok(())
     }
 

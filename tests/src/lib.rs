@@ -199,6 +199,11 @@ impl Cluster {
         }
     }
 
+    /// `kill -9` the runtime host of agent `index` (and so its pods).
+    pub fn kill_runtime_host(&mut self, index: usize) {
+        self.agents[index].kill_host();
+    }
+
     /// `kill -9` agent `index` (its runtime host and pods keep running).
     pub fn kill_agent(&mut self, index: usize) {
         self.agents[index].kill();

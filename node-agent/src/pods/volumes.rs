@@ -41,7 +41,8 @@ fn mkdir(path: &Path, mode: u32) -> Result<(), String> {
 /// A key's file name must stay inside the volume: no absolute paths, no `..`.
 fn safe_relative(path: &str) -> Result<PathBuf, String> {
     let p = Path::new(path);
-    if path.is_empty() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
+    let allowed = |c: Component<'_>| matches!(c, Component::Normal(_) | Component::CurDir);
+    if path.is_empty() || !p.components().all(allowed) {
         return Err(format!(
             "item path {path:?} must be relative and must not contain '..'"
         ));
@@ -298,7 +299,8 @@ mod tests {
     #[test]
     fn item_paths_stay_inside() {
         assert!(safe_relative("a/b.txt").is_ok());
-        for bad in ["", "/etc/passwd", "../x", "a/../../x", "./a"] {
+        assert!(safe_relative("./a").is_ok());
+        for bad in ["", "/etc/passwd", "../x", "a/../../x"] {
             assert!(safe_relative(bad).is_err(), "{bad}");
         }
     }

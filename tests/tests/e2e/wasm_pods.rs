@@ -559,3 +559,33 @@ fn init_containers_run_first_and_a_failed_one_stops_the_pod() {
     // The app container never ran.
     assert!(container(&p, 0)["state"]["waiting"].is_object(), "{p}");
 }
+
+#[test]
+fn pods_restart_after_the_runtime_host_dies() {
+    let mut c = cluster();
+    c.apply(&pod_yaml(
+        "survivor",
+        "Always",
+        &["tick", "100", "0"],
+        "",
+        "",
+    ));
+    wait_pod(&c, "survivor", "Running", Duration::from_secs(30), |p| {
+        phase(p) == "Running"
+    });
+    let old_host = c.agent(0).host_pid().unwrap();
+    c.kill_runtime_host(0);
+    // The agent notices, starts a new host, and the lost container ends as
+    // ContainerStatusUnknown, then restarts after the usual back-off.
+    let p = wait_pod(&c, "survivor", "restarted", Duration::from_secs(30), |p| {
+        num(&container(p, 0)["restartCount"]) == 1 && phase(p) == "Running"
+    });
+    assert_eq!(
+        container(&p, 0)["lastState"]["terminated"]["reason"],
+        "ContainerStatusUnknown",
+        "{p}"
+    );
+    assert_ne!(c.agent(0).host_pid().unwrap(), old_host);
+    let node = c.get_json("node", "node-1").unwrap();
+    assert!(node.to_string().contains("\"Ready\""), "{node}");
+}
