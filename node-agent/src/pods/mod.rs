@@ -196,7 +196,18 @@ impl Manager {
                     Err(RecvError::Closed) => return Ok(()),
                 },
                 _ = tick.tick() => {
-                    let uids: Vec<String> = self.pods.keys().cloned().collect();
+                    // Time only matters to pods with something pending (back-off, retries,
+                    // deletion); running pods are driven by events.
+                    let uids: Vec<String> = self
+                        .pods
+                        .iter()
+                        .filter(|(_, e)| {
+                            e.gone
+                                || e.pod.meta().deletion_timestamp.is_some()
+                                || !e.containers.values().all(Record::is_running)
+                        })
+                        .map(|(uid, _)| uid.clone())
+                        .collect();
                     for uid in uids {
                         self.reconcile(&uid).await;
                     }
