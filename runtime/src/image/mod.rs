@@ -118,7 +118,7 @@ impl Default for StoreOptions {
 /// A pulled image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PulledImage {
-    /// The reference as normalised (`docker.io/library/x:latest` for `x`).
+    /// The reference as normalised (a bare `x` gets the default registry, `library/` and `:latest`).
     pub reference: String,
     /// The manifest digest the reference resolved to: the container's `imageID`.
     pub digest: String,

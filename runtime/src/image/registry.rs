@@ -454,7 +454,7 @@ mod tests {
         );
         assert!(regs.uses_http("registry.lan:5000"));
         assert!(!regs.uses_http("registry.lan"));
-        assert!(!regs.uses_http("ghcr.io"));
+        assert!(!regs.uses_http("registry.invalid"));
     }
 
     #[test]
