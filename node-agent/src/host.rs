@@ -85,6 +85,8 @@ pub struct Runtime {
     runtime_dir: PathBuf,
     command: Vec<std::ffi::OsString>,
     events: broadcast::Sender<HostEvent>,
+    /// Set by [`Runtime::shutdown_host`]: nothing may start a host again.
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A start that did not happen: the message names the cause (bad module, missing file, ...).
@@ -124,6 +126,7 @@ impl Runtime {
             runtime_dir,
             command: options.host_command.clone(),
             events,
+            closed: Arc::default(),
         };
         runtime.client().await?;
         tokio::spawn(runtime.clone().follow());
@@ -145,6 +148,9 @@ impl Runtime {
         }
         let client = match self.try_connect().await {
             Ok(c) => c,
+            Err(e) if self.closed.load(std::sync::atomic::Ordering::SeqCst) => {
+                return Err(AgentError::Host(format!("stopped: {e}")));
+            }
             Err(_) => {
                 self.spawn_host()?;
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -232,6 +238,9 @@ impl Runtime {
     /// Follows the host's Watch stream, reconnecting (and restarting the host) when it breaks.
     async fn follow(self) {
         loop {
+            if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
             let stream = match self.client().await {
                 Ok(mut c) => c.watch(proto::WatchRequest {}).await,
                 Err(e) => {
@@ -366,6 +375,7 @@ impl Runtime {
 
     /// Stops the runtime host (and with it every Wasm pod of this node): `skiff up`'s exit.
     pub async fn shutdown_host(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         let pid_path = self.runtime_dir.join("host.pid");
         let Some(pid) = std::fs::read_to_string(&pid_path)
             .ok()

@@ -89,9 +89,35 @@ pub async fn server(args: ServerArgs) -> Result<()> {
         args.data_dir.join("config.yaml").display(),
         args.data_dir.join("join-token").display()
     );
-    cp.serve(shutdown_signal())
-        .await
-        .map_err(|e| CliError::failed(format!("error: {e}")))
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(cp.serve(stopped(stop_rx)));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    finish(server).await
+}
+
+/// Resolves once `rx` says stop.
+async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// How long open streams (`logs -f`, watches) may hold up a stop before they are cut.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits for the server to drain after a stop, at most [`DRAIN`].
+async fn finish(
+    server: tokio::task::JoinHandle<
+        std::result::Result<(), skiff_control_plane::server::ServerError>,
+    >,
+) -> Result<()> {
+    match tokio::time::timeout(DRAIN, server).await {
+        Ok(Ok(r)) => r.map_err(|e| CliError::failed(format!("error: {e}"))),
+        Ok(Err(e)) => Err(CliError::failed(format!("error: {e}"))),
+        Err(_) => {
+            tracing::info!("open streams did not finish in {DRAIN:?}: closing them");
+            Ok(())
+        }
+    }
 }
 
 pub async fn up(args: UpArgs) -> Result<()> {
@@ -118,9 +144,6 @@ pub async fn up(args: UpArgs) -> Result<()> {
         stop_pods_on_exit: true,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
     let server = tokio::spawn(cp.serve(stopped(stop_rx.clone())));
     let agent = tokio::spawn(skiff_node_agent::run(agent_options, stopped(stop_rx)));
     if args.demo {
@@ -148,10 +171,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         Err(e) => eprintln!("error: node agent: {e}"),
         Ok(Ok(())) => {}
     }
-    match server.await {
-        Ok(r) => r.map_err(|e| CliError::failed(format!("error: {e}"))),
-        Err(e) => Err(CliError::failed(format!("error: {e}"))),
-    }
+    finish(server).await
 }
 
 fn config_server(path: &std::path::Path) -> String {
