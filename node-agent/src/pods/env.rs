@@ -26,15 +26,7 @@ impl Sources<'_> {
                 .get_opt(name)
                 .await
                 .map_err(|e| e.message().to_string())?;
-            let data = found.map(|cm| {
-                let mut data: BTreeMap<String, Vec<u8>> = cm
-                    .data
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_bytes()))
-                    .collect();
-                data.extend(cm.binary_data);
-                data
-            });
+            let data = found.map(super::volumes::config_map_bytes);
             self.config_maps.insert(name.to_string(), data);
         }
         Ok(self.config_maps.get(name).and_then(Option::as_ref))

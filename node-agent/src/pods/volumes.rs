@@ -87,6 +87,39 @@ fn project(
     Ok(out)
 }
 
+/// A ConfigMap's `data` and `binaryData` as bytes (also the env resolver's view of it).
+pub fn config_map_bytes(cm: ConfigMap) -> BTreeMap<String, Vec<u8>> {
+    let mut data: BTreeMap<String, Vec<u8>> = cm
+        .data
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    data.extend(cm.binary_data);
+    data
+}
+
+/// The files of a ConfigMap or Secret volume.
+struct Projected<'a> {
+    /// `configmap "x"`, for messages.
+    what: String,
+    /// None: the object does not exist.
+    data: Option<BTreeMap<String, Vec<u8>>>,
+    items: &'a [KeyToPath],
+    optional: bool,
+    mode: u32,
+}
+
+impl Projected<'_> {
+    fn write(self, dir: &Path) -> Result<(), String> {
+        let files = match self.data {
+            Some(data) => project(data, self.items, &self.what)?,
+            None if self.optional => BTreeMap::new(),
+            None => return Err(format!("{} not found", self.what)),
+        };
+        write_files(dir, &files, self.mode)
+    }
+}
+
 /// Prepares every volume of `pod`. Errors name the volume and the cause, for the container's
 /// waiting message.
 pub async fn prepare(
@@ -128,77 +161,43 @@ pub async fn prepare(
                 read_only: false,
             }
         } else if let Some(cm) = &volume.config_map {
-            let api: Api<ConfigMap> = Api::new(transport.clone(), &meta.namespace);
             let path = pod_dir.join(&volume.name);
             // Written once per pod: running containers hold it open as a preopen.
-            if path.is_dir() {
-                out.insert(
-                    volume.name.clone(),
-                    VolumeDir {
-                        path,
-                        read_only: true,
-                    },
-                );
-                continue;
-            }
-            match api
-                .get_opt(&cm.name)
-                .await
-                .map_err(|e| at(e.message().to_string()))?
-            {
-                Some(obj) => {
-                    let mut data: BTreeMap<String, Vec<u8>> = obj
-                        .data
-                        .into_iter()
-                        .map(|(k, v)| (k, v.into_bytes()))
-                        .collect();
-                    data.extend(obj.binary_data);
-                    let mode = cm.default_mode.map_or(0o644, |m| m as u32 & 0o777);
-                    let files = project(data, &cm.items, &format!("configmap {:?}", cm.name))
-                        .map_err(at)?;
-                    write_files(&path, &files, mode).map_err(at)?;
-                }
-                None if cm.optional == Some(true) => {
-                    write_files(&path, &BTreeMap::new(), 0o644).map_err(at)?
-                }
-                None => return Err(at(format!("configmap {:?} not found", cm.name))),
+            if !path.is_dir() {
+                let api: Api<ConfigMap> = Api::new(transport.clone(), &meta.namespace);
+                let found = api
+                    .get_opt(&cm.name)
+                    .await
+                    .map_err(|e| at(e.message().to_string()))?;
+                let source = Projected {
+                    what: format!("configmap {:?}", cm.name),
+                    data: found.map(config_map_bytes),
+                    items: &cm.items,
+                    optional: cm.optional == Some(true),
+                    mode: cm.default_mode.map_or(0o644, |m| m as u32 & 0o777),
+                };
+                source.write(&path).map_err(at)?;
             }
             VolumeDir {
                 path,
                 read_only: true,
             }
         } else if let Some(secret) = &volume.secret {
-            let api: Api<Secret> = Api::new(transport.clone(), &meta.namespace);
             let path = pod_dir.join(&volume.name);
-            if path.is_dir() {
-                out.insert(
-                    volume.name.clone(),
-                    VolumeDir {
-                        path,
-                        read_only: true,
-                    },
-                );
-                continue;
-            }
-            match api
-                .get_opt(&secret.secret_name)
-                .await
-                .map_err(|e| at(e.message().to_string()))?
-            {
-                Some(obj) => {
-                    let mode = secret.default_mode.map_or(0o400, |m| m as u32 & 0o777);
-                    let files = project(
-                        obj.data,
-                        &secret.items,
-                        &format!("secret {:?}", secret.secret_name),
-                    )
-                    .map_err(at)?;
-                    write_files(&path, &files, mode).map_err(at)?;
-                }
-                None if secret.optional == Some(true) => {
-                    write_files(&path, &BTreeMap::new(), 0o400).map_err(at)?
-                }
-                None => return Err(at(format!("secret {:?} not found", secret.secret_name))),
+            if !path.is_dir() {
+                let api: Api<Secret> = Api::new(transport.clone(), &meta.namespace);
+                let found = api
+                    .get_opt(&secret.secret_name)
+                    .await
+                    .map_err(|e| at(e.message().to_string()))?;
+                let source = Projected {
+                    what: format!("secret {:?}", secret.secret_name),
+                    data: found.map(|s| s.data),
+                    items: &secret.items,
+                    optional: secret.optional == Some(true),
+                    mode: secret.default_mode.map_or(0o400, |m| m as u32 & 0o777),
+                };
+                source.write(&path).map_err(at)?;
             }
             VolumeDir {
                 path,
