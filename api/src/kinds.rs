@@ -188,6 +188,12 @@ kinds! {
         fields: |o, p| None,
         validate: validation::validate_deployment,
     }
+    ReplicaSet {
+        api_version: "apps/v1", plural: "replicasets", short: ["rs"], namespaced: true, status: yes, read_only: false,
+        client: replica_set_api_client::ReplicaSetApiClient<Transport>, event: ReplicaSetWatchEvent,
+        fields: |o, p| None,
+        validate: validation::validate_replica_set,
+    }
     Service {
         api_version: "v1", plural: "services", short: ["svc"], namespaced: true, status: yes, read_only: false,
         client: service_api_client::ServiceApiClient<Transport>, event: ServiceWatchEvent,
@@ -293,6 +299,6 @@ mod tests {
             <Secret as Resource>::HAS_STATUS,
         ];
         assert_eq!(flags, [true, false]);
-        assert_eq!(KINDS.len(), 10);
+        assert_eq!(KINDS.len(), 11);
     }
 }

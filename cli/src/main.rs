@@ -1,11 +1,12 @@
 //! `skiff`: the one binary — the all-in-one cluster (`up`), the control plane (`server`), the
 //! node agent (`agent`), and the kubectl-like client verbs (`apply`, `get`, `describe`, `delete`,
-//! `logs`, `run`).
+//! `logs`, `run`, `scale`, `rollout`).
 //!
 //! Owns argument parsing, output formats and exit codes; the work itself lives in the library
 //! crates. Must not hold cluster logic of its own.
 
 mod cmd;
+mod duration;
 mod error;
 mod output;
 
@@ -50,6 +51,10 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Print a container's logs
     Logs(cmd::logs::LogsArgs),
+    /// Set the number of replicas of a Deployment or ReplicaSet
+    Scale(cmd::scale::ScaleArgs),
+    /// Follow, undo or list a Deployment's rollouts
+    Rollout(cmd::rollout::RolloutArgs),
     /// The runtime host of a node (started by the agent)
     #[command(hide = true)]
     RuntimeHost(cmd::agent::RuntimeHostArgs),
@@ -90,6 +95,10 @@ fn main() {
             Command::Agent(args) => cmd::agent::agent(args).await,
             Command::Run(args) => cmd::run::run(&cmd::connect(config.as_deref())?, args).await,
             Command::Logs(args) => cmd::logs::run(&cmd::connect(config.as_deref())?, args).await,
+            Command::Scale(args) => cmd::scale::run(&cmd::connect(config.as_deref())?, args).await,
+            Command::Rollout(args) => {
+                cmd::rollout::run(&cmd::connect(config.as_deref())?, args).await
+            }
             Command::RuntimeHost(args) => cmd::agent::runtime_host(args).await,
         }
     });

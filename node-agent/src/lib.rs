@@ -61,6 +61,8 @@ pub struct AgentOptions {
     pub node_ip: Option<IpAddr>,
     /// `--labels`: extra node labels.
     pub labels: BTreeMap<String, String>,
+    /// `--taints`: taints the Node registers with.
+    pub taints: Vec<skiff_api::v1::Taint>,
     /// The most pods this node runs (its `pods` capacity).
     pub max_pods: u32,
     /// The command that starts the runtime host (the agent appends `--socket` and `--cache-dir`).
@@ -68,6 +70,8 @@ pub struct AgentOptions {
     /// Stop the runtime host (and so every pod) when the agent exits: `skiff up`'s behaviour.
     /// `skiff agent` leaves pods running, as kubelet does.
     pub stop_pods_on_exit: bool,
+    /// How often the Ready heartbeat is renewed ([`node::HEARTBEAT_PERIOD`] by default).
+    pub heartbeat: std::time::Duration,
 }
 
 /// Joins, registers, and runs the node until `shutdown` completes.
@@ -87,6 +91,7 @@ pub async fn run(
         transport.clone(),
         info.clone(),
         runtime.clone(),
+        options.heartbeat,
     ));
     let manager = pods::Manager::new(transport.clone(), runtime.clone(), &options, &info);
     let tunnel = tokio::spawn(tunnel::run(transport.clone(), node_name, manager.logs()));

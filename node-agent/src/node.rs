@@ -22,6 +22,8 @@ pub struct NodeInfo {
     pub name: String,
     pub ip: IpAddr,
     pub labels: BTreeMap<String, String>,
+    /// Taints the Node registers with (`--taints`, kubelet's `--register-with-taints`).
+    pub taints: Vec<skiff_api::v1::Taint>,
     pub cpu_millis: i64,
     pub memory_bytes: i64,
     pub max_pods: u32,
@@ -79,6 +81,7 @@ impl NodeInfo {
             name,
             ip: options.node_ip.unwrap_or_else(default_ip),
             labels,
+            taints: options.taints.clone(),
             cpu_millis: i64::try_from(cpus).unwrap_or(1) * 1000,
             memory_bytes: memory_total(),
             max_pods: options.max_pods,
@@ -185,8 +188,27 @@ pub async fn register(transport: &Transport, info: &NodeInfo) -> Result<Node, Ag
     let mut node = match api.get_opt(&info.name).await? {
         Some(mut existing) => {
             let meta = existing.metadata.get_or_insert_with(Default::default);
-            if meta.labels != merged_labels(&meta.labels, info) {
-                meta.labels = merged_labels(&meta.labels, info);
+            let labels = merged_labels(&meta.labels, info);
+            let spec = existing.spec.get_or_insert_with(Default::default);
+            let missing: Vec<_> = info
+                .taints
+                .iter()
+                .filter(|t| {
+                    !spec
+                        .taints
+                        .iter()
+                        .any(|x| x.key == t.key && x.effect == t.effect)
+                })
+                .cloned()
+                .collect();
+            let meta = existing.metadata.get_or_insert_with(Default::default);
+            if meta.labels != labels || !missing.is_empty() {
+                meta.labels = labels;
+                existing
+                    .spec
+                    .get_or_insert_with(Default::default)
+                    .taints
+                    .extend(missing);
                 existing = api.update(existing).await?;
             }
             existing
@@ -198,7 +220,10 @@ pub async fn register(transport: &Transport, info: &NodeInfo) -> Result<Node, Ag
                     labels: info.labels.clone(),
                     ..Default::default()
                 }),
-                spec: Some(NodeSpec::default()),
+                spec: Some(NodeSpec {
+                    taints: info.taints.clone(),
+                    ..Default::default()
+                }),
                 status: None,
             };
             match api.create(node).await {
@@ -221,10 +246,15 @@ fn merged_labels(existing: &BTreeMap<String, String>, info: &NodeInfo) -> BTreeM
 
 /// Renews the Ready heartbeat forever (NotReady while the runtime host does not answer);
 /// re-registers if the Node was deleted.
-pub async fn heartbeat(transport: Transport, info: NodeInfo, runtime: crate::host::Runtime) {
+pub async fn heartbeat(
+    transport: Transport,
+    info: NodeInfo,
+    runtime: crate::host::Runtime,
+    period: Duration,
+) {
     let api: Api<Node> = Api::new(transport.clone(), "");
     loop {
-        tokio::time::sleep(HEARTBEAT_PERIOD).await;
+        tokio::time::sleep(period).await;
         let problem = runtime.check().await.err();
         let result = match api.get_opt(&info.name).await {
             Ok(Some(mut node)) => {

@@ -3,8 +3,11 @@
 //! Tests start a [`Cluster`] (one `skiff server`), add node agents with [`Cluster::add_agent`]
 //! (real `skiff agent` processes, each with its own data dir and runtime host), run CLI commands
 //! with [`Cluster::skiff`], talk gRPC with [`Cluster::api`], and can `kill -9` and restart the
-//! server and any agent. Dropping the cluster ends every process it started — agents, their
-//! runtime hosts (by the pid each host recorded), and the server.
+//! server and any agent, or cut an agent off (`pause_agent`: SIGSTOP, so it neither heartbeats nor
+//! answers) and let it back. [`Cluster::start_with`] takes [`ClusterOptions`] (short node grace
+//! periods and heartbeats for node-loss tests); [`Cluster::add_agent_with`] extra agent flags
+//! (`--labels`). Dropping the cluster ends every process it started — agents, their runtime
+//! hosts (by the pid each host recorded), and the server.
 //!
 //! The `skiff` binary is found at `$SKIFF_BIN`, else next to the test binary's target dir
 //! (`cargo build --bins` first; `scripts/test` does).
@@ -42,10 +45,22 @@ pub fn skiff_bin() -> PathBuf {
     bin
 }
 
+/// How the server and agents of a test cluster are run.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    /// `skiff server --node-grace-period` (default: the server's).
+    pub node_grace_period: Option<String>,
+    /// `skiff server --pod-eviction-timeout`.
+    pub pod_eviction_timeout: Option<String>,
+    /// `skiff agent --heartbeat-interval` for every agent.
+    pub heartbeat_interval: Option<String>,
+}
+
 /// One `skiff server` process and its data dir.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub addr: SocketAddr,
+    options: ClusterOptions,
     server: Option<Child>,
     agents: Vec<Agent>,
 }
@@ -55,6 +70,7 @@ pub struct Agent {
     pub name: String,
     pub data_dir: PathBuf,
     pub node_ip: String,
+    extra_args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -81,6 +97,14 @@ impl Agent {
         std::fs::read_to_string(self.data_dir.join("runtime/host.log")).unwrap_or_default()
     }
 
+    fn signal(&self, signal: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .args([signal, &pid.to_string()])
+                .status();
+        }
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -102,10 +126,16 @@ impl Agent {
 impl Cluster {
     /// Starts a server on a free loopback port and waits until it answers.
     pub fn start() -> Self {
+        Self::start_with(ClusterOptions::default())
+    }
+
+    /// Starts a server with these options.
+    pub fn start_with(options: ClusterOptions) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut c = Cluster {
             dir,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            options,
             server: None,
             agents: Vec::new(),
         };
@@ -124,6 +154,11 @@ impl Cluster {
     /// Starts `skiff agent --name NAME --node-ip 127.0.0.N` and waits until its Node is Ready.
     /// Returns the agent's index.
     pub fn add_agent(&mut self, name: &str) -> usize {
+        self.add_agent_with(name, &[])
+    }
+
+    /// [`Cluster::add_agent`] with extra `skiff agent` flags (kept for restarts).
+    pub fn add_agent_with(&mut self, name: &str, extra_args: &[&str]) -> usize {
         let index = self.agents.len();
         let data_dir = self.dir.path().join("agents").join(name);
         std::fs::create_dir_all(&data_dir).expect("agent dir");
@@ -131,6 +166,7 @@ impl Cluster {
             name: name.to_string(),
             data_dir,
             node_ip: format!("127.0.0.{}", index + 2),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             child: None,
         });
         self.start_agent(index);
@@ -145,6 +181,7 @@ impl Cluster {
     pub fn start_agent(&mut self, index: usize) {
         let token = self.join_token();
         let addr = self.addr.to_string();
+        let heartbeat = self.options.heartbeat_interval.clone();
         let agent = &mut self.agents[index];
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -156,6 +193,12 @@ impl Cluster {
             .args(["--name", &agent.name, "--node-ip", &agent.node_ip])
             .arg("--data-dir")
             .arg(&agent.data_dir)
+            .args(
+                heartbeat
+                    .iter()
+                    .flat_map(|h| ["--heartbeat-interval", h.as_str()]),
+            )
+            .args(&agent.extra_args)
             .env("SKIFF_LOG", "info,skiff_node_agent=debug")
             // Relative `file:` images (the examples) are resolved from the repository root.
             .current_dir(guests::workspace_root())
@@ -209,6 +252,21 @@ impl Cluster {
         self.agents[index].kill();
     }
 
+    /// Cuts agent `index` off (SIGSTOP): it stops heartbeating and answering, as behind a network
+    /// partition, while its pods keep running.
+    pub fn pause_agent(&mut self, index: usize) {
+        self.agents[index].signal("-STOP");
+    }
+
+    /// Ends a [`Cluster::pause_agent`] (SIGCONT).
+    pub fn resume_agent(&mut self, index: usize) {
+        self.agents[index].signal("-CONT");
+    }
+
+    pub fn agent_count(&self) -> usize {
+        self.agents.len()
+    }
+
     pub fn data_dir(&self) -> &Path {
         self.dir.path()
     }
@@ -223,11 +281,26 @@ impl Cluster {
 
     fn spawn_server(&mut self, listen: &str) {
         let _ = std::fs::remove_file(self.config_path());
-        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log file");
+        let o = &self.options;
         let child = Command::new(skiff_bin())
             .args(["server", "--data-dir"])
             .arg(self.dir.path())
             .args(["--listen", listen])
+            .args(
+                o.node_grace_period
+                    .iter()
+                    .flat_map(|d| ["--node-grace-period", d.as_str()]),
+            )
+            .args(
+                o.pod_eviction_timeout
+                    .iter()
+                    .flat_map(|d| ["--pod-eviction-timeout", d.as_str()]),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -341,6 +414,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         for agent in &mut self.agents {
+            agent.signal("-CONT");
             agent.kill();
             agent.kill_host();
         }

@@ -6,8 +6,8 @@ use super::{FieldErrors, check_one_of, check_port, check_quantity, validate_labe
 use crate::IntOrStringValue;
 use crate::selector::LabelSelector;
 use crate::v1::{
-    ConfigMap, Deployment, Endpoints, Event, Namespace, Node, PersistentVolumeClaim, Secret,
-    Service,
+    ConfigMap, Deployment, Endpoints, Event, Namespace, Node, PersistentVolumeClaim, ReplicaSet,
+    Secret, Service,
 };
 
 pub fn validate_namespace(_ns: &Namespace, _errors: &mut FieldErrors) {}
@@ -17,59 +17,20 @@ pub fn validate_deployment(d: &Deployment, errors: &mut FieldErrors) {
         errors.add("spec", "required");
         return;
     };
-    if spec.replicas.is_some_and(|r| r < 0) {
-        errors.add("spec.replicas", "must not be negative");
+    validate_workload(
+        spec.replicas,
+        spec.selector.as_ref(),
+        spec.template.as_ref(),
+        errors,
+    );
+    if spec.min_ready_seconds < 0 {
+        errors.add("spec.minReadySeconds", "must not be negative");
     }
-    let selector = match &spec.selector {
-        None => {
-            errors.add("spec.selector", "required");
-            None
-        }
-        Some(sel) if sel.match_labels.is_empty() && sel.match_expressions.is_empty() => {
-            errors.add("spec.selector", "must not be empty");
-            None
-        }
-        Some(sel) => {
-            validate_labels(&sel.match_labels, "spec.selector.matchLabels", errors);
-            match LabelSelector::from_spec(sel) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    errors.add("spec.selector.matchExpressions", e.reason);
-                    None
-                }
-            }
-        }
-    };
-    match &spec.template {
-        None => errors.add("spec.template", "required"),
-        Some(t) => {
-            let labels = t
-                .metadata
-                .as_ref()
-                .map(|m| m.labels.clone())
-                .unwrap_or_default();
-            validate_labels(&labels, "spec.template.metadata.labels", errors);
-            if let Some(sel) = selector
-                && !sel.matches(&labels)
-            {
-                errors.add(
-                    "spec.template.metadata.labels",
-                    "`selector` does not match template `labels`",
-                );
-            }
-            match &t.spec {
-                Some(ps) => {
-                    validate_pod_spec(ps, "spec.template.spec", errors);
-                    if !ps.restart_policy.is_empty() && ps.restart_policy != "Always" {
-                        errors.add(
-                            "spec.template.spec.restartPolicy",
-                            format!("unsupported value {:?}: a Deployment's pods must have restartPolicy Always", ps.restart_policy),
-                        );
-                    }
-                }
-                None => errors.add("spec.template.spec", "required"),
-            }
-        }
+    if spec.revision_history_limit.is_some_and(|r| r < 0) {
+        errors.add("spec.revisionHistoryLimit", "must not be negative");
+    }
+    if spec.progress_deadline_seconds.is_some_and(|p| p <= 0) {
+        errors.add("spec.progressDeadlineSeconds", "must be greater than 0");
     }
     if let Some(strategy) = &spec.strategy {
         check_one_of(
@@ -107,7 +68,103 @@ pub fn validate_deployment(d: &Deployment, errors: &mut FieldErrors) {
                     _ => {}
                 }
             }
+            let zero = |v: &Option<crate::IntOrString>| {
+                v.as_ref()
+                    .and_then(|v| v.value.as_ref())
+                    .is_some_and(|v| match v {
+                        IntOrStringValue::Int(n) => *n == 0,
+                        IntOrStringValue::Str(s) => s == "0%",
+                    })
+            };
+            if zero(&ru.max_surge) && zero(&ru.max_unavailable) {
+                errors.add(
+                    "spec.strategy.rollingUpdate.maxUnavailable",
+                    "may not be 0 when maxSurge is 0",
+                );
+            }
         }
+    }
+}
+
+pub fn validate_replica_set(rs: &ReplicaSet, errors: &mut FieldErrors) {
+    let Some(spec) = &rs.spec else {
+        errors.add("spec", "required");
+        return;
+    };
+    validate_workload(
+        spec.replicas,
+        spec.selector.as_ref(),
+        spec.template.as_ref(),
+        errors,
+    );
+    if spec.min_ready_seconds < 0 {
+        errors.add("spec.minReadySeconds", "must not be negative");
+    }
+}
+
+/// What a Deployment and a ReplicaSet share: replicas, a selector that matches the template's
+/// labels, and a pod template whose pods restart Always.
+fn validate_workload(
+    replicas: Option<i32>,
+    selector: Option<&crate::v1::LabelSelector>,
+    template: Option<&crate::v1::PodTemplateSpec>,
+    errors: &mut FieldErrors,
+) {
+    if replicas.is_some_and(|r| r < 0) {
+        errors.add("spec.replicas", "must not be negative");
+    }
+    let selector = match selector {
+        None => {
+            errors.add("spec.selector", "required");
+            None
+        }
+        Some(sel) if sel.match_labels.is_empty() && sel.match_expressions.is_empty() => {
+            errors.add("spec.selector", "must not be empty");
+            None
+        }
+        Some(sel) => {
+            validate_labels(&sel.match_labels, "spec.selector.matchLabels", errors);
+            match LabelSelector::from_spec(sel) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    errors.add("spec.selector.matchExpressions", e.reason);
+                    None
+                }
+            }
+        }
+    };
+    let Some(t) = template else {
+        errors.add("spec.template", "required");
+        return;
+    };
+    let labels = t
+        .metadata
+        .as_ref()
+        .map(|m| m.labels.clone())
+        .unwrap_or_default();
+    validate_labels(&labels, "spec.template.metadata.labels", errors);
+    if let Some(sel) = selector
+        && !sel.matches(&labels)
+    {
+        errors.add(
+            "spec.template.metadata.labels",
+            "`selector` does not match template `labels`",
+        );
+    }
+    match &t.spec {
+        Some(ps) => {
+            validate_pod_spec(ps, "spec.template.spec", errors);
+            if !ps.restart_policy.is_empty() && ps.restart_policy != "Always" {
+                errors.add(
+                    "spec.template.spec.restartPolicy",
+                    format!(
+                        "unsupported value {:?}: pods of a Deployment or ReplicaSet must have restartPolicy Always",
+                        ps.restart_policy
+                    ),
+                );
+            }
+        }
+        None => errors.add("spec.template.spec", "required"),
     }
 }
 

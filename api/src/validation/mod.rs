@@ -11,7 +11,8 @@ use std::fmt;
 
 pub use self::core::{
     validate_config_map, validate_deployment, validate_endpoints, validate_event,
-    validate_namespace, validate_node, validate_pvc, validate_secret, validate_service,
+    validate_namespace, validate_node, validate_pvc, validate_replica_set, validate_secret,
+    validate_service,
 };
 pub use names::{is_dns1123_label, is_dns1123_subdomain, validate_label_key};
 pub use pod::{validate_pod, validate_pod_spec};

@@ -30,12 +30,18 @@ pub struct AgentArgs {
     /// Extra node labels: k=v,k2=v2
     #[arg(long, value_name = "k=v,...")]
     labels: Option<String>,
+    /// Taints to register the node with: key=value:Effect,key:Effect (Effect: NoSchedule, PreferNoSchedule or NoExecute)
+    #[arg(long, value_name = "k=v:Effect,...")]
+    taints: Option<String>,
     /// Pods this node may run
     #[arg(long, default_value_t = DEFAULT_MAX_PODS)]
     max_pods: u32,
     /// Prometheus metrics address (off by default)
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
+    /// How often the node's Ready heartbeat is renewed (keep well under the server's --node-grace-period)
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = crate::duration::parse)]
+    heartbeat_interval: std::time::Duration,
 }
 
 /// Wasm pods are cheap: a node takes far more than Kubernetes' 110.
@@ -52,6 +58,33 @@ pub struct RuntimeHostArgs {
     /// Instance slots (the pooling allocator's size)
     #[arg(long, default_value_t = DEFAULT_MAX_PODS)]
     max_instances: u32,
+}
+
+/// `key=value:Effect` or `key:Effect`, comma-separated.
+fn parse_taints(text: &str) -> Result<Vec<skiff_api::v1::Taint>> {
+    let mut taints = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = |why: &str| CliError::usage(format!("error: --taints {item:?}: {why}"));
+        let (kv, effect) = item
+            .rsplit_once(':')
+            .ok_or_else(|| bad("expected key=value:Effect or key:Effect"))?;
+        if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+            return Err(bad(
+                "the effect must be NoSchedule, PreferNoSchedule or NoExecute",
+            ));
+        }
+        let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+        if skiff_api::validation::validate_label_key(key).is_err() {
+            return Err(bad("the key must be a valid label key"));
+        }
+        taints.push(skiff_api::v1::Taint {
+            key: key.to_string(),
+            value: value.to_string(),
+            effect: effect.to_string(),
+            time_added: None,
+        });
+    }
+    Ok(taints)
 }
 
 fn parse_labels(text: &str) -> Result<BTreeMap<String, String>> {
@@ -104,9 +137,11 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
             .unwrap_or_else(|| super::home_dir().join(".skiff").join("agent")),
         node_ip: args.node_ip,
         labels: parse_labels(args.labels.as_deref().unwrap_or(""))?,
+        taints: parse_taints(args.taints.as_deref().unwrap_or(""))?,
         max_pods: args.max_pods,
         host_command: host_command()?,
         stop_pods_on_exit: false,
+        heartbeat: args.heartbeat_interval,
     };
     skiff_node_agent::run(options, super::server::shutdown_signal())
         .await

@@ -6,7 +6,9 @@ pub mod delete;
 pub mod describe;
 pub mod get;
 pub mod logs;
+pub mod rollout;
 pub mod run;
+pub mod scale;
 pub mod server;
 
 use std::path::{Path, PathBuf};

@@ -1,8 +1,10 @@
 //! `skiff server` and `skiff up`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
+use skiff_control_plane::controllers::node_lifecycle::LifecycleOptions;
 use skiff_control_plane::server::{ControlPlane, ServerOptions};
 
 use crate::error::{CliError, Result};
@@ -21,6 +23,12 @@ pub struct ServerArgs {
     /// Prometheus metrics address (off by default)
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
+    /// A node whose heartbeat is older than this becomes NotReady
+    #[arg(long, default_value = "40s", value_name = "DURATION", value_parser = crate::duration::parse)]
+    node_grace_period: Duration,
+    /// Pods of a NotReady node are evicted (and replaced elsewhere) after this
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = crate::duration::parse)]
+    pod_eviction_timeout: Duration,
 }
 
 #[derive(Args)]
@@ -67,10 +75,18 @@ pub fn unsupported(flag: &str, what: &str) -> CliError {
     ))
 }
 
-async fn start(data_dir: PathBuf, listen: String) -> Result<ControlPlane> {
-    ControlPlane::start(&ServerOptions { data_dir, listen })
-        .await
-        .map_err(|e| CliError::failed(format!("error: {e}")))
+async fn start(
+    data_dir: PathBuf,
+    listen: String,
+    lifecycle: LifecycleOptions,
+) -> Result<ControlPlane> {
+    ControlPlane::start(&ServerOptions {
+        data_dir,
+        listen,
+        lifecycle,
+    })
+    .await
+    .map_err(|e| CliError::failed(format!("error: {e}")))
 }
 
 pub async fn server(args: ServerArgs) -> Result<()> {
@@ -81,7 +97,11 @@ pub async fn server(args: ServerArgs) -> Result<()> {
         return Err(unsupported("--metrics-addr", "the metrics endpoint"));
     }
     init_logging();
-    let cp = start(args.data_dir.clone(), args.listen).await?;
+    let lifecycle = LifecycleOptions {
+        node_grace_period: args.node_grace_period,
+        pod_eviction_timeout: args.pod_eviction_timeout,
+    };
+    let cp = start(args.data_dir.clone(), args.listen, lifecycle).await?;
     tracing::info!(addr = %cp.addr, data_dir = %args.data_dir.display(), "skiff API server listening (TLS)");
     eprintln!(
         "skiff server: API at {}\n  admin config: {}\n  join token:   {}",
@@ -128,7 +148,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let data_dir = args
         .data_dir
         .unwrap_or_else(|| super::home_dir().join(".skiff"));
-    let cp = start(data_dir.clone(), args.listen).await?;
+    let cp = start(data_dir.clone(), args.listen, LifecycleOptions::default()).await?;
     let config_path = data_dir.join("config.yaml");
     let transport = cp.client_config.connect()?;
     let agent_options = skiff_node_agent::AgentOptions {
@@ -138,10 +158,12 @@ pub async fn up(args: UpArgs) -> Result<()> {
         data_dir: data_dir.join("agent"),
         node_ip: Some(std::net::IpAddr::from([127, 0, 0, 1])),
         labels: Default::default(),
+        taints: Vec::new(),
         max_pods: super::agent::DEFAULT_MAX_PODS,
         host_command: super::agent::host_command()?,
         // All-in-one, in the foreground: Ctrl-C stops everything, pods included.
         stop_pods_on_exit: true,
+        heartbeat: skiff_node_agent::node::HEARTBEAT_PERIOD,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(cp.serve(stopped(stop_rx.clone())));

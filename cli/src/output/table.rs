@@ -180,6 +180,43 @@ impl TableRow for Deployment {
     }
 }
 
+impl TableRow for ReplicaSet {
+    fn headers(wide: bool) -> Vec<&'static str> {
+        let mut h = vec!["NAME", "DESIRED", "CURRENT", "READY", "AGE"];
+        if wide {
+            h.extend(["CONTAINERS", "IMAGES"]);
+        }
+        h
+    }
+    fn row(&self, wide: bool) -> Vec<String> {
+        let spec = self.spec.clone().unwrap_or_default();
+        let status = self.status.clone().unwrap_or_default();
+        let mut r = vec![
+            self.name().into(),
+            spec.replicas.unwrap_or(1).to_string(),
+            status.replicas.to_string(),
+            status.ready_replicas.to_string(),
+            created(self),
+        ];
+        if wide {
+            let containers = spec
+                .template
+                .and_then(|t| t.spec)
+                .map(|s| s.containers)
+                .unwrap_or_default();
+            let join = |f: fn(&Container) -> &String| {
+                containers
+                    .iter()
+                    .map(|c| f(c).as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            r.extend([join(|c| &c.name), join(|c| &c.image)]);
+        }
+        r
+    }
+}
+
 impl TableRow for Service {
     fn headers(wide: bool) -> Vec<&'static str> {
         let mut h = vec![

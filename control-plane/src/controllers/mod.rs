@@ -1,21 +1,37 @@
-//! Control-plane controllers: level-triggered reconcilers over list + watch.
+//! Control-plane controllers: level-triggered reconcilers over list + watch ([`informer`]).
 //!
-//! Today: the namespace controller and a first Deployment controller; the [`crate::scheduler`]
-//! runs beside them. Revisions and rollouts, node lifecycle and garbage collection join here (issue "Scheduler, controllers and a
-//! multi-node test cluster").
+//! - [`deployment`]: a ReplicaSet per template revision, rolling updates, history.
+//! - [`replicaset`]: `replicas` pods of a template.
+//! - [`endpoints`]: a Service's ready pods.
+//! - [`node_lifecycle`]: nodes that stop heartbeating become NotReady; their pods are evicted.
+//! - [`gc`]: dependents of deleted owners (ownerReferences), orphan and foreground deletion.
+//! - [`namespace`]: a deleted namespace's contents.
+//!
+//! The [`crate::scheduler`] runs beside them.
 
 pub mod deployment;
+pub mod endpoints;
+pub mod gc;
+pub mod informer;
 pub mod namespace;
+pub mod node_lifecycle;
+pub mod podutil;
+pub mod replicaset;
 
 use std::sync::Arc;
 
 use crate::store::Store;
+use node_lifecycle::LifecycleOptions;
 
 /// Runs every controller (and the scheduler) until the task is aborted.
-pub async fn run(store: Arc<dyn Store>) {
+pub async fn run(store: Arc<dyn Store>, lifecycle: LifecycleOptions) {
     tokio::join!(
         namespace::run(store.clone()),
         deployment::run(store.clone()),
+        replicaset::run(store.clone()),
+        endpoints::run(store.clone()),
+        gc::run(store.clone()),
+        node_lifecycle::run(store.clone(), lifecycle),
         crate::scheduler::run(store)
     );
 }

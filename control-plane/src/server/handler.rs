@@ -359,15 +359,30 @@ impl<K: Resource> Handler<K> {
             });
         }
         let grace = graceful_deletion(&obj, req.grace_period_seconds, &*self.store).await;
+        // Orphan and Foreground make the owner wait for the garbage collector.
+        let gc_finalizer = match req.propagation_policy.as_str() {
+            "Orphan" => Some(crate::controllers::gc::ORPHAN),
+            "Foreground" => Some(crate::controllers::gc::FOREGROUND),
+            _ => None,
+        }
+        .filter(|_| !matches!(K::KIND, "Pod" | "Event" | "Node" | "Namespace"));
+        let mut adds_finalizer = false;
+        if let Some(f) = gc_finalizer
+            && !obj.meta().finalizers.iter().any(|x| x == f)
+        {
+            obj.metadata_mut().finalizers.push(f.to_string());
+            adds_finalizer = true;
+        }
         let meta = obj.meta();
         if !meta.finalizers.is_empty() || grace.is_some() || K::KIND == "Namespace" {
             if meta.deletion_timestamp.is_some()
+                && !adds_finalizer
                 && grace.is_none_or(|g| Some(g) >= meta.deletion_grace_period_seconds)
             {
                 return Ok(obj); // already being deleted
             }
             let m = obj.metadata_mut();
-            m.deletion_timestamp = Some(skiff_api::time::now());
+            m.deletion_timestamp = m.deletion_timestamp.or(Some(skiff_api::time::now()));
             m.deletion_grace_period_seconds = grace.or(Some(0));
             mark_terminating(&mut obj);
             let written = self
@@ -525,6 +540,8 @@ fn prepare_for_create<K: Resource>(obj: &mut K) {
         });
     } else if let Some(d) = any.downcast_mut::<skiff_api::v1::Deployment>() {
         d.status = None;
+    } else if let Some(rs) = any.downcast_mut::<skiff_api::v1::ReplicaSet>() {
+        rs.status = None;
     } else if let Some(s) = any.downcast_mut::<skiff_api::v1::Service>() {
         s.status = None;
         if let Some(spec) = s.spec.as_mut()

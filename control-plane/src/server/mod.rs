@@ -56,6 +56,8 @@ pub enum ServerError {
 pub struct ServerOptions {
     pub data_dir: PathBuf,
     pub listen: String,
+    /// Node grace period and pod eviction timeout of the node lifecycle controller.
+    pub lifecycle: crate::controllers::node_lifecycle::LifecycleOptions,
 }
 
 /// A prepared control plane: store open, PKI ready, listener bound.
@@ -67,6 +69,7 @@ pub struct ControlPlane {
     listener: TcpListener,
     pki: Pki,
     auth: Authenticator,
+    lifecycle: crate::controllers::node_lifecycle::LifecycleOptions,
 }
 
 fn read_or_create_token(path: &Path) -> Result<String, ServerError> {
@@ -179,6 +182,7 @@ impl ControlPlane {
             listener,
             pki,
             auth,
+            lifecycle: options.lifecycle,
         })
     }
 
@@ -193,7 +197,7 @@ impl ControlPlane {
             ServerTlsConfig::new().identity(TlsIdentity::from_pem(chain, &self.pki.server_key_pem));
         let store = self.store.clone();
         let auth = self.auth.clone();
-        let controllers = tokio::spawn(crate::controllers::run(store.clone()));
+        let controllers = tokio::spawn(crate::controllers::run(store.clone(), self.lifecycle));
         let tunnels = tunnel::TunnelService::new(
             tunnel::Tunnels::default(),
             Handler::<Pod>::new(store.clone()),
@@ -217,6 +221,10 @@ impl ControlPlane {
             .add_service(svc!(namespace_api_server::NamespaceApiServer, Namespace))
             .add_service(svc!(pod_api_server::PodApiServer, Pod))
             .add_service(svc!(deployment_api_server::DeploymentApiServer, Deployment))
+            .add_service(svc!(
+                replica_set_api_server::ReplicaSetApiServer,
+                ReplicaSet
+            ))
             .add_service(svc!(service_api_server::ServiceApiServer, Service))
             .add_service(svc!(endpoints_api_server::EndpointsApiServer, Endpoints))
             .add_service(svc!(secret_api_server::SecretApiServer, Secret))

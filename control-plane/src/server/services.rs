@@ -67,6 +67,7 @@ serve_kinds! {
     Namespace => namespace_api_server::NamespaceApi, NamespaceList, NamespaceWatchEvent;
     Pod => pod_api_server::PodApi, PodList, PodWatchEvent;
     Deployment => deployment_api_server::DeploymentApi, DeploymentList, DeploymentWatchEvent;
+    ReplicaSet => replica_set_api_server::ReplicaSetApi, ReplicaSetList, ReplicaSetWatchEvent;
     Service => service_api_server::ServiceApi, ServiceList, ServiceWatchEvent;
     Endpoints => endpoints_api_server::EndpointsApi, EndpointsList, EndpointsWatchEvent;
     Secret => secret_api_server::SecretApi, SecretList, SecretWatchEvent;

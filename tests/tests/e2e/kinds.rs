@@ -22,14 +22,19 @@ const MANIFESTS: &[(&str, &str, &str)] = &[
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: api}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: api}}\n  strategy:\n    type: RollingUpdate\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 25%}\n  template:\n    metadata: {labels: {app: api}}\n    spec:\n      containers:\n      - name: api\n        image: registry.local/api:1\n        readinessProbe:\n          httpGet: {path: /healthz, port: 8080}\n",
     ),
     (
+        "replicasets",
+        "workers",
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {name: workers}\nspec:\n  replicas: 0\n  selector: {matchLabels: {app: workers}}\n  template:\n    metadata: {labels: {app: workers}}\n    spec:\n      containers:\n      - name: w\n        image: registry.local/w:1\n",
+    ),
+    (
         "services",
         "api",
         "apiVersion: v1\nkind: Service\nmetadata: {name: api}\nspec:\n  type: NodePort\n  selector: {app: api}\n  ports:\n  - {name: http, port: 80, targetPort: http, nodePort: 30080}\n",
     ),
     (
         "endpoints",
-        "api",
-        "apiVersion: v1\nkind: Endpoints\nmetadata: {name: api}\nsubsets:\n- addresses: [{ip: 10.42.0.5}]\n  ports: [{name: http, port: 8080}]\n",
+        "external-db",
+        "apiVersion: v1\nkind: Endpoints\nmetadata: {name: external-db}\nsubsets:\n- addresses: [{ip: 10.42.0.5}]\n  ports: [{name: http, port: 8080}]\n",
     ),
     (
         "secrets",

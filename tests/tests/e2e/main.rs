@@ -3,6 +3,7 @@
 
 mod auth;
 mod bad_input;
+mod cluster;
 mod durability;
 mod kinds;
 mod registry;

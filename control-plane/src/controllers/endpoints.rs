@@ -1,0 +1,304 @@
+//! The endpoints controller: keeps, for every Service with a selector, an Endpoints object of the
+//! same name listing its pods — ready ones under `addresses`, the others under
+//! `notReadyAddresses` (all under `addresses` with `publishNotReadyAddresses`).
+//!
+//! A pod counts once it has an IP and is not terminating or finished. A service port's
+//! `targetPort` is resolved per pod (a number, or a named container port; pods without that name
+//! are left out of that port's subset), so pods are grouped into subsets by their resolved ports,
+//! as Kubernetes does.
+//!
+//! Must not: touch Endpoints of a Service without a selector (those are the user's), or any pod.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use skiff_api::v1::{
+    DeleteRequest, EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectMeta,
+    ObjectReference, Pod, Service, ServicePort,
+};
+use skiff_api::{IntOrStringValue, Resource, ResourceExt};
+
+use super::informer::{self, Cache, Reconciler};
+use super::podutil;
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::server::handler::{Handler, key};
+use crate::store::{EventKind, KeyValue, Store};
+
+/// Marks the Endpoints this controller keeps; others (a user's, for a Service without a
+/// selector) are never changed or deleted here.
+pub const MANAGED_BY: &str = "skiff.dev/managed-by";
+const ME: &str = "endpoints-controller";
+
+fn managed(e: &Endpoints) -> bool {
+    e.meta().annotations.get(MANAGED_BY).map(String::as_str) == Some(ME)
+}
+
+/// Runs until aborted.
+pub async fn run(store: Arc<dyn Store>) {
+    let s = store.clone();
+    informer::run_forever("endpoints", store, Duration::from_secs(30), move || {
+        Controller::new(s.clone())
+    })
+    .await;
+}
+
+struct Controller {
+    services: Cache<Service>,
+    pods: Cache<Pod>,
+    endpoints: Cache<Endpoints>,
+    /// Namespace → keys of its pods.
+    pods_in: HashMap<String, BTreeSet<String>>,
+    api: Handler<Endpoints>,
+}
+
+fn selects(service: &Service, pod: &Pod) -> bool {
+    let selector = service.spec.as_ref().map(|s| &s.selector);
+    selector.is_some_and(|sel| {
+        !sel.is_empty() && sel.iter().all(|(k, v)| pod.meta().labels.get(k) == Some(v))
+    })
+}
+
+/// The pod port a service port reaches on this pod, if the pod has it.
+fn target_port(port: &ServicePort, pod: &Pod) -> Option<i32> {
+    match port.target_port.as_ref().and_then(|t| t.value.as_ref()) {
+        None => Some(port.port),
+        Some(IntOrStringValue::Int(n)) if *n > 0 => Some(*n),
+        Some(IntOrStringValue::Int(_)) => Some(port.port),
+        Some(IntOrStringValue::Str(name)) => pod
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .flat_map(|c| &c.ports)
+            .find(|p| &p.name == name)
+            .map(|p| p.container_port),
+    }
+}
+
+/// The subsets a Service's pods make, sorted so that equal inputs give equal objects.
+pub fn subsets(service: &Service, pods: &[&Pod]) -> Vec<EndpointSubset> {
+    let Some(spec) = &service.spec else {
+        return Vec::new();
+    };
+    // Resolved ports → (ready, not ready) addresses.
+    type Group = (Vec<EndpointAddress>, Vec<EndpointAddress>);
+    let mut groups: BTreeMap<Vec<(String, i32, String)>, Group> = BTreeMap::new();
+    for pod in pods {
+        let ip = pod
+            .status
+            .as_ref()
+            .map(|s| s.pod_ip.clone())
+            .unwrap_or_default();
+        if ip.is_empty() || !podutil::is_active(pod) {
+            continue;
+        }
+        let ports: Vec<(String, i32, String)> = spec
+            .ports
+            .iter()
+            .filter_map(|p| {
+                let protocol = if p.protocol.is_empty() {
+                    "TCP"
+                } else {
+                    &p.protocol
+                };
+                target_port(p, pod).map(|n| (p.name.clone(), n, protocol.to_string()))
+            })
+            .collect();
+        if ports.is_empty() && !spec.ports.is_empty() {
+            continue;
+        }
+        let address = EndpointAddress {
+            ip,
+            hostname: String::new(),
+            node_name: pod
+                .spec
+                .as_ref()
+                .map(|s| s.node_name.clone())
+                .unwrap_or_default(),
+            target_ref: Some(ObjectReference {
+                kind: Pod::KIND.into(),
+                namespace: pod.namespace().to_string(),
+                name: pod.name().to_string(),
+                uid: pod.meta().uid.clone(),
+                ..Default::default()
+            }),
+        };
+        let group = groups.entry(ports).or_default();
+        if podutil::is_ready(pod) || spec.publish_not_ready_addresses {
+            group.0.push(address);
+        } else {
+            group.1.push(address);
+        }
+    }
+    let by_ip = |a: &EndpointAddress, b: &EndpointAddress| {
+        (
+            a.ip.as_str(),
+            a.target_ref.as_ref().map(|r| r.name.as_str()),
+        )
+            .cmp(&(
+                b.ip.as_str(),
+                b.target_ref.as_ref().map(|r| r.name.as_str()),
+            ))
+    };
+    groups
+        .into_iter()
+        .map(|(ports, (mut ready, mut not_ready))| {
+            ready.sort_by(by_ip);
+            not_ready.sort_by(by_ip);
+            EndpointSubset {
+                addresses: ready,
+                not_ready_addresses: not_ready,
+                ports: ports
+                    .into_iter()
+                    .map(|(name, port, protocol)| EndpointPort {
+                        name,
+                        port,
+                        protocol,
+                        app_protocol: String::new(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+impl Controller {
+    fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            services: Cache::default(),
+            pods: Cache::default(),
+            endpoints: Cache::default(),
+            pods_in: HashMap::new(),
+            api: Handler::new(store),
+        }
+    }
+
+    fn services_selecting(&self, pod: &Pod) -> Vec<String> {
+        self.services
+            .values()
+            .filter(|s| s.namespace() == pod.namespace() && selects(s, pod))
+            .map(|s| key::<Service>(s.namespace(), s.name()))
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl Reconciler for Controller {
+    fn prefixes(&self) -> Vec<String> {
+        vec![
+            format!("/{}/", Service::PLURAL),
+            format!("/{}/", Pod::PLURAL),
+            format!("/{}/", Endpoints::PLURAL),
+        ]
+    }
+
+    fn observe(&mut self, kind: EventKind, kv: &KeyValue, dirty: &mut BTreeSet<String>) {
+        if Cache::<Service>::owns(&kv.key) {
+            let (old, new) = self.services.apply(kind, kv);
+            if old.is_some() || new.is_some() {
+                dirty.insert(kv.key.clone());
+            }
+        } else if Cache::<Pod>::owns(&kv.key) {
+            let (old, new) = self.pods.apply(kind, kv);
+            for pod in old.iter().chain(new.iter()) {
+                dirty.extend(self.services_selecting(pod));
+            }
+            match (&old, &new) {
+                (_, Some(p)) => {
+                    self.pods_in
+                        .entry(p.namespace().to_string())
+                        .or_default()
+                        .insert(kv.key.clone());
+                }
+                (Some(p), None) => {
+                    if let Some(keys) = self.pods_in.get_mut(p.namespace()) {
+                        keys.remove(&kv.key);
+                    }
+                }
+                (None, None) => {}
+            }
+        } else if Cache::<Endpoints>::owns(&kv.key) {
+            let (old, new) = self.endpoints.apply(kind, kv);
+            // Someone changed or removed an object of ours: put it back.
+            if let Some(e) = new.as_ref().or(old.as_ref())
+                && (old.as_ref().is_some_and(managed) || new.as_ref().is_some_and(managed))
+            {
+                dirty.insert(key::<Service>(e.namespace(), e.name()));
+            }
+        }
+    }
+
+    fn all_keys(&self) -> Vec<String> {
+        self.services
+            .values()
+            .map(|s| key::<Service>(s.namespace(), s.name()))
+            .collect()
+    }
+
+    async fn reconcile(&mut self, service_key: &str) -> Result<Option<Duration>, ApiError> {
+        let Some(service) = self.services.get_key(service_key).cloned() else {
+            // The Service is gone: so are its endpoints (only if we would have managed them).
+            let mut parts = service_key.trim_start_matches('/').splitn(3, '/');
+            let (_, ns, name) = (parts.next(), parts.next(), parts.next());
+            if let (Some(ns), Some(name)) = (ns, name)
+                && self.endpoints.get(ns, name).is_some_and(managed)
+            {
+                let request = DeleteRequest {
+                    namespace: ns.to_string(),
+                    name: name.to_string(),
+                    ..Default::default()
+                };
+                match self.api.delete(&Identity::Admin, &request).await {
+                    Ok(_) | Err(ApiError::NotFound { .. }) => self.endpoints.forget(ns, name),
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(None);
+        };
+        let Some(spec) = &service.spec else {
+            return Ok(None);
+        };
+        if spec.selector.is_empty() {
+            return Ok(None);
+        }
+        let pods: Vec<&Pod> = self
+            .pods_in
+            .get(service.namespace())
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.pods.get_key(k))
+            .filter(|p| selects(&service, p))
+            .collect();
+        let wanted = subsets(&service, &pods);
+        let existing = self
+            .endpoints
+            .get(service.namespace(), service.name())
+            .cloned();
+        let written = match existing {
+            Some(e) if e.subsets == wanted && managed(&e) => return Ok(None),
+            Some(mut e) => {
+                e.subsets = wanted;
+                e.metadata_mut()
+                    .annotations
+                    .insert(MANAGED_BY.into(), ME.into());
+                self.api.update(&Identity::Admin, e).await?
+            }
+            None => {
+                let e = Endpoints {
+                    metadata: Some(ObjectMeta {
+                        name: service.name().to_string(),
+                        namespace: service.namespace().to_string(),
+                        labels: service.meta().labels.clone(),
+                        annotations: [(MANAGED_BY.to_string(), ME.to_string())].into(),
+                        ..Default::default()
+                    }),
+                    subsets: wanted,
+                };
+                self.api.create(&Identity::Admin, e).await?
+            }
+        };
+        self.endpoints.remember(written);
+        Ok(None)
+    }
+}
