@@ -1,9 +1,10 @@
-//! Building Events about pods, the one shape every reporter (scheduler, agents, controllers)
-//! writes: `generateName: <pod>.`, the pod as involvedObject (and a container as its fieldPath),
-//! first/last timestamp now, count 1.
+//! Building Events, the one shape every reporter (scheduler, agents, controllers) writes:
+//! `generateName: <object>.`, the object as involvedObject (for a pod, a container as its
+//! fieldPath), first/last timestamp now, count 1. Events about cluster-scoped objects (Nodes)
+//! live in `default`, as Kubernetes keeps them.
 
-use crate::ResourceExt;
 use crate::v1::{Event, EventSource, ObjectMeta, ObjectReference, Pod};
+use crate::{Resource, ResourceExt};
 
 /// Who reports: `skiff-scheduler`, or `skiff-agent` on host `node-1`.
 #[derive(Debug, Clone, Copy)]
@@ -21,22 +22,39 @@ pub fn pod_event(
     reason: &str,
     message: String,
 ) -> Event {
+    let mut event = object_event(reporter, pod, warning, reason, message);
+    if let (Some(c), Some(io)) = (container, event.involved_object.as_mut()) {
+        io.field_path = format!("spec.containers{{{c}}}");
+    }
+    event
+}
+
+/// A Normal (or Warning) event `reason: message` about any object.
+pub fn object_event<K: Resource>(
+    reporter: Reporter<'_>,
+    obj: &K,
+    warning: bool,
+    reason: &str,
+    message: String,
+) -> Event {
     let now = crate::time::now();
+    let namespace = if K::NAMESPACED {
+        obj.namespace().to_string()
+    } else {
+        "default".to_string()
+    };
     Event {
         metadata: Some(ObjectMeta {
-            generate_name: format!("{}.", pod.name()),
-            namespace: pod.namespace().to_string(),
+            generate_name: format!("{}.", obj.name()),
+            namespace,
             ..Default::default()
         }),
         involved_object: Some(ObjectReference {
-            kind: "Pod".into(),
-            api_version: "v1".into(),
-            namespace: pod.namespace().to_string(),
-            name: pod.name().to_string(),
-            uid: pod.meta().uid.clone(),
-            field_path: container
-                .map(|c| format!("spec.containers{{{c}}}"))
-                .unwrap_or_default(),
+            kind: K::KIND.into(),
+            api_version: K::API_VERSION.into(),
+            namespace: obj.namespace().to_string(),
+            name: obj.name().to_string(),
+            uid: obj.meta().uid.clone(),
             ..Default::default()
         }),
         reason: reason.to_string(),

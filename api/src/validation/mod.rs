@@ -15,7 +15,7 @@ pub use self::core::{
     validate_service,
 };
 pub use names::{is_dns1123_label, is_dns1123_subdomain, validate_label_key};
-pub use pod::{validate_pod, validate_pod_spec};
+pub use pod::{PRIORITY_CLASSES, priority_of_class, validate_pod, validate_pod_spec};
 
 use crate::resource::{Resource, ResourceExt};
 use crate::v1::ObjectMeta;

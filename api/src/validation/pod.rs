@@ -14,7 +14,34 @@ pub fn validate_pod(pod: &Pod, errors: &mut FieldErrors) {
     }
 }
 
+/// The built-in priority classes (there is no PriorityClass kind): name and value.
+pub const PRIORITY_CLASSES: &[(&str, i32)] = &[
+    ("system-cluster-critical", 2_000_000_000),
+    ("system-node-critical", 2_000_001_000),
+];
+
+/// The priority of a class name, if it is a known one.
+pub fn priority_of_class(name: &str) -> Option<i32> {
+    PRIORITY_CLASSES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
+}
+
 pub fn validate_pod_spec(spec: &PodSpec, path: &str, errors: &mut FieldErrors) {
+    if !spec.priority_class_name.is_empty()
+        && priority_of_class(&spec.priority_class_name).is_none()
+    {
+        let known: Vec<&str> = PRIORITY_CLASSES.iter().map(|(n, _)| *n).collect();
+        errors.add(
+            format!("{path}.priorityClassName"),
+            format!(
+                "no PriorityClass named {:?} (known: {}; or set `priority` directly)",
+                spec.priority_class_name,
+                known.join(", ")
+            ),
+        );
+    }
     if spec.containers.is_empty() {
         errors.add(
             format!("{path}.containers"),
@@ -473,5 +500,41 @@ pub(crate) fn check_port_ref(port: Option<&IntOrString>, path: &str, errors: &mu
                 errors.add(path, format!("{s:?} is not a valid port name"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::v1::Container;
+
+    fn spec(class: &str) -> PodSpec {
+        PodSpec {
+            priority_class_name: class.into(),
+            containers: vec![Container {
+                name: "main".into(),
+                image: "file:x.wasm".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn priority_classes_are_the_built_in_ones() {
+        let mut errors = FieldErrors::default();
+        validate_pod_spec(&spec("system-node-critical"), "spec", &mut errors);
+        assert!(errors.is_empty(), "{errors}");
+        assert_eq!(
+            priority_of_class("system-cluster-critical"),
+            Some(2_000_000_000)
+        );
+        let mut errors = FieldErrors::default();
+        validate_pod_spec(&spec("gold"), "spec", &mut errors);
+        let shown = errors.to_string();
+        assert!(
+            shown.contains("spec.priorityClassName") && shown.contains("\"gold\""),
+            "{shown}"
+        );
     }
 }

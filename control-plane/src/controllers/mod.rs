@@ -16,6 +16,7 @@ pub mod informer;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod podutil;
+pub mod recorder;
 pub mod replicaset;
 
 use std::sync::Arc;

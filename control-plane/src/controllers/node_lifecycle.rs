@@ -17,11 +17,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_api::v1::{Condition, DeleteRequest, Event, Node, ObjectReference, Pod, Taint};
+use skiff_api::v1::{Condition, DeleteRequest, Node, Pod, Taint};
 use skiff_api::{Resource, ResourceExt};
 
 use super::informer::{self, Cache, Reconciler};
 use super::podutil;
+use super::recorder::Recorder;
 use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::server::handler::Handler;
@@ -66,7 +67,7 @@ struct Controller {
     on_node: HashMap<String, BTreeSet<String>>,
     node_api: Handler<Node>,
     pod_api: Handler<Pod>,
-    events: Handler<Event>,
+    events: Recorder,
 }
 
 fn bound_node(pod: &Pod) -> &str {
@@ -108,7 +109,7 @@ impl Controller {
             on_node: HashMap::new(),
             node_api: Handler::new(store.clone()),
             pod_api: Handler::new(store.clone()),
-            events: Handler::new(store),
+            events: Recorder::new(store, "node-lifecycle-controller"),
         }
     }
 
@@ -119,38 +120,6 @@ impl Controller {
             .flatten()
             .filter_map(|k| self.pods.get_key(k).cloned())
             .collect()
-    }
-
-    async fn record(&self, node: &Node, reason: &str, message: String) {
-        let now = skiff_api::time::now();
-        let event = Event {
-            metadata: Some(skiff_api::v1::ObjectMeta {
-                generate_name: format!("{}.", node.name()),
-                namespace: "default".into(),
-                ..Default::default()
-            }),
-            involved_object: Some(ObjectReference {
-                kind: Node::KIND.into(),
-                name: node.name().to_string(),
-                uid: node.meta().uid.clone(),
-                api_version: Node::API_VERSION.into(),
-                ..Default::default()
-            }),
-            reason: reason.into(),
-            message,
-            r#type: "Normal".into(),
-            count: 1,
-            first_timestamp: Some(now),
-            last_timestamp: Some(now),
-            source: Some(skiff_api::v1::EventSource {
-                component: "node-lifecycle-controller".into(),
-                host: String::new(),
-            }),
-            ..Default::default()
-        };
-        if let Err(e) = self.events.create(&Identity::Admin, event).await {
-            tracing::debug!(error = %e, "recording node event");
-        }
     }
 
     /// Sets exactly the wanted lifecycle taint (or none) on the node.
@@ -189,6 +158,17 @@ impl Controller {
     }
 
     async fn evict(&mut self, pod: &Pod, force: bool) -> Result<(), ApiError> {
+        self.events
+            .normal(
+                pod,
+                "TaintManagerEviction",
+                format!(
+                    "Marking for deletion Pod {}/{}",
+                    pod.namespace(),
+                    pod.name()
+                ),
+            )
+            .await;
         let request = DeleteRequest {
             namespace: pod.namespace().to_string(),
             name: pod.name().to_string(),
@@ -302,12 +282,13 @@ impl Reconciler for Controller {
             self.nodes.remember(node.clone());
             ready = ready_condition(&node).cloned().unwrap_or_default();
             tracing::warn!(node = %name, "node stopped heartbeating: NotReady");
-            self.record(
-                &node,
-                "NodeNotReady",
-                format!("Node {name} status is now: NodeNotReady"),
-            )
-            .await;
+            self.events
+                .normal(
+                    &node,
+                    "NodeNotReady",
+                    format!("Node {name} status is now: NodeNotReady"),
+                )
+                .await;
         }
         let unreachable = ready.status == "Unknown";
         let taint = if unreachable { UNREACHABLE } else { NOT_READY };

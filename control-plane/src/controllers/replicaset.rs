@@ -18,6 +18,7 @@ use skiff_api::{Resource, ResourceExt};
 
 use super::informer::{self, Cache, Reconciler, controller_of};
 use super::podutil;
+use super::recorder::Recorder;
 use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::server::handler::{Handler, key};
@@ -41,6 +42,7 @@ struct Controller {
     owned: HashMap<String, BTreeSet<String>>,
     set_api: Handler<ReplicaSet>,
     pod_api: Handler<Pod>,
+    events: Recorder,
 }
 
 impl Controller {
@@ -51,7 +53,8 @@ impl Controller {
             by_uid: HashMap::new(),
             owned: HashMap::new(),
             set_api: Handler::new(store.clone()),
-            pod_api: Handler::new(store),
+            pod_api: Handler::new(store.clone()),
+            events: Recorder::new(store, "replicaset-controller"),
         }
     }
 
@@ -76,12 +79,22 @@ impl Controller {
         for result in futures::future::join_all(creates).await {
             match result {
                 Ok(created) => {
+                    self.events
+                        .normal(
+                            rs,
+                            "SuccessfulCreate",
+                            format!("Created pod: {}", created.name()),
+                        )
+                        .await;
                     let pod_key = key::<Pod>(created.namespace(), created.name());
                     self.index_pod(&pod_key, None, Some(&created));
                     self.pods.remember(created);
                 }
                 Err(e) => {
                     tracing::warn!(replicaset = %rs.name(), error = %e, "creating pod");
+                    self.events
+                        .warning(rs, "FailedCreate", format!("Error creating: {e}"))
+                        .await;
                     first_error.get_or_insert(e);
                 }
             }
@@ -89,7 +102,7 @@ impl Controller {
         first_error.map_or(Ok(()), Err)
     }
 
-    async fn delete_pods(&mut self, pods: Vec<Pod>) -> Result<(), ApiError> {
+    async fn delete_pods(&mut self, rs: &ReplicaSet, pods: Vec<Pod>) -> Result<(), ApiError> {
         let requests: Vec<DeleteRequest> = pods
             .iter()
             .map(|p| DeleteRequest {
@@ -106,6 +119,13 @@ impl Controller {
         for (pod, result) in pods.iter().zip(results) {
             match result {
                 Ok(after) => {
+                    self.events
+                        .normal(
+                            rs,
+                            "SuccessfulDelete",
+                            format!("Deleted pod: {}", pod.name()),
+                        )
+                        .await;
                     // Either gone, or terminating: both stop counting toward replicas.
                     let pod_key = key::<Pod>(pod.namespace(), pod.name());
                     if after.meta().deletion_timestamp.is_some() {
@@ -222,7 +242,7 @@ impl Reconciler for Controller {
             .filter(|p| podutil::is_finished(p))
             .cloned()
             .collect();
-        let mut result = self.delete_pods(finished).await;
+        let mut result = self.delete_pods(&rs, finished).await;
 
         let active: Vec<&Pod> = mine.iter().filter(|p| podutil::is_active(p)).collect();
         if active.len() < want {
@@ -235,7 +255,7 @@ impl Reconciler for Controller {
                 .iter()
                 .map(|p| (*p).clone())
                 .collect();
-            result = result.and(self.delete_pods(extra).await);
+            result = result.and(self.delete_pods(&rs, extra).await);
         }
 
         // Status from what the caches hold now (including this pass's own writes).

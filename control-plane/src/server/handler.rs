@@ -529,6 +529,12 @@ fn prepare_for_create<K: Resource>(obj: &mut K) {
             phase: "Active".into(),
         });
     } else if let Some(pod) = any.downcast_mut::<skiff_api::v1::Pod>() {
+        // A built-in priority class gives the pod its priority (an unknown one fails validation).
+        if let Some(spec) = pod.spec.as_mut()
+            && spec.priority.is_none()
+        {
+            spec.priority = skiff_api::validation::priority_of_class(&spec.priority_class_name);
+        }
         pod.status = Some(skiff_api::v1::PodStatus {
             phase: "Pending".into(),
             ..Default::default()

@@ -144,6 +144,21 @@ fn replicas_spread_across_nodes_respect_selectors_and_taints_and_scale() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let out = c.skiff(&["get", "replicasets"]);
     assert!(stdout(&out).contains("spread-"), "{}", text(&out));
+
+    // What the controllers did is in the events.
+    let out = c.skiff(&["describe", "deployment", "spread"]);
+    assert!(
+        stdout(&out).contains("ScalingReplicaSet") && stdout(&out).contains("from 9 to 3"),
+        "{}",
+        text(&out)
+    );
+    let out = c.skiff(&["get", "events"]);
+    let events = stdout(&out);
+    assert!(
+        events.contains("FailedScheduling") && events.contains("SuccessfulCreate"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// Watches an Endpoints object and records the number of ready addresses after every change.

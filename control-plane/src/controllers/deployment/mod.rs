@@ -24,6 +24,7 @@ use skiff_api::v1::{
 use skiff_api::{Resource, ResourceExt};
 
 use super::informer::{self, Cache, Reconciler, controller_of};
+use super::recorder::Recorder;
 use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::server::handler::Handler;
@@ -56,6 +57,7 @@ struct Controller {
     owned: HashMap<String, BTreeSet<String>>,
     deployment_api: Handler<Deployment>,
     set_api: Handler<ReplicaSet>,
+    events: Recorder,
 }
 
 /// A short, stable hash of a pod template (and the collision count, when not zero).
@@ -129,7 +131,8 @@ impl Controller {
             by_uid: HashMap::new(),
             owned: HashMap::new(),
             deployment_api: Handler::new(store.clone()),
-            set_api: Handler::new(store),
+            set_api: Handler::new(store.clone()),
+            events: Recorder::new(store, "deployment-controller"),
         }
     }
 
@@ -245,11 +248,28 @@ impl Controller {
         }
     }
 
-    async fn scale(&mut self, rs: &ReplicaSet, replicas: i32) -> Result<(), ApiError> {
+    async fn scale(
+        &mut self,
+        d: &Deployment,
+        rs: &ReplicaSet,
+        replicas: i32,
+    ) -> Result<(), ApiError> {
         let mut updated = rs.clone();
         updated.spec.get_or_insert_with(Default::default).replicas = Some(replicas);
         let written = self.set_api.update(&Identity::Admin, updated).await?;
         tracing::info!(replicaset = %rs.name(), replicas, "scaled");
+        let was = view(rs).desired;
+        let direction = if replicas > was { "up" } else { "down" };
+        self.events
+            .normal(
+                d,
+                "ScalingReplicaSet",
+                format!(
+                    "Scaled {direction} replica set {} from {was} to {replicas}",
+                    rs.name()
+                ),
+            )
+            .await;
         self.sets.remember(written);
         Ok(())
     }
@@ -545,6 +565,18 @@ impl Reconciler for Controller {
                     };
                     let created = self.create_set(&d, &template, initial, max_old + 1).await?;
                     tracing::info!(deployment = %d.name(), replicaset = %created.name(), "new revision");
+                    if initial > 0 {
+                        self.events
+                            .normal(
+                                &d,
+                                "ScalingReplicaSet",
+                                format!(
+                                    "Scaled up replica set {} from 0 to {initial}",
+                                    created.name()
+                                ),
+                            )
+                            .await;
+                    }
                     self.sets.remember(created.clone());
                     self.index_set(
                         &crate::server::handler::key::<ReplicaSet>(
@@ -573,7 +605,7 @@ impl Reconciler for Controller {
                         olds.iter().find(|rs| rs.name() == name).cloned()
                     };
                     if let Some(rs) = target {
-                        self.scale(&rs, replicas).await?;
+                        self.scale(&d, &rs, replicas).await?;
                         progressed = true;
                     }
                 }
