@@ -166,14 +166,17 @@ fn unpacks_every_entry_type_from_every_compression() {
 }
 
 #[test]
-fn gzip_streams_of_several_members_are_one_layer() {
+fn gzip_members_and_zstd_frames_are_one_layer() {
     let tar = everything();
     let (a, b) = tar.split_at(1000);
-    let mut blob = gzip(a);
-    blob.extend(gzip(b));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let info = unpack_layer(&blob[..], TAR_GZIP, dir.path(), &options()).expect("unpack");
-    assert_eq!(info.diff_id, sha256(&tar));
+    for (media_type, compress) in [(TAR_GZIP, gzip as fn(&[u8]) -> Vec<u8>), (TAR_ZSTD, zstd)] {
+        let mut blob = compress(a);
+        blob.extend(compress(b));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let info = unpack_layer(&blob[..], media_type, dir.path(), &options()).expect(media_type);
+        assert_eq!(info.diff_id, sha256(&tar), "{media_type}");
+        check_everything(dir.path());
+    }
 }
 
 #[test]
