@@ -33,6 +33,7 @@ mod progress;
 #[cfg(test)]
 mod pull_tests;
 mod registry;
+pub mod unpack;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
