@@ -55,12 +55,21 @@ enum Command {
     Scale(cmd::scale::ScaleArgs),
     /// Follow, undo or list a Deployment's rollouts
     Rollout(cmd::rollout::RolloutArgs),
+    /// The linux executor with runc's command line, over OCI bundles
+    #[command(hide = true)]
+    Oci(cmd::oci::OciArgs),
     /// The runtime host of a node (started by the agent)
     #[command(hide = true)]
     RuntimeHost(cmd::agent::RuntimeHostArgs),
 }
 
 fn main() {
+    // The container init must run before any thread exists (it forks): not through clap and
+    // tokio like every other command.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "linux-init") {
+        std::process::exit(skiff_runtime::linux::init_main(&args[2..]));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -99,6 +108,7 @@ fn main() {
             Command::Rollout(args) => {
                 cmd::rollout::run(&cmd::connect(config.as_deref())?, args).await
             }
+            Command::Oci(args) => cmd::oci::run(args),
             Command::RuntimeHost(args) => cmd::agent::runtime_host(args).await,
         }
     });

@@ -7,12 +7,14 @@
 //! restart without stopping pods) and container [`logs`] (the CRI format, rotation, reading and
 //! following), and the [`image`] store (Wasm images pulled from OCI registries — Wasm artifacts
 //! and OCI images whose entrypoint is a `.wasm` file — verified by digest and cached on disk).
-//! Still to come (issue "OCI pods"): the linux executor (namespaces, cgroups, seccomp,
-//! capabilities). It takes its own small specs, never the API's cluster objects.
+//! The [`linux`] executor runs OCI containers (namespaces, cgroups v1 and v2, seccomp,
+//! capabilities) from OCI bundles, with runc's lifecycle; [`image::unpack`] turns image layers
+//! into overlayfs snapshots. It takes its own small specs, never the API's cluster objects.
 //!
 //! Must not: import `skiff-api`, talk to the control plane, or keep cluster state.
 
 pub mod host;
 pub mod image;
+pub mod linux;
 pub mod logs;
 pub mod wasm;

@@ -6,6 +6,7 @@ pub mod delete;
 pub mod describe;
 pub mod get;
 pub mod logs;
+pub mod oci;
 pub mod rollout;
 pub mod run;
 pub mod scale;

@@ -1,0 +1,177 @@
+//! `skiff oci ...` (hidden): the linux executor with runc's command line, over OCI bundles —
+//! `create`, `start`, `state`, `kill`, `delete`, `run`, `exec`, `spec` — so that it can be
+//! compared with runc on the same bundle (tests, `bench/run oci-start`) and used by hand.
+//!
+//! `skiff linux-init` (the container init the executor spawns) is dispatched in `main` before
+//! any thread starts; it is not a clap command.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use nix::sys::signal::Signal;
+use skiff_runtime::linux::{self, LinuxRuntime, StdioSet};
+
+use crate::error::{CliError, Result};
+
+#[derive(Args)]
+pub struct OciArgs {
+    /// Where container state lives
+    #[arg(long, default_value = "/run/skiff/oci", value_name = "DIR")]
+    root: PathBuf,
+    #[command(subcommand)]
+    command: OciCommand,
+}
+
+#[derive(Subcommand)]
+enum OciCommand {
+    /// Set a container up from a bundle; it waits for `start`
+    Create {
+        #[arg(long, short = 'b', default_value = ".")]
+        bundle: PathBuf,
+        id: String,
+    },
+    /// Run the created container's process
+    Start { id: String },
+    /// Print the container's state as JSON
+    State { id: String },
+    /// Send a signal (default SIGTERM) to the container's init (or, --all, every process)
+    Kill {
+        #[arg(long, short = 'a')]
+        all: bool,
+        id: String,
+        signal: Option<String>,
+    },
+    /// Remove a stopped container (--force: kill it first)
+    Delete {
+        #[arg(long, short = 'f')]
+        force: bool,
+        id: String,
+    },
+    /// Create, start, wait and delete; exit with the process's status
+    Run {
+        #[arg(long, short = 'b', default_value = ".")]
+        bundle: PathBuf,
+        id: String,
+    },
+    /// Run a command in a running container
+    Exec {
+        id: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Write a default config.json (Kubernetes' defaults) into the current directory
+    Spec {
+        #[arg(long, short = 'b', default_value = ".")]
+        bundle: PathBuf,
+    },
+}
+
+fn failed(e: linux::LinuxError) -> CliError {
+    CliError::failed(format!("error: {e}"))
+}
+
+fn runtime(root: PathBuf) -> Result<LinuxRuntime> {
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::failed(format!("error: locating the skiff binary: {e}")))?;
+    LinuxRuntime::new(root, vec![exe.into(), OsString::from("linux-init")]).map_err(failed)
+}
+
+fn inherit() -> StdioSet {
+    StdioSet {
+        stdin: Some(std::process::Stdio::inherit()),
+        stdout: Some(std::process::Stdio::inherit()),
+        stderr: Some(std::process::Stdio::inherit()),
+    }
+}
+
+fn signal(name: Option<&str>) -> Result<Signal> {
+    let Some(name) = name else {
+        return Ok(Signal::SIGTERM);
+    };
+    if let Ok(n) = name.parse::<i32>() {
+        return Signal::try_from(n)
+            .map_err(|_| CliError::usage(format!("error: unknown signal {name:?}")));
+    }
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    full.parse::<Signal>()
+        .map_err(|_| CliError::usage(format!("error: unknown signal {name:?}")))
+}
+
+pub fn run(args: OciArgs) -> Result<()> {
+    let rt = runtime(args.root)?;
+    match args.command {
+        OciCommand::Create { bundle, id } => {
+            rt.create(&id, &bundle, inherit()).map_err(failed)?;
+        }
+        OciCommand::Start { id } => rt.start(&id).map_err(failed)?,
+        OciCommand::State { id } => {
+            let st = rt.state(&id).map_err(failed)?;
+            let json = serde_json::json!({
+                "ociVersion": "1.0.2",
+                "id": st.saved.id,
+                "status": st.status.as_str(),
+                "pid": if st.status == linux::Status::Stopped { 0 } else { st.saved.pid },
+                "bundle": st.saved.bundle,
+                "created": st.saved.created,
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json).unwrap_or_default()
+            );
+        }
+        OciCommand::Kill { all, id, signal: s } => {
+            rt.kill(&id, signal(s.as_deref())?, all).map_err(failed)?;
+        }
+        OciCommand::Delete { force, id } => rt.delete(&id, force).map_err(failed)?,
+        OciCommand::Run { bundle, id } => {
+            linux::become_subreaper().map_err(failed)?;
+            let st = rt.create(&id, &bundle, inherit()).map_err(failed)?;
+            let started = rt.start(&id);
+            let code = match started {
+                Ok(()) => linux::wait_pid(st.saved.pid).map_err(failed),
+                Err(e) => Err(failed(e)),
+            };
+            let deleted = rt.delete(&id, true).map_err(failed);
+            let code = code?;
+            deleted?;
+            if code != 0 {
+                return Err(CliError {
+                    code,
+                    message: String::new(),
+                });
+            }
+        }
+        OciCommand::Exec { id, command } => {
+            let st = rt.state(&id).map_err(failed)?;
+            let bundle = linux::bundle::Bundle::load(&st.saved.bundle).map_err(failed)?;
+            let mut process = bundle.spec.process().clone().unwrap_or_default();
+            process.set_args(Some(command));
+            process.set_terminal(Some(false));
+            let mut child = rt.exec(&id, &process, inherit()).map_err(failed)?;
+            let status = child
+                .wait()
+                .map_err(|e| CliError::failed(format!("error: waiting for exec: {e}")))?;
+            let code = status.code().unwrap_or(1);
+            if code != 0 {
+                return Err(CliError {
+                    code,
+                    message: String::new(),
+                });
+            }
+        }
+        OciCommand::Spec { bundle } => {
+            let config = linux::default_spec::ContainerConfig::new(vec!["sh".into()]);
+            let json = linux::default_spec::spec_json(&config);
+            let path = bundle.join("config.json");
+            std::fs::write(&path, serde_json::to_vec_pretty(&json).unwrap_or_default())
+                .map_err(|e| CliError::failed(format!("error: writing {}: {e}", path.display())))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,380 @@
+//! The linux executor: OCI containers in Linux namespaces and cgroups, runc-compatible in its
+//! lifecycle (create → start → state/kill → delete on an OCI bundle).
+//!
+//! Public API:
+//!
+//! - [`LinuxRuntime::new`]`(state_root, init_command)`: containers' state lives in
+//!   `state_root/<id>/` (0700); `init_command` is how to run this crate's init (`skiff
+//!   linux-init`, see [`init_main`]): the process that sets a container up.
+//! - [`LinuxRuntime::create`]`(id, bundle, stdio)` → [`State`] (`created`: the container's init
+//!   waits, set up, on its exec FIFO); [`LinuxRuntime::start`]; [`LinuxRuntime::state`];
+//!   [`LinuxRuntime::kill`]; [`LinuxRuntime::delete`]; [`LinuxRuntime::exec`] (a process in a
+//!   running container); [`LinuxRuntime::oom_killed`] and [`LinuxRuntime::usage`] (its cgroup).
+//! - [`wait_pid`]: the exit status of a container's init, for a caller that is its parent or
+//!   subreaper ([`become_subreaper`]).
+//! - [`default_spec`]: the spec a container gets by default (Kubernetes' defaults: capabilities,
+//!   no_new_privs, the `RuntimeDefault` seccomp profile, masked paths).
+//!
+//! How a container is built is in [`init`] (namespaces, fork, then [`mounts`] and [`security`]);
+//! [`cgroups`] handles v1 and v2; [`seccomp`] compiles OCI profiles. The only `unsafe` is the
+//! fork of the single-threaded init ([`sys`]).
+//!
+//! Must not: know about pods or images (it takes a bundle: a rootfs and a spec), or leave a
+//! cgroup, state dir or process behind after `delete`.
+
+pub mod bundle;
+pub mod cgroups;
+pub mod default_spec;
+mod error;
+pub mod init;
+pub mod mounts;
+pub mod seccomp;
+pub mod security;
+pub mod state;
+mod sys;
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+pub use error::LinuxError;
+pub use state::{State, Status};
+
+use cgroups::Cgroup;
+use error::SysContext;
+
+/// How long `start` waits for a created container's init to take the go.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The three standard streams of a container's process.
+#[derive(Debug, Default)]
+pub struct StdioSet {
+    pub stdin: Option<Stdio>,
+    pub stdout: Option<Stdio>,
+    pub stderr: Option<Stdio>,
+}
+
+/// Containers under one state root.
+#[derive(Debug, Clone)]
+pub struct LinuxRuntime {
+    root: PathBuf,
+    init: Vec<OsString>,
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl LinuxRuntime {
+    /// `init_command`: the program and leading arguments that run [`init_main`] (e.g.
+    /// `[/usr/local/bin/skiff, linux-init]`).
+    pub fn new(root: impl Into<PathBuf>, init_command: Vec<OsString>) -> Result<Self, LinuxError> {
+        let root = root.into();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)
+            .ctx(|| format!("creating the state root {}", root.display()))?;
+        Ok(Self {
+            root,
+            init: init_command,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn dir(&self, id: &str) -> Result<PathBuf, LinuxError> {
+        if !valid_id(id) {
+            return Err(LinuxError::BadId(id.to_string()));
+        }
+        Ok(state::container_dir(&self.root, id))
+    }
+
+    fn init_command(&self) -> Command {
+        let mut cmd = Command::new(&self.init[0]);
+        cmd.args(&self.init[1..]);
+        cmd
+    }
+
+    /// Sets a container up from the bundle; it waits for [`LinuxRuntime::start`].
+    pub fn create(&self, id: &str, bundle: &Path, stdio: StdioSet) -> Result<State, LinuxError> {
+        let dir = self.dir(id)?;
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(LinuxError::Exists(id.to_string()));
+            }
+            Err(e) => return Err(LinuxError::io(format!("creating {}", dir.display()), e)),
+        }
+        let result = self.create_in(&dir, id, bundle, stdio);
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        result
+    }
+
+    fn create_in(
+        &self,
+        dir: &Path,
+        id: &str,
+        bundle: &Path,
+        stdio: StdioSet,
+    ) -> Result<State, LinuxError> {
+        let bundle = std::fs::canonicalize(bundle).map_err(|e| LinuxError::Bundle {
+            bundle: bundle.to_path_buf(),
+            message: format!("cannot open: {e}"),
+        })?;
+        nix::unistd::mkfifo(
+            &dir.join(state::EXEC_FIFO),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .ctx(|| "creating the exec fifo".into())?;
+        let mut cmd = self.init_command();
+        cmd.arg("create")
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--id")
+            .arg(id)
+            .arg("--bundle")
+            .arg(&bundle)
+            .env_clear()
+            .stdin(stdio.stdin.unwrap_or_else(Stdio::null))
+            .stdout(stdio.stdout.unwrap_or_else(Stdio::null))
+            .stderr(stdio.stderr.unwrap_or_else(Stdio::null));
+        let status = cmd
+            .status()
+            .ctx(|| format!("running the container init {:?}", self.init[0]))?;
+        if !status.success() {
+            let message = std::fs::read_to_string(dir.join(init::CREATE_ERROR))
+                .unwrap_or_else(|_| format!("the container init failed ({status})"));
+            // The init and its child are gone: so must be the cgroup they made.
+            if let Ok(b) = bundle::Bundle::load(&bundle)
+                && let Ok(cg) = Cgroup::new(&init::cgroup_path(&b.spec, id))
+            {
+                let _ = cg.destroy();
+            }
+            return Err(LinuxError::Init {
+                id: id.to_string(),
+                message,
+            });
+        }
+        state::load(&self.root, id)
+    }
+
+    /// Lets a created container exec its process.
+    pub fn start(&self, id: &str) -> Result<(), LinuxError> {
+        let dir = self.dir(id)?;
+        let st = state::load(&self.root, id)?;
+        if st.status != Status::Created {
+            return Err(LinuxError::State {
+                id: id.to_string(),
+                status: st.status.as_str(),
+                wanted: "created",
+            });
+        }
+        let fifo_path = dir.join(state::EXEC_FIFO);
+        // Non-blocking: opening succeeds at once, and the init's blocked open for writing returns.
+        let mut fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&fifo_path)
+            .ctx(|| format!("opening {}", fifo_path.display()))?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut byte = [0u8; 1];
+        loop {
+            match fifo.read(&mut byte) {
+                Ok(1) => break,
+                Ok(_) | Err(_) => {
+                    let alive =
+                        state::load(&self.root, id).is_ok_and(|s| s.status != Status::Stopped);
+                    if !alive || Instant::now() > deadline {
+                        let _ = std::fs::remove_file(&fifo_path);
+                        return Err(LinuxError::Init {
+                            id: id.to_string(),
+                            message: "the container's init did not take the start".into(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        std::fs::remove_file(&fifo_path).ctx(|| format!("removing {}", fifo_path.display()))
+    }
+
+    pub fn state(&self, id: &str) -> Result<State, LinuxError> {
+        self.dir(id)?;
+        state::load(&self.root, id)
+    }
+
+    /// Every container under the root.
+    pub fn list(&self) -> Vec<State> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let mut out: Vec<State> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|id| state::load(&self.root, &id).ok())
+            .collect();
+        out.sort_by(|a, b| a.saved.id.cmp(&b.saved.id));
+        out
+    }
+
+    /// Signals the container's init, or (`all`) every process in its cgroup.
+    pub fn kill(&self, id: &str, signal: Signal, all: bool) -> Result<(), LinuxError> {
+        let st = self.state(id)?;
+        if st.status == Status::Stopped {
+            return Err(LinuxError::State {
+                id: id.to_string(),
+                status: "stopped",
+                wanted: "created or running",
+            });
+        }
+        if all {
+            Cgroup::new(&st.saved.cgroup)?.signal_all(signal);
+            return Ok(());
+        }
+        nix::sys::signal::kill(Pid::from_raw(st.saved.pid), signal)
+            .ctx(|| format!("signalling container {id:?}"))
+    }
+
+    /// Removes a stopped container (or, with `force`, kills a live one first): its processes,
+    /// cgroup and state.
+    pub fn delete(&self, id: &str, force: bool) -> Result<(), LinuxError> {
+        let dir = self.dir(id)?;
+        let st = state::load(&self.root, id)?;
+        if st.status == Status::Running && !force {
+            return Err(LinuxError::State {
+                id: id.to_string(),
+                status: "running",
+                wanted: "stopped (or use force)",
+            });
+        }
+        let cgroup = Cgroup::new(&st.saved.cgroup)?;
+        if st.status != Status::Stopped {
+            let _ = nix::sys::signal::kill(Pid::from_raw(st.saved.pid), Signal::SIGKILL);
+        }
+        cgroup.destroy()?;
+        std::fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))
+    }
+
+    /// Runs `process` (an OCI `process` object) in a running container; the returned child
+    /// exits with the process's status.
+    pub fn exec(
+        &self,
+        id: &str,
+        process: &oci_spec::runtime::Process,
+        stdio: StdioSet,
+    ) -> Result<std::process::Child, LinuxError> {
+        let dir = self.dir(id)?;
+        let file = dir.join(format!("exec-{}.json", uuid_like()));
+        let json = serde_json::to_vec(process).map_err(|e| LinuxError::Init {
+            id: id.to_string(),
+            message: e.to_string(),
+        })?;
+        std::fs::write(&file, json).ctx(|| format!("writing {}", file.display()))?;
+        let mut cmd = self.init_command();
+        cmd.arg("exec")
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--id")
+            .arg(id)
+            .arg("--process")
+            .arg(&file)
+            .env_clear()
+            .stdin(stdio.stdin.unwrap_or_else(Stdio::null))
+            .stdout(stdio.stdout.unwrap_or_else(Stdio::null))
+            .stderr(stdio.stderr.unwrap_or_else(Stdio::inherit));
+        cmd.spawn()
+            .ctx(|| format!("running the exec init {:?}", self.init[0]))
+    }
+
+    /// Was a process of the container killed for memory?
+    pub fn oom_killed(&self, id: &str) -> Result<bool, LinuxError> {
+        let st = self.state(id)?;
+        Ok(Cgroup::new(&st.saved.cgroup)?.oom_killed())
+    }
+
+    pub fn usage(&self, id: &str) -> Result<cgroups::Usage, LinuxError> {
+        let st = self.state(id)?;
+        Ok(Cgroup::new(&st.saved.cgroup)?.usage())
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+/// Makes this process the reaper of its orphaned descendants (a container's init outlives the
+/// short-lived init that forked it).
+pub fn become_subreaper() -> Result<(), LinuxError> {
+    nix::sys::prctl::set_child_subreaper(true).ctx(|| "PR_SET_CHILD_SUBREAPER".into())
+}
+
+/// Blocks until process `pid` (a child or, for a subreaper, an orphaned descendant) ends;
+/// returns its exit code (128 + signal when killed).
+pub fn wait_pid(pid: i32) -> Result<i32, LinuxError> {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(LinuxError::sys(format!("waiting for pid {pid}"), e)),
+        }
+    }
+}
+
+/// `skiff linux-init create|exec ...`: the entry point of the container init. Must be called
+/// first thing in `main`, before any thread starts. Returns the process's exit code.
+pub fn init_main(args: &[OsString]) -> i32 {
+    let mut mode = None;
+    let mut root = None;
+    let mut id = None;
+    let mut bundle = None;
+    let mut process = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.to_str() {
+            Some("create") | Some("exec") => mode = a.to_str().map(String::from),
+            Some("--root") => root = it.next().map(PathBuf::from),
+            Some("--id") => id = it.next().and_then(|s| s.to_str()).map(String::from),
+            Some("--bundle") => bundle = it.next().map(PathBuf::from),
+            Some("--process") => process = it.next().map(PathBuf::from),
+            _ => {}
+        }
+    }
+    match (mode.as_deref(), root, id, bundle, process) {
+        (Some("create"), Some(root), Some(id), Some(bundle), _) => {
+            init::create(&root, &id, &bundle)
+        }
+        (Some("exec"), Some(root), Some(id), _, Some(process)) => init::exec(&root, &id, &process),
+        _ => {
+            eprintln!(
+                "usage: linux-init create --root DIR --id ID --bundle DIR | exec --root DIR --id ID --process FILE"
+            );
+            2
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! The container's filesystem view, built inside its new mount namespace: the spec's mounts
+//! (proc, a tmpfs /dev with the minimal device nodes, devpts, shm, mqueue, read-only sysfs,
+//! binds), `pivot_root` into the rootfs, then masked and read-only paths and a read-only root.
+//!
+//! Every mount destination is resolved inside the rootfs ([`resolve_in_root`]: symlinks are
+//! followed as the container would see them, `..` stops at the root), so an image cannot point a
+//! mount at the host through a planted symlink.
+//!
+//! Must not: mount anything outside the container's mount namespace, or follow a path out of the
+//! rootfs.
+
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+use oci_spec::runtime::{Mount, Spec};
+
+use super::error::{LinuxError, SysContext};
+
+/// Symlinks followed when resolving one path, as the kernel's limit.
+const MAX_LINKS: usize = 40;
+
+/// `path` (absolute or not, as the container sees it) resolved inside `root` without leaving it.
+pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, LinuxError> {
+    let mut pending: Vec<PathBuf> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(PathBuf::from(n)),
+            Component::ParentDir => Some(PathBuf::from("..")),
+            _ => None,
+        })
+        .rev()
+        .collect();
+    let mut resolved: Vec<PathBuf> = Vec::new();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        if part.as_os_str() == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate: PathBuf = root.join(resolved.iter().collect::<PathBuf>()).join(&part);
+        match std::fs::symlink_metadata(&candidate) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(LinuxError::io(
+                        format!("resolving {} in the rootfs", path.display()),
+                        std::io::Error::from_raw_os_error(nix::libc::ELOOP),
+                    ));
+                }
+                let target = std::fs::read_link(&candidate)
+                    .ctx(|| format!("reading link {}", candidate.display()))?;
+                if target.is_absolute() {
+                    resolved.clear();
+                }
+                let parts: Vec<PathBuf> = target
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(PathBuf::from(n)),
+                        Component::ParentDir => Some(PathBuf::from("..")),
+                        _ => None,
+                    })
+                    .collect();
+                pending.extend(parts.into_iter().rev());
+            }
+            _ => resolved.push(part),
+        }
+    }
+    Ok(root.join(resolved.iter().collect::<PathBuf>()))
+}
+
+/// Mount flags and data from OCI mount options.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Options {
+    pub flags: MsFlags,
+    pub propagation: MsFlags,
+    pub data: Vec<String>,
+    pub bind: bool,
+}
+
+pub fn parse_options(options: &[String]) -> Options {
+    let mut o = Options {
+        flags: MsFlags::empty(),
+        propagation: MsFlags::empty(),
+        data: Vec::new(),
+        bind: false,
+    };
+    for opt in options {
+        let (set, clear): (MsFlags, MsFlags) = match opt.as_str() {
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "bind" => {
+                o.bind = true;
+                (MsFlags::MS_BIND, MsFlags::empty())
+            }
+            "rbind" => {
+                o.bind = true;
+                (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty())
+            }
+            "private" => {
+                o.propagation |= MsFlags::MS_PRIVATE;
+                continue;
+            }
+            "rprivate" => {
+                o.propagation |= MsFlags::MS_PRIVATE | MsFlags::MS_REC;
+                continue;
+            }
+            "slave" => {
+                o.propagation |= MsFlags::MS_SLAVE;
+                continue;
+            }
+            "rslave" => {
+                o.propagation |= MsFlags::MS_SLAVE | MsFlags::MS_REC;
+                continue;
+            }
+            "shared" | "rshared" | "unbindable" | "runbindable" => continue,
+            other => {
+                o.data.push(other.to_string());
+                continue;
+            }
+        };
+        o.flags |= set;
+        o.flags &= !clear;
+    }
+    o
+}
+
+fn mount_one(rootfs: &Path, m: &Mount) -> Result<(), LinuxError> {
+    let dest = resolve_in_root(rootfs, m.destination())?;
+    let options = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let typ = m.typ().clone().unwrap_or_default();
+    let bind = options.bind || typ == "bind";
+    let what = || format!("mounting {} ({typ})", m.destination().display());
+    if typ == "cgroup" && super::cgroups::version() == super::cgroups::Version::V1 {
+        // The container sees no cgroup tree on a v1 host (its cgroup namespace is v2-only).
+        return Ok(());
+    }
+    if bind {
+        let source = m
+            .source()
+            .clone()
+            .ok_or_else(|| LinuxError::io(what(), std::io::ErrorKind::InvalidInput.into()))?;
+        let is_dir = std::fs::metadata(&source)
+            .ctx(|| format!("{}: source", what()))?
+            .is_dir();
+        create_mountpoint(&dest, is_dir)?;
+        mount(
+            Some(&source),
+            &dest,
+            None::<&str>,
+            MsFlags::MS_BIND | (options.flags & MsFlags::MS_REC),
+            None::<&str>,
+        )
+        .ctx(what)?;
+        let rest = options.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
+        if !rest.is_empty() {
+            mount(
+                None::<&str>,
+                &dest,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rest,
+                None::<&str>,
+            )
+            .ctx(|| format!("{}: remount", what()))?;
+        }
+    } else {
+        create_mountpoint(&dest, true)?;
+        let data = options.data.join(",");
+        let source = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
+        let cgroup_type = if typ == "cgroup" {
+            "cgroup2"
+        } else {
+            typ.as_str()
+        };
+        mount(
+            Some(&source),
+            &dest,
+            Some(cgroup_type),
+            options.flags,
+            (!data.is_empty()).then_some(data.as_str()),
+        )
+        .ctx(what)?;
+    }
+    if !options.propagation.is_empty() {
+        mount(
+            None::<&str>,
+            &dest,
+            None::<&str>,
+            options.propagation,
+            None::<&str>,
+        )
+        .ctx(what)?;
+    }
+    Ok(())
+}
+
+fn create_mountpoint(dest: &Path, dir: bool) -> Result<(), LinuxError> {
+    if dir {
+        std::fs::create_dir_all(dest).ctx(|| format!("creating mountpoint {}", dest.display()))
+    } else {
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)
+                .ctx(|| format!("creating mountpoint {}", parent.display()))?;
+        }
+        if !dest.exists() {
+            std::fs::File::create(dest)
+                .ctx(|| format!("creating mountpoint {}", dest.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The device nodes every container gets (runc's default set).
+const DEVICES: &[(&str, u64, u64)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+fn create_devices(rootfs: &Path) -> Result<(), LinuxError> {
+    let dev = resolve_in_root(rootfs, Path::new("/dev"))?;
+    std::fs::create_dir_all(&dev).ctx(|| "creating /dev".into())?;
+    for (name, major, minor) in DEVICES {
+        let path = dev.join(name);
+        let _ = std::fs::remove_file(&path);
+        mknod(
+            &path,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(*major, *minor),
+        )
+        .ctx(|| format!("creating /dev/{name}"))?;
+        nix::sys::stat::fchmodat(
+            nix::fcntl::AT_FDCWD,
+            &path,
+            Mode::from_bits_truncate(0o666),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .ctx(|| format!("chmod /dev/{name}"))?;
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        let path = dev.join(link);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            continue;
+        }
+        std::os::unix::fs::symlink(target, &path).ctx(|| format!("linking /dev/{link}"))?;
+    }
+    Ok(())
+}
+
+/// Everything before `pivot_root`: propagation, the rootfs as a mount point, the spec's mounts,
+/// device nodes.
+pub fn prepare(spec: &Spec, rootfs: &Path) -> Result<(), LinuxError> {
+    let linux = spec.linux().clone().unwrap_or_default();
+    let propagation = match linux.rootfs_propagation().as_deref() {
+        Some("shared") | Some("rshared") => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        Some("private") | Some("rprivate") => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+    };
+    // Nothing mounted from here on reaches the host.
+    mount(None::<&str>, "/", None::<&str>, propagation, None::<&str>)
+        .ctx(|| "making / private to the container".into())?;
+    mount(
+        Some(rootfs),
+        rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind-mounting the rootfs {}", rootfs.display()))?;
+    for m in spec.mounts().iter().flatten() {
+        mount_one(rootfs, m)?;
+    }
+    create_devices(rootfs)
+}
+
+/// Makes the rootfs `/` and drops the old root.
+pub fn pivot(rootfs: &Path) -> Result<(), LinuxError> {
+    nix::unistd::chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
+    nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
+    // The old root is now stacked under the new one at `/`: detach it.
+    umount2(".", MntFlags::MNT_DETACH).ctx(|| "detaching the old root".into())?;
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())
+}
+
+/// After `pivot_root`: masked paths, read-only paths, a read-only root.
+pub fn finish(spec: &Spec) -> Result<(), LinuxError> {
+    let linux = spec.linux().clone().unwrap_or_default();
+    for path in linux.masked_paths().iter().flatten() {
+        let p = Path::new(path);
+        match std::fs::metadata(p) {
+            Err(_) => continue,
+            Ok(m) if m.is_dir() => mount(
+                Some("tmpfs"),
+                p,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .ctx(|| format!("masking {path}"))?,
+            Ok(_) => mount(
+                Some("/dev/null"),
+                p,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .ctx(|| format!("masking {path}"))?,
+        }
+    }
+    for path in linux.readonly_paths().iter().flatten() {
+        let p = Path::new(path);
+        if std::fs::symlink_metadata(p).is_err() {
+            continue;
+        }
+        mount(
+            Some(p),
+            p,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .ctx(|| format!("read-only {path}"))?;
+        mount(
+            None::<&str>,
+            p,
+            None::<&str>,
+            MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+        .ctx(|| format!("read-only {path}"))?;
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .ctx(|| "making the root read-only".into())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_inside_the_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("real/dir")).expect("mkdir");
+        std::os::unix::fs::symlink("/real", root.join("abs")).expect("link");
+        std::os::unix::fs::symlink("../../../../etc", root.join("real/up")).expect("link");
+        std::os::unix::fs::symlink("loop", root.join("loop")).expect("link");
+        assert_eq!(
+            resolve_in_root(root, Path::new("/abs/dir")).expect("abs"),
+            root.join("real/dir")
+        );
+        assert_eq!(
+            resolve_in_root(root, Path::new("/real/up/passwd")).expect("up"),
+            root.join("etc/passwd"),
+            "`..` stops at the root"
+        );
+        assert_eq!(
+            resolve_in_root(root, Path::new("/../../x")).expect("dotdot"),
+            root.join("x")
+        );
+        assert!(resolve_in_root(root, Path::new("/loop/x")).is_err());
+    }
+
+    #[test]
+    fn mount_options() {
+        let o = parse_options(&[
+            "rbind".into(),
+            "ro".into(),
+            "nosuid".into(),
+            "mode=755".into(),
+        ]);
+        assert!(o.bind);
+        assert_eq!(
+            o.flags,
+            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID
+        );
+        assert_eq!(o.data, ["mode=755"]);
+        let o = parse_options(&["ro".into(), "rw".into(), "rslave".into()]);
+        assert!(o.flags.is_empty());
+        assert_eq!(o.propagation, MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    }
+}

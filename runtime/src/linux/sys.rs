@@ -1,0 +1,24 @@
+//! The executor's only unsafe code: `fork` in the single-threaded init process.
+//!
+//! `skiff linux-init` is a fresh process image that has started no thread when it forks (no
+//! tokio, no logging thread), so the child may run arbitrary code afterwards — the condition
+//! `fork` requires in a Rust program. Everything else the executor needs has a safe wrapper.
+
+#![allow(unsafe_code)]
+
+use nix::unistd::ForkResult;
+
+/// Forks the calling process.
+///
+/// Callers must be single-threaded: only `init` calls this, before it creates any thread.
+pub fn fork_single_threaded() -> nix::Result<ForkResult> {
+    debug_assert_eq!(thread_count(), Some(1), "fork from a multi-threaded init");
+    // SAFETY: the init process is single-threaded here (see the module doc), so no lock or
+    // allocator state can be held by another thread in the child.
+    unsafe { nix::unistd::fork() }
+}
+
+/// Threads of this process, from /proc (None if it cannot be read).
+pub fn thread_count() -> Option<usize> {
+    std::fs::read_dir("/proc/self/task").ok().map(|d| d.count())
+}
