@@ -16,6 +16,7 @@
 //! [`containerd`] runs a private real containerd; [`images`] writes OCI layout archives of test images;
 //! [`registry`] runs a private OCI registry (Debian's `docker-registry`) and pushes test images to it.
 
+pub mod bundles;
 pub mod containerd;
 pub mod guests;
 pub mod images;

@@ -76,6 +76,16 @@ pub struct ContainerConfig {
     pub cgroup: Option<String>,
     /// A network namespace to join (a pod's), else a new one.
     pub netns: Option<String>,
+    /// Host directories or files bound into the container, after the default mounts.
+    pub binds: Vec<Bind>,
+}
+
+/// A bind mount of a host path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub source: String,
+    pub destination: String,
+    pub read_only: bool,
 }
 
 impl ContainerConfig {
@@ -97,6 +107,7 @@ impl ContainerConfig {
             pids_limit: None,
             cgroup: None,
             netns: None,
+            binds: Vec::new(),
         }
     }
 }
@@ -144,6 +155,25 @@ pub fn spec_json(c: &ContainerConfig) -> Value {
     if let Some(cg) = &c.cgroup {
         linux["cgroupsPath"] = json!(cg);
     }
+    let mut mounts = json!([
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+    ]);
+    if let Some(list) = mounts.as_array_mut() {
+        for b in &c.binds {
+            let mut options = vec!["rbind", "nosuid", "nodev"];
+            if b.read_only {
+                options.push("ro");
+            }
+            list.push(json!({
+                "destination": b.destination, "type": "bind", "source": b.source, "options": options,
+            }));
+        }
+    }
     json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -159,14 +189,7 @@ pub fn spec_json(c: &ContainerConfig) -> Value {
         },
         "root": {"path": c.rootfs, "readonly": c.readonly_rootfs},
         "hostname": c.hostname,
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-        ],
+        "mounts": mounts,
         "linux": linux,
     })
 }

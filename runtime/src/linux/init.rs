@@ -381,6 +381,11 @@ fn exec_inner(root: &Path, id: &str, process_file: &Path) -> Result<i32, LinuxEr
     let filters = compile_seccomp(&bundle.spec)?;
     Cgroup::new(&st.saved.cgroup)?.join(nix::unistd::getpid().as_raw())?;
     nix::sys::prctl::set_dumpable(false).ctx(|| "making the exec init non-dumpable".into())?;
+    debug_assert_eq!(
+        sys::thread_count(),
+        Some(1),
+        "exec from a multi-threaded init"
+    );
     // Open every namespace first: after joining the mount namespace, /proc is the container's.
     let pid = st.saved.pid;
     let mut fds = Vec::new();

@@ -35,7 +35,7 @@ mod sys;
 
 use std::ffi::OsString;
 use std::io::Read;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -137,11 +137,14 @@ impl LinuxRuntime {
             bundle: bundle.to_path_buf(),
             message: format!("cannot open: {e}"),
         })?;
-        nix::unistd::mkfifo(
-            &dir.join(state::EXEC_FIFO),
-            nix::sys::stat::Mode::from_bits_truncate(0o600),
-        )
-        .ctx(|| "creating the exec fifo".into())?;
+        // The container's process opens the FIFO for writing after it has dropped to its own
+        // user, through its O_PATH descriptor (the 0700 state dir stays closed to it): so the
+        // FIFO is writable by all (0622, as runc makes it), readable by root alone.
+        let fifo = dir.join(state::EXEC_FIFO);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622))
+            .ctx(|| "creating the exec fifo".into())?;
+        std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622))
+            .ctx(|| "chmod the exec fifo".into())?;
         let mut cmd = self.init_command();
         cmd.arg("create")
             .arg("--root")

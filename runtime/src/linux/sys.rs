@@ -12,7 +12,12 @@ use nix::unistd::ForkResult;
 ///
 /// Callers must be single-threaded: only `init` calls this, before it creates any thread.
 pub fn fork_single_threaded() -> nix::Result<ForkResult> {
-    debug_assert_eq!(thread_count(), Some(1), "fork from a multi-threaded init");
+    // After joining a container's mount namespace /proc is the container's, where this process
+    // has no /proc/self: then the count cannot be read (exec checks it before joining).
+    debug_assert!(
+        thread_count().is_none_or(|n| n == 1),
+        "fork from a multi-threaded init"
+    );
     // SAFETY: the init process is single-threaded here (see the module doc), so no lock or
     // allocator state can be held by another thread in the child.
     unsafe { nix::unistd::fork() }

@@ -6,6 +6,7 @@ mod bad_input;
 mod cluster;
 mod durability;
 mod kinds;
+mod linux_executor;
 mod registry;
 mod wasm_pods;
 mod watch;
