@@ -5,6 +5,8 @@
 
 mod api;
 mod instantiate;
+mod oci_start;
+mod stats;
 mod wasm_start;
 
 fn main() {
@@ -12,8 +14,9 @@ fn main() {
     let result = match name.as_str() {
         "api" => api::run(),
         "wasm-start" => wasm_start::run(),
+        "oci-start" => oci_start::run(),
         other => Err(format!(
-            "unknown benchmark {other:?}; available: api, wasm-start"
+            "unknown benchmark {other:?}; available: api, wasm-start, oci-start"
         )),
     };
     if let Err(e) = result {

@@ -16,31 +16,7 @@ use skiff_api::v1::{Container, ObjectMeta, Pod, PodSpec};
 use skiff_tests::Cluster;
 use skiff_tests::guests::guest;
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-fn fmt(d: Duration) -> String {
-    if d < Duration::from_millis(1) {
-        format!("{:.1} µs", d.as_secs_f64() * 1e6)
-    } else {
-        format!("{:.2} ms", d.as_secs_f64() * 1e3)
-    }
-}
-
-fn row(what: &str, mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    let p50 = percentile(&samples, 0.5);
-    println!(
-        "| {what} | {} | {} | {} | {} |",
-        samples.len(),
-        fmt(p50),
-        fmt(percentile(&samples, 0.99)),
-        fmt(samples[0])
-    );
-    p50
-}
+use crate::stats::{fmt, row};
 
 /// PSS of a process in KiB (`/proc/PID/smaps_rollup`), so shared pages count once overall.
 fn pss_kib(pid: u32) -> Result<u64, String> {
