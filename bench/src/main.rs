@@ -5,6 +5,7 @@
 
 mod api;
 mod instantiate;
+mod scheduler;
 mod wasm_start;
 
 fn main() {
@@ -12,8 +13,9 @@ fn main() {
     let result = match name.as_str() {
         "api" => api::run(),
         "wasm-start" => wasm_start::run(),
+        "scheduler" => scheduler::run(),
         other => Err(format!(
-            "unknown benchmark {other:?}; available: api, wasm-start"
+            "unknown benchmark {other:?}; available: api, wasm-start, scheduler"
         )),
     };
     if let Err(e) = result {
