@@ -6,6 +6,7 @@
 mod api;
 mod instantiate;
 mod oci_start;
+mod scheduler;
 mod stats;
 mod wasm_start;
 
@@ -15,8 +16,9 @@ fn main() {
         "api" => api::run(),
         "wasm-start" => wasm_start::run(),
         "oci-start" => oci_start::run(),
+        "scheduler" => scheduler::run(),
         other => Err(format!(
-            "unknown benchmark {other:?}; available: api, wasm-start, oci-start"
+            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler"
         )),
     };
     if let Err(e) = result {

@@ -24,7 +24,8 @@ use std::sync::Arc;
 use crate::store::Store;
 use node_lifecycle::LifecycleOptions;
 
-/// Runs every controller (and the scheduler) until the task is aborted.
+/// Runs every controller (and the scheduler) until the task is aborted. The scheduler shares
+/// the lifecycle controller's node grace period.
 pub async fn run(store: Arc<dyn Store>, lifecycle: LifecycleOptions) {
     tokio::join!(
         namespace::run(store.clone()),
@@ -33,6 +34,11 @@ pub async fn run(store: Arc<dyn Store>, lifecycle: LifecycleOptions) {
         endpoints::run(store.clone()),
         gc::run(store.clone()),
         node_lifecycle::run(store.clone(), lifecycle),
-        crate::scheduler::run(store)
+        crate::scheduler::run(
+            store,
+            crate::scheduler::SchedulerOptions {
+                node_grace_period: lifecycle.node_grace_period,
+            }
+        )
     );
 }

@@ -1,0 +1,238 @@
+//! `bench/run scheduler`: how fast a real `skiff server` binds pods to many nodes.
+//!
+//! For 1,000 and then 5,000 nodes (a fresh server each): register the nodes through the API (64
+//! concurrent creators; 32 cpu, 128Gi, 110 pods, runtime `wasm`, Ready with no heartbeat so they
+//! never age, spread over 3 zones), open a watch on pods, then create 10,000 Wasm pods (100m,
+//! 64Mi, 4 owners) with 64 concurrent creators. Per pod, the latency is create acknowledged →
+//! first watch event with `spec.nodeName` set; the rate is pods over first create → last bind.
+//! No agents run: nothing starts, so only the control plane is measured.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use skiff_api::v1::{
+    Condition, Container, Node, NodeRuntimeHandler, NodeSpec, NodeStatus, ObjectMeta, Pod, PodSpec,
+    ResourceRequirements,
+};
+use skiff_tests::Cluster;
+use tokio_stream::StreamExt;
+
+const PODS: usize = 10_000;
+const CREATORS: usize = 64;
+const ZONES: usize = 3;
+const OWNERS: usize = 4;
+
+/// kube-scheduler's scheduler_perf regression threshold for SchedulingBasic/5000Nodes_10000Pods
+/// (test/integration/scheduler_perf/misc/performance-config.yaml, `threshold: 270`): the
+/// SchedulingThroughput average its CI job must reach — a floor, not a measured figure.
+const ANCHOR_PODS_PER_S: f64 = 270.0;
+
+fn node(i: usize) -> Node {
+    let mut status = NodeStatus {
+        conditions: vec![Condition {
+            r#type: "Ready".into(),
+            status: "True".into(),
+            reason: "KubeletReady".into(),
+            last_heartbeat_time: None,
+            ..Default::default()
+        }],
+        runtime_handlers: vec![NodeRuntimeHandler {
+            name: "wasm".into(),
+        }],
+        ..Default::default()
+    };
+    for (k, v) in [("cpu", "32"), ("memory", "128Gi"), ("pods", "110")] {
+        status.allocatable.insert(k.to_string(), v.to_string());
+        status.capacity.insert(k.to_string(), v.to_string());
+    }
+    Node {
+        metadata: Some(ObjectMeta {
+            name: format!("node-{i:05}"),
+            labels: [
+                (
+                    "topology.kubernetes.io/zone".to_string(),
+                    format!("zone-{}", i % ZONES),
+                ),
+                ("kubernetes.io/hostname".to_string(), format!("node-{i:05}")),
+            ]
+            .into(),
+            ..Default::default()
+        }),
+        spec: Some(NodeSpec::default()),
+        status: Some(status),
+    }
+}
+
+fn pod(i: usize) -> Pod {
+    let mut resources = ResourceRequirements::default();
+    resources.requests.insert("cpu".into(), "100m".into());
+    resources.requests.insert("memory".into(), "64Mi".into());
+    Pod {
+        metadata: Some(ObjectMeta {
+            name: format!("pod-{i:05}"),
+            labels: [("app".to_string(), format!("app-{}", i % OWNERS))].into(),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            runtime_class_name: "wasm".into(),
+            containers: vec![Container {
+                name: "app".into(),
+                image: "file:/srv/app.wasm".into(),
+                resources: Some(resources),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+struct Row {
+    nodes: usize,
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn measure(nodes: usize) -> Result<Row, String> {
+    let cluster = Cluster::start();
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let _guard = rt.enter();
+    let node_api = cluster.api::<Node>("");
+    let pod_api = cluster.api::<Pod>("default");
+    rt.block_on(async {
+        // Register the nodes.
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..CREATORS {
+            let api = node_api.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in (w..nodes).step_by(CREATORS) {
+                    api.create(node(i))
+                        .await
+                        .map_err(|e| format!("node {i}: {e}"))?;
+                }
+                Ok::<_, String>(())
+            }));
+        }
+        for t in tasks {
+            t.await.map_err(|e| e.to_string())??;
+        }
+        eprintln!(
+            "{nodes} nodes registered in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        // Let the scheduler's watch catch up with the nodes before the clock starts.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+
+        // Watch first, so that no bind is missed.
+        let mut watch = pod_api
+            .watch(Default::default(), "")
+            .await
+            .map_err(|e| format!("watch: {e}"))?;
+        let watcher = tokio::spawn(async move {
+            let mut bound: HashMap<String, Instant> = HashMap::with_capacity(PODS);
+            while bound.len() < PODS {
+                let Some(event) = watch.next().await else {
+                    return Err(format!("watch ended after {} binds", bound.len()));
+                };
+                let event = event.map_err(|e| format!("watch: {e}"))?;
+                let pod = event.object;
+                let on_node = pod.spec.as_ref().is_some_and(|s| !s.node_name.is_empty());
+                if on_node {
+                    let name = pod.metadata.map(|m| m.name).unwrap_or_default();
+                    bound.entry(name).or_insert_with(Instant::now);
+                }
+            }
+            Ok::<_, String>(bound)
+        });
+
+        let first_create = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..CREATORS {
+            let api = pod_api.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut acks = Vec::new();
+                for i in (w..PODS).step_by(CREATORS) {
+                    let created = api
+                        .create(pod(i))
+                        .await
+                        .map_err(|e| format!("pod {i}: {e}"))?;
+                    let name = created.metadata.map(|m| m.name).unwrap_or_default();
+                    acks.push((name, Instant::now()));
+                }
+                Ok::<_, String>(acks)
+            }));
+        }
+        let mut acks = Vec::with_capacity(PODS);
+        for t in tasks {
+            acks.extend(t.await.map_err(|e| e.to_string())??);
+        }
+        let bound = tokio::time::timeout(Duration::from_secs(600), watcher)
+            .await
+            .map_err(|_| "not every pod was bound within 10 minutes".to_string())?
+            .map_err(|e| e.to_string())??;
+        let last_bind = bound.values().max().copied().unwrap_or(first_create);
+        let rate = PODS as f64 / last_bind.duration_since(first_create).as_secs_f64();
+        // A bind can even land before the create's answer reaches the client: that counts 0.
+        let mut latency: Vec<Duration> = acks
+            .iter()
+            .filter_map(|(name, ack)| bound.get(name).map(|b| b.saturating_duration_since(*ack)))
+            .collect();
+        if latency.len() != PODS {
+            return Err(format!("{} of {PODS} pods were seen bound", latency.len()));
+        }
+        latency.sort();
+        Ok(Row {
+            nodes,
+            rate,
+            p50: percentile(&latency, 0.5),
+            p99: percentile(&latency, 0.99),
+        })
+    })
+}
+
+pub fn run() -> Result<(), String> {
+    let mut rows = Vec::new();
+    for nodes in [1000, 5000] {
+        rows.push(measure(nodes)?);
+    }
+    println!(
+        "{:>6} {:>7} {:>10} {:>12} {:>12}",
+        "nodes", "pods", "pods/s", "p50", "p99"
+    );
+    for r in &rows {
+        println!(
+            "{:>6} {:>7} {:>10.0} {:>12} {:>12}",
+            r.nodes,
+            PODS,
+            r.rate,
+            ms(r.p50),
+            ms(r.p99)
+        );
+    }
+    let at_5000 = rows
+        .iter()
+        .find(|r| r.nodes == 5000)
+        .map_or(0.0, |r| r.rate);
+    println!(
+        "scheduler: {:.0} pods/s ({:.2}x vs kube-scheduler scheduler_perf SchedulingBasic/5000Nodes_10000Pods CI threshold of {:.0} pods/s; {:.2}x the 2,000 pods/s goal)",
+        at_5000,
+        at_5000 / ANCHOR_PODS_PER_S,
+        ANCHOR_PODS_PER_S,
+        at_5000 / 2000.0
+    );
+    Ok(())
+}

@@ -1,0 +1,830 @@
+//! The scheduler's view of the cluster, precomputed once per object version so that placing a
+//! pod costs arithmetic, not parsing.
+//!
+//! Per pod ([`PodInfo`]): its requests (cpu, memory, one pod slot), runtime, priority, owner (for
+//! spreading) and host ports. Per node ([`NodeInfo`]): parsed allocatable, labels, zone, taints,
+//! readiness, runtimes, and what the pods accounted to it use — request sums, host ports,
+//! replicas per owner, pod keys — plus the reservations of pods nominated to it by preemption.
+//! The cache also counts each owner's replicas per zone.
+//!
+//! It is updated incrementally from watch events and from the scheduler's own decisions: an
+//! **assumed** pod (a bind in flight) counts on its node at once so the next pod sees it, as
+//! kube-scheduler's assume cache does; a bind that loses its compare-and-swap is forgotten.
+//!
+//! Must not: do I/O, decide placements, or parse a quantity outside of a node or pod update.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use skiff_api::ResourceExt;
+use skiff_api::quantity::Quantity;
+use skiff_api::v1::{Node, Pod, Taint};
+
+/// The node label zone spreading reads.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
+/// What a pod asks for, or what a node has or has given out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub cpu_millis: i64,
+    pub memory: i64,
+    pub pods: i64,
+}
+
+impl Resources {
+    pub fn add(&mut self, other: &Resources) {
+        self.cpu_millis += other.cpu_millis;
+        self.memory += other.memory;
+        self.pods += other.pods;
+    }
+
+    pub fn sub(&mut self, other: &Resources) {
+        self.cpu_millis -= other.cpu_millis;
+        self.memory -= other.memory;
+        self.pods -= other.pods;
+    }
+}
+
+fn quantity(map: &BTreeMap<String, String>, key: &str) -> Option<Quantity> {
+    map.get(key).and_then(|q| Quantity::parse(q).ok())
+}
+
+/// A host port a container asks for: `0.0.0.0` (all addresses) when the pod names no host IP.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    pub ip: String,
+    pub protocol: String,
+    pub port: i32,
+}
+
+pub const ANY_IP: &str = "0.0.0.0";
+
+impl HostPort {
+    /// Same port and protocol, and the same address or one of them is all addresses.
+    pub fn conflicts(&self, other: &HostPort) -> bool {
+        self.port == other.port
+            && self.protocol == other.protocol
+            && (self.ip == other.ip || self.ip == ANY_IP || other.ip == ANY_IP)
+    }
+}
+
+/// What the scheduler needs of a pod, computed once per version.
+#[derive(Debug, Clone)]
+pub struct PodInfo {
+    pub key: String,
+    pub pod: Pod,
+    /// The store revision of this version (its resourceVersion).
+    pub revision: u64,
+    pub requests: Resources,
+    pub runtime: String,
+    pub priority: i32,
+    /// The replica group spreading counts: the controller's uid, else the namespace and labels.
+    pub owner: Option<String>,
+    pub host_ports: Vec<HostPort>,
+}
+
+impl PodInfo {
+    pub fn new(key: &str, pod: Pod) -> Self {
+        let revision = pod.meta().resource_version.parse().unwrap_or(0);
+        Self {
+            key: key.to_string(),
+            revision,
+            requests: pod_requests(&pod),
+            runtime: pod_runtime(&pod).to_string(),
+            priority: pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
+            owner: owner_key(&pod),
+            host_ports: host_ports(&pod),
+            pod,
+        }
+    }
+
+    /// The node this version is bound to, if it holds resources there (bound and not finished).
+    pub fn holding_node(&self) -> Option<&str> {
+        let node = self.node_name();
+        let phase = self.pod.status.as_ref().map(|s| s.phase.as_str());
+        (!node.is_empty() && !matches!(phase, Some("Succeeded" | "Failed"))).then_some(node)
+    }
+
+    pub fn node_name(&self) -> &str {
+        self.pod
+            .spec
+            .as_ref()
+            .map(|s| s.node_name.as_str())
+            .unwrap_or("")
+    }
+
+    /// `status.nominatedNodeName` of a pod still waiting for its node.
+    pub fn nominated_node(&self) -> Option<&str> {
+        let nominated = self.pod.status.as_ref()?.nominated_node_name.as_str();
+        (!nominated.is_empty() && self.node_name().is_empty()).then_some(nominated)
+    }
+
+    pub fn terminating(&self) -> bool {
+        self.pod.meta().deletion_timestamp.is_some()
+    }
+
+    /// Does this scheduler own the pod: unbound, not being deleted, and for skiff's scheduler?
+    pub fn wants_scheduling(&self) -> bool {
+        let Some(spec) = &self.pod.spec else {
+            return false;
+        };
+        spec.node_name.is_empty()
+            && !self.terminating()
+            && matches!(
+                spec.scheduler_name.as_str(),
+                "" | "default-scheduler" | "skiff-scheduler"
+            )
+    }
+}
+
+/// The sum of the pod's container requests (a limit stands for a missing request, as in
+/// Kubernetes), plus one pod.
+pub fn pod_requests(pod: &Pod) -> Resources {
+    let mut total = Resources {
+        pods: 1,
+        ..Default::default()
+    };
+    for c in pod.spec.iter().flat_map(|s| &s.containers) {
+        let Some(r) = &c.resources else { continue };
+        let pick = |key: &str| quantity(&r.requests, key).or_else(|| quantity(&r.limits, key));
+        if let Some(q) = pick("cpu") {
+            total.cpu_millis += q.millis();
+        }
+        if let Some(q) = pick("memory") {
+            total.memory += q.value();
+        }
+    }
+    total
+}
+
+/// The runtime handler a pod needs: `wasm` for `runtimeClassName: wasm`, `oci` by default.
+pub fn pod_runtime(pod: &Pod) -> &str {
+    match pod.spec.as_ref().map(|s| s.runtime_class_name.as_str()) {
+        None | Some("") => "oci",
+        Some(other) => other,
+    }
+}
+
+fn owner_key(pod: &Pod) -> Option<String> {
+    let meta = pod.meta();
+    if let Some(owner) = meta
+        .owner_references
+        .iter()
+        .find(|o| o.controller == Some(true))
+    {
+        return Some(format!("{}/uid:{}", meta.namespace, owner.uid));
+    }
+    if meta.labels.is_empty() {
+        return None;
+    }
+    let labels: Vec<String> = meta
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    Some(format!("{}/labels:{}", meta.namespace, labels.join(",")))
+}
+
+fn host_ports(pod: &Pod) -> Vec<HostPort> {
+    pod.spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .flat_map(|c| &c.ports)
+        .filter(|p| p.host_port > 0)
+        .map(|p| HostPort {
+            ip: if p.host_ip.is_empty() {
+                ANY_IP.to_string()
+            } else {
+                p.host_ip.clone()
+            },
+            protocol: if p.protocol.is_empty() {
+                "TCP".to_string()
+            } else {
+                p.protocol.clone()
+            },
+            port: p.host_port,
+        })
+        .collect()
+}
+
+/// What the scheduler knows of a node: its own fields, parsed, and what is placed on it.
+#[derive(Debug, Clone, Default)]
+pub struct NodeInfo {
+    pub name: String,
+    /// False for a placeholder that only holds the accounting of pods bound to a node the
+    /// cache has not seen (yet, or any more).
+    pub known: bool,
+    pub labels: BTreeMap<String, String>,
+    pub zone: Option<String>,
+    pub unschedulable: bool,
+    pub taints: Vec<Taint>,
+    pub runtimes: Vec<String>,
+    /// `Ready=True`, and the heartbeat it was last renewed with (Unix seconds), if any.
+    pub ready: bool,
+    pub heartbeat: Option<i64>,
+    pub allocatable: Resources,
+    /// What the pods accounted here request.
+    pub requested: Resources,
+    pub host_ports: Vec<HostPort>,
+    /// Replicas per owner key.
+    pub owners: HashMap<String, u32>,
+    pub pods: HashSet<String>,
+    /// Pods nominated here by preemption: key, priority, requests.
+    pub nominated: Vec<(String, i32, Resources)>,
+}
+
+impl NodeInfo {
+    fn from_node(node: &Node) -> Self {
+        let mut info = NodeInfo {
+            name: node.name().to_string(),
+            ..Default::default()
+        };
+        info.set_node(node);
+        info
+    }
+
+    /// Replaces the node's own fields, keeping the accounting.
+    fn set_node(&mut self, node: &Node) {
+        self.known = true;
+        self.labels = node.meta().labels.clone();
+        self.zone = self.labels.get(ZONE_LABEL).cloned();
+        self.unschedulable = node.spec.as_ref().is_some_and(|s| s.unschedulable);
+        self.taints = node
+            .spec
+            .as_ref()
+            .map(|s| s.taints.clone())
+            .unwrap_or_default();
+        let status = node.status.as_ref();
+        self.runtimes = status
+            .iter()
+            .flat_map(|s| &s.runtime_handlers)
+            .map(|h| h.name.clone())
+            .collect();
+        let ready = status
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .find(|c| c.r#type == "Ready");
+        self.ready = ready.is_some_and(|c| c.status == "True");
+        self.heartbeat = ready.and_then(|c| c.last_heartbeat_time.map(|t| t.seconds));
+        self.allocatable = status.map_or_else(Resources::default, |s| Resources {
+            cpu_millis: quantity(&s.allocatable, "cpu").map_or(0, |q| q.millis()),
+            memory: quantity(&s.allocatable, "memory").map_or(0, |q| q.value()),
+            pods: quantity(&s.allocatable, "pods").map_or(0, |q| q.value()),
+        });
+    }
+
+    /// The fields filters read, without the heartbeat: has a node update changed what fits?
+    fn shape(&self) -> impl PartialEq + '_ {
+        (
+            self.known,
+            &self.labels,
+            self.unschedulable,
+            &self.taints,
+            &self.runtimes,
+            self.ready,
+            self.allocatable,
+        )
+    }
+
+    /// Ready with a heartbeat younger than `grace` at `now` (Unix seconds).
+    pub fn is_ready(&self, now: i64, grace: Duration) -> bool {
+        let grace = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
+        self.ready && self.heartbeat.is_none_or(|h| now.saturating_sub(h) < grace)
+    }
+
+    /// Reservations for nominated pods that `pod` must leave room for: those of at least its
+    /// priority, other than itself.
+    pub fn reserved_for(&self, pod: &PodInfo) -> Resources {
+        let mut total = Resources::default();
+        for (key, priority, requests) in &self.nominated {
+            if *priority >= pod.priority && key != &pod.key {
+                total.add(requests);
+            }
+        }
+        total
+    }
+
+    fn account(&mut self, pod: &PodInfo) {
+        self.requested.add(&pod.requests);
+        self.host_ports.extend(pod.host_ports.iter().cloned());
+        if let Some(owner) = &pod.owner {
+            *self.owners.entry(owner.clone()).or_default() += 1;
+        }
+        self.pods.insert(pod.key.clone());
+    }
+
+    fn unaccount(&mut self, pod: &PodInfo) {
+        self.requested.sub(&pod.requests);
+        for port in &pod.host_ports {
+            if let Some(i) = self.host_ports.iter().position(|p| p == port) {
+                self.host_ports.swap_remove(i);
+            }
+        }
+        if let Some(owner) = &pod.owner
+            && let Some(n) = self.owners.get_mut(owner)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.owners.remove(owner);
+            }
+        }
+        self.pods.remove(&pod.key);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pods.is_empty() && self.nominated.is_empty()
+    }
+}
+
+struct PodEntry {
+    info: Arc<PodInfo>,
+    /// The node whose accounting holds this pod, and the zone it was counted in there.
+    accounted: Option<(String, Option<String>)>,
+    /// The node a bind in flight put it on.
+    assumed: bool,
+    /// The node whose reservations hold this pod.
+    nominated: Option<String>,
+}
+
+/// Nodes and pods as the scheduler sees them.
+#[derive(Default)]
+pub struct Cache {
+    nodes: Vec<NodeInfo>,
+    index: HashMap<String, usize>,
+    known: usize,
+    pods: HashMap<String, PodEntry>,
+    /// Owner → zone → replicas.
+    zones: HashMap<String, HashMap<String, u32>>,
+}
+
+impl Cache {
+    /// Every node slot, placeholders included (check [`NodeInfo::known`]).
+    pub fn nodes(&self) -> &[NodeInfo] {
+        &self.nodes
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.index
+            .get(name)
+            .map(|&i| &self.nodes[i])
+            .filter(|n| n.known)
+    }
+
+    /// Registered nodes.
+    pub fn node_count(&self) -> usize {
+        self.known
+    }
+
+    pub fn pod(&self, key: &str) -> Option<&Arc<PodInfo>> {
+        self.pods.get(key).map(|e| &e.info)
+    }
+
+    pub fn pod_keys(&self) -> impl Iterator<Item = &String> {
+        self.pods.keys()
+    }
+
+    pub fn pod_count(&self) -> usize {
+        self.pods.len()
+    }
+
+    pub fn is_assumed(&self, key: &str) -> bool {
+        self.pods.get(key).is_some_and(|e| e.assumed)
+    }
+
+    /// Replicas of `owner` in `zone`.
+    pub fn zone_count(&self, owner: &str, zone: &str) -> u32 {
+        self.zones
+            .get(owner)
+            .and_then(|z| z.get(zone))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn slot(&mut self, name: &str) -> &mut NodeInfo {
+        let i = match self.index.get(name) {
+            Some(&i) => i,
+            None => {
+                self.nodes.push(NodeInfo {
+                    name: name.to_string(),
+                    ..Default::default()
+                });
+                self.index.insert(name.to_string(), self.nodes.len() - 1);
+                self.nodes.len() - 1
+            }
+        };
+        &mut self.nodes[i]
+    }
+
+    fn drop_slot_if_unused(&mut self, name: &str) {
+        let Some(&i) = self.index.get(name) else {
+            return;
+        };
+        if self.nodes[i].known || !self.nodes[i].is_empty() {
+            return;
+        }
+        self.index.remove(name);
+        self.nodes.swap_remove(i);
+        if let Some(moved) = self.nodes.get(i) {
+            self.index.insert(moved.name.clone(), i);
+        }
+    }
+
+    /// Adds or updates a node; true if it is new or what fits on it may have changed.
+    pub fn put_node(&mut self, node: &Node) -> bool {
+        let name = node.name();
+        match self.index.get(name) {
+            Some(&i) => {
+                let was_known = self.nodes[i].known;
+                let before = NodeInfo::from_node(node);
+                let changed = before.shape() != self.nodes[i].shape();
+                self.nodes[i].set_node(node);
+                if !was_known {
+                    self.known += 1;
+                }
+                changed
+            }
+            None => {
+                self.nodes.push(NodeInfo::from_node(node));
+                self.index.insert(name.to_string(), self.nodes.len() - 1);
+                self.known += 1;
+                true
+            }
+        }
+    }
+
+    pub fn delete_node(&mut self, name: &str) {
+        let Some(&i) = self.index.get(name) else {
+            return;
+        };
+        if self.nodes[i].known {
+            self.known -= 1;
+        }
+        let slot = &mut self.nodes[i];
+        *slot = NodeInfo {
+            name: slot.name.clone(),
+            zone: slot.zone.clone(),
+            requested: slot.requested,
+            host_ports: std::mem::take(&mut slot.host_ports),
+            owners: std::mem::take(&mut slot.owners),
+            pods: std::mem::take(&mut slot.pods),
+            nominated: std::mem::take(&mut slot.nominated),
+            ..Default::default()
+        };
+        self.drop_slot_if_unused(name);
+    }
+
+    /// Counts the pod on `node`; returns where it was counted.
+    fn account(&mut self, info: &PodInfo, node: &str) -> (String, Option<String>) {
+        let slot = self.slot(node);
+        slot.account(info);
+        let zone = slot.zone.clone();
+        if let (Some(owner), Some(zone)) = (&info.owner, &zone) {
+            *self
+                .zones
+                .entry(owner.clone())
+                .or_default()
+                .entry(zone.clone())
+                .or_default() += 1;
+        }
+        (node.to_string(), zone)
+    }
+
+    fn unaccount(&mut self, info: &PodInfo, (node, zone): &(String, Option<String>)) {
+        if let Some(&i) = self.index.get(node) {
+            self.nodes[i].unaccount(info);
+        }
+        if let (Some(owner), Some(zone)) = (&info.owner, zone)
+            && let Some(zones) = self.zones.get_mut(owner)
+            && let Some(n) = zones.get_mut(zone)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                zones.remove(zone);
+                if zones.is_empty() {
+                    self.zones.remove(owner);
+                }
+            }
+        }
+        self.drop_slot_if_unused(node);
+    }
+
+    fn set_nominated(&mut self, info: &PodInfo, from: Option<String>, to: Option<&str>) {
+        if from.as_deref() == to && from.is_none() {
+            return;
+        }
+        if let Some(old) = &from
+            && let Some(&i) = self.index.get(old.as_str())
+        {
+            self.nodes[i].nominated.retain(|(k, _, _)| k != &info.key);
+            self.drop_slot_if_unused(old);
+        }
+        if let Some(node) = to {
+            let priority = info.priority;
+            let requests = info.requests;
+            self.slot(node)
+                .nominated
+                .push((info.key.clone(), priority, requests));
+        }
+    }
+
+    /// Adds or updates a pod from the store. A version older than the cached one is ignored
+    /// (a bind's answer can arrive after the watch moved on). While a bind is in flight, a
+    /// version that is still unbound keeps the assumed placement; a bound one replaces it.
+    pub fn put_pod(&mut self, key: &str, pod: Pod) -> Arc<PodInfo> {
+        let info = Arc::new(PodInfo::new(key, pod));
+        let (old_accounted, assumed, old_nominated) = match self.pods.get(key) {
+            Some(e) if e.info.revision > info.revision => return e.info.clone(),
+            Some(e) => (e.accounted.clone(), e.assumed, e.nominated.clone()),
+            None => (None, false, None),
+        };
+        let keep_assumed = assumed && info.node_name().is_empty() && !info.terminating();
+        let target = if keep_assumed {
+            old_accounted.as_ref().map(|(n, _)| n.clone())
+        } else {
+            info.holding_node().map(str::to_string)
+        };
+        if let Some(old) = &old_accounted
+            && let Some(e) = self.pods.get(key)
+        {
+            let old_info = e.info.clone();
+            self.unaccount(&old_info, old);
+        }
+        let accounted = target.map(|node| self.account(&info, &node));
+        let nominated = info.nominated_node().map(str::to_string);
+        self.set_nominated(&info, old_nominated, nominated.as_deref());
+        self.pods.insert(
+            key.to_string(),
+            PodEntry {
+                info: info.clone(),
+                accounted,
+                assumed: keep_assumed,
+                nominated,
+            },
+        );
+        info
+    }
+
+    /// Like [`Cache::put_pod`], but only for a pod still cached: the answer of a bind for a pod
+    /// whose deletion the watch already delivered must not bring it back.
+    pub fn confirm(&mut self, key: &str, pod: Pod) {
+        if self.pods.contains_key(key) {
+            self.put_pod(key, pod);
+        }
+    }
+
+    pub fn delete_pod(&mut self, key: &str) -> Option<Arc<PodInfo>> {
+        let entry = self.pods.remove(key)?;
+        if let Some(node) = &entry.accounted {
+            self.unaccount(&entry.info, node);
+        }
+        self.set_nominated(&entry.info, entry.nominated, None);
+        Some(entry.info)
+    }
+
+    /// Counts a pod on `node` before its bind is acknowledged.
+    pub fn assume(&mut self, key: &str, node: &str) {
+        let Some(entry) = self.pods.get(key) else {
+            return;
+        };
+        let info = entry.info.clone();
+        if let Some(old) = entry.accounted.clone() {
+            self.unaccount(&info, &old);
+        }
+        let accounted = self.account(&info, node);
+        if let Some(e) = self.pods.get_mut(key) {
+            e.accounted = Some(accounted);
+            e.assumed = true;
+        }
+    }
+
+    /// Undoes [`Cache::assume`] after a lost bind: the pod counts where its cached version says.
+    pub fn forget(&mut self, key: &str) {
+        let Some(entry) = self.pods.get(key).filter(|e| e.assumed) else {
+            return;
+        };
+        let info = entry.info.clone();
+        if let Some(old) = entry.accounted.clone() {
+            self.unaccount(&info, &old);
+        }
+        let accounted = info
+            .holding_node()
+            .map(str::to_string)
+            .map(|node| self.account(&info, &node));
+        if let Some(e) = self.pods.get_mut(key) {
+            e.accounted = accounted;
+            e.assumed = false;
+        }
+    }
+
+    /// The pods accounted to a node.
+    pub fn pods_on<'a>(&'a self, node: &NodeInfo) -> impl Iterator<Item = &'a Arc<PodInfo>> + 'a {
+        let keys: Vec<&String> = self
+            .index
+            .get(&node.name)
+            .map(|&i| self.nodes[i].pods.iter().collect())
+            .unwrap_or_default();
+        keys.into_iter().filter_map(|k| self.pod(k))
+    }
+
+    /// Keys of the pods this scheduler should place.
+    pub fn pending(&self) -> impl Iterator<Item = &Arc<PodInfo>> {
+        self.pods
+            .values()
+            .filter(|e| !e.assumed && e.info.wants_scheduling())
+            .map(|e| &e.info)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use skiff_api::v1::*;
+
+    pub fn node(name: &str, cpu: &str, memory: &str, zone: Option<&str>) -> Node {
+        let mut status = NodeStatus {
+            conditions: vec![Condition {
+                r#type: "Ready".into(),
+                status: "True".into(),
+                last_heartbeat_time: Some(skiff_api::time::now()),
+                ..Default::default()
+            }],
+            runtime_handlers: vec![NodeRuntimeHandler {
+                name: "wasm".into(),
+            }],
+            ..Default::default()
+        };
+        status.allocatable.insert("cpu".into(), cpu.into());
+        status.allocatable.insert("memory".into(), memory.into());
+        status.allocatable.insert("pods".into(), "110".into());
+        let mut labels = BTreeMap::new();
+        if let Some(z) = zone {
+            labels.insert(ZONE_LABEL.to_string(), z.to_string());
+        }
+        Node {
+            metadata: Some(ObjectMeta {
+                name: name.into(),
+                labels,
+                ..Default::default()
+            }),
+            spec: Some(NodeSpec::default()),
+            status: Some(status),
+        }
+    }
+
+    pub fn pod(name: &str, cpu: &str, memory: &str) -> Pod {
+        let mut res = ResourceRequirements::default();
+        res.requests.insert("cpu".into(), cpu.into());
+        res.requests.insert("memory".into(), memory.into());
+        Pod {
+            metadata: Some(ObjectMeta {
+                name: name.into(),
+                namespace: "default".into(),
+                labels: [("app".to_string(), "web".to_string())].into(),
+                resource_version: "1".into(),
+                ..Default::default()
+            }),
+            spec: Some(PodSpec {
+                runtime_class_name: "wasm".into(),
+                containers: vec![Container {
+                    name: "c".into(),
+                    resources: Some(res),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                phase: "Pending".into(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    pub fn bound(mut p: Pod, node: &str, revision: u64) -> Pod {
+        p.spec.as_mut().unwrap().node_name = node.into();
+        p.metadata.as_mut().unwrap().resource_version = revision.to_string();
+        p
+    }
+
+    #[test]
+    fn requests_are_parsed_once_into_pod_info() {
+        let info = PodInfo::new("/pods/default/a", pod("a", "250m", "64Mi"));
+        assert_eq!(
+            info.requests,
+            Resources {
+                cpu_millis: 250,
+                memory: 64 << 20,
+                pods: 1
+            }
+        );
+        assert_eq!(info.runtime, "wasm");
+        assert_eq!(info.owner.as_deref(), Some("default/labels:app=web"));
+        let mut owned = pod("b", "1", "1Gi");
+        owned
+            .metadata
+            .as_mut()
+            .unwrap()
+            .owner_references
+            .push(OwnerReference {
+                uid: "rs-1".into(),
+                controller: Some(true),
+                ..Default::default()
+            });
+        assert_eq!(
+            PodInfo::new("k", owned).owner.as_deref(),
+            Some("default/uid:rs-1")
+        );
+    }
+
+    #[test]
+    fn accounting_follows_binds_deletes_and_zones() {
+        let mut cache = Cache::default();
+        cache.put_node(&node("n1", "4", "4Gi", Some("z1")));
+        cache.put_pod("/pods/default/a", bound(pod("a", "1", "1Gi"), "n1", 2));
+        let n1 = cache.node("n1").unwrap();
+        assert_eq!(n1.requested.cpu_millis, 1000);
+        assert_eq!(n1.owners.get("default/labels:app=web"), Some(&1));
+        assert_eq!(cache.zone_count("default/labels:app=web", "z1"), 1);
+        // A finished pod frees its node.
+        let mut done = bound(pod("a", "1", "1Gi"), "n1", 3);
+        done.status.as_mut().unwrap().phase = "Succeeded".into();
+        cache.put_pod("/pods/default/a", done);
+        assert_eq!(cache.node("n1").unwrap().requested, Resources::default());
+        assert_eq!(cache.zone_count("default/labels:app=web", "z1"), 0);
+        // An older version arriving late changes nothing.
+        cache.put_pod("/pods/default/a", bound(pod("a", "1", "1Gi"), "n1", 2));
+        assert_eq!(cache.node("n1").unwrap().requested, Resources::default());
+        assert!(cache.delete_pod("/pods/default/a").is_some());
+        assert_eq!(cache.pod_count(), 0);
+    }
+
+    #[test]
+    fn pods_on_an_unknown_node_wait_in_a_placeholder() {
+        let mut cache = Cache::default();
+        cache.put_pod("/pods/default/a", bound(pod("a", "1", "1Gi"), "later", 2));
+        assert_eq!(cache.node_count(), 0);
+        assert!(cache.node("later").is_none());
+        cache.put_node(&node("later", "4", "4Gi", None));
+        assert_eq!(cache.node("later").unwrap().requested.cpu_millis, 1000);
+        cache.delete_node("later");
+        assert_eq!(cache.node_count(), 0);
+        cache.delete_pod("/pods/default/a");
+        assert!(
+            cache.nodes().is_empty(),
+            "the placeholder goes with its last pod"
+        );
+    }
+
+    #[test]
+    fn assume_counts_at_once_and_forget_undoes_it() {
+        let mut cache = Cache::default();
+        cache.put_node(&node("n1", "4", "4Gi", None));
+        cache.put_pod("/pods/default/a", pod("a", "1", "1Gi"));
+        cache.assume("/pods/default/a", "n1");
+        assert!(cache.is_assumed("/pods/default/a"));
+        assert_eq!(cache.pending().count(), 0);
+        assert_eq!(cache.node("n1").unwrap().requested.cpu_millis, 1000);
+        // An unbound update while the bind is in flight keeps the assumption.
+        let mut touched = pod("a", "1", "1Gi");
+        touched.metadata.as_mut().unwrap().resource_version = "5".into();
+        cache.put_pod("/pods/default/a", touched);
+        assert_eq!(cache.node("n1").unwrap().requested.cpu_millis, 1000);
+        cache.forget("/pods/default/a");
+        assert!(!cache.is_assumed("/pods/default/a"));
+        assert_eq!(cache.node("n1").unwrap().requested, Resources::default());
+        assert_eq!(cache.pending().count(), 1);
+        // The watch's bound version settles it.
+        cache.assume("/pods/default/a", "n1");
+        cache.put_pod("/pods/default/a", bound(pod("a", "1", "1Gi"), "n1", 6));
+        assert!(!cache.is_assumed("/pods/default/a"));
+        assert_eq!(cache.node("n1").unwrap().requested.cpu_millis, 1000);
+        cache.forget("/pods/default/a");
+        assert_eq!(
+            cache.node("n1").unwrap().requested.cpu_millis,
+            1000,
+            "forgetting a confirmed pod changes nothing"
+        );
+        // A bind answer for a pod deleted meanwhile does not resurrect it.
+        cache.delete_pod("/pods/default/a");
+        cache.confirm("/pods/default/a", bound(pod("a", "1", "1Gi"), "n1", 6));
+        assert_eq!(cache.pod_count(), 0);
+    }
+
+    #[test]
+    fn nominated_pods_reserve_room_for_equal_or_higher_priority() {
+        let mut cache = Cache::default();
+        cache.put_node(&node("n1", "4", "4Gi", None));
+        let mut high = pod("high", "2", "1Gi");
+        high.spec.as_mut().unwrap().priority = Some(100);
+        high.status.as_mut().unwrap().nominated_node_name = "n1".into();
+        cache.put_pod("/pods/default/high", high);
+        let low = PodInfo::new("/pods/default/low", pod("low", "1", "1Gi"));
+        let n1 = cache.node("n1").unwrap();
+        assert_eq!(n1.reserved_for(&low).cpu_millis, 2000);
+        let me = cache.pod("/pods/default/high").unwrap().clone();
+        assert_eq!(n1.reserved_for(&me), Resources::default());
+        cache.delete_pod("/pods/default/high");
+        assert!(cache.node("n1").unwrap().nominated.is_empty());
+    }
+}
