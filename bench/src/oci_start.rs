@@ -95,7 +95,10 @@ pub fn run() -> Result<(), String> {
             Ok(o) if o.status.success() => true,
             Ok(o) => {
                 let why = String::from_utf8_lossy(&o.stderr);
-                println!("(crun does not run on this host: {}; not measured)", why.trim());
+                println!(
+                    "(crun does not run on this host: {}; not measured)",
+                    why.trim()
+                );
                 false
             }
             Err(e) => {
@@ -115,7 +118,9 @@ pub fn run() -> Result<(), String> {
             }
         }
     }
-    println!("`/bin/true` in a busybox bundle, create+start+wait+delete, {RUNS} runs each, interleaved");
+    println!(
+        "`/bin/true` in a busybox bundle, create+start+wait+delete, {RUNS} runs each, interleaved"
+    );
     println!();
     println!("| runtime | n | p50 | p99 | min |");
     println!("| --- | ---: | ---: | ---: | ---: |");

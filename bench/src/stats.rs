@@ -25,7 +25,6 @@ pub fn row(what: &str, mut samples: Vec<Duration>) -> Duration {
         fmt(p50),
         fmt(percentile(&samples, 0.99)),
         fmt(samples[0])
-    )
-    ;
+    );
     p50
 }

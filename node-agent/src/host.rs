@@ -204,12 +204,19 @@ impl Runtime {
             .map_err(io)?;
         let log2 = log.try_clone().map_err(io)?;
         // Its own process group: Ctrl-C on the agent's terminal and the agent's death leave it be.
-        let child = std::process::Command::new(program)
+        let mut command = std::process::Command::new(program);
+        command
             .args(args)
             .arg("--socket")
             .arg(&self.socket)
             .arg("--cache-dir")
-            .arg(&self.cache_dir)
+            .arg(&self.cache_dir);
+        if crate::node::runs_containers() {
+            command
+                .arg("--container-dir")
+                .arg(self.runtime_dir.join("containers"));
+        }
+        let child = command
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -300,7 +307,26 @@ impl Runtime {
 
     /// Starts (idempotently, by id) an instance.
     pub async fn start(&self, spec: proto::WasmSpec) -> Result<Instance, StartFailure> {
-        let request = proto::StartRequest { spec: Some(spec) };
+        self.start_request(proto::StartRequest {
+            spec: Some(spec),
+            container: None,
+        })
+        .await
+    }
+
+    /// Starts (idempotently, by id) a Linux container.
+    pub async fn start_container(
+        &self,
+        spec: proto::ContainerSpec,
+    ) -> Result<Instance, StartFailure> {
+        self.start_request(proto::StartRequest {
+            spec: None,
+            container: Some(spec),
+        })
+        .await
+    }
+
+    async fn start_request(&self, request: proto::StartRequest) -> Result<Instance, StartFailure> {
         let response = self
             .call(|mut c| {
                 let r = request.clone();
@@ -318,9 +344,13 @@ impl Runtime {
             })
     }
 
-    /// Stops an instance; NotFound is fine (already gone).
-    pub async fn kill(&self, id: &str) -> Result<(), tonic::Status> {
-        let request = proto::KillRequest { id: id.to_string() };
+    /// Stops an instance (a container: SIGTERM, SIGKILL after `grace_seconds`); NotFound is
+    /// fine (already gone).
+    pub async fn kill(&self, id: &str, grace_seconds: u32) -> Result<(), tonic::Status> {
+        let request = proto::KillRequest {
+            id: id.to_string(),
+            grace_seconds,
+        };
         match self
             .call(|mut c| {
                 let r = request.clone();

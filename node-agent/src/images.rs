@@ -1,4 +1,5 @@
-//! Image references → a module file on this node, and the image-pull back-off.
+//! Image references → a module file (Wasm) or unpacked layers (OCI containers, in the snapshot
+//! store at `<data dir>/snapshots`) on this node, and the image-pull back-off.
 //!
 //! `file:PATH` names a module (or WAT text) on the node; a relative path is taken from the
 //! agent's working directory. Any other reference is pulled from its OCI registry into the image
@@ -21,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use skiff_runtime::image::{ImageStore, Progress, PullPolicy, StoreOptions};
+use skiff_runtime::image::unpack::Snapshots;
+use skiff_runtime::image::{ImageProcess, ImageStore, Progress, PullPolicy, StoreOptions};
 use tokio::sync::watch;
 
 use crate::pods::restart;
@@ -53,10 +55,20 @@ pub struct ImageError {
 /// A usable image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
+    /// The module of a Wasm image (empty for a container image).
     pub module: PathBuf,
+    /// The unpacked layers and process of a container image.
+    pub container: Option<ContainerImage>,
     /// The manifest digest of a pulled image; `None` for a `file:` image (its module digest is
     /// its ID).
     pub image_id: Option<String>,
+}
+
+/// A container image on this node: snapshot directories (bottom first) and its config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerImage {
+    pub layers: Vec<PathBuf>,
+    pub process: ImageProcess,
 }
 
 /// How a pull ended, shared by every container that waited for it.
@@ -64,6 +76,7 @@ pub struct Resolved {
 enum Outcome {
     Pulled {
         module: PathBuf,
+        container: Option<ContainerImage>,
         digest: String,
     },
     Failed {
@@ -72,7 +85,8 @@ enum Outcome {
     },
 }
 
-type PullKey = (String, PullPolicyKey);
+/// Image, policy, and whether it is pulled as a container image.
+type PullKey = (String, PullPolicyKey, bool);
 type PullPolicyKey = &'static str;
 
 /// One container's image state.
@@ -92,6 +106,7 @@ struct ContainerPull {
 #[derive(Clone)]
 pub struct Images {
     store: Result<Arc<ImageStore>, String>,
+    snapshots: Result<Arc<Snapshots>, String>,
     inflight: Arc<Mutex<HashMap<PullKey, watch::Receiver<Option<Outcome>>>>>,
     containers: Arc<Mutex<HashMap<String, ContainerPull>>>,
 }
@@ -125,8 +140,12 @@ impl Images {
         if let Err(e) = &store {
             tracing::error!(error = %e, "the image store cannot be opened: registry images will not pull");
         }
+        let snapshots = Snapshots::new(data_dir.join("snapshots"))
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
         Self {
             store,
+            snapshots,
             inflight: Arc::default(),
             containers: Arc::default(),
         }
@@ -140,9 +159,39 @@ impl Images {
         image: &str,
         policy: &str,
     ) -> Result<Resolved, ImageError> {
+        self.resolve_as(key, image, policy, false).await
+    }
+
+    /// [`Images::resolve`] for a Linux container: every layer unpacked.
+    pub async fn resolve_container(
+        &self,
+        key: &str,
+        image: &str,
+        policy: &str,
+    ) -> Result<Resolved, ImageError> {
+        if image.starts_with("file:") {
+            return Err(ImageError {
+                reason: "InvalidImageName",
+                message: format!(
+                    "image {image}: a file: image is a Wasm module; an OCI container needs a registry image (or set runtimeClassName: wasm)"
+                ),
+                retry_at: None,
+            });
+        }
+        self.resolve_as(key, image, policy, true).await
+    }
+
+    async fn resolve_as(
+        &self,
+        key: &str,
+        image: &str,
+        policy: &str,
+        container: bool,
+    ) -> Result<Resolved, ImageError> {
         if image.starts_with("file:") {
             return resolve_file(image).map(|module| Resolved {
                 module,
+                container: None,
                 image_id: None,
             });
         }
@@ -170,7 +219,7 @@ impl Images {
                 Some(rx) => (rx.clone(), false),
                 None if c.failures > 0 && c.retry_at > now => return Err(c.backoff(image)),
                 None => {
-                    let (rx, started) = self.start_pull(image, policy);
+                    let (rx, started) = self.start_pull(image, policy, container);
                     c.waiting = Some(rx.clone());
                     (rx, started)
                 }
@@ -192,10 +241,15 @@ impl Images {
         };
         let mut containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
         match outcome {
-            Outcome::Pulled { module, digest } => {
+            Outcome::Pulled {
+                module,
+                container,
+                digest,
+            } => {
                 containers.remove(key);
                 Ok(Resolved {
                     module,
+                    container,
                     image_id: Some(digest),
                 })
             }
@@ -228,8 +282,9 @@ impl Images {
         &self,
         image: &str,
         policy: PullPolicy,
+        container: bool,
     ) -> (watch::Receiver<Option<Outcome>>, bool) {
-        let key = (image.to_string(), policy_key(policy));
+        let key = (image.to_string(), policy_key(policy), container);
         let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(rx) = inflight.get(&key) {
             return (rx.clone(), false);
@@ -237,12 +292,20 @@ impl Images {
         let (tx, rx) = watch::channel(None);
         inflight.insert(key.clone(), rx.clone());
         let store = self.store.clone();
+        let snapshots = self.snapshots.clone();
         let table = self.inflight.clone();
         let image = image.to_string();
         tokio::spawn(async move {
-            let outcome = match store {
-                Ok(store) => pull(&store, &image, policy).await,
-                Err(e) => Outcome::Failed {
+            let outcome = match (store, snapshots) {
+                (Ok(store), _) if !container => pull(&store, &image, policy).await,
+                (Ok(store), Ok(snapshots)) => {
+                    pull_container(&store, &snapshots, &image, policy).await
+                }
+                (Ok(_), Err(e)) => Outcome::Failed {
+                    reason: "ErrImagePull",
+                    message: format!("{image}: the snapshot store cannot be opened: {e}"),
+                },
+                (Err(e), _) => Outcome::Failed {
                     reason: "ErrImagePull",
                     message: format!("{image}: the image store cannot be opened: {e}"),
                 },
@@ -286,11 +349,10 @@ impl ContainerPull {
     }
 }
 
-/// One pull, logged.
-async fn pull(store: &ImageStore, image: &str, policy: PullPolicy) -> Outcome {
-    let started = Instant::now();
+/// Logs a large pull's progress every [`LOG_INTERVAL`].
+fn progress_logger(image: &str) -> impl Fn(&Progress) + Send + Sync + '_ {
     let last_log = Mutex::new(None::<Instant>);
-    let log_progress = |p: &Progress| {
+    move |p: &Progress| {
         if p.total < LOG_PROGRESS_ABOVE {
             return;
         }
@@ -309,7 +371,57 @@ async fn pull(store: &ImageStore, image: &str, policy: PullPolicy) -> Outcome {
                 p.total >> 20,
             );
         }
-    };
+    }
+}
+
+fn failed(image: &str, e: skiff_runtime::image::PullError) -> Outcome {
+    tracing::warn!(image, error = %e, retryable = e.retryable(), "image pull failed");
+    Outcome::Failed {
+        reason: e.reason(),
+        message: e.to_string(),
+    }
+}
+
+/// One pull of a container image, logged.
+async fn pull_container(
+    store: &ImageStore,
+    snapshots: &Arc<Snapshots>,
+    image: &str,
+    policy: PullPolicy,
+) -> Outcome {
+    let started = Instant::now();
+    let log_progress = progress_logger(image);
+    match store
+        .pull_container(image, policy, snapshots, &log_progress)
+        .await
+    {
+        Ok(pulled) => {
+            if pulled.downloaded {
+                tracing::info!(
+                    image,
+                    digest = %pulled.digest,
+                    layers = pulled.layers.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "pulled container image"
+                );
+            }
+            Outcome::Pulled {
+                module: PathBuf::new(),
+                container: Some(ContainerImage {
+                    layers: pulled.layers,
+                    process: pulled.process,
+                }),
+                digest: pulled.digest,
+            }
+        }
+        Err(e) => failed(image, e),
+    }
+}
+
+/// One pull, logged.
+async fn pull(store: &ImageStore, image: &str, policy: PullPolicy) -> Outcome {
+    let started = Instant::now();
+    let log_progress = progress_logger(image);
     match store.pull(image, policy, &log_progress).await {
         Ok(pulled) => {
             if pulled.downloaded {
@@ -326,16 +438,11 @@ async fn pull(store: &ImageStore, image: &str, policy: PullPolicy) -> Outcome {
             }
             Outcome::Pulled {
                 module: pulled.module_path,
+                container: None,
                 digest: pulled.digest,
             }
         }
-        Err(e) => {
-            tracing::warn!(image, error = %e, retryable = e.retryable(), "image pull failed");
-            Outcome::Failed {
-                reason: e.reason(),
-                message: e.to_string(),
-            }
-        }
+        Err(e) => failed(image, e),
     }
 }
 

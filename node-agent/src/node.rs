@@ -13,8 +13,19 @@ use crate::{AgentError, AgentOptions};
 /// How often the Ready condition's heartbeat is renewed.
 pub const HEARTBEAT_PERIOD: Duration = Duration::from_secs(10);
 
-/// The runtimes this agent runs. OCI containers join with the Linux executor.
-pub const RUNTIME_HANDLERS: &[&str] = &["wasm"];
+/// Whether this agent runs OCI containers: namespaces, cgroups and overlayfs need root.
+pub fn runs_containers() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The runtimes this agent runs: `wasm` always, `oci` (the Linux executor) as root.
+pub fn runtime_handlers() -> Vec<&'static str> {
+    if runs_containers() {
+        vec!["wasm", "oci"]
+    } else {
+        vec!["wasm"]
+    }
+}
 
 /// What the agent knows about its machine.
 #[derive(Debug, Clone)]
@@ -153,7 +164,7 @@ impl NodeInfo {
                 operating_system: "linux".into(),
                 architecture: go_arch(std::env::consts::ARCH).into(),
             }),
-            runtime_handlers: RUNTIME_HANDLERS
+            runtime_handlers: runtime_handlers()
                 .iter()
                 .map(|r| NodeRuntimeHandler {
                     name: r.to_string(),

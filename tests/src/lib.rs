@@ -17,6 +17,7 @@
 //! [`registry`] runs a private OCI registry (Debian's `docker-registry`) and pushes test images to it.
 
 pub mod bundles;
+pub mod cgroup;
 pub mod containerd;
 pub mod guests;
 pub mod images;
@@ -120,6 +121,28 @@ impl Agent {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         if String::from_utf8_lossy(&cmdline).contains("runtime-host") {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+
+    /// Removes what the agent's OCI containers leave on the host once their runtime host is
+    /// killed: their processes and cgroups, their rootfs mounts and their pods' network
+    /// namespaces (a runtime host cleans these when it starts again; a test's never does).
+    fn clean_containers(&self) {
+        let bundles = self.data_dir.join("runtime/containers/bundles");
+        let Ok(entries) = std::fs::read_dir(&bundles) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let cid = entry.file_name().to_string_lossy().into_owned();
+            cgroup::remove(&format!("skiff/{cid}"));
+            let rootfs = entry.path().join("rootfs");
+            let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
+            if let Some((uid, _)) = cid.split_once('_') {
+                let _ = Command::new("ip")
+                    .args(["netns", "delete", &format!("skiff-{uid}")])
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
         }
     }
 }
@@ -418,6 +441,7 @@ impl Drop for Cluster {
             agent.signal("-CONT");
             agent.kill();
             agent.kill_host();
+            agent.clean_containers();
         }
         self.kill_server();
     }

@@ -58,6 +58,9 @@ pub struct RuntimeHostArgs {
     /// Instance slots (the pooling allocator's size)
     #[arg(long, default_value_t = DEFAULT_MAX_PODS)]
     max_instances: u32,
+    /// Run Linux containers too, keeping their state and bundles here (needs root)
+    #[arg(long, value_name = "DIR")]
+    container_dir: Option<PathBuf>,
 }
 
 /// `key=value:Effect` or `key:Effect`, comma-separated.
@@ -108,9 +111,14 @@ fn parse_labels(text: &str) -> Result<BTreeMap<String, String>> {
 
 /// The command that starts this binary's runtime host.
 pub fn host_command() -> Result<Vec<std::ffi::OsString>> {
+    self_command("runtime-host")
+}
+
+/// `[this binary, sub]`.
+fn self_command(sub: &str) -> Result<Vec<std::ffi::OsString>> {
     let exe = std::env::current_exe()
         .map_err(|e| CliError::failed(format!("error: locating the skiff binary: {e}")))?;
-    Ok(vec![exe.into_os_string(), "runtime-host".into()])
+    Ok(vec![exe.into_os_string(), sub.into()])
 }
 
 pub fn agent_error(e: AgentError) -> CliError {
@@ -148,12 +156,19 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
         .map_err(agent_error)
 }
 
+/// `[this binary, linux-init]`: how the runtime host runs a container's init.
+fn linux_init_command() -> Result<Vec<std::ffi::OsString>> {
+    self_command("linux-init")
+}
+
 pub async fn runtime_host(args: RuntimeHostArgs) -> Result<()> {
     super::server::init_logging();
     let options = skiff_runtime::host::HostOptions {
         socket: args.socket,
         cache_dir: args.cache_dir,
         max_instances: args.max_instances,
+        container_dir: args.container_dir,
+        init_command: linux_init_command()?,
         ..Default::default()
     };
     skiff_runtime::host::serve(options, super::server::shutdown_signal())

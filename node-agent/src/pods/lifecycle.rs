@@ -13,10 +13,39 @@ use skiff_runtime::host::proto;
 use super::record::{Current, Terminated};
 use super::{
     ALLOW_OUTBOUND, CONFIG_RETRY, LOG_MAX_BYTES, LogState, Manager, env, instance_id, log_path,
-    status, volumes,
+    netns, oci, status, volumes,
 };
 use crate::host::{LABEL_ATTEMPT, LABEL_CONTAINER, LABEL_IMAGE_ID, LABEL_POD, LABEL_POD_UID};
 use crate::images;
+
+/// The most processes one OCI container may have (its cgroup's pids limit).
+const POD_PIDS_LIMIT: i64 = 4096;
+
+/// Whether `pod` runs in wasmtime (`runtimeClassName: wasm`) rather than as OCI containers.
+pub(super) fn is_wasm(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .is_some_and(|s| s.runtime_class_name == "wasm")
+}
+
+/// The labels of an instance: whose it is.
+fn instance_labels(
+    meta: &ObjectMeta,
+    container: &Container,
+    attempt: u32,
+    digest: &str,
+) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL_POD_UID.to_string(), meta.uid.clone()),
+        (
+            LABEL_POD.to_string(),
+            format!("{}/{}", meta.namespace, meta.name),
+        ),
+        (LABEL_CONTAINER.to_string(), container.name.clone()),
+        (LABEL_ATTEMPT.to_string(), attempt.to_string()),
+        (LABEL_IMAGE_ID.to_string(), digest.to_string()),
+    ])
+}
 
 fn start_error(message: String) -> Current {
     let now = SystemTime::now();
@@ -60,13 +89,16 @@ impl Manager {
             .join(container)
     }
 
-    /// Starts `attempt` of `container`; returns its new state and the module digest.
+    /// Starts `attempt` of `container`; returns its new state and the image (or module) digest.
     pub(super) async fn start_container(
         &self,
         pod: &Pod,
         container: &Container,
         attempt: u32,
     ) -> (Current, String) {
+        if !is_wasm(pod) {
+            return self.start_oci(pod, container, attempt).await;
+        }
         let meta = pod.meta();
         let pull_key = format!("{}/{}", meta.uid, container.name);
         let policy = &container.image_pull_policy;
@@ -156,27 +188,31 @@ impl Manager {
             }),
             log_path: log_path(&log_dir, attempt).display().to_string(),
             log_max_bytes: LOG_MAX_BYTES,
-            labels: HashMap::from([
-                (LABEL_POD_UID.to_string(), meta.uid.clone()),
-                (
-                    LABEL_POD.to_string(),
-                    format!("{}/{}", meta.namespace, meta.name),
-                ),
-                (LABEL_CONTAINER.to_string(), container.name.clone()),
-                (LABEL_ATTEMPT.to_string(), attempt.to_string()),
-                (LABEL_IMAGE_ID.to_string(), digest.clone()),
-            ])
-            .into_iter()
-            .collect(),
+            labels: instance_labels(meta, container, attempt, &digest),
         };
-        match self.runtime.start(spec).await {
+        let started = self.runtime.start(spec).await;
+        self.started(meta, container, attempt, &log_dir, started, digest)
+            .await
+    }
+
+    /// The state after a start request, freeing the attempt before last.
+    async fn started(
+        &self,
+        meta: &ObjectMeta,
+        container: &Container,
+        attempt: u32,
+        log_dir: &std::path::Path,
+        started: Result<crate::host::Instance, crate::host::StartFailure>,
+        digest: String,
+    ) -> (Current, String) {
+        match started {
             Ok(instance) => {
                 // Free the attempt before last, and its logs; the previous one stays for
                 // `--previous`.
                 if attempt >= 2 {
                     let old = instance_id(&meta.uid, &container.name, attempt - 2);
                     let _ = self.runtime.remove(&old).await;
-                    let old_log = log_path(&log_dir, attempt - 2);
+                    let old_log = log_path(log_dir, attempt - 2);
                     let _ = std::fs::remove_file(&old_log);
                     let _ = std::fs::remove_file(format!("{}.1", old_log.display()));
                 }
@@ -203,6 +239,97 @@ impl Manager {
         }
     }
 
+    /// Starts `attempt` of an OCI container: image layers, the pod's network namespace,
+    /// volumes as bind mounts, limits, the image's process as the pod spec amends it.
+    async fn start_oci(&self, pod: &Pod, container: &Container, attempt: u32) -> (Current, String) {
+        let meta = pod.meta();
+        let pull_key = format!("{}/{}", meta.uid, container.name);
+        let image = match self
+            .images
+            .resolve_container(&pull_key, &container.image, &container.image_pull_policy)
+            .await
+        {
+            Ok(image) => image,
+            Err(e) => return (image_failure(e), String::new()),
+        };
+        let digest = image.image_id.clone().unwrap_or_default();
+        let Some(rootfs) = image.container else {
+            return (start_error("the image has no layers".into()), digest);
+        };
+        let prepared = volumes::prepare(&self.transport, &self.data_dir, pod).await;
+        let mounts = match prepared.and_then(|v| volumes::mounts(container, &v)) {
+            Ok(m) => m,
+            Err(message) => return (waiting("CreateContainerConfigError", message), digest),
+        };
+        let node_ip = self.node.ip.to_string();
+        let env = match env::resolve(&self.transport, pod, container, &node_ip).await {
+            Ok(env) => env,
+            Err(message) => return (waiting("CreateContainerConfigError", message), digest),
+        };
+        let process = match oci::process(pod, container, &rootfs.process, &rootfs.layers, env) {
+            Ok(p) => p,
+            Err(message) => return (waiting("CreateContainerConfigError", message), digest),
+        };
+        let netns = match netns::ensure(&meta.uid).await {
+            Ok(path) => path,
+            Err(message) => return (waiting("CreateContainerError", message), digest),
+        };
+        let resources = container.resources.as_ref();
+        let quantity = |map: Option<&std::collections::BTreeMap<String, String>>, key: &str| {
+            map.and_then(|m| m.get(key))
+                .and_then(|q| Quantity::parse(q).ok())
+        };
+        let limits = resources.map(|r| &r.limits);
+        let requests = resources.map(|r| &r.requests);
+        let log_dir = self.container_log_dir(&meta.uid, &container.name);
+        if let Err(e) = std::fs::create_dir_all(&log_dir) {
+            let message = format!("creating {}: {e}", log_dir.display());
+            return (waiting("CreateContainerError", message), digest);
+        }
+        let spec = proto::ContainerSpec {
+            id: instance_id(&meta.uid, &container.name, attempt),
+            layers: rootfs
+                .layers
+                .iter()
+                .map(|l| l.display().to_string())
+                .collect(),
+            args: process.args,
+            env: process.env,
+            cwd: process.cwd,
+            uid: process.uid,
+            gid: process.gid,
+            hostname: meta.name.clone(),
+            netns_path: netns.display().to_string(),
+            mounts: mounts
+                .into_iter()
+                .map(|m| proto::BindMount {
+                    host_path: m.host.display().to_string(),
+                    container_path: m.guest,
+                    read_only: m.read_only,
+                })
+                .collect(),
+            memory_limit_bytes: quantity(limits, "memory")
+                .and_then(|q| u64::try_from(q.value()).ok()),
+            cpu_limit_millicores: quantity(limits, "cpu")
+                .and_then(|q| u32::try_from(q.millis()).ok())
+                .filter(|m| *m > 0),
+            cpu_request_millicores: quantity(requests, "cpu")
+                .and_then(|q| u32::try_from(q.millis()).ok()),
+            pids_limit: Some(POD_PIDS_LIMIT),
+            readonly_rootfs: process.readonly_rootfs,
+            capabilities: process
+                .capabilities
+                .map(|names| proto::Capabilities { names }),
+            log_path: log_path(&log_dir, attempt).display().to_string(),
+            log_max_bytes: LOG_MAX_BYTES,
+            labels: instance_labels(meta, container, attempt, &digest),
+            image_digest: digest.clone(),
+        };
+        let started = self.runtime.start_container(spec).await;
+        self.started(meta, container, attempt, &log_dir, started, digest)
+            .await
+    }
+
     /// A pod with a deletionTimestamp: stop its containers, then finish the deletion.
     pub(super) async fn terminate(&mut self, uid: &str) {
         let Some(entry) = self.pods.get(uid) else {
@@ -216,6 +343,13 @@ impl Manager {
                 _ => None,
             })
             .collect();
+        let grace = entry
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .and_then(|g| u32::try_from(g).ok())
+            .unwrap_or(30);
         for id in running {
             let container = id.split('/').nth(1).unwrap_or_default().to_string();
             self.events.pod(
@@ -225,7 +359,7 @@ impl Manager {
                 "Killing",
                 format!("Stopping container {container}"),
             );
-            if let Err(e) = self.runtime.kill(&id).await {
+            if let Err(e) = self.runtime.kill(&id, grace).await {
                 tracing::warn!(%id, error = %e, "kill");
             }
         }
@@ -267,6 +401,7 @@ impl Manager {
             }
         }
         self.logs.remove(uid);
+        netns::remove(uid).await;
         volumes::remove_pod_dir(&self.data_dir, uid);
         tracing::info!(pod = %entry.pod.name(), "pod removed");
     }

@@ -7,6 +7,10 @@
 //! `<pod uid>/<container>/<attempt>` and the host's Start is idempotent on that id, so no
 //! container is ever started twice.
 //!
+//! A pod without `runtimeClassName: wasm` is an OCI pod: its containers run in the runtime
+//! host's Linux executor over the image's unpacked layers ([`oci`] builds their process), all in
+//! one network namespace per pod ([`netns`]).
+//!
 //! Wasm containers: `command` (if given) is argv (argv[0] first), then `args`; without `command`
 //! argv[0] is the container's name. `workingDir` is the guest's cwd. Sockets are granted only for
 //! the container's declared `ports` (bind), plus outbound connections when the pod has the
@@ -14,6 +18,8 @@
 
 mod env;
 mod lifecycle;
+mod netns;
+mod oci;
 mod record;
 pub(crate) mod restart;
 mod status;

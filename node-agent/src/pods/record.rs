@@ -117,11 +117,7 @@ impl From<&ContainerStateTerminated> for Terminated {
             message: t.message.clone(),
             started_at: to_time(t.started_at.as_ref()),
             finished_at: to_time(t.finished_at.as_ref()),
-            id: t
-                .container_id
-                .strip_prefix("wasm://")
-                .unwrap_or(&t.container_id)
-                .to_string(),
+            id: instance_of(&t.container_id).to_string(),
         }
     }
 }
@@ -138,8 +134,22 @@ impl From<&Terminated> for ContainerStateTerminated {
             container_id: if t.id.is_empty() {
                 String::new()
             } else {
-                format!("wasm://{}", t.id)
+                container_id(&t.id)
             },
         }
     }
+}
+
+/// How a status names a container: `skiff://<instance id>` (Kubernetes' `<runtime>://<id>`);
+/// one runtime host runs both Wasm instances and Linux containers.
+pub fn container_id(instance: &str) -> String {
+    format!("skiff://{instance}")
+}
+
+/// The instance id of a status's `containerID` (also as agents before 0.1 wrote it, `wasm://`).
+pub fn instance_of(container_id: &str) -> &str {
+    container_id
+        .strip_prefix("skiff://")
+        .or_else(|| container_id.strip_prefix("wasm://"))
+        .unwrap_or(container_id)
 }

@@ -103,7 +103,7 @@ fn container_status(
         container_id: if id.is_empty() {
             String::new()
         } else {
-            format!("wasm://{id}")
+            super::record::container_id(&id)
         },
         started: Some(running),
     };
@@ -345,6 +345,6 @@ mod tests {
             .as_ref()
             .and_then(|s| s.terminated.as_ref())
             .map(|t| (t.exit_code, t.container_id.clone()));
-        assert_eq!(term, Some((3, "wasm://u/c/0".to_string())));
+        assert_eq!(term, Some((3, "skiff://u/c/0".to_string())));
     }
 }

@@ -126,6 +126,7 @@ impl HostClient {
             .raw()
             .start(proto::StartRequest {
                 spec: Some(convert::spec_to_proto(spec)),
+                container: None,
             })
             .await?
             .into_inner();
@@ -140,7 +141,10 @@ impl HostClient {
     pub async fn kill(&self, id: &str) -> Result<InstanceInfo, ClientError> {
         let r = self
             .raw()
-            .kill(proto::KillRequest { id: id.to_string() })
+            .kill(proto::KillRequest {
+                id: id.to_string(),
+                grace_seconds: 0,
+            })
             .await?;
         Ok(convert::instance_from_proto(r.into_inner())?)
     }

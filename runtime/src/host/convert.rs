@@ -3,11 +3,14 @@
 //! Owns both directions (the server decodes specs and encodes instances; the client does the
 //! reverse), with field paths in every decoding error. Must not: do anything but convert.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::container::ContainerSpec;
 use super::proto;
 use super::registry::{InstanceEvent, InstanceInfo};
+use crate::linux::default_spec::Bind;
 use crate::wasm::{ExitReason, ExitStatus, ModuleKind, Network, Origin, Preopen, WasmSpec};
 
 /// A message field that does not decode: `spec.network.allow_bind_ports[0]: 70000 is not a port`.
@@ -36,6 +39,10 @@ fn from_unix_nanos(n: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(u64::try_from(n).unwrap_or(0))
 }
 
+pub(crate) fn instance_kind_to_proto(kind: Option<ModuleKind>) -> proto::ModuleKind {
+    kind.map_or(proto::ModuleKind::Container, kind_to_proto)
+}
+
 pub(crate) fn kind_to_proto(kind: ModuleKind) -> proto::ModuleKind {
     match kind {
         ModuleKind::Module => proto::ModuleKind::Module,
@@ -47,7 +54,7 @@ pub(crate) fn kind_from_proto(kind: proto::ModuleKind) -> Option<ModuleKind> {
     match kind {
         proto::ModuleKind::Module => Some(ModuleKind::Module),
         proto::ModuleKind::Component => Some(ModuleKind::Component),
-        proto::ModuleKind::Unspecified => None,
+        proto::ModuleKind::Unspecified | proto::ModuleKind::Container => None,
     }
 }
 
@@ -66,6 +73,84 @@ pub(crate) fn origin_from_proto(origin: proto::Origin) -> Option<Origin> {
         proto::Origin::Memory => Some(Origin::Memory),
         proto::Origin::Unspecified => None,
     }
+}
+
+/// Decodes and checks a Start request's container spec; returns it with its labels.
+pub(crate) fn container_from_proto(
+    p: proto::ContainerSpec,
+) -> Result<(ContainerSpec, BTreeMap<String, String>), FieldError> {
+    let required = |name: &str, empty: bool| {
+        if empty {
+            Err(field(format!("container.{name}"), "required"))
+        } else {
+            Ok(())
+        }
+    };
+    required("id", p.id.is_empty())?;
+    required("layers", p.layers.is_empty())?;
+    required("args", p.args.is_empty())?;
+    required("log_path", p.log_path.is_empty())?;
+    for (i, l) in p.layers.iter().enumerate() {
+        if !l.starts_with('/') {
+            return Err(field(
+                format!("container.layers[{i}]"),
+                "must be an absolute path",
+            ));
+        }
+    }
+    let mut binds = Vec::with_capacity(p.mounts.len());
+    for (i, m) in p.mounts.into_iter().enumerate() {
+        if !m.host_path.starts_with('/') {
+            return Err(field(
+                format!("container.mounts[{i}].host_path"),
+                "must be an absolute path",
+            ));
+        }
+        if !m.container_path.starts_with('/') {
+            return Err(field(
+                format!("container.mounts[{i}].container_path"),
+                "must be an absolute path",
+            ));
+        }
+        binds.push(Bind {
+            source: m.host_path,
+            destination: m.container_path,
+            read_only: m.read_only,
+        });
+    }
+    if p.cpu_limit_millicores == Some(0) {
+        return Err(field("container.cpu_limit_millicores", "must be positive"));
+    }
+    let labels = p.labels.into_iter().collect();
+    Ok((
+        ContainerSpec {
+            id: p.id,
+            layers: p.layers.into_iter().map(PathBuf::from).collect(),
+            args: p.args,
+            env: p.env,
+            cwd: p.cwd,
+            uid: p.uid,
+            gid: p.gid,
+            hostname: p.hostname,
+            netns: Some(p.netns_path)
+                .filter(|n| !n.is_empty())
+                .map(PathBuf::from),
+            binds,
+            memory_limit_bytes: p.memory_limit_bytes,
+            cpu_limit_millicores: p.cpu_limit_millicores,
+            cpu_request_millicores: p.cpu_request_millicores,
+            pids_limit: p.pids_limit,
+            readonly_rootfs: p.readonly_rootfs,
+            capabilities: p.capabilities.map(|c| c.names),
+            log_path: PathBuf::from(p.log_path),
+            log_max_bytes: if p.log_max_bytes == 0 {
+                10 << 20
+            } else {
+                p.log_max_bytes
+            },
+        },
+        labels,
+    ))
 }
 
 /// Decodes and checks a Start request's spec.
@@ -188,7 +273,7 @@ pub(crate) fn instance_to_proto(i: &InstanceInfo) -> proto::Instance {
         digest: i.digest.clone(),
         ..Default::default()
     };
-    p.set_kind(kind_to_proto(i.kind));
+    p.set_kind(instance_kind_to_proto(i.kind));
     match &i.exit {
         None => p.set_state(proto::State::Running),
         Some(exit) => {
@@ -204,7 +289,10 @@ pub(crate) fn instance_to_proto(i: &InstanceInfo) -> proto::Instance {
 }
 
 pub(crate) fn instance_from_proto(p: proto::Instance) -> Result<InstanceInfo, FieldError> {
-    let kind = kind_from_proto(p.kind()).ok_or_else(|| field("instance.kind", "unspecified"))?;
+    let kind = match p.kind() {
+        proto::ModuleKind::Container => None,
+        k => Some(kind_from_proto(k).ok_or_else(|| field("instance.kind", "unspecified"))?),
+    };
     let exit = match p.state() {
         proto::State::Running => None,
         proto::State::Exited => Some(ExitStatus {
@@ -301,7 +389,7 @@ mod tests {
             id: "a".into(),
             labels: [("k".to_string(), "v".to_string())].into(),
             digest: "sha256:00".into(),
-            kind: ModuleKind::Component,
+            kind: Some(ModuleKind::Component),
             started_at: t,
             exit: None,
         };

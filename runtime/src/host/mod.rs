@@ -1,4 +1,5 @@
-//! The runtime host: one long-lived process per node running every Wasm instance of the node.
+//! The runtime host: one long-lived process per node running every Wasm instance of the node
+//! and, given a container dir, every Linux container ([`container`]).
 //!
 //! The node agent can be killed and restarted without stopping pods (DESIGN §5), so instances
 //! live here, in a process of their own sharing one engine, and the agent drives them over gRPC
@@ -13,6 +14,7 @@
 //! Must not: know about pods; an instance is an id, a spec and labels.
 
 mod client;
+pub mod container;
 mod convert;
 mod registry;
 mod service;
@@ -27,6 +29,7 @@ use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
 pub use client::{ClientError, HostClient, PrepareInfo, connect};
+pub use container::{ContainerHost, ContainerSpec};
 pub use convert::FieldError;
 pub use registry::{InstanceEvent, InstanceInfo, Registry, RegistryError};
 pub use service::HostService;
@@ -50,6 +53,10 @@ pub struct HostOptions {
     pub max_instances: u32,
     /// Largest linear memory of any instance.
     pub max_memory_bytes: u64,
+    /// Where Linux containers keep their state and bundles; `None`: Wasm only.
+    pub container_dir: Option<PathBuf>,
+    /// How to run the container init (`[skiff, linux-init]`); used with `container_dir`.
+    pub init_command: Vec<std::ffi::OsString>,
 }
 
 impl Default for HostOptions {
@@ -60,6 +67,8 @@ impl Default for HostOptions {
             cache_dir: PathBuf::from("cache"),
             max_instances: engine.max_instances,
             max_memory_bytes: engine.max_memory_bytes,
+            container_dir: None,
+            init_command: Vec::new(),
         }
     }
 }
@@ -86,6 +95,8 @@ pub enum ServeError {
     InUse(PathBuf),
     #[error(transparent)]
     Engine(#[from] WasmError),
+    #[error("containers: {0}")]
+    Containers(#[from] container::ContainerError),
     #[error("serving: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -105,11 +116,15 @@ impl HostServer {
         let engine = tokio::task::spawn_blocking(move || WasmEngine::new(engine_options))
             .await
             .map_err(|e| WasmError::Engine(format!("engine task: {e}")))??;
+        let containers = match &options.container_dir {
+            Some(dir) => Some(ContainerHost::new(dir, options.init_command.clone())?),
+            None => None,
+        };
         let listener = bind(&options.socket).await?;
         Ok(HostServer {
             listener,
             socket: options.socket.clone(),
-            registry: Registry::new(engine),
+            registry: Registry::with_containers(engine, containers),
         })
     }
 

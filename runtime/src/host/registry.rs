@@ -8,10 +8,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::broadcast;
 
+use super::container::{Container, ContainerError, ContainerHost, ContainerSpec};
 use crate::wasm::{ExitStatus, Instance, ModuleKind, WasmEngine, WasmError, WasmSpec};
 
 /// What the host knows of one instance.
@@ -20,7 +21,8 @@ pub struct InstanceInfo {
     pub id: String,
     pub labels: BTreeMap<String, String>,
     pub digest: String,
-    pub kind: ModuleKind,
+    /// `None` for a Linux container.
+    pub kind: Option<ModuleKind>,
     pub started_at: SystemTime,
     /// None while running.
     pub exit: Option<ExitStatus>,
@@ -47,16 +49,45 @@ pub enum RegistryError {
     Wasm(#[from] WasmError),
     #[error("instance {0:?} not found")]
     NotFound(String),
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error("this runtime host runs no Linux containers (started without a container dir)")]
+    NoContainers,
+}
+
+/// What runs under an id.
+#[derive(Clone)]
+enum Workload {
+    Wasm(Instance),
+    Linux(Container),
+}
+
+impl Workload {
+    async fn wait(&self) -> ExitStatus {
+        match self {
+            Workload::Wasm(i) => i.wait().await,
+            Workload::Linux(c) => c.wait().await,
+        }
+    }
+
+    fn is_same(&self, other: &Workload) -> bool {
+        match (self, other) {
+            (Workload::Wasm(a), Workload::Wasm(b)) => a.is_same(b),
+            (Workload::Linux(a), Workload::Linux(b)) => a.is_same(b),
+            _ => false,
+        }
+    }
 }
 
 struct Record {
     info: InstanceInfo,
-    instance: Instance,
+    instance: Workload,
 }
 
 /// Every instance of this host.
 pub struct Registry {
     engine: WasmEngine,
+    containers: Option<ContainerHost>,
     records: Mutex<BTreeMap<String, Record>>,
     starting: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     events: broadcast::Sender<InstanceEvent>,
@@ -66,9 +97,15 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(engine: WasmEngine) -> Arc<Self> {
+        Self::with_containers(engine, None)
+    }
+
+    /// A registry that also runs Linux containers through `containers`.
+    pub fn with_containers(engine: WasmEngine, containers: Option<ContainerHost>) -> Arc<Self> {
         let (events, _) = broadcast::channel(4096);
         Arc::new(Registry {
             engine,
+            containers,
             records: Mutex::new(BTreeMap::new()),
             starting: Mutex::new(HashMap::new()),
             events,
@@ -84,7 +121,7 @@ impl Registry {
         self.records.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn get(&self, id: &str) -> Option<(InstanceInfo, Instance)> {
+    fn get(&self, id: &str) -> Option<(InstanceInfo, Workload)> {
         self.records()
             .get(id)
             .map(|r| (r.info.clone(), r.instance.clone()))
@@ -96,19 +133,60 @@ impl Registry {
         self: &Arc<Self>,
         spec: WasmSpec,
     ) -> Result<(InstanceInfo, bool), WasmError> {
-        let lock = {
-            let mut starting = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
-            starting.entry(spec.id.clone()).or_default().clone()
-        };
-        let _guard = lock.lock().await;
-        if let Some((info, _)) = self.get(&spec.id) {
-            return Ok((info, false));
-        }
         let id = spec.id.clone();
         let labels = spec.labels.clone();
-        let result = self.engine.start(spec).await;
-        let instance = match result {
-            Ok(i) => i,
+        let engine = self.engine.clone();
+        self.start_workload(id, labels, async move {
+            let instance = engine.start(spec).await?;
+            let digest = instance.digest().to_string();
+            let kind = Some(instance.kind());
+            let started_at = instance.started_at();
+            Ok((Workload::Wasm(instance), digest, kind, started_at))
+        })
+        .await
+    }
+
+    /// Starts a Linux container unless an instance with its id exists (as [`Registry::start`]).
+    /// `digest` is what the instance reports as its image.
+    pub async fn start_container(
+        self: &Arc<Self>,
+        spec: ContainerSpec,
+        labels: BTreeMap<String, String>,
+        digest: String,
+    ) -> Result<(InstanceInfo, bool), RegistryError> {
+        let host = self.containers.clone().ok_or(RegistryError::NoContainers)?;
+        let id = spec.id.clone();
+        self.start_workload(id, labels, async move {
+            let container = tokio::task::spawn_blocking(move || host.start(&spec))
+                .await
+                .map_err(|e| ContainerError::Io {
+                    what: "the start task".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })??;
+            let started_at = container.started_at();
+            Ok((Workload::Linux(container), digest, None, started_at))
+        })
+        .await
+    }
+
+    async fn start_workload<E>(
+        self: &Arc<Self>,
+        id: String,
+        labels: BTreeMap<String, String>,
+        start: impl std::future::Future<
+            Output = Result<(Workload, String, Option<ModuleKind>, SystemTime), E>,
+        >,
+    ) -> Result<(InstanceInfo, bool), E> {
+        let lock = {
+            let mut starting = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
+            starting.entry(id.clone()).or_default().clone()
+        };
+        let _guard = lock.lock().await;
+        if let Some((info, _)) = self.get(&id) {
+            return Ok((info, false));
+        }
+        let (instance, digest, kind, started_at) = match start.await {
+            Ok(started) => started,
             Err(e) => {
                 self.forget_lock(&id);
                 return Err(e);
@@ -117,9 +195,9 @@ impl Registry {
         let info = InstanceInfo {
             id: id.clone(),
             labels,
-            digest: instance.digest().to_string(),
-            kind: instance.kind(),
-            started_at: instance.started_at(),
+            digest,
+            kind,
+            started_at,
             exit: None,
         };
         {
@@ -141,7 +219,7 @@ impl Registry {
         tokio::spawn(async move {
             let status = instance.wait().await;
             if let Some(registry) = registry.upgrade() {
-                registry.exited(&instance, status);
+                registry.exited(&id, &instance, status);
             }
         });
         Ok((info, true))
@@ -158,9 +236,9 @@ impl Registry {
     }
 
     /// Records the exit of `instance` (once; the first report wins) and broadcasts it.
-    fn exited(&self, instance: &Instance, status: ExitStatus) -> Option<InstanceInfo> {
+    fn exited(&self, id: &str, instance: &Workload, status: ExitStatus) -> Option<InstanceInfo> {
         let mut records = self.records();
-        let record = records.get_mut(instance.id())?;
+        let record = records.get_mut(id)?;
         if !record.instance.is_same(instance) {
             return Some(record.info.clone());
         }
@@ -174,23 +252,37 @@ impl Registry {
         Some(record.info.clone())
     }
 
-    /// Kills a running instance and waits for it to end; returns its final state.
-    pub async fn kill(&self, id: &str) -> Result<InstanceInfo, RegistryError> {
+    /// Kills a running instance and waits for it to end; returns its final state. A container
+    /// gets SIGTERM and, after `grace`, SIGKILL; a Wasm instance stops at once.
+    pub async fn kill(&self, id: &str, grace: Duration) -> Result<InstanceInfo, RegistryError> {
         let (info, instance) = self
             .get(id)
             .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
         if !info.running() {
             return Ok(info);
         }
-        instance.kill();
-        let status = instance.wait().await;
-        self.exited(&instance, status)
+        let status = match &instance {
+            Workload::Wasm(i) => {
+                i.kill();
+                i.wait().await
+            }
+            Workload::Linux(c) => match &self.containers {
+                Some(host) => host.stop(c, grace).await,
+                None => c.wait().await,
+            },
+        };
+        self.exited(id, &instance, status)
             .ok_or_else(|| RegistryError::NotFound(id.to_string()))
     }
 
     /// Kills (if running) and forgets an instance; returns its last state.
     pub async fn remove(&self, id: &str) -> Result<InstanceInfo, RegistryError> {
-        let info = self.kill(id).await?;
+        let info = self.kill(id, Duration::ZERO).await?;
+        if let Some((_, Workload::Linux(c))) = self.get(id)
+            && let Some(host) = &self.containers
+        {
+            host.remove(&c).await;
+        }
         let mut records = self.records();
         let removed = records
             .remove(id)
@@ -239,7 +331,17 @@ impl Registry {
             .map(|i| i.id)
             .collect();
         for id in running {
-            let _ = self.kill(&id).await;
+            let _ = self.kill(&id, Duration::ZERO).await;
+        }
+        // Containers hold mounts and cgroups: gone with the host.
+        let containers: Vec<String> = self
+            .records()
+            .iter()
+            .filter(|(_, r)| matches!(r.instance, Workload::Linux(_)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in containers {
+            let _ = self.remove(&id).await;
         }
     }
 }

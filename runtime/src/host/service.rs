@@ -54,12 +54,24 @@ impl proto::wasm_host_server::WasmHost for HostService {
         &self,
         request: Request<proto::StartRequest>,
     ) -> Result<Response<proto::StartResponse>, Status> {
-        let spec = request
-            .into_inner()
-            .spec
-            .ok_or_else(|| Status::invalid_argument("spec: required"))?;
-        let spec = convert::spec_from_proto(spec)?;
-        let (info, created) = self.registry.start(spec).await?;
+        let request = request.into_inner();
+        let (info, created) = match (request.spec, request.container) {
+            (Some(spec), None) => {
+                let spec = convert::spec_from_proto(spec)?;
+                self.registry.start(spec).await?
+            }
+            (None, Some(container)) => {
+                let digest = container.image_digest.clone();
+                let (spec, labels) = convert::container_from_proto(container)?;
+                self.registry.start_container(spec, labels, digest).await?
+            }
+            (Some(_), Some(_)) => {
+                return Err(Status::invalid_argument(
+                    "spec, container: give one, not both",
+                ));
+            }
+            (None, None) => return Err(Status::invalid_argument("spec or container: required")),
+        };
         Ok(Response::new(proto::StartResponse {
             instance: Some(convert::instance_to_proto(&info)),
             created,
@@ -70,7 +82,9 @@ impl proto::wasm_host_server::WasmHost for HostService {
         &self,
         request: Request<proto::KillRequest>,
     ) -> Result<Response<proto::Instance>, Status> {
-        let info = self.registry.kill(&request.into_inner().id).await?;
+        let request = request.into_inner();
+        let grace = std::time::Duration::from_secs(request.grace_seconds.into());
+        let info = self.registry.kill(&request.id, grace).await?;
         Ok(Response::new(convert::instance_to_proto(&info)))
     }
 

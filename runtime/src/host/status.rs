@@ -7,6 +7,7 @@
 
 use tonic::Status;
 
+use super::container::ContainerError;
 use super::convert::FieldError;
 use super::registry::RegistryError;
 use crate::wasm::WasmError;
@@ -16,6 +17,11 @@ impl From<RegistryError> for Status {
         match e {
             RegistryError::Wasm(e) => e.into(),
             RegistryError::NotFound(_) => Status::not_found(e.to_string()),
+            RegistryError::NoContainers => Status::failed_precondition(e.to_string()),
+            RegistryError::Container(ContainerError::Spec { .. }) => {
+                Status::invalid_argument(e.to_string())
+            }
+            RegistryError::Container(_) => Status::internal(e.to_string()),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! ```text
 //! ROOT/blobs/sha256/<hex>                       manifests, configs, Wasm layers and extracted modules
 //! ROOT/images/sha256/<manifest hex>.json        what a manifest resolved to (an ImageRecord)
+//! ROOT/containers/sha256/<manifest hex>.json    the same for a container image (a ContainerRecord)
 //! ROOT/refs/<registry>/<repository>/_tags/<tag> "sha256:<manifest hex>"
 //! ROOT/tmp/                                     downloads in progress (emptied on open)
 //! ```
@@ -192,6 +193,11 @@ impl Cache {
         path.push("_tags");
         path.push(tag);
         Some(path)
+    }
+
+    /// Writes `bytes` to `path` (inside the store) through a temp file and a rename.
+    pub fn replace_file(&self, path: &Path, bytes: &[u8]) -> Result<(), PullError> {
+        self.replace(path, bytes)
     }
 
     /// Writes `bytes` to `path` through a temp file and a rename.

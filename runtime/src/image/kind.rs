@@ -152,6 +152,45 @@ pub fn select(index: &OciImageIndex) -> Result<&ImageIndexEntry, String> {
     })
 }
 
+/// The entry of `index` a Linux container runs: this machine's linux platform, or a lone entry.
+pub fn select_container(index: &OciImageIndex) -> Result<&ImageIndexEntry, String> {
+    let host = index
+        .manifests
+        .iter()
+        .find(|e| platform(e).is_some_and(|(os, arch)| os == "linux" && arch == host_arch()));
+    let lone = match index.manifests.as_slice() {
+        [one] => Some(one),
+        _ => None,
+    };
+    host.or(lone).ok_or_else(|| {
+        format!(
+            "the image index has no entry for linux/{} ({})",
+            host_arch(),
+            index
+                .manifests
+                .iter()
+                .map(|e| platform(e).map_or_else(|| "unknown".into(), |(o, a)| format!("{o}/{a}")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+/// Whether `manifest` is a container image (an image config and tar layers only).
+pub fn check_container(manifest: &OciImageManifest) -> Result<(), String> {
+    match classify(manifest) {
+        Ok(Kind::OciImage) => Ok(()),
+        Ok(Kind::WasmArtifact { .. }) => Err(format!(
+            "a Wasm artifact, not a container image: run it with runtimeClassName: wasm ({})",
+            describe(manifest)
+        )),
+        Err(_) => Err(format!(
+            "not a container image: expected an image config and tar layers ({})",
+            describe(manifest)
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

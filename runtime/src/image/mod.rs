@@ -1,4 +1,5 @@
-//! The image store for Wasm images: pull from OCI registries, verify, cache, hand out a module file.
+//! The image store: pull from OCI registries, verify, cache; hand out a module file for a Wasm
+//! image, or unpacked layers for a container image.
 //!
 //! Public API:
 //!
@@ -19,12 +20,16 @@
 //! plain http for loopback ones and those in [`StoreOptions::insecure_registries`]; pulls are
 //! anonymous (with the Docker bearer-token flow where a registry asks for it).
 //!
+//! Container images ([`ImageStore::pull_container`], in `container.rs`) go further: every layer
+//! is unpacked, path-safe, into a [`unpack::Snapshots`] store the caller owns.
+//!
 //! Concurrent pulls of one reference are serialised: the second finds what the first stored.
 //!
-//! Must not: know about pods or containers, store credentials, or write anything of an image but
-//! its manifests, config and module (an OCI image's other files are never unpacked).
+//! Must not: know about pods or containers, store credentials, or unpack anything of an image
+//! pulled as a Wasm image but its module.
 
 mod cache;
+mod container;
 mod error;
 pub mod extract;
 pub mod kind;
@@ -46,6 +51,7 @@ use oci_client::manifest::{OciDescriptor, OciImageManifest, OciManifest};
 use oci_client::{Client, Reference};
 
 pub use cache::ImageRecord;
+pub use container::{ContainerRecord, ImageProcess, PulledContainer};
 pub use error::PullError;
 pub use progress::{INTERVAL as PROGRESS_INTERVAL, Progress, ProgressFn};
 
@@ -197,10 +203,7 @@ impl ImageStore {
             reason: e.to_string(),
         })?;
         let name = parsed.whole();
-        let lock = {
-            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-            locks.entry(name.clone()).or_default().clone()
-        };
+        let lock = self.lock_for(&name);
         let _guard = lock.lock().await;
 
         // What the store has: by digest, or by the tag's last resolution.
@@ -250,6 +253,12 @@ impl ImageStore {
         let mut pulled = self.found(&name, record);
         pulled.downloaded = true;
         Ok(pulled)
+    }
+
+    /// The lock that serialises pulls of `name`.
+    fn lock_for(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(name.to_string()).or_default().clone()
     }
 
     /// Runs `f` on the store's files on a blocking thread (writes end with an fsync).

@@ -15,7 +15,7 @@ async fn args_reach_the_guest_and_output_reaches_the_log() {
         (0, ExitReason::Completed),
         "{exit:?}"
     );
-    assert_eq!(info.kind, ModuleKind::Module);
+    assert_eq!(info.kind, Some(ModuleKind::Module));
     assert!(info.digest.starts_with("sha256:"));
     assert_eq!(host.output("echo").0, "hello wide world\n");
 }
@@ -84,7 +84,7 @@ async fn a_component_runs() {
         &["echo", "from", "a component"],
     );
     let info = host.run(&spec).await;
-    assert_eq!(info.kind, ModuleKind::Component);
+    assert_eq!(info.kind, Some(ModuleKind::Component));
     let exit = info.exit.unwrap();
     assert_eq!(
         (exit.code, exit.reason),

@@ -7,6 +7,7 @@ mod cluster;
 mod durability;
 mod kinds;
 mod linux_executor;
+mod oci_pods;
 mod registry;
 mod wasm_pods;
 mod watch;

@@ -90,6 +90,15 @@ impl Snapshots {
         &self.root
     }
 
+    /// The files of layer `diff_id` if the store has it complete and free of device nodes.
+    pub fn fs_dir(&self, diff_id: &str) -> Option<PathBuf> {
+        let hex = checked(diff_id).ok()?;
+        match self.present(hex, diff_id) {
+            Ok(Some(s)) if !s.info.devices => Some(s.dir),
+            _ => None,
+        }
+    }
+
     /// The directory of layer `diff_id`, unpacked from the blob `open_blob` opens if the store
     /// does not have it yet. Device nodes in the layer are refused.
     pub fn ensure<R: Read>(

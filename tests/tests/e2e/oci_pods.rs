@@ -1,0 +1,129 @@
+//! OCI pods end to end: a busybox image the test builds, pushed to a real loopback
+//! `docker-registry`, pulled and unpacked by a real agent and run by the runtime host's Linux
+//! executor. Exit codes, pid 1, the hostname, env, logs, the kernel's view of the sandbox
+//! (NoNewPrivs, seccomp, reduced capabilities), OOMKilled under a 64Mi limit, and two
+//! containers of one pod talking over localhost.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use skiff_tests::images::busybox_oci_archive;
+use skiff_tests::registry::Registry;
+use skiff_tests::{Cluster, stdout, text, wait_for};
+
+struct Setup {
+    cluster: Cluster,
+    image: String,
+    _registry: Registry,
+}
+
+fn setup() -> Setup {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("busybox.tar");
+    busybox_oci_archive(&archive).expect("busybox image");
+    let image = registry.push_layout(&archive, "busybox", "v1").reference;
+    let mut cluster = Cluster::start();
+    cluster.add_agent("node-1");
+    Setup {
+        cluster,
+        image,
+        _registry: registry,
+    }
+}
+
+fn pod(name: &str, image: &str, script: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, {script:?}]\n    env:\n    - name: GREETING\n      value: hello\n{extra}"
+    )
+}
+
+fn finished(c: &Cluster, name: &str) -> Value {
+    wait_for(
+        &format!("pod {name} to finish"),
+        Duration::from_secs(90),
+        || {
+            c.get_json("pod", name)
+                .filter(|p| matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
+        },
+    )
+}
+
+fn logs(c: &Cluster, name: &str, container: &str) -> String {
+    let out = c.skiff(&["logs", name, "-c", container]);
+    assert!(out.status.success(), "{}", text(&out));
+    stdout(&out)
+}
+
+#[test]
+fn an_oci_pod_runs_sandboxed_with_its_exit_code_env_and_logs() {
+    let s = setup();
+    let c = &s.cluster;
+    let script = "echo pid $$; busybox hostname; echo $GREETING; \
+                  busybox grep -E '^(NoNewPrivs|Seccomp|CapEff):' /proc/self/status; exit 3";
+    c.apply(&pod("probe", &s.image, script, ""));
+    let p = finished(c, "probe");
+    let status = &p["status"]["containerStatuses"][0];
+    assert_eq!(
+        p["status"]["phase"],
+        "Failed",
+        "{p:#}\n{}",
+        c.agent(0).log()
+    );
+    assert_eq!(status["state"]["terminated"]["exitCode"], 3, "{p:#}");
+    assert!(
+        status["imageId"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("sha256:"),
+        "{p:#}"
+    );
+    let out = logs(c, "probe", "main");
+    assert!(out.starts_with("pid 1\nprobe\nhello\n"), "{out}");
+    assert!(
+        out.contains("NoNewPrivs:\t1") && out.contains("Seccomp:\t2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("CapEff:\t00000000a80425fb"),
+        "the default set: {out}"
+    );
+    assert!(
+        status["containerId"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("skiff://"),
+        "{p:#}"
+    );
+}
+
+#[test]
+fn memory_over_a_64mi_limit_is_oom_killed() {
+    let s = setup();
+    let c = &s.cluster;
+    let limits = "    resources:\n      limits:\n        memory: 64Mi\n";
+    c.apply(&pod("hog", &s.image, "busybox tail /dev/zero", limits));
+    let p = finished(c, "hog");
+    let t = &p["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(t["reason"], "OOMKilled", "{p:#}\n{}", c.agent(0).log());
+    assert_eq!(t["exitCode"], 137, "{p:#}");
+}
+
+#[test]
+fn containers_of_one_pod_share_localhost() {
+    let s = setup();
+    let c = &s.cluster;
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: pair\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: server\n    image: {image}\n    command: [sh, -c, \"echo from-server | busybox nc -l -p 8080\"]\n  - name: client\n    image: {image}\n    command: [sh, -c, \"for i in 1 2 3 4 5 6 7 8 9 10; do busybox nc 127.0.0.1 8080 </dev/null && exit 0; busybox sleep 0.5; done; exit 1\"]\n",
+        image = s.image
+    );
+    c.apply(&yaml);
+    let p = finished(c, "pair");
+    assert_eq!(
+        p["status"]["phase"],
+        "Succeeded",
+        "{p:#}\n{}",
+        c.agent(0).log()
+    );
+    assert_eq!(logs(c, "pair", "client"), "from-server\n");
+}
