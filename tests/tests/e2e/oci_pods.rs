@@ -127,3 +127,31 @@ fn containers_of_one_pod_share_localhost() {
     );
     assert_eq!(logs(c, "pair", "client"), "from-server\n");
 }
+
+#[test]
+fn skiff_run_runs_an_oci_image_with_its_exit_code() {
+    let s = setup();
+    let c = &s.cluster;
+    let out = c.skiff(&[
+        "run",
+        "--rm",
+        "-e",
+        "WHO=oci",
+        &s.image,
+        "--",
+        "sh",
+        "-c",
+        "echo hello $WHO; exit 5",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}\n{}",
+        text(&out),
+        c.agent(0).log()
+    );
+    assert_eq!(stdout(&out), "hello oci\n", "{}", text(&out));
+    // --rm: the pod is gone.
+    let pods = c.skiff(&["get", "pods", "-o", "name"]);
+    assert_eq!(stdout(&pods).trim(), "", "{}", text(&pods));
+}

@@ -493,7 +493,7 @@ fn bad_modules_fail_the_pod_with_a_reason_and_the_agent_keeps_going() {
 fn unschedulable_pods_say_why() {
     let c = cluster();
     c.apply(
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: big}\nspec:\n  runtimeClassName: wasm\n  containers:\n  - name: main\n    image: file:/x.wasm\n    resources: {requests: {cpu: \"64\"}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: oci}\nspec:\n  containers:\n  - name: main\n    image: registry.invalid/app:1\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: big}\nspec:\n  runtimeClassName: wasm\n  containers:\n  - name: main\n    image: file:/x.wasm\n    resources: {requests: {cpu: \"64\"}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: oci}\nspec:\n  runtimeClassName: gvisor\n  containers:\n  - name: main\n    image: registry.invalid/app:1\n",
     );
     let p = wait_pod(&c, "big", "Unschedulable", Duration::from_secs(10), |p| {
         p["status"]["conditions"]
@@ -506,11 +506,17 @@ fn unschedulable_pods_say_why() {
         describe.contains("0/1 nodes are available: 1 Insufficient cpu"),
         "{describe}"
     );
-    let p = wait_pod(&c, "oci", "Unschedulable", Duration::from_secs(10), |p| {
-        p["status"]["conditions"]
-            .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| c["reason"] == "Unschedulable"))
-    });
+    let p = wait_pod(
+        &c,
+        "oci",
+        "Unschedulable (no node runs gvisor)",
+        Duration::from_secs(10),
+        |p| {
+            p["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["reason"] == "Unschedulable"))
+        },
+    );
     assert!(p.to_string().contains("did not support runtime"), "{p}");
 }
 
