@@ -89,6 +89,19 @@ impl Manager {
             .join(container)
     }
 
+    /// The container's volume mounts and resolved environment (a config error names its cause).
+    async fn mounts_and_env(
+        &self,
+        pod: &Pod,
+        container: &Container,
+    ) -> Result<(Vec<volumes::Mount>, Vec<(String, String)>), String> {
+        let prepared = volumes::prepare(&self.transport, &self.data_dir, pod).await;
+        let mounts = prepared.and_then(|v| volumes::mounts(container, &v))?;
+        let node_ip = self.node.ip.to_string();
+        let env = env::resolve(&self.transport, pod, container, &node_ip).await?;
+        Ok((mounts, env))
+    }
+
     /// Starts `attempt` of `container`; returns its new state and the image (or module) digest.
     pub(super) async fn start_container(
         &self,
@@ -119,14 +132,8 @@ impl Manager {
             }
             Err(f) => return (start_error(f.message), String::new()),
         };
-        let prepared = volumes::prepare(&self.transport, &self.data_dir, pod).await;
-        let mounts = match prepared.and_then(|v| volumes::mounts(container, &v)) {
-            Ok(m) => m,
-            Err(message) => return (waiting("CreateContainerConfigError", message), digest),
-        };
-        let node_ip = self.node.ip.to_string();
-        let env = match env::resolve(&self.transport, pod, container, &node_ip).await {
-            Ok(env) => env,
+        let (mounts, env) = match self.mounts_and_env(pod, container).await {
+            Ok(v) => v,
             Err(message) => return (waiting("CreateContainerConfigError", message), digest),
         };
         let limits = container
@@ -256,14 +263,8 @@ impl Manager {
         let Some(rootfs) = image.container else {
             return (start_error("the image has no layers".into()), digest);
         };
-        let prepared = volumes::prepare(&self.transport, &self.data_dir, pod).await;
-        let mounts = match prepared.and_then(|v| volumes::mounts(container, &v)) {
-            Ok(m) => m,
-            Err(message) => return (waiting("CreateContainerConfigError", message), digest),
-        };
-        let node_ip = self.node.ip.to_string();
-        let env = match env::resolve(&self.transport, pod, container, &node_ip).await {
-            Ok(env) => env,
+        let (mounts, env) = match self.mounts_and_env(pod, container).await {
+            Ok(v) => v,
             Err(message) => return (waiting("CreateContainerConfigError", message), digest),
         };
         let process = match oci::process(pod, container, &rootfs.process, &rootfs.layers, env) {

@@ -13,18 +13,17 @@
 //! whose content does not hash to the diff_id the config names.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use oci_client::Reference;
 use oci_client::manifest::{OciImageManifest, OciManifest};
 use serde::{Deserialize, Serialize};
 
 use super::cache::Cache;
 use super::unpack::{Snapshots, UnpackError};
 use super::{
-    ImageStore, MAX_CONFIG_BYTES, ProgressFn, PullError, PullPolicy, Target, kind, registry,
+    ImageStore, MAX_CONFIG_BYTES, ProgressFn, PullError, PullPolicy, Target, kind, parse_reference,
+    registry,
 };
 
 /// What a container image runs, from its config (`config.Entrypoint`, ...).
@@ -126,11 +125,7 @@ impl ImageStore {
         snapshots: &Arc<Snapshots>,
         progress: &ProgressFn<'_>,
     ) -> Result<PulledContainer, PullError> {
-        let parsed = Reference::from_str(reference).map_err(|e| PullError::InvalidReference {
-            reference: reference.to_string(),
-            reason: e.to_string(),
-        })?;
-        let name = parsed.whole();
+        let (parsed, name) = parse_reference(reference)?;
         let lock = self.lock_for(&name);
         let _guard = lock.lock().await;
 

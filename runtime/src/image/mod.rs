@@ -198,11 +198,7 @@ impl ImageStore {
         policy: PullPolicy,
         progress: &ProgressFn<'_>,
     ) -> Result<PulledImage, PullError> {
-        let parsed = Reference::from_str(reference).map_err(|e| PullError::InvalidReference {
-            reference: reference.to_string(),
-            reason: e.to_string(),
-        })?;
-        let name = parsed.whole();
+        let (parsed, name) = parse_reference(reference)?;
         let lock = self.lock_for(&name);
         let _guard = lock.lock().await;
 
@@ -445,6 +441,16 @@ impl ImageStore {
         })
         .await
     }
+}
+
+/// The parsed reference and its normalised name.
+fn parse_reference(reference: &str) -> Result<(Reference, String), PullError> {
+    let parsed = Reference::from_str(reference).map_err(|e| PullError::InvalidReference {
+        reference: reference.to_string(),
+        reason: e.to_string(),
+    })?;
+    let name = parsed.whole();
+    Ok((parsed, name))
 }
 
 fn read_magic(path: &Path) -> std::io::Result<[u8; 4]> {
