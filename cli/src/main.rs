@@ -78,6 +78,12 @@ fn main() {
             std::process::exit(code);
         }
     };
+    // The linux executor's command line forks (an in-process container init): it runs before
+    // any thread exists, like linux-init.
+    let cli = match cli.command {
+        Command::Oci(args) => return exit_with(cmd::oci::run(args)),
+        command => Cli { command, ..cli },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -108,10 +114,16 @@ fn main() {
             Command::Rollout(args) => {
                 cmd::rollout::run(&cmd::connect(config.as_deref())?, args).await
             }
-            Command::Oci(args) => cmd::oci::run(args),
+            // Handled above, before the runtime started.
+            Command::Oci(_) => Ok(()),
             Command::RuntimeHost(args) => cmd::agent::runtime_host(args).await,
         }
     });
+    exit_with(result);
+}
+
+/// Exits as a command's result says (message on stderr, its exit code); returns on success.
+fn exit_with(result: Result<(), CliError>) {
     if let Err(e) = result {
         if !e.message.is_empty() {
             eprintln!("{e}");

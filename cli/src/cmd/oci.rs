@@ -74,7 +74,10 @@ fn failed(e: linux::LinuxError) -> CliError {
 fn runtime(root: PathBuf) -> Result<LinuxRuntime> {
     let exe = std::env::current_exe()
         .map_err(|e| CliError::failed(format!("error: locating the skiff binary: {e}")))?;
-    LinuxRuntime::new(root, vec![exe.into(), OsString::from("linux-init")]).map_err(failed)
+    // This command runs before any thread starts: the init can be a fork of it.
+    LinuxRuntime::new(root, vec![exe.into(), OsString::from("linux-init")])
+        .map(LinuxRuntime::with_in_process_create)
+        .map_err(failed)
 }
 
 fn inherit() -> StdioSet {

@@ -1,8 +1,9 @@
 //! The executor's only unsafe code: `fork` in the single-threaded init process.
 //!
 //! `skiff linux-init` is a fresh process image that has started no thread when it forks (no
-//! tokio, no logging thread), so the child may run arbitrary code afterwards — the condition
-//! `fork` requires in a Rust program. Everything else the executor needs has a safe wrapper.
+//! tokio, no logging thread), and so is `skiff oci` (dispatched before the async runtime
+//! starts), so the child may run arbitrary code afterwards — the condition `fork` requires in a
+//! Rust program. Everything else the executor needs has a safe wrapper.
 
 #![allow(unsafe_code)]
 
@@ -10,7 +11,8 @@ use nix::unistd::ForkResult;
 
 /// Forks the calling process.
 ///
-/// Callers must be single-threaded: only `init` calls this, before it creates any thread.
+/// Callers must be single-threaded: the init (which creates no thread), and `skiff oci`'s
+/// in-process create (dispatched before any thread starts).
 pub fn fork_single_threaded() -> nix::Result<ForkResult> {
     // After joining a container's mount namespace /proc is the container's, where this process
     // has no /proc/self: then the count cannot be read (exec checks it before joining).
