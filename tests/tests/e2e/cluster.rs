@@ -437,7 +437,7 @@ fn control_plane_restart_restarts_nothing_and_loses_nothing() {
             .map(|p| {
                 (
                     p["metadata"]["uid"].as_str().unwrap_or("").to_string(),
-                    p["status"]["containerStatuses"][0]["containerID"]
+                    p["status"]["containerStatuses"][0]["containerId"]
                         .as_str()
                         .unwrap_or("")
                         .to_string(),
@@ -450,6 +450,12 @@ fn control_plane_restart_restarts_nothing_and_loses_nothing() {
         v.sort();
         v
     };
+    assert!(
+        identity(&before)
+            .iter()
+            .all(|(_, id, _)| id.starts_with("skiff://")),
+        "every container has an id: {before:?}"
+    );
     c.kill_server();
     std::thread::sleep(Duration::from_secs(2));
     c.restart_server();

@@ -155,3 +155,73 @@ fn skiff_run_runs_an_oci_image_with_its_exit_code() {
     let pods = c.skiff(&["get", "pods", "-o", "name"]);
     assert_eq!(stdout(&pods).trim(), "", "{}", text(&pods));
 }
+
+#[test]
+fn an_oci_container_outlives_its_agent_and_is_adopted() {
+    let mut s = setup();
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: ticker\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: main\n    image: IMAGE\n    command: [sh, -c, \"trap 'echo got TERM; exit 0' TERM; while :; do echo tick; busybox sleep 0.2; done\"]\n"
+        .replace("IMAGE", &s.image);
+    s.cluster.apply(&yaml);
+    let running = wait_for("ticker Running", Duration::from_secs(60), || {
+        s.cluster
+            .get_json("pod", "ticker")
+            .filter(|p| p["status"]["phase"] == "Running")
+    });
+    let id = running["status"]["containerStatuses"][0]["containerId"].clone();
+    assert!(
+        id.as_str().is_some_and(|i| i.starts_with("skiff://")),
+        "{running:#}"
+    );
+    let uid = running["metadata"]["uid"]
+        .as_str()
+        .expect("uid")
+        .to_string();
+    let log_file = s
+        .cluster
+        .agent(0)
+        .data_dir
+        .join(format!("pods/{uid}/logs/main/0.log"));
+    let size = || std::fs::metadata(&log_file).map(|m| m.len()).unwrap_or(0);
+    s.cluster.kill_agent(0);
+    let before = size();
+    wait_for(
+        "ticks while the agent is dead",
+        Duration::from_secs(5),
+        || (size() > before).then_some(()),
+    );
+    s.cluster.start_agent(0);
+    let ticks = |c: &Cluster| logs(c, "ticker", "main").matches("tick").count();
+    let first = wait_for(
+        "logs through the restarted agent",
+        Duration::from_secs(20),
+        || {
+            let out = s.cluster.skiff(&["logs", "ticker"]);
+            out.status.success().then(|| ticks(&s.cluster))
+        },
+    );
+    wait_for(
+        "more ticks after the restart",
+        Duration::from_secs(10),
+        || (ticks(&s.cluster) > first).then_some(()),
+    );
+    let p = s.cluster.get_json("pod", "ticker").expect("pod");
+    let status = &p["status"]["containerStatuses"][0];
+    assert_eq!(status["containerId"], id, "adopted, not restarted: {p:#}");
+    assert_eq!(status["restartCount"].as_i64().unwrap_or(0), 0, "{p:#}");
+    // Deleting it stops it gracefully: SIGTERM reaches the container first.
+    let out = s.cluster.skiff(&["delete", "pod", "ticker"]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for("ticker gone", Duration::from_secs(20), || {
+        s.cluster.get_json("pod", "ticker").is_none().then_some(())
+    });
+    let pods_dir = s.cluster.agent(0).data_dir.join("pods");
+    wait_for(
+        "the pod's directory removed",
+        Duration::from_secs(10),
+        || (!pods_dir.join(&uid).exists()).then_some(()),
+    );
+    assert!(
+        !std::path::Path::new(&format!("/run/netns/skiff-{uid}")).exists(),
+        "the pod's network namespace is removed with it"
+    );
+}
