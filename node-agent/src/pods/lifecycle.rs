@@ -351,6 +351,7 @@ impl Manager {
             .and_then(|s| s.termination_grace_period_seconds)
             .and_then(|g| u32::try_from(g).ok())
             .unwrap_or(30);
+        let mut stops = Vec::with_capacity(running.len());
         for id in running {
             let container = id.split('/').nth(1).unwrap_or_default().to_string();
             self.events.pod(
@@ -360,10 +361,15 @@ impl Manager {
                 "Killing",
                 format!("Stopping container {container}"),
             );
-            if let Err(e) = self.runtime.kill(&id, grace).await {
-                tracing::warn!(%id, error = %e, "kill");
-            }
+            let runtime = self.runtime.clone();
+            stops.push(async move {
+                if let Err(e) = runtime.kill(&id, grace).await {
+                    tracing::warn!(%id, error = %e, "kill");
+                }
+            });
         }
+        // All at once: a pod's stop takes one grace period, not one per container.
+        futures::future::join_all(stops).await;
         let Some(entry) = self.pods.get_mut(uid) else {
             return;
         };

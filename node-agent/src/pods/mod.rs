@@ -241,6 +241,7 @@ impl Manager {
             } else {
                 tracing::info!(id = %instance.id, "removing the instance of a pod that is gone");
                 let _ = self.runtime.remove(&instance.id).await;
+                netns::remove(&instance.pod_uid).await;
                 volumes::remove_pod_dir(&self.data_dir, &instance.pod_uid);
             }
         }

@@ -7,7 +7,8 @@
 //!   the same name, in place).
 //! - cwd: `workingDir`, else the image's `WorkingDir`, else `/`.
 //! - user: `securityContext.runAsUser/runAsGroup` (container, then pod), else the image's
-//!   numeric `User` (`uid` or `uid:gid`); a user name is looked up in the image's `/etc/passwd`.
+//!   `User`: `uid` (group from the image's passwd entry, else 0), `uid:gid`, or names looked up
+//!   in the image's `/etc/passwd` and `/etc/group`, resolved inside the layer (never a host file).
 //! - capabilities: the runtime default set, plus `add`, minus `drop` (`ALL` drops every one).
 //!
 //! Must not: start anything or touch the file system beyond reading the image's passwd file.
@@ -86,15 +87,21 @@ pub fn process(
             container.name
         ));
     }
-    let (image_uid, image_gid) = image_user(&image.user, layers)?;
-    let uid = security
+    let run_as_user = security
         .and_then(|s| s.run_as_user)
-        .or(pod_security.and_then(|s| s.run_as_user))
-        .unwrap_or(image_uid);
-    let gid = security
+        .or(pod_security.and_then(|s| s.run_as_user));
+    let run_as_group = security
         .and_then(|s| s.run_as_group)
-        .or(pod_security.and_then(|s| s.run_as_group))
-        .unwrap_or(image_gid);
+        .or(pod_security.and_then(|s| s.run_as_group));
+    // The image's USER matters only where the pod spec does not say.
+    let (uid, gid) = match (run_as_user, run_as_group) {
+        (Some(u), Some(g)) => (u, g),
+        (Some(u), None) => (u, 0),
+        (None, g) => {
+            let (image_uid, image_gid) = image_user(&image.user, layers)?;
+            (image_uid, g.unwrap_or(image_gid))
+        }
+    };
     let non_root = security
         .and_then(|s| s.run_as_non_root)
         .or(pod_security.and_then(|s| s.run_as_non_root));
@@ -157,10 +164,7 @@ fn image_user(user: &str, layers: &[PathBuf]) -> Result<(u32, u32), String> {
         None => (user, None),
     };
     let lookup = |file: &str, name: &str| -> Option<(u32, u32)> {
-        let text = layers
-            .iter()
-            .rev()
-            .find_map(|l| std::fs::read_to_string(l.join(file)).ok())?;
+        let text = layers.iter().rev().find_map(|l| read_in_layer(l, file))?;
         text.lines().find_map(|line| {
             let f: Vec<&str> = line.split(':').collect();
             (f.first() == Some(&name) && f.len() >= 3).then(|| {
@@ -170,8 +174,19 @@ fn image_user(user: &str, layers: &[PathBuf]) -> Result<(u32, u32), String> {
             })?
         })
     };
+    let gid_of_uid = |uid: u32| -> Option<u32> {
+        let text = layers
+            .iter()
+            .rev()
+            .find_map(|l| read_in_layer(l, "etc/passwd"))?;
+        text.lines().find_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            (f.len() >= 4 && f[2].parse() == Ok(uid)).then(|| f[3].parse().ok())?
+        })
+    };
     let (uid, primary) = match u.parse::<u32>() {
-        Ok(uid) => (uid, uid),
+        // containerd: a numeric user's group is its passwd entry's, else 0.
+        Ok(uid) => (uid, gid_of_uid(uid).unwrap_or(0)),
         Err(_) => lookup("etc/passwd", u)
             .ok_or_else(|| format!("the image's user {u:?} is not in its /etc/passwd"))?,
     };
@@ -185,6 +200,39 @@ fn image_user(user: &str, layers: &[PathBuf]) -> Result<(u32, u32), String> {
         },
     };
     Ok((uid, gid))
+}
+
+/// The most of an image's passwd or group file read.
+const MAX_ACCOUNT_FILE: u64 = 1 << 20;
+
+/// `file` (e.g. `etc/passwd`) of one layer, resolved as inside the container (symlinks stay
+/// within the layer, never reaching the host) and read only if it is a regular file, at most
+/// [`MAX_ACCOUNT_FILE`] bytes. Whiteouts below the top layer are not applied: a user deleted by
+/// a later layer without a replacement file is still found.
+fn read_in_layer(layer: &std::path::Path, file: &str) -> Option<String> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use std::io::Read;
+    let root = rustix::fs::open(
+        layer,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let fd = rustix::fs::openat2(
+        &root,
+        file,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .ok()?;
+    let file = std::fs::File::from(fd);
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(MAX_ACCOUNT_FILE).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 #[cfg(test)]
@@ -251,6 +299,20 @@ mod tests {
         assert_eq!(image_user("app", &layers), Ok((1001, 1002)));
         assert_eq!(image_user("app:staff", &layers), Ok((1001, 50)));
         assert_eq!(image_user("7:8", &layers), Ok((7, 8)));
+        assert_eq!(
+            image_user("1001", &layers),
+            Ok((1001, 1002)),
+            "its passwd group"
+        );
+        assert_eq!(image_user("7", &layers), Ok((7, 0)), "no entry: group 0");
+        // A symlink in the image never reads a host file.
+        let evil = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(evil.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", evil.path().join("etc/passwd")).unwrap();
+        assert!(image_user("root", &[evil.path().to_path_buf()]).is_err());
+        std::fs::remove_file(evil.path().join("etc/passwd")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", evil.path().join("etc/passwd")).unwrap();
+        assert!(image_user("root", &[evil.path().to_path_buf()]).is_err());
         assert!(
             image_user("nobody", &layers)
                 .unwrap_err()

@@ -95,6 +95,8 @@ struct Inner {
     exit: watch::Receiver<Option<ExitStatus>>,
     /// Set by `stop`: the status says so rather than guessing from the signal.
     stopping: Mutex<bool>,
+    /// Set once the pid is reaped: from then on it may name another process.
+    reaped: std::sync::atomic::AtomicBool,
 }
 
 impl Container {
@@ -148,9 +150,11 @@ impl std::fmt::Debug for ContainerHost {
     }
 }
 
-/// The executor's id of an instance id.
+/// The executor's id of an instance id: `/` → `_`, and ids longer than the executor's 64
+/// characters (long container names) cut to 47 and suffixed with a hash of the whole id.
 fn cid_of(id: &str) -> String {
-    id.chars()
+    let plain: String = id
+        .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
                 c
@@ -158,7 +162,14 @@ fn cid_of(id: &str) -> String {
                 '_'
             }
         })
-        .collect()
+        .collect();
+    if plain.len() <= 64 {
+        return plain;
+    }
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(id.as_bytes());
+    let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{hex}", &plain[..47])
 }
 
 impl ContainerHost {
@@ -250,7 +261,12 @@ impl ContainerHost {
         };
         let state = self.runtime.create(cid, dir, stdio)?;
         let pid = state.saved.pid;
-        self.runtime.start(cid)?;
+        if let Err(e) = self.runtime.start(cid) {
+            // Its pid 1 is this subreaper's child: kill and reap it.
+            let _ = self.runtime.delete(cid, true);
+            let _ = linux::wait_pid(pid);
+            return Err(e.into());
+        }
         let started_at = SystemTime::now();
         let (tx, rx) = watch::channel(None);
         let inner = Arc::new(Inner {
@@ -260,6 +276,7 @@ impl ContainerHost {
             started_at,
             exit: rx,
             stopping: Mutex::new(false),
+            reaped: std::sync::atomic::AtomicBool::new(false),
         });
         let copiers = [
             tokio::spawn(copy_log(out_r, log.clone(), LogStream::Stdout)),
@@ -268,7 +285,7 @@ impl ContainerHost {
         let runtime = self.runtime.clone();
         let watched = inner.clone();
         tokio::spawn(async move {
-            let code = wait_exit(pid).await;
+            let code = wait_exit(watched.clone()).await;
             // The output written before the exit is in the pipes: drain it first.
             for c in copiers {
                 let _ = c.await;
@@ -301,14 +318,21 @@ impl ContainerHost {
         }
         *c.inner.stopping.lock().unwrap_or_else(|e| e.into_inner()) = true;
         let pid = nix::unistd::Pid::from_raw(c.inner.pid);
+        // Only a pid not yet reaped is still the container's.
+        let signal = |sig| {
+            if !c.inner.reaped.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = nix::sys::signal::kill(pid, sig);
+            }
+        };
         if !grace.is_zero() {
-            let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+            signal(Signal::SIGTERM);
             if let Ok(s) = tokio::time::timeout(grace, c.wait()).await {
                 return s;
             }
         }
+        // Every process of its cgroup, which names only the container's.
         let _ = self.runtime.kill(&c.inner.cid, Signal::SIGKILL, true);
-        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        signal(Signal::SIGKILL);
         c.wait().await
     }
 
@@ -402,19 +426,30 @@ async fn copy_log(fd: OwnedFd, log: LogWriter, stream: LogStream) {
 
 /// Waits for the container's init (a child of this subreaper) to exit; 128 + signal if killed.
 /// One small thread per container, blocked in `waitpid` on that pid alone.
-async fn wait_exit(pid: i32) -> i32 {
+async fn wait_exit(inner: Arc<Inner>) -> i32 {
+    fn wait(inner: &Inner) -> i32 {
+        let code = linux::wait_pid(inner.pid).unwrap_or(128);
+        inner
+            .reaped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        code
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
+    let waited = inner.clone();
     let spawned = std::thread::Builder::new()
-        .name(format!("wait-{pid}"))
+        .name(format!("wait-{}", inner.pid))
         .stack_size(64 * 1024)
         .spawn(move || {
-            let _ = tx.send(linux::wait_pid(pid).unwrap_or(128));
+            let _ = tx.send(wait(&waited));
         });
     match spawned {
         Ok(_) => rx.await.unwrap_or(128),
-        Err(_) => tokio::task::spawn_blocking(move || linux::wait_pid(pid).unwrap_or(128))
-            .await
-            .unwrap_or(128),
+        Err(e) => {
+            tracing::warn!(error = %e, pid = inner.pid, "no wait thread: waiting on the blocking pool");
+            tokio::task::spawn_blocking(move || wait(&inner))
+                .await
+                .unwrap_or(128)
+        }
     }
 }
 
@@ -462,7 +497,11 @@ fn remove_bundle(dir: &Path) {
     let rootfs = dir.join("rootfs");
     match nix::mount::umount2(&rootfs, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-        Err(e) => tracing::warn!(path = %rootfs.display(), error = %e, "unmounting"),
+        Err(e) => {
+            // Never walk a tree that may still be the container's rootfs.
+            tracing::warn!(path = %rootfs.display(), error = %e, "unmounting; the bundle stays");
+            return;
+        }
     }
     if let Err(e) = std::fs::remove_dir_all(dir)
         && e.kind() != std::io::ErrorKind::NotFound
@@ -478,6 +517,11 @@ mod tests {
     #[test]
     fn ids_become_executor_ids_and_paths_are_escaped() {
         assert_eq!(cid_of("0a-1b/web/3"), "0a-1b_web_3");
+        let uid = "57bd2abf-8ff9-4d3b-a085-64b52e287be1";
+        let long = cid_of(&format!("{uid}/{}/12", "c".repeat(63)));
+        assert_eq!(long.len(), 64, "{long}");
+        assert!(long.starts_with(&format!("{uid}_")), "{long}");
+        assert_ne!(long, cid_of(&format!("{uid}/{}/13", "c".repeat(63))));
         assert_eq!(escape(Path::new("/a,b:c\\d")), "/a\\,b\\:c\\\\d");
     }
 

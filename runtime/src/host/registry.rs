@@ -136,14 +136,21 @@ impl Registry {
         let id = spec.id.clone();
         let labels = spec.labels.clone();
         let engine = self.engine.clone();
-        self.start_workload(id, labels, async move {
-            let instance = engine.start(spec).await?;
-            let digest = instance.digest().to_string();
-            let kind = Some(instance.kind());
-            let started_at = instance.started_at();
-            Ok((Workload::Wasm(instance), digest, kind, started_at))
+        let this = self.clone();
+        // A task of its own: a caller that goes away (a cancelled RPC) cannot leave an
+        // instance running that the registry does not know.
+        tokio::spawn(async move {
+            this.start_workload(id, labels, async move {
+                let instance = engine.start(spec).await?;
+                let digest = instance.digest().to_string();
+                let kind = Some(instance.kind());
+                let started_at = instance.started_at();
+                Ok((Workload::Wasm(instance), digest, kind, started_at))
+            })
+            .await
         })
         .await
+        .map_err(|e| WasmError::Engine(format!("the start task: {e}")))?
     }
 
     /// Starts a Linux container unless an instance with its id exists (as [`Registry::start`]).
@@ -156,17 +163,24 @@ impl Registry {
     ) -> Result<(InstanceInfo, bool), RegistryError> {
         let host = self.containers.clone().ok_or(RegistryError::NoContainers)?;
         let id = spec.id.clone();
-        self.start_workload(id, labels, async move {
-            let container = tokio::task::spawn_blocking(move || host.start(&spec))
-                .await
-                .map_err(|e| ContainerError::Io {
-                    what: "the start task".into(),
-                    source: std::io::Error::other(e.to_string()),
-                })??;
-            let started_at = container.started_at();
-            Ok((Workload::Linux(container), digest, None, started_at))
+        let this = self.clone();
+        let task_error = |e: tokio::task::JoinError| ContainerError::Io {
+            what: "the start task".into(),
+            source: std::io::Error::other(e.to_string()),
+        };
+        // A task of its own, as for Wasm: a container is never started and then forgotten.
+        tokio::spawn(async move {
+            this.start_workload(id, labels, async move {
+                let container = tokio::task::spawn_blocking(move || host.start(&spec))
+                    .await
+                    .map_err(task_error)??;
+                let started_at = container.started_at();
+                Ok::<_, RegistryError>((Workload::Linux(container), digest, None, started_at))
+            })
+            .await
         })
         .await
+        .map_err(|e| RegistryError::Container(task_error(e)))?
     }
 
     async fn start_workload<E>(

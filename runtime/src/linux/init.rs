@@ -17,7 +17,7 @@
 //! exits with the process's status, so the caller waits on it like on any child.
 //!
 //! Must not: start a thread before forking (see [`super::sys`]), or exec anything before the
-//! privileges are dropped.
+//! privileges are dropped and the signal dispositions are back to their defaults.
 
 use std::ffi::CString;
 use std::io::{Read, Write};
@@ -173,6 +173,7 @@ fn exec_process(process: &Process, filters: Option<&seccomp::Filters>) -> LinuxE
                 std::io::ErrorKind::PermissionDenied.into(),
             ));
         }
+        sys::default_signals();
         if let Some(f) = filters {
             seccomp::apply(f)?;
         }

@@ -29,3 +29,13 @@ pub fn fork_single_threaded() -> nix::Result<ForkResult> {
 pub fn thread_count() -> Option<usize> {
     std::fs::read_dir("/proc/self/task").ok().map(|d| d.count())
 }
+
+/// Resets SIGPIPE (which Rust's runtime ignores at start-up, and an ignored signal stays ignored
+/// across exec) to its default, and unblocks every signal: what a container's process expects.
+pub fn default_signals() {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
+    // SAFETY: installing SIG_DFL runs no handler code; nothing else in this single-threaded
+    // process depends on SIGPIPE being ignored after this point (the next step is exec).
+    let _ = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
