@@ -344,11 +344,16 @@ impl Manager {
                 _ => None,
             })
             .collect();
+        // The deletion's own grace period (`delete --grace-period`) wins over the spec's.
         let grace = entry
             .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds)
+            .meta()
+            .deletion_grace_period_seconds
+            .or(entry
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds))
             .and_then(|g| u32::try_from(g).ok())
             .unwrap_or(30);
         let mut stops = Vec::with_capacity(running.len());
