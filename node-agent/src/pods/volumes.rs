@@ -3,7 +3,8 @@
 //! Layout under the agent's data dir:
 //! - `pods/<uid>/volumes/<name>/`: emptyDir (removed with the pod), and the files of ConfigMap and
 //!   Secret volumes (written once per pod, before its first container starts: running containers
-//!   hold them open; Secret files 0400 by default, all in a 0700 tree);
+//!   hold them open; Secret files 0644 by default as in Kubernetes, so that a container's non-root user reads
+//!   them; emptyDir 0777; all inside a 0700 pod tree that the host's other users cannot enter);
 //! - `volumes/pvc/<namespace>/<claim>-<claim uid>/`: persistentVolumeClaim data, kept across pod
 //!   deletion and re-creation for as long as the claim exists;
 //! - hostPath volumes are the host's own directories (`DirectoryOrCreate` creates them).
@@ -55,11 +56,12 @@ fn write_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>, mode: u32) -> Resu
     if dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| format!("clearing {}: {e}", dir.display()))?;
     }
-    mkdir(dir, 0o700)?;
+    // Readable by a container's non-root user; the 0700 pod tree keeps the host's users out.
+    mkdir(dir, 0o755)?;
     for (name, data) in files {
         let path = dir.join(safe_relative(name)?);
         if let Some(parent) = path.parent() {
-            mkdir(parent, 0o700)?;
+            mkdir(parent, 0o755)?;
         }
         std::fs::write(&path, data).map_err(|e| format!("writing {}: {e}", path.display()))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
@@ -139,7 +141,10 @@ pub async fn prepare(
         let at = |e: String| format!("volume {:?}: {e}", volume.name);
         let dir = if volume.empty_dir.is_some() {
             let path = pod_dir.join(&volume.name);
-            mkdir(&path, 0o700).map_err(at)?;
+            // Kubernetes' emptyDir is world-writable, for containers that run as any user;
+            // the pod tree above it is 0700.
+            mkdir(&path, 0o777).map_err(at)?;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777));
             VolumeDir {
                 path,
                 read_only: false,
@@ -195,7 +200,7 @@ pub async fn prepare(
                     data: found.map(|s| s.data),
                     items: &secret.items,
                     optional: secret.optional == Some(true),
-                    mode: secret.default_mode.map_or(0o400, |m| m as u32 & 0o777),
+                    mode: secret.default_mode.map_or(0o644, |m| m as u32 & 0o777),
                 };
                 source.write(&path).map_err(at)?;
             }

@@ -225,3 +225,26 @@ fn an_oci_container_outlives_its_agent_and_is_adopted() {
         "the pod's network namespace is removed with it"
     );
 }
+
+#[test]
+fn a_non_root_container_writes_its_empty_dir() {
+    let s = setup();
+    let c = &s.cluster;
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: user\nspec:\n  restartPolicy: Never\n  securityContext:\n    runAsUser: 1000\n    runAsGroup: 1000\n  volumes:\n  - name: scratch\n    emptyDir: {{}}\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, \"busybox id -u; echo saved > /data/f && busybox cat /data/f; busybox touch /f 2>/dev/null; echo root=$?\"]\n    volumeMounts:\n    - name: scratch\n      mountPath: /data\n",
+        image = s.image
+    );
+    c.apply(&yaml);
+    let p = finished(c, "user");
+    assert_eq!(
+        p["status"]["phase"],
+        "Succeeded",
+        "{p:#}\n{}",
+        c.agent(0).log()
+    );
+    let out = logs(c, "user", "main");
+    assert_eq!(
+        out, "1000\nsaved\nroot=1\n",
+        "uid 1000 writes the emptyDir, not the image's root"
+    );
+}
