@@ -52,34 +52,7 @@ impl Harness {
     }
 
     async fn node(&self, name: &str, cpu: &str, zone: Option<&str>) {
-        let mut status = NodeStatus {
-            conditions: vec![Condition {
-                r#type: "Ready".into(),
-                status: "True".into(),
-                last_heartbeat_time: Some(skiff_api::time::now()),
-                ..Default::default()
-            }],
-            runtime_handlers: vec![NodeRuntimeHandler {
-                name: "wasm".into(),
-            }],
-            ..Default::default()
-        };
-        for (k, v) in [("cpu", cpu), ("memory", "8Gi"), ("pods", "110")] {
-            status.allocatable.insert(k.into(), v.into());
-        }
-        let mut labels = BTreeMap::new();
-        if let Some(z) = zone {
-            labels.insert(ZONE_LABEL.to_string(), z.to_string());
-        }
-        let node = Node {
-            metadata: Some(ObjectMeta {
-                name: name.into(),
-                labels,
-                ..Default::default()
-            }),
-            spec: Some(NodeSpec::default()),
-            status: Some(status),
-        };
+        let node = super::cache::tests::node(name, cpu, "8Gi", zone);
         self.nodes.create(&Identity::Admin, node).await.unwrap();
     }
 
