@@ -234,14 +234,15 @@ pub fn summary(nodes: usize, reasons: &[Unfit]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::super::cache::tests::{node, pod};
     use super::super::cache::{Cache, PodInfo};
     use super::*;
     use skiff_api::v1::*;
 
-    fn ctx() -> Context {
+    /// A context at the current time with the default 40 s grace.
+    pub fn ctx() -> Context {
         Context {
             now: skiff_api::time::now().seconds,
             node_grace_period: Duration::from_secs(40),

@@ -113,15 +113,9 @@ pub fn select(cache: &Cache, pod: &PodInfo, ctx: &Context) -> Option<Preemption>
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::super::cache::tests::{bound, node, pod};
+    use super::super::filter::tests::ctx;
     use super::*;
     use skiff_api::v1::Pod;
-
-    fn ctx() -> Context {
-        Context {
-            now: skiff_api::time::now().seconds,
-            node_grace_period: std::time::Duration::from_secs(40),
-        }
-    }
 
     fn prioritised(name: &str, cpu: &str, priority: i32) -> Pod {
         let mut p = pod(name, cpu, "64Mi");

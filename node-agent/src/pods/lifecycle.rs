@@ -18,6 +18,30 @@ use super::{
 use crate::host::{LABEL_ATTEMPT, LABEL_CONTAINER, LABEL_IMAGE_ID, LABEL_POD, LABEL_POD_UID};
 use crate::images;
 
+/// A container's cpu and memory figures, as the runtime host takes them.
+struct Resources {
+    memory_limit_bytes: Option<u64>,
+    cpu_limit_millicores: Option<u32>,
+    cpu_request_millicores: Option<u32>,
+}
+
+impl Resources {
+    fn of(container: &Container) -> Self {
+        let r = container.resources.as_ref();
+        let quantity = |map: Option<&std::collections::BTreeMap<String, String>>, key: &str| {
+            map.and_then(|m| m.get(key))
+                .and_then(|q| Quantity::parse(q).ok())
+        };
+        let millis = |q: Option<Quantity>| q.and_then(|q| u32::try_from(q.millis()).ok());
+        Resources {
+            memory_limit_bytes: quantity(r.map(|r| &r.limits), "memory")
+                .and_then(|q| u64::try_from(q.value()).ok()),
+            cpu_limit_millicores: millis(quantity(r.map(|r| &r.limits), "cpu")),
+            cpu_request_millicores: millis(quantity(r.map(|r| &r.requests), "cpu")),
+        }
+    }
+}
+
 /// The most processes one OCI container may have (its cgroup's pids limit).
 const POD_PIDS_LIMIT: i64 = 4096;
 
@@ -89,6 +113,13 @@ impl Manager {
             .join(container)
     }
 
+    /// The container's log directory, created if missing.
+    fn make_log_dir(&self, uid: &str, container: &str) -> Result<std::path::PathBuf, String> {
+        let dir = self.container_log_dir(uid, container);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        Ok(dir)
+    }
+
     /// The container's volume mounts and resolved environment (a config error names its cause).
     async fn mounts_and_env(
         &self,
@@ -136,34 +167,16 @@ impl Manager {
             Ok(v) => v,
             Err(message) => return (waiting("CreateContainerConfigError", message), digest),
         };
-        let limits = container
-            .resources
-            .as_ref()
-            .map(|r| r.limits.clone())
-            .unwrap_or_default();
-        let memory_limit = limits
-            .get("memory")
-            .and_then(|q| Quantity::parse(q).ok())
-            .and_then(|q| u64::try_from(q.value()).ok());
-        let cpu_limit = limits
-            .get("cpu")
-            .and_then(|q| Quantity::parse(q).ok())
-            .and_then(|q| u32::try_from(q.millis()).ok());
+        let resources = Resources::of(container);
         let (argv0, mut args) = match container.command.split_first() {
             Some((first, rest)) => (first.clone(), rest.to_vec()),
             None => (container.name.clone(), Vec::new()),
         };
         args.extend(container.args.iter().cloned());
-        let log_dir = self.container_log_dir(&meta.uid, &container.name);
-        if let Err(e) = std::fs::create_dir_all(&log_dir) {
-            return (
-                waiting(
-                    "CreateContainerError",
-                    format!("creating {}: {e}", log_dir.display()),
-                ),
-                digest,
-            );
-        }
+        let log_dir = match self.make_log_dir(&meta.uid, &container.name) {
+            Ok(dir) => dir,
+            Err(message) => return (waiting("CreateContainerError", message), digest),
+        };
         let spec = proto::WasmSpec {
             id: instance_id(&meta.uid, &container.name, attempt),
             module_path: module.display().to_string(),
@@ -182,8 +195,8 @@ impl Manager {
                     read_only: m.read_only,
                 })
                 .collect(),
-            memory_limit_bytes: memory_limit,
-            cpu_limit_millicores: cpu_limit,
+            memory_limit_bytes: resources.memory_limit_bytes,
+            cpu_limit_millicores: resources.cpu_limit_millicores,
             network: Some(proto::Network {
                 allow_bind_ports: container
                     .ports
@@ -275,18 +288,11 @@ impl Manager {
             Ok(path) => path,
             Err(message) => return (waiting("CreateContainerError", message), digest),
         };
-        let resources = container.resources.as_ref();
-        let quantity = |map: Option<&std::collections::BTreeMap<String, String>>, key: &str| {
-            map.and_then(|m| m.get(key))
-                .and_then(|q| Quantity::parse(q).ok())
+        let resources = Resources::of(container);
+        let log_dir = match self.make_log_dir(&meta.uid, &container.name) {
+            Ok(dir) => dir,
+            Err(message) => return (waiting("CreateContainerError", message), digest),
         };
-        let limits = resources.map(|r| &r.limits);
-        let requests = resources.map(|r| &r.requests);
-        let log_dir = self.container_log_dir(&meta.uid, &container.name);
-        if let Err(e) = std::fs::create_dir_all(&log_dir) {
-            let message = format!("creating {}: {e}", log_dir.display());
-            return (waiting("CreateContainerError", message), digest);
-        }
         let spec = proto::ContainerSpec {
             id: instance_id(&meta.uid, &container.name, attempt),
             layers: rootfs
@@ -309,13 +315,9 @@ impl Manager {
                     read_only: m.read_only,
                 })
                 .collect(),
-            memory_limit_bytes: quantity(limits, "memory")
-                .and_then(|q| u64::try_from(q.value()).ok()),
-            cpu_limit_millicores: quantity(limits, "cpu")
-                .and_then(|q| u32::try_from(q.millis()).ok())
-                .filter(|m| *m > 0),
-            cpu_request_millicores: quantity(requests, "cpu")
-                .and_then(|q| u32::try_from(q.millis()).ok()),
+            memory_limit_bytes: resources.memory_limit_bytes,
+            cpu_limit_millicores: resources.cpu_limit_millicores,
+            cpu_request_millicores: resources.cpu_request_millicores,
             pids_limit: Some(POD_PIDS_LIMIT),
             readonly_rootfs: process.readonly_rootfs,
             capabilities: process

@@ -49,6 +49,17 @@ fn finished(c: &Cluster, name: &str) -> Value {
     )
 }
 
+/// Waits for the pod to finish and asserts it succeeded.
+fn succeeded(c: &Cluster, name: &str) {
+    let p = finished(c, name);
+    assert_eq!(
+        p["status"]["phase"],
+        "Succeeded",
+        "{p:#}\n{}",
+        c.agent(0).log()
+    );
+}
+
 fn logs(c: &Cluster, name: &str, container: &str) -> String {
     let out = c.skiff(&["logs", name, "-c", container]);
     assert!(out.status.success(), "{}", text(&out));
@@ -118,13 +129,7 @@ fn containers_of_one_pod_share_localhost() {
         image = s.image
     );
     c.apply(&yaml);
-    let p = finished(c, "pair");
-    assert_eq!(
-        p["status"]["phase"],
-        "Succeeded",
-        "{p:#}\n{}",
-        c.agent(0).log()
-    );
+    succeeded(c, "pair");
     assert_eq!(logs(c, "pair", "client"), "from-server\n");
 }
 
@@ -235,13 +240,7 @@ fn a_non_root_container_writes_its_empty_dir() {
         image = s.image
     );
     c.apply(&yaml);
-    let p = finished(c, "user");
-    assert_eq!(
-        p["status"]["phase"],
-        "Succeeded",
-        "{p:#}\n{}",
-        c.agent(0).log()
-    );
+    succeeded(c, "user");
     let out = logs(c, "user", "main");
     assert_eq!(
         out, "1000\nsaved\nroot=1\n",
