@@ -1,10 +1,59 @@
 //! containerd-shim-skiff-v1: a containerd shim v2 (runtime `io.containerd.skiff.v1`) over
 //! skiff-runtime, so that a plain containerd runs skiff's Wasm and OCI workloads.
 //!
-//! Empty today (issue "containerd shim v2" fills it): it only says so and exits non-zero, so that
-//! containerd reports a clear error instead of hanging.
+//! `ctr run --runtime io.containerd.skiff.v1 IMAGE ID [ARGS...]`: an image whose entrypoint is a
+//! `.wasm` file runs in skiff's wasm executor inside the shim process (limits from the spec's
+//! `linux.resources`, the shim in the task's cgroup); any other image runs in skiff's linux
+//! executor, as runc would run it. The protocol (ttrpc server, `start`/`delete` actions, event
+//! publishing) comes from the `containerd-shim` crate; [`shim`] implements its lifecycle hooks and
+//! [`service`] the task API over [`container`]s.
+//!
+//! The binary is also the linux executor's container init (`containerd-shim-skiff-v1 linux-init
+//! ...`), dispatched before any thread starts.
+//!
+//! Must not: talk to skiff's control plane (a shim serves containerd, or a skiff agent, through
+//! the same task API).
+
+mod cgroup;
+mod container;
+mod errors;
+mod events;
+mod linux;
+mod process;
+mod rootfs;
+mod service;
+mod shim;
+mod stdio;
+mod wasm;
+
+use std::ffi::OsString;
+
+/// The runtime name containerd knows this shim by.
+pub const RUNTIME_ID: &str = "io.containerd.skiff.v1";
 
 fn main() {
-    eprintln!("containerd-shim-skiff-v1: not implemented yet in this build of skiff");
-    std::process::exit(1);
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == linux::INIT_ARG) {
+        std::process::exit(skiff_runtime::linux::init_main(&args[2..]));
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{RUNTIME_ID}: starting the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    // The shim waits for each of its processes by pid itself (exit codes, OOM), so the
+    // framework must not reap children behind its back.
+    let config = containerd_shim::Config {
+        no_reaper: true,
+        ..Default::default()
+    };
+    runtime.block_on(containerd_shim::asynchronous::run::<shim::SkiffShim>(
+        RUNTIME_ID,
+        Some(config),
+    ));
 }

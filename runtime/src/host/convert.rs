@@ -11,7 +11,9 @@ use super::container::ContainerSpec;
 use super::proto;
 use super::registry::{InstanceEvent, InstanceInfo};
 use crate::linux::default_spec::Bind;
-use crate::wasm::{ExitReason, ExitStatus, ModuleKind, Network, Origin, Preopen, WasmSpec};
+use crate::wasm::{
+    ExitReason, ExitStatus, ModuleKind, Network, Origin, Preopen, Stdio, WasmSpec,
+};
 
 /// A message field that does not decode: `spec.network.allow_bind_ports[0]: 70000 is not a port`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -211,6 +213,7 @@ pub(crate) fn spec_from_proto(p: proto::WasmSpec) -> Result<WasmSpec, FieldError
         },
         log_path: PathBuf::from(p.log_path),
         log_max_bytes: p.log_max_bytes,
+        stdio: Stdio::Log,
         labels: p.labels.into_iter().collect(),
     })
 }
@@ -348,6 +351,7 @@ mod tests {
             },
             log_path: "/l/0.log".into(),
             log_max_bytes: 1000,
+            stdio: Stdio::Log,
             labels: [("k".to_string(), "v".to_string())].into(),
         };
         assert_eq!(spec_from_proto(spec_to_proto(&spec)).unwrap(), spec);

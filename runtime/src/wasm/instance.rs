@@ -19,9 +19,9 @@ use super::error::{WasmError, chain};
 use super::exit::{ExitStatus, RunEnd, classify};
 use super::limits::{DeniedGrowth, Limits};
 use super::prepare::{ModuleKind, Pre, Prepared};
-use super::spec::WasmSpec;
+use super::spec::{Stdio, Streams, WasmSpec};
 use super::state::{ComponentState, Guarded, ModuleState};
-use super::wasi_ctx;
+use super::{stdio, wasi_ctx};
 use crate::logs::{LogStream, LogWriter};
 
 /// A started instance. Clones are handles to the same instance.
@@ -81,6 +81,40 @@ impl Instance {
     }
 }
 
+/// Where an instance's output goes, for what the host itself writes there.
+enum Output {
+    Log(LogWriter),
+    Streams(Arc<Streams>),
+}
+
+impl Output {
+    fn log(&self) -> Option<&LogWriter> {
+        match self {
+            Output::Log(log) => Some(log),
+            Output::Streams(_) => None,
+        }
+    }
+
+    /// Writes host text (a trap's message) to the instance's stderr.
+    fn stderr(&self, text: &str) {
+        match self {
+            Output::Log(log) => {
+                let _ = log.write(LogStream::Stderr, text.as_bytes());
+            }
+            Output::Streams(streams) => stdio::write_stderr(streams, text),
+        }
+    }
+
+    /// After the store is gone: writes what the guest left without a newline.
+    fn finish(&self) {
+        if let Output::Log(log) = self
+            && let Err(e) = log.finish()
+        {
+            tracing::warn!(error = %e, "writing the end of a guest's log");
+        }
+    }
+}
+
 /// A store, instantiated, with its entry point still to call.
 enum Ready {
     Module(Store<ModuleState>, wasmtime::TypedFunc<(), ()>),
@@ -100,15 +134,20 @@ impl WasmEngine {
         prepared: &Prepared,
         spec: WasmSpec,
     ) -> Result<Instance, WasmError> {
-        let (log, builder) = tokio::task::spawn_blocking(move || {
-            let log = LogWriter::create(&spec.log_path, spec.effective_log_max_bytes()).map_err(
-                |source| WasmError::Log {
-                    path: spec.log_path.clone(),
-                    source,
-                },
-            )?;
-            let builder = wasi_ctx::builder(&spec, &log)?;
-            Ok::<_, WasmError>((log, (builder, spec)))
+        let (output, builder) = tokio::task::spawn_blocking(move || {
+            let output = match &spec.stdio {
+                Stdio::Log => Output::Log(
+                    LogWriter::create(&spec.log_path, spec.effective_log_max_bytes()).map_err(
+                        |source| WasmError::Log {
+                            path: spec.log_path.clone(),
+                            source,
+                        },
+                    )?,
+                ),
+                Stdio::Streams(streams) => Output::Streams(streams.clone()),
+            };
+            let builder = wasi_ctx::builder(&spec, output.log())?;
+            Ok::<_, WasmError>((output, (builder, spec)))
         })
         .await
         .map_err(|e| WasmError::Engine(format!("start task: {e}")))??;
@@ -142,7 +181,7 @@ impl WasmEngine {
                 Ready::Component(store, command)
             }
         };
-        Ok(spawn(spec.id, prepared, ready, log))
+        Ok(spawn(spec.id, prepared, ready, output))
     }
 
     /// Times `n` instantiations of `prepared`, one after another: from an empty store to an
@@ -229,7 +268,7 @@ fn instantiate_error<T: Guarded>(
 }
 
 /// Runs the entry point in a task of its own until it returns or the instance is killed.
-fn spawn(id: String, prepared: &Prepared, ready: Ready, log: LogWriter) -> Instance {
+fn spawn(id: String, prepared: &Prepared, ready: Ready, output: Output) -> Instance {
     let (kill_tx, mut kill_rx) = watch::channel(false);
     let (exit_tx, exit_rx) = watch::channel(None);
     let instance = Instance {
@@ -244,18 +283,15 @@ fn spawn(id: String, prepared: &Prepared, ready: Ready, log: LogWriter) -> Insta
         let status = tokio::select! {
             biased;
             _ = kill_rx.wait_for(|k| *k) => ExitStatus::killed(),
-            status = run(ready, &log) => status,
+            status = run(ready, &output) => status,
         };
-        // The store is gone: write what the guest left without a newline.
-        if let Err(e) = log.finish() {
-            tracing::warn!(error = %e, "writing the end of a guest's log");
-        }
+        output.finish();
         exit_tx.send_replace(Some(status));
     });
     instance
 }
 
-async fn run(ready: Ready, log: &LogWriter) -> ExitStatus {
+async fn run(ready: Ready, output: &Output) -> ExitStatus {
     let (result, denied) = match ready {
         Ready::Module(mut store, start) => {
             let result = start
@@ -281,7 +317,7 @@ async fn run(ready: Ready, log: &LogWriter) -> ExitStatus {
         && e.downcast_ref::<wasmtime_wasi::I32Exit>().is_none()
     {
         // The trap with its wasm backtrace, where `logs` shows it.
-        let _ = log.write(LogStream::Stderr, format!("{e:?}\n").as_bytes());
+        output.stderr(&format!("{e:?}\n"));
     }
     status
 }

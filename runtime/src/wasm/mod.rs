@@ -37,4 +37,4 @@ pub use error::WasmError;
 pub use exit::{ExitReason, ExitStatus, KILLED_EXIT_CODE, TRAP_EXIT_CODE};
 pub use instance::Instance;
 pub use prepare::{ModuleKind, Origin, PrepareOutcome, Prepared};
-pub use spec::{DEFAULT_LOG_MAX_BYTES, Network, Preopen, WasmSpec};
+pub use spec::{DEFAULT_LOG_MAX_BYTES, Network, Preopen, Stdio, Streams, WasmSpec};

@@ -6,7 +6,9 @@
 //! contexts (that is `wasi_ctx`).
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The default [`WasmSpec::log_max_bytes`]: 10 MiB, as kubelet's `containerLogMaxSize`.
 pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
@@ -35,10 +37,13 @@ pub struct WasmSpec {
     /// Cap on CPU, in thousandths of one core.
     pub cpu_limit_millicores: Option<u32>,
     pub network: Network,
-    /// stdout and stderr, in the CRI log format.
+    /// stdout and stderr, in the CRI log format (when `stdio` is [`Stdio::Log`]).
     pub log_path: PathBuf,
     /// Rotate the log past this size; 0 means [`DEFAULT_LOG_MAX_BYTES`].
     pub log_max_bytes: u64,
+    /// Where the standard streams go: the CRI log (a node's pods) or files given by the caller
+    /// (containerd's FIFOs, for the shim).
+    pub stdio: Stdio,
     pub labels: BTreeMap<String, String>,
 }
 
@@ -52,6 +57,39 @@ impl WasmSpec {
         }
     }
 }
+
+/// A guest's standard streams.
+#[derive(Debug, Clone, Default)]
+pub enum Stdio {
+    /// No stdin; stdout and stderr as CRI records in [`WasmSpec::log_path`].
+    #[default]
+    Log,
+    /// Raw byte streams on pipes or FIFOs the caller opened (stdin for reading, stdout and
+    /// stderr for writing); a missing one is empty (stdin) or discarded (output). They are
+    /// read and written asynchronously, so a guest blocked on one can still be killed.
+    Streams(Arc<Streams>),
+}
+
+/// The files of [`Stdio::Streams`]. Each must be a pipe or FIFO.
+#[derive(Debug, Default)]
+pub struct Streams {
+    pub stdin: Option<File>,
+    pub stdout: Option<File>,
+    pub stderr: Option<File>,
+}
+
+impl PartialEq for Stdio {
+    /// Streams are equal when they are the same files (the same `Arc`).
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Stdio::Log, Stdio::Log) => true,
+            (Stdio::Streams(a), Stdio::Streams(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Stdio {}
 
 /// A host directory made visible to the guest.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,8 +2,9 @@
 //!
 //! Owns the mapping spec → `WasiCtxBuilder`: argv, env (only the spec's), cwd, preopens
 //! (read-only or read-write; wasmtime-wasi confines every path to them with cap-std), stdout and
-//! stderr to the CRI log, and the socket policy ([`permits`]): nothing unless granted. Must not:
-//! instantiate or run anything. Opening preopens is blocking: call it from `spawn_blocking`.
+//! stderr to the CRI log or the caller's streams, and the socket policy ([`permits`]): nothing
+//! unless granted. Must not: instantiate or run anything. Opening preopens is blocking: call it
+//! from `spawn_blocking` (inside the runtime: streams register with its reactor).
 
 use std::net::SocketAddr;
 
@@ -12,11 +13,15 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use super::error::{WasmError, chain};
 use super::spec::{Network, WasmSpec};
-use super::stdio::LogOutput;
+use super::stdio::{self, LogOutput};
 use crate::logs::{LogStream, LogWriter};
 
-/// The WASI context builder for `spec`, writing output to `log`.
-pub(crate) fn builder(spec: &WasmSpec, log: &LogWriter) -> Result<WasiCtxBuilder, WasmError> {
+/// The WASI context builder for `spec`, writing output to `log` (given when `spec.stdio` is
+/// [`super::Stdio::Log`]) or to the spec's streams.
+pub(crate) fn builder(
+    spec: &WasmSpec,
+    log: Option<&LogWriter>,
+) -> Result<WasiCtxBuilder, WasmError> {
     let mut b = WasiCtxBuilder::new();
     let argv0 = if spec.argv0.is_empty() {
         spec.module_path
@@ -30,8 +35,16 @@ pub(crate) fn builder(spec: &WasmSpec, log: &LogWriter) -> Result<WasiCtxBuilder
     if let Some(cwd) = spec.cwd.as_deref().filter(|c| !c.is_empty()) {
         b.initial_cwd(cwd);
     }
-    b.stdout(LogOutput::new(log.clone(), LogStream::Stdout))
-        .stderr(LogOutput::new(log.clone(), LogStream::Stderr));
+    match (log, &spec.stdio) {
+        (Some(log), _) => {
+            b.stdout(LogOutput::new(log.clone(), LogStream::Stdout))
+                .stderr(LogOutput::new(log.clone(), LogStream::Stderr));
+        }
+        (None, super::Stdio::Streams(streams)) => stdio::attach(&mut b, streams)?,
+        (None, super::Stdio::Log) => {
+            return Err(WasmError::InvalidSpec("stdio: no log to write to".into()));
+        }
+    }
     for p in &spec.preopens {
         if p.guest.is_empty() {
             return Err(WasmError::InvalidSpec(format!(

@@ -1,0 +1,160 @@
+//! Cgroups as the shim uses them: the one a Wasm task's shim process joins (the guest runs in
+//! the shim, so the process is what a cgroup can hold), and the figures `Stats` reports.
+//!
+//! A Wasm task's limits are wasmtime's (memory from `linux.resources.memory.limit`, CPU from the
+//! quota), as on a skiff node; the cgroup at the spec's `cgroupsPath` bounds the whole process on
+//! top: pids and CPU as the spec says, memory at the guest's limit plus [`SHIM_HEADROOM`] for the
+//! shim's own runtime, so that the guest meets wasmtime's limit (a failed `memory.grow`, which a
+//! program can handle) before the kernel's OOM killer. Must not: destroy a cgroup the shim is
+//! still in (`leave` first).
+
+use std::path::{Path, PathBuf};
+
+use containerd_shim::protos::cgroups::metrics as v1;
+use containerd_shim::protos::cgroups_v2::metrics as v2;
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use containerd_shim::util::convert_to_any;
+use oci_spec::runtime::{LinuxMemoryBuilder, LinuxResources};
+use skiff_runtime::linux::cgroups::{self, Cgroup, Usage, Version};
+
+/// Memory the shim process needs beside its guest's (tokio, wasmtime's engine, ttrpc).
+pub const SHIM_HEADROOM: i64 = 64 << 20;
+
+/// The cgroup a Wasm task's shim process was moved into.
+pub struct Joined {
+    pub cgroup: Cgroup,
+    /// `/proc/self/cgroup` as it was before, to go back to.
+    before: String,
+}
+
+/// Moves this process into the cgroup at `path` (made with `resources`, memory raised by the
+/// headroom).
+pub fn join(path: &str, resources: Option<&LinuxResources>) -> Result<Joined, String> {
+    let cgroup = Cgroup::new(path).map_err(|e| format!("linux.cgroupsPath {path:?}: {e}"))?;
+    let mut resources = resources.cloned();
+    if let Some(r) = resources.as_mut()
+        && let Some(limit) = r.memory().as_ref().and_then(|m| m.limit())
+        && limit > 0
+    {
+        let memory = LinuxMemoryBuilder::default()
+            .limit(limit.saturating_add(SHIM_HEADROOM))
+            .build()
+            .map_err(|e| e.to_string())?;
+        r.set_memory(Some(memory));
+    }
+    let before = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| format!("reading /proc/self/cgroup: {e}"))?;
+    cgroup
+        .create(resources.as_ref())
+        .map_err(|e| format!("creating cgroup {path}: {e}"))?;
+    if let Err(e) = cgroup.join(std::process::id() as i32) {
+        let _ = cgroup.destroy();
+        return Err(format!("joining cgroup {path}: {e}"));
+    }
+    Ok(Joined { cgroup, before })
+}
+
+impl Joined {
+    /// Moves this process back where it was and removes the cgroup.
+    pub fn leave(self) {
+        let pid = std::process::id().to_string();
+        for procs in original_procs_files(&self.before) {
+            let _ = std::fs::write(&procs, &pid);
+        }
+        let mine = self.cgroup.pids();
+        if mine.contains(&(std::process::id() as i32)) {
+            log::warn!(
+                "still in cgroup {} after leaving it: not removed",
+                self.cgroup.relative()
+            );
+            return;
+        }
+        if let Err(e) = self.cgroup.destroy() {
+            log::warn!("removing cgroup {}: {e}", self.cgroup.relative());
+        }
+    }
+}
+
+/// The `cgroup.procs` files of the cgroups listed in a `/proc/<pid>/cgroup` text.
+fn original_procs_files(text: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let rel = path.trim_start_matches('/');
+        if cgroups::version() == Version::V2 {
+            if controllers.is_empty() {
+                out.push(root.join(rel).join("cgroup.procs"));
+            }
+            continue;
+        }
+        for c in controllers.split(',') {
+            if matches!(c, "memory" | "pids" | "cpu" | "cpuacct") && root.join(c).is_dir() {
+                out.push(root.join(c).join(rel).join("cgroup.procs"));
+            }
+        }
+    }
+    out
+}
+
+/// `Stats` for a cgroup's usage, in the metrics type containerd decodes for this host's
+/// hierarchy (`io.containerd.cgroups.v1.Metrics` or `...v2.Metrics`).
+pub fn metrics(usage: &Usage) -> Result<Any, String> {
+    let any = match cgroups::version() {
+        Version::V1 => {
+            let mut m = v1::Metrics::new();
+            let memory = m.memory.mut_or_insert_default();
+            let entry = memory.usage.mut_or_insert_default();
+            entry.usage = usage.memory_bytes;
+            entry.limit = usage.memory_limit;
+            let pids = m.pids.mut_or_insert_default();
+            pids.current = usage.pids;
+            let cpu = m.cpu.mut_or_insert_default();
+            cpu.usage.mut_or_insert_default().total = usage.cpu_nanos;
+            convert_to_any(Box::new(m))
+        }
+        Version::V2 => {
+            let mut m = v2::Metrics::new();
+            let memory = m.memory.mut_or_insert_default();
+            memory.usage = usage.memory_bytes;
+            memory.usage_limit = usage.memory_limit;
+            m.pids.mut_or_insert_default().current = usage.pids;
+            m.cpu.mut_or_insert_default().usage_usec = usage.cpu_nanos / 1000;
+            convert_to_any(Box::new(m))
+        }
+    };
+    any.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn original_cgroups_are_read_per_controller() {
+        let text = "12:pids:/system.slice/containerd.service\n\
+                    4:memory:/system.slice/containerd.service\n\
+                    3:cpu,cpuacct:/\n\
+                    1:name=systemd:/x\n\
+                    0::/system.slice/containerd.service\n";
+        let files = original_procs_files(text);
+        match cgroups::version() {
+            Version::V2 => assert_eq!(
+                files,
+                [PathBuf::from(
+                    "/sys/fs/cgroup/system.slice/containerd.service/cgroup.procs"
+                )]
+            ),
+            Version::V1 => {
+                assert!(files.contains(&PathBuf::from(
+                    "/sys/fs/cgroup/memory/system.slice/containerd.service/cgroup.procs"
+                )));
+                assert!(!files.iter().any(|f| f.starts_with("/sys/fs/cgroup/name=systemd")));
+            }
+        }
+    }
+}

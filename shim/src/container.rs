@@ -1,0 +1,427 @@
+//! One container of the shim: its bundle, its init process, its execs, and what runs it.
+//!
+//! Owns the lifecycle per kind: [`Container::create`] mounts the rootfs, tells Wasm from Linux,
+//! opens stdio and compiles the module or sets the container up; `start`, `kill`, `delete`, and
+//! the exit watchers that record an exit and queue its event (in order, through the process's
+//! gate). Must not: answer ttrpc requests (the service does) or keep the container map.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use nix::sys::signal::Signal;
+use oci_spec::runtime::Spec;
+use skiff_runtime::wasm::{Streams, WasmEngine};
+
+use crate::events::Events;
+use crate::linux::{self, LinuxTask};
+use crate::process::{Exit, Process};
+use crate::rootfs;
+use crate::stdio::{self, Io, Opened};
+use crate::wasm::{self, WasmTask};
+
+pub enum Kind {
+    Wasm(WasmTask),
+    Linux(LinuxTask),
+}
+
+pub struct Exec {
+    pub process: Arc<Process>,
+    spec: oci_spec::runtime::Process,
+    opened: Mutex<Option<Opened>>,
+}
+
+pub struct Container {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub init: Arc<Process>,
+    pub kind: Kind,
+    pub execs: Mutex<HashMap<String, Arc<Exec>>>,
+}
+
+/// What Create is given.
+pub struct CreateArgs<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub rootfs: &'a [containerd_shim::protos::types::mount::Mount],
+    pub io: Io,
+    /// Whether the shim may move itself into the task's cgroup (it serves no other task).
+    pub own_cgroup: bool,
+}
+
+fn signal_of(n: u32) -> Result<Signal, String> {
+    Signal::try_from(n as i32).map_err(|_| format!("signal {n}: not a signal"))
+}
+
+impl Container {
+    pub async fn create(
+        args: CreateArgs<'_>,
+        engine: impl AsyncFnOnce() -> Result<WasmEngine, String>,
+    ) -> Result<Container, String> {
+        let config = args.bundle.join("config.json");
+        let spec = Spec::load(&config).map_err(|e| format!("{}: {e}", config.display()))?;
+        rootfs::mount(args.bundle, args.rootfs).await?;
+        let made = Self::create_mounted(&args, &spec, engine).await;
+        if made.is_err() {
+            rootfs::unmount(args.bundle);
+        }
+        made
+    }
+
+    async fn create_mounted(
+        args: &CreateArgs<'_>,
+        spec: &Spec,
+        engine: impl AsyncFnOnce() -> Result<WasmEngine, String>,
+    ) -> Result<Container, String> {
+        let root = spec
+            .root()
+            .as_ref()
+            .map(|r| r.path().clone())
+            .unwrap_or_else(|| PathBuf::from("rootfs"));
+        let rootfs = args.bundle.join(root);
+        let (opened, closer) = stdio::open(&args.io).map_err(|e| e.to_string())?;
+        let (kind, pid) = match wasm::module_of(spec, &rootfs) {
+            Some(module) => {
+                let module = module?;
+                let streams = Streams {
+                    stdin: opened.stdin,
+                    stdout: opened.stdout,
+                    stderr: opened.stderr,
+                };
+                let wspec = wasm::wasm_spec(args.id, spec, &rootfs, module.clone(), streams)?;
+                let engine = engine().await?;
+                let prepared = engine
+                    .prepare(&module)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .prepared;
+                let cgroup = match spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
+                    Some(path) if args.own_cgroup => Some(crate::cgroup::join(
+                        &path.display().to_string(),
+                        spec.linux().as_ref().and_then(|l| l.resources().as_ref()),
+                    )?),
+                    _ => None,
+                };
+                let task = WasmTask {
+                    engine,
+                    prepared,
+                    spec: Mutex::new(Some(wspec)),
+                    instance: Mutex::new(None),
+                    cgroup: Mutex::new(cgroup),
+                    killed_with: Mutex::new(None),
+                };
+                (Kind::Wasm(task), std::process::id())
+            }
+            None => {
+                let (id, bundle) = (args.id.to_string(), args.bundle.to_path_buf());
+                let (task, pid) = tokio::task::spawn_blocking(move || {
+                    LinuxTask::create(&id, &bundle, opened)
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+                (Kind::Linux(task), pid)
+            }
+        };
+        Ok(Container {
+            id: args.id.to_string(),
+            bundle: args.bundle.to_path_buf(),
+            init: Arc::new(Process::new("", args.io.clone(), pid, closer)),
+            kind,
+            execs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn is_wasm(&self) -> bool {
+        matches!(self.kind, Kind::Wasm(_))
+    }
+
+    /// Watches a Linux init from creation on (it can be killed before it is started).
+    pub fn watch_linux_init(self: &Arc<Self>, events: &Events) {
+        if let Kind::Linux(_) = self.kind {
+            let pid = self.init.pid();
+            self.watch(
+                self.init.clone(),
+                events.clone(),
+                tokio::task::spawn_blocking(move || linux::wait(pid)),
+            );
+        }
+    }
+
+    /// Records the exit that `waiter` yields and queues its event (OOM first, for an init).
+    fn watch(
+        self: &Arc<Self>,
+        process: Arc<Process>,
+        events: Events,
+        waiter: tokio::task::JoinHandle<u32>,
+    ) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let code = waiter.await.unwrap_or(255);
+            me.exited(&process, &events, code).await;
+        });
+    }
+
+    async fn exited(&self, process: &Process, events: &Events, code: u32) {
+        let _gate = process.gate.lock().await;
+        let is_init = process.exec_id.is_empty();
+        if is_init
+            && !process.is_stopped()
+            && let Kind::Linux(task) = &self.kind
+            && task.oom_killed()
+        {
+            events.oom(&self.id).await;
+        }
+        let exit = Exit::now(code);
+        if process.set_exited(exit) {
+            let exec_id = if is_init { &self.id } else { &process.exec_id };
+            events
+                .exited(&self.id, exec_id, process.pid(), exit)
+                .await;
+        }
+    }
+
+    /// Starts the init; its pid.
+    pub async fn start(self: &Arc<Self>, events: &Events) -> Result<u32, String> {
+        let _gate = self.init.gate.lock().await;
+        if !self.init.is_created() {
+            return Err(format!("task {}: already started", self.id));
+        }
+        match &self.kind {
+            Kind::Wasm(task) => {
+                let spec = task
+                    .spec
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .ok_or_else(|| format!("task {}: already started", self.id))?;
+                let instance = task
+                    .engine
+                    .start_prepared(&task.prepared, spec)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                *task.instance.lock().unwrap_or_else(|p| p.into_inner()) = Some(instance.clone());
+                self.init.set_running(std::process::id());
+                let killed = self.clone();
+                let me = self.clone();
+                let events2 = events.clone();
+                tokio::spawn(async move {
+                    let status = instance.wait().await;
+                    if status.oom_killed {
+                        events2.oom(&me.id).await;
+                    }
+                    let code = killed.kill_code().unwrap_or(status.code as u32);
+                    me.exited(&me.init, &events2, code).await;
+                });
+            }
+            Kind::Linux(task) => {
+                let runtime = task.runtime.clone();
+                let id = task.id.clone();
+                tokio::task::spawn_blocking(move || runtime.start(&id))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                self.init.set_running(self.init.pid());
+            }
+        }
+        let pid = self.init.pid();
+        events.started(&self.id, pid).await;
+        Ok(pid)
+    }
+
+    /// The code a Wasm guest ended with because of a kill: 128 + the signal.
+    fn kill_code(&self) -> Option<u32> {
+        match &self.kind {
+            Kind::Wasm(task) => *task.killed_with.lock().unwrap_or_else(|p| p.into_inner()),
+            Kind::Linux(_) => None,
+        }
+    }
+
+    /// Signals the init (or, `all`, every process of a Linux task).
+    pub async fn kill(&self, signal: u32, all: bool, events: &Events) -> Result<(), String> {
+        if self.init.is_stopped() {
+            return Err(format!("task {}: process already finished", self.id));
+        }
+        match &self.kind {
+            Kind::Linux(task) => task.kill(signal_of(signal)?, all),
+            Kind::Wasm(task) => {
+                if signal == 0 {
+                    return Ok(());
+                }
+                let sig = signal_of(signal)?;
+                match sig {
+                    // Ignored by default by a process: nothing to end.
+                    Signal::SIGCHLD | Signal::SIGWINCH | Signal::SIGURG | Signal::SIGCONT => {
+                        return Ok(());
+                    }
+                    Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU => {
+                        return Err(format!(
+                            "signal {sig}: a Wasm guest cannot be stopped, only ended"
+                        ));
+                    }
+                    _ => {}
+                }
+                task.killed_with
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(128 + signal);
+                match task.instance() {
+                    Some(instance) => instance.kill(),
+                    // Created, never started: it ends here.
+                    None => {
+                        let _gate = self.init.gate.lock().await;
+                        let exit = Exit::now(128 + signal);
+                        if self.init.set_exited(exit) {
+                            events
+                                .exited(&self.id, &self.id, self.init.pid(), exit)
+                                .await;
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes what runs the task (its processes, cgroup, rootfs mount). The init must have
+    /// exited or never started.
+    pub async fn remove(&self) {
+        match &self.kind {
+            Kind::Linux(task) => {
+                let (runtime, id) = (task.runtime.clone(), task.id.clone());
+                let done = tokio::task::spawn_blocking(move || runtime.delete(&id, true)).await;
+                if let Ok(Err(e)) = done {
+                    log::warn!("deleting container {}: {e}", self.id);
+                }
+            }
+            Kind::Wasm(task) => {
+                if let Some(instance) = task.instance() {
+                    instance.kill();
+                    instance.wait().await;
+                }
+                let joined = task.cgroup.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(joined) = joined {
+                    joined.leave();
+                }
+            }
+        }
+        rootfs::unmount(&self.bundle);
+    }
+
+    pub fn exec(&self, exec_id: &str) -> Option<Arc<Exec>> {
+        self.execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(exec_id)
+            .cloned()
+    }
+
+    /// Registers an exec process (not started).
+    pub fn add_exec(
+        &self,
+        exec_id: &str,
+        spec: oci_spec::runtime::Process,
+        io: Io,
+    ) -> Result<(), String> {
+        if !matches!(self.kind, Kind::Linux(_)) {
+            return Err("exec: a Wasm task runs one guest; exec is not supported".into());
+        }
+        if !self.init.is_running() {
+            return Err(format!("task {}: not running", self.id));
+        }
+        let mut execs = self.execs.lock().unwrap_or_else(|p| p.into_inner());
+        if execs.contains_key(exec_id) {
+            return Err(format!("exec {exec_id}: already exists"));
+        }
+        let (opened, closer) = stdio::open(&io).map_err(|e| e.to_string())?;
+        execs.insert(
+            exec_id.to_string(),
+            Arc::new(Exec {
+                process: Arc::new(Process::new(exec_id, io, 0, closer)),
+                spec,
+                opened: Mutex::new(Some(opened)),
+            }),
+        );
+        Ok(())
+    }
+
+    /// Starts exec `exec_id`; its pid.
+    pub async fn start_exec(self: &Arc<Self>, exec: &Arc<Exec>, events: &Events) -> Result<u32, String> {
+        let Kind::Linux(task) = &self.kind else {
+            return Err("exec: not supported for a Wasm task".into());
+        };
+        let process = &exec.process;
+        let _gate = process.gate.lock().await;
+        let opened = exec
+            .opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| format!("exec {}: already started", process.exec_id))?;
+        let mut child = task.exec(&exec.spec, opened)?;
+        let pid = child.id();
+        process.set_running(pid);
+        self.watch(
+            process.clone(),
+            events.clone(),
+            tokio::task::spawn_blocking(move || {
+                child
+                    .wait()
+                    .map(|s| {
+                        use std::os::unix::process::ExitStatusExt;
+                        s.code()
+                            .map(|c| c as u32)
+                            .or_else(|| s.signal().map(|n| 128 + n as u32))
+                            .unwrap_or(255)
+                    })
+                    .unwrap_or(255)
+            }),
+        );
+        events.exec_started(&self.id, &process.exec_id, pid).await;
+        Ok(pid)
+    }
+
+    pub fn kill_exec(&self, exec: &Exec, signal: u32) -> Result<(), String> {
+        let p = &exec.process;
+        if !p.is_running() {
+            return Err(format!("exec {}: not running", p.exec_id));
+        }
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid() as i32), signal_of(signal)?)
+            .map_err(|e| format!("exec {}: {e}", p.exec_id))
+    }
+
+    pub fn remove_exec(&self, exec_id: &str) {
+        self.execs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(exec_id);
+    }
+
+    /// Pids of the task's processes.
+    pub fn pids(&self) -> Vec<u32> {
+        match &self.kind {
+            Kind::Linux(task) => task.pids(),
+            Kind::Wasm(_) if self.init.is_running() => vec![std::process::id()],
+            Kind::Wasm(_) => Vec::new(),
+        }
+    }
+
+    /// Cgroup figures for Stats.
+    pub fn usage(&self) -> Result<skiff_runtime::linux::cgroups::Usage, String> {
+        match &self.kind {
+            Kind::Linux(task) => task.usage(),
+            Kind::Wasm(task) => task
+                .cgroup
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|j| j.cgroup.usage())
+                .ok_or_else(|| {
+                    format!(
+                        "task {}: no cgroup of its own (linux.cgroupsPath unset, or the shim \
+                         serves several tasks)",
+                        self.id
+                    )
+                }),
+        }
+    }
+}

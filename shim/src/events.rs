@@ -1,0 +1,122 @@
+//! Task events to containerd (`/tasks/create`, `/start`, `/exit`, `/delete`, `/oom`, exec
+//! events), queued in order on the framework's publisher, which retries and reconnects (a
+//! restarted containerd gets the events queued meanwhile).
+//!
+//! Must not: block a request on delivery (publishing only queues).
+
+use std::sync::Arc;
+
+use containerd_shim::Context;
+use containerd_shim::event::Event;
+use containerd_shim::protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskStart,
+};
+use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::publisher::RemotePublisher;
+
+use crate::process::Exit;
+use crate::stdio::Io;
+
+#[derive(Clone)]
+pub struct Events {
+    publisher: Arc<RemotePublisher>,
+    namespace: String,
+}
+
+impl Events {
+    pub fn new(publisher: RemotePublisher, namespace: &str) -> Self {
+        Events {
+            publisher: Arc::new(publisher),
+            namespace: namespace.to_string(),
+        }
+    }
+
+    async fn send<E: Event + 'static>(&self, event: E) {
+        let topic = event.topic();
+        if let Err(e) = self
+            .publisher
+            .publish(Context::default(), &topic, &self.namespace, Box::new(event))
+            .await
+        {
+            log::warn!("publishing {topic}: {e}");
+        }
+    }
+
+    pub async fn created(&self, id: &str, bundle: &str, io: &Io, pid: u32) {
+        self.send(TaskCreate {
+            container_id: id.to_string(),
+            bundle: bundle.to_string(),
+            io: MessageField::some(TaskIO {
+                stdin: io.stdin.clone(),
+                stdout: io.stdout.clone(),
+                stderr: io.stderr.clone(),
+                terminal: io.terminal,
+                ..Default::default()
+            }),
+            pid,
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub async fn started(&self, id: &str, pid: u32) {
+        self.send(TaskStart {
+            container_id: id.to_string(),
+            pid,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// `exec_id` is the exec's id, or the container's own for its init (as containerd expects).
+    pub async fn exited(&self, id: &str, exec_id: &str, pid: u32, exit: Exit) {
+        self.send(TaskExit {
+            container_id: id.to_string(),
+            id: exec_id.to_string(),
+            pid,
+            exit_status: exit.code,
+            exited_at: exit.timestamp(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub async fn deleted(&self, id: &str, pid: u32, exit: Exit) {
+        self.send(TaskDelete {
+            container_id: id.to_string(),
+            id: id.to_string(),
+            pid,
+            exit_status: exit.code,
+            exited_at: exit.timestamp(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub async fn oom(&self, id: &str) {
+        self.send(TaskOOM {
+            container_id: id.to_string(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub async fn exec_added(&self, id: &str, exec_id: &str) {
+        self.send(TaskExecAdded {
+            container_id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub async fn exec_started(&self, id: &str, exec_id: &str, pid: u32) {
+        self.send(TaskExecStarted {
+            container_id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            pid,
+            ..Default::default()
+        })
+        .await
+    }
+}

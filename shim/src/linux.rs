@@ -1,0 +1,146 @@
+//! Linux tasks: an ordinary OCI bundle run in skiff's linux executor, so that the shim stands in
+//! for runc.
+//!
+//! The executor's state lives inside the bundle (`<bundle>/skiff/<id>`), which containerd removes
+//! after Delete, and its init is this binary (`containerd-shim-skiff-v1 linux-init ...`). The
+//! container's init is reparented to the shim (a subreaper) once the executor's init exits, so
+//! the shim waits for it by pid. Must not: run Wasm (that is `wasm`).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use nix::sys::signal::Signal;
+use sha2::{Digest, Sha256};
+use skiff_runtime::linux::{LinuxRuntime, StdioSet};
+
+use crate::stdio::Opened;
+
+/// The first argument that makes this binary the executor's container init.
+pub const INIT_ARG: &str = "linux-init";
+
+/// A Linux task of this shim.
+pub struct LinuxTask {
+    pub runtime: LinuxRuntime,
+    /// The executor's id for the container.
+    pub id: String,
+}
+
+/// The executor's state root for a bundle.
+pub fn state_root(bundle: &Path) -> PathBuf {
+    bundle.join("skiff")
+}
+
+/// The executor's id for containerd's `id`: the same when it fits the executor's rules (at most
+/// 64 characters of `[A-Za-z0-9_.-]`), else a digest of it.
+pub fn executor_id(id: &str) -> String {
+    let fits = !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if fits {
+        return id.to_string();
+    }
+    let digest = Sha256::digest(id.as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("c-{hex}")
+}
+
+pub fn runtime(bundle: &Path) -> Result<LinuxRuntime, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("finding the shim binary: {e}"))?;
+    LinuxRuntime::new(
+        state_root(bundle),
+        vec![exe.into_os_string(), OsString::from(INIT_ARG)],
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn stdio_set(opened: Opened) -> StdioSet {
+    StdioSet {
+        stdin: opened.stdin.map(Stdio::from),
+        stdout: opened.stdout.map(Stdio::from),
+        stderr: opened.stderr.map(Stdio::from),
+    }
+}
+
+impl LinuxTask {
+    /// Creates the container (set up, waiting for Start); returns it and its init's pid.
+    pub fn create(id: &str, bundle: &Path, opened: Opened) -> Result<(Self, u32), String> {
+        let runtime = runtime(bundle)?;
+        let exec_id = executor_id(id);
+        let state = runtime
+            .create(&exec_id, bundle, stdio_set(opened))
+            .map_err(|e| e.to_string())?;
+        Ok((
+            LinuxTask {
+                runtime,
+                id: exec_id,
+            },
+            state.saved.pid as u32,
+        ))
+    }
+
+    pub fn oom_killed(&self) -> bool {
+        self.runtime.oom_killed(&self.id).unwrap_or(false)
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.runtime
+            .state(&self.id)
+            .ok()
+            .and_then(|s| skiff_runtime::linux::cgroups::Cgroup::new(&s.saved.cgroup).ok())
+            .map(|cg| cg.pids().into_iter().map(|p| p as u32).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn usage(&self) -> Result<skiff_runtime::linux::cgroups::Usage, String> {
+        self.runtime.usage(&self.id).map_err(|e| e.to_string())
+    }
+
+    /// Runs an exec process (an OCI `process`) in the container; the child exits with it.
+    pub fn exec(
+        &self,
+        process: &oci_spec::runtime::Process,
+        opened: Opened,
+    ) -> Result<std::process::Child, String> {
+        self.runtime
+            .exec(&self.id, process, stdio_set(opened))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Waits (blocking) for a container init or exec child `pid`; its exit code.
+pub fn wait(pid: u32) -> u32 {
+    skiff_runtime::linux::wait_pid(pid as i32).map_or(255, |c| c as u32)
+}
+
+/// Cleans what a killed shim left of a Linux task in `bundle`: kills its processes, removes its
+/// cgroup and state. Nothing to do if the bundle has no executor state.
+pub fn cleanup(bundle: &Path, id: &str) {
+    let root = state_root(bundle);
+    if !root.exists() {
+        return;
+    }
+    if let Ok(runtime) = runtime(bundle)
+        && let Err(e) = runtime.delete(&executor_id(id), true)
+    {
+        log::warn!("cleaning container {id}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executor_ids_fit_its_rules() {
+        assert_eq!(executor_id("web-1"), "web-1");
+        let long = "a".repeat(76);
+        let id = executor_id(&long);
+        assert!(id.starts_with("c-") && id.len() == 34, "{id}");
+        assert_ne!(executor_id(&"b".repeat(76)), id);
+        assert!(executor_id("has/slash").starts_with("c-"));
+    }
+}

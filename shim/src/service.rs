@@ -1,0 +1,432 @@
+//! The shim v2 task service (`containerd.task.v2.Task` over ttrpc) for every container this shim
+//! serves.
+//!
+//! Owns the container map and the request → container mapping: each method finds the container
+//! (and exec), checks the request, calls into [`Container`] and builds the reply. One shim can
+//! serve several containers (a pod's, grouped by `io.kubernetes.cri.sandbox-id`); it exits on
+//! Shutdown once it serves none. Pause, Resume, Checkpoint and Update answer Unimplemented; a
+//! terminal (`ctr run -t`) is refused at Create. Must not: block the runtime (executor calls that
+//! wait go to `spawn_blocking`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use containerd_shim::api::{self, Empty};
+use containerd_shim::asynchronous::ExitSignal;
+use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::protos::types::task::ProcessInfo;
+use containerd_shim::{Task, TtrpcContext, TtrpcResult};
+use skiff_runtime::wasm::WasmEngine;
+use tokio::sync::OnceCell;
+
+use crate::container::{Container, CreateArgs};
+use crate::errors::{exists, internal, invalid, not_found, precondition, unimplemented};
+use crate::events::Events;
+use crate::process::{Exit, Process};
+use crate::stdio::Io;
+
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    containers: Mutex<HashMap<String, Arc<Container>>>,
+    events: Events,
+    exit: Arc<ExitSignal>,
+    /// Built at the first Wasm task: a shim that only runs Linux tasks never pays for it.
+    engine: OnceCell<WasmEngine>,
+}
+
+impl Service {
+    pub fn new(events: Events, exit: Arc<ExitSignal>) -> Self {
+        Service {
+            inner: Arc::new(Inner {
+                containers: Mutex::new(HashMap::new()),
+                events,
+                exit,
+                engine: OnceCell::new(),
+            }),
+        }
+    }
+
+    fn containers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Container>>> {
+        self.inner
+            .containers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn container(&self, id: &str) -> TtrpcResult<Arc<Container>> {
+        self.containers()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| not_found(format!("task {id}: not found in this shim")))
+    }
+
+    /// The container and the process a request names (its init when `exec_id` is empty).
+    fn process(&self, id: &str, exec_id: &str) -> TtrpcResult<(Arc<Container>, Arc<Process>)> {
+        let c = self.container(id)?;
+        if exec_id.is_empty() {
+            let init = c.init.clone();
+            return Ok((c, init));
+        }
+        let exec = c
+            .exec(exec_id)
+            .ok_or_else(|| not_found(format!("exec {exec_id} of task {id}: not found")))?;
+        Ok((c, exec.process.clone()))
+    }
+
+    async fn engine(&self) -> Result<WasmEngine, String> {
+        self.inner
+            .engine
+            .get_or_try_init(|| async {
+                let options = crate::wasm::engine_options();
+                tokio::task::spawn_blocking(move || WasmEngine::new(options))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .cloned()
+    }
+}
+
+fn exit_fields(p: &Process) -> (u32, MessageField<containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp>) {
+    match p.exit() {
+        Some(e) => (e.code, e.timestamp()),
+        None => (0, MessageField::none()),
+    }
+}
+
+#[async_trait]
+impl Task for Service {
+    async fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> TtrpcResult<api::CreateTaskResponse> {
+        if req.id.is_empty() {
+            return Err(invalid("id: required"));
+        }
+        if req.terminal {
+            return Err(invalid(format!(
+                "task {}: terminal: not supported by io.containerd.skiff.v1 (run without -t)",
+                req.id
+            )));
+        }
+        if !req.checkpoint.is_empty() {
+            return Err(unimplemented(format!(
+                "task {}: checkpoint: restoring is not supported",
+                req.id
+            )));
+        }
+        if self.containers().contains_key(&req.id) {
+            return Err(exists(format!("task {}: already exists", req.id)));
+        }
+        let bundle = PathBuf::from(&req.bundle);
+        let io = Io {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let own_cgroup = self.containers().is_empty();
+        let args = CreateArgs {
+            id: &req.id,
+            bundle: &bundle,
+            rootfs: &req.rootfs,
+            io: io.clone(),
+            own_cgroup,
+        };
+        let container = Container::create(args, async || self.engine().await)
+            .await
+            .map_err(|e| invalid(format!("task {}: {e}", req.id)))?;
+        let container = Arc::new(container);
+        let pid = container.init.pid();
+        let inserted = {
+            let mut map = self.containers();
+            let free = !map.contains_key(&req.id);
+            if free {
+                map.insert(req.id.clone(), container.clone());
+            }
+            free
+        };
+        if !inserted {
+            container.remove().await;
+            return Err(exists(format!("task {}: already exists", req.id)));
+        }
+        {
+            let _gate = container.init.gate.lock().await;
+            self.inner
+                .events
+                .created(&req.id, &req.bundle, &io, pid)
+                .await;
+        }
+        container.watch_linux_init(&self.inner.events);
+        Ok(api::CreateTaskResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    async fn start(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> TtrpcResult<api::StartResponse> {
+        let c = self.container(&req.id)?;
+        let pid = if req.exec_id.is_empty() {
+            c.start(&self.inner.events).await
+        } else {
+            let exec = c.exec(&req.exec_id).ok_or_else(|| {
+                not_found(format!("exec {} of task {}: not found", req.exec_id, req.id))
+            })?;
+            c.start_exec(&exec, &self.inner.events).await
+        }
+        .map_err(precondition)?;
+        Ok(api::StartResponse {
+            pid,
+            ..Default::default()
+        })
+    }
+
+    async fn state(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> TtrpcResult<api::StateResponse> {
+        let (c, p) = self.process(&req.id, &req.exec_id)?;
+        let (exit_status, exited_at) = exit_fields(&p);
+        Ok(api::StateResponse {
+            id: if req.exec_id.is_empty() {
+                c.id.clone()
+            } else {
+                req.exec_id.clone()
+            },
+            bundle: c.bundle.display().to_string(),
+            pid: p.pid(),
+            status: p.status().into(),
+            stdin: p.io.stdin.clone(),
+            stdout: p.io.stdout.clone(),
+            stderr: p.io.stderr.clone(),
+            terminal: p.io.terminal,
+            exit_status,
+            exited_at,
+            exec_id: req.exec_id,
+            ..Default::default()
+        })
+    }
+
+    async fn wait(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::WaitRequest,
+    ) -> TtrpcResult<api::WaitResponse> {
+        let (_, p) = self.process(&req.id, &req.exec_id)?;
+        let exit = p.wait().await;
+        Ok(api::WaitResponse {
+            exit_status: exit.code,
+            exited_at: exit.timestamp(),
+            ..Default::default()
+        })
+    }
+
+    async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<Empty> {
+        let c = self.container(&req.id)?;
+        if req.exec_id.is_empty() {
+            c.kill(req.signal, req.all, &self.inner.events)
+                .await
+                .map_err(|e| {
+                    if c.init.is_stopped() {
+                        not_found(e)
+                    } else {
+                        precondition(e)
+                    }
+                })?;
+        } else {
+            let exec = c.exec(&req.exec_id).ok_or_else(|| {
+                not_found(format!("exec {} of task {}: not found", req.exec_id, req.id))
+            })?;
+            c.kill_exec(&exec, req.signal).map_err(not_found)?;
+        }
+        Ok(Empty::new())
+    }
+
+    async fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> TtrpcResult<api::DeleteResponse> {
+        let (c, p) = self.process(&req.id, &req.exec_id)?;
+        if p.is_running() {
+            return Err(precondition(format!(
+                "{} {}: is running, kill it first",
+                if req.exec_id.is_empty() { "task" } else { "exec" },
+                if req.exec_id.is_empty() { &req.id } else { &req.exec_id }
+            )));
+        }
+        if !req.exec_id.is_empty() {
+            c.remove_exec(&req.exec_id);
+        } else {
+            // Never started: it ends with its deletion, killed.
+            p.set_exited(Exit::now(137));
+            c.remove().await;
+            self.containers().remove(&req.id);
+        }
+        let exit = p.exit().unwrap_or_else(|| Exit::now(137));
+        if req.exec_id.is_empty() {
+            self.inner.events.deleted(&req.id, p.pid(), exit).await;
+        }
+        Ok(api::DeleteResponse {
+            pid: p.pid(),
+            exit_status: exit.code,
+            exited_at: exit.timestamp(),
+            ..Default::default()
+        })
+    }
+
+    async fn exec(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ExecProcessRequest,
+    ) -> TtrpcResult<Empty> {
+        let c = self.container(&req.id)?;
+        if c.is_wasm() {
+            return Err(unimplemented(format!(
+                "task {}: exec: a Wasm task runs one guest; exec is not supported",
+                req.id
+            )));
+        }
+        if req.exec_id.is_empty() {
+            return Err(invalid("exec_id: required"));
+        }
+        if req.terminal {
+            return Err(invalid(format!(
+                "exec {}: terminal: not supported by io.containerd.skiff.v1 (exec without -t)",
+                req.exec_id
+            )));
+        }
+        let value = req.spec.as_ref().map(|a| a.value.as_slice()).unwrap_or(b"");
+        let spec: oci_spec::runtime::Process = serde_json::from_slice(value)
+            .map_err(|e| invalid(format!("exec {}: spec: {e}", req.exec_id)))?;
+        let io = Io {
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr,
+            terminal: false,
+        };
+        c.add_exec(&req.exec_id, spec, io).map_err(|e| {
+            if e.contains("already exists") {
+                exists(e)
+            } else {
+                precondition(e)
+            }
+        })?;
+        self.inner.events.exec_added(&req.id, &req.exec_id).await;
+        Ok(Empty::new())
+    }
+
+    async fn pids(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::PidsRequest,
+    ) -> TtrpcResult<api::PidsResponse> {
+        let c = self.container(&req.id)?;
+        let processes = c
+            .pids()
+            .into_iter()
+            .map(|pid| ProcessInfo {
+                pid,
+                ..Default::default()
+            })
+            .collect();
+        Ok(api::PidsResponse {
+            processes,
+            ..Default::default()
+        })
+    }
+
+    async fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> TtrpcResult<api::StatsResponse> {
+        let c = self.container(&req.id)?;
+        let usage = c.usage().map_err(precondition)?;
+        let stats = crate::cgroup::metrics(&usage).map_err(internal)?;
+        Ok(api::StatsResponse {
+            stats: MessageField::some(stats),
+            ..Default::default()
+        })
+    }
+
+    async fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<Empty> {
+        let (_, p) = self.process(&req.id, &req.exec_id)?;
+        if req.stdin {
+            p.close_stdin();
+        }
+        Ok(Empty::new())
+    }
+
+    async fn resize_pty(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ResizePtyRequest,
+    ) -> TtrpcResult<Empty> {
+        self.process(&req.id, &req.exec_id)?;
+        Err(precondition(format!(
+            "task {}: has no terminal (io.containerd.skiff.v1 runs tasks without one)",
+            req.id
+        )))
+    }
+
+    async fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ConnectRequest,
+    ) -> TtrpcResult<api::ConnectResponse> {
+        let task_pid = self.container(&req.id).map(|c| c.init.pid()).unwrap_or(0);
+        Ok(api::ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        })
+    }
+
+    async fn shutdown(&self, _ctx: &TtrpcContext, req: api::ShutdownRequest) -> TtrpcResult<Empty> {
+        if req.now || self.containers().is_empty() {
+            self.inner.exit.signal();
+        }
+        Ok(Empty::new())
+    }
+
+    async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<Empty> {
+        Err(unimplemented(format!("task {}: pause: not supported", req.id)))
+    }
+
+    async fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<Empty> {
+        Err(unimplemented(format!("task {}: resume: not supported", req.id)))
+    }
+
+    async fn checkpoint(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CheckpointTaskRequest,
+    ) -> TtrpcResult<Empty> {
+        Err(unimplemented(format!(
+            "task {}: checkpoint: not supported",
+            req.id
+        )))
+    }
+
+    async fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<Empty> {
+        Err(unimplemented(format!(
+            "task {}: update: changing resources of a running task is not supported",
+            req.id
+        )))
+    }
+}

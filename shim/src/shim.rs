@@ -1,0 +1,113 @@
+//! The shim binary's side of the protocol: `start` (spawn or reuse the shim that serves this
+//! container's group and print its address), the long-running server (the task service), and
+//! `delete` (clean up after a shim that died).
+//!
+//! Grouping: containers whose spec carries `io.kubernetes.cri.sandbox-id` (CRI pods) or
+//! `io.containerd.skiff.v1.group` share one shim, as runc's shim does for pods; others get one
+//! each. `delete` runs in the bundle after containerd lost the shim (SIGKILL, OOM): it kills and
+//! removes what the task left (a Linux container's processes and cgroup, a Wasm task's cgroup)
+//! and unmounts the rootfs. Must not: serve requests outside the task service.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use containerd_shim::api::DeleteResponse;
+use containerd_shim::asynchronous::util::write_str_to_file;
+use containerd_shim::asynchronous::{ExitSignal, Shim, spawn};
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::{Config, Error, Flags, StartOpts};
+use oci_spec::runtime::Spec;
+
+use crate::events::Events;
+use crate::process::Exit;
+use crate::service::Service;
+
+/// Spec annotations that put containers in one shim, first match wins.
+pub const GROUP_ANNOTATIONS: &[&str] = &["io.kubernetes.cri.sandbox-id", "io.containerd.skiff.v1.group"];
+
+pub struct SkiffShim {
+    exit: Arc<ExitSignal>,
+    id: String,
+    namespace: String,
+}
+
+/// The group a bundle's container belongs to: an annotation's value, else its own id.
+pub fn grouping(spec: Option<&Spec>, id: &str) -> String {
+    spec.and_then(|s| s.annotations().as_ref())
+        .and_then(|a| GROUP_ANNOTATIONS.iter().find_map(|k| a.get(*k)))
+        .filter(|v| !v.is_empty())
+        .cloned()
+        .unwrap_or_else(|| id.to_string())
+}
+
+#[async_trait]
+impl Shim for SkiffShim {
+    type T = Service;
+
+    async fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
+        SkiffShim {
+            exit: Arc::new(ExitSignal::default()),
+            id: args.id.clone(),
+            namespace: args.namespace.clone(),
+        }
+    }
+
+    async fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
+        let spec = Spec::load("config.json").ok();
+        let group = grouping(spec.as_ref(), &opts.id);
+        let address = spawn(opts, &group, Vec::new()).await?;
+        write_str_to_file("address", &address).await?;
+        Ok(address)
+    }
+
+    async fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {
+        let bundle = std::env::current_dir().map_err(|e| Error::Other(e.to_string()))?;
+        cleanup(&bundle, &self.id);
+        let exit = Exit::now(128 + 9);
+        Ok(DeleteResponse {
+            exit_status: exit.code,
+            exited_at: exit.timestamp(),
+            ..Default::default()
+        })
+    }
+
+    async fn wait(&mut self) {
+        self.exit.wait().await;
+    }
+
+    async fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
+        Service::new(Events::new(publisher, &self.namespace), self.exit.clone())
+    }
+}
+
+/// What `shim delete` does in `bundle` for container `id`.
+fn cleanup(bundle: &Path, id: &str) {
+    crate::linux::cleanup(bundle, id);
+    // A Wasm task ran in the dead shim itself; its cgroup may hold nothing else but is left.
+    if let Ok(spec) = Spec::load(bundle.join("config.json"))
+        && let Some(path) = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone())
+        && let Ok(cg) = skiff_runtime::linux::cgroups::Cgroup::new(&path.display().to_string())
+        && cg.dirs().iter().any(|d| d.exists())
+        && let Err(e) = cg.destroy()
+    {
+        log::warn!("removing cgroup {}: {e}", path.display());
+    }
+    crate::rootfs::unmount(bundle);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containers_of_a_pod_share_a_shim() {
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "annotations": {"io.kubernetes.cri.sandbox-id": "pod-1"},
+        }))
+        .unwrap();
+        assert_eq!(grouping(Some(&spec), "c1"), "pod-1");
+        assert_eq!(grouping(None, "c1"), "c1");
+    }
+}

@@ -1,0 +1,245 @@
+//! Wasm tasks: an image whose entrypoint is a `.wasm` file, run in skiff's wasm executor inside
+//! the shim process.
+//!
+//! Owns telling a Wasm bundle from a Linux one ([`module_of`]), the translation of the bundle's
+//! OCI spec into a [`WasmSpec`] ([`wasm_spec`]) and [`WasmTask`]: compiled at Create (so a bad
+//! module fails `ctr run` with the compiler's message, and Start only instantiates), started,
+//! killed at the next epoch tick. The guest gets exactly what the spec grants, as a skiff pod:
+//! argv, env, cwd, the rootfs preopened at `/` (read-only when `root.readonly`), bind mounts of
+//! directories at their destinations, no sockets; memory and CPU limits from
+//! `linux.resources`. Must not: run Linux processes (that is `linux`).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use oci_spec::runtime::Spec;
+use skiff_runtime::linux::mounts::resolve_in_root;
+use skiff_runtime::wasm::{
+    EngineOptions, Instance, Preopen, Prepared, Stdio, Streams, WasmEngine, WasmSpec,
+};
+
+use crate::cgroup::Joined;
+
+/// Where compiled modules are cached unless `SKIFF_SHIM_CACHE_DIR` says otherwise.
+pub const DEFAULT_CACHE_DIR: &str = "/var/lib/skiff/shim-cache";
+
+/// Instance slots of a shim's engine: one shim serves the containers of one pod.
+const MAX_INSTANCES: u32 = 32;
+
+/// The engine options of a shim process.
+pub fn engine_options() -> EngineOptions {
+    let cache = std::env::var_os("SKIFF_SHIM_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR));
+    EngineOptions {
+        max_instances: MAX_INSTANCES,
+        ..EngineOptions::new(cache)
+    }
+}
+
+/// The module a bundle runs, if it is a Wasm bundle: its `process.args[0]` names a `.wasm` file
+/// (resolved inside the rootfs, never outside it).
+pub fn module_of(spec: &Spec, rootfs: &Path) -> Option<Result<PathBuf, String>> {
+    let arg0 = spec.process().as_ref()?.args().as_ref()?.first()?.clone();
+    if !arg0.ends_with(".wasm") {
+        return None;
+    }
+    let cwd = spec
+        .process()
+        .as_ref()
+        .map(|p| p.cwd().clone())
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let in_container = cwd.join(&arg0);
+    Some(
+        resolve_in_root(rootfs, &in_container)
+            .map_err(|e| format!("process.args[0] {arg0:?}: {e}"))
+            .and_then(|p| match std::fs::metadata(&p) {
+                Ok(m) if m.is_file() => Ok(p),
+                Ok(_) => Err(format!("process.args[0] {arg0:?}: not a regular file")),
+                Err(e) => Err(format!("process.args[0] {arg0:?}: not in the image: {e}")),
+            }),
+    )
+}
+
+/// The executor spec for a Wasm bundle.
+pub fn wasm_spec(
+    id: &str,
+    spec: &Spec,
+    rootfs: &Path,
+    module: PathBuf,
+    streams: Streams,
+) -> Result<WasmSpec, String> {
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| "process: missing".to_string())?;
+    let args = process.args().clone().unwrap_or_default();
+    let env = process
+        .env()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    let read_only_root = spec.root().as_ref().is_some_and(|r| r.readonly() == Some(true));
+    let mut preopens = vec![Preopen {
+        host: rootfs.to_path_buf(),
+        guest: "/".to_string(),
+        read_only: read_only_root,
+    }];
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        let options = m.options().clone().unwrap_or_default();
+        let is_bind = m.typ().as_deref() == Some("bind")
+            || options.iter().any(|o| o == "bind" || o == "rbind");
+        let Some(source) = m.source().as_ref().filter(|_| is_bind) else {
+            continue;
+        };
+        if !source.is_dir() {
+            // Files (resolv.conf, hosts) mean nothing to a guest without sockets.
+            continue;
+        }
+        let guest = m.destination().display().to_string();
+        if !guest.starts_with('/') {
+            return Err(format!("mounts[{i}].destination {guest:?}: must be absolute"));
+        }
+        preopens.push(Preopen {
+            host: source.clone(),
+            guest,
+            read_only: options.iter().any(|o| o == "ro"),
+        });
+    }
+    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    let memory_limit = resources
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
+        .filter(|l| *l > 0)
+        .map(|l| l as u64);
+    let cpu_limit_millicores = resources.and_then(|r| r.cpu().as_ref()).and_then(|c| {
+        let quota = c.quota().filter(|q| *q > 0)?;
+        let period = c.period().filter(|p| *p > 0).unwrap_or(100_000);
+        Some(((quota as u64 * 1000) / period).clamp(1, u32::MAX as u64) as u32)
+    });
+    let cwd = process.cwd().display().to_string();
+    Ok(WasmSpec {
+        id: id.to_string(),
+        module_path: module,
+        argv0: args.first().cloned().unwrap_or_default(),
+        args: args.into_iter().skip(1).collect(),
+        env,
+        cwd: Some(cwd).filter(|c| !c.is_empty()),
+        preopens,
+        memory_limit,
+        cpu_limit_millicores,
+        stdio: Stdio::Streams(Arc::new(streams)),
+        ..WasmSpec::default()
+    })
+}
+
+/// A Wasm task of this shim.
+pub struct WasmTask {
+    pub engine: WasmEngine,
+    pub prepared: Prepared,
+    /// Taken by Start.
+    pub spec: Mutex<Option<WasmSpec>>,
+    pub instance: Mutex<Option<Instance>>,
+    /// The cgroup this process joined for the task, if it did.
+    pub cgroup: Mutex<Option<Joined>>,
+    /// 128 + the signal of the first kill, the exit code containerd is told.
+    pub killed_with: Mutex<Option<u32>>,
+}
+
+impl WasmTask {
+    pub fn instance(&self) -> Option<Instance> {
+        self.instance
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> Spec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn rootfs_with(files: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for f in files {
+            let p = dir.path().join(f.trim_start_matches('/'));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"\0asm\x01\0\0\0").unwrap();
+        }
+        dir
+    }
+
+    fn base(args: &[&str]) -> serde_json::Value {
+        serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "process": {"args": args, "cwd": "/", "env": ["A=1", "PATH=/bin", "bad"]},
+        })
+    }
+
+    #[test]
+    fn only_a_wasm_entrypoint_makes_a_wasm_bundle() {
+        let root = rootfs_with(&["/app/hello.wasm"]);
+        assert!(module_of(&spec(base(&["/bin/sh"])), root.path()).is_none());
+        let found = module_of(&spec(base(&["/app/hello.wasm", "x"])), root.path());
+        assert_eq!(found.unwrap().unwrap(), root.path().join("app/hello.wasm"));
+        let e = module_of(&spec(base(&["/missing.wasm"])), root.path())
+            .unwrap()
+            .unwrap_err();
+        assert!(e.contains("process.args[0] \"/missing.wasm\""), "{e}");
+    }
+
+    #[test]
+    fn a_symlinked_entrypoint_stays_inside_the_rootfs() {
+        let root = rootfs_with(&[]);
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("host.wasm"), b"\0asm").unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("host.wasm"),
+            root.path().join("evil.wasm"),
+        )
+        .unwrap();
+        let e = module_of(&spec(base(&["/evil.wasm"])), root.path())
+            .unwrap()
+            .unwrap_err();
+        assert!(e.contains("not in the image"), "{e}");
+    }
+
+    #[test]
+    fn the_spec_grants_what_the_bundle_says() {
+        let root = rootfs_with(&["/hello.wasm"]);
+        let data = tempfile::tempdir().unwrap();
+        let mut json = base(&["/hello.wasm", "echo", "hi"]);
+        json["root"]["readonly"] = true.into();
+        json["mounts"] = serde_json::json!([
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/data", "type": "bind", "source": data.path(), "options": ["rbind", "ro"]},
+        ]);
+        json["linux"] = serde_json::json!({"resources": {
+            "memory": {"limit": 67108864}, "cpu": {"quota": 50000, "period": 100000}}});
+        let s = spec(json);
+        let module = module_of(&s, root.path()).unwrap().unwrap();
+        let w = wasm_spec("t1", &s, root.path(), module, Streams::default()).unwrap();
+        assert_eq!(w.argv0, "/hello.wasm");
+        assert_eq!(w.args, ["echo", "hi"]);
+        assert_eq!(
+            w.env,
+            [("A".into(), "1".into()), ("PATH".into(), "/bin".into())]
+        );
+        assert_eq!(w.memory_limit, Some(64 << 20));
+        assert_eq!(w.cpu_limit_millicores, Some(500));
+        assert!(w.network.is_none());
+        assert_eq!(w.preopens.len(), 2);
+        assert!(w.preopens[0].read_only && w.preopens[0].guest == "/");
+        assert!(w.preopens[1].read_only && w.preopens[1].guest == "/data");
+    }
+}
