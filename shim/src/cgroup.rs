@@ -153,7 +153,11 @@ mod tests {
                 assert!(files.contains(&PathBuf::from(
                     "/sys/fs/cgroup/memory/system.slice/containerd.service/cgroup.procs"
                 )));
-                assert!(!files.iter().any(|f| f.starts_with("/sys/fs/cgroup/name=systemd")));
+                assert!(
+                    !files
+                        .iter()
+                        .any(|f| f.starts_with("/sys/fs/cgroup/name=systemd"))
+                );
             }
         }
     }

@@ -114,11 +114,10 @@ impl Container {
             }
             None => {
                 let (id, bundle) = (args.id.to_string(), args.bundle.to_path_buf());
-                let (task, pid) = tokio::task::spawn_blocking(move || {
-                    LinuxTask::create(&id, &bundle, opened)
-                })
-                .await
-                .map_err(|e| e.to_string())??;
+                let (task, pid) =
+                    tokio::task::spawn_blocking(move || LinuxTask::create(&id, &bundle, opened))
+                        .await
+                        .map_err(|e| e.to_string())??;
                 (Kind::Linux(task), pid)
             }
         };
@@ -172,11 +171,14 @@ impl Container {
             events.oom(&self.id).await;
         }
         let exit = Exit::now(code);
+        log::info!(
+            "task {} {} exited with {code}",
+            self.id,
+            if is_init { "init" } else { &process.exec_id }
+        );
         if process.set_exited(exit) {
             let exec_id = if is_init { &self.id } else { &process.exec_id };
-            events
-                .exited(&self.id, exec_id, process.pid(), exit)
-                .await;
+            events.exited(&self.id, exec_id, process.pid(), exit).await;
         }
     }
 
@@ -345,7 +347,11 @@ impl Container {
     }
 
     /// Starts exec `exec_id`; its pid.
-    pub async fn start_exec(self: &Arc<Self>, exec: &Arc<Exec>, events: &Events) -> Result<u32, String> {
+    pub async fn start_exec(
+        self: &Arc<Self>,
+        exec: &Arc<Exec>,
+        events: &Events,
+    ) -> Result<u32, String> {
         let Kind::Linux(task) = &self.kind else {
             return Err("exec: not supported for a Wasm task".into());
         };
@@ -385,8 +391,11 @@ impl Container {
         if !p.is_running() {
             return Err(format!("exec {}: not running", p.exec_id));
         }
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid() as i32), signal_of(signal)?)
-            .map_err(|e| format!("exec {}: {e}", p.exec_id))
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(p.pid() as i32),
+            signal_of(signal)?,
+        )
+        .map_err(|e| format!("exec {}: {e}", p.exec_id))
     }
 
     pub fn remove_exec(&self, exec_id: &str) {

@@ -82,6 +82,12 @@ impl LinuxTask {
         ))
     }
 
+    pub fn kill(&self, signal: Signal, all: bool) -> Result<(), String> {
+        self.runtime
+            .kill(&self.id, signal, all)
+            .map_err(|e| e.to_string())
+    }
+
     pub fn oom_killed(&self) -> bool {
         self.runtime.oom_killed(&self.id).unwrap_or(false)
     }
@@ -113,7 +119,13 @@ impl LinuxTask {
 
 /// Waits (blocking) for a container init or exec child `pid`; its exit code.
 pub fn wait(pid: u32) -> u32 {
-    skiff_runtime::linux::wait_pid(pid as i32).map_or(255, |c| c as u32)
+    match skiff_runtime::linux::wait_pid(pid as i32) {
+        Ok(code) => code as u32,
+        Err(e) => {
+            log::error!("{e}");
+            255
+        }
+    }
 }
 
 /// Cleans what a killed shim left of a Linux task in `bundle`: kills its processes, removes its

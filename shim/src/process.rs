@@ -146,12 +146,7 @@ impl Process {
     /// Ends the process's stdin (the guest or container reads EOF once what was written is
     /// read). Idempotent.
     pub fn close_stdin(&self) {
-        if let Some(closer) = self
-            .stdin
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(closer) = self.stdin.lock().unwrap_or_else(|p| p.into_inner()).take() {
             closer.close();
         }
     }

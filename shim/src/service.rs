@@ -94,7 +94,12 @@ impl Service {
     }
 }
 
-fn exit_fields(p: &Process) -> (u32, MessageField<containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp>) {
+fn exit_fields(
+    p: &Process,
+) -> (
+    u32,
+    MessageField<containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp>,
+) {
     match p.exit() {
         Some(e) => (e.code, e.timestamp()),
         None => (0, MessageField::none()),
@@ -182,7 +187,10 @@ impl Task for Service {
             c.start(&self.inner.events).await
         } else {
             let exec = c.exec(&req.exec_id).ok_or_else(|| {
-                not_found(format!("exec {} of task {}: not found", req.exec_id, req.id))
+                not_found(format!(
+                    "exec {} of task {}: not found",
+                    req.exec_id, req.id
+                ))
             })?;
             c.start_exec(&exec, &self.inner.events).await
         }
@@ -248,7 +256,10 @@ impl Task for Service {
                 })?;
         } else {
             let exec = c.exec(&req.exec_id).ok_or_else(|| {
-                not_found(format!("exec {} of task {}: not found", req.exec_id, req.id))
+                not_found(format!(
+                    "exec {} of task {}: not found",
+                    req.exec_id, req.id
+                ))
             })?;
             c.kill_exec(&exec, req.signal).map_err(not_found)?;
         }
@@ -264,8 +275,16 @@ impl Task for Service {
         if p.is_running() {
             return Err(precondition(format!(
                 "{} {}: is running, kill it first",
-                if req.exec_id.is_empty() { "task" } else { "exec" },
-                if req.exec_id.is_empty() { &req.id } else { &req.exec_id }
+                if req.exec_id.is_empty() {
+                    "task"
+                } else {
+                    "exec"
+                },
+                if req.exec_id.is_empty() {
+                    &req.id
+                } else {
+                    &req.exec_id
+                }
             )));
         }
         if !req.exec_id.is_empty() {
@@ -288,11 +307,7 @@ impl Task for Service {
         })
     }
 
-    async fn exec(
-        &self,
-        _ctx: &TtrpcContext,
-        req: api::ExecProcessRequest,
-    ) -> TtrpcResult<Empty> {
+    async fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<Empty> {
         let c = self.container(&req.id)?;
         if c.is_wasm() {
             return Err(unimplemented(format!(
@@ -405,11 +420,17 @@ impl Task for Service {
     }
 
     async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<Empty> {
-        Err(unimplemented(format!("task {}: pause: not supported", req.id)))
+        Err(unimplemented(format!(
+            "task {}: pause: not supported",
+            req.id
+        )))
     }
 
     async fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<Empty> {
-        Err(unimplemented(format!("task {}: resume: not supported", req.id)))
+        Err(unimplemented(format!(
+            "task {}: resume: not supported",
+            req.id
+        )))
     }
 
     async fn checkpoint(

@@ -24,7 +24,10 @@ use crate::process::Exit;
 use crate::service::Service;
 
 /// Spec annotations that put containers in one shim, first match wins.
-pub const GROUP_ANNOTATIONS: &[&str] = &["io.kubernetes.cri.sandbox-id", "io.containerd.skiff.v1.group"];
+pub const GROUP_ANNOTATIONS: &[&str] = &[
+    "io.kubernetes.cri.sandbox-id",
+    "io.containerd.skiff.v1.group",
+];
 
 pub struct SkiffShim {
     exit: Arc<ExitSignal>,

@@ -73,7 +73,8 @@ pub fn open(io: &Io) -> io::Result<(Opened, Option<StdinCloser>)> {
         .read_write(true)
         .open_receiver(&io.stdin)
         .map_err(|e| io::Error::new(e.kind(), format!("opening stdin {}: {e}", io.stdin)))?;
-    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
     let writer = pipe::Sender::from_owned_fd(write)?;
     let (tx, rx) = oneshot::channel();
     tokio::spawn(pump(fifo, writer, rx));

@@ -37,21 +37,23 @@ pub fn engine_options() -> EngineOptions {
     }
 }
 
-/// The module a bundle runs, if it is a Wasm bundle: its `process.args[0]` names a `.wasm` file
-/// (resolved inside the rootfs, never outside it).
+/// The module a bundle runs, if it is a Wasm bundle: its `process.args[0]` names a `.wasm` file,
+/// or a path to a file that starts with Wasm's magic bytes (resolved inside the rootfs, never
+/// outside it).
 pub fn module_of(spec: &Spec, rootfs: &Path) -> Option<Result<PathBuf, String>> {
     let arg0 = spec.process().as_ref()?.args().as_ref()?.first()?.clone();
-    if !arg0.ends_with(".wasm") {
-        return None;
-    }
     let cwd = spec
         .process()
         .as_ref()
         .map(|p| p.cwd().clone())
         .unwrap_or_else(|| PathBuf::from("/"));
-    let in_container = cwd.join(&arg0);
+    let resolved = resolve_in_root(rootfs, &cwd.join(&arg0));
+    if !arg0.ends_with(".wasm") {
+        let path = resolved.ok().filter(|_| arg0.contains('/'))?;
+        return is_wasm_file(&path).then_some(Ok(path));
+    }
     Some(
-        resolve_in_root(rootfs, &in_container)
+        resolved
             .map_err(|e| format!("process.args[0] {arg0:?}: {e}"))
             .and_then(|p| match std::fs::metadata(&p) {
                 Ok(m) if m.is_file() => Ok(p),
@@ -59,6 +61,20 @@ pub fn module_of(spec: &Spec, rootfs: &Path) -> Option<Result<PathBuf, String>> 
                 Err(e) => Err(format!("process.args[0] {arg0:?}: not in the image: {e}")),
             }),
     )
+}
+
+/// Whether `path` is a regular file that begins with `\0asm`.
+fn is_wasm_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| {
+            if !f.metadata()?.is_file() {
+                return Ok(false);
+            }
+            f.read_exact(&mut magic).map(|()| &magic == b"\0asm")
+        })
+        .unwrap_or(false)
 }
 
 /// The executor spec for a Wasm bundle.
@@ -84,7 +100,10 @@ pub fn wasm_spec(
                 .map(|(k, v)| (k.to_string(), v.to_string()))
         })
         .collect();
-    let read_only_root = spec.root().as_ref().is_some_and(|r| r.readonly() == Some(true));
+    let read_only_root = spec
+        .root()
+        .as_ref()
+        .is_some_and(|r| r.readonly() == Some(true));
     let mut preopens = vec![Preopen {
         host: rootfs.to_path_buf(),
         guest: "/".to_string(),
@@ -103,7 +122,9 @@ pub fn wasm_spec(
         }
         let guest = m.destination().display().to_string();
         if !guest.starts_with('/') {
-            return Err(format!("mounts[{i}].destination {guest:?}: must be absolute"));
+            return Err(format!(
+                "mounts[{i}].destination {guest:?}: must be absolute"
+            ));
         }
         preopens.push(Preopen {
             host: source.clone(),
@@ -190,6 +211,15 @@ mod tests {
     fn only_a_wasm_entrypoint_makes_a_wasm_bundle() {
         let root = rootfs_with(&["/app/hello.wasm"]);
         assert!(module_of(&spec(base(&["/bin/sh"])), root.path()).is_none());
+        assert!(module_of(&spec(base(&["hello.wasm-not"])), root.path()).is_none());
+        // No extension, but Wasm's magic: a Wasm bundle too.
+        std::fs::copy(
+            root.path().join("app/hello.wasm"),
+            root.path().join("app/hello"),
+        )
+        .unwrap();
+        let found = module_of(&spec(base(&["/app/hello"])), root.path());
+        assert_eq!(found.unwrap().unwrap(), root.path().join("app/hello"));
         let found = module_of(&spec(base(&["/app/hello.wasm", "x"])), root.path());
         assert_eq!(found.unwrap().unwrap(), root.path().join("app/hello.wasm"));
         let e = module_of(&spec(base(&["/missing.wasm"])), root.path())

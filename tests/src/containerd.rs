@@ -20,7 +20,6 @@
 //! containerd needs root: starting one as another user panics with a message saying so.
 
 use std::ffi::OsStr;
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -47,6 +46,31 @@ pub struct Containerd {
     child: Option<Child>,
     address: PathBuf,
     namespace: String,
+    /// `PATH` for containerd (and so its shims), when shim dirs were given.
+    path_env: Option<std::ffi::OsString>,
+}
+
+/// Starts `containerd --config DIR/config.toml`, logging (appending) to `DIR/containerd.log`.
+/// Shims inherit its environment: `SKIFF_SHIM_CACHE_DIR` keeps the skiff shim's compiled
+/// modules inside `DIR`.
+fn spawn_containerd(dir: &Path, path_env: Option<&OsStr>) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("containerd.log"))
+        .expect("creating containerd log");
+    let log2 = log.try_clone().expect("cloning log handle");
+    let mut cmd = Command::new("containerd");
+    cmd.arg("--config")
+        .arg(dir.join("config.toml"))
+        .env("SKIFF_SHIM_CACHE_DIR", dir.join("shim-cache"))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    if let Some(p) = path_env {
+        cmd.env("PATH", p);
+    }
+    cmd.spawn().expect("spawning containerd")
 }
 
 impl Containerd {
@@ -111,31 +135,20 @@ impl Containerd {
         let config_path = path.join("config.toml");
         std::fs::write(&config_path, config).expect("writing containerd config");
 
-        let log = File::create(path.join("containerd.log")).expect("creating containerd log");
-        let log2 = log.try_clone().expect("cloning log handle");
-        let mut cmd = Command::new("containerd");
-        cmd.arg("--config")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
-        if !shim_dirs.is_empty() {
+        let path_env = (!shim_dirs.is_empty()).then(|| {
             let mut paths: Vec<PathBuf> = shim_dirs.iter().map(|p| p.to_path_buf()).collect();
             if let Some(p) = std::env::var_os("PATH") {
                 paths.extend(std::env::split_paths(&p));
             }
-            cmd.env(
-                "PATH",
-                std::env::join_paths(paths).expect("shim dirs must not contain ':'"),
-            );
-        }
-        let child = cmd.spawn().expect("spawning containerd");
-
+            std::env::join_paths(paths).expect("shim dirs must not contain ':'")
+        });
+        let child = spawn_containerd(&path, path_env.as_deref());
         let mut me = Containerd {
             dir: Some(dir),
             child: Some(child),
             address,
             namespace,
+            path_env,
         };
         me.wait_ready();
         me
@@ -163,6 +176,18 @@ impl Containerd {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Kills containerd with SIGKILL (its shims and their tasks live on, as after a crash) and
+    /// starts it again on the same root, state and sockets; returns once it answers.
+    pub fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let dir = self.dir().to_path_buf();
+        self.child = Some(spawn_containerd(&dir, self.path_env.as_deref()));
+        self.wait_ready();
     }
 
     /// The gRPC socket (`ctr --address`).
@@ -661,6 +686,26 @@ fn shim_sockets(state: &Path, namespace: &str) -> Vec<PathBuf> {
 }
 
 /// Removes the (empty once its processes are gone) cgroup dirs `/<namespace>` of every hierarchy.
+/// Cgroup directories below `<hierarchy>/<namespace>/` (the tasks' cgroups), on every mounted
+/// hierarchy.
+pub fn namespace_cgroups(namespace: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for (mount_point, fstype) in mounts() {
+        if fstype == "cgroup" || fstype == "cgroup2" {
+            let Ok(entries) = std::fs::read_dir(mount_point.join(namespace)) else {
+                continue;
+            };
+            out.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    out
+}
+
 fn remove_namespace_cgroups(namespace: &str) {
     for (mount_point, fstype) in mounts() {
         if fstype == "cgroup" || fstype == "cgroup2" {

@@ -196,6 +196,54 @@ pub fn wasm_oci_archive(wasm: &Path, out: &Path, name: &str) -> io::Result<OciAr
     )
 }
 
+/// Writes an OCI image-layout tar of an ordinary `linux/<arch>` image named `name` whose one gzip
+/// layer holds the module or component at `wasm` as `/<file name>` and whose config has
+/// `Entrypoint ["/<file name>"]` (the "image whose entrypoint is a `.wasm` file" that skiff and
+/// Wasm shims run; containerd unpacks it like any image). Import with `ctr image import`.
+pub fn wasm_entrypoint_archive(wasm: &Path, out: &Path, name: &str) -> io::Result<OciArchive> {
+    let bytes = std::fs::read(wasm)
+        .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", wasm.display())))?;
+    let file = wasm
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".wasm"))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: the file name must end in .wasm", wasm.display()),
+            )
+        })?;
+    let mut b = tar::Builder::new(Vec::new());
+    for (dir, mode) in [("tmp/", 0o1777), ("data/", 0o755)] {
+        let mut h = header(tar::EntryType::Directory, mode, 0);
+        b.append_data(&mut h, dir, io::empty())?;
+    }
+    let mut h = header(tar::EntryType::Regular, 0o755, bytes.len() as u64);
+    b.append_data(&mut h, &file, &bytes[..])?;
+    let layer_tar = b.into_inner()?;
+    let diff_id = sha256_digest(&layer_tar);
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    gz.write_all(&layer_tar)?;
+    let layer = gz.finish()?;
+    let config = json!({
+        "created": CREATED,
+        "architecture": host_arch(),
+        "os": "linux",
+        "config": { "Entrypoint": [format!("/{file}")], "WorkingDir": "/" },
+        "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+        "history": [{ "created": CREATED, "created_by": format!("skiff-tests: /{file}") }],
+    });
+    let platform = json!({ "architecture": host_arch(), "os": "linux" });
+    write_layout(
+        out,
+        name,
+        MEDIA_TYPE_IMAGE_CONFIG,
+        &to_json_bytes(&config)?,
+        &[(MEDIA_TYPE_LAYER_GZIP, layer)],
+        Some(platform),
+    )
+}
+
 /// Whether `bytes` (a Wasm binary) is a component rather than a core module: components have
 /// version `0x0d` and layer `1` where modules have version `1`, layer `0`.
 pub fn is_component(bytes: &[u8]) -> bool {

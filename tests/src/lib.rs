@@ -47,6 +47,21 @@ pub fn skiff_bin() -> PathBuf {
     bin
 }
 
+/// The directory holding the `containerd-shim-skiff-v1` binary under test (beside `skiff`), for
+/// [`containerd::Containerd::start_with_path`].
+pub fn shim_dir() -> PathBuf {
+    let dir = skiff_bin()
+        .parent()
+        .map(Path::to_path_buf)
+        .expect("skiff binary dir");
+    assert!(
+        dir.join("containerd-shim-skiff-v1").exists(),
+        "{}/containerd-shim-skiff-v1 not found: run `cargo build --bins` first (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
 /// How the server and agents of a test cluster are run.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterOptions {

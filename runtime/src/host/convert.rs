@@ -11,9 +11,7 @@ use super::container::ContainerSpec;
 use super::proto;
 use super::registry::{InstanceEvent, InstanceInfo};
 use crate::linux::default_spec::Bind;
-use crate::wasm::{
-    ExitReason, ExitStatus, ModuleKind, Network, Origin, Preopen, Stdio, WasmSpec,
-};
+use crate::wasm::{ExitReason, ExitStatus, ModuleKind, Network, Origin, Preopen, Stdio, WasmSpec};
 
 /// A message field that does not decode: `spec.network.allow_bind_ports[0]: 70000 is not a port`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -9,5 +9,6 @@ mod kinds;
 mod linux_executor;
 mod oci_pods;
 mod registry;
+mod shim;
 mod wasm_pods;
 mod watch;

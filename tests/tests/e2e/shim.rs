@@ -1,0 +1,302 @@
+//! The containerd shim end to end: a real Debian `containerd` (its own root, state and socket,
+//! started by the test) runs tasks through `containerd-shim-skiff-v1` with `ctr run --runtime
+//! io.containerd.skiff.v1`. Images are built here and imported with `ctr image import`: the
+//! `probe` guest as an image whose entrypoint is `/probe.wasm`, and busybox for Linux tasks.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use skiff_tests::containerd::{Containerd, mounts_under, namespace_cgroups};
+use skiff_tests::guests::guest;
+use skiff_tests::images::{BUSYBOX_IMAGE, busybox_oci_archive, wasm_entrypoint_archive};
+use skiff_tests::{shim_dir, wait_for};
+
+const RUNTIME: &str = "io.containerd.skiff.v1";
+const PROBE_IMAGE: &str = "skiff.test/probe:latest";
+
+fn containerd() -> Containerd {
+    let dir = shim_dir();
+    let c = Containerd::start_with_path(&[dir.as_path()]);
+    let probe = guest("probe");
+    let archive = c.dir().join("probe.tar");
+    wasm_entrypoint_archive(&probe, &archive, PROBE_IMAGE).expect("probe image");
+    c.import(&archive);
+    let archive = c.dir().join("busybox.tar");
+    busybox_oci_archive(&archive).expect("busybox image");
+    c.import(&archive);
+    c
+}
+
+/// `ctr run --rm --runtime skiff IMAGE ID ARGS...`: (exit code, stdout, stderr). As with any
+/// runtime, `ctr` replaces the image's entrypoint with ARGS when they are given, so Wasm runs
+/// name the module first (`/probe.wasm echo hi`), as runwasi's examples do.
+fn run(c: &Containerd, image: &str, id: &str, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["run", "--rm", "--runtime", RUNTIME, image, id];
+    all.extend_from_slice(args);
+    let out = c.ctr(&all);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The status column of `ctr task ls` for `id`.
+fn task_status(c: &Containerd, id: &str) -> Option<String> {
+    c.ctr_ok(["task", "ls"]).lines().find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        (cols.first() == Some(&id)).then(|| cols.get(2).unwrap_or(&"").to_string())
+    })
+}
+
+fn start_detached(c: &Containerd, image: &str, id: &str, args: &[&str]) {
+    let mut all = vec!["run", "-d", "--runtime", RUNTIME, image, id];
+    all.extend_from_slice(args);
+    c.ctr_ok(&all);
+}
+
+fn remove(c: &Containerd, id: &str) {
+    c.ctr_ok(["task", "delete", id]);
+    c.ctr_ok(["container", "delete", id]);
+}
+
+fn assert_nothing_left(c: &Containerd) {
+    wait_for("shims to exit", Duration::from_secs(10), || {
+        c.shim_pids().is_empty().then_some(())
+    });
+    assert!(
+        c.container_pids().is_empty(),
+        "processes left in the namespace's cgroups: {:?}",
+        c.container_pids()
+    );
+    let mounts = mounts_under(c.dir());
+    let task_mounts: Vec<_> = mounts.iter().filter(|m| m.starts_with(c.state())).collect();
+    assert!(
+        task_mounts.is_empty(),
+        "rootfs mounts left: {task_mounts:?}"
+    );
+}
+
+#[test]
+fn wasm_guest_output_and_exit_codes() {
+    let c = containerd();
+    let (code, out, err) = run(
+        &c,
+        PROBE_IMAGE,
+        "w-echo",
+        &["/probe.wasm", "echo", "hello", "from", "wasm"],
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "hello from wasm\n"),
+        "stderr: {err}\n{}",
+        c.log()
+    );
+
+    let (code, out, err) = run(&c, PROBE_IMAGE, "w-exit", &["/probe.wasm", "exit", "3"]);
+    assert_eq!(code, 3, "stdout: {out}\nstderr: {err}");
+    assert!(err.contains("exiting 3") || out.contains("exiting 3") || code == 3);
+
+    // The guest sees the image's files through the rootfs preopen, and only those.
+    let (code, out, _) = run(&c, PROBE_IMAGE, "w-ls", &["/probe.wasm", "ls", "/"]);
+    assert_eq!(code, 0);
+    let entries: Vec<&str> = out.lines().collect();
+    assert!(entries.contains(&"probe.wasm"), "{out}");
+
+    let (code, out, err) = run(&c, PROBE_IMAGE, "w-esc", &["/probe.wasm", "escape", "/"]);
+    assert_eq!(code, 0, "a guest escaped its rootfs:\n{out}\n{err}");
+    assert_nothing_left(&c);
+}
+
+#[test]
+fn a_looping_guest_is_killed_within_a_second_and_task_ls_shows_its_states() {
+    let c = containerd();
+    start_detached(&c, PROBE_IMAGE, "w-spin", &["/probe.wasm", "spin"]);
+    assert_eq!(task_status(&c, "w-spin").as_deref(), Some("RUNNING"));
+    let t = Instant::now();
+    c.ctr_ok(["task", "kill", "--signal", "SIGKILL", "w-spin"]);
+    wait_for("the killed guest to stop", Duration::from_secs(5), || {
+        (task_status(&c, "w-spin").as_deref() == Some("STOPPED")).then_some(())
+    });
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(1), "kill took {took:?}");
+    remove(&c, "w-spin");
+    assert_eq!(task_status(&c, "w-spin"), None);
+    assert_nothing_left(&c);
+}
+
+#[test]
+fn busybox_runs_through_the_shim_with_exec() {
+    let c = containerd();
+    let (code, out, err) = run(
+        &c,
+        BUSYBOX_IMAGE,
+        "b-run",
+        &["sh", "-c", "echo $((6*7)) pid=$$; exit 4"],
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (4, "42 pid=1\n"),
+        "stderr: {err}\n{}",
+        c.log()
+    );
+
+    start_detached(
+        &c,
+        BUSYBOX_IMAGE,
+        "b-exec",
+        &["/bin/busybox", "sleep", "30"],
+    );
+    let out = c.ctr_ok([
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "b-exec",
+        "sh",
+        "-c",
+        "echo pid1: $(/bin/busybox tr '\\0' ' ' < /proc/1/cmdline)",
+    ]);
+    // The exec joined the container: its pid 1 is the task's process.
+    assert_eq!(out.trim_end(), "pid1: /bin/busybox sleep 30");
+    let pids = c.ctr_ok(["task", "ps", "b-exec"]);
+    assert!(pids.lines().count() >= 2, "ctr task ps: {pids}");
+    let metrics = c.ctr_ok(["task", "metrics", "b-exec"]);
+    assert!(metrics.contains("memory"), "ctr task metrics: {metrics}");
+    // A pid 1 without handlers ignores SIGTERM (as under runc): kill every process.
+    c.ctr_ok(["task", "kill", "--all", "--signal", "SIGKILL", "b-exec"]);
+    wait_for("sleep to end", Duration::from_secs(10), || {
+        (task_status(&c, "b-exec").as_deref() == Some("STOPPED")).then_some(())
+    });
+    remove(&c, "b-exec");
+    assert_nothing_left(&c);
+}
+
+#[test]
+fn twenty_runs_leave_no_shim_mount_or_cgroup() {
+    let c = containerd();
+    for i in 0..20 {
+        let (image, args): (&str, &[&str]) = if i % 2 == 0 {
+            (PROBE_IMAGE, &["/probe.wasm", "echo", "run"])
+        } else {
+            (BUSYBOX_IMAGE, &["echo", "run"])
+        };
+        let (code, out, err) = run(&c, image, &format!("r{i}"), args);
+        assert_eq!((code, out.as_str()), (0, "run\n"), "run {i}: {err}");
+    }
+    assert_nothing_left(&c);
+    let cgroups = namespace_cgroups(c.namespace());
+    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+}
+
+#[test]
+fn events_come_in_order_create_start_exit_delete() {
+    let c = containerd();
+    let mut events = c
+        .ctr_command(["events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ctr events");
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, _, err) = run(&c, PROBE_IMAGE, "w-ev", &["/probe.wasm", "echo", "x"]);
+    assert_eq!(code, 0, "{err}");
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = events.kill();
+    let out = events.wait_with_output().expect("ctr events output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let topics: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("w-ev"))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/")))
+        .collect();
+    assert_eq!(
+        topics,
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ],
+        "{text}"
+    );
+}
+
+#[test]
+fn a_task_survives_a_containerd_restart_and_is_reconnected() {
+    let mut c = containerd();
+    start_detached(
+        &c,
+        PROBE_IMAGE,
+        "w-live",
+        &["/probe.wasm", "tick", "50", "0"],
+    );
+    start_detached(
+        &c,
+        BUSYBOX_IMAGE,
+        "b-live",
+        &["/bin/busybox", "sleep", "60"],
+    );
+    let shims = c.shim_pids();
+    assert_eq!(shims.len(), 2, "one shim per task");
+    c.restart();
+    assert_eq!(task_status(&c, "w-live").as_deref(), Some("RUNNING"));
+    assert_eq!(task_status(&c, "b-live").as_deref(), Some("RUNNING"));
+    assert_eq!(c.shim_pids(), shims, "the same shims serve them");
+    for id in ["w-live", "b-live"] {
+        c.ctr_ok(["task", "kill", "--signal", "SIGKILL", id]);
+        wait_for("the task to stop", Duration::from_secs(5), || {
+            (task_status(&c, id).as_deref() == Some("STOPPED")).then_some(())
+        });
+        remove(&c, id);
+    }
+    assert_nothing_left(&c);
+}
+
+#[test]
+fn a_killed_shim_is_cleaned_up_by_shim_delete() {
+    let c = containerd();
+    start_detached(
+        &c,
+        BUSYBOX_IMAGE,
+        "b-orphan",
+        &["/bin/busybox", "sleep", "60"],
+    );
+    let shim = c.shim_pids();
+    assert_eq!(shim.len(), 1);
+    let container = c.container_pids();
+    assert!(!container.is_empty());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for(
+        "containerd to mark the task stopped",
+        Duration::from_secs(10),
+        || (task_status(&c, "b-orphan").as_deref() != Some("RUNNING")).then_some(()),
+    );
+    wait_for(
+        "the container's processes to be gone",
+        Duration::from_secs(10),
+        || c.container_pids().is_empty().then_some(()),
+    );
+    let _ = c.ctr(["task", "delete", "b-orphan"]);
+    c.ctr_ok(["container", "delete", "b-orphan"]);
+    assert_nothing_left(&c);
+}
+
+#[test]
+fn a_bad_module_fails_the_run_with_a_clear_error() {
+    let c = containerd();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.wasm");
+    std::fs::write(&bad, b"\0asm\x01\0\0\0\x7fgarbage").unwrap();
+    let archive = dir.path().join("bad.tar");
+    wasm_entrypoint_archive(&bad, &archive, "skiff.test/bad:latest").unwrap();
+    c.import(&archive);
+    let (code, _, err) = run(&c, "skiff.test/bad:latest", "w-bad", &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("w-bad") && err.contains("bad.wasm"), "{err}");
+    assert_nothing_left(&c);
+}
