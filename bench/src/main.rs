@@ -7,6 +7,7 @@ mod api;
 mod instantiate;
 mod oci_start;
 mod scheduler;
+mod shim_start;
 mod stats;
 mod wasm_start;
 
@@ -17,8 +18,9 @@ fn main() {
         "wasm-start" => wasm_start::run(),
         "oci-start" => oci_start::run(),
         "scheduler" => scheduler::run(),
+        "shim-start" => shim_start::run(),
         other => Err(format!(
-            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler"
+            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler, shim-start"
         )),
     };
     if let Err(e) = result {

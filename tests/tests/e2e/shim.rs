@@ -103,6 +103,29 @@ fn wasm_guest_output_and_exit_codes() {
     let entries: Vec<&str> = out.lines().collect();
     assert!(entries.contains(&"probe.wasm"), "{out}");
 
+    // linux.resources.memory.limit is the guest's memory limit: malloc fails past it, and a
+    // guest that then fails is reported OOM-killed (137), as on a skiff node.
+    for (mib, want) in [("16", 0), ("128", 137)] {
+        let out = c.ctr([
+            "run",
+            "--rm",
+            "--runtime",
+            RUNTIME,
+            "--memory-limit",
+            "67108864",
+            PROBE_IMAGE,
+            "w-hog",
+            "/probe.wasm",
+            "hog",
+            mib,
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(want),
+            "hog {mib} MiB under 64 MiB: {out:?}"
+        );
+    }
+
     let (code, out, err) = run(&c, PROBE_IMAGE, "w-esc", &["/probe.wasm", "escape", "/"]);
     assert_eq!(code, 0, "a guest escaped its rootfs:\n{out}\n{err}");
     assert_nothing_left(&c);
@@ -113,6 +136,9 @@ fn a_looping_guest_is_killed_within_a_second_and_task_ls_shows_its_states() {
     let c = containerd();
     start_detached(&c, PROBE_IMAGE, "w-spin", &["/probe.wasm", "spin"]);
     assert_eq!(task_status(&c, "w-spin").as_deref(), Some("RUNNING"));
+    // The shim runs the guest in the task's cgroup: its figures are the task's.
+    let metrics = c.ctr_ok(["task", "metrics", "w-spin"]);
+    assert!(metrics.contains("memory"), "ctr task metrics: {metrics}");
     let t = Instant::now();
     c.ctr_ok(["task", "kill", "--signal", "SIGKILL", "w-spin"]);
     wait_for("the killed guest to stop", Duration::from_secs(5), || {
