@@ -15,6 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::oneshot;
 
+/// How long a closing stdin waits for more buffered input.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// The stdio paths containerd gave for a process (empty: none).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Io {
@@ -104,8 +107,9 @@ async fn pump(mut fifo: pipe::Receiver, mut to: pipe::Sender, mut closed: onesho
             },
         }
     }
-    // What the writer put in the FIFO before it asked for the close.
-    while let Ok(n) = fifo.try_read(&mut buf) {
+    // What the writer put in the FIFO before it asked for the close: read until it stays empty
+    // (readiness comes from the reactor, so each read is given a moment to see data).
+    while let Ok(Ok(n)) = tokio::time::timeout(DRAIN_WAIT, fifo.read(&mut buf)).await {
         if n == 0 || to.write_all(&buf[..n]).await.is_err() {
             return;
         }

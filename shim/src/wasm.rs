@@ -203,7 +203,8 @@ mod tests {
         serde_json::json!({
             "ociVersion": "1.0.2",
             "root": {"path": "rootfs"},
-            "process": {"args": args, "cwd": "/", "env": ["A=1", "PATH=/bin", "bad"]},
+            "process": {"args": args, "cwd": "/", "user": {"uid": 0, "gid": 0},
+                        "env": ["A=1", "PATH=/bin", "bad"]},
         })
     }
 
