@@ -288,27 +288,71 @@ fn a_killed_shim_is_cleaned_up_by_shim_delete() {
         "b-orphan",
         &["/bin/busybox", "sleep", "60"],
     );
-    let shim = c.shim_pids();
-    assert_eq!(shim.len(), 1);
-    let container = c.container_pids();
-    assert!(!container.is_empty());
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(shim[0] as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    wait_for(
-        "containerd to mark the task stopped",
-        Duration::from_secs(10),
-        || (task_status(&c, "b-orphan").as_deref() != Some("RUNNING")).then_some(()),
-    );
+    start_detached(&c, PROBE_IMAGE, "w-orphan", &["/probe.wasm", "sleep", "0"]);
+    let shims = c.shim_pids();
+    assert_eq!(shims.len(), 2);
+    assert!(!c.container_pids().is_empty());
+    assert!(!namespace_cgroups(c.namespace()).is_empty());
+    for shim in shims {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(shim as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    for id in ["b-orphan", "w-orphan"] {
+        wait_for(
+            "containerd to mark the task stopped",
+            Duration::from_secs(10),
+            || (task_status(&c, id).as_deref() != Some("RUNNING")).then_some(()),
+        );
+    }
+    // `shim delete` killed the container and removed both tasks' cgroups and rootfs mounts.
     wait_for(
         "the container's processes to be gone",
         Duration::from_secs(10),
         || c.container_pids().is_empty().then_some(()),
     );
-    let _ = c.ctr(["task", "delete", "b-orphan"]);
-    c.ctr_ok(["container", "delete", "b-orphan"]);
+    let cgroups = namespace_cgroups(c.namespace());
+    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+    for id in ["b-orphan", "w-orphan"] {
+        let _ = c.ctr(["task", "delete", id]);
+        c.ctr_ok(["container", "delete", id]);
+    }
+    assert_nothing_left(&c);
+}
+
+#[test]
+fn containers_of_one_pod_share_one_shim() {
+    let c = containerd();
+    for id in ["p-a", "p-b"] {
+        c.ctr_ok([
+            "run",
+            "-d",
+            "--runtime",
+            RUNTIME,
+            "--annotation",
+            "io.kubernetes.cri.sandbox-id=pod-1",
+            PROBE_IMAGE,
+            id,
+            "/probe.wasm",
+            "sleep",
+            "0",
+        ]);
+    }
+    assert_eq!(
+        c.shim_pids().len(),
+        1,
+        "one shim for the pod's two containers"
+    );
+    for id in ["p-a", "p-b"] {
+        assert_eq!(task_status(&c, id).as_deref(), Some("RUNNING"));
+        c.ctr_ok(["task", "kill", "--signal", "SIGKILL", id]);
+        wait_for("the task to stop", Duration::from_secs(5), || {
+            (task_status(&c, id).as_deref() == Some("STOPPED")).then_some(())
+        });
+        remove(&c, id);
+    }
     assert_nothing_left(&c);
 }
 
