@@ -21,7 +21,7 @@ use crate::stdio::{self, Io, Opened};
 use crate::wasm::{self, WasmTask};
 
 pub enum Kind {
-    Wasm(WasmTask),
+    Wasm(Box<WasmTask>),
     Linux(LinuxTask),
 }
 
@@ -110,7 +110,7 @@ impl Container {
                     cgroup: Mutex::new(cgroup),
                     killed_with: Mutex::new(None),
                 };
-                (Kind::Wasm(task), std::process::id())
+                (Kind::Wasm(Box::new(task)), std::process::id())
             }
             None => {
                 let (id, bundle) = (args.id.to_string(), args.bundle.to_path_buf());

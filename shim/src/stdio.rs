@@ -9,7 +9,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::OwnedFd;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
@@ -83,7 +82,7 @@ pub fn open(io: &Io) -> io::Result<(Opened, Option<StdinCloser>)> {
     tokio::spawn(pump(fifo, writer, rx));
     Ok((
         Opened {
-            stdin: Some(File::from(OwnedFd::from(read))),
+            stdin: Some(File::from(read)),
             stdout,
             stderr,
         },
