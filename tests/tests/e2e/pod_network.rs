@@ -1,9 +1,10 @@
 //! The pod network end to end, with busybox pods pulled from a real registry: each OCI pod has
 //! its own address from its node's podCIDR (assigned by the control plane), pods reach each other
-//! by those addresses over TCP on one node and across two nodes that live in separate network
-//! namespaces made by the test (routed host-gw style between them), `status.podIP` and its
-//! downward-API env agree, Wasm pods keep the node's address, and a deleted pod's address,
-//! namespace and veth go with it.
+//! by those addresses over TCP on one node, across two agents sharing the host (no routes), and
+//! across two nodes that live in separate network namespaces made by the test (routed host-gw
+//! style between them); `status.podIP` and its downward-API env agree; Wasm pods keep the node's
+//! address; a deleted pod's address, namespace and veth go with it; a restarted agent keeps the
+//! addresses of running pods and frees those of pods deleted while it was down.
 
 use std::time::Duration;
 
@@ -159,6 +160,61 @@ fn pods_on_one_node_reach_each_other_by_pod_ip() {
         Duration::from_secs(10),
         || (!std::path::Path::new(&format!("/run/netns/skiff-{uid}")).exists()).then_some(()),
     );
+}
+
+#[test]
+fn pods_on_two_agents_sharing_one_host_reach_each_other_without_routes() {
+    let registry = Registry::start();
+    let image = busybox(&registry);
+    let mut c = Cluster::start();
+    c.add_agent("node-1");
+    c.add_agent("node-2");
+    let (block_1, block_2) = (node_block(&c, "node-1"), node_block(&c, "node-2"));
+    assert!(!block_1.overlaps(&block_2), "{block_1} {block_2}");
+    let (server, client) = assert_talk(&c, &image, "node-1", "node-2");
+    assert_inside(block_2, &pod_ip(&server));
+    assert_inside(block_1, &pod_ip(&client));
+    // Both bridges are local: no route was made for either block (the nodes are on loopback).
+    let out = std::process::Command::new("ip")
+        .args(["-o", "route", "show", "proto", "77"])
+        .output()
+        .expect("ip route");
+    let routes = stdout(&out);
+    for block in [block_1, block_2] {
+        assert!(!routes.contains(&block.to_string()), "{routes}");
+    }
+}
+
+#[test]
+fn a_restarted_agent_keeps_running_pods_addresses_and_frees_those_of_pods_gone_meanwhile() {
+    let registry = Registry::start();
+    let image = busybox(&registry);
+    let mut c = Cluster::start();
+    c.add_agent("node-1");
+    let forever = "while :; do busybox sleep 1; done";
+    c.apply(&pod("keep", &image, "node-1", forever));
+    c.apply(&pod("gone", &image, "node-1", forever));
+    let keep = running_with_ip(&c, "keep");
+    let gone = running_with_ip(&c, "gone");
+    let ipam = c.agent(0).data_dir.join("ipam");
+    let gone_uid = gone["metadata"]["uid"].as_str().expect("uid").to_string();
+
+    c.kill_agent(0);
+    let out = c.skiff(&["delete", "pod", "gone", "--grace-period", "0"]);
+    assert!(out.status.success(), "{}", text(&out));
+    c.start_agent(0);
+    wait_for(
+        "the address of the pod deleted meanwhile freed",
+        Duration::from_secs(20),
+        || (!ipam.join(pod_ip(&gone)).exists()).then_some(()),
+    );
+    assert!(
+        !std::path::Path::new(&format!("/run/netns/skiff-{gone_uid}")).exists(),
+        "its namespace removed"
+    );
+    let after = c.get_json("pod", "keep").expect("keep");
+    assert_eq!(pod_ip(&after), pod_ip(&keep), "{after:#}");
+    assert!(ipam.join(pod_ip(&keep)).exists());
 }
 
 #[test]
