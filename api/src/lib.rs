@@ -8,6 +8,7 @@
 //! Must not: touch the store, run workloads, or know how the server enforces anything. The server
 //! and the CLI both call [`validation`] so that a manifest is judged the same way on either side.
 
+pub mod cidr;
 pub mod client;
 pub mod events;
 pub mod intstr;

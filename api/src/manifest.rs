@@ -252,6 +252,30 @@ mod tests {
     }
 
     #[test]
+    fn acronyms_are_spelled_as_kubernetes_spells_them() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec:\n  clusterIP: None\n  selector: {app: db}\n  ports:\n  - port: 5432\n";
+        let m = parse("s.yaml", text).unwrap();
+        let svc: crate::v1::Service = m[0].decode().unwrap();
+        assert_eq!(svc.spec.unwrap().cluster_ip, "None");
+        let status = crate::v1::PodStatus {
+            pod_ip: "10.244.0.2".into(),
+            host_ip: "10.0.0.1".into(),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["podIP"], "10.244.0.2");
+        assert_eq!(json["hostIP"], "10.0.0.1");
+        let spec = crate::v1::NodeSpec {
+            pod_cidr: "10.244.0.0/24".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&spec).unwrap()["podCIDR"],
+            "10.244.0.0/24"
+        );
+    }
+
+    #[test]
     fn unknown_field_names_its_path() {
         let text = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n      - name: app\n        image: x\n        imagePullPolicyy: Always\n";
         let m = parse("d.yaml", text).unwrap();

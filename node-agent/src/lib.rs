@@ -3,7 +3,8 @@
 //! Owns joining with the join token ([`join`]), registering the Node and heartbeating ([`node`]),
 //! the level-triggered pod sync loop over a watch of the pods bound to this node ([`pods`]),
 //! volumes, secrets and config maps as files and env, container restarts with back-off, pod
-//! status, and serving logs through the API server's node tunnel ([`tunnel`]).
+//! status, serving logs through the API server's node tunnel ([`tunnel`]), and the pod network
+//! (a node bridge, one veth and address per OCI pod, routes to other nodes' pods: [`network`]).
 //!
 //! Workloads run in the runtime host ([`host`]): a separate long-lived process that the agent
 //! starts once and talks to over a Unix socket, so that `kill -9` of the agent leaves pods
@@ -15,6 +16,7 @@ pub mod events;
 pub mod host;
 pub mod images;
 pub mod join;
+pub mod network;
 pub mod node;
 pub mod pods;
 pub mod tunnel;
@@ -39,6 +41,8 @@ pub enum AgentError {
     Client(#[from] skiff_api::client::ClientError),
     #[error("runtime host: {0}")]
     Host(String),
+    #[error("pod network: {0}")]
+    Network(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -74,6 +78,9 @@ pub struct AgentOptions {
     pub heartbeat: std::time::Duration,
 }
 
+/// How long a starting agent waits for its node's podCIDR before running pods.
+const POD_CIDR_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Joins, registers, and runs the node until `shutdown` completes.
 pub async fn run(
     options: AgentOptions,
@@ -93,12 +100,28 @@ pub async fn run(
         runtime.clone(),
         options.heartbeat,
     ));
-    let manager = pods::Manager::new(transport.clone(), runtime.clone(), &options, &info);
+    let network = network::PodNetwork::open(&options.data_dir, &node_name, node::runs_containers())
+        .await
+        .map_err(|e| AgentError::Network(e.to_string()))?;
+    let routes = tokio::spawn(network::routes::run(
+        transport.clone(),
+        network.clone(),
+        node_name.clone(),
+    ));
+    // The control plane gives the node its podCIDR right after registration: pods started
+    // before it is known would get no address.
+    if network.enabled() && network.wait_block(POD_CIDR_WAIT).await.is_none() {
+        tracing::warn!(
+            "the node has no podCIDR after {POD_CIDR_WAIT:?}: OCI pods get loopback only until it does"
+        );
+    }
+    let manager = pods::Manager::new(transport.clone(), runtime.clone(), network, &options, &info);
     let tunnel = tokio::spawn(tunnel::run(transport.clone(), node_name, manager.logs()));
     let sync = tokio::spawn(manager.run());
 
     shutdown.await;
     heartbeat.abort();
+    routes.abort();
     tunnel.abort();
     sync.abort();
     if options.stop_pods_on_exit {

@@ -193,8 +193,22 @@ fn go_arch(rust: &str) -> &str {
 }
 
 /// Creates the Node, or takes over an existing one of the same name (an agent restart), and
-/// writes its status.
+/// writes its status. The control plane writes a new Node too (its podCIDR): a write that lost
+/// that race (a Conflict) is done again over a fresh read.
 pub async fn register(transport: &Transport, info: &NodeInfo) -> Result<Node, AgentError> {
+    let mut attempt = 0;
+    loop {
+        match register_once(transport, info).await {
+            Err(AgentError::Api(s)) if s.code() == tonic::Code::Aborted && attempt < 10 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+async fn register_once(transport: &Transport, info: &NodeInfo) -> Result<Node, AgentError> {
     let api: Api<Node> = Api::new(transport.clone(), "");
     let mut node = match api.get_opt(&info.name).await? {
         Some(mut existing) => {

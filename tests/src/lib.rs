@@ -15,12 +15,16 @@
 //! [`guests`] builds the Wasm test guests (C sources and WAT in `tests/guests/`) on demand.
 //! [`containerd`] runs a private real containerd; [`images`] writes OCI layout archives of test images;
 //! [`registry`] runs a private OCI registry (Debian's `docker-registry`) and pushes test images to it.
+//! [`netslot`] gives each cluster its own cluster CIDR (its agents' bridges and routes are removed
+//! with it); [`netns`] makes network namespaces for agents that stand for separate machines.
 
 pub mod bundles;
 pub mod cgroup;
 pub mod containerd;
 pub mod guests;
 pub mod images;
+pub mod netns;
+pub mod netslot;
 pub mod registry;
 
 use std::net::SocketAddr;
@@ -71,6 +75,11 @@ pub struct ClusterOptions {
     pub pod_eviction_timeout: Option<String>,
     /// `skiff agent --heartbeat-interval` for every agent.
     pub heartbeat_interval: Option<String>,
+    /// `skiff server --listen` (default `127.0.0.1:0`): an address agents in other network
+    /// namespaces reach.
+    pub listen: Option<String>,
+    /// Extra environment of every agent (`SKIFF_INSECURE_REGISTRIES`).
+    pub agent_env: Vec<(String, String)>,
 }
 
 /// One `skiff server` process and its data dir.
@@ -80,6 +89,8 @@ pub struct Cluster {
     options: ClusterOptions,
     server: Option<Child>,
     agents: Vec<Agent>,
+    /// The cluster's own `--cluster-cidr`.
+    net: netslot::NetSlot,
 }
 
 /// A `skiff agent` process of a test cluster.
@@ -87,6 +98,8 @@ pub struct Agent {
     pub name: String,
     pub data_dir: PathBuf,
     pub node_ip: String,
+    /// The network namespace (`/run/netns/NAME`) the agent runs in, if not the test's own.
+    pub netns: Option<String>,
     extra_args: Vec<String>,
     child: Option<Child>,
 }
@@ -142,22 +155,34 @@ impl Agent {
     /// Removes what the agent's OCI containers leave on the host once their runtime host is
     /// killed: their processes and cgroups, their rootfs mounts and their pods' network
     /// namespaces (a runtime host cleans these when it starts again; a test's never does).
+    /// The pod network namespaces go with their veths; the addresses' files name the pods that
+    /// had one.
     fn clean_containers(&self) {
+        let mut pods = std::collections::BTreeSet::new();
         let bundles = self.data_dir.join("runtime/containers/bundles");
-        let Ok(entries) = std::fs::read_dir(&bundles) else {
-            return;
-        };
-        for entry in entries.flatten() {
+        for entry in std::fs::read_dir(&bundles).into_iter().flatten().flatten() {
             let cid = entry.file_name().to_string_lossy().into_owned();
             cgroup::remove(&format!("skiff/{cid}"));
             let rootfs = entry.path().join("rootfs");
             let _ = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH);
             if let Some((uid, _)) = cid.split_once('_') {
-                let _ = Command::new("ip")
-                    .args(["netns", "delete", &format!("skiff-{uid}")])
-                    .stderr(std::process::Stdio::null())
-                    .status();
+                pods.insert(uid.to_string());
             }
+        }
+        for entry in std::fs::read_dir(self.data_dir.join("ipam"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(uid) = std::fs::read_to_string(entry.path()) {
+                pods.insert(uid.trim().to_string());
+            }
+        }
+        for uid in pods.iter().filter(|u| !u.is_empty()) {
+            let _ = Command::new("ip")
+                .args(["netns", "delete", &format!("skiff-{uid}")])
+                .stderr(std::process::Stdio::null())
+                .status();
         }
     }
 }
@@ -170,16 +195,32 @@ impl Cluster {
 
     /// Starts a server with these options.
     pub fn start_with(options: ClusterOptions) -> Self {
+        Self::start_in(options, netslot::NetSlot::take())
+    }
+
+    /// Starts a server with these options on this slot (a test that made node addresses of
+    /// `slot` before the cluster).
+    pub fn start_in(options: ClusterOptions, slot: netslot::NetSlot) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        let listen = options
+            .listen
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1:0".to_string());
         let mut c = Cluster {
             dir,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             options,
             server: None,
             agents: Vec::new(),
+            net: slot,
         };
-        c.spawn_server("127.0.0.1:0");
+        c.spawn_server(&listen);
         c
+    }
+
+    /// The cluster's `--cluster-cidr`.
+    pub fn cluster_cidr(&self) -> String {
+        self.net.cluster_cidr()
     }
 
     /// The join token agents use.
@@ -198,13 +239,28 @@ impl Cluster {
 
     /// [`Cluster::add_agent`] with extra `skiff agent` flags (kept for restarts).
     pub fn add_agent_with(&mut self, name: &str, extra_args: &[&str]) -> usize {
+        let node_ip = format!("127.0.0.{}", self.agents.len() + 2);
+        self.add_agent_at(name, &node_ip, None, extra_args)
+    }
+
+    /// Starts `skiff agent --name NAME --node-ip NODE_IP` inside network namespace `netns`
+    /// (`nsenter --net`: the agent has the namespace's links and routes and shares the test's
+    /// mounts, as an agent on its own machine would) and waits until its Node is Ready.
+    pub fn add_agent_at(
+        &mut self,
+        name: &str,
+        node_ip: &str,
+        netns: Option<&str>,
+        extra_args: &[&str],
+    ) -> usize {
         let index = self.agents.len();
         let data_dir = self.dir.path().join("agents").join(name);
         std::fs::create_dir_all(&data_dir).expect("agent dir");
         self.agents.push(Agent {
             name: name.to_string(),
             data_dir,
-            node_ip: format!("127.0.0.{}", index + 2),
+            node_ip: node_ip.to_string(),
+            netns: netns.map(str::to_string),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             child: None,
         });
@@ -221,13 +277,24 @@ impl Cluster {
         let token = self.join_token();
         let addr = self.addr.to_string();
         let heartbeat = self.options.heartbeat_interval.clone();
+        let agent_env = self.options.agent_env.clone();
         let agent = &mut self.agents[index];
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(agent.data_dir.join("agent.log"))
             .expect("agent log");
-        let child = Command::new(skiff_bin())
+        let mut command = match &agent.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}"))
+                    .arg("--")
+                    .arg(skiff_bin());
+                c
+            }
+            None => Command::new(skiff_bin()),
+        };
+        let child = command
             .args(["agent", "--server", &addr, "--token", &token])
             .args(["--name", &agent.name, "--node-ip", &agent.node_ip])
             .arg("--data-dir")
@@ -239,6 +306,7 @@ impl Cluster {
             )
             .args(&agent.extra_args)
             .env("SKIFF_LOG", "info,skiff_node_agent=debug")
+            .envs(agent_env)
             // Relative `file:` images (the examples) are resolved from the repository root.
             .current_dir(guests::workspace_root())
             .stdout(Stdio::null())
@@ -330,6 +398,7 @@ impl Cluster {
             .args(["server", "--data-dir"])
             .arg(self.dir.path())
             .args(["--listen", listen])
+            .args(["--cluster-cidr", &self.net.cluster_cidr()])
             .args(
                 o.node_grace_period
                     .iter()
@@ -459,6 +528,8 @@ impl Drop for Cluster {
             agent.clean_containers();
         }
         self.kill_server();
+        // The node bridges and routes of agents in the test's own network namespace.
+        netslot::clean(&self.net.cluster_cidr());
     }
 }
 

@@ -62,18 +62,25 @@ impl Answer {
 impl Registry {
     /// Starts a registry on a free loopback port and waits until `GET /v2/` answers 200.
     pub fn start() -> Self {
+        Self::start_on(std::net::IpAddr::from([127, 0, 0, 1]))
+    }
+
+    /// Starts a registry on a free port of `ip` (an address agents in other network namespaces
+    /// reach; not loopback, so they must be told it is plain http:
+    /// `SKIFF_INSECURE_REGISTRIES`).
+    pub fn start_on(ip: std::net::IpAddr) -> Self {
         assert!(
             Path::new(REGISTRY_BIN).exists(),
             "{REGISTRY_BIN} not found: install the Debian package docker-registry"
         );
         let dir = tempfile::tempdir().expect("registry dir");
-        let port = TcpListener::bind("127.0.0.1:0")
+        let port = TcpListener::bind(SocketAddr::new(ip, 0))
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
         let mut r = Registry {
             dir,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            addr: SocketAddr::new(ip, port),
             child: None,
         };
         r.spawn();

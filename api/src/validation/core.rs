@@ -336,6 +336,21 @@ pub fn validate_pvc(p: &PersistentVolumeClaim, errors: &mut FieldErrors) {
 
 pub fn validate_node(n: &Node, errors: &mut FieldErrors) {
     if let Some(spec) = &n.spec {
+        if !spec.pod_cidr.is_empty()
+            && let Err(e) = spec.pod_cidr.parse::<crate::cidr::Ipv4Cidr>()
+        {
+            errors.add("spec.podCIDR", e.to_string());
+        }
+        for (i, c) in spec.pod_cidrs.iter().enumerate() {
+            if let Err(e) = c.parse::<crate::cidr::Ipv4Cidr>() {
+                errors.add(format!("spec.podCIDRs[{i}]"), e.to_string());
+            }
+        }
+        if let Some(first) = spec.pod_cidrs.first()
+            && *first != spec.pod_cidr
+        {
+            errors.add("spec.podCIDRs[0]", "must equal spec.podCIDR");
+        }
         for (i, t) in spec.taints.iter().enumerate() {
             if t.key.is_empty() {
                 errors.add(format!("spec.taints[{i}].key"), "required");

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use skiff_api::cidr::Ipv4Cidr;
+use skiff_control_plane::controllers::node_ipam::NodeIpamOptions;
 use skiff_control_plane::controllers::node_lifecycle::LifecycleOptions;
 use skiff_control_plane::server::{ControlPlane, ServerOptions};
 
@@ -29,6 +31,12 @@ pub struct ServerArgs {
     /// Pods of a NotReady node are evicted (and replaced elsewhere) after this
     #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = crate::duration::parse)]
     pod_eviction_timeout: Duration,
+    /// Pod addresses of the whole cluster: each node gets one block of it (its podCIDR)
+    #[arg(long, default_value = "10.244.0.0/16", value_name = "CIDR")]
+    cluster_cidr: Ipv4Cidr,
+    /// Prefix length of each node's block of --cluster-cidr
+    #[arg(long, default_value_t = 24, value_name = "BITS")]
+    node_cidr_mask_size: u8,
 }
 
 #[derive(Args)]
@@ -45,6 +53,21 @@ pub struct UpArgs {
     /// Prometheus metrics address (off by default)
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
+    /// Pod addresses of the whole cluster: each node gets one block of it (its podCIDR)
+    #[arg(long, default_value = "10.244.0.0/16", value_name = "CIDR")]
+    cluster_cidr: Ipv4Cidr,
+    /// Prefix length of each node's block of --cluster-cidr
+    #[arg(long, default_value_t = 24, value_name = "BITS")]
+    node_cidr_mask_size: u8,
+}
+
+/// The node IPAM options of `--cluster-cidr` and `--node-cidr-mask-size` (bad together: exit 2).
+fn ipam_options(cluster_cidr: Ipv4Cidr, mask: u8) -> Result<NodeIpamOptions> {
+    NodeIpamOptions::new(cluster_cidr, mask).map_err(|e| {
+        CliError::usage(format!(
+            "error: --node-cidr-mask-size {mask} (with --cluster-cidr {cluster_cidr}): {e}"
+        ))
+    })
 }
 
 pub fn init_logging() {
@@ -79,11 +102,13 @@ async fn start(
     data_dir: PathBuf,
     listen: String,
     lifecycle: LifecycleOptions,
+    ipam: NodeIpamOptions,
 ) -> Result<ControlPlane> {
     ControlPlane::start(&ServerOptions {
         data_dir,
         listen,
         lifecycle,
+        ipam,
     })
     .await
     .map_err(|e| CliError::failed(format!("error: {e}")))
@@ -96,12 +121,13 @@ pub async fn server(args: ServerArgs) -> Result<()> {
     if args.metrics_addr.is_some() {
         return Err(unsupported("--metrics-addr", "the metrics endpoint"));
     }
+    let ipam = ipam_options(args.cluster_cidr, args.node_cidr_mask_size)?;
     init_logging();
     let lifecycle = LifecycleOptions {
         node_grace_period: args.node_grace_period,
         pod_eviction_timeout: args.pod_eviction_timeout,
     };
-    let cp = start(args.data_dir.clone(), args.listen, lifecycle).await?;
+    let cp = start(args.data_dir.clone(), args.listen, lifecycle, ipam).await?;
     tracing::info!(addr = %cp.addr, data_dir = %args.data_dir.display(), "skiff API server listening (TLS)");
     eprintln!(
         "skiff server: API at {}\n  admin config: {}\n  join token:   {}",
@@ -144,11 +170,18 @@ pub async fn up(args: UpArgs) -> Result<()> {
     if args.metrics_addr.is_some() {
         return Err(unsupported("--metrics-addr", "the metrics endpoint"));
     }
+    let ipam = ipam_options(args.cluster_cidr, args.node_cidr_mask_size)?;
     init_logging();
     let data_dir = args
         .data_dir
         .unwrap_or_else(|| super::home_dir().join(".skiff"));
-    let cp = start(data_dir.clone(), args.listen, LifecycleOptions::default()).await?;
+    let cp = start(
+        data_dir.clone(),
+        args.listen,
+        LifecycleOptions::default(),
+        ipam,
+    )
+    .await?;
     let config_path = data_dir.join("config.yaml");
     let transport = cp.client_config.connect()?;
     let agent_options = skiff_node_agent::AgentOptions {

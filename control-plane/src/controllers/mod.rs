@@ -6,6 +6,7 @@
 //! - [`node_lifecycle`]: nodes that stop heartbeating become NotReady; their pods are evicted.
 //! - [`gc`]: dependents of deleted owners (ownerReferences), orphan and foreground deletion.
 //! - [`namespace`]: a deleted namespace's contents.
+//! - [`node_ipam`]: each node's block of the cluster CIDR (`spec.podCIDR`).
 //!
 //! The [`crate::scheduler`] runs beside them.
 
@@ -14,6 +15,7 @@ pub mod endpoints;
 pub mod gc;
 pub mod informer;
 pub mod namespace;
+pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod podutil;
 pub mod recorder;
@@ -22,11 +24,12 @@ pub mod replicaset;
 use std::sync::Arc;
 
 use crate::store::Store;
+use node_ipam::NodeIpamOptions;
 use node_lifecycle::LifecycleOptions;
 
 /// Runs every controller (and the scheduler) until the task is aborted. The scheduler shares
 /// the lifecycle controller's node grace period.
-pub async fn run(store: Arc<dyn Store>, lifecycle: LifecycleOptions) {
+pub async fn run(store: Arc<dyn Store>, lifecycle: LifecycleOptions, ipam: NodeIpamOptions) {
     tokio::join!(
         namespace::run(store.clone()),
         deployment::run(store.clone()),
@@ -34,6 +37,7 @@ pub async fn run(store: Arc<dyn Store>, lifecycle: LifecycleOptions) {
         endpoints::run(store.clone()),
         gc::run(store.clone()),
         node_lifecycle::run(store.clone(), lifecycle),
+        node_ipam::run(store.clone(), ipam),
         crate::scheduler::run(
             store,
             crate::scheduler::SchedulerOptions {

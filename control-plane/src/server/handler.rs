@@ -620,6 +620,27 @@ fn prepare_for_update<K: Resource>(obj: &mut K, current: &K) -> Result<(), ApiEr
         }
     }
     if let (Some(new), Some(cur)) = (
+        any.downcast_mut::<skiff_api::v1::Node>(),
+        current_any.downcast_ref::<skiff_api::v1::Node>(),
+    ) && let Some(cs) = cur.spec.as_ref()
+        && !cs.pod_cidr.is_empty()
+    {
+        // podCIDR is set once (by the node IPAM controller): an update that leaves it out keeps
+        // it, one that changes it is refused, as in Kubernetes.
+        let ns = new.spec.get_or_insert_with(Default::default);
+        if ns.pod_cidr.is_empty() && ns.pod_cidrs.is_empty() {
+            ns.pod_cidr = cs.pod_cidr.clone();
+            ns.pod_cidrs = cs.pod_cidrs.clone();
+        }
+        if ns.pod_cidr != cs.pod_cidr || ns.pod_cidrs != cs.pod_cidrs {
+            return Err(ApiError::BadRequest(format!(
+                "nodes {:?}: spec.podCIDR: field is immutable once set (to {})",
+                cur.name(),
+                cs.pod_cidr
+            )));
+        }
+    }
+    if let (Some(new), Some(cur)) = (
         any.downcast_mut::<skiff_api::v1::Service>(),
         current_any.downcast_ref::<skiff_api::v1::Service>(),
     ) && let (Some(ns), Some(cs)) = (new.spec.as_mut(), cur.spec.as_ref())

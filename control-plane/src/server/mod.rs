@@ -58,6 +58,8 @@ pub struct ServerOptions {
     pub listen: String,
     /// Node grace period and pod eviction timeout of the node lifecycle controller.
     pub lifecycle: crate::controllers::node_lifecycle::LifecycleOptions,
+    /// The cluster CIDR the node IPAM controller hands node blocks out of.
+    pub ipam: crate::controllers::node_ipam::NodeIpamOptions,
 }
 
 /// A prepared control plane: store open, PKI ready, listener bound.
@@ -70,6 +72,7 @@ pub struct ControlPlane {
     pki: Pki,
     auth: Authenticator,
     lifecycle: crate::controllers::node_lifecycle::LifecycleOptions,
+    ipam: crate::controllers::node_ipam::NodeIpamOptions,
 }
 
 fn read_or_create_token(path: &Path) -> Result<String, ServerError> {
@@ -183,6 +186,7 @@ impl ControlPlane {
             pki,
             auth,
             lifecycle: options.lifecycle,
+            ipam: options.ipam,
         })
     }
 
@@ -197,7 +201,11 @@ impl ControlPlane {
             ServerTlsConfig::new().identity(TlsIdentity::from_pem(chain, &self.pki.server_key_pem));
         let store = self.store.clone();
         let auth = self.auth.clone();
-        let controllers = tokio::spawn(crate::controllers::run(store.clone(), self.lifecycle));
+        let controllers = tokio::spawn(crate::controllers::run(
+            store.clone(),
+            self.lifecycle,
+            self.ipam,
+        ));
         let tunnels = tunnel::TunnelService::new(
             tunnel::Tunnels::default(),
             Handler::<Pod>::new(store.clone()),

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use skiff_api::client::{Api, Transport};
 use skiff_api::v1::*;
 
+use super::status::Ips;
+
 /// Fetches ConfigMaps and Secrets once per container start.
 struct Sources<'a> {
     transport: &'a Transport,
@@ -92,7 +94,7 @@ pub async fn resolve(
     transport: &Transport,
     pod: &Pod,
     container: &Container,
-    pod_ip: &str,
+    ips: &Ips,
 ) -> Result<Vec<(String, String)>, String> {
     let meta = pod.metadata.clone().unwrap_or_default();
     let mut sources = Sources {
@@ -163,7 +165,7 @@ pub async fn resolve(
                         None => return Err(format!("secret {:?} not found", r.name)),
                     }
                 } else if let Some(f) = &from.field_ref {
-                    field(pod, &f.field_path, pod_ip).ok_or_else(|| {
+                    field(pod, &f.field_path, ips).ok_or_else(|| {
                         format!("env {}: unsupported fieldPath {:?}", var.name, f.field_path)
                     })?
                 } else if let Some(r) = &from.resource_field_ref {
@@ -181,7 +183,7 @@ pub async fn resolve(
 }
 
 /// The downward API's pod fields.
-fn field(pod: &Pod, path: &str, pod_ip: &str) -> Option<String> {
+fn field(pod: &Pod, path: &str, ips: &Ips) -> Option<String> {
     let meta = pod.metadata.as_ref()?;
     let spec = pod.spec.as_ref()?;
     Some(match path {
@@ -190,7 +192,8 @@ fn field(pod: &Pod, path: &str, pod_ip: &str) -> Option<String> {
         "metadata.uid" => meta.uid.clone(),
         "spec.nodeName" => spec.node_name.clone(),
         "spec.serviceAccountName" => spec.service_account_name.clone(),
-        "status.podIP" | "status.hostIP" => pod_ip.to_string(),
+        "status.podIP" => ips.pod.clone(),
+        "status.hostIP" => ips.host.clone(),
         p => {
             let key = p
                 .strip_prefix("metadata.labels['")

@@ -13,7 +13,7 @@ use skiff_runtime::host::proto;
 use super::record::{Current, Terminated};
 use super::{
     ALLOW_OUTBOUND, CONFIG_RETRY, LOG_MAX_BYTES, LogState, Manager, env, instance_id, log_path,
-    netns, oci, status, volumes,
+    oci, status, volumes,
 };
 use crate::host::{LABEL_ATTEMPT, LABEL_CONTAINER, LABEL_IMAGE_ID, LABEL_POD, LABEL_POD_UID};
 use crate::images;
@@ -121,16 +121,36 @@ impl Manager {
     }
 
     /// The container's volume mounts and resolved environment (a config error names its cause).
+    /// `pod_ip`: the pod's address (`status.podIP`).
     async fn mounts_and_env(
         &self,
         pod: &Pod,
         container: &Container,
+        pod_ip: &str,
     ) -> Result<(Vec<volumes::Mount>, Vec<(String, String)>), String> {
         let prepared = volumes::prepare(&self.transport, &self.data_dir, pod).await;
         let mounts = prepared.and_then(|v| volumes::mounts(container, &v))?;
-        let node_ip = self.node.ip.to_string();
-        let env = env::resolve(&self.transport, pod, container, &node_ip).await?;
+        let ips = status::Ips {
+            pod: pod_ip.to_string(),
+            host: self.node.ip.to_string(),
+        };
+        let env = env::resolve(&self.transport, pod, container, &ips).await?;
         Ok((mounts, env))
+    }
+
+    /// The address reported as the pod's (`status.podIP`): an OCI pod's own once it has one
+    /// (empty while its sandbox is not made yet), else the node's (Wasm pods, nodes without a
+    /// pod network, a sandbox made before the node had its podCIDR).
+    pub(super) fn pod_ip(&self, pod: &Pod) -> String {
+        let uid = &pod.meta().uid;
+        if is_wasm(pod) || !self.network.has_addresses() {
+            return self.node.ip.to_string();
+        }
+        match self.network.address_of(uid) {
+            Some(ip) => ip.to_string(),
+            None if crate::network::netns::path(uid).exists() => self.node.ip.to_string(),
+            None => String::new(),
+        }
     }
 
     /// Starts `attempt` of `container`; returns its new state and the image (or module) digest.
@@ -163,7 +183,8 @@ impl Manager {
             }
             Err(f) => return (start_error(f.message), String::new()),
         };
-        let (mounts, env) = match self.mounts_and_env(pod, container).await {
+        let node_ip = self.node.ip.to_string();
+        let (mounts, env) = match self.mounts_and_env(pod, container, &node_ip).await {
             Ok(v) => v,
             Err(message) => return (waiting("CreateContainerConfigError", message), digest),
         };
@@ -276,7 +297,15 @@ impl Manager {
         let Some(rootfs) = image.container else {
             return (start_error("the image has no layers".into()), digest);
         };
-        let (mounts, env) = match self.mounts_and_env(pod, container).await {
+        // The pod's sandbox first: its address is in the containers' environment.
+        let attached = match self.network.attach(&meta.uid).await {
+            Ok(a) => a,
+            Err(e) => return (waiting("CreateContainerError", e.to_string()), digest),
+        };
+        let pod_ip = attached
+            .ip
+            .map_or_else(|| self.node.ip.to_string(), |ip| ip.to_string());
+        let (mounts, env) = match self.mounts_and_env(pod, container, &pod_ip).await {
             Ok(v) => v,
             Err(message) => return (waiting("CreateContainerConfigError", message), digest),
         };
@@ -284,10 +313,7 @@ impl Manager {
             Ok(p) => p,
             Err(message) => return (waiting("CreateContainerConfigError", message), digest),
         };
-        let netns = match netns::ensure(&meta.uid).await {
-            Ok(path) => path,
-            Err(message) => return (waiting("CreateContainerError", message), digest),
-        };
+        let netns = attached.netns;
         let resources = Resources::of(container);
         let log_dir = match self.make_log_dir(&meta.uid, &container.name) {
             Ok(dir) => dir,
@@ -415,7 +441,7 @@ impl Manager {
             }
         }
         self.logs.remove(uid);
-        netns::remove(uid).await;
+        self.network.detach(uid).await;
         volumes::remove_pod_dir(&self.data_dir, uid);
         tracing::info!(pod = %entry.pod.name(), "pod removed");
     }
@@ -444,6 +470,13 @@ impl Manager {
     /// Writes the pod's status if it changed; on a conflict, re-reads the pod and tries again.
     pub(super) async fn report_status(&mut self, uid: &str) {
         let node_ip = self.node.ip.to_string();
+        let Some(pod) = self.pods.get(uid).map(|e| &e.pod) else {
+            return;
+        };
+        let ips = status::Ips {
+            host: node_ip,
+            pod: self.pod_ip(pod),
+        };
         let Some(entry) = self.pods.get_mut(uid) else {
             return;
         };
@@ -451,7 +484,7 @@ impl Manager {
             &entry.pod,
             &entry.containers,
             entry.pod.status.as_ref(),
-            &node_ip,
+            &ips,
         );
         if entry.reported.as_ref() == Some(&computed) {
             return;
@@ -463,7 +496,7 @@ impl Manager {
                 &entry.pod,
                 &entry.containers,
                 entry.pod.status.as_ref(),
-                &node_ip,
+                &ips,
             ));
             match api.update_status(pod).await {
                 Ok(updated) => {

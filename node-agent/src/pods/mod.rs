@@ -9,7 +9,7 @@
 //!
 //! A pod without `runtimeClassName: wasm` is an OCI pod: its containers run in the runtime
 //! host's Linux executor over the image's unpacked layers ([`oci`] builds their process), all in
-//! one network namespace per pod ([`netns`]).
+//! one network namespace per pod with the pod's address ([`crate::network`]).
 //!
 //! Wasm containers: `command` (if given) is argv (argv[0] first), then `args`; without `command`
 //! argv[0] is the container's name. `workingDir` is the guest's cwd. Sockets are granted only for
@@ -18,7 +18,6 @@
 
 mod env;
 mod lifecycle;
-mod netns;
 mod oci;
 mod record;
 pub(crate) mod restart;
@@ -38,6 +37,7 @@ use tokio_stream::StreamExt;
 
 use crate::host::{HostEvent, Instance, Runtime};
 use crate::images::Images;
+use crate::network::PodNetwork;
 use crate::node::NodeInfo;
 use record::{Current, Record, Terminated};
 
@@ -97,6 +97,8 @@ struct PodEntry {
 pub struct Manager {
     transport: Transport,
     runtime: Runtime,
+    /// Pod namespaces, addresses and the node bridge.
+    network: PodNetwork,
     node: NodeInfo,
     data_dir: PathBuf,
     pods: HashMap<String, PodEntry>,
@@ -118,6 +120,7 @@ impl Manager {
     pub fn new(
         transport: Transport,
         runtime: Runtime,
+        network: PodNetwork,
         options: &crate::AgentOptions,
         node: &NodeInfo,
     ) -> Self {
@@ -125,6 +128,7 @@ impl Manager {
             events: crate::events::Recorder::new(transport.clone(), &node.name),
             transport,
             runtime,
+            network,
             node: node.clone(),
             data_dir: options.data_dir.clone(),
             pods: HashMap::new(),
@@ -241,10 +245,15 @@ impl Manager {
             } else {
                 tracing::info!(id = %instance.id, "removing the instance of a pod that is gone");
                 let _ = self.runtime.remove(&instance.id).await;
-                netns::remove(&instance.pod_uid).await;
+                self.network.detach(&instance.pod_uid).await;
                 volumes::remove_pod_dir(&self.data_dir, &instance.pod_uid);
             }
         }
+        // Addresses of pods deleted while the agent was down are free again; running pods keep
+        // theirs.
+        self.network
+            .retain(self.pods.keys().cloned().collect())
+            .await;
         // What the host no longer has (it restarted, or the agent did) has ended.
         let known: HashSet<&str> = instances.iter().map(|i| i.id.as_str()).collect();
         for entry in self.pods.values_mut() {

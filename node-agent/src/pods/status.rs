@@ -119,6 +119,15 @@ pub fn init_policy(policy: &str) -> &'static str {
     }
 }
 
+/// A pod's addresses: `status.podIP` (an OCI pod's own on the pod network; the node's for Wasm
+/// pods, whose sockets bind there; empty while an OCI pod waits for its sandbox) and
+/// `status.hostIP` (the node's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ips {
+    pub pod: String,
+    pub host: String,
+}
+
 /// Builds the status of `pod` from its records. `previous` keeps conditions' transition times,
 /// the scheduler's condition and the start time. Init containers run first, one at a time; until
 /// all have succeeded the pod is Pending (Failed if one failed for good).
@@ -126,7 +135,7 @@ pub fn pod_status(
     pod: &Pod,
     records: &BTreeMap<String, Record>,
     previous: Option<&PodStatus>,
-    node_ip: &str,
+    ips: &Ips,
 ) -> PodStatus {
     let meta = pod.metadata.clone().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
@@ -181,12 +190,15 @@ pub fn pod_status(
     let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s.ready);
     let mut status = previous.cloned().unwrap_or_default();
     status.phase = phase.into();
-    status.host_ip = node_ip.to_string();
-    // Wasm pods use the node's network (granted sockets bind there) until pod networking lands.
-    status.pod_ip = node_ip.to_string();
-    status.pod_ips = vec![PodIp {
-        ip: node_ip.to_string(),
-    }];
+    status.host_ip = ips.host.clone();
+    status.pod_ip = ips.pod.clone();
+    status.pod_ips = if ips.pod.is_empty() {
+        Vec::new()
+    } else {
+        vec![PodIp {
+            ip: ips.pod.clone(),
+        }]
+    };
     if status.start_time.is_none() {
         status.start_time = Some(skiff_api::time::now());
     }
@@ -312,34 +324,46 @@ mod tests {
         BTreeMap::from([("c".to_string(), rec)])
     }
 
+    fn ips() -> Ips {
+        Ips {
+            pod: "10.244.0.2".into(),
+            host: "1.2.3.4".into(),
+        }
+    }
+
     #[test]
     fn phases_follow_policy() {
         let none = BTreeMap::new();
         assert_eq!(
-            pod_status(&pod("Always"), &none, None, "1.2.3.4").phase,
+            pod_status(&pod("Always"), &none, None, &ips()).phase,
             "Pending"
         );
         assert_eq!(
-            pod_status(&pod("Never"), &ended(0), None, "ip").phase,
+            pod_status(&pod("Never"), &ended(0), None, &ips()).phase,
             "Succeeded"
         );
         assert_eq!(
-            pod_status(&pod("Never"), &ended(3), None, "ip").phase,
+            pod_status(&pod("Never"), &ended(3), None, &ips()).phase,
             "Failed"
         );
         assert_eq!(
-            pod_status(&pod("OnFailure"), &ended(0), None, "ip").phase,
+            pod_status(&pod("OnFailure"), &ended(0), None, &ips()).phase,
             "Succeeded"
         );
-        let crashing = pod_status(&pod("Always"), &ended(1), None, "ip");
+        let crashing = pod_status(&pod("Always"), &ended(1), None, &ips());
         assert_eq!(crashing.phase, "Running");
+        assert_eq!(
+            (crashing.pod_ip.as_str(), crashing.host_ip.as_str()),
+            ("10.244.0.2", "1.2.3.4")
+        );
+        assert_eq!(crashing.pod_ips.len(), 1);
         let waiting = crashing.container_statuses[0]
             .state
             .as_ref()
             .and_then(|s| s.waiting.as_ref())
             .map(|w| w.reason.clone());
         assert_eq!(waiting.as_deref(), Some("CrashLoopBackOff"));
-        let failed = pod_status(&pod("Never"), &ended(3), None, "ip");
+        let failed = pod_status(&pod("Never"), &ended(3), None, &ips());
         let term = failed.container_statuses[0]
             .state
             .as_ref()

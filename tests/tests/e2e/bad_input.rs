@@ -92,6 +92,27 @@ fn file_errors_and_usage_errors_exit_2() {
 }
 
 #[test]
+fn bad_pod_network_flags_exit_2_naming_the_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("never");
+    let data = data.to_str().expect("utf-8 path");
+    for (args, flag) in [
+        (vec!["--cluster-cidr", "not-a-cidr"], "--cluster-cidr"),
+        (vec!["--cluster-cidr", "10.1.2.3/16"], "--cluster-cidr"),
+        (vec!["--node-cidr-mask-size", "8"], "--node-cidr-mask-size"),
+    ] {
+        let out = std::process::Command::new(skiff_tests::skiff_bin())
+            .args(["server", "--data-dir", data, "--listen", "127.0.0.1:0"])
+            .args(&args)
+            .output()
+            .expect("run skiff");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(stderr(&out).contains(flag), "{args:?}: {}", text(&out));
+    }
+    assert!(!std::path::Path::new(data).exists(), "nothing written");
+}
+
+#[test]
 fn server_validates_what_the_cli_would_not_catch() {
     // A gRPC client that bypasses the CLI still gets InvalidArgument with the path, and nothing stored.
     let c = Cluster::start();

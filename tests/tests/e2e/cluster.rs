@@ -317,6 +317,7 @@ fn a_killed_node_goes_not_ready_its_pods_move_and_come_back_without_duplicates()
         node_grace_period: Some("3s".into()),
         pod_eviction_timeout: Some("2s".into()),
         heartbeat_interval: Some("500ms".into()),
+        ..Default::default()
     });
     let toleration = "      tolerations: [{key: dedicated, operator: Exists}]\n";
     let yaml = deployment("svc", 3, "v1", "").replace(

@@ -8,6 +8,7 @@ mod durability;
 mod kinds;
 mod linux_executor;
 mod oci_pods;
+mod pod_network;
 mod registry;
 mod shim;
 mod wasm_pods;

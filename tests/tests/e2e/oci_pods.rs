@@ -212,6 +212,15 @@ fn an_oci_container_outlives_its_agent_and_is_adopted() {
     let p = s.cluster.get_json("pod", "ticker").expect("pod");
     let status = &p["status"]["containerStatuses"][0];
     assert_eq!(status["containerId"], id, "adopted, not restarted: {p:#}");
+    assert_eq!(
+        p["status"]["podIP"], running["status"]["podIP"],
+        "the pod keeps its address: {p:#}"
+    );
+    let ip = p["status"]["podIP"].as_str().unwrap_or("").to_string();
+    assert!(
+        ip.starts_with("10.2"),
+        "an address of the pod network: {p:#}"
+    );
     assert_eq!(status["restartCount"].as_i64().unwrap_or(0), 0, "{p:#}");
     // Deleting it stops it gracefully: SIGTERM reaches the container first.
     let out = s.cluster.skiff(&["delete", "pod", "ticker"]);
@@ -228,6 +237,10 @@ fn an_oci_container_outlives_its_agent_and_is_adopted() {
     assert!(
         !std::path::Path::new(&format!("/run/netns/skiff-{uid}")).exists(),
         "the pod's network namespace is removed with it"
+    );
+    assert!(
+        !s.cluster.agent(0).data_dir.join("ipam").join(&ip).exists(),
+        "and its address freed"
     );
 }
 

@@ -1,0 +1,119 @@
+//! Address space for one test cluster's pod network, and the clean-up of what its agents made.
+//!
+//! Tests run in parallel processes on one host, and agents on 127.0.0.x share the host's network
+//! namespace: two clusters with the same cluster CIDR would put bridges of the same block side by
+//! side. So each [`Cluster`](crate::Cluster) holds a [`NetSlot`]: an index locked with `flock`
+//! on a file under the temp dir (released by the kernel even if the test process dies), which
+//! gives it its own cluster CIDR (`10.240.0.0/12` cut in `/20`s: 16 nodes of `/24`) and, for
+//! tests that build their own node namespaces, its own `/24` of node addresses in `10.239.0.0/16`.
+//!
+//! [`clean`] removes, from the test's own network namespace, the node bridges and the routes
+//! inside a cluster CIDR; it runs when a slot is taken (what a killed test left) and when the
+//! cluster is dropped.
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use nix::fcntl::{Flock, FlockArg};
+
+/// How many clusters can have pod networks at once on one host.
+const SLOTS: u32 = 256;
+
+/// One cluster's share of the address space, held until dropped.
+pub struct NetSlot {
+    index: u32,
+    _lock: Flock<File>,
+}
+
+impl NetSlot {
+    /// The first free slot; panics if all are taken.
+    pub fn take() -> Self {
+        let dir = std::env::temp_dir().join("skiff-e2e-netslots");
+        std::fs::create_dir_all(&dir).expect("netslot dir");
+        let start = std::process::id() % SLOTS;
+        for step in 0..SLOTS {
+            let index = (start + step) % SLOTS;
+            let file = File::create(dir.join(format!("{index}.lock"))).expect("netslot lock file");
+            if let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                let slot = Self { index, _lock: lock };
+                clean(&slot.cluster_cidr());
+                return slot;
+            }
+        }
+        panic!("all {SLOTS} test network slots are taken");
+    }
+
+    /// This cluster's `--cluster-cidr`: a `/20` of `10.240.0.0/12`.
+    pub fn cluster_cidr(&self) -> String {
+        let base = u32::from(Ipv4Addr::new(10, 240, 0, 0)) + self.index * 4096;
+        format!("{}/20", Ipv4Addr::from(base))
+    }
+
+    /// Node address `host` (1..=254) of this slot's node network, `10.239.<slot>.<host>`.
+    pub fn node_address(&self, host: u8) -> String {
+        format!("10.239.{}.{host}", self.index)
+    }
+
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+}
+
+fn ip(args: &[&str]) -> String {
+    Command::new("ip")
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn inside(cidr: &str, addr: &str) -> bool {
+    let Some((net, bits)) = cidr.split_once('/') else {
+        return false;
+    };
+    let (Ok(net), Ok(bits), Ok(addr)) = (
+        net.parse::<Ipv4Addr>(),
+        bits.parse::<u32>(),
+        addr.parse::<Ipv4Addr>(),
+    ) else {
+        return false;
+    };
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - bits)
+    };
+    u32::from(addr) & mask == u32::from(net) & mask
+}
+
+/// Removes the bridges holding an address in `cluster_cidr`, and the routes into it, from this
+/// process's network namespace.
+pub fn clean(cluster_cidr: &str) {
+    // `5: skiff1a2b3c4d    inet 10.240.0.1/24 brd ... scope global skiff1a2b3c4d ...`
+    for line in ip(&["-o", "-4", "addr", "show", "type", "bridge"]).lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(name), Some(addr)) = (fields.get(1), fields.get(3)) else {
+            continue;
+        };
+        let addr = addr.split('/').next().unwrap_or("");
+        if inside(cluster_cidr, addr) {
+            let _ = Command::new("ip")
+                .args(["link", "delete", name, "type", "bridge"])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    for line in ip(&["-o", "-4", "route", "show", "proto", "77"]).lines() {
+        let Some(dst) = line.split_whitespace().next() else {
+            continue;
+        };
+        if inside(cluster_cidr, dst.split('/').next().unwrap_or("")) {
+            let _ = Command::new("ip")
+                .args(["route", "delete", dst, "proto", "77"])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
