@@ -6,7 +6,7 @@
 //! top: pids and CPU as the spec says, memory at the guest's limit plus [`SHIM_HEADROOM`] for the
 //! shim's own runtime, so that the guest meets wasmtime's limit (a failed `memory.grow`, which a
 //! program can handle) before the kernel's OOM killer. Must not: destroy a cgroup the shim is
-//! still in (`leave` first).
+//! still in, nor signal what is in a Wasm task's cgroup (only `rmdir`).
 
 use std::path::{Path, PathBuf};
 
@@ -47,11 +47,13 @@ pub fn join(path: &str, resources: Option<&LinuxResources>) -> Result<Joined, St
     cgroup
         .create(resources.as_ref())
         .map_err(|e| format!("creating cgroup {path}: {e}"))?;
-    if let Err(e) = cgroup.join(std::process::id() as i32) {
-        let _ = cgroup.destroy();
+    let joined = Joined { cgroup, before };
+    if let Err(e) = joined.cgroup.join(std::process::id() as i32) {
+        // Possibly in some v1 hierarchies already: go back before removing it.
+        joined.leave();
         return Err(format!("joining cgroup {path}: {e}"));
     }
-    Ok(Joined { cgroup, before })
+    Ok(joined)
 }
 
 impl Joined {
@@ -69,8 +71,19 @@ impl Joined {
             );
             return;
         }
-        if let Err(e) = self.cgroup.destroy() {
-            log::warn!("removing cgroup {}: {e}", self.cgroup.relative());
+        remove_dirs(&self.cgroup);
+    }
+}
+
+/// Removes a Wasm task's cgroup directories, without signalling what is in them: the only
+/// process such a cgroup can hold is a shim (this one, or a live one serving a group), so a busy
+/// cgroup is left in place with a warning.
+pub fn remove_dirs(cgroup: &Cgroup) {
+    for dir in cgroup.dirs() {
+        match std::fs::remove_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!("removing cgroup {}: {e}", dir.display()),
         }
     }
 }

@@ -53,6 +53,15 @@ fn signal_of(n: u32) -> Result<Signal, String> {
     Signal::try_from(n as i32).map_err(|_| format!("signal {n}: not a signal"))
 }
 
+/// The children of `pid` (its first thread's), from procfs.
+fn children_of(pid: u32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
 impl Container {
     pub async fn create(
         args: CreateArgs<'_>,
@@ -89,12 +98,17 @@ impl Container {
                     stderr: opened.stderr,
                 };
                 let wspec = wasm::wasm_spec(args.id, spec, &rootfs, module.clone(), streams)?;
+                let began = std::time::Instant::now();
                 let engine = engine().await?;
-                let prepared = engine
-                    .prepare(&module)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .prepared;
+                let engine_ready = began.elapsed();
+                let outcome = engine.prepare(&module).await.map_err(|e| e.to_string())?;
+                log::info!(
+                    "task {}: engine ready in {engine_ready:?}, module {:?} in {:?}",
+                    args.id,
+                    outcome.origin,
+                    outcome.elapsed
+                );
+                let prepared = outcome.prepared;
                 let cgroup = match spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
                     Some(path) if args.own_cgroup => Some(crate::cgroup::join(
                         &path.display().to_string(),
@@ -156,18 +170,25 @@ impl Container {
         let me = self.clone();
         tokio::spawn(async move {
             let code = waiter.await.unwrap_or(255);
-            me.exited(&process, &events, code).await;
+            me.exited(&process, &events, code, false).await;
         });
     }
 
-    async fn exited(&self, process: &Process, events: &Events, code: u32) {
+    /// Records an exit and queues its events, under the process's gate: TaskOOM (a Linux init's
+    /// cgroup saw an OOM kill, or a Wasm guest hit its memory limit), then TaskExit, queued
+    /// before Wait and Delete can see the exit.
+    async fn exited(&self, process: &Process, events: &Events, code: u32, wasm_oom: bool) {
         let _gate = process.gate.lock().await;
+        if process.is_stopped() {
+            return;
+        }
         let is_init = process.exec_id.is_empty();
-        if is_init
-            && !process.is_stopped()
-            && let Kind::Linux(task) = &self.kind
-            && task.oom_killed()
-        {
+        let oom = is_init
+            && match &self.kind {
+                Kind::Linux(task) => task.oom_killed(),
+                Kind::Wasm(_) => wasm_oom,
+            };
+        if oom {
             events.oom(&self.id).await;
         }
         let exit = Exit::now(code);
@@ -176,10 +197,9 @@ impl Container {
             self.id,
             if is_init { "init" } else { &process.exec_id }
         );
-        if process.set_exited(exit) {
-            let exec_id = if is_init { &self.id } else { &process.exec_id };
-            events.exited(&self.id, exec_id, process.pid(), exit).await;
-        }
+        let exec_id = if is_init { &self.id } else { &process.exec_id };
+        events.exited(&self.id, exec_id, process.pid(), exit).await;
+        process.set_exited(exit);
     }
 
     /// Starts the init; its pid.
@@ -200,19 +220,24 @@ impl Container {
                     .engine
                     .start_prepared(&task.prepared, spec)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| format!("task {}: starting the guest: {e}", self.id))?;
                 *task.instance.lock().unwrap_or_else(|p| p.into_inner()) = Some(instance.clone());
                 self.init.set_running(std::process::id());
-                let killed = self.clone();
                 let me = self.clone();
-                let events2 = events.clone();
+                let events = events.clone();
                 tokio::spawn(async move {
                     let status = instance.wait().await;
-                    if status.oom_killed {
-                        events2.oom(&me.id).await;
-                    }
-                    let code = killed.kill_code().unwrap_or(status.code as u32);
-                    me.exited(&me.init, &events2, code).await;
+                    // A guest that ended because of a kill reports 128 + that signal.
+                    let killed = status
+                        == skiff_runtime::wasm::ExitStatus {
+                            finished_at: status.finished_at,
+                            ..skiff_runtime::wasm::ExitStatus::killed()
+                        };
+                    let code = match me.kill_code() {
+                        Some(code) if killed => code,
+                        _ => status.code as u32,
+                    };
+                    me.exited(&me.init, &events, code, status.oom_killed).await;
                 });
             }
             Kind::Linux(task) => {
@@ -266,18 +291,19 @@ impl Container {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .get_or_insert(128 + signal);
+                // Under the gate: a Start in progress has stored its instance by then.
+                let _gate = self.init.gate.lock().await;
                 match task.instance() {
                     Some(instance) => instance.kill(),
                     // Created, never started: it ends here.
-                    None => {
-                        let _gate = self.init.gate.lock().await;
+                    None if !self.init.is_stopped() => {
                         let exit = Exit::now(128 + signal);
-                        if self.init.set_exited(exit) {
-                            events
-                                .exited(&self.id, &self.id, self.init.pid(), exit)
-                                .await;
-                        }
+                        events
+                            .exited(&self.id, &self.id, self.init.pid(), exit)
+                            .await;
+                        self.init.set_exited(exit);
                     }
+                    None => {}
                 }
                 Ok(())
             }
@@ -363,7 +389,9 @@ impl Container {
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .ok_or_else(|| format!("exec {}: already started", process.exec_id))?;
-        let mut child = task.exec(&exec.spec, opened)?;
+        let mut child = task
+            .exec(&exec.spec, opened)
+            .map_err(|e| format!("exec {}: {e}", process.exec_id))?;
         let pid = child.id();
         process.set_running(pid);
         self.watch(
@@ -386,16 +414,29 @@ impl Container {
         Ok(pid)
     }
 
+    /// Signals an exec's process. The pid containerd knows is the executor's exec helper,
+    /// which waits for the process it started in the container and exits with its status: the
+    /// signal goes to that process (the helper's child), and to the helper only once it has none.
     pub fn kill_exec(&self, exec: &Exec, signal: u32) -> Result<(), String> {
         let p = &exec.process;
         if !p.is_running() {
-            return Err(format!("exec {}: not running", p.exec_id));
+            return Err(format!(
+                "exec {} of task {}: not running",
+                p.exec_id, self.id
+            ));
         }
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(p.pid() as i32),
-            signal_of(signal)?,
-        )
-        .map_err(|e| format!("exec {}: {e}", p.exec_id))
+        let sig = signal_of(signal).map_err(|e| format!("exec {}: {e}", p.exec_id))?;
+        let children = children_of(p.pid());
+        let targets = if children.is_empty() {
+            vec![p.pid() as i32]
+        } else {
+            children
+        };
+        for pid in targets {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+                .map_err(|e| format!("exec {} of task {}: {e}", p.exec_id, self.id))?;
+        }
+        Ok(())
     }
 
     pub fn remove_exec(&self, exec_id: &str) {

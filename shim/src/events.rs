@@ -1,6 +1,8 @@
 //! Task events to containerd (`/tasks/create`, `/start`, `/exit`, `/delete`, `/oom`, exec
-//! events), queued in order on the framework's publisher, which retries and reconnects (a
-//! restarted containerd gets the events queued meanwhile).
+//! events), queued in order on the framework's publisher (one queue, delivered in order while
+//! containerd answers). A failed delivery is retried a few times, then dropped, and a retried
+//! event can overtake later ones: across a containerd restart, containerd learns a task's state
+//! from State/Wait when it reconnects, not from events.
 //!
 //! Must not: block a request on delivery (publishing only queues).
 

@@ -290,7 +290,15 @@ impl Task for Service {
         if !req.exec_id.is_empty() {
             c.remove_exec(&req.exec_id);
         } else {
-            // Never started: it ends with its deletion, killed.
+            // Under the gate, so that no Start runs meanwhile. Never started: it ends with its
+            // deletion, killed.
+            let _gate = p.gate.lock().await;
+            if p.is_running() {
+                return Err(precondition(format!(
+                    "task {}: is running, kill it first",
+                    req.id
+                )));
+            }
             p.set_exited(Exit::now(137));
             c.remove().await;
             self.containers().remove(&req.id);

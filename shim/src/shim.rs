@@ -87,14 +87,14 @@ impl Shim for SkiffShim {
 /// What `shim delete` does in `bundle` for container `id`.
 fn cleanup(bundle: &Path, id: &str) {
     crate::linux::cleanup(bundle, id);
-    // A Wasm task ran in the dead shim itself; its cgroup may hold nothing else but is left.
+    // A Wasm task ran in the shim itself: once that shim is gone its cgroup is empty. containerd
+    // also runs `shim delete` after every normal Delete, while a group's shim may still live in
+    // the cgroup: so it is only removed, never signalled.
     if let Ok(spec) = Spec::load(bundle.join("config.json"))
         && let Some(path) = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone())
         && let Ok(cg) = skiff_runtime::linux::cgroups::Cgroup::new(&path.display().to_string())
-        && cg.dirs().iter().any(|d| d.exists())
-        && let Err(e) = cg.destroy()
     {
-        log::warn!("removing cgroup {}: {e}", path.display());
+        crate::cgroup::remove_dirs(&cg);
     }
     crate::rootfs::unmount(bundle);
 }

@@ -44,10 +44,24 @@ impl StdinCloser {
     }
 }
 
+/// Refuses stdio URIs (`binary://`, `file://`: `ctr --log-uri`, nerdctl's logging) by name; only
+/// FIFO paths are supported.
+fn check_path(path: &str, name: &str) -> io::Result<()> {
+    match path.split_once("://") {
+        Some((scheme, _)) if scheme != "fifo" => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{name} {path}: {scheme}:// log URIs are not supported (FIFO paths only)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn output(path: &str, name: &str) -> io::Result<Option<File>> {
     if path.is_empty() {
         return Ok(None);
     }
+    check_path(path, name)?;
+    let path = path.strip_prefix("fifo://").unwrap_or(path);
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -61,6 +75,7 @@ fn output(path: &str, name: &str) -> io::Result<Option<File>> {
 pub fn open(io: &Io) -> io::Result<(Opened, Option<StdinCloser>)> {
     let stdout = output(&io.stdout, "stdout")?;
     let stderr = output(&io.stderr, "stderr")?;
+    check_path(&io.stdin, "stdin")?;
     if io.stdin.is_empty() {
         return Ok((
             Opened {
@@ -162,5 +177,15 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("stdout /nonexistent/dir/out"), "{e}");
+        let e = open(&Io {
+            stdout: "binary:///usr/bin/logger?x=1".into(),
+            ..Io::default()
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("binary:// log URIs are not supported"),
+            "{e}"
+        );
     }
 }

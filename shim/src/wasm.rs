@@ -63,11 +63,19 @@ pub fn module_of(spec: &Spec, rootfs: &Path) -> Option<Result<PathBuf, String>> 
     )
 }
 
-/// Whether `path` is a regular file that begins with `\0asm`.
+/// Whether `path` is a regular file that begins with `\0asm`. Nothing else is opened: a hostile
+/// image's FIFO or device node at the entrypoint must neither block Create nor be touched.
 fn is_wasm_file(path: &Path) -> bool {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    if !std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
     let mut magic = [0u8; 4];
-    std::fs::File::open(path)
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW)
+        .open(path)
         .and_then(|mut f| {
             if !f.metadata()?.is_file() {
                 return Ok(false);
@@ -141,7 +149,7 @@ pub fn wasm_spec(
     let cpu_limit_millicores = resources.and_then(|r| r.cpu().as_ref()).and_then(|c| {
         let quota = c.quota().filter(|q| *q > 0)?;
         let period = c.period().filter(|p| *p > 0).unwrap_or(100_000);
-        Some(((quota as u64 * 1000) / period).clamp(1, u32::MAX as u64) as u32)
+        Some(((quota as u64).saturating_mul(1000) / period).clamp(1, u32::MAX as u64) as u32)
     });
     let cwd = process.cwd().display().to_string();
     Ok(WasmSpec {
@@ -213,6 +221,13 @@ mod tests {
         let root = rootfs_with(&["/app/hello.wasm"]);
         assert!(module_of(&spec(base(&["/bin/sh"])), root.path()).is_none());
         assert!(module_of(&spec(base(&["hello.wasm-not"])), root.path()).is_none());
+        // A FIFO at the entrypoint is not opened (it would block Create).
+        nix::unistd::mkfifo(
+            &root.path().join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        assert!(module_of(&spec(base(&["/fifo"])), root.path()).is_none());
         // No extension, but Wasm's magic: a Wasm bundle too.
         std::fs::copy(
             root.path().join("app/hello.wasm"),

@@ -421,6 +421,10 @@ fn exec_inner(root: &Path, id: &str, process_file: &Path) -> Result<i32, LinuxEr
         ForkResult::Child => {
             let nnp = process.no_new_privileges() == Some(true);
             let e = (|| {
+                // The helper that waits for it is what the caller knows: if it is killed, so is
+                // the process.
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .ctx(|| "PR_SET_PDEATHSIG".into())?;
                 security::set_rlimits(&process)?;
                 if !nnp && let Some(f) = &filters {
                     seccomp::apply(f)?;
