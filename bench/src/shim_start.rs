@@ -12,7 +12,7 @@ use skiff_tests::containerd::{Containerd, RUNC_RUNTIME};
 use skiff_tests::images::{BUSYBOX_IMAGE, busybox_oci_archive, wasm_entrypoint_archive};
 use skiff_tests::{guests, shim_dir};
 
-use crate::stats::{fmt, row};
+use crate::stats::{fmt, pss_kib, row};
 
 const SKIFF_RUNTIME: &str = "io.containerd.skiff.v1";
 const PROBE_IMAGE: &str = "skiff.test/probe:latest";
@@ -40,16 +40,6 @@ fn run_once(
         ));
     }
     Ok(took)
-}
-
-/// PSS of `pid` in KiB, from `/proc/PID/smaps_rollup`.
-fn pss_kib(pid: u32) -> Result<u64, String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .map_err(|e| format!("reading smaps_rollup of {pid}: {e}"))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| format!("no Pss in smaps_rollup of {pid}"))
 }
 
 /// PSS of the shim serving one idle task of `runtime`.

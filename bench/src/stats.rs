@@ -28,3 +28,13 @@ pub fn row(what: &str, mut samples: Vec<Duration>) -> Duration {
     );
     p50
 }
+
+/// PSS of a process in KiB (`/proc/PID/smaps_rollup`), so shared pages count once overall.
+pub fn pss_kib(pid: u32) -> Result<u64, String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .map_err(|e| format!("reading smaps_rollup of {pid}: {e}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| format!("no Pss line for {pid}"))
+}

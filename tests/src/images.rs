@@ -122,11 +122,7 @@ pub fn busybox_oci_archive(out: &Path) -> io::Result<OciArchive> {
         )));
     }
 
-    let layer_tar = busybox_rootfs_tar(&busybox)?;
-    let diff_id = sha256_digest(&layer_tar);
-    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-    gz.write_all(&layer_tar)?;
-    let layer = gz.finish()?;
+    let (layer, diff_id) = gzip_layer(&busybox_rootfs_tar(&busybox)?)?;
 
     let config = json!({
         "created": CREATED,
@@ -220,11 +216,7 @@ pub fn wasm_entrypoint_archive(wasm: &Path, out: &Path, name: &str) -> io::Resul
     }
     let mut h = header(tar::EntryType::Regular, 0o755, bytes.len() as u64);
     b.append_data(&mut h, &file, &bytes[..])?;
-    let layer_tar = b.into_inner()?;
-    let diff_id = sha256_digest(&layer_tar);
-    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-    gz.write_all(&layer_tar)?;
-    let layer = gz.finish()?;
+    let (layer, diff_id) = gzip_layer(&b.into_inner()?)?;
     let config = json!({
         "created": CREATED,
         "architecture": host_arch(),
@@ -307,6 +299,13 @@ fn busybox_rootfs_tar(busybox: &[u8]) -> io::Result<Vec<u8>> {
         b.append_data(&mut h, path, text.as_bytes())?;
     }
     b.into_inner()
+}
+
+/// A layer tar gzipped (reproducibly: no time in the header), with its diff_id.
+fn gzip_layer(tar: &[u8]) -> io::Result<(Vec<u8>, String)> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    gz.write_all(tar)?;
+    Ok((gz.finish()?, sha256_digest(tar)))
 }
 
 /// A tar header with fixed owner and time.

@@ -55,6 +55,15 @@ fn start_detached(c: &Containerd, image: &str, id: &str, args: &[&str]) {
     c.ctr_ok(&all);
 }
 
+/// SIGKILL, wait for STOPPED, delete the task and the container.
+fn kill_and_remove(c: &Containerd, id: &str) {
+    c.ctr_ok(["task", "kill", "--signal", "SIGKILL", id]);
+    wait_for("the task to stop", Duration::from_secs(5), || {
+        (task_status(c, id).as_deref() == Some("STOPPED")).then_some(())
+    });
+    remove(c, id);
+}
+
 fn remove(c: &Containerd, id: &str) {
     c.ctr_ok(["task", "delete", id]);
     c.ctr_ok(["container", "delete", id]);
@@ -311,11 +320,7 @@ fn a_task_survives_a_containerd_restart_and_is_reconnected() {
     assert_eq!(task_status(&c, "b-live").as_deref(), Some("RUNNING"));
     assert_eq!(c.shim_pids(), shims, "the same shims serve them");
     for id in ["w-live", "b-live"] {
-        c.ctr_ok(["task", "kill", "--signal", "SIGKILL", id]);
-        wait_for("the task to stop", Duration::from_secs(5), || {
-            (task_status(&c, id).as_deref() == Some("STOPPED")).then_some(())
-        });
-        remove(&c, id);
+        kill_and_remove(&c, id);
     }
     assert_nothing_left(&c);
 }
@@ -354,8 +359,11 @@ fn a_killed_shim_is_cleaned_up_by_shim_delete() {
         Duration::from_secs(10),
         || c.container_pids().is_empty().then_some(()),
     );
-    let cgroups = namespace_cgroups(c.namespace());
-    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
+    wait_for(
+        "both tasks' cgroups to be removed",
+        Duration::from_secs(10),
+        || namespace_cgroups(c.namespace()).is_empty().then_some(()),
+    );
     for id in ["b-orphan", "w-orphan"] {
         let _ = c.ctr(["task", "delete", id]);
         c.ctr_ok(["container", "delete", id]);
@@ -388,11 +396,7 @@ fn containers_of_one_pod_share_one_shim() {
     );
     for id in ["p-a", "p-b"] {
         assert_eq!(task_status(&c, id).as_deref(), Some("RUNNING"));
-        c.ctr_ok(["task", "kill", "--signal", "SIGKILL", id]);
-        wait_for("the task to stop", Duration::from_secs(5), || {
-            (task_status(&c, id).as_deref() == Some("STOPPED")).then_some(())
-        });
-        remove(&c, id);
+        kill_and_remove(&c, id);
     }
     assert_nothing_left(&c);
 }
