@@ -19,6 +19,7 @@ mod container;
 mod errors;
 mod events;
 mod linux;
+mod logging;
 mod process;
 mod rootfs;
 mod service;
@@ -36,6 +37,7 @@ fn main() {
     if args.get(1).is_some_and(|a| a == linux::INIT_ARG) {
         std::process::exit(skiff_runtime::linux::init_main(&args[2..]));
     }
+    logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
