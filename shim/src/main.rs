@@ -21,6 +21,7 @@ mod events;
 mod linux;
 mod logging;
 mod process;
+mod reaper;
 mod rootfs;
 mod service;
 mod shim;
