@@ -148,6 +148,18 @@ impl Container {
         matches!(self.kind, Kind::Wasm(_))
     }
 
+    /// Whether this is a Wasm task whose cgroup the shim process joined.
+    pub fn holds_cgroup(&self) -> bool {
+        match &self.kind {
+            Kind::Wasm(task) => task
+                .cgroup
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some(),
+            Kind::Linux(_) => false,
+        }
+    }
+
     /// Watches a Linux init from creation on (it can be killed before it is started).
     pub fn watch_linux_init(self: &Arc<Self>, events: &Events) {
         if let Kind::Linux(_) = self.kind {

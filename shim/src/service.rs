@@ -138,7 +138,9 @@ impl Task for Service {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let own_cgroup = self.containers().is_empty();
+        // The shim process can sit in one cgroup: the first Wasm task that asks gets it (a CRI
+        // pod's pause container is a Linux task with a cgroup of its own, so it does not count).
+        let own_cgroup = !self.containers().values().any(|c| c.holds_cgroup());
         let args = CreateArgs {
             id: &req.id,
             bundle: &bundle,

@@ -394,28 +394,35 @@ fn a_killed_shim_is_cleaned_up_by_shim_delete() {
 #[test]
 fn containers_of_one_pod_share_one_shim() {
     let c = containerd();
-    for id in ["p-a", "p-b"] {
-        c.ctr_ok([
+    // As under CRI: a Linux "pause" container first, then a Wasm container and a second Linux one.
+    let pod: [(&str, &str, &[&str]); 3] = [
+        ("p-pause", BUSYBOX_IMAGE, &["/bin/busybox", "sleep", "60"]),
+        ("p-wasm", PROBE_IMAGE, &["/probe.wasm", "sleep", "0"]),
+        ("p-side", BUSYBOX_IMAGE, &["/bin/busybox", "sleep", "60"]),
+    ];
+    for (id, image, args) in pod {
+        let mut all = vec![
             "run",
             "-d",
             "--runtime",
             RUNTIME,
             "--annotation",
             "io.kubernetes.cri.sandbox-id=pod-1",
-            PROBE_IMAGE,
+            image,
             id,
-            "/probe.wasm",
-            "sleep",
-            "0",
-        ]);
+        ];
+        all.extend_from_slice(args);
+        c.ctr_ok(&all);
     }
-    assert_eq!(
-        c.shim_pids().len(),
-        1,
-        "one shim for the pod's two containers"
-    );
-    for id in ["p-a", "p-b"] {
+    assert_eq!(c.shim_pids().len(), 1, "one shim for the pod's containers");
+    // The Wasm container still gets a cgroup (and Stats) of its own.
+    let metrics = c.ctr_ok(["task", "metrics", "p-wasm"]);
+    assert!(memory_usage(&metrics) > 0, "ctr task metrics: {metrics}");
+    for (id, ..) in pod {
         assert_eq!(task_status(&c, id).as_deref(), Some("RUNNING"));
+    }
+    // The pause container goes last, as a pod's sandbox does.
+    for id in ["p-wasm", "p-side", "p-pause"] {
         kill_and_remove(&c, id);
     }
     assert_nothing_left(&c);
