@@ -76,15 +76,25 @@ impl Joined {
 }
 
 /// Removes a Wasm task's cgroup directories, without signalling what is in them: the only
-/// process such a cgroup can hold is a shim (this one, or a live one serving a group), so a busy
-/// cgroup is left in place with a warning.
+/// process such a cgroup can hold is a shim (this one, or a live one serving a group), so a
+/// cgroup with members is left in place with a warning. One without members can still be busy
+/// for a moment (a killed shim the kernel is still releasing): that is retried for up to 2 s.
 pub fn remove_dirs(cgroup: &Cgroup) {
-    for dir in cgroup.dirs() {
-        match std::fs::remove_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => log::warn!("removing cgroup {}: {e}", dir.display()),
+    for attempt in 0..100 {
+        let mut busy = None;
+        for dir in cgroup.dirs() {
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => busy = Some((dir, e)),
+            }
         }
+        let Some((dir, e)) = busy else { return };
+        if attempt == 99 || !cgroup.pids().is_empty() {
+            log::warn!("removing cgroup {}: {e}", dir.display());
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
