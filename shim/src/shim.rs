@@ -99,6 +99,25 @@ fn cleanup(bundle: &Path, id: &str) {
         crate::cgroup::remove_dirs(&cg);
     }
     crate::rootfs::unmount(bundle);
+    remove_dead_socket(bundle);
+}
+
+/// Removes the socket named in the bundle's `address` file if no shim listens on it any more (a
+/// SIGKILLed shim cannot remove its own; a live group shim still answers and keeps it).
+fn remove_dead_socket(bundle: &Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let path = address.trim().trim_start_matches("unix://");
+    if path.is_empty() || !Path::new(path).exists() {
+        return;
+    }
+    if let Err(e) = std::os::unix::net::UnixStream::connect(path)
+        && e.kind() == std::io::ErrorKind::ConnectionRefused
+        && let Err(e) = std::fs::remove_file(path)
+    {
+        log::warn!("removing the dead shim's socket {path}: {e}");
+    }
 }
 
 #[cfg(test)]

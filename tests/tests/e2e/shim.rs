@@ -358,6 +358,19 @@ fn a_killed_shim_is_cleaned_up_by_shim_delete() {
     let shims = c.shim_pids();
     assert_eq!(shims.len(), 2);
     assert!(!c.container_pids().is_empty());
+    let sockets: Vec<std::path::PathBuf> = ["b-orphan", "w-orphan"]
+        .iter()
+        .map(|id| {
+            let bundle = c
+                .state()
+                .join("io.containerd.runtime.v2.task")
+                .join(c.namespace())
+                .join(id);
+            let address = std::fs::read_to_string(bundle.join("address")).unwrap();
+            std::path::PathBuf::from(address.trim().trim_start_matches("unix://"))
+        })
+        .collect();
+    assert!(sockets.iter().all(|s| s.exists()), "{sockets:?}");
     assert!(!namespace_cgroups(c.namespace()).is_empty());
     for shim in shims {
         nix::sys::signal::kill(
@@ -383,6 +396,11 @@ fn a_killed_shim_is_cleaned_up_by_shim_delete() {
         "both tasks' cgroups to be removed",
         Duration::from_secs(10),
         || namespace_cgroups(c.namespace()).is_empty().then_some(()),
+    );
+    wait_for(
+        "the dead shims' sockets to be removed",
+        Duration::from_secs(10),
+        || sockets.iter().all(|s| !s.exists()).then_some(()),
     );
     for id in ["b-orphan", "w-orphan"] {
         let _ = c.ctr(["task", "delete", id]);
