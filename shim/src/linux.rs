@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use nix::sys::signal::Signal;
-use sha2::{Digest, Sha256};
-use skiff_runtime::linux::{LinuxRuntime, StdioSet};
+use skiff_runtime::linux::{LinuxRuntime, StdioSet, executor_id};
 
 use crate::stdio::Opened;
 
@@ -29,23 +28,6 @@ pub struct LinuxTask {
 /// The executor's state root for a bundle.
 pub fn state_root(bundle: &Path) -> PathBuf {
     bundle.join("skiff")
-}
-
-/// The executor's id for containerd's `id`: the same when it fits the executor's rules (at most
-/// 64 characters of `[A-Za-z0-9_.-]`), else a digest of it.
-pub fn executor_id(id: &str) -> String {
-    let fits = !id.is_empty()
-        && id.len() <= 64
-        && !id.starts_with('.')
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if fits {
-        return id.to_string();
-    }
-    let digest = Sha256::digest(id.as_bytes());
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!("c-{hex}")
 }
 
 pub fn runtime(bundle: &Path) -> Result<LinuxRuntime, String> {
@@ -139,20 +121,5 @@ pub fn cleanup(bundle: &Path, id: &str) {
         && let Err(e) = runtime.delete(&executor_id(id), true)
     {
         log::warn!("cleaning container {id}: {e}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn executor_ids_fit_its_rules() {
-        assert_eq!(executor_id("web-1"), "web-1");
-        let long = "a".repeat(76);
-        let id = executor_id(&long);
-        assert!(id.starts_with("c-") && id.len() == 34, "{id}");
-        assert_ne!(executor_id(&"b".repeat(76)), id);
-        assert!(executor_id("has/slash").starts_with("c-"));
     }
 }

@@ -122,24 +122,42 @@ pub fn busybox_oci_archive(out: &Path) -> io::Result<OciArchive> {
         )));
     }
 
-    let (layer, diff_id) = gzip_layer(&busybox_rootfs_tar(&busybox)?)?;
+    let layer = gzip_layer(&busybox_rootfs_tar(&busybox)?)?;
 
+    let config = json!({
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "Cmd": ["/bin/sh"],
+        "WorkingDir": "/",
+    });
+    write_linux_image(
+        out,
+        BUSYBOX_IMAGE,
+        config,
+        layer,
+        "skiff-tests: busybox-static /bin/busybox",
+    )
+}
+
+/// Writes a one-layer `linux/<arch>` image: `config` is the image config's `config` object.
+fn write_linux_image(
+    out: &Path,
+    name: &str,
+    config: Value,
+    (layer, diff_id): (Vec<u8>, String),
+    created_by: &str,
+) -> io::Result<OciArchive> {
     let config = json!({
         "created": CREATED,
         "architecture": host_arch(),
         "os": "linux",
-        "config": {
-            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-            "Cmd": ["/bin/sh"],
-            "WorkingDir": "/",
-        },
+        "config": config,
         "rootfs": { "type": "layers", "diff_ids": [diff_id] },
-        "history": [{ "created": CREATED, "created_by": "skiff-tests: busybox-static /bin/busybox" }],
+        "history": [{ "created": CREATED, "created_by": created_by }],
     });
     let platform = json!({ "architecture": host_arch(), "os": "linux" });
     write_layout(
         out,
-        BUSYBOX_IMAGE,
+        name,
         MEDIA_TYPE_IMAGE_CONFIG,
         &to_json_bytes(&config)?,
         &[(MEDIA_TYPE_LAYER_GZIP, layer)],
@@ -216,23 +234,12 @@ pub fn wasm_entrypoint_archive(wasm: &Path, out: &Path, name: &str) -> io::Resul
     }
     let mut h = header(tar::EntryType::Regular, 0o755, bytes.len() as u64);
     b.append_data(&mut h, &file, &bytes[..])?;
-    let (layer, diff_id) = gzip_layer(&b.into_inner()?)?;
-    let config = json!({
-        "created": CREATED,
-        "architecture": host_arch(),
-        "os": "linux",
-        "config": { "Entrypoint": [format!("/{file}")], "WorkingDir": "/" },
-        "rootfs": { "type": "layers", "diff_ids": [diff_id] },
-        "history": [{ "created": CREATED, "created_by": format!("skiff-tests: /{file}") }],
-    });
-    let platform = json!({ "architecture": host_arch(), "os": "linux" });
-    write_layout(
+    write_linux_image(
         out,
         name,
-        MEDIA_TYPE_IMAGE_CONFIG,
-        &to_json_bytes(&config)?,
-        &[(MEDIA_TYPE_LAYER_GZIP, layer)],
-        Some(platform),
+        json!({ "Entrypoint": [format!("/{file}")], "WorkingDir": "/" }),
+        gzip_layer(&b.into_inner()?)?,
+        &format!("skiff-tests: /{file}"),
     )
 }
 

@@ -30,6 +30,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use crate::linux::default_spec::{Bind, ContainerConfig, spec_json};
+use crate::linux::executor_id;
 use crate::linux::{self, LinuxError, LinuxRuntime, StdioSet};
 use crate::logs::{LogStream, LogWriter};
 use crate::wasm::{ExitReason, ExitStatus};
@@ -150,28 +151,6 @@ impl std::fmt::Debug for ContainerHost {
     }
 }
 
-/// The executor's id of an instance id: `/` → `_`, and ids longer than the executor's 64
-/// characters (long container names) cut to 47 and suffixed with a hash of the whole id.
-fn cid_of(id: &str) -> String {
-    let plain: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if plain.len() <= 64 {
-        return plain;
-    }
-    use sha2::Digest;
-    let hash = sha2::Sha256::digest(id.as_bytes());
-    let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{hex}", &plain[..47])
-}
-
 impl ContainerHost {
     /// Containers under `state` (0700), their init run as `init_command` (`skiff linux-init`).
     /// Makes this process the subreaper of its containers and removes what a previous host left.
@@ -206,7 +185,7 @@ impl ContainerHost {
 
     /// Creates and starts the container (blocking: call from a blocking thread).
     pub fn start(&self, spec: &ContainerSpec) -> Result<Container, ContainerError> {
-        let cid = cid_of(&spec.id);
+        let cid = executor_id(&spec.id);
         if spec.layers.is_empty() {
             return Err(ContainerError::Spec {
                 field: "spec.layers".into(),
@@ -394,7 +373,7 @@ fn container_config(spec: &ContainerSpec) -> ContainerConfig {
         .cpu_request_millicores
         .map(|m| (u64::from(m) * 1024 / 1000).max(2));
     c.pids_limit = spec.pids_limit;
-    c.cgroup = Some(format!("/skiff/{}", cid_of(&spec.id)));
+    c.cgroup = Some(format!("/skiff/{}", executor_id(&spec.id)));
     c.netns = spec.netns.as_ref().map(|p| p.display().to_string());
     c.binds = spec.binds.clone();
     c
@@ -515,13 +494,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_become_executor_ids_and_paths_are_escaped() {
-        assert_eq!(cid_of("0a-1b/web/3"), "0a-1b_web_3");
-        let uid = "57bd2abf-8ff9-4d3b-a085-64b52e287be1";
-        let long = cid_of(&format!("{uid}/{}/12", "c".repeat(63)));
-        assert_eq!(long.len(), 64, "{long}");
-        assert!(long.starts_with(&format!("{uid}_")), "{long}");
-        assert_ne!(long, cid_of(&format!("{uid}/{}/13", "c".repeat(63))));
+    fn paths_are_escaped() {
         assert_eq!(escape(Path::new("/a,b:c\\d")), "/a\\,b\\:c\\\\d");
     }
 

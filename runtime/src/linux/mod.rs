@@ -79,6 +79,32 @@ fn valid_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// An executor id for any caller's id (an instance id, a containerd container id): characters
+/// outside `[A-Za-z0-9.-]` become `_` (a leading `.` too), and ids longer than 64 characters are
+/// cut to 47 and suffixed with a hash of the whole id, so distinct ids stay distinct.
+pub fn executor_id(id: &str) -> String {
+    let mut plain: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if plain.starts_with('.') {
+        plain.replace_range(..1, "_");
+    }
+    if plain.len() <= 64 && !plain.is_empty() {
+        return plain;
+    }
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(id.as_bytes());
+    let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{hex}", &plain[..plain.len().min(47)])
+}
+
 impl LinuxRuntime {
     /// `init_command`: the program and leading arguments that run [`init_main`] (e.g.
     /// `[/usr/local/bin/skiff, linux-init]`).
@@ -412,6 +438,30 @@ pub fn init_main(args: &[OsString]) -> i32 {
                 "usage: linux-init create --root DIR --id ID --bundle DIR | exec --root DIR --id ID --process FILE"
             );
             2
+        }
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn any_id_becomes_a_valid_executor_id() {
+        assert_eq!(executor_id("web-1"), "web-1");
+        assert_eq!(executor_id("0a-1b/web/3"), "0a-1b_web_3");
+        assert_eq!(executor_id(".hidden"), "_hidden");
+        let uid = "57bd2abf-8ff9-4d3b-a085-64b52e287be1";
+        let long = executor_id(&format!("{uid}/{}/12", "c".repeat(63)));
+        assert_eq!(long.len(), 64, "{long}");
+        assert!(long.starts_with(&format!("{uid}_")), "{long}");
+        assert_ne!(long, executor_id(&format!("{uid}/{}/13", "c".repeat(63))));
+        for id in ["", "a/b", ".x", &"z".repeat(80)] {
+            assert!(
+                valid_id(&executor_id(id)),
+                "{id:?} -> {:?}",
+                executor_id(id)
+            );
         }
     }
 }
