@@ -51,6 +51,8 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Print a container's logs
     Logs(cmd::logs::LogsArgs),
+    /// Run a command in a running container of a pod
+    Exec(cmd::exec::ExecArgs),
     /// Set the number of replicas of a Deployment or ReplicaSet
     Scale(cmd::scale::ScaleArgs),
     /// Follow, undo or list a Deployment's rollouts
@@ -110,6 +112,7 @@ fn main() {
             Command::Agent(args) => cmd::agent::agent(args).await,
             Command::Run(args) => cmd::run::run(&cmd::connect(config.as_deref())?, args).await,
             Command::Logs(args) => cmd::logs::run(&cmd::connect(config.as_deref())?, args).await,
+            Command::Exec(args) => cmd::exec::run(&cmd::connect(config.as_deref())?, args).await,
             Command::Scale(args) => cmd::scale::run(&cmd::connect(config.as_deref())?, args).await,
             Command::Rollout(args) => {
                 cmd::rollout::run(&cmd::connect(config.as_deref())?, args).await

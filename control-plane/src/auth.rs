@@ -183,6 +183,8 @@ mod tests {
             tonic::Code::PermissionDenied
         );
         assert!(authorize(&Identity::NodeBootstrap, Verb::Update, "Secret").is_err());
+        // A node may not run commands in pods (its own or another node's).
+        assert!(authorize(&Identity::NodeBootstrap, Verb::Create, "PodExec").is_err());
         assert!(authorize(&Identity::Admin, Verb::Delete, "Namespace").is_ok());
         assert_eq!(new_token().len(), 64);
     }

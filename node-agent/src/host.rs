@@ -380,6 +380,19 @@ impl Runtime {
         }
     }
 
+    /// Runs a command in a running container: `requests` starts with `ExecRequest.start`, then
+    /// carries stdin; the answer streams output, then the exit code.
+    pub async fn exec(
+        &self,
+        requests: impl tokio_stream::Stream<Item = proto::ExecRequest> + Send + 'static,
+    ) -> Result<tonic::Streaming<proto::ExecResponse>, tonic::Status> {
+        let mut client = self
+            .client()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        Ok(client.exec(requests).await?.into_inner())
+    }
+
     /// Does the host answer (within 5 s)? Restarts it if it is gone.
     pub async fn check(&self) -> Result<(), String> {
         let info = self.call(|mut c| async move { c.info(proto::InfoRequest {}).await });

@@ -116,7 +116,11 @@ pub async fn run(
         );
     }
     let manager = pods::Manager::new(transport.clone(), runtime.clone(), network, &options, &info);
-    let tunnel = tokio::spawn(tunnel::run(transport.clone(), node_name, manager.logs()));
+    let served = tunnel::Served {
+        logs: manager.logs(),
+        runtime: runtime.clone(),
+    };
+    let tunnel = tokio::spawn(tunnel::run(transport.clone(), node_name, served));
     let sync = tokio::spawn(manager.run());
 
     shutdown.await;

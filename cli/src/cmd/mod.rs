@@ -4,6 +4,7 @@ pub mod agent;
 pub mod apply;
 pub mod delete;
 pub mod describe;
+pub mod exec;
 pub mod get;
 pub mod logs;
 pub mod oci;

@@ -248,7 +248,11 @@ impl ControlPlane {
                 auth.clone(),
             ))
             .add_service(InterceptedService::new(
-                pod_log_api_server::PodLogApiServer::new(tunnels),
+                pod_log_api_server::PodLogApiServer::new(tunnels.clone()),
+                auth.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                pod_exec_api_server::PodExecApiServer::new(tunnels),
                 auth.clone(),
             ))
             .serve_with_incoming_shutdown(

@@ -1,5 +1,5 @@
 //! Node tunnels: each node agent dials in and keeps one `NodeTunnelApi.Attach` stream open; the
-//! API server relays `skiff logs` (and later exec) down it. A node therefore needs no listening
+//! API server relays `skiff logs` and `skiff exec` down it. A node therefore needs no listening
 //! port, no certificate of its own for serving, and works behind NAT (edge nodes).
 //!
 //! Owns: the registry of connected nodes, stream ids, relaying answers to the waiting client, and
@@ -19,6 +19,27 @@ use super::handler::Handler;
 use crate::auth::{Identity, Verb, authorize, identity};
 
 type LogSender = mpsc::Sender<Result<PodLogChunk, Status>>;
+type ExecSender = mpsc::Sender<Result<PodExecOutput, Status>>;
+
+/// The client waiting for a stream's answers.
+enum Sink {
+    Log(LogSender),
+    Exec(ExecSender),
+}
+
+impl Sink {
+    /// Tells the client its stream broke.
+    fn fail(&self, status: Status) {
+        match self {
+            Sink::Log(tx) => {
+                let _ = tx.try_send(Err(status));
+            }
+            Sink::Exec(tx) => {
+                let _ = tx.try_send(Err(status));
+            }
+        }
+    }
+}
 
 /// The connected nodes and the log streams waiting on them.
 #[derive(Clone, Default)]
@@ -32,7 +53,7 @@ struct Registry {
     /// node name → (connection number, sender of requests down its tunnel).
     nodes: HashMap<String, (u64, mpsc::Sender<TunnelDown>)>,
     /// stream id → (the node that must answer it, the client waiting for its data).
-    streams: HashMap<u64, (String, LogSender)>,
+    streams: HashMap<u64, (String, Sink)>,
 }
 
 impl Tunnels {
@@ -47,7 +68,7 @@ impl Tunnels {
     }
 }
 
-/// Serves both tunnel ends: agents (`NodeTunnelApi`) and clients (`PodLogApi`).
+/// Serves both tunnel ends: agents (`NodeTunnelApi`) and clients (`PodLogApi`, `PodExecApi`).
 #[derive(Clone)]
 pub struct TunnelService {
     tunnels: Tunnels,
@@ -62,6 +83,7 @@ impl TunnelService {
 
 type DownStream = Pin<Box<dyn Stream<Item = Result<TunnelDown, Status>> + Send>>;
 type LogStream = Pin<Box<dyn Stream<Item = Result<PodLogChunk, Status>> + Send>>;
+type ExecStream = Pin<Box<dyn Stream<Item = Result<PodExecOutput, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl node_tunnel_api_server::NodeTunnelApi for TunnelService {
@@ -95,18 +117,18 @@ impl node_tunnel_api_server::NodeTunnelApi for TunnelService {
         let tunnels = self.tunnels.clone();
         tokio::spawn(async move {
             while let Some(msg) = up.next().await {
-                let Ok(TunnelUp {
-                    message: Some(tunnel_up::Message::Log(data)),
-                }) = msg
-                else {
-                    if msg.is_err() {
-                        break;
-                    }
-                    continue;
-                };
-                relay(&tunnels, &node, data).await;
+                match msg {
+                    Ok(TunnelUp {
+                        message: Some(tunnel_up::Message::Log(data)),
+                    }) => relay(&tunnels, &node, data).await,
+                    Ok(TunnelUp {
+                        message: Some(tunnel_up::Message::Exec(data)),
+                    }) => relay_exec(&tunnels, &node, data).await,
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
             }
-            let orphans: Vec<LogSender> = {
+            let orphans: Vec<Sink> = {
                 let mut registry = tunnels.lock();
                 // A newer connection of the same node may have replaced this one already.
                 if registry.nodes.get(&node).is_some_and(|(c, _)| *c == conn) {
@@ -123,10 +145,8 @@ impl node_tunnel_api_server::NodeTunnelApi for TunnelService {
                     .collect()
             };
             // Their node is gone: tell the waiting clients instead of leaving them hanging.
-            for tx in orphans {
-                let _ = tx.try_send(Err(Status::unavailable(format!(
-                    "node {node:?} disconnected"
-                ))));
+            for sink in orphans {
+                sink.fail(Status::unavailable(format!("node {node:?} disconnected")));
             }
             tracing::info!(%node, "node tunnel closed");
         });
@@ -135,25 +155,40 @@ impl node_tunnel_api_server::NodeTunnelApi for TunnelService {
     }
 }
 
+impl Registry {
+    /// The log client of stream `id`, if `node` owns it; removed from the map when `end`.
+    fn log_sink(&mut self, node: &str, id: u64, end: bool) -> Option<LogSender> {
+        match self.streams.get(&id) {
+            Some((n, Sink::Log(tx))) if n == node => {
+                let tx = tx.clone();
+                if end {
+                    self.streams.remove(&id);
+                }
+                Some(tx)
+            }
+            _ => None,
+        }
+    }
+
+    /// As [`Registry::log_sink`], for an exec client.
+    fn exec_sink(&mut self, node: &str, id: u64, end: bool) -> Option<ExecSender> {
+        match self.streams.get(&id) {
+            Some((n, Sink::Exec(tx))) if n == node => {
+                let tx = tx.clone();
+                if end {
+                    self.streams.remove(&id);
+                }
+                Some(tx)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Hands one answer of `node` to the client waiting for it; a node answers only its own streams.
 async fn relay(tunnels: &Tunnels, node: &str, data: TunnelLogData) {
-    let sender = {
-        let mut registry = tunnels.lock();
-        let owned = registry
-            .streams
-            .get(&data.stream_id)
-            .is_some_and(|(n, _)| n == node);
-        if !owned {
-            None
-        } else if data.end || !data.error.is_empty() {
-            registry.streams.remove(&data.stream_id).map(|(_, tx)| tx)
-        } else {
-            registry
-                .streams
-                .get(&data.stream_id)
-                .map(|(_, tx)| tx.clone())
-        }
-    };
+    let end = data.end || !data.error.is_empty();
+    let sender = tunnels.lock().log_sink(node, data.stream_id, end);
     let Some(sender) = sender else { return };
     if !data.error.is_empty() {
         let _ = sender
@@ -163,6 +198,28 @@ async fn relay(tunnels: &Tunnels, node: &str, data: TunnelLogData) {
     }
     for chunk in data.chunks {
         if sender.send(Ok(chunk)).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Hands exec output of `node` to its client; an exit code or an error ends the stream.
+async fn relay_exec(tunnels: &Tunnels, node: &str, data: TunnelExecData) {
+    let exited = data
+        .output
+        .iter()
+        .any(|o| matches!(o.message, Some(pod_exec_output::Message::ExitCode(_))));
+    let end = exited || !data.error.is_empty();
+    let sender = tunnels.lock().exec_sink(node, data.stream_id, end);
+    let Some(sender) = sender else { return };
+    if !data.error.is_empty() {
+        let _ = sender
+            .send(Err(Status::failed_precondition(data.error)))
+            .await;
+        return;
+    }
+    for output in data.output {
+        if sender.send(Ok(output)).await.is_err() {
             break;
         }
     }
@@ -201,6 +258,62 @@ impl Drop for StreamGuard {
     }
 }
 
+impl TunnelService {
+    /// Registers a stream on the node of `pod` for `sink` and sends `open` down its tunnel;
+    /// returns the stream id, the node's tunnel and the guard that cancels it when dropped.
+    async fn open(
+        &self,
+        pod: &Pod,
+        what: &str,
+        sink: Sink,
+        open: tunnel_down::Message,
+    ) -> Result<(u64, mpsc::Sender<TunnelDown>, StreamGuard), Status> {
+        let name = pod.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or("");
+        let node = pod
+            .spec
+            .as_ref()
+            .map(|s| s.node_name.clone())
+            .unwrap_or_default();
+        if node.is_empty() {
+            return Err(Status::failed_precondition(format!(
+                "pod {name:?} is not scheduled to a node yet: {what}"
+            )));
+        }
+        let id = self.tunnels.next_id.fetch_add(1, Ordering::Relaxed);
+        let down = {
+            let mut registry = self.tunnels.lock();
+            let down = registry.nodes.get(&node).map(|(_, tx)| tx.clone());
+            if down.is_some() {
+                registry.streams.insert(id, (node.clone(), sink));
+            }
+            down
+        };
+        let down = down.ok_or_else(|| {
+            Status::unavailable(format!("node {node:?} (of pod {name:?}) is not connected"))
+        })?;
+        let guard = StreamGuard {
+            tunnels: self.tunnels.clone(),
+            id,
+            node: node.clone(),
+        };
+        let open = TunnelDown {
+            stream_id: id,
+            message: Some(open),
+        };
+        down.send(open)
+            .await
+            .map_err(|_| Status::unavailable(format!("node {node:?} disconnected")))?;
+        Ok((id, down, guard))
+    }
+}
+
+fn uid_of(pod: &Pod) -> String {
+    pod.metadata
+        .as_ref()
+        .map(|m| m.uid.clone())
+        .unwrap_or_default()
+}
+
 #[tonic::async_trait]
 impl pod_log_api_server::PodLogApi for TunnelService {
     type LogsStream = LogStream;
@@ -214,57 +327,17 @@ impl pod_log_api_server::PodLogApi for TunnelService {
             .get(&Identity::Admin, &r.namespace, &r.name)
             .await?;
         let container = pick_container(&pod, &r.container)?;
-        let node = pod
-            .spec
-            .as_ref()
-            .map(|s| s.node_name.clone())
-            .unwrap_or_default();
-        if node.is_empty() {
-            return Err(Status::failed_precondition(format!(
-                "pod {:?} is not scheduled to a node yet: no logs",
-                r.name
-            )));
-        }
-        let id = self.tunnels.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(64);
-        let down = {
-            let mut registry = self.tunnels.lock();
-            let down = registry.nodes.get(&node).map(|(_, tx)| tx.clone());
-            if down.is_some() {
-                registry.streams.insert(id, (node.clone(), tx));
-            }
-            down
-        };
-        let down = down.ok_or_else(|| {
-            Status::unavailable(format!(
-                "node {node:?} (of pod {:?}) is not connected",
-                r.name
-            ))
-        })?;
-        let guard = StreamGuard {
-            tunnels: self.tunnels.clone(),
-            id,
-            node: node.clone(),
-        };
-        let open = TunnelDown {
-            stream_id: id,
-            message: Some(tunnel_down::Message::OpenLog(TunnelLogOpen {
-                namespace: r.namespace,
-                name: r.name,
-                uid: pod
-                    .metadata
-                    .as_ref()
-                    .map(|m| m.uid.clone())
-                    .unwrap_or_default(),
-                container,
-                follow: r.follow,
-                previous: r.previous,
-                tail_lines: r.tail_lines,
-            })),
-        };
-        down.send(open)
-            .await
-            .map_err(|_| Status::unavailable(format!("node {node:?} disconnected")))?;
+        let open = tunnel_down::Message::OpenLog(TunnelLogOpen {
+            uid: uid_of(&pod),
+            namespace: r.namespace,
+            name: r.name,
+            container,
+            follow: r.follow,
+            previous: r.previous,
+            tail_lines: r.tail_lines,
+        });
+        let (_, _, guard) = self.open(&pod, "no logs", Sink::Log(tx), open).await?;
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |item| {
             let _ = &guard; // lives as long as the client's stream
             item
@@ -273,7 +346,115 @@ impl pod_log_api_server::PodLogApi for TunnelService {
     }
 }
 
-/// The container a log request means: the named one, or the pod's only one.
+#[tonic::async_trait]
+impl pod_exec_api_server::PodExecApi for TunnelService {
+    type ExecStream = ExecStream;
+
+    async fn exec(
+        &self,
+        req: Request<Streaming<PodExecInput>>,
+    ) -> Result<Response<ExecStream>, Status> {
+        let who = identity(&req)?;
+        authorize(&who, Verb::Create, "PodExec")?;
+        let mut input = req.into_inner();
+        let r = match input.message().await? {
+            Some(PodExecInput {
+                message: Some(pod_exec_input::Message::Start(start)),
+            }) => start,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "exec: the first message must be `start`",
+                ));
+            }
+        };
+        if r.command.first().is_none_or(String::is_empty) {
+            return Err(Status::invalid_argument("command: required"));
+        }
+        let pod = self
+            .pods
+            .get(&Identity::Admin, &r.namespace, &r.name)
+            .await?;
+        let container = pick_container(&pod, &r.container)?;
+        let spec = pod.spec.as_ref();
+        if spec.is_some_and(|s| s.runtime_class_name == "wasm") {
+            return Err(Status::failed_precondition(format!(
+                "pod {:?} is a Wasm pod (runtimeClassName: wasm): its containers run no \
+                 processes a command could join; exec needs an OCI container",
+                r.name
+            )));
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let open = tunnel_down::Message::OpenExec(TunnelExecOpen {
+            uid: uid_of(&pod),
+            namespace: r.namespace,
+            name: r.name,
+            container,
+            command: r.command,
+            stdin: r.stdin,
+        });
+        let (id, down, guard) = self
+            .open(&pod, "nothing runs yet", Sink::Exec(tx), open)
+            .await?;
+        // The client's stdin, down the same tunnel; its end closes the command's stdin.
+        let forward = tokio::spawn(async move {
+            while let Some(Ok(message)) = input.next().await {
+                if matches!(message.message, Some(pod_exec_input::Message::Start(_))) {
+                    continue;
+                }
+                let down_message = TunnelDown {
+                    stream_id: id,
+                    message: Some(tunnel_down::Message::ExecInput(message)),
+                };
+                if down.send(down_message).await.is_err() {
+                    return;
+                }
+            }
+            let close = PodExecInput {
+                message: Some(pod_exec_input::Message::CloseStdin(true)),
+            };
+            let _ = down
+                .send(TunnelDown {
+                    stream_id: id,
+                    message: Some(tunnel_down::Message::ExecInput(close)),
+                })
+                .await;
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |item| {
+            let _ = &guard; // lives as long as the client's stream
+            item
+        });
+        let stream = AbortOnDrop {
+            inner: stream,
+            task: forward.abort_handle(),
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Ends the stdin forwarder with the client's answer stream.
+struct AbortOnDrop<S> {
+    inner: S,
+    task: tokio::task::AbortHandle,
+}
+
+impl<S: Stream + Unpin> Stream for AbortOnDrop<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<S::Item>> {
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+impl<S> Drop for AbortOnDrop<S> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The container a log or exec request means: the named one, or the pod's only one.
 fn pick_container(pod: &Pod, wanted: &str) -> Result<String, Status> {
     let names: Vec<&str> = pod
         .spec

@@ -112,7 +112,8 @@ fn uid_of(pod: &Pod) -> String {
     pod.meta().uid.clone()
 }
 
-fn instance_id(uid: &str, container: &str, attempt: u32) -> String {
+/// The runtime host's id of one attempt of a container.
+pub fn instance_id(uid: &str, container: &str, attempt: u32) -> String {
     format!("{uid}/{container}/{attempt}")
 }
 

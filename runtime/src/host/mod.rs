@@ -16,6 +16,7 @@
 mod client;
 pub mod container;
 mod convert;
+mod exec;
 mod registry;
 mod service;
 mod status;

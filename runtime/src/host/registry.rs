@@ -53,6 +53,9 @@ pub enum RegistryError {
     Container(#[from] ContainerError),
     #[error("this runtime host runs no Linux containers (started without a container dir)")]
     NoContainers,
+    /// The instance exists but cannot do what was asked in its state or kind.
+    #[error("instance {id:?}: {problem}")]
+    Precondition { id: String, problem: &'static str },
 }
 
 /// What runs under an id.
@@ -308,6 +311,37 @@ impl Registry {
         });
         debug_assert_eq!(removed.id, info.id);
         Ok(removed)
+    }
+
+    /// Starts `args` in the running container `id`, with the container's privileges (see
+    /// [`ContainerHost::exec`]); returns the helper that waits for it and exits with its status.
+    pub fn exec(
+        &self,
+        id: &str,
+        args: Vec<String>,
+        env: Vec<String>,
+        stdio: crate::linux::StdioSet,
+    ) -> Result<std::process::Child, RegistryError> {
+        let (info, instance) = self
+            .get(id)
+            .ok_or_else(|| RegistryError::NotFound(id.to_string()))?;
+        let precondition = |problem| RegistryError::Precondition {
+            id: id.to_string(),
+            problem,
+        };
+        let Workload::Linux(c) = instance else {
+            return Err(precondition(
+                "a Wasm instance runs no processes that a command could join: exec needs a Linux container",
+            ));
+        };
+        if !info.running() {
+            return Err(precondition("the container is not running"));
+        }
+        let host = self
+            .containers
+            .as_ref()
+            .ok_or(RegistryError::NoContainers)?;
+        Ok(host.exec(&c, args, env, stdio)?)
     }
 
     /// Every instance, by id.

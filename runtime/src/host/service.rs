@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use super::exec;
 use super::proto;
 use super::registry::{InstanceEvent, Registry};
 
@@ -28,6 +29,7 @@ impl HostService {
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::WatchEvent, Status>> + Send>>;
+type ExecStream = Pin<Box<dyn Stream<Item = exec::Answer> + Send>>;
 
 #[tonic::async_trait]
 impl proto::wasm_host_server::WasmHost for HostService {
@@ -173,5 +175,26 @@ impl proto::wasm_host_server::WasmHost for HostService {
                 prepared_modules: count(engine.prepared_count()),
             }),
         }))
+    }
+
+    type ExecStream = ExecStream;
+
+    async fn exec(
+        &self,
+        request: Request<tonic::Streaming<proto::ExecRequest>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        let mut requests = request.into_inner();
+        let start = match requests.message().await? {
+            Some(proto::ExecRequest {
+                message: Some(proto::exec_request::Message::Start(start)),
+            }) => start,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "exec: the first request must be `start`",
+                ));
+            }
+        };
+        let rx = exec::run(&self.registry, start, requests)?;
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

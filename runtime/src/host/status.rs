@@ -17,7 +17,9 @@ impl From<RegistryError> for Status {
         match e {
             RegistryError::Wasm(e) => e.into(),
             RegistryError::NotFound(_) => Status::not_found(e.to_string()),
-            RegistryError::NoContainers => Status::failed_precondition(e.to_string()),
+            RegistryError::NoContainers | RegistryError::Precondition { .. } => {
+                Status::failed_precondition(e.to_string())
+            }
             RegistryError::Container(ContainerError::Spec { .. }) => {
                 Status::invalid_argument(e.to_string())
             }

@@ -260,3 +260,96 @@ fn a_non_root_container_writes_its_empty_dir() {
         "uid 1000 writes the emptyDir, not the image's root"
     );
 }
+
+/// `skiff exec` joins a running container: its pid namespace, hostname, privileges and
+/// filesystem; stdout, stderr, stdin and the exit code come back; bad requests name the fault.
+#[test]
+fn skiff_exec_runs_a_command_inside_a_running_container() {
+    let s = setup();
+    let c = &s.cluster;
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: shell\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, \"echo inside > /tmp/mark; while :; do busybox sleep 1; done\"]\n    env:\n    - name: GREETING\n      value: hello\n  - name: side\n    image: {image}\n    command: [sh, -c, \"while :; do busybox sleep 1; done\"]\n",
+        image = s.image
+    );
+    c.apply(&yaml);
+    wait_for("shell Running", Duration::from_secs(60), || {
+        c.get_json("pod", "shell")
+            .filter(|p| p["status"]["phase"] == "Running")
+    });
+    let script = "busybox cat /tmp/mark; echo pid $$; busybox hostname; echo $GREETING; \
+                  busybox tr '\\0' ' ' < /proc/1/cmdline; echo; echo oops >&2; \
+                  busybox grep -E '^(NoNewPrivs|Seccomp|CapEff):' /proc/self/status; exit 7";
+    let out = c.skiff(&["exec", "shell", "-c", "main", "--", "sh", "-c", script]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let o = stdout(&out);
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(lines[0], "inside", "the container's filesystem: {o}");
+    assert_ne!(lines[1], "pid 1", "a new process: {o}");
+    assert_eq!(&lines[2..4], ["shell", "hello"], "hostname and env: {o}");
+    assert!(
+        lines[4].starts_with("sh -c echo inside"),
+        "the container's pid namespace (its pid 1): {o}"
+    );
+    assert!(
+        o.contains("NoNewPrivs:\t1")
+            && o.contains("Seccomp:\t2")
+            && o.contains("CapEff:\t00000000a80425fb"),
+        "the container's privileges: {o}"
+    );
+    assert_eq!(skiff_tests::stderr(&out), "oops\n");
+
+    // stdin, larger than a pipe's buffer, with -i.
+    let input = "x".repeat(200_000);
+    let out = c.skiff_stdin(
+        &[
+            "exec", "-i", "shell", "-c", "side", "--", "busybox", "wc", "-c",
+        ],
+        &input,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out).trim(), "200000");
+    // Without -i the command reads end of file at once.
+    let out = c.skiff(&["exec", "shell", "-c", "side", "--", "busybox", "wc", "-c"]);
+    assert_eq!(stdout(&out).trim(), "0", "{}", text(&out));
+
+    // Two containers and none named: exit 2, naming the choices.
+    let out = c.skiff(&["exec", "shell", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("main side"), "{}", text(&out));
+    let out = c.skiff(&["exec", "shell", "-c", "nope", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = c.skiff(&["exec", "-t", "shell", "-c", "main", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = c.skiff(&["exec", "missing", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("missing"), "{}", text(&out));
+    // A command the image lacks: 126 or 127 from inside, as runc exec reports.
+    let out = c.skiff(&["exec", "shell", "-c", "main", "--", "/no/such"]);
+    assert!(
+        matches!(out.status.code(), Some(126 | 127)),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("/no/such"), "{}", text(&out));
+
+    // A client that goes away takes its command with it.
+    let mut child = c
+        .skiff_cmd(&[
+            "exec", "shell", "-c", "main", "--", "busybox", "sleep", "1234",
+        ])
+        .spawn()
+        .expect("skiff exec");
+    let ps = || {
+        let out = c.skiff(&["exec", "shell", "-c", "main", "--", "busybox", "ps"]);
+        assert!(out.status.success(), "{}", text(&out));
+        stdout(&out)
+    };
+    wait_for("the exec'd sleep running", Duration::from_secs(20), || {
+        ps().contains("sleep 1234").then_some(())
+    });
+    child.kill().expect("kill skiff exec");
+    let _ = child.wait();
+    wait_for("the exec'd sleep gone", Duration::from_secs(20), || {
+        (!ps().contains("sleep 1234")).then_some(())
+    });
+}

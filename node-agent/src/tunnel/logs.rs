@@ -1,5 +1,5 @@
-//! The agent's end of the node tunnel: it dials the API server, says which node it is, and
-//! serves the log requests that come down, reading the CRI-format log files of its containers.
+//! `skiff logs` on the agent's end of the node tunnel: reads the CRI-format log files of its
+//! containers and sends them up.
 //!
 //! Following a log ends when the container stops and its file is drained; a rotated file is
 //! finished before the new one is read.
@@ -9,65 +9,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use skiff_api::client::Transport;
 use skiff_api::v1::*;
 use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
 
 use crate::pods::{LogIndex, log_path};
 
 /// How often a followed log is polled for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(50);
-
-/// Keeps the tunnel open forever, redialling after any break.
-pub async fn run(transport: Transport, node: String, logs: LogIndex) {
-    loop {
-        if let Err(e) = serve(&transport, &node, &logs).await {
-            tracing::warn!(error = %e, "node tunnel");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-async fn serve(transport: &Transport, node: &str, logs: &LogIndex) -> Result<(), tonic::Status> {
-    let (up_tx, up_rx) = mpsc::channel::<TunnelUp>(256);
-    up_tx
-        .send(TunnelUp {
-            message: Some(tunnel_up::Message::Hello(TunnelHello {
-                node_name: node.to_string(),
-            })),
-        })
-        .await
-        .map_err(|_| tonic::Status::internal("tunnel closed"))?;
-    let mut client = node_tunnel_api_client::NodeTunnelApiClient::new(transport.clone());
-    let mut down = client
-        .attach(tokio_stream::wrappers::ReceiverStream::new(up_rx))
-        .await?
-        .into_inner();
-    let mut streams: std::collections::HashMap<u64, tokio::task::JoinHandle<()>> =
-        Default::default();
-    while let Some(message) = down.next().await {
-        let message = message?;
-        let id = message.stream_id;
-        streams.retain(|_, task| !task.is_finished());
-        match message.message {
-            Some(tunnel_down::Message::OpenLog(open)) => {
-                let task = tokio::spawn(send_log(id, open, logs.clone(), up_tx.clone()));
-                streams.insert(id, task);
-            }
-            Some(tunnel_down::Message::Cancel(_)) => {
-                if let Some(task) = streams.remove(&id) {
-                    task.abort();
-                }
-            }
-            None => {}
-        }
-    }
-    for task in streams.values() {
-        task.abort();
-    }
-    Ok(())
-}
 
 fn reply(id: u64, chunks: Vec<PodLogChunk>, end: bool, error: String) -> TunnelUp {
     TunnelUp {
@@ -80,7 +28,12 @@ fn reply(id: u64, chunks: Vec<PodLogChunk>, end: bool, error: String) -> TunnelU
     }
 }
 
-async fn send_log(id: u64, open: TunnelLogOpen, logs: LogIndex, up: mpsc::Sender<TunnelUp>) {
+pub(super) async fn send_log(
+    id: u64,
+    open: TunnelLogOpen,
+    logs: LogIndex,
+    up: mpsc::Sender<TunnelUp>,
+) {
     let result = stream_log(id, &open, &logs, &up).await;
     let message = match result {
         Ok(()) => reply(id, Vec::new(), true, String::new()),
