@@ -19,6 +19,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -37,6 +38,8 @@ const FIRST_WAIT: Duration = Duration::from_millis(500);
 const LOG_PROGRESS_ABOVE: u64 = 1 << 20;
 /// How often a large pull logs its progress.
 const LOG_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a waiting container's message shows a pull's progress.
+const SHOW_INTERVAL: Duration = Duration::from_secs(1);
 /// A container not asked about for this long is forgotten (its pod is gone).
 const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 /// The environment variable naming registries reached over plain http.
@@ -62,6 +65,8 @@ pub struct Resolved {
     /// The manifest digest of a pulled image; `None` for a `file:` image (its module digest is
     /// its ID).
     pub image_id: Option<String>,
+    /// What the pull did, as the `Pulled` event says it; `None` for a `file:` image.
+    pub pulled: Option<String>,
 }
 
 /// A container image on this node: snapshot directories (bottom first) and its config.
@@ -78,11 +83,21 @@ enum Outcome {
         module: PathBuf,
         container: Option<ContainerImage>,
         digest: String,
+        /// The `Pulled` event's message.
+        summary: String,
     },
     Failed {
         reason: &'static str,
         message: String,
     },
+}
+
+/// A pull in flight: how it ended (once it has), and how far it is.
+#[derive(Clone)]
+struct Pull {
+    outcome: watch::Receiver<Option<Outcome>>,
+    /// `layer 2/3: 1.5 of 12.0 MiB`; empty before the first byte.
+    progress: watch::Receiver<String>,
 }
 
 /// Image, policy, and whether it is pulled as a container image.
@@ -93,7 +108,7 @@ type PullPolicyKey = &'static str;
 struct ContainerPull {
     image: String,
     /// The pull it waits for.
-    waiting: Option<watch::Receiver<Option<Outcome>>>,
+    waiting: Option<Pull>,
     /// Consecutive failed pulls, the last one's reason and message, and when to try again.
     failures: u32,
     reason: &'static str,
@@ -107,7 +122,7 @@ struct ContainerPull {
 pub struct Images {
     store: Result<Arc<ImageStore>, String>,
     snapshots: Result<Arc<Snapshots>, String>,
-    inflight: Arc<Mutex<HashMap<PullKey, watch::Receiver<Option<Outcome>>>>>,
+    inflight: Arc<Mutex<HashMap<PullKey, Pull>>>,
     containers: Arc<Mutex<HashMap<String, ContainerPull>>>,
 }
 
@@ -193,6 +208,7 @@ impl Images {
                 module,
                 container: None,
                 image_id: None,
+                pulled: None,
             });
         }
         let Some(policy) = PullPolicy::from_spec(policy, image) else {
@@ -205,7 +221,7 @@ impl Images {
             });
         };
         let now = SystemTime::now();
-        let (mut rx, started) = {
+        let (mut pull, started) = {
             let mut containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
             containers.retain(|_, c| c.touched.elapsed() < FORGET_AFTER);
             let c = containers
@@ -216,12 +232,12 @@ impl Images {
             }
             c.touched = Instant::now();
             match &c.waiting {
-                Some(rx) => (rx.clone(), false),
+                Some(pull) => (pull.clone(), false),
                 None if c.failures > 0 && c.retry_at > now => return Err(c.backoff(image)),
                 None => {
-                    let (rx, started) = self.start_pull(image, policy, container);
-                    c.waiting = Some(rx.clone());
-                    (rx, started)
+                    let (pull, started) = self.start_pull(image, policy, container);
+                    c.waiting = Some(pull.clone());
+                    (pull, started)
                 }
             }
         };
@@ -229,13 +245,19 @@ impl Images {
         // container right away. (Only the starter waits, so that many containers of one image
         // never hold up the sync loop.)
         if started {
-            let _ = tokio::time::timeout(FIRST_WAIT, rx.wait_for(Option::is_some)).await;
+            let _ = tokio::time::timeout(FIRST_WAIT, pull.outcome.wait_for(Option::is_some)).await;
         }
-        let outcome = rx.borrow().clone();
+        let outcome = pull.outcome.borrow().clone();
         let Some(outcome) = outcome else {
+            let progress = pull.progress.borrow().clone();
+            let message = if progress.is_empty() {
+                format!("Pulling image {image:?}")
+            } else {
+                format!("Pulling image {image:?}: {progress}")
+            };
             return Err(ImageError {
                 reason: "ContainerCreating",
-                message: format!("Pulling image {image:?}"),
+                message,
                 retry_at: Some(now),
             });
         };
@@ -245,12 +267,14 @@ impl Images {
                 module,
                 container,
                 digest,
+                summary,
             } => {
                 containers.remove(key);
                 Ok(Resolved {
                     module,
                     container,
                     image_id: Some(digest),
+                    pulled: Some(summary),
                 })
             }
             Outcome::Failed { reason, message } => {
@@ -278,28 +302,25 @@ impl Images {
     }
 
     /// The pull of `image` under `policy`: the one in flight, or a new one (then `true`).
-    fn start_pull(
-        &self,
-        image: &str,
-        policy: PullPolicy,
-        container: bool,
-    ) -> (watch::Receiver<Option<Outcome>>, bool) {
+    fn start_pull(&self, image: &str, policy: PullPolicy, container: bool) -> (Pull, bool) {
         let key = (image.to_string(), policy_key(policy), container);
         let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(rx) = inflight.get(&key) {
-            return (rx.clone(), false);
+        if let Some(pull) = inflight.get(&key) {
+            return (pull.clone(), false);
         }
-        let (tx, rx) = watch::channel(None);
-        inflight.insert(key.clone(), rx.clone());
+        let (tx, outcome) = watch::channel(None);
+        let (progress_tx, progress) = watch::channel(String::new());
+        let waiting = Pull { outcome, progress };
+        inflight.insert(key.clone(), waiting.clone());
         let store = self.store.clone();
         let snapshots = self.snapshots.clone();
         let table = self.inflight.clone();
         let image = image.to_string();
         tokio::spawn(async move {
             let outcome = match (store, snapshots) {
-                (Ok(store), _) if !container => pull(&store, &image, policy).await,
+                (Ok(store), _) if !container => pull(&store, &image, policy, &progress_tx).await,
                 (Ok(store), Ok(snapshots)) => {
-                    pull_container(&store, &snapshots, &image, policy).await
+                    pull_container(&store, &snapshots, &image, policy, &progress_tx).await
                 }
                 (Ok(_), Err(e)) => Outcome::Failed {
                     reason: "ErrImagePull",
@@ -313,7 +334,7 @@ impl Images {
             table.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
             let _ = tx.send(Some(outcome));
         });
-        (rx, true)
+        (waiting, true)
     }
 }
 
@@ -349,16 +370,32 @@ impl ContainerPull {
     }
 }
 
-/// Logs a large pull's progress every [`LOG_INTERVAL`].
-fn progress_logger(image: &str) -> impl Fn(&Progress) + Send + Sync + '_ {
+/// Publishes a pull's progress for the waiting containers (at most every [`SHOW_INTERVAL`],
+/// and at the end of each blob), and logs a large pull's every [`LOG_INTERVAL`].
+fn progress_reporter<'a>(
+    image: &'a str,
+    shown: &'a watch::Sender<String>,
+    received: &'a AtomicU64,
+) -> impl Fn(&Progress) + Send + Sync + 'a {
+    let last_shown = Mutex::new(None::<Instant>);
     let last_log = Mutex::new(None::<Instant>);
     move |p: &Progress| {
-        if p.total < LOG_PROGRESS_ABOVE {
-            return;
+        let finished = p.done == p.total;
+        if finished {
+            received.fetch_add(p.total, Ordering::Relaxed);
         }
-        let mut last = last_log.lock().unwrap_or_else(|e| e.into_inner());
-        if p.done == p.total || last.is_none_or(|l| l.elapsed() >= LOG_INTERVAL) {
-            *last = Some(Instant::now());
+        let due = |last: &Mutex<Option<Instant>>, every: Duration| {
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            let due = finished || last.is_none_or(|l| l.elapsed() >= every);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if due(&last_shown, SHOW_INTERVAL) {
+            shown.send_replace(progress_text(p));
+        }
+        if p.total >= LOG_PROGRESS_ABOVE && due(&last_log, LOG_INTERVAL) {
             tracing::info!(
                 image,
                 blob = %p.digest,
@@ -371,6 +408,44 @@ fn progress_logger(image: &str) -> impl Fn(&Progress) + Send + Sync + '_ {
                 p.total >> 20,
             );
         }
+    }
+}
+
+/// `layer 2/3: 1.5 of 12.0 MiB`.
+fn progress_text(p: &Progress) -> String {
+    format!(
+        "{} {}/{}: {} of {}",
+        p.what,
+        p.index,
+        p.count,
+        size_text(p.done),
+        size_text(p.total)
+    )
+}
+
+/// Bytes as people read them: `512 B`, `3.4 KiB`, `12.0 MiB`.
+fn size_text(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let b = bytes as f64;
+    if b < KIB {
+        format!("{bytes} B")
+    } else if b < KIB * KIB {
+        format!("{:.1} KiB", b / KIB)
+    } else if b < KIB * KIB * KIB {
+        format!("{:.1} MiB", b / (KIB * KIB))
+    } else {
+        format!("{:.2} GiB", b / (KIB * KIB * KIB))
+    }
+}
+
+/// The `Pulled` event's message, as kubelet words it.
+fn pulled_summary(image: &str, downloaded: Option<(Duration, u64)>) -> String {
+    match downloaded {
+        Some((took, bytes)) => format!(
+            "Successfully pulled image {image:?} in {:.3}s. Image size: {bytes} bytes.",
+            took.as_secs_f64()
+        ),
+        None => format!("Container image {image:?} already present on machine"),
     }
 }
 
@@ -388,11 +463,13 @@ async fn pull_container(
     snapshots: &Arc<Snapshots>,
     image: &str,
     policy: PullPolicy,
+    shown: &watch::Sender<String>,
 ) -> Outcome {
     let started = Instant::now();
-    let log_progress = progress_logger(image);
+    let received = AtomicU64::new(0);
+    let report = progress_reporter(image, shown, &received);
     match store
-        .pull_container(image, policy, snapshots, &log_progress)
+        .pull_container(image, policy, snapshots, &report)
         .await
     {
         Ok(pulled) => {
@@ -412,6 +489,12 @@ async fn pull_container(
                     process: pulled.process,
                 }),
                 digest: pulled.digest,
+                summary: pulled_summary(
+                    image,
+                    pulled
+                        .downloaded
+                        .then(|| (started.elapsed(), received.load(Ordering::Relaxed))),
+                ),
             }
         }
         Err(e) => failed(image, e),
@@ -419,10 +502,16 @@ async fn pull_container(
 }
 
 /// One pull, logged.
-async fn pull(store: &ImageStore, image: &str, policy: PullPolicy) -> Outcome {
+async fn pull(
+    store: &ImageStore,
+    image: &str,
+    policy: PullPolicy,
+    shown: &watch::Sender<String>,
+) -> Outcome {
     let started = Instant::now();
-    let log_progress = progress_logger(image);
-    match store.pull(image, policy, &log_progress).await {
+    let received = AtomicU64::new(0);
+    let report = progress_reporter(image, shown, &received);
+    match store.pull(image, policy, &report).await {
         Ok(pulled) => {
             if pulled.downloaded {
                 tracing::info!(
@@ -440,6 +529,12 @@ async fn pull(store: &ImageStore, image: &str, policy: PullPolicy) -> Outcome {
                 module: pulled.module_path,
                 container: None,
                 digest: pulled.digest,
+                summary: pulled_summary(
+                    image,
+                    pulled
+                        .downloaded
+                        .then(|| (started.elapsed(), received.load(Ordering::Relaxed))),
+                ),
             }
         }
         Err(e) => failed(image, e),
@@ -475,6 +570,51 @@ fn resolve_file(image: &str) -> Result<PathBuf, ImageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_reads_as_people_read_sizes() {
+        let p = Progress {
+            digest: "sha256:ab".into(),
+            what: "layer",
+            index: 2,
+            count: 3,
+            done: 1536 * 1024,
+            total: 12 << 20,
+        };
+        assert_eq!(progress_text(&p), "layer 2/3: 1.5 MiB of 12.0 MiB");
+        assert_eq!(size_text(512), "512 B");
+        assert_eq!(size_text(3 << 30), "3.00 GiB");
+        assert_eq!(
+            pulled_summary("r/x:1", Some((Duration::from_millis(1250), 42))),
+            "Successfully pulled image \"r/x:1\" in 1.250s. Image size: 42 bytes."
+        );
+        assert!(pulled_summary("r/x:1", None).contains("already present"));
+    }
+
+    #[test]
+    fn a_pull_in_flight_shows_its_progress_to_waiting_containers() {
+        let (tx, rx) = watch::channel(String::new());
+        let received = AtomicU64::new(0);
+        let report = progress_reporter("r/x:1", &tx, &received);
+        let mut p = Progress {
+            digest: "sha256:ab".into(),
+            what: "layer",
+            index: 1,
+            count: 1,
+            done: 10,
+            total: 100,
+        };
+        report(&p);
+        assert_eq!(*rx.borrow(), "layer 1/1: 10 B of 100 B");
+        // Within the interval only the end of a blob is shown.
+        p.done = 50;
+        report(&p);
+        assert_eq!(*rx.borrow(), "layer 1/1: 10 B of 100 B");
+        p.done = 100;
+        report(&p);
+        assert_eq!(*rx.borrow(), "layer 1/1: 100 B of 100 B");
+        assert_eq!(received.load(Ordering::Relaxed), 100);
+    }
 
     #[test]
     fn file_images() {

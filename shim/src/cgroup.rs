@@ -30,6 +30,8 @@ pub struct Joined {
 /// Moves this process into the cgroup at `path` (made with `resources`, memory raised by the
 /// headroom).
 pub fn join(path: &str, resources: Option<&LinuxResources>) -> Result<Joined, String> {
+    // A leave still under way would move this process back out of the new cgroup.
+    settle();
     let cgroup = Cgroup::new(path).map_err(|e| format!("linux.cgroupsPath {path:?}: {e}"))?;
     let mut resources = resources.cloned();
     if let Some(r) = resources.as_mut()
@@ -56,7 +58,36 @@ pub fn join(path: &str, resources: Option<&LinuxResources>) -> Result<Joined, St
     Ok(joined)
 }
 
+/// Leaves that run in the background (see [`Joined::leave_in_background`]).
+static LEAVING: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Waits for every background leave to finish: before joining again, and before the shim exits
+/// (an exit would leave the cgroup, but not remove it).
+pub fn settle() {
+    let pending = std::mem::take(&mut *LEAVING.lock().unwrap_or_else(|p| p.into_inner()));
+    for leave in pending {
+        let _ = leave.join();
+    }
+}
+
 impl Joined {
+    /// As [`Joined::leave`], on a thread of its own: moving a process between cgroups waits for
+    /// an RCU grace period (milliseconds), which Delete's answer need not wait for. `shim
+    /// delete` may run meanwhile: it leaves a cgroup with members alone, and this removes it.
+    pub fn leave_in_background(self) {
+        let leave = std::thread::Builder::new()
+            .name("cgroup-leave".into())
+            .spawn(move || self.leave());
+        match leave {
+            Ok(handle) => LEAVING
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(handle),
+            Err(e) => log::warn!("leaving the task's cgroup: {e}"),
+        }
+    }
+
     /// Moves this process back where it was and removes the cgroup.
     pub fn leave(self) {
         let pid = std::process::id().to_string();

@@ -340,7 +340,7 @@ impl Container {
                 }
                 let joined = task.cgroup.lock().unwrap_or_else(|p| p.into_inner()).take();
                 if let Some(joined) = joined {
-                    let _ = tokio::task::spawn_blocking(move || joined.leave()).await;
+                    joined.leave_in_background();
                 }
             }
         }

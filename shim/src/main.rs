@@ -4,8 +4,9 @@
 //! `ctr run --runtime io.containerd.skiff.v1 IMAGE ID [ARGS...]`: an image whose entrypoint is a
 //! `.wasm` file runs in skiff's wasm executor inside the shim process (limits from the spec's
 //! `linux.resources`, the shim in the task's cgroup); any other image runs in skiff's linux
-//! executor, as runc would run it. The protocol (ttrpc server, `start`/`delete` actions, event
-//! publishing) comes from the `containerd-shim` crate; [`shim`] implements its lifecycle hooks and
+//! executor, as runc would run it. The protocol (ttrpc task service, event publishing, flags)
+//! comes from the `containerd-shim` crate; [`actions`] answers `start` (bind, fork the server) and
+//! `delete` before any async runtime exists, [`shim`] implements the crate's lifecycle hooks and
 //! [`service`] the task API over [`container`]s.
 //!
 //! The binary is also the linux executor's container init (`containerd-shim-skiff-v1 linux-init
@@ -14,6 +15,7 @@
 //! Must not: talk to skiff's control plane (a shim serves containerd, or a skiff agent, through
 //! the same task API).
 
+mod actions;
 mod cgroup;
 mod container;
 mod errors;
@@ -39,6 +41,17 @@ fn main() {
         std::process::exit(skiff_runtime::linux::init_main(&args[2..]));
     }
     logging::init();
+    // `start` and `delete` run around every task: answered here, before any thread exists.
+    if let Ok(flags) = containerd_shim::parse(&args[1..])
+        && !flags.version
+        && !flags.info
+    {
+        match flags.action.as_str() {
+            "start" => std::process::exit(actions::start(&flags)),
+            "delete" => std::process::exit(actions::delete(&flags)),
+            _ => {}
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

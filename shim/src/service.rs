@@ -79,6 +79,14 @@ impl Service {
         Ok((c, exec.process.clone()))
     }
 
+    /// Builds the Wasm engine ahead of the first Create (it costs a few ms), in the time
+    /// containerd spends between `start` and Create.
+    pub async fn warm_up(self) {
+        if let Err(e) = self.engine().await {
+            log::warn!("building the Wasm engine: {e}");
+        }
+    }
+
     async fn engine(&self) -> Result<WasmEngine, String> {
         self.inner
             .engine

@@ -1,6 +1,6 @@
-//! The shim binary's side of the protocol: `start` (spawn or reuse the shim that serves this
-//! container's group and print its address), the long-running server (the task service), and
-//! `delete` (clean up after a shim that died).
+//! The shim's lifecycle hooks for the `containerd-shim` crate, and what they share with
+//! [`crate::actions`]: grouping (which shim serves a container) and cleanup (what `shim delete`
+//! removes).
 //!
 //! Grouping: containers whose spec carries `io.kubernetes.cri.sandbox-id` (CRI pods) or
 //! `io.containerd.skiff.v1.group` share one shim, as runc's shim does for pods; others get one
@@ -20,7 +20,6 @@ use containerd_shim::{Config, Error, Flags, StartOpts};
 use oci_spec::runtime::Spec;
 
 use crate::events::Events;
-use crate::process::Exit;
 use crate::service::Service;
 
 /// Spec annotations that put containers in one shim, first match wins.
@@ -56,6 +55,8 @@ impl Shim for SkiffShim {
         }
     }
 
+    /// The framework's `start`, for callers that go through `containerd_shim` alone: `main`
+    /// answers `start` itself ([`crate::actions::start`], without a second exec).
     async fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
         let spec = Spec::load("config.json").ok();
         let group = grouping(spec.as_ref(), &opts.id);
@@ -66,17 +67,12 @@ impl Shim for SkiffShim {
 
     async fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {
         let bundle = std::env::current_dir().map_err(|e| Error::Other(e.to_string()))?;
-        cleanup(&bundle, &self.id);
-        let exit = Exit::now(128 + 9);
-        Ok(DeleteResponse {
-            exit_status: exit.code,
-            exited_at: exit.timestamp(),
-            ..Default::default()
-        })
+        Ok(crate::actions::delete_response(&bundle, &self.id))
     }
 
     async fn wait(&mut self) {
         self.exit.wait().await;
+        let _ = tokio::task::spawn_blocking(crate::cgroup::settle).await;
     }
 
     async fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
@@ -87,7 +83,7 @@ impl Shim for SkiffShim {
 }
 
 /// What `shim delete` does in `bundle` for container `id`.
-fn cleanup(bundle: &Path, id: &str) {
+pub fn cleanup(bundle: &Path, id: &str) {
     crate::linux::cleanup(bundle, id);
     // A Wasm task ran in the shim itself: once that shim is gone its cgroup is empty. containerd
     // also runs `shim delete` after every normal Delete, while a group's shim may still live in

@@ -49,6 +49,7 @@ pub async fn run(transport: &Transport, args: ExecArgs) -> Result<()> {
         .strip_prefix("pod/")
         .unwrap_or(&args.pod)
         .to_string();
+    let pod = name.clone();
     let (tx, rx) = mpsc::channel(16);
     let start = PodExecInput {
         message: Some(pod_exec_input::Message::Start(PodExecStart {
@@ -77,6 +78,13 @@ pub async fn run(transport: &Transport, args: ExecArgs) -> Result<()> {
             Ok(m) => m.message,
             Err(s) if s.code() == tonic::Code::FailedPrecondition => {
                 return Err(CliError::failed(format!("error: {}", s.message())));
+            }
+            // Mid-session: the API server answered, the pod's node went away.
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                return Err(CliError::failed(format!(
+                    "error: exec in pod {pod}: {}",
+                    s.message()
+                )));
             }
             Err(s) => return Err(s.into()),
         };

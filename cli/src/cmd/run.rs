@@ -229,6 +229,16 @@ fn progress(pod: &Pod) -> Progress {
     Progress::Waiting
 }
 
+/// The message of a container whose image is being pulled (`Pulling image "..."`: how far).
+fn pulling(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    status.container_statuses.iter().find_map(|cs| {
+        let w = cs.state.as_ref()?.waiting.as_ref()?;
+        (w.reason == "ContainerCreating" && w.message.starts_with("Pulling image"))
+            .then(|| w.message.clone())
+    })
+}
+
 fn exit_status(pod: &Pod) -> Option<(i32, String, String)> {
     let status = pod.status.as_ref()?;
     if !matches!(status.phase.as_str(), "Succeeded" | "Failed") {
@@ -303,8 +313,18 @@ pub async fn run(transport: &Transport, args: RunArgs) -> Result<()> {
 /// Waits for the start, streams the output, and returns the exit code.
 async fn follow(transport: &Transport, api: &Api<Pod>, name: &str) -> Result<i32> {
     let mut stuck = None;
+    let mut shown = String::new();
     wait_for(api, name, |pod| match progress(pod) {
-        Progress::Waiting => false,
+        Progress::Waiting => {
+            // The image's pull, as docker run shows it: on stderr, once per change.
+            if let Some(pulling) = pulling(pod)
+                && pulling != shown
+            {
+                eprintln!("{pulling}");
+                shown = pulling;
+            }
+            false
+        }
         Progress::Started => true,
         Progress::Stuck(reason) => {
             stuck = Some(reason);

@@ -171,7 +171,7 @@ impl Manager {
             .resolve(&pull_key, &container.image, policy)
             .await
         {
-            Ok(image) => image,
+            Ok(image) => self.pulled(pod, container, image),
             Err(e) => return (image_failure(e), String::new()),
         };
         let module = image.module;
@@ -280,6 +280,21 @@ impl Manager {
         }
     }
 
+    /// Reports a resolved image as kubelet does: a `Pulled` event (downloaded, or already
+    /// present); `file:` images have none.
+    fn pulled(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        image: images::Resolved,
+    ) -> images::Resolved {
+        if let Some(summary) = &image.pulled {
+            self.events
+                .pod(pod, Some(&container.name), false, "Pulled", summary.clone());
+        }
+        image
+    }
+
     /// Starts `attempt` of an OCI container: image layers, the pod's network namespace,
     /// volumes as bind mounts, limits, the image's process as the pod spec amends it.
     async fn start_oci(&self, pod: &Pod, container: &Container, attempt: u32) -> (Current, String) {
@@ -290,7 +305,7 @@ impl Manager {
             .resolve_container(&pull_key, &container.image, &container.image_pull_policy)
             .await
         {
-            Ok(image) => image,
+            Ok(image) => self.pulled(pod, container, image),
             Err(e) => return (image_failure(e), String::new()),
         };
         let digest = image.image_id.clone().unwrap_or_default();

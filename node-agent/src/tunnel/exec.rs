@@ -70,6 +70,17 @@ pub(super) async fn run(
     }
 }
 
+/// The message that ends stream `id` with `error`.
+pub(super) fn failure(id: u64, error: String) -> TunnelUp {
+    TunnelUp {
+        message: Some(tunnel_up::Message::Exec(TunnelExecData {
+            stream_id: id,
+            output: Vec::new(),
+            error,
+        })),
+    }
+}
+
 /// Starts the command in the container's running attempt; the host's answer stream.
 async fn start(
     open: &TunnelExecOpen,

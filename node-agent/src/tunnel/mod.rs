@@ -58,6 +58,20 @@ async fn serve(transport: &Transport, node: &str, served: &Served) -> Result<(),
         .await?
         .into_inner();
     let mut streams: HashMap<u64, Open> = HashMap::new();
+    let result = serve_streams(&mut down, served, &up_tx, &mut streams).await;
+    // The tunnel broke or ended: nobody is left to read these streams' answers.
+    for open in streams.values() {
+        open.task.abort();
+    }
+    result
+}
+
+async fn serve_streams(
+    down: &mut tonic::Streaming<TunnelDown>,
+    served: &Served,
+    up_tx: &mpsc::Sender<TunnelUp>,
+    streams: &mut HashMap<u64, Open>,
+) -> Result<(), tonic::Status> {
     while let Some(message) = down.next().await {
         let message = message?;
         let id = message.stream_id;
@@ -69,8 +83,8 @@ async fn serve(transport: &Transport, node: &str, served: &Served) -> Result<(),
                 streams.insert(id, Open { task, input: None });
             }
             Some(tunnel_down::Message::OpenExec(open)) => {
-                // Room for a burst of stdin; a command that reads none holds up this loop (and so
-                // the node's other streams) only once this is full.
+                // Room for a burst of stdin (up to 64 chunks of the client's 32 KiB) beside the
+                // pipe's own buffer.
                 let (input, input_rx) = mpsc::channel(64);
                 let task =
                     tokio::spawn(exec::run(id, open, served.clone(), input_rx, up_tx.clone()));
@@ -79,8 +93,15 @@ async fn serve(transport: &Transport, node: &str, served: &Served) -> Result<(),
             }
             Some(tunnel_down::Message::ExecInput(data)) => {
                 let input = streams.get(&id).and_then(|open| open.input.clone());
-                if let Some(input) = input {
-                    let _ = input.send(data).await;
+                // Never wait here: this loop serves every stream of the node (cancels too).
+                if let Some(input) = input
+                    && let Err(mpsc::error::TrySendError::Full(_)) = input.try_send(data)
+                    && let Some(open) = streams.remove(&id)
+                {
+                    open.task.abort();
+                    let error = "stdin: the command does not read its input; the session was \
+                                 ended (more than 64 chunks were waiting)";
+                    let _ = up_tx.try_send(exec::failure(id, error.to_string()));
                 }
             }
             Some(tunnel_down::Message::Cancel(_)) => {
@@ -90,9 +111,6 @@ async fn serve(transport: &Transport, node: &str, served: &Served) -> Result<(),
             }
             None => {}
         }
-    }
-    for open in streams.values() {
-        open.task.abort();
     }
     Ok(())
 }

@@ -1,10 +1,10 @@
 //! `Exec` sessions: one command started in a running container, its stdin fed from the caller's
 //! requests, its stdout and stderr streamed back, then its exit code.
 //!
-//! Owns: the pipes and the wait of one exec'd process, and ending it (SIGKILL to the executor's
-//! helper, whose child dies with it) when the caller goes away. Output that processes left
-//! behind by the command still write is forwarded for [`LINGER`] after the command exits, then
-//! the session ends (as a terminal would not wait for a daemon the command started).
+//! Owns: the pipes and the wait of one exec'd process, and ending it (SIGTERM to the executor's
+//! helper, which kills and reaps the command) when the caller goes away. After the command
+//! exits, output is forwarded until the pipes stay silent for [`LINGER`] (only processes it left
+//! behind still hold them), then the session ends, as a terminal would not wait for a daemon.
 //! Must not: decide where the command runs (the registry) or how (the linux executor).
 
 use std::process::{Child, Stdio};
@@ -23,8 +23,10 @@ use super::proto::{self, exec_request, exec_response};
 use super::registry::Registry;
 use crate::linux::StdioSet;
 
-/// How long output is still forwarded after the command exits.
+/// How long output is still awaited after the command exits, from the last read.
 const LINGER: Duration = Duration::from_secs(2);
+/// How long the helper gets to kill and reap the command.
+const KILL_WAIT: Duration = Duration::from_secs(5);
 
 pub(super) type Answer = Result<proto::ExecResponse, Status>;
 
@@ -87,10 +89,12 @@ impl Process {
         }
     }
 
-    fn kill(&self) {
+    /// SIGTERM asks the helper to kill and reap the command; SIGKILL is the last resort (the
+    /// command then dies of its parent-death signal, but is left for a reaper).
+    fn signal(&self, signal: Signal) {
         let reaped = self.reaped.lock().unwrap_or_else(PoisonError::into_inner);
         if !*reaped {
-            let _ = nix::sys::signal::kill(self.pid, Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(self.pid, signal);
         }
     }
 
@@ -148,12 +152,15 @@ async fn supervise(
     stderr: Option<tokio::process::ChildStderr>,
     tx: mpsc::Sender<Answer>,
 ) {
+    let (exited_tx, exited) = tokio::sync::watch::channel(false);
     let mut pumps = tokio::task::JoinSet::new();
     if let Some(out) = stdout {
-        pumps.spawn(pump(out, tx.clone(), exec_response::Message::Stdout));
+        let wrap = exec_response::Message::Stdout;
+        pumps.spawn(pump(out, tx.clone(), wrap, exited.clone()));
     }
     if let Some(err) = stderr {
-        pumps.spawn(pump(err, tx.clone(), exec_response::Message::Stderr));
+        let wrap = exec_response::Message::Stderr;
+        pumps.spawn(pump(err, tx.clone(), wrap, exited.clone()));
     }
     let waiter = process.clone();
     let exit = tokio::task::spawn_blocking(move || waiter.wait());
@@ -161,16 +168,16 @@ async fn supervise(
     let code = tokio::select! {
         code = &mut exit => code.unwrap_or(255),
         () = tx.closed() => {
-            process.kill();
-            let _ = exit.await;
+            process.signal(Signal::SIGTERM);
+            if tokio::time::timeout(KILL_WAIT, &mut exit).await.is_err() {
+                process.signal(Signal::SIGKILL);
+                let _ = exit.await;
+            }
             return;
         }
     };
-    let drained =
-        tokio::time::timeout(LINGER, async { while pumps.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        pumps.abort_all();
-    }
+    exited_tx.send_replace(true);
+    while pumps.join_next().await.is_some() {}
     let _ = tx
         .send(Ok(proto::ExecResponse {
             message: Some(exec_response::Message::ExitCode(code)),
@@ -178,14 +185,30 @@ async fn supervise(
         .await;
 }
 
+/// Forwards one output stream. Once the command has exited, a read that waits longer than
+/// [`LINGER`] ends it (only background processes still hold the pipe); sends are never timed.
 async fn pump(
     mut from: impl AsyncRead + Unpin,
     tx: mpsc::Sender<Answer>,
     wrap: fn(Vec<u8>) -> exec_response::Message,
+    exited: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
-        match from.read(&mut buf).await {
+        let read = if *exited.borrow() {
+            match tokio::time::timeout(LINGER, from.read(&mut buf)).await {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        } else {
+            let mut exited = exited.clone();
+            tokio::select! {
+                r = from.read(&mut buf) => r,
+                // Exited meanwhile: read again under the linger.
+                _ = exited.wait_for(|e| *e) => continue,
+            }
+        };
+        match read {
             Ok(0) | Err(_) => return,
             Ok(n) => {
                 let answer = proto::ExecResponse {

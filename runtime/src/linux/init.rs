@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{OFlag, open};
 use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::stat::Mode;
 use nix::unistd::ForkResult;
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
@@ -373,6 +374,8 @@ fn exec_inner(root: &Path, id: &str, process_file: &Path) -> Result<i32, LinuxEr
     }
     let bundle = Bundle::load(&st.saved.bundle)?;
     let text = std::fs::read(process_file).ctx(|| format!("reading {}", process_file.display()))?;
+    // Read once: it holds the container's environment (secrets included), so it goes at once.
+    let _ = std::fs::remove_file(process_file);
     let process: Process = serde_json::from_slice(&text).map_err(|e| {
         LinuxError::io(
             format!("{}: {e}", process_file.display()),
@@ -417,19 +420,29 @@ fn exec_inner(root: &Path, id: &str, process_file: &Path) -> Result<i32, LinuxEr
         nix::sched::setns(fd, *f).ctx(|| format!("joining the container's {name} namespace"))?;
     }
     drop(fds);
+    // SIGTERM asks this helper to end the process (see `wait_exec`); SIGCHLD says it ended. Both
+    // wait blocked; the child gets default signals back before it execs.
+    let mut waited = SigSet::empty();
+    waited.add(Signal::SIGTERM);
+    waited.add(Signal::SIGCHLD);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&waited), None).ctx(|| "sigprocmask".into())?;
     match sys::fork_single_threaded().ctx(|| "fork".into())? {
         ForkResult::Child => {
             let nnp = process.no_new_privileges() == Some(true);
             let e = (|| {
-                // The helper that waits for it is what the caller knows: if it is killed, so is
-                // the process.
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                    .ctx(|| "PR_SET_PDEATHSIG".into())?;
+                // A session of its own: no controlling terminal of the host's to inject into.
+                nix::unistd::setsid().ctx(|| "setsid".into())?;
                 security::set_rlimits(&process)?;
                 if !nnp && let Some(f) = &filters {
                     seccomp::apply(f)?;
                 }
                 security::drop_privileges(&process)?;
+                // The helper that waits for it is what the caller knows: if it dies, so does the
+                // process. Set after the uid change, which clears it.
+                // (Its parent's pid is not visible from the container's pid namespace to check
+                // it is still there; the helper ends only by SIGKILL before it reaps this.)
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+                    .ctx(|| "PR_SET_PDEATHSIG".into())?;
                 Err(exec_process(
                     &process,
                     if nnp { filters.as_ref() } else { None },
@@ -439,14 +452,50 @@ fn exec_inner(root: &Path, id: &str, process_file: &Path) -> Result<i32, LinuxEr
             eprintln!("skiff exec: {e}");
             std::process::exit(126);
         }
-        ForkResult::Parent { child } => loop {
-            match nix::sys::wait::waitpid(child, None) {
-                Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => return Ok(code),
-                Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
-                Ok(_) => continue,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(LinuxError::sys("waiting for the exec'd process", e)),
+        ForkResult::Parent { child } => wait_exec(child, &waited),
+    }
+}
+
+fn exec_status(status: nix::sys::wait::WaitStatus) -> Option<i32> {
+    match status {
+        nix::sys::wait::WaitStatus::Exited(_, code) => Some(code),
+        nix::sys::wait::WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
+        _ => None,
+    }
+}
+
+/// Waits for the exec'd `child`; on SIGTERM kills it first. Either way the helper reaps it
+/// itself: an orphan would be reparented outside the container's pid namespace, where nothing
+/// reaps it, and its zombie would keep the container's pid 1 from ever finishing its exit.
+fn wait_exec(child: nix::unistd::Pid, waited: &SigSet) -> Result<i32, LinuxError> {
+    use nix::sys::wait::{WaitPidFlag, waitpid};
+    loop {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+            Ok(status) => {
+                if let Some(code) = exec_status(status) {
+                    return Ok(code);
+                }
             }
-        },
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(LinuxError::sys("waiting for the exec'd process", e)),
+        }
+        match waited.wait() {
+            Ok(Signal::SIGTERM) => {
+                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                loop {
+                    match waitpid(child, None) {
+                        Ok(status) => {
+                            if let Some(code) = exec_status(status) {
+                                return Ok(code);
+                            }
+                        }
+                        Err(nix::errno::Errno::EINTR) => continue,
+                        Err(e) => return Err(LinuxError::sys("reaping the exec'd process", e)),
+                    }
+                }
+            }
+            Ok(_) => continue,
+            Err(e) => return Err(LinuxError::sys("sigwait", e)),
+        }
     }
 }

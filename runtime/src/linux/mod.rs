@@ -33,6 +33,8 @@ pub mod security;
 pub mod state;
 mod sys;
 
+pub use sys::fork_single_threaded;
+
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -333,8 +335,9 @@ impl LinuxRuntime {
         std::fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))
     }
 
-    /// Runs `process` (an OCI `process` object) in a running container; the returned child
-    /// exits with the process's status.
+    /// Runs `process` (an OCI `process` object) in a running container; the returned child (the
+    /// exec helper) exits with the process's status. SIGTERM to the helper kills the process and
+    /// the helper then exits with 137; never SIGKILL it, or the process is orphaned.
     pub fn exec(
         &self,
         id: &str,
@@ -360,7 +363,11 @@ impl LinuxRuntime {
             .stdin(stdio.stdin.unwrap_or_else(Stdio::null))
             .stdout(stdio.stdout.unwrap_or_else(Stdio::null))
             .stderr(stdio.stderr.unwrap_or_else(Stdio::inherit));
+        // The helper removes the file once read; a helper that never ran cannot.
         cmd.spawn()
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&file);
+            })
             .ctx(|| format!("running the exec init {:?}", self.init[0]))
     }
 

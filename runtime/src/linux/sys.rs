@@ -11,8 +11,8 @@ use nix::unistd::ForkResult;
 
 /// Forks the calling process.
 ///
-/// Callers must be single-threaded: the init (which creates no thread), and `skiff oci`'s
-/// in-process create (dispatched before any thread starts).
+/// Callers must be single-threaded: the init (which creates no thread), `skiff oci`'s
+/// in-process create, and the shim's `start` (both dispatched before any thread starts).
 pub fn fork_single_threaded() -> nix::Result<ForkResult> {
     // After joining a container's mount namespace /proc is the container's, where this process
     // has no /proc/self: then the count cannot be read (exec checks it before joining).

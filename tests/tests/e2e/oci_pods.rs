@@ -106,6 +106,12 @@ fn an_oci_pod_runs_sandboxed_with_its_exit_code_env_and_logs() {
             .starts_with("skiff://"),
         "{p:#}"
     );
+    // The pull is in the pod's events, as kubelet reports it: how long, how many bytes.
+    let described = text(&c.skiff(&["describe", "pod", "probe"]));
+    assert!(
+        described.contains("Successfully pulled image"),
+        "{described}"
+    );
 }
 
 #[test]
