@@ -13,6 +13,7 @@ use nix::sys::signal::Signal;
 use oci_spec::runtime::Spec;
 use skiff_runtime::wasm::{Streams, WasmEngine};
 
+use crate::cgroup::Joined;
 use crate::events::Events;
 use crate::linux::{self, LinuxTask};
 use crate::process::{Exit, Process};
@@ -62,6 +63,33 @@ fn children_of(pid: u32) -> Vec<i32> {
         .collect()
 }
 
+/// A cgroup join under way (see [`crate::cgroup::join`]).
+type Joining = tokio::task::JoinHandle<Result<Joined, String>>;
+
+/// Joins the task's cgroup on a blocking thread, if the shim may (`own_cgroup`) and the spec
+/// names one.
+fn start_join(args: &CreateArgs<'_>, spec: &Spec) -> Option<Joining> {
+    let linux = spec.linux().as_ref()?;
+    let path = linux.cgroups_path().clone()?.display().to_string();
+    if !args.own_cgroup {
+        return None;
+    }
+    let resources = linux.resources().clone();
+    Some(tokio::task::spawn_blocking(move || {
+        crate::cgroup::join(&path, resources.as_ref())
+    }))
+}
+
+/// [`start_join`] before the rootfs is mounted, when the entrypoint's name says Wasm.
+fn early_join(args: &CreateArgs<'_>, spec: &Spec) -> Option<Joining> {
+    let arg0 = spec.process().as_ref()?.args().as_ref()?.first()?;
+    if arg0.ends_with(".wasm") {
+        start_join(args, spec)
+    } else {
+        None
+    }
+}
+
 impl Container {
     pub async fn create(
         args: CreateArgs<'_>,
@@ -69,8 +97,17 @@ impl Container {
     ) -> Result<Container, String> {
         let config = args.bundle.join("config.json");
         let spec = Spec::load(&config).map_err(|e| format!("{}: {e}", config.display()))?;
+        // Moving a process into a cgroup waits for an RCU grace period (milliseconds): for an
+        // entrypoint named `.wasm`, start it now, beside the mount and the module's load.
+        let mut joining = early_join(&args, &spec);
         rootfs::mount(args.bundle, args.rootfs).await?;
-        let made = Self::create_mounted(&args, &spec, engine).await;
+        let made = Self::create_mounted(&args, &spec, engine, &mut joining).await;
+        if let Some(join) = joining
+            && let Ok(Ok(joined)) = join.await
+        {
+            // Not used: the task turned out not to be Wasm, or failed.
+            joined.leave();
+        }
         if made.is_err() {
             rootfs::unmount(args.bundle);
         }
@@ -81,6 +118,7 @@ impl Container {
         args: &CreateArgs<'_>,
         spec: &Spec,
         engine: impl AsyncFnOnce() -> Result<WasmEngine, String>,
+        joining: &mut Option<Joining>,
     ) -> Result<Container, String> {
         let root = spec
             .root()
@@ -109,12 +147,9 @@ impl Container {
                     outcome.elapsed
                 );
                 let prepared = outcome.prepared;
-                let cgroup = match spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
-                    Some(path) if args.own_cgroup => Some(crate::cgroup::join(
-                        &path.display().to_string(),
-                        spec.linux().as_ref().and_then(|l| l.resources().as_ref()),
-                    )?),
-                    _ => None,
+                let cgroup = match joining.take().or_else(|| start_join(args, spec)) {
+                    Some(join) => Some(join.await.map_err(|e| e.to_string())??),
+                    None => None,
                 };
                 let task = WasmTask {
                     engine,
