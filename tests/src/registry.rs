@@ -331,13 +331,28 @@ impl Registry {
         layers: &[Vec<(&str, Vec<u8>)>],
         entrypoint: &[&str],
     ) -> Pushed {
+        let tars: Vec<Vec<u8>> = layers
+            .iter()
+            .map(|files| layer_tar(files).expect("layer tar"))
+            .collect();
+        self.push_layer_tars(name, tag, &tars, entrypoint)
+    }
+
+    /// As [`Registry::push_image`], with each layer given as its (uncompressed) tar bytes, as
+    /// they are: for layers no well-behaved tar writer makes.
+    pub fn push_layer_tars(
+        &self,
+        name: &str,
+        tag: &str,
+        tars: &[Vec<u8>],
+        entrypoint: &[&str],
+    ) -> Pushed {
         let mut diff_ids = Vec::new();
         let mut descriptors = Vec::new();
-        for files in layers {
-            let tar = layer_tar(files).expect("layer tar");
-            diff_ids.push(sha256_digest(&tar));
+        for tar in tars {
+            diff_ids.push(sha256_digest(tar));
             let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-            gz.write_all(&tar).expect("gzip");
+            gz.write_all(tar).expect("gzip");
             let gz = gz.finish().expect("gzip");
             let digest = self.push_blob(name, &gz);
             descriptors.push(json!({

@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod cluster;
 mod durability;
+mod hostile_images;
 mod kinds;
 mod linux_executor;
 mod oci_pods;
