@@ -354,6 +354,10 @@ impl Manager {
                     host_path: m.host.display().to_string(),
                     container_path: m.guest,
                     read_only: m.read_only,
+                    beneath: m
+                        .beneath
+                        .map(|b| b.display().to_string())
+                        .unwrap_or_default(),
                 })
                 .collect(),
             memory_limit_bytes: resources.memory_limit_bytes,

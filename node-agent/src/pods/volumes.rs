@@ -29,6 +29,9 @@ pub struct Mount {
     pub host: PathBuf,
     pub guest: String,
     pub read_only: bool,
+    /// For a subPath: the volume's directory, beneath which `host` must be reached without a
+    /// symlink when it is mounted (a container may swap a directory for a link meanwhile).
+    pub beneath: Option<PathBuf>,
 }
 
 fn mkdir(path: &Path, mode: u32) -> Result<(), String> {
@@ -278,6 +281,7 @@ pub fn mounts(
             host,
             guest: m.mount_path.clone(),
             read_only: m.read_only || volume.read_only,
+            beneath: (!m.sub_path.is_empty()).then(|| volume.path.clone()),
         });
     }
     Ok(out)

@@ -4,7 +4,7 @@
 //! reverse), with field paths in every decoding error. Must not: do anything but convert.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::container::ContainerSpec;
@@ -112,10 +112,17 @@ pub(crate) fn container_from_proto(
                 "must be an absolute path",
             ));
         }
+        if !m.beneath.is_empty() && !Path::new(&m.host_path).starts_with(&m.beneath) {
+            return Err(field(
+                format!("container.mounts[{i}].beneath"),
+                "must be a directory that holds host_path",
+            ));
+        }
         binds.push(Bind {
             source: m.host_path,
             destination: m.container_path,
             read_only: m.read_only,
+            beneath: (!m.beneath.is_empty()).then_some(m.beneath),
         });
     }
     if p.cpu_limit_millicores == Some(0) {

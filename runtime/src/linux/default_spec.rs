@@ -86,6 +86,9 @@ pub struct Bind {
     pub source: String,
     pub destination: String,
     pub read_only: bool,
+    /// The source must be reached from this directory without following a symlink, checked
+    /// when it is mounted (see [`super::mounts::BENEATH_OPTION`]).
+    pub beneath: Option<String>,
 }
 
 impl ContainerConfig {
@@ -165,9 +168,12 @@ pub fn spec_json(c: &ContainerConfig) -> Value {
     ]);
     if let Some(list) = mounts.as_array_mut() {
         for b in &c.binds {
-            let mut options = vec!["rbind", "nosuid", "nodev"];
+            let mut options = vec!["rbind".to_string(), "nosuid".into(), "nodev".into()];
             if b.read_only {
-                options.push("ro");
+                options.push("ro".into());
+            }
+            if let Some(root) = &b.beneath {
+                options.push(format!("{}{root}", super::mounts::BENEATH_OPTION));
             }
             list.push(json!({
                 "destination": b.destination, "type": "bind", "source": b.source, "options": options,

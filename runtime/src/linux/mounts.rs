@@ -9,6 +9,7 @@
 //! Must not: mount anything outside the container's mount namespace, or follow a path out of the
 //! rootfs.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -69,6 +70,11 @@ pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, LinuxError> 
     Ok(root.join(resolved.iter().collect::<PathBuf>()))
 }
 
+/// skiff's own bind option, `skiff.beneath=DIR`: the source lies inside DIR and is opened from
+/// it with no symlink followed (`openat2` `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), then mounted
+/// through its descriptor. What the agent checked cannot be swapped for a link in between.
+pub const BENEATH_OPTION: &str = "skiff.beneath=";
+
 /// Mount flags and data from OCI mount options.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Options {
@@ -76,6 +82,8 @@ pub struct Options {
     pub propagation: MsFlags,
     pub data: Vec<String>,
     pub bind: bool,
+    /// [`BENEATH_OPTION`]'s directory.
+    pub beneath: Option<PathBuf>,
 }
 
 pub fn parse_options(options: &[String]) -> Options {
@@ -84,8 +92,13 @@ pub fn parse_options(options: &[String]) -> Options {
         propagation: MsFlags::empty(),
         data: Vec::new(),
         bind: false,
+        beneath: None,
     };
     for opt in options {
+        if let Some(dir) = opt.strip_prefix(BENEATH_OPTION) {
+            o.beneath = Some(PathBuf::from(dir));
+            continue;
+        }
         let (set, clear): (MsFlags, MsFlags) = match opt.as_str() {
             "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
             "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
@@ -153,6 +166,15 @@ fn mount_one(rootfs: &Path, m: &Mount) -> Result<(), LinuxError> {
             .source()
             .clone()
             .ok_or_else(|| LinuxError::io(what(), std::io::ErrorKind::InvalidInput.into()))?;
+        // Held until mounted: the source is then `/proc/self/fd/N`, the object it opened.
+        let opened = match &options.beneath {
+            Some(dir) => Some(open_beneath(dir, &source)?),
+            None => None,
+        };
+        let source = match &opened {
+            Some(fd) => PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+            None => source,
+        };
         let is_dir = std::fs::metadata(&source)
             .ctx(|| format!("{}: source", what()))?
             .is_dir();
@@ -205,6 +227,43 @@ fn mount_one(rootfs: &Path, m: &Mount) -> Result<(), LinuxError> {
         .ctx(what)?;
     }
     Ok(())
+}
+
+/// Opens `source` (`O_PATH`) from `dir` without following any symlink and without leaving
+/// `dir`.
+pub fn open_beneath(dir: &Path, source: &Path) -> Result<OwnedFd, LinuxError> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, open, openat2};
+    let refused = |why: &str| {
+        LinuxError::io(
+            format!("bind source {}: {why}", source.display()),
+            std::io::ErrorKind::PermissionDenied.into(),
+        )
+    };
+    let relative = source
+        .strip_prefix(dir)
+        .map_err(|_| refused(&format!("not inside {}", dir.display())))?;
+    let root = open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ctx(|| format!("opening {}", dir.display()))?;
+    if relative.as_os_str().is_empty() {
+        return Ok(root);
+    }
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        );
+    openat2(&root, relative, how).map_err(|e| match e {
+        nix::errno::Errno::ELOOP | nix::errno::Errno::EXDEV => {
+            refused(&format!("a symlink or a path out of {}", dir.display()))
+        }
+        e => LinuxError::sys(format!("opening bind source {}", source.display()), e),
+    })
 }
 
 fn create_mountpoint(dest: &Path, dir: bool) -> Result<(), LinuxError> {
@@ -373,6 +432,31 @@ pub fn finish(spec: &Spec) -> Result<(), LinuxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bind_source_is_opened_beneath_its_volume_without_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let volume = dir.path().join("vol");
+        std::fs::create_dir_all(volume.join("a/b")).unwrap();
+        assert!(open_beneath(&volume, &volume.join("a/b")).is_ok());
+        assert!(open_beneath(&volume, &volume).is_ok());
+        // What a container could plant in a volume it writes: a link out, at any component.
+        std::os::unix::fs::symlink("/etc", volume.join("out")).unwrap();
+        std::os::unix::fs::symlink("a", volume.join("inner")).unwrap();
+        for bad in ["out", "inner/b"] {
+            let err = open_beneath(&volume, &volume.join(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("a symlink or a path out of"), "{bad}: {err}");
+        }
+        let err = open_beneath(&volume, Path::new("/etc"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not inside"), "{err}");
+        let o = parse_options(&["rbind".into(), format!("{BENEATH_OPTION}/v")]);
+        assert_eq!(o.beneath, Some(PathBuf::from("/v")));
+        assert!(o.data.is_empty());
+    }
 
     #[test]
     fn paths_resolve_inside_the_root() {

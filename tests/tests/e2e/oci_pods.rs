@@ -359,3 +359,36 @@ fn skiff_exec_runs_a_command_inside_a_running_container() {
         (!ps().contains("sleep 1234")).then_some(())
     });
 }
+
+/// subPath mounts a directory of the volume (made if missing), and a symlink a container planted
+/// in the volume is never followed out of it.
+#[test]
+fn sub_path_mounts_stay_inside_their_volume() {
+    let s = setup();
+    let c = &s.cluster;
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: sub\nspec:\n  restartPolicy: Never\n  volumes:\n  - name: scratch\n    emptyDir: {{}}\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, \"echo hi > /sub/f && busybox cat /data/deep/dir/f\"]\n    volumeMounts:\n    - name: scratch\n      mountPath: /data\n    - name: scratch\n      mountPath: /sub\n      subPath: deep/dir\n",
+        image = s.image
+    );
+    c.apply(&yaml);
+    succeeded(c, "sub");
+    assert_eq!(logs(c, "sub", "main"), "hi\n");
+
+    // An init container plants a link to the host's /etc; the next container's subPath names it.
+    let yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: planted\nspec:\n  restartPolicy: Never\n  volumes:\n  - name: scratch\n    emptyDir: {{}}\n  initContainers:\n  - name: plant\n    image: {image}\n    command: [sh, -c, \"busybox ln -s /etc /data/link\"]\n    volumeMounts:\n    - name: scratch\n      mountPath: /data\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, \"busybox ls /escaped\"]\n    volumeMounts:\n    - name: scratch\n      mountPath: /escaped\n      subPath: link\n",
+        image = s.image
+    );
+    c.apply(&yaml);
+    let waiting = wait_for("planted refused", Duration::from_secs(60), || {
+        let p = c.get_json("pod", "planted")?;
+        let w = p["status"]["containerStatuses"][0]["state"]["waiting"].clone();
+        (w["reason"] == "CreateContainerConfigError").then_some(w)
+    });
+    assert!(
+        waiting["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("subPath \"link\"") && m.contains("symlink")),
+        "{waiting:#}"
+    );
+}
