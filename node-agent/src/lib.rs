@@ -76,7 +76,13 @@ pub struct AgentOptions {
     pub stop_pods_on_exit: bool,
     /// How often the Ready heartbeat is renewed ([`node::HEARTBEAT_PERIOD`] by default).
     pub heartbeat: std::time::Duration,
+    /// `--pod-pids-limit`: the most processes an OCI container may hold (its cgroup's
+    /// `pids.max`), as kubelet's `podPidsLimit`.
+    pub pod_pids_limit: i64,
 }
+
+/// [`AgentOptions::pod_pids_limit`] unless set.
+pub const DEFAULT_POD_PIDS_LIMIT: i64 = 4096;
 
 /// How long a starting agent waits for its node's podCIDR before running pods.
 const POD_CIDR_WAIT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -39,6 +39,9 @@ pub struct AgentArgs {
     /// Prometheus metrics address (off by default)
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
+    /// The most processes each OCI container may hold (its pids cgroup limit)
+    #[arg(long, default_value_t = skiff_node_agent::DEFAULT_POD_PIDS_LIMIT, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+    pod_pids_limit: i64,
     /// How often the node's Ready heartbeat is renewed (keep well under the server's --node-grace-period)
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = crate::duration::parse)]
     heartbeat_interval: std::time::Duration,
@@ -150,6 +153,7 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
         host_command: host_command()?,
         stop_pods_on_exit: false,
         heartbeat: args.heartbeat_interval,
+        pod_pids_limit: args.pod_pids_limit,
     };
     skiff_node_agent::run(options, super::server::shutdown_signal())
         .await

@@ -197,6 +197,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         // All-in-one, in the foreground: Ctrl-C stops everything, pods included.
         stop_pods_on_exit: true,
         heartbeat: skiff_node_agent::node::HEARTBEAT_PERIOD,
+        pod_pids_limit: skiff_node_agent::DEFAULT_POD_PIDS_LIMIT,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(cp.serve(stopped(stop_rx.clone())));

@@ -42,9 +42,6 @@ impl Resources {
     }
 }
 
-/// The most processes one OCI container may have (its cgroup's pids limit).
-const POD_PIDS_LIMIT: i64 = 4096;
-
 /// Whether `pod` runs in wasmtime (`runtimeClassName: wasm`) rather than as OCI containers.
 pub(super) fn is_wasm(pod: &Pod) -> bool {
     pod.spec
@@ -363,7 +360,7 @@ impl Manager {
             memory_limit_bytes: resources.memory_limit_bytes,
             cpu_limit_millicores: resources.cpu_limit_millicores,
             cpu_request_millicores: resources.cpu_request_millicores,
-            pids_limit: Some(POD_PIDS_LIMIT),
+            pids_limit: Some(self.pids_limit),
             readonly_rootfs: process.readonly_rootfs,
             capabilities: process
                 .capabilities

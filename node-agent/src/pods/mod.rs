@@ -106,6 +106,8 @@ pub struct Manager {
     /// Registry images and their pull back-offs.
     images: Images,
     events: crate::events::Recorder,
+    /// Each OCI container's `pids.max`.
+    pids_limit: i64,
 }
 
 fn uid_of(pod: &Pod) -> String {
@@ -135,6 +137,7 @@ impl Manager {
             pods: HashMap::new(),
             logs: LogIndex::default(),
             images: Images::new(&options.data_dir),
+            pids_limit: options.pod_pids_limit,
         }
     }
 

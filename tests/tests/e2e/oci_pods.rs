@@ -392,3 +392,35 @@ fn sub_path_mounts_stay_inside_their_volume() {
         "{waiting:#}"
     );
 }
+
+/// A fork bomb in a pod meets the node's `--pod-pids-limit`: forks are refused, the container's
+/// pid 1 lives on, and the node goes on running pods.
+#[test]
+fn a_fork_bomb_in_a_pod_is_held_by_the_pids_limit() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("busybox.tar");
+    busybox_oci_archive(&archive).expect("busybox image");
+    let image = registry.push_layout(&archive, "busybox", "v1").reference;
+    let mut cluster = Cluster::start();
+    cluster.add_agent_with("node-1", &["--pod-pids-limit", "48"]);
+    let c = &cluster;
+    // Every fork holds a pid for 5 s; the bomb runs in a subshell, which ends at its first
+    // refused fork, so that pid 1 survives (its end would kill the pid namespace).
+    let script = "bomb() { while :; do busybox sleep 5 & done; }; (bomb); \
+                  set -- /proc/[0-9]*; echo procs $#; busybox sleep 5; echo survived";
+    c.apply(&pod("bomb", &image, script, ""));
+    succeeded(c, "bomb");
+    let out = logs(c, "bomb", "main");
+    assert!(out.contains("can't fork"), "forks were refused: {out}");
+    // The pid namespace's processes, counted without a fork: the limit, not the 4096 default.
+    let procs: u32 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("procs "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count: {out}"));
+    assert!((30..=49).contains(&procs), "{procs} processes: {out}");
+    assert!(out.ends_with("survived\n"), "{out}");
+    c.apply(&pod("after", &image, "echo fine", ""));
+    succeeded(c, "after");
+}
