@@ -18,13 +18,18 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with(&[])
+}
+
+/// A registry holding the busybox image, and a cluster of one agent started with `agent_args`.
+fn setup_with(agent_args: &[&str]) -> Setup {
     let registry = Registry::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let archive = dir.path().join("busybox.tar");
     busybox_oci_archive(&archive).expect("busybox image");
     let image = registry.push_layout(&archive, "busybox", "v1").reference;
     let mut cluster = Cluster::start();
-    cluster.add_agent("node-1");
+    cluster.add_agent_with("node-1", agent_args);
     Setup {
         cluster,
         image,
@@ -397,19 +402,13 @@ fn sub_path_mounts_stay_inside_their_volume() {
 /// pid 1 lives on, and the node goes on running pods.
 #[test]
 fn a_fork_bomb_in_a_pod_is_held_by_the_pids_limit() {
-    let registry = Registry::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let archive = dir.path().join("busybox.tar");
-    busybox_oci_archive(&archive).expect("busybox image");
-    let image = registry.push_layout(&archive, "busybox", "v1").reference;
-    let mut cluster = Cluster::start();
-    cluster.add_agent_with("node-1", &["--pod-pids-limit", "48"]);
-    let c = &cluster;
+    let s = setup_with(&["--pod-pids-limit", "48"]);
+    let (c, image) = (&s.cluster, &s.image);
     // Every fork holds a pid for 5 s; the bomb runs in a subshell, which ends at its first
     // refused fork, so that pid 1 survives (its end would kill the pid namespace).
     let script = "bomb() { while :; do busybox sleep 5 & done; }; (bomb); \
                   set -- /proc/[0-9]*; echo procs $#; busybox sleep 5; echo survived";
-    c.apply(&pod("bomb", &image, script, ""));
+    c.apply(&pod("bomb", image, script, ""));
     succeeded(c, "bomb");
     let out = logs(c, "bomb", "main");
     assert!(out.contains("can't fork"), "forks were refused: {out}");
@@ -421,6 +420,6 @@ fn a_fork_bomb_in_a_pod_is_held_by_the_pids_limit() {
         .unwrap_or_else(|| panic!("no count: {out}"));
     assert!((30..=49).contains(&procs), "{procs} processes: {out}");
     assert!(out.ends_with("survived\n"), "{out}");
-    c.apply(&pod("after", &image, "echo fine", ""));
+    c.apply(&pod("after", image, "echo fine", ""));
     succeeded(c, "after");
 }
