@@ -58,6 +58,9 @@ pub fn join(path: &str, resources: Option<&LinuxResources>) -> Result<Joined, St
     Ok(joined)
 }
 
+/// A file in a Wasm task's bundle: its shim, alive, is leaving the task's cgroup and removes it.
+pub const LEAVING_MARKER: &str = "skiff-cgroup-leaving";
+
 /// Leaves that run in the background (see [`Joined::leave_in_background`]).
 static LEAVING: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
     std::sync::Mutex::new(Vec::new());
@@ -102,15 +105,16 @@ impl Joined {
             );
             return;
         }
-        remove_dirs(&self.cgroup);
+        remove_dirs(&self.cgroup, false);
     }
 }
 
 /// Removes a Wasm task's cgroup directories, without signalling what is in them: the only
-/// process such a cgroup can hold is a shim (this one, or a live one serving a group), so a
-/// cgroup with members is left in place with a warning. One without members can still be busy
-/// for a moment (a killed shim the kernel is still releasing): that is retried for up to 2 s.
-pub fn remove_dirs(cgroup: &Cgroup) {
+/// process such a cgroup can hold is a shim (this one, or a live one serving a group). With
+/// `shim_gone` false, a cgroup with members is left in place with a warning. With it true (the
+/// shim that held it was killed and may still be exiting), and for a cgroup without members that
+/// is still busy for a moment, removal is retried for up to 2 s.
+pub fn remove_dirs(cgroup: &Cgroup, shim_gone: bool) {
     for attempt in 0..100 {
         let mut busy = None;
         for dir in cgroup.dirs() {
@@ -121,7 +125,7 @@ pub fn remove_dirs(cgroup: &Cgroup) {
             }
         }
         let Some((dir, e)) = busy else { return };
-        if attempt == 99 || !cgroup.pids().is_empty() {
+        if attempt == 99 || (!shim_gone && !cgroup.pids().is_empty()) {
             log::warn!("removing cgroup {}: {e}", dir.display());
             return;
         }

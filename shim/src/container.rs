@@ -375,6 +375,8 @@ impl Container {
                 }
                 let joined = task.cgroup.lock().unwrap_or_else(|p| p.into_inner()).take();
                 if let Some(joined) = joined {
+                    // For `shim delete`: this shim removes the cgroup itself.
+                    let _ = std::fs::write(self.bundle.join(crate::cgroup::LEAVING_MARKER), b"");
                     joined.leave_in_background();
                 }
             }

@@ -84,6 +84,10 @@ impl Shim for SkiffShim {
 
 /// What `shim delete` does in `bundle` for container `id`.
 pub fn cleanup(bundle: &Path, id: &str) {
+    // A shim that left the task's cgroup at Delete removes it itself. Without that mark the shim
+    // was killed, and it may still be exiting (a member of the cgroup for a moment; even its
+    // socket may still accept): wait for it to go.
+    let shim_gone = !bundle.join(crate::cgroup::LEAVING_MARKER).exists();
     crate::linux::cleanup(bundle, id);
     // A Wasm task ran in the shim itself: once that shim is gone its cgroup is empty. containerd
     // also runs `shim delete` after every normal Delete, while a group's shim may still live in
@@ -92,7 +96,7 @@ pub fn cleanup(bundle: &Path, id: &str) {
         && let Some(path) = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone())
         && let Ok(cg) = skiff_runtime::linux::cgroups::Cgroup::new(&path.display().to_string())
     {
-        crate::cgroup::remove_dirs(&cg);
+        crate::cgroup::remove_dirs(&cg, shim_gone);
     }
     crate::rootfs::unmount(bundle);
     remove_dead_socket(bundle);
