@@ -438,14 +438,17 @@ fn size_text(bytes: u64) -> String {
     }
 }
 
-/// The `Pulled` event's message, as kubelet words it.
-fn pulled_summary(image: &str, downloaded: Option<(Duration, u64)>) -> String {
-    match downloaded {
-        Some((took, bytes)) => format!(
-            "Successfully pulled image {image:?} in {:.3}s. Image size: {bytes} bytes.",
-            took.as_secs_f64()
-        ),
-        None => format!("Container image {image:?} already present on machine"),
+/// The `Pulled` event's message, as kubelet words it: how long a download since `started`
+/// took and the bytes it `received`, or that the image was present.
+fn pulled_summary(image: &str, downloaded: bool, started: Instant, received: &AtomicU64) -> String {
+    if downloaded {
+        format!(
+            "Successfully pulled image {image:?} in {:.3}s. Image size: {} bytes.",
+            started.elapsed().as_secs_f64(),
+            received.load(Ordering::Relaxed)
+        )
+    } else {
+        format!("Container image {image:?} already present on machine")
     }
 }
 
@@ -489,12 +492,7 @@ async fn pull_container(
                     process: pulled.process,
                 }),
                 digest: pulled.digest,
-                summary: pulled_summary(
-                    image,
-                    pulled
-                        .downloaded
-                        .then(|| (started.elapsed(), received.load(Ordering::Relaxed))),
-                ),
+                summary: pulled_summary(image, pulled.downloaded, started, &received),
             }
         }
         Err(e) => failed(image, e),
@@ -529,12 +527,7 @@ async fn pull(
                 module: pulled.module_path,
                 container: None,
                 digest: pulled.digest,
-                summary: pulled_summary(
-                    image,
-                    pulled
-                        .downloaded
-                        .then(|| (started.elapsed(), received.load(Ordering::Relaxed))),
-                ),
+                summary: pulled_summary(image, pulled.downloaded, started, &received),
             }
         }
         Err(e) => failed(image, e),
@@ -584,11 +577,16 @@ mod tests {
         assert_eq!(progress_text(&p), "layer 2/3: 1.5 MiB of 12.0 MiB");
         assert_eq!(size_text(512), "512 B");
         assert_eq!(size_text(3 << 30), "3.00 GiB");
-        assert_eq!(
-            pulled_summary("r/x:1", Some((Duration::from_millis(1250), 42))),
-            "Successfully pulled image \"r/x:1\" in 1.250s. Image size: 42 bytes."
+        let received = AtomicU64::new(42);
+        let summary = pulled_summary("r/x:1", true, Instant::now(), &received);
+        assert!(
+            summary.starts_with("Successfully pulled image \"r/x:1\" in 0.")
+                && summary.ends_with("s. Image size: 42 bytes."),
+            "{summary}"
         );
-        assert!(pulled_summary("r/x:1", None).contains("already present"));
+        assert!(
+            pulled_summary("r/x:1", false, Instant::now(), &received).contains("already present")
+        );
     }
 
     #[test]

@@ -72,11 +72,11 @@ pub(super) fn run(
     Ok(rx)
 }
 
-/// The exec helper, killable until it is reaped (then its pid may name another process).
+/// The exec helper, killable until it is reaped (then its pid may name another process). The
+/// child is taken out when it is reaped.
 #[derive(Clone)]
 struct Process {
     pid: Pid,
-    reaped: Arc<Mutex<bool>>,
     child: Arc<Mutex<Option<Child>>>,
 }
 
@@ -84,7 +84,6 @@ impl Process {
     fn new(child: Child) -> Self {
         Process {
             pid: Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX)),
-            reaped: Arc::default(),
             child: Arc::new(Mutex::new(Some(child))),
         }
     }
@@ -92,28 +91,22 @@ impl Process {
     /// SIGTERM asks the helper to kill and reap the command; SIGKILL is the last resort (the
     /// command then dies of its parent-death signal, but is left for a reaper).
     fn signal(&self, signal: Signal) {
-        let reaped = self.reaped.lock().unwrap_or_else(PoisonError::into_inner);
-        if !*reaped {
+        let child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        if child.is_some() {
             let _ = nix::sys::signal::kill(self.pid, signal);
         }
     }
 
     /// Blocks until the helper exits; its exit code (128 + signal when killed).
     fn wait(&self) -> i32 {
-        // Wait without reaping first, so that `kill` never hits a recycled pid.
+        // Wait without reaping first, so that `signal` never hits a recycled pid: the reap below
+        // happens under the lock `signal` takes.
         while let Err(nix::errno::Errno::EINTR) = nix::sys::wait::waitid(
             Id::Pid(self.pid),
             WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
         ) {}
-        let mut reaped = self.reaped.lock().unwrap_or_else(PoisonError::into_inner);
-        let child = self
-            .child
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        *reaped = true;
-        let status = child.map(|mut c| c.wait());
-        match status {
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        match child.take().map(|mut c| c.wait()) {
             Some(Ok(s)) => {
                 use std::os::unix::process::ExitStatusExt;
                 s.code()
