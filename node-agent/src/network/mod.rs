@@ -2,16 +2,17 @@
 //!
 //! - the control plane gives the node a block of the cluster CIDR (`spec.podCIDR`); the agent
 //!   puts its first address on a node bridge ([`bridge`]) and turns on IPv4 forwarding;
-//! - each OCI pod gets a network namespace ([`netns`]) with loopback and `eth0`, one end of a
+//! - each OCI pod, and each Wasm pod granted sockets, gets a network namespace ([`netns`]) with loopback and `eth0`, one end of a
 //!   veth pair whose other end is on the bridge ([`veth`]), with one address of the block
 //!   ([`ipam`], files in the data dir) and a default route via the bridge; all the pod's
-//!   containers share it;
+//!   containers share it (a Wasm pod's guests make their sockets in it: the runtime host runs
+//!   them on a thread inside it);
 //! - every other Ready node's block is routed via that node's InternalIP ([`routes`]), so pods
 //!   reach pods on other nodes without encapsulation (the nodes must share a link).
 //!
 //! Everything here survives the agent: namespaces, links, routes and address files stay while
-//! the agent is down, and a restarted agent adopts them (DESIGN §5). Wasm pods do not use the pod
-//! network (their instances live in the one runtime-host process, on the node's addresses).
+//! the agent is down, and a restarted agent adopts them (DESIGN §5). A Wasm pod granted no
+//! socket needs no network and gets none.
 //! No masquerading: traffic from pods to outside the cluster CIDR leaves with the pod's address.
 //!
 //! Must not: change anything outside the agent's own network namespace, other than the pods'
@@ -201,7 +202,8 @@ impl PodNetwork {
         let ipam = self.inner.ipam.clone();
         let owner = uid.to_string();
         let result = blocking(move || {
-            // Without its namespace a pod has no veth either (Wasm pods): no `ip` to run.
+            // Without its namespace a pod has no veth either (Wasm pods without sockets): no
+            // `ip` to run.
             if netns::path(&owner).exists() {
                 veth::detach(&owner);
                 netns::remove(&owner);

@@ -49,6 +49,20 @@ pub(super) fn is_wasm(pod: &Pod) -> bool {
         .is_some_and(|s| s.runtime_class_name == "wasm")
 }
 
+/// Whether Wasm pod `pod` is granted any socket (a container port to bind, or outbound
+/// connections): only such a pod needs a network of its own.
+pub(super) fn wasm_grants_sockets(pod: &Pod) -> bool {
+    let ports = pod
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.containers.iter().any(|c| !c.ports.is_empty()));
+    ports || allows_outbound(pod.meta())
+}
+
+fn allows_outbound(meta: &ObjectMeta) -> bool {
+    meta.annotations.get(ALLOW_OUTBOUND).map(String::as_str) == Some("true")
+}
+
 /// The labels of an instance: whose it is.
 fn instance_labels(
     meta: &ObjectMeta,
@@ -135,18 +149,29 @@ impl Manager {
         Ok((mounts, env))
     }
 
-    /// The address reported as the pod's (`status.podIP`): an OCI pod's own once it has one
-    /// (empty while its sandbox is not made yet), else the node's (Wasm pods, nodes without a
-    /// pod network, a sandbox made before the node had its podCIDR).
+    /// The address reported as the pod's (`status.podIP`): the pod's own once it has one
+    /// (empty while its sandbox is not made yet), else the node's (Wasm pods granted no socket,
+    /// nodes without a pod network, a sandbox made before the node had its podCIDR).
     pub(super) fn pod_ip(&self, pod: &Pod) -> String {
         let uid = &pod.meta().uid;
-        if is_wasm(pod) || !self.network.has_addresses() {
+        if !self.has_pod_network(pod) {
             return self.node.ip.to_string();
         }
         match self.network.address_of(uid) {
             Some(ip) => ip.to_string(),
             None if crate::network::netns::path(uid).exists() => self.node.ip.to_string(),
             None => String::new(),
+        }
+    }
+
+    /// Whether `pod` lives in a network namespace of its own: OCI pods always; Wasm pods when
+    /// they are granted sockets and the node can give them an address (a Wasm pod needs no
+    /// root, and a namespace without an address would only cut it off).
+    fn has_pod_network(&self, pod: &Pod) -> bool {
+        if is_wasm(pod) {
+            wasm_grants_sockets(pod) && self.network.has_addresses()
+        } else {
+            self.network.has_addresses()
         }
     }
 
@@ -180,8 +205,20 @@ impl Manager {
             }
             Err(f) => return (start_error(f.message), String::new()),
         };
-        let node_ip = self.node.ip.to_string();
-        let (mounts, env) = match self.mounts_and_env(pod, container, &node_ip).await {
+        // A networked pod's sandbox first, as for OCI pods: its address is in the environment.
+        let attached = if self.has_pod_network(pod) {
+            match self.network.attach(&meta.uid).await {
+                Ok(a) => Some(a),
+                Err(e) => return (waiting("CreateContainerError", e.to_string()), digest),
+            }
+        } else {
+            None
+        };
+        let pod_ip = attached
+            .as_ref()
+            .and_then(|a| a.ip)
+            .map_or_else(|| self.node.ip.to_string(), |ip| ip.to_string());
+        let (mounts, env) = match self.mounts_and_env(pod, container, &pod_ip).await {
             Ok(v) => v,
             Err(message) => return (waiting("CreateContainerConfigError", message), digest),
         };
@@ -221,9 +258,11 @@ impl Manager {
                     .iter()
                     .filter_map(|p| u32::try_from(p.container_port).ok())
                     .collect(),
-                allow_outbound: meta.annotations.get(ALLOW_OUTBOUND).map(String::as_str)
-                    == Some("true"),
+                allow_outbound: allows_outbound(meta),
             }),
+            netns_path: attached
+                .map(|a| a.netns.display().to_string())
+                .unwrap_or_default(),
             log_path: log_path(&log_dir, attempt).display().to_string(),
             log_max_bytes: LOG_MAX_BYTES,
             labels: instance_labels(meta, container, attempt, &digest),

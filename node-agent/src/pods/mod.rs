@@ -14,7 +14,8 @@
 //! Wasm containers: `command` (if given) is argv (argv[0] first), then `args`; without `command`
 //! argv[0] is the container's name. `workingDir` is the guest's cwd. Sockets are granted only for
 //! the container's declared `ports` (bind), plus outbound connections when the pod has the
-//! annotation `skiff.dev/allow-outbound: "true"`.
+//! annotation `skiff.dev/allow-outbound: "true"`; a pod granted any has a pod network of its own,
+//! like an OCI pod's, where its guests' sockets live.
 
 mod env;
 mod lifecycle;

@@ -202,6 +202,10 @@ pub(crate) fn spec_from_proto(p: proto::WasmSpec) -> Result<WasmSpec, FieldError
     if p.cpu_limit_millicores == Some(0) {
         return Err(field("spec.cpu_limit_millicores", "must be positive"));
     }
+    let netns = Some(PathBuf::from(p.netns_path)).filter(|p| !p.as_os_str().is_empty());
+    if netns.as_ref().is_some_and(|p| !p.is_absolute()) {
+        return Err(field("spec.netns_path", "must be an absolute path"));
+    }
     Ok(WasmSpec {
         id: p.id,
         module_path: PathBuf::from(p.module_path),
@@ -216,6 +220,7 @@ pub(crate) fn spec_from_proto(p: proto::WasmSpec) -> Result<WasmSpec, FieldError
             allow_bind_ports,
             allow_outbound: net.allow_outbound,
         },
+        netns,
         log_path: PathBuf::from(p.log_path),
         log_max_bytes: p.log_max_bytes,
         stdio: Stdio::Log,
@@ -259,6 +264,11 @@ pub(crate) fn spec_to_proto(s: &WasmSpec) -> proto::WasmSpec {
                 .collect(),
             allow_outbound: s.network.allow_outbound,
         }),
+        netns_path: s
+            .netns
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
         log_path: s.log_path.display().to_string(),
         log_max_bytes: s.log_max_bytes,
         labels: s
@@ -354,6 +364,7 @@ mod tests {
                 allow_bind_ports: vec![8080],
                 allow_outbound: true,
             },
+            netns: Some("/run/netns/pod".into()),
             log_path: "/l/0.log".into(),
             log_max_bytes: 1000,
             stdio: Stdio::Log,
@@ -389,6 +400,12 @@ mod tests {
             e.to_string(),
             "spec.network.allow_bind_ports[1]: 70000 is not a port"
         );
+        let e = spec_from_proto(proto::WasmSpec {
+            netns_path: "run/netns/pod".into(),
+            ..ok()
+        })
+        .unwrap_err();
+        assert_eq!(e.to_string(), "spec.netns_path: must be an absolute path");
     }
 
     #[test]

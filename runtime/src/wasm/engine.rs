@@ -14,6 +14,7 @@ use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::cache::ModuleCache;
 use super::error::{WasmError, chain};
+use super::netns::NetnsThreads;
 use super::state::{ComponentState, ModuleState};
 
 /// Sizing and behaviour of a [`WasmEngine`].
@@ -72,6 +73,8 @@ pub(crate) struct EngineInner {
     pub(crate) cache: ModuleCache,
     pub(crate) module_linker: wasmtime::Linker<ModuleState>,
     pub(crate) component_linker: wasmtime::component::Linker<ComponentState>,
+    /// Threads inside the network namespaces of running instances.
+    pub(crate) netns: NetnsThreads,
     /// Ticks while the wasmtime engine lives.
     _ticker: EpochTicker,
 }
@@ -101,6 +104,7 @@ impl WasmEngine {
                 cache,
                 module_linker,
                 component_linker,
+                netns: NetnsThreads::default(),
                 _ticker: ticker,
             }),
         })

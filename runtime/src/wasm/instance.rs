@@ -4,7 +4,8 @@
 //! (blocking: `spawn_blocking`), a store with the instance's limits and an epoch deadline of one
 //! tick, and instantiates it (so that a start failure is an error of `start`, leaving nothing
 //! behind); the entry point then runs in a tokio task of its own, so a thousand idle instances
-//! cost no threads. At every tick a running guest yields (or sleeps, under a CPU limit), which
+//! cost no threads (an instance granted sockets in a network namespace runs on that
+//! namespace's thread, [`super::netns`]). At every tick a running guest yields (or sleeps, under a CPU limit), which
 //! is also when a kill takes effect: the task drops the store, freeing the instance's slot.
 //! Must not: keep a registry of instances (the runtime host does).
 
@@ -18,6 +19,7 @@ use super::engine::WasmEngine;
 use super::error::{WasmError, chain};
 use super::exit::{ExitStatus, RunEnd, classify};
 use super::limits::{DeniedGrowth, Limits};
+use super::netns::NetnsThread;
 use super::prepare::{ModuleKind, Pre, Prepared};
 use super::spec::{Stdio, Streams, WasmSpec};
 use super::state::{ComponentState, Guarded, ModuleState};
@@ -134,7 +136,13 @@ impl WasmEngine {
         prepared: &Prepared,
         spec: WasmSpec,
     ) -> Result<Instance, WasmError> {
-        let (output, builder) = tokio::task::spawn_blocking(move || {
+        let engine = self.clone();
+        let (output, netns, builder) = tokio::task::spawn_blocking(move || {
+            // A guest granted no socket makes none: its namespace does not matter.
+            let netns = match &spec.netns {
+                Some(path) if !spec.network.is_none() => Some(engine.inner.netns.enter(path)?),
+                _ => None,
+            };
             let output = match &spec.stdio {
                 Stdio::Log => Output::Log(
                     LogWriter::create(&spec.log_path, spec.effective_log_max_bytes()).map_err(
@@ -147,7 +155,7 @@ impl WasmEngine {
                 Stdio::Streams(streams) => Output::Streams(streams.clone()),
             };
             let builder = wasi_ctx::builder(&spec, output.log())?;
-            Ok::<_, WasmError>((output, (builder, spec)))
+            Ok::<_, WasmError>((output, netns, (builder, spec)))
         })
         .await
         .map_err(|e| WasmError::Engine(format!("start task: {e}")))??;
@@ -181,7 +189,7 @@ impl WasmEngine {
                 Ready::Component(store, command)
             }
         };
-        Ok(spawn(spec.id, prepared, ready, output))
+        Ok(spawn(spec.id, prepared, ready, output, netns))
     }
 
     /// Times `n` instantiations of `prepared`, one after another: from an empty store to an
@@ -267,8 +275,16 @@ fn instantiate_error<T: Guarded>(
     }
 }
 
-/// Runs the entry point in a task of its own until it returns or the instance is killed.
-fn spawn(id: String, prepared: &Prepared, ready: Ready, output: Output) -> Instance {
+/// Runs the entry point in a task of its own until it returns or the instance is killed: on
+/// the thread inside the instance's network namespace if it has one, else on the caller's
+/// runtime.
+fn spawn(
+    id: String,
+    prepared: &Prepared,
+    ready: Ready,
+    output: Output,
+    netns: Option<Arc<NetnsThread>>,
+) -> Instance {
     let (kill_tx, mut kill_rx) = watch::channel(false);
     let (exit_tx, exit_rx) = watch::channel(None);
     let instance = Instance {
@@ -279,7 +295,10 @@ fn spawn(id: String, prepared: &Prepared, ready: Ready, output: Output) -> Insta
         kill: Arc::new(kill_tx),
         exit: exit_rx,
     };
-    tokio::spawn(async move {
+    let runtime = netns
+        .as_ref()
+        .map_or_else(tokio::runtime::Handle::current, |t| t.runtime().clone());
+    runtime.spawn(async move {
         let status = tokio::select! {
             biased;
             _ = kill_rx.wait_for(|k| *k) => ExitStatus::killed(),
@@ -287,6 +306,8 @@ fn spawn(id: String, prepared: &Prepared, ready: Ready, output: Output) -> Insta
         };
         output.finish();
         exit_tx.send_replace(Some(status));
+        // The last instance in a namespace ends its thread.
+        drop(netns);
     });
     instance
 }

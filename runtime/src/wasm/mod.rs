@@ -10,7 +10,8 @@
 //!   compiles it once per content digest (or loads `<cache>/<digest>-<engine>.cwasm`), checks it
 //!   is a command and links it against WASI preview 1 (core modules) or preview 2 (components).
 //! - [`WasmEngine::start`]`(`[`WasmSpec`]`)` (or [`WasmEngine::start_prepared`]) → [`Instance`]:
-//!   instantiates and runs the entry point in a tokio task; [`Instance::kill`],
+//!   instantiates and runs the entry point in a tokio task (on a thread inside
+//!   [`WasmSpec::netns`] when the spec grants sockets); [`Instance::kill`],
 //!   [`Instance::wait`] → [`ExitStatus`] `{ code, reason: `[`ExitReason`]`, message, oom_killed,
 //!   finished_at }`.
 //! - [`WasmEngine::measure_start`]`(prepared, n)`: `n` instantiation times, for benchmarks.
@@ -26,6 +27,7 @@ mod error;
 mod exit;
 mod instance;
 mod limits;
+mod netns;
 mod prepare;
 mod spec;
 mod state;

@@ -37,6 +37,9 @@ pub struct WasmSpec {
     /// Cap on CPU, in thousandths of one core.
     pub cpu_limit_millicores: Option<u32>,
     pub network: Network,
+    /// The network namespace the guest's sockets are made in (a file such as
+    /// `/run/netns/NAME`); `None`: the process's own. Only read when `network` grants sockets.
+    pub netns: Option<PathBuf>,
     /// stdout and stderr, in the CRI log format (when `stdio` is [`Stdio::Log`]).
     pub log_path: PathBuf,
     /// Rotate the log past this size; 0 means [`DEFAULT_LOG_MAX_BYTES`].
