@@ -9,6 +9,8 @@
 //! - [`guest`]: `tests/guests/NAME.c` as a WASI preview 1 core module (`NAME.wasm`).
 //! - [`component`]: the same program as a WASI preview 2 command component
 //!   (`NAME.component.wasm`), via `wit-component` and wasmtime 48's preview1 command adapter.
+//! - [`socket_component`]: a C guest that also calls `wasi:sockets` directly (declared in
+//!   `tests/guests/NAME.wit`), as a command component (`NAME.component.wasm`).
 //! - [`wat`]: an inline WAT text as a core module (`NAME.wasm`).
 
 use std::path::{Path, PathBuf};
@@ -101,19 +103,61 @@ pub fn component(name: &str) -> PathBuf {
     }
     let module =
         std::fs::read(&core).unwrap_or_else(|e| panic!("cannot read {}: {e}", core.display()));
-    let bytes = ComponentEncoder::default()
+    write_atomic(&out, &encode_command(name, &module));
+    out
+}
+
+/// `tests/guests/{name}.c`, which imports `wasi:sockets` functions by their canonical ABI names
+/// beside its WASI preview 1 calls, as a command component; returns its path.
+///
+/// The world `skiff:test-guests/{name}` of `tests/guests/{name}.wit` declares those imports:
+/// it is embedded in the core module (as wit-bindgen would), then the module is encoded as
+/// [`component`] does.
+pub fn socket_component(name: &str) -> PathBuf {
+    let core = guest(name);
+    let wit = workspace_root()
+        .join("tests/guests")
+        .join(format!("{name}.wit"));
+    let out = guests_dir().join(format!("{name}.component.wasm"));
+    let _serial = build_lock();
+    if is_fresh(&out, &core) && is_fresh(&out, &wit) {
+        return out;
+    }
+    let text = std::fs::read_to_string(&wit)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", wit.display()));
+    let mut resolve = wit_parser::Resolve::default();
+    let package = resolve
+        .push_str(&wit, &text)
+        .unwrap_or_else(|e| panic!("{}: {e:#}", wit.display()));
+    let world = resolve
+        .select_world(&[package], Some(&format!("skiff:test-guests/{name}")))
+        .unwrap_or_else(|e| panic!("{}: {e:#}", wit.display()));
+    let mut module =
+        std::fs::read(&core).unwrap_or_else(|e| panic!("cannot read {}: {e}", core.display()));
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap_or_else(|e| panic!("embedding {} in {}: {e:#}", wit.display(), core.display()));
+    write_atomic(&out, &encode_command(name, &module));
+    out
+}
+
+/// A core module as a command component, with the preview1 command adapter.
+fn encode_command(name: &str, module: &[u8]) -> Vec<u8> {
+    ComponentEncoder::default()
         .validate(true)
-        .module(&module)
-        .unwrap_or_else(|e| panic!("{}: not a usable core module: {e:#}", core.display()))
+        .module(module)
+        .unwrap_or_else(|e| panic!("guest {name}: not a usable core module: {e:#}"))
         .adapter(
             WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
             WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
         )
         .unwrap_or_else(|e| panic!("loading the preview1 command adapter: {e:#}"))
         .encode()
-        .unwrap_or_else(|e| panic!("encoding {name} as a component: {e:#}"));
-    write_atomic(&out, &bytes);
-    out
+        .unwrap_or_else(|e| panic!("encoding {name} as a component: {e:#}"))
 }
 
 /// `text` (WAT) compiled to a core module at `<target dir>/guests/{name}.wasm`; returns its path.
@@ -260,6 +304,15 @@ mod tests {
         let again = guest("probe");
         let after = std::fs::metadata(&again).and_then(|m| m.modified()).ok();
         assert_eq!(before, after);
+    }
+
+    #[test]
+    fn net_component_imports_wasi_sockets_and_is_a_command() {
+        let bytes = read(&socket_component("net"));
+        assert!(bytes.starts_with(b"\0asm\x0d\0\x01\0"), "a component");
+        for name in ["wasi:sockets/tcp@0.2.0", "wasi:cli/run@0.2"] {
+            assert!(contains(&bytes, name), "{name}");
+        }
     }
 
     #[test]

@@ -12,4 +12,5 @@ mod errors;
 mod fs;
 mod lifecycle;
 mod logs;
+mod network;
 mod run;

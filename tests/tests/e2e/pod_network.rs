@@ -2,8 +2,9 @@
 //! its own address from its node's podCIDR (assigned by the control plane), pods reach each other
 //! by those addresses over TCP on one node, across two agents sharing the host (no routes), and
 //! across two nodes that live in separate network namespaces made by the test (routed host-gw
-//! style between them); `status.podIP` and its downward-API env agree; Wasm pods keep the node's
-//! address; a deleted pod's address, namespace and veth go with it; a restarted agent keeps the
+//! style between them); `status.podIP` and its downward-API env agree; Wasm pods granted sockets
+//! get their own address and namespace too (two bind one port on one node, a sidecar reaches its
+//! server on localhost, an OCI pod reaches them), those granted none keep the node's address; a deleted pod's address, namespace and veth go with it; a restarted agent keeps the
 //! addresses of running pods and frees those of pods deleted while it was down.
 
 use std::time::Duration;
@@ -217,8 +218,72 @@ fn a_restarted_agent_keeps_running_pods_addresses_and_frees_those_of_pods_gone_m
     assert!(ipam.join(pod_ip(&keep)).exists());
 }
 
+/// A Wasm pod serving `text` on 8080 once per connection for `count` connections (the
+/// `net` guest, a WASI preview 2 component using `wasi:sockets`), with a sidecar container
+/// that fetches it over the pod's `localhost`.
+fn wasm_server(name: &str, text: &str, count: u32) -> String {
+    let net = skiff_tests::guests::socket_component("net");
+    let net = net.display();
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  annotations:\n    skiff.dev/allow-outbound: \"true\"\nspec:\n  runtimeClassName: wasm\n  restartPolicy: Never\n  nodeSelector:\n    kubernetes.io/hostname: node-1\n  containers:\n  - name: server\n    image: file:{net}\n    command: [net, serve, \"8080\", {text}, \"{count}\"]\n    ports:\n    - containerPort: 8080\n  - name: sidecar\n    image: file:{net}\n    command: [net, fetch, 127.0.0.1, \"8080\", \"80\"]\n"
+    )
+}
+
 #[test]
-fn wasm_pods_keep_the_node_address() {
+fn wasm_pods_granted_sockets_live_in_their_own_pod_network() {
+    let registry = Registry::start();
+    let image = busybox(&registry);
+    let mut c = Cluster::start();
+    c.add_agent("node-1");
+    let block = node_block(&c, "node-1");
+    // Two Wasm pods on one node bind the same port: each in its own namespace.
+    c.apply(&wasm_server("wasm-a", "from-a", 2));
+    c.apply(&wasm_server("wasm-b", "from-b", 2));
+    let (a, b) = (running_with_ip(&c, "wasm-a"), running_with_ip(&c, "wasm-b"));
+    let (ip_a, ip_b) = (pod_ip(&a), pod_ip(&b));
+    assert_ne!(ip_a, ip_b);
+    for (p, ip) in [(&a, &ip_a), (&b, &ip_b)] {
+        assert_inside(block, ip);
+        assert_eq!(p["status"]["hostIP"], "127.0.0.2", "{p:#}");
+    }
+
+    // An OCI pod reaches each by its address; each sidecar reached its own on localhost.
+    for (ip, want) in [(&ip_a, "from-a"), (&ip_b, "from-b")] {
+        c.apply(&pod("client", &image, "node-1", &client_script(ip)));
+        let client = finished(&c, "client");
+        let said = logs(&c, "client");
+        assert_eq!(client["status"]["phase"], "Succeeded", "{client:#}\n{said}");
+        assert_eq!(said, format!("{want}\n"));
+        let out = c.skiff(&["delete", "pod", "client", "--grace-period", "0"]);
+        assert!(out.status.success(), "{}", text(&out));
+        wait_for("the client gone", Duration::from_secs(20), || {
+            c.get_json("pod", "client").is_none().then_some(())
+        });
+    }
+    for (name, want) in [("wasm-a", "from-a"), ("wasm-b", "from-b")] {
+        let p = finished(&c, name);
+        assert_eq!(p["status"]["phase"], "Succeeded", "{p:#}");
+        let out = c.skiff(&["logs", name, "-c", "sidecar"]);
+        assert_eq!(stdout(&out), format!("{want}\n"), "{}", text(&out));
+    }
+
+    // Deleting a Wasm pod frees its address and namespace, as for OCI pods.
+    let uid = a["metadata"]["uid"].as_str().expect("uid").to_string();
+    let address_file = c.agent(0).data_dir.join("ipam").join(&ip_a);
+    let out = c.skiff(&["delete", "pod", "wasm-a"]);
+    assert!(out.status.success(), "{}", text(&out));
+    wait_for("wasm-a's address freed", Duration::from_secs(20), || {
+        (!address_file.exists()).then_some(())
+    });
+    wait_for(
+        "wasm-a's namespace removed",
+        Duration::from_secs(10),
+        || (!std::path::Path::new(&format!("/run/netns/skiff-{uid}")).exists()).then_some(()),
+    );
+}
+
+#[test]
+fn wasm_pods_granted_no_socket_keep_the_node_address() {
     let mut c = Cluster::start();
     c.add_agent("node-1");
     let probe = skiff_tests::guests::guest("probe");

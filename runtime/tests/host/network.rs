@@ -1,0 +1,141 @@
+//! Guests' sockets (WASI preview 2 `wasi:sockets`, the `net` guest): what the spec grants, and
+//! in which network namespace the sockets live.
+
+use std::process::Command;
+use std::time::Duration;
+
+use skiff_runtime::wasm::{Network, WasmSpec};
+
+use crate::common::Host;
+
+fn net() -> std::path::PathBuf {
+    skiff_tests::guests::socket_component("net")
+}
+
+/// A network namespace made for the test (`ip netns add`), with loopback up; deleted on drop.
+struct TestNetns(String);
+
+impl TestNetns {
+    fn new(letter: char) -> Self {
+        let name = format!("skiff-rt-{}-{letter}", std::process::id());
+        let ns = TestNetns(name);
+        let _ = Command::new("ip").args(["netns", "delete", &ns.0]).output();
+        ns.ip(&["netns", "add", &ns.0]);
+        ns.ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        std::path::Path::new("/run/netns").join(&self.0)
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let out = Command::new("ip").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .output();
+    }
+}
+
+fn spec(host: &Host, id: &str, args: &[&str], network: Network) -> WasmSpec {
+    WasmSpec {
+        argv0: "net".into(),
+        network,
+        ..host.spec(id, &net(), args)
+    }
+}
+
+fn serving(port: u16) -> Network {
+    Network {
+        allow_bind_ports: vec![port],
+        allow_outbound: false,
+    }
+}
+
+fn outbound() -> Network {
+    Network {
+        allow_bind_ports: Vec::new(),
+        allow_outbound: true,
+    }
+}
+
+#[tokio::test]
+async fn a_port_not_granted_cannot_be_bound_and_no_grant_means_no_socket() {
+    let host = Host::start().await;
+    let info = host
+        .run(&spec(
+            &host,
+            "other-port",
+            &["bind", "18342"],
+            serving(18341),
+        ))
+        .await;
+    assert_eq!(info.exit.unwrap().code, 1);
+    assert_eq!(host.output("other-port").0, "bind 18342: access-denied\n");
+    let info = host
+        .run(&spec(&host, "none", &["bind", "18341"], Network::default()))
+        .await;
+    assert_eq!(info.exit.unwrap().code, 1);
+    let (out, err) = host.output("none");
+    assert!(out.contains("access-denied"), "{out}{err}");
+}
+
+#[tokio::test]
+async fn sockets_live_in_the_namespace_the_spec_names() {
+    let (ns_a, ns_b) = (TestNetns::new('a'), TestNetns::new('b'));
+    let host = Host::start().await;
+    // One port, two namespaces: no clash.
+    for (ns, text) in [(&ns_a, "from-a"), (&ns_b, "from-b")] {
+        let mut server = spec(
+            &host,
+            &format!("serve-{text}"),
+            &["serve", "18341", text],
+            serving(18341),
+        );
+        server.netns = Some(ns.path());
+        host.client.start(&server).await.unwrap();
+    }
+    // A client in each namespace reaches that namespace's server on its localhost.
+    for (ns, text) in [(&ns_a, "from-a"), (&ns_b, "from-b")] {
+        let id = format!("fetch-{text}");
+        let mut client = spec(
+            &host,
+            &id,
+            &["fetch", "127.0.0.1", "18341", "80"],
+            outbound(),
+        );
+        client.netns = Some(ns.path());
+        let info = host.run(&client).await;
+        let (out, err) = host.output(&id);
+        assert_eq!(info.exit.unwrap().code, 0, "{out}{err}");
+        assert_eq!(out, format!("{text}\n"));
+        let served = host
+            .wait_exit(&format!("serve-{text}"), Duration::from_secs(10))
+            .await;
+        assert_eq!(served.exit.unwrap().code, 0);
+        assert_eq!(
+            host.output(&format!("serve-{text}")).0,
+            "listening on 18341\n"
+        );
+    }
+    // A namespace that is no namespace is refused, by name.
+    let file = host.dir.path().join("not-a-netns");
+    std::fs::write(&file, "").unwrap();
+    let mut bad = spec(&host, "bad-netns", &["bind", "18341"], serving(18341));
+    bad.netns = Some(file.clone());
+    let err = host.client.start(&bad).await.unwrap_err().to_string();
+    assert!(err.contains(&file.display().to_string()), "{err}");
+    assert!(err.contains("not a network namespace"), "{err}");
+    host.stop().await;
+}
