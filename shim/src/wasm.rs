@@ -6,16 +6,20 @@
 //! module fails `ctr run` with the compiler's message, and Start only instantiates), started,
 //! killed at the next epoch tick. The guest gets exactly what the spec grants, as a skiff pod:
 //! argv, env, cwd, the rootfs preopened at `/` (read-only when `root.readonly`), bind mounts of
-//! directories at their destinations, no sockets; memory and CPU limits from
-//! `linux.resources`. Must not: run Linux processes (that is `linux`).
+//! directories at their destinations; memory and CPU limits from `linux.resources`. Sockets only
+//! when the spec joins an existing network namespace (a CRI pod sandbox's, `ctr run --with-ns
+//! network:PATH`): then the guest's sockets are made in it, and it may bind any port and connect
+//! out, as a container there could ([`network_of`]). A task given a new namespace, or none (the
+//! host's), gets no sockets. Must not: run Linux processes (that is `linux`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use oci_spec::runtime::LinuxNamespaceType;
 use oci_spec::runtime::Spec;
 use skiff_runtime::linux::mounts::resolve_in_root;
 use skiff_runtime::wasm::{
-    EngineOptions, Instance, Preopen, Prepared, Stdio, Streams, WasmEngine, WasmSpec,
+    EngineOptions, Instance, Network, Preopen, Prepared, Stdio, Streams, WasmEngine, WasmSpec,
 };
 
 use crate::cgroup::Joined;
@@ -152,6 +156,7 @@ pub fn wasm_spec(
         Some(((quota as u64).saturating_mul(1000) / period).clamp(1, u32::MAX as u64) as u32)
     });
     let cwd = process.cwd().display().to_string();
+    let (network, netns) = network_of(spec);
     Ok(WasmSpec {
         id: id.to_string(),
         module_path: module,
@@ -162,9 +167,37 @@ pub fn wasm_spec(
         preopens,
         memory_limit,
         cpu_limit_millicores,
+        network,
+        netns,
         stdio: Stdio::Streams(Arc::new(streams)),
         ..WasmSpec::default()
     })
+}
+
+/// A task's sockets: all of them, in the network namespace `linux.namespaces` names by path;
+/// none otherwise. A new namespace would hold only a loopback, and the shim's own namespace is
+/// the host's, which no spec grants a guest here.
+fn network_of(spec: &Spec) -> (Network, Option<PathBuf>) {
+    let joined = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .and_then(|ns| {
+            ns.iter()
+                .find(|n| n.typ() == LinuxNamespaceType::Network)
+                .and_then(|n| n.path().clone())
+        });
+    match joined {
+        Some(path) => (
+            Network {
+                bind_any_port: true,
+                allow_outbound: true,
+                ..Network::default()
+            },
+            Some(path),
+        ),
+        None => (Network::default(), None),
+    }
 }
 
 /// A Wasm task of this shim.

@@ -259,6 +259,7 @@ impl Manager {
                     .filter_map(|p| u32::try_from(p.container_port).ok())
                     .collect(),
                 allow_outbound: allows_outbound(meta),
+                bind_any_port: false,
             }),
             netns_path: attached
                 .map(|a| a.netns.display().to_string())

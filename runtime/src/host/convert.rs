@@ -219,6 +219,7 @@ pub(crate) fn spec_from_proto(p: proto::WasmSpec) -> Result<WasmSpec, FieldError
         network: Network {
             allow_bind_ports,
             allow_outbound: net.allow_outbound,
+            bind_any_port: net.bind_any_port,
         },
         netns,
         log_path: PathBuf::from(p.log_path),
@@ -263,6 +264,7 @@ pub(crate) fn spec_to_proto(s: &WasmSpec) -> proto::WasmSpec {
                 .map(|&p| p.into())
                 .collect(),
             allow_outbound: s.network.allow_outbound,
+            bind_any_port: s.network.bind_any_port,
         }),
         netns_path: s
             .netns
@@ -363,6 +365,7 @@ mod tests {
             network: Network {
                 allow_bind_ports: vec![8080],
                 allow_outbound: true,
+                bind_any_port: true,
             },
             netns: Some("/run/netns/pod".into()),
             log_path: "/l/0.log".into(),

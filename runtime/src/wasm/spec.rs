@@ -110,11 +110,14 @@ pub struct Network {
     pub allow_bind_ports: Vec<u16>,
     /// Outbound TCP/UDP connections and name lookups.
     pub allow_outbound: bool,
+    /// Any TCP port may be bound and listened on, not only `allow_bind_ports` (a guest alone
+    /// in a network namespace, as a container is there).
+    pub bind_any_port: bool,
 }
 
 impl Network {
     /// True when no socket at all is granted.
     pub fn is_none(&self) -> bool {
-        self.allow_bind_ports.is_empty() && !self.allow_outbound
+        self.allow_bind_ports.is_empty() && !self.allow_outbound && !self.bind_any_port
     }
 }

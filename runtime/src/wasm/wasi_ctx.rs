@@ -67,7 +67,7 @@ pub(crate) fn builder(
         })?;
     }
     let net = &spec.network;
-    b.allow_tcp(net.allow_outbound || !net.allow_bind_ports.is_empty())
+    b.allow_tcp(!net.is_none())
         .allow_udp(net.allow_outbound)
         .allow_ip_name_lookup(net.allow_outbound);
     let policy = net.clone();
@@ -80,12 +80,12 @@ pub(crate) fn builder(
 
 /// Whether `net` lets a guest use `addr` for `use_`.
 pub(crate) fn permits(net: &Network, addr: SocketAddr, use_: SocketAddrUse) -> bool {
-    let bindable = net.allow_bind_ports.contains(&addr.port());
+    let bindable = net.bind_any_port || net.allow_bind_ports.contains(&addr.port());
     match use_ {
         // Port 0 is the implicit bind before a connect.
         SocketAddrUse::TcpBind => bindable || (addr.port() == 0 && net.allow_outbound),
         SocketAddrUse::TcpListen => bindable,
-        SocketAddrUse::TcpAccept => !net.allow_bind_ports.is_empty(),
+        SocketAddrUse::TcpAccept => net.bind_any_port || !net.allow_bind_ports.is_empty(),
         SocketAddrUse::TcpConnect
         | SocketAddrUse::UdpBind
         | SocketAddrUse::UdpSend
@@ -123,6 +123,7 @@ mod tests {
         let net = Network {
             allow_bind_ports: vec![8080],
             allow_outbound: false,
+            ..Network::default()
         };
         assert!(permits(&net, addr(8080), SocketAddrUse::TcpBind));
         assert!(permits(&net, addr(8080), SocketAddrUse::TcpListen));
@@ -138,11 +139,28 @@ mod tests {
         let net = Network {
             allow_bind_ports: vec![],
             allow_outbound: true,
+            ..Network::default()
         };
         assert!(permits(&net, addr(443), SocketAddrUse::TcpConnect));
         assert!(permits(&net, addr(0), SocketAddrUse::TcpBind));
         assert!(permits(&net, addr(53), SocketAddrUse::UdpSend));
         assert!(!permits(&net, addr(8080), SocketAddrUse::TcpListen));
         assert!(!permits(&net, addr(8080), SocketAddrUse::TcpBind));
+    }
+
+    #[test]
+    fn any_port_means_any_port_and_no_outbound() {
+        let net = Network {
+            bind_any_port: true,
+            ..Network::default()
+        };
+        assert!(!net.is_none());
+        for port in [80, 8080, 65535] {
+            assert!(permits(&net, addr(port), SocketAddrUse::TcpBind));
+            assert!(permits(&net, addr(port), SocketAddrUse::TcpListen));
+        }
+        assert!(permits(&net, addr(40000), SocketAddrUse::TcpAccept));
+        assert!(!permits(&net, addr(80), SocketAddrUse::TcpConnect));
+        assert!(!permits(&net, addr(53), SocketAddrUse::UdpSend));
     }
 }

@@ -60,6 +60,7 @@ fn serving(port: u16) -> Network {
     Network {
         allow_bind_ports: vec![port],
         allow_outbound: false,
+        ..Network::default()
     }
 }
 
@@ -67,6 +68,7 @@ fn outbound() -> Network {
     Network {
         allow_bind_ports: Vec::new(),
         allow_outbound: true,
+        ..Network::default()
     }
 }
 

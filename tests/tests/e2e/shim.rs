@@ -460,3 +460,87 @@ fn a_bad_module_fails_the_run_with_a_clear_error() {
     assert!(err.contains("w-bad") && err.contains("bad.wasm"), "{err}");
     assert_nothing_left(&c);
 }
+
+#[test]
+fn a_wasm_task_joined_to_a_network_namespace_has_its_sockets_there() {
+    const NET_IMAGE: &str = "skiff.test/net:latest";
+    let c = containerd();
+    let archive = c.dir().join("net.tar");
+    let net = skiff_tests::guests::socket_component("net");
+    wasm_entrypoint_archive(&net, &archive, NET_IMAGE).expect("net image");
+    c.import(&archive);
+    // A namespace made by the test, as a CRI pod sandbox's would be.
+    let ns = format!("skiff-shim-{}", std::process::id());
+    let ip = |args: &[&str]| {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .expect("ip");
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ip(&["netns", "add", &ns]);
+    struct Netns(String);
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "delete", &self.0])
+                .output();
+        }
+    }
+    let _netns = Netns(ns.clone());
+    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    let with_ns = format!("network:/run/netns/{ns}");
+    let wasm = "/net.component.wasm";
+
+    c.ctr_ok([
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "--with-ns",
+        &with_ns,
+        NET_IMAGE,
+        "w-serve",
+        wasm,
+        "serve",
+        "18343",
+        "from-the-pod",
+        "1",
+    ]);
+    let out = c.ctr([
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--with-ns",
+        &with_ns,
+        NET_IMAGE,
+        "w-fetch",
+        wasm,
+        "fetch",
+        "127.0.0.1",
+        "18343",
+        "80",
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(said, "from-the-pod\n");
+    wait_for("the server to finish", Duration::from_secs(10), || {
+        (task_status(&c, "w-serve").as_deref() == Some("STOPPED")).then_some(())
+    });
+    remove(&c, "w-serve");
+
+    // Without a namespace to join, no socket at all.
+    let (code, out, err) = run(&c, NET_IMAGE, "w-bind", &[wasm, "bind", "18343"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("bind 18343: access-denied"), "{out}{err}");
+    assert_nothing_left(&c);
+}
