@@ -394,7 +394,7 @@ mod tests {
         let e = spec_from_proto(proto::WasmSpec {
             network: Some(proto::Network {
                 allow_bind_ports: vec![80, 70000],
-                allow_outbound: false,
+                ..Default::default()
             }),
             ..ok()
         })
