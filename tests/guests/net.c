@@ -187,7 +187,6 @@ _Static_assert(sizeof error_names / sizeof error_names[0] == PERMANENT_RESOLVER_
         int32_t s6, int32_t s7, int32_t s8, int32_t s9, int32_t s10
 
 #define IMPORT(module, name) __attribute__((import_module(module), import_name(name)))
-#define NETWORK "wasi:sockets/network@0.2.0"
 #define INSTANCE_NETWORK "wasi:sockets/instance-network@0.2.0"
 #define TCP "wasi:sockets/tcp@0.2.0"
 #define TCP_CREATE_SOCKET "wasi:sockets/tcp-create-socket@0.2.0"
@@ -203,16 +202,17 @@ extern void create_tcp_socket(int32_t family, struct handle_result *ret);
 
 /* self, network and the address are 14 flat params, within MAX_FLAT_PARAMS (16). */
 typedef void start_fn(handle self, handle network, IP_SOCKET_ADDRESS, struct unit_result *ret);
-typedef void finish_fn(handle self, struct unit_result *ret);
+/* A method of only self returning result<_, error-code>: (self, retptr). */
+typedef void method_fn(handle self, struct unit_result *ret);
 
 IMPORT(TCP, "[method]tcp-socket.start-bind")
 extern start_fn tcp_start_bind;
 IMPORT(TCP, "[method]tcp-socket.finish-bind")
-extern finish_fn tcp_finish_bind;
+extern method_fn tcp_finish_bind;
 IMPORT(TCP, "[method]tcp-socket.start-listen")
-extern void tcp_start_listen(handle self, struct unit_result *ret);
+extern method_fn tcp_start_listen;
 IMPORT(TCP, "[method]tcp-socket.finish-listen")
-extern finish_fn tcp_finish_listen;
+extern method_fn tcp_finish_listen;
 IMPORT(TCP, "[method]tcp-socket.accept")
 extern void tcp_accept(handle self, struct accept_result *ret);
 IMPORT(TCP, "[method]tcp-socket.start-connect")
@@ -248,14 +248,14 @@ extern void error_drop(handle self);
 
 /*
  * The host allocates list and string results (blocking-read, to-debug-string) in our memory
- * through this export. malloc's 16-byte alignment covers every canonical ABI type.
+ * through this export, so they are freed with free(). malloc's 16-byte alignment covers every
+ * canonical ABI type, and it returns a real block even for 0 bytes. It must not call the host
+ * (see main).
  */
 __attribute__((export_name("cabi_realloc")))
 void *cabi_realloc(void *old, size_t old_size, size_t align, size_t new_size) {
     (void)old_size;
-    if (new_size == 0) {
-        return (void *)align; /* any aligned non-null pointer will do for zero bytes */
-    }
+    (void)align;
     void *p = realloc(old, new_size);
     if (p == NULL) {
         abort();
@@ -272,7 +272,18 @@ struct connection {
     handle socket, in, out;
 };
 
-static int unit_status(struct unit_result r) {
+/* finish-bind, start-listen or finish-listen. */
+static int call(method_fn *method, handle socket) {
+    struct unit_result r;
+    method(socket, &r);
+    return r.is_err ? r.code : NET_OK;
+}
+
+/* start-bind or start-connect with the IPv4 address ADDR:PORT. */
+static int start_with(start_fn *start, handle socket, handle network, const uint8_t addr[4],
+                      uint16_t port) {
+    struct unit_result r;
+    start(socket, network, IPV4, port, addr[0], addr[1], addr[2], addr[3], 0, 0, 0, 0, 0, 0, &r);
     return r.is_err ? r.code : NET_OK;
 }
 
@@ -293,18 +304,6 @@ static int create_socket(handle *socket) {
     return NET_OK;
 }
 
-/* start-bind or start-connect with ADDR:PORT, then the matching finish. */
-static int start_and_finish(start_fn *start, finish_fn *finish, handle socket, handle network,
-                            const uint8_t addr[4], uint16_t port) {
-    struct unit_result r;
-    start(socket, network, IPV4, port, addr[0], addr[1], addr[2], addr[3], 0, 0, 0, 0, 0, 0, &r);
-    if (r.is_err) {
-        return r.code;
-    }
-    finish(socket, &r);
-    return unit_status(r);
-}
-
 /* A new socket listening on 0.0.0.0:PORT. On failure *step names the call that failed. */
 static int listen_on(handle network, uint16_t port, handle *listener, const char **step) {
     static const uint8_t any[4] = {0, 0, 0, 0};
@@ -314,18 +313,15 @@ static int listen_on(handle network, uint16_t port, handle *listener, const char
         return err;
     }
     *step = "bind";
-    if ((err = start_and_finish(tcp_start_bind, tcp_finish_bind, *listener, network, any, port)) !=
-        NET_OK) {
+    if ((err = start_with(tcp_start_bind, *listener, network, any, port)) != NET_OK ||
+        (err = call(tcp_finish_bind, *listener)) != NET_OK) {
         return err;
     }
     *step = "listen";
-    struct unit_result r;
-    tcp_start_listen(*listener, &r);
-    if (r.is_err) {
-        return r.code;
+    if ((err = call(tcp_start_listen, *listener)) != NET_OK) {
+        return err;
     }
-    tcp_finish_listen(*listener, &r);
-    return unit_status(r);
+    return call(tcp_finish_listen, *listener);
 }
 
 static int accept_connection(handle listener, struct connection *c) {
@@ -347,18 +343,16 @@ static int accept_connection(handle listener, struct connection *c) {
  * One connection attempt. finish-connect reports would-block until the handshake is done. A
  * socket whose connect failed cannot be reused, so it is dropped here.
  */
-static int connect_once(handle network, const uint8_t addr[4], uint16_t port, struct connection *c) {
+static int connect_once(handle network, const uint8_t addr[4], uint16_t port,
+                        struct connection *c) {
     handle socket;
     int err = create_socket(&socket);
     if (err != NET_OK) {
         return err;
     }
-    struct unit_result started;
-    tcp_start_connect(socket, network, IPV4, port, addr[0], addr[1], addr[2], addr[3], 0, 0, 0, 0,
-                      0, 0, &started);
-    if (started.is_err) {
+    if ((err = start_with(tcp_start_connect, socket, network, addr, port)) != NET_OK) {
         tcp_drop(socket);
-        return started.code;
+        return err;
     }
     for (;;) {
         struct connect_result r;
@@ -395,14 +389,9 @@ static const char *stream_error_text(const struct stream_error *e) {
     struct string s;
     error_to_debug_string(e->error, &s);
     error_drop(e->error);
-    char *text = malloc(s.len + 1);
-    if (text == NULL) {
-        return "last-operation-failed";
-    }
-    memcpy(text, s.ptr, s.len);
-    text[s.len] = '\0';
+    char *text = strndup(s.ptr, s.len);
     free(s.ptr);
-    return text;
+    return text != NULL ? text : "last-operation-failed";
 }
 
 /* Writes all of DATA; returns NULL, or what went wrong. */
@@ -428,10 +417,8 @@ static const char *copy_to_stdout(handle in) {
         if (r.is_err) {
             return r.val.err.tag == STREAM_CLOSED ? NULL : stream_error_text(&r.val.err);
         }
-        if (r.val.ok.len > 0) {
-            fwrite(r.val.ok.ptr, 1, r.val.ok.len, stdout);
-            free(r.val.ok.ptr);
-        }
+        fwrite(r.val.ok.ptr, 1, r.val.ok.len, stdout);
+        free(r.val.ok.ptr);
     }
 }
 
@@ -596,7 +583,7 @@ static int usage(void) {
     return EXIT_USAGE;
 }
 
-int main(int argc, char **argv) {
+static int run_command(int argc, char **argv) {
     if (argc < 2) {
         return usage();
     }
@@ -614,4 +601,18 @@ int main(int argc, char **argv) {
     }
     fprintf(stderr, "net: unknown command '%s'\n", argv[1]);
     return usage();
+}
+
+/*
+ * Debian's wasi-libc crt1-command.o leaves constructors and destructors to wasm-ld, which then
+ * wraps every export in them, cabi_realloc included: each host allocation would end in
+ * __wasm_call_dtors, whose stdio flush calls the host while the host is still lowering a result
+ * (realloc runs with may_leave cleared), and that traps. A module that calls __wasm_call_ctors
+ * itself gets no wrappers; exit() runs the destructors.
+ */
+extern void __wasm_call_ctors(void);
+
+int main(int argc, char **argv) {
+    __wasm_call_ctors();
+    exit(run_command(argc, argv));
 }
