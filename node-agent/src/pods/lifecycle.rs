@@ -52,10 +52,12 @@ pub(super) fn is_wasm(pod: &Pod) -> bool {
 /// Whether Wasm pod `pod` is granted any socket (a container port to bind, or outbound
 /// connections): only such a pod needs a network of its own.
 pub(super) fn wasm_grants_sockets(pod: &Pod) -> bool {
-    let ports = pod
-        .spec
-        .as_ref()
-        .is_some_and(|s| s.containers.iter().any(|c| !c.ports.is_empty()));
+    let ports = pod.spec.as_ref().is_some_and(|s| {
+        s.init_containers
+            .iter()
+            .chain(&s.containers)
+            .any(|c| !c.ports.is_empty())
+    });
     ports || allows_outbound(pod.meta())
 }
 
@@ -167,12 +169,26 @@ impl Manager {
     /// Whether `pod` lives in a network namespace of its own: OCI pods always; Wasm pods when
     /// they are granted sockets and the node can give them an address (a Wasm pod needs no
     /// root, and a namespace without an address would only cut it off).
+    ///
+    /// Decided once per pod: a pod whose namespace exists keeps it, and a Wasm pod that already
+    /// ran without one (started by an agent without pod networks for Wasm, or before the node
+    /// had its podCIDR) keeps the node's, so a restart never moves a pod to another address.
     fn has_pod_network(&self, pod: &Pod) -> bool {
-        if is_wasm(pod) {
-            wasm_grants_sockets(pod) && self.network.has_addresses()
-        } else {
-            self.network.has_addresses()
+        let uid = &pod.meta().uid;
+        if crate::network::netns::path(uid).exists() {
+            return true;
         }
+        if !is_wasm(pod) {
+            return self.network.has_addresses();
+        }
+        let ran = self.pods.get(uid).is_some_and(|entry| {
+            entry.containers.values().any(|r| match &r.state {
+                Current::Running { .. } | Current::Unknown { .. } => true,
+                Current::Terminated(t) => !t.id.is_empty(),
+                Current::None | Current::Waiting { .. } => r.last.is_some(),
+            })
+        });
+        !ran && wasm_grants_sockets(pod) && self.network.has_addresses()
     }
 
     /// Starts `attempt` of `container`; returns its new state and the image (or module) digest.
@@ -583,5 +599,64 @@ impl Manager {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wasm_pod(init: Vec<Container>, containers: Vec<Container>) -> Pod {
+        Pod {
+            metadata: Some(ObjectMeta {
+                name: "p".into(),
+                uid: "u".into(),
+                ..Default::default()
+            }),
+            spec: Some(PodSpec {
+                runtime_class_name: "wasm".into(),
+                init_containers: init,
+                containers,
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn container(port: Option<i32>) -> Container {
+        Container {
+            name: "c".into(),
+            ports: port
+                .map(|p| ContainerPort {
+                    container_port: p,
+                    ..Default::default()
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_wasm_pod_needs_a_network_when_any_container_binds_or_it_may_connect_out() {
+        assert!(!wasm_grants_sockets(&wasm_pod(
+            vec![],
+            vec![container(None)]
+        )));
+        assert!(wasm_grants_sockets(&wasm_pod(
+            vec![],
+            vec![container(Some(80))]
+        )));
+        // An init container's port counts: its sockets live where its siblings' will.
+        assert!(wasm_grants_sockets(&wasm_pod(
+            vec![container(Some(80))],
+            vec![container(None)]
+        )));
+        let mut outbound = wasm_pod(vec![], vec![container(None)]);
+        if let Some(meta) = outbound.metadata.as_mut() {
+            meta.annotations
+                .insert(ALLOW_OUTBOUND.to_string(), "true".to_string());
+        }
+        assert!(wasm_grants_sockets(&outbound));
     }
 }

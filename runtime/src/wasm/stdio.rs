@@ -23,8 +23,9 @@ use super::error::WasmError;
 use super::spec::Streams;
 use crate::logs::{LogStream, LogWriter};
 
-/// Sets `b`'s stdin, stdout and stderr to `streams` (each a pipe or FIFO). Must run inside the
-/// tokio runtime the instance runs on.
+/// Sets `b`'s stdin, stdout and stderr to `streams` (each a pipe or FIFO). Must run inside a
+/// tokio runtime that outlives the instance: the pipes register with its reactor, which drives
+/// them even when the instance runs on another runtime (a network namespace's thread).
 pub(crate) fn attach(b: &mut WasiCtxBuilder, streams: &Streams) -> Result<(), WasmError> {
     let dup = |f: &File, name: &str| {
         f.try_clone()
