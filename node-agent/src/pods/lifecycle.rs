@@ -184,6 +184,7 @@ impl Manager {
         let ran = self.pods.get(uid).is_some_and(|entry| {
             entry.containers.values().any(|r| match &r.state {
                 Current::Running { .. } | Current::Unknown { .. } => true,
+                // A start that failed before any instance existed has no id: nothing ran.
                 Current::Terminated(t) => !t.id.is_empty(),
                 Current::None | Current::Waiting { .. } => r.last.is_some(),
             })
