@@ -203,6 +203,23 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Moves the calling thread into the cgroup (every v1 hierarchy's `tasks`, `0` for "me").
+    /// Called while the process has a single thread, this moves the whole process without the
+    /// kernel's global threadgroup lock, whose write side waits for an RCU grace period
+    /// (milliseconds) on every `cgroup.procs` write: Linux 6.1 and later skip it for the writer's
+    /// own thread. v2 has no such file outside threaded subtrees: there the whole process moves
+    /// through `cgroup.procs`, as [`Cgroup::join`] does.
+    pub fn join_current_thread(&self) -> Result<(), LinuxError> {
+        let file = match self.version {
+            Version::V1 => "tasks",
+            Version::V2 => "cgroup.procs",
+        };
+        for dir in self.dirs().iter().filter(|d| d.exists()) {
+            write(&dir.join(file), "0")?;
+        }
+        Ok(())
+    }
+
     /// The processes in the cgroup.
     pub fn pids(&self) -> Vec<i32> {
         let dir = self.dir("pids");

@@ -33,7 +33,7 @@ pub mod security;
 pub mod state;
 mod sys;
 
-pub use sys::fork_single_threaded;
+pub use sys::{fork_single_threaded, thread_count};
 
 use std::ffi::OsString;
 use std::io::Read;
