@@ -60,11 +60,13 @@ fn zombie_children(parent: i32) -> HashSet<i32> {
         .collect()
 }
 
-/// Sweeps every [`PERIOD`] for the life of the runtime.
+/// Sweeps every [`PERIOD`] for the life of the runtime, the first a period after the start: a
+/// new shim has no orphans yet, and its first milliseconds belong to the task it starts.
 pub fn spawn() {
     tokio::spawn(async {
         let mut reaper = Reaper::default();
-        let mut tick = tokio::time::interval(PERIOD);
+        let first = tokio::time::Instant::now() + PERIOD;
+        let mut tick = tokio::time::interval_at(first, PERIOD);
         loop {
             tick.tick().await;
             let n = tokio::task::spawn_blocking({
