@@ -24,7 +24,7 @@ use containerd_shim::protos::shim_async::{Task, create_task};
 use containerd_shim::protos::ttrpc::r#async::Server;
 use containerd_shim::protos::ttrpc::r#async::transport::Listener;
 use containerd_shim::publisher::RemotePublisher;
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxResources, Spec};
 
 use crate::events::Events;
 use crate::process::Exit;
@@ -55,11 +55,19 @@ fn start_inner(flags: &Flags) -> Result<(), String> {
         // The group's shim runs already: it serves this container too.
         return answer(&address);
     };
+    // The child waits on this until the parent has placed it in containerd's shim cgroup.
+    let (placed_rx, placed_tx) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
     // Single-threaded here: the child may go on without exec.
     match skiff_runtime::linux::fork_single_threaded().map_err(|e| format!("fork: {e}"))? {
         nix::unistd::ForkResult::Child => {
+            drop(placed_tx);
             let code = match detach() {
-                Ok(()) => serve(flags, listener, &path, names_wasm(spec.as_ref())),
+                Ok(()) => {
+                    // Returns when the parent wrote or went away: either way it is done.
+                    let _ = nix::unistd::read(&placed_rx, &mut [0u8; 1]);
+                    drop(placed_rx);
+                    serve(flags, listener, &path, spec.as_ref())
+                }
                 Err(e) => {
                     log::error!("detaching the shim: {e}");
                     1
@@ -69,6 +77,7 @@ fn start_inner(flags: &Flags) -> Result<(), String> {
         }
         nix::unistd::ForkResult::Parent { child } => {
             drop(listener);
+            drop(placed_rx);
             let pid = u32::try_from(child.as_raw()).unwrap_or(0);
             // containerd's shim cgroup (from the options on stdin) and an OOM score above its own.
             if let Err(e) = containerd_shim::cgroup::set_cgroup_and_oom_score(pid) {
@@ -76,9 +85,22 @@ fn start_inner(flags: &Flags) -> Result<(), String> {
                 let _ = std::fs::remove_file(&path);
                 return Err(format!("placing the shim (pid {pid}): {e}"));
             }
+            let _ = nix::unistd::write(&placed_tx, b"p");
+            drop(placed_tx);
             answer(&address)
         }
     }
+}
+
+/// The cgroup the first container's task runs in, when its shim can join it before any thread
+/// starts: a Wasm entrypoint (the guest runs in the shim) and a `linux.cgroupsPath`.
+fn first_task_cgroup(spec: &Spec) -> Option<(String, Option<LinuxResources>)> {
+    if !names_wasm(Some(spec)) {
+        return None;
+    }
+    let linux = spec.linux().as_ref()?;
+    let path = linux.cgroups_path().as_ref()?.display().to_string();
+    Some((path, linux.resources().clone()))
 }
 
 /// Does the first container's entrypoint name a `.wasm` file? Then the server builds its engine
@@ -147,13 +169,22 @@ fn detach() -> Result<(), String> {
     nix::sys::prctl::set_child_subreaper(true).map_err(|e| format!("subreaper: {e}"))
 }
 
-/// The long-running shim: the task service on `listener` until Shutdown.
-fn serve(flags: &Flags, listener: UnixListener, path: &Path, warm_up: bool) -> i32 {
+/// The long-running shim: the task service on `listener` until Shutdown. `spec` is the first
+/// container's.
+fn serve(flags: &Flags, listener: UnixListener, path: &Path, spec: Option<&Spec>) -> i32 {
     if let Err(e) = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
     {
         // No log FIFO: nothing to tell containerd through, but the shim can still serve.
         eprintln!("{}: log: {e}", crate::RUNTIME_ID);
     }
+    // Before the async runtime's threads: the cheap moment to join (see `join_at_start`). A
+    // failure is left to Create, which joins again and reports it.
+    if let Some((cgroup, resources)) = spec.and_then(first_task_cgroup)
+        && let Err(e) = crate::cgroup::join_at_start(&cgroup, resources.as_ref())
+    {
+        log::debug!("joining the task's cgroup at start: {e}");
+    }
+    let warm_up = names_wasm(spec);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -188,7 +219,11 @@ fn serve(flags: &Flags, listener: UnixListener, path: &Path, warm_up: bool) -> i
         tokio::spawn(ignore_termination());
         exit.wait().await;
         let _ = server.shutdown().await;
-        let _ = tokio::task::spawn_blocking(crate::cgroup::settle).await;
+        let _ = tokio::task::spawn_blocking(|| {
+            crate::cgroup::leave_unclaimed();
+            crate::cgroup::settle();
+        })
+        .await;
         Ok::<(), String>(())
     });
     let _ = std::fs::remove_file(path);

@@ -28,10 +28,34 @@ pub struct Joined {
 }
 
 /// Moves this process into the cgroup at `path` (made with `resources`, memory raised by the
-/// headroom).
+/// headroom), unless the server joined it at start ([`join_at_start`]).
 pub fn join(path: &str, resources: Option<&LinuxResources>) -> Result<Joined, String> {
-    // A leave still under way would move this process back out of the new cgroup.
+    if let Some(joined) = claim_joined_at_start(path) {
+        return Ok(joined);
+    }
+    // A cgroup the shim meant to exit in, or a leave still under way, would hold this process
+    // or move it back out of the new cgroup.
+    let stayed = STAYING.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(stayed) = stayed {
+        stayed.leave();
+    }
     settle();
+    join_with(path, resources, Move::Process)
+}
+
+/// The cgroup this shim stays in until it exits (see [`Joined::exit_in`]).
+static STAYING: std::sync::Mutex<Option<Joined>> = std::sync::Mutex::new(None);
+
+/// How [`join_with`] moves this process.
+#[derive(Clone, Copy, PartialEq)]
+enum Move {
+    /// Through `cgroup.procs`: every thread, whatever their number.
+    Process,
+    /// Through the calling thread: the whole process while it has a single thread.
+    CallingThread,
+}
+
+fn join_with(path: &str, resources: Option<&LinuxResources>, how: Move) -> Result<Joined, String> {
     let cgroup = Cgroup::new(path).map_err(|e| format!("linux.cgroupsPath {path:?}: {e}"))?;
     let mut resources = resources.cloned();
     if let Some(r) = resources.as_mut()
@@ -50,12 +74,64 @@ pub fn join(path: &str, resources: Option<&LinuxResources>) -> Result<Joined, St
         .create(resources.as_ref())
         .map_err(|e| format!("creating cgroup {path}: {e}"))?;
     let joined = Joined { cgroup, before };
-    if let Err(e) = joined.cgroup.join(std::process::id() as i32) {
+    let moved = match how {
+        Move::Process => joined.cgroup.join(std::process::id() as i32),
+        Move::CallingThread => joined.cgroup.join_current_thread(),
+    };
+    if let Err(e) = moved {
         // Possibly in some v1 hierarchies already: go back before removing it.
         joined.leave();
         return Err(format!("joining cgroup {path}: {e}"));
     }
     Ok(joined)
+}
+
+/// The cgroup the server joined before its first thread, until the task's Create claims it.
+static JOINED_AT_START: std::sync::Mutex<Option<Joined>> = std::sync::Mutex::new(None);
+
+/// Joins the first task's cgroup while this process has a single thread (the server just
+/// forked by `start`, before its async runtime), where a v1 host moves it without waiting for an
+/// RCU grace period (see [`Cgroup::join_current_thread`]); the threads it starts later are
+/// created inside. Create then finds it joined ([`join`]). Returns whether it joined: not on v2
+/// (no faster move there; Create joins in the background), not with a pids limit (the limit
+/// would count the shim's own threads, so the runtime could not start), not from a process that
+/// already has threads.
+pub fn join_at_start(path: &str, resources: Option<&LinuxResources>) -> Result<bool, String> {
+    let pids_limited = resources
+        .and_then(|r| r.pids().as_ref())
+        .is_some_and(|p| p.limit() > 0);
+    if cgroups::version() != Version::V1
+        || pids_limited
+        || skiff_runtime::linux::thread_count() != Some(1)
+    {
+        return Ok(false);
+    }
+    let joined = join_with(path, resources, Move::CallingThread)?;
+    *JOINED_AT_START.lock().unwrap_or_else(|p| p.into_inner()) = Some(joined);
+    Ok(true)
+}
+
+/// The cgroup joined at start, if it is the one at `path`.
+fn claim_joined_at_start(path: &str) -> Option<Joined> {
+    let wanted = Cgroup::new(path).ok()?;
+    let mut slot = JOINED_AT_START.lock().unwrap_or_else(|p| p.into_inner());
+    if slot.as_ref().is_some_and(|j| j.cgroup == wanted) {
+        slot.take()
+    } else {
+        None
+    }
+}
+
+/// Leaves a cgroup joined at start that no task claimed (its Create failed early or never
+/// came), so that the server does not exit inside a cgroup nobody removes.
+pub fn leave_unclaimed() {
+    let unclaimed = JOINED_AT_START
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(joined) = unclaimed {
+        joined.leave();
+    }
 }
 
 /// A file in a Wasm task's bundle: its shim, alive, is leaving the task's cgroup and removes it.
@@ -75,6 +151,13 @@ pub fn settle() {
 }
 
 impl Joined {
+    /// Stays in the cgroup until the process exits, which empties it: for a shim whose last
+    /// task this was. `shim delete` removes it, waiting for the exit. Should another task join
+    /// a cgroup meanwhile, this one is left and removed first.
+    pub fn exit_in(self) {
+        *STAYING.lock().unwrap_or_else(|p| p.into_inner()) = Some(self);
+    }
+
     /// As [`Joined::leave`], on a thread of its own: moving a process between cgroups waits for
     /// an RCU grace period (milliseconds), which Delete's answer need not wait for. `shim
     /// delete` may run meanwhile: it leaves a cgroup with members alone, and this removes it.
@@ -112,10 +195,11 @@ impl Joined {
 /// Removes a Wasm task's cgroup directories, without signalling what is in them: the only
 /// process such a cgroup can hold is a shim (this one, or a live one serving a group). With
 /// `shim_gone` false, a cgroup with members is left in place with a warning. With it true (the
-/// shim that held it was killed and may still be exiting), and for a cgroup without members that
-/// is still busy for a moment, removal is retried for up to 2 s.
+/// shim that held it was killed, or exits in it, and may still be exiting), and for a cgroup
+/// without members that is still busy for a moment, removal is retried every 2 ms for up to 2 s.
 pub fn remove_dirs(cgroup: &Cgroup, shim_gone: bool) {
-    for attempt in 0..100 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
         let mut busy = None;
         for dir in cgroup.dirs() {
             match std::fs::remove_dir(&dir) {
@@ -125,11 +209,11 @@ pub fn remove_dirs(cgroup: &Cgroup, shim_gone: bool) {
             }
         }
         let Some((dir, e)) = busy else { return };
-        if attempt == 99 || (!shim_gone && !cgroup.pids().is_empty()) {
+        if std::time::Instant::now() >= deadline || (!shim_gone && !cgroup.pids().is_empty()) {
             log::warn!("removing cgroup {}: {e}", dir.display());
             return;
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 

@@ -358,8 +358,8 @@ impl Container {
     }
 
     /// Removes what runs the task (its processes, cgroup, rootfs mount). The init must have
-    /// exited or never started.
-    pub async fn remove(&self) {
+    /// exited or never started. `last`: the shim serves no other task and exits next.
+    pub async fn remove(&self, last: bool) {
         match &self.kind {
             Kind::Linux(task) => {
                 let (runtime, id) = (task.runtime.clone(), task.id.clone());
@@ -374,10 +374,18 @@ impl Container {
                     instance.wait().await;
                 }
                 let joined = task.cgroup.lock().unwrap_or_else(|p| p.into_inner()).take();
-                if let Some(joined) = joined {
-                    // For `shim delete`: this shim removes the cgroup itself.
-                    let _ = std::fs::write(self.bundle.join(crate::cgroup::LEAVING_MARKER), b"");
-                    joined.leave_in_background();
+                match joined {
+                    // The shim exits in the cgroup, which then is empty: `shim delete`, run
+                    // after the shim's exit, removes it. Leaving would take the kernel's
+                    // cgroup lock for an RCU grace period, which that rmdir would wait on.
+                    Some(joined) if last => joined.exit_in(),
+                    Some(joined) => {
+                        // For `shim delete`: this shim removes the cgroup itself.
+                        let _ =
+                            std::fs::write(self.bundle.join(crate::cgroup::LEAVING_MARKER), b"");
+                        joined.leave_in_background();
+                    }
+                    None => {}
                 }
             }
         }

@@ -170,7 +170,7 @@ impl Task for Service {
             free
         };
         if !inserted {
-            container.remove().await;
+            container.remove(false).await;
             return Err(exists(format!("task {}: already exists", req.id)));
         }
         {
@@ -310,7 +310,9 @@ impl Task for Service {
                 )));
             }
             p.set_exited(Exit::now(137));
-            c.remove().await;
+            // Its last task gone, containerd shuts the shim down next.
+            let last = self.containers().keys().all(|id| *id == req.id);
+            c.remove(last).await;
             self.containers().remove(&req.id);
         }
         let exit = p.exit().unwrap_or_else(|| Exit::now(137));

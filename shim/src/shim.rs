@@ -85,8 +85,8 @@ impl Shim for SkiffShim {
 /// What `shim delete` does in `bundle` for container `id`.
 pub fn cleanup(bundle: &Path, id: &str) {
     // A shim that left the task's cgroup at Delete removes it itself. Without that mark the shim
-    // was killed, and it may still be exiting (a member of the cgroup for a moment; even its
-    // socket may still accept): wait for it to go.
+    // exits in it (the task was its last) or was killed, and it may still be exiting (a member
+    // of the cgroup for a moment; even its socket may still accept): wait for it to go.
     let shim_gone = !bundle.join(crate::cgroup::LEAVING_MARKER).exists();
     crate::linux::cleanup(bundle, id);
     // A Wasm task ran in the shim itself: once that shim is gone its cgroup is empty. containerd

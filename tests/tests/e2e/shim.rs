@@ -49,6 +49,47 @@ fn task_status(c: &Containerd, id: &str) -> Option<String> {
     })
 }
 
+/// The pid `ctr task ls` shows for task `id`.
+fn task_pid(c: &Containerd, id: &str) -> u32 {
+    let ls = c.ctr_ok(["task", "ls"]);
+    ls.lines()
+        .find_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols.first() == Some(&id)).then(|| cols.get(1)?.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no pid for task {id} in: {ls}"))
+}
+
+/// Each thread of `pid` with the cgroup it is in for memory (v1's memory hierarchy, or v2's
+/// unified one).
+fn memory_cgroup_of_threads(pid: u32) -> Vec<(String, String)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the shim's threads");
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        let tid = task.file_name().to_string_lossy().into_owned();
+        let Ok(cgroups) = std::fs::read_to_string(task.path().join("cgroup")) else {
+            continue; // the thread ended meanwhile
+        };
+        let lines: Vec<(&str, &str)> = cgroups
+            .lines()
+            .filter_map(|l| {
+                let mut parts = l.splitn(3, ':');
+                parts.next()?;
+                Some((parts.next()?, parts.next()?))
+            })
+            .collect();
+        let v1 = lines
+            .iter()
+            .find(|(controllers, _)| controllers.split(',').any(|c| c == "memory"));
+        let memory = v1.or_else(|| lines.iter().find(|(controllers, _)| controllers.is_empty()));
+        out.push((
+            tid,
+            memory.map(|(_, path)| path.to_string()).unwrap_or_default(),
+        ));
+    }
+    out
+}
+
 fn start_detached(c: &Containerd, image: &str, id: &str, args: &[&str]) {
     let mut all = vec!["run", "-d", "--runtime", RUNTIME, image, id];
     all.extend_from_slice(args);
@@ -168,6 +209,18 @@ fn a_looping_guest_is_killed_within_a_second_and_task_ls_shows_its_states() {
     // The shim runs the guest in the task's cgroup: its figures are the task's.
     let metrics = c.ctr_ok(["task", "metrics", "w-spin"]);
     assert!(memory_usage(&metrics) > 0, "ctr task metrics: {metrics}");
+    // Every thread of the shim (the task's pid), not only the one that joined, is in it.
+    let threads = memory_cgroup_of_threads(task_pid(&c, "w-spin"));
+    assert!(threads.len() > 1, "the shim's threads: {threads:?}");
+    let outside: Vec<String> = threads
+        .into_iter()
+        .filter(|(_, cgroup)| !cgroup.ends_with(&format!("/{}/w-spin", c.namespace())))
+        .map(|(tid, cgroup)| format!("thread {tid} in {cgroup}"))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "shim threads outside the task's cgroup: {outside:?}"
+    );
     let t = Instant::now();
     c.ctr_ok(["task", "kill", "--signal", "SIGKILL", "w-spin"]);
     wait_for("the killed guest to stop", Duration::from_secs(5), || {
