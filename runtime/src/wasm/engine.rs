@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -75,7 +75,7 @@ pub(crate) struct EngineInner {
     pub(crate) component_linker: wasmtime::component::Linker<ComponentState>,
     /// Threads inside the network namespaces of running instances.
     pub(crate) netns: NetnsThreads,
-    /// Ticks while the wasmtime engine lives.
+    /// Ticks while the wasmtime engine lives. Last, so dropped after every engine handle above.
     _ticker: EpochTicker,
 }
 
@@ -151,10 +151,12 @@ fn config(options: &EngineOptions) -> Config {
 ///
 /// It holds only a weak reference: the engine lives as long as the [`WasmEngine`] and every
 /// store, module and instance made from it. Stopping with the wrapper instead would leave a
-/// store that outlives it (a task being torn down) spinning forever without deadlines.
+/// store that outlives it (a task being torn down) spinning forever without deadlines. Dropped
+/// (the last field of [`EngineInner`], so after the engine handles beside it), it wakes the
+/// thread to look again: a process that is done with its engine is not kept a tick longer
+/// with a thread of it (a shim leaves its cgroup cheaply only once single-threaded).
 struct EpochTicker {
-    /// Detached in use; tests join it to see it end.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Detached in use; tests watch it end.
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -163,16 +165,32 @@ impl EpochTicker {
         let thread = std::thread::Builder::new()
             .name("skiff-epoch".into())
             .spawn(move || {
+                let mut next = Instant::now() + tick;
                 loop {
-                    std::thread::sleep(tick);
-                    match engine.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
+                    // Woken early (by `wake`, or spuriously): only the engine is checked.
+                    std::thread::park_timeout(next.saturating_duration_since(Instant::now()));
+                    let Some(engine) = engine.upgrade() else {
+                        break;
+                    };
+                    if Instant::now() >= next {
+                        engine.increment_epoch();
+                        next = Instant::now() + tick;
                     }
                 }
             })
             .map_err(|e| WasmError::Engine(format!("starting the epoch ticker: {e}")))?;
         Ok(EpochTicker { thread })
+    }
+
+    /// Makes the thread check now whether the engine is gone.
+    fn wake(&self) {
+        self.thread.thread().unpark();
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.wake();
     }
 }
 
@@ -207,7 +225,33 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         assert!(!ticker.thread.is_finished());
         drop(store);
-        // Returning proves the thread ended.
-        ticker.thread.join().unwrap();
+        wait_until_finished(&ticker);
+    }
+
+    #[test]
+    fn a_woken_ticker_ends_at_once_when_the_engine_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = WasmEngine::new(EngineOptions {
+            max_instances: 2,
+            ..EngineOptions::new(dir.path())
+        })
+        .unwrap();
+        // A tick far longer than the test: only the wake can end it in time.
+        let ticker = EpochTicker::start(engine.wasmtime().weak(), Duration::from_secs(3600));
+        let ticker = ticker.unwrap();
+        ticker.wake();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!ticker.thread.is_finished(), "ended with its engine alive");
+        drop(engine);
+        ticker.wake();
+        wait_until_finished(&ticker);
+    }
+
+    fn wait_until_finished(ticker: &EpochTicker) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !ticker.thread.is_finished() {
+            assert!(Instant::now() < deadline, "the ticker thread did not end");
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }
