@@ -219,13 +219,12 @@ fn serve(flags: &Flags, listener: UnixListener, path: &Path, spec: Option<&Spec>
         tokio::spawn(ignore_termination());
         exit.wait().await;
         let _ = server.shutdown().await;
-        let _ = tokio::task::spawn_blocking(|| {
-            crate::cgroup::leave_unclaimed();
-            crate::cgroup::settle();
-        })
-        .await;
+        let _ = tokio::task::spawn_blocking(crate::cgroup::settle).await;
         Ok::<(), String>(())
     });
+    // Its threads gone, the process can leave its task cgroups without the kernel's slow path.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    crate::cgroup::leave_at_exit();
     let _ = std::fs::remove_file(path);
     match result {
         Ok(()) => 0,

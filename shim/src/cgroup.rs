@@ -122,16 +122,45 @@ fn claim_joined_at_start(path: &str) -> Option<Joined> {
     }
 }
 
-/// Leaves a cgroup joined at start that no task claimed (its Create failed early or never
-/// came), so that the server does not exit inside a cgroup nobody removes.
-pub fn leave_unclaimed() {
-    let unclaimed = JOINED_AT_START
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
-    if let Some(joined) = unclaimed {
-        joined.leave();
+/// What the server does with its task cgroups as it exits, after its async runtime and every
+/// other thread are gone: on v1 its one thread leaves them the cheap way (as in
+/// [`join_at_start`]) and removes them, so that `shim delete` finds nothing to wait for. Else a
+/// cgroup joined at start that no task claimed (its Create failed early or never came) is left
+/// the slow way, and the one of its last task stays until the exit empties it.
+pub fn leave_at_exit() {
+    let take = |slot: &std::sync::Mutex<Option<Joined>>| {
+        slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+    };
+    let (staying, unclaimed) = (take(&STAYING), take(&JOINED_AT_START));
+    if staying.is_none() && unclaimed.is_none() {
+        return;
     }
+    let one_thread = cgroups::version() == Version::V1 && single_threaded_soon();
+    if let Some(joined) = staying
+        && one_thread
+    {
+        joined.leave_as_calling_thread();
+    }
+    if let Some(joined) = unclaimed {
+        if one_thread {
+            joined.leave_as_calling_thread();
+        } else {
+            joined.leave();
+        }
+    }
+}
+
+/// Whether this process is down to one thread, or gets there within a few milliseconds (a
+/// joined thread may still be counted while the kernel finishes its exit).
+fn single_threaded_soon() -> bool {
+    for _ in 0..20 {
+        match skiff_runtime::linux::thread_count() {
+            Some(1) => return true,
+            Some(_) => std::thread::sleep(std::time::Duration::from_micros(250)),
+            None => return false,
+        }
+    }
+    false
 }
 
 /// A file in a Wasm task's bundle: its shim, alive, is leaving the task's cgroup and removes it.
@@ -151,9 +180,10 @@ pub fn settle() {
 }
 
 impl Joined {
-    /// Stays in the cgroup until the process exits, which empties it: for a shim whose last
-    /// task this was. `shim delete` removes it, waiting for the exit. Should another task join
-    /// a cgroup meanwhile, this one is left and removed first.
+    /// Stays in the cgroup until the process exits: for a shim whose last task this was. The
+    /// exiting server leaves and removes it once single-threaded ([`leave_at_exit`]); else the
+    /// exit empties it and `shim delete` removes it, waiting for the exit. Should another task
+    /// join a cgroup meanwhile, this one is left and removed first.
     pub fn exit_in(self) {
         *STAYING.lock().unwrap_or_else(|p| p.into_inner()) = Some(self);
     }
@@ -177,9 +207,22 @@ impl Joined {
     /// Moves this process back where it was and removes the cgroup.
     pub fn leave(self) {
         let pid = std::process::id().to_string();
-        for procs in original_procs_files(&self.before) {
+        for procs in original_files(&self.before, "cgroup.procs") {
             let _ = std::fs::write(&procs, &pid);
         }
+        self.remove_if_left();
+    }
+
+    /// As [`Joined::leave`] for the calling thread only (v1's `tasks`), which spares the kernel's
+    /// threadgroup lock: the whole process when it has a single thread.
+    fn leave_as_calling_thread(self) {
+        for tasks in original_files(&self.before, "tasks") {
+            let _ = std::fs::write(&tasks, "0");
+        }
+        self.remove_if_left();
+    }
+
+    fn remove_if_left(self) {
         let mine = self.cgroup.pids();
         if mine.contains(&(std::process::id() as i32)) {
             log::warn!(
@@ -196,7 +239,8 @@ impl Joined {
 /// process such a cgroup can hold is a shim (this one, or a live one serving a group). With
 /// `shim_gone` false, a cgroup with members is left in place with a warning. With it true (the
 /// shim that held it was killed, or exits in it, and may still be exiting), and for a cgroup
-/// without members that is still busy for a moment, removal is retried every 2 ms for up to 2 s.
+/// without members that is still busy for a moment, removal is retried every 0.5 ms for up to
+/// 2 s.
 pub fn remove_dirs(cgroup: &Cgroup, shim_gone: bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
@@ -213,12 +257,12 @@ pub fn remove_dirs(cgroup: &Cgroup, shim_gone: bool) {
             log::warn!("removing cgroup {}: {e}", dir.display());
             return;
         }
-        std::thread::sleep(std::time::Duration::from_millis(2));
+        std::thread::sleep(std::time::Duration::from_micros(500));
     }
 }
 
-/// The `cgroup.procs` files of the cgroups listed in a `/proc/<pid>/cgroup` text.
-fn original_procs_files(text: &str) -> Vec<PathBuf> {
+/// The `file` (`cgroup.procs`, or v1's `tasks`) of each cgroup a `/proc/<pid>/cgroup` text lists.
+fn original_files(text: &str, file: &str) -> Vec<PathBuf> {
     let root = Path::new("/sys/fs/cgroup");
     let mut out = Vec::new();
     for line in text.lines() {
@@ -230,13 +274,13 @@ fn original_procs_files(text: &str) -> Vec<PathBuf> {
         let rel = path.trim_start_matches('/');
         if cgroups::version() == Version::V2 {
             if controllers.is_empty() {
-                out.push(root.join(rel).join("cgroup.procs"));
+                out.push(root.join(rel).join(file));
             }
             continue;
         }
         for c in controllers.split(',') {
             if matches!(c, "memory" | "pids" | "cpu" | "cpuacct") && root.join(c).is_dir() {
-                out.push(root.join(c).join(rel).join("cgroup.procs"));
+                out.push(root.join(c).join(rel).join(file));
             }
         }
     }
@@ -283,7 +327,7 @@ mod tests {
                     3:cpu,cpuacct:/\n\
                     1:name=systemd:/x\n\
                     0::/system.slice/containerd.service\n";
-        let files = original_procs_files(text);
+        let files = original_files(text, "cgroup.procs");
         match cgroups::version() {
             Version::V2 => assert_eq!(
                 files,

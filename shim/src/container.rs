@@ -375,9 +375,10 @@ impl Container {
                 }
                 let joined = task.cgroup.lock().unwrap_or_else(|p| p.into_inner()).take();
                 match joined {
-                    // The shim exits in the cgroup, which then is empty: `shim delete`, run
-                    // after the shim's exit, removes it. Leaving would take the kernel's
-                    // cgroup lock for an RCU grace period, which that rmdir would wait on.
+                    // The shim leaves it as it exits, with one thread left (or the exit
+                    // empties it for `shim delete`). Leaving now, with its threads, would take
+                    // the kernel's cgroup lock for an RCU grace period, which that rmdir would
+                    // wait on.
                     Some(joined) if last => joined.exit_in(),
                     Some(joined) => {
                         // For `shim delete`: this shim removes the cgroup itself.
