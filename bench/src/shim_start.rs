@@ -16,7 +16,7 @@ use crate::stats::{fmt, pss_kib, row};
 
 const SKIFF_RUNTIME: &str = "io.containerd.skiff.v1";
 const PROBE_IMAGE: &str = "skiff.test/probe:latest";
-const RUNS: usize = 30;
+const RUNS: usize = 60;
 const WARMUP: usize = 3;
 
 fn run_once(
