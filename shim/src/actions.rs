@@ -184,7 +184,10 @@ fn serve(flags: &Flags, listener: UnixListener, path: &Path, spec: Option<&Spec>
     {
         log::debug!("joining the task's cgroup at start: {e}");
     }
-    let warm_up = names_wasm(spec);
+    // A Wasm first container: its engine is built meanwhile (a failure is left to Create).
+    let engine = names_wasm(spec)
+        .then(crate::service::build_engine_early)
+        .and_then(|b| b.map_err(|e| log::warn!("{e}")).ok());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -196,6 +199,8 @@ fn serve(flags: &Flags, listener: UnixListener, path: &Path, spec: Option<&Spec>
         }
     };
     let result = runtime.block_on(async {
+        // Off the request path: the first event published would build them.
+        tokio::task::spawn_blocking(crate::events::prepare_descriptors);
         let ttrpc_address =
             std::env::var(TTRPC_ADDRESS).map_err(|e| format!("{TTRPC_ADDRESS}: {e}"))?;
         let publisher = RemotePublisher::new(&ttrpc_address)
@@ -203,10 +208,11 @@ fn serve(flags: &Flags, listener: UnixListener, path: &Path, spec: Option<&Spec>
             .map_err(|e| format!("connecting to containerd's events at {ttrpc_address}: {e}"))?;
         let exit = Arc::new(ExitSignal::default());
         crate::reaper::spawn();
-        let service = Service::new(Events::new(publisher, &flags.namespace), exit.clone());
-        if warm_up {
-            tokio::spawn(service.clone().warm_up());
-        }
+        let service = Service::new(
+            Events::new(publisher, &flags.namespace),
+            exit.clone(),
+            engine,
+        );
         let task: Arc<dyn Task + Send + Sync> = Arc::new(service);
         let listener = Listener::try_from(listener).map_err(|e| format!("listener: {e}"))?;
         let mut server = Server::new()

@@ -13,11 +13,18 @@ use containerd_shim::event::Event;
 use containerd_shim::protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskStart,
 };
-use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::protos::protobuf::{MessageField, MessageFull};
 use containerd_shim::publisher::RemotePublisher;
 
 use crate::process::Exit;
 use crate::stdio::Io;
+
+/// Builds the protobuf descriptors of the task events (their file and its imports), which
+/// publishing needs for each event's type URL: built lazily, the first event would pay for
+/// them, most of a millisecond on the request that sends it.
+pub fn prepare_descriptors() {
+    let _ = TaskCreate::descriptor();
+}
 
 #[derive(Clone)]
 pub struct Events {

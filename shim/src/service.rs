@@ -38,16 +38,33 @@ struct Inner {
     exit: Arc<ExitSignal>,
     /// Built at the first Wasm task: a shim that only runs Linux tasks never pays for it.
     engine: OnceCell<WasmEngine>,
+    /// An engine already being built on a thread of its own (see [`build_engine_early`]):
+    /// the first Wasm task takes it rather than building another.
+    building: Mutex<Option<EngineThread>>,
+}
+
+/// A thread building the Wasm engine.
+pub type EngineThread = std::thread::JoinHandle<Result<WasmEngine, String>>;
+
+/// Starts building the Wasm engine on a thread, before the async runtime exists: the serving
+/// shim whose first container is Wasm has it (a few ms of work) ready by the time Create asks.
+pub fn build_engine_early() -> Result<EngineThread, String> {
+    std::thread::Builder::new()
+        .name("engine-build".into())
+        .spawn(|| WasmEngine::new(crate::wasm::engine_options()).map_err(|e| e.to_string()))
+        .map_err(|e| format!("starting the engine's build: {e}"))
 }
 
 impl Service {
-    pub fn new(events: Events, exit: Arc<ExitSignal>) -> Self {
+    /// `building`: the engine's build, if already started ([`build_engine_early`]).
+    pub fn new(events: Events, exit: Arc<ExitSignal>, building: Option<EngineThread>) -> Self {
         Service {
             inner: Arc::new(Inner {
                 containers: Mutex::new(HashMap::new()),
                 events,
                 exit,
                 engine: OnceCell::new(),
+                building: Mutex::new(building),
             }),
         }
     }
@@ -79,23 +96,28 @@ impl Service {
         Ok((c, exec.process.clone()))
     }
 
-    /// Builds the Wasm engine ahead of the first Create (it costs a few ms), in the time
-    /// containerd spends between `start` and Create.
-    pub async fn warm_up(self) {
-        if let Err(e) = self.engine().await {
-            log::warn!("building the Wasm engine: {e}");
-        }
-    }
-
+    /// The process's engine: the one built early if there is one, else built now. A failed
+    /// build is reported to the task that asked, and the next task tries again.
     async fn engine(&self) -> Result<WasmEngine, String> {
         self.inner
             .engine
             .get_or_try_init(|| async {
-                let options = crate::wasm::engine_options();
-                tokio::task::spawn_blocking(move || WasmEngine::new(options))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())
+                let building = self
+                    .inner
+                    .building
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                tokio::task::spawn_blocking(move || match building {
+                    Some(thread) => thread
+                        .join()
+                        .unwrap_or_else(|_| Err("the engine's build panicked".to_string())),
+                    None => {
+                        WasmEngine::new(crate::wasm::engine_options()).map_err(|e| e.to_string())
+                    }
+                })
+                .await
+                .map_err(|e| e.to_string())?
             })
             .await
             .cloned()

@@ -78,7 +78,11 @@ impl Shim for SkiffShim {
     async fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
         // Only the serving shim: the `start` and `delete` actions are short-lived.
         crate::reaper::spawn();
-        Service::new(Events::new(publisher, &self.namespace), self.exit.clone())
+        Service::new(
+            Events::new(publisher, &self.namespace),
+            self.exit.clone(),
+            None,
+        )
     }
 }
 
