@@ -184,10 +184,6 @@ fn serve(flags: &Flags, listener: UnixListener, path: &Path, spec: Option<&Spec>
     {
         log::debug!("joining the task's cgroup at start: {e}");
     }
-    // A Wasm first container: its engine is built meanwhile (a failure is left to Create).
-    let engine = names_wasm(spec)
-        .then(crate::service::build_engine_early)
-        .and_then(|b| b.map_err(|e| log::warn!("{e}")).ok());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -206,6 +202,11 @@ fn serve(flags: &Flags, listener: UnixListener, path: &Path, spec: Option<&Spec>
         let publisher = RemotePublisher::new(&ttrpc_address)
             .await
             .map_err(|e| format!("connecting to containerd's events at {ttrpc_address}: {e}"))?;
+        // A Wasm first container: its engine is built while containerd sends Create (a
+        // failure is left to Create). Not earlier: its mappings would slow the runtime's start.
+        let engine = names_wasm(spec)
+            .then(crate::service::build_engine_early)
+            .and_then(|b| b.map_err(|e| log::warn!("{e}")).ok());
         let exit = Arc::new(ExitSignal::default());
         crate::reaper::spawn();
         let service = Service::new(

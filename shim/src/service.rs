@@ -46,8 +46,8 @@ struct Inner {
 /// A thread building the Wasm engine.
 pub type EngineThread = std::thread::JoinHandle<Result<WasmEngine, String>>;
 
-/// Starts building the Wasm engine on a thread, before the async runtime exists: the serving
-/// shim whose first container is Wasm has it (a few ms of work) ready by the time Create asks.
+/// Starts building the Wasm engine on a thread: the serving shim whose first container is Wasm
+/// has it (a millisecond or two of work) ready by the time Create asks.
 pub fn build_engine_early() -> Result<EngineThread, String> {
     std::thread::Builder::new()
         .name("engine-build".into())
