@@ -172,6 +172,7 @@ fn detach() -> Result<(), String> {
 /// The long-running shim: the task service on `listener` until Shutdown. `spec` is the first
 /// container's.
 fn serve(flags: &Flags, listener: UnixListener, path: &Path, spec: Option<&Spec>) -> i32 {
+    crate::logging::init();
     if let Err(e) = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
     {
         // No log FIFO: nothing to tell containerd through, but the shim can still serve.

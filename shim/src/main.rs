@@ -40,8 +40,9 @@ fn main() {
     if args.get(1).is_some_and(|a| a == linux::INIT_ARG) {
         std::process::exit(skiff_runtime::linux::init_main(&args[2..]));
     }
-    logging::init();
-    // `start` and `delete` run around every task: answered here, before any thread exists.
+    // `start` and `delete` run around every task: answered here, before any thread exists
+    // (the server `start` forks installs the tracing subscriber itself; `delete` has nowhere to
+    // send a log).
     if let Ok(flags) = containerd_shim::parse(&args[1..])
         && !flags.version
         && !flags.info
@@ -52,6 +53,7 @@ fn main() {
             _ => {}
         }
     }
+    logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
