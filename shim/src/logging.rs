@@ -13,8 +13,8 @@ use tracing_subscriber::fmt::MakeWriter;
 /// Which events go to containerd's log.
 const FILTER: &str = "warn,skiff_runtime=info,containerd_shim_skiff_v1=info";
 
-/// Installs the forwarding subscriber; call once, before the async runtime starts. Only the subscriber: the global
-/// `log` logger stays free for the framework (containerd's log FIFO).
+/// Installs the forwarding subscriber; call once, before the async runtime starts. Only the
+/// subscriber: the global `log` logger stays free for the framework (containerd's log FIFO).
 pub fn init() {
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(FILTER))
