@@ -212,11 +212,7 @@ mod tests {
     #[test]
     fn ticker_stops_when_the_engine_is_gone() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = WasmEngine::new(EngineOptions {
-            max_instances: 2,
-            ..EngineOptions::new(dir.path())
-        })
-        .unwrap();
+        let engine = small_engine(dir.path());
         let weak = engine.wasmtime().weak();
         // A store (as a task being torn down holds one) keeps the engine, and the ticks, alive.
         let store = wasmtime::Store::new(engine.wasmtime(), ());
@@ -231,11 +227,7 @@ mod tests {
     #[test]
     fn a_woken_ticker_ends_at_once_when_the_engine_is_gone() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = WasmEngine::new(EngineOptions {
-            max_instances: 2,
-            ..EngineOptions::new(dir.path())
-        })
-        .unwrap();
+        let engine = small_engine(dir.path());
         // A tick far longer than the test: only the wake can end it in time.
         let ticker = EpochTicker::start(engine.wasmtime().weak(), Duration::from_secs(3600));
         let ticker = ticker.unwrap();
@@ -245,6 +237,15 @@ mod tests {
         drop(engine);
         ticker.wake();
         wait_until_finished(&ticker);
+    }
+
+    /// An engine of two slots, its module cache in `cache`.
+    fn small_engine(cache: &std::path::Path) -> WasmEngine {
+        WasmEngine::new(EngineOptions {
+            max_instances: 2,
+            ..EngineOptions::new(cache)
+        })
+        .unwrap()
     }
 
     fn wait_until_finished(ticker: &EpochTicker) {
