@@ -109,14 +109,14 @@ impl WasmEngine {
         let mut origin = Origin::Memory;
         let prepared = slot
             .get_or_try_init(|| async {
-                let bytes = match bytes {
-                    Some(b) => b,
-                    None => read(path.to_path_buf()).await?.1,
-                };
                 let inner = self.inner.clone();
                 let path = path.to_path_buf();
                 let digest = digest.clone();
                 let (prepared, o) = tokio::task::spawn_blocking(move || {
+                    let bytes = match bytes {
+                        Some(b) => b,
+                        None => read_file(&path)?.1,
+                    };
                     compile_and_link(&inner, path, digest, bytes)
                 })
                 .await
@@ -133,54 +133,52 @@ impl WasmEngine {
         })
     }
 
-    /// The digest of the file, and its bytes if they had to be read for it.
+    /// The digest of the file, and its bytes if they had to be read for it: one blocking task
+    /// (each hop to the blocking pool and back costs a wake-up on both sides).
     async fn read_digest(&self, path: &Path) -> Result<(String, Option<Vec<u8>>), WasmError> {
-        let p = path.to_path_buf();
-        let stamp = tokio::task::spawn_blocking(move || std::fs::metadata(&p))
-            .await
-            .map_err(|e| WasmError::Engine(format!("stat task: {e}")))?
-            .map_err(|e| WasmError::read(path, e))?;
-        let stamp = FileStamp::of(&stamp);
-        if let Some(d) = self.inner.cache.known_digest(path, stamp) {
-            return Ok((d, None));
-        }
-        let (stamp, bytes) = read(path.to_path_buf()).await?;
-        let digest = cache::digest(&bytes);
-        self.inner.cache.remember_digest(path, stamp, &digest);
-        Ok((digest, Some(bytes)))
+        let inner = self.inner.clone();
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let meta = std::fs::metadata(&path).map_err(|e| WasmError::read(&path, e))?;
+            if let Some(d) = inner.cache.known_digest(&path, FileStamp::of(&meta)) {
+                return Ok((d, None));
+            }
+            let (stamp, bytes) = read_file(&path)?;
+            let digest = cache::digest(&bytes);
+            inner.cache.remember_digest(&path, stamp, &digest);
+            Ok((digest, Some(bytes)))
+        })
+        .await
+        .map_err(|e| WasmError::Engine(format!("read task: {e}")))?
     }
 }
 
 /// Largest module file accepted (guards the host against a runaway file).
 const MAX_MODULE_BYTES: u64 = 512 << 20;
 
-async fn read(path: PathBuf) -> Result<(FileStamp, Vec<u8>), WasmError> {
-    tokio::task::spawn_blocking(move || {
-        let file = std::fs::File::open(&path).map_err(|e| WasmError::read(&path, e))?;
-        let meta = file.metadata().map_err(|e| WasmError::read(&path, e))?;
-        if meta.is_dir() {
-            return Err(WasmError::read(
-                &path,
-                std::io::Error::other("is a directory"),
-            ));
-        }
-        if meta.len() > MAX_MODULE_BYTES {
-            return Err(WasmError::Invalid {
-                path,
-                message: format!(
-                    "{} bytes is more than the {} MiB a module may have",
-                    meta.len(),
-                    MAX_MODULE_BYTES >> 20
-                ),
-            });
-        }
-        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-        std::io::Read::read_to_end(&mut &file, &mut bytes)
-            .map_err(|e| WasmError::read(&path, e))?;
-        Ok((FileStamp::of(&meta), bytes))
-    })
-    .await
-    .map_err(|e| WasmError::Engine(format!("read task: {e}")))?
+/// The file's identity and bytes; blocking.
+fn read_file(path: &Path) -> Result<(FileStamp, Vec<u8>), WasmError> {
+    let file = std::fs::File::open(path).map_err(|e| WasmError::read(path, e))?;
+    let meta = file.metadata().map_err(|e| WasmError::read(path, e))?;
+    if meta.is_dir() {
+        return Err(WasmError::read(
+            path,
+            std::io::Error::other("is a directory"),
+        ));
+    }
+    if meta.len() > MAX_MODULE_BYTES {
+        return Err(WasmError::Invalid {
+            path: path.to_path_buf(),
+            message: format!(
+                "{} bytes is more than the {} MiB a module may have",
+                meta.len(),
+                MAX_MODULE_BYTES >> 20
+            ),
+        });
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    std::io::Read::read_to_end(&mut &file, &mut bytes).map_err(|e| WasmError::read(path, e))?;
+    Ok((FileStamp::of(&meta), bytes))
 }
 
 /// Binary bytes of a `.wasm` or `.wat` file.
