@@ -10,6 +10,8 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
+use crate::error::ApiError;
+
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
@@ -92,7 +94,7 @@ pub fn identity<T>(request: &Request<T>) -> Result<Identity, Status> {
 }
 
 /// May `identity` do `verb` on `kind`?
-pub fn authorize(identity: &Identity, verb: Verb, kind: &str) -> Result<(), Status> {
+pub fn authorize(identity: &Identity, verb: Verb, kind: &str) -> Result<(), ApiError> {
     let allowed = match identity {
         Identity::Admin => true,
         Identity::NodeBootstrap => match kind {
@@ -116,7 +118,7 @@ pub fn authorize(identity: &Identity, verb: Verb, kind: &str) -> Result<(), Stat
     if allowed {
         Ok(())
     } else {
-        Err(Status::permission_denied(format!(
+        Err(ApiError::Forbidden(format!(
             "{} may not {verb:?} {kind} objects",
             identity.name()
         )))
@@ -177,8 +179,7 @@ mod tests {
         assert!(authorize(&Identity::NodeBootstrap, Verb::Create, "Node").is_ok());
         assert!(authorize(&Identity::NodeBootstrap, Verb::UpdateStatus, "Pod").is_ok());
         assert_eq!(
-            authorize(&Identity::NodeBootstrap, Verb::Create, "Pod")
-                .unwrap_err()
+            Status::from(authorize(&Identity::NodeBootstrap, Verb::Create, "Pod").unwrap_err())
                 .code(),
             tonic::Code::PermissionDenied
         );

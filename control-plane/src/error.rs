@@ -29,6 +29,9 @@ pub enum ApiError {
         "resourceVersion {0} is too old (expired): list again and watch from the list's resourceVersion"
     )]
     Expired(u64),
+    /// A bind the Binding rules refuse (already bound, raced an update, being deleted).
+    #[error("operation cannot be fulfilled on pods/binding {name:?}: {reason}")]
+    BindConflict { name: String, reason: String },
     #[error("{0}")]
     Precondition(String),
     #[error("{0}")]
@@ -58,7 +61,7 @@ impl From<ApiError> for Status {
             ApiError::Invalid { .. } | ApiError::BadRequest(_) => Status::invalid_argument(message),
             ApiError::NotFound { .. } => Status::not_found(message),
             ApiError::AlreadyExists { .. } => Status::already_exists(message),
-            ApiError::Conflict { .. } => Status::aborted(message),
+            ApiError::Conflict { .. } | ApiError::BindConflict { .. } => Status::aborted(message),
             ApiError::Expired(_) => Status::out_of_range(message),
             ApiError::Precondition(_) => Status::failed_precondition(message),
             ApiError::Forbidden(_) => Status::permission_denied(message),

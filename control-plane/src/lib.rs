@@ -1,8 +1,9 @@
 //! skiff-control-plane: the API server and everything behind it.
 //!
 //! Owns the [`store`] (a trait with an embedded redb backend, and the conformance suite every
-//! backend passes), the gRPC [`server`] (one generic handler serves every kind: validation,
-//! optimistic concurrency, status subresource, finalizers, watch), [`auth`] (TLS, bearer tokens,
+//! backend passes), the [`registry`] (the one write path: per-kind strategies, admission, store
+//! keys and encoding, optimistic concurrency, status subresource, finalizers, watch), the gRPC
+//! [`server`] (one generic handler authorizes and calls the registry for every kind), [`auth`] (TLS, bearer tokens,
 //! the identity of each caller), [`pki`] (the cluster CA), the [`scheduler`] and the
 //! [`controllers`]; node tunnels relay logs from agents (`server::tunnel`).
 //!
@@ -12,6 +13,7 @@ pub mod auth;
 pub mod controllers;
 pub mod error;
 pub mod pki;
+pub mod registry;
 pub mod scheduler;
 pub mod server;
 pub mod store;

@@ -23,7 +23,7 @@ use super::informer::{self, Cache, Reconciler};
 use super::podutil;
 use crate::auth::Identity;
 use crate::error::ApiError;
-use crate::server::handler::{Handler, key};
+use crate::registry::{Registry, key, parse_key, prefix};
 use crate::store::{EventKind, KeyValue, Store};
 
 /// Marks the Endpoints this controller keeps; others (a user's, for a Service without a
@@ -50,7 +50,7 @@ struct Controller {
     endpoints: Cache<Endpoints>,
     /// Namespace → keys of its pods.
     pods_in: HashMap<String, BTreeSet<String>>,
-    api: Handler<Endpoints>,
+    api: Registry<Endpoints>,
 }
 
 fn selects(service: &Service, pod: &Pod) -> bool {
@@ -170,7 +170,7 @@ impl Controller {
             pods: Cache::default(),
             endpoints: Cache::default(),
             pods_in: HashMap::new(),
-            api: Handler::new(store),
+            api: Registry::new(store),
         }
     }
 
@@ -187,9 +187,9 @@ impl Controller {
 impl Reconciler for Controller {
     fn prefixes(&self) -> Vec<String> {
         vec![
-            format!("/{}/", Service::PLURAL),
-            format!("/{}/", Pod::PLURAL),
-            format!("/{}/", Endpoints::PLURAL),
+            prefix::<Service>(""),
+            prefix::<Pod>(""),
+            prefix::<Endpoints>(""),
         ]
     }
 
@@ -239,10 +239,8 @@ impl Reconciler for Controller {
     async fn reconcile(&mut self, service_key: &str) -> Result<Option<Duration>, ApiError> {
         let Some(service) = self.services.get_key(service_key).cloned() else {
             // The Service is gone: so are its endpoints (only if we would have managed them).
-            let mut parts = service_key.trim_start_matches('/').splitn(3, '/');
-            let (_, ns, name) = (parts.next(), parts.next(), parts.next());
-            if let (Some(ns), Some(name)) = (ns, name)
-                && self.endpoints.get(ns, name).is_some_and(managed)
+            if let Some((ns, name)) = parse_key::<Service>(service_key)
+                && self.endpoints.get(&ns, &name).is_some_and(managed)
             {
                 let request = DeleteRequest {
                     namespace: ns.to_string(),
@@ -250,7 +248,7 @@ impl Reconciler for Controller {
                     ..Default::default()
                 };
                 match self.api.delete(&Identity::Admin, &request).await {
-                    Ok(_) | Err(ApiError::NotFound { .. }) => self.endpoints.forget(ns, name),
+                    Ok(_) | Err(ApiError::NotFound { .. }) => self.endpoints.forget(&ns, &name),
                     Err(e) => return Err(e),
                 }
             }

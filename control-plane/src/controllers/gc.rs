@@ -25,21 +25,10 @@ use skiff_api::v1::{DeleteRequest, ObjectMeta, OwnerReference};
 use super::informer::{self, Reconciler};
 use crate::auth::Identity;
 use crate::error::ApiError;
-use crate::server::handler::Handler;
+use crate::registry::Registry;
 use crate::store::{EventKind, KeyValue, Store};
 
-/// Finalizer of an owner being deleted with `propagationPolicy: Orphan`.
-pub const ORPHAN: &str = "orphan";
-/// Finalizer of an owner being deleted with `propagationPolicy: Foreground`.
-pub const FOREGROUND: &str = "foregroundDeletion";
-
-/// Any kind's metadata: every kind's message has `ObjectMeta metadata = 1`, and prost skips the
-/// rest, so one decode serves all kinds.
-#[derive(Clone, PartialEq, prost::Message)]
-struct MetaOnly {
-    #[prost(message, optional, tag = "1")]
-    metadata: Option<ObjectMeta>,
-}
+pub use crate::registry::{FOREGROUND, ORPHAN};
 
 /// The kinds the collector follows.
 fn followed(info: &KindInfo) -> bool {
@@ -78,16 +67,8 @@ struct Collector {
 }
 
 fn info_of_key(key: &str) -> Option<&'static KindInfo> {
-    let plural = key.trim_start_matches('/').split('/').next()?;
+    let plural = crate::registry::plural_of_key(key)?;
     KINDS.iter().find(|k| k.plural == plural)
-}
-
-fn store_key(info: &KindInfo, namespace: &str, name: &str) -> String {
-    if info.namespaced {
-        format!("/{}/{namespace}/{name}", info.plural)
-    } else {
-        format!("/{}/{name}", info.plural)
-    }
 }
 
 impl Collector {
@@ -122,18 +103,19 @@ impl Collector {
         let Some(info) = KindInfo::by_kind(&owner.kind) else {
             return Ok(true); // a kind we do not serve: never collect on its account
         };
-        let key = store_key(info, namespace, &owner.name);
-        let found = self
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let Some(kv) = found else {
-            return Ok(false);
-        };
-        let meta = <MetaOnly as prost::Message>::decode(kv.value.as_ref())
-            .map_err(|e| ApiError::Internal(format!("corrupt object {key}: {e}")))?;
-        Ok(meta.metadata.is_some_and(|m| m.uid == owner.uid))
+        let namespace = if info.namespaced { namespace } else { "" };
+        let found = skiff_api::with_kind!(info, K => {
+            use skiff_api::ResourceExt;
+            Registry::<K>::new(self.store.clone())
+                .get(namespace, &owner.name)
+                .await
+                .map(|o| o.meta().uid.clone())
+        });
+        match found {
+            Ok(uid) => Ok(uid == owner.uid),
+            Err(ApiError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     async fn delete(&self, m: &Meta) -> Result<(), ApiError> {
@@ -142,7 +124,7 @@ impl Collector {
             name: m.name.clone(),
             ..Default::default()
         };
-        let result = skiff_api::with_kind!(m.info, K => Handler::<K>::new(self.store.clone())
+        let result = skiff_api::with_kind!(m.info, K => Registry::<K>::new(self.store.clone())
             .delete(&Identity::Admin, &request)
             .await
             .map(|_| ()));
@@ -159,8 +141,8 @@ impl Collector {
     /// object being deleted completes its deletion there).
     async fn edit(&self, m: &Meta, f: impl FnOnce(&mut ObjectMeta) + Send) -> Result<(), ApiError> {
         let result = skiff_api::with_kind!(m.info, K => {
-            let handler = Handler::<K>::new(self.store.clone());
-            match handler.get(&Identity::Admin, &m.namespace, &m.name).await {
+            let handler = Registry::<K>::new(self.store.clone());
+            match handler.get(&m.namespace, &m.name).await {
                 Ok(mut obj) => {
                     use skiff_api::Resource;
                     f(obj.metadata_mut());
@@ -191,7 +173,7 @@ impl Reconciler for Collector {
         KINDS
             .iter()
             .filter(|k| followed(k))
-            .map(|k| format!("/{}/", k.plural))
+            .map(|k| crate::registry::prefix_of_plural(k.plural, ""))
             .collect()
     }
 
@@ -201,9 +183,7 @@ impl Reconciler for Collector {
             EventKind::Delete => None,
             EventKind::Put => {
                 let info = info_of_key(&kv.key);
-                let meta = <MetaOnly as prost::Message>::decode(kv.value.as_ref())
-                    .ok()
-                    .and_then(|m| m.metadata);
+                let meta = crate::registry::decode_meta(kv).ok();
                 info.zip(meta).map(|(info, meta)| Meta {
                     info,
                     namespace: meta.namespace,

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tokio_stream::StreamExt;
 
 use crate::error::ApiError;
-use crate::server::handler::{decode, key};
+use crate::registry::{decode, key};
 use crate::store::{EventKind, KeyValue, Store, StoreError};
 
 /// How long a key whose reconcile failed waits before the next try.
@@ -46,7 +46,7 @@ impl<K> Default for Cache<K> {
 impl<K: Resource> Cache<K> {
     /// Does this store key hold an object of this kind?
     pub fn owns(kv_key: &str) -> bool {
-        kv_key.starts_with(&format!("/{}/", K::PLURAL))
+        crate::registry::owns::<K>(kv_key)
     }
 
     /// Takes a change in; returns (what was there, what is there now).

@@ -19,15 +19,15 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use skiff_api::ResourceExt;
 use skiff_api::cidr::Ipv4Cidr;
 use skiff_api::v1::Node;
-use skiff_api::{Resource, ResourceExt};
 
 use super::informer::{self, Cache, Reconciler};
 use super::recorder::Recorder;
 use crate::auth::Identity;
 use crate::error::ApiError;
-use crate::server::handler::{Handler, decode, prefix};
+use crate::registry::{Registry, decode, prefix};
 use crate::store::{EventKind, KeyValue, Store};
 
 /// Kubernetes' bound: a node block at most 16 bits longer than the cluster CIDR's prefix.
@@ -151,7 +151,7 @@ pub(crate) struct Controller {
     options: NodeIpamOptions,
     store: Arc<dyn Store>,
     nodes: Cache<Node>,
-    api: Handler<Node>,
+    api: Registry<Node>,
     events: Recorder,
     /// Nodes already told that no block is free (one event each, not one per resync).
     exhausted: BTreeSet<String>,
@@ -162,7 +162,7 @@ impl Controller {
         Self {
             options,
             nodes: Cache::default(),
-            api: Handler::new(store.clone()),
+            api: Registry::new(store.clone()),
             events: Recorder::new(store.clone(), "node-ipam-controller"),
             store,
             exhausted: BTreeSet::new(),
@@ -200,7 +200,7 @@ impl Controller {
 #[async_trait::async_trait]
 impl Reconciler for Controller {
     fn prefixes(&self) -> Vec<String> {
-        vec![format!("/{}/", Node::PLURAL)]
+        vec![prefix::<Node>("")]
     }
 
     fn observe(&mut self, kind: EventKind, kv: &KeyValue, dirty: &mut BTreeSet<String>) {

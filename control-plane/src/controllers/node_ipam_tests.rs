@@ -59,7 +59,7 @@ fn bad_masks_are_refused_with_the_reason() {
 struct Harness {
     _dir: tempfile::TempDir,
     store: Arc<dyn Store>,
-    nodes: Handler<Node>,
+    nodes: Registry<Node>,
     controller: Option<tokio::task::JoinHandle<()>>,
     options: NodeIpamOptions,
 }
@@ -78,12 +78,12 @@ impl Harness {
             }),
             ..Default::default()
         };
-        Handler::<Namespace>::new(store.clone())
+        Registry::<Namespace>::new(store.clone())
             .create(&Identity::Admin, default)
             .await
             .unwrap();
         let mut h = Self {
-            nodes: Handler::new(store.clone()),
+            nodes: Registry::new(store.clone()),
             store,
             _dir: dir,
             controller: None,
@@ -121,7 +121,7 @@ impl Harness {
     }
 
     async fn block(&self, name: &str) -> String {
-        let node = self.nodes.get(&Identity::Admin, "", name).await.unwrap();
+        let node = self.nodes.get("", name).await.unwrap();
         node.spec.map(|s| s.pod_cidr).unwrap_or_default()
     }
 
@@ -140,8 +140,8 @@ impl Harness {
 
     async fn events(&self, reason: &str) -> Vec<Event> {
         let request = ListRequest::default();
-        let (events, _) = Handler::<Event>::new(self.store.clone())
-            .list(&Identity::Admin, &request)
+        let (events, _) = Registry::<Event>::new(self.store.clone())
+            .list(&request)
             .await
             .unwrap();
         events.into_iter().filter(|e| e.reason == reason).collect()
@@ -173,7 +173,7 @@ async fn nodes_get_distinct_blocks_that_survive_a_restart_and_are_freed_with_the
         ["10.244.0.0/24", "10.244.1.0/24", "10.244.2.0/24"],
         "{blocks:?}"
     );
-    let n1 = h.nodes.get(&Identity::Admin, "", "n1").await.unwrap();
+    let n1 = h.nodes.get("", "n1").await.unwrap();
     let spec = n1.spec.unwrap();
     assert_eq!(spec.pod_cidrs, vec![spec.pod_cidr.clone()]);
 
@@ -224,7 +224,7 @@ async fn a_pod_cidr_is_kept_by_updates_that_omit_it_and_cannot_be_changed() {
     let h = Harness::new(NodeIpamOptions::default()).await;
     h.add("n1").await;
     let block = h.wait_block("n1").await;
-    let mut node = h.nodes.get(&Identity::Admin, "", "n1").await.unwrap();
+    let mut node = h.nodes.get("", "n1").await.unwrap();
     node.spec = Some(NodeSpec {
         unschedulable: true,
         ..Default::default()

@@ -17,15 +17,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use skiff_api::ResourceExt;
 use skiff_api::v1::{Condition, DeleteRequest, Node, Pod, Taint};
-use skiff_api::{Resource, ResourceExt};
 
 use super::informer::{self, Cache, Reconciler};
 use super::podutil;
 use super::recorder::Recorder;
 use crate::auth::Identity;
 use crate::error::ApiError;
-use crate::server::handler::Handler;
+use crate::registry::{Registry, prefix};
 use crate::store::{EventKind, KeyValue, Store};
 
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
@@ -65,8 +65,8 @@ struct Controller {
     pods: Cache<Pod>,
     /// Node name → keys of the pods bound to it.
     on_node: HashMap<String, BTreeSet<String>>,
-    node_api: Handler<Node>,
-    pod_api: Handler<Pod>,
+    node_api: Registry<Node>,
+    pod_api: Registry<Pod>,
     events: Recorder,
 }
 
@@ -107,8 +107,8 @@ impl Controller {
             nodes: Cache::default(),
             pods: Cache::default(),
             on_node: HashMap::new(),
-            node_api: Handler::new(store.clone()),
-            pod_api: Handler::new(store.clone()),
+            node_api: Registry::new(store.clone()),
+            pod_api: Registry::new(store.clone()),
             events: Recorder::new(store, "node-lifecycle-controller"),
         }
     }
@@ -188,7 +188,7 @@ impl Controller {
 #[async_trait::async_trait]
 impl Reconciler for Controller {
     fn prefixes(&self) -> Vec<String> {
-        vec![format!("/{}/", Node::PLURAL), format!("/{}/", Pod::PLURAL)]
+        vec![prefix::<Node>(""), prefix::<Pod>("")]
     }
 
     fn observe(&mut self, kind: EventKind, kv: &KeyValue, dirty: &mut BTreeSet<String>) {

@@ -8,20 +8,20 @@ use skiff_api::events::{Reporter, object_event};
 use skiff_api::v1::Event;
 
 use crate::auth::Identity;
-use crate::server::handler::Handler;
+use crate::registry::Registry;
 use crate::store::Store;
 
 #[derive(Clone)]
 pub struct Recorder {
     component: &'static str,
-    events: Handler<Event>,
+    events: Registry<Event>,
 }
 
 impl Recorder {
     pub fn new(store: Arc<dyn Store>, component: &'static str) -> Self {
         Self {
             component,
-            events: Handler::new(store),
+            events: Registry::new(store),
         }
     }
 

@@ -21,7 +21,7 @@ use super::podutil;
 use super::recorder::Recorder;
 use crate::auth::Identity;
 use crate::error::ApiError;
-use crate::server::handler::{Handler, key};
+use crate::registry::{Registry, key, prefix};
 use crate::store::{EventKind, KeyValue, Store};
 
 /// Runs until aborted.
@@ -40,8 +40,8 @@ struct Controller {
     by_uid: HashMap<String, String>,
     /// ReplicaSet uid → keys of the pods it controls.
     owned: HashMap<String, BTreeSet<String>>,
-    set_api: Handler<ReplicaSet>,
-    pod_api: Handler<Pod>,
+    set_api: Registry<ReplicaSet>,
+    pod_api: Registry<Pod>,
     events: Recorder,
 }
 
@@ -52,8 +52,8 @@ impl Controller {
             pods: Cache::default(),
             by_uid: HashMap::new(),
             owned: HashMap::new(),
-            set_api: Handler::new(store.clone()),
-            pod_api: Handler::new(store.clone()),
+            set_api: Registry::new(store.clone()),
+            pod_api: Registry::new(store.clone()),
             events: Recorder::new(store, "replicaset-controller"),
         }
     }
@@ -181,10 +181,7 @@ fn count(n: usize) -> i32 {
 #[async_trait::async_trait]
 impl Reconciler for Controller {
     fn prefixes(&self) -> Vec<String> {
-        vec![
-            format!("/{}/", ReplicaSet::PLURAL),
-            format!("/{}/", Pod::PLURAL),
-        ]
+        vec![prefix::<ReplicaSet>(""), prefix::<Pod>("")]
     }
 
     fn observe(&mut self, kind: EventKind, kv: &KeyValue, dirty: &mut BTreeSet<String>) {

@@ -13,8 +13,9 @@
 //! Level-triggered over list + watch of nodes and pods. Pods are taken highest priority first,
 //! then oldest. Like kube-scheduler, with many nodes it stops filtering once it has found
 //! [`score::nodes_to_find`] feasible ones (50% − 1% per 125 nodes, at least 5% and 100 nodes),
-//! starting each pod where the last one stopped, and scores only those. A bind is a
-//! compare-and-swap on the pod version the cache holds, run with up to [`MAX_BINDS_IN_FLIGHT`]
+//! starting each pod where the last one stopped, and scores only those. A bind goes through the
+//! registry's `pods/binding` subresource with the pod version the cache holds as its
+//! precondition, run with up to [`MAX_BINDS_IN_FLIGHT`]
 //! at once so that the store's group commit shares fsyncs; the placement is assumed in the cache
 //! at once so the next pod sees it, and a bind that loses its race is forgotten and retried
 //! once the watch brings the newer version. Pods that fit nowhere wait until a node or a freed
@@ -33,15 +34,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
+use skiff_api::ResourceExt;
 use skiff_api::v1::{Condition, DeleteRequest, Event, Node, Pod};
-use skiff_api::{Resource, ResourceExt};
 use tokio::task::JoinSet;
 use tokio_stream::StreamExt;
 
 use crate::auth::Identity;
 use crate::controllers::recorder::Recorder;
 use crate::error::ApiError;
-use crate::server::handler::{Handler, decode, encode};
+pub use crate::registry::set_condition;
+use crate::registry::{Binding, Registry, decode, owns, parse_key, prefix};
 use crate::store::{EventKind, KeyValue, Store, StoreError};
 use cache::{Cache, PodInfo};
 use filter::{Context, Unfit};
@@ -80,7 +82,7 @@ pub async fn run(store: Arc<dyn Store>, options: SchedulerOptions) {
 }
 
 /// A finished bind: the pod's key, the revision it was bound from, and what the store said.
-type BindResult = (String, u64, Result<Box<Pod>, StoreError>);
+type BindResult = (String, u64, Result<Box<Pod>, ApiError>);
 
 enum Wake {
     Event(Option<Result<crate::store::Event, StoreError>>),
@@ -103,23 +105,21 @@ struct Scheduler {
     binds: JoinSet<BindResult>,
     /// Where the next pod's search over the nodes starts.
     next_start: usize,
-    events: Handler<Event>,
+    events: Registry<Event>,
     recorder: Recorder,
-    pod_api: Handler<Pod>,
+    pod_api: Registry<Pod>,
 }
 
 fn is_node_key(key: &str) -> bool {
-    key.strip_prefix('/')
-        .and_then(|k| k.strip_prefix(Node::PLURAL))
-        .is_some_and(|k| k.starts_with('/'))
+    owns::<Node>(key)
 }
 
 impl Scheduler {
     fn new(store: Arc<dyn Store>, options: SchedulerOptions) -> Self {
         Self {
-            events: Handler::new(store.clone()),
+            events: Registry::new(store.clone()),
             recorder: Recorder::new(store.clone(), "skiff-scheduler"),
-            pod_api: Handler::new(store.clone()),
+            pod_api: Registry::new(store.clone()),
             store,
             options,
             cache: Cache::default(),
@@ -134,8 +134,8 @@ impl Scheduler {
 
     /// Lists nodes and pods into the cache; returns the revisions to watch from.
     async fn list(&mut self) -> Result<(u64, u64), StoreError> {
-        let node_prefix = format!("/{}/", Node::PLURAL);
-        let pod_prefix = format!("/{}/", Pod::PLURAL);
+        let node_prefix = prefix::<Node>("");
+        let pod_prefix = prefix::<Pod>("");
         let nodes = self.store.list(&node_prefix, None, 0).await?;
         let pods = self.store.list(&pod_prefix, None, 0).await?;
         for kv in &nodes.items {
@@ -149,14 +149,8 @@ impl Scheduler {
 
     async fn sync(&mut self) -> Result<(), StoreError> {
         let (node_rev, pod_rev) = self.list().await?;
-        let node_events = self
-            .store
-            .watch(&format!("/{}/", Node::PLURAL), node_rev)
-            .await?;
-        let pod_events = self
-            .store
-            .watch(&format!("/{}/", Pod::PLURAL), pod_rev)
-            .await?;
+        let node_events = self.store.watch(&prefix::<Node>(""), node_rev).await?;
+        let pod_events = self.store.watch(&prefix::<Pod>(""), pod_rev).await?;
         let mut events = node_events.merge(pod_events);
         let mut retry = tokio::time::interval(RETRY);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -205,8 +199,9 @@ impl Scheduler {
                 }
             }
             (EventKind::Delete, true) => {
-                let name = kv.key.rsplit('/').next().unwrap_or_default();
-                self.cache.delete_node(name);
+                if let Some((_, name)) = parse_key::<Node>(&kv.key) {
+                    self.cache.delete_node(&name);
+                }
             }
             (EventKind::Put, false) => {
                 let Ok(pod) = decode::<Pod>(kv) else { return };
@@ -297,10 +292,10 @@ impl Scheduler {
             match self.find_node(&pod, &ctx) {
                 Ok(node) => {
                     self.cache.assume(&pod.key, &node);
-                    let store = self.store.clone();
+                    let pods = self.pod_api.clone();
                     let (key, revision, object) = (pod.key.clone(), pod.revision, pod.pod.clone());
                     self.binds.spawn(async move {
-                        let result = bind(&*store, &key, object, revision, &node).await;
+                        let result = bind(&pods, &object, revision, &node).await;
                         (key, revision, result)
                     });
                     if self.binds.len() >= MAX_BINDS_IN_FLIGHT
@@ -378,7 +373,9 @@ impl Scheduler {
                     return;
                 }
                 match e {
-                    StoreError::Conflict { .. } | StoreError::NotFound(_) => {
+                    ApiError::Conflict { .. }
+                    | ApiError::BindConflict { .. }
+                    | ApiError::NotFound { .. } => {
                         if pod.revision > revision {
                             self.active.insert(key);
                         } else {
@@ -472,11 +469,7 @@ impl Scheduler {
             .await;
         if matches!(written, Err(ApiError::Conflict { .. })) {
             // The cache is behind; the nominated node must not be lost, so read and retry once.
-            match self
-                .pod_api
-                .get(&Identity::Admin, pod.pod.namespace(), pod.pod.name())
-                .await
-            {
+            match self.pod_api.get(pod.pod.namespace(), pod.pod.name()).await {
                 Ok(mut fresh) => {
                     change(&mut fresh);
                     written = self.pod_api.update_status(&Identity::Admin, fresh).await;
@@ -509,49 +502,21 @@ impl Scheduler {
     }
 }
 
-/// Sets `spec.nodeName` and `PodScheduled=True` in one compare-and-swap on `revision`.
+/// Binds through the `pods/binding` subresource, on the pod version the decision was made on.
 async fn bind(
-    store: &dyn Store,
-    key: &str,
-    mut pod: Pod,
+    pods: &Registry<Pod>,
+    pod: &Pod,
     revision: u64,
     node: &str,
-) -> Result<Box<Pod>, StoreError> {
-    if let Some(spec) = pod.spec.as_mut() {
-        spec.node_name = node.to_string();
-    }
-    if let Some(status) = pod.status.as_mut() {
-        status.nominated_node_name.clear();
-    }
-    set_condition(
-        &mut pod,
-        Condition {
-            r#type: "PodScheduled".into(),
-            status: "True".into(),
-            last_transition_time: Some(skiff_api::time::now()),
-            ..Default::default()
-        },
-    );
-    let written = store.update(key, encode(&pod), Some(revision)).await?;
-    pod.metadata_mut().resource_version = written.mod_revision.to_string();
-    Ok(Box::new(pod))
-}
-
-/// Replaces (or adds) the condition of the same type, keeping its transition time when the
-/// status did not change.
-pub fn set_condition(pod: &mut Pod, condition: Condition) {
-    let conditions = &mut pod.status.get_or_insert_with(Default::default).conditions;
-    match conditions.iter_mut().find(|c| c.r#type == condition.r#type) {
-        Some(existing) => {
-            let keep = existing.status == condition.status;
-            let transition = existing.last_transition_time;
-            *existing = condition;
-            if keep {
-                existing.last_transition_time = transition;
-            }
-        }
-        None => conditions.push(condition),
-    }
+) -> Result<Box<Pod>, ApiError> {
+    let binding = Binding {
+        namespace: pod.namespace().to_string(),
+        name: pod.name().to_string(),
+        node: node.to_string(),
+        resource_version: revision.to_string(),
+        uid: pod.meta().uid.clone(),
+    };
+    Ok(Box::new(pods.bind(&Identity::Admin, &binding).await?))
 }
 
 #[cfg(test)]

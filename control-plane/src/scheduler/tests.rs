@@ -11,13 +11,14 @@ use skiff_api::v1::*;
 
 use super::cache::ZONE_LABEL;
 use super::*;
+use crate::registry::key;
 use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
 
 struct Harness {
     _dir: tempfile::TempDir,
     store: Arc<dyn Store>,
-    nodes: Handler<Node>,
-    pods: Handler<Pod>,
+    nodes: Registry<Node>,
+    pods: Registry<Pod>,
     scheduler: Scheduler,
 }
 
@@ -28,7 +29,7 @@ impl Harness {
             EmbeddedStore::open(&dir.path().join("store.redb"), EmbeddedOptions::default())
                 .unwrap(),
         );
-        let namespaces = Handler::<Namespace>::new(store.clone());
+        let namespaces = Registry::<Namespace>::new(store.clone());
         namespaces
             .create(
                 &Identity::Admin,
@@ -43,8 +44,8 @@ impl Harness {
             .await
             .unwrap();
         Self {
-            nodes: Handler::new(store.clone()),
-            pods: Handler::new(store.clone()),
+            nodes: Registry::new(store.clone()),
+            pods: Registry::new(store.clone()),
             scheduler: Scheduler::new(store.clone(), options),
             store,
             _dir: dir,
@@ -61,14 +62,14 @@ impl Harness {
     }
 
     async fn get(&self, name: &str) -> Option<Pod> {
-        self.pods.get(&Identity::Admin, "default", name).await.ok()
+        self.pods.get("default", name).await.ok()
     }
 
     /// Brings the scheduler's cache up to the store, as its watch would.
     async fn resync(&mut self) {
         let mut seen = HashSet::new();
-        for prefix in ["/nodes/", "/pods/"] {
-            let page = self.store.list(prefix, None, 0).await.unwrap();
+        for prefix in [prefix::<Node>(""), prefix::<Pod>("")] {
+            let page = self.store.list(&prefix, None, 0).await.unwrap();
             for kv in &page.items {
                 seen.insert(kv.key.clone());
                 self.scheduler.apply(EventKind::Put, kv);
@@ -100,11 +101,7 @@ impl Harness {
     }
 
     async fn placement(&self) -> BTreeMap<String, usize> {
-        let (pods, _) = self
-            .pods
-            .list(&Identity::Admin, &Default::default())
-            .await
-            .unwrap();
+        let (pods, _) = self.pods.list(&Default::default()).await.unwrap();
         let mut per_node = BTreeMap::new();
         for p in pods {
             let node = p.spec.unwrap().node_name;
@@ -114,8 +111,8 @@ impl Harness {
     }
 
     async fn events(&self, reason: &str) -> Vec<Event> {
-        let (events, _) = Handler::<Event>::new(self.store.clone())
-            .list(&Identity::Admin, &Default::default())
+        let (events, _) = Registry::<Event>::new(self.store.clone())
+            .list(&Default::default())
             .await
             .unwrap();
         events.into_iter().filter(|e| e.reason == reason).collect()
@@ -247,13 +244,13 @@ async fn a_lost_bind_is_forgotten_and_retried_on_the_new_version() {
         .insert("tier".into(), "front".into());
     h.pods.update(&Identity::Admin, changed).await.unwrap();
     h.scheduler.schedule_pending().await;
-    assert!(h.scheduler.cache.is_assumed("/pods/default/a"));
+    assert!(h.scheduler.cache.is_assumed(&key::<Pod>("default", "a")));
     assert_eq!(
         h.scheduler.cache.node("n1").unwrap().requested.cpu_millis,
         600
     );
     h.scheduler.drain_binds().await;
-    assert!(!h.scheduler.cache.is_assumed("/pods/default/a"));
+    assert!(!h.scheduler.cache.is_assumed(&key::<Pod>("default", "a")));
     assert_eq!(
         h.scheduler.cache.node("n1").unwrap().requested.cpu_millis,
         0,
@@ -278,7 +275,7 @@ async fn the_configured_grace_decides_readiness() {
         })
         .await;
         h.node("n1", "4", None).await;
-        let mut node = h.nodes.get(&Identity::Admin, "", "n1").await.unwrap();
+        let mut node = h.nodes.get("", "n1").await.unwrap();
         let mut stale = skiff_api::time::now();
         stale.seconds -= 60;
         node.status.as_mut().unwrap().conditions[0].last_heartbeat_time = Some(stale);
@@ -408,7 +405,11 @@ async fn preemption_evicts_lower_priority_pods_and_binds_after() {
     h.pod(late).await;
 
     // The node's agent finishes the victim: the preemptor binds, the newcomer waits.
-    h.store.delete("/pods/default/low", None).await.unwrap();
+    // (Its finished status completes the graceful deletion the preemption began.)
+    let mut low = h.get("low").await.unwrap();
+    low.status.as_mut().unwrap().phase = "Succeeded".into();
+    h.pods.update_status(&Identity::Admin, low).await.unwrap();
+    assert!(h.get("low").await.is_none());
     h.pass().await;
     let high = h.get("high").await.unwrap();
     assert_eq!(high.spec.unwrap().node_name, "n1");

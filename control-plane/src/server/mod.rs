@@ -1,5 +1,6 @@
-//! The API server: TLS-only gRPC over the generic [`handler::Handler`], with authentication on
-//! every call and request size limits.
+//! The API server: TLS-only gRPC over the generic [`handler::Handler`] (authorization, then the
+//! kind's [`Registry`](crate::registry::Registry)), with authentication on every call and
+//! request size limits.
 //!
 //! [`ControlPlane::start`] prepares the data dir (store, PKI, tokens, client config) and serves
 //! until the shutdown future completes; `skiff server` and `skiff up` are thin shells over it.
@@ -208,7 +209,7 @@ impl ControlPlane {
         ));
         let tunnels = tunnel::TunnelService::new(
             tunnel::Tunnels::default(),
-            Handler::<Pod>::new(store.clone()),
+            crate::registry::Registry::<Pod>::new(store.clone()),
         );
 
         macro_rules! svc {

@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::handler::Handler;
-use crate::auth::{Identity, Verb, authorize, identity};
+use crate::auth::{Verb, authorize, identity};
+use crate::registry::Registry as Objects;
 
 type LogSender = mpsc::Sender<Result<PodLogChunk, Status>>;
 type ExecSender = mpsc::Sender<Result<PodExecOutput, Status>>;
@@ -72,11 +72,11 @@ impl Tunnels {
 #[derive(Clone)]
 pub struct TunnelService {
     tunnels: Tunnels,
-    pods: Handler<Pod>,
+    pods: Objects<Pod>,
 }
 
 impl TunnelService {
-    pub fn new(tunnels: Tunnels, pods: Handler<Pod>) -> Self {
+    pub fn new(tunnels: Tunnels, pods: Objects<Pod>) -> Self {
         Self { tunnels, pods }
     }
 }
@@ -322,10 +322,7 @@ impl pod_log_api_server::PodLogApi for TunnelService {
         let who = identity(&req)?;
         authorize(&who, Verb::Get, "PodLog")?;
         let r = req.into_inner();
-        let pod = self
-            .pods
-            .get(&Identity::Admin, &r.namespace, &r.name)
-            .await?;
+        let pod = self.pods.get(&r.namespace, &r.name).await?;
         let container = pick_container(&pod, &r.container)?;
         let (tx, rx) = mpsc::channel(64);
         let open = tunnel_down::Message::OpenLog(TunnelLogOpen {
@@ -370,10 +367,7 @@ impl pod_exec_api_server::PodExecApi for TunnelService {
         if r.command.first().is_none_or(String::is_empty) {
             return Err(Status::invalid_argument("command: required"));
         }
-        let pod = self
-            .pods
-            .get(&Identity::Admin, &r.namespace, &r.name)
-            .await?;
+        let pod = self.pods.get(&r.namespace, &r.name).await?;
         let container = pick_container(&pod, &r.container)?;
         let spec = pod.spec.as_ref();
         if spec.is_some_and(|s| s.runtime_class_name == "wasm") {

@@ -27,7 +27,7 @@ use super::informer::{self, Cache, Reconciler, controller_of};
 use super::recorder::Recorder;
 use crate::auth::Identity;
 use crate::error::ApiError;
-use crate::server::handler::Handler;
+use crate::registry::Registry;
 use crate::store::{EventKind, KeyValue, Store};
 use rollout::SetView;
 
@@ -55,8 +55,8 @@ struct Controller {
     by_uid: HashMap<String, String>,
     /// Deployment uid → keys of the ReplicaSets it controls.
     owned: HashMap<String, BTreeSet<String>>,
-    deployment_api: Handler<Deployment>,
-    set_api: Handler<ReplicaSet>,
+    deployment_api: Registry<Deployment>,
+    set_api: Registry<ReplicaSet>,
     events: Recorder,
 }
 
@@ -130,8 +130,8 @@ impl Controller {
             sets: Cache::default(),
             by_uid: HashMap::new(),
             owned: HashMap::new(),
-            deployment_api: Handler::new(store.clone()),
-            set_api: Handler::new(store.clone()),
+            deployment_api: Registry::new(store.clone()),
+            set_api: Registry::new(store.clone()),
             events: Recorder::new(store, "deployment-controller"),
         }
     }
@@ -219,11 +219,7 @@ impl Controller {
             Err(ApiError::AlreadyExists { .. }) => {
                 let existing = self
                     .set_api
-                    .get(
-                        &Identity::Admin,
-                        d.namespace(),
-                        &format!("{}-{hash}", d.name()),
-                    )
+                    .get(d.namespace(), &format!("{}-{hash}", d.name()))
                     .await?;
                 if controller_of(&existing, Deployment::KIND) == Some(d.meta().uid.as_str())
                     && template_of(&existing) == *template
@@ -469,8 +465,8 @@ impl Controller {
 impl Reconciler for Controller {
     fn prefixes(&self) -> Vec<String> {
         vec![
-            format!("/{}/", Deployment::PLURAL),
-            format!("/{}/", ReplicaSet::PLURAL),
+            crate::registry::prefix::<Deployment>(""),
+            crate::registry::prefix::<ReplicaSet>(""),
         ]
     }
 
@@ -579,10 +575,7 @@ impl Reconciler for Controller {
                     }
                     self.sets.remember(created.clone());
                     self.index_set(
-                        &crate::server::handler::key::<ReplicaSet>(
-                            created.namespace(),
-                            created.name(),
-                        ),
+                        &crate::registry::key::<ReplicaSet>(created.namespace(), created.name()),
                         None,
                         Some(&created),
                     );

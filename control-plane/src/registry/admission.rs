@@ -1,0 +1,194 @@
+//! Admission as a chain on the write path, as Kubernetes' admission plugins: after the kind's
+//! strategy has prepared an object, every mutating link may change it, then (after validation)
+//! every validating link may refuse it. Quotas, pod security, service-IP allocation and node
+//! restriction are links to add here, not special cases in the registry.
+//!
+//! Links today:
+//! - [`Priority`] (mutating): a pod's `spec.priority` from its built-in `priorityClassName`.
+//! - [`NamespaceLifecycle`] (validating): namespaced objects are created only in a namespace that
+//!   exists and is not being deleted.
+//!
+//! Must not: write to the store; links read what they need and answer yes, no, or a change.
+
+use std::sync::Arc;
+
+use skiff_api::v1::{Namespace, Pod};
+use skiff_api::{Resource, ResourceExt};
+
+use super::{Strategy, decode, key};
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::store::Store;
+
+/// What a write does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    UpdateStatus,
+    Delete,
+    /// The `pods/binding` subresource.
+    Bind,
+}
+
+/// Who writes what, for the links to judge by.
+#[derive(Debug, Clone, Copy)]
+pub struct Attributes<'a> {
+    pub operation: Operation,
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub user: &'a Identity,
+}
+
+impl<'a> Attributes<'a> {
+    pub fn new<K: Resource>(
+        operation: Operation,
+        namespace: &'a str,
+        name: &'a str,
+        user: &'a Identity,
+    ) -> Self {
+        Self {
+            operation,
+            kind: K::KIND,
+            namespaced: K::NAMESPACED,
+            namespace,
+            name,
+            user,
+        }
+    }
+}
+
+/// The object under admission, typed for the kinds some link acts on (no downcasting).
+pub enum ObjectMut<'a> {
+    Pod(&'a mut Pod),
+    Other,
+}
+
+/// A link that may change the object.
+#[async_trait::async_trait]
+pub trait Mutating: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn admit(&self, attrs: &Attributes<'_>, obj: ObjectMut<'_>) -> Result<(), ApiError>;
+}
+
+/// A link that may refuse the write.
+#[async_trait::async_trait]
+pub trait Validating: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn validate(&self, attrs: &Attributes<'_>) -> Result<(), ApiError>;
+}
+
+/// The mutating links, then the validating ones, each in order.
+#[derive(Default)]
+pub struct Chain {
+    mutating: Vec<Box<dyn Mutating>>,
+    validating: Vec<Box<dyn Validating>>,
+}
+
+impl Chain {
+    /// The chain every registry runs.
+    pub fn standard(store: Arc<dyn Store>) -> Self {
+        Self::default()
+            .mutating(Priority)
+            .validating(NamespaceLifecycle { store })
+    }
+
+    pub fn mutating(mut self, link: impl Mutating + 'static) -> Self {
+        self.mutating.push(Box::new(link));
+        self
+    }
+
+    pub fn validating(mut self, link: impl Validating + 'static) -> Self {
+        self.validating.push(Box::new(link));
+        self
+    }
+
+    pub async fn mutate<K: Strategy>(
+        &self,
+        attrs: &Attributes<'_>,
+        obj: &mut K,
+    ) -> Result<(), ApiError> {
+        for link in &self.mutating {
+            link.admit(attrs, obj.admission_view()).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn validate(&self, attrs: &Attributes<'_>) -> Result<(), ApiError> {
+        for link in &self.validating {
+            link.validate(attrs).await?;
+        }
+        Ok(())
+    }
+
+    /// The names of the links, in the order they run.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.mutating
+            .iter()
+            .map(|l| l.name())
+            .chain(self.validating.iter().map(|l| l.name()))
+            .collect()
+    }
+}
+
+/// A pod's priority from its built-in priority class (Kubernetes' `Priority` plugin); an unknown
+/// class fails validation.
+pub struct Priority;
+
+#[async_trait::async_trait]
+impl Mutating for Priority {
+    fn name(&self) -> &'static str {
+        "Priority"
+    }
+
+    async fn admit(&self, attrs: &Attributes<'_>, obj: ObjectMut<'_>) -> Result<(), ApiError> {
+        if attrs.operation != Operation::Create {
+            return Ok(());
+        }
+        if let ObjectMut::Pod(pod) = obj
+            && let Some(spec) = pod.spec.as_mut()
+            && spec.priority.is_none()
+        {
+            spec.priority = skiff_api::validation::priority_of_class(&spec.priority_class_name);
+        }
+        Ok(())
+    }
+}
+
+/// New content only in a namespace that exists and is not terminating (Kubernetes'
+/// `NamespaceLifecycle` plugin).
+pub struct NamespaceLifecycle {
+    store: Arc<dyn Store>,
+}
+
+#[async_trait::async_trait]
+impl Validating for NamespaceLifecycle {
+    fn name(&self) -> &'static str {
+        "NamespaceLifecycle"
+    }
+
+    async fn validate(&self, attrs: &Attributes<'_>) -> Result<(), ApiError> {
+        if attrs.operation != Operation::Create || !attrs.namespaced {
+            return Ok(());
+        }
+        let namespace = attrs.namespace;
+        let kv = self
+            .store
+            .get(&key::<Namespace>("", namespace))
+            .await
+            .map_err(|e| ApiError::from_store(e, Namespace::PLURAL, namespace))?
+            .ok_or_else(|| ApiError::NotFound {
+                plural: Namespace::PLURAL,
+                name: namespace.to_string(),
+            })?;
+        let ns: Namespace = decode(&kv)?;
+        if ns.meta().deletion_timestamp.is_some() {
+            return Err(ApiError::Precondition(format!(
+                "unable to create new content in namespace {namespace} because it is being terminated"
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,484 @@
+//! [`Registry`]: the storage object of one kind (Kubernetes' `genericregistry.Store`), the
+//! one place that reads and writes objects of that kind in the store.
+//!
+//! create: server-set metadata, the strategy's defaults, mutating admission, validation,
+//!         validating admission (the namespace must exist and not be terminating), then a create.
+//! update: optimistic concurrency on resourceVersion, server-owned fields and status kept, the
+//!         strategy's update rules, generation bumped on spec change, no-op updates write nothing;
+//!         removing the last finalizer of an object being deleted completes the deletion.
+//! delete: finalizers and graceful kinds get a deletionTimestamp first, others go at once.
+//! watch:  from a resourceVersion, with selectors applied to old and new values so that an object
+//!         moving out of a selector is seen as DELETED and into it as ADDED.
+//!
+//! Must not: authorize — callers (the API servers) have done so; controllers are trusted.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use skiff_api::v1::{DeleteRequest, ListMeta, ListRequest, Node, WatchRequest};
+use skiff_api::validation::FieldErrors;
+use skiff_api::{Resource, ResourceExt};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+
+use super::admission::{Attributes, Chain, Operation};
+use super::{Selectors, Strategy, decode, encode, key, prefix};
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::store::{EventKind, KeyValue, Revision, Store};
+
+/// Finalizer of an owner being deleted with `propagationPolicy: Orphan`.
+pub const ORPHAN: &str = "orphan";
+/// Finalizer of an owner being deleted with `propagationPolicy: Foreground`.
+pub const FOREGROUND: &str = "foregroundDeletion";
+
+const DEFAULT_NAMESPACE: &str = "default";
+
+/// Typed access to one kind in the store, through the kind's [`Strategy`] and admission.
+pub struct Registry<K> {
+    pub(super) store: Arc<dyn Store>,
+    admission: Arc<Chain>,
+    _kind: PhantomData<fn() -> K>,
+}
+
+impl<K> Clone for Registry<K> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            admission: self.admission.clone(),
+            _kind: PhantomData,
+        }
+    }
+}
+
+impl<K: Strategy> Registry<K> {
+    /// A registry with the standard admission chain.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        let admission = Arc::new(Chain::standard(store.clone()));
+        Self {
+            store,
+            admission,
+            _kind: PhantomData,
+        }
+    }
+
+    /// The namespace an object of this kind lives in: `default` when left out, none for
+    /// cluster-scoped kinds.
+    pub fn namespace_of(namespace: &str) -> String {
+        if !K::NAMESPACED {
+            String::new()
+        } else if namespace.is_empty() {
+            DEFAULT_NAMESPACE.to_string()
+        } else {
+            namespace.to_string()
+        }
+    }
+
+    pub(super) fn admission_chain(&self) -> &Chain {
+        &self.admission
+    }
+
+    fn invalid(obj: &K, errors: FieldErrors) -> ApiError {
+        ApiError::Invalid {
+            kind: K::KIND,
+            name: obj.name().to_string(),
+            errors,
+        }
+    }
+
+    fn store_error(e: crate::store::StoreError, name: &str) -> ApiError {
+        ApiError::from_store(e, K::PLURAL, name)
+    }
+
+    /// The stored object and its key-value (for a compare-and-swap on its revision).
+    pub(super) async fn current(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(K, KeyValue), ApiError> {
+        let kv = self
+            .store
+            .get(&key::<K>(namespace, name))
+            .await
+            .map_err(|e| Self::store_error(e, name))?
+            .ok_or_else(|| ApiError::NotFound {
+                plural: K::PLURAL,
+                name: name.to_string(),
+            })?;
+        Ok((decode(&kv)?, kv))
+    }
+
+    pub async fn create(&self, who: &Identity, mut obj: K) -> Result<K, ApiError> {
+        let ns = Self::namespace_of(&obj.meta().namespace);
+        {
+            let meta = obj.metadata_mut();
+            meta.namespace = ns.clone();
+            if meta.name.is_empty() && !meta.generate_name.is_empty() {
+                meta.name = format!("{}{}", meta.generate_name, random_suffix());
+            }
+            meta.uid = uuid::Uuid::new_v4().to_string();
+            meta.resource_version.clear();
+            meta.creation_timestamp = Some(skiff_api::time::now());
+            meta.deletion_timestamp = None;
+            meta.deletion_grace_period_seconds = None;
+            meta.generation = 1;
+        }
+        obj.prepare_for_create();
+        let name = obj.name().to_string();
+        let attrs = Attributes::new::<K>(Operation::Create, &ns, &name, who);
+        self.admission.mutate(&attrs, &mut obj).await?;
+        obj.validate().map_err(|e| Self::invalid(&obj, e))?;
+        self.admission.validate(&attrs).await?;
+        let kv = self
+            .store
+            .create(&key::<K>(&ns, &name), encode(&obj))
+            .await
+            .map_err(|e| Self::store_error(e, &name))?;
+        obj.metadata_mut().resource_version = kv.mod_revision.to_string();
+        Ok(obj)
+    }
+
+    pub async fn get(&self, namespace: &str, name: &str) -> Result<K, ApiError> {
+        Ok(self.current(&Self::namespace_of(namespace), name).await?.0)
+    }
+
+    /// A page of objects (all of them when `limit` is 0), and the list's resourceVersion and
+    /// continue token.
+    pub async fn list(&self, req: &ListRequest) -> Result<(Vec<K>, ListMeta), ApiError> {
+        let selectors = Selectors::parse::<K>(&req.label_selector, &req.field_selector)?;
+        let prefix = prefix::<K>(&req.namespace);
+        let mut start = if req.r#continue.is_empty() {
+            None
+        } else if req.r#continue.starts_with(&prefix) {
+            Some(req.r#continue.clone())
+        } else {
+            return Err(ApiError::BadRequest(
+                "continue: token does not belong to this list".into(),
+            ));
+        };
+        let limit = usize::try_from(req.limit.max(0)).unwrap_or(0);
+        let mut items = Vec::new();
+        let mut revision = None;
+        loop {
+            let want = if limit == 0 {
+                0
+            } else {
+                (limit - items.len()).max(64)
+            };
+            let page = self
+                .store
+                .list(&prefix, start.as_deref(), want)
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            revision.get_or_insert(page.revision);
+            let mut last_key = None;
+            for kv in &page.items {
+                last_key = Some(kv.key.clone());
+                let obj: K = decode(kv)?;
+                if selectors.matches(&obj) {
+                    items.push(obj);
+                    if limit > 0 && items.len() == limit {
+                        let more = page.more
+                            || kv.key
+                                != page.items.last().map(|k| k.key.clone()).unwrap_or_default();
+                        let meta = ListMeta {
+                            resource_version: revision.unwrap_or(0).to_string(),
+                            r#continue: if more { kv.key.clone() } else { String::new() },
+                        };
+                        return Ok((items, meta));
+                    }
+                }
+            }
+            if !page.more {
+                break;
+            }
+            start = last_key;
+        }
+        Ok((
+            items,
+            ListMeta {
+                resource_version: revision.unwrap_or(0).to_string(),
+                r#continue: String::new(),
+            },
+        ))
+    }
+
+    /// Every object of the kind in `namespace` (all namespaces if empty), read page by page.
+    pub async fn list_all(&self, namespace: &str) -> Result<Vec<K>, ApiError> {
+        let mut out = Vec::new();
+        let mut req = ListRequest {
+            namespace: namespace.to_string(),
+            limit: 500,
+            ..Default::default()
+        };
+        loop {
+            let (items, meta) = self.list(&req).await?;
+            out.extend(items);
+            if meta.r#continue.is_empty() {
+                return Ok(out);
+            }
+            req.r#continue = meta.r#continue;
+        }
+    }
+
+    pub async fn update(&self, who: &Identity, mut obj: K) -> Result<K, ApiError> {
+        let ns = Self::namespace_of(&obj.meta().namespace);
+        obj.metadata_mut().namespace = ns.clone();
+        let name = obj.name().to_string();
+        let (current, kv) = self.current(&ns, &name).await?;
+        check_version::<K>(&obj, &kv, &name)?;
+        obj.prepare_for_update(&current);
+        {
+            let cur = current.meta();
+            let meta = obj.metadata_mut();
+            meta.uid = cur.uid.clone();
+            meta.creation_timestamp = cur.creation_timestamp;
+            meta.deletion_timestamp = cur.deletion_timestamp;
+            meta.deletion_grace_period_seconds = cur.deletion_grace_period_seconds;
+            meta.generation = cur.generation;
+        }
+        if K::HAS_STATUS {
+            obj.set_status_from(&current);
+        }
+        if obj.spec_fingerprint() != current.spec_fingerprint() {
+            obj.metadata_mut().generation = current.meta().generation + 1;
+        }
+        let attrs = Attributes::new::<K>(Operation::Update, &ns, &name, who);
+        self.admission.mutate(&attrs, &mut obj).await?;
+        obj.validate().map_err(|e| Self::invalid(&obj, e))?;
+        let mut errors = FieldErrors::default();
+        obj.validate_update(&current, &mut errors);
+        errors.into_result().map_err(|e| Self::invalid(&obj, e))?;
+        self.admission.validate(&attrs).await?;
+        self.write_update(obj, current, kv).await
+    }
+
+    pub async fn update_status(&self, who: &Identity, obj: K) -> Result<K, ApiError> {
+        if !K::HAS_STATUS {
+            return Err(ApiError::BadRequest(format!("{} has no status", K::PLURAL)));
+        }
+        let ns = Self::namespace_of(&obj.meta().namespace);
+        let name = obj.name().to_string();
+        let (current, kv) = self.current(&ns, &name).await?;
+        check_version::<K>(&obj, &kv, &name)?;
+        let mut next = current.clone();
+        next.prepare_for_status_update(&obj);
+        next.validate().map_err(|e| Self::invalid(&next, e))?;
+        let attrs = Attributes::new::<K>(Operation::UpdateStatus, &ns, &name, who);
+        self.admission.validate(&attrs).await?;
+        self.write_update(next, current, kv).await
+    }
+
+    /// Writes `obj` over `current` (read at `kv`), or deletes it if its deletion is now complete.
+    pub(super) async fn write_update(
+        &self,
+        mut obj: K,
+        current: K,
+        kv: KeyValue,
+    ) -> Result<K, ApiError> {
+        let name = obj.name().to_string();
+        let meta = obj.meta();
+        if meta.deletion_timestamp.is_some()
+            && meta.finalizers.is_empty()
+            && !obj.awaits_finalization()
+        {
+            let deleted = self
+                .store
+                .delete(&kv.key, Some(kv.mod_revision))
+                .await
+                .map_err(|e| Self::store_error(e, &name))?;
+            obj.metadata_mut().resource_version = deleted.mod_revision.to_string();
+            return Ok(obj);
+        }
+        let mut unchanged = obj.clone();
+        unchanged.metadata_mut().resource_version = current.meta().resource_version.clone();
+        if unchanged == current {
+            return Ok(current);
+        }
+        let written = self
+            .store
+            .update(&kv.key, encode(&obj), Some(kv.mod_revision))
+            .await
+            .map_err(|e| Self::store_error(e, &name))?;
+        obj.metadata_mut().resource_version = written.mod_revision.to_string();
+        Ok(obj)
+    }
+
+    pub async fn delete(&self, who: &Identity, req: &DeleteRequest) -> Result<K, ApiError> {
+        match req.propagation_policy.as_str() {
+            "" | "Background" | "Foreground" | "Orphan" => {}
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "propagationPolicy: unsupported value {other:?}: supported values are \"Background\", \"Foreground\", \"Orphan\""
+                )));
+            }
+        }
+        let ns = Self::namespace_of(&req.namespace);
+        let (mut obj, kv) = self.current(&ns, &req.name).await?;
+        if !req.resource_version.is_empty() && req.resource_version != kv.mod_revision.to_string() {
+            return Err(ApiError::Conflict {
+                plural: K::PLURAL,
+                name: req.name.clone(),
+            });
+        }
+        let attrs = Attributes::new::<K>(Operation::Delete, &ns, &req.name, who);
+        self.admission.validate(&attrs).await?;
+        let grace = match obj.graceful_delete(req.grace_period_seconds) {
+            Some(g) if self.node_exists(&g.node).await => Some(g.seconds),
+            _ => None,
+        };
+        // Orphan and Foreground make the owner wait for the garbage collector.
+        let gc_finalizer = match req.propagation_policy.as_str() {
+            "Orphan" => Some(ORPHAN),
+            "Foreground" => Some(FOREGROUND),
+            _ => None,
+        }
+        .filter(|_| K::GC_FINALIZERS);
+        let mut adds_finalizer = false;
+        if let Some(f) = gc_finalizer
+            && !obj.meta().finalizers.iter().any(|x| x == f)
+        {
+            obj.metadata_mut().finalizers.push(f.to_string());
+            adds_finalizer = true;
+        }
+        let meta = obj.meta();
+        if !meta.finalizers.is_empty() || grace.is_some() || K::ALWAYS_GRACEFUL {
+            if meta.deletion_timestamp.is_some()
+                && !adds_finalizer
+                && grace.is_none_or(|g| Some(g) >= meta.deletion_grace_period_seconds)
+            {
+                return Ok(obj); // already being deleted
+            }
+            let m = obj.metadata_mut();
+            m.deletion_timestamp = m.deletion_timestamp.or(Some(skiff_api::time::now()));
+            m.deletion_grace_period_seconds = grace.or(Some(0));
+            obj.mark_terminating();
+            let written = self
+                .store
+                .update(&kv.key, encode(&obj), Some(kv.mod_revision))
+                .await
+                .map_err(|e| Self::store_error(e, &req.name))?;
+            obj.metadata_mut().resource_version = written.mod_revision.to_string();
+            return Ok(obj);
+        }
+        let deleted = self
+            .store
+            .delete(&kv.key, Some(kv.mod_revision))
+            .await
+            .map_err(|e| Self::store_error(e, &req.name))?;
+        obj.metadata_mut().resource_version = deleted.mod_revision.to_string();
+        Ok(obj)
+    }
+
+    async fn node_exists(&self, node: &str) -> bool {
+        self.store
+            .get(&key::<Node>("", node))
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    }
+
+    /// Watch events as (type, object), ending with an error if the watch cannot continue.
+    pub async fn watch(
+        &self,
+        req: &WatchRequest,
+    ) -> Result<mpsc::Receiver<Result<(&'static str, K), ApiError>>, ApiError> {
+        let selectors = Selectors::parse::<K>(&req.label_selector, &req.field_selector)?;
+        let prefix = prefix::<K>(&req.namespace);
+        let (tx, rx) = mpsc::channel(256);
+        let mut initial = Vec::new();
+        let after: Revision = if req.resource_version.is_empty() {
+            let list = ListRequest {
+                namespace: req.namespace.clone(),
+                label_selector: req.label_selector.clone(),
+                field_selector: req.field_selector.clone(),
+                ..Default::default()
+            };
+            let (items, meta) = self.list(&list).await?;
+            initial = items;
+            meta.resource_version.parse().unwrap_or(0)
+        } else {
+            req.resource_version.parse().map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "resourceVersion: {:?} is not a resource version",
+                    req.resource_version
+                ))
+            })?
+        };
+        let mut events = self
+            .store
+            .watch(&prefix, after)
+            .await
+            .map_err(|e| Self::store_error(e, ""))?;
+        tokio::spawn(async move {
+            for obj in initial {
+                if tx.send(Ok(("ADDED", obj))).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                let event = tokio::select! {
+                    e = events.next() => e,
+                    () = tx.closed() => return,
+                };
+                let Some(event) = event else { return };
+                let out = match event {
+                    Err(e) => Err(Self::store_error(e, "")),
+                    Ok(e) => match translate::<K>(&selectors, &e) {
+                        Ok(Some(pair)) => Ok(pair),
+                        Ok(None) => continue,
+                        Err(e) => Err(e),
+                    },
+                };
+                let stop = out.is_err();
+                if tx.send(out).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+/// A store event as the watcher of `selectors` sees it.
+fn translate<K: Resource>(
+    selectors: &Selectors,
+    e: &crate::store::Event,
+) -> Result<Option<(&'static str, K)>, ApiError> {
+    let obj: K = decode(&e.kv)?;
+    let prev_matches = match &e.prev {
+        Some(p) => selectors.matches(&decode::<K>(p)?),
+        None => false,
+    };
+    Ok(match e.kind {
+        EventKind::Delete => prev_matches.then_some(("DELETED", obj)),
+        EventKind::Put => match (prev_matches, selectors.matches(&obj)) {
+            (true, true) => Some(("MODIFIED", obj)),
+            (false, true) => Some(("ADDED", obj)),
+            (true, false) => Some(("DELETED", obj)),
+            (false, false) => None,
+        },
+    })
+}
+
+/// An update naming a resourceVersion must name the stored one.
+fn check_version<K: Resource>(obj: &K, kv: &KeyValue, name: &str) -> Result<(), ApiError> {
+    let rv = &obj.meta().resource_version;
+    if !rv.is_empty() && *rv != kv.mod_revision.to_string() {
+        return Err(ApiError::Conflict {
+            plural: K::PLURAL,
+            name: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn random_suffix() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..5)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}

@@ -1,0 +1,283 @@
+//! Per-kind rules of the write path, as Kubernetes' `RESTCreateStrategy`, `RESTUpdateStrategy`
+//! and `RESTDeleteStrategy`: what the server sets on create, what an update may change, which
+//! fields the server owns, how a status update differs from a spec update, and how an object
+//! is deleted. The defaults suit a kind with no special rules; each kind overrides only what it
+//! needs, here, in one place.
+//!
+//! Must not: read or write the store (the [`Registry`](super::Registry) does) or authorize.
+
+use skiff_api::Resource;
+use skiff_api::v1::*;
+use skiff_api::validation::{self, FieldErrors};
+
+use super::admission::ObjectMut;
+
+/// A graceful deletion: the object gets a deletionTimestamp and waits `seconds` for `node` to
+/// stop it. If `node` no longer exists there is nobody to wait for and it goes at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GracefulDelete {
+    pub seconds: i32,
+    pub node: String,
+}
+
+/// One kind's rules. Implemented for every kind of [`skiff_api::kinds::KINDS`].
+pub trait Strategy: Resource {
+    /// Does `propagationPolicy` `Orphan`/`Foreground` put a garbage-collector finalizer on it?
+    const GC_FINALIZERS: bool = true;
+
+    /// Is every deletion a two-step one (a deletionTimestamp first, removal by a controller)?
+    const ALWAYS_GRACEFUL: bool = false;
+
+    /// Defaults and server-owned fields of a new object (Kubernetes' `PrepareForCreate`).
+    fn prepare_for_create(&mut self) {}
+
+    /// The object as a create must leave it (Kubernetes' `Validate`).
+    fn validate(&self) -> Result<(), FieldErrors> {
+        validation::validate(self)
+    }
+
+    /// Carries the server-owned fields of `old` over an update that leaves them out
+    /// (Kubernetes' `PrepareForUpdate`). Status is kept by the registry for kinds with one.
+    fn prepare_for_update(&mut self, _old: &Self) {}
+
+    /// What an update may not change (Kubernetes' `ValidateUpdate`); the object is valid.
+    fn validate_update(&self, _old: &Self, _errors: &mut FieldErrors) {}
+
+    /// `self` is the stored object; take the status of `new` (a status update changes nothing else).
+    fn prepare_for_status_update(&mut self, new: &Self) {
+        self.set_status_from(new);
+    }
+
+    /// Whether a delete is graceful, and for how long (Kubernetes' `CheckGracefulDelete`).
+    fn graceful_delete(&self, _requested: Option<i32>) -> Option<GracefulDelete> {
+        None
+    }
+
+    /// An object whose deletion has begun and whose finalizers are gone still waits: a pod for
+    /// its node to report it stopped, a namespace for its controller to empty and finalize it.
+    fn awaits_finalization(&self) -> bool {
+        false
+    }
+
+    /// Marks the object as being deleted, where its status shows it.
+    fn mark_terminating(&mut self) {}
+
+    /// The object as admission links see it: a typed view of the kinds some link acts on.
+    fn admission_view(&mut self) -> ObjectMut<'_> {
+        ObjectMut::Other
+    }
+}
+
+impl Strategy for Namespace {
+    const GC_FINALIZERS: bool = false;
+    const ALWAYS_GRACEFUL: bool = true;
+
+    fn prepare_for_create(&mut self) {
+        self.status = Some(NamespaceStatus {
+            phase: "Active".into(),
+        });
+    }
+
+    fn mark_terminating(&mut self) {
+        self.status.get_or_insert_with(Default::default).phase = "Terminating".into();
+    }
+
+    fn awaits_finalization(&self) -> bool {
+        true
+    }
+}
+
+fn pod_phase(pod: &Pod) -> &str {
+    pod.status.as_ref().map(|s| s.phase.as_str()).unwrap_or("")
+}
+
+fn node_name(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .map(|s| s.node_name.as_str())
+        .unwrap_or("")
+}
+
+impl Strategy for Pod {
+    const GC_FINALIZERS: bool = false;
+
+    fn prepare_for_create(&mut self) {
+        self.status = Some(PodStatus {
+            phase: "Pending".into(),
+            ..Default::default()
+        });
+    }
+
+    fn prepare_for_update(&mut self, old: &Self) {
+        // nodeName is the scheduler's (or the creator's): an update that leaves it out keeps it.
+        let bound = node_name(old);
+        if !bound.is_empty()
+            && let Some(spec) = self.spec.as_mut()
+            && spec.node_name.is_empty()
+        {
+            spec.node_name = bound.to_string();
+        }
+    }
+
+    fn validate_update(&self, old: &Self, errors: &mut FieldErrors) {
+        let bound = node_name(old);
+        if !bound.is_empty() && node_name(self) != bound {
+            errors.add(
+                "spec.nodeName",
+                format!("field is immutable once the pod is bound (to {bound})"),
+            );
+        }
+    }
+
+    fn graceful_delete(&self, requested: Option<i32>) -> Option<GracefulDelete> {
+        let spec = self.spec.as_ref()?;
+        if spec.node_name.is_empty()
+            || matches!(pod_phase(self), "Succeeded" | "Failed")
+            || requested == Some(0)
+        {
+            return None;
+        }
+        Some(GracefulDelete {
+            seconds: requested
+                .or(spec.termination_grace_period_seconds)
+                .unwrap_or(30)
+                .max(1),
+            node: spec.node_name.clone(),
+        })
+    }
+
+    fn awaits_finalization(&self) -> bool {
+        !node_name(self).is_empty() && !matches!(pod_phase(self), "Succeeded" | "Failed")
+    }
+
+    fn admission_view(&mut self) -> ObjectMut<'_> {
+        ObjectMut::Pod(self)
+    }
+}
+
+impl Strategy for Deployment {
+    fn prepare_for_create(&mut self) {
+        self.status = None;
+    }
+}
+
+impl Strategy for ReplicaSet {
+    fn prepare_for_create(&mut self) {
+        self.status = None;
+    }
+}
+
+impl Strategy for Service {
+    fn prepare_for_create(&mut self) {
+        self.status = None;
+        if let Some(spec) = self.spec.as_mut()
+            && spec.r#type.is_empty()
+        {
+            spec.r#type = "ClusterIP".into();
+        }
+    }
+
+    fn prepare_for_update(&mut self, old: &Self) {
+        // type and clusterIP, once set, are kept by an update that leaves them out.
+        if let (Some(new), Some(cur)) = (self.spec.as_mut(), old.spec.as_ref()) {
+            if new.r#type.is_empty() {
+                new.r#type = cur.r#type.clone();
+            }
+            if new.cluster_ip.is_empty() {
+                new.cluster_ip = cur.cluster_ip.clone();
+                new.cluster_ips = cur.cluster_ips.clone();
+            }
+        }
+    }
+}
+
+impl Strategy for Endpoints {}
+
+/// `stringData` is write-only: folded into `data` (and winning over it), as Kubernetes does.
+fn fold_string_data(secret: &mut Secret) {
+    for (k, v) in std::mem::take(&mut secret.string_data) {
+        secret.data.insert(k, v.into_bytes());
+    }
+}
+
+impl Strategy for Secret {
+    fn prepare_for_create(&mut self) {
+        fold_string_data(self);
+        if self.r#type.is_empty() {
+            self.r#type = "Opaque".into();
+        }
+    }
+
+    fn prepare_for_update(&mut self, old: &Self) {
+        fold_string_data(self);
+        if self.r#type.is_empty() {
+            self.r#type = old.r#type.clone();
+        }
+    }
+
+    fn validate_update(&self, old: &Self, errors: &mut FieldErrors) {
+        if old.immutable == Some(true) && (self.data != old.data || self.immutable != old.immutable)
+        {
+            errors.add("data", "field is immutable when `immutable` is set");
+        }
+        if self.r#type != old.r#type {
+            errors.add("type", "field is immutable");
+        }
+    }
+}
+
+impl Strategy for ConfigMap {
+    fn validate_update(&self, old: &Self, errors: &mut FieldErrors) {
+        if old.immutable == Some(true)
+            && (self.data != old.data
+                || self.binary_data != old.binary_data
+                || self.immutable != old.immutable)
+        {
+            errors.add("data", "field is immutable when `immutable` is set");
+        }
+    }
+}
+
+impl Strategy for PersistentVolumeClaim {
+    fn prepare_for_create(&mut self) {
+        self.status = Some(PersistentVolumeClaimStatus {
+            phase: "Pending".into(),
+            ..Default::default()
+        });
+    }
+}
+
+impl Strategy for Node {
+    const GC_FINALIZERS: bool = false;
+
+    fn prepare_for_update(&mut self, old: &Self) {
+        // podCIDR is set once (by the node IPAM controller): an update that leaves it out keeps it.
+        if let Some(cur) = old.spec.as_ref()
+            && !cur.pod_cidr.is_empty()
+        {
+            let new = self.spec.get_or_insert_with(Default::default);
+            if new.pod_cidr.is_empty() && new.pod_cidrs.is_empty() {
+                new.pod_cidr = cur.pod_cidr.clone();
+                new.pod_cidrs = cur.pod_cidrs.clone();
+            }
+        }
+    }
+
+    fn validate_update(&self, old: &Self, errors: &mut FieldErrors) {
+        if let Some(cur) = old.spec.as_ref()
+            && !cur.pod_cidr.is_empty()
+        {
+            let new = self.spec.clone().unwrap_or_default();
+            if new.pod_cidr != cur.pod_cidr || new.pod_cidrs != cur.pod_cidrs {
+                errors.add(
+                    "spec.podCIDR",
+                    format!("field is immutable once set (to {})", cur.pod_cidr),
+                );
+            }
+        }
+    }
+}
+
+impl Strategy for Event {
+    const GC_FINALIZERS: bool = false;
+}

@@ -1,0 +1,300 @@
+//! The registry over the real embedded store: strategies, admission, the Binding rules.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use skiff_api::v1::*;
+use skiff_api::{Resource, ResourceExt};
+
+use super::*;
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::store::Store;
+use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
+
+pub(crate) struct Harness {
+    _dir: tempfile::TempDir,
+    pub store: Arc<dyn Store>,
+}
+
+pub(crate) fn meta(namespace: &str, name: &str) -> Option<ObjectMeta> {
+    Some(ObjectMeta {
+        namespace: namespace.into(),
+        name: name.into(),
+        ..Default::default()
+    })
+}
+
+impl Harness {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            EmbeddedStore::open(&dir.path().join("store.redb"), EmbeddedOptions::default())
+                .unwrap(),
+        );
+        let h = Self { _dir: dir, store };
+        h.namespace("default").await;
+        h
+    }
+
+    pub fn registry<K: Strategy>(&self) -> Registry<K> {
+        Registry::new(self.store.clone())
+    }
+
+    pub async fn namespace(&self, name: &str) -> Namespace {
+        let ns = Namespace {
+            metadata: meta("", name),
+            ..Default::default()
+        };
+        self.registry().create(&Identity::Admin, ns).await.unwrap()
+    }
+
+    pub async fn create<K: Strategy>(&self, obj: K) -> Result<K, ApiError> {
+        self.registry().create(&Identity::Admin, obj).await
+    }
+}
+
+pub(crate) fn pod(namespace: &str, name: &str) -> Pod {
+    Pod {
+        metadata: meta(namespace, name),
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "app".into(),
+                image: "file:app.wasm".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn binding(pod: &Pod, node: &str) -> Binding {
+    Binding {
+        namespace: pod.namespace().into(),
+        name: pod.name().into(),
+        node: node.into(),
+        resource_version: pod.meta().resource_version.clone(),
+        uid: pod.meta().uid.clone(),
+    }
+}
+
+#[tokio::test]
+async fn bind_sets_the_node_and_the_condition() {
+    let h = Harness::new().await;
+    let pods = h.registry::<Pod>();
+    let p = h.create(pod("default", "a")).await.unwrap();
+    let bound = pods
+        .bind(&Identity::Admin, &binding(&p, "n1"))
+        .await
+        .unwrap();
+    assert_eq!(bound.spec.as_ref().unwrap().node_name, "n1");
+    let stored = pods.get("default", "a").await.unwrap();
+    assert_eq!(stored, bound);
+    let conditions = &stored.status.unwrap().conditions;
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.r#type == "PodScheduled" && c.status == "True")
+    );
+}
+
+#[tokio::test]
+async fn bind_of_an_already_bound_pod_is_refused() {
+    let h = Harness::new().await;
+    let pods = h.registry::<Pod>();
+    let p = h.create(pod("default", "a")).await.unwrap();
+    let bound = pods
+        .bind(&Identity::Admin, &binding(&p, "n1"))
+        .await
+        .unwrap();
+    // Even with the current version as precondition: a bound pod stays where it is.
+    let again = pods.bind(&Identity::Admin, &binding(&bound, "n2")).await;
+    let err = again.unwrap_err();
+    assert!(
+        matches!(&err, ApiError::BindConflict { reason, .. } if reason.contains("already assigned to node \"n1\"")),
+        "{err}"
+    );
+    assert_eq!(
+        tonic::Status::from(err).code(),
+        tonic::Code::Aborted,
+        "a refused bind is a conflict"
+    );
+    let stored = pods.get("default", "a").await.unwrap();
+    assert_eq!(stored.spec.unwrap().node_name, "n1");
+}
+
+#[tokio::test]
+async fn bind_that_races_a_spec_update_is_refused() {
+    let h = Harness::new().await;
+    let pods = h.registry::<Pod>();
+    let seen = h.create(pod("default", "a")).await.unwrap();
+    // The scheduler decided on `seen`; meanwhile the pod's spec changed.
+    let mut changed = seen.clone();
+    changed.spec.as_mut().unwrap().node_selector = [("disk".to_string(), "ssd".to_string())].into();
+    let updated = pods.update(&Identity::Admin, changed).await.unwrap();
+    assert_ne!(
+        updated.meta().resource_version,
+        seen.meta().resource_version
+    );
+    let err = pods
+        .bind(&Identity::Admin, &binding(&seen, "n1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ApiError::BindConflict { reason, .. } if reason.contains("modified")),
+        "{err}"
+    );
+    let stored = pods.get("default", "a").await.unwrap();
+    assert_eq!(stored.spec.unwrap().node_name, "", "the pod stays unbound");
+    // A bind on the new version goes through.
+    pods.bind(&Identity::Admin, &binding(&updated, "n1"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn bind_of_a_recreated_pod_is_refused() {
+    let h = Harness::new().await;
+    let pods = h.registry::<Pod>();
+    let old = h.create(pod("default", "a")).await.unwrap();
+    let delete = DeleteRequest {
+        namespace: "default".into(),
+        name: "a".into(),
+        ..Default::default()
+    };
+    pods.delete(&Identity::Admin, &delete).await.unwrap();
+    h.create(pod("default", "a")).await.unwrap();
+    let mut b = binding(&old, "n1");
+    b.resource_version.clear();
+    let err = pods.bind(&Identity::Admin, &b).await.unwrap_err();
+    assert!(matches!(err, ApiError::BindConflict { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn admission_chain_runs_mutating_then_validating_links() {
+    let h = Harness::new().await;
+    let chain = admission::Chain::standard(h.store.clone());
+    assert_eq!(chain.names(), ["Priority", "NamespaceLifecycle"]);
+
+    // Priority: a built-in class gives the pod its priority.
+    let mut p = pod("default", "p");
+    p.spec.as_mut().unwrap().priority_class_name = "system-node-critical".into();
+    let created = h.create(p).await.unwrap();
+    assert_eq!(
+        created.spec.unwrap().priority,
+        validation_priority("system-node-critical")
+    );
+
+    // NamespaceLifecycle: no content in a namespace that does not exist, or is terminating.
+    let err = h.create(pod("nowhere", "p")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ApiError::NotFound {
+                plural: "namespaces",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    h.namespace("team").await;
+    let delete = DeleteRequest {
+        name: "team".into(),
+        ..Default::default()
+    };
+    let ns = h
+        .registry::<Namespace>()
+        .delete(&Identity::Admin, &delete)
+        .await
+        .unwrap();
+    assert_eq!(ns.status.unwrap().phase, "Terminating");
+    let err = h.create(pod("team", "p")).await.unwrap_err();
+    assert!(
+        matches!(&err, ApiError::Precondition(m) if m.contains("being terminated")),
+        "{err}"
+    );
+}
+
+fn validation_priority(class: &str) -> Option<i32> {
+    skiff_api::validation::priority_of_class(class)
+}
+
+#[tokio::test]
+async fn strategies_default_and_keep_server_owned_fields() {
+    let h = Harness::new().await;
+    // Service: type defaults to ClusterIP; an update that leaves clusterIP out keeps it.
+    let svc = Service {
+        metadata: meta("default", "web"),
+        spec: Some(ServiceSpec {
+            ports: vec![ServicePort {
+                port: 80,
+                ..Default::default()
+            }],
+            cluster_ip: "10.96.0.10".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let created = h.create(svc).await.unwrap();
+    assert_eq!(created.spec.as_ref().unwrap().r#type, "ClusterIP");
+    let mut next = created.clone();
+    next.spec.as_mut().unwrap().cluster_ip.clear();
+    next.spec.as_mut().unwrap().r#type.clear();
+    let updated = h
+        .registry::<Service>()
+        .update(&Identity::Admin, next)
+        .await
+        .unwrap();
+    let spec = updated.spec.unwrap();
+    assert_eq!(
+        (spec.r#type.as_str(), spec.cluster_ip.as_str()),
+        ("ClusterIP", "10.96.0.10")
+    );
+
+    // Secret: stringData is folded into data; type defaults to Opaque and is immutable.
+    let secret = Secret {
+        metadata: meta("default", "s"),
+        string_data: [("k".to_string(), "v".to_string())].into(),
+        ..Default::default()
+    };
+    let created = h.create(secret).await.unwrap();
+    assert_eq!(created.data.get("k").map(Vec::as_slice), Some(&b"v"[..]));
+    assert!(created.string_data.is_empty());
+    assert_eq!(created.r#type, "Opaque");
+    let mut retyped = created.clone();
+    retyped.r#type = "kubernetes.io/tls".into();
+    let err = h
+        .registry::<Secret>()
+        .update(&Identity::Admin, retyped)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ApiError::Invalid { errors, .. } if errors.to_string() == "type: field is immutable"),
+        "{err}"
+    );
+
+    // Pod: nodeName is kept by an update that leaves it out, and cannot be changed.
+    let pods = h.registry::<Pod>();
+    let p = h.create(pod("default", "a")).await.unwrap();
+    let bound = pods
+        .bind(&Identity::Admin, &binding(&p, "n1"))
+        .await
+        .unwrap();
+    let mut next = bound.clone();
+    next.spec.as_mut().unwrap().node_name.clear();
+    next.metadata_mut().labels.insert("x".into(), "y".into());
+    let updated = pods.update(&Identity::Admin, next).await.unwrap();
+    assert_eq!(updated.spec.as_ref().unwrap().node_name, "n1");
+    let mut moved = updated.clone();
+    moved.spec.as_mut().unwrap().node_name = "n2".into();
+    let err = pods.update(&Identity::Admin, moved).await.unwrap_err();
+    assert!(matches!(err, ApiError::Invalid { .. }), "{err}");
+    // Status is the status subresource's: an update does not change it.
+    let mut status_change = updated.clone();
+    status_change.status.as_mut().unwrap().phase = "Running".into();
+    let same = pods.update(&Identity::Admin, status_change).await.unwrap();
+    assert_eq!(same.status.unwrap().phase, "Pending");
+    assert_eq!(<Pod as Resource>::KIND, "Pod");
+}
