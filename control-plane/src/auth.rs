@@ -68,29 +68,36 @@ impl Authenticator {
     }
 }
 
-impl tonic::service::Interceptor for Authenticator {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+impl Authenticator {
+    /// The identity of a request's bearer token.
+    pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Identity, ApiError> {
+        let unauthenticated = |m: &str| ApiError::Unauthenticated(m.to_string());
         let header = request.metadata().get("authorization").ok_or_else(|| {
-            Status::unauthenticated("missing credentials: send `authorization: Bearer <token>`")
+            unauthenticated("missing credentials: send `authorization: Bearer <token>`")
         })?;
         let token = header.as_bytes().strip_prefix(b"Bearer ").ok_or_else(|| {
-            Status::unauthenticated("malformed authorization header: expected `Bearer <token>`")
+            unauthenticated("malformed authorization header: expected `Bearer <token>`")
         })?;
-        let identity = self
-            .identify(token)
-            .ok_or_else(|| Status::unauthenticated("invalid bearer token"))?;
+        self.identify(token)
+            .ok_or_else(|| unauthenticated("invalid bearer token"))
+    }
+}
+
+impl tonic::service::Interceptor for Authenticator {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let identity = self.authenticate(&request)?;
         request.extensions_mut().insert(identity);
         Ok(request)
     }
 }
 
 /// The identity the interceptor attached to `request`.
-pub fn identity<T>(request: &Request<T>) -> Result<Identity, Status> {
+pub fn identity<T>(request: &Request<T>) -> Result<Identity, ApiError> {
     request
         .extensions()
         .get::<Identity>()
         .cloned()
-        .ok_or_else(|| Status::unauthenticated("unauthenticated request"))
+        .ok_or_else(|| ApiError::Unauthenticated("unauthenticated request".into()))
 }
 
 /// May `identity` do `verb` on `kind`?
@@ -145,7 +152,7 @@ mod tests {
                 .insert("authorization", h.parse().unwrap());
         }
         let req = auth.call(req)?;
-        identity(&req)
+        Ok(identity(&req)?)
     }
 
     #[test]

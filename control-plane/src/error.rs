@@ -1,4 +1,6 @@
-//! API errors and their one mapping to gRPC status codes.
+//! The one error type of the write path (authentication, authorization, the registry, its
+//! strategies and admission links, the store beneath) and its one mapping to gRPC status codes.
+//! Store errors become API errors once, in the registry ([`ApiError::from_store`]).
 
 use skiff_api::validation::FieldErrors;
 use tonic::Status;
@@ -35,6 +37,8 @@ pub enum ApiError {
     #[error("{0}")]
     Precondition(String),
     #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
     Internal(String),
@@ -64,6 +68,7 @@ impl From<ApiError> for Status {
             ApiError::Conflict { .. } | ApiError::BindConflict { .. } => Status::aborted(message),
             ApiError::Expired(_) => Status::out_of_range(message),
             ApiError::Precondition(_) => Status::failed_precondition(message),
+            ApiError::Unauthenticated(_) => Status::unauthenticated(message),
             ApiError::Forbidden(_) => Status::permission_denied(message),
             ApiError::Internal(_) => {
                 tracing::error!(error = %message, "internal error");

@@ -27,7 +27,7 @@ use super::informer::{self, Cache, Reconciler};
 use super::recorder::Recorder;
 use crate::auth::Identity;
 use crate::error::ApiError;
-use crate::registry::{Registry, decode, prefix};
+use crate::registry::{Registry, prefix};
 use crate::store::{EventKind, KeyValue, Store};
 
 /// Kubernetes' bound: a node block at most 16 bits longer than the cluster CIDR's prefix.
@@ -149,7 +149,6 @@ pub async fn run(store: Arc<dyn Store>, options: NodeIpamOptions) {
 
 pub(crate) struct Controller {
     options: NodeIpamOptions,
-    store: Arc<dyn Store>,
     nodes: Cache<Node>,
     api: Registry<Node>,
     events: Recorder,
@@ -163,8 +162,7 @@ impl Controller {
             options,
             nodes: Cache::default(),
             api: Registry::new(store.clone()),
-            events: Recorder::new(store.clone(), "node-ipam-controller"),
-            store,
+            events: Recorder::new(store, "node-ipam-controller"),
             exhausted: BTreeSet::new(),
         }
     }
@@ -178,22 +176,7 @@ impl Controller {
 
     /// Every node as stored now (not as cached): the used set of an allocation.
     async fn stored_nodes(&self) -> Result<Vec<Node>, ApiError> {
-        let mut nodes = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .list(&prefix::<Node>(""), after.as_deref(), 500)
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            for kv in &page.items {
-                nodes.push(decode::<Node>(kv)?);
-            }
-            after = page.items.last().map(|kv| kv.key.clone());
-            if !page.more {
-                return Ok(nodes);
-            }
-        }
+        self.api.list_all("").await
     }
 }
 

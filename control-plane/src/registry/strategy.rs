@@ -121,7 +121,13 @@ impl Strategy for Pod {
 
     fn validate_update(&self, old: &Self, errors: &mut FieldErrors) {
         let bound = node_name(old);
-        if !bound.is_empty() && node_name(self) != bound {
+        let wanted = node_name(self);
+        if bound.is_empty() && !wanted.is_empty() {
+            errors.add(
+                "spec.nodeName",
+                "an existing pod is bound through its binding subresource, not by an update",
+            );
+        } else if !bound.is_empty() && wanted != bound {
             errors.add(
                 "spec.nodeName",
                 format!("field is immutable once the pod is bound (to {bound})"),

@@ -275,9 +275,17 @@ async fn strategies_default_and_keep_server_owned_fields() {
         "{err}"
     );
 
-    // Pod: nodeName is kept by an update that leaves it out, and cannot be changed.
+    // Pod: nodeName is set by a binding, not an update; kept by an update that leaves it
+    // out, and cannot be changed.
     let pods = h.registry::<Pod>();
     let p = h.create(pod("default", "a")).await.unwrap();
+    let mut self_bound = p.clone();
+    self_bound.spec.as_mut().unwrap().node_name = "n1".into();
+    let err = pods.update(&Identity::Admin, self_bound).await.unwrap_err();
+    assert!(
+        matches!(&err, ApiError::Invalid { errors, .. } if errors.0[0].path == "spec.nodeName"),
+        "{err}"
+    );
     let bound = pods
         .bind(&Identity::Admin, &binding(&p, "n1"))
         .await

@@ -709,7 +709,7 @@ pub(crate) mod tests {
 
     #[test]
     fn requests_are_parsed_once_into_pod_info() {
-        let info = PodInfo::new("/pods/default/a", pod("a", "250m", "64Mi"));
+        let info = PodInfo::new("default/a", pod("a", "250m", "64Mi"));
         assert_eq!(
             info.requests,
             Resources {
@@ -741,7 +741,7 @@ pub(crate) mod tests {
     fn accounting_follows_binds_deletes_and_zones() {
         let mut cache = Cache::default();
         cache.put_node(&node("n1", "4", "4Gi", Some("z1")));
-        cache.put_pod("/pods/default/a", bound(pod("a", "1", "1Gi"), "n1", 2));
+        cache.put_pod("default/a", bound(pod("a", "1", "1Gi"), "n1", 2));
         let n1 = cache.node("n1").unwrap();
         assert_eq!(n1.requested.cpu_millis, 1000);
         assert_eq!(n1.owners.get("default/labels:app=web"), Some(&1));
@@ -749,27 +749,27 @@ pub(crate) mod tests {
         // A finished pod frees its node.
         let mut done = bound(pod("a", "1", "1Gi"), "n1", 3);
         done.status.as_mut().unwrap().phase = "Succeeded".into();
-        cache.put_pod("/pods/default/a", done);
+        cache.put_pod("default/a", done);
         assert_eq!(cache.node("n1").unwrap().requested, Resources::default());
         assert_eq!(cache.zone_count("default/labels:app=web", "z1"), 0);
         // An older version arriving late changes nothing.
-        cache.put_pod("/pods/default/a", bound(pod("a", "1", "1Gi"), "n1", 2));
+        cache.put_pod("default/a", bound(pod("a", "1", "1Gi"), "n1", 2));
         assert_eq!(cache.node("n1").unwrap().requested, Resources::default());
-        assert!(cache.delete_pod("/pods/default/a").is_some());
+        assert!(cache.delete_pod("default/a").is_some());
         assert_eq!(cache.pod_count(), 0);
     }
 
     #[test]
     fn pods_on_an_unknown_node_wait_in_a_placeholder() {
         let mut cache = Cache::default();
-        cache.put_pod("/pods/default/a", bound(pod("a", "1", "1Gi"), "later", 2));
+        cache.put_pod("default/a", bound(pod("a", "1", "1Gi"), "later", 2));
         assert_eq!(cache.node_count(), 0);
         assert!(cache.node("later").is_none());
         cache.put_node(&node("later", "4", "4Gi", None));
         assert_eq!(cache.node("later").unwrap().requested.cpu_millis, 1000);
         cache.delete_node("later");
         assert_eq!(cache.node_count(), 0);
-        cache.delete_pod("/pods/default/a");
+        cache.delete_pod("default/a");
         assert!(
             cache.nodes().is_empty(),
             "the placeholder goes with its last pod"
@@ -780,34 +780,34 @@ pub(crate) mod tests {
     fn assume_counts_at_once_and_forget_undoes_it() {
         let mut cache = Cache::default();
         cache.put_node(&node("n1", "4", "4Gi", None));
-        cache.put_pod("/pods/default/a", pod("a", "1", "1Gi"));
-        cache.assume("/pods/default/a", "n1");
-        assert!(cache.is_assumed("/pods/default/a"));
+        cache.put_pod("default/a", pod("a", "1", "1Gi"));
+        cache.assume("default/a", "n1");
+        assert!(cache.is_assumed("default/a"));
         assert_eq!(cache.pending().count(), 0);
         assert_eq!(cache.node("n1").unwrap().requested.cpu_millis, 1000);
         // An unbound update while the bind is in flight keeps the assumption.
         let mut touched = pod("a", "1", "1Gi");
         touched.metadata.as_mut().unwrap().resource_version = "5".into();
-        cache.put_pod("/pods/default/a", touched);
+        cache.put_pod("default/a", touched);
         assert_eq!(cache.node("n1").unwrap().requested.cpu_millis, 1000);
-        cache.forget("/pods/default/a");
-        assert!(!cache.is_assumed("/pods/default/a"));
+        cache.forget("default/a");
+        assert!(!cache.is_assumed("default/a"));
         assert_eq!(cache.node("n1").unwrap().requested, Resources::default());
         assert_eq!(cache.pending().count(), 1);
         // The watch's bound version settles it.
-        cache.assume("/pods/default/a", "n1");
-        cache.put_pod("/pods/default/a", bound(pod("a", "1", "1Gi"), "n1", 6));
-        assert!(!cache.is_assumed("/pods/default/a"));
+        cache.assume("default/a", "n1");
+        cache.put_pod("default/a", bound(pod("a", "1", "1Gi"), "n1", 6));
+        assert!(!cache.is_assumed("default/a"));
         assert_eq!(cache.node("n1").unwrap().requested.cpu_millis, 1000);
-        cache.forget("/pods/default/a");
+        cache.forget("default/a");
         assert_eq!(
             cache.node("n1").unwrap().requested.cpu_millis,
             1000,
             "forgetting a confirmed pod changes nothing"
         );
         // A bind answer for a pod deleted meanwhile does not resurrect it.
-        cache.delete_pod("/pods/default/a");
-        cache.confirm("/pods/default/a", bound(pod("a", "1", "1Gi"), "n1", 6));
+        cache.delete_pod("default/a");
+        cache.confirm("default/a", bound(pod("a", "1", "1Gi"), "n1", 6));
         assert_eq!(cache.pod_count(), 0);
     }
 
@@ -818,13 +818,13 @@ pub(crate) mod tests {
         let mut high = pod("high", "2", "1Gi");
         high.spec.as_mut().unwrap().priority = Some(100);
         high.status.as_mut().unwrap().nominated_node_name = "n1".into();
-        cache.put_pod("/pods/default/high", high);
-        let low = PodInfo::new("/pods/default/low", pod("low", "1", "1Gi"));
+        cache.put_pod("default/high", high);
+        let low = PodInfo::new("default/low", pod("low", "1", "1Gi"));
         let n1 = cache.node("n1").unwrap();
         assert_eq!(n1.reserved_for(&low).cpu_millis, 2000);
-        let me = cache.pod("/pods/default/high").unwrap().clone();
+        let me = cache.pod("default/high").unwrap().clone();
         assert_eq!(n1.reserved_for(&me), Resources::default());
-        cache.delete_pod("/pods/default/high");
+        cache.delete_pod("default/high");
         assert!(cache.node("n1").unwrap().nominated.is_empty());
     }
 }

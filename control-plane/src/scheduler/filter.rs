@@ -250,7 +250,7 @@ pub(crate) mod tests {
     }
 
     fn info(p: Pod) -> PodInfo {
-        PodInfo::new("/pods/default/p", p)
+        PodInfo::new("default/p", p)
     }
 
     fn node_info(n: Node) -> NodeInfo {
@@ -469,15 +469,15 @@ pub(crate) mod tests {
         cache.put_node(&node("n", "4", "4Gi", None));
         let mut first = with_port("a", 80, "");
         first.spec.as_mut().unwrap().node_name = "n".into();
-        cache.put_pod("/pods/default/a", first);
+        cache.put_pod("default/a", first);
         let n = cache.node("n").unwrap();
         assert_eq!(n.host_ports, vec![port("0.0.0.0", "TCP", 80)]);
-        let clash = PodInfo::new("/pods/default/b", with_port("b", 80, "127.0.0.1"));
+        let clash = PodInfo::new("default/b", with_port("b", 80, "127.0.0.1"));
         assert_eq!(check(&clash, n, &ctx()), Err(Unfit::Ports));
-        let other = PodInfo::new("/pods/default/c", with_port("c", 81, ""));
+        let other = PodInfo::new("default/c", with_port("c", 81, ""));
         assert_eq!(check(&other, n, &ctx()), Ok(()));
         // Container ports without a host port take nothing on the node.
-        let plain = PodInfo::new("/pods/default/d", with_port("d", 0, ""));
+        let plain = PodInfo::new("default/d", with_port("d", 0, ""));
         assert!(plain.host_ports.is_empty());
         assert_eq!(
             summary(1, &[Unfit::Ports]),

@@ -124,7 +124,7 @@ mod tests {
     }
 
     fn place(cache: &mut Cache, name: &str, cpu: &str, priority: i32, node: &str) {
-        let key = format!("/pods/default/{name}");
+        let key = format!("default/{name}");
         cache.put_pod(&key, bound(prioritised(name, cpu, priority), node, 2));
     }
 
@@ -144,12 +144,12 @@ mod tests {
         cache.put_node(&node("n1", "2", "4Gi", None));
         place(&mut cache, "same", "1", 100, "n1");
         place(&mut cache, "low", "1", 10, "n1");
-        let preemptor = PodInfo::new("/pods/default/p", prioritised("p", "1", 100));
+        let preemptor = PodInfo::new("default/p", prioritised("p", "1", 100));
         let chosen = select(&cache, &preemptor, &ctx()).unwrap();
         assert_eq!(chosen.node, "n1");
         assert_eq!(names(&chosen), ["low"]);
         // Needing both cpus, it cannot evict its equal: no preemption at all.
-        let big = PodInfo::new("/pods/default/big", prioritised("big", "2", 100));
+        let big = PodInfo::new("default/big", prioritised("big", "2", 100));
         assert!(select(&cache, &big, &ctx()).is_none());
     }
 
@@ -165,14 +165,14 @@ mod tests {
         place(&mut cache, "n2-b", "1", 1, "n2");
         place(&mut cache, "n3-a", "1", 1, "n3");
         place(&mut cache, "n3-b", "1", 100, "n3");
-        let preemptor = PodInfo::new("/pods/default/p", prioritised("p", "1", 100));
+        let preemptor = PodInfo::new("default/p", prioritised("p", "1", 100));
         let chosen = select(&cache, &preemptor, &ctx()).unwrap();
         // n2 and n3 both need one priority-1 victim (n2-b is reprieved); n1 would cost priority
         // 50. Equal otherwise, the first name wins.
         assert_eq!(chosen.node, "n2");
         assert_eq!(chosen.victims.len(), 1);
         // Larger: needs 2 cpus, so n2 loses two victims, n1 one more important one.
-        let big = PodInfo::new("/pods/default/big", prioritised("big", "2", 100));
+        let big = PodInfo::new("default/big", prioritised("big", "2", 100));
         let chosen = select(&cache, &big, &ctx()).unwrap();
         assert_eq!(
             chosen.node, "n2",
@@ -188,7 +188,7 @@ mod tests {
         place(&mut cache, "a", "1", 5, "n1");
         place(&mut cache, "b", "1", 7, "n1");
         place(&mut cache, "c", "1", 3, "n1");
-        let preemptor = PodInfo::new("/pods/default/p", prioritised("p", "1", 10));
+        let preemptor = PodInfo::new("default/p", prioritised("p", "1", 10));
         let chosen = select(&cache, &preemptor, &ctx()).unwrap();
         assert_eq!(names(&chosen), ["c"]);
     }
@@ -199,14 +199,14 @@ mod tests {
         cache.put_node(&node("n1", "1", "4Gi", None));
         let mut victim = bound(prioritised("v", "1", 1), "n1", 2);
         victim.metadata.as_mut().unwrap().deletion_timestamp = Some(skiff_api::time::now());
-        cache.put_pod("/pods/default/v", victim);
+        cache.put_pod("default/v", victim);
         let mut p = prioritised("p", "1", 100);
         p.status.as_mut().unwrap().nominated_node_name = "n1".into();
-        let info = cache.put_pod("/pods/default/p", p);
+        let info = cache.put_pod("default/p", p);
         assert!(!eligible(&cache, &info));
         // A terminating pod is no victim: nothing more to evict.
         assert!(select(&cache, &info, &ctx()).is_none());
-        cache.delete_pod("/pods/default/v");
+        cache.delete_pod("default/v");
         assert!(eligible(&cache, &info));
     }
 }

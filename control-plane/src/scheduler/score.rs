@@ -189,7 +189,7 @@ mod tests {
     use skiff_api::v1::*;
 
     fn info(p: Pod) -> PodInfo {
-        PodInfo::new("/pods/default/new", p)
+        PodInfo::new("default/new", p)
     }
 
     fn scored(cache: &Cache, p: &PodInfo) -> Vec<(String, f64)> {
@@ -212,7 +212,7 @@ mod tests {
         let mut cache = Cache::default();
         cache.put_node(&node("idle", "4", "4Gi", None));
         cache.put_node(&node("busy", "4", "4Gi", None));
-        cache.put_pod("/pods/default/x", bound(pod("x", "2", "2Gi"), "busy", 2));
+        cache.put_pod("default/x", bound(pod("x", "2", "2Gi"), "busy", 2));
         let p = info(pod("new", "1", "1Gi"));
         let idle = least_allocated(&p, cache.node("idle").unwrap());
         let busy = least_allocated(&p, cache.node("busy").unwrap());
@@ -230,8 +230,8 @@ mod tests {
         let mut cache = Cache::default();
         cache.put_node(&node("cpu-heavy", "4", "4Gi", None));
         cache.put_node(&node("even", "4", "4Gi", None));
-        cache.put_pod("/pods/default/x", bound(pod("x", "2", "0"), "cpu-heavy", 2));
-        cache.put_pod("/pods/default/y", bound(pod("y", "1", "1Gi"), "even", 3));
+        cache.put_pod("default/x", bound(pod("x", "2", "0"), "cpu-heavy", 2));
+        cache.put_pod("default/y", bound(pod("y", "1", "1Gi"), "even", 3));
         let p = info(pod("new", "0", "1Gi"));
         // cpu-heavy: cpu 0.5, memory 0.25 → 87.5; even: 0.25 and 0.5 → 87.5 as well.
         assert_eq!(
@@ -253,10 +253,7 @@ mod tests {
         cache.put_node(&node("a1", "32", "128Gi", Some("a")));
         cache.put_node(&node("a2", "32", "128Gi", Some("a")));
         cache.put_node(&node("b1", "32", "128Gi", Some("b")));
-        cache.put_pod(
-            "/pods/default/r1",
-            bound(pod("r1", "100m", "64Mi"), "a1", 2),
-        );
+        cache.put_pod("default/r1", bound(pod("r1", "100m", "64Mi"), "a1", 2));
         let p = info(pod("r2", "100m", "64Mi"));
         let s = scored(&cache, &p);
         let score = |n: &str| s.iter().find(|(name, _)| name == n).unwrap().1;
@@ -335,7 +332,7 @@ mod tests {
         // A zero-request pod scores the same everywhere: the count of pods decides.
         let mut other = pod("x", "0", "0");
         other.metadata.as_mut().unwrap().labels.clear();
-        cache.put_pod("/pods/default/x", bound(other, "n1", 2));
+        cache.put_pod("default/x", bound(other, "n1", 2));
         let candidates: Vec<Candidate> = (0..3)
             .map(|i| candidate(&p, &cache.nodes()[i], i, |_, _| 0))
             .collect();
