@@ -251,6 +251,30 @@ impl<K: ResourceClient> Api<K> {
         .await
     }
 
+    /// Every object, read `page_size` at a time (one message per page, whatever the number of
+    /// objects). The returned meta's resourceVersion is the first page's: a watch from it sees
+    /// every change made since, including those made while paging.
+    pub async fn list_paged(
+        &self,
+        params: ListParams,
+        page_size: i32,
+    ) -> Result<(Vec<K>, ListMeta), tonic::Status> {
+        let mut params = ListParams {
+            limit: page_size.max(1),
+            continue_token: String::new(),
+            ..params
+        };
+        let mut all = Vec::new();
+        loop {
+            let (items, meta) = self.list(params.clone()).await?;
+            all.extend(items);
+            if meta.r#continue.is_empty() {
+                return Ok((all, meta));
+            }
+            params.continue_token = meta.r#continue;
+        }
+    }
+
     pub async fn update(&self, obj: K) -> Result<K, tonic::Status> {
         K::update(&self.transport, self.with_namespace(obj)).await
     }

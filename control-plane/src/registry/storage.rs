@@ -144,21 +144,25 @@ impl<K: Strategy> Registry<K> {
 
     /// A page of objects (all of them when `limit` is 0), and the list's resourceVersion and
     /// continue token.
+    ///
+    /// Every page of a paged list reports the resourceVersion of its first page, so a watch from
+    /// it after the last page misses no change made while paging (an object changed meanwhile
+    /// may be seen in a page and again in the watch, never lost). The continue token is opaque:
+    /// that revision and where the page ended, relative to the list.
     pub async fn list(&self, req: &ListRequest) -> Result<(Vec<K>, ListMeta), ApiError> {
         let selectors = Selectors::parse::<K>(&req.label_selector, &req.field_selector)?;
         let prefix = prefix::<K>(&req.namespace);
-        let mut start = if req.r#continue.is_empty() {
-            None
-        } else if req.r#continue.starts_with(&prefix) {
-            Some(req.r#continue.clone())
+        let (mut start, mut revision) = if req.r#continue.is_empty() {
+            (None, None)
         } else {
-            return Err(ApiError::BadRequest(
-                "continue: token does not belong to this list".into(),
-            ));
+            let token = ContinueToken::decode(&req.r#continue)?;
+            (
+                Some(format!("{prefix}{}", token.after)),
+                Some(token.revision),
+            )
         };
         let limit = usize::try_from(req.limit.max(0)).unwrap_or(0);
         let mut items = Vec::new();
-        let mut revision = None;
         loop {
             let want = if limit == 0 {
                 0
@@ -181,9 +185,14 @@ impl<K: Strategy> Registry<K> {
                         let more = page.more
                             || kv.key
                                 != page.items.last().map(|k| k.key.clone()).unwrap_or_default();
+                        let revision = revision.unwrap_or(0);
+                        let token = more.then(|| ContinueToken {
+                            revision,
+                            after: kv.key[prefix.len()..].to_string(),
+                        });
                         let meta = ListMeta {
-                            resource_version: revision.unwrap_or(0).to_string(),
-                            r#continue: if more { kv.key.clone() } else { String::new() },
+                            resource_version: revision.to_string(),
+                            r#continue: token.map(|t| t.encode()).unwrap_or_default(),
                         };
                         return Ok((items, meta));
                     }
@@ -438,6 +447,48 @@ impl<K: Strategy> Registry<K> {
             }
         });
         Ok(rx)
+    }
+}
+
+/// Where a paged list goes on: the revision of its first page and the last key it returned,
+/// relative to the list's prefix. On the wire: hex of `revision/after`, opaque to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ContinueToken {
+    revision: Revision,
+    after: String,
+}
+
+impl ContinueToken {
+    fn encode(&self) -> String {
+        format!("{}/{}", self.revision, self.after)
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn decode(text: &str) -> Result<Self, ApiError> {
+        let bad = || ApiError::BadRequest(format!("continue: {text:?} is not a continue token"));
+        if !text.len().is_multiple_of(2) {
+            return Err(bad());
+        }
+        let bytes = (0..text.len())
+            .step_by(2)
+            .map(|i| {
+                text.get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+            })
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(bad)?;
+        let plain = String::from_utf8(bytes).map_err(|_| bad())?;
+        let (revision, after) = plain.split_once('/').ok_or_else(bad)?;
+        let revision = revision.parse().map_err(|_| bad())?;
+        if after.is_empty() {
+            return Err(bad());
+        }
+        Ok(Self {
+            revision,
+            after: after.to_string(),
+        })
     }
 }
 

@@ -306,3 +306,89 @@ async fn strategies_default_and_keep_server_owned_fields() {
     assert_eq!(same.status.unwrap().phase, "Pending");
     assert_eq!(<Pod as Resource>::KIND, "Pod");
 }
+
+#[tokio::test]
+async fn paged_lists_keep_their_first_revision_and_a_watch_from_it_misses_nothing() {
+    let h = Harness::new().await;
+    let pods = h.registry::<Pod>();
+    for i in 0..10 {
+        let mut p = pod("default", &format!("p{i:02}"));
+        if i % 2 == 0 {
+            p.metadata_mut().labels.insert("even".into(), "yes".into());
+        }
+        h.create(p).await.unwrap();
+    }
+    let mut req = ListRequest {
+        namespace: "default".into(),
+        limit: 3,
+        ..Default::default()
+    };
+    let mut names = Vec::new();
+    let mut revisions = Vec::new();
+    loop {
+        let (items, meta) = pods.list(&req).await.unwrap();
+        assert!(items.len() <= 3);
+        names.extend(items.iter().map(|p| p.name().to_string()));
+        revisions.push(meta.resource_version.clone());
+        if names.len() == 3 {
+            // A write while paging: later pages still report the first page's revision.
+            h.create(pod("default", "zz-late")).await.unwrap();
+        }
+        assert!(
+            !meta.r#continue.contains("/pods/"),
+            "the token does not show store keys"
+        );
+        if meta.r#continue.is_empty() {
+            break;
+        }
+        req.r#continue = meta.r#continue;
+    }
+    assert_eq!(names.len(), 11, "{names:?}");
+    assert!(
+        revisions.iter().all(|r| *r == revisions[0]),
+        "{revisions:?}"
+    );
+
+    // A watch from the list's revision sees the write made while paging.
+    let watch = WatchRequest {
+        namespace: "default".into(),
+        resource_version: revisions[0].clone(),
+        ..Default::default()
+    };
+    let mut rx = pods.watch(&watch).await.unwrap();
+    let (kind, obj) = rx.recv().await.unwrap().unwrap();
+    assert_eq!((kind, obj.name()), ("ADDED", "zz-late"));
+
+    // Selectors apply across pages; a limit larger than what is left ends the list.
+    let (items, meta) = pods
+        .list(&ListRequest {
+            namespace: "default".into(),
+            label_selector: "even=yes".into(),
+            limit: 4,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 4);
+    let (rest, end) = pods
+        .list(&ListRequest {
+            namespace: "default".into(),
+            label_selector: "even=yes".into(),
+            limit: 4,
+            r#continue: meta.r#continue,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert!(end.r#continue.is_empty());
+
+    for bad in ["zz", "/pods/default/p01", "3031"] {
+        let req = ListRequest {
+            r#continue: bad.into(),
+            ..Default::default()
+        };
+        let err = pods.list(&req).await.unwrap_err();
+        assert!(matches!(err, ApiError::BadRequest(_)), "{bad}: {err}");
+    }
+}
