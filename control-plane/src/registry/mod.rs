@@ -59,15 +59,6 @@ pub fn prefix_of_plural(plural: &str, namespace: &str) -> String {
     }
 }
 
-/// The store key of an object of the kind named by `plural`.
-pub fn key_of_plural(plural: &str, namespaced: bool, namespace: &str, name: &str) -> String {
-    if namespaced {
-        format!("/{plural}/{namespace}/{name}")
-    } else {
-        format!("/{plural}/{name}")
-    }
-}
-
 /// The plural of the kind a store key holds: `pods` of `/pods/default/web`.
 pub fn plural_of_key(store_key: &str) -> Option<&str> {
     store_key.strip_prefix('/')?.split('/').next()
@@ -186,7 +177,6 @@ mod key_tests {
             Some((String::new(), "n1".to_string()))
         );
         assert_eq!(parse_key::<Pod>("/nodes/n1"), None);
-        assert_eq!(key_of_plural("pods", true, "a", "b"), key::<Pod>("a", "b"));
         assert_eq!(prefix_of_plural("pods", "a"), prefix::<Pod>("a"));
     }
 }
