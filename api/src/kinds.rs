@@ -262,6 +262,15 @@ kinds! {
         },
         validate: validation::validate_event,
     }
+    Lease {
+        api_version: "coordination.k8s.io/v1", plural: "leases", short: [], namespaced: true, status: no, read_only: false,
+        client: lease_api_client::LeaseApiClient<Transport>, event: LeaseWatchEvent,
+        fields: |o, p| match p {
+            "spec.holderIdentity" => Some(o.spec.as_ref().and_then(|s| s.holder_identity.clone()).unwrap_or_default()),
+            _ => None,
+        },
+        validate: validation::validate_lease,
+    }
 }
 
 #[cfg(test)]
@@ -289,6 +298,10 @@ mod tests {
             KindInfo::lookup("pvc").map(|k| k.kind),
             Some("PersistentVolumeClaim")
         );
+        assert_eq!(
+            KindInfo::lookup("leases.coordination.k8s.io").map(|k| k.kind),
+            Some("Lease")
+        );
         assert!(KindInfo::lookup("widgets").is_none());
     }
 
@@ -299,6 +312,6 @@ mod tests {
             <Secret as Resource>::HAS_STATUS,
         ];
         assert_eq!(flags, [true, false]);
-        assert_eq!(KINDS.len(), 11);
+        assert_eq!(KINDS.len(), 12);
     }
 }

@@ -100,12 +100,23 @@ pub fn identity<T>(request: &Request<T>) -> Result<Identity, ApiError> {
         .ok_or_else(|| ApiError::Unauthenticated("unauthenticated request".into()))
 }
 
-/// May `identity` do `verb` on `kind`?
-pub fn authorize(identity: &Identity, verb: Verb, kind: &str) -> Result<(), ApiError> {
+/// May `identity` do `verb` on `kind` in `namespace` (empty: cluster-scoped, or a list or watch
+/// across all namespaces)?
+pub fn authorize(
+    identity: &Identity,
+    verb: Verb,
+    kind: &str,
+    namespace: &str,
+) -> Result<(), ApiError> {
     let allowed = match identity {
         Identity::Admin => true,
         Identity::NodeBootstrap => match kind {
             "Node" | "NodeTunnel" => true,
+            // Heartbeats: a node renews its Lease in kube-node-lease, and touches no other.
+            "Lease" => {
+                namespace == skiff_api::validation::NODE_LEASE_NAMESPACE
+                    && matches!(verb, Verb::Create | Verb::Get | Verb::Update)
+            }
             "Pod" => matches!(
                 verb,
                 Verb::Get | Verb::List | Verb::Watch | Verb::UpdateStatus | Verb::Delete
@@ -124,9 +135,14 @@ pub fn authorize(identity: &Identity, verb: Verb, kind: &str) -> Result<(), ApiE
     };
     if allowed {
         Ok(())
-    } else {
+    } else if namespace.is_empty() {
         Err(ApiError::Forbidden(format!(
             "{} may not {verb:?} {kind} objects",
+            identity.name()
+        )))
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "{} may not {verb:?} {kind} objects in namespace {namespace}",
             identity.name()
         )))
     }
@@ -183,17 +199,44 @@ mod tests {
 
     #[test]
     fn bootstrap_is_limited() {
-        assert!(authorize(&Identity::NodeBootstrap, Verb::Create, "Node").is_ok());
-        assert!(authorize(&Identity::NodeBootstrap, Verb::UpdateStatus, "Pod").is_ok());
+        let node = Identity::NodeBootstrap;
+        assert!(authorize(&node, Verb::Create, "Node", "").is_ok());
+        assert!(authorize(&node, Verb::UpdateStatus, "Pod", "default").is_ok());
         assert_eq!(
-            Status::from(authorize(&Identity::NodeBootstrap, Verb::Create, "Pod").unwrap_err())
-                .code(),
+            Status::from(authorize(&node, Verb::Create, "Pod", "default").unwrap_err()).code(),
             tonic::Code::PermissionDenied
         );
-        assert!(authorize(&Identity::NodeBootstrap, Verb::Update, "Secret").is_err());
+        assert!(authorize(&node, Verb::Update, "Secret", "default").is_err());
         // A node may not run commands in pods (its own or another node's).
-        assert!(authorize(&Identity::NodeBootstrap, Verb::Create, "PodExec").is_err());
-        assert!(authorize(&Identity::Admin, Verb::Delete, "Namespace").is_ok());
+        assert!(authorize(&node, Verb::Create, "PodExec", "").is_err());
+        assert!(authorize(&Identity::Admin, Verb::Delete, "Namespace", "").is_ok());
         assert_eq!(new_token().len(), 64);
+    }
+
+    #[test]
+    fn a_node_touches_leases_only_in_kube_node_lease() {
+        let node = Identity::NodeBootstrap;
+        for verb in [Verb::Get, Verb::Create, Verb::Update] {
+            assert!(
+                authorize(&node, verb, "Lease", "kube-node-lease").is_ok(),
+                "{verb:?}"
+            );
+            let refused = authorize(&node, verb, "Lease", "default").unwrap_err();
+            assert_eq!(
+                refused.to_string(),
+                format!(
+                    "system:node-bootstrap may not {verb:?} Lease objects in namespace default"
+                )
+            );
+        }
+        for verb in [Verb::Delete, Verb::List, Verb::Watch, Verb::UpdateStatus] {
+            assert!(
+                authorize(&node, verb, "Lease", "kube-node-lease").is_err(),
+                "{verb:?}"
+            );
+        }
+        // A list or watch across namespaces is not one in kube-node-lease.
+        assert!(authorize(&node, Verb::Get, "Lease", "").is_err());
+        assert!(authorize(&Identity::Admin, Verb::Delete, "Lease", "default").is_ok());
     }
 }

@@ -3,6 +3,7 @@
 //! Every error names the field path it is about, as Kubernetes does:
 //! `spec.containers[0].resources.limits.memory: invalid quantity "64Mb" ...`.
 
+mod coordination;
 mod core;
 pub mod names;
 mod pod;
@@ -14,6 +15,7 @@ pub use self::core::{
     validate_namespace, validate_node, validate_pvc, validate_replica_set, validate_secret,
     validate_service,
 };
+pub use coordination::{NODE_LEASE_NAMESPACE, validate_lease};
 pub use names::{is_dns1123_label, is_dns1123_subdomain, validate_label_key};
 pub use pod::{PRIORITY_CLASSES, priority_of_class, validate_pod, validate_pod_spec};
 

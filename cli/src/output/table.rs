@@ -439,6 +439,20 @@ impl TableRow for Event {
     }
 }
 
+impl TableRow for Lease {
+    fn headers(_: bool) -> Vec<&'static str> {
+        vec!["NAME", "HOLDER", "AGE"]
+    }
+    fn row(&self, _: bool) -> Vec<String> {
+        let holder = self
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.clone())
+            .unwrap_or_default();
+        vec![self.name().into(), holder, created(self)]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

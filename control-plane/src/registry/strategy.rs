@@ -287,3 +287,5 @@ impl Strategy for Node {
 impl Strategy for Event {
     const GC_FINALIZERS: bool = false;
 }
+
+impl Strategy for Lease {}

@@ -244,6 +244,7 @@ impl ControlPlane {
             ))
             .add_service(svc!(node_api_server::NodeApiServer, Node))
             .add_service(svc!(event_api_server::EventApiServer, Event))
+            .add_service(svc!(lease_api_server::LeaseApiServer, Lease))
             .add_service(InterceptedService::new(
                 node_tunnel_api_server::NodeTunnelApiServer::new(tunnels.clone()),
                 auth.clone(),
@@ -276,10 +277,15 @@ impl ControlPlane {
     }
 }
 
-/// `default` exists in every cluster, as in Kubernetes.
+/// `default` exists in every cluster, as in Kubernetes, and `kube-node-lease` for the nodes'
+/// heartbeat Leases.
 async fn ensure_default_namespaces(store: &Arc<dyn Store>) -> Result<(), ServerError> {
     let handler = Handler::<Namespace>::new(store.clone());
-    for name in ["default", "skiff-system"] {
+    for name in [
+        "default",
+        "skiff-system",
+        skiff_api::validation::NODE_LEASE_NAMESPACE,
+    ] {
         let ns = Namespace {
             metadata: Some(ObjectMeta {
                 name: name.to_string(),

@@ -75,4 +75,5 @@ serve_kinds! {
     PersistentVolumeClaim => persistent_volume_claim_api_server::PersistentVolumeClaimApi, PersistentVolumeClaimList, PersistentVolumeClaimWatchEvent;
     Node => node_api_server::NodeApi, NodeList, NodeWatchEvent;
     Event => event_api_server::EventApi, EventList, EventWatchEvent;
+    Lease => lease_api_server::LeaseApi, LeaseList, LeaseWatchEvent;
 }

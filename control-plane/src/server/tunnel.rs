@@ -94,7 +94,7 @@ impl node_tunnel_api_server::NodeTunnelApi for TunnelService {
         req: Request<Streaming<TunnelUp>>,
     ) -> Result<Response<DownStream>, Status> {
         let who = identity(&req)?;
-        authorize(&who, Verb::Create, "NodeTunnel")?;
+        authorize(&who, Verb::Create, "NodeTunnel", "")?;
         let mut up = req.into_inner();
         let node = match up.message().await? {
             Some(TunnelUp {
@@ -320,7 +320,7 @@ impl pod_log_api_server::PodLogApi for TunnelService {
 
     async fn logs(&self, req: Request<PodLogRequest>) -> Result<Response<LogStream>, Status> {
         let who = identity(&req)?;
-        authorize(&who, Verb::Get, "PodLog")?;
+        authorize(&who, Verb::Get, "PodLog", "")?;
         let r = req.into_inner();
         let pod = self.pods.get(&r.namespace, &r.name).await?;
         let container = pick_container(&pod, &r.container)?;
@@ -352,7 +352,7 @@ impl pod_exec_api_server::PodExecApi for TunnelService {
         req: Request<Streaming<PodExecInput>>,
     ) -> Result<Response<ExecStream>, Status> {
         let who = identity(&req)?;
-        authorize(&who, Verb::Create, "PodExec")?;
+        authorize(&who, Verb::Create, "PodExec", "")?;
         let mut input = req.into_inner();
         let r = match input.message().await? {
             Some(PodExecInput {
