@@ -27,8 +27,8 @@ use crate::store::Store;
 use node_ipam::NodeIpamOptions;
 use node_lifecycle::LifecycleOptions;
 
-/// Runs every controller (and the scheduler) until the task is aborted. The scheduler shares
-/// the lifecycle controller's node grace period.
+/// Runs every controller (and the scheduler) until the task is aborted. The scheduler places
+/// pods on Ready nodes; the lifecycle controller alone judges whether a node still heartbeats.
 pub async fn run(store: Arc<dyn Store>, lifecycle: LifecycleOptions, ipam: NodeIpamOptions) {
     tokio::join!(
         namespace::run(store.clone()),
@@ -38,11 +38,6 @@ pub async fn run(store: Arc<dyn Store>, lifecycle: LifecycleOptions, ipam: NodeI
         gc::run(store.clone()),
         node_lifecycle::run(store.clone(), lifecycle),
         node_ipam::run(store.clone(), ipam),
-        crate::scheduler::run(
-            store,
-            crate::scheduler::SchedulerOptions {
-                node_grace_period: lifecycle.node_grace_period,
-            }
-        )
+        crate::scheduler::run(store)
     );
 }

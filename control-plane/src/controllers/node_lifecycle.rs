@@ -1,6 +1,11 @@
 //! The node lifecycle controller: notices nodes that stopped heartbeating and moves their pods.
 //!
-//! - A Ready node whose heartbeat is older than `node_grace_period` becomes `Ready=Unknown`
+//! - A node heartbeats by renewing its Lease (`kube-node-lease/<node>`) and, when its status
+//!   changes, by posting a Ready condition with a new heartbeat time. Staleness is judged by this
+//!   controller's clock, never the agent's: it keeps, per node, when it last *saw* either change
+//!   ([`Probes`], Kubernetes' probe timestamps), so a node whose clock is off is judged fairly. A
+//!   restarted controller starts every node's clock afresh.
+//! - A Ready node not seen heartbeating for `node_grace_period` becomes `Ready=Unknown`
 //!   (`NodeStatusUnknown`) and gets the `node.kubernetes.io/unreachable:NoExecute` taint; a node
 //!   whose agent reports `Ready=False` gets `node.kubernetes.io/not-ready:NoExecute`. The taints go
 //!   when the node is Ready again. The scheduler places nothing on either.
@@ -18,14 +23,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use skiff_api::ResourceExt;
-use skiff_api::v1::{Condition, DeleteRequest, Node, Pod, Taint};
+use skiff_api::v1::{Condition, DeleteRequest, Lease, Node, Pod, Taint};
+use skiff_api::validation::NODE_LEASE_NAMESPACE;
+use tokio::time::Instant;
 
 use super::informer::{self, Cache, Reconciler};
 use super::podutil;
 use super::recorder::Recorder;
 use crate::auth::Identity;
 use crate::error::ApiError;
-use crate::registry::{Registry, prefix};
+use crate::registry::{Registry, decode, parse_key, prefix};
 use crate::store::{EventKind, KeyValue, Store};
 
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
@@ -59,8 +66,73 @@ pub async fn run(store: Arc<dyn Store>, options: LifecycleOptions) {
     .await;
 }
 
+/// What a node last showed of its heartbeats, and when this controller saw it change.
+#[derive(Debug, Clone, PartialEq)]
+struct Probe {
+    /// The Lease's `renewTime` (the agent's clock: compared for change only).
+    renewed: Option<skiff_api::Timestamp>,
+    /// The Ready condition's `lastHeartbeatTime` (likewise).
+    heartbeat: Option<skiff_api::Timestamp>,
+    /// When either last changed, by this controller's clock.
+    seen: Instant,
+}
+
+/// Per node, when it was last seen heartbeating (Kubernetes' `nodeHealthData.probeTimestamp`).
+#[derive(Debug, Default)]
+pub(crate) struct Probes {
+    nodes: HashMap<String, Probe>,
+}
+
+impl Probes {
+    fn entry(&mut self, node: &str, now: Instant) -> &mut Probe {
+        self.nodes.entry(node.to_string()).or_insert(Probe {
+            renewed: None,
+            heartbeat: None,
+            seen: now,
+        })
+    }
+
+    /// The node's Lease now shows `renewed`.
+    pub(crate) fn lease(
+        &mut self,
+        node: &str,
+        renewed: Option<skiff_api::Timestamp>,
+        now: Instant,
+    ) {
+        let p = self.entry(node, now);
+        if p.renewed != renewed {
+            p.renewed = renewed;
+            p.seen = now;
+        }
+    }
+
+    /// The node's Ready condition now shows `heartbeat`.
+    pub(crate) fn status(
+        &mut self,
+        node: &str,
+        heartbeat: Option<skiff_api::Timestamp>,
+        now: Instant,
+    ) {
+        let p = self.entry(node, now);
+        if p.heartbeat != heartbeat {
+            p.heartbeat = heartbeat;
+            p.seen = now;
+        }
+    }
+
+    pub(crate) fn forget(&mut self, node: &str) {
+        self.nodes.remove(node);
+    }
+
+    /// How long since the node was last seen heartbeating (a node never seen starts now).
+    pub(crate) fn silent_for(&mut self, node: &str, now: Instant) -> Duration {
+        now.saturating_duration_since(self.entry(node, now).seen)
+    }
+}
+
 struct Controller {
     options: LifecycleOptions,
+    probes: Probes,
     nodes: Cache<Node>,
     pods: Cache<Pod>,
     /// Node name → keys of the pods bound to it.
@@ -104,6 +176,7 @@ impl Controller {
     fn new(store: Arc<dyn Store>, options: LifecycleOptions) -> Self {
         Self {
             options,
+            probes: Probes::default(),
             nodes: Cache::default(),
             pods: Cache::default(),
             on_node: HashMap::new(),
@@ -188,14 +261,42 @@ impl Controller {
 #[async_trait::async_trait]
 impl Reconciler for Controller {
     fn prefixes(&self) -> Vec<String> {
-        vec![prefix::<Node>(""), prefix::<Pod>("")]
+        vec![
+            prefix::<Node>(""),
+            prefix::<Pod>(""),
+            prefix::<Lease>(NODE_LEASE_NAMESPACE),
+        ]
     }
 
     fn observe(&mut self, kind: EventKind, kv: &KeyValue, dirty: &mut BTreeSet<String>) {
+        let now = Instant::now();
         if Cache::<Node>::owns(&kv.key) {
             let (old, new) = self.nodes.apply(kind, kv);
+            match &new {
+                Some(n) => self.probes.status(
+                    n.name(),
+                    ready_condition(n).and_then(|c| c.last_heartbeat_time),
+                    now,
+                ),
+                None if kind == EventKind::Delete => {
+                    if let Some(o) = &old {
+                        self.probes.forget(o.name());
+                    }
+                }
+                None => {}
+            }
             if let Some(n) = new.as_ref().or(old.as_ref()) {
                 dirty.insert(n.name().to_string());
+            }
+        } else if Cache::<Lease>::owns(&kv.key) {
+            // A renewal needs no reconcile: a Ready node's requeue looks at its probe when the
+            // grace would run out, and a node marked Unknown is Ready again when its agent says so.
+            if kind == EventKind::Put
+                && let Some((_, node)) = parse_key::<Lease>(&kv.key)
+                && let Ok(lease) = decode::<Lease>(kv)
+            {
+                let renewed = lease.spec.as_ref().and_then(|s| s.renew_time);
+                self.probes.lease(&node, renewed, now);
             }
         } else if Cache::<Pod>::owns(&kv.key) {
             let (old, new) = self.pods.apply(kind, kv);
@@ -252,10 +353,7 @@ impl Reconciler for Controller {
         let mut ready = ready;
         let mut node = node;
         if ready.status == "True" {
-            let age = ready
-                .last_heartbeat_time
-                .as_ref()
-                .map_or(Duration::ZERO, skiff_api::time::since);
+            let age = self.probes.silent_for(name, Instant::now());
             if age < grace {
                 self.set_taint(&node, None).await?;
                 return Ok(Some(grace - age + Duration::from_millis(100)));
@@ -325,7 +423,119 @@ impl Reconciler for Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use skiff_api::v1::{PodSpec, Toleration};
+    use skiff_api::v1::{LeaseSpec, NodeStatus, PodSpec, Toleration};
+
+    use crate::registry::tests::{Harness, meta};
+
+    fn stamp(seconds: i64) -> Option<skiff_api::Timestamp> {
+        Some(skiff_api::Timestamp { seconds, nanos: 0 })
+    }
+
+    #[test]
+    fn probes_go_by_the_observers_clock() {
+        let t0 = Instant::now();
+        let later = |s| t0 + Duration::from_secs(s);
+        let mut probes = Probes::default();
+        // First sight starts the clock, whatever the stamps say.
+        probes.lease("n1", stamp(1), t0);
+        assert_eq!(probes.silent_for("n1", later(30)), Duration::from_secs(30));
+        // The same renewTime seen again is no renewal; a different one (even an older one, from
+        // an agent whose clock went back) is.
+        probes.lease("n1", stamp(1), later(10));
+        assert_eq!(probes.silent_for("n1", later(30)), Duration::from_secs(30));
+        probes.lease("n1", stamp(0), later(20));
+        assert_eq!(probes.silent_for("n1", later(30)), Duration::from_secs(10));
+        // A new Ready heartbeat counts as well.
+        probes.status("n1", stamp(5), later(25));
+        assert_eq!(probes.silent_for("n1", later(30)), Duration::from_secs(5));
+        probes.status("n1", stamp(5), later(28));
+        assert_eq!(probes.silent_for("n1", later(30)), Duration::from_secs(5));
+        // A node never seen is given its whole grace from now.
+        assert_eq!(probes.silent_for("n2", later(30)), Duration::ZERO);
+        probes.forget("n1");
+        assert_eq!(probes.silent_for("n1", later(40)), Duration::ZERO);
+    }
+
+    fn ready_node(name: &str, heartbeat: Option<skiff_api::Timestamp>) -> Node {
+        Node {
+            metadata: meta("", name),
+            spec: None,
+            status: Some(NodeStatus {
+                conditions: vec![Condition {
+                    r#type: "Ready".into(),
+                    status: "True".into(),
+                    last_heartbeat_time: heartbeat,
+                    last_transition_time: heartbeat,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn ready_status(node: &Node) -> String {
+        ready_condition(node)
+            .map(|c| c.status.clone())
+            .unwrap_or_default()
+    }
+
+    /// Staleness is judged by when the controller saw the Lease renewed: a node whose agent's
+    /// clock is an hour behind stays Ready while it renews, and one whose clock is an hour ahead
+    /// goes Unknown once it stops.
+    #[tokio::test]
+    async fn a_node_is_ready_while_its_lease_is_renewed_whatever_its_clock() {
+        let h = Harness::new().await;
+        h.namespace(NODE_LEASE_NAMESPACE).await;
+        let now = skiff_api::time::now().seconds;
+        let nodes = h.registry::<Node>();
+        let leases = h.registry::<Lease>();
+        for (name, skew) in [("behind", -3600), ("ahead", 3600)] {
+            h.create(ready_node(name, stamp(now + skew))).await.unwrap();
+            let lease = Lease {
+                metadata: meta(NODE_LEASE_NAMESPACE, name),
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(name.into()),
+                    lease_duration_seconds: Some(1),
+                    renew_time: stamp(now + skew),
+                    ..Default::default()
+                }),
+            };
+            h.create(lease).await.unwrap();
+        }
+        let options = LifecycleOptions {
+            node_grace_period: Duration::from_millis(1500),
+            pod_eviction_timeout: Duration::from_secs(300),
+        };
+        let store = h.store.clone();
+        let controller = tokio::spawn(async move {
+            let mut c = Controller::new(store.clone(), options);
+            informer::drive(&store, &mut c, Duration::from_secs(60)).await
+        });
+        // "behind" renews every 300 ms for 3 s (twice the grace), stamping its slow clock;
+        // "ahead" never renews.
+        for i in 1..=10 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let mut lease = leases.get(NODE_LEASE_NAMESPACE, "behind").await.unwrap();
+            lease.spec.as_mut().unwrap().renew_time = stamp(now - 3600 + i);
+            leases.update(&Identity::Admin, lease).await.unwrap();
+        }
+        let behind = nodes.get("", "behind").await.unwrap();
+        let ahead = nodes.get("", "ahead").await.unwrap();
+        assert_eq!(ready_status(&behind), "True", "{behind:?}");
+        assert_eq!(ready_status(&ahead), "Unknown", "{ahead:?}");
+        let taints = &ahead.spec.as_ref().unwrap().taints;
+        assert!(
+            taints
+                .iter()
+                .any(|t| t.key == UNREACHABLE && t.effect == "NoExecute"),
+            "{taints:?}"
+        );
+        // Once "behind" stops renewing, it goes the same way.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let behind = nodes.get("", "behind").await.unwrap();
+        assert_eq!(ready_status(&behind), "Unknown", "{behind:?}");
+        controller.abort();
+    }
 
     fn pod_with(tolerations: Vec<Toleration>) -> Pod {
         Pod {

@@ -15,7 +15,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use skiff_api::ResourceExt;
 use skiff_api::quantity::Quantity;
@@ -220,9 +219,8 @@ pub struct NodeInfo {
     pub unschedulable: bool,
     pub taints: Vec<Taint>,
     pub runtimes: Vec<String>,
-    /// `Ready=True`, and the heartbeat it was last renewed with (Unix seconds), if any.
+    /// `Ready=True` (kept honest by the node lifecycle controller, which judges heartbeats).
     pub ready: bool,
-    pub heartbeat: Option<i64>,
     pub allocatable: Resources,
     /// What the pods accounted here request.
     pub requested: Resources,
@@ -266,7 +264,6 @@ impl NodeInfo {
             .flat_map(|s| &s.conditions)
             .find(|c| c.r#type == "Ready");
         self.ready = ready.is_some_and(|c| c.status == "True");
-        self.heartbeat = ready.and_then(|c| c.last_heartbeat_time.map(|t| t.seconds));
         self.allocatable = status.map_or_else(Resources::default, |s| Resources {
             cpu_millis: quantity(&s.allocatable, "cpu").map_or(0, |q| q.millis()),
             memory: quantity(&s.allocatable, "memory").map_or(0, |q| q.value()),
@@ -285,12 +282,6 @@ impl NodeInfo {
             self.ready,
             self.allocatable,
         )
-    }
-
-    /// Ready with a heartbeat younger than `grace` at `now` (Unix seconds).
-    pub fn is_ready(&self, now: i64, grace: Duration) -> bool {
-        let grace = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
-        self.ready && self.heartbeat.is_none_or(|h| now.saturating_sub(h) < grace)
     }
 
     /// Reservations for nominated pods that `pod` must leave room for: those of at least its

@@ -1,8 +1,9 @@
 //! Can a pod go on a node at all: the filters, pure functions over the cache's precomputed
 //! [`PodInfo`] and [`NodeInfo`].
 //!
-//! In order, the first that fails being the node's reason: readiness (Ready with a heartbeat
-//! younger than the server's `--node-grace-period`), `spec.unschedulable`, runtime support
+//! In order, the first that fails being the node's reason: readiness (`Ready=True`: the node
+//! lifecycle controller alone judges heartbeats, by the server's clock, and marks a silent node
+//! `Unknown`), `spec.unschedulable`, runtime support
 //! (`wasm` / `oci` runtime handlers), nodeSelector and required node affinity
 //! (`nodeSelectorTerms`: In, NotIn, Exists, DoesNotExist, Gt, Lt, and `matchFields` on
 //! `metadata.name`), NoSchedule/NoExecute taints, host ports, then requests (pod count, cpu,
@@ -13,7 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
 
 use skiff_api::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint};
 
@@ -62,23 +62,15 @@ impl fmt::Display for Unfit {
     }
 }
 
-/// What the filters need besides the pod and the node.
-#[derive(Debug, Clone, Copy)]
-pub struct Context {
-    /// Unix seconds, read once per scheduling pass.
-    pub now: i64,
-    pub node_grace_period: Duration,
-}
-
 /// Every filter; the first that fails is the reason.
-pub fn check(pod: &PodInfo, node: &NodeInfo, ctx: &Context) -> Result<(), Unfit> {
-    check_node(pod, node, ctx)?;
+pub fn check(pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
+    check_node(pod, node)?;
     check_room(pod, node, &node.requested, node.host_ports.iter())
 }
 
 /// The filters that other pods cannot change (preemption cannot help with these).
-pub fn check_node(pod: &PodInfo, node: &NodeInfo, ctx: &Context) -> Result<(), Unfit> {
-    if !node.is_ready(ctx.now, ctx.node_grace_period) {
+pub fn check_node(pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
+    if !node.ready {
         return Err(Unfit::NotReady);
     }
     if node.unschedulable {
@@ -241,14 +233,6 @@ pub(crate) mod tests {
     use super::*;
     use skiff_api::v1::*;
 
-    /// A context at the current time with the default 40 s grace.
-    pub fn ctx() -> Context {
-        Context {
-            now: skiff_api::time::now().seconds,
-            node_grace_period: Duration::from_secs(40),
-        }
-    }
-
     fn info(p: Pod) -> PodInfo {
         PodInfo::new("default/p", p)
     }
@@ -289,26 +273,24 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn readiness_uses_the_configured_grace() {
+    fn readiness_is_the_ready_condition_not_the_agents_clock() {
+        // An agent's heartbeat stamp an hour old (its clock is off, or it posts status only on
+        // change): the node is Ready until the lifecycle controller says otherwise.
         let mut n = node("n", "2", "1Gi", None);
         let mut stale = skiff_api::time::now();
-        stale.seconds -= 60;
+        stale.seconds -= 3600;
         n.status.as_mut().unwrap().conditions[0].last_heartbeat_time = Some(stale);
-        let n = node_info(n);
         let p = info(pod("p", "100m", "64Mi"));
-        assert_eq!(check(&p, &n, &ctx()), Err(Unfit::NotReady));
-        let lenient = Context {
-            node_grace_period: Duration::from_secs(120),
-            ..ctx()
-        };
-        assert_eq!(check(&p, &n, &lenient), Ok(()));
+        assert_eq!(check(&p, &node_info(n.clone())), Ok(()));
+        n.status.as_mut().unwrap().conditions[0].status = "Unknown".into();
+        assert_eq!(check(&p, &node_info(n)), Err(Unfit::NotReady));
     }
 
     #[test]
     fn filters_name_their_reason() {
         let n = node_info(node("n", "2", "1Gi", None));
         let p = info(pod("p", "500m", "64Mi"));
-        assert!(check(&p, &n, &ctx()).is_ok());
+        assert!(check(&p, &n).is_ok());
         let busy = Resources {
             cpu_millis: 1800,
             ..Default::default()
@@ -335,16 +317,13 @@ pub(crate) mod tests {
         );
         let mut oci = pod("p", "1", "64Mi");
         oci.spec.as_mut().unwrap().runtime_class_name.clear();
-        assert_eq!(
-            check(&info(oci), &n, &ctx()),
-            Err(Unfit::Runtime("oci".into()))
-        );
+        assert_eq!(check(&info(oci), &n), Err(Unfit::Runtime("oci".into())));
         let mut cordoned = n.clone();
         cordoned.unschedulable = true;
-        assert_eq!(check(&p, &cordoned, &ctx()), Err(Unfit::Unschedulable));
+        assert_eq!(check(&p, &cordoned), Err(Unfit::Unschedulable));
         let mut not_ready = n.clone();
         not_ready.ready = false;
-        assert_eq!(check(&p, &not_ready, &ctx()), Err(Unfit::NotReady));
+        assert_eq!(check(&p, &not_ready), Err(Unfit::NotReady));
     }
 
     #[test]
@@ -358,7 +337,7 @@ pub(crate) mod tests {
         });
         let p = pod("p", "500m", "64Mi");
         assert_eq!(
-            check(&info(p.clone()), &tainted, &ctx()),
+            check(&info(p.clone()), &tainted),
             Err(Unfit::Taint("dedicated: gpu".into()))
         );
         let mut tolerant = p.clone();
@@ -374,10 +353,10 @@ pub(crate) mod tests {
                 effect: "NoSchedule".into(),
                 ..Default::default()
             });
-        assert!(check(&info(tolerant), &tainted, &ctx()).is_ok());
+        assert!(check(&info(tolerant), &tainted).is_ok());
         // PreferNoSchedule only scores.
         tainted.taints[0].effect = "PreferNoSchedule".into();
-        assert!(check(&info(p.clone()), &tainted, &ctx()).is_ok());
+        assert!(check(&info(p.clone()), &tainted).is_ok());
         assert_eq!(intolerable_preferences(&p, &tainted.taints), 1);
     }
 
@@ -395,9 +374,9 @@ pub(crate) mod tests {
             .unwrap()
             .node_selector
             .insert("disk".into(), "hdd".into());
-        assert_eq!(check(&info(selected), &n, &ctx()), Err(Unfit::Selector));
+        assert_eq!(check(&info(selected), &n), Err(Unfit::Selector));
 
-        let fits = |terms| check(&with_required(terms), &n, &ctx()).is_ok();
+        let fits = |terms| check(&with_required(terms), &n).is_ok();
         assert!(fits(vec![term(vec![req("disk", "In", &["ssd", "nvme"])])]));
         assert!(!fits(vec![term(vec![req("disk", "In", &["hdd"])])]));
         assert!(fits(vec![term(vec![req("disk", "NotIn", &["hdd"])])]));
@@ -433,7 +412,6 @@ pub(crate) mod tests {
             check(
                 &with_required(vec![term(vec![req("disk", "In", &["hdd"])])]),
                 &n,
-                &ctx()
             ),
             Err(Unfit::Selector)
         );
@@ -473,9 +451,9 @@ pub(crate) mod tests {
         let n = cache.node("n").unwrap();
         assert_eq!(n.host_ports, vec![port("0.0.0.0", "TCP", 80)]);
         let clash = PodInfo::new("default/b", with_port("b", 80, "127.0.0.1"));
-        assert_eq!(check(&clash, n, &ctx()), Err(Unfit::Ports));
+        assert_eq!(check(&clash, n), Err(Unfit::Ports));
         let other = PodInfo::new("default/c", with_port("c", 81, ""));
-        assert_eq!(check(&other, n, &ctx()), Ok(()));
+        assert_eq!(check(&other, n), Ok(()));
         // Container ports without a host port take nothing on the node.
         let plain = PodInfo::new("default/d", with_port("d", 0, ""));
         assert!(plain.host_ports.is_empty());

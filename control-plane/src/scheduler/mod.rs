@@ -46,7 +46,7 @@ pub use crate::registry::set_condition;
 use crate::registry::{Binding, Registry, decode, owns, parse_key, prefix};
 use crate::store::{EventKind, KeyValue, Store, StoreError};
 use cache::{Cache, PodInfo};
-use filter::{Context, Unfit};
+use filter::Unfit;
 
 /// How often pods that fit nowhere are retried even when nothing changed.
 pub const RETRY: Duration = Duration::from_secs(1);
@@ -54,26 +54,10 @@ pub const RETRY: Duration = Duration::from_secs(1);
 /// Binds written concurrently (each a compare-and-swap; the store commits them in groups).
 pub const MAX_BINDS_IN_FLIGHT: usize = 64;
 
-/// What `skiff server` configures.
-#[derive(Debug, Clone, Copy)]
-pub struct SchedulerOptions {
-    /// A node whose Ready heartbeat is older than this takes no pods (`--node-grace-period`,
-    /// shared with the node lifecycle controller).
-    pub node_grace_period: Duration,
-}
-
-impl Default for SchedulerOptions {
-    fn default() -> Self {
-        Self {
-            node_grace_period: Duration::from_secs(40),
-        }
-    }
-}
-
 /// Runs the scheduler until the task is aborted; relists after any store error.
-pub async fn run(store: Arc<dyn Store>, options: SchedulerOptions) {
+pub async fn run(store: Arc<dyn Store>) {
     loop {
-        let mut scheduler = Scheduler::new(store.clone(), options);
+        let mut scheduler = Scheduler::new(store.clone());
         if let Err(e) = scheduler.sync().await {
             tracing::warn!(error = %e, "scheduler: relisting");
         }
@@ -92,7 +76,6 @@ enum Wake {
 
 struct Scheduler {
     store: Arc<dyn Store>,
-    options: SchedulerOptions,
     cache: Cache,
     /// Pods to try in the next pass.
     active: HashSet<String>,
@@ -115,13 +98,12 @@ fn is_node_key(key: &str) -> bool {
 }
 
 impl Scheduler {
-    fn new(store: Arc<dyn Store>, options: SchedulerOptions) -> Self {
+    fn new(store: Arc<dyn Store>) -> Self {
         Self {
             events: Registry::new(store.clone()),
             recorder: Recorder::new(store.clone(), "skiff-scheduler"),
             pod_api: Registry::new(store.clone()),
             store,
-            options,
             cache: Cache::default(),
             active: HashSet::new(),
             parked: HashSet::new(),
@@ -242,19 +224,11 @@ impl Scheduler {
         }
     }
 
-    fn context(&self) -> Context {
-        Context {
-            now: skiff_api::time::now().seconds,
-            node_grace_period: self.options.node_grace_period,
-        }
-    }
-
     /// One pass over the active queue.
     async fn schedule_pending(&mut self) {
         if self.active.is_empty() {
             return;
         }
-        let ctx = self.context();
         let mut queue: Vec<Arc<PodInfo>> = self
             .active
             .drain()
@@ -289,7 +263,7 @@ impl Scheduler {
             {
                 continue; // the watch brings the newer version and requeues it
             }
-            match self.find_node(&pod, &ctx) {
+            match self.find_node(&pod) {
                 Ok(node) => {
                     self.cache.assume(&pod.key, &node);
                     let pods = self.pod_api.clone();
@@ -306,14 +280,14 @@ impl Scheduler {
                 }
                 Err(reasons) => {
                     self.parked.insert(pod.key.clone());
-                    self.no_fit(&pod, reasons, &ctx).await;
+                    self.no_fit(&pod, reasons).await;
                 }
             }
         }
     }
 
     /// The best node for the pod, or every node's reason why not.
-    fn find_node(&mut self, pod: &PodInfo, ctx: &Context) -> Result<String, Vec<Unfit>> {
+    fn find_node(&mut self, pod: &PodInfo) -> Result<String, Vec<Unfit>> {
         let cache = &self.cache;
         let nodes = cache.nodes();
         if nodes.is_empty() {
@@ -333,7 +307,7 @@ impl Scheduler {
             if !node.known {
                 continue;
             }
-            match filter::check(pod, node, ctx) {
+            match filter::check(pod, node) {
                 Ok(()) => {
                     candidates.push(score::candidate(pod, node, i, zone_count));
                     if candidates.len() >= want {
@@ -399,12 +373,12 @@ impl Scheduler {
     }
 
     /// The pod fits nowhere: preempt if that helps, then say why it waits.
-    async fn no_fit(&mut self, pod: &PodInfo, reasons: Vec<Unfit>, ctx: &Context) {
+    async fn no_fit(&mut self, pod: &PodInfo, reasons: Vec<Unfit>) {
         let message = filter::summary(self.cache.node_count(), &reasons);
         let mut nominated = None;
         if reasons.iter().any(Unfit::resolvable_by_preemption)
             && preempt::eligible(&self.cache, pod)
-            && let Some(chosen) = preempt::select(&self.cache, pod, ctx)
+            && let Some(chosen) = preempt::select(&self.cache, pod)
         {
             self.evict(pod, &chosen).await;
             nominated = Some(chosen.node);

@@ -18,7 +18,7 @@ use std::cmp::Reverse;
 use std::sync::Arc;
 
 use super::cache::{Cache, NodeInfo, PodInfo, Resources};
-use super::filter::{self, Context};
+use super::filter;
 
 /// Where a pod can go once its victims are gone.
 #[derive(Debug, Clone)]
@@ -76,12 +76,12 @@ fn victims_on(cache: &Cache, pod: &PodInfo, node: &NodeInfo) -> Option<Vec<Arc<P
 }
 
 /// The best node to preempt on, and its victims.
-pub fn select(cache: &Cache, pod: &PodInfo, ctx: &Context) -> Option<Preemption> {
+pub fn select(cache: &Cache, pod: &PodInfo) -> Option<Preemption> {
     // Highest victim priority, sum of victim priorities, victims, node name: lowest wins.
     type Rank<'a> = (i64, i64, usize, &'a str);
     let mut best: Option<(Rank, Vec<Arc<PodInfo>>)> = None;
     for node in cache.nodes().iter().filter(|n| n.known) {
-        if filter::check_node(pod, node, ctx).is_err() {
+        if filter::check_node(pod, node).is_err() {
             continue;
         }
         let Some(victims) = victims_on(cache, pod, node) else {
@@ -113,7 +113,6 @@ pub fn select(cache: &Cache, pod: &PodInfo, ctx: &Context) -> Option<Preemption>
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::super::cache::tests::{bound, node, pod};
-    use super::super::filter::tests::ctx;
     use super::*;
     use skiff_api::v1::Pod;
 
@@ -145,12 +144,12 @@ mod tests {
         place(&mut cache, "same", "1", 100, "n1");
         place(&mut cache, "low", "1", 10, "n1");
         let preemptor = PodInfo::new("default/p", prioritised("p", "1", 100));
-        let chosen = select(&cache, &preemptor, &ctx()).unwrap();
+        let chosen = select(&cache, &preemptor).unwrap();
         assert_eq!(chosen.node, "n1");
         assert_eq!(names(&chosen), ["low"]);
         // Needing both cpus, it cannot evict its equal: no preemption at all.
         let big = PodInfo::new("default/big", prioritised("big", "2", 100));
-        assert!(select(&cache, &big, &ctx()).is_none());
+        assert!(select(&cache, &big).is_none());
     }
 
     #[test]
@@ -166,14 +165,14 @@ mod tests {
         place(&mut cache, "n3-a", "1", 1, "n3");
         place(&mut cache, "n3-b", "1", 100, "n3");
         let preemptor = PodInfo::new("default/p", prioritised("p", "1", 100));
-        let chosen = select(&cache, &preemptor, &ctx()).unwrap();
+        let chosen = select(&cache, &preemptor).unwrap();
         // n2 and n3 both need one priority-1 victim (n2-b is reprieved); n1 would cost priority
         // 50. Equal otherwise, the first name wins.
         assert_eq!(chosen.node, "n2");
         assert_eq!(chosen.victims.len(), 1);
         // Larger: needs 2 cpus, so n2 loses two victims, n1 one more important one.
         let big = PodInfo::new("default/big", prioritised("big", "2", 100));
-        let chosen = select(&cache, &big, &ctx()).unwrap();
+        let chosen = select(&cache, &big).unwrap();
         assert_eq!(
             chosen.node, "n2",
             "lower highest priority beats fewer victims"
@@ -189,7 +188,7 @@ mod tests {
         place(&mut cache, "b", "1", 7, "n1");
         place(&mut cache, "c", "1", 3, "n1");
         let preemptor = PodInfo::new("default/p", prioritised("p", "1", 10));
-        let chosen = select(&cache, &preemptor, &ctx()).unwrap();
+        let chosen = select(&cache, &preemptor).unwrap();
         assert_eq!(names(&chosen), ["c"]);
     }
 
@@ -205,7 +204,7 @@ mod tests {
         let info = cache.put_pod("default/p", p);
         assert!(!eligible(&cache, &info));
         // A terminating pod is no victim: nothing more to evict.
-        assert!(select(&cache, &info, &ctx()).is_none());
+        assert!(select(&cache, &info).is_none());
         cache.delete_pod("default/v");
         assert!(eligible(&cache, &info));
     }

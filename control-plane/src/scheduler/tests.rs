@@ -23,7 +23,7 @@ struct Harness {
 }
 
 impl Harness {
-    async fn new(options: SchedulerOptions) -> Self {
+    async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(
             EmbeddedStore::open(&dir.path().join("store.redb"), EmbeddedOptions::default())
@@ -46,7 +46,7 @@ impl Harness {
         Self {
             nodes: Registry::new(store.clone()),
             pods: Registry::new(store.clone()),
-            scheduler: Scheduler::new(store.clone(), options),
+            scheduler: Scheduler::new(store.clone()),
             store,
             _dir: dir,
         }
@@ -150,7 +150,7 @@ fn counts(placement: &BTreeMap<String, usize>) -> Vec<usize> {
 
 #[tokio::test]
 async fn three_replicas_spread_over_three_empty_nodes() {
-    let mut h = Harness::new(SchedulerOptions::default()).await;
+    let mut h = Harness::new().await;
     for n in ["n1", "n2", "n3"] {
         h.node(n, "32", None).await;
     }
@@ -165,7 +165,7 @@ async fn three_replicas_spread_over_three_empty_nodes() {
 
 #[tokio::test]
 async fn nine_replicas_go_three_per_node() {
-    let mut h = Harness::new(SchedulerOptions::default()).await;
+    let mut h = Harness::new().await;
     for n in ["n1", "n2", "n3"] {
         h.node(n, "32", None).await;
     }
@@ -180,7 +180,7 @@ async fn nine_replicas_go_three_per_node() {
 
 #[tokio::test]
 async fn replicas_spread_over_zones_before_nodes() {
-    let mut h = Harness::new(SchedulerOptions::default()).await;
+    let mut h = Harness::new().await;
     h.node("a1", "32", Some("a")).await;
     h.node("a2", "32", Some("a")).await;
     h.node("b1", "32", Some("b")).await;
@@ -201,7 +201,7 @@ async fn replicas_spread_over_zones_before_nodes() {
 
 #[tokio::test]
 async fn an_assumed_pod_counts_before_its_bind_lands() {
-    let mut h = Harness::new(SchedulerOptions::default()).await;
+    let mut h = Harness::new().await;
     h.node("n1", "1", None).await;
     h.pod(pod("a", "600m", "web")).await;
     h.pod(pod("b", "600m", "web")).await;
@@ -230,7 +230,7 @@ async fn an_assumed_pod_counts_before_its_bind_lands() {
 
 #[tokio::test]
 async fn a_lost_bind_is_forgotten_and_retried_on_the_new_version() {
-    let mut h = Harness::new(SchedulerOptions::default()).await;
+    let mut h = Harness::new().await;
     h.node("n1", "1", None).await;
     let created = h.pod(pod("a", "600m", "web")).await;
     h.resync().await;
@@ -268,17 +268,18 @@ async fn a_lost_bind_is_forgotten_and_retried_on_the_new_version() {
 }
 
 #[tokio::test]
-async fn the_configured_grace_decides_readiness() {
-    for (grace, bound) in [(40, false), (120, true)] {
-        let mut h = Harness::new(SchedulerOptions {
-            node_grace_period: Duration::from_secs(grace),
-        })
-        .await;
+async fn readiness_is_the_ready_condition() {
+    // A heartbeat stamped an hour ago by the agent's clock does not keep pods off a Ready node
+    // (the lifecycle controller judges heartbeats, by the server's clock); Ready=Unknown does.
+    for (status, bound) in [("True", true), ("Unknown", false)] {
+        let mut h = Harness::new().await;
         h.node("n1", "4", None).await;
         let mut node = h.nodes.get("", "n1").await.unwrap();
         let mut stale = skiff_api::time::now();
-        stale.seconds -= 60;
-        node.status.as_mut().unwrap().conditions[0].last_heartbeat_time = Some(stale);
+        stale.seconds -= 3600;
+        let ready = &mut node.status.as_mut().unwrap().conditions[0];
+        ready.last_heartbeat_time = Some(stale);
+        ready.status = status.into();
         h.nodes.update_status(&Identity::Admin, node).await.unwrap();
         h.pod(pod("a", "100m", "web")).await;
         h.pass().await;
@@ -286,7 +287,7 @@ async fn the_configured_grace_decides_readiness() {
         assert_eq!(
             !a.spec.unwrap().node_name.is_empty(),
             bound,
-            "grace {grace}s"
+            "Ready={status}"
         );
         if !bound {
             let status = a.status.unwrap();
@@ -303,7 +304,7 @@ async fn the_configured_grace_decides_readiness() {
 
 #[tokio::test]
 async fn host_port_conflicts_keep_a_pod_off_the_node() {
-    let mut h = Harness::new(SchedulerOptions::default()).await;
+    let mut h = Harness::new().await;
     h.node("n1", "4", None).await;
     let with_port = |name: &str| {
         let mut p = pod(name, "100m", name);
@@ -330,7 +331,7 @@ async fn host_port_conflicts_keep_a_pod_off_the_node() {
 
 #[tokio::test]
 async fn required_affinity_is_enforced() {
-    let mut h = Harness::new(SchedulerOptions::default()).await;
+    let mut h = Harness::new().await;
     h.node("a1", "4", Some("a")).await;
     h.node("b1", "4", Some("b")).await;
     let mut p = pod("pinned", "100m", "web");
@@ -356,7 +357,7 @@ async fn required_affinity_is_enforced() {
 
 #[tokio::test]
 async fn preemption_evicts_lower_priority_pods_and_binds_after() {
-    let mut h = Harness::new(SchedulerOptions::default()).await;
+    let mut h = Harness::new().await;
     h.node("n1", "1", None).await;
     let mut low = pod("low", "1", "batch");
     low.spec.as_mut().unwrap().priority = Some(1);
@@ -432,7 +433,7 @@ async fn preemption_evicts_lower_priority_pods_and_binds_after() {
 
 #[tokio::test]
 async fn equal_priority_never_preempts() {
-    let mut h = Harness::new(SchedulerOptions::default()).await;
+    let mut h = Harness::new().await;
     h.node("n1", "1", None).await;
     h.pod(pod("first", "1", "a")).await;
     h.pass().await;
