@@ -1,4 +1,10 @@
-//! `skiff get KIND[,KIND...] [NAME...] [-n NS | -A] [-o wide|json|yaml|name] [-l SEL] [-w]`.
+//! `skiff get KIND[,KIND...] [NAME...] [-n NS | -A] [-o wide|json|yaml|name] [-l SEL] [-w]
+//! [--chunk-size N]`.
+//!
+//! Lists are read in pages of `--chunk-size` (500, as kubectl) and a table is printed page by
+//! page as they arrive (each page aligned on its own, as kubectl's), so a list of any size costs
+//! the server and the client one page at a time. A watch (`-w`) goes on from the list's
+//! resourceVersion, which every page of it reports: nothing written while paging is missed.
 
 use clap::Args;
 use skiff_api::ResourceExt;
@@ -34,6 +40,9 @@ pub struct GetArgs {
     /// After listing, watch for changes
     #[arg(short = 'w', long)]
     watch: bool,
+    /// Objects per list request, printed as each page arrives; 0 lists all in one request
+    #[arg(long, default_value_t = 500)]
+    chunk_size: i32,
 }
 
 pub async fn run(transport: &Transport, args: GetArgs) -> Result<()> {
@@ -54,6 +63,12 @@ pub async fn run(transport: &Transport, args: GetArgs) -> Result<()> {
             .map(super::kind)
             .collect::<Result<_>>()?
     };
+    if args.chunk_size < 0 {
+        return Err(CliError::usage(format!(
+            "error: --chunk-size {}: must be 0 (no paging) or more",
+            args.chunk_size
+        )));
+    }
     if args.watch && kinds.len() > 1 {
         return Err(CliError::usage("error: --watch takes one kind"));
     }
@@ -98,21 +113,6 @@ async fn get_kind<K: ResourceClient + TableRow>(
     let params = ListParams::default()
         .labels(args.selector.as_deref().unwrap_or(""))
         .fields(args.field_selector.as_deref().unwrap_or(""));
-    let (items, list_version) = if args.names.is_empty() {
-        let (items, meta) = api.list(params.clone()).await?;
-        (items, meta.resource_version)
-    } else {
-        if namespace.is_empty() && K::NAMESPACED {
-            return Err(CliError::usage(
-                "error: a name cannot be looked up across all namespaces; use -n",
-            ));
-        }
-        let mut items = Vec::new();
-        for name in &args.names {
-            items.push(api.get(name).await?);
-        }
-        (items, String::new())
-    };
     let wide = output == "wide";
     let with_ns = namespace.is_empty() && K::NAMESPACED;
     let row = |obj: &K| {
@@ -129,31 +129,66 @@ async fn get_kind<K: ResourceClient + TableRow>(
     if with_ns {
         headers.insert(0, "NAMESPACE");
     }
-    match output {
-        "json" | "yaml" => values.extend(items.iter().map(to_value)),
-        "name" => items
-            .iter()
-            .for_each(|o| println!("{}/{}", K::KIND.to_ascii_lowercase(), o.name())),
-        _ if !items.is_empty() => {
-            print!(
-                "{}",
-                render(&headers, &items.iter().map(row).collect::<Vec<_>>(), true)
-            );
-            if several {
-                println!();
+    let mut shown = 0usize;
+    // Prints one page of objects (the header with the first object).
+    let mut emit = |items: Vec<K>, values: &mut Vec<serde_json::Value>| {
+        match output {
+            "json" | "yaml" => values.extend(items.iter().map(to_value)),
+            "name" => items
+                .iter()
+                .for_each(|o| println!("{}/{}", K::KIND.to_ascii_lowercase(), o.name())),
+            _ if !items.is_empty() => {
+                let rows: Vec<_> = items.iter().map(row).collect();
+                print!("{}", render(&headers, &rows, shown == 0));
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
             }
+            _ => {}
         }
-        _ => {}
+        shown += items.len();
+    };
+    let list_version = if args.names.is_empty() {
+        let mut params = ListParams {
+            limit: args.chunk_size,
+            ..params.clone()
+        };
+        loop {
+            let (items, meta) = api.list(params.clone()).await?;
+            emit(items, values);
+            if meta.r#continue.is_empty() {
+                break meta.resource_version;
+            }
+            params.continue_token = meta.r#continue;
+        }
+    } else {
+        if namespace.is_empty() && K::NAMESPACED {
+            return Err(CliError::usage(
+                "error: a name cannot be looked up across all namespaces; use -n",
+            ));
+        }
+        let mut items = Vec::new();
+        for name in &args.names {
+            items.push(api.get(name).await?);
+        }
+        emit(items, values);
+        String::new()
+    };
+    if several && shown > 0 && !matches!(output, "json" | "yaml" | "name") {
+        println!();
     }
     if args.watch {
         // Print what changes after the list, until interrupted.
         let version = if list_version.is_empty() {
-            api.list(params.clone()).await?.1.resource_version
+            let one = ListParams {
+                limit: 1,
+                ..params.clone()
+            };
+            api.list(one).await?.1.resource_version
         } else {
             list_version
         };
         let mut stream = api.watch(params, &version).await?;
-        let mut header_printed = !items.is_empty();
+        let mut header_printed = shown > 0;
         while let Some(event) = stream.next().await {
             let event = event?;
             if !args.names.is_empty() && !args.names.iter().any(|n| n == event.object.name()) {
@@ -186,5 +221,5 @@ async fn get_kind<K: ResourceClient + TableRow>(
             let _ = std::io::stdout().flush();
         }
     }
-    Ok(!items.is_empty())
+    Ok(shown > 0)
 }
