@@ -41,6 +41,8 @@ pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+jso
 pub const MEDIA_TYPE_IMAGE_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// Media type of a gzip-compressed tar layer.
 pub const MEDIA_TYPE_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// Media type of a zstd-compressed tar layer.
+pub const MEDIA_TYPE_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 /// Config media type of a Wasm OCI artifact (CNCF TAG Runtime Wasm OCI artifact layout).
 pub const MEDIA_TYPE_WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
 /// Layer media type of a Wasm OCI artifact: the raw module or component bytes, not a tar.
@@ -109,20 +111,7 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 /// Fails if `/bin/busybox` is missing or is not statically linked (the dynamic `busybox` package's
 /// binary cannot run in an image without a libc): install `busybox-static`.
 pub fn busybox_oci_archive(out: &Path) -> io::Result<OciArchive> {
-    let busybox = std::fs::read(BUSYBOX_PATH).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("reading {BUSYBOX_PATH}: {e} (install the Debian package busybox-static)"),
-        )
-    })?;
-    if !is_static_elf(&busybox) {
-        return Err(io::Error::other(format!(
-            "{BUSYBOX_PATH} is not a statically linked ELF executable: install the Debian package \
-             busybox-static (not busybox)"
-        )));
-    }
-
-    let layer = gzip_layer(&busybox_rootfs_tar(&busybox)?)?;
+    let layer = gzip_layer(&busybox_rootfs()?)?;
 
     let config = json!({
         "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
@@ -136,6 +125,24 @@ pub fn busybox_oci_archive(out: &Path) -> io::Result<OciArchive> {
         layer,
         "skiff-tests: busybox-static /bin/busybox",
     )
+}
+
+/// The root filesystem of the busybox image [`busybox_oci_archive`] writes, as an uncompressed
+/// tar (for tests that build images of their own from it). Fails as that function does.
+pub fn busybox_rootfs() -> io::Result<Vec<u8>> {
+    let busybox = std::fs::read(BUSYBOX_PATH).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("reading {BUSYBOX_PATH}: {e} (install the Debian package busybox-static)"),
+        )
+    })?;
+    if !is_static_elf(&busybox) {
+        return Err(io::Error::other(format!(
+            "{BUSYBOX_PATH} is not a statically linked ELF executable: install the Debian package \
+             busybox-static (not busybox)"
+        )));
+    }
+    busybox_rootfs_tar(&busybox)
 }
 
 /// Writes a one-layer `linux/<arch>` image: `config` is the image config's `config` object.

@@ -5,7 +5,8 @@
 //! then the manifest), independently of the client skiff pulls with. [`Registry::push_wasm_artifact`]
 //! pushes the bytes [`crate::images::wasm_oci_archive`] writes; [`Registry::push_image`] builds an
 //! ordinary OCI image (gzip tar layers, an image config with an entrypoint) with the same media
-//! types as [`crate::images`].
+//! types as [`crate::images`]; [`Registry::push_layer_tars_as`] takes the config and the layers'
+//! compression ([`Compress`]: gzip or zstd).
 //!
 //! The registry's access log (its stdout and stderr, in `<dir>/registry.log`) shows every request,
 //! so tests can count pulls with [`Registry::requests`].
@@ -21,8 +22,8 @@ use flate2::write::GzEncoder;
 use serde_json::{Value, json};
 
 use crate::images::{
-    MEDIA_TYPE_IMAGE_CONFIG, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_MANIFEST, host_arch, sha256_digest,
-    wasm_oci_archive,
+    MEDIA_TYPE_IMAGE_CONFIG, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_LAYER_ZSTD, MEDIA_TYPE_MANIFEST,
+    host_arch, sha256_digest, wasm_oci_archive,
 };
 
 /// Where Debian's `docker-registry` package installs the registry.
@@ -42,6 +43,43 @@ pub struct Pushed {
     pub reference: String,
     /// `sha256:...` of the manifest.
     pub digest: String,
+}
+
+/// How pushed tar layers are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compress {
+    /// `application/vnd.oci.image.layer.v1.tar+gzip`.
+    Gzip,
+    /// `application/vnd.oci.image.layer.v1.tar+zstd` (two frames, as a multi-threaded or
+    /// streaming encoder may write: readers must read every frame).
+    Zstd,
+}
+
+impl Compress {
+    /// The layer media type.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Self::Gzip => MEDIA_TYPE_LAYER_GZIP,
+            Self::Zstd => MEDIA_TYPE_LAYER_ZSTD,
+        }
+    }
+
+    /// `tar`, compressed.
+    pub fn compress(self, tar: &[u8]) -> Vec<u8> {
+        match self {
+            Self::Gzip => {
+                let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+                gz.write_all(tar).expect("gzip");
+                gz.finish().expect("gzip")
+            }
+            Self::Zstd => {
+                let (a, b) = tar.split_at(tar.len() / 2);
+                let mut out = zstd::encode_all(a, 3).expect("zstd");
+                out.extend(zstd::encode_all(b, 3).expect("zstd"));
+                out
+            }
+        }
+    }
 }
 
 /// One HTTP answer.
@@ -331,11 +369,7 @@ impl Registry {
         layers: &[Vec<(&str, Vec<u8>)>],
         entrypoint: &[&str],
     ) -> Pushed {
-        let tars: Vec<Vec<u8>> = layers
-            .iter()
-            .map(|files| layer_tar(files).expect("layer tar"))
-            .collect();
-        self.push_layer_tars(name, tag, &tars, entrypoint)
+        self.push_image_as(name, tag, layers, entrypoint, Compress::Gzip)
     }
 
     /// As [`Registry::push_image`], with each layer given as its (uncompressed) tar bytes, as
@@ -347,23 +381,36 @@ impl Registry {
         tars: &[Vec<u8>],
         entrypoint: &[&str],
     ) -> Pushed {
+        let config = json!({ "Entrypoint": entrypoint, "WorkingDir": "/" });
+        self.push_layer_tars_as(name, tag, tars, config, Compress::Gzip)
+    }
+
+    /// Pushes a Linux OCI image `name:tag` of `tars` (uncompressed layer tars, bottom first),
+    /// each compressed as `compress` says; `config` is the image config's `config` object
+    /// (`Entrypoint`, `Cmd`, `Env`, `WorkingDir`, ...).
+    pub fn push_layer_tars_as(
+        &self,
+        name: &str,
+        tag: &str,
+        tars: &[Vec<u8>],
+        config: Value,
+        compress: Compress,
+    ) -> Pushed {
         let mut diff_ids = Vec::new();
         let mut descriptors = Vec::new();
         for tar in tars {
             diff_ids.push(sha256_digest(tar));
-            let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-            gz.write_all(tar).expect("gzip");
-            let gz = gz.finish().expect("gzip");
-            let digest = self.push_blob(name, &gz);
+            let blob = compress.compress(tar);
+            let digest = self.push_blob(name, &blob);
             descriptors.push(json!({
-                "mediaType": MEDIA_TYPE_LAYER_GZIP, "digest": digest, "size": gz.len(),
+                "mediaType": compress.media_type(), "digest": digest, "size": blob.len(),
             }));
         }
         let config = json!({
             "created": "1970-01-01T00:00:00Z",
             "architecture": host_arch(),
             "os": "linux",
-            "config": { "Entrypoint": entrypoint, "WorkingDir": "/" },
+            "config": config,
             "rootfs": { "type": "layers", "diff_ids": diff_ids },
         });
         let config = serde_json::to_vec(&config).expect("config json");
@@ -382,6 +429,23 @@ impl Registry {
             reference: self.reference(&format!("{name}:{tag}")),
             digest,
         }
+    }
+
+    /// As [`Registry::push_image`], each layer compressed as `compress` says.
+    pub fn push_image_as(
+        &self,
+        name: &str,
+        tag: &str,
+        layers: &[Vec<(&str, Vec<u8>)>],
+        entrypoint: &[&str],
+        compress: Compress,
+    ) -> Pushed {
+        let tars: Vec<Vec<u8>> = layers
+            .iter()
+            .map(|files| layer_tar(files).expect("layer tar"))
+            .collect();
+        let config = json!({ "Entrypoint": entrypoint, "WorkingDir": "/" });
+        self.push_layer_tars_as(name, tag, &tars, config, compress)
     }
 }
 

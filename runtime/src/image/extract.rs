@@ -19,32 +19,11 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::media::LayerCompression;
+
 /// The whiteout prefix (a deleted file `.wh.NAME`) and the opaque-directory marker.
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
-
-/// How a layer's tar is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-}
-
-impl Compression {
-    /// From a layer media type; `None` for a layer that is not a tar skiff can read.
-    pub fn of_media_type(media_type: &str) -> Option<Self> {
-        match media_type {
-            "application/vnd.oci.image.layer.v1.tar"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
-            | "application/vnd.docker.image.rootfs.diff.tar" => Some(Self::None),
-            "application/vnd.oci.image.layer.v1.tar+gzip"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
-            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Some(Self::Gzip),
-            _ => None,
-        }
-    }
-}
 
 /// What one layer says about the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,15 +146,12 @@ pub fn components(path: &[u8]) -> Option<Vec<String>> {
 /// else). At most `limit` bytes are ever written.
 pub fn scan_layer(
     layer: impl Read,
-    compression: Compression,
+    compression: LayerCompression,
     target: &[String],
     out: &Path,
     limit: u64,
 ) -> Result<LayerOutcome, ExtractError> {
-    match compression {
-        Compression::None => scan_tar(layer, target, out, limit),
-        Compression::Gzip => scan_tar(flate2::read::GzDecoder::new(layer), target, out, limit),
-    }
+    scan_tar(compression.decoder(layer)?, target, out, limit)
 }
 
 fn scan_tar(
@@ -352,7 +328,7 @@ mod tests {
         let out = dir.path().join("out");
         let outcome = scan_layer(
             &layer(entries)[..],
-            Compression::None,
+            LayerCompression::None,
             &target(path),
             &out,
             1024,
@@ -387,25 +363,26 @@ mod tests {
     }
 
     #[test]
-    fn gzip_layers() {
+    fn gzip_and_zstd_layers() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
-        let gz = gzip(&layer(&[E::File("a/b.wasm", b"\0asm")]));
-        let outcome =
-            scan_layer(&gz[..], Compression::Gzip, &target("/a/b.wasm"), &out, 1024).unwrap();
-        assert_eq!(outcome, LayerOutcome::Found { size: 4 });
-        // A tar that is not gzip fails clearly rather than matching nothing.
         let plain = layer(&[E::File("a/b.wasm", b"\0asm")]);
-        assert!(
-            scan_layer(
-                &plain[..],
-                Compression::Gzip,
-                &target("/a/b.wasm"),
-                &out,
-                1024
-            )
-            .is_err()
-        );
+        let zstd = zstd::encode_all(&plain[..], 3).unwrap();
+        for (blob, compression) in [
+            (gzip(&plain), LayerCompression::Gzip),
+            (zstd, LayerCompression::Zstd),
+        ] {
+            let outcome =
+                scan_layer(&blob[..], compression, &target("/a/b.wasm"), &out, 1024).unwrap();
+            assert_eq!(outcome, LayerOutcome::Found { size: 4 }, "{compression:?}");
+            assert_eq!(std::fs::read(&out).unwrap(), b"\0asm");
+            std::fs::remove_file(&out).unwrap();
+            // A tar that is not compressed so fails clearly rather than matching nothing.
+            assert!(
+                scan_layer(&plain[..], compression, &target("/a/b.wasm"), &out, 1024).is_err(),
+                "{compression:?}"
+            );
+        }
     }
 
     #[test]
@@ -514,7 +491,7 @@ mod tests {
         ];
         let outcome = scan_layer(
             &layer(&entries)[..],
-            Compression::None,
+            LayerCompression::None,
             &target("/app.wasm"),
             &out,
             64,
@@ -533,7 +510,7 @@ mod tests {
         let big = vec![1u8; 100];
         let err = scan_layer(
             &layer(&[E::File("app.wasm", &big)])[..],
-            Compression::None,
+            LayerCompression::None,
             &target("/app.wasm"),
             &out,
             99,
@@ -554,7 +531,7 @@ mod tests {
         // Exactly at the cap is fine.
         let outcome = scan_layer(
             &layer(&[E::File("app.wasm", &big)])[..],
-            Compression::None,
+            LayerCompression::None,
             &target("/app.wasm"),
             &out,
             100,
@@ -600,25 +577,5 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn media_types() {
-        assert_eq!(
-            Compression::of_media_type("application/vnd.oci.image.layer.v1.tar+gzip"),
-            Some(Compression::Gzip)
-        );
-        assert_eq!(
-            Compression::of_media_type("application/vnd.docker.image.rootfs.diff.tar.gzip"),
-            Some(Compression::Gzip)
-        );
-        assert_eq!(
-            Compression::of_media_type("application/vnd.oci.image.layer.v1.tar"),
-            Some(Compression::None)
-        );
-        assert_eq!(
-            Compression::of_media_type("application/vnd.oci.image.layer.v1.tar+zstd"),
-            None
-        );
     }
 }

@@ -3,8 +3,9 @@
 //! A Wasm OCI artifact (CNCF TAG Runtime layout, as runwasi, wasmCloud, `wkg` and `oras` write
 //! it) has config media type `application/vnd.wasm.config.v0+json` and exactly one
 //! `application/wasm` layer, whose blob is the module. An ordinary OCI (or Docker) image counts
-//! when its tar layers hold the `.wasm` file its entrypoint names ([`super::extract`]). Anything
-//! else is refused with the media types found.
+//! when its tar layers hold the `.wasm` file its entrypoint names ([`super::extract`]). Which
+//! layer media types are tar layers (and how compressed) is [`super::media`]'s one table, the one
+//! unpack reads by. Anything else is refused with the media types found.
 //!
 //! From an image index, an entry for a Wasm platform (`os` wasip1/wasip2/wasi or `architecture`
 //! wasm) is preferred, then one for this machine's linux architecture, then a lone entry.
@@ -13,15 +14,14 @@
 
 use oci_client::manifest::{
     IMAGE_CONFIG_MEDIA_TYPE, IMAGE_DOCKER_CONFIG_MEDIA_TYPE, ImageIndexEntry, OciImageIndex,
-    OciImageManifest, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE,
+    OciImageManifest, WASM_CONFIG_MEDIA_TYPE,
 };
 
-use super::extract::Compression;
+pub use super::media::MEDIA_TYPE_WASM_LAYER;
+use super::media::{LayerKind, layer_kind};
 
 /// Config media type of a Wasm OCI artifact.
 pub const MEDIA_TYPE_WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
-/// Layer media type of a Wasm OCI artifact: the module's bytes.
-pub const MEDIA_TYPE_WASM_LAYER: &str = "application/wasm";
 
 /// What kind of Wasm image a manifest is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl Kind {
 }
 
 fn is_wasm_layer(media_type: &str) -> bool {
-    media_type == MEDIA_TYPE_WASM_LAYER || media_type == WASM_LAYER_MEDIA_TYPE
+    layer_kind(media_type) == Some(LayerKind::Wasm)
 }
 
 fn is_wasm_config(media_type: &str) -> bool {
@@ -92,7 +92,7 @@ pub fn classify(manifest: &OciImageManifest) -> Result<Kind, String> {
     let tar_layers = manifest
         .layers
         .iter()
-        .all(|l| Compression::of_media_type(&l.media_type).is_some());
+        .all(|l| matches!(layer_kind(&l.media_type), Some(LayerKind::Tar(_))));
     if image_config && tar_layers && !manifest.layers.is_empty() {
         return Ok(Kind::OciImage);
     }
@@ -219,7 +219,10 @@ mod tests {
         assert_eq!(
             classify(&manifest(
                 WASM_CONFIG_MEDIA_TYPE,
-                &["application/json", WASM_LAYER_MEDIA_TYPE]
+                &[
+                    "application/json",
+                    super::super::media::MEDIA_TYPE_WASM_LAYER_LEGACY
+                ]
             )),
             Ok(Kind::WasmArtifact { layer: 1 })
         );
@@ -240,6 +243,28 @@ mod tests {
             )),
             Ok(Kind::OciImage)
         );
+    }
+
+    /// Every tar layer the unpacker reads passes the pull's classification (one table).
+    #[test]
+    fn every_layer_unpack_reads_is_a_container_layer() {
+        for &(media_type, kind) in super::super::media::LAYER_MEDIA_TYPES {
+            let m = manifest(IMAGE_CONFIG_MEDIA_TYPE, &[media_type]);
+            match kind {
+                LayerKind::Tar(_) => {
+                    assert_eq!(check_container(&m), Ok(()), "{media_type}");
+                    assert_eq!(classify(&m), Ok(Kind::OciImage), "{media_type}");
+                }
+                LayerKind::Wasm => {
+                    assert!(check_container(&m).is_err(), "{media_type}");
+                    assert_eq!(
+                        classify(&m),
+                        Ok(Kind::WasmArtifact { layer: 0 }),
+                        "{media_type}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -263,8 +288,11 @@ mod tests {
             ),
             (
                 IMAGE_CONFIG_MEDIA_TYPE,
-                vec!["application/vnd.oci.image.layer.v1.tar+zstd"],
-                "tar+zstd",
+                vec![
+                    "application/vnd.oci.image.layer.v1.tar+zstd",
+                    "application/vnd.oci.image.layer.v1.tar+lz4",
+                ],
+                "tar+lz4",
             ),
         ] {
             let err = classify(&manifest(config, &layers)).unwrap_err();

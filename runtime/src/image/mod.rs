@@ -14,6 +14,8 @@
 //!
 //! What is a Wasm image is in [`kind`]; how the `.wasm` entrypoint of an ordinary OCI image is
 //! found in its layers is in [`extract`] (the pure part) and `oci_image.rs` (the downloads).
+//! Which layer media types skiff reads, and how each is compressed, is one table ([`media`]),
+//! used by the pull's checks and by both layer readers (the entrypoint search and unpack).
 //! Every blob is checked against its digest and size before it is used or kept; downloads go to
 //! temp files renamed into place when complete, so a pull that dies leaves nothing a later pull
 //! would take as present. Registries are reached over https,
@@ -33,6 +35,7 @@ mod container;
 mod error;
 pub mod extract;
 pub mod kind;
+pub mod media;
 mod oci_image;
 mod progress;
 #[cfg(test)]

@@ -9,7 +9,8 @@ use std::path::Path;
 
 use oci_client::manifest::OciImageManifest;
 
-use super::extract::{self, Compression, LayerOutcome};
+use super::extract::{self, LayerOutcome};
+use super::media::LayerCompression;
 use super::{ImageStore, MAX_CONFIG_BYTES, ProgressFn, PullError, Target, kind, read_magic};
 
 impl ImageStore {
@@ -50,9 +51,11 @@ impl ImageStore {
         let module_temp = self.cache.temp_path("module");
         for (i, desc) in manifest.layers.iter().enumerate().rev() {
             let compression =
-                Compression::of_media_type(&desc.media_type).ok_or_else(|| PullError::NotWasm {
-                    reference: t.name.to_string(),
-                    detail: format!("unsupported layer media type {}", desc.media_type),
+                LayerCompression::of_media_type(&desc.media_type).ok_or_else(|| {
+                    PullError::NotWasm {
+                        reference: t.name.to_string(),
+                        detail: format!("unsupported layer media type {}", desc.media_type),
+                    }
                 })?;
             self.check_size(t, desc, "a layer", self.options.max_layer_bytes)?;
             let layer_temp = self.cache.temp_path("layer");

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use skiff_tests::images::sha256_digest;
-use skiff_tests::registry::Registry;
+use skiff_tests::registry::{Compress, Registry};
 
 use super::*;
 
@@ -255,6 +255,67 @@ async fn failures_say_what_is_wrong() {
             .join("probe/_tags/v1")
             .exists()
     );
+}
+
+/// zstd layers (two frames each) pull and unpack, through both readers of layers: a container
+/// image's layers are unpacked into snapshots, an OCI image's `.wasm` entrypoint is found in them.
+/// (Pull once refused every zstd layer that unpack could read: two tables of media types.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zstd_layers_pull_and_unpack() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::new(dir.path().join("store")).unwrap();
+    let snapshots = Arc::new(unpack::Snapshots::new(dir.path().join("snapshots")).unwrap());
+    let bytes = module(2000);
+    let layers = [
+        vec![
+            ("etc/", vec![]),
+            ("etc/motd", b"lower\n".to_vec()),
+            ("app/", vec![]),
+            ("app/main.wasm", b"\0asm old".to_vec()),
+        ],
+        vec![("app/main.wasm", bytes.clone())],
+    ];
+    let pushed = registry.push_image_as("zimg", "v1", &layers, &["/app/main.wasm"], Compress::Zstd);
+
+    let started = Instant::now();
+    let container = store
+        .pull_container(
+            &pushed.reference,
+            PullPolicy::IfNotPresent,
+            &snapshots,
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    eprintln!(
+        "zstd container image: pulled and unpacked in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(container.digest, pushed.digest);
+    assert_eq!(container.process.entrypoint, ["/app/main.wasm"]);
+    assert_eq!(container.layers.len(), 2);
+    assert_eq!(
+        std::fs::read(container.layers[0].join("etc/motd")).unwrap(),
+        b"lower\n"
+    );
+    assert_eq!(
+        std::fs::read(container.layers[1].join("app/main.wasm")).unwrap(),
+        bytes
+    );
+    assert_eq!(registry.requests("GET", "/v2/zimg/blobs/"), 3);
+
+    // The same image as a Wasm image: the module comes out of the top zstd layer.
+    let pulled = store
+        .pull(&pushed.reference, PullPolicy::IfNotPresent, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(pulled.record.kind, "oci-image");
+    assert_eq!(
+        pulled.record.layer_media_types,
+        [Compress::Zstd.media_type(), Compress::Zstd.media_type()]
+    );
+    assert_eq!(std::fs::read(&pulled.module_path).unwrap(), bytes);
 }
 
 /// Timings of a larger pull (printed), and progress at most a few times a second.

@@ -2,13 +2,15 @@
 //! server and agent. Wasm artifacts and ordinary OCI images with a `.wasm` entrypoint run; the
 //! container's `imageID` is the manifest digest; a missing tag and an unreachable registry keep
 //! the container waiting (`ErrImagePull`, then `ImagePullBackOff`) until the image can be pulled;
-//! a second pod of an image does not pull it again.
+//! a second pod of an image does not pull it again. zstd-compressed layers pull and run, in Wasm
+//! and OCI pods.
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use skiff_tests::guests::guest;
-use skiff_tests::registry::Registry;
+use skiff_tests::images::busybox_rootfs;
+use skiff_tests::registry::{Compress, Registry};
 use skiff_tests::{Cluster, stdout, text, wait_for};
 
 fn cluster() -> Cluster {
@@ -196,6 +198,58 @@ fn oci_image_with_a_wasm_entrypoint_runs() {
             && message.contains("application/vnd.oci.image.layer.v1.tar+gzip"),
         "{message}"
     );
+}
+
+/// Images whose layers are zstd tars (each two zstd frames) pull and run: a Wasm pod from an
+/// image whose entrypoint is a `.wasm` file, and an OCI pod from a busybox image.
+#[test]
+fn zstd_layered_images_run() {
+    let registry = Registry::start();
+    let module = std::fs::read(guest("probe")).unwrap();
+    let wasm = registry.push_image_as(
+        "probe-zstd",
+        "v1",
+        &[
+            vec![("etc/", Vec::new()), ("etc/motd", b"lower".to_vec())],
+            vec![("probe.wasm", module)],
+        ],
+        &["/probe.wasm"],
+        Compress::Zstd,
+    );
+    let busybox = registry.push_layer_tars_as(
+        "busybox-zstd",
+        "v1",
+        &[busybox_rootfs().expect("busybox rootfs")],
+        json!({ "Env": ["PATH=/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/" }),
+        Compress::Zstd,
+    );
+    let c = cluster();
+
+    let started = Instant::now();
+    c.apply(&pod_yaml("wasm", &wasm.reference, &["echo", "from zstd"]));
+    let p = succeeded(&c, "wasm");
+    eprintln!(
+        "Wasm pod, zstd image: apply → Succeeded {:?}",
+        started.elapsed()
+    );
+    assert_eq!(logs(&c, "wasm"), "from zstd\n");
+    assert_eq!(container(&p)["imageId"], wasm.digest.as_str(), "{p:#}");
+
+    let started = Instant::now();
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: oci\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: main\n    image: {}\n    command: [/bin/sh, -c, \"echo from zstd busybox; busybox ls /bin\"]\n",
+        busybox.reference
+    ));
+    let p = succeeded(&c, "oci");
+    eprintln!(
+        "OCI pod, zstd image: apply → Succeeded {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        logs(&c, "oci"),
+        "from zstd busybox\nbusybox\necho\nsh\ntrue\n"
+    );
+    assert_eq!(container(&p)["imageId"], busybox.digest.as_str(), "{p:#}");
 }
 
 #[test]

@@ -4,8 +4,8 @@
 //! Public API:
 //!
 //! - [`unpack_layer`]`(reader, media_type, dest_dir, &`[`UnpackOptions`]`)` → [`LayerInfo`]
-//!   `{ diff_id, size, compressed_size, entries, devices }`: decompresses (by media type:
-//!   [`LayerCompression`]), streams the tar into `dest_dir`, and returns the diff_id (sha256 of
+//!   `{ diff_id, size, compressed_size, entries, devices }`: decompresses (by media type, from
+//!   the one table in [`crate::image::media`]: [`LayerCompression`]), streams the tar into `dest_dir`, and returns the diff_id (sha256 of
 //!   the uncompressed tar) for the caller to check against the image config's `rootfs.diff_ids`.
 //! - [`Snapshots::new`]`(root)`; [`Snapshots::ensure`]`(diff_id, media_type, open_blob)` → the
 //!   layer's directory (an overlay `lowerdir`), unpacked and verified once;
@@ -25,15 +25,16 @@
 //! nothing" unpack into a fresh directory and throw it away on error, as [`Snapshots`] does.
 //!
 //! zstd: the `zstd` crate (bindings to the reference C library, which every zstd layer producer
-//! uses; the fastest decoder, and the C compiler it needs is already required by the workspace).
+//! uses; the fastest decoder, and the C compiler it needs is already required by the workspace),
+//! called through [`crate::image::media`].
 //!
 //! Must not: know about pods, containers or mounts; follow a symlink found in a layer; write
 //! outside the directory it was given. Synchronous and blocking: async callers use
 //! `spawn_blocking`.
 
+mod diff;
 mod entries;
 mod error;
-mod media;
 mod meta;
 mod safe_path;
 mod snapshots;
@@ -55,12 +56,12 @@ use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::media::LayerCompression;
 pub use error::{LinkProblem, PathProblem, Refusal, UnpackError};
-pub use media::LayerCompression;
 pub use snapshots::{Snapshot, Snapshots};
 
+use diff::{Counting, DiffReader};
 use entries::LayerWriter;
-use media::{Counting, DiffReader};
 use safe_path::Tree;
 
 /// How to unpack a layer.
