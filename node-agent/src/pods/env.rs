@@ -4,15 +4,17 @@
 
 use std::collections::BTreeMap;
 
-use skiff_api::client::{Api, Transport};
 use skiff_api::v1::*;
 
+use super::sources::Sources as Watched;
 use super::status::Ips;
 
-/// Fetches ConfigMaps and Secrets once per container start.
+/// The ConfigMaps and Secrets of one container start, from the node's watch-fed caches.
 struct Sources<'a> {
-    transport: &'a Transport,
+    watched: &'a Watched,
     namespace: &'a str,
+    /// The pod's uid: it keeps what it reads watched.
+    user: &'a str,
     config_maps: BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>>,
     secrets: BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>>,
 }
@@ -23,11 +25,11 @@ impl Sources<'_> {
         name: &str,
     ) -> Result<Option<&BTreeMap<String, Vec<u8>>>, String> {
         if !self.config_maps.contains_key(name) {
-            let api: Api<ConfigMap> = Api::new(self.transport.clone(), self.namespace);
-            let found = api
-                .get_opt(name)
-                .await
-                .map_err(|e| e.message().to_string())?;
+            let found = self
+                .watched
+                .config_maps
+                .get(self.namespace, name, self.user)
+                .await?;
             let data = found.map(super::volumes::config_map_bytes);
             self.config_maps.insert(name.to_string(), data);
         }
@@ -36,11 +38,11 @@ impl Sources<'_> {
 
     async fn secret(&mut self, name: &str) -> Result<Option<&BTreeMap<String, Vec<u8>>>, String> {
         if !self.secrets.contains_key(name) {
-            let api: Api<Secret> = Api::new(self.transport.clone(), self.namespace);
-            let found = api
-                .get_opt(name)
-                .await
-                .map_err(|e| e.message().to_string())?;
+            let found = self
+                .watched
+                .secrets
+                .get(self.namespace, name, self.user)
+                .await?;
             self.secrets.insert(name.to_string(), found.map(|s| s.data));
         }
         Ok(self.secrets.get(name).and_then(Option::as_ref))
@@ -91,15 +93,16 @@ fn set(env: &mut Vec<(String, String)>, name: String, value: String) {
 /// The environment of `container`; an error names the missing object or key
 /// (`secret "db" not found`), as the container's `CreateContainerConfigError` message.
 pub async fn resolve(
-    transport: &Transport,
+    watched: &Watched,
     pod: &Pod,
     container: &Container,
     ips: &Ips,
 ) -> Result<Vec<(String, String)>, String> {
     let meta = pod.metadata.clone().unwrap_or_default();
     let mut sources = Sources {
-        transport,
+        watched,
         namespace: &meta.namespace,
+        user: &meta.uid,
         config_maps: BTreeMap::new(),
         secrets: BTreeMap::new(),
     };

@@ -1,19 +1,20 @@
-//! Acting on one pod: starting a container (image, volumes, env, limits → a runtime host
+//! What a pod's worker does to its pod: starting a container (image, volumes, env, limits → a runtime host
 //! instance), stopping a terminating pod, tearing down a deleted one, and reporting status.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
 
 use skiff_api::ResourceExt;
-use skiff_api::client::Api;
 use skiff_api::quantity::Quantity;
 use skiff_api::v1::*;
 use skiff_runtime::host::proto;
 
 use super::record::{Current, Terminated};
+use super::seams::Workload;
+use super::worker::PodWorker;
 use super::{
-    ALLOW_OUTBOUND, CONFIG_RETRY, LOG_MAX_BYTES, LogState, Manager, env, instance_id, log_path,
-    oci, status, volumes,
+    ALLOW_OUTBOUND, CONFIG_RETRY, LOG_MAX_BYTES, LogState, env, instance_id, log_path, oci, status,
+    volumes,
 };
 use crate::host::{LABEL_ATTEMPT, LABEL_CONTAINER, LABEL_IMAGE_ID, LABEL_POD, LABEL_POD_UID};
 use crate::images;
@@ -117,9 +118,10 @@ fn image_failure(e: images::ImageError) -> Current {
     }
 }
 
-impl Manager {
+impl PodWorker {
     fn container_log_dir(&self, uid: &str, container: &str) -> std::path::PathBuf {
-        self.data_dir
+        self.ctx
+            .data_dir
             .join("pods")
             .join(uid)
             .join("logs")
@@ -141,13 +143,13 @@ impl Manager {
         container: &Container,
         pod_ip: &str,
     ) -> Result<(Vec<volumes::Mount>, Vec<(String, String)>), String> {
-        let prepared = volumes::prepare(&self.transport, &self.data_dir, pod).await;
+        let prepared = volumes::prepare(&self.ctx.transport, &self.ctx.data_dir, pod).await;
         let mounts = prepared.and_then(|v| volumes::mounts(container, &v))?;
         let ips = status::Ips {
             pod: pod_ip.to_string(),
-            host: self.node.ip.to_string(),
+            host: self.ctx.node.ip.to_string(),
         };
-        let env = env::resolve(&self.transport, pod, container, &ips).await?;
+        let env = env::resolve(&self.ctx.sources, pod, container, &ips).await?;
         Ok((mounts, env))
     }
 
@@ -157,11 +159,11 @@ impl Manager {
     pub(super) fn pod_ip(&self, pod: &Pod) -> String {
         let uid = &pod.meta().uid;
         if !self.has_pod_network(pod) {
-            return self.node.ip.to_string();
+            return self.ctx.node.ip.to_string();
         }
-        match self.network.address_of(uid) {
+        match self.ctx.network.address_of(uid) {
             Some(ip) => ip.to_string(),
-            None if crate::network::netns::path(uid).exists() => self.node.ip.to_string(),
+            None if crate::network::netns::path(uid).exists() => self.ctx.node.ip.to_string(),
             None => String::new(),
         }
     }
@@ -179,17 +181,15 @@ impl Manager {
             return true;
         }
         if !is_wasm(pod) {
-            return self.network.has_addresses();
+            return self.ctx.network.has_addresses();
         }
-        let ran = self.pods.get(uid).is_some_and(|entry| {
-            entry.containers.values().any(|r| match &r.state {
-                Current::Running { .. } | Current::Unknown { .. } => true,
-                // A start that failed before any instance existed has no id: nothing ran.
-                Current::Terminated(t) => !t.id.is_empty(),
-                Current::None | Current::Waiting { .. } => r.last.is_some(),
-            })
+        let ran = self.entry.containers.values().any(|r| match &r.state {
+            Current::Running { .. } | Current::Unknown { .. } => true,
+            // A start that failed before any instance existed has no id: nothing ran.
+            Current::Terminated(t) => !t.id.is_empty(),
+            Current::None | Current::Waiting { .. } => r.last.is_some(),
         });
-        !ran && wasm_grants_sockets(pod) && self.network.has_addresses()
+        !ran && wasm_grants_sockets(pod) && self.ctx.network.has_addresses()
     }
 
     /// Starts `attempt` of `container`; returns its new state and the image (or module) digest.
@@ -206,6 +206,7 @@ impl Manager {
         let pull_key = format!("{}/{}", meta.uid, container.name);
         let policy = &container.image_pull_policy;
         let image = match self
+            .ctx
             .images
             .resolve(&pull_key, &container.image, policy)
             .await
@@ -215,7 +216,7 @@ impl Manager {
         };
         let module = image.module;
         // A pulled image's ID is its manifest digest; a file's is its module digest.
-        let digest = match self.runtime.prepare(&module).await {
+        let digest = match self.ctx.runtime.prepare(&module).await {
             Ok(digest) => image.image_id.unwrap_or(digest),
             Err(f) if f.retry => {
                 return (waiting("CreateContainerError", f.message), String::new());
@@ -224,7 +225,7 @@ impl Manager {
         };
         // A networked pod's sandbox first, as for OCI pods: its address is in the environment.
         let attached = if self.has_pod_network(pod) {
-            match self.network.attach(&meta.uid).await {
+            match self.ctx.network.attach(&meta.uid).await {
                 Ok(a) => Some(a),
                 Err(e) => return (waiting("CreateContainerError", e.to_string()), digest),
             }
@@ -234,7 +235,7 @@ impl Manager {
         let pod_ip = attached
             .as_ref()
             .and_then(|a| a.ip)
-            .map_or_else(|| self.node.ip.to_string(), |ip| ip.to_string());
+            .map_or_else(|| self.ctx.node.ip.to_string(), |ip| ip.to_string());
         let (mounts, env) = match self.mounts_and_env(pod, container, &pod_ip).await {
             Ok(v) => v,
             Err(message) => return (waiting("CreateContainerConfigError", message), digest),
@@ -285,7 +286,7 @@ impl Manager {
             log_max_bytes: LOG_MAX_BYTES,
             labels: instance_labels(meta, container, attempt, &digest),
         };
-        let started = self.runtime.start(spec).await;
+        let started = self.ctx.runtime.start(Workload::Wasm(spec)).await;
         self.started(meta, container, attempt, &log_dir, started, digest)
             .await
     }
@@ -306,7 +307,7 @@ impl Manager {
                 // `--previous`.
                 if attempt >= 2 {
                     let old = instance_id(&meta.uid, &container.name, attempt - 2);
-                    let _ = self.runtime.remove(&old).await;
+                    let _ = self.ctx.runtime.remove(&old).await;
                     let old_log = log_path(log_dir, attempt - 2);
                     let _ = std::fs::remove_file(&old_log);
                     let _ = std::fs::remove_file(format!("{}.1", old_log.display()));
@@ -343,8 +344,9 @@ impl Manager {
         image: images::Resolved,
     ) -> images::Resolved {
         if let Some(summary) = &image.pulled {
-            self.events
-                .pod(pod, Some(&container.name), false, "Pulled", summary.clone());
+            self.ctx
+                .api
+                .event(pod, Some(&container.name), false, "Pulled", summary.clone());
         }
         image
     }
@@ -355,6 +357,7 @@ impl Manager {
         let meta = pod.meta();
         let pull_key = format!("{}/{}", meta.uid, container.name);
         let image = match self
+            .ctx
             .images
             .resolve_container(&pull_key, &container.image, &container.image_pull_policy)
             .await
@@ -367,13 +370,13 @@ impl Manager {
             return (start_error("the image has no layers".into()), digest);
         };
         // The pod's sandbox first: its address is in the containers' environment.
-        let attached = match self.network.attach(&meta.uid).await {
+        let attached = match self.ctx.network.attach(&meta.uid).await {
             Ok(a) => a,
             Err(e) => return (waiting("CreateContainerError", e.to_string()), digest),
         };
         let pod_ip = attached
             .ip
-            .map_or_else(|| self.node.ip.to_string(), |ip| ip.to_string());
+            .map_or_else(|| self.ctx.node.ip.to_string(), |ip| ip.to_string());
         let (mounts, env) = match self.mounts_and_env(pod, container, &pod_ip).await {
             Ok(v) => v,
             Err(message) => return (waiting("CreateContainerConfigError", message), digest),
@@ -417,7 +420,7 @@ impl Manager {
             memory_limit_bytes: resources.memory_limit_bytes,
             cpu_limit_millicores: resources.cpu_limit_millicores,
             cpu_request_millicores: resources.cpu_request_millicores,
-            pids_limit: Some(self.pids_limit),
+            pids_limit: Some(self.ctx.pids_limit),
             readonly_rootfs: process.readonly_rootfs,
             capabilities: process
                 .capabilities
@@ -427,16 +430,14 @@ impl Manager {
             labels: instance_labels(meta, container, attempt, &digest),
             image_digest: digest.clone(),
         };
-        let started = self.runtime.start_container(spec).await;
+        let started = self.ctx.runtime.start(Workload::Linux(spec)).await;
         self.started(meta, container, attempt, &log_dir, started, digest)
             .await
     }
 
     /// A pod with a deletionTimestamp: stop its containers, then finish the deletion.
-    pub(super) async fn terminate(&mut self, uid: &str) {
-        let Some(entry) = self.pods.get(uid) else {
-            return;
-        };
+    pub(super) async fn terminate(&mut self) {
+        let entry = &self.entry;
         let running: Vec<String> = entry
             .containers
             .values()
@@ -460,14 +461,14 @@ impl Manager {
         let mut stops = Vec::with_capacity(running.len());
         for id in running {
             let container = id.split('/').nth(1).unwrap_or_default().to_string();
-            self.events.pod(
+            self.ctx.api.event(
                 &entry.pod,
                 Some(&container),
                 false,
                 "Killing",
                 format!("Stopping container {container}"),
             );
-            let runtime = self.runtime.clone();
+            let runtime = self.ctx.runtime.clone();
             stops.push(async move {
                 if let Err(e) = runtime.kill(&id, grace).await {
                     tracing::warn!(%id, error = %e, "kill");
@@ -476,21 +477,18 @@ impl Manager {
         }
         // All at once: a pod's stop takes one grace period, not one per container.
         futures::future::join_all(stops).await;
-        let Some(entry) = self.pods.get_mut(uid) else {
-            return;
-        };
+        let entry = &mut self.entry;
         if entry.deleting {
             return;
         }
         entry.deleting = true;
         let meta = entry.pod.meta().clone();
-        let api: Api<Pod> = Api::new(self.transport.clone(), &meta.namespace);
-        let request = DeleteRequest {
-            name: meta.name.clone(),
-            grace_period_seconds: Some(0),
-            ..Default::default()
-        };
-        match api.delete_with(request).await {
+        match self
+            .ctx
+            .api
+            .finish_deletion(&meta.namespace, &meta.name)
+            .await
+        {
             Ok(_) => {}
             Err(s) if s.code() == tonic::Code::NotFound => entry.gone = true,
             Err(s) => {
@@ -500,59 +498,52 @@ impl Manager {
         }
     }
 
-    /// The pod is gone from the API: remove its instances and its directory.
-    pub(super) async fn teardown(&mut self, uid: &str) {
-        let Some(entry) = self.pods.remove(uid) else {
-            return;
-        };
-        for (name, rec) in &entry.containers {
+    /// The pod is gone from the API: remove its instances and its directory. The worker ends.
+    pub(super) async fn teardown(&mut self) {
+        let uid = self.uid.clone();
+        for (name, rec) in &self.entry.containers {
             for attempt in rec.attempt.saturating_sub(2)..=rec.attempt {
-                let id = instance_id(uid, name, attempt);
-                if let Err(e) = self.runtime.remove(&id).await {
+                let id = instance_id(&uid, name, attempt);
+                if let Err(e) = self.ctx.runtime.remove(&id).await {
                     tracing::warn!(%id, error = %e, "removing instance");
                 }
             }
         }
-        self.logs.remove(uid);
-        self.network.detach(uid).await;
-        volumes::remove_pod_dir(&self.data_dir, uid);
-        tracing::info!(pod = %entry.pod.name(), "pod removed");
+        self.ctx.logs.remove(&uid);
+        self.ctx.sources.release(&uid);
+        self.ctx.network.detach(&uid).await;
+        volumes::remove_pod_dir(&self.ctx.data_dir, &uid);
+        self.removed = true;
+        tracing::info!(pod = %self.entry.pod.name(), "pod removed");
     }
 
-    pub(super) fn publish_logs(&self, uid: &str) {
-        let Some(entry) = self.pods.get(uid) else {
-            return;
-        };
-        let containers = entry
+    pub(super) fn publish_logs(&self) {
+        let containers = self
+            .entry
             .containers
             .iter()
             .map(|(name, rec)| {
                 (
                     name.clone(),
                     LogState {
-                        dir: self.container_log_dir(uid, name),
+                        dir: self.container_log_dir(&self.uid, name),
                         attempt: rec.attempt,
                         running: rec.is_running(),
                     },
                 )
             })
             .collect();
-        self.logs.set(uid, containers);
+        self.ctx.logs.set(&self.uid, containers);
     }
 
     /// Writes the pod's status if it changed; on a conflict, re-reads the pod and tries again.
-    pub(super) async fn report_status(&mut self, uid: &str) {
-        let node_ip = self.node.ip.to_string();
-        let Some(pod) = self.pods.get(uid).map(|e| &e.pod) else {
-            return;
-        };
+    pub(super) async fn report_status(&mut self) {
         let ips = status::Ips {
-            host: node_ip,
-            pod: self.pod_ip(pod),
+            host: self.ctx.node.ip.to_string(),
+            pod: self.pod_ip(&self.entry.pod),
         };
-        let Some(entry) = self.pods.get_mut(uid) else {
-            return;
-        };
+        let uid = self.uid.clone();
+        let entry = &mut self.entry;
         let computed = status::pod_status(
             &entry.pod,
             &entry.containers,
@@ -562,7 +553,7 @@ impl Manager {
         if entry.reported.as_ref() == Some(&computed) {
             return;
         }
-        let api: Api<Pod> = Api::new(self.transport.clone(), entry.pod.namespace());
+        let api = self.ctx.api.clone();
         for _ in 0..2 {
             let mut pod = entry.pod.clone();
             pod.status = Some(status::pod_status(
@@ -578,7 +569,7 @@ impl Manager {
                     return;
                 }
                 Err(s) if s.code() == tonic::Code::Aborted => {
-                    match api.get_opt(entry.pod.name()).await {
+                    match api.get(entry.pod.namespace(), entry.pod.name()).await {
                         Ok(Some(fresh)) if fresh.meta().uid == uid => entry.pod = fresh,
                         Ok(_) => {
                             entry.gone = true;

@@ -1,11 +1,12 @@
 //! The pod sync loop: level-triggered reconciliation of the pods bound to this node.
 //!
-//! Inputs are a list + watch of the node's pods (field selector `spec.nodeName`), the runtime
-//! host's instance events, and a 1 s tick for back-offs. Every input leads to `reconcile(pod)`,
-//! which compares what should run with what runs and acts; nothing depends on having seen an
-//! event, so a missed watch or an agent restart converges the same way. Instances are named
-//! `<pod uid>/<container>/<attempt>` and the host's Start is idempotent on that id, so no
-//! container is ever started twice.
+//! Inputs are a list + watch of the node's pods (field selector `spec.nodeName`) and the runtime
+//! host's instance events. The [`Manager`] only routes them: each pod has a [`worker`] of its own
+//! (a task) that folds what it hears into its state and reconciles, comparing what should run
+//! with what runs, so that one pod's stop (its grace period), pull or start never delays
+//! another's. Nothing depends on having seen an event, so a missed watch or an agent restart
+//! converges the same way. Instances are named `<pod uid>/<container>/<attempt>` and the host's
+//! Start is idempotent on that id, so no container is ever started twice.
 //!
 //! A pod without `runtimeClassName: wasm` is an OCI pod: its containers run in the runtime
 //! host's Linux executor over the image's unpacked layers ([`oci`] builds their process), all in
@@ -22,30 +23,40 @@ mod lifecycle;
 mod oci;
 mod record;
 pub(crate) mod restart;
+mod seams;
+mod sources;
 mod status;
 mod volumes;
+mod worker;
+#[cfg(test)]
+mod worker_tests;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use dashmap::DashMap;
 use skiff_api::ResourceExt;
 use skiff_api::client::{Api, ListParams, Transport};
 use skiff_api::v1::*;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
 use crate::host::{HostEvent, Instance, Runtime};
 use crate::images::Images;
 use crate::network::PodNetwork;
 use crate::node::NodeInfo;
-use record::{Current, Record, Terminated};
+use worker::{Msg, NodeContext, PodWorker};
 
 /// Each container's log file is rotated past this size.
 const LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
 /// How long a container waits before retrying a config (volume, env) error.
 const CONFIG_RETRY: Duration = Duration::from_secs(2);
+/// Pods per page when the agent lists its pods (kubectl's and client-go's default chunk).
+const LIST_PAGE: i32 = 500;
 /// The annotation that grants a Wasm pod outbound connections.
 pub const ALLOW_OUTBOUND: &str = "skiff.dev/allow-outbound";
 
@@ -57,24 +68,21 @@ pub struct LogState {
     pub running: bool,
 }
 
-/// Pod uid → container → its logs; shared with the tunnel.
+/// Pod uid → container → its logs; written by the pod workers, read by the tunnel.
 #[derive(Clone, Default)]
-pub struct LogIndex(Arc<Mutex<HashMap<String, HashMap<String, LogState>>>>);
+pub struct LogIndex(Arc<DashMap<String, HashMap<String, LogState>>>);
 
 impl LogIndex {
     pub fn get(&self, uid: &str, container: &str) -> Option<LogState> {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(uid).and_then(|c| c.get(container)).cloned()
+        self.0.get(uid).and_then(|c| c.get(container).cloned())
     }
 
     fn set(&self, uid: &str, containers: HashMap<String, LogState>) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(uid.to_string(), containers);
+        self.0.insert(uid.to_string(), containers);
     }
 
     fn remove(&self, uid: &str) {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(uid);
+        self.0.remove(uid);
     }
 }
 
@@ -83,32 +91,24 @@ pub fn log_path(dir: &Path, attempt: u32) -> PathBuf {
     dir.join(format!("{attempt}.log"))
 }
 
-struct PodEntry {
-    pod: Pod,
-    containers: BTreeMap<String, Record>,
-    /// The status last written, to write only changes.
-    reported: Option<PodStatus>,
-    /// The pod object is gone from the API: tear everything down.
-    gone: bool,
-    /// A delete with grace 0 was sent for this terminating pod.
-    deleting: bool,
+/// A running worker, as the dispatcher knows it.
+struct WorkerHandle {
+    inbox: mpsc::UnboundedSender<Msg>,
+    /// Tells this worker from a later one of the same pod (a worker removes only itself).
+    id: u64,
 }
 
-/// Runs the pods bound to this node.
+/// Pod uid → its worker; a worker removes its own entry when it ends.
+type Workers = Arc<DashMap<String, WorkerHandle>>;
+
+/// Runs the pods bound to this node: follows the API and the runtime, and hands each pod's news
+/// to that pod's worker.
 pub struct Manager {
-    transport: Transport,
-    runtime: Runtime,
-    /// Pod namespaces, addresses and the node bridge.
-    network: PodNetwork,
-    node: NodeInfo,
-    data_dir: PathBuf,
-    pods: HashMap<String, PodEntry>,
-    logs: LogIndex,
-    /// Registry images and their pull back-offs.
-    images: Images,
-    events: crate::events::Recorder,
-    /// Each OCI container's `pids.max`.
-    pids_limit: i64,
+    ctx: Arc<NodeContext>,
+    /// The runtime host, for the dispatcher's list and events (workers use `ctx.runtime`).
+    host: Runtime,
+    workers: Workers,
+    next_id: AtomicU64,
 }
 
 fn uid_of(pod: &Pod) -> String {
@@ -128,27 +128,34 @@ impl Manager {
         options: &crate::AgentOptions,
         node: &NodeInfo,
     ) -> Self {
-        Self {
-            events: crate::events::Recorder::new(transport.clone(), &node.name),
+        let sources = sources::Sources::new(&transport);
+        let ctx = NodeContext {
+            sources,
+            api: Arc::new(seams::ApiServer::new(transport.clone(), &node.name)),
             transport,
-            runtime,
+            runtime: Arc::new(runtime.clone()),
             network,
             node: node.clone(),
             data_dir: options.data_dir.clone(),
-            pods: HashMap::new(),
             logs: LogIndex::default(),
             images: Images::new(&options.data_dir),
             pids_limit: options.pod_pids_limit,
+        };
+        Self {
+            ctx: Arc::new(ctx),
+            host: runtime,
+            workers: Arc::default(),
+            next_id: AtomicU64::new(0),
         }
     }
 
     /// The log index the tunnel serves from.
     pub fn logs(&self) -> LogIndex {
-        self.logs.clone()
+        self.ctx.logs.clone()
     }
 
-    /// Runs forever: list, adopt, reconcile, follow; relist on any break.
-    pub async fn run(mut self) {
+    /// Runs forever: list, adopt, follow; relist on any break.
+    pub async fn run(self) {
         loop {
             if let Err(e) = self.sync().await {
                 tracing::warn!(error = %e, "pod sync: relisting");
@@ -157,32 +164,24 @@ impl Manager {
         }
     }
 
-    async fn sync(&mut self) -> Result<(), tonic::Status> {
-        let api: Api<Pod> = Api::new(self.transport.clone(), "");
-        let params = ListParams::default().fields(&format!("spec.nodeName={}", self.node.name));
-        let mut host_events = self.runtime.subscribe();
-        let (pods, meta) = api.list(params.clone()).await?;
-        let instances = self.runtime.list().await?;
+    async fn sync(&self) -> Result<(), tonic::Status> {
+        let api: Api<Pod> = Api::new(self.ctx.transport.clone(), "");
+        let params = ListParams::default().fields(&format!("spec.nodeName={}", self.ctx.node.name));
+        let mut host_events = self.host.subscribe();
+        // Paged: a node with many pods never meets the message size limit.
+        let (pods, meta) = api.list_paged(params.clone(), LIST_PAGE).await?;
+        let instances = self.host.list().await?;
         self.adopt(pods, instances).await;
-        let uids: Vec<String> = self.pods.keys().cloned().collect();
-        for uid in uids {
-            self.reconcile(&uid).await;
-        }
         let mut watch = api.watch(params, &meta.resource_version).await?;
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 event = watch.next() => match event {
                     Some(Ok(event)) => {
-                        let uid = uid_of(&event.object);
                         if event.kind == "DELETED" {
-                            if let Some(entry) = self.pods.get_mut(&uid) {
-                                entry.gone = true;
-                            }
+                            self.send(&uid_of(&event.object), Msg::Gone);
                         } else {
-                            self.observe_pod(event.object);
+                            self.pod(event.object);
                         }
-                        self.reconcile(&uid).await;
                     }
                     Some(Err(status)) => return Err(status),
                     None => return Ok(()),
@@ -190,349 +189,88 @@ impl Manager {
                 event = host_events.recv() => match event {
                     Ok(HostEvent::Changed(instance)) => {
                         let uid = instance.pod_uid.clone();
-                        self.observe_instance(&instance);
-                        self.reconcile(&uid).await;
+                        self.send(&uid, Msg::Instance(Box::new(instance)));
                     }
                     Ok(HostEvent::Removed(instance)) => {
-                        // Removed while the agent still counts on it: it has ended.
                         let uid = instance.pod_uid.clone();
-                        if let Some(rec) = self
-                            .pods
-                            .get_mut(&uid)
-                            .and_then(|e| e.containers.get_mut(&instance.container))
-                            && matches!(&rec.state, Current::Running { id, .. } if *id == instance.id)
-                        {
-                            rec.state = lost(instance.started_at);
-                            self.reconcile(&uid).await;
-                        }
+                        self.send(&uid, Msg::Removed(Box::new(instance)));
                     }
                     // The host restarted or we fell behind: relist everything.
                     Ok(HostEvent::Reconnected) | Err(RecvError::Lagged(_)) => return Ok(()),
                     Err(RecvError::Closed) => return Ok(()),
                 },
-                _ = tick.tick() => {
-                    // Time only matters to pods with something pending (back-off, retries,
-                    // deletion); running pods are driven by events.
-                    let uids: Vec<String> = self
-                        .pods
-                        .iter()
-                        .filter(|(_, e)| {
-                            e.gone
-                                || e.pod.meta().deletion_timestamp.is_some()
-                                || !e.containers.values().all(Record::is_running)
-                        })
-                        .map(|(uid, _)| uid.clone())
-                        .collect();
-                    for uid in uids {
-                        self.reconcile(&uid).await;
-                    }
-                }
             }
         }
     }
 
-    /// Merges a fresh list of pods and instances into what the agent knows: pods the API no
+    /// Merges a fresh list of pods and instances into what the workers know: pods the API no
     /// longer has are torn down; instances of unknown pods are removed; containers the status
     /// says ran but the host does not know end as `ContainerStatusUnknown`.
-    async fn adopt(&mut self, pods: Vec<Pod>, instances: Vec<Instance>) {
+    async fn adopt(&self, pods: Vec<Pod>, instances: Vec<Instance>) {
         let listed: HashSet<String> = pods.iter().map(uid_of).collect();
         for pod in pods {
-            self.observe_pod(pod);
+            self.pod(pod);
         }
-        for entry in self.pods.values_mut() {
-            if !listed.contains(&uid_of(&entry.pod)) {
-                entry.gone = true;
-            }
+        let mut by_pod: HashMap<String, Vec<Instance>> = HashMap::new();
+        for instance in instances {
+            by_pod
+                .entry(instance.pod_uid.clone())
+                .or_default()
+                .push(instance);
         }
-        for instance in &instances {
-            if self.pods.contains_key(&instance.pod_uid) {
-                self.observe_instance(instance);
-            } else {
-                tracing::info!(id = %instance.id, "removing the instance of a pod that is gone");
-                let _ = self.runtime.remove(&instance.id).await;
-                self.network.detach(&instance.pod_uid).await;
-                volumes::remove_pod_dir(&self.data_dir, &instance.pod_uid);
+        let known: Vec<String> = self.workers.iter().map(|w| w.key().clone()).collect();
+        for uid in &known {
+            if !listed.contains(uid) {
+                self.send(uid, Msg::Gone);
             }
+            self.send(uid, Msg::Adopt(by_pod.remove(uid).unwrap_or_default()));
+        }
+        // What is left belongs to pods no worker knows: deleted while the agent was down.
+        for (uid, instances) in by_pod {
+            let ctx = self.ctx.clone();
+            tokio::spawn(async move {
+                for instance in instances {
+                    tracing::info!(id = %instance.id, "removing the instance of a pod that is gone");
+                    let _ = ctx.runtime.remove(&instance.id).await;
+                }
+                ctx.network.detach(&uid).await;
+                volumes::remove_pod_dir(&ctx.data_dir, &uid);
+            });
         }
         // Addresses of pods deleted while the agent was down are free again; running pods keep
         // theirs.
-        self.network
-            .retain(self.pods.keys().cloned().collect())
-            .await;
-        // What the host no longer has (it restarted, or the agent did) has ended.
-        let known: HashSet<&str> = instances.iter().map(|i| i.id.as_str()).collect();
-        for entry in self.pods.values_mut() {
-            for rec in entry.containers.values_mut() {
-                let started_at = match &rec.state {
-                    Current::Unknown { started_at } => *started_at,
-                    Current::Running { id, started_at } if !known.contains(id.as_str()) => {
-                        *started_at
-                    }
-                    _ => continue,
-                };
-                rec.state = lost(started_at);
-            }
-        }
+        let live: HashSet<String> = self.workers.iter().map(|w| w.key().clone()).collect();
+        self.ctx.network.retain(live).await;
     }
 
-    /// A pod from the list or the watch.
-    fn observe_pod(&mut self, pod: Pod) {
+    /// A pod from the list or the watch: to its worker, started if it has none.
+    fn pod(&self, pod: Pod) {
         let uid = uid_of(&pod);
-        if let Some(entry) = self.pods.get_mut(&uid) {
-            entry.pod = pod;
-            entry.gone = false;
-            return;
-        }
-        // New to this agent: start from what its status says ran (an agent restart).
-        let mut containers = BTreeMap::new();
-        let status = pod.status.clone().unwrap_or_default();
-        let spec = pod.spec.clone().unwrap_or_default();
-        for c in spec.init_containers.iter().chain(&spec.containers) {
-            let mut rec = Record::default();
-            let statuses = status
-                .init_container_statuses
-                .iter()
-                .chain(&status.container_statuses);
-            if let Some(st) = statuses.clone().find(|s| s.name == c.name) {
-                rec.attempt = u32::try_from(st.restart_count).unwrap_or(0);
-                rec.image_id = st.image_id.clone();
-                rec.last = st
-                    .last_state
-                    .as_ref()
-                    .and_then(|s| s.terminated.as_ref())
-                    .map(Terminated::from);
-                if let Some(state) = &st.state {
-                    if let Some(t) = &state.terminated {
-                        rec.state = Current::Terminated(t.into());
-                    } else if let Some(r) = &state.running {
-                        rec.state = Current::Unknown {
-                            started_at: record::to_time(r.started_at.as_ref()),
-                        };
-                    } else if state
-                        .waiting
-                        .as_ref()
-                        .is_some_and(|w| w.reason == "CrashLoopBackOff")
-                        && let Some(crashed) = rec.last.take()
-                    {
-                        // In back-off: lastState is the current attempt's end.
-                        rec.state = Current::Terminated(crashed);
-                    }
-                }
-            }
-            containers.insert(c.name.clone(), rec);
-        }
-        let reported = pod.status.clone();
-        self.pods.insert(
-            uid,
-            PodEntry {
-                pod,
-                containers,
-                reported,
-                gone: false,
-                deleting: false,
-            },
-        );
-    }
-
-    fn observe_instance(&mut self, instance: &Instance) {
-        let Some(entry) = self.pods.get_mut(&instance.pod_uid) else {
-            return;
-        };
-        if let Some(rec) = entry.containers.get_mut(&instance.container) {
-            rec.observe(instance);
-        }
-    }
-
-    /// Brings one pod to what it should be.
-    async fn reconcile(&mut self, uid: &str) {
-        let Some(entry) = self.pods.get(uid) else {
-            return;
-        };
-        if entry.gone {
-            self.teardown(uid).await;
-            return;
-        }
-        if entry.pod.meta().deletion_timestamp.is_some() {
-            self.terminate(uid).await;
-            return;
-        }
-        let pod = entry.pod.clone();
-        let policy = pod_policy(&pod);
-        let now = SystemTime::now();
-        let spec = pod.spec.clone().unwrap_or_default();
-        // Init containers first, one at a time, each to success; then the app containers.
-        let init_policy = status::init_policy(&policy);
-        let mut initialized = true;
-        for container in &spec.init_containers {
-            let succeeded = self
-                .pods
-                .get(uid)
-                .and_then(|e| e.containers.get(&container.name))
-                .is_some_and(|r| matches!(&r.state, Current::Terminated(t) if t.exit_code == 0));
-            if succeeded {
-                continue;
-            }
-            self.ensure_started(uid, &pod, container, init_policy, now)
-                .await;
-            initialized = false;
-            break;
-        }
-        if initialized {
-            for container in &spec.containers {
-                self.ensure_started(uid, &pod, container, &policy, now)
-                    .await;
-            }
-        }
-        self.publish_logs(uid);
-        self.report_status(uid).await;
-    }
-}
-
-impl Manager {
-    /// Starts `container` if it should run and does not: the first time, or again after it
-    /// ended, per `policy` and its back-off.
-    async fn ensure_started(
-        &mut self,
-        uid: &str,
-        pod: &Pod,
-        container: &Container,
-        policy: &str,
-        now: SystemTime,
-    ) {
-        let Some(rec) = self
-            .pods
-            .get_mut(uid)
-            .and_then(|e| e.containers.get_mut(&container.name))
+        let Err(mpsc::error::SendError(Msg::Pod(pod))) =
+            self.try_send(&uid, Msg::Pod(Box::new(pod)))
         else {
             return;
         };
-        match &rec.state {
-            Current::Running { .. } | Current::Unknown { .. } => return,
-            Current::Waiting { retry_at, .. } if *retry_at > now => return,
-            Current::Terminated(t) => {
-                if !restart::restarts(policy, t.exit_code) {
-                    return;
-                }
-                let next = match rec.next_start {
-                    Some(next) => next,
-                    None => {
-                        let ran = t
-                            .finished_at
-                            .duration_since(t.started_at)
-                            .unwrap_or_default();
-                        if ran >= restart::BACKOFF_RESET {
-                            rec.streak = 0;
-                        }
-                        let delay = restart::backoff(rec.streak);
-                        let next = t.finished_at + delay;
-                        rec.next_start = Some(next);
-                        if next > now {
-                            self.events.pod(
-                                pod,
-                                Some(&container.name),
-                                true,
-                                "BackOff",
-                                format!(
-                                    "Back-off {}s restarting failed container {}",
-                                    delay.as_secs(),
-                                    container.name
-                                ),
-                            );
-                        }
-                        next
-                    }
-                };
-                if next > now {
-                    return;
-                }
-                let ended = t.clone();
-                rec.streak += 1;
-                rec.next_start = None;
-                rec.last = Some(ended);
-                rec.attempt += 1;
-                rec.state = Current::None;
-            }
-            Current::None | Current::Waiting { .. } => {}
-        }
-        let attempt = rec.attempt;
-        let before = rec.state.clone();
-        let (state, digest) = self.start_container(pod, container, attempt).await;
-        self.record_start(pod, &container.name, &before, &state);
-        if let Some(rec) = self
-            .pods
-            .get_mut(uid)
-            .and_then(|e| e.containers.get_mut(&container.name))
-        {
-            rec.state = state;
-            if !digest.is_empty() {
-                rec.image_id = digest;
-            }
-        }
+        let (inbox, rx) = mpsc::unbounded_channel();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.workers.insert(uid.clone(), WorkerHandle { inbox, id });
+        let worker = PodWorker::new(self.ctx.clone(), *pod);
+        let workers = self.workers.clone();
+        tokio::spawn(async move {
+            worker.run(rx).await;
+            workers.remove_if(&uid, |_, w| w.id == id);
+        });
     }
 
-    /// The event for a start attempt: Started, Failed (start error), or the waiting reason the
-    /// first time it appears.
-    fn record_start(&self, pod: &Pod, container: &str, before: &Current, after: &Current) {
-        match after {
-            Current::Running { .. } => self.events.pod(
-                pod,
-                Some(container),
-                false,
-                "Started",
-                format!("Started container {container}"),
-            ),
-            Current::Terminated(t) if t.reason == "StartError" => self.events.pod(
-                pod,
-                Some(container),
-                true,
-                "Failed",
-                format!("Error: {}", t.message),
-            ),
-            // A pull in progress (the image module says which): one Pulling event.
-            Current::Waiting {
-                reason, message, ..
-            } if reason == "ContainerCreating"
-                && !matches!(before, Current::Waiting { reason: r, .. } if r == reason) =>
-            {
-                self.events
-                    .pod(pod, Some(container), false, "Pulling", message.clone())
-            }
-            Current::Waiting { reason, .. } if reason == "ContainerCreating" => {}
-            Current::Waiting {
-                reason, message, ..
-            } => {
-                let repeated = matches!(before, Current::Waiting { reason: r, message: m, .. } if r == reason && m == message);
-                if !repeated {
-                    self.events.pod(
-                        pod,
-                        Some(container),
-                        true,
-                        "Failed",
-                        format!("Error: {reason}: {message}"),
-                    );
-                }
-            }
-            _ => {}
-        }
+    /// Sends `msg` to the pod's worker; a pod with no worker is of no concern.
+    fn send(&self, uid: &str, msg: Msg) {
+        let _ = self.try_send(uid, msg);
     }
-}
 
-/// A container the runtime host does not know any more: it ended, with no exit code.
-fn lost(started_at: SystemTime) -> Current {
-    Current::Terminated(Terminated {
-        exit_code: 137,
-        reason: "ContainerStatusUnknown".into(),
-        message: "the container could not be located (the runtime host restarted)".into(),
-        started_at,
-        finished_at: SystemTime::now(),
-        id: String::new(),
-    })
-}
-
-/// `Always` unless the pod says otherwise.
-fn pod_policy(pod: &Pod) -> String {
-    match pod.spec.as_ref().map(|s| s.restart_policy.as_str()) {
-        None | Some("") => "Always".into(),
-        Some(p) => p.into(),
+    fn try_send(&self, uid: &str, msg: Msg) -> Result<(), mpsc::error::SendError<Msg>> {
+        match self.workers.get(uid) {
+            Some(worker) => worker.inbox.send(msg),
+            None => Err(mpsc::error::SendError(msg)),
+        }
     }
 }

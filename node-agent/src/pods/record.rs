@@ -1,10 +1,11 @@
 //! What the agent remembers of each container between reconciles, rebuilt after a restart from
 //! the runtime host's instances and the pod's reported status.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use skiff_api::v1::ContainerStateTerminated;
 
+use super::restart;
 use crate::host::Instance;
 
 /// A container run that ended.
@@ -92,6 +93,71 @@ impl Record {
     pub fn is_running(&self) -> bool {
         matches!(self.state, Current::Running { .. })
     }
+
+    /// Whether this container should be started at `now` under restart `policy`.
+    ///
+    /// A container that ended and restarts first waits out its back-off (10 s doubling per
+    /// consecutive short run, reset by a run of 10 min): the first call that finds it waiting arms
+    /// the back-off and returns [`Due::BackOff`] (to announce once); the call at or after its end
+    /// moves the record to the next attempt and returns [`Due::Start`]. Pure: the clock is `now`.
+    pub fn due(&mut self, policy: &str, now: SystemTime) -> Due {
+        match &self.state {
+            Current::Running { .. } | Current::Unknown { .. } => Due::No,
+            Current::Waiting { retry_at, .. } if *retry_at > now => Due::No,
+            Current::None | Current::Waiting { .. } => Due::Start,
+            Current::Terminated(t) => {
+                if !restart::restarts(policy, t.exit_code) {
+                    return Due::No;
+                }
+                let (next, armed) = match self.next_start {
+                    Some(next) => (next, None),
+                    None => {
+                        let ran = t
+                            .finished_at
+                            .duration_since(t.started_at)
+                            .unwrap_or_default();
+                        if ran >= restart::BACKOFF_RESET {
+                            self.streak = 0;
+                        }
+                        let delay = restart::backoff(self.streak);
+                        let next = t.finished_at + delay;
+                        self.next_start = Some(next);
+                        (next, Some(delay))
+                    }
+                };
+                if next > now {
+                    return armed.map_or(Due::No, Due::BackOff);
+                }
+                self.last = Some(t.clone());
+                self.streak += 1;
+                self.next_start = None;
+                self.attempt += 1;
+                self.state = Current::None;
+                Due::Start
+            }
+        }
+    }
+
+    /// When this container next needs the agent without any event: the end of a wait or a
+    /// back-off.
+    pub fn wake_at(&self) -> Option<SystemTime> {
+        match &self.state {
+            Current::Waiting { retry_at, .. } => Some(*retry_at),
+            Current::Terminated(_) => self.next_start,
+            _ => None,
+        }
+    }
+}
+
+/// The answer of [`Record::due`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Leave it: it runs, ended for good, or waits.
+    No,
+    /// Its back-off of this length has just begun: announce it (a `BackOff` event).
+    BackOff(Duration),
+    /// Start it now (the record holds the attempt to start).
+    Start,
 }
 
 pub fn to_time(ts: Option<&skiff_api::Timestamp>) -> SystemTime {
@@ -152,4 +218,132 @@ pub fn instance_of(container_id: &str) -> &str {
         .strip_prefix("skiff://")
         .or_else(|| container_id.strip_prefix("wasm://"))
         .unwrap_or(container_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs)
+    }
+
+    fn ended(exit_code: i32, started: u64, finished: u64) -> Current {
+        Current::Terminated(Terminated {
+            exit_code,
+            reason: "Error".into(),
+            message: String::new(),
+            started_at: at(started),
+            finished_at: at(finished),
+            id: "u/c/0".into(),
+        })
+    }
+
+    #[test]
+    fn a_new_container_starts_and_a_running_one_is_left() {
+        let mut rec = Record::default();
+        assert_eq!(rec.due("Always", at(0)), Due::Start);
+        rec.state = Current::Running {
+            id: "u/c/0".into(),
+            started_at: at(0),
+        };
+        assert_eq!(rec.due("Always", at(100)), Due::No);
+        rec.state = Current::Unknown { started_at: at(0) };
+        assert_eq!(rec.due("Always", at(100)), Due::No);
+    }
+
+    #[test]
+    fn a_waiting_container_is_retried_at_its_time() {
+        let mut rec = Record {
+            state: Current::Waiting {
+                reason: "CreateContainerConfigError".into(),
+                message: "configmap \"x\" not found".into(),
+                retry_at: at(2),
+            },
+            ..Default::default()
+        };
+        assert_eq!(rec.wake_at(), Some(at(2)));
+        assert_eq!(rec.due("Always", at(1)), Due::No);
+        assert_eq!(rec.due("Always", at(2)), Due::Start);
+        // A retry is the same attempt, not a restart.
+        assert_eq!(rec.attempt, 0);
+    }
+
+    #[test]
+    fn restart_policies_decide_whether_an_ended_container_comes_back() {
+        for (policy, exit_code, restarts) in [
+            ("Always", 0, true),
+            ("Always", 1, true),
+            ("OnFailure", 0, false),
+            ("OnFailure", 2, true),
+            ("Never", 1, false),
+        ] {
+            let mut rec = Record {
+                state: ended(exit_code, 0, 1),
+                ..Default::default()
+            };
+            let due = rec.due(policy, at(1000));
+            assert_eq!(due == Due::Start, restarts, "{policy} exit {exit_code}");
+        }
+    }
+
+    #[test]
+    fn crash_loop_back_off_doubles_and_is_announced_once() {
+        let mut rec = Record {
+            state: ended(1, 0, 1),
+            ..Default::default()
+        };
+        let mut finished = 1;
+        for expected in [10, 20, 40, 80, 160, 300, 300] {
+            assert_eq!(
+                rec.due("Always", at(finished)),
+                Due::BackOff(Duration::from_secs(expected))
+            );
+            assert_eq!(rec.wake_at(), Some(at(finished + expected)));
+            // Asked again during the back-off: nothing new to say.
+            assert_eq!(rec.due("Always", at(finished + expected - 1)), Due::No);
+            let attempt = rec.attempt;
+            assert_eq!(rec.due("Always", at(finished + expected)), Due::Start);
+            assert_eq!(rec.attempt, attempt + 1);
+            assert!(matches!(&rec.last, Some(t) if t.exit_code == 1));
+            // The new attempt crashes at once.
+            let started = finished + expected;
+            finished = started + 1;
+            rec.state = ended(1, started, finished);
+        }
+    }
+
+    #[test]
+    fn a_long_run_resets_the_back_off() {
+        let mut rec = Record {
+            state: ended(1, 0, 1),
+            streak: 5,
+            ..Default::default()
+        };
+        assert_eq!(
+            rec.due("Always", at(1)),
+            Due::BackOff(Duration::from_secs(300))
+        );
+        let mut rec = Record {
+            state: ended(1, 0, 601),
+            streak: 5,
+            ..Default::default()
+        };
+        assert_eq!(
+            rec.due("Always", at(601)),
+            Due::BackOff(Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn a_back_off_already_over_starts_at_once() {
+        // An agent that was down longer than the back-off restarts without announcing it.
+        let mut rec = Record {
+            state: ended(1, 0, 1),
+            next_start: Some(at(11)),
+            ..Default::default()
+        };
+        assert_eq!(rec.due("Always", at(500)), Due::Start);
+        assert_eq!(rec.attempt, 1);
+    }
 }

@@ -10,6 +10,7 @@ mod kinds;
 mod linux_executor;
 mod oci_pods;
 mod pod_network;
+mod pod_workers;
 mod registry;
 mod shim;
 mod wasm_pods;

@@ -1,0 +1,129 @@
+//! The pod workers' two seams, as narrow traits: the container runtime they start and stop
+//! containers with, and the API they report to. The agent plugs in the real ones (the runtime
+//! host, the API server); the pod loop's unit tests plug in fakes. End-to-end tests always run
+//! the real ones.
+//!
+//! Must not: grow methods the workers do not call (the dispatcher's list and watch stay on the
+//! concrete runtime).
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use skiff_api::ResourceExt;
+use skiff_api::client::{Api, Transport};
+use skiff_api::v1::{DeleteRequest, Pod};
+use skiff_runtime::host::proto;
+
+use crate::host::{Instance, Runtime, StartFailure};
+
+/// What a container runs: a Wasm guest in wasmtime, or a process in Linux namespaces.
+#[derive(Debug, Clone)]
+pub enum Workload {
+    Wasm(proto::WasmSpec),
+    Linux(proto::ContainerSpec),
+}
+
+/// Starts and stops containers. Every start is idempotent on the instance id.
+#[async_trait]
+pub trait ContainerRuntime: Send + Sync {
+    /// Compiles (or finds cached) a Wasm module; its digest.
+    async fn prepare(&self, module: &Path) -> Result<String, StartFailure>;
+    async fn start(&self, workload: Workload) -> Result<Instance, StartFailure>;
+    /// Stops an instance: SIGTERM, SIGKILL after `grace_seconds` (a Wasm guest at once).
+    async fn kill(&self, id: &str, grace_seconds: u32) -> Result<(), String>;
+    /// Forgets an instance (killing it if it runs). An unknown id is fine.
+    async fn remove(&self, id: &str) -> Result<(), String>;
+}
+
+#[async_trait]
+impl ContainerRuntime for Runtime {
+    async fn prepare(&self, module: &Path) -> Result<String, StartFailure> {
+        Runtime::prepare(self, module).await
+    }
+
+    async fn start(&self, workload: Workload) -> Result<Instance, StartFailure> {
+        match workload {
+            Workload::Wasm(spec) => Runtime::start(self, spec).await,
+            Workload::Linux(spec) => Runtime::start_container(self, spec).await,
+        }
+    }
+
+    async fn kill(&self, id: &str, grace_seconds: u32) -> Result<(), String> {
+        Runtime::kill(self, id, grace_seconds)
+            .await
+            .map_err(|s| s.message().to_string())
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), String> {
+        Runtime::remove(self, id)
+            .await
+            .map_err(|s| s.message().to_string())
+    }
+}
+
+/// What the workers write to the API: pod status, the end of a deletion, events.
+#[async_trait]
+pub trait PodApi: Send + Sync {
+    async fn update_status(&self, pod: Pod) -> Result<Pod, tonic::Status>;
+    async fn get(&self, namespace: &str, name: &str) -> Result<Option<Pod>, tonic::Status>;
+    /// Deletes a pod whose containers have stopped (grace period 0).
+    async fn finish_deletion(&self, namespace: &str, name: &str) -> Result<(), tonic::Status>;
+    /// Records an event about the pod (and container); never blocks, never fails the caller.
+    fn event(
+        &self,
+        pod: &Pod,
+        container: Option<&str>,
+        warning: bool,
+        reason: &str,
+        message: String,
+    );
+}
+
+/// The API server.
+pub struct ApiServer {
+    transport: Transport,
+    events: crate::events::Recorder,
+}
+
+impl ApiServer {
+    pub fn new(transport: Transport, node: &str) -> Self {
+        Self {
+            events: crate::events::Recorder::new(transport.clone(), node),
+            transport,
+        }
+    }
+}
+
+#[async_trait]
+impl PodApi for ApiServer {
+    async fn update_status(&self, pod: Pod) -> Result<Pod, tonic::Status> {
+        let api: Api<Pod> = Api::new(self.transport.clone(), pod.namespace());
+        api.update_status(pod).await
+    }
+
+    async fn get(&self, namespace: &str, name: &str) -> Result<Option<Pod>, tonic::Status> {
+        let api: Api<Pod> = Api::new(self.transport.clone(), namespace);
+        api.get_opt(name).await
+    }
+
+    async fn finish_deletion(&self, namespace: &str, name: &str) -> Result<(), tonic::Status> {
+        let api: Api<Pod> = Api::new(self.transport.clone(), namespace);
+        let request = DeleteRequest {
+            name: name.to_string(),
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        };
+        api.delete_with(request).await.map(|_| ())
+    }
+
+    fn event(
+        &self,
+        pod: &Pod,
+        container: Option<&str>,
+        warning: bool,
+        reason: &str,
+        message: String,
+    ) {
+        self.events.pod(pod, container, warning, reason, message);
+    }
+}

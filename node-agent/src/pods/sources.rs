@@ -1,0 +1,183 @@
+//! Watch-fed caches of the ConfigMaps and Secrets this node's pods use, one watch per object
+//! (kubelet's `Watch` change-detection strategy): containers' env and volumes read them here, so
+//! an update reaches mounted files without polling, and the agent never lists a whole namespace
+//! (node restriction will allow it only the objects its pods name).
+//!
+//! A pod worker asks for an object with its pod's uid; the first ask starts the object's watch
+//! and waits for its first answer. When a pod is torn down its worker releases what it used, and
+//! an object no pod uses any more has its watch stopped. Must not: decide anything about pods.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use skiff_api::ResourceExt;
+use skiff_api::client::{Api, ListParams, ResourceClient, Transport};
+use skiff_api::v1::{ConfigMap, Secret};
+use tokio::sync::watch;
+use tokio_stream::StreamExt;
+
+/// How long a first ask waits for the object's first answer.
+const FIRST_ANSWER: Duration = Duration::from_secs(10);
+/// Pause before a broken watch lists again.
+const RELIST: Duration = Duration::from_secs(1);
+
+/// What a watch knows of its object: not yet answered, absent, or the object.
+#[derive(Debug, Clone, PartialEq)]
+enum Known<K> {
+    Unknown,
+    Absent,
+    Present(Box<K>),
+}
+
+struct Watched<K> {
+    known: watch::Receiver<Known<K>>,
+    /// Pod uids using the object.
+    users: HashSet<String>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<K> Drop for Watched<K> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One kind's watched objects, by (namespace, name).
+pub struct Watches<K> {
+    transport: Transport,
+    objects: Arc<DashMap<(String, String), Watched<K>>>,
+}
+
+impl<K> Watches<K>
+where
+    K: ResourceClient + Clone + PartialEq + Send + Sync + 'static,
+{
+    pub fn new(transport: Transport) -> Self {
+        Self {
+            transport,
+            objects: Arc::default(),
+        }
+    }
+
+    /// The object `namespace/name` as last seen, `None` if it does not exist; `user` (a pod
+    /// uid) keeps it watched until [`Watches::release`].
+    pub async fn get(&self, namespace: &str, name: &str, user: &str) -> Result<Option<K>, String> {
+        let key = (namespace.to_string(), name.to_string());
+        let mut known = {
+            let mut entry = self.objects.entry(key).or_insert_with(|| {
+                let (tx, rx) = watch::channel(Known::Unknown);
+                let api: Api<K> = Api::new(self.transport.clone(), namespace);
+                Watched {
+                    known: rx,
+                    users: HashSet::new(),
+                    task: tokio::spawn(follow(api, name.to_string(), tx)),
+                }
+            });
+            entry.users.insert(user.to_string());
+            entry.known.clone()
+        };
+        let answered = tokio::time::timeout(
+            FIRST_ANSWER,
+            known.wait_for(|k| !matches!(k, Known::Unknown)),
+        )
+        .await;
+        match answered {
+            Ok(Ok(k)) => Ok(match &*k {
+                Known::Present(object) => Some(object.as_ref().clone()),
+                _ => None,
+            }),
+            Ok(Err(_)) => Err(format!("watch of {namespace}/{name} ended")),
+            Err(_) => Err(format!(
+                "no answer about {namespace}/{name} within {FIRST_ANSWER:?}"
+            )),
+        }
+    }
+
+    /// `user` (a pod being torn down) no longer uses anything; objects nobody uses stop being
+    /// watched.
+    pub fn release(&self, user: &str) {
+        self.objects.retain(|_, watched| {
+            watched.users.remove(user);
+            !watched.users.is_empty()
+        });
+    }
+}
+
+/// Lists the one object, then follows its watch; lists again whenever the watch breaks.
+async fn follow<K>(api: Api<K>, name: String, tx: watch::Sender<Known<K>>)
+where
+    K: ResourceClient + Clone + PartialEq + Send + Sync + 'static,
+{
+    let params = ListParams::default().fields(&format!("metadata.name={name}"));
+    loop {
+        let listed = api.list(params.clone()).await;
+        if let Ok((objects, meta)) = listed {
+            let now = match objects.into_iter().find(|o| o.name() == name) {
+                Some(o) => Known::Present(Box::new(o)),
+                None => Known::Absent,
+            };
+            tx.send_if_modified(|k| replace(k, now));
+            if let Ok(mut stream) = api.watch(params.clone(), &meta.resource_version).await {
+                while let Some(Ok(event)) = stream.next().await {
+                    let now = if event.kind == "DELETED" {
+                        Known::Absent
+                    } else {
+                        Known::Present(Box::new(event.object))
+                    };
+                    tx.send_if_modified(|k| replace(k, now));
+                }
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(RELIST).await;
+    }
+}
+
+/// Replaces `known` with `now`; whether it changed.
+fn replace<K: PartialEq>(known: &mut Known<K>, now: Known<K>) -> bool {
+    if *known == now {
+        return false;
+    }
+    *known = now;
+    true
+}
+
+/// The ConfigMaps and Secrets of this node's pods.
+pub struct Sources {
+    pub config_maps: Watches<ConfigMap>,
+    pub secrets: Watches<Secret>,
+}
+
+impl Sources {
+    pub fn new(transport: &Transport) -> Self {
+        Self {
+            config_maps: Watches::new(transport.clone()),
+            secrets: Watches::new(transport.clone()),
+        }
+    }
+
+    /// The pod `uid` is gone: stop watching what only it used.
+    pub fn release(&self, uid: &str) {
+        self.config_maps.release(uid);
+        self.secrets.release(uid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_change_is_published() {
+        let mut known: Known<u32> = Known::Unknown;
+        assert!(replace(&mut known, Known::Absent));
+        assert!(!replace(&mut known, Known::Absent));
+        assert!(replace(&mut known, Known::Present(Box::new(1))));
+        assert!(!replace(&mut known, Known::Present(Box::new(1))));
+        assert!(replace(&mut known, Known::Present(Box::new(2))));
+    }
+}

@@ -1,0 +1,402 @@
+//! The pod worker against fakes of its seams ([`super::seams`]): what it starts, stops and
+//! reports for restart policies, back-off, init containers, deletion and adoption. Real files
+//! (a temp data dir, a `file:` module), no network, no API server, no runtime host.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use skiff_api::client::BearerAuth;
+use skiff_api::v1::*;
+use tonic::service::interceptor::InterceptedService;
+
+use super::LogIndex;
+use super::record::Current;
+use super::seams::{ContainerRuntime, PodApi, Workload};
+use super::sources::Sources;
+use super::worker::{Msg, NodeContext, PodWorker};
+use crate::host::{Instance, StartFailure};
+use crate::images::Images;
+use crate::network::PodNetwork;
+use crate::node::NodeInfo;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Call {
+    Start(String),
+    Kill(String, u32),
+    Remove(String),
+}
+
+#[derive(Default)]
+struct FakeRuntime {
+    calls: Mutex<Vec<Call>>,
+}
+
+impl FakeRuntime {
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn starts(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Start(id) => Some(id),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// An instance of `uid/container/attempt`, running or ended with `exit`.
+fn instance(id: &str, exit: Option<i32>) -> Instance {
+    let mut parts = id.split('/');
+    let (uid, container, attempt) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().and_then(|a| a.parse().ok()).unwrap_or(0),
+    );
+    let now = SystemTime::now();
+    Instance {
+        id: id.to_string(),
+        pod_uid: uid.to_string(),
+        container: container.to_string(),
+        attempt,
+        running: exit.is_none(),
+        exit_code: exit.unwrap_or(0),
+        reason: match exit {
+            None => String::new(),
+            Some(0) => "Completed".into(),
+            Some(_) => "Error".into(),
+        },
+        message: String::new(),
+        started_at: now,
+        finished_at: now,
+        digest: "sha256:module".into(),
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for FakeRuntime {
+    async fn prepare(&self, _module: &Path) -> Result<String, StartFailure> {
+        Ok("sha256:module".into())
+    }
+
+    async fn start(&self, workload: Workload) -> Result<Instance, StartFailure> {
+        let id = match workload {
+            Workload::Wasm(spec) => spec.id,
+            Workload::Linux(spec) => spec.id,
+        };
+        self.calls.lock().unwrap().push(Call::Start(id.clone()));
+        Ok(instance(&id, None))
+    }
+
+    async fn kill(&self, id: &str, grace_seconds: u32) -> Result<(), String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(Call::Kill(id.to_string(), grace_seconds));
+        Ok(())
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(Call::Remove(id.to_string()));
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct FakeApi {
+    statuses: Mutex<Vec<PodStatus>>,
+    events: Mutex<Vec<String>>,
+    deleted: Mutex<Vec<String>>,
+}
+
+impl FakeApi {
+    fn last_status(&self) -> PodStatus {
+        self.statuses
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl PodApi for FakeApi {
+    async fn update_status(&self, pod: Pod) -> Result<Pod, tonic::Status> {
+        self.statuses
+            .lock()
+            .unwrap()
+            .push(pod.status.clone().unwrap_or_default());
+        Ok(pod)
+    }
+
+    async fn get(&self, _namespace: &str, _name: &str) -> Result<Option<Pod>, tonic::Status> {
+        Ok(None)
+    }
+
+    async fn finish_deletion(&self, namespace: &str, name: &str) -> Result<(), tonic::Status> {
+        self.deleted
+            .lock()
+            .unwrap()
+            .push(format!("{namespace}/{name}"));
+        Ok(())
+    }
+
+    fn event(
+        &self,
+        _pod: &Pod,
+        _container: Option<&str>,
+        _warning: bool,
+        reason: &str,
+        message: String,
+    ) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("{reason}: {message}"));
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    runtime: Arc<FakeRuntime>,
+    api: Arc<FakeApi>,
+    ctx: Arc<NodeContext>,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let runtime = Arc::new(FakeRuntime::default());
+    let api = Arc::new(FakeApi::default());
+    // Nothing here talks to an API server: a channel that would connect on first use.
+    let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+    let transport = InterceptedService::new(channel, BearerAuth::new("t").unwrap());
+    let data_dir = dir.path().join("data");
+    let ctx = NodeContext {
+        sources: Sources::new(&transport),
+        transport,
+        runtime: runtime.clone(),
+        api: api.clone(),
+        network: PodNetwork::open(&data_dir, "n1", false).await.unwrap(),
+        node: NodeInfo {
+            name: "n1".into(),
+            ip: "127.0.0.1".parse().unwrap(),
+            labels: Default::default(),
+            taints: Vec::new(),
+            cpu_millis: 2000,
+            memory_bytes: 1 << 30,
+            max_pods: 110,
+            kernel: String::new(),
+            machine_id: String::new(),
+            boot_id: String::new(),
+        },
+        images: Images::new(&data_dir),
+        data_dir,
+        logs: LogIndex::default(),
+        pids_limit: 4096,
+    };
+    Fixture {
+        dir,
+        runtime,
+        api,
+        ctx: Arc::new(ctx),
+    }
+}
+
+impl Fixture {
+    fn container(&self, name: &str) -> Container {
+        Container {
+            name: name.into(),
+            image: format!("file:{}", self.dir.path().join("m.wasm").display()),
+            ..Default::default()
+        }
+    }
+
+    fn pod(&self, policy: &str, init: &[&str], containers: &[&str]) -> Pod {
+        Pod {
+            metadata: Some(ObjectMeta {
+                name: "p".into(),
+                namespace: "default".into(),
+                uid: "u".into(),
+                ..Default::default()
+            }),
+            spec: Some(PodSpec {
+                runtime_class_name: "wasm".into(),
+                restart_policy: policy.into(),
+                init_containers: init.iter().map(|n| self.container(n)).collect(),
+                containers: containers.iter().map(|n| self.container(n)).collect(),
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+}
+
+fn phase(status: &PodStatus) -> &str {
+    &status.phase
+}
+
+fn waiting_reason(status: &PodStatus, i: usize) -> String {
+    status.container_statuses[i]
+        .state
+        .as_ref()
+        .and_then(|s| s.waiting.as_ref())
+        .map(|w| w.reason.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_crashed_container_backs_off_then_restarts_as_the_next_attempt() {
+    let f = fixture().await;
+    let mut w = PodWorker::new(f.ctx.clone(), f.pod("Always", &[], &["app"]));
+    w.reconcile().await;
+    assert_eq!(f.runtime.starts(), ["u/app/0"]);
+    assert_eq!(phase(&f.api.last_status()), "Running");
+    assert!(
+        f.api
+            .events()
+            .contains(&"Started: Started container app".to_string())
+    );
+
+    w.entry
+        .apply(Msg::Instance(Box::new(instance("u/app/0", Some(1)))));
+    w.reconcile().await;
+    // Not restarted yet: CrashLoopBackOff, announced once.
+    assert_eq!(f.runtime.starts(), ["u/app/0"]);
+    let status = f.api.last_status();
+    assert_eq!(waiting_reason(&status, 0), "CrashLoopBackOff");
+    assert_eq!(
+        status.container_statuses[0]
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| t.exit_code),
+        Some(1)
+    );
+    w.reconcile().await;
+    let backoffs = f
+        .api
+        .events()
+        .iter()
+        .filter(|e| e.starts_with("BackOff: Back-off 10s"))
+        .count();
+    assert_eq!(backoffs, 1);
+
+    // The back-off is over.
+    let rec = w.entry.containers.get_mut("app").unwrap();
+    rec.next_start = Some(SystemTime::now() - Duration::from_secs(1));
+    w.reconcile().await;
+    assert_eq!(f.runtime.starts(), ["u/app/0", "u/app/1"]);
+    assert_eq!(f.api.last_status().container_statuses[0].restart_count, 1);
+}
+
+#[tokio::test]
+async fn never_and_on_failure_leave_a_finished_pod_finished() {
+    let f = fixture().await;
+    let mut w = PodWorker::new(f.ctx.clone(), f.pod("OnFailure", &[], &["app"]));
+    w.reconcile().await;
+    w.entry
+        .apply(Msg::Instance(Box::new(instance("u/app/0", Some(0)))));
+    w.reconcile().await;
+    w.reconcile().await;
+    assert_eq!(f.runtime.starts(), ["u/app/0"]);
+    assert_eq!(phase(&f.api.last_status()), "Succeeded");
+
+    let f = fixture().await;
+    let mut w = PodWorker::new(f.ctx.clone(), f.pod("Never", &[], &["app"]));
+    w.reconcile().await;
+    w.entry
+        .apply(Msg::Instance(Box::new(instance("u/app/0", Some(3)))));
+    w.reconcile().await;
+    assert_eq!(f.runtime.starts(), ["u/app/0"]);
+    assert_eq!(phase(&f.api.last_status()), "Failed");
+}
+
+#[tokio::test]
+async fn init_containers_run_one_at_a_time_before_the_app() {
+    let f = fixture().await;
+    let mut w = PodWorker::new(f.ctx.clone(), f.pod("Always", &["a", "b"], &["app"]));
+    w.reconcile().await;
+    assert_eq!(f.runtime.starts(), ["u/a/0"]);
+    assert_eq!(phase(&f.api.last_status()), "Pending");
+    w.entry
+        .apply(Msg::Instance(Box::new(instance("u/a/0", Some(0)))));
+    w.reconcile().await;
+    assert_eq!(f.runtime.starts(), ["u/a/0", "u/b/0"]);
+    w.entry
+        .apply(Msg::Instance(Box::new(instance("u/b/0", Some(0)))));
+    w.reconcile().await;
+    assert_eq!(f.runtime.starts(), ["u/a/0", "u/b/0", "u/app/0"]);
+    assert_eq!(phase(&f.api.last_status()), "Running");
+}
+
+#[tokio::test]
+async fn a_deleted_pod_gets_its_grace_period_then_its_deletion_is_finished_and_torn_down() {
+    let f = fixture().await;
+    let mut w = PodWorker::new(f.ctx.clone(), f.pod("Always", &[], &["app"]));
+    w.reconcile().await;
+    let mut terminating = w.entry.pod.clone();
+    if let Some(meta) = terminating.metadata.as_mut() {
+        meta.deletion_timestamp = Some(skiff_api::Timestamp {
+            seconds: 1,
+            nanos: 0,
+        });
+        meta.deletion_grace_period_seconds = Some(7);
+    }
+    w.entry.apply(Msg::Pod(Box::new(terminating)));
+    w.reconcile().await;
+    assert_eq!(
+        f.runtime.calls(),
+        [
+            Call::Start("u/app/0".into()),
+            Call::Kill("u/app/0".into(), 7)
+        ]
+    );
+    assert_eq!(*f.api.deleted.lock().unwrap(), ["default/p"]);
+    assert!(!w.removed);
+
+    w.entry.apply(Msg::Gone);
+    w.reconcile().await;
+    assert!(w.removed);
+    assert!(f.runtime.calls().contains(&Call::Remove("u/app/0".into())));
+    assert!(!f.ctx.data_dir.join("pods/u").exists());
+}
+
+#[tokio::test]
+async fn a_restarted_agent_adopts_running_containers_and_starts_nothing_twice() {
+    let f = fixture().await;
+    let mut pod = f.pod("Always", &[], &["app"]);
+    pod.status = Some(PodStatus {
+        phase: "Running".into(),
+        container_statuses: vec![ContainerStatus {
+            name: "app".into(),
+            restart_count: 3,
+            state: Some(ContainerState {
+                running: Some(ContainerStateRunning { started_at: None }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let mut w = PodWorker::new(f.ctx.clone(), pod);
+    w.entry.apply(Msg::Adopt(vec![instance("u/app/3", None)]));
+    w.reconcile().await;
+    assert!(f.runtime.starts().is_empty(), "{:?}", f.runtime.calls());
+    assert!(matches!(
+        &w.entry.containers["app"].state,
+        Current::Running { id, .. } if id == "u/app/3"
+    ));
+}
