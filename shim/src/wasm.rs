@@ -9,8 +9,11 @@
 //! directories at their destinations; memory and CPU limits from `linux.resources`. Sockets only
 //! when the spec joins an existing network namespace (a CRI pod sandbox's, `ctr run --with-ns
 //! network:PATH`): then the guest's sockets are made in it, and it may bind any port and connect
-//! out, as a container there could ([`network_of`]). A task given a new namespace, or none (the
-//! host's), gets no sockets. Must not: run Linux processes (that is `linux`).
+//! out, as a container there could ([`network_of`]), unless the annotations [`BIND_PORTS`] and
+//! [`OUTBOUND`] narrow that (a skiff agent's bundles carry them: per-port binds, outbound). A
+//! task given a new namespace, or none (the host's), gets no sockets. Without stdio FIFOs and
+//! with [`LOG_PATH`], stdout and stderr go to that CRI-format log file (a skiff agent's pods).
+//! Must not: run Linux processes (that is `linux`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -23,6 +26,17 @@ use skiff_runtime::wasm::{
 };
 
 use crate::cgroup::Joined;
+
+/// TCP ports a guest may bind in its network namespace, comma-separated (empty: none); absent:
+/// any port.
+pub const BIND_PORTS: &str = "io.containerd.skiff.v1.wasm.bind-ports";
+/// `"false"`: no outbound connections or name lookups in the network namespace; absent or
+/// `"true"`: allowed.
+pub const OUTBOUND: &str = "io.containerd.skiff.v1.wasm.outbound";
+/// A CRI-format log file for stdout and stderr, when Create gives no output FIFO.
+pub const LOG_PATH: &str = "io.containerd.skiff.v1.log-path";
+/// Rotate [`LOG_PATH`] past this many bytes (the runtime's default otherwise).
+pub const LOG_MAX_BYTES: &str = "io.containerd.skiff.v1.log-max-bytes";
 
 /// Where compiled modules are cached unless `SKIFF_SHIM_CACHE_DIR` says otherwise.
 pub const DEFAULT_CACHE_DIR: &str = "/var/lib/skiff/shim-cache";
@@ -156,7 +170,8 @@ pub fn wasm_spec(
         Some(((quota as u64).saturating_mul(1000) / period).clamp(1, u32::MAX as u64) as u32)
     });
     let cwd = process.cwd().display().to_string();
-    let (network, netns) = network_of(spec);
+    let (network, netns) = network_of(spec)?;
+    let (stdio, log_path, log_max_bytes) = stdio_of(spec, streams)?;
     Ok(WasmSpec {
         id: id.to_string(),
         module_path: module,
@@ -169,15 +184,47 @@ pub fn wasm_spec(
         cpu_limit_millicores,
         network,
         netns,
-        stdio: Stdio::Streams(Arc::new(streams)),
+        stdio,
+        log_path,
+        log_max_bytes,
         ..WasmSpec::default()
     })
 }
 
-/// A task's sockets: all of them, in the network namespace `linux.namespaces` names by path;
-/// none otherwise. A new namespace would hold only a loopback, and the shim's own namespace is
-/// the host's, which no spec grants a guest here.
-fn network_of(spec: &Spec) -> (Network, Option<PathBuf>) {
+fn annotation<'a>(spec: &'a Spec, key: &str) -> Option<&'a str> {
+    spec.annotations()
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+/// The guest's streams: the FIFOs Create gave, else the CRI log file [`LOG_PATH`] names, else
+/// none.
+fn stdio_of(spec: &Spec, streams: Streams) -> Result<(Stdio, PathBuf, u64), String> {
+    let no_output = streams.stdout.is_none() && streams.stderr.is_none();
+    match annotation(spec, LOG_PATH).filter(|_| no_output) {
+        Some(path) => {
+            let path = PathBuf::from(path);
+            if !path.is_absolute() {
+                return Err(format!("annotation {LOG_PATH} {path:?}: must be absolute"));
+            }
+            let max = match annotation(spec, LOG_MAX_BYTES) {
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| format!("annotation {LOG_MAX_BYTES} {v:?}: not a byte count"))?,
+                None => 0,
+            };
+            Ok((Stdio::Log, path, max))
+        }
+        None => Ok((Stdio::Streams(Arc::new(streams)), PathBuf::new(), 0)),
+    }
+}
+
+/// A task's sockets: in the network namespace `linux.namespaces` names by path, any port and
+/// outbound unless [`BIND_PORTS`] and [`OUTBOUND`] narrow them; none otherwise. A new namespace
+/// would hold only a loopback, and the shim's own namespace is the host's, which no spec grants
+/// a guest here.
+fn network_of(spec: &Spec) -> Result<(Network, Option<PathBuf>), String> {
     let joined = spec
         .linux()
         .as_ref()
@@ -187,17 +234,40 @@ fn network_of(spec: &Spec) -> (Network, Option<PathBuf>) {
                 .find(|n| n.typ() == LinuxNamespaceType::Network)
                 .and_then(|n| n.path().clone())
         });
-    match joined {
-        Some(path) => (
-            Network {
-                bind_any_port: true,
-                allow_outbound: true,
-                ..Network::default()
-            },
-            Some(path),
+    let Some(path) = joined else {
+        return Ok((Network::default(), None));
+    };
+    let ports = match annotation(spec, BIND_PORTS) {
+        None => None,
+        Some(list) => Some(
+            list.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                        format!("annotation {BIND_PORTS} {list:?}: {p:?} is not a port")
+                    })
+                })
+                .collect::<Result<Vec<u16>, String>>()?,
         ),
-        None => (Network::default(), None),
-    }
+    };
+    let outbound = match annotation(spec, OUTBOUND) {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(v) => {
+            return Err(format!(
+                "annotation {OUTBOUND} {v:?}: must be \"true\" or \"false\""
+            ));
+        }
+    };
+    Ok((
+        Network {
+            bind_any_port: ports.is_none(),
+            allow_bind_ports: ports.unwrap_or_default(),
+            allow_outbound: outbound,
+        },
+        Some(path),
+    ))
 }
 
 /// A Wasm task of this shim.
@@ -320,5 +390,63 @@ mod tests {
         assert_eq!(w.preopens.len(), 2);
         assert!(w.preopens[0].read_only && w.preopens[0].guest == "/");
         assert!(w.preopens[1].read_only && w.preopens[1].guest == "/data");
+        // FIFOs (or none) and no log annotation: the streams.
+        assert!(matches!(w.stdio, Stdio::Streams(_)));
+    }
+
+    #[test]
+    fn annotations_narrow_the_sockets_of_a_joined_namespace() {
+        let root = rootfs_with(&["/hello.wasm"]);
+        let with = |annotations: serde_json::Value, netns: bool| {
+            let mut json = base(&["/hello.wasm"]);
+            json["annotations"] = annotations;
+            if netns {
+                json["linux"] = serde_json::json!({"namespaces": [
+                    {"type": "network", "path": "/run/netns/p1"}]});
+            }
+            let s = spec(json);
+            let module = module_of(&s, root.path()).unwrap().unwrap();
+            wasm_spec("t1", &s, root.path(), module, Streams::default())
+        };
+        let w = with(serde_json::json!({}), true).unwrap();
+        assert!(w.network.bind_any_port && w.network.allow_outbound);
+        assert_eq!(w.netns.as_deref(), Some(Path::new("/run/netns/p1")));
+        let w = with(
+            serde_json::json!({BIND_PORTS: "8080, 9090", OUTBOUND: "false"}),
+            true,
+        )
+        .unwrap();
+        assert_eq!(w.network.allow_bind_ports, [8080, 9090]);
+        assert!(!w.network.bind_any_port && !w.network.allow_outbound);
+        let w = with(serde_json::json!({BIND_PORTS: ""}), true).unwrap();
+        assert!(w.network.allow_bind_ports.is_empty() && !w.network.bind_any_port);
+        // Without a namespace the annotations grant nothing.
+        let w = with(serde_json::json!({BIND_PORTS: "8080"}), false).unwrap();
+        assert!(w.network.is_none());
+        let e = with(serde_json::json!({BIND_PORTS: "80,http"}), true).unwrap_err();
+        assert!(e.contains("\"http\" is not a port"), "{e}");
+        let e = with(serde_json::json!({OUTBOUND: "yes"}), true).unwrap_err();
+        assert!(e.contains(OUTBOUND), "{e}");
+    }
+
+    #[test]
+    fn a_log_path_is_used_only_without_output_fifos() {
+        let root = rootfs_with(&["/hello.wasm"]);
+        let mut json = base(&["/hello.wasm"]);
+        json["annotations"] =
+            serde_json::json!({LOG_PATH: "/var/log/pods/p/c/0.log", LOG_MAX_BYTES: "4096"});
+        let s = spec(json);
+        let module = module_of(&s, root.path()).unwrap().unwrap();
+        let w = wasm_spec("t1", &s, root.path(), module.clone(), Streams::default()).unwrap();
+        assert!(matches!(w.stdio, Stdio::Log));
+        assert_eq!(w.log_path, Path::new("/var/log/pods/p/c/0.log"));
+        assert_eq!(w.log_max_bytes, 4096);
+        let fifo = std::fs::File::open("/dev/null").unwrap();
+        let streams = Streams {
+            stdout: Some(fifo),
+            ..Streams::default()
+        };
+        let w = wasm_spec("t1", &s, root.path(), module, streams).unwrap();
+        assert!(matches!(w.stdio, Stdio::Streams(_)));
     }
 }
