@@ -19,6 +19,7 @@ pub mod join;
 pub mod network;
 pub mod node;
 pub mod pods;
+pub mod shim;
 pub mod tunnel;
 
 use std::collections::BTreeMap;

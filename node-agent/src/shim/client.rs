@@ -1,0 +1,369 @@
+//! One connection to one shim: containerd's task API (`containerd.task.v2.Task` over ttrpc),
+//! as the agent uses it, with a deadline on every call but Wait.
+//!
+//! [`ShimClient`] is cheap to clone (one connection, shared). Create and Delete also keep the
+//! agent's records (see [`super::records`]) so that a restarted agent knows which tasks it has in
+//! which shim. Must not: launch shims (that is [`super::Shims`]).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use containerd_shim::protos::api;
+use containerd_shim::protos::shim_async::{Client, TaskClient};
+use containerd_shim::protos::ttrpc;
+use containerd_shim::protos::ttrpc::r#async::transport::Socket;
+use containerd_shim::protos::ttrpc::context::Context;
+
+use super::error::ShimError;
+use super::records::Records;
+use super::task::{CreateTask, ExitStatus, ShimInfo, TaskState, TaskStats};
+
+/// Deadlines of the agent's calls to its shims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Connecting to a shim's socket and its first answer (Connect).
+    pub connect: Duration,
+    /// Create: it compiles the module (a cache hit is milliseconds, a large module seconds).
+    pub create: Duration,
+    /// Every other call but Wait (which waits as long as the task runs).
+    pub call: Duration,
+    /// `shim start` and `shim delete`.
+    pub action: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            create: Duration::from_secs(120),
+            call: Duration::from_secs(10),
+            action: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A connection to the shim serving one group.
+#[derive(Clone)]
+pub struct ShimClient {
+    group: String,
+    address: String,
+    task: TaskClient,
+    timeouts: Timeouts,
+    records: Records,
+}
+
+impl std::fmt::Debug for ShimClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShimClient")
+            .field("group", &self.group)
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShimClient {
+    /// Connects to the shim at `address` (`unix://PATH`) and checks that it answers.
+    pub(crate) async fn connect(
+        group: &str,
+        address: &str,
+        timeouts: Timeouts,
+        records: Records,
+    ) -> Result<Self, ShimError> {
+        let fail = |reason: String| ShimError::Connect {
+            group: group.to_string(),
+            address: address.to_string(),
+            reason,
+        };
+        let path = PathBuf::from(
+            address
+                .strip_prefix("unix://")
+                .ok_or_else(|| fail("not a unix:// address".into()))?,
+        );
+        // A Unix connect blocks while the listener's backlog is full: off the runtime's threads.
+        let stream = tokio::time::timeout(
+            timeouts.connect,
+            tokio::task::spawn_blocking(move || std::os::unix::net::UnixStream::connect(path)),
+        )
+        .await
+        .map_err(|_| fail(format!("no connection within {:?}", timeouts.connect)))?
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(e.to_string()))?;
+        let socket = Socket::try_from(stream).map_err(|e| fail(e.to_string()))?;
+        let client = ShimClient {
+            group: group.to_string(),
+            address: address.to_string(),
+            task: TaskClient::new(Client::new(socket)),
+            timeouts,
+            records,
+        };
+        client
+            .connect_info("")
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(client)
+    }
+
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        id: &str,
+        limit: Option<Duration>,
+        call: impl Future<Output = ttrpc::Result<T>>,
+    ) -> Result<T, ShimError> {
+        let result = match limit {
+            Some(after) => {
+                tokio::time::timeout(after, call)
+                    .await
+                    .map_err(|_| ShimError::Timeout {
+                        op,
+                        id: id.to_string(),
+                        group: self.group.clone(),
+                        after,
+                    })?
+            }
+            None => call.await,
+        };
+        result.map_err(|e| ShimError::from_ttrpc(op, id, &self.group, e))
+    }
+
+    /// Connect: the shim's pid, and task `id`'s (0 if the shim has no such task).
+    pub async fn connect_info(&self, id: &str) -> Result<ShimInfo, ShimError> {
+        let req = api::ConnectRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        let r = self
+            .call(
+                "connect",
+                id,
+                Some(self.timeouts.connect),
+                self.task.connect(Context::default(), &req),
+            )
+            .await?;
+        Ok(ShimInfo {
+            shim_pid: r.shim_pid,
+            task_pid: r.task_pid,
+            version: r.version,
+        })
+    }
+
+    /// Create: the task's pid. Recorded before the call, so that a crash in between leaves a
+    /// record to clean up rather than a task the agent does not know.
+    pub async fn create(&self, task: &CreateTask) -> Result<u32, ShimError> {
+        super::records::check_id("task", &task.id)?;
+        self.records
+            .record_task(&self.group, &task.id, &task.bundle)?;
+        let req = api::CreateTaskRequest {
+            id: task.id.clone(),
+            bundle: task.bundle.display().to_string(),
+            stdin: task.io.stdin.clone(),
+            stdout: task.io.stdout.clone(),
+            stderr: task.io.stderr.clone(),
+            ..Default::default()
+        };
+        let created = self
+            .call(
+                "create",
+                &task.id,
+                Some(self.timeouts.create),
+                self.task.create(Context::default(), &req),
+            )
+            .await;
+        match created {
+            Ok(r) => Ok(r.pid),
+            Err(e) => {
+                // Refused: nothing was made (an AlreadyExists task is another record's).
+                if matches!(e, ShimError::Rpc { .. })
+                    && e.code() != Some(ttrpc::Code::ALREADY_EXISTS)
+                {
+                    let _ = self.records.forget_task(&self.group, &task.id);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Start: the task's pid. A task that was started already is refused (FailedPrecondition).
+    pub async fn start(&self, id: &str) -> Result<u32, ShimError> {
+        let req = api::StartRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        let r = self
+            .call(
+                "start",
+                id,
+                Some(self.timeouts.call),
+                self.task.start(Context::default(), &req),
+            )
+            .await?;
+        Ok(r.pid)
+    }
+
+    pub async fn state(&self, id: &str) -> Result<TaskState, ShimError> {
+        let req = api::StateRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        let r = self
+            .call(
+                "state",
+                id,
+                Some(self.timeouts.call),
+                self.task.state(Context::default(), &req),
+            )
+            .await?;
+        let status = r.status.enum_value_or_default().into();
+        let exit = (status == super::task::TaskStatus::Stopped)
+            .then(|| ExitStatus::from_proto(r.exit_status, &r.exited_at));
+        Ok(TaskState {
+            id: r.id,
+            bundle: PathBuf::from(r.bundle),
+            pid: r.pid,
+            status,
+            exit,
+            stdout: r.stdout,
+            stderr: r.stderr,
+        })
+    }
+
+    /// Wait: returns when the task has ended (at once if it has), however long that takes.
+    /// Wrap it in a timeout to bound it; a dropped Wait leaves the task alone.
+    pub async fn wait(&self, id: &str) -> Result<ExitStatus, ShimError> {
+        let req = api::WaitRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        let r = self
+            .call("wait", id, None, self.task.wait(Context::default(), &req))
+            .await?;
+        Ok(ExitStatus::from_proto(r.exit_status, &r.exited_at))
+    }
+
+    /// Kill: sends `signal` to the task's init, or with `all` to every process of a Linux
+    /// task. A Wasm guest ends at its next epoch tick, whatever the signal (but 0 and those a
+    /// process ignores by default), with 128 + the signal.
+    pub async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), ShimError> {
+        let req = api::KillRequest {
+            id: id.to_string(),
+            signal,
+            all,
+            ..Default::default()
+        };
+        self.call(
+            "kill",
+            id,
+            Some(self.timeouts.call),
+            self.task.kill(Context::default(), &req),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Delete: removes a stopped (or never started) task and what ran it; refused while it
+    /// runs (kill it first). Forgets the agent's record of it, also when the shim no longer
+    /// knows it.
+    pub async fn delete(&self, id: &str) -> Result<ExitStatus, ShimError> {
+        let req = api::DeleteRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        let deleted = self
+            .call(
+                "delete",
+                id,
+                Some(self.timeouts.call),
+                self.task.delete(Context::default(), &req),
+            )
+            .await;
+        match deleted {
+            Ok(r) => {
+                self.records.forget_task(&self.group, id)?;
+                Ok(ExitStatus::from_proto(r.exit_status, &r.exited_at))
+            }
+            Err(e) => {
+                if e.is_not_found() {
+                    self.records.forget_task(&self.group, id)?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Stats: memory, CPU time and pids of the task's cgroup. A Wasm task has one only when its
+    /// bundle names a `linux.cgroupsPath` and it has its shim to itself (FailedPrecondition
+    /// otherwise).
+    pub async fn stats(&self, id: &str) -> Result<TaskStats, ShimError> {
+        let req = api::StatsRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        let r = self
+            .call(
+                "stats",
+                id,
+                Some(self.timeouts.call),
+                self.task.stats(Context::default(), &req),
+            )
+            .await?;
+        let any = r.stats.as_ref().ok_or_else(|| ShimError::Decode {
+            what: format!("stats of task {id}"),
+            reason: "the shim sent none".into(),
+        })?;
+        TaskStats::from_any(id, any)
+    }
+
+    /// Shutdown: the shim exits once it serves no task (at once with `now`, ending what it
+    /// runs), and this waits until its socket refuses connections (up to the call timeout);
+    /// then the agent forgets the shim. Returns whether the shim went away.
+    pub async fn shutdown(&self, now: bool) -> Result<bool, ShimError> {
+        let req = api::ShutdownRequest {
+            now,
+            ..Default::default()
+        };
+        match self
+            .call(
+                "shutdown",
+                &self.group,
+                Some(self.timeouts.call),
+                self.task.shutdown(Context::default(), &req),
+            )
+            .await
+        {
+            // The shim may exit before its answer leaves.
+            Ok(_) | Err(ShimError::Transport { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        if !now && !self.records.tasks(&self.group)?.is_empty() {
+            // It still serves tasks of the agent's: it stays.
+            return Ok(false);
+        }
+        let path = PathBuf::from(self.address.trim_start_matches("unix://"));
+        let deadline = tokio::time::Instant::now() + self.timeouts.call;
+        loop {
+            let probe = path.clone();
+            let alive = tokio::task::spawn_blocking(move || {
+                std::os::unix::net::UnixStream::connect(probe).is_ok()
+            })
+            .await
+            .unwrap_or(false);
+            if !alive {
+                self.records.forget_shim(&self.group)?;
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
