@@ -453,6 +453,37 @@ static int cmd_tick(int argc, char **argv) {
     return 0;
 }
 
+/* watch PATH MS N: print PATH's bytes then a newline every MS ms, N times (0: forever); a
+   file that cannot be read prints 'watch PATH: error'. For files that change under a guest. */
+static int cmd_watch(int argc, char **argv) {
+    (void)argc;
+    long ms = parse_count(argv[1]);
+    long n = parse_count(argv[2]);
+    if (ms < 0 || n < 0) {
+        fprintf(stderr, "watch: bad operands %s %s\n", argv[1], argv[2]);
+        return EXIT_USAGE;
+    }
+    char buf[16 * 1024];
+    for (long i = 1; n == 0 || i <= n; i++) {
+        FILE *f = fopen(argv[0], "rb");
+        if (f == NULL) {
+            printf("watch %s: %s\n", argv[0], strerror(errno));
+        } else {
+            size_t got;
+            while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
+                fwrite(buf, 1, got, stdout);
+            }
+            fclose(f);
+            putchar('\n');
+        }
+        fflush(stdout);
+        if (n == 0 || i < n) {
+            sleep_ms(ms);
+        }
+    }
+    return 0;
+}
+
 /* crash: say so on stderr, then execute `unreachable` (a wasm trap). */
 static int cmd_crash(int argc, char **argv) {
     (void)argc;
@@ -505,6 +536,7 @@ static const struct command commands[] = {
     {"spin", 0, 0, cmd_spin, "spin               busy loop forever, no host calls"},
     {"sleep", 1, 1, cmd_sleep, "sleep SECS         sleep SECS seconds (0: forever)"},
     {"tick", 2, 2, cmd_tick, "tick MS N          print 'tick i' every MS ms, N times (0: forever)"},
+    {"watch", 3, 3, cmd_watch, "watch PATH MS N    print PATH every MS ms, N times (0: forever)"},
     {"crash", 0, 0, cmd_crash, "crash              print 'crashing' to stderr, then trap"},
     {"lines", 1, 1, cmd_lines, "lines N            print N lines of 100 bytes"},
 };

@@ -2,19 +2,92 @@
 //!
 //! Layout under the agent's data dir:
 //! - `pods/<uid>/volumes/<name>/`: emptyDir (removed with the pod), and the files of ConfigMap and
-//!   Secret volumes (written once per pod, before its first container starts: running containers
-//!   hold them open; Secret files 0644 by default as in Kubernetes, so that a container's non-root user reads
-//!   them; emptyDir 0777; all inside a 0700 pod tree that the host's other users cannot enter);
+//!   Secret volumes, kubelet-managed ([`atomic_writer`]): each version of the files in a
+//!   timestamped `..<time>` dir, `..data` a link to the current one swapped atomically, each key a
+//!   link `key -> ..data/key`; rewritten whenever the object changes ([`refresh`]), so that
+//!   running containers see updates and never a half-written file. The volume dir itself is never
+//!   removed or replaced while the pod lives (it is bind-mounted and preopened). Secret files
+//!   0644 by default as in Kubernetes, so that a container's non-root user reads them (an
+//!   item's `mode` or the volume's `defaultMode` otherwise); their dirs 0755; emptyDir 0777; all
+//!   inside a 0700 pod tree that the host's other users cannot enter;
 //! - `volumes/pvc/<namespace>/<claim>-<claim uid>/`: persistentVolumeClaim data, kept across pod
 //!   deletion and re-creation for as long as the claim exists;
 //! - hostPath volumes are the host's own directories (`DirectoryOrCreate` creates them).
+//!
+//! The objects volumes are made from come through [`VolumeSources`]: the API server (a
+//! [`Transport`]) or a cache of the objects the node's pods use.
+
+mod atomic_writer;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use skiff_api::client::{Api, Transport};
 use skiff_api::v1::*;
+
+use atomic_writer::{FileData, Payload};
+
+/// Where the objects a pod's volumes are made from come from.
+pub(crate) trait VolumeSources: Sync {
+    /// A ConfigMap's `data` and `binaryData` ([`config_map_bytes`]); `None` if it does not exist.
+    fn config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<BTreeMap<String, Vec<u8>>>, String>> + Send;
+    /// A Secret's `data`; `None` if it does not exist.
+    fn secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<BTreeMap<String, Vec<u8>>>, String>> + Send;
+    /// A PersistentVolumeClaim's uid; `None` if it does not exist.
+    fn claim_uid(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<String>, String>> + Send;
+}
+
+/// The API server, one GET per object.
+impl VolumeSources for Transport {
+    async fn config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+        let api: Api<ConfigMap> = Api::new(self.clone(), namespace);
+        let found = api
+            .get_opt(name)
+            .await
+            .map_err(|e| e.message().to_string())?;
+        Ok(found.map(config_map_bytes))
+    }
+
+    async fn secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+        let api: Api<Secret> = Api::new(self.clone(), namespace);
+        let found = api
+            .get_opt(name)
+            .await
+            .map_err(|e| e.message().to_string())?;
+        Ok(found.map(|s| s.data))
+    }
+
+    async fn claim_uid(&self, namespace: &str, name: &str) -> Result<Option<String>, String> {
+        let api: Api<PersistentVolumeClaim> = Api::new(self.clone(), namespace);
+        let found = api
+            .get_opt(name)
+            .await
+            .map_err(|e| e.message().to_string())?;
+        Ok(found.map(|pvc| pvc.metadata.map(|m| m.uid).unwrap_or_default()))
+    }
+}
 
 /// A prepared volume: where it lives and whether it is read-only for every mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,40 +127,45 @@ fn safe_relative(path: &str) -> Result<PathBuf, String> {
     Ok(p.to_path_buf())
 }
 
-/// Writes `files` into a fresh `dir` (old files removed), each with `mode`.
-fn write_files(dir: &Path, files: &BTreeMap<String, Vec<u8>>, mode: u32) -> Result<(), String> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| format!("clearing {}: {e}", dir.display()))?;
-    }
-    // Readable by a container's non-root user; the 0700 pod tree keeps the host's users out.
-    mkdir(dir, 0o755)?;
-    for (name, data) in files {
-        let path = dir.join(safe_relative(name)?);
-        if let Some(parent) = path.parent() {
-            mkdir(parent, 0o755)?;
-        }
-        std::fs::write(&path, data).map_err(|e| format!("writing {}: {e}", path.display()))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
-    }
-    Ok(())
-}
-
-/// Selects `items` (all keys when empty) from `data`.
-fn project(
-    data: BTreeMap<String, Vec<u8>>,
-    items: &[KeyToPath],
+/// The files of a ConfigMap or Secret volume: `items` selected from `data` (all keys when
+/// empty), each with its item's `mode` or `default_mode`. A missing object or key is an error
+/// unless the volume is optional (then it is skipped, as in Kubernetes).
+fn payload(
     what: &str,
-) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    data: Option<BTreeMap<String, Vec<u8>>>,
+    items: &[KeyToPath],
+    optional: bool,
+    default_mode: Option<i32>,
+) -> Result<Payload, String> {
+    let mode = |m: Option<i32>| m.or(default_mode).map_or(0o644, |m| m as u32 & 0o777);
+    let Some(data) = data else {
+        return if optional {
+            Ok(Payload::new())
+        } else {
+            Err(format!("{what} not found"))
+        };
+    };
     if items.is_empty() {
-        return Ok(data);
+        let file = |bytes| FileData {
+            bytes,
+            mode: mode(None),
+        };
+        return Ok(data.into_iter().map(|(k, v)| (k, file(v))).collect());
     }
-    let mut out = BTreeMap::new();
+    let mut out = Payload::new();
     for item in items {
-        let value = data
-            .get(&item.key)
-            .ok_or_else(|| format!("{what}: no key {:?}", item.key))?;
-        out.insert(item.path.clone(), value.clone());
+        let bytes = match data.get(&item.key) {
+            Some(bytes) => bytes.clone(),
+            None if optional => continue,
+            None => return Err(format!("{what}: no key {:?}", item.key)),
+        };
+        out.insert(
+            item.path.clone(),
+            FileData {
+                bytes,
+                mode: mode(item.mode),
+            },
+        );
     }
     Ok(out)
 }
@@ -103,37 +181,71 @@ pub fn config_map_bytes(cm: ConfigMap) -> BTreeMap<String, Vec<u8>> {
     data
 }
 
-/// The files of a ConfigMap or Secret volume.
-struct Projected<'a> {
-    /// `configmap "x"`, for messages.
-    what: String,
-    /// None: the object does not exist.
-    data: Option<BTreeMap<String, Vec<u8>>>,
-    items: &'a [KeyToPath],
-    optional: bool,
-    mode: u32,
+/// A kubelet-managed volume: the object its files come from.
+enum Managed<'a> {
+    ConfigMap(&'a ConfigMapVolumeSource),
+    Secret(&'a SecretVolumeSource),
 }
 
-impl Projected<'_> {
-    fn write(self, dir: &Path) -> Result<(), String> {
-        let files = match self.data {
-            Some(data) => project(data, self.items, &self.what)?,
-            None if self.optional => BTreeMap::new(),
-            None => return Err(format!("{} not found", self.what)),
-        };
-        write_files(dir, &files, self.mode)
+impl Managed<'_> {
+    fn of(volume: &Volume) -> Option<Managed<'_>> {
+        match (&volume.config_map, &volume.secret) {
+            (Some(cm), _) => Some(Managed::ConfigMap(cm)),
+            (None, Some(secret)) => Some(Managed::Secret(secret)),
+            (None, None) => None,
+        }
+    }
+
+    /// The files the volume should hold now.
+    async fn payload(
+        &self,
+        sources: &impl VolumeSources,
+        namespace: &str,
+    ) -> Result<Payload, String> {
+        match self {
+            Managed::ConfigMap(cm) => {
+                let data = sources.config_map(namespace, &cm.name).await?;
+                let what = format!("configmap {:?}", cm.name);
+                let optional = cm.optional == Some(true);
+                payload(&what, data, &cm.items, optional, cm.default_mode)
+            }
+            Managed::Secret(secret) => {
+                let data = sources.secret(namespace, &secret.secret_name).await?;
+                let what = format!("secret {:?}", secret.secret_name);
+                let optional = secret.optional == Some(true);
+                payload(&what, data, &secret.items, optional, secret.default_mode)
+            }
+        }
     }
 }
 
+/// Writes `payload` into the existing volume dir `dir` (on a blocking thread: it fsyncs);
+/// whether the files changed.
+async fn write_payload(dir: PathBuf, payload: Payload) -> Result<bool, String> {
+    tokio::task::spawn_blocking(move || atomic_writer::write(&dir, &payload))
+        .await
+        .map_err(|e| format!("writing files: {e}"))?
+        .map_err(|e| e.to_string())
+}
+
+/// `data_dir/pods/<uid>/volumes`.
+fn volumes_dir(data_dir: &Path, pod: &Pod) -> PathBuf {
+    let uid = pod.metadata.as_ref().map_or("", |m| m.uid.as_str());
+    data_dir.join("pods").join(uid).join("volumes")
+}
+
 /// Prepares every volume of `pod`. Errors name the volume and the cause, for the container's
-/// waiting message.
-pub async fn prepare(
-    transport: &Transport,
+/// waiting message. Safe to call again while the pod runs: directories are kept, ConfigMap and
+/// Secret files are rewritten only when the object changed (atomically), so a call also
+/// refreshes them; each call reads every object the pod's volumes name (ConfigMaps, Secrets and
+/// claims) from `sources`.
+pub(crate) async fn prepare(
+    sources: &impl VolumeSources,
     data_dir: &Path,
     pod: &Pod,
 ) -> Result<BTreeMap<String, VolumeDir>, String> {
-    let meta = pod.metadata.clone().unwrap_or_default();
-    let pod_dir = data_dir.join("pods").join(&meta.uid).join("volumes");
+    let namespace = pod.metadata.as_ref().map_or("", |m| m.namespace.as_str());
+    let pod_dir = volumes_dir(data_dir, pod);
     // The pod's tree is the agent's and the runtime host's (same user) only: it holds secrets.
     mkdir(&pod_dir, 0o700)?;
     if let Some(parent) = pod_dir.parent() {
@@ -168,65 +280,31 @@ pub async fn prepare(
                 path,
                 read_only: false,
             }
-        } else if let Some(cm) = &volume.config_map {
+        } else if let Some(managed) = Managed::of(volume) {
             let path = pod_dir.join(&volume.name);
-            // Written once per pod: running containers hold it open as a preopen.
-            if !path.is_dir() {
-                let api: Api<ConfigMap> = Api::new(transport.clone(), &meta.namespace);
-                let found = api
-                    .get_opt(&cm.name)
-                    .await
-                    .map_err(|e| at(e.message().to_string()))?;
-                let source = Projected {
-                    what: format!("configmap {:?}", cm.name),
-                    data: found.map(config_map_bytes),
-                    items: &cm.items,
-                    optional: cm.optional == Some(true),
-                    mode: cm.default_mode.map_or(0o644, |m| m as u32 & 0o777),
-                };
-                source.write(&path).map_err(at)?;
-            }
-            VolumeDir {
-                path,
-                read_only: true,
-            }
-        } else if let Some(secret) = &volume.secret {
-            let path = pod_dir.join(&volume.name);
-            if !path.is_dir() {
-                let api: Api<Secret> = Api::new(transport.clone(), &meta.namespace);
-                let found = api
-                    .get_opt(&secret.secret_name)
-                    .await
-                    .map_err(|e| at(e.message().to_string()))?;
-                let source = Projected {
-                    what: format!("secret {:?}", secret.secret_name),
-                    data: found.map(|s| s.data),
-                    items: &secret.items,
-                    optional: secret.optional == Some(true),
-                    mode: secret.default_mode.map_or(0o644, |m| m as u32 & 0o777),
-                };
-                source.write(&path).map_err(at)?;
-            }
+            let payload = managed.payload(sources, namespace).await.map_err(at)?;
+            // Readable by a container's non-root user; the 0700 pod tree keeps the host's
+            // users out. Made once, never replaced: containers hold it open.
+            mkdir(&path, 0o755).map_err(at)?;
+            write_payload(path.clone(), payload).await.map_err(at)?;
             VolumeDir {
                 path,
                 read_only: true,
             }
         } else if let Some(claim) = &volume.persistent_volume_claim {
-            let api: Api<PersistentVolumeClaim> = Api::new(transport.clone(), &meta.namespace);
-            let pvc = api
-                .get_opt(&claim.claim_name)
+            let uid = sources
+                .claim_uid(namespace, &claim.claim_name)
                 .await
-                .map_err(|e| at(e.message().to_string()))?
+                .map_err(at)?
                 .ok_or_else(|| {
                     at(format!(
                         "persistentvolumeclaim {:?} not found",
                         claim.claim_name
                     ))
                 })?;
-            let uid = pvc.metadata.map(|m| m.uid).unwrap_or_default();
             let path = data_dir
                 .join("volumes/pvc")
-                .join(&meta.namespace)
+                .join(namespace)
                 .join(format!("{}-{uid}", claim.claim_name));
             mkdir(&path, 0o755).map_err(at)?;
             VolumeDir {
@@ -239,6 +317,50 @@ pub async fn prepare(
         out.insert(volume.name.clone(), dir);
     }
     Ok(out)
+}
+
+/// Rewrites the files of the pod's ConfigMap and Secret volumes whose object changed, each
+/// atomically; returns the names of the volumes whose files changed. Only volumes [`prepare`]
+/// made are touched: nothing is created (a pod whose directory is gone stays gone). A volume
+/// whose object cannot be read, or is gone and not optional, keeps its files (as Kubernetes
+/// does); the error names it, and the other volumes are still refreshed. Unchanged objects cost
+/// one read of each from `sources` and of the files, and write nothing.
+#[expect(
+    dead_code,
+    reason = "for the pod worker's periodic refresh (which calls prepare for now)"
+)]
+pub(crate) async fn refresh(
+    sources: &impl VolumeSources,
+    data_dir: &Path,
+    pod: &Pod,
+) -> Result<Vec<String>, String> {
+    let namespace = pod.metadata.as_ref().map_or("", |m| m.namespace.as_str());
+    let pod_dir = volumes_dir(data_dir, pod);
+    let mut updated = Vec::new();
+    let mut errors = Vec::new();
+    for volume in pod.spec.iter().flat_map(|s| &s.volumes) {
+        let Some(managed) = Managed::of(volume) else {
+            continue;
+        };
+        let path = pod_dir.join(&volume.name);
+        if !path.is_dir() {
+            continue;
+        }
+        let written = match managed.payload(sources, namespace).await {
+            Ok(payload) => write_payload(path, payload).await,
+            Err(e) => Err(e),
+        };
+        match written {
+            Ok(true) => updated.push(volume.name.clone()),
+            Ok(false) => {}
+            Err(e) => errors.push(format!("volume {:?}: {e}", volume.name)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(updated)
+    } else {
+        Err(errors.join("; "))
+    }
 }
 
 /// The preopens of one container, from its volumeMounts.
@@ -258,6 +380,13 @@ pub fn mounts(
         if !m.sub_path.is_empty() {
             let at = |e: String| format!("volumeMount {:?}: subPath {:?}: {e}", m.name, m.sub_path);
             let relative = safe_relative(&m.sub_path).map_err(at)?;
+            // In a kubelet-managed volume the user-visible names are the writer's links: a
+            // subPath is taken from the current version, as Kubernetes does (and, as there,
+            // it does not see later updates).
+            let version = atomic_writer::current_version(&volume.path);
+            if let Some(version) = &version {
+                host.push(version);
+            }
             // No component may be a symlink (a guest may have planted one), checked before
             // anything is created; the resolved path is checked again below.
             for component in relative.components() {
@@ -266,7 +395,11 @@ pub fn mounts(
                     return Err(at("a path component is a symlink".into()));
                 }
             }
-            mkdir(&host, 0o700).map_err(at)?;
+            if version.is_none() {
+                mkdir(&host, 0o700).map_err(at)?;
+            } else if !host.exists() {
+                return Err(at("not in the volume's files".into()));
+            }
             // A guest may have planted a symlink in the volume: the resolved path must stay
             // inside it (the CVE-2017-1002101 class).
             let inside = std::fs::canonicalize(&volume.path)
@@ -302,6 +435,9 @@ pub fn remove_pod_dir(data_dir: &Path, uid: &str) {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::Mutex;
+
     use super::*;
 
     #[test]
@@ -311,5 +447,268 @@ mod tests {
         for bad in ["", "/etc/passwd", "../x", "a/../../x"] {
             assert!(safe_relative(bad).is_err(), "{bad}");
         }
+    }
+
+    type Objects = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
+
+    /// ConfigMaps and Secrets of namespace `ns`, by name, and how many reads were made.
+    #[derive(Default)]
+    struct Fake {
+        config_maps: Mutex<Objects>,
+        secrets: Mutex<Objects>,
+        reads: Mutex<usize>,
+    }
+
+    impl Fake {
+        fn set_config_map(&self, name: &str, data: &[(&str, &str)]) {
+            let data = data
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect();
+            self.config_maps
+                .lock()
+                .unwrap()
+                .insert(name.to_string(), data);
+        }
+
+        fn get(
+            &self,
+            objects: &Mutex<Objects>,
+            ns: &str,
+            name: &str,
+        ) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+            *self.reads.lock().unwrap() += 1;
+            if ns != "ns" {
+                return Err(format!("namespace {ns}"));
+            }
+            Ok(objects.lock().unwrap().get(name).cloned())
+        }
+    }
+
+    impl VolumeSources for Fake {
+        async fn config_map(
+            &self,
+            ns: &str,
+            name: &str,
+        ) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+            self.get(&self.config_maps, ns, name)
+        }
+
+        async fn secret(
+            &self,
+            ns: &str,
+            name: &str,
+        ) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+            self.get(&self.secrets, ns, name)
+        }
+
+        async fn claim_uid(&self, _: &str, _: &str) -> Result<Option<String>, String> {
+            Ok(None)
+        }
+    }
+
+    /// A pod in `ns` with a ConfigMap volume `cfg` (configmap `app`: key `conf` at `etc/app.conf`
+    /// mode 0600, key `motd` at `motd`) and a Secret volume `creds` (secret `db`, defaultMode
+    /// 0400).
+    fn pod() -> Pod {
+        let cfg = ConfigMapVolumeSource {
+            name: "app".into(),
+            items: vec![
+                KeyToPath {
+                    key: "conf".into(),
+                    path: "etc/app.conf".into(),
+                    mode: Some(0o600),
+                },
+                KeyToPath {
+                    key: "motd".into(),
+                    path: "motd".into(),
+                    mode: None,
+                },
+            ],
+            ..Default::default()
+        };
+        let creds = SecretVolumeSource {
+            secret_name: "db".into(),
+            default_mode: Some(0o400),
+            ..Default::default()
+        };
+        Pod {
+            metadata: Some(ObjectMeta {
+                name: "p".into(),
+                namespace: "ns".into(),
+                uid: "uid-1".into(),
+                ..Default::default()
+            }),
+            spec: Some(PodSpec {
+                volumes: vec![
+                    Volume {
+                        name: "cfg".into(),
+                        config_map: Some(cfg),
+                        ..Default::default()
+                    },
+                    Volume {
+                        name: "creds".into(),
+                        secret: Some(creds),
+                        ..Default::default()
+                    },
+                    Volume {
+                        name: "scratch".into(),
+                        empty_dir: Some(EmptyDirVolumeSource::default()),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[tokio::test]
+    async fn config_map_and_secret_files_are_written_and_refreshed() {
+        let data = tempfile::tempdir().unwrap();
+        let fake = Fake::default();
+        fake.set_config_map("app", &[("conf", "v1"), ("motd", "hello")]);
+        fake.secrets.lock().unwrap().insert(
+            "db".into(),
+            BTreeMap::from([("password".into(), b"s3cret".to_vec())]),
+        );
+        let pod = pod();
+        let dirs = prepare(&fake, data.path(), &pod).await.unwrap();
+        let cfg = &dirs["cfg"].path;
+        assert_eq!(cfg, &data.path().join("pods/uid-1/volumes/cfg"));
+        assert!(dirs["cfg"].read_only && dirs["creds"].read_only);
+        assert_eq!(read(&cfg.join("etc/app.conf")), "v1");
+        assert_eq!(read(&cfg.join("motd")), "hello");
+        // Item modes, else defaultMode, else 0644; dirs 0755 as today.
+        assert_eq!(mode(&cfg.join("etc/app.conf")), 0o600);
+        assert_eq!(mode(&cfg.join("motd")), 0o644);
+        assert_eq!(mode(cfg), 0o755);
+        let creds = &dirs["creds"].path;
+        assert_eq!(read(&creds.join("password")), "s3cret");
+        assert_eq!(mode(&creds.join("password")), 0o400);
+        assert_eq!(mode(&data.path().join("pods/uid-1")), 0o700);
+        let version = atomic_writer::current_version(cfg).unwrap();
+        let dir_inode = std::fs::metadata(cfg).unwrap().ino();
+
+        // Nothing changed: prepare again and refresh write nothing.
+        prepare(&fake, data.path(), &pod).await.unwrap();
+        assert_eq!(refresh(&fake, data.path(), &pod).await, Ok(vec![]));
+        assert_eq!(atomic_writer::current_version(cfg).unwrap(), version);
+
+        // The ConfigMap changes: refresh swaps its files in, in the same directory.
+        fake.set_config_map("app", &[("conf", "v2"), ("motd", "hello")]);
+        let reads = *fake.reads.lock().unwrap();
+        assert_eq!(
+            refresh(&fake, data.path(), &pod).await,
+            Ok(vec!["cfg".to_string()])
+        );
+        // One read per ConfigMap or Secret volume, none for the emptyDir.
+        assert_eq!(*fake.reads.lock().unwrap(), reads + 2);
+        assert_eq!(read(&cfg.join("etc/app.conf")), "v2");
+        assert_ne!(atomic_writer::current_version(cfg).unwrap(), version);
+        assert_eq!(std::fs::metadata(cfg).unwrap().ino(), dir_inode);
+        // prepare also brings files up to date.
+        fake.set_config_map("app", &[("conf", "v3"), ("motd", "hello")]);
+        prepare(&fake, data.path(), &pod).await.unwrap();
+        assert_eq!(read(&cfg.join("etc/app.conf")), "v3");
+
+        // The ConfigMap is deleted (not optional): the files stay, the error names the volume.
+        fake.config_maps.lock().unwrap().clear();
+        let e = refresh(&fake, data.path(), &pod).await.unwrap_err();
+        assert_eq!(e, r#"volume "cfg": configmap "app" not found"#);
+        assert_eq!(read(&cfg.join("etc/app.conf")), "v3");
+        let e = prepare(&fake, data.path(), &pod).await.unwrap_err();
+        assert_eq!(e, r#"volume "cfg": configmap "app" not found"#);
+    }
+
+    #[tokio::test]
+    async fn refresh_creates_nothing_and_optional_sources_may_be_missing() {
+        let data = tempfile::tempdir().unwrap();
+        let fake = Fake::default();
+        let mut pod = pod();
+        // Never prepared (or the pod's dir is gone): nothing is made.
+        assert_eq!(refresh(&fake, data.path(), &pod).await, Ok(vec![]));
+        assert!(!data.path().join("pods").exists());
+
+        // Optional volumes whose objects (or keys) are missing are empty.
+        if let Some(spec) = pod.spec.as_mut() {
+            for v in &mut spec.volumes {
+                if let Some(cm) = v.config_map.as_mut() {
+                    cm.optional = Some(true);
+                }
+                if let Some(s) = v.secret.as_mut() {
+                    s.optional = Some(true);
+                }
+            }
+        }
+        let dirs = prepare(&fake, data.path(), &pod).await.unwrap();
+        let cfg = &dirs["cfg"].path;
+        assert!(atomic_writer::current_version(cfg).is_some());
+        assert!(!cfg.join("motd").exists());
+        fake.set_config_map("app", &[("motd", "late")]);
+        assert_eq!(
+            refresh(&fake, data.path(), &pod).await,
+            Ok(vec!["cfg".to_string()])
+        );
+        assert_eq!(read(&cfg.join("motd")), "late");
+        assert!(!cfg.join("etc").exists());
+    }
+
+    #[tokio::test]
+    async fn bad_item_paths_are_refused() {
+        let data = tempfile::tempdir().unwrap();
+        let fake = Fake::default();
+        fake.set_config_map("app", &[("conf", "v1"), ("motd", "hello")]);
+        for bad in ["../../escape", "/etc/passwd", "..data"] {
+            let mut pod = pod();
+            if let Some(spec) = pod.spec.as_mut() {
+                spec.volumes[0].config_map.as_mut().unwrap().items[0].path = bad.into();
+            }
+            let e = prepare(&fake, data.path(), &pod).await.unwrap_err();
+            assert!(e.starts_with(r#"volume "cfg": item path"#), "{bad}: {e}");
+        }
+        assert!(!data.path().join("escape").exists());
+    }
+
+    #[tokio::test]
+    async fn sub_paths_of_managed_volumes_come_from_the_current_version() {
+        let data = tempfile::tempdir().unwrap();
+        let fake = Fake::default();
+        fake.set_config_map("app", &[("conf", "v1"), ("motd", "hello")]);
+        fake.secrets
+            .lock()
+            .unwrap()
+            .insert("db".into(), BTreeMap::new());
+        let dirs = prepare(&fake, data.path(), &pod()).await.unwrap();
+        let cfg = &dirs["cfg"].path;
+        let version = atomic_writer::current_version(cfg).unwrap();
+        let container = |sub: &str| Container {
+            name: "c".into(),
+            volume_mounts: vec![VolumeMount {
+                name: "cfg".into(),
+                mount_path: "/etc/app".into(),
+                sub_path: sub.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let m = mounts(&container("etc"), &dirs).unwrap();
+        assert_eq!(m[0].host, cfg.join(&version).join("etc"));
+        assert_eq!(m[0].beneath.as_ref(), Some(cfg));
+        assert!(m[0].read_only);
+        let e = mounts(&container("nope"), &dirs).unwrap_err();
+        assert!(e.contains("not in the volume's files"), "{e}");
+        assert!(!cfg.join(&version).join("nope").exists());
+        // The whole volume is its directory, as before.
+        let m = mounts(&container(""), &dirs).unwrap();
+        assert_eq!(&m[0].host, cfg);
     }
 }

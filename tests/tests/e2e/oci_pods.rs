@@ -4,9 +4,10 @@
 //! (NoNewPrivs, seccomp, reduced capabilities), OOMKilled under a 64Mi limit, and two
 //! containers of one pod talking over localhost.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use skiff_tests::guests::guest;
 use skiff_tests::images::busybox_oci_archive;
 use skiff_tests::registry::Registry;
 use skiff_tests::{Cluster, stdout, text, wait_for};
@@ -396,6 +397,70 @@ fn sub_path_mounts_stay_inside_their_volume() {
             .is_some_and(|m| m.contains("subPath \"link\"") && m.contains("symlink")),
         "{waiting:#}"
     );
+}
+
+/// A ConfigMap updated while an OCI pod and a Wasm pod mount it: the files both read change
+/// within a minute (kubelet's sync period), each swapped whole, and the volume stays the one
+/// mounted.
+#[test]
+fn config_map_updates_reach_running_pods() {
+    let s = setup();
+    let c = &s.cluster;
+    let config_map = |motd: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings}}\ndata: {{motd: {motd}, other: x}}\n"
+        )
+    };
+    c.apply(&config_map("first"));
+    let volume = "  volumes:\n  - name: config\n    configMap: {name: settings}\n";
+    let mount = "    volumeMounts:\n    - {name: config, mountPath: /etc/app}\n";
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: oci\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, \"while :; do busybox cat /etc/app/motd; echo; busybox sleep 0.5; done\"]\n{mount}{volume}",
+        image = s.image
+    ));
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: wasm\nspec:\n  runtimeClassName: wasm\n  terminationGracePeriodSeconds: 0\n  containers:\n  - name: main\n    image: file:{probe}\n    command: [probe]\n    args: [watch, /etc/app/motd, \"500\", \"0\"]\n{mount}{volume}",
+        probe = guest("probe").display()
+    ));
+    let saw = |pod: &str, text: &str| {
+        let out = c.skiff(&["logs", pod]);
+        out.status.success() && stdout(&out).lines().any(|l| l == text)
+    };
+    for pod in ["oci", "wasm"] {
+        wait_for(
+            &format!("{pod} reads first"),
+            Duration::from_secs(60),
+            || saw(pod, "first").then_some(()),
+        );
+    }
+
+    c.apply(&config_map("second"));
+    let started = Instant::now();
+    for pod in ["oci", "wasm"] {
+        wait_for(
+            &format!("{pod} reads second"),
+            Duration::from_secs(90),
+            || saw(pod, "second").then_some(()),
+        );
+    }
+    let took = started.elapsed();
+    eprintln!("ConfigMap update → both pods read it: {took:?}");
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    // Every line either pod printed is one whole version: nothing torn, nothing missing.
+    for pod in ["oci", "wasm"] {
+        let out = stdout(&c.skiff(&["logs", pod]));
+        assert!(
+            out.lines().all(|l| l == "first" || l == "second"),
+            "{pod}: {out}"
+        );
+    }
+    // Neither container restarted: the files changed under them.
+    for pod in ["oci", "wasm"] {
+        let p = c.get_json("pod", pod).expect("pod");
+        let status = &p["status"]["containerStatuses"][0];
+        assert_eq!(status["restartCount"].as_u64().unwrap_or(0), 0, "{p:#}");
+        assert!(status["state"]["running"].is_object(), "{p:#}");
+    }
 }
 
 /// A fork bomb in a pod meets the node's `--pod-pids-limit`: forks are refused, the container's
