@@ -1,5 +1,11 @@
 //! The Node object: what this machine offers (capacity, allocatable, runtimes, addresses, labels),
-//! its registration, and the heartbeat that keeps its `Ready` condition fresh.
+//! its registration, and its heartbeat.
+//!
+//! Heartbeats are Kubernetes' since node leases: every period the agent renews its Lease
+//! (`kube-node-lease/<node>`, a small write), and reads its Node to write the status only when
+//! what it reports changed (Ready or not, capacity, addresses, runtimes...) or the control plane
+//! marked it otherwise (a node back from `Unknown`). The control plane judges staleness by when
+//! it saw the Lease renewed, by its own clock.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -7,11 +13,17 @@ use std::time::Duration;
 
 use skiff_api::client::{Api, Transport};
 use skiff_api::v1::*;
+use skiff_api::validation::NODE_LEASE_NAMESPACE;
 
 use crate::{AgentError, AgentOptions};
 
-/// How often the Ready condition's heartbeat is renewed.
+/// How often the Lease is renewed and the Node's status looked at (kubelet's
+/// `nodeStatusUpdateFrequency` and lease renew interval).
 pub const HEARTBEAT_PERIOD: Duration = Duration::from_secs(10);
+
+/// The Lease's `leaseDurationSeconds` (kubelet's `nodeLeaseDurationSeconds`): informational, the
+/// control plane's `--node-grace-period` decides.
+pub const LEASE_DURATION_SECONDS: i32 = 40;
 
 /// Whether this agent runs OCI containers: namespaces, cgroups and overlayfs need root.
 pub fn runs_containers() -> bool {
@@ -269,31 +281,209 @@ fn merged_labels(existing: &BTreeMap<String, String>, info: &NodeInfo) -> BTreeM
     labels
 }
 
-/// Renews the Ready heartbeat forever (NotReady while the runtime host does not answer);
-/// re-registers if the Node was deleted.
+/// Is `wanted` what `current` already says, heartbeat times aside?
+pub fn status_unchanged(current: Option<&NodeStatus>, wanted: &NodeStatus) -> bool {
+    let without_heartbeats = |s: &NodeStatus| {
+        let mut s = s.clone();
+        for c in &mut s.conditions {
+            c.last_heartbeat_time = None;
+        }
+        s
+    };
+    current.is_some_and(|c| without_heartbeats(c) == without_heartbeats(wanted))
+}
+
+/// The node's Lease, as the agent renews it: held by the node, renewed now, owned by the Node
+/// (so that deleting the Node deletes it).
+pub fn renewed_lease(existing: Option<Lease>, node: &Node) -> Lease {
+    let name = node
+        .metadata
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    let mut lease = existing.unwrap_or_else(|| Lease {
+        metadata: Some(ObjectMeta {
+            name: name.clone(),
+            namespace: NODE_LEASE_NAMESPACE.into(),
+            ..Default::default()
+        }),
+        spec: None,
+    });
+    let now = skiff_api::time::now();
+    let spec = lease.spec.get_or_insert_with(Default::default);
+    if spec.holder_identity.as_deref() != Some(name.as_str()) {
+        spec.holder_identity = Some(name.clone());
+        spec.acquire_time = Some(now);
+    }
+    spec.lease_duration_seconds = Some(LEASE_DURATION_SECONDS);
+    spec.renew_time = Some(now);
+    let meta = lease.metadata.get_or_insert_with(Default::default);
+    let uid = node
+        .metadata
+        .as_ref()
+        .map(|m| m.uid.clone())
+        .unwrap_or_default();
+    if !uid.is_empty() && !meta.owner_references.iter().any(|o| o.uid == uid) {
+        meta.owner_references = vec![OwnerReference {
+            api_version: "v1".into(),
+            kind: "Node".into(),
+            name,
+            uid,
+            ..Default::default()
+        }];
+    }
+    lease
+}
+
+/// Renews the node's Lease: an update of the one last written, else of a fresh read, else a
+/// create. Returns what is stored now.
+async fn renew_lease(
+    api: &Api<Lease>,
+    last: Option<Lease>,
+    node: &Node,
+) -> Result<Lease, tonic::Status> {
+    if let Some(last) = last {
+        match api.update(renewed_lease(Some(last), node)).await {
+            Err(s) if matches!(s.code(), tonic::Code::Aborted | tonic::Code::NotFound) => {}
+            result => return result,
+        }
+    }
+    let name = node
+        .metadata
+        .as_ref()
+        .map(|m| m.name.as_str())
+        .unwrap_or("");
+    match api.get_opt(name).await? {
+        Some(existing) => api.update(renewed_lease(Some(existing), node)).await,
+        None => api.create(renewed_lease(None, node)).await,
+    }
+}
+
+/// Heartbeats forever: renews the Lease every `period`, and writes the Node's status when it
+/// changed (NotReady while the runtime host does not answer); re-registers if the Node was
+/// deleted.
 pub async fn heartbeat(
     transport: Transport,
     info: NodeInfo,
     runtime: crate::host::Runtime,
     period: Duration,
 ) {
-    let api: Api<Node> = Api::new(transport.clone(), "");
+    let nodes: Api<Node> = Api::new(transport.clone(), "");
+    let leases: Api<Lease> = Api::new(transport.clone(), NODE_LEASE_NAMESPACE);
+    let mut lease: Option<Lease> = None;
     loop {
-        tokio::time::sleep(period).await;
-        let problem = runtime.check().await.err();
-        let result = match api.get_opt(&info.name).await {
-            Ok(Some(mut node)) => {
-                node.status = Some(info.status(node.status.as_ref(), problem.as_deref()));
-                api.update_status(node).await.map(|_| ())
+        let node = match nodes.get_opt(&info.name).await {
+            Ok(Some(node)) => Some(node),
+            Ok(None) => match register(&transport, &info).await {
+                Ok(node) => Some(node),
+                Err(e) => {
+                    tracing::warn!(error = %e, "heartbeat: registering again failed");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat: reading the node failed");
+                None
             }
-            Ok(None) => register(&transport, &info)
-                .await
-                .map(|_| ())
-                .map_err(|e| tonic::Status::unknown(e.to_string())),
-            Err(e) => Err(e),
         };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "heartbeat failed");
+        if let Some(mut node) = node {
+            match renew_lease(&leases, lease.take(), &node).await {
+                Ok(renewed) => lease = Some(renewed),
+                Err(e) => tracing::warn!(error = %e, "heartbeat: renewing the lease failed"),
+            }
+            let problem = runtime.check().await.err();
+            let wanted = info.status(node.status.as_ref(), problem.as_deref());
+            if !status_unchanged(node.status.as_ref(), &wanted) {
+                node.status = Some(wanted);
+                if let Err(e) = nodes.update_status(node).await {
+                    tracing::warn!(error = %e, "heartbeat: writing the node status failed");
+                }
+            }
         }
+        tokio::time::sleep(period).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> NodeInfo {
+        NodeInfo {
+            name: "n1".into(),
+            ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            labels: BTreeMap::new(),
+            taints: vec![],
+            cpu_millis: 2000,
+            memory_bytes: 1 << 30,
+            max_pods: 110,
+            kernel: "6.1".into(),
+            machine_id: "m".into(),
+            boot_id: "b".into(),
+        }
+    }
+
+    #[test]
+    fn status_is_written_only_when_it_changes() {
+        let info = info();
+        let first = info.status(None, None);
+        assert!(!status_unchanged(None, &first));
+        // The same report a period later differs only in its heartbeat time.
+        let mut later = info.status(Some(&first), None);
+        later.conditions[0].last_heartbeat_time = Some(skiff_api::Timestamp {
+            seconds: first.conditions[0].last_heartbeat_time.unwrap().seconds + 10,
+            nanos: 0,
+        });
+        assert!(status_unchanged(Some(&first), &later));
+        // NotReady, more memory, or a control plane that marked the node Unknown: written.
+        assert!(!status_unchanged(
+            Some(&first),
+            &info.status(Some(&first), Some("no answer"))
+        ));
+        let bigger = NodeInfo {
+            memory_bytes: 2 << 30,
+            ..info.clone()
+        };
+        assert!(!status_unchanged(
+            Some(&first),
+            &bigger.status(Some(&first), None)
+        ));
+        let mut unknown = first.clone();
+        unknown.conditions[0].status = "Unknown".into();
+        assert!(!status_unchanged(
+            Some(&unknown),
+            &info.status(Some(&unknown), None)
+        ));
+    }
+
+    #[test]
+    fn the_lease_is_held_by_the_node_and_owned_by_it() {
+        let node = Node {
+            metadata: Some(ObjectMeta {
+                name: "n1".into(),
+                uid: "u1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let lease = renewed_lease(None, &node);
+        let meta = lease.metadata.as_ref().unwrap();
+        assert_eq!(
+            (meta.namespace.as_str(), meta.name.as_str()),
+            ("kube-node-lease", "n1")
+        );
+        assert_eq!(meta.owner_references[0].kind, "Node");
+        assert_eq!(meta.owner_references[0].uid, "u1");
+        let spec = lease.spec.clone().unwrap();
+        assert_eq!(spec.holder_identity.as_deref(), Some("n1"));
+        assert_eq!(spec.lease_duration_seconds, Some(LEASE_DURATION_SECONDS));
+        assert_eq!(spec.acquire_time, spec.renew_time);
+        // A renewal moves renewTime only.
+        let again = renewed_lease(Some(lease.clone()), &node);
+        let again_spec = again.spec.clone().unwrap();
+        assert_eq!(again_spec.acquire_time, spec.acquire_time);
+        let at = |t: Option<skiff_api::Timestamp>| t.map(|t| (t.seconds, t.nanos));
+        assert!(at(again_spec.renew_time) >= at(spec.renew_time));
+        assert_eq!(again.metadata, lease.metadata);
     }
 }
