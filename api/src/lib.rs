@@ -20,6 +20,7 @@ pub mod resource;
 pub mod selector;
 pub mod time;
 pub mod validation;
+pub mod workload;
 
 pub use intstr::{IntOrString, IntOrStringValue};
 pub use resource::{Resource, ResourceExt};

@@ -154,6 +154,14 @@ fn validate_workload(
     match &t.spec {
         Some(ps) => {
             validate_pod_spec(ps, "spec.template.spec", errors);
+            if let Some(meta) = &t.metadata {
+                super::pod::validate_workload_annotations(
+                    meta,
+                    ps,
+                    "spec.template.metadata.annotations",
+                    errors,
+                );
+            }
             if !ps.restart_policy.is_empty() && ps.restart_policy != "Always" {
                 errors.add(
                     "spec.template.spec.restartPolicy",

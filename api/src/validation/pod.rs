@@ -4,13 +4,60 @@ use std::collections::BTreeSet;
 
 use super::names::{is_config_key, is_dns1123_label, is_dns1123_subdomain, is_env_name};
 use super::{FieldErrors, check_one_of, check_port, check_quantity};
-use crate::v1::{Container, Pod, PodSpec, Probe, Volume};
+use crate::v1::{Container, ObjectMeta, Pod, PodSpec, Probe, Volume};
 use crate::{IntOrString, IntOrStringValue};
 
 pub fn validate_pod(pod: &Pod, errors: &mut FieldErrors) {
     match &pod.spec {
-        Some(spec) => validate_pod_spec(spec, "spec", errors),
+        Some(spec) => {
+            validate_pod_spec(spec, "spec", errors);
+            if let Some(meta) = &pod.metadata {
+                validate_workload_annotations(meta, spec, "metadata.annotations", errors);
+            }
+        }
         None => errors.add("spec", "required"),
+    }
+}
+
+/// The annotation naming the containers of the other kind (DESIGN §4) names containers of this
+/// pod, and only the one that fits the pod's runtime class is used: the other would be ignored,
+/// so it is refused.
+pub fn validate_workload_annotations(
+    meta: &ObjectMeta,
+    spec: &PodSpec,
+    path: &str,
+    errors: &mut FieldErrors,
+) {
+    use crate::workload::{LINUX_CONTAINERS, WASM_CONTAINERS, WASM_RUNTIME, listed};
+    let wasm_pod = spec.runtime_class_name == WASM_RUNTIME;
+    let (used, unused) = if wasm_pod {
+        (LINUX_CONTAINERS, WASM_CONTAINERS)
+    } else {
+        (WASM_CONTAINERS, LINUX_CONTAINERS)
+    };
+    if meta.annotations.contains_key(unused) {
+        let why = if wasm_pod {
+            "the pod's containers are Wasm already (runtimeClassName: wasm); name its Linux containers in"
+        } else {
+            "the pod's containers are Linux containers already (no runtimeClassName: wasm); name its Wasm containers in"
+        };
+        errors.add(format!("{path}[{unused}]"), format!("{why} {used}"));
+    }
+    if let Some(value) = meta.annotations.get(used) {
+        let names: BTreeSet<&str> = spec
+            .init_containers
+            .iter()
+            .chain(&spec.containers)
+            .map(|c| c.name.as_str())
+            .collect();
+        for name in listed(value) {
+            if !names.contains(name) {
+                errors.add(
+                    format!("{path}[{used}]"),
+                    format!("no container named {name:?} in this pod"),
+                );
+            }
+        }
     }
 }
 

@@ -76,7 +76,8 @@ pub struct PodInfo {
     /// The store revision of this version (its resourceVersion).
     pub revision: u64,
     pub requests: Resources,
-    pub runtime: String,
+    /// Runtime handlers the node must offer.
+    pub runtimes: Vec<String>,
     pub priority: i32,
     /// The replica group spreading counts: the controller's uid, else the namespace and labels.
     pub owner: Option<String>,
@@ -90,7 +91,7 @@ impl PodInfo {
             key: key.to_string(),
             revision,
             requests: pod_requests(&pod),
-            runtime: pod_runtime(&pod).to_string(),
+            runtimes: pod_runtimes(&pod),
             priority: pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
             owner: owner_key(&pod),
             host_ports: host_ports(&pod),
@@ -157,11 +158,17 @@ pub fn pod_requests(pod: &Pod) -> Resources {
     total
 }
 
-/// The runtime handler a pod needs: `wasm` for `runtimeClassName: wasm`, `oci` by default.
-pub fn pod_runtime(pod: &Pod) -> &str {
+/// The runtime handlers a pod needs: `wasm` and/or `oci`, per its containers' kinds (a mixed
+/// pod needs both); another `runtimeClassName` names its handler as it is.
+pub fn pod_runtimes(pod: &Pod) -> Vec<String> {
     match pod.spec.as_ref().map(|s| s.runtime_class_name.as_str()) {
-        None | Some("") => "oci",
-        Some(other) => other,
+        None | Some("" | skiff_api::workload::WASM_RUNTIME) => {
+            skiff_api::workload::pod_runtimes(pod)
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        }
+        Some(other) => vec![other.to_string()],
     }
 }
 
@@ -709,7 +716,7 @@ pub(crate) mod tests {
                 pods: 1
             }
         );
-        assert_eq!(info.runtime, "wasm");
+        assert_eq!(info.runtimes, ["wasm"]);
         assert_eq!(info.owner.as_deref(), Some("default/labels:app=web"));
         let mut owned = pod("b", "1", "1Gi");
         owned

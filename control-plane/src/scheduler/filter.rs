@@ -76,8 +76,8 @@ pub fn check_node(pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
     if node.unschedulable {
         return Err(Unfit::Unschedulable);
     }
-    if !node.runtimes.contains(&pod.runtime) {
-        return Err(Unfit::Runtime(pod.runtime.clone()));
+    if let Some(missing) = pod.runtimes.iter().find(|r| !node.runtimes.contains(r)) {
+        return Err(Unfit::Runtime(missing.clone()));
     }
     if !matches_selector(&pod.pod, node) {
         return Err(Unfit::Selector);

@@ -369,11 +369,12 @@ impl pod_exec_api_server::PodExecApi for TunnelService {
         }
         let pod = self.pods.get(&r.namespace, &r.name).await?;
         let container = pick_container(&pod, &r.container)?;
-        let spec = pod.spec.as_ref();
-        if spec.is_some_and(|s| s.runtime_class_name == "wasm") {
+        if skiff_api::workload::container_kind(&pod, &container)
+            == skiff_api::workload::WorkloadKind::Wasm
+        {
             return Err(Status::failed_precondition(format!(
-                "pod {:?} is a Wasm pod (runtimeClassName: wasm): its containers run no \
-                 processes a command could join; exec needs an OCI container",
+                "container {container:?} of pod {:?} is a Wasm container: it runs no \
+                 processes a command could join; exec needs a Linux container",
                 r.name
             )));
         }

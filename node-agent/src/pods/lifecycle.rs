@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use skiff_api::ResourceExt;
 use skiff_api::quantity::Quantity;
 use skiff_api::v1::*;
+use skiff_api::workload::WorkloadKind;
 use skiff_runtime::host::proto;
 
 use super::record::{Current, Terminated};
@@ -43,11 +44,16 @@ impl Resources {
     }
 }
 
-/// Whether `pod` runs in wasmtime (`runtimeClassName: wasm`) rather than as OCI containers.
-pub(super) fn is_wasm(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .is_some_and(|s| s.runtime_class_name == "wasm")
+/// Whether container `name` of `pod` runs in wasmtime rather than as a Linux container
+/// (`runtimeClassName: wasm`, and the annotations naming the other kind: DESIGN §4).
+fn is_wasm(pod: &Pod, name: &str) -> bool {
+    skiff_api::workload::container_kind(pod, name) == WorkloadKind::Wasm
+}
+
+/// Whether any container of `pod` is a Linux container: the pod then has a sandbox (a network
+/// namespace) that all its containers share, Wasm ones included.
+fn has_linux_container(pod: &Pod) -> bool {
+    skiff_api::workload::pod_kinds(pod).contains(&WorkloadKind::Linux)
 }
 
 /// Whether Wasm pod `pod` is granted any socket (a container port to bind, or outbound
@@ -168,8 +174,8 @@ impl PodWorker {
         }
     }
 
-    /// Whether `pod` lives in a network namespace of its own: OCI pods always; Wasm pods when
-    /// they are granted sockets and the node can give them an address (a Wasm pod needs no
+    /// Whether `pod` lives in a network namespace of its own: pods with a Linux container
+    /// always (their Wasm containers join it); all-Wasm pods when they are granted sockets and the node can give them an address (a Wasm pod needs no
     /// root, and a namespace without an address would only cut it off).
     ///
     /// Decided once per pod: a pod whose namespace exists keeps it, and a Wasm pod that already
@@ -180,8 +186,8 @@ impl PodWorker {
         if crate::network::netns::path(uid).exists() {
             return true;
         }
-        if !is_wasm(pod) {
-            return self.ctx.network.has_addresses();
+        if has_linux_container(pod) {
+            return true;
         }
         let ran = self.entry.containers.values().any(|r| match &r.state {
             Current::Running { .. } | Current::Unknown { .. } => true,
@@ -199,7 +205,7 @@ impl PodWorker {
         container: &Container,
         attempt: u32,
     ) -> (Current, String) {
-        if !is_wasm(pod) {
+        if !is_wasm(pod, &container.name) {
             return self.start_oci(pod, container, attempt).await;
         }
         let meta = pod.meta();

@@ -8,6 +8,7 @@ mod durability;
 mod hostile_images;
 mod kinds;
 mod linux_executor;
+mod mixed_pods;
 mod oci_pods;
 mod pod_network;
 mod pod_workers;

@@ -307,7 +307,7 @@ fn spinning_guest_dies_within_a_second_of_delete_and_the_node_stays_ready() {
     // A Wasm pod runs no processes: exec is refused, naming why.
     let out = c.skiff(&["exec", "ticker", "--", "sh"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("Wasm pod"), "{}", text(&out));
+    assert!(text(&out).contains("Wasm container"), "{}", text(&out));
     wait_for("the ticker to keep ticking", Duration::from_secs(5), || {
         (logs(&c, &["ticker"]).lines().count() > ticks_before).then_some(())
     });
