@@ -149,7 +149,8 @@ impl PodWorker {
         container: &Container,
         pod_ip: &str,
     ) -> Result<(Vec<volumes::Mount>, Vec<(String, String)>), String> {
-        let prepared = volumes::prepare(&self.ctx.transport, &self.ctx.data_dir, pod).await;
+        let sources = self.volume_sources();
+        let prepared = volumes::prepare(&sources, &self.ctx.data_dir, pod).await;
         let mounts = prepared.and_then(|v| volumes::mounts(container, &v))?;
         let ips = status::Ips {
             pod: pod_ip.to_string(),

@@ -7,7 +7,7 @@
 //! and waits for its first answer. When a pod is torn down its worker releases what it used, and
 //! an object no pod uses any more has its watch stopped. Must not: decide anything about pods.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -144,6 +144,42 @@ fn replace<K: PartialEq>(known: &mut Known<K>, now: Known<K>) -> bool {
     }
     *known = now;
     true
+}
+
+/// What one pod's volumes are made from: its ConfigMaps and Secrets from the watches (kept
+/// watched for `user`, the pod's uid), claims from the API.
+pub struct PodSources<'a> {
+    pub sources: &'a Sources,
+    pub transport: &'a Transport,
+    pub user: &'a str,
+}
+
+impl super::volumes::VolumeSources for PodSources<'_> {
+    async fn config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+        let found = self
+            .sources
+            .config_maps
+            .get(namespace, name, self.user)
+            .await?;
+        Ok(found.map(super::volumes::config_map_bytes))
+    }
+
+    async fn secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
+        let found = self.sources.secrets.get(namespace, name, self.user).await?;
+        Ok(found.map(|s| s.data))
+    }
+
+    async fn claim_uid(&self, namespace: &str, name: &str) -> Result<Option<String>, String> {
+        super::volumes::VolumeSources::claim_uid(self.transport, namespace, name).await
+    }
 }
 
 /// The ConfigMaps and Secrets of this node's pods.

@@ -325,13 +325,6 @@ pub(crate) async fn prepare(
 /// whose object cannot be read, or is gone and not optional, keeps its files (as Kubernetes
 /// does); the error names it, and the other volumes are still refreshed. Unchanged objects cost
 /// one read of each from `sources` and of the files, and write nothing.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "for the pod worker's periodic refresh (which calls prepare for now)"
-    )
-)]
 pub(crate) async fn refresh(
     sources: &impl VolumeSources,
     data_dir: &Path,

@@ -323,7 +323,8 @@ impl PodWorker {
 
     /// Rewrites the pod's ConfigMap and Secret volumes every [`RESYNC`] once it runs, so that
     /// updated objects reach mounted files (each written atomically: a reader sees the old
-    /// files or the new ones, never a mix).
+    /// files or the new ones, never a mix). The objects come from the node's watches, so an
+    /// unchanged one costs no request.
     async fn refresh_volumes(&mut self, pod: &Pod) {
         let started = self
             .entry
@@ -337,9 +338,22 @@ impl PodWorker {
             return;
         }
         self.refreshed = Some(tokio::time::Instant::now());
-        if let Err(e) = super::volumes::prepare(&self.ctx.transport, &self.ctx.data_dir, pod).await
-        {
-            tracing::debug!(pod = %pod.name(), error = %e, "refreshing volumes");
+        let sources = self.volume_sources();
+        match super::volumes::refresh(&sources, &self.ctx.data_dir, pod).await {
+            Ok(updated) if !updated.is_empty() => {
+                tracing::info!(pod = %pod.name(), volumes = ?updated, "volume files updated");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(pod = %pod.name(), error = %e, "refreshing volumes"),
+        }
+    }
+
+    /// Where this pod's volumes come from: the node's watches, kept for this pod.
+    pub(super) fn volume_sources(&self) -> super::sources::PodSources<'_> {
+        super::sources::PodSources {
+            sources: &self.ctx.sources,
+            transport: &self.ctx.transport,
+            user: &self.uid,
         }
     }
 
