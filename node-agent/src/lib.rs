@@ -1,9 +1,9 @@
 //! skiff-node-agent: the kubelet of skiff.
 //!
 //! Owns joining with the join token ([`join`]), registering the Node and heartbeating ([`node`]),
-//! the level-triggered pod sync loop over a watch of the pods bound to this node ([`pods`]),
-//! volumes, secrets and config maps as files and env, container restarts with back-off, pod
-//! status, serving logs through the API server's node tunnel ([`tunnel`]), and the pod network
+//! the level-triggered pod sync over a watch of the pods bound to this node, one worker per pod
+//! ([`pods`]), volumes, secrets and config maps as files and env, container restarts with
+//! back-off, pod status, serving logs through the API server's node tunnel ([`tunnel`]), and the pod network
 //! (a node bridge, one veth and address per OCI pod, routes to other nodes' pods: [`network`]).
 //!
 //! Workloads run in the runtime host ([`host`]): a separate long-lived process that the agent
