@@ -9,6 +9,7 @@ mod hostile_images;
 mod kinds;
 mod linux_executor;
 mod mixed_pods;
+mod namespaces;
 mod oci_pods;
 mod pod_network;
 mod pod_workers;
