@@ -4,6 +4,7 @@
 //! Must not: be run as a timed unit test; figures belong in bench/README.md.
 
 mod api;
+mod heartbeats;
 mod instantiate;
 mod oci_start;
 mod scheduler;
