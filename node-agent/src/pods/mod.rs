@@ -8,9 +8,11 @@
 //! converges the same way. Instances are named `<pod uid>/<container>/<attempt>` and the host's
 //! Start is idempotent on that id, so no container is ever started twice.
 //!
-//! A pod without `runtimeClassName: wasm` is an OCI pod: its containers run in the runtime
-//! host's Linux executor over the image's unpacked layers ([`oci`] builds their process), all in
-//! one network namespace per pod with the pod's address ([`crate::network`]).
+//! Each container is a Wasm guest or a Linux container ([`skiff_api::workload`]: the pod's
+//! `runtimeClassName`, and the annotation naming the other kind's containers). Linux containers
+//! run in the runtime host's Linux executor over the image's unpacked layers ([`oci`] builds
+//! their process), all in one network namespace per pod with the pod's address
+//! ([`crate::network`]); the Wasm containers of such a mixed pod join that namespace.
 //!
 //! Wasm containers: `command` (if given) is argv (argv[0] first), then `args`; without `command`
 //! argv[0] is the container's name. `workingDir` is the guest's cwd. Sockets are granted only for
