@@ -177,29 +177,25 @@ impl PodEntry {
     /// container has yet to start, is waiting or backing off. Running containers and those
     /// ended for good wait for events.
     fn pending(&self) -> bool {
-        self.gone
-            || self.pod.meta().deletion_timestamp.is_some()
-            || self.containers.iter().any(|(name, r)| match &r.state {
-                Current::None | Current::Unknown { .. } | Current::Waiting { .. } => true,
-                Current::Running { .. } => false,
-                Current::Terminated(t) => restart::restarts(self.policy_of(name), t.exit_code),
-            })
-    }
-
-    /// The restart policy of container `name`: init containers restart on failure only.
-    fn policy_of(&self, name: &str) -> &'static str {
-        let spec = self.pod.spec.as_ref();
-        let init = spec.is_some_and(|s| s.init_containers.iter().any(|c| c.name == name));
-        let policy = match spec.map(|s| s.restart_policy.as_str()) {
-            Some("Never") => "Never",
-            Some("OnFailure") => "OnFailure",
-            _ => "Always",
-        };
-        if init {
-            status::init_policy(policy)
-        } else {
-            policy
+        if self.gone || self.pod.meta().deletion_timestamp.is_some() {
+            return true;
         }
+        // The policies reconcile uses: init containers restart on failure only.
+        let policy = pod_policy(&self.pod);
+        let spec = self.pod.spec.as_ref();
+        let policy_of = |name: &str| {
+            let init = spec.is_some_and(|s| s.init_containers.iter().any(|c| c.name == name));
+            if init {
+                status::init_policy(&policy)
+            } else {
+                policy.as_str()
+            }
+        };
+        self.containers.iter().any(|(name, r)| match &r.state {
+            Current::None | Current::Unknown { .. } | Current::Waiting { .. } => true,
+            Current::Running { .. } => false,
+            Current::Terminated(t) => restart::restarts(policy_of(name), t.exit_code),
+        })
     }
 
     /// How long the worker may sleep at `now` before it must reconcile again.
