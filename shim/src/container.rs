@@ -1,9 +1,10 @@
 //! One container of the shim: its bundle, its init process, its execs, and what runs it.
 //!
 //! Owns the lifecycle per kind: [`Container::create`] mounts the rootfs, tells Wasm from Linux,
-//! opens stdio and compiles the module or sets the container up; `start`, `kill`, `delete`, and
-//! the exit watchers that record an exit and queue its event (in order, through the process's
-//! gate). Must not: answer ttrpc requests (the service does) or keep the container map.
+//! opens stdio (containerd's FIFOs, or a Linux init's pipes into its log file) and compiles the
+//! module or sets the container up; `start`, `kill`, `delete`, and the exit watchers that record
+//! an exit and queue its event (in order, through the process's gate; a Linux init's log
+//! drained first). Must not: answer ttrpc requests (the service does) or keep the container map.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use skiff_runtime::wasm::{Streams, WasmEngine};
 use crate::cgroup::Joined;
 use crate::events::Events;
 use crate::linux::{self, LinuxTask};
+use crate::logfile::{self, LinuxLog};
 use crate::process::{Exit, Process};
 use crate::rootfs;
 use crate::stdio::{self, Io, Opened};
@@ -162,11 +164,22 @@ impl Container {
                 (Kind::Wasm(Box::new(task)), std::process::id())
             }
             None => {
+                let mut opened = opened;
+                let log = match logfile::log_file(spec, logfile::has_output(&args.io))? {
+                    Some(file) => {
+                        let (log, stdout, stderr) = LinuxLog::open(&file)?;
+                        opened.stdout = Some(stdout);
+                        opened.stderr = Some(stderr);
+                        Some(log)
+                    }
+                    None => None,
+                };
                 let (id, bundle) = (args.id.to_string(), args.bundle.to_path_buf());
-                let (task, pid) =
-                    tokio::task::spawn_blocking(move || LinuxTask::create(&id, &bundle, opened))
-                        .await
-                        .map_err(|e| e.to_string())??;
+                let (task, pid) = tokio::task::spawn_blocking(move || {
+                    LinuxTask::create(&id, &bundle, opened, log)
+                })
+                .await
+                .map_err(|e| e.to_string())??;
                 (Kind::Linux(task), pid)
             }
         };
@@ -217,6 +230,12 @@ impl Container {
         let me = self.clone();
         tokio::spawn(async move {
             let code = waiter.await.unwrap_or(255);
+            // What the init wrote before it exited is in its log before the exit is told.
+            if let Kind::Linux(LinuxTask { log: Some(log), .. }) = &me.kind
+                && process.exec_id.is_empty()
+            {
+                log.drain().await;
+            }
             me.exited(&process, &events, code, false).await;
         });
     }

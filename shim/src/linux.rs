@@ -4,7 +4,9 @@
 //! The executor's state lives inside the bundle (`<bundle>/skiff/<id>`), which containerd removes
 //! after Delete, and its init is this binary (`containerd-shim-skiff-v1 linux-init ...`). The
 //! container's init is reparented to the shim (a subreaper) once the executor's init exits, so
-//! the shim waits for it by pid. Must not: run Wasm (that is `wasm`).
+//! the shim waits for it by pid. Without output FIFOs and with a log file annotation, the
+//! init's stdout and stderr are pipes into that CRI log ([`LinuxLog`]), drained before its exit
+//! is published. Must not: run Wasm (that is `wasm`).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use std::process::Stdio;
 use nix::sys::signal::Signal;
 use skiff_runtime::linux::{LinuxRuntime, StdioSet, executor_id};
 
+use crate::logfile::LinuxLog;
 use crate::stdio::Opened;
 
 /// The first argument that makes this binary the executor's container init.
@@ -23,6 +26,8 @@ pub struct LinuxTask {
     pub runtime: LinuxRuntime,
     /// The executor's id for the container.
     pub id: String,
+    /// The init's output on its way to a CRI log file, if it goes to one.
+    pub log: Option<LinuxLog>,
 }
 
 /// The executor's state root for a bundle.
@@ -49,7 +54,13 @@ fn stdio_set(opened: Opened) -> StdioSet {
 
 impl LinuxTask {
     /// Creates the container (set up, waiting for Start); returns it and its init's pid.
-    pub fn create(id: &str, bundle: &Path, opened: Opened) -> Result<(Self, u32), String> {
+    /// `log`: where `opened`'s output pipes lead, if to a log file.
+    pub fn create(
+        id: &str,
+        bundle: &Path,
+        opened: Opened,
+        log: Option<LinuxLog>,
+    ) -> Result<(Self, u32), String> {
         let runtime = runtime(bundle)?;
         let exec_id = executor_id(id);
         let state = runtime
@@ -59,6 +70,7 @@ impl LinuxTask {
             LinuxTask {
                 runtime,
                 id: exec_id,
+                log,
             },
             state.saved.pid as u32,
         ))

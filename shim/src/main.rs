@@ -21,6 +21,7 @@ mod container;
 mod errors;
 mod events;
 mod linux;
+mod logfile;
 mod logging;
 mod process;
 mod reaper;

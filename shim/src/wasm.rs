@@ -11,8 +11,9 @@
 //! network:PATH`): then the guest's sockets are made in it, and it may bind any port and connect
 //! out, as a container there could ([`network_of`]), unless the annotations [`BIND_PORTS`] and
 //! [`OUTBOUND`] narrow that (a skiff agent's bundles carry them: per-port binds, outbound). A
-//! task given a new namespace, or none (the host's), gets no sockets. Without stdio FIFOs and
-//! with [`LOG_PATH`], stdout and stderr go to that CRI-format log file (a skiff agent's pods).
+//! task given a new namespace, or none (the host's), gets no sockets. Without output FIFOs and
+//! with [`LOG_PATH`](crate::logfile::LOG_PATH), stdout and stderr go to that CRI-format log file
+//! (a skiff agent's pods).
 //! Must not: run Linux processes (that is `linux`).
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use skiff_runtime::wasm::{
 };
 
 use crate::cgroup::Joined;
+use crate::logfile::{LogFile, log_file};
 
 /// TCP ports a guest may bind in its network namespace, comma-separated (empty: none); absent:
 /// any port.
@@ -33,10 +35,9 @@ pub const BIND_PORTS: &str = "io.containerd.skiff.v1.wasm.bind-ports";
 /// `"false"`: no outbound connections or name lookups in the network namespace; absent or
 /// `"true"`: allowed.
 pub const OUTBOUND: &str = "io.containerd.skiff.v1.wasm.outbound";
-/// A CRI-format log file for stdout and stderr, when Create gives no output FIFO.
-pub const LOG_PATH: &str = "io.containerd.skiff.v1.log-path";
-/// Rotate [`LOG_PATH`] past this many bytes (the runtime's default otherwise).
-pub const LOG_MAX_BYTES: &str = "io.containerd.skiff.v1.log-max-bytes";
+/// The guest's argv\[0\], when it should not be the module's path (a skiff pod's `command[0]`,
+/// or its container's name).
+pub const ARGV0: &str = "io.containerd.skiff.v1.wasm.argv0";
 
 /// Where compiled modules are cached unless `SKIFF_SHIM_CACHE_DIR` says otherwise.
 pub const DEFAULT_CACHE_DIR: &str = "/var/lib/skiff/shim-cache";
@@ -175,7 +176,10 @@ pub fn wasm_spec(
     Ok(WasmSpec {
         id: id.to_string(),
         module_path: module,
-        argv0: args.first().cloned().unwrap_or_default(),
+        argv0: annotation(spec, ARGV0)
+            .map(str::to_string)
+            .or_else(|| args.first().cloned())
+            .unwrap_or_default(),
         args: args.into_iter().skip(1).collect(),
         env,
         cwd: Some(cwd).filter(|c| !c.is_empty()),
@@ -198,24 +202,12 @@ fn annotation<'a>(spec: &'a Spec, key: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-/// The guest's streams: the FIFOs Create gave, else the CRI log file [`LOG_PATH`] names, else
-/// none.
+/// The guest's streams: the FIFOs Create gave, else the CRI log file the annotations name
+/// ([`log_file`]), else none.
 fn stdio_of(spec: &Spec, streams: Streams) -> Result<(Stdio, PathBuf, u64), String> {
-    let no_output = streams.stdout.is_none() && streams.stderr.is_none();
-    match annotation(spec, LOG_PATH).filter(|_| no_output) {
-        Some(path) => {
-            let path = PathBuf::from(path);
-            if !path.is_absolute() {
-                return Err(format!("annotation {LOG_PATH} {path:?}: must be absolute"));
-            }
-            let max = match annotation(spec, LOG_MAX_BYTES) {
-                Some(v) => v
-                    .parse()
-                    .map_err(|_| format!("annotation {LOG_MAX_BYTES} {v:?}: not a byte count"))?,
-                None => 0,
-            };
-            Ok((Stdio::Log, path, max))
-        }
+    let has_output = streams.stdout.is_some() || streams.stderr.is_some();
+    match log_file(spec, has_output)? {
+        Some(LogFile { path, max_bytes }) => Ok((Stdio::Log, path, max_bytes)),
         None => Ok((Stdio::Streams(Arc::new(streams)), PathBuf::new(), 0)),
     }
 }
@@ -295,6 +287,7 @@ impl WasmTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logfile::{LOG_MAX_BYTES, LOG_PATH};
 
     fn spec(json: serde_json::Value) -> Spec {
         serde_json::from_value(json).unwrap()

@@ -11,6 +11,8 @@ use skiff_tests::guests::guest;
 use skiff_tests::images::{BUSYBOX_IMAGE, busybox_oci_archive, wasm_entrypoint_archive};
 use skiff_tests::{shim_dir, wait_for};
 
+mod logs;
+
 const RUNTIME: &str = "io.containerd.skiff.v1";
 const PROBE_IMAGE: &str = "skiff.test/probe:latest";
 
