@@ -93,9 +93,10 @@ fn start_inner(flags: &Flags) -> Result<(), String> {
 }
 
 /// The cgroup the first container's task runs in, when its shim can join it before any thread
-/// starts: a Wasm entrypoint (the guest runs in the shim) and a `linux.cgroupsPath`.
+/// starts: a Wasm entrypoint (the guest runs in the shim) and a `linux.cgroupsPath`, in a shim
+/// of its own or its pod's (a node group's shim never joins one).
 fn first_task_cgroup(spec: &Spec) -> Option<(String, Option<LinuxResources>)> {
-    if !names_wasm(Some(spec)) {
+    if !names_wasm(Some(spec)) || crate::shim::in_node_group(spec) {
         return None;
     }
     let linux = spec.linux().as_ref()?;
@@ -177,6 +178,12 @@ fn serve(flags: &Flags, listener: UnixListener, path: &Path, spec: Option<&Spec>
     {
         // No log FIFO: nothing to tell containerd through, but the shim can still serve.
         eprintln!("{}: log: {e}", crate::RUNTIME_ID);
+    }
+    // The bundle it started in (its `log` just opened) is the first task's: a group's shim
+    // outlives that task, whose bundle must be removable meanwhile. Every path from here on is
+    // absolute (Create's bundle).
+    if let Err(e) = std::env::set_current_dir("/") {
+        log::warn!("leaving the first bundle: chdir /: {e}");
     }
     // Before the async runtime's threads: the cheap moment to join (see `join_at_start`). A
     // failure is left to Create, which joins again and reports it.

@@ -5,7 +5,9 @@
 //! quota), as on a skiff node; the cgroup at the spec's `cgroupsPath` bounds the whole process on
 //! top: pids and CPU as the spec says, memory at the guest's limit plus [`SHIM_HEADROOM`] for the
 //! shim's own runtime, so that the guest meets wasmtime's limit (a failed `memory.grow`, which a
-//! program can handle) before the kernel's OOM killer. Must not: destroy a cgroup the shim is
+//! program can handle) before the kernel's OOM killer. Only a shim of its own (or its pod's)
+//! joins one: a node group's shim serves many pods and joins none
+//! ([`crate::shim::in_node_group`]). Must not: destroy a cgroup the shim is
 //! still in, nor signal what is in a Wasm task's cgroup (only `rmdir`).
 
 use std::path::{Path, PathBuf};

@@ -36,6 +36,8 @@ pub struct Exec {
 
 pub struct Container {
     pub id: String,
+    /// Its spec puts it in a node group's shim ([`crate::shim::in_node_group`]).
+    pub node_group: bool,
     pub bundle: PathBuf,
     pub init: Arc<Process>,
     pub kind: Kind,
@@ -48,7 +50,8 @@ pub struct CreateArgs<'a> {
     pub bundle: &'a Path,
     pub rootfs: &'a [containerd_shim::protos::types::mount::Mount],
     pub io: Io,
-    /// Whether the shim may move itself into the task's cgroup (it serves no other task).
+    /// Whether the shim may move itself into the task's cgroup (it serves no other task that
+    /// holds one, and no task of a node group).
     pub own_cgroup: bool,
 }
 
@@ -68,12 +71,12 @@ fn children_of(pid: u32) -> Vec<i32> {
 /// A cgroup join under way (see [`crate::cgroup::join`]).
 type Joining = tokio::task::JoinHandle<Result<Joined, String>>;
 
-/// Joins the task's cgroup on a blocking thread, if the shim may (`own_cgroup`) and the spec
-/// names one.
+/// Joins the task's cgroup on a blocking thread, if the shim may (`own_cgroup`, and not a node
+/// group's task: [`crate::shim::in_node_group`]) and the spec names one.
 fn start_join(args: &CreateArgs<'_>, spec: &Spec) -> Option<Joining> {
     let linux = spec.linux().as_ref()?;
     let path = linux.cgroups_path().clone()?.display().to_string();
-    if !args.own_cgroup {
+    if !args.own_cgroup || crate::shim::in_node_group(spec) {
         return None;
     }
     let resources = linux.resources().clone();
@@ -185,6 +188,7 @@ impl Container {
         };
         Ok(Container {
             id: args.id.to_string(),
+            node_group: crate::shim::in_node_group(spec),
             bundle: args.bundle.to_path_buf(),
             init: Arc::new(Process::new("", args.io.clone(), pid, closer)),
             kind,

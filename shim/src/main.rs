@@ -3,7 +3,8 @@
 //!
 //! `ctr run --runtime io.containerd.skiff.v1 IMAGE ID [ARGS...]`: an image whose entrypoint is a
 //! `.wasm` file runs in skiff's wasm executor inside the shim process (limits from the spec's
-//! `linux.resources`, the shim in the task's cgroup); any other image runs in skiff's linux
+//! `linux.resources`; a shim of its own, or its pod's, in the task's cgroup; a node group's shim
+//! in none); any other image runs in skiff's linux
 //! executor, as runc would run it. The protocol (ttrpc task service, event publishing, flags)
 //! comes from the `containerd-shim` crate; [`actions`] answers `start` (bind, fork the server) and
 //! `delete` before any async runtime exists, [`shim`] implements the crate's lifecycle hooks and

@@ -3,8 +3,9 @@
 //!
 //! Owns the container map and the request → container mapping: each method finds the container
 //! (and exec), checks the request, calls into [`Container`] and builds the reply. One shim can
-//! serve several containers (a pod's, grouped by `io.kubernetes.cri.sandbox-id`); it exits on
-//! Shutdown once it serves none. Pause, Resume, Checkpoint and Update answer Unimplemented; a
+//! serve several containers (a pod's, grouped by `io.kubernetes.cri.sandbox-id`, or a node's
+//! Wasm pods, grouped by `io.containerd.skiff.v1.group`); Delete of one leaves the others
+//! running, and it exits on Shutdown once it serves none (or at once with `now`). Pause, Resume, Checkpoint and Update answer Unimplemented; a
 //! terminal (`ctr run -t`) is refused at Create. Must not: block the runtime (executor calls that
 //! wait go to `spawn_blocking`).
 
@@ -169,8 +170,12 @@ impl Task for Service {
             terminal: req.terminal,
         };
         // The shim process can sit in one cgroup: the first Wasm task that asks gets it (a CRI
-        // pod's pause container is a Linux task with a cgroup of its own, so it does not count).
-        let own_cgroup = !self.containers().values().any(|c| c.holds_cgroup());
+        // pod's pause container is a Linux task with a cgroup of its own, so it does not count),
+        // unless the shim serves a node group, whose tasks belong to many pods.
+        let own_cgroup = !self
+            .containers()
+            .values()
+            .any(|c| c.holds_cgroup() || c.node_group);
         let args = CreateArgs {
             id: &req.id,
             bundle: &bundle,

@@ -3,8 +3,9 @@
 //! removes).
 //!
 //! Grouping: containers whose spec carries `io.kubernetes.cri.sandbox-id` (CRI pods) or
-//! `io.containerd.skiff.v1.group` share one shim, as runc's shim does for pods; others get one
-//! each. `delete` runs in the bundle after containerd lost the shim (SIGKILL, OOM): it kills and
+//! [`GROUP`] share one shim, as runc's shim does for pods; others get one each. A [`GROUP`] shim
+//! serves many pods (a skiff node's Wasm pods): it never joins a task's cgroup
+//! ([`in_node_group`]), so that no pod's cgroup is charged with its neighbours'. `delete` runs in the bundle after containerd lost the shim (SIGKILL, OOM): it kills and
 //! removes what the task left (a Linux container's processes and cgroup, a Wasm task's cgroup)
 //! and unmounts the rootfs. Must not: serve requests outside the task service.
 
@@ -22,11 +23,11 @@ use oci_spec::runtime::Spec;
 use crate::events::Events;
 use crate::service::Service;
 
+/// The annotation that puts tasks of many pods in one shim (a skiff node's Wasm pods).
+pub const GROUP: &str = "io.containerd.skiff.v1.group";
+
 /// Spec annotations that put containers in one shim, first match wins.
-pub const GROUP_ANNOTATIONS: &[&str] = &[
-    "io.kubernetes.cri.sandbox-id",
-    "io.containerd.skiff.v1.group",
-];
+pub const GROUP_ANNOTATIONS: &[&str] = &["io.kubernetes.cri.sandbox-id", GROUP];
 
 pub struct SkiffShim {
     exit: Arc<ExitSignal>,
@@ -41,6 +42,15 @@ pub fn grouping(spec: Option<&Spec>, id: &str) -> String {
         .filter(|v| !v.is_empty())
         .cloned()
         .unwrap_or_else(|| id.to_string())
+}
+
+/// Whether the spec puts its task in a shim shared by many pods ([`GROUP`]): such a shim never
+/// joins a task's cgroup, and its Wasm tasks are held to their limits by wasmtime alone.
+pub fn in_node_group(spec: &Spec) -> bool {
+    spec.annotations()
+        .as_ref()
+        .and_then(|a| a.get(GROUP))
+        .is_some_and(|v| !v.is_empty())
 }
 
 #[async_trait]
@@ -137,5 +147,13 @@ mod tests {
         .unwrap();
         assert_eq!(grouping(Some(&spec), "c1"), "pod-1");
         assert_eq!(grouping(None, "c1"), "c1");
+        assert!(!in_node_group(&spec));
+        let node: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "annotations": {GROUP: "wasm"},
+        }))
+        .unwrap();
+        assert_eq!(grouping(Some(&node), "c1"), "wasm");
+        assert!(in_node_group(&node));
     }
 }
