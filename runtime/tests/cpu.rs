@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Host, probe};
+use common::{Executor, kill, probe};
 
 /// CPU time (user + system) of this process so far.
 fn cpu_time() -> Duration {
@@ -20,27 +20,27 @@ fn cpu_time() -> Duration {
 }
 
 /// CPU used by this process while `spec` spins for `window`.
-async fn spin_usage(host: &Host, id: &str, millicores: Option<u32>, window: Duration) -> f64 {
-    let mut spec = host.spec(id, &probe(), &["spin"]);
+async fn spin_usage(ex: &Executor, id: &str, millicores: Option<u32>, window: Duration) -> f64 {
+    let mut spec = ex.spec(id, &probe(), &["spin"]);
     spec.cpu_limit_millicores = millicores;
-    host.client.start(&spec).await.unwrap();
+    let instance = ex.start(&spec).await;
     // Let it settle, then measure.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (cpu0, wall0) = (cpu_time(), Instant::now());
     tokio::time::sleep(window).await;
     let used = (cpu_time() - cpu0).as_secs_f64() / wall0.elapsed().as_secs_f64();
-    host.client.kill(id).await.unwrap();
+    kill(&instance).await;
     used
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cpu_limit_holds_a_spinning_guest_to_its_share() {
-    let host = Host::start().await;
-    host.client.prepare(&probe()).await.unwrap();
+    let ex = Executor::new();
+    ex.engine.prepare(&probe()).await.unwrap();
     let window = Duration::from_secs(2);
-    let unlimited = spin_usage(&host, "free", None, window).await;
-    let quarter = spin_usage(&host, "quarter", Some(250), window).await;
-    let half = spin_usage(&host, "half", Some(500), window).await;
+    let unlimited = spin_usage(&ex, "free", None, window).await;
+    let quarter = spin_usage(&ex, "quarter", Some(250), window).await;
+    let half = spin_usage(&ex, "half", Some(500), window).await;
     eprintln!(
         "cores used by a spinning guest: unlimited {unlimited:.2}, 250m {quarter:.2}, 500m {half:.2}"
     );

@@ -1,6 +1,6 @@
-//! Memory: a guest that allocates past its limit is contained and the host does not grow; idle
-//! instances cost little. A binary of its own (and one test at a time), so that the process's
-//! RSS is the measuring test's alone.
+//! Memory: a guest that allocates past its limit is contained and the process does not grow;
+//! idle instances cost little. A binary of its own (and one test at a time), so that the
+//! process's RSS is the measuring test's alone.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -8,9 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use skiff_runtime::wasm::ExitReason;
-use tonic::Code;
 
-use common::{Host, probe};
+use common::{Executor, probe};
 
 /// The tests of this binary measure the process: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -26,38 +25,35 @@ fn vm_rss() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_hog_is_contained() {
     let _serial = SERIAL.lock().await;
-    let host = Host::start().await;
-    host.client.prepare(&probe()).await.unwrap();
+    let ex = Executor::new();
+    ex.engine.prepare(&probe()).await.unwrap();
     // Under the limit, the same guest completes.
-    let mut small = host.spec("small", &probe(), &["hog", "16"]);
+    let mut small = ex.spec("small", &probe(), &["hog", "16"]);
     small.memory_limit = Some(64 << 20);
-    let exit = host.run(&small).await.exit.unwrap();
+    let exit = ex.run(&small).await;
     assert_eq!(
         (exit.code, exit.reason),
         (0, ExitReason::Completed),
         "{exit:?}"
     );
 
-    let mut spec = host.spec("hog", &probe(), &["hog", "200"]);
+    let mut spec = ex.spec("hog", &probe(), &["hog", "200"]);
     spec.memory_limit = Some(64 << 20);
     let base = vm_rss();
     let mut peak = base;
-    host.client.start(&spec).await.unwrap();
+    let hog = ex.start(&spec).await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    let info = loop {
+    let exit = loop {
         peak = peak.max(vm_rss());
-        let list = host.client.list().await.unwrap();
-        let info = list.into_iter().find(|i| i.id == "hog").unwrap();
-        if !info.running() {
-            break info;
+        if let Some(exit) = hog.status() {
+            break exit;
         }
         assert!(Instant::now() < deadline, "hog still running");
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
-    let exit = info.exit.unwrap();
     let grew = peak.saturating_sub(base);
     eprintln!(
-        "hog 200 MiB under a 64 MiB limit: {exit:?}; host RSS grew by at most {} MiB",
+        "hog 200 MiB under a 64 MiB limit: {exit:?}; process RSS grew by at most {} MiB",
         grew >> 20
     );
     assert_eq!(
@@ -67,7 +63,7 @@ async fn a_memory_hog_is_contained() {
     );
     assert!(exit.oom_killed);
     assert!(exit.message.contains("memory limit"), "{}", exit.message);
-    let (stdout, _) = host.output("hog");
+    let (stdout, _) = ex.output("hog");
     let got: u64 = stdout
         .lines()
         .find_map(|l| l.strip_prefix("allocation failed after "))
@@ -76,43 +72,40 @@ async fn a_memory_hog_is_contained() {
         .parse()
         .unwrap();
     assert!(got < 64, "allocated {got} MiB under a 64 MiB limit");
-    assert!(grew < 100 << 20, "host RSS grew by {} MiB", grew >> 20);
+    assert!(grew < 100 << 20, "process RSS grew by {} MiB", grew >> 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limit_below_the_initial_memory_is_a_start_error() {
-    let host = Host::start().await;
-    let mut spec = host.spec("tiny", &probe(), &["exit", "0"]);
+    // One slot: a refused start that kept it would show at the next start.
+    let ex = Executor::with(|o| o.max_instances = 1);
+    let mut spec = ex.spec("tiny", &probe(), &["exit", "0"]);
     spec.memory_limit = Some(4096);
-    let e = host.client.start(&spec).await.unwrap_err();
-    assert_eq!(e.code(), Some(Code::InvalidArgument), "{e}");
+    let e = ex.engine.start(spec).await.err().unwrap();
+    assert!(e.is_invalid_input(), "{e:?}");
     assert!(
         e.to_string()
             .contains("memory limit of 4096 bytes is below the initial memory"),
         "{e}"
     );
-    assert!(host.client.list().await.unwrap().is_empty());
+    let exit = ex.run(&ex.spec("next", &probe(), &["exit", "0"])).await;
+    assert_eq!(exit.code, 0, "{exit:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_instances_cost_little() {
     let _serial = SERIAL.lock().await;
     const N: usize = 200;
-    let host = Host::start_with(|o| o.max_instances = N as u32 + 8).await;
-    host.client.prepare(&probe()).await.unwrap();
+    let ex = Executor::with(|o| o.max_instances = N as u32 + 8);
+    ex.engine.prepare(&probe()).await.unwrap();
     // One first, so that per-engine costs are not counted.
-    host.client
-        .start(&host.spec("first", &probe(), &["sleep", "0"]))
-        .await
-        .unwrap();
+    let mut instances = vec![ex.start(&ex.spec("first", &probe(), &["sleep", "0"])).await];
     tokio::time::sleep(Duration::from_millis(100)).await;
     let base = vm_rss();
     let began = Instant::now();
     for i in 0..N {
-        host.client
-            .start(&host.spec(&format!("idle-{i}"), &probe(), &["sleep", "0"]))
-            .await
-            .unwrap();
+        let spec = ex.spec(&format!("idle-{i}"), &probe(), &["sleep", "0"]);
+        instances.push(ex.start(&spec).await);
     }
     let took = began.elapsed();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -124,11 +117,11 @@ async fn idle_instances_cost_little() {
         .unwrap()
         .to_string();
     eprintln!(
-        "{N} idle probe instances: {} KiB RSS each, started in {took:?} ({:?} each over the socket); {threads}",
+        "{N} idle probe instances: {} KiB RSS each, started in {took:?} ({:?} each); {threads}",
         per >> 10,
         took / N as u32
     );
-    let list = host.client.list().await.unwrap();
-    assert_eq!(list.iter().filter(|i| i.running()).count(), N + 1);
+    let running = instances.iter().filter(|i| i.status().is_none()).count();
+    assert_eq!(running, N + 1);
     assert!(per < 1 << 20, "{} KiB per idle instance", per >> 10);
 }

@@ -1,28 +1,28 @@
-//! Shared harness of the runtime's integration tests: a runtime host served in-process on a real
-//! Unix socket in a temp dir, a typed client to it, and helpers to build specs and read logs.
+//! Shared harness of the runtime's integration tests: a wasm executor ([`WasmEngine`]) driven
+//! directly, as `containerd-shim-skiff-v1` drives it, with helpers to build specs, wait for
+//! exits and read CRI logs.
 //!
-//! Each test gets its own host (engine, socket, log dir); all share one on-disk module cache so
+//! Each test gets its own [`Executor`] (an engine of 32 slots and a temp dir for logs: a few
+//! milliseconds, address space reserved, not committed); all share one on-disk module cache, so
 //! the probe guest is compiled once per test run, not once per test.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use skiff_runtime::host::{HostClient, HostOptions, HostServer, InstanceInfo};
 use skiff_runtime::logs::{LogStream, parse_line};
-use skiff_runtime::wasm::WasmSpec;
-use tokio::sync::oneshot;
+use skiff_runtime::wasm::{EngineOptions, ExitStatus, Instance, WasmEngine, WasmSpec};
 
 #[allow(unused_imports)]
 pub use skiff_tests::guests::{component, guest, wat};
 
-/// One in-process runtime host and a client connected over its socket.
-pub struct Host {
+/// How long [`Executor::run`] waits for a guest to exit.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One engine, and a temp dir for the logs of its instances.
+pub struct Executor {
     pub dir: tempfile::TempDir,
-    pub socket: PathBuf,
-    pub client: HostClient,
-    shutdown: Option<oneshot::Sender<()>>,
-    served: Option<tokio::task::JoinHandle<()>>,
+    pub engine: WasmEngine,
 }
 
 /// The module cache shared by the tests of one run.
@@ -30,48 +30,28 @@ pub fn shared_cache_dir() -> PathBuf {
     skiff_tests::guests::guests_dir().join("runtime-test-cache")
 }
 
-impl Host {
-    pub async fn start() -> Host {
-        Host::start_with(|_| {}).await
+impl Default for Executor {
+    fn default() -> Self {
+        Executor::new()
+    }
+}
+
+impl Executor {
+    /// An engine of 32 slots on the shared module cache.
+    pub fn new() -> Executor {
+        Executor::with(|_| {})
     }
 
-    pub async fn start_with(configure: impl FnOnce(&mut HostOptions)) -> Host {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("host.sock");
-        let mut options = HostOptions {
-            socket: socket.clone(),
-            cache_dir: shared_cache_dir(),
+    /// An engine on the shared module cache, its options changed by `configure`.
+    pub fn with(configure: impl FnOnce(&mut EngineOptions)) -> Executor {
+        let mut options = EngineOptions {
             max_instances: 32,
-            ..HostOptions::default()
+            ..EngineOptions::new(shared_cache_dir())
         };
         configure(&mut options);
-        let server = HostServer::bind(&options).await.unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        let served = tokio::spawn(async move {
-            server
-                .serve(async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
-        let client = HostClient::connect(&socket).await.unwrap();
-        Host {
-            dir,
-            socket,
-            client,
-            shutdown: Some(tx),
-            served: Some(served),
-        }
-    }
-
-    /// Stops serving (killing every instance) and waits until it has.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(served) = self.served.take() {
-            served.await.unwrap();
+        Executor {
+            dir: tempfile::tempdir().unwrap(),
+            engine: WasmEngine::new(options).unwrap(),
         }
     }
 
@@ -79,7 +59,7 @@ impl Host {
         self.dir.path().join("logs").join(format!("{id}.log"))
     }
 
-    /// A spec running `module` as `probe ARGS...`, logging to the host's temp dir.
+    /// A spec running `module` as `probe ARGS...`, logging to this executor's temp dir.
     pub fn spec(&self, id: &str, module: &Path, args: &[&str]) -> WasmSpec {
         WasmSpec {
             id: id.to_string(),
@@ -91,32 +71,21 @@ impl Host {
         }
     }
 
-    /// Starts `spec` and waits (up to 30 s) for it to exit.
-    pub async fn run(&self, spec: &WasmSpec) -> InstanceInfo {
-        let (info, created) = self.client.start(spec).await.unwrap();
-        assert!(created);
-        assert_eq!(info.id, spec.id);
-        self.wait_exit(&spec.id, Duration::from_secs(30)).await
+    /// Starts `spec`, which must start.
+    pub async fn start(&self, spec: &WasmSpec) -> Instance {
+        let instance = self
+            .engine
+            .start(spec.clone())
+            .await
+            .unwrap_or_else(|e| panic!("starting {}: {e}", spec.id));
+        assert_eq!(instance.id(), spec.id);
+        instance
     }
 
-    /// Polls List until the instance has exited.
-    pub async fn wait_exit(&self, id: &str, timeout: Duration) -> InstanceInfo {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let list = self.client.list().await.unwrap();
-            let info = list
-                .into_iter()
-                .find(|i| i.id == id)
-                .unwrap_or_else(|| panic!("instance {id} not listed"));
-            if !info.running() {
-                return info;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "instance {id} still running after {timeout:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    /// Starts `spec` and waits (up to [`RUN_TIMEOUT`]) for it to exit.
+    pub async fn run(&self, spec: &WasmSpec) -> ExitStatus {
+        let instance = self.start(spec).await;
+        exited(&instance, RUN_TIMEOUT).await
     }
 
     /// (stdout, stderr) of an instance, joined from its CRI log (partial records merged).
@@ -125,12 +94,17 @@ impl Host {
     }
 }
 
-impl Drop for Host {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
+/// Waits up to `timeout` for `instance` to exit.
+pub async fn exited(instance: &Instance, timeout: Duration) -> ExitStatus {
+    tokio::time::timeout(timeout, instance.wait())
+        .await
+        .unwrap_or_else(|_| panic!("instance {} still running after {timeout:?}", instance.id()))
+}
+
+/// Kills `instance` and waits (up to 5 s) for it to end.
+pub async fn kill(instance: &Instance) -> ExitStatus {
+    instance.kill();
+    exited(instance, Duration::from_secs(5)).await
 }
 
 /// (stdout, stderr) of a CRI log file; records of a stream concatenated, `F` adding a newline.
