@@ -1,5 +1,5 @@
 //! Cgroups as the shim uses them: the one a Wasm task's shim process joins (the guest runs in
-//! the shim, so the process is what a cgroup can hold), and the figures `Stats` reports.
+//! the shim, so the process is what a cgroup can hold).
 //!
 //! A Wasm task's limits are wasmtime's (memory from `linux.resources.memory.limit`, CPU from the
 //! quota), as on a skiff node; the cgroup at the spec's `cgroupsPath` bounds the whole process on
@@ -12,12 +12,8 @@
 
 use std::path::{Path, PathBuf};
 
-use containerd_shim::protos::cgroups::metrics as v1;
-use containerd_shim::protos::cgroups_v2::metrics as v2;
-use containerd_shim::protos::protobuf::well_known_types::any::Any;
-use containerd_shim::util::convert_to_any;
 use oci_spec::runtime::{LinuxMemoryBuilder, LinuxResources};
-use skiff_runtime::linux::cgroups::{self, Cgroup, Usage, Version};
+use skiff_runtime::linux::cgroups::{self, Cgroup, Version};
 
 /// Memory the shim process needs beside its guest's (tokio, wasmtime's engine, ttrpc).
 pub const SHIM_HEADROOM: i64 = 64 << 20;
@@ -287,35 +283,6 @@ fn original_files(text: &str, file: &str) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-/// `Stats` for a cgroup's usage, in the metrics type containerd decodes for this host's
-/// hierarchy (`io.containerd.cgroups.v1.Metrics` or `...v2.Metrics`).
-pub fn metrics(usage: &Usage) -> Result<Any, String> {
-    let any = match cgroups::version() {
-        Version::V1 => {
-            let mut m = v1::Metrics::new();
-            let memory = m.memory.mut_or_insert_default();
-            let entry = memory.usage.mut_or_insert_default();
-            entry.usage = usage.memory_bytes;
-            entry.limit = usage.memory_limit;
-            let pids = m.pids.mut_or_insert_default();
-            pids.current = usage.pids;
-            let cpu = m.cpu.mut_or_insert_default();
-            cpu.usage.mut_or_insert_default().total = usage.cpu_nanos;
-            convert_to_any(Box::new(m))
-        }
-        Version::V2 => {
-            let mut m = v2::Metrics::new();
-            let memory = m.memory.mut_or_insert_default();
-            memory.usage = usage.memory_bytes;
-            memory.usage_limit = usage.memory_limit;
-            m.pids.mut_or_insert_default().current = usage.pids;
-            m.cpu.mut_or_insert_default().usage_usec = usage.cpu_nanos / 1000;
-            convert_to_any(Box::new(m))
-        }
-    };
-    any.map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use crate::linux::{self, LinuxTask};
 use crate::logfile::{self, LinuxLog};
 use crate::process::{Exit, Process};
 use crate::rootfs;
+use crate::stats::Figures;
 use crate::stdio::{self, Io, Opened};
 use crate::wasm::{self, WasmTask};
 
@@ -152,6 +153,7 @@ impl Container {
                     outcome.elapsed
                 );
                 let prepared = outcome.prepared;
+                let memory_limit = wspec.memory_limit;
                 let cgroup = match joining.take().or_else(|| start_join(args, spec)) {
                     Some(join) => Some(join.await.map_err(|e| e.to_string())??),
                     None => None,
@@ -159,6 +161,7 @@ impl Container {
                 let task = WasmTask {
                     engine,
                     prepared,
+                    memory_limit,
                     spec: Mutex::new(Some(wspec)),
                     instance: Mutex::new(None),
                     cgroup: Mutex::new(cgroup),
@@ -536,23 +539,19 @@ impl Container {
         }
     }
 
-    /// Cgroup figures for Stats.
-    pub fn usage(&self) -> Result<skiff_runtime::linux::cgroups::Usage, String> {
+    /// Figures for Stats: a Linux task's cgroup's, a Wasm task's instance's (see
+    /// [`crate::stats`]).
+    pub fn figures(&self) -> Result<Figures, String> {
         match &self.kind {
-            Kind::Linux(task) => task.usage(),
-            Kind::Wasm(task) => task
-                .cgroup
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_ref()
-                .map(|j| j.cgroup.usage())
-                .ok_or_else(|| {
-                    format!(
-                        "task {}: no cgroup of its own (linux.cgroupsPath unset, or the shim \
-                         serves several tasks)",
-                        self.id
-                    )
-                }),
+            Kind::Linux(task) => task.usage().map(Figures::Cgroup),
+            Kind::Wasm(task) => {
+                let instance = task.instance();
+                Ok(Figures::Wasm {
+                    usage: instance.as_ref().map(|i| i.usage()).unwrap_or_default(),
+                    memory_limit: task.memory_limit.unwrap_or(0),
+                    running: instance.is_some_and(|i| i.status().is_none()),
+                })
+            }
         }
     }
 }

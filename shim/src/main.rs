@@ -29,6 +29,7 @@ mod reaper;
 mod rootfs;
 mod service;
 mod shim;
+mod stats;
 mod stdio;
 mod wasm;
 

@@ -417,8 +417,8 @@ impl Task for Service {
         req: api::StatsRequest,
     ) -> TtrpcResult<api::StatsResponse> {
         let c = self.container(&req.id)?;
-        let usage = c.usage().map_err(precondition)?;
-        let stats = crate::cgroup::metrics(&usage).map_err(internal)?;
+        let figures = c.figures().map_err(precondition)?;
+        let stats = crate::stats::metrics(&figures).map_err(internal)?;
         Ok(api::StatsResponse {
             stats: MessageField::some(stats),
             ..Default::default()

@@ -263,6 +263,8 @@ fn network_of(spec: &Spec) -> Result<(Network, Option<PathBuf>), String> {
 pub struct WasmTask {
     pub engine: WasmEngine,
     pub prepared: Prepared,
+    /// The guest's memory limit (`linux.resources.memory.limit`), for Stats.
+    pub memory_limit: Option<u64>,
     /// Taken by Start.
     pub spec: Mutex<Option<WasmSpec>>,
     pub instance: Mutex<Option<Instance>>,

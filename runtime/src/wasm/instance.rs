@@ -6,7 +6,8 @@
 //! behind); the entry point then runs in a tokio task of its own, so a thousand idle instances
 //! cost no threads (an instance granted sockets in a network namespace runs on that
 //! namespace's thread, [`super::netns`]). At every tick a running guest yields (or sleeps, under a CPU limit), which
-//! is also when a kill takes effect: the task drops the store, freeing the instance's slot.
+//! is also when a kill takes effect: the task drops the store, freeing the instance's slot. The
+//! run's CPU time and the store's memories and tables are counted for [`Instance::usage`].
 //! Must not: keep a registry of instances (the runtime host does).
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use super::netns::NetnsThread;
 use super::prepare::{ModuleKind, Pre, Prepared};
 use super::spec::{Stdio, Streams, WasmSpec};
 use super::state::{ComponentState, Guarded, ModuleState};
+use super::usage::{InstanceUsage, Usage, accounted};
 use super::{stdio, wasi_ctx};
 use crate::logs::{LogStream, LogWriter};
 
@@ -35,6 +37,7 @@ pub struct Instance {
     started_at: SystemTime,
     kill: Arc<watch::Sender<bool>>,
     exit: watch::Receiver<Option<ExitStatus>>,
+    usage: Arc<Usage>,
 }
 
 impl Instance {
@@ -64,6 +67,12 @@ impl Instance {
     /// waits in the host), with [`ExitStatus::killed`]. Idempotent; no effect once exited.
     pub fn kill(&self) {
         self.kill.send_replace(true);
+    }
+
+    /// What it uses now, from wasmtime's accounting ([`super::usage`]): its memories and tables
+    /// (none once exited) and its guest's CPU time so far.
+    pub fn usage(&self) -> InstanceUsage {
+        self.usage.read()
     }
 
     /// The exit status, once exited.
@@ -160,7 +169,8 @@ impl WasmEngine {
         .await
         .map_err(|e| WasmError::Engine(format!("start task: {e}")))??;
         let (mut builder, spec) = builder;
-        let limits = self.limits(&spec);
+        let usage = Arc::new(Usage::default());
+        let limits = self.limits(&spec, usage.clone());
         let ready = match prepared.pre() {
             Pre::Module(pre) => {
                 let mut store = self.store(ModuleState {
@@ -189,7 +199,7 @@ impl WasmEngine {
                 Ready::Component(store, command)
             }
         };
-        Ok(spawn(spec.id, prepared, ready, output, netns))
+        Ok(spawn(spec.id, prepared, ready, output, netns, usage))
     }
 
     /// Times `n` instantiations of `prepared`, one after another: from an empty store to an
@@ -210,7 +220,7 @@ impl WasmEngine {
                 Pre::Module(pre) => {
                     let mut store = self.store(ModuleState {
                         wasi: builder.build_p1(),
-                        limits: self.limits(&spec),
+                        limits: self.limits(&spec, Arc::default()),
                     });
                     let instance = pre
                         .instantiate_async(&mut store)
@@ -224,7 +234,7 @@ impl WasmEngine {
                     let mut store = self.store(ComponentState {
                         ctx: builder.build(),
                         table: wasmtime::component::ResourceTable::new(),
-                        limits: self.limits(&spec),
+                        limits: self.limits(&spec, Arc::default()),
                     });
                     pre.instantiate_async(&mut store)
                         .await
@@ -236,11 +246,13 @@ impl WasmEngine {
         Ok(times)
     }
 
-    fn limits(&self, spec: &WasmSpec) -> Limits {
+    fn limits(&self, spec: &WasmSpec, usage: Arc<Usage>) -> Limits {
         Limits::new(
             spec.memory_limit,
             spec.cpu_limit_millicores,
             self.inner.options.epoch_tick,
+            usage,
+            self.inner.options.max_memory_bytes,
         )
     }
 
@@ -284,6 +296,7 @@ fn spawn(
     ready: Ready,
     output: Output,
     netns: Option<Arc<NetnsThread>>,
+    usage: Arc<Usage>,
 ) -> Instance {
     let (kill_tx, mut kill_rx) = watch::channel(false);
     let (exit_tx, exit_rx) = watch::channel(None);
@@ -294,6 +307,7 @@ fn spawn(
         started_at: SystemTime::now(),
         kill: Arc::new(kill_tx),
         exit: exit_rx,
+        usage: usage.clone(),
     };
     let runtime = netns
         .as_ref()
@@ -302,8 +316,10 @@ fn spawn(
         let status = tokio::select! {
             biased;
             _ = kill_rx.wait_for(|k| *k) => ExitStatus::killed(),
-            status = run(ready, &output) => status,
+            status = accounted(run(ready, &output), &usage) => status,
         };
+        // The store is gone with the run, its memories and tables with it.
+        usage.released();
         output.finish();
         exit_tx.send_replace(Some(status));
         // The last instance in a namespace ends its thread.

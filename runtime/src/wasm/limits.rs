@@ -1,15 +1,18 @@
 //! Resource limits of one instance: memory (a `ResourceLimiter`) and CPU (the epoch callback).
 //!
 //! Owns [`Limits`]: it denies linear-memory growth past the spec's memory limit (and records that
-//! it did, so that a guest that then dies is reported OOMKilled), bounds table growth, and decides
-//! at every epoch tick whether the guest yields at once (fairness) or sleeps first (CPU limit).
-//! Must not: classify exits or touch WASI.
+//! it did, so that a guest that then dies is reported OOMKilled), bounds table growth, counts
+//! what it approves in the instance's [`Usage`], and decides at every epoch tick whether the
+//! guest yields at once (fairness) or sleeps first (CPU limit). Must not: classify exits or touch
+//! WASI.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use wasmtime::UpdateDeadline;
+
+use super::usage::Usage;
 
 /// Most table elements any table may grow to (function pointers; 8 bytes each).
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
@@ -27,18 +30,28 @@ pub(crate) struct Limits {
     /// The first denied growth, if any.
     pub(crate) denied: Option<DeniedGrowth>,
     cpu: Option<CpuThrottle>,
+    usage: Arc<Usage>,
+    /// The largest linear memory the engine's pool holds: a growth past it fails after
+    /// approval, so it is not counted.
+    pool_memory_bytes: usize,
 }
 
 impl Limits {
+    /// `usage`: where approved memory and tables are counted; `pool_memory_bytes`: the engine's
+    /// largest linear memory.
     pub(crate) fn new(
         memory_limit: Option<u64>,
         cpu_limit_millicores: Option<u32>,
         tick: Duration,
+        usage: Arc<Usage>,
+        pool_memory_bytes: u64,
     ) -> Self {
         Limits {
             memory_limit: memory_limit.map(|b| usize::try_from(b).unwrap_or(usize::MAX)),
             denied: None,
             cpu: cpu_limit_millicores.map(|m| CpuThrottle::new(m, tick)),
+            usage,
+            pool_memory_bytes: usize::try_from(pool_memory_bytes).unwrap_or(usize::MAX),
         }
     }
 
@@ -68,28 +81,44 @@ impl Limits {
 }
 
 impl wasmtime::ResourceLimiter for Limits {
+    /// Also called (with `current` 0) when a memory is made.
     fn memory_growing(
         &mut self,
         current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         match self.memory_limit {
             Some(limit) if desired > limit => {
                 self.denied.get_or_insert(DeniedGrowth { current, desired });
                 Ok(false)
             }
-            _ => Ok(true),
+            _ => {
+                // Past the memory's own maximum or the pool's, wasmtime fails the growth after
+                // this approval: only a growth that takes place is counted.
+                let fits =
+                    desired <= self.pool_memory_bytes && maximum.is_none_or(|m| desired <= m);
+                if fits {
+                    self.usage
+                        .add_memory(desired.saturating_sub(current) as u64);
+                }
+                Ok(true)
+            }
         }
     }
 
+    /// Also called (with `current` 0) when a table is made; `maximum` includes the pool's.
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        let allowed = desired <= MAX_TABLE_ELEMENTS;
+        if allowed && maximum.is_none_or(|m| desired <= m) {
+            self.usage.add_table(desired.saturating_sub(current) as u64);
+        }
+        Ok(allowed)
     }
 }
 
@@ -166,9 +195,16 @@ mod tests {
     use super::*;
     use wasmtime::ResourceLimiter;
 
+    fn limits(memory_limit: Option<u64>) -> (Limits, Arc<Usage>) {
+        let usage = Arc::new(Usage::default());
+        let tick = Duration::from_millis(10);
+        let l = Limits::new(memory_limit, None, tick, usage.clone(), 1 << 30);
+        (l, usage)
+    }
+
     #[test]
     fn memory_growth_past_the_limit_is_denied_and_recorded() {
-        let mut l = Limits::new(Some(64 << 20), None, Duration::from_millis(10));
+        let (mut l, usage) = limits(Some(64 << 20));
         assert!(l.memory_growing(0, 1 << 20, None).unwrap());
         assert!(l.denied.is_none());
         assert!(!l.memory_growing(60 << 20, 65 << 20, None).unwrap());
@@ -179,15 +215,37 @@ mod tests {
                 desired: 65 << 20
             })
         );
-        let mut unlimited = Limits::new(None, None, Duration::from_millis(10));
-        assert!(unlimited.memory_growing(0, 1 << 32, None).unwrap());
+        // Only the approved growth is counted.
+        assert_eq!(usage.read().memory_bytes, 1 << 20);
+        let (mut unlimited, usage) = limits(None);
+        assert!(unlimited.memory_growing(0, 1 << 20, None).unwrap());
+        assert!(
+            unlimited
+                .memory_growing(1 << 20, 3 << 20, Some(4 << 20))
+                .unwrap()
+        );
+        assert_eq!(usage.read().memory_bytes, 3 << 20);
+        // Approved, but past the memory's maximum or the pool's: wasmtime fails it.
+        assert!(
+            unlimited
+                .memory_growing(3 << 20, 5 << 20, Some(4 << 20))
+                .unwrap()
+        );
+        assert!(unlimited.memory_growing(3 << 20, 1 << 32, None).unwrap());
+        assert_eq!(usage.read().memory_bytes, 3 << 20);
     }
 
     #[test]
-    fn tables_are_bounded() {
-        let mut l = Limits::new(None, None, Duration::from_millis(10));
+    fn tables_are_bounded_and_counted() {
+        let (mut l, usage) = limits(None);
         assert!(l.table_growing(0, 10, None).unwrap());
+        assert!(l.table_growing(10, 30, Some(20_000)).unwrap());
         assert!(!l.table_growing(0, MAX_TABLE_ELEMENTS + 1, None).unwrap());
+        assert!(l.table_growing(30, 30_000, Some(20_000)).unwrap());
+        assert_eq!(
+            usage.read().table_bytes,
+            30 * super::super::usage::TABLE_ELEMENT_BYTES
+        );
     }
 
     #[test]

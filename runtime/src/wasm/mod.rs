@@ -13,7 +13,8 @@
 //!   instantiates and runs the entry point in a tokio task (on a thread inside
 //!   [`WasmSpec::netns`] when the spec grants sockets); [`Instance::kill`],
 //!   [`Instance::wait`] → [`ExitStatus`] `{ code, reason: `[`ExitReason`]`, message, oom_killed,
-//!   finished_at }`.
+//!   finished_at }`; [`Instance::usage`] → [`InstanceUsage`] `{ memory_bytes, table_bytes, cpu }`,
+//!   the instance's own figures from wasmtime's accounting (many instances share a process).
 //! - [`WasmEngine::measure_start`]`(prepared, n)`: `n` instantiation times, for benchmarks.
 //!
 //! Errors are [`WasmError`]s that name the file, import or setting at fault.
@@ -32,6 +33,7 @@ mod prepare;
 mod spec;
 mod state;
 mod stdio;
+mod usage;
 mod wasi_ctx;
 
 pub use engine::{EngineOptions, WasmEngine};
@@ -40,3 +42,4 @@ pub use exit::{ExitReason, ExitStatus, KILLED_EXIT_CODE, TRAP_EXIT_CODE};
 pub use instance::Instance;
 pub use prepare::{ModuleKind, Origin, PrepareOutcome, Prepared};
 pub use spec::{DEFAULT_LOG_MAX_BYTES, Network, Preopen, Stdio, Streams, WasmSpec};
+pub use usage::InstanceUsage;

@@ -13,6 +13,7 @@ use skiff_tests::{shim_dir, wait_for};
 
 mod group;
 mod logs;
+mod stats;
 
 const RUNTIME: &str = "io.containerd.skiff.v1";
 const PROBE_IMAGE: &str = "skiff.test/probe:latest";
@@ -209,10 +210,11 @@ fn a_looping_guest_is_killed_within_a_second_and_task_ls_shows_its_states() {
     let c = containerd();
     start_detached(&c, PROBE_IMAGE, "w-spin", &["/probe.wasm", "spin"]);
     assert_eq!(task_status(&c, "w-spin").as_deref(), Some("RUNNING"));
-    // The shim runs the guest in the task's cgroup: its figures are the task's.
+    // Its figures are its instance's (wasmtime's accounting, see `stats`).
     let metrics = c.ctr_ok(["task", "metrics", "w-spin"]);
     assert!(memory_usage(&metrics) > 0, "ctr task metrics: {metrics}");
-    // Every thread of the shim (the task's pid), not only the one that joined, is in it.
+    // A shim of its own runs the guest in the task's cgroup: every thread of the shim (the
+    // task's pid), not only the one that joined, is in it.
     let threads = memory_cgroup_of_threads(task_pid(&c, "w-spin"));
     assert!(threads.len() > 1, "the shim's threads: {threads:?}");
     let outside: Vec<String> = threads
@@ -489,7 +491,7 @@ fn containers_of_one_pod_share_one_shim() {
         c.ctr_ok(&all);
     }
     assert_eq!(c.shim_pids().len(), 1, "one shim for the pod's containers");
-    // The Wasm container still gets a cgroup (and Stats) of its own.
+    // The Wasm container still gets Stats of its own (its instance's).
     let metrics = c.ctr_ok(["task", "metrics", "p-wasm"]);
     assert!(memory_usage(&metrics) > 0, "ctr task metrics: {metrics}");
     for (id, ..) in pod {

@@ -9,8 +9,15 @@ use super::*;
 
 const GROUP: &str = "io.containerd.skiff.v1.group";
 
-/// `ctr run -d` of the probe in group `group`.
-fn start_in_group(c: &Containerd, group: &str, id: &str, args: &[&str]) {
+/// `ctr run -d [OPTIONS...] IMAGE ID ARGS...` in group `group`.
+pub(super) fn start_in_group(
+    c: &Containerd,
+    group: &str,
+    options: &[&str],
+    image: &str,
+    id: &str,
+    args: &[&str],
+) {
     let annotation = format!("{GROUP}={group}");
     let mut all = vec![
         "run",
@@ -19,9 +26,9 @@ fn start_in_group(c: &Containerd, group: &str, id: &str, args: &[&str]) {
         RUNTIME,
         "--annotation",
         &annotation,
-        PROBE_IMAGE,
-        id,
     ];
+    all.extend_from_slice(options);
+    all.extend([image, id]);
     all.extend_from_slice(args);
     c.ctr_ok(&all);
 }
@@ -45,7 +52,14 @@ fn a_node_group_shim_serves_its_tasks_outside_their_cgroups_until_the_last_is_de
     let c = containerd();
     let ids = ["g-first", "g-second", "g-third"];
     for id in ids {
-        start_in_group(&c, "node-wasm", id, &["/probe.wasm", "sleep", "0"]);
+        start_in_group(
+            &c,
+            "node-wasm",
+            &[],
+            PROBE_IMAGE,
+            id,
+            &["/probe.wasm", "sleep", "0"],
+        );
     }
     let shims = c.shim_pids();
     assert_eq!(shims.len(), 1, "one shim for the group");
@@ -86,6 +100,8 @@ fn a_node_group_shim_serves_its_tasks_outside_their_cgroups_until_the_last_is_de
     start_in_group(
         &c,
         "node-wasm",
+        &[],
+        PROBE_IMAGE,
         "g-fourth",
         &["/probe.wasm", "echo", "late"],
     );
