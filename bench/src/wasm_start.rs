@@ -2,11 +2,11 @@
 //!
 //! (a) instantiate-to-`_start` latency on the node's engine with a cached module (pooling
 //!     allocator, copy-on-write memory, `InstancePre`), in process;
-//! (b) `skiff run --rm` of a hello guest end to end (API, scheduler, agent, runtime host, logs),
+//! (b) `skiff run --rm` of a hello guest end to end (API, scheduler, agent, Wasm shim, logs),
 //!     side by side with `ctr run --rm` of a busybox echo under runc through a Debian containerd
 //!     started for the run, and `wasmtime run` where installed;
-//! (c) density: 1,000 idle Wasm pods on one node, PSS of the agent and the runtime host (every
-//!     process the agent runs for pods) per pod.
+//! (c) density: 1,000 idle Wasm pods on one node, PSS of the agent and the node's Wasm shim
+//!     (every process the agent runs for Wasm pods) per pod.
 
 use std::path::Path;
 use std::process::Command;
@@ -95,11 +95,14 @@ pub fn run() -> Result<(), String> {
 
     // (c) density.
     let agent_pid = cluster.agent(0).pid().ok_or("agent not running")?;
-    let host_pid = cluster
-        .agent(0)
-        .host_pid()
-        .ok_or("runtime host not running")? as u32;
-    let before = pss_kib(agent_pid)? + pss_kib(host_pid)?;
+    // The Wasm shim exits with its last task: before the pods, only the agent may be counted.
+    let shim_pss = || {
+        cluster
+            .agent(0)
+            .shim_pid("wasm")
+            .map_or(Ok(0), |pid| pss_kib(pid as u32))
+    };
+    let before = pss_kib(agent_pid)? + shim_pss()?;
     let pods = 1000usize;
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let _guard = rt.enter();
@@ -134,14 +137,14 @@ pub fn run() -> Result<(), String> {
     })?;
     std::thread::sleep(Duration::from_secs(3)); // let the agent settle
     let agent_kib = pss_kib(agent_pid)?;
-    let host_kib = pss_kib(host_pid)?;
-    let after = agent_kib + host_kib;
+    let shim_kib = shim_pss()?;
+    let after = agent_kib + shim_kib;
     let per_pod = after as f64 / pods as f64 / 1024.0;
     let marginal = after.saturating_sub(before) as f64 / pods as f64 / 1024.0;
     println!(
-        "| (c) {pods} idle pods: PSS agent {:.1} MiB + runtime host {:.1} MiB = {:.1} MiB | | {per_pod:.3} MiB/pod | marginal {marginal:.3} MiB/pod | |",
+        "| (c) {pods} idle pods: PSS agent {:.1} MiB + Wasm shim {:.1} MiB = {:.1} MiB | | {per_pod:.3} MiB/pod | marginal {marginal:.3} MiB/pod | |",
         agent_kib as f64 / 1024.0,
-        host_kib as f64 / 1024.0,
+        shim_kib as f64 / 1024.0,
         after as f64 / 1024.0,
     );
     cluster.kill_agent(0);

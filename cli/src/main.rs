@@ -60,9 +60,6 @@ enum Command {
     /// The linux executor with runc's command line, over OCI bundles
     #[command(hide = true)]
     Oci(cmd::oci::OciArgs),
-    /// The runtime host of a node (started by the agent)
-    #[command(hide = true)]
-    RuntimeHost(cmd::agent::RuntimeHostArgs),
 }
 
 fn main() {
@@ -119,7 +116,6 @@ fn main() {
             }
             // Handled above, before the runtime started.
             Command::Oci(_) => Ok(()),
-            Command::RuntimeHost(args) => cmd::agent::runtime_host(args).await,
         }
     });
     exit_with(result);

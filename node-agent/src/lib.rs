@@ -6,14 +6,15 @@
 //! back-off, pod status, serving logs through the API server's node tunnel ([`tunnel`]), and the pod network
 //! (a node bridge, one veth and address per OCI pod, routes to other nodes' pods: [`network`]).
 //!
-//! Workloads run in the runtime host ([`host`]): a separate long-lived process that the agent
-//! starts once and talks to over a Unix socket, so that `kill -9` of the agent leaves pods
-//! running and a restarted agent adopts them (DESIGN §5).
+//! Containers run in `containerd-shim-skiff-v1` processes the agent launches and drives through
+//! containerd's task API ([`containers`] over [`shim`]): the node's Wasm pods share one shim,
+//! each pod with a Linux container has its own. Shims outlive the agent, so `kill -9` of the
+//! agent leaves pods running and a restarted agent adopts them (DESIGN §5).
 //!
 //! Must not: write objects other than its Node, its pods' status and Events; schedule pods.
 
+pub mod containers;
 pub mod events;
-pub mod host;
 pub mod images;
 pub mod join;
 pub mod network;
@@ -23,7 +24,6 @@ pub mod shim;
 pub mod tunnel;
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::future::Future;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -40,7 +40,7 @@ pub enum AgentError {
     Api(#[from] tonic::Status),
     #[error("client: {0}")]
     Client(#[from] skiff_api::client::ClientError),
-    #[error("runtime host: {0}")]
+    #[error("container runtime: {0}")]
     Host(String),
     #[error("pod network: {0}")]
     Network(String),
@@ -60,7 +60,7 @@ pub struct AgentOptions {
     pub token: String,
     /// `--name`: the Node's name (default: the host name).
     pub name: Option<String>,
-    /// `--data-dir`: pods' volumes and logs, the module cache, the runtime host's socket.
+    /// `--data-dir`: pods' volumes and logs, image layers, the shims' records.
     pub data_dir: PathBuf,
     /// `--node-ip`: the address reported for the node (and bound by anything it serves).
     pub node_ip: Option<IpAddr>,
@@ -70,9 +70,9 @@ pub struct AgentOptions {
     pub taints: Vec<skiff_api::v1::Taint>,
     /// The most pods this node runs (its `pods` capacity).
     pub max_pods: u32,
-    /// The command that starts the runtime host (the agent appends `--socket` and `--cache-dir`).
-    pub host_command: Vec<OsString>,
-    /// Stop the runtime host (and so every pod) when the agent exits: `skiff up`'s behaviour.
+    /// `containerd-shim-skiff-v1`, which runs every container ([`containers::find_shim_binary`]).
+    pub shim_binary: PathBuf,
+    /// Stop every pod (and their shims) when the agent exits: `skiff up`'s behaviour.
     /// `skiff agent` leaves pods running, as kubelet does.
     pub stop_pods_on_exit: bool,
     /// How often the Ready heartbeat is renewed ([`node::HEARTBEAT_PERIOD`] by default).
@@ -100,7 +100,7 @@ pub async fn run(
     node::register(&transport, &info).await?;
     tracing::info!(node = %node_name, "registered");
 
-    let runtime = host::Runtime::connect_or_spawn(&options).await?;
+    let runtime = containers::Containers::open(&options).await?;
     let heartbeat = tokio::spawn(node::heartbeat(
         transport.clone(),
         info.clone(),
@@ -136,7 +136,7 @@ pub async fn run(
     tunnel.abort();
     sync.abort();
     if options.stop_pods_on_exit {
-        runtime.shutdown_host().await;
+        runtime.shutdown_all().await;
     }
     Ok(())
 }

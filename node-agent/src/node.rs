@@ -139,7 +139,7 @@ impl NodeInfo {
             }
             .into(),
             message: problem
-                .map(|p| format!("the runtime host does not answer: {p}"))
+                .map(|p| format!("the container runtime cannot run pods: {p}"))
                 .unwrap_or_else(|| "skiff agent is posting ready status".into()),
             last_heartbeat_time: Some(now),
             last_transition_time: Some(since.unwrap_or(now)),
@@ -360,12 +360,12 @@ async fn renew_lease(
 }
 
 /// Heartbeats forever: renews the Lease every `period`, and writes the Node's status when it
-/// changed (NotReady while the runtime host does not answer); re-registers if the Node was
+/// changed (NotReady while the container runtime cannot run pods); re-registers if the Node was
 /// deleted.
 pub async fn heartbeat(
     transport: Transport,
     info: NodeInfo,
-    runtime: crate::host::Runtime,
+    runtime: crate::containers::Containers,
     period: Duration,
 ) {
     let nodes: Api<Node> = Api::new(transport.clone(), "");

@@ -173,6 +173,7 @@ fn tasks_run_through_the_shim_and_survive_an_agent_restart() {
         let task = CreateTask {
             id: "quick".into(),
             bundle: b.clone(),
+            rootfs: Vec::new(),
             io: Default::default(),
         };
         let pid = shim.create(&task).await.unwrap();
@@ -233,6 +234,7 @@ fn tasks_run_through_the_shim_and_survive_an_agent_restart() {
             let task = CreateTask {
                 id: id.into(),
                 bundle: b,
+                rootfs: Vec::new(),
                 io: Default::default(),
             };
             shim.create(&task).await.unwrap();

@@ -2,9 +2,8 @@
 //!
 //! Owns the [`wasm`] executor (one shared wasmtime engine per process, modules compiled once per
 //! digest and cached on disk, the pooling allocator, memory and CPU limits, instances as tokio
-//! tasks), the runtime [`host`] (the long-lived per-node process that runs every Wasm instance of
-//! a node and serves them to the node agent over gRPC on a Unix socket, so that the agent can
-//! restart without stopping pods) and container [`logs`] (the CRI format, rotation, reading and
+//! tasks; `containerd-shim-skiff-v1` hosts it, for the node agent and for containerd alike) and
+//! container [`logs`] (the CRI format, rotation, reading and
 //! following), and the [`image`] store (Wasm images pulled from OCI registries — Wasm artifacts
 //! and OCI images whose entrypoint is a `.wasm` file — verified by digest and cached on disk).
 //! The [`linux`] executor runs OCI containers (namespaces, cgroups v1 and v2, seccomp,
@@ -13,7 +12,6 @@
 //!
 //! Must not: import `skiff-api`, talk to the control plane, or keep cluster state.
 
-pub mod host;
 pub mod image;
 pub mod linux;
 pub mod logs;

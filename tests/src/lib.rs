@@ -1,13 +1,13 @@
 //! The end-to-end harness: real `skiff` processes in temp dirs, torn down when dropped.
 //!
 //! Tests start a [`Cluster`] (one `skiff server`), add node agents with [`Cluster::add_agent`]
-//! (real `skiff agent` processes, each with its own data dir and runtime host), run CLI commands
+//! (real `skiff agent` processes, each with its own data dir and shims), run CLI commands
 //! with [`Cluster::skiff`], talk gRPC with [`Cluster::api`], and can `kill -9` and restart the
 //! server and any agent, or cut an agent off (`pause_agent`: SIGSTOP, so it neither heartbeats nor
 //! answers) and let it back. [`Cluster::start_with`] takes [`ClusterOptions`] (short node grace
 //! periods and heartbeats for node-loss tests); [`Cluster::add_agent_with`] extra agent flags
-//! (`--labels`). Dropping the cluster ends every process it started — agents, their runtime
-//! hosts (by the pid each host recorded), and the server.
+//! (`--labels`). Dropping the cluster ends every process it started — agents, their shims (by
+//! the pid each agent recorded), and the server.
 //!
 //! The `skiff` binary is found at `$SKIFF_BIN`, else next to the test binary's target dir
 //! (`cargo build --bins` first; `scripts/test` does).
@@ -115,16 +115,35 @@ impl Agent {
         self.child.as_ref().map(Child::id)
     }
 
-    /// The pid of the runtime host this agent started, if it recorded one.
-    pub fn host_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.data_dir.join("runtime/host.pid"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
+    /// The pid of the agent's shim of `group` (`wasm`: the node's Wasm shim; `pod-<uid>`: a
+    /// pod's), as the agent recorded it, if that process is a skiff shim.
+    pub fn shim_pid(&self, group: &str) -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(self.data_dir.join("shims").join(group).join("pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        String::from_utf8_lossy(&cmdline)
+            .contains("containerd-shim-skiff-v1")
+            .then_some(pid)
     }
 
-    /// The runtime host's log.
-    pub fn host_log(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("runtime/host.log")).unwrap_or_default()
+    /// Every shim group the agent has a record of.
+    pub fn shim_groups(&self) -> Vec<String> {
+        std::fs::read_dir(self.data_dir.join("shims"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("address").exists())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// A shim's log.
+    pub fn shim_log(&self, group: &str) -> String {
+        std::fs::read_to_string(self.data_dir.join("shims").join(group).join("shim.log"))
+            .unwrap_or_default()
     }
 
     fn signal(&self, signal: &str) {
@@ -142,24 +161,23 @@ impl Agent {
         }
     }
 
-    /// Ends the runtime host (and so the agent's pods): only the pid the host recorded, and only
-    /// if that process is a skiff runtime host.
-    fn kill_host(&self) {
-        let Some(pid) = self.host_pid() else { return };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains("runtime-host") {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    /// `kill -9` of every shim of the agent (and so its pods), by the pids it recorded.
+    fn kill_shims(&self) {
+        for group in self.shim_groups() {
+            if let Some(pid) = self.shim_pid(&group) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
         }
     }
 
-    /// Removes what the agent's OCI containers leave on the host once their runtime host is
-    /// killed: their processes and cgroups, their rootfs mounts and their pods' network
-    /// namespaces (a runtime host cleans these when it starts again; a test's never does).
+    /// Removes what the agent's containers leave on the host once their shims are killed: their
+    /// processes and cgroups, their rootfs mounts, the agent's tmpfs and its pods' network
+    /// namespaces (an agent cleans these up when it starts again; a test's never does).
     /// The pod network namespaces go with their veths; the addresses' files name the pods that
     /// had one.
     fn clean_containers(&self) {
         let mut pods = std::collections::BTreeSet::new();
-        let bundles = self.data_dir.join("runtime/containers/bundles");
+        let bundles = self.data_dir.join("run/bundles");
         for entry in std::fs::read_dir(&bundles).into_iter().flatten().flatten() {
             let cid = entry.file_name().to_string_lossy().into_owned();
             cgroup::remove(&format!("skiff/{cid}"));
@@ -184,6 +202,7 @@ impl Agent {
                 .stderr(std::process::Stdio::null())
                 .status();
         }
+        let _ = nix::mount::umount2(&self.data_dir.join("run"), nix::mount::MntFlags::MNT_DETACH);
     }
 }
 
@@ -349,12 +368,16 @@ impl Cluster {
         }
     }
 
-    /// `kill -9` the runtime host of agent `index` (and so its pods).
-    pub fn kill_runtime_host(&mut self, index: usize) {
-        self.agents[index].kill_host();
+    /// `kill -9` of agent `index`'s shim of `group` (`wasm`: its Wasm shim); its pid.
+    pub fn kill_shim(&mut self, index: usize, group: &str) -> i32 {
+        let pid = self.agents[index]
+            .shim_pid(group)
+            .unwrap_or_else(|| panic!("agent {index} has no live shim {group:?}"));
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        pid
     }
 
-    /// `kill -9` agent `index` (its runtime host and pods keep running).
+    /// `kill -9` agent `index` (its shims and pods keep running).
     pub fn kill_agent(&mut self, index: usize) {
         self.agents[index].kill();
     }
@@ -524,7 +547,7 @@ impl Drop for Cluster {
         for agent in &mut self.agents {
             agent.signal("-CONT");
             agent.kill();
-            agent.kill_host();
+            agent.kill_shims();
             agent.clean_containers();
         }
         self.kill_server();

@@ -1,5 +1,5 @@
-//! `skiff agent` (a node agent joining a cluster) and the hidden `skiff runtime-host` (the
-//! long-lived process that runs a node's Wasm instances; started by the agent, never by hand).
+//! `skiff agent`: a node agent joining a cluster. Its containers run in
+//! `containerd-shim-skiff-v1` processes it launches (found beside this binary, else on `PATH`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -21,7 +21,7 @@ pub struct AgentArgs {
     /// Node name (default: the host name)
     #[arg(long)]
     name: Option<String>,
-    /// Where pods' volumes and logs, the module cache and the runtime host live
+    /// Where pods' volumes and logs, images and the shims' records live
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// The node's address (default: the host's)
@@ -49,22 +49,6 @@ pub struct AgentArgs {
 
 /// Wasm pods are cheap: a node takes far more than Kubernetes' 110.
 pub const DEFAULT_MAX_PODS: u32 = 1100;
-
-#[derive(Args)]
-pub struct RuntimeHostArgs {
-    /// The Unix socket to serve on
-    #[arg(long, value_name = "PATH")]
-    socket: PathBuf,
-    /// The compiled-module cache
-    #[arg(long, value_name = "DIR")]
-    cache_dir: PathBuf,
-    /// Instance slots (the pooling allocator's size)
-    #[arg(long, default_value_t = DEFAULT_MAX_PODS)]
-    max_instances: u32,
-    /// Run Linux containers too, keeping their state and bundles here (needs root)
-    #[arg(long, value_name = "DIR")]
-    container_dir: Option<PathBuf>,
-}
 
 /// `key=value:Effect` or `key:Effect`, comma-separated.
 fn parse_taints(text: &str) -> Result<Vec<skiff_api::v1::Taint>> {
@@ -112,16 +96,14 @@ fn parse_labels(text: &str) -> Result<BTreeMap<String, String>> {
     Ok(labels)
 }
 
-/// The command that starts this binary's runtime host.
-pub fn host_command() -> Result<Vec<std::ffi::OsString>> {
-    self_command("runtime-host")
-}
-
-/// `[this binary, sub]`.
-fn self_command(sub: &str) -> Result<Vec<std::ffi::OsString>> {
-    let exe = std::env::current_exe()
-        .map_err(|e| CliError::failed(format!("error: locating the skiff binary: {e}")))?;
-    Ok(vec![exe.into_os_string(), sub.into()])
+/// `containerd-shim-skiff-v1`, which runs the node's containers.
+pub fn shim_binary() -> Result<PathBuf> {
+    skiff_node_agent::containers::find_shim_binary().ok_or_else(|| {
+        CliError::failed(
+            "error: containerd-shim-skiff-v1 is neither beside the skiff binary nor on PATH: \
+             install both (README: Install)",
+        )
+    })
 }
 
 pub fn agent_error(e: AgentError) -> CliError {
@@ -150,7 +132,7 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
         labels: parse_labels(args.labels.as_deref().unwrap_or(""))?,
         taints: parse_taints(args.taints.as_deref().unwrap_or(""))?,
         max_pods: args.max_pods,
-        host_command: host_command()?,
+        shim_binary: shim_binary()?,
         stop_pods_on_exit: false,
         heartbeat: args.heartbeat_interval,
         pod_pids_limit: args.pod_pids_limit,
@@ -158,24 +140,4 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
     skiff_node_agent::run(options, super::server::shutdown_signal())
         .await
         .map_err(agent_error)
-}
-
-/// `[this binary, linux-init]`: how the runtime host runs a container's init.
-fn linux_init_command() -> Result<Vec<std::ffi::OsString>> {
-    self_command("linux-init")
-}
-
-pub async fn runtime_host(args: RuntimeHostArgs) -> Result<()> {
-    super::server::init_logging();
-    let options = skiff_runtime::host::HostOptions {
-        socket: args.socket,
-        cache_dir: args.cache_dir,
-        max_instances: args.max_instances,
-        container_dir: args.container_dir,
-        init_command: linux_init_command()?,
-        ..Default::default()
-    };
-    skiff_runtime::host::serve(options, super::server::shutdown_signal())
-        .await
-        .map_err(|e| CliError::failed(format!("error: runtime host: {e}")))
 }

@@ -193,7 +193,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         labels: Default::default(),
         taints: Vec::new(),
         max_pods: super::agent::DEFAULT_MAX_PODS,
-        host_command: super::agent::host_command()?,
+        shim_binary: super::agent::shim_binary()?,
         // All-in-one, in the foreground: Ctrl-C stops everything, pods included.
         stop_pods_on_exit: true,
         heartbeat: skiff_node_agent::node::HEARTBEAT_PERIOD,

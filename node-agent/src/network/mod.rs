@@ -5,7 +5,7 @@
 //! - each OCI pod, and each Wasm pod granted sockets, gets a network namespace ([`netns`]) with loopback and `eth0`, one end of a
 //!   veth pair whose other end is on the bridge ([`veth`]), with one address of the block
 //!   ([`ipam`], files in the data dir) and a default route via the bridge; all the pod's
-//!   containers share it (a Wasm pod's guests make their sockets in it: the runtime host runs
+//!   containers share it (a Wasm pod's guests make their sockets in it: their shim runs
 //!   them on a thread inside it);
 //! - every other Ready node's block is routed via that node's InternalIP ([`routes`]), so pods
 //!   reach pods on other nodes without encapsulation (the nodes must share a link).

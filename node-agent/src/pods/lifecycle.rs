@@ -1,26 +1,26 @@
-//! What a pod's worker does to its pod: starting a container (image, volumes, env, limits → a runtime host
-//! instance), stopping a terminating pod, tearing down a deleted one, and reporting status.
+//! What a pod's worker does to its pod: starting a container (image, volumes, env, limits → a
+//! [`ContainerSpec`] the shims run), stopping a terminating pod, tearing down a deleted one, and
+//! reporting status.
 
-use std::collections::HashMap;
 use std::time::SystemTime;
 
 use skiff_api::ResourceExt;
 use skiff_api::quantity::Quantity;
 use skiff_api::v1::*;
 use skiff_api::workload::WorkloadKind;
-use skiff_runtime::host::proto;
 
 use super::record::{Current, Terminated};
-use super::seams::Workload;
 use super::worker::PodWorker;
 use super::{
     ALLOW_OUTBOUND, CONFIG_RETRY, LOG_MAX_BYTES, LogState, env, instance_id, log_path, oci, status,
     volumes,
 };
-use crate::host::{LABEL_ATTEMPT, LABEL_CONTAINER, LABEL_IMAGE_ID, LABEL_POD, LABEL_POD_UID};
+use crate::containers::{
+    self, ContainerSpec, Labels, LinuxProcess, ShimGroup, WasmProcess, Workload,
+};
 use crate::images;
 
-/// A container's cpu and memory figures, as the runtime host takes them.
+/// A container's cpu and memory figures, as a container spec takes them.
 struct Resources {
     memory_limit_bytes: Option<u64>,
     cpu_limit_millicores: Option<u32>,
@@ -72,23 +72,37 @@ fn allows_outbound(meta: &ObjectMeta) -> bool {
     meta.annotations.get(ALLOW_OUTBOUND).map(String::as_str) == Some("true")
 }
 
-/// The labels of an instance: whose it is.
-fn instance_labels(
-    meta: &ObjectMeta,
-    container: &Container,
-    attempt: u32,
-    digest: &str,
-) -> HashMap<String, String> {
-    HashMap::from([
-        (LABEL_POD_UID.to_string(), meta.uid.clone()),
-        (
-            LABEL_POD.to_string(),
-            format!("{}/{}", meta.namespace, meta.name),
-        ),
-        (LABEL_CONTAINER.to_string(), container.name.clone()),
-        (LABEL_ATTEMPT.to_string(), attempt.to_string()),
-        (LABEL_IMAGE_ID.to_string(), digest.to_string()),
-    ])
+/// Whose an attempt is.
+fn labels(meta: &ObjectMeta, container: &Container, attempt: u32, digest: &str) -> Labels {
+    Labels {
+        pod_uid: meta.uid.clone(),
+        pod: format!("{}/{}", meta.namespace, meta.name),
+        container: container.name.clone(),
+        attempt,
+        image_id: digest.to_string(),
+    }
+}
+
+/// The shim a container of `pod` runs in: the node's Wasm shim for an all-Wasm pod, the pod's
+/// own for a pod with a Linux container.
+fn shim_group(pod: &Pod) -> ShimGroup {
+    if has_linux_container(pod) {
+        ShimGroup::Pod(pod.meta().uid.clone())
+    } else {
+        ShimGroup::NodeWasm
+    }
+}
+
+fn container_mounts(mounts: Vec<volumes::Mount>) -> Vec<containers::Mount> {
+    mounts
+        .into_iter()
+        .map(|m| containers::Mount {
+            host: m.host,
+            guest: m.guest,
+            read_only: m.read_only,
+            beneath: m.beneath,
+        })
+        .collect()
 }
 
 fn start_error(message: String) -> Current {
@@ -223,7 +237,7 @@ impl PodWorker {
         };
         let module = image.module;
         // A pulled image's ID is its manifest digest; a file's is its module digest.
-        let digest = match self.ctx.runtime.prepare(&module).await {
+        let digest = match self.ctx.runtime.digest(&module).await {
             Ok(digest) => image.image_id.unwrap_or(digest),
             Err(f) if f.retry => {
                 return (waiting("CreateContainerError", f.message), String::new());
@@ -257,43 +271,30 @@ impl PodWorker {
             Ok(dir) => dir,
             Err(message) => return (waiting("CreateContainerError", message), digest),
         };
-        let spec = proto::WasmSpec {
-            id: instance_id(&meta.uid, &container.name, attempt),
-            module_path: module.display().to_string(),
-            argv0,
-            args,
-            env: env
-                .into_iter()
-                .map(|(name, value)| proto::EnvVar { name, value })
-                .collect(),
-            cwd: container.working_dir.clone(),
-            preopens: mounts
-                .into_iter()
-                .map(|m| proto::Preopen {
-                    host_path: m.host.display().to_string(),
-                    guest_path: m.guest,
-                    read_only: m.read_only,
-                })
-                .collect(),
-            memory_limit_bytes: resources.memory_limit_bytes,
-            cpu_limit_millicores: resources.cpu_limit_millicores,
-            network: Some(proto::Network {
-                allow_bind_ports: container
+        let spec = ContainerSpec {
+            labels: labels(meta, container, attempt, &digest),
+            group: shim_group(pod),
+            workload: Workload::Wasm(WasmProcess {
+                module,
+                argv0,
+                args,
+                bind_ports: container
                     .ports
                     .iter()
-                    .filter_map(|p| u32::try_from(p.container_port).ok())
+                    .filter_map(|p| u16::try_from(p.container_port).ok())
                     .collect(),
-                allow_outbound: allows_outbound(meta),
-                bind_any_port: false,
+                outbound: allows_outbound(meta),
             }),
-            netns_path: attached
-                .map(|a| a.netns.display().to_string())
-                .unwrap_or_default(),
-            log_path: log_path(&log_dir, attempt).display().to_string(),
+            env,
+            cwd: container.working_dir.clone(),
+            mounts: container_mounts(mounts),
+            memory_limit_bytes: resources.memory_limit_bytes,
+            cpu_limit_millicores: resources.cpu_limit_millicores,
+            netns: attached.map(|a| a.netns),
+            log_path: log_path(&log_dir, attempt),
             log_max_bytes: LOG_MAX_BYTES,
-            labels: instance_labels(meta, container, attempt, &digest),
         };
-        let started = self.ctx.runtime.start(Workload::Wasm(spec)).await;
+        let started = self.ctx.runtime.start(spec).await;
         self.started(meta, container, attempt, &log_dir, started, digest)
             .await
     }
@@ -305,7 +306,7 @@ impl PodWorker {
         container: &Container,
         attempt: u32,
         log_dir: &std::path::Path,
-        started: Result<crate::host::Instance, crate::host::StartFailure>,
+        started: Result<containers::Instance, containers::StartFailure>,
         digest: String,
     ) -> (Current, String) {
         match started {
@@ -398,46 +399,46 @@ impl PodWorker {
             Ok(dir) => dir,
             Err(message) => return (waiting("CreateContainerError", message), digest),
         };
-        let spec = proto::ContainerSpec {
-            id: instance_id(&meta.uid, &container.name, attempt),
-            layers: rootfs
-                .layers
+        let id = instance_id(&meta.uid, &container.name, attempt);
+        let labels = labels(meta, container, attempt, &digest);
+        let scratch = containers::bundle::scratch_dir(
+            &self.ctx.data_dir,
+            &meta.uid,
+            &containers::instance::task_id(&labels),
+        );
+        tracing::debug!(%id, "starting a Linux container");
+        let spec = ContainerSpec {
+            labels,
+            group: shim_group(pod),
+            workload: Workload::Linux(LinuxProcess {
+                layers: rootfs.layers.clone(),
+                scratch,
+                args: process.args,
+                uid: process.uid,
+                gid: process.gid,
+                hostname: meta.name.clone(),
+                cpu_request_millicores: resources.cpu_request_millicores,
+                pids_limit: Some(self.ctx.pids_limit),
+                readonly_rootfs: process.readonly_rootfs,
+                capabilities: process.capabilities,
+            }),
+            env: process
+                .env
                 .iter()
-                .map(|l| l.display().to_string())
-                .collect(),
-            args: process.args,
-            env: process.env,
-            cwd: process.cwd,
-            uid: process.uid,
-            gid: process.gid,
-            hostname: meta.name.clone(),
-            netns_path: netns.display().to_string(),
-            mounts: mounts
-                .into_iter()
-                .map(|m| proto::BindMount {
-                    host_path: m.host.display().to_string(),
-                    container_path: m.guest,
-                    read_only: m.read_only,
-                    beneath: m
-                        .beneath
-                        .map(|b| b.display().to_string())
-                        .unwrap_or_default(),
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (kv.clone(), String::new()),
                 })
                 .collect(),
+            cwd: process.cwd,
+            mounts: container_mounts(mounts),
             memory_limit_bytes: resources.memory_limit_bytes,
             cpu_limit_millicores: resources.cpu_limit_millicores,
-            cpu_request_millicores: resources.cpu_request_millicores,
-            pids_limit: Some(self.ctx.pids_limit),
-            readonly_rootfs: process.readonly_rootfs,
-            capabilities: process
-                .capabilities
-                .map(|names| proto::Capabilities { names }),
-            log_path: log_path(&log_dir, attempt).display().to_string(),
+            netns: Some(netns),
+            log_path: log_path(&log_dir, attempt),
             log_max_bytes: LOG_MAX_BYTES,
-            labels: instance_labels(meta, container, attempt, &digest),
-            image_digest: digest.clone(),
         };
-        let started = self.ctx.runtime.start(Workload::Linux(spec)).await;
+        let started = self.ctx.runtime.start(spec).await;
         self.started(meta, container, attempt, &log_dir, started, digest)
             .await
     }

@@ -10,8 +10,7 @@
 //!
 //! Each container is a Wasm guest or a Linux container ([`skiff_api::workload`]: the pod's
 //! `runtimeClassName`, and the annotation naming the other kind's containers). Linux containers
-//! run in the runtime host's Linux executor over the image's unpacked layers ([`oci`] builds
-//! their process), all in one network namespace per pod with the pod's address
+//! run over the image's unpacked layers ([`oci`] builds their process), all in one network namespace per pod with the pod's address
 //! ([`crate::network`]); the Wasm containers of such a mixed pod join that namespace.
 //!
 //! Wasm containers: `command` (if given) is argv (argv[0] first), then `args`; without `command`
@@ -47,7 +46,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
-use crate::host::{HostEvent, Instance, Runtime};
+use crate::containers::{Containers, Instance, RuntimeEvent};
 use crate::images::Images;
 use crate::network::PodNetwork;
 use crate::node::NodeInfo;
@@ -107,8 +106,8 @@ type Workers = Arc<DashMap<String, WorkerHandle>>;
 /// to that pod's worker.
 pub struct Manager {
     ctx: Arc<NodeContext>,
-    /// The runtime host, for the dispatcher's list and events (workers use `ctx.runtime`).
-    host: Runtime,
+    /// The shims, for the dispatcher's list and events (workers use `ctx.runtime`).
+    host: Containers,
     workers: Workers,
     next_id: AtomicU64,
 }
@@ -117,7 +116,8 @@ fn uid_of(pod: &Pod) -> String {
     pod.meta().uid.clone()
 }
 
-/// The runtime host's id of one attempt of a container.
+/// The pod loop's id of one attempt of a container (the shim's task id is derived from it:
+/// [`crate::containers::instance::task_id`]).
 pub fn instance_id(uid: &str, container: &str, attempt: u32) -> String {
     format!("{uid}/{container}/{attempt}")
 }
@@ -125,7 +125,7 @@ pub fn instance_id(uid: &str, container: &str, attempt: u32) -> String {
 impl Manager {
     pub fn new(
         transport: Transport,
-        runtime: Runtime,
+        runtime: Containers,
         network: PodNetwork,
         options: &crate::AgentOptions,
         node: &NodeInfo,
@@ -172,7 +172,10 @@ impl Manager {
         let mut host_events = self.host.subscribe();
         // Paged: a node with many pods never meets the message size limit.
         let (pods, meta) = api.list_paged(params.clone(), LIST_PAGE).await?;
-        let instances = self.host.list().await?;
+        let instances =
+            self.host.list().await.map_err(|e| {
+                tonic::Status::unavailable(format!("listing the shims' tasks: {e}"))
+            })?;
         self.adopt(pods, instances).await;
         let mut watch = api.watch(params, &meta.resource_version).await?;
         loop {
@@ -189,16 +192,16 @@ impl Manager {
                     None => return Ok(()),
                 },
                 event = host_events.recv() => match event {
-                    Ok(HostEvent::Changed(instance)) => {
+                    Ok(RuntimeEvent::Changed(instance)) => {
                         let uid = instance.pod_uid.clone();
                         self.send(&uid, Msg::Instance(Box::new(instance)));
                     }
-                    Ok(HostEvent::Removed(instance)) => {
+                    Ok(RuntimeEvent::Removed(instance)) => {
                         let uid = instance.pod_uid.clone();
                         self.send(&uid, Msg::Removed(Box::new(instance)));
                     }
-                    // The host restarted or we fell behind: relist everything.
-                    Ok(HostEvent::Reconnected) | Err(RecvError::Lagged(_)) => return Ok(()),
+                    // Events were missed: relist everything.
+                    Ok(RuntimeEvent::Relist) | Err(RecvError::Lagged(_)) => return Ok(()),
                     Err(RecvError::Closed) => return Ok(()),
                 },
             }

@@ -1,12 +1,12 @@
 //! What the agent remembers of each container between reconciles, rebuilt after a restart from
-//! the runtime host's instances and the pod's reported status.
+//! the shims' tasks and the pod's reported status.
 
 use std::time::{Duration, SystemTime};
 
 use skiff_api::v1::ContainerStateTerminated;
 
 use super::restart;
-use crate::host::Instance;
+use crate::containers::Instance;
 
 /// A container run that ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +35,7 @@ pub enum Current {
         id: String,
         started_at: SystemTime,
     },
-    /// The pod's status says it ran, but the runtime host does not know it (the host restarted):
+    /// The pod's status says it ran, but no shim knows it (its shim died):
     /// resolved during adoption.
     Unknown {
         started_at: SystemTime,
@@ -60,7 +60,7 @@ pub struct Record {
 }
 
 impl Record {
-    /// Takes in what the runtime host says of an attempt of this container.
+    /// Takes in what the runtime says of an attempt of this container.
     pub fn observe(&mut self, instance: &Instance) {
         if instance.attempt < self.attempt {
             return;
@@ -119,7 +119,13 @@ impl Record {
                         if ran >= restart::BACKOFF_RESET {
                             self.streak = 0;
                         }
-                        let delay = restart::backoff(self.streak);
+                        // A container its shim's crash ended is not at fault: it restarts
+                        // at once.
+                        let delay = if t.reason == crate::containers::SHIM_CRASHED {
+                            Duration::ZERO
+                        } else {
+                            restart::backoff(self.streak)
+                        };
                         let next = t.finished_at + delay;
                         self.next_start = Some(next);
                         (next, Some(delay))
@@ -128,8 +134,10 @@ impl Record {
                 if next > now {
                     return armed.map_or(Due::No, Due::BackOff);
                 }
+                if t.reason != crate::containers::SHIM_CRASHED {
+                    self.streak += 1;
+                }
                 self.last = Some(t.clone());
-                self.streak += 1;
                 self.next_start = None;
                 self.attempt += 1;
                 self.state = Current::None;
@@ -207,7 +215,7 @@ impl From<&Terminated> for ContainerStateTerminated {
 }
 
 /// How a status names a container: `skiff://<instance id>` (Kubernetes' `<runtime>://<id>`);
-/// one runtime host runs both Wasm instances and Linux containers.
+/// the same for Wasm guests and Linux containers.
 pub fn container_id(instance: &str) -> String {
     format!("skiff://{instance}")
 }

@@ -1,6 +1,6 @@
 //! The pod workers' two seams, as narrow traits: the container runtime they start and stop
-//! containers with, and the API they report to. The agent plugs in the real ones (the runtime
-//! host, the API server); the pod loop's unit tests plug in fakes. End-to-end tests always run
+//! containers with, and the API they report to. The agent plugs in the real ones (the shims,
+//! through [`crate::containers`], and the API server); the pod loop's unit tests plug in fakes. End-to-end tests always run
 //! the real ones.
 //!
 //! Must not: grow methods the workers do not call (the dispatcher's list and watch stay on the
@@ -12,52 +12,37 @@ use async_trait::async_trait;
 use skiff_api::ResourceExt;
 use skiff_api::client::{Api, Transport};
 use skiff_api::v1::{DeleteRequest, Pod};
-use skiff_runtime::host::proto;
 
-use crate::host::{Instance, Runtime, StartFailure};
-
-/// What a container runs: a Wasm guest in wasmtime, or a process in Linux namespaces.
-#[derive(Debug, Clone)]
-pub enum Workload {
-    Wasm(proto::WasmSpec),
-    Linux(proto::ContainerSpec),
-}
+use crate::containers::{ContainerSpec, Containers, Instance, StartFailure};
 
 /// Starts and stops containers. Every start is idempotent on the instance id.
 #[async_trait]
 pub trait ContainerRuntime: Send + Sync {
-    /// Compiles (or finds cached) a Wasm module; its digest.
-    async fn prepare(&self, module: &Path) -> Result<String, StartFailure>;
-    async fn start(&self, workload: Workload) -> Result<Instance, StartFailure>;
-    /// Stops an instance: SIGTERM, SIGKILL after `grace_seconds` (a Wasm guest at once).
+    /// The digest (`sha256:...`) of a Wasm module file.
+    async fn digest(&self, module: &Path) -> Result<String, StartFailure>;
+    async fn start(&self, spec: ContainerSpec) -> Result<Instance, StartFailure>;
+    /// Stops an instance: SIGTERM, SIGKILL after `grace_seconds` (a Wasm guest ends at once).
     async fn kill(&self, id: &str, grace_seconds: u32) -> Result<(), String>;
     /// Forgets an instance (killing it if it runs). An unknown id is fine.
     async fn remove(&self, id: &str) -> Result<(), String>;
 }
 
 #[async_trait]
-impl ContainerRuntime for Runtime {
-    async fn prepare(&self, module: &Path) -> Result<String, StartFailure> {
-        Runtime::prepare(self, module).await
+impl ContainerRuntime for Containers {
+    async fn digest(&self, module: &Path) -> Result<String, StartFailure> {
+        Containers::digest(self, module).await
     }
 
-    async fn start(&self, workload: Workload) -> Result<Instance, StartFailure> {
-        match workload {
-            Workload::Wasm(spec) => Runtime::start(self, spec).await,
-            Workload::Linux(spec) => Runtime::start_container(self, spec).await,
-        }
+    async fn start(&self, spec: ContainerSpec) -> Result<Instance, StartFailure> {
+        Containers::start(self, spec).await
     }
 
     async fn kill(&self, id: &str, grace_seconds: u32) -> Result<(), String> {
-        Runtime::kill(self, id, grace_seconds)
-            .await
-            .map_err(|s| s.message().to_string())
+        Containers::kill(self, id, grace_seconds).await
     }
 
     async fn remove(&self, id: &str) -> Result<(), String> {
-        Runtime::remove(self, id)
-            .await
-            .map_err(|s| s.message().to_string())
+        Containers::remove(self, id).await
     }
 }
 

@@ -246,7 +246,7 @@ pub(crate) async fn prepare(
 ) -> Result<BTreeMap<String, VolumeDir>, String> {
     let namespace = pod.metadata.as_ref().map_or("", |m| m.namespace.as_str());
     let pod_dir = volumes_dir(data_dir, pod);
-    // The pod's tree is the agent's and the runtime host's (same user) only: it holds secrets.
+    // The pod's tree is the agent's and its shims' (same user) only: it holds secrets.
     mkdir(&pod_dir, 0o700)?;
     if let Some(parent) = pod_dir.parent() {
         let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700));

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use super::record::{self, Current, Due, Record, Terminated};
 use super::seams::{ContainerRuntime, PodApi};
 use super::{LogIndex, restart, status};
-use crate::host::Instance;
+use crate::containers::Instance;
 use crate::images::Images;
 use crate::network::PodNetwork;
 use crate::node::NodeInfo;
@@ -218,7 +218,7 @@ pub fn lost(started_at: SystemTime) -> Current {
     Current::Terminated(Terminated {
         exit_code: 137,
         reason: "ContainerStatusUnknown".into(),
-        message: "the container could not be located (the runtime host restarted)".into(),
+        message: "the container could not be located (its shim is gone)".into(),
         started_at,
         finished_at: SystemTime::now(),
         id: String::new(),

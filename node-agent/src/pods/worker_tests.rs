@@ -1,6 +1,6 @@
 //! The pod worker against fakes of its seams ([`super::seams`]): what it starts, stops and
 //! reports for restart policies, back-off, init containers, deletion and adoption. Real files
-//! (a temp data dir, a `file:` module), no network, no API server, no runtime host.
+//! (a temp data dir, a `file:` module), no network, no API server, no shim.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -13,10 +13,10 @@ use tonic::service::interceptor::InterceptedService;
 
 use super::LogIndex;
 use super::record::Current;
-use super::seams::{ContainerRuntime, PodApi, Workload};
+use super::seams::{ContainerRuntime, PodApi};
 use super::sources::Sources;
 use super::worker::{Msg, NodeContext, PodWorker};
-use crate::host::{Instance, StartFailure};
+use crate::containers::{ContainerSpec, Instance, StartFailure};
 use crate::images::Images;
 use crate::network::PodNetwork;
 use crate::node::NodeInfo;
@@ -79,15 +79,12 @@ fn instance(id: &str, exit: Option<i32>) -> Instance {
 
 #[async_trait]
 impl ContainerRuntime for FakeRuntime {
-    async fn prepare(&self, _module: &Path) -> Result<String, StartFailure> {
+    async fn digest(&self, _module: &Path) -> Result<String, StartFailure> {
         Ok("sha256:module".into())
     }
 
-    async fn start(&self, workload: Workload) -> Result<Instance, StartFailure> {
-        let id = match workload {
-            Workload::Wasm(spec) => spec.id,
-            Workload::Linux(spec) => spec.id,
-        };
+    async fn start(&self, spec: ContainerSpec) -> Result<Instance, StartFailure> {
+        let id = spec.labels.instance_id();
         self.calls.lock().unwrap().push(Call::Start(id.clone()));
         Ok(instance(&id, None))
     }

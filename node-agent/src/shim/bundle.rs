@@ -34,6 +34,8 @@ pub const GROUP: &str = "io.containerd.skiff.v1.group";
 pub const BIND_PORTS: &str = "io.containerd.skiff.v1.wasm.bind-ports";
 /// `"false"`: no outbound connections or name lookups. Absent or `"true"`: allowed.
 pub const OUTBOUND: &str = "io.containerd.skiff.v1.wasm.outbound";
+/// The guest's argv\[0\] instead of the module's path.
+pub const ARGV0: &str = "io.containerd.skiff.v1.wasm.argv0";
 /// A CRI-format log file for stdout and stderr, used when Create gives neither.
 pub const LOG_PATH: &str = "io.containerd.skiff.v1.log-path";
 /// Rotate [`LOG_PATH`] past this many bytes.
@@ -78,8 +80,10 @@ pub struct WasmBundle {
     pub root: WasmRoot,
     /// The shim group (several tasks, one shim); `None`: a shim of its own.
     pub group: Option<String>,
-    /// The guest's arguments after `argv[0]`, which is the module's path in the rootfs (the shim
-    /// reads the module from there).
+    /// The guest's `argv[0]`; `None`: the module's path in the rootfs.
+    pub argv0: Option<String>,
+    /// The guest's arguments after `argv[0]` (`process.args[0]` is the module's path in the
+    /// rootfs: the shim reads the module from there).
     pub args: Vec<String>,
     /// In order; the guest sees exactly these.
     pub env: Vec<(String, String)>,
@@ -102,6 +106,7 @@ impl WasmBundle {
         WasmBundle {
             root,
             group: None,
+            argv0: None,
             args: Vec::new(),
             env: Vec::new(),
             cwd: None,
@@ -255,6 +260,9 @@ impl WasmBundle {
                 annotations.insert(BIND_PORTS.into(), list.join(","));
             }
             annotations.insert(OUTBOUND.into(), self.network.outbound.to_string());
+        }
+        if let Some(argv0) = &self.argv0 {
+            annotations.insert(ARGV0.into(), argv0.clone());
         }
         if let Some(log) = &self.log_path {
             annotations.insert(LOG_PATH.into(), log.display().to_string());

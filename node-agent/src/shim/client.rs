@@ -17,7 +17,9 @@ use containerd_shim::protos::ttrpc::context::Context;
 
 use super::error::ShimError;
 use super::records::Records;
-use super::task::{CreateTask, ExitStatus, ShimInfo, TaskState, TaskStats};
+use super::task::{CreateTask, ExitStatus, ShimInfo, TaskIo, TaskState, TaskStats};
+use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
 
 /// Deadlines of the agent's calls to its shims.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +170,16 @@ impl ShimClient {
             stdin: task.io.stdin.clone(),
             stdout: task.io.stdout.clone(),
             stderr: task.io.stderr.clone(),
+            rootfs: task
+                .rootfs
+                .iter()
+                .map(|m| containerd_shim::protos::types::mount::Mount {
+                    type_: m.typ.clone(),
+                    source: m.source.clone(),
+                    options: m.options.clone(),
+                    ..Default::default()
+                })
+                .collect(),
             ..Default::default()
         };
         let created = self
@@ -297,6 +309,128 @@ impl ShimClient {
                 Err(e)
             }
         }
+    }
+
+    /// Exec: adds process `exec_id` to task `id`, not started: `process` is an OCI runtime
+    /// `Process` as JSON, `io` its FIFOs (the shim opens them now).
+    pub async fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        io: &TaskIo,
+        process: Vec<u8>,
+    ) -> Result<(), ShimError> {
+        let req = api::ExecProcessRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            terminal: false,
+            stdin: io.stdin.clone(),
+            stdout: io.stdout.clone(),
+            stderr: io.stderr.clone(),
+            spec: MessageField::some(Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Process".into(),
+                value: process,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.call(
+            "exec",
+            id,
+            Some(self.timeouts.call),
+            self.task.exec(Context::default(), &req),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Starts exec `exec_id` of task `id`: its pid.
+    pub async fn start_exec(&self, id: &str, exec_id: &str) -> Result<u32, ShimError> {
+        let req = api::StartRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        };
+        let r = self
+            .call(
+                "start exec",
+                id,
+                Some(self.timeouts.call),
+                self.task.start(Context::default(), &req),
+            )
+            .await?;
+        Ok(r.pid)
+    }
+
+    /// Waits for exec `exec_id` of task `id` to end.
+    pub async fn wait_exec(&self, id: &str, exec_id: &str) -> Result<ExitStatus, ShimError> {
+        let req = api::WaitRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        };
+        let r = self
+            .call(
+                "wait exec",
+                id,
+                None,
+                self.task.wait(Context::default(), &req),
+            )
+            .await?;
+        Ok(ExitStatus::from_proto(r.exit_status, &r.exited_at))
+    }
+
+    /// Closes exec `exec_id`'s stdin (what was written before still reaches it).
+    pub async fn close_stdin(&self, id: &str, exec_id: &str) -> Result<(), ShimError> {
+        let req = api::CloseIORequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            stdin: true,
+            ..Default::default()
+        };
+        self.call(
+            "close io",
+            id,
+            Some(self.timeouts.call),
+            self.task.close_io(Context::default(), &req),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Sends `signal` to exec `exec_id` of task `id`.
+    pub async fn kill_exec(&self, id: &str, exec_id: &str, signal: u32) -> Result<(), ShimError> {
+        let req = api::KillRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            signal,
+            ..Default::default()
+        };
+        self.call(
+            "kill exec",
+            id,
+            Some(self.timeouts.call),
+            self.task.kill(Context::default(), &req),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Removes ended exec `exec_id` of task `id`.
+    pub async fn delete_exec(&self, id: &str, exec_id: &str) -> Result<(), ShimError> {
+        let req = api::DeleteRequest {
+            id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        };
+        self.call(
+            "delete exec",
+            id,
+            Some(self.timeouts.call),
+            self.task.delete(Context::default(), &req),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Stats: memory, CPU time and pids of the task's cgroup. A Wasm task has one only when its

@@ -186,7 +186,8 @@ impl Events for Forwarder {
 /// inside a runtime, it is shut down in the background.
 pub struct EventsServer {
     path: PathBuf,
-    server: Option<Server>,
+    /// In a mutex only to be `Sync` (ttrpc's server is not): it is touched at shutdown alone.
+    server: std::sync::Mutex<Option<Server>>,
     tx: broadcast::Sender<ShimEvent>,
 }
 
@@ -212,7 +213,7 @@ impl EventsServer {
         server.start().await.map_err(|e| fail(e.to_string()))?;
         Ok(EventsServer {
             path: path.to_path_buf(),
-            server: Some(server),
+            server: std::sync::Mutex::new(Some(server)),
             tx,
         })
     }
@@ -221,10 +222,15 @@ impl EventsServer {
         self.tx.subscribe()
     }
 
+    fn take_server(&self) -> Option<Server> {
+        self.server.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
     /// Stops accepting, closes the shims' connections (they reconnect to the next agent) and
     /// removes the socket.
-    pub async fn shutdown(mut self) {
-        if let Some(server) = self.server.take() {
+    pub async fn shutdown(self) {
+        let server = self.take_server();
+        if let Some(server) = server {
             stop(server, &self.path).await;
         }
     }
@@ -233,7 +239,7 @@ impl EventsServer {
 impl Drop for EventsServer {
     fn drop(&mut self) {
         if let (Some(server), Ok(runtime)) =
-            (self.server.take(), tokio::runtime::Handle::try_current())
+            (self.take_server(), tokio::runtime::Handle::try_current())
         {
             let path = self.path.clone();
             runtime.spawn(async move { stop(server, &path).await });

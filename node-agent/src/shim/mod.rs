@@ -34,6 +34,7 @@
 //! | a `network` entry of `linux.namespaces` with a `path` | sockets, made in that namespace: any port, outbound allowed |
 //! | annotation `io.containerd.skiff.v1.wasm.bind-ports: "8080,9090"` (with a namespace) | only these ports may be bound (`""`: none) |
 //! | annotation `io.containerd.skiff.v1.wasm.outbound: "false"` (with a namespace) | no outbound connections, no name lookups |
+//! | annotation `io.containerd.skiff.v1.wasm.argv0: NAME` | NAME as its argv\[0\] instead of the module's path |
 //! | annotation `io.containerd.skiff.v1.group: NAME` (or CRI's `io.kubernetes.cri.sandbox-id`) | the task shares the shim (and its wasmtime engine) of that group |
 //! | annotation `io.containerd.skiff.v1.log-path: FILE` (Create without stdio) | stdout and stderr as CRI log records in FILE (`log-max-bytes` rotates it) |
 //!
@@ -60,7 +61,9 @@ pub use client::{ShimClient, Timeouts};
 pub use error::{Code, ShimError};
 pub use events::ShimEvent;
 pub use records::{RecordedShim, RecordedTask};
-pub use task::{CreateTask, ExitStatus, ShimInfo, TaskIo, TaskState, TaskStats, TaskStatus};
+pub use task::{
+    CreateTask, ExitStatus, RootfsMount, ShimInfo, TaskIo, TaskState, TaskStats, TaskStatus,
+};
 
 use events::EventsServer;
 use launch::Launcher;
@@ -211,6 +214,11 @@ impl Shims {
         }
         std::fs::File::create(&log).map_err(|e| ShimError::io(&log, e))?;
         std::os::unix::fs::symlink(&log, &link).map_err(|e| ShimError::io(&link, e))
+    }
+
+    /// Notes the pid of `group`'s shim in its records (`shims/<group>/pid`).
+    pub fn record_pid(&self, group: &str, pid: u32) -> Result<(), ShimError> {
+        self.records.record_pid(group, pid)
     }
 
     /// Connects to `group`'s recorded shim.

@@ -105,6 +105,13 @@ impl Records {
         write_atomic(&dir.join("address"), address.as_bytes())
     }
 
+    /// Notes the pid of `group`'s shim (for operators and tests: `shims/<group>/pid`).
+    pub fn record_pid(&self, group: &str, pid: u32) -> Result<(), ShimError> {
+        let dir = self.shim_dir(group);
+        std::fs::create_dir_all(&dir).map_err(|e| ShimError::io(&dir, e))?;
+        write_atomic(&dir.join("pid"), pid.to_string().as_bytes())
+    }
+
     pub fn record_task(&self, group: &str, id: &str, bundle: &Path) -> Result<(), ShimError> {
         let dir = self.tasks_dir(group);
         std::fs::create_dir_all(&dir).map_err(|e| ShimError::io(&dir, e))?;

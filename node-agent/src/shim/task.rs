@@ -95,13 +95,23 @@ pub struct TaskIo {
     pub stderr: String,
 }
 
-/// What Create takes. The rootfs is the bundle's own (`root.path` in `config.json`): the agent
-/// sends no mounts.
+/// A mount the shim makes on `BUNDLE/rootfs` before it creates the task, as containerd sends a
+/// snapshot's (an overlay of image layers, usually).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootfsMount {
+    pub typ: String,
+    pub source: String,
+    pub options: Vec<String>,
+}
+
+/// What Create takes. Without `rootfs` mounts the rootfs is the bundle's own (`root.path` in
+/// `config.json`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateTask {
     pub id: String,
     pub bundle: PathBuf,
     pub io: TaskIo,
+    pub rootfs: Vec<RootfsMount>,
 }
 
 /// A task's figures (Stats): from the cgroup the shim keeps for it.

@@ -1,14 +1,13 @@
 //! `skiff exec` on the agent's end of the node tunnel: finds the running attempt of the
-//! container and runs the command in it through the runtime host, relaying stdin down and
-//! output up. An aborted task (the client went away) drops the host's stream, and the host then
-//! kills the command.
+//! container and runs the command in it through its shim ([`crate::containers::exec`]),
+//! relaying stdin down and output up. An aborted task (the client went away) drops the output
+//! channel, and the command is then killed.
 
 use skiff_api::v1::*;
-use skiff_runtime::host::proto;
 use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
 
 use super::Served;
+use crate::containers::exec::{ExecInput, ExecOutput};
 use crate::pods::instance_id;
 
 pub(super) async fn run(
@@ -33,29 +32,15 @@ pub(super) async fn run(
         }
     };
     loop {
-        let (message, error) = match answers.next().await {
-            Some(Ok(answer)) => (answer.message, String::new()),
-            Some(Err(s)) => (None, describe(&open, &s)),
-            None => (
-                None,
-                format!(
+        let output = match answers.recv().await {
+            Some(ExecOutput::Stdout(data)) => pod_exec_output::Message::Stdout(data),
+            Some(ExecOutput::Stderr(data)) => pod_exec_output::Message::Stderr(data),
+            Some(ExecOutput::Exit(code)) => pod_exec_output::Message::ExitCode(code),
+            None => {
+                let error = format!(
                     "exec in container {:?} of pod {:?}: ended without an exit code",
                     open.container, open.name
-                ),
-            ),
-        };
-        let output = match message {
-            Some(proto::exec_response::Message::Stdout(data)) => {
-                pod_exec_output::Message::Stdout(data)
-            }
-            Some(proto::exec_response::Message::Stderr(data)) => {
-                pod_exec_output::Message::Stderr(data)
-            }
-            Some(proto::exec_response::Message::ExitCode(code)) => {
-                pod_exec_output::Message::ExitCode(code)
-            }
-            None if error.is_empty() => continue,
-            None => {
+                );
                 let _ = up.send(reply(Vec::new(), error)).await;
                 return;
             }
@@ -81,12 +66,12 @@ pub(super) fn failure(id: u64, error: String) -> TunnelUp {
     }
 }
 
-/// Starts the command in the container's running attempt; the host's answer stream.
+/// Starts the command in the container's running attempt; its output channel.
 async fn start(
     open: &TunnelExecOpen,
     served: &Served,
-    input: mpsc::Receiver<PodExecInput>,
-) -> Result<tonic::Streaming<proto::ExecResponse>, String> {
+    mut input: mpsc::Receiver<PodExecInput>,
+) -> Result<mpsc::Receiver<ExecOutput>, String> {
     let state = served
         .logs
         .get(&open.uid, &open.container)
@@ -97,40 +82,28 @@ async fn start(
                 open.container, open.name
             )
         })?;
-    let first = proto::ExecRequest {
-        message: Some(proto::exec_request::Message::Start(proto::ExecStart {
-            id: instance_id(&open.uid, &open.container, state.attempt),
-            args: open.command.clone(),
-            env: Vec::new(),
-            stdin: open.stdin,
-        })),
-    };
-    let rest = tokio_stream::wrappers::ReceiverStream::new(input).filter_map(|data| {
-        let message = match data.message? {
-            pod_exec_input::Message::Stdin(bytes) => proto::exec_request::Message::Stdin(bytes),
-            pod_exec_input::Message::CloseStdin(_) => {
-                proto::exec_request::Message::CloseStdin(true)
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Some(data) = input.recv().await {
+            let message = match data.message {
+                Some(pod_exec_input::Message::Stdin(bytes)) => ExecInput::Stdin(bytes),
+                Some(pod_exec_input::Message::CloseStdin(_)) => ExecInput::CloseStdin,
+                _ => continue,
+            };
+            if tx.send(message).await.is_err() {
+                return;
             }
-            pod_exec_input::Message::Start(_) => return None,
-        };
-        Some(proto::ExecRequest {
-            message: Some(message),
-        })
+        }
     });
-    let requests = tokio_stream::once(first).chain(rest);
+    let id = instance_id(&open.uid, &open.container, state.attempt);
     served
         .runtime
-        .exec(requests)
+        .exec(&id, open.command.clone(), open.stdin, rx)
         .await
-        .map_err(|s| describe(open, &s))
-}
-
-/// The host's refusal, naming the pod and container.
-fn describe(open: &TunnelExecOpen, status: &tonic::Status) -> String {
-    format!(
-        "exec in container {:?} of pod {:?}: {}",
-        open.container,
-        open.name,
-        status.message()
-    )
+        .map_err(|e| {
+            format!(
+                "exec in container {:?} of pod {:?}: {e}",
+                open.container, open.name
+            )
+        })
 }

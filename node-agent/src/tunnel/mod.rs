@@ -15,14 +15,14 @@ use skiff_api::v1::*;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
-use crate::host::Runtime;
+use crate::containers::Containers;
 use crate::pods::LogIndex;
 
 /// What the tunnel's requests are served from.
 #[derive(Clone)]
 pub struct Served {
     pub logs: LogIndex,
-    pub runtime: Runtime,
+    pub runtime: Containers,
 }
 
 /// One stream open on the tunnel.

@@ -1,6 +1,7 @@
 //! End-to-end tests over real `skiff` processes (one test binary, as wasmtime's `tests/all`).
 #![allow(clippy::unwrap_used)]
 
+mod agent_shims;
 mod auth;
 mod bad_input;
 mod cluster;

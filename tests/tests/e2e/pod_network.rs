@@ -209,10 +209,10 @@ fn a_restarted_agent_keeps_running_pods_addresses_and_frees_those_of_pods_gone_m
         Duration::from_secs(20),
         || (!ipam.join(pod_ip(&gone)).exists()).then_some(()),
     );
-    assert!(
-        !std::path::Path::new(&format!("/run/netns/skiff-{gone_uid}")).exists(),
-        "its namespace removed"
-    );
+    // Its container is stopped first (through its shim), then its namespace goes.
+    wait_for("its namespace removed", Duration::from_secs(20), || {
+        (!std::path::Path::new(&format!("/run/netns/skiff-{gone_uid}")).exists()).then_some(())
+    });
     let after = c.get_json("pod", "keep").expect("keep");
     assert_eq!(pod_ip(&after), pod_ip(&keep), "{after:#}");
     assert!(ipam.join(pod_ip(&keep)).exists());

@@ -1,4 +1,4 @@
-//! Wasm pods end to end: a real server, a real agent and its runtime host, guests built from
+//! Wasm pods end to end: a real server, a real agent and its shims, guests built from
 //! `tests/guests/probe.c`. Each test names what it proves.
 
 use std::time::{Duration, Instant};
@@ -221,8 +221,9 @@ fn guests_cannot_escape_their_preopens() {
     );
 }
 
-fn host_rss_kib(c: &Cluster) -> u64 {
-    let pid = c.agent(0).host_pid().expect("host pid");
+/// The resident memory of the node's Wasm shim.
+fn shim_rss_kib(c: &Cluster) -> u64 {
+    let pid = c.agent(0).shim_pid("wasm").expect("the Wasm shim's pid");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
@@ -234,7 +235,6 @@ fn host_rss_kib(c: &Cluster) -> u64 {
 #[test]
 fn memory_hog_is_contained_by_its_limit() {
     let c = cluster();
-    let before = host_rss_kib(&c);
     let limits = "    resources:\n      limits: {memory: 64Mi}\n";
     c.apply(&pod_yaml("hog", "Never", &["hog", "512"], limits, ""));
     let p = wait_pod(&c, "hog", "Failed", Duration::from_secs(60), |p| {
@@ -249,11 +249,9 @@ fn memory_hog_is_contained_by_its_limit() {
     );
     let out = logs(&c, &["hog"]);
     assert!(!out.contains("allocated all"), "{out}");
-    let after = host_rss_kib(&c);
-    assert!(
-        after < before + 128 * 1024,
-        "runtime host RSS grew from {before} KiB to {after} KiB"
-    );
+    // The guest asked for 512 MiB; the shim that ran it holds far less.
+    let rss = shim_rss_kib(&c);
+    assert!(rss < 192 * 1024, "the Wasm shim's RSS is {rss} KiB");
 }
 
 #[test]
@@ -432,7 +430,7 @@ fn killed_agent_leaves_pods_running_and_the_restarted_agent_adopts_them() {
     assert_eq!(num(&container(&p, 0)["restartCount"]), 0, "{p}");
     assert_eq!(container(&p, 0)["containerId"], id, "{p}");
     assert!(
-        c.agent(0).log().matches("runtime host started").count() == 1,
+        c.agent(0).log().matches("shim launched").count() == 1,
         "{}",
         c.agent(0).log()
     );
@@ -586,34 +584,4 @@ fn init_containers_run_first_and_a_failed_one_stops_the_pod() {
     assert_eq!(num(&init["state"]["terminated"]["exitCode"]), 5, "{p}");
     // The app container never ran.
     assert!(container(&p, 0)["state"]["waiting"].is_object(), "{p}");
-}
-
-#[test]
-fn pods_restart_after_the_runtime_host_dies() {
-    let mut c = cluster();
-    c.apply(&pod_yaml(
-        "survivor",
-        "Always",
-        &["tick", "100", "0"],
-        "",
-        "",
-    ));
-    wait_pod(&c, "survivor", "Running", Duration::from_secs(30), |p| {
-        phase(p) == "Running"
-    });
-    let old_host = c.agent(0).host_pid().unwrap();
-    c.kill_runtime_host(0);
-    // The agent notices, starts a new host, and the lost container ends as
-    // ContainerStatusUnknown, then restarts after the usual back-off.
-    let p = wait_pod(&c, "survivor", "restarted", Duration::from_secs(30), |p| {
-        num(&container(p, 0)["restartCount"]) == 1 && phase(p) == "Running"
-    });
-    assert_eq!(
-        container(&p, 0)["lastState"]["terminated"]["reason"],
-        "ContainerStatusUnknown",
-        "{p}"
-    );
-    assert_ne!(c.agent(0).host_pid().unwrap(), old_host);
-    let node = c.get_json("node", "node-1").unwrap();
-    assert!(node.to_string().contains("\"Ready\""), "{node}");
 }
