@@ -98,3 +98,152 @@ fn a_crash_of_the_wasm_shim_restarts_only_its_pods_at_once() {
         oci_before["state"]["running"]["startedAt"]
     );
 }
+
+/// One container's output and exit, either way it was run.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    code: i64,
+    stdout: String,
+    stderr: String,
+}
+
+#[test]
+fn a_bundle_the_agent_writes_runs_the_same_under_a_plain_containerd() {
+    let mut c = Cluster::start();
+    c.add_agent("node-1");
+    let probe = guest("probe");
+    let net = skiff_tests::guests::socket_component("net");
+    let data = tempfile::tempdir().expect("tempdir");
+    std::fs::write(data.path().join("seen.txt"), "from the host\n").expect("write");
+    // Files (a volume, the root), env, and sockets: a declared port may be bound, another not.
+    let containers = [
+        ("files", probe.display().to_string(), "[probe, ls, /data]"),
+        ("root", probe.display().to_string(), "[probe, ls, /]"),
+        (
+            "escape",
+            probe.display().to_string(),
+            "[probe, cat, /etc/passwd]",
+        ),
+        (
+            "env",
+            probe.display().to_string(),
+            "[probe, env, GREETING, HOME, PATH]",
+        ),
+        (
+            "granted",
+            net.display().to_string(),
+            "[net, bind, \"8080\"]",
+        ),
+        (
+            "refused",
+            net.display().to_string(),
+            "[net, bind, \"9090\"]",
+        ),
+    ];
+    let mut yaml = String::from(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: twin\nspec:\n  runtimeClassName: wasm\n  restartPolicy: Never\n  volumes:\n  - name: data\n",
+    );
+    yaml.push_str(&format!(
+        "    hostPath: {{path: {}}}\n  containers:\n",
+        data.path().display()
+    ));
+    for (name, module, command) in &containers {
+        yaml.push_str(&format!(
+            "  - name: {name}\n    image: file:{module}\n    command: {command}\n    env: [{{name: GREETING, value: hello}}]\n    ports: [{{containerPort: 8080}}]\n    volumeMounts: [{{name: data, mountPath: /data, readOnly: true}}]\n"
+        ));
+    }
+    c.apply(&yaml);
+    let pod = wait_for("twin to finish", Duration::from_secs(60), || {
+        let p = c.get_json("pod", "twin")?;
+        matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")).then_some(p)
+    });
+    let uid = pod["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let bundles = c.agent(0).data_dir.join("run/bundles");
+    let plain =
+        skiff_tests::containerd::Containerd::start_with_path(&[skiff_tests::shim_dir().as_path()]);
+    for (i, (name, _, _)) in containers.iter().enumerate() {
+        let status = pod["status"]["containerStatuses"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == *name))
+            .cloned()
+            .unwrap_or_default();
+        let by_agent = Outcome {
+            code: status["state"]["terminated"]["exitCode"]
+                .as_i64()
+                .unwrap_or(0),
+            stdout: agent_log(&c, name, "stdout"),
+            stderr: agent_log(&c, name, "stderr"),
+        };
+        // The bundle the agent wrote for this container, run as it is by containerd.
+        let config = bundles.join(format!("{uid}_{name}_0")).join("config.json");
+        assert!(config.exists(), "no bundle at {}", config.display());
+        let out = plain.ctr([
+            "run",
+            "--rm",
+            "--runtime",
+            "io.containerd.skiff.v1",
+            "--config",
+            config.to_str().unwrap_or_default(),
+            &format!("twin-{i}"),
+        ]);
+        let by_containerd = Outcome {
+            code: i64::from(out.status.code().unwrap_or(-1)),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert_eq!(by_agent, by_containerd, "container {name}");
+    }
+    // What the two ran is what the spec grants, not merely the same.
+    assert!(agent_log(&c, "files", "stdout").contains("seen.txt"));
+    assert_eq!(
+        agent_log(&c, "env", "stdout").lines().next(),
+        Some("GREETING=hello")
+    );
+    assert!(agent_log(&c, "env", "stdout").contains("HOME unset"));
+    let code = |name: &str| {
+        pod["status"]["containerStatuses"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == name))
+            .map(|s| s["state"]["terminated"]["exitCode"].as_i64().unwrap_or(0))
+    };
+    assert_eq!(code("granted"), Some(0), "{pod:#}");
+    assert_eq!(code("refused"), Some(1), "{pod:#}");
+    let refused = agent_log(&c, "refused", "stdout");
+    assert!(
+        refused.starts_with("bind 9090: ") && !refused.contains("ok"),
+        "{refused}"
+    );
+    assert_eq!(code("escape"), Some(1), "{pod:#}");
+}
+
+/// One stream of a container's CRI log, as written by its shim.
+fn agent_log(c: &Cluster, container: &str, stream: &str) -> String {
+    let uid = c.get_json("pod", "twin").unwrap_or_default()["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let log = c
+        .agent(0)
+        .data_dir
+        .join("pods")
+        .join(uid)
+        .join("logs")
+        .join(container)
+        .join("0.log");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(4, ' ');
+        let (_, s, tag, body) = (parts.next(), parts.next(), parts.next(), parts.next());
+        if s == Some(stream) {
+            out.push_str(body.unwrap_or_default());
+            if tag == Some("F") {
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
