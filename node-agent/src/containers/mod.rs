@@ -508,9 +508,20 @@ impl Containers {
         };
         if grace_seconds > 0 {
             ignore_gone(client.kill(&id, 15, false).await)?;
-            let grace = Duration::from_secs(u64::from(grace_seconds));
-            if tokio::time::timeout(grace, client.wait(&id)).await.is_ok() {
-                return Ok(());
+            let deadline =
+                tokio::time::Instant::now() + Duration::from_secs(u64::from(grace_seconds));
+            // The whole grace period, even if a Wait fails on the way (it is asked again).
+            loop {
+                match tokio::time::timeout_at(deadline, client.wait(&id)).await {
+                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Err(e)) if e.is_not_found() || e.is_shim_gone() => return Ok(()),
+                    Ok(Err(e)) => {
+                        tracing::warn!(task = %id, error = %e, "waiting for a stopping task");
+                        let retry = tokio::time::Instant::now() + Duration::from_millis(200);
+                        tokio::time::sleep_until(retry.min(deadline)).await;
+                    }
+                    Err(_) => break,
+                }
             }
         }
         ignore_gone(client.kill(&id, 9, true).await)?;
