@@ -10,6 +10,8 @@
 //!   0644 by default as in Kubernetes, so that a container's non-root user reads them (an
 //!   item's `mode` or the volume's `defaultMode` otherwise); their dirs 0755; emptyDir 0777; all
 //!   inside a 0700 pod tree that the host's other users cannot enter;
+//! - `run/pods/<uid>/secrets/<name>/`: Secret volumes, as ConfigMap ones but on the agent's tmpfs
+//!   (`run/`, see [`crate::containers`]): Secret values never reach a disk;
 //! - `volumes/pvc/<namespace>/<claim>-<claim uid>/`: persistentVolumeClaim data, kept across pod
 //!   deletion and re-creation for as long as the claim exists;
 //! - hostPath volumes are the host's own directories (`DirectoryOrCreate` creates them).
@@ -234,6 +236,22 @@ fn volumes_dir(data_dir: &Path, pod: &Pod) -> PathBuf {
     data_dir.join("pods").join(uid).join("volumes")
 }
 
+/// `data_dir/run/pods/<uid>/secrets`: Secret volumes, on the agent's tmpfs (never on disk).
+fn secrets_dir(data_dir: &Path, uid: &str) -> PathBuf {
+    data_dir.join("run").join("pods").join(uid).join("secrets")
+}
+
+/// Where a ConfigMap or Secret volume's files live.
+fn managed_dir(data_dir: &Path, pod: &Pod, volume: &Volume, managed: &Managed<'_>) -> PathBuf {
+    match managed {
+        Managed::Secret(_) => {
+            let uid = pod.metadata.as_ref().map_or("", |m| m.uid.as_str());
+            secrets_dir(data_dir, uid).join(&volume.name)
+        }
+        _ => volumes_dir(data_dir, pod).join(&volume.name),
+    }
+}
+
 /// Prepares every volume of `pod`. Errors name the volume and the cause, for the container's
 /// waiting message. Safe to call again while the pod runs: directories are kept, ConfigMap and
 /// Secret files are rewritten only when the object changed (atomically), so a call also
@@ -281,7 +299,10 @@ pub(crate) async fn prepare(
                 read_only: false,
             }
         } else if let Some(managed) = Managed::of(volume) {
-            let path = pod_dir.join(&volume.name);
+            let path = managed_dir(data_dir, pod, volume, &managed);
+            if let Some(parent) = path.parent() {
+                mkdir(parent, 0o700).map_err(at)?;
+            }
             let payload = managed.payload(sources, namespace).await.map_err(at)?;
             // Readable by a container's non-root user; the 0700 pod tree keeps the host's
             // users out. Made once, never replaced: containers hold it open.
@@ -331,14 +352,13 @@ pub(crate) async fn refresh(
     pod: &Pod,
 ) -> Result<Vec<String>, String> {
     let namespace = pod.metadata.as_ref().map_or("", |m| m.namespace.as_str());
-    let pod_dir = volumes_dir(data_dir, pod);
     let mut updated = Vec::new();
     let mut errors = Vec::new();
     for volume in pod.spec.iter().flat_map(|s| &s.volumes) {
         let Some(managed) = Managed::of(volume) else {
             continue;
         };
-        let path = pod_dir.join(&volume.name);
+        let path = managed_dir(data_dir, pod, volume, &managed);
         if !path.is_dir() {
             continue;
         }
@@ -416,16 +436,22 @@ pub fn mounts(
     Ok(out)
 }
 
-/// Removes the pod's own directory (emptyDirs, config files, logs). PVC data stays.
+/// Removes the pod's own directories (emptyDirs, config and secret files, logs). PVC data
+/// stays.
 pub fn remove_pod_dir(data_dir: &Path, uid: &str) {
     if uid.is_empty() {
         return;
     }
-    let dir = data_dir.join("pods").join(uid);
-    if let Err(e) = std::fs::remove_dir_all(&dir)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(dir = %dir.display(), error = %e, "removing pod dir");
+    let secrets = secrets_dir(data_dir, uid);
+    for dir in [
+        data_dir.join("pods").join(uid),
+        secrets.parent().map_or(secrets.clone(), Path::to_path_buf),
+    ] {
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(dir = %dir.display(), error = %e, "removing pod dir");
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Wasm pods end to end: a real server, a real agent and its shims, guests built from
 //! `tests/guests/probe.c`. Each test names what it proves.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -143,6 +144,26 @@ fn secrets_and_config_maps_as_env_and_files() {
         "LEVEL=debug\nPASSWORD=hunter2\nCOMBINED=level=debug\n"
     );
     assert_eq!(logs(&c, &["files"]), "hello-from-configmaphunter2");
+    // Secret values reach no disk: the Secret volume is on the agent's tmpfs, the ConfigMap's
+    // beside the pod's other volumes.
+    let uid = pod_json(&c, "files").unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let data = &c.agent(0).data_dir;
+    let secret = data
+        .join("run/pods")
+        .join(&uid)
+        .join("secrets/secret/password");
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "hunter2");
+    let fs = Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(&secret)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&fs.stdout).trim(), "tmpfs");
+    assert!(!data.join("pods").join(&uid).join("volumes/secret").exists());
+    assert!(data.join("pods").join(&uid).join("volumes/config").is_dir());
     // A read-only mount (configMap) cannot be written.
     c.apply(&pod_yaml(
         "ro",
