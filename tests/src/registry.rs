@@ -309,6 +309,14 @@ impl Registry {
         sha256_digest(bytes)
     }
 
+    /// Builds the test busybox image and pushes it as `busybox:v1`; its reference.
+    pub fn push_busybox(&self) -> String {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let archive = dir.path().join("busybox.tar");
+        crate::images::busybox_oci_archive(&archive).expect("busybox image");
+        self.push_layout(&archive, "busybox", "v1").reference
+    }
+
     /// Pushes the one image of an OCI image-layout tar (as [`crate::images`] writes them) as
     /// `name:tag`.
     pub fn push_layout(&self, archive: &Path, name: &str, tag: &str) -> Pushed {

@@ -93,18 +93,6 @@ fn shim_group(pod: &Pod) -> ShimGroup {
     }
 }
 
-fn container_mounts(mounts: Vec<volumes::Mount>) -> Vec<containers::Mount> {
-    mounts
-        .into_iter()
-        .map(|m| containers::Mount {
-            host: m.host,
-            guest: m.guest,
-            read_only: m.read_only,
-            beneath: m.beneath,
-        })
-        .collect()
-}
-
 fn start_error(message: String) -> Current {
     let now = SystemTime::now();
     Current::Terminated(Terminated {
@@ -287,7 +275,7 @@ impl PodWorker {
             }),
             env,
             cwd: container.working_dir.clone(),
-            mounts: container_mounts(mounts),
+            mounts,
             memory_limit_bytes: resources.memory_limit_bytes,
             cpu_limit_millicores: resources.cpu_limit_millicores,
             netns: attached.map(|a| a.netns),
@@ -431,7 +419,7 @@ impl PodWorker {
                 })
                 .collect(),
             cwd: process.cwd,
-            mounts: container_mounts(mounts),
+            mounts,
             memory_limit_bytes: resources.memory_limit_bytes,
             cpu_limit_millicores: resources.cpu_limit_millicores,
             netns: Some(netns),

@@ -98,16 +98,7 @@ pub struct VolumeDir {
     pub read_only: bool,
 }
 
-/// A container mount: host dir → guest path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    pub host: PathBuf,
-    pub guest: String,
-    pub read_only: bool,
-    /// For a subPath: the volume's directory, beneath which `host` must be reached without a
-    /// symlink when it is mounted (a container may swap a directory for a link meanwhile).
-    pub beneath: Option<PathBuf>,
-}
+pub use crate::containers::Mount;
 
 fn mkdir(path: &Path, mode: u32) -> Result<(), String> {
     std::fs::DirBuilder::new()

@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use skiff_tests::guests::guest;
-use skiff_tests::images::busybox_oci_archive;
 use skiff_tests::registry::Registry;
 use skiff_tests::{Cluster, wait_for};
 
@@ -21,10 +20,7 @@ fn running(p: &serde_json::Value) -> bool {
 #[test]
 fn a_crash_of_the_wasm_shim_restarts_only_its_pods_at_once() {
     let registry = Registry::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let archive = dir.path().join("busybox.tar");
-    busybox_oci_archive(&archive).expect("busybox image");
-    let image = registry.push_layout(&archive, "busybox", "v1").reference;
+    let image = registry.push_busybox();
     let mut c = Cluster::start();
     c.add_agent("node-1");
     let probe = guest("probe");

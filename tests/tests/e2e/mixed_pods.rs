@@ -5,17 +5,13 @@
 use std::time::Duration;
 
 use skiff_tests::guests::{guest, socket_component};
-use skiff_tests::images::busybox_oci_archive;
 use skiff_tests::registry::Registry;
 use skiff_tests::{Cluster, stdout, text, wait_for};
 
 #[test]
 fn a_wasm_and_a_linux_container_share_localhost_and_an_empty_dir() {
     let registry = Registry::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let archive = dir.path().join("busybox.tar");
-    busybox_oci_archive(&archive).expect("busybox image");
-    let busybox = registry.push_layout(&archive, "busybox", "v1").reference;
+    let busybox = registry.push_busybox();
     let mut c = Cluster::start();
     c.add_agent("node-1");
     let net = socket_component("net");

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use serde_json::Value;
 use skiff_api::cidr::Ipv4Cidr;
-use skiff_tests::images::busybox_oci_archive;
 use skiff_tests::netns::NodeNetwork;
 use skiff_tests::netslot::NetSlot;
 use skiff_tests::registry::Registry;
@@ -19,10 +18,7 @@ use skiff_tests::{Cluster, ClusterOptions, stdout, text, wait_for};
 
 /// The busybox image, pushed to `registry`.
 fn busybox(registry: &Registry) -> String {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let archive = dir.path().join("busybox.tar");
-    busybox_oci_archive(&archive).expect("busybox image");
-    registry.push_layout(&archive, "busybox", "v1").reference
+    registry.push_busybox()
 }
 
 /// A busybox pod on `node` running `script`, with its `status.podIP` in `$MY_IP`.

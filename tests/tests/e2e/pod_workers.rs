@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use skiff_tests::guests::guest;
-use skiff_tests::images::busybox_oci_archive;
 use skiff_tests::registry::Registry;
 use skiff_tests::{Cluster, text, wait_for};
 
@@ -17,10 +16,7 @@ fn phase(c: &Cluster, name: &str) -> String {
 #[test]
 fn a_pod_in_its_grace_period_delays_no_other_pod() {
     let registry = Registry::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let archive = dir.path().join("busybox.tar");
-    busybox_oci_archive(&archive).expect("busybox image");
-    let image = registry.push_layout(&archive, "busybox", "v1").reference;
+    let image = registry.push_busybox();
     let mut c = Cluster::start();
     c.add_agent("node-1");
 
