@@ -692,7 +692,7 @@ impl Containers {
         }
     }
 
-    /// Ends every container and shim of this agent (`skiff up`'s exit).
+    /// Ends every container and shim of this agent and unmounts its tmpfs (`skiff up`'s exit).
     pub async fn shutdown_all(&self) {
         let ids: Vec<String> = self
             .inner
@@ -706,6 +706,13 @@ impl Containers {
             if let Ok(client) = self.shim(&name, None).await {
                 let _ = client.shutdown(true).await;
             }
+        }
+        // Nothing is left on the agent's tmpfs: take it down with the node.
+        if let Some(run) = self.inner.bundles.parent()
+            && let Err(e) = nix::mount::umount2(run, nix::mount::MntFlags::MNT_DETACH)
+            && e != nix::errno::Errno::EINVAL
+        {
+            tracing::warn!(path = %run.display(), error = %e, "unmounting the agent's tmpfs");
         }
     }
 }
