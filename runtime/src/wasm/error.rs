@@ -2,7 +2,7 @@
 //!
 //! Owns [`WasmError`], the one error type of the wasm executor. Every variant names the file, the
 //! import or the setting at fault, so that the message alone tells a user what to fix. Must not:
-//! map to wire status codes (the runtime host does that once, in `host::status`).
+//! map to wire status codes (its caller does: the shim answers with ttrpc codes).
 
 use std::io;
 use std::path::{Path, PathBuf};

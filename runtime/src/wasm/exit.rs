@@ -91,7 +91,7 @@ impl ExitStatus {
         ExitStatus::new(
             TRAP_EXIT_CODE,
             ExitReason::Error,
-            format!("runtime host lost the instance: {detail}"),
+            format!("the executor lost the instance: {detail}"),
         )
     }
 

@@ -8,7 +8,7 @@
 //! namespace's thread, [`super::netns`]). At every tick a running guest yields (or sleeps, under a CPU limit), which
 //! is also when a kill takes effect: the task drops the store, freeing the instance's slot. The
 //! run's CPU time and the store's memories and tables are counted for [`Instance::usage`].
-//! Must not: keep a registry of instances (the runtime host does).
+//! Must not: keep a registry of instances (its caller does: the shim's task service).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

@@ -19,8 +19,8 @@
 //!
 //! Errors are [`WasmError`]s that name the file, import or setting at fault.
 //!
-//! Must not: know about pods or the cluster, or keep a registry of instances (the runtime host,
-//! [`crate::host`], does).
+//! Must not: know about pods or the cluster, or keep a registry of instances (its caller does:
+//! `containerd-shim-skiff-v1`'s task service).
 
 mod cache;
 mod engine;
