@@ -557,8 +557,31 @@ impl Containers {
         if let Some(s) = &task.scratch {
             let _ = std::fs::remove_dir_all(s);
         }
+        if !self.inner.tasks.iter().any(|t| t.group == task.group) {
+            self.shut_down_if_idle(&task.group).await;
+        }
         self.send(RuntimeEvent::Removed(task.instance));
         Ok(())
+    }
+
+    /// Shuts a group's shim down once it serves no task (as containerd does after the last
+    /// Delete), so that a deleted pod leaves no shim behind. The next start launches another.
+    async fn shut_down_if_idle(&self, name: &str) {
+        let group = self.group(name);
+        let mut g = group.lock().await;
+        if self.inner.tasks.iter().any(|t| t.group == name) {
+            return;
+        }
+        let Some(client) = g.client.take() else {
+            return;
+        };
+        match client.shutdown(false).await {
+            // Gone: its death is not a crash (the watcher finds no pid of its group).
+            Ok(true) => g.pid = 0,
+            // It still has a task (one just created): keep it.
+            Ok(false) => g.client = Some(client),
+            Err(e) => tracing::warn!(group = name, error = %e, "shutting an idle shim down"),
+        }
     }
 
     /// Every attempt the shims run or ran: after an agent restart, each recorded shim that still

@@ -172,11 +172,12 @@ impl Manager {
         let mut host_events = self.host.subscribe();
         // Paged: a node with many pods never meets the message size limit.
         let (pods, meta) = api.list_paged(params.clone(), LIST_PAGE).await?;
+        let listed_at = std::time::SystemTime::now();
         let instances =
             self.host.list().await.map_err(|e| {
                 tonic::Status::unavailable(format!("listing the shims' tasks: {e}"))
             })?;
-        self.adopt(pods, instances).await;
+        self.adopt(pods, instances, listed_at).await;
         let mut watch = api.watch(params, &meta.resource_version).await?;
         loop {
             tokio::select! {
@@ -211,7 +212,12 @@ impl Manager {
     /// Merges a fresh list of pods and instances into what the workers know: pods the API no
     /// longer has are torn down; instances of unknown pods are removed; containers the status
     /// says ran but the host does not know end as `ContainerStatusUnknown`.
-    async fn adopt(&self, pods: Vec<Pod>, instances: Vec<Instance>) {
+    async fn adopt(
+        &self,
+        pods: Vec<Pod>,
+        instances: Vec<Instance>,
+        listed_at: std::time::SystemTime,
+    ) {
         let listed: HashSet<String> = pods.iter().map(uid_of).collect();
         for pod in pods {
             self.pod(pod);
@@ -228,7 +234,13 @@ impl Manager {
             if !listed.contains(uid) {
                 self.send(uid, Msg::Gone);
             }
-            self.send(uid, Msg::Adopt(by_pod.remove(uid).unwrap_or_default()));
+            self.send(
+                uid,
+                Msg::Adopt {
+                    instances: by_pod.remove(uid).unwrap_or_default(),
+                    listed_at,
+                },
+            );
         }
         // What is left belongs to pods no worker knows: deleted while the agent was down.
         for (uid, instances) in by_pod {

@@ -63,9 +63,13 @@ pub enum Msg {
     Instance(Box<Instance>),
     /// The runtime no longer has one of the pod's instances.
     Removed(Box<Instance>),
-    /// After a relist: every instance the runtime has of this pod. What the records say runs
-    /// and is not among them has ended.
-    Adopt(Vec<Instance>),
+    /// After a relist: every instance the runtime had of this pod at `listed_at`. What the
+    /// records say ran before then and is not among them has ended (a container started since
+    /// cannot be in the list, and is not judged by it).
+    Adopt {
+        instances: Vec<Instance>,
+        listed_at: SystemTime,
+    },
 }
 
 /// What the agent knows of one pod.
@@ -148,7 +152,10 @@ impl PodEntry {
                     rec.state = lost(instance.started_at);
                 }
             }
-            Msg::Adopt(instances) => {
+            Msg::Adopt {
+                instances,
+                listed_at,
+            } => {
                 for instance in &instances {
                     self.observe(instance);
                 }
@@ -156,7 +163,9 @@ impl PodEntry {
                 for rec in self.containers.values_mut() {
                     let started_at = match &rec.state {
                         Current::Unknown { started_at } => *started_at,
-                        Current::Running { id, started_at } if !known.contains(id.as_str()) => {
+                        Current::Running { id, started_at }
+                            if !known.contains(id.as_str()) && *started_at < listed_at =>
+                        {
                             *started_at
                         }
                         _ => continue,
@@ -526,10 +535,10 @@ mod tests {
             Current::Unknown { .. }
         ));
         assert_eq!(entry.containers["app"].attempt, 2);
-        entry.apply(Msg::Adopt(vec![
-            instance("init", 0, false),
-            instance("app", 2, true),
-        ]));
+        entry.apply(Msg::Adopt {
+            instances: vec![instance("init", 0, false), instance("app", 2, true)],
+            listed_at: SystemTime::now(),
+        });
         let app = &entry.containers["app"];
         assert!(matches!(&app.state, Current::Running { id, .. } if id == "u/app/2"));
         assert_eq!(app.attempt, 2, "adopted, not restarted");
@@ -545,7 +554,10 @@ mod tests {
     fn what_the_runtime_lost_ends_as_status_unknown() {
         let mut entry = PodEntry::new(pod(Some(running_status())));
         // The runtime restarted: it has nothing of this pod.
-        entry.apply(Msg::Adopt(Vec::new()));
+        entry.apply(Msg::Adopt {
+            instances: Vec::new(),
+            listed_at: SystemTime::now(),
+        });
         let app = &entry.containers["app"];
         assert!(matches!(
             &app.state,
@@ -553,6 +565,23 @@ mod tests {
         ));
         // It restarts (policy Always) after its back-off: the worker wakes for it.
         assert!(entry.sleep(SystemTime::now()) <= PENDING_TICK);
+    }
+
+    #[test]
+    fn a_container_started_after_the_relist_is_not_judged_by_it() {
+        let mut entry = PodEntry::new(pod(None));
+        let listed_at = SystemTime::now();
+        let mut started = instance("app", 0, true);
+        started.started_at = listed_at + Duration::from_millis(5);
+        entry.apply(Msg::Instance(Box::new(started)));
+        entry.apply(Msg::Adopt {
+            instances: Vec::new(),
+            listed_at,
+        });
+        assert!(matches!(
+            &entry.containers["app"].state,
+            Current::Running { id, .. } if id == "u/app/0"
+        ));
     }
 
     #[test]

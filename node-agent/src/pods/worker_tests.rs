@@ -389,7 +389,10 @@ async fn a_restarted_agent_adopts_running_containers_and_starts_nothing_twice() 
         ..Default::default()
     });
     let mut w = PodWorker::new(f.ctx.clone(), pod);
-    w.entry.apply(Msg::Adopt(vec![instance("u/app/3", None)]));
+    w.entry.apply(Msg::Adopt {
+        instances: vec![instance("u/app/3", None)],
+        listed_at: SystemTime::now(),
+    });
     w.reconcile().await;
     assert!(f.runtime.starts().is_empty(), "{:?}", f.runtime.calls());
     assert!(matches!(

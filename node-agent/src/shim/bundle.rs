@@ -9,7 +9,8 @@
 //! - `root.path` is preopened at `/` (read-only when `root.readonly`); each `bind` mount of a
 //!   directory is preopened at its destination (`ro` in its options: read-only).
 //! - `linux.resources.memory.limit` caps linear memory, `cpu.quota`/`cpu.period` CPU time;
-//!   `linux.cgroupsPath`, if set, is a cgroup the shim process joins (for Stats and a hard cap).
+//!   `linux.cgroupsPath`, if set, is a cgroup the shim process joins when the shim is the task's
+//!   own (a hard cap on the process; never in a node group's shim).
 //! - Sockets only in a network namespace named by path in `linux.namespaces`; the annotations
 //!   [`BIND_PORTS`] and [`OUTBOUND`] narrow what the guest may do there.
 //! - [`GROUP`] puts the task in a shared shim; [`LOG_PATH`] asks for CRI-format log files when

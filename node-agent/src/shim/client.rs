@@ -433,9 +433,8 @@ impl ShimClient {
         Ok(())
     }
 
-    /// Stats: memory, CPU time and pids of the task's cgroup. A Wasm task has one only when its
-    /// bundle names a `linux.cgroupsPath` and it has its shim to itself (FailedPrecondition
-    /// otherwise).
+    /// Stats: memory, CPU time and pids of a Linux task's cgroup, or a Wasm task's own figures
+    /// from wasmtime's accounting (whichever shim it shares).
     pub async fn stats(&self, id: &str) -> Result<TaskStats, ShimError> {
         let req = api::StatsRequest {
             id: id.to_string(),

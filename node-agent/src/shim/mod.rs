@@ -28,17 +28,19 @@
 //! | `process.args[1..]`, `process.env`, `process.cwd` | its arguments (argv\[0\] is the module path), exactly this environment, its initial directory |
 //! | `root.path`, `root.readonly` | that directory preopened at `/` |
 //! | `mounts[]` of type `bind` whose source is a directory; option `ro` | each preopened at its destination, read-only with `ro` |
-//! | `linux.resources.memory.limit` | a cap on linear memory (a refused `memory.grow`, then an OOM event) |
+//! | `linux.resources.memory.limit` | a cap on linear memory (a refused `memory.grow`, then an OOM event); Stats' `memory.usage_limit` |
 //! | `linux.resources.cpu.quota` / `period` | a cap on CPU time |
-//! | `linux.cgroupsPath` | a cgroup the shim process joins (its own shim only): Stats, and a hard cap with headroom |
+//! | `linux.cgroupsPath` | a cgroup the shim process joins when the shim is the task's own or a CRI pod's (never a node group's): a hard cap on the process, with headroom |
 //! | a `network` entry of `linux.namespaces` with a `path` | sockets, made in that namespace: any port, outbound allowed |
 //! | annotation `io.containerd.skiff.v1.wasm.bind-ports: "8080,9090"` (with a namespace) | only these ports may be bound (`""`: none) |
 //! | annotation `io.containerd.skiff.v1.wasm.outbound: "false"` (with a namespace) | no outbound connections, no name lookups |
 //! | annotation `io.containerd.skiff.v1.wasm.argv0: NAME` | NAME as its argv\[0\] instead of the module's path |
 //! | annotation `io.containerd.skiff.v1.group: NAME` (or CRI's `io.kubernetes.cri.sandbox-id`) | the task shares the shim (and its wasmtime engine) of that group |
-//! | annotation `io.containerd.skiff.v1.log-path: FILE` (Create without stdio) | stdout and stderr as CRI log records in FILE (`log-max-bytes` rotates it) |
+//! | annotation `io.containerd.skiff.v1.log-path: FILE` (Create without stdio) | stdout and stderr as CRI log records in FILE (`log-max-bytes` rotates it); a Linux task's init too |
 //!
-//! Without a namespace path the guest has no sockets at all. Create's stdio paths, when given,
+//! Stats of a Wasm task are its own, from wasmtime's accounting (cgroups v2 `Metrics`: linear
+//! memories and tables, its guest's CPU time), whichever shim it shares. Without a namespace
+//! path the guest has no sockets at all. Create's stdio paths, when given,
 //! are FIFOs (as containerd makes them) and take precedence over the log path.
 //!
 //! Must not: decide what runs (the pod loop does), or hold anything but records of shims and

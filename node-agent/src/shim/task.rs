@@ -114,7 +114,8 @@ pub struct CreateTask {
     pub rootfs: Vec<RootfsMount>,
 }
 
-/// A task's figures (Stats): from the cgroup the shim keeps for it.
+/// A task's figures (Stats): a Linux task's cgroup's, a Wasm task's own from wasmtime's
+/// accounting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TaskStats {
     pub memory_bytes: u64,

@@ -93,6 +93,31 @@ fn a_crash_of_the_wasm_shim_restarts_only_its_pods_at_once() {
         oci_after["state"]["running"]["startedAt"],
         oci_before["state"]["running"]["startedAt"]
     );
+
+    // Deleted pods leave no shim behind: each is shut down after its last task.
+    let out = c.skiff(&[
+        "delete",
+        "pod",
+        "oci",
+        "wasm-0",
+        "wasm-1",
+        "wasm-2",
+        "--grace-period",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", skiff_tests::text(&out));
+    wait_for("every shim to be gone", Duration::from_secs(30), || {
+        c.agent(0).shim_groups().is_empty().then_some(())
+    });
+    for pid in [oci_shim.unwrap_or_default(), new_shim] {
+        // Gone, or a zombie its (non-reaping) adoptive parent has not reaped.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").map(|(_, r)| &r[..1]);
+        assert!(
+            matches!(state, None | Some("Z")),
+            "shim {pid} still runs: {stat}"
+        );
+    }
 }
 
 /// One container's output and exit, either way it was run.
