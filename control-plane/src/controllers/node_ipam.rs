@@ -8,7 +8,11 @@
 //! restarted control plane never hands out a block twice, and a deleted node's block is free
 //! again as soon as the node is gone. Blocks set by someone else (inside the cluster CIDR or
 //! overlapping it) count as used. When no block is left the node stays without one, with a
-//! `CIDRNotAvailable` warning event and log line, until a node goes away.
+//! `CIDRNotAvailable` warning event and log line, until a node goes away. Once a fresh list has
+//! found the cluster CIDR used up, nodes still waiting (and new ones) are told so without a list
+//! each, until a node holding a block goes (the only way a block is freed: a podCIDR cannot
+//! change): a list per waiting node per resync costs (nodes)² decodes, which at 5,000 nodes kept
+//! the controller (and the control plane's CPU) busy all the time.
 //!
 //! Assumes one controller instance per cluster (as every controller here: there is no leader
 //! election yet).
@@ -154,6 +158,8 @@ pub(crate) struct Controller {
     events: Recorder,
     /// Nodes already told that no block is free (one event each, not one per resync).
     exhausted: BTreeSet<String>,
+    /// The last fresh list found no free block, and no node holding one has gone since.
+    full: bool,
 }
 
 impl Controller {
@@ -164,6 +170,7 @@ impl Controller {
             api: Registry::new(store.clone()),
             events: Recorder::new(store, "node-ipam-controller"),
             exhausted: BTreeSet::new(),
+            full: false,
         }
     }
 
@@ -178,6 +185,29 @@ impl Controller {
     async fn stored_nodes(&self) -> Result<Vec<Node>, ApiError> {
         self.api.list_all("").await
     }
+
+    /// Tells (once per node) that the cluster CIDR has no block left for `node`.
+    async fn report_exhausted(&mut self, node: &Node) {
+        let name = node.name();
+        if !self.exhausted.insert(name.to_string()) {
+            return;
+        }
+        tracing::warn!(
+            node = %name,
+            cluster_cidr = %self.options.cluster_cidr,
+            "no free pod CIDR for the node: the cluster CIDR is used up (its OCI pods get no pod network)"
+        );
+        self.events
+            .warning(
+                node,
+                "CIDRNotAvailable",
+                format!(
+                    "Node {name} status is now: CIDRNotAvailable (no free /{} in {})",
+                    self.options.node_mask, self.options.cluster_cidr
+                ),
+            )
+            .await;
+    }
 }
 
 #[async_trait::async_trait]
@@ -188,6 +218,9 @@ impl Reconciler for Controller {
 
     fn observe(&mut self, kind: EventKind, kv: &KeyValue, dirty: &mut BTreeSet<String>) {
         let (old, new) = self.nodes.apply(kind, kv);
+        if old.as_ref().is_some_and(has_block) && !new.as_ref().is_some_and(has_block) {
+            self.full = false; // a block may be free again
+        }
         match (&old, &new) {
             (_, Some(n)) if !has_block(n) => {
                 dirty.insert(n.name().to_string());
@@ -210,6 +243,12 @@ impl Reconciler for Controller {
             self.exhausted.remove(name);
             return Ok(None);
         }
+        if self.full {
+            if let Some(node) = self.nodes.get("", name).cloned() {
+                self.report_exhausted(&node).await;
+            }
+            return Ok(None);
+        }
         let stored = self.stored_nodes().await?;
         let Some(node) = stored.iter().find(|n| n.name() == name).cloned() else {
             return Ok(None);
@@ -220,23 +259,8 @@ impl Reconciler for Controller {
         }
         let used: Vec<Ipv4Cidr> = stored.iter().flat_map(node_blocks).collect();
         let Some(block) = self.options.free_block(&used) else {
-            if self.exhausted.insert(name.to_string()) {
-                tracing::warn!(
-                    node = %name,
-                    cluster_cidr = %self.options.cluster_cidr,
-                    "no free pod CIDR for the node: the cluster CIDR is used up (its OCI pods get no pod network)"
-                );
-                self.events
-                    .warning(
-                        &node,
-                        "CIDRNotAvailable",
-                        format!(
-                            "Node {name} status is now: CIDRNotAvailable (no free /{} in {})",
-                            self.options.node_mask, self.options.cluster_cidr
-                        ),
-                    )
-                    .await;
-            }
+            self.full = true;
+            self.report_exhausted(&node).await;
             return Ok(None);
         };
         let mut updated = node;

@@ -214,9 +214,35 @@ async fn an_exhausted_cluster_cidr_leaves_the_node_waiting_with_an_event() {
     assert_eq!(events[0].r#type, "Warning");
     assert!(events[0].message.contains("10.9.0.0/23"), "{events:?}");
     assert_eq!(h.block("c").await, "");
-    // Freed by a deletion, the block goes to the waiting node.
+    // A node that comes once the CIDR is known to be used up is told so too.
+    h.add("d").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.events("CIDRNotAvailable").await.len() < 2 {
+        assert!(Instant::now() < deadline, "no CIDRNotAvailable event for d");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events = h.events("CIDRNotAvailable").await;
+    let mut told: Vec<String> = events
+        .iter()
+        .map(|e| e.involved_object.as_ref().unwrap().name.clone())
+        .collect();
+    told.sort();
+    assert_eq!(told, ["c", "d"], "one event per waiting node");
+    assert_eq!(h.block("d").await, "");
+    // Freed by a deletion, the block goes to a waiting node (the first by name); the other
+    // still waits.
     h.remove("a").await;
     assert_eq!(h.wait_block("c").await, a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(h.block("d").await, "");
+    assert_eq!(
+        h.events("CIDRNotAvailable").await.len(),
+        2,
+        "no second event"
+    );
+    // And the next freed block goes to it.
+    h.remove("b").await;
+    assert_eq!(h.wait_block("d").await, b);
 }
 
 #[tokio::test]
