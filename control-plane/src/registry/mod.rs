@@ -6,7 +6,8 @@
 //!   create, get, list, update, update status, delete (finalizers, graceful deletion), watch.
 //! - [`Strategy`] (`strategy.rs`): a kind's rules — defaulting, validation, what create and
 //!   update may change, server-owned fields, status vs. spec, graceful deletion.
-//! - [`Binding`] (`binding.rs`): the `pods/binding` subresource the scheduler binds through.
+//! - [`Binding`] (`binding.rs`): the `pods/binding` subresource the scheduler binds through (on
+//!   the version its cache holds, with no read unless the compare-and-swap fails).
 //! - [`admission`]: the chain of mutating, then validating links every write passes.
 //! - store keys and encoding (this file): `/pods/default/web`; values are the kind's protobuf
 //!   with the resourceVersion taken out (it is the key's revision).
@@ -111,11 +112,13 @@ pub fn decode_meta(kv: &KeyValue) -> Result<skiff_api::v1::ObjectMeta, ApiError>
     Ok(meta)
 }
 
-/// The stored form of an object (its resourceVersion is the key's revision, not stored).
-fn encode<K: Resource>(obj: &K) -> Bytes {
-    let mut copy = obj.clone();
-    copy.metadata_mut().resource_version.clear();
-    Bytes::from(copy.encode_to_vec())
+/// The stored form of an object (its resourceVersion is the key's revision, not stored): the
+/// resourceVersion is taken out for the encoding and put back, so no copy is made.
+fn encode<K: Resource>(obj: &mut K) -> Bytes {
+    let version = std::mem::take(&mut obj.metadata_mut().resource_version);
+    let bytes = Bytes::from(obj.encode_to_vec());
+    obj.metadata_mut().resource_version = version;
+    bytes
 }
 
 /// Selectors of a list or watch, checked against what the kind supports.

@@ -131,7 +131,7 @@ impl<K: Strategy> Registry<K> {
         self.admission.validate(&attrs).await?;
         let kv = self
             .store
-            .create(&key::<K>(&ns, &name), encode(&obj))
+            .create(&key::<K>(&ns, &name), encode(&mut obj))
             .await
             .map_err(|e| Self::store_error(e, &name))?;
         obj.metadata_mut().resource_version = kv.mod_revision.to_string();
@@ -299,14 +299,18 @@ impl<K: Strategy> Registry<K> {
             obj.metadata_mut().resource_version = deleted.mod_revision.to_string();
             return Ok(obj);
         }
-        let mut unchanged = obj.clone();
-        unchanged.metadata_mut().resource_version = current.meta().resource_version.clone();
-        if unchanged == current {
+        // Unchanged but for the resourceVersion it names? Compared in place, without a copy.
+        let named = std::mem::replace(
+            &mut obj.metadata_mut().resource_version,
+            current.meta().resource_version.clone(),
+        );
+        if obj == current {
             return Ok(current);
         }
+        obj.metadata_mut().resource_version = named;
         let written = self
             .store
-            .update(&kv.key, encode(&obj), Some(kv.mod_revision))
+            .update(&kv.key, encode(&mut obj), Some(kv.mod_revision))
             .await
             .map_err(|e| Self::store_error(e, &name))?;
         obj.metadata_mut().resource_version = written.mod_revision.to_string();
@@ -364,7 +368,7 @@ impl<K: Strategy> Registry<K> {
             obj.mark_terminating();
             let written = self
                 .store
-                .update(&kv.key, encode(&obj), Some(kv.mod_revision))
+                .update(&kv.key, encode(&mut obj), Some(kv.mod_revision))
                 .await
                 .map_err(|e| Self::store_error(e, &req.name))?;
             obj.metadata_mut().resource_version = written.mod_revision.to_string();

@@ -172,6 +172,257 @@ async fn bind_of_a_recreated_pod_is_refused() {
     assert!(matches!(err, ApiError::BindConflict { .. }), "{err}");
 }
 
+/// A pod whose deletion waits for a finalizer, so that it stays "being deleted".
+async fn deleting_pod(h: &Harness, name: &str) -> (Pod, Pod) {
+    let mut p = pod("default", name);
+    p.metadata_mut().finalizers = vec!["test/hold".into()];
+    let created = h.create(p).await.unwrap();
+    let delete = DeleteRequest {
+        namespace: "default".into(),
+        name: name.into(),
+        ..Default::default()
+    };
+    let deleting = h
+        .registry::<Pod>()
+        .delete(&Identity::Admin, &delete)
+        .await
+        .unwrap();
+    assert!(deleting.meta().deletion_timestamp.is_some());
+    (created, deleting)
+}
+
+fn refused_because(err: &ApiError, why: &str) -> bool {
+    matches!(err, ApiError::BindConflict { reason, .. } if reason.contains(why))
+}
+
+#[tokio::test]
+async fn bind_of_a_deleting_pod_is_refused() {
+    let h = Harness::new().await;
+    let pods = h.registry::<Pod>();
+    let (_, deleting) = deleting_pod(&h, "a").await;
+    let err = pods
+        .bind(&Identity::Admin, &binding(&deleting, "n1"))
+        .await
+        .unwrap_err();
+    assert!(refused_because(&err, "being deleted"), "{err}");
+    assert_eq!(tonic::Status::from(err).code(), tonic::Code::Aborted);
+    assert_eq!(
+        pods.get("default", "a")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .node_name,
+        ""
+    );
+}
+
+/// The real store, counting the reads of single objects.
+struct CountingStore {
+    inner: Arc<dyn Store>,
+    gets: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Store for CountingStore {
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<Option<crate::store::KeyValue>, crate::store::StoreError> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.get(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<crate::store::ListPage, crate::store::StoreError> {
+        self.inner.list(prefix, start_after, limit).await
+    }
+    async fn create(
+        &self,
+        key: &str,
+        value: bytes::Bytes,
+    ) -> Result<crate::store::KeyValue, crate::store::StoreError> {
+        self.inner.create(key, value).await
+    }
+    async fn update(
+        &self,
+        key: &str,
+        value: bytes::Bytes,
+        expected: Option<crate::store::Revision>,
+    ) -> Result<crate::store::KeyValue, crate::store::StoreError> {
+        self.inner.update(key, value, expected).await
+    }
+    async fn delete(
+        &self,
+        key: &str,
+        expected: Option<crate::store::Revision>,
+    ) -> Result<crate::store::KeyValue, crate::store::StoreError> {
+        self.inner.delete(key, expected).await
+    }
+    async fn watch(
+        &self,
+        prefix: &str,
+        after: crate::store::Revision,
+    ) -> Result<crate::store::EventStream, crate::store::StoreError> {
+        self.inner.watch(prefix, after).await
+    }
+    async fn revision(&self) -> Result<crate::store::Revision, crate::store::StoreError> {
+        self.inner.revision().await
+    }
+}
+
+#[tokio::test]
+async fn bind_known_writes_on_the_callers_version_without_reading_it() {
+    let h = Harness::new().await;
+    let counting = Arc::new(CountingStore {
+        inner: h.store.clone(),
+        gets: Default::default(),
+    });
+    let pods = Registry::<Pod>::new(counting.clone());
+    let p = h.create(pod("default", "a")).await.unwrap();
+    let bound = pods.bind_known(&Identity::Admin, &p, "n1").await.unwrap();
+    assert_eq!(
+        counting.gets.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a bind on the current version reads nothing"
+    );
+    assert_eq!(bound.spec.as_ref().unwrap().node_name, "n1");
+    let stored = pods.get("default", "a").await.unwrap();
+    assert_eq!(stored, bound, "what it returns is what it stored");
+    assert!(
+        stored
+            .status
+            .unwrap()
+            .conditions
+            .iter()
+            .any(|c| c.r#type == "PodScheduled" && c.status == "True")
+    );
+    assert_ne!(bound.meta().resource_version, p.meta().resource_version);
+}
+
+#[tokio::test]
+async fn bind_known_refuses_as_bind_does() {
+    let h = Harness::new().await;
+    let pods = h.registry::<Pod>();
+    let aborted = |e: ApiError| tonic::Status::from(e).code() == tonic::Code::Aborted;
+
+    // Already bound: seen in the caller's copy, or found after the compare-and-swap failed on
+    // a stale unbound copy.
+    let p = h.create(pod("default", "a")).await.unwrap();
+    let bound = pods.bind_known(&Identity::Admin, &p, "n1").await.unwrap();
+    let err = pods
+        .bind_known(&Identity::Admin, &bound, "n2")
+        .await
+        .unwrap_err();
+    assert!(
+        refused_because(&err, "already assigned to node \"n1\""),
+        "{err}"
+    );
+    let err = pods
+        .bind_known(&Identity::Admin, &p, "n2")
+        .await
+        .unwrap_err();
+    assert!(
+        refused_because(&err, "already assigned to node \"n1\""),
+        "{err}"
+    );
+    assert!(aborted(err));
+    assert_eq!(
+        pods.get("default", "a")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .node_name,
+        "n1"
+    );
+
+    // A spec update raced the decision: the stale copy is refused, the new one binds.
+    let seen = h.create(pod("default", "b")).await.unwrap();
+    let mut changed = seen.clone();
+    changed.spec.as_mut().unwrap().node_selector = [("disk".to_string(), "ssd".to_string())].into();
+    let updated = pods.update(&Identity::Admin, changed).await.unwrap();
+    let err = pods
+        .bind_known(&Identity::Admin, &seen, "n1")
+        .await
+        .unwrap_err();
+    assert!(refused_because(&err, "modified"), "{err}");
+    assert!(aborted(err));
+    assert_eq!(
+        pods.get("default", "b")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .node_name,
+        ""
+    );
+    pods.bind_known(&Identity::Admin, &updated, "n1")
+        .await
+        .unwrap();
+
+    // Re-created under the same name: the old copy's uid is not the pod's.
+    let old = h.create(pod("default", "c")).await.unwrap();
+    let delete = DeleteRequest {
+        namespace: "default".into(),
+        name: "c".into(),
+        ..Default::default()
+    };
+    pods.delete(&Identity::Admin, &delete).await.unwrap();
+    h.create(pod("default", "c")).await.unwrap();
+    let err = pods
+        .bind_known(&Identity::Admin, &old, "n1")
+        .await
+        .unwrap_err();
+    assert!(refused_because(&err, "uid"), "{err}");
+    assert!(aborted(err));
+    assert_eq!(
+        pods.get("default", "c")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .node_name,
+        ""
+    );
+
+    // Being deleted: seen in the caller's copy, or found after a stale copy's swap failed.
+    let (before, deleting) = deleting_pod(&h, "d").await;
+    let err = pods
+        .bind_known(&Identity::Admin, &deleting, "n1")
+        .await
+        .unwrap_err();
+    assert!(refused_because(&err, "being deleted"), "{err}");
+    let err = pods
+        .bind_known(&Identity::Admin, &before, "n1")
+        .await
+        .unwrap_err();
+    assert!(refused_because(&err, "being deleted"), "{err}");
+    assert!(aborted(err));
+
+    // Gone: not found.
+    let gone = h.create(pod("default", "e")).await.unwrap();
+    let delete = DeleteRequest {
+        namespace: "default".into(),
+        name: "e".into(),
+        ..Default::default()
+    };
+    pods.delete(&Identity::Admin, &delete).await.unwrap();
+    let err = pods
+        .bind_known(&Identity::Admin, &gone, "n1")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::NotFound { .. }), "{err}");
+
+    // No node named.
+    let f = h.create(pod("default", "f")).await.unwrap();
+    let err = pods.bind_known(&Identity::Admin, &f, "").await.unwrap_err();
+    assert!(matches!(err, ApiError::Invalid { .. }), "{err}");
+}
+
 #[tokio::test]
 async fn admission_chain_runs_mutating_then_validating_links() {
     let h = Harness::new().await;

@@ -14,8 +14,8 @@
 //! then oldest. Like kube-scheduler, with many nodes it stops filtering once it has found
 //! [`score::nodes_to_find`] feasible ones (50% − 1% per 125 nodes, at least 5% and 100 nodes),
 //! starting each pod where the last one stopped, and scores only those. A bind goes through the
-//! registry's `pods/binding` subresource with the pod version the cache holds as its
-//! precondition, run with up to [`MAX_BINDS_IN_FLIGHT`]
+//! registry's `pods/binding` subresource on the pod version the cache holds (a compare-and-swap
+//! on it, with no read first: `Registry::bind_known`), run with up to [`MAX_BINDS_IN_FLIGHT`]
 //! at once so that the store's group commit shares fsyncs; the placement is assumed in the cache
 //! at once so the next pod sees it, and a bind that loses its race is forgotten and retried
 //! once the watch brings the newer version. Pods that fit nowhere wait until a node or a freed
@@ -43,7 +43,7 @@ use crate::auth::Identity;
 use crate::controllers::recorder::Recorder;
 use crate::error::ApiError;
 pub use crate::registry::set_condition;
-use crate::registry::{Binding, Registry, decode, owns, parse_key, prefix};
+use crate::registry::{Registry, decode, owns, parse_key, prefix};
 use crate::store::{EventKind, KeyValue, Store, StoreError};
 use cache::{Cache, PodInfo};
 use filter::Unfit;
@@ -267,10 +267,12 @@ impl Scheduler {
                 Ok(node) => {
                     self.cache.assume(&pod.key, &node);
                     let pods = self.pod_api.clone();
-                    let (key, revision, object) = (pod.key.clone(), pod.revision, pod.pod.clone());
                     self.binds.spawn(async move {
-                        let result = bind(&pods, &object, revision, &node).await;
-                        (key, revision, result)
+                        let result = pods
+                            .bind_known(&Identity::Admin, &pod.pod, &node)
+                            .await
+                            .map(Box::new);
+                        (pod.key.clone(), pod.revision, result)
                     });
                     if self.binds.len() >= MAX_BINDS_IN_FLIGHT
                         && let Some(done) = self.binds.join_next().await
@@ -474,23 +476,6 @@ impl Scheduler {
         }
         self.reported.insert(uid, message);
     }
-}
-
-/// Binds through the `pods/binding` subresource, on the pod version the decision was made on.
-async fn bind(
-    pods: &Registry<Pod>,
-    pod: &Pod,
-    revision: u64,
-    node: &str,
-) -> Result<Box<Pod>, ApiError> {
-    let binding = Binding {
-        namespace: pod.namespace().to_string(),
-        name: pod.name().to_string(),
-        node: node.to_string(),
-        resource_version: revision.to_string(),
-        uid: pod.meta().uid.clone(),
-    };
-    Ok(Box::new(pods.bind(&Identity::Admin, &binding).await?))
 }
 
 #[cfg(test)]
