@@ -29,15 +29,24 @@ use node_lifecycle::LifecycleOptions;
 
 /// Runs every controller (and the scheduler) until the task is aborted. The scheduler places
 /// pods on Ready nodes; the lifecycle controller alone judges whether a node still heartbeats.
+///
+/// Each runs as a task of its own, so that the runtime's workers run them side by side: the
+/// scheduler does not wait while the lifecycle controller takes in a burst of Lease renewals.
+/// Aborting this task aborts them all (the set is dropped with it).
 pub async fn run(store: Arc<dyn Store>, lifecycle: LifecycleOptions, ipam: NodeIpamOptions) {
-    tokio::join!(
-        namespace::run(store.clone()),
-        deployment::run(store.clone()),
-        replicaset::run(store.clone()),
-        endpoints::run(store.clone()),
-        gc::run(store.clone()),
-        node_lifecycle::run(store.clone(), lifecycle),
-        node_ipam::run(store.clone(), ipam),
-        crate::scheduler::run(store)
-    );
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(namespace::run(store.clone()));
+    tasks.spawn(deployment::run(store.clone()));
+    tasks.spawn(replicaset::run(store.clone()));
+    tasks.spawn(endpoints::run(store.clone()));
+    tasks.spawn(gc::run(store.clone()));
+    tasks.spawn(node_lifecycle::run(store.clone(), lifecycle));
+    tasks.spawn(node_ipam::run(store.clone(), ipam));
+    tasks.spawn(crate::scheduler::run(store));
+    // Each runs until aborted; one ends here only by panicking.
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = done {
+            tracing::error!(error = %e, "a controller stopped");
+        }
+    }
 }
