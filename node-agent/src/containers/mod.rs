@@ -557,15 +557,19 @@ impl Containers {
         if let Some(s) = &task.scratch {
             let _ = std::fs::remove_dir_all(s);
         }
-        if !self.inner.tasks.iter().any(|t| t.group == task.group) {
+        // A pod's own shim goes with its last task; the node's Wasm shim stays for the next
+        // Wasm pod (a start then costs no shim launch).
+        if task.group != ShimGroup::NodeWasm.name()
+            && !self.inner.tasks.iter().any(|t| t.group == task.group)
+        {
             self.shut_down_if_idle(&task.group).await;
         }
         self.send(RuntimeEvent::Removed(task.instance));
         Ok(())
     }
 
-    /// Shuts a group's shim down once it serves no task (as containerd does after the last
-    /// Delete), so that a deleted pod leaves no shim behind. The next start launches another.
+    /// Shuts a pod's shim down once it serves no task (as containerd does after the last
+    /// Delete), so that a deleted pod leaves no shim behind.
     async fn shut_down_if_idle(&self, name: &str) {
         let group = self.group(name);
         let mut g = group.lock().await;
