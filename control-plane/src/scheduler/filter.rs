@@ -76,7 +76,13 @@ pub fn check_node(pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
     if node.unschedulable {
         return Err(Unfit::Unschedulable);
     }
-    if let Some(missing) = pod.runtimes.iter().find(|r| !node.runtimes.contains(r)) {
+    let runtimes_offered = match pod.runtime_mask {
+        Some(mask) => node.runtime_mask & mask == mask,
+        None => pod.runtimes.iter().all(|r| node.runtimes.contains(r)),
+    };
+    if !runtimes_offered
+        && let Some(missing) = pod.runtimes.iter().find(|r| !node.runtimes.contains(r))
+    {
         return Err(Unfit::Runtime(missing.clone()));
     }
     if !matches_selector(&pod.pod, node) {
@@ -318,6 +324,24 @@ pub(crate) mod tests {
         let mut oci = pod("p", "1", "64Mi");
         oci.spec.as_mut().unwrap().runtime_class_name.clear();
         assert_eq!(check(&info(oci), &n), Err(Unfit::Runtime("oci".into())));
+        // A handler known by no name of skiff's is compared by name.
+        let mut other = pod("p", "1", "64Mi");
+        other.spec.as_mut().unwrap().runtime_class_name = "gvisor".into();
+        let other = info(other);
+        assert_eq!(other.runtime_mask, None);
+        assert_eq!(check(&other, &n), Err(Unfit::Runtime("gvisor".into())));
+        let mut offers = node("n", "2", "1Gi", None);
+        let handlers = &mut offers.status.as_mut().unwrap().runtime_handlers;
+        handlers.push(NodeRuntimeHandler {
+            name: "gvisor".into(),
+        });
+        handlers.push(NodeRuntimeHandler { name: "oci".into() });
+        let offers = node_info(offers);
+        assert_eq!(offers.runtime_mask, 0b11);
+        assert_eq!(check(&other, &offers), Ok(()));
+        let mut oci = pod("p", "1", "64Mi");
+        oci.spec.as_mut().unwrap().runtime_class_name.clear();
+        assert_eq!(check(&info(oci), &offers), Ok(()));
         let mut cordoned = n.clone();
         cordoned.unschedulable = true;
         assert_eq!(check(&p, &cordoned), Err(Unfit::Unschedulable));

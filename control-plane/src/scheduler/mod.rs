@@ -296,10 +296,9 @@ impl Scheduler {
             return Err(Vec::new());
         }
         let want = score::nodes_to_find(cache.node_count());
-        let owner_zones = pod.owner.as_deref();
-        let zone_count = |_: &str, zone: &str| owner_zones.map_or(0, |o| cache.zone_count(o, zone));
+        let spread = cache.spread(pod);
         let start = self.next_start % nodes.len();
-        let mut candidates = Vec::new();
+        let mut candidates = Vec::with_capacity(want);
         let mut reasons = Vec::new();
         let mut examined = 0;
         for step in 0..nodes.len() {
@@ -311,7 +310,7 @@ impl Scheduler {
             }
             match filter::check(pod, node) {
                 Ok(()) => {
-                    candidates.push(score::candidate(pod, node, i, zone_count));
+                    candidates.push(score::candidate(pod, node, i, &spread));
                     if candidates.len() >= want {
                         break;
                     }

@@ -16,7 +16,7 @@
 
 use std::cmp::Ordering;
 
-use super::cache::{NodeInfo, PodInfo};
+use super::cache::{NodeInfo, PodInfo, Spread};
 use super::filter;
 
 /// A node that passed the filters, with the raw inputs of its scores.
@@ -85,20 +85,9 @@ pub fn preferred_affinity(pod: &PodInfo, node: &NodeInfo) -> i64 {
         })
 }
 
-/// The raw scores of one feasible node.
-pub fn candidate(
-    pod: &PodInfo,
-    node: &NodeInfo,
-    index: usize,
-    zone_count: impl Fn(&str, &str) -> u32,
-) -> Candidate {
-    let (owner_on_node, owner_in_zone) = match &pod.owner {
-        Some(owner) => (
-            node.owners.get(owner).copied().unwrap_or(0),
-            node.zone.as_deref().map(|z| zone_count(owner, z)),
-        ),
-        None => (0, node.zone.as_ref().map(|_| 0)),
-    };
+/// The raw scores of one feasible node; `spread` is the cache's [`Spread`] of the pod.
+pub fn candidate(pod: &PodInfo, node: &NodeInfo, index: usize, spread: &Spread<'_>) -> Candidate {
+    let (owner_on_node, owner_in_zone) = spread.counts(node);
     Candidate {
         index,
         resources: least_allocated(pod, node) + balanced_allocation(pod, node),
@@ -193,11 +182,12 @@ mod tests {
     }
 
     fn scored(cache: &Cache, p: &PodInfo) -> Vec<(String, f64)> {
+        let spread = cache.spread(p);
         let candidates: Vec<Candidate> = cache
             .nodes()
             .iter()
             .enumerate()
-            .map(|(i, n)| candidate(p, n, i, |o, z| cache.zone_count(o, z)))
+            .map(|(i, n)| candidate(p, n, i, &spread))
             .collect();
         let totals = totals(&candidates);
         candidates
@@ -325,7 +315,7 @@ mod tests {
         }
         let p = info(pod("p", "0", "0"));
         let candidates: Vec<Candidate> = (0..3)
-            .map(|i| candidate(&p, &cache.nodes()[i], i, |_, _| 0))
+            .map(|i| candidate(&p, &cache.nodes()[i], i, &cache.spread(&p)))
             .collect();
         let i = best(&candidates, cache.nodes()).unwrap();
         assert_eq!(cache.nodes()[candidates[i].index].name, "n1");
@@ -334,7 +324,7 @@ mod tests {
         other.metadata.as_mut().unwrap().labels.clear();
         cache.put_pod("default/x", bound(other, "n1", 2));
         let candidates: Vec<Candidate> = (0..3)
-            .map(|i| candidate(&p, &cache.nodes()[i], i, |_, _| 0))
+            .map(|i| candidate(&p, &cache.nodes()[i], i, &cache.spread(&p)))
             .collect();
         let i = best(&candidates, cache.nodes()).unwrap();
         assert_eq!(cache.nodes()[candidates[i].index].name, "n2");
