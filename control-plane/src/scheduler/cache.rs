@@ -276,6 +276,10 @@ pub struct NodeInfo {
     pub name: String,
     /// The slot's number, never reused: the key of the per-owner tables.
     pub serial: u64,
+    /// The name's place among the names of the slots when the cache last ranked them
+    /// ([`Cache::rank_names`]), or [`UNRANKED`]: ties between nodes are broken by name, and
+    /// comparing ranks reads no string.
+    pub name_rank: u32,
     /// False for a placeholder that only holds the accounting of pods bound to a node the
     /// cache has not seen (yet, or any more).
     pub known: bool,
@@ -300,10 +304,14 @@ pub struct NodeInfo {
     pub nominated: Vec<(String, i32, Resources)>,
 }
 
+/// The rank of a slot created since the names were last ranked.
+pub const UNRANKED: u32 = u32::MAX;
+
 impl NodeInfo {
     fn from_node(node: &Node) -> Self {
         let mut info = NodeInfo {
             name: node.name().to_string(),
+            name_rank: UNRANKED,
             ..Default::default()
         };
         info.set_node(node);
@@ -355,6 +363,16 @@ impl NodeInfo {
             self.ready,
             self.allocatable,
         )
+    }
+
+    /// The order of the two nodes' names, from their ranks when both have one (the relative
+    /// order of ranked names holds until the next ranking, since names do not change).
+    pub fn name_order(a: &NodeInfo, b: &NodeInfo) -> std::cmp::Ordering {
+        if a.name_rank != UNRANKED && b.name_rank != UNRANKED {
+            a.name_rank.cmp(&b.name_rank)
+        } else {
+            a.name.cmp(&b.name)
+        }
     }
 
     /// Reservations for nominated pods that `pod` must leave room for: those of at least its
@@ -415,6 +433,8 @@ pub struct Cache {
     zone_names: Vec<String>,
     zone_ids: HashMap<String, usize>,
     next_serial: u64,
+    /// Some slot has no name rank yet.
+    unranked: bool,
 }
 
 /// An owner's replicas where a pod might go, looked up once per pod: on a node by its serial, in
@@ -486,6 +506,20 @@ impl Cache {
             .unwrap_or(0)
     }
 
+    /// Ranks every slot's name (see [`NodeInfo::name_rank`]) if some slot has none; the
+    /// scheduler calls this before placing a pod.
+    pub fn rank_names(&mut self) {
+        if !self.unranked {
+            return;
+        }
+        let mut order: Vec<usize> = (0..self.nodes.len()).collect();
+        order.sort_unstable_by(|&a, &b| self.nodes[a].name.cmp(&self.nodes[b].name));
+        for (rank, i) in order.into_iter().enumerate() {
+            self.nodes[i].name_rank = u32::try_from(rank).unwrap_or(UNRANKED);
+        }
+        self.unranked = false;
+    }
+
     /// The name of zone number `id`.
     pub fn zone_name(&self, id: usize) -> Option<&str> {
         self.zone_names.get(id).map(String::as_str)
@@ -535,8 +569,10 @@ impl Cache {
                 self.nodes.push(NodeInfo {
                     name: name.to_string(),
                     serial,
+                    name_rank: UNRANKED,
                     ..Default::default()
                 });
+                self.unranked = true;
                 self.index.insert(name.to_string(), self.nodes.len() - 1);
                 self.nodes.len() - 1
             }
@@ -579,6 +615,7 @@ impl Cache {
                 info.serial = self.new_serial();
                 info.zone_id = zone_id;
                 self.nodes.push(info);
+                self.unranked = true;
                 self.index.insert(name.to_string(), self.nodes.len() - 1);
                 self.known += 1;
                 true
@@ -597,6 +634,7 @@ impl Cache {
         *slot = NodeInfo {
             name: slot.name.clone(),
             serial: slot.serial,
+            name_rank: slot.name_rank,
             zone: slot.zone.clone(),
             zone_id: slot.zone_id,
             requested: slot.requested,

@@ -290,6 +290,7 @@ impl Scheduler {
 
     /// The best node for the pod, or every node's reason why not.
     fn find_node(&mut self, pod: &PodInfo) -> Result<String, Vec<Unfit>> {
+        self.cache.rank_names();
         let cache = &self.cache;
         let nodes = cache.nodes();
         if nodes.is_empty() {

@@ -153,8 +153,8 @@ pub fn best(candidates: &[Candidate], nodes: &[NodeInfo]) -> Option<usize> {
         totals[a]
             .partial_cmp(&totals[b])
             .unwrap_or(Ordering::Equal)
-            .then(nb.requested.pods.cmp(&na.requested.pods))
-            .then(nb.name.cmp(&na.name))
+            .then_with(|| nb.requested.pods.cmp(&na.requested.pods))
+            .then_with(|| NodeInfo::name_order(nb, na))
     })
 }
 
@@ -173,7 +173,7 @@ pub fn nodes_to_find(total: usize) -> usize {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::super::cache::tests::{bound, node, pod};
-    use super::super::cache::{Cache, PodInfo};
+    use super::super::cache::{Cache, PodInfo, UNRANKED};
     use super::*;
     use skiff_api::v1::*;
 
@@ -328,6 +328,30 @@ mod tests {
             .collect();
         let i = best(&candidates, cache.nodes()).unwrap();
         assert_eq!(cache.nodes()[candidates[i].index].name, "n2");
+        // Ranked, as the scheduler ranks them before each pod: the same, without the names.
+        cache.rank_names();
+        let rank = |n: &str| cache.node(n).unwrap().name_rank;
+        assert!(rank("n1") < rank("n2") && rank("n2") < rank("n3"));
+        let i = best(&candidates, cache.nodes()).unwrap();
+        assert_eq!(cache.nodes()[candidates[i].index].name, "n2");
+        // A node added since has no rank yet and is compared by name.
+        cache.put_node(&node("n0", "4", "4Gi", None));
+        assert_eq!(cache.node("n0").unwrap().name_rank, UNRANKED);
+        let all = |cache: &Cache| -> Vec<Candidate> {
+            (0..4)
+                .map(|i| candidate(&p, &cache.nodes()[i], i, &cache.spread(&p)))
+                .collect()
+        };
+        let i = best(&all(&cache), cache.nodes()).unwrap();
+        assert_eq!(cache.nodes()[i].name, "n0");
+        cache.rank_names();
+        assert_eq!(rank_of(&cache, "n0"), 0);
+        let i = best(&all(&cache), cache.nodes()).unwrap();
+        assert_eq!(cache.nodes()[i].name, "n0");
+    }
+
+    fn rank_of(cache: &Cache, name: &str) -> u32 {
+        cache.node(name).unwrap().name_rank
     }
 
     #[test]
