@@ -17,6 +17,19 @@ pub enum ApiError {
         name: String,
         errors: FieldErrors,
     },
+    /// A value the object asks for is held by another object (a nodePort or a clusterIP already
+    /// allocated): the input is valid but the cluster's state refuses it, so it maps to
+    /// `FailedPrecondition` (the CLI exits 1), where Kubernetes answers 422 Invalid with the same
+    /// field errors.
+    #[error("{kind} {name:?} is invalid: {errors}")]
+    Taken {
+        kind: &'static str,
+        name: String,
+        errors: FieldErrors,
+    },
+    /// A pool is used up: no cluster IP or node port is left.
+    #[error("{0}")]
+    Exhausted(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("{plural} {name:?} not found")]
@@ -67,7 +80,10 @@ impl From<ApiError> for Status {
             ApiError::AlreadyExists { .. } => Status::already_exists(message),
             ApiError::Conflict { .. } | ApiError::BindConflict { .. } => Status::aborted(message),
             ApiError::Expired(_) => Status::out_of_range(message),
-            ApiError::Precondition(_) => Status::failed_precondition(message),
+            ApiError::Precondition(_) | ApiError::Taken { .. } => {
+                Status::failed_precondition(message)
+            }
+            ApiError::Exhausted(_) => Status::resource_exhausted(message),
             ApiError::Unauthenticated(_) => Status::unauthenticated(message),
             ApiError::Forbidden(_) => Status::permission_denied(message),
             ApiError::Internal(_) => {

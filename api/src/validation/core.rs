@@ -192,6 +192,7 @@ pub fn validate_service(s: &Service, errors: &mut FieldErrors) {
         errors.add("spec.ports", "at least one port is required");
     }
     let mut names = std::collections::BTreeSet::new();
+    let mut node_ports = std::collections::BTreeSet::new();
     for (i, p) in spec.ports.iter().enumerate() {
         let path = format!("spec.ports[{i}]");
         check_port(p.port, &format!("{path}.port"), errors);
@@ -230,22 +231,73 @@ pub fn validate_service(s: &Service, errors: &mut FieldErrors) {
                     format!("{path}.nodePort"),
                     "may only be given for type NodePort or LoadBalancer",
                 );
-            } else if !(30000..=32767).contains(&p.node_port) {
+            } else {
+                // The range (`--service-node-port-range`) is the server's to judge: its
+                // allocator refuses a port outside it, or one another Service holds.
+                check_port(p.node_port, &format!("{path}.nodePort"), errors);
+            }
+            let protocol = if p.protocol.is_empty() {
+                "TCP"
+            } else {
+                p.protocol.as_str()
+            };
+            if !node_ports.insert((p.node_port, protocol)) {
                 errors.add(
                     format!("{path}.nodePort"),
-                    format!("{} is outside the node port range 30000-32767", p.node_port),
+                    format!("Duplicate value: {}", p.node_port),
                 );
             }
         }
     }
-    if !spec.cluster_ip.is_empty()
-        && spec.cluster_ip != "None"
-        && spec.cluster_ip.parse::<std::net::IpAddr>().is_err()
+    validate_cluster_ip(spec, errors);
+}
+
+/// `clusterIP` and `clusterIPs` (single-stack IPv4: at most one entry, the same as `clusterIP`),
+/// and what each type allows. Which addresses are free and in range is the server's allocator's.
+fn validate_cluster_ip(spec: &crate::v1::ServiceSpec, errors: &mut FieldErrors) {
+    let ip = spec.cluster_ip.as_str();
+    if !ip.is_empty() && ip != "None" {
+        match ip.parse::<std::net::IpAddr>() {
+            Err(_) => errors.add(
+                "spec.clusterIP",
+                format!("Invalid value: {ip:?}: not an IP address"),
+            ),
+            Ok(std::net::IpAddr::V6(_)) => errors.add(
+                "spec.clusterIP",
+                format!("Invalid value: {ip:?}: IPv6 service addresses are not supported yet"),
+            ),
+            Ok(std::net::IpAddr::V4(_)) => {}
+        }
+    }
+    if spec.cluster_ips.len() > 1 {
+        errors.add(
+            "spec.clusterIPs",
+            "Invalid value: dual-stack services are not supported yet: give at most one address",
+        );
+    }
+    if let (Some(first), false) = (spec.cluster_ips.first(), ip.is_empty())
+        && first != ip
     {
         errors.add(
-            "spec.clusterIP",
-            format!("{:?} is not an IP address", spec.cluster_ip),
+            "spec.clusterIPs[0]",
+            format!("Invalid value: {first:?}: must match `clusterIP` ({ip:?}) if specified"),
         );
+    }
+    let ip = if ip.is_empty() {
+        spec.cluster_ips.first().map_or("", String::as_str)
+    } else {
+        ip
+    };
+    match spec.r#type.as_str() {
+        t @ ("NodePort" | "LoadBalancer") if ip == "None" => errors.add(
+            "spec.clusterIP",
+            format!("Invalid value: \"None\": may not be set to 'None' for {t} services"),
+        ),
+        "ExternalName" if !ip.is_empty() => errors.add(
+            "spec.clusterIP",
+            "Forbidden: may not be set for ExternalName services",
+        ),
+        _ => {}
     }
 }
 
@@ -395,4 +447,111 @@ pub fn validate_event(e: &Event, errors: &mut FieldErrors) {
         Some(_) => {}
     }
     check_one_of(&e.r#type, &["Normal", "Warning"], "type", errors);
+}
+
+#[cfg(test)]
+mod service_tests {
+    use super::*;
+    use crate::v1::{ServicePort, ServiceSpec};
+
+    fn errors_of(spec: ServiceSpec) -> String {
+        let mut errors = FieldErrors::default();
+        validate_service(
+            &Service {
+                spec: Some(spec),
+                ..Default::default()
+            },
+            &mut errors,
+        );
+        errors.to_string()
+    }
+
+    fn port(name: &str, protocol: &str, node_port: i32) -> ServicePort {
+        ServicePort {
+            name: name.into(),
+            protocol: protocol.into(),
+            port: 53,
+            node_port,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn node_ports_are_any_port_the_range_is_the_servers() {
+        let node_port = |ports| ServiceSpec {
+            r#type: "NodePort".into(),
+            ports,
+            ..Default::default()
+        };
+        // 8080 is outside the default range, but the server's range may include it.
+        assert_eq!(errors_of(node_port(vec![port("", "", 8080)])), "");
+        assert_eq!(
+            errors_of(node_port(vec![port("", "", 70000)])),
+            "spec.ports[0].nodePort: 70000 must be between 1 and 65535"
+        );
+        // One nodePort for a TCP and a UDP port (DNS), not twice for one protocol.
+        assert_eq!(
+            errors_of(node_port(vec![
+                port("dns", "UDP", 30053),
+                port("dns-tcp", "TCP", 30053)
+            ])),
+            ""
+        );
+        assert_eq!(
+            errors_of(node_port(vec![
+                port("a", "", 30053),
+                port("b", "TCP", 30053)
+            ])),
+            "spec.ports[1].nodePort: Duplicate value: 30053"
+        );
+        let cluster_ip = ServiceSpec {
+            ports: vec![port("", "", 30053)],
+            ..Default::default()
+        };
+        assert_eq!(
+            errors_of(cluster_ip),
+            "spec.ports[0].nodePort: may only be given for type NodePort or LoadBalancer"
+        );
+    }
+
+    #[test]
+    fn cluster_ips_are_one_ipv4_address_as_the_type_allows() {
+        let spec = |r#type: &str, ip: &str, ips: &[&str]| ServiceSpec {
+            r#type: r#type.into(),
+            cluster_ip: ip.into(),
+            cluster_ips: ips.iter().map(|s| s.to_string()).collect(),
+            ports: vec![port("", "", 0)],
+            ..Default::default()
+        };
+        assert_eq!(errors_of(spec("ClusterIP", "10.96.0.10", &[])), "");
+        assert_eq!(errors_of(spec("", "", &["10.96.0.10"])), "");
+        assert_eq!(errors_of(spec("", "None", &["None"])), "");
+        assert_eq!(
+            errors_of(spec("", "10.96.0.300", &[])),
+            "spec.clusterIP: Invalid value: \"10.96.0.300\": not an IP address"
+        );
+        assert_eq!(
+            errors_of(spec("", "fd00::10", &[])),
+            "spec.clusterIP: Invalid value: \"fd00::10\": IPv6 service addresses are not supported yet"
+        );
+        assert_eq!(
+            errors_of(spec("", "10.96.0.10", &["10.96.0.11"])),
+            "spec.clusterIPs[0]: Invalid value: \"10.96.0.11\": must match `clusterIP` (\"10.96.0.10\") if specified"
+        );
+        assert!(
+            errors_of(spec("", "", &["10.96.0.10", "fd00::10"])).starts_with("spec.clusterIPs: ")
+        );
+        assert_eq!(
+            errors_of(spec("NodePort", "None", &[])),
+            "spec.clusterIP: Invalid value: \"None\": may not be set to 'None' for NodePort services"
+        );
+        assert_eq!(
+            errors_of(spec("LoadBalancer", "", &["None"])),
+            "spec.clusterIP: Invalid value: \"None\": may not be set to 'None' for LoadBalancer services"
+        );
+        assert_eq!(
+            errors_of(spec("ExternalName", "10.96.0.10", &[])),
+            "spec.clusterIP: Forbidden: may not be set for ExternalName services"
+        );
+    }
 }

@@ -9,6 +9,8 @@
 //! - [`Binding`] (`binding.rs`): the `pods/binding` subresource the scheduler binds through (on
 //!   the version its cache holds, with no read unless the compare-and-swap fails).
 //! - [`admission`]: the chain of mutating, then validating links every write passes.
+//! - [`allocator`]: a Service's cluster IP and node ports, taken and given back on the write
+//!   path (one store key per value taken), and the repair loop.
 //! - store keys and encoding (this file): `/pods/default/web`; values are the kind's protobuf
 //!   with the resourceVersion taken out (it is the key's revision).
 //!
@@ -16,6 +18,7 @@
 //! this module builds a store key or encodes an object for the store.
 
 pub mod admission;
+pub mod allocator;
 mod binding;
 mod namespace;
 mod storage;

@@ -7,6 +7,9 @@
 //!         strategy's update rules, generation bumped on spec change, no-op updates write nothing;
 //!         removing the last finalizer of an object being deleted completes the deletion.
 //! delete: finalizers and graceful kinds get a deletionTimestamp first, others go at once.
+//! pools:  a Service's cluster IP and node ports are taken before its create or update is
+//!         written and given back if the write fails; what an update or a deletion no longer
+//!         holds is given back after it ([`allocator`](super::allocator)).
 //! watch:  from a resourceVersion, with selectors applied to old and new values so that an object
 //!         moving out of a selector is seen as DELETED and into it as ADDED.
 //!
@@ -22,6 +25,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
 use super::admission::{Attributes, Chain, Operation};
+use super::allocator::{self, Claims};
 use super::{Selectors, Strategy, decode, encode, key, prefix};
 use crate::auth::Identity;
 use crate::error::ApiError;
@@ -129,11 +133,33 @@ impl<K: Strategy> Registry<K> {
         self.admission.mutate(&attrs, &mut obj).await?;
         obj.validate().map_err(|e| Self::invalid(&obj, e))?;
         self.admission.validate(&attrs).await?;
-        let kv = self
+        let claims = match allocator::claim(self.store.as_ref(), &mut obj, None).await {
+            Ok(claims) => claims,
+            // A second create of an object naming its values finds them taken by the first:
+            // that is an AlreadyExists (which `apply` answers with an update), not a refusal.
+            Err(e @ ApiError::Taken { .. }) => {
+                return Err(match self.current(&ns, &name).await {
+                    Ok(_) => ApiError::AlreadyExists {
+                        plural: K::PLURAL,
+                        name,
+                    },
+                    Err(_) => e,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let kv = match self
             .store
             .create(&key::<K>(&ns, &name), encode(&mut obj))
             .await
-            .map_err(|e| Self::store_error(e, &name))?;
+        {
+            Ok(kv) => kv,
+            Err(e) => {
+                claims.revert(self.store.as_ref()).await;
+                return Err(Self::store_error(e, &name));
+            }
+        };
+        claims.commit(self.store.as_ref()).await;
         obj.metadata_mut().resource_version = kv.mod_revision.to_string();
         Ok(obj)
     }
@@ -234,7 +260,7 @@ impl<K: Strategy> Registry<K> {
         let ns = Self::namespace_of(&obj.meta().namespace);
         obj.metadata_mut().namespace = ns.clone();
         let name = obj.name().to_string();
-        let (current, kv) = self.current(&ns, &name).await?;
+        let (mut current, kv) = self.current(&ns, &name).await?;
         check_version::<K>(&obj, &kv, &name)?;
         obj.prepare_for_update(&current);
         {
@@ -259,7 +285,8 @@ impl<K: Strategy> Registry<K> {
         obj.validate_update(&current, &mut errors);
         errors.into_result().map_err(|e| Self::invalid(&obj, e))?;
         self.admission.validate(&attrs).await?;
-        self.write_update(obj, current, kv).await
+        let claims = allocator::claim(self.store.as_ref(), &mut obj, Some(&mut current)).await?;
+        self.write_update(obj, current, kv, claims).await
     }
 
     pub async fn update_status(&self, who: &Identity, obj: K) -> Result<K, ApiError> {
@@ -275,27 +302,33 @@ impl<K: Strategy> Registry<K> {
         next.validate().map_err(|e| Self::invalid(&next, e))?;
         let attrs = Attributes::new::<K>(Operation::UpdateStatus, &ns, &name, who);
         self.admission.validate(&attrs).await?;
-        self.write_update(next, current, kv).await
+        self.write_update(next, current, kv, Claims::none()).await
     }
 
-    /// Writes `obj` over `current` (read at `kv`), or deletes it if its deletion is now complete.
+    /// Writes `obj` over `current` (read at `kv`), or deletes it if its deletion is now complete;
+    /// then commits what the update took from the pools (or reverts it if the write failed).
     pub(super) async fn write_update(
         &self,
         mut obj: K,
-        current: K,
+        mut current: K,
         kv: KeyValue,
+        claims: Claims,
     ) -> Result<K, ApiError> {
+        let store = self.store.as_ref();
         let name = obj.name().to_string();
         let meta = obj.meta();
         if meta.deletion_timestamp.is_some()
             && meta.finalizers.is_empty()
             && !obj.awaits_finalization()
         {
+            // What the update took never reaches a stored object; what it held goes with it.
+            claims.revert(store).await;
             let deleted = self
                 .store
                 .delete(&kv.key, Some(kv.mod_revision))
                 .await
                 .map_err(|e| Self::store_error(e, &name))?;
+            allocator::release_held(store, &mut current).await;
             obj.metadata_mut().resource_version = deleted.mod_revision.to_string();
             return Ok(obj);
         }
@@ -305,14 +338,22 @@ impl<K: Strategy> Registry<K> {
             current.meta().resource_version.clone(),
         );
         if obj == current {
+            claims.commit(store).await;
             return Ok(current);
         }
         obj.metadata_mut().resource_version = named;
-        let written = self
+        let written = match self
             .store
             .update(&kv.key, encode(&mut obj), Some(kv.mod_revision))
             .await
-            .map_err(|e| Self::store_error(e, &name))?;
+        {
+            Ok(written) => written,
+            Err(e) => {
+                claims.revert(store).await;
+                return Err(Self::store_error(e, &name));
+            }
+        };
+        claims.commit(store).await;
         obj.metadata_mut().resource_version = written.mod_revision.to_string();
         Ok(obj)
     }
@@ -379,6 +420,7 @@ impl<K: Strategy> Registry<K> {
             .delete(&kv.key, Some(kv.mod_revision))
             .await
             .map_err(|e| Self::store_error(e, &req.name))?;
+        allocator::release_held(self.store.as_ref(), &mut obj).await;
         obj.metadata_mut().resource_version = deleted.mod_revision.to_string();
         Ok(obj)
     }

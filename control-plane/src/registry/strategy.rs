@@ -11,6 +11,7 @@ use skiff_api::v1::*;
 use skiff_api::validation::{self, FieldErrors};
 
 use super::admission::ObjectMut;
+use super::allocator::Pooled;
 
 /// A graceful deletion: the object gets a deletionTimestamp and waits `seconds` for `node` to
 /// stop it. If `node` no longer exists there is nobody to wait for and it goes at once.
@@ -65,6 +66,12 @@ pub trait Strategy: Resource {
     /// The object as admission links see it: a typed view of the kinds some link acts on.
     fn admission_view(&mut self) -> ObjectMut<'_> {
         ObjectMut::Other
+    }
+
+    /// The object as the allocators see it: a Service takes a cluster IP and node ports from the
+    /// cluster's pools on the write path ([`super::allocator`]); other kinds take nothing.
+    fn pooled(&mut self) -> Pooled<'_> {
+        Pooled::Nothing
     }
 }
 
@@ -176,24 +183,111 @@ impl Strategy for ReplicaSet {
 impl Strategy for Service {
     fn prepare_for_create(&mut self) {
         self.status = None;
-        if let Some(spec) = self.spec.as_mut()
-            && spec.r#type.is_empty()
-        {
-            spec.r#type = "ClusterIP".into();
+        if let Some(spec) = self.spec.as_mut() {
+            if spec.r#type.is_empty() {
+                spec.r#type = "ClusterIP".into();
+            }
+            if spec.cluster_ip.is_empty()
+                && let Some(first) = spec.cluster_ips.first()
+            {
+                spec.cluster_ip = first.clone();
+            }
         }
     }
 
+    /// Kubernetes' `dropTypeDependentFields` and `patchAllocatedValues`: a cluster IP or node
+    /// ports the new type has no use for, and the update did not change, go (the allocator gives
+    /// them back once written); values the server allocated and an update leaves out (as `skiff
+    /// apply` of a manifest without them does) are kept.
     fn prepare_for_update(&mut self, old: &Self) {
-        // type and clusterIP, once set, are kept by an update that leaves them out.
-        if let (Some(new), Some(cur)) = (self.spec.as_mut(), old.spec.as_ref()) {
-            if new.r#type.is_empty() {
-                new.r#type = cur.r#type.clone();
+        use super::allocator::{needs_cluster_ip, needs_node_ports};
+        let Some(cur) = old.spec.as_ref() else { return };
+        if let Some(new) = self.spec.as_mut()
+            && new.r#type.is_empty()
+        {
+            new.r#type = cur.r#type.clone();
+        }
+        let (ip_before, ports_before) = (needs_cluster_ip(old), needs_node_ports(old));
+        let (ip_now, ports_now) = (needs_cluster_ip(self), needs_node_ports(self));
+        let Some(new) = self.spec.as_mut() else {
+            return;
+        };
+        if new.cluster_ip.is_empty()
+            && let Some(first) = new.cluster_ips.first()
+        {
+            new.cluster_ip = first.clone();
+        }
+        let node_ports = |ports: &[ServicePort]| -> std::collections::BTreeSet<i32> {
+            ports
+                .iter()
+                .map(|p| p.node_port)
+                .filter(|p| *p != 0)
+                .collect()
+        };
+        if ip_before && !ip_now && new.cluster_ip == cur.cluster_ip {
+            new.cluster_ip.clear();
+            new.cluster_ips.clear();
+        }
+        if ports_before && !ports_now && node_ports(&cur.ports).is_superset(&node_ports(&new.ports))
+        {
+            for p in &mut new.ports {
+                p.node_port = 0;
             }
+        }
+        if ip_before && ip_now {
             if new.cluster_ip.is_empty() {
                 new.cluster_ip = cur.cluster_ip.clone();
+            }
+            if new.cluster_ips.is_empty() {
                 new.cluster_ips = cur.cluster_ips.clone();
             }
         }
+        if ports_before && ports_now {
+            // By port name: ports the update keeps get their node port back, unless another
+            // port of the update names it.
+            let used: std::collections::BTreeSet<i32> = node_ports(&cur.ports)
+                .intersection(&node_ports(&new.ports))
+                .copied()
+                .collect();
+            let by_name: std::collections::BTreeMap<&str, i32> = cur
+                .ports
+                .iter()
+                .map(|p| (p.name.as_str(), p.node_port))
+                .collect();
+            for p in new.ports.iter_mut().filter(|p| p.node_port == 0) {
+                if let Some(kept) = by_name.get(p.name.as_str())
+                    && !used.contains(kept)
+                {
+                    p.node_port = *kept;
+                }
+            }
+        }
+    }
+
+    /// `clusterIP` is immutable while the type has one (Kubernetes' wording); node ports may
+    /// change (the allocator takes the new and gives back the old).
+    fn validate_update(&self, old: &Self, errors: &mut FieldErrors) {
+        use super::allocator::needs_cluster_ip;
+        if !(needs_cluster_ip(old) && needs_cluster_ip(self)) {
+            return;
+        }
+        let ip = |s: &Self| {
+            s.spec
+                .as_ref()
+                .map_or(String::new(), |s| s.cluster_ip.clone())
+        };
+        let (before, now) = (ip(old), ip(self));
+        // An old Service stored before allocation existed has none: its first update gets one.
+        if !before.is_empty() && now != before {
+            errors.add(
+                "spec.clusterIP",
+                format!("Invalid value: {now:?}: field is immutable"),
+            );
+        }
+    }
+
+    fn pooled(&mut self) -> Pooled<'_> {
+        Pooled::Service(self)
     }
 }
 
