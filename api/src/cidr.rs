@@ -1,9 +1,10 @@
-//! IPv4 CIDR blocks (`10.244.0.0/16`): the cluster CIDR, each node's `spec.podCIDR`, and the
-//! addresses inside one.
+//! IPv4 CIDR blocks (`10.244.0.0/16`): the cluster CIDR, each node's `spec.podCIDR`, the service
+//! CIDR, and the addresses inside one.
 //!
 //! Pure arithmetic over [`std::net::Ipv4Addr`]; shared by the control plane (which hands node
 //! CIDRs out of the cluster CIDR), the agent (bridge gateway, pod addresses) and validation.
-//! IPv6 pod networks are not supported yet: an IPv6 block is rejected with that reason.
+//! IPv6 pod and service networks are not supported yet: an IPv6 block is rejected with that
+//! reason.
 //!
 //! Must not: touch interfaces or routes.
 
@@ -23,7 +24,7 @@ pub struct Ipv4Cidr {
 pub enum CidrError {
     #[error("{0:?} is not a CIDR block (expected an IPv4 network such as 10.244.0.0/16)")]
     Syntax(String),
-    #[error("{0:?}: IPv6 pod networks are not supported yet (give an IPv4 network)")]
+    #[error("{0:?}: IPv6 networks are not supported yet (give an IPv4 network)")]
     Ipv6(String),
     #[error("{text:?} has host bits set (the network is {network})")]
     HostBits { text: String, network: Ipv4Cidr },

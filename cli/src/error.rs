@@ -39,6 +39,9 @@ impl From<tonic::Status> for CliError {
             Code::NotFound => "NotFound",
             Code::AlreadyExists => "AlreadyExists",
             Code::Aborted => "Conflict",
+            // The cluster's state refuses the request (a nodePort or clusterIP another object
+            // holds, a namespace being deleted): not bad input, so exit 1.
+            Code::FailedPrecondition => "Conflict",
             Code::Unauthenticated => "Unauthorized",
             Code::PermissionDenied => "Forbidden",
             Code::OutOfRange => "Expired",

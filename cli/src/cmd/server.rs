@@ -7,6 +7,7 @@ use clap::Args;
 use skiff_api::cidr::Ipv4Cidr;
 use skiff_control_plane::controllers::node_ipam::NodeIpamOptions;
 use skiff_control_plane::controllers::node_lifecycle::LifecycleOptions;
+use skiff_control_plane::registry::allocator::{HostNetworks, PortRange, ServiceRanges};
 use skiff_control_plane::server::{ControlPlane, ServerOptions};
 
 use crate::error::{CliError, Result};
@@ -37,6 +38,12 @@ pub struct ServerArgs {
     /// Prefix length of each node's block of --cluster-cidr
     #[arg(long, default_value_t = 24, value_name = "BITS")]
     node_cidr_mask_size: u8,
+    /// Cluster IPs of Services: a block no pod, route or resolver of this host uses
+    #[arg(long, default_value = "10.96.0.0/12", value_name = "CIDR")]
+    service_cidr: String,
+    /// Ports of NodePort (and LoadBalancer) Services on every node
+    #[arg(long, default_value = "30000-32767", value_name = "FIRST-LAST")]
+    service_node_port_range: String,
 }
 
 #[derive(Args)]
@@ -59,6 +66,12 @@ pub struct UpArgs {
     /// Prefix length of each node's block of --cluster-cidr
     #[arg(long, default_value_t = 24, value_name = "BITS")]
     node_cidr_mask_size: u8,
+    /// Cluster IPs of Services: a block no pod, route or resolver of this host uses
+    #[arg(long, default_value = "10.96.0.0/12", value_name = "CIDR")]
+    service_cidr: String,
+    /// Ports of NodePort (and LoadBalancer) Services on every node
+    #[arg(long, default_value = "30000-32767", value_name = "FIRST-LAST")]
+    service_node_port_range: String,
 }
 
 /// The node IPAM options of `--cluster-cidr` and `--node-cidr-mask-size` (bad together: exit 2).
@@ -68,6 +81,26 @@ fn ipam_options(cluster_cidr: Ipv4Cidr, mask: u8) -> Result<NodeIpamOptions> {
             "error: --node-cidr-mask-size {mask} (with --cluster-cidr {cluster_cidr}): {e}"
         ))
     })
+}
+
+/// The ranges of `--service-cidr` and `--service-node-port-range` (bad, or overlapping the
+/// cluster CIDR, this host's routes or its resolvers: exit 2, naming the flag).
+fn service_ranges(cidr: &str, ports: &str, cluster_cidr: Ipv4Cidr) -> Result<ServiceRanges> {
+    let refuse = |flag: &str, value: &str, e: &dyn std::fmt::Display| {
+        CliError::usage(format!("error: {flag} {value}: {e}"))
+    };
+    let parsed: Ipv4Cidr = cidr
+        .parse()
+        .map_err(|e| refuse("--service-cidr", cidr, &e))?;
+    let range: PortRange = ports
+        .parse()
+        .map_err(|e| refuse("--service-node-port-range", ports, &e))?;
+    let ranges =
+        ServiceRanges::new(parsed, range).map_err(|e| refuse("--service-cidr", cidr, &e))?;
+    ranges
+        .check_placement(cluster_cidr, &HostNetworks::of_this_host())
+        .map_err(|e| refuse("--service-cidr", cidr, &e))?;
+    Ok(ranges)
 }
 
 pub fn init_logging() {
@@ -103,12 +136,14 @@ async fn start(
     listen: String,
     lifecycle: LifecycleOptions,
     ipam: NodeIpamOptions,
+    services: ServiceRanges,
 ) -> Result<ControlPlane> {
     ControlPlane::start(&ServerOptions {
         data_dir,
         listen,
         lifecycle,
         ipam,
+        services,
     })
     .await
     .map_err(|e| CliError::failed(format!("error: {e}")))
@@ -122,12 +157,24 @@ pub async fn server(args: ServerArgs) -> Result<()> {
         return Err(unsupported("--metrics-addr", "the metrics endpoint"));
     }
     let ipam = ipam_options(args.cluster_cidr, args.node_cidr_mask_size)?;
+    let services = service_ranges(
+        &args.service_cidr,
+        &args.service_node_port_range,
+        args.cluster_cidr,
+    )?;
     init_logging();
     let lifecycle = LifecycleOptions {
         node_grace_period: args.node_grace_period,
         pod_eviction_timeout: args.pod_eviction_timeout,
     };
-    let cp = start(args.data_dir.clone(), args.listen, lifecycle, ipam).await?;
+    let cp = start(
+        args.data_dir.clone(),
+        args.listen,
+        lifecycle,
+        ipam,
+        services,
+    )
+    .await?;
     tracing::info!(addr = %cp.addr, data_dir = %args.data_dir.display(), "skiff API server listening (TLS)");
     eprintln!(
         "skiff server: API at {}\n  admin config: {}\n  join token:   {}",
@@ -171,6 +218,11 @@ pub async fn up(args: UpArgs) -> Result<()> {
         return Err(unsupported("--metrics-addr", "the metrics endpoint"));
     }
     let ipam = ipam_options(args.cluster_cidr, args.node_cidr_mask_size)?;
+    let services = service_ranges(
+        &args.service_cidr,
+        &args.service_node_port_range,
+        args.cluster_cidr,
+    )?;
     init_logging();
     let data_dir = args
         .data_dir
@@ -180,6 +232,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         args.listen,
         LifecycleOptions::default(),
         ipam,
+        services,
     )
     .await?;
     let config_path = data_dir.join("config.yaml");

@@ -251,11 +251,42 @@ impl TableRow for Service {
             })
             .collect::<Vec<_>>()
             .join(",");
+        // kubectl's: the name of an ExternalName Service, a LoadBalancer's ingress addresses
+        // (`<pending>` until it has one), else the externalIPs.
+        let mut external: Vec<String> = spec.external_ips.clone();
+        let external = match spec.r#type.as_str() {
+            "ExternalName" => spec.external_name.clone(),
+            "LoadBalancer" => {
+                let ingress = self
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.load_balancer.as_ref())
+                    .map(|lb| lb.ingress.as_slice())
+                    .unwrap_or_default();
+                let mut all: Vec<String> = ingress
+                    .iter()
+                    .map(|i| {
+                        if i.ip.is_empty() {
+                            i.hostname.clone()
+                        } else {
+                            i.ip.clone()
+                        }
+                    })
+                    .collect();
+                all.append(&mut external);
+                if all.is_empty() {
+                    "<pending>".into()
+                } else {
+                    all.join(",")
+                }
+            }
+            _ => external.join(","),
+        };
         let mut r = vec![
             self.name().into(),
             spec.r#type.clone(),
             or_none(&spec.cluster_ip),
-            "<none>".into(),
+            or_none(&external),
             or_none(&ports),
             created(self),
         ];
@@ -470,6 +501,55 @@ mod tests {
         assert_eq!(
             out,
             "NAME          AGE\na-long-name   5s\nb             1m\n"
+        );
+    }
+
+    #[test]
+    fn services_show_their_addresses_and_node_ports_as_kubectl() {
+        let svc = |r#type: &str, ip: &str, ports: Vec<ServicePort>| Service {
+            metadata: Some(ObjectMeta {
+                name: "s".into(),
+                ..Default::default()
+            }),
+            spec: Some(ServiceSpec {
+                r#type: r#type.into(),
+                cluster_ip: ip.into(),
+                ports,
+                external_name: "db.example.com".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let port = |port, node_port, protocol: &str| ServicePort {
+            port,
+            node_port,
+            protocol: protocol.into(),
+            ..Default::default()
+        };
+        let cells = |s: Service| s.row(false)[1..5].join(" ");
+        assert_eq!(
+            cells(svc(
+                "NodePort",
+                "10.96.0.10",
+                vec![port(80, 30080, "TCP"), port(53, 30053, "UDP")]
+            )),
+            "NodePort 10.96.0.10 <none> 80:30080/TCP,53:30053/UDP"
+        );
+        assert_eq!(
+            cells(svc("ClusterIP", "None", vec![port(5432, 0, "")])),
+            "ClusterIP None <none> 5432/TCP"
+        );
+        assert_eq!(
+            cells(svc("ExternalName", "", vec![])),
+            "ExternalName <none> db.example.com <none>"
+        );
+        assert_eq!(
+            cells(svc(
+                "LoadBalancer",
+                "10.96.0.11",
+                vec![port(80, 31000, "TCP")]
+            )),
+            "LoadBalancer 10.96.0.11 <pending> 80:31000/TCP"
         );
     }
 }

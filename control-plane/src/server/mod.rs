@@ -61,6 +61,9 @@ pub struct ServerOptions {
     pub lifecycle: crate::controllers::node_lifecycle::LifecycleOptions,
     /// The cluster CIDR the node IPAM controller hands node blocks out of.
     pub ipam: crate::controllers::node_ipam::NodeIpamOptions,
+    /// Where Services get cluster IPs and node ports (`--service-cidr`,
+    /// `--service-node-port-range`), checked by the caller.
+    pub services: crate::registry::allocator::ServiceRanges,
 }
 
 /// A prepared control plane: store open, PKI ready, listener bound.
@@ -148,6 +151,7 @@ impl ControlPlane {
             Arc::new(opened)
         };
         ensure_default_namespaces(&store).await?;
+        prepare_service_allocation(&store, options.services).await?;
         let addr_text = listen_addr(&options.listen);
         let listener =
             TcpListener::bind(&addr_text)
@@ -207,6 +211,7 @@ impl ControlPlane {
             self.lifecycle,
             self.ipam,
         ));
+        let repair = tokio::spawn(crate::registry::allocator::repair::run(store.clone()));
         let tunnels = tunnel::TunnelService::new(
             tunnel::Tunnels::default(),
             crate::registry::Registry::<Pod>::new(store.clone()),
@@ -273,8 +278,37 @@ impl ControlPlane {
             )
             .await;
         controllers.abort();
+        repair.abort();
         Ok(result?)
     }
+}
+
+/// Writes the service ranges for every registry on the store and repairs the allocations once,
+/// before anything is served (as Kubernetes runs its repair controllers at start).
+async fn prepare_service_allocation(
+    store: &Arc<dyn Store>,
+    ranges: crate::registry::allocator::ServiceRanges,
+) -> Result<(), ServerError> {
+    use crate::registry::allocator::repair;
+    if let Some(before) = ranges.save(store.as_ref()).await? {
+        tracing::warn!(
+            service_cidr = %ranges.cidr(),
+            node_ports = %ranges.node_ports(),
+            was_service_cidr = %before.cidr(),
+            was_node_ports = %before.node_ports(),
+            "the service ranges changed: Services keep what they hold (those outside the new ranges get a warning event)"
+        );
+    }
+    let now = skiff_api::time::now().seconds;
+    match repair::repair_once(store, now).await {
+        Ok(report) => tracing::debug!(?report, "service allocation repaired at start"),
+        Err(e) => {
+            return Err(ServerError::Bootstrap(format!(
+                "service allocation repair: {e}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `default` exists in every cluster, as in Kubernetes, and `kube-node-lease` for the nodes'
