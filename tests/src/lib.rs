@@ -242,6 +242,11 @@ impl Cluster {
         self.net.cluster_cidr()
     }
 
+    /// The cluster's `--service-cidr`.
+    pub fn service_cidr(&self) -> String {
+        self.net.service_cidr()
+    }
+
     /// The join token agents use.
     pub fn join_token(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("join-token"))
@@ -422,6 +427,7 @@ impl Cluster {
             .arg(self.dir.path())
             .args(["--listen", listen])
             .args(["--cluster-cidr", &self.net.cluster_cidr()])
+            .args(["--service-cidr", &self.net.service_cidr()])
             .args(
                 o.node_grace_period
                     .iter()

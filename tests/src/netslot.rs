@@ -4,8 +4,12 @@
 //! namespace: two clusters with the same cluster CIDR would put bridges of the same block side by
 //! side. So each [`Cluster`](crate::Cluster) holds a [`NetSlot`]: an index locked with `flock`
 //! on a file under the temp dir (released by the kernel even if the test process dies), which
-//! gives it its own cluster CIDR (`10.240.0.0/12` cut in `/20`s: 16 nodes of `/24`) and, for
-//! tests that build their own node namespaces, its own `/24` of node addresses in `10.239.0.0/16`.
+//! gives it its own cluster CIDR (`10.240.0.0/12` cut in `/20`s: 16 nodes of `/24`), its own
+//! service CIDR (`10.112.0.0/12` cut in `/20`s, beside Kubernetes' default `10.96.0.0/12`) and,
+//! for tests that build their own node namespaces, its own `/24` of node addresses in
+//! `10.239.0.0/16`. A slot whose cluster or service CIDR covers one of the host's own routes or
+//! resolvers is never taken (on these machines the resolver sits inside `10.240.0.0/12`, and
+//! `skiff server` refuses a service CIDR over it).
 //!
 //! [`clean`] removes, from the test's own network namespace, the node bridges and the routes
 //! inside a cluster CIDR; it runs when a slot is taken (what a killed test left) and when the
@@ -32,8 +36,14 @@ impl NetSlot {
         let dir = std::env::temp_dir().join("skiff-e2e-netslots");
         std::fs::create_dir_all(&dir).expect("netslot dir");
         let start = std::process::id() % SLOTS;
+        let host = host_networks();
         for step in 0..SLOTS {
             let index = (start + step) % SLOTS;
+            let cidrs = [cluster_cidr_of(index), service_cidr_of(index)];
+            if let Some(used) = host.iter().find(|h| cidrs.iter().any(|c| overlaps(c, h))) {
+                eprintln!("netslot {index}: skipped, {cidrs:?} would cover the host's {used}");
+                continue;
+            }
             let file = File::create(dir.join(format!("{index}.lock"))).expect("netslot lock file");
             if let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 let slot = Self { index, _lock: lock };
@@ -46,8 +56,12 @@ impl NetSlot {
 
     /// This cluster's `--cluster-cidr`: a `/20` of `10.240.0.0/12`.
     pub fn cluster_cidr(&self) -> String {
-        let base = u32::from(Ipv4Addr::new(10, 240, 0, 0)) + self.index * 4096;
-        format!("{}/20", Ipv4Addr::from(base))
+        cluster_cidr_of(self.index)
+    }
+
+    /// This cluster's `--service-cidr`: a `/20` of `10.112.0.0/12`.
+    pub fn service_cidr(&self) -> String {
+        service_cidr_of(self.index)
     }
 
     /// Node address `host` (1..=254) of this slot's node network, `10.239.<slot>.<host>`.
@@ -58,6 +72,49 @@ impl NetSlot {
     pub fn index(&self) -> u32 {
         self.index
     }
+}
+
+fn cluster_cidr_of(index: u32) -> String {
+    let base = u32::from(Ipv4Addr::new(10, 240, 0, 0)) + index * 4096;
+    format!("{}/20", Ipv4Addr::from(base))
+}
+
+fn service_cidr_of(index: u32) -> String {
+    let base = u32::from(Ipv4Addr::new(10, 112, 0, 0)) + index * 4096;
+    format!("{}/20", Ipv4Addr::from(base))
+}
+
+/// What this host routes to (its main table, not the default route, typed routes such as
+/// `unreachable`, or the bridges and routes skiff's agents made) and the IPv4 resolvers of its
+/// `/etc/resolv.conf`, as CIDRs.
+fn host_networks() -> Vec<String> {
+    let mut out: Vec<String> = ip(&["-o", "-4", "route", "show", "table", "main"])
+        .lines()
+        .filter(|l| !l.contains(" dev skiff") && !l.contains(" proto 77"))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|dst| dst.contains('.'))
+        .map(|dst| {
+            if dst.contains('/') {
+                dst.to_string()
+            } else {
+                format!("{dst}/32")
+            }
+        })
+        .collect();
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    out.extend(resolv.lines().filter_map(|l| {
+        let mut w = l.split_whitespace();
+        (w.next()? == "nameserver").then_some(())?;
+        let addr: Ipv4Addr = w.next()?.parse().ok()?;
+        Some(format!("{addr}/32"))
+    }));
+    out
+}
+
+/// Do two CIDRs share an address?
+fn overlaps(a: &str, b: &str) -> bool {
+    let net = |c: &str| c.split('/').next().unwrap_or("").to_string();
+    inside(a, &net(b)) || inside(b, &net(a))
 }
 
 fn ip(args: &[&str]) -> String {
@@ -115,5 +172,25 @@ pub fn clean(cluster_cidr: &str) {
                 .stderr(Stdio::null())
                 .status();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_cut_disjoint_pools_and_skip_what_the_host_uses() {
+        assert_eq!(cluster_cidr_of(255), "10.255.240.0/20");
+        assert_eq!(service_cidr_of(0), "10.112.0.0/20");
+        assert_eq!(service_cidr_of(255), "10.127.240.0/20");
+        assert!(
+            !overlaps(&service_cidr_of(0), "10.96.0.0/12"),
+            "not Kubernetes' default"
+        );
+        assert!(!overlaps(&service_cidr_of(255), &cluster_cidr_of(0)));
+        // The resolver of these machines: slot 255's cluster CIDR covers it.
+        assert!(overlaps(&cluster_cidr_of(255), "10.255.255.53/32"));
+        assert!(!overlaps(&cluster_cidr_of(254), "10.255.255.53/32"));
     }
 }
