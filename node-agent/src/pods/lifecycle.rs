@@ -551,7 +551,7 @@ impl PodWorker {
         }
         let api = self.ctx.api.clone();
         for _ in 0..2 {
-            let mut pod = entry.pod.clone();
+            let mut pod = (*entry.pod).clone();
             pod.status = Some(status::pod_status(
                 &entry.pod,
                 &entry.containers,
@@ -561,12 +561,12 @@ impl PodWorker {
             match api.update_status(pod).await {
                 Ok(updated) => {
                     entry.reported = updated.status.clone();
-                    entry.pod = updated;
+                    entry.pod = Box::new(updated);
                     return;
                 }
                 Err(s) if s.code() == tonic::Code::Aborted => {
                     match api.get(entry.pod.namespace(), entry.pod.name()).await {
-                        Ok(Some(fresh)) if fresh.meta().uid == uid => entry.pod = fresh,
+                        Ok(Some(fresh)) if fresh.meta().uid == uid => entry.pod = Box::new(fresh),
                         Ok(_) => {
                             entry.gone = true;
                             return;

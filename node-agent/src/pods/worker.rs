@@ -74,7 +74,8 @@ pub enum Msg {
 
 /// What the agent knows of one pod.
 pub struct PodEntry {
-    pub pod: Pod,
+    /// Boxed: a Pod is over a kilobyte inline, and a node holds a worker per pod.
+    pub pod: Box<Pod>,
     pub containers: BTreeMap<String, Record>,
     /// The status last written, to write only changes.
     pub reported: Option<PodStatus>,
@@ -127,7 +128,7 @@ impl PodEntry {
         }
         let reported = pod.status.clone();
         Self {
-            pod,
+            pod: Box::new(pod),
             containers,
             reported,
             gone: false,
@@ -139,7 +140,7 @@ impl PodEntry {
     pub fn apply(&mut self, msg: Msg) {
         match msg {
             Msg::Pod(pod) => {
-                self.pod = *pod;
+                self.pod = pod;
                 self.gone = false;
             }
             Msg::Gone => self.gone = true,
@@ -268,7 +269,10 @@ impl PodWorker {
     /// or the dispatcher goes away.
     pub async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Msg>) {
         loop {
-            self.reconcile().await;
+            // Boxed: reconcile's state (a start's pull and bundle, a stop's grace period) is
+            // large and only alive while it runs; an idle worker keeps just this loop's (a node
+            // holds a thousand of them).
+            Box::pin(self.reconcile()).await;
             if self.removed {
                 return;
             }

@@ -352,7 +352,7 @@ async fn a_deleted_pod_gets_its_grace_period_then_its_deletion_is_finished_and_t
         });
         meta.deletion_grace_period_seconds = Some(7);
     }
-    w.entry.apply(Msg::Pod(Box::new(terminating)));
+    w.entry.apply(Msg::Pod(terminating));
     w.reconcile().await;
     assert_eq!(
         f.runtime.calls(),
@@ -399,4 +399,16 @@ async fn a_restarted_agent_adopts_running_containers_and_starts_nothing_twice() 
         &w.entry.containers["app"].state,
         Current::Running { id, .. } if id == "u/app/3"
     ));
+}
+
+/// A node holds a worker per pod, most of them idle: an idle worker's task must stay small
+/// (its reconcile state is boxed and its pod is on the heap; it was 8.7 KB before).
+#[tokio::test]
+async fn an_idle_worker_is_small() {
+    let f = fixture().await;
+    let w = PodWorker::new(f.ctx.clone(), f.pod("Always", &[], &["app"]));
+    let (_tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = w.run(rx);
+    let size = std::mem::size_of_val(&task);
+    assert!(size < 2048, "an idle pod worker's task takes {size} bytes");
 }
