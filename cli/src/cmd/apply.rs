@@ -123,8 +123,12 @@ pub async fn apply_sources(
         match result {
             Ok(line) => println!("{line}"),
             Err(e) => {
+                // Printed here, in order with the other documents: the exit only keeps its code.
                 eprintln!("{e}");
-                failed.get_or_insert(e);
+                failed.get_or_insert(CliError {
+                    code: e.code,
+                    message: String::new(),
+                });
             }
         }
     }

@@ -128,6 +128,12 @@ fn services_get_cluster_ips_and_node_ports_and_give_them_back() {
         "{}",
         text(&out)
     );
+    assert_eq!(
+        stderr(&out).matches("already allocated").count(),
+        1,
+        "said once: {}",
+        text(&out)
+    );
     let taken_ip = service(
         "other",
         "ClusterIP",
