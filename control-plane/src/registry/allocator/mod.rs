@@ -37,6 +37,8 @@ pub mod repair;
 mod service;
 
 #[cfg(test)]
+mod recovery_tests;
+#[cfg(test)]
 mod service_tests;
 #[cfg(test)]
 mod tests;
