@@ -561,12 +561,12 @@ impl PodWorker {
             match api.update_status(pod).await {
                 Ok(updated) => {
                     entry.reported = updated.status.clone();
-                    entry.pod = Box::new(updated);
+                    *entry.pod = updated;
                     return;
                 }
                 Err(s) if s.code() == tonic::Code::Aborted => {
                     match api.get(entry.pod.namespace(), entry.pod.name()).await {
-                        Ok(Some(fresh)) if fresh.meta().uid == uid => entry.pod = Box::new(fresh),
+                        Ok(Some(fresh)) if fresh.meta().uid == uid => *entry.pod = fresh,
                         Ok(_) => {
                             entry.gone = true;
                             return;
