@@ -431,7 +431,13 @@ impl Containers {
             tries += 1;
             let client = match self.shim(&group, Some((&id, &dir))).await {
                 Ok(c) => c,
-                Err(e) => return Err(undo(&e)),
+                // No shim to run it (launch failed, or a crashing shim's back-off): not the
+                // container's fault; it waits and is tried again.
+                Err(e) => {
+                    let mut failure = undo(&e);
+                    failure.retry = true;
+                    return Err(failure);
+                }
             };
             match client.create(&create).await {
                 Ok(_) => break client,
