@@ -221,8 +221,8 @@ impl Reconciler for Controller {
         } else if Cache::<Endpoints>::owns(&kv.key) {
             let (old, new) = self.endpoints.apply(kind, kv);
             // Someone changed or removed an object of ours: put it back.
-            if let Some(e) = new.as_ref().or(old.as_ref())
-                && (old.as_ref().is_some_and(managed) || new.as_ref().is_some_and(managed))
+            if let Some(e) = new.as_deref().or(old.as_deref())
+                && (old.as_deref().is_some_and(managed) || new.as_deref().is_some_and(managed))
             {
                 dirty.insert(key::<Service>(e.namespace(), e.name()));
             }

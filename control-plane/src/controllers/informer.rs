@@ -29,10 +29,11 @@ const RETRY: Duration = Duration::from_millis(250);
 /// How long a burst of events may gather before keys are reconciled.
 const COALESCE: Duration = Duration::from_millis(5);
 
-/// Objects of one kind by store key.
+/// Objects of one kind by store key. Each is kept behind an `Arc`, so that [`Cache::apply`] hands
+/// the new version to its caller without copying it (a Pod is some thirty allocations).
 #[derive(Debug)]
 pub struct Cache<K> {
-    objects: HashMap<String, K>,
+    objects: HashMap<String, Arc<K>>,
 }
 
 impl<K> Default for Cache<K> {
@@ -50,14 +51,13 @@ impl<K: Resource> Cache<K> {
     }
 
     /// Takes a change in; returns (what was there, what is there now).
-    pub fn apply(&mut self, kind: EventKind, kv: &KeyValue) -> (Option<K>, Option<K>) {
+    pub fn apply(&mut self, kind: EventKind, kv: &KeyValue) -> (Option<Arc<K>>, Option<Arc<K>>) {
         match kind {
+            // Our own write already put a newer version here.
+            EventKind::Put if self.newer_than(&kv.key, kv.mod_revision) => (None, None),
             EventKind::Put => match decode::<K>(kv) {
-                Ok(_) if self.newer_than(&kv.key, kv.mod_revision) => {
-                    // Our own write already put a newer version here.
-                    (None, None)
-                }
                 Ok(obj) => {
+                    let obj = Arc::new(obj);
                     let old = self.objects.insert(kv.key.clone(), obj.clone());
                     (old, Some(obj))
                 }
@@ -80,18 +80,18 @@ impl<K: Resource> Cache<K> {
     }
 
     pub fn get(&self, namespace: &str, name: &str) -> Option<&K> {
-        self.objects.get(&key::<K>(namespace, name))
+        self.objects.get(&key::<K>(namespace, name)).map(|o| &**o)
     }
 
     pub fn get_key(&self, store_key: &str) -> Option<&K> {
-        self.objects.get(store_key)
+        self.objects.get(store_key).map(|o| &**o)
     }
 
     /// Records the result of this controller's own write, so that a reconcile before its watch
     /// event arrives sees it (no second create of the same pod).
     pub fn remember(&mut self, obj: K) {
         self.objects
-            .insert(key::<K>(obj.namespace(), obj.name()), obj);
+            .insert(key::<K>(obj.namespace(), obj.name()), Arc::new(obj));
     }
 
     pub fn forget(&mut self, namespace: &str, name: &str) {
@@ -99,7 +99,7 @@ impl<K: Resource> Cache<K> {
     }
 
     pub fn values(&self) -> impl Iterator<Item = &K> {
-        self.objects.values()
+        self.objects.values().map(|o| &**o)
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &String> {

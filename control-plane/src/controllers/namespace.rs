@@ -96,7 +96,7 @@ impl Reconciler for Controller {
 
     fn observe(&mut self, kind: EventKind, kv: &KeyValue, dirty: &mut BTreeSet<String>) {
         let (_, new) = self.namespaces.apply(kind, kv);
-        if new.as_ref().is_some_and(terminating) {
+        if new.as_deref().is_some_and(terminating) {
             dirty.insert(kv.key.clone());
         }
     }

@@ -218,7 +218,7 @@ impl Reconciler for Controller {
 
     fn observe(&mut self, kind: EventKind, kv: &KeyValue, dirty: &mut BTreeSet<String>) {
         let (old, new) = self.nodes.apply(kind, kv);
-        if old.as_ref().is_some_and(has_block) && !new.as_ref().is_some_and(has_block) {
+        if old.as_deref().is_some_and(has_block) && !new.as_deref().is_some_and(has_block) {
             self.full = false; // a block may be free again
         }
         match (&old, &new) {
@@ -244,7 +244,9 @@ impl Reconciler for Controller {
             return Ok(None);
         }
         if self.full {
-            if let Some(node) = self.nodes.get("", name).cloned() {
+            if !self.exhausted.contains(name)
+                && let Some(node) = self.nodes.get("", name).cloned()
+            {
                 self.report_exhausted(&node).await;
             }
             return Ok(None);

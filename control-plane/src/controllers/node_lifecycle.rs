@@ -285,7 +285,7 @@ impl Reconciler for Controller {
                 }
                 None => {}
             }
-            if let Some(n) = new.as_ref().or(old.as_ref()) {
+            if let Some(n) = new.as_deref().or(old.as_deref()) {
                 dirty.insert(n.name().to_string());
             }
         } else if Cache::<Lease>::owns(&kv.key) {

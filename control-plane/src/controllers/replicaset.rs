@@ -201,10 +201,10 @@ impl Reconciler for Controller {
             if old.is_none() && new.is_none() {
                 return;
             }
-            self.index_pod(&kv.key, old.as_ref(), new.as_ref());
+            self.index_pod(&kv.key, old.as_deref(), new.as_deref());
             for pod in old.iter().chain(new.iter()) {
                 if let Some(set_key) =
-                    controller_of(pod, ReplicaSet::KIND).and_then(|uid| self.by_uid.get(uid))
+                    controller_of(&**pod, ReplicaSet::KIND).and_then(|uid| self.by_uid.get(uid))
                 {
                     dirty.insert(set_key.clone());
                 }

@@ -186,6 +186,13 @@ impl Scheduler {
                 }
             }
             (EventKind::Put, false) => {
+                if self
+                    .cache
+                    .pod(&kv.key)
+                    .is_some_and(|p| p.revision >= kv.mod_revision)
+                {
+                    return; // in already: a bind's own answer, taken before its event
+                }
                 let Ok(pod) = decode::<Pod>(kv) else { return };
                 let held = self
                     .cache

@@ -484,10 +484,10 @@ impl Reconciler for Controller {
             }
         } else if Cache::<ReplicaSet>::owns(&kv.key) {
             let (old, new) = self.sets.apply(kind, kv);
-            self.index_set(&kv.key, old.as_ref(), new.as_ref());
+            self.index_set(&kv.key, old.as_deref(), new.as_deref());
             for rs in old.iter().chain(new.iter()) {
                 if let Some(d) =
-                    controller_of(rs, Deployment::KIND).and_then(|uid| self.by_uid.get(uid))
+                    controller_of(&**rs, Deployment::KIND).and_then(|uid| self.by_uid.get(uid))
                 {
                     dirty.insert(d.clone());
                 }
