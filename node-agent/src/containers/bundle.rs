@@ -1,8 +1,8 @@
 //! One spec builder: a [`ContainerSpec`] becomes the OCI bundle `containerd-shim-skiff-v1` runs,
 //! the same bundle a plain containerd would hand it (the form is in [`crate::shim`]).
 //!
-//! - A Wasm container's root is a directory on disk holding only its module, shared read-only by
-//!   every task of that module (`DATA_DIR/roots/<digest>/`); its grants are the bundle's mounts,
+//! - A Wasm container's root is a directory on disk holding only a copy of its module, shared
+//!   read-only by every task of that module (`DATA_DIR/roots/<digest>/`); its grants are the bundle's mounts,
 //!   limits, network namespace and the skiff annotations.
 //! - A Linux container gets skiff's default spec (capabilities, seccomp, masked paths: see
 //!   [`skiff_runtime::linux::default_spec`]), its cgroup `/skiff/<task id>`, and its rootfs as
@@ -45,8 +45,8 @@ pub fn write(
     }
 }
 
-/// `roots/<digest>/<name>.wasm`, hard-linked to the module (copied across filesystems): the
-/// guest's read-only `/`, holding nothing but its module.
+/// `roots/<digest>/<name>.wasm`, a copy of the module: the guest's read-only `/`, holding
+/// nothing but its module.
 fn module_root(roots: &Path, module: &Path, digest: &str) -> Result<WasmRoot, ShimError> {
     let hex = digest.rsplit(':').next().unwrap_or(digest);
     if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -68,9 +68,9 @@ fn module_root(roots: &Path, module: &Path, digest: &str) -> Result<WasmRoot, Sh
         // Placed under a temporary name and renamed: a concurrent start never sees half a copy.
         let tmp = dir.join(format!(".{name}.{}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
-        if std::fs::hard_link(module, &tmp).is_err() {
-            std::fs::copy(module, &tmp).map_err(|e| ShimError::io(module, e))?;
-        }
+        // A copy, never a hard link: nothing done through a task's root can reach the
+        // node's (or the user's) own file.
+        std::fs::copy(module, &tmp).map_err(|e| ShimError::io(module, e))?;
         std::fs::rename(&tmp, &file).map_err(|e| ShimError::io(&file, e))?;
     }
     Ok(WasmRoot::Image {

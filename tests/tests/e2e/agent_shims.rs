@@ -35,9 +35,17 @@ fn a_crash_of_the_wasm_shim_restarts_only_its_pods_at_once() {
     }
     c.apply(&manifests);
     let names = ["oci", "wasm-0", "wasm-1", "wasm-2"];
-    wait_for("every pod to run", Duration::from_secs(90), || {
-        names.iter().all(|n| running(&pod(&c, n))).then_some(())
-    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !names.iter().all(|n| running(&pod(&c, n))) {
+        assert!(
+            Instant::now() < deadline,
+            "not every pod runs after 90 s:\n{}\n{}",
+            skiff_tests::text(&c.skiff(&["get", "pods", "-o", "wide"]))
+                + &skiff_tests::text(&c.skiff(&["get", "pod", "wasm-0", "-o", "yaml"])),
+            c.agent(0).log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let oci_before = pod(&c, "oci")["status"]["containerStatuses"][0].clone();
     let oci_uid = pod(&c, "oci")["metadata"]["uid"]
         .as_str()
@@ -51,16 +59,16 @@ fn a_crash_of_the_wasm_shim_restarts_only_its_pods_at_once() {
     let restarted = |p: &serde_json::Value| {
         running(p) && p["status"]["containerStatuses"][0]["restartCount"] == 1
     };
-    wait_for(
-        "the Wasm pods to run again, restarted once",
-        Duration::from_secs(20),
-        || {
-            names[1..]
-                .iter()
-                .all(|n| restarted(&pod(&c, n)))
-                .then_some(())
-        },
-    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !names[1..].iter().all(|n| restarted(&pod(&c, n))) {
+        assert!(
+            Instant::now() < deadline,
+            "the Wasm pods did not run again, restarted once:\n{}\n{}",
+            skiff_tests::text(&c.skiff(&["get", "pod", "wasm-0", "-o", "yaml"])),
+            c.agent(0).log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let back_in = at.elapsed();
     assert!(
         back_in < Duration::from_secs(2),
@@ -116,12 +124,16 @@ fn a_crash_of_the_wasm_shim_restarts_only_its_pods_at_once() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let pid = oci_shim.unwrap_or_default();
-    // Gone, or a zombie its (non-reaping) adoptive parent has not reaped.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat.rsplit_once(") ").map(|(_, r)| &r[..1]);
-    assert!(
-        matches!(state, None | Some("Z")),
-        "shim {pid} still runs: {stat}"
+    // Gone (it may take a moment to leave its cgroup), or a zombie its (non-reaping) adoptive
+    // parent has not reaped.
+    wait_for(
+        "the OCI pod's shim to exit",
+        Duration::from_secs(10),
+        || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit_once(") ").map(|(_, r)| &r[..1]);
+            matches!(state, None | Some("Z")).then_some(())
+        },
     );
     assert_eq!(c.agent(0).shim_pid("wasm"), Some(new_shim));
 }
