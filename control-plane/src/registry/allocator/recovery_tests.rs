@@ -150,21 +150,26 @@ async fn repair_frees_leaks_after_a_grace_period_and_retakes_what_was_lost() {
         .await
         .unwrap();
     let now = super::pool::unix_now();
+    // `web`'s values are random: the leaked ones below must not be among them.
+    let web_port = u16::try_from(node_ports(&web)[0]).unwrap();
+    let web_ip: Ipv4Addr = spec(&web).cluster_ip.parse().unwrap();
+    let leaked_ip = [12, 13]
+        .map(|last| Ipv4Addr::new(10, 112, 0, last))
+        .into_iter()
+        .find(|ip| *ip != web_ip)
+        .unwrap();
+    let inflight_port = if web_port == 31009 { 31010 } else { 31009 };
 
     // A server killed between taking a value and writing its Service left two claims: one
     // long ago, one a moment ago (maybe a write still in flight).
-    ips.take(
-        Ipv4Addr::new(10, 112, 0, 12),
-        &claim_of("gone", "uid-gone", now - GRACE),
-    )
-    .await
-    .unwrap();
+    ips.take(leaked_ip, &claim_of("gone", "uid-gone", now - GRACE))
+        .await
+        .unwrap();
     ports
-        .take(31009, &claim_of("inflight", "uid-inflight", now))
+        .take(inflight_port, &claim_of("inflight", "uid-inflight", now))
         .await
         .unwrap();
     // And a claim of `web` was lost (a restored store).
-    let web_port = u16::try_from(node_ports(&web)[0]).unwrap();
     assert!(ports.release(web_port, &web.meta().uid).await.unwrap());
 
     let report = repair_once(&h.store, now).await.unwrap();
@@ -177,7 +182,7 @@ async fn repair_frees_leaks_after_a_grace_period_and_retakes_what_was_lost() {
         }
     );
     let mut expected = held(&web);
-    expected.insert(("31009".into(), "inflight".into()));
+    expected.insert((inflight_port.to_string(), "inflight".into()));
     assert_eq!(claims(&h.store).await, expected);
     let (retaken, _) = ports.get(web_port).await.unwrap().unwrap();
     assert_eq!(retaken.uid, web.meta().uid, "re-taken for its holder");
