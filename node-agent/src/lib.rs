@@ -5,6 +5,7 @@
 //! ([`pods`]), volumes, secrets and config maps as files and env, container restarts with
 //! back-off, pod status, serving logs through the API server's node tunnel ([`tunnel`]), and the pod network
 //! (a node bridge, one veth and address per OCI pod, routes to other nodes' pods: [`network`]).
+//! Every Service and Endpoints of the cluster are kept in one [`catalog`] for what carries traffic.
 //!
 //! Containers run in `containerd-shim-skiff-v1` processes the agent launches and drives through
 //! containerd's task API ([`containers`] over [`shim`]): the node's Wasm pods share one shim,
@@ -13,6 +14,7 @@
 //!
 //! Must not: write objects other than its Node, its pods' status and Events; schedule pods.
 
+pub mod catalog;
 pub mod containers;
 pub mod events;
 pub mod images;
@@ -122,6 +124,8 @@ pub async fn run(
             "the node has no podCIDR after {POD_CIDR_WAIT:?}: OCI pods get loopback only until it does"
         );
     }
+    // Services and Endpoints, for the proxy, DNS, ingress and containers' service env vars.
+    let catalog = catalog::Catalog::start(transport.clone());
     let manager = pods::Manager::new(transport.clone(), runtime.clone(), network, &options, &info);
     let served = tunnel::Served {
         logs: manager.logs(),
@@ -135,6 +139,7 @@ pub async fn run(
     routes.abort();
     tunnel.abort();
     sync.abort();
+    drop(catalog);
     if options.stop_pods_on_exit {
         runtime.shutdown_all().await;
     }
