@@ -10,6 +10,7 @@
 
 pub mod cidr;
 pub mod client;
+pub mod cluster_dns;
 pub mod events;
 pub mod intstr;
 pub mod join;

@@ -5,7 +5,8 @@
 //! ([`pods`]), volumes, secrets and config maps as files and env, container restarts with
 //! back-off, pod status, serving logs through the API server's node tunnel ([`tunnel`]), and the pod network
 //! (a node bridge, one veth and address per OCI pod, routes to other nodes' pods: [`network`]).
-//! Every Service and Endpoints of the cluster are kept in one [`catalog`] for what carries traffic.
+//! Every Service and Endpoints of the cluster are kept in one [`catalog`] for what carries traffic;
+//! each node serves cluster DNS to its pods ([`dns`]).
 //!
 //! Containers run in `containerd-shim-skiff-v1` processes the agent launches and drives through
 //! containerd's task API ([`containers`] over [`shim`]): the node's Wasm pods share one shim,
@@ -16,6 +17,7 @@
 
 pub mod catalog;
 pub mod containers;
+pub mod dns;
 pub mod events;
 pub mod images;
 pub mod join;
@@ -82,7 +84,13 @@ pub struct AgentOptions {
     /// `--pod-pids-limit`: the most processes an OCI container may hold (its cgroup's
     /// `pids.max`), as kubelet's `podPidsLimit`.
     pub pod_pids_limit: i64,
+    /// `--resolv-conf`: the node's resolver file (kubelet's flag): the upstream servers of the
+    /// node's DNS server, and pods' settings under `dnsPolicy: Default`.
+    pub resolv_conf: PathBuf,
 }
+
+/// [`AgentOptions::resolv_conf`] unless set.
+pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// [`AgentOptions::pod_pids_limit`] unless set.
 pub const DEFAULT_POD_PIDS_LIMIT: i64 = 4096;
@@ -126,7 +134,16 @@ pub async fn run(
     }
     // Services and Endpoints, for the proxy, DNS, ingress and containers' service env vars.
     let catalog = catalog::Catalog::start(transport.clone());
-    let manager = pods::Manager::new(transport.clone(), runtime.clone(), network, &options, &info);
+    let (cluster_dns, pod_dns) = start_dns(&options, &transport, &network, &catalog).await?;
+    let manager = pods::Manager::new(
+        transport.clone(),
+        runtime.clone(),
+        network,
+        &options,
+        &info,
+        catalog.clone(),
+        pod_dns,
+    );
     let served = tunnel::Served {
         logs: manager.logs(),
         runtime: runtime.clone(),
@@ -139,9 +156,39 @@ pub async fn run(
     routes.abort();
     tunnel.abort();
     sync.abort();
+    cluster_dns.abort();
     drop(catalog);
     if options.stop_pods_on_exit {
         runtime.shutdown_all().await;
     }
     Ok(())
+}
+
+/// The node's DNS server ([`dns`]), serving once the node has its bridge, and what pods'
+/// resolver files are made from.
+async fn start_dns(
+    options: &AgentOptions,
+    transport: &skiff_api::client::Transport,
+    network: &network::PodNetwork,
+    catalog: &std::sync::Arc<catalog::Catalog>,
+) -> Result<(tokio::task::JoinHandle<()>, dns::resolv_conf::NodeDns), AgentError> {
+    let (upstream, host) = dns::read_resolv_conf(&options.resolv_conf)
+        .map_err(|e| AgentError::Usage(e.to_string()))?;
+    let domain = dns::cluster_domain(transport)
+        .await
+        .map_err(|e| AgentError::Join(e.to_string()))?;
+    let zone = dns::records::Zone::new(&domain)
+        .ok_or_else(|| AgentError::Join(dns::DnsError::Domain(domain.clone()).to_string()))?;
+    let task = tokio::spawn(dns::run(
+        network.clone(),
+        zone,
+        catalog.clone(),
+        dns::upstream::Upstream::new(&upstream),
+    ));
+    let pod_dns = dns::resolv_conf::NodeDns {
+        domain,
+        server: None,
+        host,
+    };
+    Ok((task, pod_dns))
 }

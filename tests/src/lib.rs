@@ -21,6 +21,7 @@
 pub mod bundles;
 pub mod cgroup;
 pub mod containerd;
+pub mod dns;
 pub mod guests;
 pub mod images;
 pub mod netns;
@@ -80,6 +81,8 @@ pub struct ClusterOptions {
     pub listen: Option<String>,
     /// Extra environment of every agent (`SKIFF_INSECURE_REGISTRIES`).
     pub agent_env: Vec<(String, String)>,
+    /// `skiff server --cluster-domain` (default: the server's, `cluster.local`).
+    pub cluster_domain: Option<String>,
 }
 
 /// One `skiff server` process and its data dir.
@@ -437,6 +440,11 @@ impl Cluster {
                 o.pod_eviction_timeout
                     .iter()
                     .flat_map(|d| ["--pod-eviction-timeout", d.as_str()]),
+            )
+            .args(
+                o.cluster_domain
+                    .iter()
+                    .flat_map(|d| ["--cluster-domain", d.as_str()]),
             )
             .stdout(Stdio::null())
             .stderr(log)

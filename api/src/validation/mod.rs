@@ -7,6 +7,7 @@ mod coordination;
 mod core;
 pub mod names;
 mod pod;
+mod pod_dns;
 
 use std::fmt;
 

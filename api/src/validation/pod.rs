@@ -153,6 +153,14 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str, errors: &mut FieldErrors) {
             format!("{:?} is not a valid DNS label", spec.hostname),
         );
     }
+    if !spec.subdomain.is_empty() && !is_dns1123_label(&spec.subdomain) {
+        errors.add(
+            format!("{path}.subdomain"),
+            format!("{:?} is not a valid DNS label", spec.subdomain),
+        );
+    }
+    super::pod_dns::validate_dns_config(spec, path, errors);
+    super::pod_dns::validate_host_aliases(spec, path, errors);
     for (i, t) in spec.tolerations.iter().enumerate() {
         let tpath = format!("{path}.tolerations[{i}]");
         check_one_of(

@@ -45,6 +45,9 @@ pub struct AgentArgs {
     /// How often the node's Ready heartbeat is renewed (keep well under the server's --node-grace-period)
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = crate::duration::parse)]
     heartbeat_interval: std::time::Duration,
+    /// The node's resolver file: the upstream servers of the node's cluster DNS, and pods' settings under dnsPolicy Default
+    #[arg(long, default_value = skiff_node_agent::DEFAULT_RESOLV_CONF, value_name = "FILE")]
+    resolv_conf: PathBuf,
 }
 
 /// Wasm pods are cheap: a node takes far more than Kubernetes' 110.
@@ -136,6 +139,7 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
         stop_pods_on_exit: false,
         heartbeat: args.heartbeat_interval,
         pod_pids_limit: args.pod_pids_limit,
+        resolv_conf: args.resolv_conf,
     };
     skiff_node_agent::run(options, super::server::shutdown_signal())
         .await

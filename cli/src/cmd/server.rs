@@ -44,6 +44,9 @@ pub struct ServerArgs {
     /// Ports of NodePort (and LoadBalancer) Services on every node
     #[arg(long, default_value = "30000-32767", value_name = "FIRST-LAST")]
     service_node_port_range: String,
+    /// The cluster's DNS domain: Services are NAME.NS.svc.DOMAIN (agents learn it from the server)
+    #[arg(long, default_value = skiff_api::cluster_dns::DEFAULT_CLUSTER_DOMAIN, value_name = "DOMAIN")]
+    cluster_domain: String,
 }
 
 #[derive(Args)]
@@ -72,6 +75,19 @@ pub struct UpArgs {
     /// Ports of NodePort (and LoadBalancer) Services on every node
     #[arg(long, default_value = "30000-32767", value_name = "FIRST-LAST")]
     service_node_port_range: String,
+    /// The cluster's DNS domain: Services are NAME.NS.svc.DOMAIN (agents learn it from the server)
+    #[arg(long, default_value = skiff_api::cluster_dns::DEFAULT_CLUSTER_DOMAIN, value_name = "DOMAIN")]
+    cluster_domain: String,
+    /// The node's resolver file: the upstream servers of the node's cluster DNS, and pods' settings under dnsPolicy Default
+    #[arg(long, default_value = skiff_node_agent::DEFAULT_RESOLV_CONF, value_name = "FILE")]
+    resolv_conf: PathBuf,
+}
+
+/// `--cluster-domain` (bad: exit 2, naming the flag).
+fn cluster_domain(domain: &str) -> Result<String> {
+    skiff_api::cluster_dns::check_cluster_domain(domain)
+        .map_err(|e| CliError::usage(format!("error: --cluster-domain {domain:?}: {e}")))?;
+    Ok(domain.to_string())
 }
 
 /// The node IPAM options of `--cluster-cidr` and `--node-cidr-mask-size` (bad together: exit 2).
@@ -137,6 +153,7 @@ async fn start(
     lifecycle: LifecycleOptions,
     ipam: NodeIpamOptions,
     services: ServiceRanges,
+    cluster_domain: String,
 ) -> Result<ControlPlane> {
     ControlPlane::start(&ServerOptions {
         data_dir,
@@ -144,6 +161,7 @@ async fn start(
         lifecycle,
         ipam,
         services,
+        cluster_domain,
     })
     .await
     .map_err(|e| CliError::failed(format!("error: {e}")))
@@ -156,6 +174,7 @@ pub async fn server(args: ServerArgs) -> Result<()> {
     if args.metrics_addr.is_some() {
         return Err(unsupported("--metrics-addr", "the metrics endpoint"));
     }
+    let domain = cluster_domain(&args.cluster_domain)?;
     let ipam = ipam_options(args.cluster_cidr, args.node_cidr_mask_size)?;
     let services = service_ranges(
         &args.service_cidr,
@@ -173,6 +192,7 @@ pub async fn server(args: ServerArgs) -> Result<()> {
         lifecycle,
         ipam,
         services,
+        domain,
     )
     .await?;
     tracing::info!(addr = %cp.addr, data_dir = %args.data_dir.display(), "skiff API server listening (TLS)");
@@ -217,6 +237,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     if args.metrics_addr.is_some() {
         return Err(unsupported("--metrics-addr", "the metrics endpoint"));
     }
+    let domain = cluster_domain(&args.cluster_domain)?;
     let ipam = ipam_options(args.cluster_cidr, args.node_cidr_mask_size)?;
     let services = service_ranges(
         &args.service_cidr,
@@ -233,6 +254,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         LifecycleOptions::default(),
         ipam,
         services,
+        domain,
     )
     .await?;
     let config_path = data_dir.join("config.yaml");
@@ -251,6 +273,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         stop_pods_on_exit: true,
         heartbeat: skiff_node_agent::node::HEARTBEAT_PERIOD,
         pod_pids_limit: skiff_node_agent::DEFAULT_POD_PIDS_LIMIT,
+        resolv_conf: args.resolv_conf,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(cp.serve(stopped(stop_rx.clone())));

@@ -76,6 +76,22 @@ fn target_port(port: &ServicePort, pod: &Pod) -> Option<i32> {
     }
 }
 
+/// The pod's `hostname` when its `subdomain` names this Service (Kubernetes' rule): cluster DNS
+/// then answers `HOSTNAME.SERVICE.NS.svc.DOMAIN` with the pod's address.
+fn endpoint_hostname(service: &Service, pod: &Pod) -> String {
+    let Some(spec) = &pod.spec else {
+        return String::new();
+    };
+    let named = !spec.hostname.is_empty()
+        && spec.subdomain == service.name()
+        && pod.namespace() == service.namespace();
+    if named {
+        spec.hostname.clone()
+    } else {
+        String::new()
+    }
+}
+
 /// The subsets a Service's pods make, sorted so that equal inputs give equal objects.
 pub fn subsets(service: &Service, pods: &[&Pod]) -> Vec<EndpointSubset> {
     let Some(spec) = &service.spec else {
@@ -110,7 +126,7 @@ pub fn subsets(service: &Service, pods: &[&Pod]) -> Vec<EndpointSubset> {
         }
         let address = EndpointAddress {
             ip,
-            hostname: String::new(),
+            hostname: endpoint_hostname(service, pod),
             node_name: pod
                 .spec
                 .as_ref()
@@ -298,5 +314,43 @@ impl Reconciler for Controller {
         };
         self.endpoints.remember(written);
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_api::v1::{ObjectMeta, PodSpec};
+
+    fn meta(ns: &str, name: &str) -> Option<ObjectMeta> {
+        Some(ObjectMeta {
+            name: name.into(),
+            namespace: ns.into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn endpoints_name_pods_whose_subdomain_is_the_service() {
+        let service = Service {
+            metadata: meta("shop", "db"),
+            ..Default::default()
+        };
+        let pod = |ns: &str, hostname: &str, subdomain: &str| Pod {
+            metadata: meta(ns, "p"),
+            spec: Some(PodSpec {
+                hostname: hostname.into(),
+                subdomain: subdomain.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            endpoint_hostname(&service, &pod("shop", "db-0", "db")),
+            "db-0"
+        );
+        assert_eq!(endpoint_hostname(&service, &pod("shop", "db-0", "web")), "");
+        assert_eq!(endpoint_hostname(&service, &pod("shop", "", "db")), "");
+        assert_eq!(endpoint_hostname(&service, &pod("other", "db-0", "db")), "");
     }
 }

@@ -64,6 +64,9 @@ pub struct ServerOptions {
     /// Where Services get cluster IPs and node ports (`--service-cidr`,
     /// `--service-node-port-range`), checked by the caller.
     pub services: crate::registry::allocator::ServiceRanges,
+    /// `--cluster-domain`, checked by the caller; published for the agents
+    /// ([`skiff_api::cluster_dns`]).
+    pub cluster_domain: String,
 }
 
 /// A prepared control plane: store open, PKI ready, listener bound.
@@ -151,6 +154,7 @@ impl ControlPlane {
             Arc::new(opened)
         };
         ensure_default_namespaces(&store).await?;
+        publish_cluster_domain(&store, &options.cluster_domain).await?;
         prepare_service_allocation(&store, options.services).await?;
         let addr_text = listen_addr(&options.listen);
         let listener =
@@ -333,4 +337,52 @@ async fn ensure_default_namespaces(store: &Arc<dyn Store>) -> Result<(), ServerE
         }
     }
     Ok(())
+}
+
+/// Publishes `--cluster-domain` in the ConfigMap agents read when they start
+/// ([`skiff_api::cluster_dns`]); a server started with another domain replaces it.
+async fn publish_cluster_domain(store: &Arc<dyn Store>, domain: &str) -> Result<(), ServerError> {
+    use skiff_api::cluster_dns::{CLUSTER_DOMAIN_KEY, CONFIG_NAME, CONFIG_NAMESPACE};
+    let handler = Handler::<ConfigMap>::new(store.clone());
+    let bootstrap = |e: crate::error::ApiError| ServerError::Bootstrap(e.to_string());
+    let data = [(CLUSTER_DOMAIN_KEY.to_string(), domain.to_string())];
+    let existing = match handler
+        .get(&Identity::Admin, CONFIG_NAMESPACE, CONFIG_NAME)
+        .await
+    {
+        Ok(existing) => Some(existing),
+        Err(crate::error::ApiError::NotFound { .. }) => None,
+        Err(e) => return Err(bootstrap(e)),
+    };
+    match existing {
+        Some(existing)
+            if existing.data.get(CLUSTER_DOMAIN_KEY).map(String::as_str) == Some(domain) =>
+        {
+            Ok(())
+        }
+        Some(mut existing) => {
+            tracing::warn!(cluster_domain = %domain, "the cluster domain changed: agents learn it when they restart");
+            existing.data.extend(data);
+            handler
+                .update(&Identity::Admin, existing)
+                .await
+                .map(|_| ())
+                .map_err(bootstrap)
+        }
+        None => {
+            let config = ConfigMap {
+                metadata: Some(ObjectMeta {
+                    name: CONFIG_NAME.to_string(),
+                    namespace: CONFIG_NAMESPACE.to_string(),
+                    ..Default::default()
+                }),
+                data: data.into(),
+                ..Default::default()
+            };
+            match handler.create(&Identity::Admin, config).await {
+                Ok(_) | Err(crate::error::ApiError::AlreadyExists { .. }) => Ok(()),
+                Err(e) => Err(bootstrap(e)),
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! A container's environment: literal values, ConfigMap and Secret keys (`valueFrom`, `envFrom`),
-//! and the downward API fields, resolved in Kubernetes' order (envFrom first, then env, later
-//! names win; `$(VAR)` references to earlier variables expanded).
+//! and the downward API fields, resolved in Kubernetes' order (the Services' variables
+//! ([`super::service_env`]) first, then envFrom, then env, later names win; `$(VAR)` references
+//! to earlier variables expanded).
 
 use std::collections::BTreeMap;
 
@@ -90,13 +91,15 @@ fn set(env: &mut Vec<(String, String)>, name: String, value: String) {
     env.push((name, value));
 }
 
-/// The environment of `container`; an error names the missing object or key
-/// (`secret "db" not found`), as the container's `CreateContainerConfigError` message.
+/// The environment of `container`, over the Services' variables `services`; an error names the
+/// missing object or key (`secret "db" not found`), as the container's
+/// `CreateContainerConfigError` message.
 pub async fn resolve(
     watched: &Watched,
     pod: &Pod,
     container: &Container,
     ips: &Ips,
+    services: Vec<(String, String)>,
 ) -> Result<Vec<(String, String)>, String> {
     let meta = pod.metadata.clone().unwrap_or_default();
     let mut sources = Sources {
@@ -106,7 +109,7 @@ pub async fn resolve(
         config_maps: BTreeMap::new(),
         secrets: BTreeMap::new(),
     };
-    let mut env: Vec<(String, String)> = Vec::new();
+    let mut env: Vec<(String, String)> = services;
     for from in &container.env_from {
         if let Some(r) = &from.config_map_ref {
             match sources.config_map(&r.name).await? {

@@ -12,8 +12,8 @@ use skiff_api::workload::WorkloadKind;
 use super::record::{Current, Terminated};
 use super::worker::PodWorker;
 use super::{
-    ALLOW_OUTBOUND, CONFIG_RETRY, LOG_MAX_BYTES, LogState, env, instance_id, log_path, oci, status,
-    volumes,
+    ALLOW_OUTBOUND, CONFIG_RETRY, LOG_MAX_BYTES, LogState, env, etc_files, instance_id, log_path,
+    oci, service_env, status, volumes,
 };
 use crate::containers::{
     self, ContainerSpec, Labels, LinuxProcess, ShimGroup, WasmProcess, Workload,
@@ -158,7 +158,8 @@ impl PodWorker {
             pod: pod_ip.to_string(),
             host: self.ctx.node.ip.to_string(),
         };
-        let env = env::resolve(&self.ctx.sources, pod, container, &ips).await?;
+        let services = service_env::for_pod(&self.ctx.catalog, pod).await?;
+        let env = env::resolve(&self.ctx.sources, pod, container, &ips, services).await?;
         Ok((mounts, env))
     }
 
@@ -373,10 +374,20 @@ impl PodWorker {
         let pod_ip = attached
             .ip
             .map_or_else(|| self.ctx.node.ip.to_string(), |ip| ip.to_string());
-        let (mounts, env) = match self.mounts_and_env(pod, container, &pod_ip).await {
+        let (mut mounts, env) = match self.mounts_and_env(pod, container, &pod_ip).await {
             Ok(v) => v,
             Err(message) => return (waiting("CreateContainerConfigError", message), digest),
         };
+        let pod_dir = self.ctx.data_dir.join("pods").join(&meta.uid);
+        let dns = crate::dns::resolv_conf::NodeDns {
+            server: crate::dns::node_server(&self.ctx.network),
+            ..self.ctx.dns.clone()
+        };
+        let ip = attached.ip.map(std::net::IpAddr::V4);
+        match etc_files::mounts(&pod_dir, pod, container, &dns, ip) {
+            Ok(files) => mounts.extend(files),
+            Err(message) => return (waiting("CreateContainerError", message), digest),
+        }
         let process = match oci::process(pod, container, &rootfs.process, &rootfs.layers, env) {
             Ok(p) => p,
             Err(message) => return (waiting("CreateContainerConfigError", message), digest),
@@ -404,7 +415,7 @@ impl PodWorker {
                 args: process.args,
                 uid: process.uid,
                 gid: process.gid,
-                hostname: meta.name.clone(),
+                hostname: etc_files::hostname(pod),
                 cpu_request_millicores: resources.cpu_request_millicores,
                 pids_limit: Some(self.ctx.pids_limit),
                 readonly_rootfs: process.readonly_rootfs,

@@ -20,11 +20,13 @@
 //! like an OCI pod's, where its guests' sockets live.
 
 mod env;
+mod etc_files;
 mod lifecycle;
 mod oci;
 mod record;
 pub(crate) mod restart;
 mod seams;
+mod service_env;
 mod sources;
 mod status;
 mod volumes;
@@ -129,6 +131,8 @@ impl Manager {
         network: PodNetwork,
         options: &crate::AgentOptions,
         node: &NodeInfo,
+        catalog: Arc<crate::catalog::Catalog>,
+        dns: crate::dns::resolv_conf::NodeDns,
     ) -> Self {
         let sources = sources::Sources::new(&transport);
         let ctx = NodeContext {
@@ -142,6 +146,8 @@ impl Manager {
             logs: LogIndex::default(),
             images: Images::new(&options.data_dir),
             pids_limit: options.pod_pids_limit,
+            catalog,
+            dns,
         };
         Self {
             ctx: Arc::new(ctx),

@@ -50,6 +50,11 @@ pub struct NodeContext {
     pub images: Images,
     /// Each OCI container's `pids.max`.
     pub pids_limit: i64,
+    /// Every Service and Endpoints: containers' service env vars.
+    pub catalog: Arc<crate::catalog::Catalog>,
+    /// The cluster domain and the node's resolver settings: pods' `/etc/resolv.conf` and
+    /// `/etc/hosts` (the node's DNS server address is the network's, read at each start).
+    pub dns: crate::dns::resolv_conf::NodeDns,
 }
 
 /// What the dispatcher tells a worker.

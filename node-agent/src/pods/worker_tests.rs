@@ -203,6 +203,12 @@ async fn fixture() -> Fixture {
         data_dir,
         logs: LogIndex::default(),
         pids_limit: 4096,
+        catalog: crate::catalog::Catalog::from_objects(Vec::new(), Vec::new()),
+        dns: crate::dns::resolv_conf::NodeDns {
+            domain: "cluster.local".into(),
+            server: None,
+            host: Default::default(),
+        },
     };
     Fixture {
         dir,

@@ -15,6 +15,7 @@ mod oci_pods;
 mod pod_network;
 mod pod_workers;
 mod registry;
+mod service_dns;
 mod services;
 mod shim;
 mod wasm_pods;
