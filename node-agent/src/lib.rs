@@ -24,6 +24,7 @@ pub mod join;
 pub mod network;
 pub mod node;
 pub mod pods;
+pub mod proxy;
 pub mod shim;
 pub mod tunnel;
 
@@ -134,6 +135,13 @@ pub async fn run(
     }
     // Services and Endpoints, for the proxy, DNS, ingress and containers' service env vars.
     let catalog = catalog::Catalog::start(transport.clone());
+    // The node proxy: Services' cluster IPs and NodePorts, kernel NAT kept in step with the catalog.
+    let proxy = proxy::Proxy::new(&node_name, info.ip, &options.data_dir);
+    let proxy_task = tokio::spawn(proxy.clone().run(
+        transport.clone(),
+        catalog.clone(),
+        network.clone(),
+    ));
     let (cluster_dns, pod_dns) = start_dns(&options, &transport, &network, &catalog).await?;
     let manager = pods::Manager::new(
         transport.clone(),
@@ -154,6 +162,7 @@ pub async fn run(
     shutdown.await;
     heartbeat.abort();
     routes.abort();
+    proxy_task.abort();
     tunnel.abort();
     sync.abort();
     cluster_dns.abort();

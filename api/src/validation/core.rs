@@ -250,6 +250,37 @@ pub fn validate_service(s: &Service, errors: &mut FieldErrors) {
         }
     }
     validate_cluster_ip(spec, errors);
+    validate_session_affinity(spec, errors);
+}
+
+/// `sessionAffinity` None or ClientIP; its timeout 1..=86400 seconds, only with ClientIP
+/// (Kubernetes' rules).
+fn validate_session_affinity(spec: &crate::v1::ServiceSpec, errors: &mut FieldErrors) {
+    if !spec.session_affinity.is_empty() {
+        check_one_of(
+            &spec.session_affinity,
+            &["None", "ClientIP"],
+            "spec.sessionAffinity",
+            errors,
+        );
+    }
+    let timeout = spec
+        .session_affinity_config
+        .as_ref()
+        .and_then(|c| c.client_ip.as_ref())
+        .and_then(|c| c.timeout_seconds);
+    let path = "spec.sessionAffinityConfig.clientIP.timeoutSeconds";
+    match timeout {
+        Some(t) if spec.session_affinity != "ClientIP" => errors.add(
+            path,
+            format!("Invalid value: {t}: must not be set when sessionAffinity is not ClientIP"),
+        ),
+        Some(t) if !(1..=86400).contains(&t) => errors.add(
+            path,
+            format!("Invalid value: {t}: must be greater than 0 and less than 86400"),
+        ),
+        _ => {}
+    }
 }
 
 /// `clusterIP` and `clusterIPs` (single-stack IPv4: at most one entry, the same as `clusterIP`),
@@ -474,6 +505,30 @@ mod service_tests {
             node_port,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn session_affinity_timeouts_are_kubernetes_bounds_with_client_ip_only() {
+        let affinity = |kind: &str, timeout: Option<i32>| ServiceSpec {
+            ports: vec![port("", "", 0)],
+            session_affinity: kind.into(),
+            session_affinity_config: timeout.map(|t| crate::v1::SessionAffinityConfig {
+                client_ip: Some(crate::v1::ClientIpConfig {
+                    timeout_seconds: Some(t),
+                }),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(errors_of(affinity("ClientIP", Some(60))), "");
+        assert_eq!(errors_of(affinity("ClientIP", None)), "");
+        assert!(
+            errors_of(affinity("ClientIP", Some(0))).starts_with(
+                "spec.sessionAffinityConfig.clientIP.timeoutSeconds: Invalid value: 0"
+            )
+        );
+        assert!(errors_of(affinity("ClientIP", Some(86401))).contains("86401"));
+        assert!(errors_of(affinity("None", Some(60))).contains("must not be set"));
+        assert!(errors_of(affinity("Sticky", None)).starts_with("spec.sessionAffinity:"));
     }
 
     #[test]

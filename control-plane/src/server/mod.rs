@@ -6,6 +6,7 @@
 //! until the shutdown future completes; `skiff server` and `skiff up` are thin shells over it.
 
 pub mod handler;
+pub mod node_config;
 mod services;
 pub mod tunnel;
 
@@ -156,6 +157,21 @@ impl ControlPlane {
         ensure_default_namespaces(&store).await?;
         publish_cluster_domain(&store, &options.cluster_domain).await?;
         prepare_service_allocation(&store, options.services).await?;
+        node_config::publish(
+            &store,
+            [
+                (
+                    node_config::SERVICE_CIDR_KEY.to_string(),
+                    options.services.cidr().to_string(),
+                ),
+                (
+                    node_config::CLUSTER_CIDR_KEY.to_string(),
+                    options.ipam.cluster_cidr().to_string(),
+                ),
+            ]
+            .into(),
+        )
+        .await?;
         let addr_text = listen_addr(&options.listen);
         let listener =
             TcpListener::bind(&addr_text)

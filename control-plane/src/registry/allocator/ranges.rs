@@ -8,8 +8,8 @@
 //! store allocate from the same ranges (the last server started with other flags wins, logged).
 //! A store no server has configured (unit tests) uses the defaults.
 //!
-//! Must not: allocate, or touch interfaces and routes (it only reads `/proc/net/route` and
-//! `/etc/resolv.conf`).
+//! Must not: allocate, or touch interfaces and routes (the host's routes and resolvers are read by
+//! [`skiff_api::host_networks`]).
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -18,6 +18,7 @@ use std::str::FromStr;
 use bytes::Bytes;
 use prost::Message;
 use skiff_api::cidr::Ipv4Cidr;
+pub use skiff_api::host_networks::HostNetworks;
 
 use crate::error::ApiError;
 use crate::store::{Store, StoreError};
@@ -150,69 +151,6 @@ pub enum RangeError {
         "{cidr} holds the host's resolver {resolver} (/etc/resolv.conf): service addresses would hide it"
     )]
     Resolver { cidr: Ipv4Cidr, resolver: Ipv4Addr },
-}
-
-/// What the host routes to and resolves through, which no service CIDR may cover.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HostNetworks {
-    /// Destinations of the main routing table that lead somewhere (no default route, no
-    /// unreachable, prohibit or blackhole route), with their device.
-    pub routes: Vec<(Ipv4Cidr, String)>,
-    /// The `nameserver` addresses of `/etc/resolv.conf`.
-    pub resolvers: Vec<Ipv4Addr>,
-}
-
-/// `RTF_REJECT` of `/proc/net/route`'s flags: an unreachable or prohibit route.
-const RTF_REJECT: u32 = 0x0200;
-
-impl HostNetworks {
-    /// This host's, from `/proc/net/route` and `/etc/resolv.conf` (a file that cannot be read
-    /// counts as empty).
-    pub fn of_this_host() -> Self {
-        let read = |path| std::fs::read_to_string(path).unwrap_or_default();
-        Self {
-            routes: parse_proc_routes(&read("/proc/net/route")),
-            resolvers: parse_resolv_conf(&read("/etc/resolv.conf")),
-        }
-    }
-}
-
-/// The routes of `/proc/net/route` (each address the hex of its network-order bytes read as a
-/// native word) that lead somewhere: no default route, no reject route, no route
-/// without a device (blackhole).
-pub fn parse_proc_routes(text: &str) -> Vec<(Ipv4Cidr, String)> {
-    let hex = |s: &str| u32::from_str_radix(s, 16).ok();
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (dev, dst, flags, mask) = (
-                f.first()?,
-                hex(f.get(1)?)?,
-                hex(f.get(3)?)?,
-                hex(f.get(7)?)?,
-            );
-            if mask == 0 || flags & RTF_REJECT != 0 || *dev == "*" {
-                return None;
-            }
-            // The kernel prints the network-order bytes read as a native word.
-            let dst = Ipv4Addr::from(dst.to_ne_bytes());
-            let mask = u32::from_be_bytes(mask.to_ne_bytes());
-            let prefix = u8::try_from(mask.count_ones()).ok()?;
-            Some((Ipv4Cidr::containing(dst, prefix)?, dev.to_string()))
-        })
-        .collect()
-}
-
-/// The IPv4 `nameserver`s of a resolv.conf.
-pub fn parse_resolv_conf(text: &str) -> Vec<Ipv4Addr> {
-    text.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            (words.next()? == "nameserver").then_some(())?;
-            words.next()?.parse().ok()
-        })
-        .collect()
 }
 
 /// Where Services get their cluster IPs and node ports.
@@ -440,29 +378,6 @@ mod tests {
                 cidr: cidr("10.255.0.0/16"),
                 resolver: Ipv4Addr::new(10, 255, 255, 53)
             })
-        );
-    }
-
-    #[test]
-    fn host_routes_and_resolvers_parse() {
-        let routes = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
-eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
-eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
-skiff491729e3\t0000F40A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
-*\t0000600A\t00000000\t0201\t0\t0\t0\t0000F0FF\t0\t0\t0\n";
-        assert_eq!(
-            parse_proc_routes(routes),
-            vec![
-                (cidr("192.0.2.0/24"), "eth0".to_string()),
-                (cidr("10.244.0.0/24"), "skiff491729e3".to_string()),
-            ],
-            "the default route and the unreachable 10.96.0.0/12 lead nowhere of the host's"
-        );
-        assert_eq!(
-            parse_resolv_conf(
-                "# generated\nnameserver 10.255.255.53\nnameserver fd00::53\nsearch x\n"
-            ),
-            vec![Ipv4Addr::new(10, 255, 255, 53)]
         );
     }
 
