@@ -154,6 +154,12 @@ fn validate_workload(
     match &t.spec {
         Some(ps) => {
             validate_pod_spec(ps, "spec.template.spec", errors);
+            super::probe::validate_wasm_probes(
+                t.metadata.as_ref(),
+                ps,
+                "spec.template.spec",
+                errors,
+            );
             if let Some(meta) = &t.metadata {
                 super::pod::validate_workload_annotations(
                     meta,

@@ -8,6 +8,7 @@ mod core;
 pub mod names;
 mod pod;
 mod pod_dns;
+mod probe;
 
 use std::fmt;
 

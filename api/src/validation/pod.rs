@@ -4,13 +4,14 @@ use std::collections::BTreeSet;
 
 use super::names::{is_config_key, is_dns1123_label, is_dns1123_subdomain, is_env_name};
 use super::{FieldErrors, check_one_of, check_port, check_quantity};
-use crate::v1::{Container, ObjectMeta, Pod, PodSpec, Probe, Volume};
+use crate::v1::{Container, ObjectMeta, Pod, PodSpec, Volume};
 use crate::{IntOrString, IntOrStringValue};
 
 pub fn validate_pod(pod: &Pod, errors: &mut FieldErrors) {
     match &pod.spec {
         Some(spec) => {
             validate_pod_spec(spec, "spec", errors);
+            super::probe::validate_wasm_probes(pod.metadata.as_ref(), spec, "spec", errors);
             if let Some(meta) = &pod.metadata {
                 validate_workload_annotations(meta, spec, "metadata.annotations", errors);
             }
@@ -101,21 +102,21 @@ pub fn validate_pod_spec(spec: &PodSpec, path: &str, errors: &mut FieldErrors) {
         .init_containers
         .iter()
         .enumerate()
-        .map(|(i, c)| (format!("{path}.initContainers[{i}]"), c))
+        .map(|(i, c)| (format!("{path}.initContainers[{i}]"), c, true))
         .chain(
             spec.containers
                 .iter()
                 .enumerate()
-                .map(|(i, c)| (format!("{path}.containers[{i}]"), c)),
+                .map(|(i, c)| (format!("{path}.containers[{i}]"), c, false)),
         );
-    for (cpath, c) in all {
+    for (cpath, c, init) in all {
         if !c.name.is_empty() && !names.insert(c.name.as_str()) {
             errors.add(
                 format!("{cpath}.name"),
                 format!("duplicate container name {:?}", c.name),
             );
         }
-        validate_container(c, &cpath, &volumes, errors);
+        validate_container(c, &cpath, init, &volumes, errors);
     }
     check_one_of(
         &spec.restart_policy,
@@ -333,6 +334,7 @@ fn is_relative_path(p: &str) -> bool {
 fn validate_container(
     c: &Container,
     path: &str,
+    init: bool,
     volumes: &BTreeSet<&str>,
     errors: &mut FieldErrors,
 ) {
@@ -472,15 +474,7 @@ fn validate_container(
             );
         }
     }
-    for (field, probe) in [
-        ("livenessProbe", &c.liveness_probe),
-        ("readinessProbe", &c.readiness_probe),
-        ("startupProbe", &c.startup_probe),
-    ] {
-        if let Some(p) = probe {
-            validate_probe(p, &format!("{path}.{field}"), errors);
-        }
-    }
+    super::probe::validate_container_probes(c, path, init, errors);
     if let Some(sc) = &c.security_context
         && let Some(sp) = &sc.seccomp_profile
     {
@@ -497,51 +491,6 @@ fn check_resource_name(name: &str, path: &str, errors: &mut FieldErrors) {
     let known = ["cpu", "memory", "ephemeral-storage", "pods"];
     if !known.contains(&name) && !name.contains('/') && !name.starts_with("hugepages-") {
         errors.add(path, format!("unknown resource {name:?}: supported are cpu, memory, ephemeral-storage, or a domain-prefixed extended resource"));
-    }
-}
-
-fn validate_probe(p: &Probe, path: &str, errors: &mut FieldErrors) {
-    let handlers = [
-        p.exec.is_some(),
-        p.http_get.is_some(),
-        p.tcp_socket.is_some(),
-    ]
-    .iter()
-    .filter(|x| **x)
-    .count();
-    if handlers != 1 {
-        errors.add(
-            path.to_string(),
-            "exactly one of exec, httpGet or tcpSocket is required",
-        );
-    }
-    if let Some(h) = &p.http_get {
-        check_port_ref(h.port.as_ref(), &format!("{path}.httpGet.port"), errors);
-        check_one_of(
-            &h.scheme,
-            &["HTTP", "HTTPS"],
-            &format!("{path}.httpGet.scheme"),
-            errors,
-        );
-    }
-    if let Some(t) = &p.tcp_socket {
-        check_port_ref(t.port.as_ref(), &format!("{path}.tcpSocket.port"), errors);
-    }
-    if let Some(e) = &p.exec
-        && e.command.is_empty()
-    {
-        errors.add(format!("{path}.exec.command"), "required");
-    }
-    for (field, v) in [
-        ("initialDelaySeconds", p.initial_delay_seconds),
-        ("timeoutSeconds", p.timeout_seconds),
-        ("periodSeconds", p.period_seconds),
-        ("successThreshold", p.success_threshold),
-        ("failureThreshold", p.failure_threshold),
-    ] {
-        if v < 0 {
-            errors.add(format!("{path}.{field}"), "must not be negative");
-        }
     }
 }
 
