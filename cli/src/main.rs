@@ -1,6 +1,6 @@
 //! `skiff`: the one binary — the all-in-one cluster (`up`), the control plane (`server`), the
 //! node agent (`agent`), and the kubectl-like client verbs (`apply`, `get`, `describe`, `delete`,
-//! `logs`, `run`, `scale`, `rollout`).
+//! `logs`, `exec`, `port-forward`, `run`, `scale`, `rollout`).
 //!
 //! Owns argument parsing, output formats and exit codes; the work itself lives in the library
 //! crates. Must not hold cluster logic of its own.
@@ -53,6 +53,8 @@ enum Command {
     Logs(cmd::logs::LogsArgs),
     /// Run a command in a running container of a pod
     Exec(cmd::exec::ExecArgs),
+    /// Forward local ports to a pod (or a Service's or Deployment's pod)
+    PortForward(cmd::port_forward::PortForwardArgs),
     /// Set the number of replicas of a Deployment or ReplicaSet
     Scale(cmd::scale::ScaleArgs),
     /// Follow, undo or list a Deployment's rollouts
@@ -110,6 +112,9 @@ fn main() {
             Command::Run(args) => cmd::run::run(&cmd::connect(config.as_deref())?, args).await,
             Command::Logs(args) => cmd::logs::run(&cmd::connect(config.as_deref())?, args).await,
             Command::Exec(args) => cmd::exec::run(&cmd::connect(config.as_deref())?, args).await,
+            Command::PortForward(args) => {
+                cmd::port_forward::run(&cmd::connect(config.as_deref())?, args).await
+            }
             Command::Scale(args) => cmd::scale::run(&cmd::connect(config.as_deref())?, args).await,
             Command::Rollout(args) => {
                 cmd::rollout::run(&cmd::connect(config.as_deref())?, args).await

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod get;
 pub mod logs;
 pub mod oci;
+pub mod port_forward;
 pub mod rollout;
 pub mod run;
 pub mod scale;

@@ -7,6 +7,7 @@
 
 pub mod handler;
 pub mod node_config;
+mod port_forward;
 mod services;
 pub mod tunnel;
 
@@ -155,6 +156,7 @@ impl ControlPlane {
             Arc::new(opened)
         };
         ensure_default_namespaces(&store).await?;
+        ensure_default_ingress_class(&store).await?;
         publish_cluster_domain(&store, &options.cluster_domain).await?;
         prepare_service_allocation(&store, options.services).await?;
         node_config::publish(
@@ -270,6 +272,11 @@ impl ControlPlane {
             .add_service(svc!(node_api_server::NodeApiServer, Node))
             .add_service(svc!(event_api_server::EventApiServer, Event))
             .add_service(svc!(lease_api_server::LeaseApiServer, Lease))
+            .add_service(svc!(ingress_api_server::IngressApiServer, Ingress))
+            .add_service(svc!(
+                ingress_class_api_server::IngressClassApiServer,
+                IngressClass
+            ))
             .add_service(InterceptedService::new(
                 node_tunnel_api_server::NodeTunnelApiServer::new(tunnels.clone()),
                 auth.clone(),
@@ -279,7 +286,11 @@ impl ControlPlane {
                 auth.clone(),
             ))
             .add_service(InterceptedService::new(
-                pod_exec_api_server::PodExecApiServer::new(tunnels),
+                pod_exec_api_server::PodExecApiServer::new(tunnels.clone()),
+                auth.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                pod_port_forward_api_server::PodPortForwardApiServer::new(tunnels),
                 auth.clone(),
             ))
             .serve_with_incoming_shutdown(
@@ -353,6 +364,35 @@ async fn ensure_default_namespaces(store: &Arc<dyn Store>) -> Result<(), ServerE
         }
     }
     Ok(())
+}
+
+/// The `skiff` IngressClass (controller `skiff.dev/ingress`), marked default, unless some
+/// IngressClass exists already: a cluster whose admin chose its classes keeps them.
+async fn ensure_default_ingress_class(store: &Arc<dyn Store>) -> Result<(), ServerError> {
+    use skiff_api::validation::{DEFAULT_CLASS_ANNOTATION, INGRESS_CLASS, INGRESS_CONTROLLER};
+    let handler = Handler::<IngressClass>::new(store.clone());
+    let (existing, _) = handler
+        .list(&Identity::Admin, &ListRequest::default())
+        .await
+        .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
+    if !existing.is_empty() {
+        return Ok(());
+    }
+    let class = IngressClass {
+        metadata: Some(ObjectMeta {
+            name: INGRESS_CLASS.to_string(),
+            annotations: [(DEFAULT_CLASS_ANNOTATION.to_string(), "true".to_string())].into(),
+            ..Default::default()
+        }),
+        spec: Some(IngressClassSpec {
+            controller: INGRESS_CONTROLLER.to_string(),
+            parameters: None,
+        }),
+    };
+    match handler.create(&Identity::Admin, class).await {
+        Ok(_) | Err(crate::error::ApiError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(ServerError::Bootstrap(e.to_string())),
+    }
 }
 
 /// Publishes `--cluster-domain` in the ConfigMap agents read when they start

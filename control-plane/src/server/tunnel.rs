@@ -1,5 +1,6 @@
 //! Node tunnels: each node agent dials in and keeps one `NodeTunnelApi.Attach` stream open; the
-//! API server relays `skiff logs` and `skiff exec` down it. A node therefore needs no listening
+//! API server relays `skiff logs`, `skiff exec` and `skiff port-forward` ([`super::port_forward`])
+//! down it. A node therefore needs no listening
 //! port, no certificate of its own for serving, and works behind NAT (edge nodes).
 //!
 //! Owns: the registry of connected nodes, stream ids, relaying answers to the waiting client, and
@@ -20,11 +21,13 @@ use crate::registry::Registry as Objects;
 
 type LogSender = mpsc::Sender<Result<PodLogChunk, Status>>;
 type ExecSender = mpsc::Sender<Result<PodExecOutput, Status>>;
+pub(super) type ForwardSender = mpsc::Sender<Result<PortForwardOutput, Status>>;
 
 /// The client waiting for a stream's answers.
-enum Sink {
+pub(super) enum Sink {
     Log(LogSender),
     Exec(ExecSender),
+    Forward(ForwardSender),
 }
 
 impl Sink {
@@ -35,6 +38,9 @@ impl Sink {
                 let _ = tx.try_send(Err(status));
             }
             Sink::Exec(tx) => {
+                let _ = tx.try_send(Err(status));
+            }
+            Sink::Forward(tx) => {
                 let _ = tx.try_send(Err(status));
             }
         }
@@ -72,7 +78,7 @@ impl Tunnels {
 #[derive(Clone)]
 pub struct TunnelService {
     tunnels: Tunnels,
-    pods: Objects<Pod>,
+    pub(super) pods: Objects<Pod>,
 }
 
 impl TunnelService {
@@ -124,6 +130,9 @@ impl node_tunnel_api_server::NodeTunnelApi for TunnelService {
                     Ok(TunnelUp {
                         message: Some(tunnel_up::Message::Exec(data)),
                     }) => relay_exec(&tunnels, &node, data).await,
+                    Ok(TunnelUp {
+                        message: Some(tunnel_up::Message::Forward(data)),
+                    }) => relay_forward(&tunnels, &node, data).await,
                     Ok(_) => {}
                     Err(_) => break,
                 }
@@ -185,6 +194,32 @@ impl Registry {
     }
 }
 
+/// Hands bytes from a pod's port to the port-forward client; the end or an error ends the stream.
+async fn relay_forward(tunnels: &Tunnels, node: &str, data: TunnelForwardData) {
+    let end = data.end || !data.error.is_empty();
+    let sender = {
+        let mut registry = tunnels.lock();
+        match registry.streams.get(&data.stream_id) {
+            Some((n, Sink::Forward(tx))) if n == node => {
+                let tx = tx.clone();
+                if end {
+                    registry.streams.remove(&data.stream_id);
+                }
+                Some(tx)
+            }
+            _ => None,
+        }
+    };
+    let Some(sender) = sender else { return };
+    if !data.error.is_empty() {
+        let _ = sender
+            .send(Err(Status::failed_precondition(data.error)))
+            .await;
+    } else if !data.data.is_empty() {
+        let _ = sender.send(Ok(PortForwardOutput { data: data.data })).await;
+    }
+}
+
 /// Hands one answer of `node` to the client waiting for it; a node answers only its own streams.
 async fn relay(tunnels: &Tunnels, node: &str, data: TunnelLogData) {
     let end = data.end || !data.error.is_empty();
@@ -226,7 +261,7 @@ async fn relay_exec(tunnels: &Tunnels, node: &str, data: TunnelExecData) {
 }
 
 /// Removes a stream when its client goes away, and tells the node to stop.
-struct StreamGuard {
+pub(super) struct StreamGuard {
     tunnels: Tunnels,
     id: u64,
     node: String,
@@ -261,7 +296,7 @@ impl Drop for StreamGuard {
 impl TunnelService {
     /// Registers a stream on the node of `pod` for `sink` and sends `open` down its tunnel;
     /// returns the stream id, the node's tunnel and the guard that cancels it when dropped.
-    async fn open(
+    pub(super) async fn open(
         &self,
         pod: &Pod,
         what: &str,
@@ -307,7 +342,7 @@ impl TunnelService {
     }
 }
 
-fn uid_of(pod: &Pod) -> String {
+pub(super) fn uid_of(pod: &Pod) -> String {
     pod.metadata
         .as_ref()
         .map(|m| m.uid.clone())
@@ -427,9 +462,9 @@ impl pod_exec_api_server::PodExecApi for TunnelService {
 }
 
 /// Ends the stdin forwarder with the client's answer stream.
-struct AbortOnDrop<S> {
-    inner: S,
-    task: tokio::task::AbortHandle,
+pub(super) struct AbortOnDrop<S> {
+    pub(super) inner: S,
+    pub(super) task: tokio::task::AbortHandle,
 }
 
 impl<S: Stream + Unpin> Stream for AbortOnDrop<S> {

@@ -1,10 +1,12 @@
 //! The agent's end of the node tunnel: it dials the API server, says which node it is, and
-//! serves the requests that come down: logs ([`logs`]) and exec sessions ([`exec`]).
+//! serves the requests that come down: logs ([`logs`]), exec sessions ([`exec`]) and
+//! port-forward connections ([`forward`]).
 //!
 //! Owns: the tunnel connection (redialled after any break) and the streams open on it, each a
 //! task that a cancel from the server aborts. Must not: decide who may ask (the API server does).
 
 mod exec;
+mod forward;
 mod logs;
 
 use std::collections::HashMap;
@@ -25,11 +27,23 @@ pub struct Served {
     pub runtime: Containers,
 }
 
+/// Chunks of a port-forward client's bytes that may wait for a slow pod before the connection
+/// is ended (the tunnel has no per-stream flow control: up to 32 MiB at the client's 32 KiB).
+const FORWARD_BACKLOG: usize = 1024;
+
 /// One stream open on the tunnel.
 struct Open {
     task: tokio::task::JoinHandle<()>,
+    input: Input,
+}
+
+/// What the client sends down an open stream.
+enum Input {
+    None,
     /// An exec session's stdin.
-    input: Option<mpsc::Sender<PodExecInput>>,
+    Exec(mpsc::Sender<PodExecInput>),
+    /// A port-forward connection's bytes.
+    Forward(mpsc::Sender<PortForwardInput>),
 }
 
 /// Keeps the tunnel open forever, redialling after any break.
@@ -80,7 +94,13 @@ async fn serve_streams(
             Some(tunnel_down::Message::OpenLog(open)) => {
                 let task =
                     tokio::spawn(logs::send_log(id, open, served.logs.clone(), up_tx.clone()));
-                streams.insert(id, Open { task, input: None });
+                streams.insert(
+                    id,
+                    Open {
+                        task,
+                        input: Input::None,
+                    },
+                );
             }
             Some(tunnel_down::Message::OpenExec(open)) => {
                 // Room for a burst of stdin (up to 64 chunks of the client's 32 KiB) beside the
@@ -88,11 +108,41 @@ async fn serve_streams(
                 let (input, input_rx) = mpsc::channel(64);
                 let task =
                     tokio::spawn(exec::run(id, open, served.clone(), input_rx, up_tx.clone()));
-                let input = Some(input);
+                let input = Input::Exec(input);
                 streams.insert(id, Open { task, input });
             }
+            Some(tunnel_down::Message::OpenForward(open)) => {
+                let (input, input_rx) = mpsc::channel(FORWARD_BACKLOG);
+                let task = tokio::spawn(forward::run(id, open, input_rx, up_tx.clone()));
+                let input = Input::Forward(input);
+                streams.insert(id, Open { task, input });
+            }
+            Some(tunnel_down::Message::ForwardInput(data)) => {
+                let input = streams.get(&id).and_then(|open| match &open.input {
+                    Input::Forward(tx) => Some(tx.clone()),
+                    _ => None,
+                });
+                if let Some(input) = input
+                    && let Err(mpsc::error::TrySendError::Full(_)) = input.try_send(data)
+                    && let Some(open) = streams.remove(&id)
+                {
+                    open.task.abort();
+                    let _ = up_tx.try_send(TunnelUp {
+                        message: Some(tunnel_up::Message::Forward(TunnelForwardData {
+                            stream_id: id,
+                            error: "port-forward: the pod does not read what is sent; the \
+                                    connection was ended (32 MiB were waiting)"
+                                .into(),
+                            ..Default::default()
+                        })),
+                    });
+                }
+            }
             Some(tunnel_down::Message::ExecInput(data)) => {
-                let input = streams.get(&id).and_then(|open| open.input.clone());
+                let input = streams.get(&id).and_then(|open| match &open.input {
+                    Input::Exec(tx) => Some(tx.clone()),
+                    _ => None,
+                });
                 // Never wait here: this loop serves every stream of the node (cancels too).
                 if let Some(input) = input
                     && let Err(mpsc::error::TrySendError::Full(_)) = input.try_send(data)
