@@ -4,7 +4,8 @@
 //! `--resolv-conf`): no query leaves the machine, none reaches the host's resolvers.
 //!
 //! An OCI busybox pod on one node resolves a Service by its full name and by its short name
-//! (the search path of its `/etc/resolv.conf`), a headless Service to the address of its pod on
+//! (the search path of its `/etc/resolv.conf`; the short name carries HTTP through the node
+//! proxy to the Service's pod on the other node), a headless Service to the address of its pod on
 //! the other node (and that pod by `hostname.subdomain`), a name outside the cluster through the
 //! test's upstream; it sees the Services' env vars, and its `/etc/hosts`, `/etc/hostname` and
 //! `hostname` are the kubelet's (`localhost` and its own name resolve, `hostAliases` are
@@ -36,6 +37,8 @@ fn busybox_with_nsswitch(registry: &Registry) -> String {
     header.set_mode(0o644);
     header.set_size(file.len() as u64);
     header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
     layer
         .append_data(&mut header, "etc/nsswitch.conf", &file[..])
         .expect("nsswitch layer");
@@ -48,6 +51,20 @@ fn busybox_with_nsswitch(registry: &Registry) -> String {
     registry
         .push_layer_tars_as("busybox-dns", "v1", &[base, layer], config, Compress::Gzip)
         .reference
+}
+
+/// `f`'s first answer within `timeout`.
+fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn finished(c: &Cluster, name: &str) -> Value {
@@ -78,13 +95,17 @@ fn section<'a>(log: &'a str, name: &str) -> &'a str {
     &rest[..rest.find("\n== ").map_or(rest.len(), |i| i + 1)]
 }
 
-/// The Services and the pods behind them: `web` (ClusterIP, named port `http`) and `db`
-/// (headless), whose pod `db-0` runs on node-b with `hostname: db-0, subdomain: db`.
+/// The Services and the pods behind them, on node-b: `web` (ClusterIP, named port `http`, pod
+/// `web-1`) and `db` (headless, pod `db-0` with `hostname: db-0, subdomain: db`).
 fn services_and_backends(image: &str) -> String {
     format!(
-        "apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  selector: {{app: web}}\n  ports:\n  - {{name: http, port: 80, targetPort: 8080}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: db}}\nspec:\n  clusterIP: None\n  selector: {{app: db}}\n  ports:\n  - {{name: pg, port: 5432}}\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: db-0\n  labels: {{app: db}}\nspec:\n  hostname: db-0\n  subdomain: db\n  terminationGracePeriodSeconds: 1\n  nodeSelector: {{kubernetes.io/hostname: node-b}}\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, 'while :; do busybox sleep 1; done']\n    ports: [{{containerPort: 5432}}]\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: web}}\nspec:\n  selector: {{app: web}}\n  ports:\n  - {{name: http, port: 80, targetPort: 8080}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: db}}\nspec:\n  clusterIP: None\n  selector: {{app: db}}\n  ports:\n  - {{name: pg, port: 5432}}\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: db-0\n  labels: {{app: db}}\nspec:\n  hostname: db-0\n  subdomain: db\n  terminationGracePeriodSeconds: 1\n  nodeSelector: {{kubernetes.io/hostname: node-b}}\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, 'while :; do busybox sleep 1; done']\n    ports: [{{containerPort: 5432}}]\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web-1\n  labels: {{app: web}}\nspec:\n  terminationGracePeriodSeconds: 1\n  nodeSelector: {{kubernetes.io/hostname: node-b}}\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, {WEB:?}]\n    ports: [{{containerPort: 8080}}]\n"
     )
 }
+
+/// The `web` pod: answers HTTP on 8080, one connection at a time.
+const WEB: &str =
+    r"while :; do printf 'HTTP/1.0 200 OK\r\n\r\nfrom-web\n' | nc -l -p 8080 >/dev/null; done";
 
 /// What the client pod prints, section by section.
 const CLIENT: &str = r#"
@@ -93,11 +114,12 @@ echo '== hosts'; cat /etc/hosts
 echo '== hostname'; cat /etc/hostname; hostname; hostname -i
 echo '== env'; env | sort | grep -E '^(WEB|DB)_'
 echo '== fqdn'; nslookup web.default.svc.skiff.internal
-echo '== short'; wget -T 1 -O /dev/null http://web/ 2>&1 | head -n 1
+echo '== short'; ping -c 1 -W 1 web 2>&1 | head -n 1
 echo '== headless'; nslookup db.default.svc.skiff.internal
 echo '== member'; nslookup db-0.db.default.svc.skiff.internal
 echo '== outside'; nslookup outside.example
-echo '== alias'; hostname_of() { wget -T 1 -O /dev/null "http://$1:1/" 2>&1 | head -n 1; }; hostname_of extra.alias
+echo '== alias'; ping -c 1 -W 1 extra.alias 2>&1 | head -n 1
+echo '== traffic'; for i in $(seq 1 40); do out=$(timeout 2 wget -q -O - http://web/ 2>/dev/null) && break; sleep 0.25; done; echo "$out"
 echo '== localhost'; (echo from-localhost | nc -l -p 9999 &) ; sleep 0.5; nc localhost 9999
 echo '== end'
 "#;
@@ -140,14 +162,23 @@ fn oci_pods_find_services_by_dns_and_env_and_get_the_kubelets_files() {
         .as_str()
         .expect("a cluster IP")
         .to_string();
-    let db = wait_for(
-        "db-0 in the endpoints of db",
-        Duration::from_secs(60),
-        || {
-            c.get_json("endpoints", "db")
-                .filter(|e| e["subsets"][0]["addresses"][0]["hostname"] == "db-0")
-        },
-    );
+    let db = poll(Duration::from_secs(60), || {
+        c.get_json("endpoints", "db")
+            .filter(|e| e["subsets"][0]["addresses"][0]["hostname"] == "db-0")
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "db-0 is not in the endpoints of db: {:#}\n{:#}\nnode-b's agent:\n{}",
+            c.get_json("endpoints", "db").unwrap_or_default(),
+            c.get_json("pod", "db-0").unwrap_or_default(),
+            c.agent(1).log()
+        )
+    });
+    poll(Duration::from_secs(60), || {
+        c.get_json("endpoints", "web")
+            .filter(|e| e["subsets"][0]["addresses"][0]["ip"].is_string())
+    })
+    .unwrap_or_else(|| panic!("web-1 is not in the endpoints of web: {}", c.agent(1).log()));
     let db_ip = db["subsets"][0]["addresses"][0]["ip"]
         .as_str()
         .expect("an address")
@@ -214,10 +245,7 @@ fn oci_pods_find_services_by_dns_and_env_and_get_the_kubelets_files() {
     let fqdn = section(&log, "fqdn");
     assert!(fqdn.contains(&format!("Address: {web_ip}")), "{log}");
     let short = section(&log, "short");
-    assert!(
-        short.contains(&format!("Connecting to web ({web_ip}:80)")),
-        "{log}"
-    );
+    assert!(short.starts_with(&format!("PING web ({web_ip})")), "{log}");
     let headless = section(&log, "headless");
     assert!(headless.contains(&format!("Address: {db_ip}")), "{log}");
     let member = section(&log, "member");
@@ -226,10 +254,15 @@ fn oci_pods_find_services_by_dns_and_env_and_get_the_kubelets_files() {
     assert!(outside.contains(&format!("Address: {OUTSIDE_IP}")), "{log}");
     let alias = section(&log, "alias");
     assert!(
-        alias.contains("(192.0.2.77:1)"),
+        alias.starts_with("PING extra.alias (192.0.2.77)"),
         "a hostAlias resolves: {log}"
     );
     assert_eq!(section(&log, "localhost"), "from-localhost\n", "{log}");
+    assert_eq!(
+        section(&log, "traffic"),
+        "from-web\n",
+        "the short name carries traffic through the node proxy: {log}"
+    );
 
     // The upstream was asked the outside name, and never a cluster name.
     let asked = upstream.asked();
