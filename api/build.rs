@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/skiff/v1/core.proto",
         "proto/skiff/v1/apps.proto",
         "proto/skiff/v1/coordination.proto",
+        "proto/skiff/v1/networking.proto",
         "proto/skiff/v1/api.proto",
         "proto/skiff/v1/node.proto",
     ];

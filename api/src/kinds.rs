@@ -271,6 +271,18 @@ kinds! {
         },
         validate: validation::validate_lease,
     }
+    Ingress {
+        api_version: "networking.k8s.io/v1", plural: "ingresses", short: ["ing"], namespaced: true, status: yes, read_only: false,
+        client: ingress_api_client::IngressApiClient<Transport>, event: IngressWatchEvent,
+        fields: |o, p| None,
+        validate: validation::validate_ingress,
+    }
+    IngressClass {
+        api_version: "networking.k8s.io/v1", plural: "ingressclasses", short: [], namespaced: false, status: no, read_only: false,
+        client: ingress_class_api_client::IngressClassApiClient<Transport>, event: IngressClassWatchEvent,
+        fields: |o, p| None,
+        validate: validation::validate_ingress_class,
+    }
 }
 
 #[cfg(test)]
@@ -302,6 +314,11 @@ mod tests {
             KindInfo::lookup("leases.coordination.k8s.io").map(|k| k.kind),
             Some("Lease")
         );
+        assert_eq!(KindInfo::lookup("ing").map(|k| k.kind), Some("Ingress"));
+        assert_eq!(
+            KindInfo::lookup("ingressclasses.networking.k8s.io").map(|k| k.kind),
+            Some("IngressClass")
+        );
         assert!(KindInfo::lookup("widgets").is_none());
     }
 
@@ -312,6 +329,6 @@ mod tests {
             <Secret as Resource>::HAS_STATUS,
         ];
         assert_eq!(flags, [true, false]);
-        assert_eq!(KINDS.len(), 12);
+        assert_eq!(KINDS.len(), 14);
     }
 }

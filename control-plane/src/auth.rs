@@ -127,7 +127,11 @@ pub fn authorize(
             | "PersistentVolumeClaim"
             | "Service"
             | "Endpoints"
-            | "Namespace" => {
+            | "Namespace"
+            // The ingress router serves the Ingresses of its class (and reads the TLS Secrets
+            // they name).
+            | "Ingress"
+            | "IngressClass" => {
                 matches!(verb, Verb::Get | Verb::List | Verb::Watch)
             }
             _ => false,

@@ -20,6 +20,7 @@ pub mod containers;
 pub mod dns;
 pub mod events;
 pub mod images;
+pub mod ingress;
 pub mod join;
 pub mod network;
 pub mod node;
@@ -88,6 +89,8 @@ pub struct AgentOptions {
     /// `--resolv-conf`: the node's resolver file (kubelet's flag): the upstream servers of the
     /// node's DNS server, and pods' settings under `dnsPolicy: Default`.
     pub resolv_conf: PathBuf,
+    /// `--ingress-addr`: where the ingress router listens ([`ingress::IngressAddr`]).
+    pub ingress_addr: ingress::IngressAddr,
 }
 
 /// [`AgentOptions::resolv_conf`] unless set.
@@ -135,6 +138,15 @@ pub async fn run(
     }
     // Services and Endpoints, for the proxy, DNS, ingress and containers' service env vars.
     let catalog = catalog::Catalog::start(transport.clone());
+    // The ingress router: Ingresses of skiff's class, to the catalog's endpoints.
+    let ingress = ingress::start(
+        &options.ingress_addr,
+        info.ip,
+        transport.clone(),
+        catalog.clone(),
+    )
+    .await
+    .map_err(|e| AgentError::Network(e.to_string()))?;
     // The node proxy: Services' cluster IPs and NodePorts, kernel NAT kept in step with the catalog.
     let proxy = proxy::Proxy::new(&node_name, info.ip, &options.data_dir);
     let proxy_task = tokio::spawn(proxy.clone().run(
@@ -166,6 +178,7 @@ pub async fn run(
     tunnel.abort();
     sync.abort();
     cluster_dns.abort();
+    drop(ingress);
     drop(catalog);
     if options.stop_pods_on_exit {
         runtime.shutdown_all().await;

@@ -6,6 +6,7 @@
 mod coordination;
 mod core;
 pub mod names;
+mod networking;
 mod pod;
 mod pod_dns;
 mod probe;
@@ -19,6 +20,10 @@ pub use self::core::{
 };
 pub use coordination::{NODE_LEASE_NAMESPACE, validate_lease};
 pub use names::{is_dns1123_label, is_dns1123_subdomain, validate_label_key};
+pub use networking::{
+    CLASS_ANNOTATION, DEFAULT_CLASS_ANNOTATION, INGRESS_CLASS, INGRESS_CONTROLLER, PATH_TYPES,
+    class_of, class_serving, is_default_class, served_by, validate_ingress, validate_ingress_class,
+};
 pub use pod::{PRIORITY_CLASSES, priority_of_class, validate_pod, validate_pod_spec};
 
 use crate::resource::{Resource, ResourceExt};

@@ -48,6 +48,9 @@ pub struct AgentArgs {
     /// The node's resolver file: the upstream servers of the node's cluster DNS, and pods' settings under dnsPolicy Default
     #[arg(long, default_value = skiff_node_agent::DEFAULT_RESOLV_CONF, value_name = "FILE")]
     resolv_conf: PathBuf,
+    /// Where the ingress router listens: IP (ports 80 and 443; 8080 and 8443 when not root), IP:PORT (HTTP only), IP:PORT,IP:PORT (HTTP, HTTPS), or off. Default: the node address
+    #[arg(long, value_name = "ADDR")]
+    ingress_addr: Option<String>,
 }
 
 /// Wasm pods are cheap: a node takes far more than Kubernetes' 110.
@@ -109,6 +112,16 @@ pub fn shim_binary() -> Result<PathBuf> {
     })
 }
 
+/// `--ingress-addr` (bad: exit 2, naming the flag); absent: the default.
+pub fn ingress_addr(text: Option<&str>) -> Result<skiff_node_agent::ingress::IngressAddr> {
+    match text {
+        None => Ok(skiff_node_agent::ingress::IngressAddr::Default),
+        Some(t) => t
+            .parse()
+            .map_err(|e| CliError::usage(format!("error: {e}"))),
+    }
+}
+
 pub fn agent_error(e: AgentError) -> CliError {
     match e {
         AgentError::Usage(m) => CliError::usage(format!("error: {m}")),
@@ -140,6 +153,7 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
         heartbeat: args.heartbeat_interval,
         pod_pids_limit: args.pod_pids_limit,
         resolv_conf: args.resolv_conf,
+        ingress_addr: ingress_addr(args.ingress_addr.as_deref())?,
     };
     skiff_node_agent::run(options, super::server::shutdown_signal())
         .await

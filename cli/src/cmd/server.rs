@@ -81,6 +81,9 @@ pub struct UpArgs {
     /// The node's resolver file: the upstream servers of the node's cluster DNS, and pods' settings under dnsPolicy Default
     #[arg(long, default_value = skiff_node_agent::DEFAULT_RESOLV_CONF, value_name = "FILE")]
     resolv_conf: PathBuf,
+    /// Where the node's ingress router listens: IP (ports 80 and 443; 8080 and 8443 when not root), IP:PORT (HTTP only), IP:PORT,IP:PORT (HTTP, HTTPS), or off. Default: the node address
+    #[arg(long, value_name = "ADDR")]
+    ingress_addr: Option<String>,
 }
 
 /// `--cluster-domain` (bad: exit 2, naming the flag).
@@ -244,6 +247,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         &args.service_node_port_range,
         args.cluster_cidr,
     )?;
+    let ingress_addr = super::agent::ingress_addr(args.ingress_addr.as_deref())?;
     init_logging();
     let data_dir = args
         .data_dir
@@ -274,6 +278,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         heartbeat: skiff_node_agent::node::HEARTBEAT_PERIOD,
         pod_pids_limit: skiff_node_agent::DEFAULT_POD_PIDS_LIMIT,
         resolv_conf: args.resolv_conf,
+        ingress_addr,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(cp.serve(stopped(stop_rx.clone())));

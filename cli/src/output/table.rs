@@ -484,6 +484,78 @@ impl TableRow for Lease {
     }
 }
 
+impl TableRow for Ingress {
+    fn headers(_: bool) -> Vec<&'static str> {
+        vec!["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]
+    }
+    fn row(&self, _: bool) -> Vec<String> {
+        let spec = self.spec.clone().unwrap_or_default();
+        let class = or_none(spec.ingress_class_name.as_deref().unwrap_or_default());
+        // kubectl's: the first three hosts, `+ N more...`, `*` when no rule names one.
+        let mut named: Vec<&str> = Vec::new();
+        let mut more = false;
+        for rule in &spec.rules {
+            more |= named.len() == 3;
+            if !more && !rule.host.is_empty() {
+                named.push(&rule.host);
+            }
+        }
+        let mut hosts = if named.is_empty() {
+            "*".to_string()
+        } else {
+            named.join(",")
+        };
+        if more {
+            hosts = format!("{hosts} + {} more...", spec.rules.len() - 3);
+        }
+        let address = self
+            .status
+            .iter()
+            .flat_map(|s| &s.load_balancer)
+            .flat_map(|lb| &lb.ingress)
+            .map(|i| {
+                if i.ip.is_empty() {
+                    i.hostname.clone()
+                } else {
+                    i.ip.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let ports = if spec.tls.is_empty() { "80" } else { "80, 443" };
+        vec![
+            self.name().into(),
+            class,
+            hosts,
+            address,
+            ports.into(),
+            created(self),
+        ]
+    }
+}
+
+impl TableRow for IngressClass {
+    fn headers(_: bool) -> Vec<&'static str> {
+        vec!["NAME", "CONTROLLER", "PARAMETERS", "AGE"]
+    }
+    fn row(&self, _: bool) -> Vec<String> {
+        let spec = self.spec.clone().unwrap_or_default();
+        let parameters = match &spec.parameters {
+            None => "<none>".to_string(),
+            Some(p) => match p.api_group.as_deref() {
+                Some(group) if !group.is_empty() => format!("{}.{group}/{}", p.kind, p.name),
+                _ => format!("{}/{}", p.kind, p.name),
+            },
+        };
+        vec![
+            self.name().into(),
+            spec.controller,
+            parameters,
+            created(self),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,8 @@
 //! - [`gc`]: dependents of deleted owners (ownerReferences), orphan and foreground deletion.
 //! - [`namespace`]: a deleted namespace's contents.
 //! - [`node_ipam`]: each node's block of the cluster CIDR (`spec.podCIDR`).
+//! - [`ingress`]: skiff's Ingresses' status (the Ready nodes' addresses) and Events about
+//!   backends that lead nowhere.
 //!
 //! The [`crate::scheduler`] runs beside them.
 
@@ -14,6 +16,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod gc;
 pub mod informer;
+pub mod ingress;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
@@ -42,6 +45,7 @@ pub async fn run(store: Arc<dyn Store>, lifecycle: LifecycleOptions, ipam: NodeI
     tasks.spawn(gc::run(store.clone()));
     tasks.spawn(node_lifecycle::run(store.clone(), lifecycle));
     tasks.spawn(node_ipam::run(store.clone(), ipam));
+    tasks.spawn(ingress::run(store.clone()));
     tasks.spawn(crate::scheduler::run(store));
     // Each runs until aborted; one ends here only by panicking.
     while let Some(done) = tasks.join_next().await {

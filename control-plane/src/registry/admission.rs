@@ -5,6 +5,7 @@
 //!
 //! Links today:
 //! - [`Priority`] (mutating): a pod's `spec.priority` from its built-in `priorityClassName`.
+//! - [`DefaultIngressClass`] (mutating): a new Ingress that names no class gets the default one.
 //! - [`NamespaceLifecycle`] (validating): namespaced objects are created only in a namespace that
 //!   exists and is not being deleted.
 //!
@@ -12,7 +13,7 @@
 
 use std::sync::Arc;
 
-use skiff_api::v1::{Namespace, Pod};
+use skiff_api::v1::{Ingress, IngressClass, Namespace, Pod};
 use skiff_api::{Resource, ResourceExt};
 
 use super::{Strategy, decode, key};
@@ -63,6 +64,7 @@ impl<'a> Attributes<'a> {
 /// The object under admission, typed for the kinds some link acts on (no downcasting).
 pub enum ObjectMut<'a> {
     Pod(&'a mut Pod),
+    Ingress(&'a mut Ingress),
     Other,
 }
 
@@ -92,6 +94,9 @@ impl Chain {
     pub fn standard(store: Arc<dyn Store>) -> Self {
         Self::default()
             .mutating(Priority)
+            .mutating(DefaultIngressClass {
+                store: store.clone(),
+            })
             .validating(NamespaceLifecycle { store })
     }
 
@@ -188,6 +193,61 @@ impl Validating for NamespaceLifecycle {
             return Err(ApiError::Precondition(format!(
                 "unable to create new content in namespace {namespace} because it is being terminated"
             )));
+        }
+        Ok(())
+    }
+}
+
+/// A new Ingress that names no class (neither `spec.ingressClassName` nor the legacy annotation)
+/// gets the default IngressClass's name, as Kubernetes' `DefaultIngressClass` plugin: the class
+/// marked `ingressclass.kubernetes.io/is-default-class: "true"`, the newest if several are.
+pub struct DefaultIngressClass {
+    store: Arc<dyn Store>,
+}
+
+#[async_trait::async_trait]
+impl Mutating for DefaultIngressClass {
+    fn name(&self) -> &'static str {
+        "DefaultIngressClass"
+    }
+
+    async fn admit(&self, attrs: &Attributes<'_>, obj: ObjectMut<'_>) -> Result<(), ApiError> {
+        let ObjectMut::Ingress(ingress) = obj else {
+            return Ok(());
+        };
+        if attrs.operation != Operation::Create
+            || skiff_api::validation::class_of(ingress).is_some()
+        {
+            return Ok(());
+        }
+        let prefix = super::prefix::<IngressClass>("");
+        let page = self
+            .store
+            .list(&prefix, None, 0)
+            .await
+            .map_err(|e| ApiError::from_store(e, IngressClass::PLURAL, ""))?;
+        let mut default: Option<IngressClass> = None;
+        for kv in &page.items {
+            let class: IngressClass = decode(kv)?;
+            let newer = |d: &IngressClass| {
+                let at = |c: &IngressClass| {
+                    c.meta()
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|t| (t.seconds, t.nanos))
+                };
+                at(&class) > at(d)
+            };
+            if skiff_api::validation::is_default_class(&class) && default.as_ref().is_none_or(newer)
+            {
+                default = Some(class);
+            }
+        }
+        if let Some(class) = default {
+            ingress
+                .spec
+                .get_or_insert_with(Default::default)
+                .ingress_class_name = Some(class.name().to_string());
         }
         Ok(())
     }

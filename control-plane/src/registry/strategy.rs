@@ -383,3 +383,22 @@ impl Strategy for Event {
 }
 
 impl Strategy for Lease {}
+
+impl Strategy for Ingress {
+    fn prepare_for_create(&mut self) {
+        self.status = None;
+    }
+
+    fn admission_view(&mut self) -> ObjectMut<'_> {
+        ObjectMut::Ingress(self)
+    }
+}
+
+impl Strategy for IngressClass {
+    fn validate_update(&self, old: &Self, errors: &mut FieldErrors) {
+        let controller = |c: &IngressClass| c.spec.as_ref().map(|s| s.controller.clone());
+        if controller(self) != controller(old) {
+            errors.add("spec.controller", "field is immutable");
+        }
+    }
+}

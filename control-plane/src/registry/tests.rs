@@ -427,7 +427,10 @@ async fn bind_known_refuses_as_bind_does() {
 async fn admission_chain_runs_mutating_then_validating_links() {
     let h = Harness::new().await;
     let chain = admission::Chain::standard(h.store.clone());
-    assert_eq!(chain.names(), ["Priority", "NamespaceLifecycle"]);
+    assert_eq!(
+        chain.names(),
+        ["Priority", "DefaultIngressClass", "NamespaceLifecycle"]
+    );
 
     // Priority: a built-in class gives the pod its priority.
     let mut p = pod("default", "p");

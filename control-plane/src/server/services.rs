@@ -76,4 +76,6 @@ serve_kinds! {
     Node => node_api_server::NodeApi, NodeList, NodeWatchEvent;
     Event => event_api_server::EventApi, EventList, EventWatchEvent;
     Lease => lease_api_server::LeaseApi, LeaseList, LeaseWatchEvent;
+    Ingress => ingress_api_server::IngressApi, IngressList, IngressWatchEvent;
+    IngressClass => ingress_class_api_server::IngressClassApi, IngressClassList, IngressClassWatchEvent;
 }

@@ -1,0 +1,326 @@
+//! The HTTP side of the router: accepts HTTP/1.1 (plain, and TLS after the handshake), routes
+//! each request by the latest [`Routing`] and forwards it to a ready endpoint of the backend over
+//! a pooled upstream connection.
+//!
+//! Answers of its own, each with a one-line text body: 404 when no rule (and no default backend)
+//! matches; 503 when the backend Service does not exist, lacks the port, or has no ready
+//! endpoint; 502 when the upstream connection or exchange fails; 504 when the upstream sends no
+//! response head within [`UPSTREAM_TIMEOUT`]. Forwarded requests keep their `Host` and carry
+//! `X-Forwarded-For` (appended to), `X-Forwarded-Proto`, `X-Forwarded-Host` and
+//! `X-Forwarded-Port`; hop-by-hop headers are dropped both ways. Upgrades (WebSocket) are not
+//! forwarded yet.
+//!
+//! Must not: decide routes (see [`super::routes`]) or read the API.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::backends::{Balancer, Unavailable};
+use super::sources::Routing;
+use crate::catalog::Catalog;
+
+/// How long an upstream may take to send its response head.
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+
+type Body = BoxBody<Bytes, hyper::Error>;
+
+/// What every connection shares.
+pub struct Router {
+    routing: watch::Receiver<Arc<Routing>>,
+    catalog: Arc<Catalog>,
+    balancer: Balancer,
+    client: Client<HttpConnector, Incoming>,
+}
+
+impl Router {
+    pub fn new(routing: watch::Receiver<Arc<Routing>>, catalog: Arc<Catalog>) -> Arc<Self> {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build(connector);
+        Arc::new(Self {
+            routing,
+            catalog,
+            balancer: Balancer::default(),
+            client,
+        })
+    }
+
+    /// Serves plain HTTP on `listener` until the task is aborted.
+    pub async fn serve_http(self: Arc<Self>, listener: TcpListener) {
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        loop {
+            let Ok((stream, remote)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let router = self.clone();
+            tokio::spawn(async move {
+                router
+                    .serve_connection(TokioIo::new(stream), remote, Scheme::Http, port)
+                    .await
+            });
+        }
+    }
+
+    /// Serves HTTPS on `listener` until the task is aborted.
+    pub async fn serve_https(
+        self: Arc<Self>,
+        listener: TcpListener,
+        acceptor: tokio_rustls::TlsAcceptor,
+    ) {
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        loop {
+            let Ok((stream, remote)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let router = self.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let handshake =
+                    tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
+                match handshake.await {
+                    Ok(Ok(tls)) => {
+                        router
+                            .serve_connection(TokioIo::new(tls), remote, Scheme::Https, port)
+                            .await
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(%remote, error = %e, "ingress TLS handshake failed")
+                    }
+                    Err(_) => tracing::debug!(%remote, "ingress TLS handshake timed out"),
+                }
+            });
+        }
+    }
+
+    async fn serve_connection<I>(
+        self: Arc<Self>,
+        io: I,
+        remote: SocketAddr,
+        scheme: Scheme,
+        port: u16,
+    ) where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let service = hyper::service::service_fn(move |req| {
+            let router = self.clone();
+            async move { Ok::<_, Infallible>(router.handle(req, remote, scheme, port).await) }
+        });
+        let served = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(io, service)
+            .await;
+        if let Err(e) = served {
+            tracing::debug!(%remote, error = %e, "ingress connection ended");
+        }
+    }
+
+    /// Routes and forwards one request.
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+        scheme: Scheme,
+        port: u16,
+    ) -> Response<Body> {
+        let host = request_host(&req);
+        let path = req.uri().path().to_string();
+        let backend = {
+            let routing = self.routing.borrow();
+            routing.table.route(&host, &path).cloned()
+        };
+        let Some(backend) = backend else {
+            return text(
+                StatusCode::NOT_FOUND,
+                "404 page not found: no ingress rule matches\n",
+            );
+        };
+        let upstream = match self.balancer.pick(&self.catalog, &backend) {
+            Ok(address) => address,
+            Err(
+                e @ (Unavailable::NoService(_)
+                | Unavailable::NoPort(..)
+                | Unavailable::NoEndpoints(_)),
+            ) => {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("503 service unavailable: {e}\n"),
+                );
+            }
+        };
+        let forwarded = match outgoing(req, upstream, remote, scheme, &host, port) {
+            Ok(r) => r,
+            Err(e) => return text(StatusCode::BAD_REQUEST, &format!("400 bad request: {e}\n")),
+        };
+        match tokio::time::timeout(UPSTREAM_TIMEOUT, self.client.request(forwarded)).await {
+            Ok(Ok(mut response)) => {
+                strip_hop_by_hop(response.headers_mut());
+                response.map(BodyExt::boxed)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%upstream, error = %e, "ingress upstream failed");
+                text(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("502 bad gateway: upstream {upstream}: {e}\n"),
+                )
+            }
+            Err(_) => text(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!(
+                    "504 gateway timeout: upstream {upstream} sent no response in {UPSTREAM_TIMEOUT:?}\n"
+                ),
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// The host a request is for: the `Host` header, else the URI's authority (absolute-form).
+fn request_host<B>(req: &Request<B>) -> String {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default()
+}
+
+/// The request as it goes upstream: origin-form URI to `upstream`, forwarding headers added.
+fn outgoing(
+    req: Request<Incoming>,
+    upstream: SocketAddr,
+    remote: SocketAddr,
+    scheme: Scheme,
+    host: &str,
+    port: u16,
+) -> Result<Request<Incoming>, http::Error> {
+    let (mut parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    parts.uri = Uri::builder()
+        .scheme("http")
+        .authority(upstream.to_string())
+        .path_and_query(path)
+        .build()?;
+    parts.version = http::Version::HTTP_11;
+    let headers = &mut parts.headers;
+    strip_hop_by_hop(headers);
+    let client = remote.ip().to_string();
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(before) => format!("{before}, {client}"),
+        None => client.clone(),
+    };
+    set(headers, "x-forwarded-for", &xff);
+    set(headers, "x-forwarded-proto", scheme.as_str());
+    set(headers, "x-forwarded-port", &port.to_string());
+    set(headers, "x-real-ip", &client);
+    if !host.is_empty() {
+        set(headers, "x-forwarded-host", host);
+        if !headers.contains_key(header::HOST) {
+            set(headers, "host", host);
+        }
+    }
+    Ok(Request::from_parts(parts, body))
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(HeaderName::from_static(name), v);
+    }
+}
+
+/// Removes the headers that belong to one connection (RFC 9110 §7.6.1), and those it names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        HeaderName::from_static("proxy-connection"),
+    ] {
+        headers.remove(name);
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(body.to_string()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_go() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", HeaderValue::from_static("close, x-secret"));
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        headers.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut headers);
+        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-kept"]);
+    }
+}
