@@ -23,6 +23,7 @@ mod env;
 mod etc_files;
 mod lifecycle;
 mod oci;
+mod probes;
 mod record;
 pub(crate) mod restart;
 mod seams;

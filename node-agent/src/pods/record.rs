@@ -57,6 +57,8 @@ pub struct Record {
     pub next_start: Option<SystemTime>,
     /// `sha256:...` of the module.
     pub image_id: String,
+    /// What the probes say of the current attempt.
+    pub health: super::probes::Health,
 }
 
 impl Record {

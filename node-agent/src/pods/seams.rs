@@ -25,7 +25,14 @@ pub trait ContainerRuntime: Send + Sync {
     async fn kill(&self, id: &str, grace_seconds: u32) -> Result<(), String>;
     /// Forgets an instance (killing it if it runs). An unknown id is fine.
     async fn remove(&self, id: &str) -> Result<(), String>;
+    /// Runs `command` in running Linux container `id` (an `exec` probe): its exit code and its
+    /// output (stdout and stderr, the first [`OUTPUT_LIMIT`] bytes). Dropping the future kills
+    /// the command.
+    async fn exec(&self, id: &str, command: Vec<String>) -> Result<(i32, String), String>;
 }
+
+/// The output an `exec` probe keeps (kubelet keeps 10 KiB).
+pub const OUTPUT_LIMIT: usize = 10 * 1024;
 
 #[async_trait]
 impl ContainerRuntime for Containers {
@@ -43,6 +50,26 @@ impl ContainerRuntime for Containers {
 
     async fn remove(&self, id: &str) -> Result<(), String> {
         Containers::remove(self, id).await
+    }
+
+    async fn exec(&self, id: &str, command: Vec<String>) -> Result<(i32, String), String> {
+        use crate::containers::exec::ExecOutput;
+        // No stdin: the sender only has to outlive the command.
+        let (_stdin, input) = tokio::sync::mpsc::channel(1);
+        let mut output = Containers::exec(self, id, command, false, input).await?;
+        let mut kept = Vec::new();
+        while let Some(out) = output.recv().await {
+            match out {
+                ExecOutput::Stdout(bytes) | ExecOutput::Stderr(bytes) => {
+                    let room = OUTPUT_LIMIT.saturating_sub(kept.len());
+                    kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                }
+                ExecOutput::Exit(code) => {
+                    return Ok((code, String::from_utf8_lossy(&kept).into_owned()));
+                }
+            }
+        }
+        Err("the command's output ended without an exit code".into())
     }
 }
 

@@ -83,7 +83,11 @@ fn container_status(
             Class::NeverStarted
         }
     };
-    let running = rec.is_running();
+    let instance = match &rec.state {
+        Current::Running { id, .. } => Some(id.as_str()),
+        _ => None,
+    };
+    let (started, ready) = super::probes::health::readiness(container, instance, &rec.health);
     let id = match &rec.state {
         Current::Running { id, .. } => id.clone(),
         Current::Terminated(t) => t.id.clone(),
@@ -96,7 +100,7 @@ fn container_status(
             terminated: Some(t.into()),
             ..Default::default()
         }),
-        ready: running,
+        ready,
         restart_count: i32::try_from(rec.attempt).unwrap_or(i32::MAX),
         image: container.image.clone(),
         image_id: rec.image_id.clone(),
@@ -105,7 +109,7 @@ fn container_status(
         } else {
             super::record::container_id(&id)
         },
-        started: Some(running),
+        started: Some(started),
     };
     (status, class)
 }
@@ -188,6 +192,11 @@ pub fn pod_status(
         "Succeeded"
     };
     let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s.ready);
+    let unready: Vec<String> = statuses
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| s.name.clone())
+        .collect();
     let mut status = previous.cloned().unwrap_or_default();
     status.phase = phase.into();
     status.host_ip = ips.host.clone();
@@ -207,6 +216,12 @@ pub fn pod_status(
     status.qos_class = qos_class(&spec);
     let bool_text = |b: bool| if b { "True" } else { "False" };
     let terminal = matches!(phase, "Succeeded" | "Failed");
+    // As kubelet words it, for `describe`.
+    let unready_message = if unready.is_empty() || terminal {
+        String::new()
+    } else {
+        format!("containers with unready status: [{}]", unready.join(" "))
+    };
     for (kind, value, reason) in [
         ("Initialized", initialized, "ContainersNotInitialized"),
         (
@@ -234,6 +249,11 @@ pub fn pod_status(
                 r#type: kind.into(),
                 status: bool_text(value).into(),
                 reason: if value { String::new() } else { reason.into() },
+                message: if value || kind == "Initialized" {
+                    String::new()
+                } else {
+                    unready_message.clone()
+                },
                 last_transition_time: Some(skiff_api::time::now()),
                 ..Default::default()
             },

@@ -118,6 +118,12 @@ impl PodEntry {
                         rec.state = Current::Unknown {
                             started_at: record::to_time(r.started_at.as_ref()),
                         };
+                        // Its probes' last word holds until they speak again.
+                        rec.health = super::probes::Health::adopted(
+                            record::instance_of(&st.container_id),
+                            st.started.unwrap_or(false),
+                            st.ready,
+                        );
                     } else if state
                         .waiting
                         .as_ref()
@@ -257,6 +263,15 @@ pub struct PodWorker {
     pub(super) removed: bool,
     /// When mounted ConfigMaps and Secrets were last refreshed.
     refreshed: Option<tokio::time::Instant>,
+    /// The containers' probers, and the channel their results come on.
+    pub(super) probers: super::probes::Probers,
+}
+
+/// What woke an idle worker.
+enum Woke {
+    Msg(Option<Msg>),
+    Probe(super::probes::Report),
+    Due,
 }
 
 impl PodWorker {
@@ -267,6 +282,7 @@ impl PodWorker {
             entry: PodEntry::new(pod),
             removed: false,
             refreshed: None,
+            probers: super::probes::Probers::default(),
         }
     }
 
@@ -281,17 +297,32 @@ impl PodWorker {
             if self.removed {
                 return;
             }
-            let sleep = self.entry.sleep(SystemTime::now());
-            tokio::select! {
-                msg = inbox.recv() => match msg {
-                    Some(msg) => self.entry.apply(msg),
-                    None => return,
-                },
-                () = tokio::time::sleep(sleep) => {}
+            let due = tokio::time::Instant::now() + self.entry.sleep(SystemTime::now());
+            // A probe result that changes nothing is folded in without a reconcile.
+            loop {
+                let woke = tokio::select! {
+                    msg = inbox.recv() => Woke::Msg(msg),
+                    report = self.probers.recv() => Woke::Probe(report),
+                    () = tokio::time::sleep_until(due) => Woke::Due,
+                };
+                match woke {
+                    Woke::Msg(Some(msg)) => self.entry.apply(msg),
+                    Woke::Msg(None) => return,
+                    Woke::Probe(report) => {
+                        if !self.probed(report) {
+                            continue;
+                        }
+                    }
+                    Woke::Due => {}
+                }
+                break;
             }
             // Whatever else arrived meanwhile is folded in before one reconcile.
             while let Ok(msg) = inbox.try_recv() {
                 self.entry.apply(msg);
+            }
+            while let Some(report) = self.probers.try_recv() {
+                self.probed(report);
             }
         }
     }
@@ -299,10 +330,12 @@ impl PodWorker {
     /// Brings the pod to what it should be.
     pub(super) async fn reconcile(&mut self) {
         if self.entry.gone {
+            self.probers.stop_all();
             self.teardown().await;
             return;
         }
         if self.entry.pod.meta().deletion_timestamp.is_some() {
+            self.probers.stop_all();
             self.terminate().await;
             return;
         }
@@ -333,6 +366,9 @@ impl PodWorker {
         self.refresh_volumes(&pod).await;
         self.publish_logs();
         self.report_status().await;
+        // After the status: a container failing its liveness probe is shown unready first.
+        self.sync_probers(&pod);
+        self.kill_failed().await;
     }
 
     /// Rewrites the pod's ConfigMap and Secret volumes every [`RESYNC`] once it runs, so that

@@ -26,6 +26,7 @@ enum Call {
     Start(String),
     Kill(String, u32),
     Remove(String),
+    Exec(String, String),
 }
 
 #[derive(Default)]
@@ -103,6 +104,14 @@ impl ContainerRuntime for FakeRuntime {
             .unwrap()
             .push(Call::Remove(id.to_string()));
         Ok(())
+    }
+
+    async fn exec(&self, id: &str, command: Vec<String>) -> Result<(i32, String), String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(Call::Exec(id.to_string(), command.join(" ")));
+        Ok((1, "probed by the fake".into()))
     }
 }
 
@@ -417,4 +426,274 @@ async fn an_idle_worker_is_small() {
     let task = w.run(rx);
     let size = std::mem::size_of_val(&task);
     assert!(size < 2048, "an idle pod worker's task takes {size} bytes");
+}
+
+// Probes: the worker's state decides what each prober's result means.
+
+use super::probes::{Kind, Report};
+use skiff_api::IntOrString;
+
+/// A TCP probe of `127.0.0.1:port` every second with `failure_threshold`.
+fn tcp_probe(port: i32, failure_threshold: i32) -> Probe {
+    Probe {
+        tcp_socket: Some(TcpSocketAction {
+            port: Some(IntOrString::int(port)),
+            host: "127.0.0.1".into(),
+        }),
+        period_seconds: 1,
+        failure_threshold,
+        ..Default::default()
+    }
+}
+
+fn report(instance: &str, kind: Kind, ok: bool) -> Report {
+    Report {
+        container: instance.split('/').nth(1).unwrap_or_default().into(),
+        instance: instance.into(),
+        kind,
+        result: if ok {
+            Ok(())
+        } else {
+            Err("dial tcp 127.0.0.1:1: connect: refused".into())
+        },
+    }
+}
+
+fn condition(status: &PodStatus, kind: &str) -> String {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.r#type == kind)
+        .map(|c| c.status.clone())
+        .unwrap_or_default()
+}
+
+impl Fixture {
+    /// A pod of one container `app` whose probes `with` sets.
+    fn probed_pod(&self, with: impl FnOnce(&mut Container)) -> Pod {
+        let mut pod = self.pod("Always", &[], &["app"]);
+        if let Some(spec) = pod.spec.as_mut() {
+            with(&mut spec.containers[0]);
+        }
+        pod
+    }
+}
+
+#[tokio::test]
+async fn readiness_results_flip_the_container_and_the_pods_ready_condition() {
+    let f = fixture().await;
+    let pod = f.probed_pod(|c| c.readiness_probe = Some(tcp_probe(1, 2)));
+    let mut w = PodWorker::new(f.ctx.clone(), pod);
+    w.reconcile().await;
+    let status = f.api.last_status();
+    assert_eq!(phase(&status), "Running");
+    assert!(
+        !status.container_statuses[0].ready,
+        "not ready before its probe passes"
+    );
+    assert_eq!(condition(&status, "Ready"), "False");
+    assert_eq!(condition(&status, "ContainersReady"), "False");
+    assert_eq!(w.probers.running("app"), [Kind::Readiness]);
+
+    assert!(w.probed(report("u/app/0", Kind::Readiness, true)));
+    w.reconcile().await;
+    let status = f.api.last_status();
+    assert!(status.container_statuses[0].ready);
+    assert_eq!(condition(&status, "Ready"), "True");
+
+    // failureThreshold 2: the first failure changes nothing, the second flips it back.
+    assert!(!w.probed(report("u/app/0", Kind::Readiness, false)));
+    assert!(w.probed(report("u/app/0", Kind::Readiness, false)));
+    w.reconcile().await;
+    let status = f.api.last_status();
+    assert!(!status.container_statuses[0].ready);
+    assert_eq!(condition(&status, "Ready"), "False");
+    let unhealthy: Vec<String> = f
+        .api
+        .events()
+        .into_iter()
+        .filter(|e| e.starts_with("Unhealthy: "))
+        .collect();
+    // Said once: the same failure again is not repeated within a minute.
+    assert_eq!(
+        unhealthy,
+        ["Unhealthy: Readiness probe failed: dial tcp 127.0.0.1:1: connect: refused"]
+    );
+    // Readiness never kills.
+    assert!(
+        !f.runtime
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Kill(..)))
+    );
+}
+
+#[tokio::test]
+async fn liveness_failures_kill_the_container_after_the_threshold_and_it_restarts() {
+    let f = fixture().await;
+    let mut pod = f.probed_pod(|c| {
+        let mut probe = tcp_probe(1, 2);
+        probe.termination_grace_period_seconds = Some(2);
+        c.liveness_probe = Some(probe);
+    });
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.termination_grace_period_seconds = Some(9);
+    }
+    let mut w = PodWorker::new(f.ctx.clone(), pod);
+    w.reconcile().await;
+    assert_eq!(w.probers.running("app"), [Kind::Liveness]);
+    assert!(
+        f.api.last_status().container_statuses[0].ready,
+        "no readiness probe: ready"
+    );
+
+    assert!(!w.probed(report("u/app/0", Kind::Liveness, false)));
+    w.reconcile().await;
+    assert!(
+        !f.runtime
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Kill(..)))
+    );
+    assert!(w.probed(report("u/app/0", Kind::Liveness, false)));
+    w.reconcile().await;
+    // Killed with the probe's grace period, shown unready first, its probers stopped.
+    assert!(f.runtime.calls().contains(&Call::Kill("u/app/0".into(), 2)));
+    assert!(!f.api.last_status().container_statuses[0].ready);
+    assert!(w.probers.running("app").is_empty());
+    assert!(
+        f.api
+            .events()
+            .contains(&"Killing: Container app failed liveness probe, will be restarted".into())
+    );
+    // Killed once, whatever else arrives about this attempt.
+    assert!(!w.probed(report("u/app/0", Kind::Liveness, false)));
+    w.reconcile().await;
+    let kills = f
+        .runtime
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Kill(..)))
+        .count();
+    assert_eq!(kills, 1);
+
+    // It ends, and restarts per its policy (after its back-off) as the next attempt.
+    w.entry
+        .apply(Msg::Instance(Box::new(instance("u/app/0", Some(137)))));
+    w.reconcile().await;
+    let rec = w.entry.containers.get_mut("app").unwrap();
+    rec.next_start = Some(SystemTime::now() - Duration::from_secs(1));
+    w.reconcile().await;
+    assert_eq!(f.runtime.starts(), ["u/app/0", "u/app/1"]);
+    let status = f.api.last_status();
+    assert_eq!(status.container_statuses[0].restart_count, 1);
+    assert!(
+        status.container_statuses[0].ready,
+        "the new attempt starts afresh"
+    );
+    assert_eq!(w.probers.running("app"), [Kind::Liveness]);
+    // A late result about the old attempt is dropped.
+    assert!(!w.probed(report("u/app/0", Kind::Liveness, false)));
+    assert!(!w.probed(report("u/app/1", Kind::Liveness, false)));
+}
+
+#[tokio::test]
+async fn a_startup_probe_holds_liveness_and_readiness_until_it_passes() {
+    let f = fixture().await;
+    let pod = f.probed_pod(|c| {
+        c.startup_probe = Some(tcp_probe(1, 30));
+        c.liveness_probe = Some(tcp_probe(1, 1));
+        c.readiness_probe = Some(tcp_probe(1, 1));
+    });
+    let mut w = PodWorker::new(f.ctx.clone(), pod);
+    w.reconcile().await;
+    assert_eq!(w.probers.running("app"), [Kind::Startup]);
+    let status = &f.api.last_status().container_statuses[0];
+    assert_eq!((status.started, status.ready), (Some(false), false));
+
+    // A liveness failure (failureThreshold 1) before the start counts for nothing.
+    assert!(!w.probed(report("u/app/0", Kind::Liveness, false)));
+    assert!(!w.probed(report("u/app/0", Kind::Startup, false)));
+    w.reconcile().await;
+    assert!(
+        !f.runtime
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Kill(..)))
+    );
+
+    assert!(w.probed(report("u/app/0", Kind::Startup, true)));
+    w.reconcile().await;
+    let mut running = w.probers.running("app");
+    running.sort_by_key(|k| k.label());
+    assert_eq!(running, [Kind::Liveness, Kind::Readiness]);
+    let status = &f.api.last_status().container_statuses[0];
+    assert_eq!((status.started, status.ready), (Some(true), false));
+    assert!(w.probed(report("u/app/0", Kind::Readiness, true)));
+    w.reconcile().await;
+    assert!(f.api.last_status().container_statuses[0].ready);
+    // Now liveness counts.
+    assert!(w.probed(report("u/app/0", Kind::Liveness, false)));
+    w.reconcile().await;
+    assert!(
+        f.runtime
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Kill(..)))
+    );
+}
+
+#[tokio::test]
+async fn a_failing_startup_probe_kills_like_liveness() {
+    let f = fixture().await;
+    let pod = f.probed_pod(|c| c.startup_probe = Some(tcp_probe(1, 2)));
+    let mut w = PodWorker::new(f.ctx.clone(), pod);
+    w.reconcile().await;
+    assert!(!w.probed(report("u/app/0", Kind::Startup, false)));
+    assert!(w.probed(report("u/app/0", Kind::Startup, false)));
+    w.reconcile().await;
+    // The pod's default grace period: 30 s.
+    assert!(
+        f.runtime
+            .calls()
+            .contains(&Call::Kill("u/app/0".into(), 30))
+    );
+    assert!(
+        f.api
+            .events()
+            .contains(&"Killing: Container app failed startup probe, will be restarted".into())
+    );
+}
+
+/// The whole path: a running worker's prober connects to a real listener and its results,
+/// sent as messages, make the container ready; a teardown stops the probers.
+#[tokio::test]
+async fn a_running_worker_hears_its_probers() {
+    let f = fixture().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = i32::from(listener.local_addr().unwrap().port());
+    let pod = f.probed_pod(|c| c.readiness_probe = Some(tcp_probe(port, 3)));
+    let w = PodWorker::new(f.ctx.clone(), pod);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let worker = tokio::spawn(w.run(rx));
+    let ready = |f: &Fixture| {
+        f.api
+            .last_status()
+            .container_statuses
+            .first()
+            .is_some_and(|s| s.ready)
+    };
+    for _ in 0..50 {
+        if ready(&f) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready(&f), "{:?}", f.api.last_status());
+    tx.send(Msg::Gone).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), worker)
+        .await
+        .expect("the worker ends on teardown")
+        .unwrap();
+    drop(listener);
 }
