@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use skiff_node_agent::shim::{
-    Code, CreateTask, ShimEvent, Shims, ShimsConfig, TaskStatus, WasmBundle, WasmRoot,
-};
+use skiff_node_agent::shim::{Code, CreateTask, ShimEvent, Shims, ShimsConfig, TaskStatus};
 use tokio::sync::broadcast;
 
 fn shim_binary() -> PathBuf {
@@ -62,6 +60,30 @@ fn guest(dir: &Path, name: &str, sleep_ms: u64, code: i32) -> PathBuf {
     let path = dir.join(format!("{name}.wasm"));
     std::fs::write(&path, wat::parse_str(&text).unwrap()).unwrap();
     path
+}
+
+/// Writes a Wasm bundle in `dir` (the form of `containers::bundle`): `module` alone in its
+/// read-only rootfs, in shim group `group` (none: a shim of its own), its output in the CRI log
+/// `log` if given.
+fn bundle(dir: &Path, module: &Path, group: Option<&str>, log: Option<&Path>) {
+    let name = module.file_name().unwrap().to_str().unwrap();
+    std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+    std::fs::copy(module, dir.join("rootfs").join(name)).unwrap();
+    let mut annotations = serde_json::Map::new();
+    if let Some(group) = group {
+        annotations.insert("io.containerd.skiff.v1.group".into(), group.into());
+    }
+    if let Some(log) = log {
+        let log = log.display().to_string();
+        annotations.insert("io.containerd.skiff.v1.log-path".into(), log.into());
+    }
+    let config = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {"user": {"uid": 0, "gid": 0}, "args": [format!("/{name}")], "cwd": "/"},
+        "root": {"path": "rootfs", "readonly": true},
+        "annotations": annotations,
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
 }
 
 /// Whether `pid` is a live process (a zombie is not).
@@ -158,12 +180,8 @@ fn tasks_run_through_the_shim_and_survive_an_agent_restart() {
         let b = bundles.join("quick");
         let log = dir.path().join("logs/quick.log");
         std::fs::create_dir_all(log.parent().unwrap()).unwrap();
-        let mut spec = WasmBundle::new(WasmRoot::ModuleOnly {
-            module: quick.clone(),
-        });
-        spec.log_path = Some(log.clone());
-        spec.write(&b).unwrap();
-        let shim = shims.shim_for("quick", &b).await.unwrap();
+        bundle(&b, &quick, None, Some(&log));
+        let shim = shims.shim_for("quick", "quick", &b).await.unwrap();
         let info = shim.connect_info("").await.unwrap();
         reaper.watch(info.shim_pid, shim.address());
         assert_eq!(
@@ -174,7 +192,6 @@ fn tasks_run_through_the_shim_and_survive_an_agent_restart() {
             id: "quick".into(),
             bundle: b.clone(),
             rootfs: Vec::new(),
-            io: Default::default(),
         };
         let pid = shim.create(&task).await.unwrap();
         assert_eq!(pid, info.shim_pid, "a Wasm task runs in its shim");
@@ -220,12 +237,8 @@ fn tasks_run_through_the_shim_and_survive_an_agent_restart() {
         let mut address = String::new();
         for (id, module) in [("long", &long), ("short", &short)] {
             let b = bundles.join(id);
-            let mut spec = WasmBundle::new(WasmRoot::ModuleOnly {
-                module: module.clone(),
-            });
-            spec.group = Some("pods".into());
-            spec.write(&b).unwrap();
-            let shim = shims.shim_for(id, &b).await.unwrap();
+            bundle(&b, module, Some("pods"), None);
+            let shim = shims.shim_for("pods", id, &b).await.unwrap();
             assert_eq!(shim.group(), "pods");
             if address.is_empty() {
                 address = shim.address().to_string();
@@ -235,7 +248,6 @@ fn tasks_run_through_the_shim_and_survive_an_agent_restart() {
                 id: id.into(),
                 bundle: b,
                 rootfs: Vec::new(),
-                io: Default::default(),
             };
             shim.create(&task).await.unwrap();
             pids.push(shim.start(id).await.unwrap());

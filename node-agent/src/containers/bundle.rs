@@ -1,25 +1,65 @@
 //! One spec builder: a [`ContainerSpec`] becomes the OCI bundle `containerd-shim-skiff-v1` runs,
-//! the same bundle a plain containerd would hand it (the form is in [`crate::shim`]).
+//! the same bundle a plain containerd would hand it (`ctr run --runtime io.containerd.skiff.v1
+//! --config BUNDLE/config.json` runs it as the agent does).
 //!
 //! - A Wasm container's root is a directory on disk holding only a copy of its module, shared
-//!   read-only by every task of that module (`DATA_DIR/roots/<digest>/`); its grants are the bundle's mounts,
-//!   limits, network namespace and the skiff annotations.
+//!   read-only by every task of that module (`DATA_DIR/roots/<digest>/`); its grants are the
+//!   bundle's mounts, limits, network namespace and the skiff annotations (the form below).
 //! - A Linux container gets skiff's default spec (capabilities, seccomp, masked paths: see
 //!   [`skiff_runtime::linux::default_spec`]), its cgroup `/skiff/<task id>`, and its rootfs as
 //!   an overlay of the image's layers that the shim mounts at Create (the writable layer in
 //!   [`LinuxProcess::scratch`], on disk).
 //!
+//! # The Wasm bundle form
+//!
+//! What the agent writes, and what the shim honours (the same under a plain containerd):
+//!
+//! | in `config.json` | the guest gets |
+//! | --- | --- |
+//! | `process.args[0]` ending in `.wasm` (or a file starting with `\0asm`), inside the rootfs | a Wasm task: that module (core module or component) |
+//! | `process.args[1..]`, `process.env`, `process.cwd` | its arguments (argv\[0\] is the module path), exactly this environment, its initial directory |
+//! | `root.path`, `root.readonly` | that directory preopened at `/` |
+//! | `mounts[]` of type `bind` whose source is a directory; option `ro` | each preopened at its destination, read-only with `ro` |
+//! | `linux.resources.memory.limit` | a cap on linear memory (a refused `memory.grow`, then an OOM event); Stats' `memory.usage_limit` |
+//! | `linux.resources.cpu.quota` / `period` | a cap on CPU time |
+//! | `linux.cgroupsPath` | a cgroup the shim process joins when the shim is the task's own or a CRI pod's (never a node group's): a hard cap on the process, with headroom |
+//! | a `network` entry of `linux.namespaces` with a `path` | sockets, made in that namespace: any port, outbound allowed |
+//! | annotation [`BIND_PORTS`] `"8080,9090"` (with a namespace) | only these ports may be bound (`""`: none) |
+//! | annotation [`OUTBOUND`] `"false"` (with a namespace) | no outbound connections, no name lookups |
+//! | annotation [`ARGV0`] `NAME` | NAME as its argv\[0\] instead of the module's path |
+//! | annotation [`GROUP`] `NAME` (or CRI's `io.kubernetes.cri.sandbox-id`) | the task shares the shim (and its wasmtime engine) of that group |
+//! | annotation [`LOG_PATH`] `FILE` (Create without stdio) | stdout and stderr as CRI log records in FILE ([`LOG_MAX_BYTES`] rotates it); a Linux task's init too |
+//!
+//! Stats of a Wasm task are its own, from wasmtime's accounting (cgroups v2 `Metrics`: linear
+//! memories and tables, its guest's CPU time), whichever shim it shares. Without a namespace
+//! path the guest has no sockets at all. Create's stdio paths, when given, are FIFOs (as
+//! containerd makes them) and take precedence over the log path.
+//!
 //! Must not: put the bundle anywhere but the directory it is given (on tmpfs: it holds the
 //! container's environment, Secret values included).
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use skiff_runtime::linux::default_spec::{Bind, ContainerConfig, spec_json};
 
 use super::spec::{ContainerSpec, LinuxProcess, WasmProcess, Workload};
-use crate::shim::{self, RootfsMount, ShimError, WasmBundle, WasmMount, WasmNetwork, WasmRoot};
+use crate::shim::{RootfsMount, ShimError};
+
+/// Puts tasks in one shim (the shim's own annotation; CRI's sandbox id does the same).
+pub const GROUP: &str = "io.containerd.skiff.v1.group";
+/// TCP ports the guest may bind, comma-separated (`"8080,9090"`; empty: none). Absent: any.
+pub const BIND_PORTS: &str = "io.containerd.skiff.v1.wasm.bind-ports";
+/// `"false"`: no outbound connections or name lookups. Absent or `"true"`: allowed.
+pub const OUTBOUND: &str = "io.containerd.skiff.v1.wasm.outbound";
+/// The guest's argv\[0\] instead of the module's path.
+pub const ARGV0: &str = "io.containerd.skiff.v1.wasm.argv0";
+/// A CRI-format log file for stdout and stderr, used when Create gives neither.
+pub const LOG_PATH: &str = "io.containerd.skiff.v1.log-path";
+/// Rotate [`LOG_PATH`] past this many bytes.
+pub const LOG_MAX_BYTES: &str = "io.containerd.skiff.v1.log-max-bytes";
 
 /// Writes the bundle of `spec` (task `task_id`) into `dir`; returns the rootfs mounts Create
 /// must send (none for a Wasm task).
@@ -37,8 +77,14 @@ pub fn write(
         .map_err(|e| ShimError::io(dir, e))?;
     match &spec.workload {
         Workload::Wasm(wasm) => {
-            let root = module_root(roots, &wasm.module, module_digest)?;
-            wasm_bundle(spec, wasm, root).write(dir)?;
+            let (root, module) = module_root(roots, &wasm.module, module_digest)?;
+            let config =
+                wasm_config(spec, wasm, &root, &module).map_err(|reason| ShimError::Bundle {
+                    path: dir.to_path_buf(),
+                    reason,
+                })?;
+            let path = dir.join("config.json");
+            std::fs::write(&path, config.to_string()).map_err(|e| ShimError::io(&path, e))?;
             Ok(Vec::new())
         }
         Workload::Linux(linux) => linux_bundle(spec, linux, task_id, dir),
@@ -46,8 +92,8 @@ pub fn write(
 }
 
 /// `roots/<digest>/<name>.wasm`, a copy of the module: the guest's read-only `/`, holding
-/// nothing but its module.
-fn module_root(roots: &Path, module: &Path, digest: &str) -> Result<WasmRoot, ShimError> {
+/// nothing but its module. Returns the root and the module's path in it.
+fn module_root(roots: &Path, module: &Path, digest: &str) -> Result<(PathBuf, String), ShimError> {
     let hex = digest.rsplit(':').next().unwrap_or(digest);
     if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ShimError::invalid(
@@ -73,40 +119,76 @@ fn module_root(roots: &Path, module: &Path, digest: &str) -> Result<WasmRoot, Sh
         std::fs::copy(module, &tmp).map_err(|e| ShimError::io(module, e))?;
         std::fs::rename(&tmp, &file).map_err(|e| ShimError::io(&file, e))?;
     }
-    Ok(WasmRoot::Image {
-        rootfs: dir,
-        module: format!("/{name}"),
-        read_only: true,
-    })
+    Ok((dir, format!("/{name}")))
 }
 
-fn wasm_bundle(spec: &ContainerSpec, wasm: &WasmProcess, root: WasmRoot) -> WasmBundle {
-    let mut b = WasmBundle::new(root);
-    b.group = Some(spec.group.name());
-    b.argv0 = Some(wasm.argv0.clone());
-    b.args = wasm.args.clone();
-    b.env = spec.env.clone();
-    b.cwd = Some(spec.cwd.clone()).filter(|c| !c.is_empty());
-    b.mounts = spec
-        .mounts
+/// The annotations of every bundle: the agent's labels, the shim group, the CRI log file.
+fn annotations(spec: &ContainerSpec) -> BTreeMap<String, String> {
+    let mut annotations = spec.labels.to_annotations();
+    annotations.insert(GROUP.into(), spec.group.name());
+    annotations.insert(LOG_PATH.into(), spec.log_path.display().to_string());
+    annotations.insert(LOG_MAX_BYTES.into(), spec.log_max_bytes.to_string());
+    annotations
+}
+
+/// The spec of a Wasm container whose module is at `module` in the read-only root `root`, in
+/// the form above.
+fn wasm_config(
+    spec: &ContainerSpec,
+    wasm: &WasmProcess,
+    root: &Path,
+    module: &str,
+) -> Result<Value, String> {
+    if let Some((k, _)) = spec
+        .env
         .iter()
-        .map(|m| WasmMount {
-            host: m.host.clone(),
-            guest: m.guest.clone(),
-            read_only: m.read_only,
-        })
+        .find(|(k, _)| k.is_empty() || k.contains('='))
+    {
+        return Err(format!("env {k:?}: not a variable name"));
+    }
+    let mut mounts = Vec::new();
+    for (i, m) in spec.mounts.iter().enumerate() {
+        if !m.guest.starts_with('/') {
+            return Err(format!("mounts[{i}].guest {:?}: must be absolute", m.guest));
+        }
+        let mode = if m.read_only { "ro" } else { "rw" };
+        let options = ["rbind", mode];
+        mounts.push(
+            json!({"destination": m.guest, "type": "bind", "source": m.host, "options": options}),
+        );
+    }
+    let mut resources = json!({});
+    if let Some(limit) = spec.memory_limit_bytes {
+        let limit = i64::try_from(limit).map_err(|_| format!("memory limit {limit}: too large"))?;
+        resources["memory"] = json!({ "limit": limit });
+    }
+    if let Some(m) = spec.cpu_limit_millicores {
+        // As for a Linux container: quota = limit × period / 1000.
+        resources["cpu"] = json!({"quota": (i64::from(m) * 100).max(1000), "period": 100_000});
+    }
+    let namespaces: Vec<Value> = (spec.netns.iter())
+        .map(|path| json!({"type": "network", "path": path}))
         .collect();
-    b.memory_limit_bytes = spec.memory_limit_bytes;
-    b.cpu_limit_millicores = spec.cpu_limit_millicores;
-    b.network = WasmNetwork {
-        netns: spec.netns.clone(),
-        bind_ports: Some(wasm.bind_ports.clone()),
-        outbound: wasm.outbound,
-    };
-    b.log_path = Some(spec.log_path.clone());
-    b.log_max_bytes = Some(spec.log_max_bytes);
-    b.labels = spec.labels.to_annotations();
-    b
+    let mut annotations = annotations(spec);
+    annotations.insert(ARGV0.into(), wasm.argv0.clone());
+    if spec.netns.is_some() {
+        let ports: Vec<String> = wasm.bind_ports.iter().map(u16::to_string).collect();
+        annotations.insert(BIND_PORTS.into(), ports.join(","));
+        annotations.insert(OUTBOUND.into(), wasm.outbound.to_string());
+    }
+    let args: Vec<&str> = std::iter::once(module)
+        .chain(wasm.args.iter().map(String::as_str))
+        .collect();
+    let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
+    Ok(json!({
+        "ociVersion": "1.0.2",
+        "process": {"user": {"uid": 0, "gid": 0}, "args": args, "env": env, "cwd": cwd},
+        "root": {"path": root, "readonly": true},
+        "mounts": mounts,
+        "linux": {"resources": resources, "namespaces": namespaces},
+        "annotations": annotations,
+    }))
 }
 
 fn linux_bundle(
@@ -161,17 +243,7 @@ fn linux_bundle(
         })
         .collect();
     let mut config = spec_json(&c);
-    let mut annotations = spec.labels.to_annotations();
-    annotations.insert(shim::bundle::GROUP.into(), spec.group.name());
-    annotations.insert(
-        shim::bundle::LOG_PATH.into(),
-        spec.log_path.display().to_string(),
-    );
-    annotations.insert(
-        shim::bundle::LOG_MAX_BYTES.into(),
-        spec.log_max_bytes.to_string(),
-    );
-    config["annotations"] = json!(annotations);
+    config["annotations"] = json!(annotations(spec));
     let path = dir.join("config.json");
     let bytes = serde_json::to_vec_pretty(&config).map_err(|e| fail(e.to_string()))?;
     std::fs::write(&path, bytes).map_err(|e| ShimError::io(&path, e))?;
@@ -303,7 +375,7 @@ mod tests {
         assert_eq!(config["linux"]["cgroupsPath"], "/skiff/u1_c_0");
         assert_eq!(config["linux"]["resources"]["memory"]["limit"], 64 << 20);
         assert!(config["linux"]["seccomp"].is_object());
-        assert_eq!(config["annotations"][shim::bundle::GROUP], "pod-u1");
+        assert_eq!(config["annotations"][GROUP], "pod-u1");
         assert_eq!(config["annotations"]["skiff.dev/container"], "c");
         assert!(
             config["mounts"]
@@ -337,7 +409,7 @@ mod tests {
                 serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
             assert_eq!(config["process"]["args"][0], "/hello.wasm");
             assert_eq!(config["root"]["readonly"], true);
-            assert_eq!(config["annotations"][shim::bundle::BIND_PORTS], "8080");
+            assert_eq!(config["annotations"][BIND_PORTS], "8080");
         }
         let entries: Vec<_> = std::fs::read_dir(roots.join("abcd")).unwrap().collect();
         assert_eq!(entries.len(), 1);
@@ -351,5 +423,82 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_wasm_bundle_is_a_spec_with_the_grants_and_bad_grants_are_refused_by_name() {
+        use oci_spec::runtime::{LinuxNamespaceType, Spec};
+        let tmp = tempfile::tempdir().unwrap();
+        let module = tmp.path().join("hello.wasm");
+        std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+        let wasm = WasmProcess {
+            module,
+            argv0: "c".into(),
+            args: vec!["serve".into()],
+            bind_ports: vec![8080, 9090],
+            outbound: false,
+        };
+        let roots = tmp.path().join("roots");
+        let dir = tmp.path().join("b");
+        let mut s = spec(Workload::Wasm(wasm));
+        s.group = ShimGroup::NodeWasm;
+        write(&s, "t", &dir, &roots, "sha256:abcd").unwrap();
+        // Read as the shim reads it.
+        let spec = Spec::load(dir.join("config.json")).unwrap();
+        let p = spec.process().as_ref().unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &["/hello.wasm", "serve"]);
+        assert_eq!(p.env().as_ref().unwrap(), &["A=1"]);
+        assert_eq!(p.cwd(), Path::new("/"));
+        let root = spec.root().as_ref().unwrap();
+        assert_eq!(root.path(), &roots.join("abcd"));
+        assert_eq!(root.readonly(), Some(true));
+        let m = &spec.mounts().as_ref().unwrap()[0];
+        assert_eq!(m.destination(), Path::new("/data"));
+        assert_eq!(m.typ().as_deref(), Some("bind"));
+        assert!(m.options().as_ref().unwrap().contains(&"ro".to_string()));
+        let linux = spec.linux().as_ref().unwrap();
+        let r = linux.resources().as_ref().unwrap();
+        assert_eq!(r.memory().as_ref().unwrap().limit(), Some(64 << 20));
+        assert_eq!(r.cpu().as_ref().unwrap().quota(), Some(50_000));
+        assert_eq!(r.cpu().as_ref().unwrap().period(), Some(100_000));
+        let ns = linux.namespaces().as_ref().unwrap();
+        assert_eq!(ns.len(), 1);
+        assert_eq!(ns[0].typ(), LinuxNamespaceType::Network);
+        assert_eq!(ns[0].path().as_deref(), Some(Path::new("/run/netns/x")));
+        let a = spec.annotations().as_ref().unwrap();
+        assert_eq!(a[BIND_PORTS], "8080,9090");
+        assert_eq!(a[OUTBOUND], "false");
+        assert_eq!(a[ARGV0], "c");
+        assert_eq!(a[GROUP], "wasm");
+        assert_eq!(a[LOG_PATH], "/var/log/c/0.log");
+        assert_eq!(a[LOG_MAX_BYTES], "1024");
+        assert_eq!(a["skiff.dev/pod-uid"], "u1");
+
+        // No network namespace: no socket annotations (the shim grants nothing).
+        s.netns = None;
+        write(&s, "t", &dir, &roots, "sha256:abcd").unwrap();
+        let spec = Spec::load(dir.join("config.json")).unwrap();
+        assert!(!spec.annotations().as_ref().unwrap().contains_key(OUTBOUND));
+        assert!(
+            spec.linux()
+                .as_ref()
+                .unwrap()
+                .namespaces()
+                .as_ref()
+                .unwrap()
+                .is_empty()
+        );
+
+        s.mounts[0].guest = "data".into();
+        let e = write(&s, "t", &dir, &roots, "sha256:abcd")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mounts[0].guest \"data\""), "{e}");
+        s.mounts.clear();
+        s.env = vec![("A=B".into(), "1".into())];
+        let e = write(&s, "t", &dir, &roots, "sha256:abcd")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("env \"A=B\""), "{e}");
     }
 }

@@ -23,6 +23,34 @@ pub struct Instance {
     pub digest: String,
 }
 
+impl Instance {
+    /// Attempt `labels`, running since `started_at`; `digest` is its `imageID`.
+    pub fn running(labels: &Labels, started_at: SystemTime, digest: String) -> Self {
+        Instance {
+            id: labels.instance_id(),
+            pod_uid: labels.pod_uid.clone(),
+            container: labels.container.clone(),
+            attempt: labels.attempt,
+            running: true,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            started_at,
+            finished_at: std::time::UNIX_EPOCH,
+            digest,
+        }
+    }
+
+    /// Marks it ended with `code` at `at`, for `reason` and `message`.
+    pub fn end(&mut self, code: i32, at: SystemTime, (reason, message): (String, String)) {
+        self.running = false;
+        self.exit_code = code;
+        self.reason = reason;
+        self.message = message;
+        self.finished_at = at;
+    }
+}
+
 /// What changed in the runtime.
 #[derive(Debug, Clone)]
 pub enum RuntimeEvent {

@@ -36,7 +36,7 @@ pub use instance::{Instance, Labels, RuntimeEvent, StartFailure};
 pub use spec::{ContainerSpec, LinuxProcess, Mount, ShimGroup, WasmProcess, Workload};
 
 use crate::shim::{
-    CreateTask, ShimClient, ShimError, ShimEvent, Shims, ShimsConfig, TaskIo, TaskStatus,
+    CreateTask, ExitStatus, ShimClient, ShimError, ShimEvent, Shims, ShimsConfig, TaskStatus,
 };
 use crate::{AgentError, AgentOptions};
 
@@ -182,23 +182,11 @@ impl Containers {
                     exit,
                     ..
                 }) => {
-                    let changed = self.inner.tasks.get_mut(&id).and_then(|mut t| {
-                        if !t.instance.running {
-                            return None;
-                        }
-                        let code = i32::try_from(exit.code).unwrap_or(i32::MAX);
-                        let (reason, message) = instance::exit_reason(code, t.oom, t.stopping);
-                        let i = &mut t.instance;
-                        i.running = false;
-                        i.exit_code = code;
-                        i.reason = reason;
-                        i.message = message;
-                        i.finished_at = exit.at.unwrap_or_else(SystemTime::now);
-                        Some(i.clone())
+                    let code = i32::try_from(exit.code).unwrap_or(i32::MAX);
+                    let at = exit.at.unwrap_or_else(SystemTime::now);
+                    self.end(&id, code, at, |t| {
+                        instance::exit_reason(code, t.oom, t.stopping)
                     });
-                    if let Some(instance) = changed {
-                        self.send(RuntimeEvent::Changed(instance));
-                    }
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -207,6 +195,28 @@ impl Containers {
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             }
+        }
+    }
+
+    /// Ends task `id`'s instance with `code` at `at`, if it still runs (`why` gives the reason and
+    /// message), and passes the change on.
+    fn end(
+        &self,
+        id: &str,
+        code: i32,
+        at: SystemTime,
+        why: impl FnOnce(&Task) -> (String, String),
+    ) {
+        let changed = self.inner.tasks.get_mut(id).and_then(|mut t| {
+            if !t.instance.running {
+                return None;
+            }
+            let why = why(&t);
+            t.instance.end(code, at, why);
+            Some(t.instance.clone())
+        });
+        if let Some(instance) = changed {
+            self.send(RuntimeEvent::Changed(instance));
         }
     }
 
@@ -243,7 +253,7 @@ impl Containers {
                         ),
                     ));
                 }
-                self.inner.shims.shim_for(task, bundle).await?
+                self.inner.shims.shim_for(name, task, bundle).await?
             }
             None => self.inner.shims.reconnect(name).await?,
         };
@@ -324,21 +334,9 @@ impl Containers {
             self.inner.binary.display()
         );
         for id in lost {
-            let changed = self.inner.tasks.get_mut(&id).and_then(|mut t| {
-                if !t.instance.running {
-                    return None;
-                }
-                let i = &mut t.instance;
-                i.running = false;
-                i.exit_code = 137;
-                i.reason = SHIM_CRASHED.to_string();
-                i.message = message.clone();
-                i.finished_at = SystemTime::now();
-                Some(i.clone())
+            self.end(&id, 137, SystemTime::now(), |_| {
+                (SHIM_CRASHED.to_string(), message.clone())
             });
-            if let Some(instance) = changed {
-                self.send(RuntimeEvent::Changed(instance));
-            }
         }
     }
 
@@ -359,17 +357,8 @@ impl Containers {
         let path = module.to_path_buf();
         let digest = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
             use sha2::Digest;
-            use std::io::Read;
-            let mut file = std::fs::File::open(&path)?;
             let mut hasher = sha2::Sha256::new();
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-            }
+            std::io::copy(&mut std::fs::File::open(&path)?, &mut hasher)?;
             let hex: String = hasher
                 .finalize()
                 .iter()
@@ -397,13 +386,9 @@ impl Containers {
         if dir.exists() {
             bundle::remove(&dir);
         }
-        let digest = match &spec.workload {
-            Workload::Wasm(w) => self.digest(&w.module).await?,
-            Workload::Linux(_) => String::new(),
-        };
-        let scratch = match &spec.workload {
-            Workload::Linux(l) => Some(l.scratch.clone()),
-            Workload::Wasm(_) => None,
+        let (digest, scratch) = match &spec.workload {
+            Workload::Wasm(w) => (self.digest(&w.module).await?, None),
+            Workload::Linux(l) => (String::new(), Some(l.scratch.clone())),
         };
         let rootfs = bundle::write(&spec, &id, &dir, &self.inner.roots, &digest).map_err(|e| {
             bundle::remove(&dir);
@@ -415,7 +400,6 @@ impl Containers {
         let create = CreateTask {
             id: id.clone(),
             bundle: dir.clone(),
-            io: TaskIo::default(),
             rootfs,
         };
         let undo = |e: &ShimError| {
@@ -450,23 +434,13 @@ impl Containers {
             dir.join("started"),
             nanos_since_epoch(started_at).to_string(),
         );
-        let instance = Instance {
-            id: spec.labels.instance_id(),
-            pod_uid: spec.labels.pod_uid.clone(),
-            container: spec.labels.container.clone(),
-            attempt: spec.labels.attempt,
-            running: true,
-            exit_code: 0,
-            reason: String::new(),
-            message: String::new(),
-            started_at,
-            finished_at: UNIX_EPOCH,
-            digest: if spec.labels.image_id.is_empty() {
-                digest
-            } else {
-                spec.labels.image_id.clone()
-            },
+        let image_id = &spec.labels.image_id;
+        let digest = if image_id.is_empty() {
+            digest
+        } else {
+            image_id.clone()
         };
+        let instance = Instance::running(&spec.labels, started_at, digest);
         // In the table before Start: its exit may come before Start's answer.
         self.inner.tasks.insert(
             id.clone(),
@@ -660,44 +634,26 @@ impl Containers {
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
             .map_or(UNIX_EPOCH, |n| UNIX_EPOCH + Duration::from_nanos(n));
-        let running = matches!(
-            state.status,
-            TaskStatus::Running | TaskStatus::Created | TaskStatus::Paused
-        );
-        let exit = state
-            .exit
-            .unwrap_or(crate::shim::ExitStatus { code: 0, at: None });
-        let code = if running {
-            0
-        } else {
-            i32::try_from(exit.code).unwrap_or(i32::MAX)
-        };
-        let (reason, message) = if running {
-            (String::new(), String::new())
-        } else {
-            instance::exit_reason(code, false, false)
-        };
         let scratch = (config["process"]["args"][0]
             .as_str()
             .is_some_and(|a| !a.ends_with(".wasm")))
         .then(|| bundle::scratch_dir(&self.inner.data_dir, &labels.pod_uid, id));
+        let mut instance = Instance::running(&labels, started_at, labels.image_id.clone());
+        let running = matches!(
+            state.status,
+            TaskStatus::Running | TaskStatus::Created | TaskStatus::Paused
+        );
+        if !running {
+            let exit = state.exit.unwrap_or(ExitStatus { code: 0, at: None });
+            let code = i32::try_from(exit.code).unwrap_or(i32::MAX);
+            let at = exit.at.unwrap_or(UNIX_EPOCH);
+            instance.end(code, at, instance::exit_reason(code, false, false));
+        }
         Some(Task {
             group: group.to_string(),
             bundle: dir.to_path_buf(),
             scratch,
-            instance: Instance {
-                id: labels.instance_id(),
-                pod_uid: labels.pod_uid.clone(),
-                container: labels.container.clone(),
-                attempt: labels.attempt,
-                running,
-                exit_code: code,
-                reason,
-                message,
-                started_at,
-                finished_at: exit.at.unwrap_or(UNIX_EPOCH),
-                digest: labels.image_id,
-            },
+            instance,
             oom: false,
             stopping: false,
         })

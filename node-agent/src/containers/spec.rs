@@ -94,9 +94,3 @@ pub struct ContainerSpec {
     pub log_path: PathBuf,
     pub log_max_bytes: u64,
 }
-
-impl ContainerSpec {
-    pub fn is_wasm(&self) -> bool {
-        matches!(self.workload, Workload::Wasm(_))
-    }
-}

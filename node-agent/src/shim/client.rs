@@ -3,13 +3,16 @@
 //!
 //! [`ShimClient`] is cheap to clone (one connection, shared). Create and Delete also keep the
 //! agent's records (see [`super::records`]) so that a restarted agent knows which tasks it has in
-//! which shim. Must not: launch shims (that is [`super::Shims`]).
+//! which shim. A process is a task's init (`exec_id` empty) or one of its execs, as in the task
+//! API itself. Must not: launch shims (that is [`super::Shims`]).
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use containerd_shim::protos::api;
+use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::shim_async::{Client, TaskClient};
 use containerd_shim::protos::ttrpc;
 use containerd_shim::protos::ttrpc::r#async::transport::Socket;
@@ -17,9 +20,7 @@ use containerd_shim::protos::ttrpc::context::Context;
 
 use super::error::ShimError;
 use super::records::Records;
-use super::task::{CreateTask, ExitStatus, ShimInfo, TaskIo, TaskState, TaskStats};
-use containerd_shim::protos::protobuf::MessageField;
-use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use super::task::{CreateTask, ExitStatus, ShimInfo, TaskIo, TaskState};
 
 /// Deadlines of the agent's calls to its shims.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,11 @@ impl std::fmt::Debug for ShimClient {
             .field("address", &self.address)
             .finish_non_exhaustive()
     }
+}
+
+/// The name of call `init` (on a task's init) or `exec` (on one of its execs), for errors.
+fn op(init: &'static str, exec: &'static str, exec_id: &str) -> &'static str {
+    if exec_id.is_empty() { init } else { exec }
 }
 
 impl ShimClient {
@@ -114,6 +120,8 @@ impl ShimClient {
         &self.address
     }
 
+    /// Every call goes through here: `call` (a request to the task service) within `limit`
+    /// (`None`: as long as it takes), its failure named by `op` and `id`.
     async fn call<T>(
         &self,
         op: &'static str,
@@ -143,18 +151,13 @@ impl ShimClient {
             id: id.to_string(),
             ..Default::default()
         };
+        let call = self.task.connect(Context::default(), &req);
         let r = self
-            .call(
-                "connect",
-                id,
-                Some(self.timeouts.connect),
-                self.task.connect(Context::default(), &req),
-            )
+            .call("connect", id, Some(self.timeouts.connect), call)
             .await?;
         Ok(ShimInfo {
             shim_pid: r.shim_pid,
             task_pid: r.task_pid,
-            version: r.version,
         })
     }
 
@@ -167,9 +170,6 @@ impl ShimClient {
         let req = api::CreateTaskRequest {
             id: task.id.clone(),
             bundle: task.bundle.display().to_string(),
-            stdin: task.io.stdin.clone(),
-            stdout: task.io.stdout.clone(),
-            stderr: task.io.stderr.clone(),
             rootfs: task
                 .rootfs
                 .iter()
@@ -182,15 +182,11 @@ impl ShimClient {
                 .collect(),
             ..Default::default()
         };
-        let created = self
-            .call(
-                "create",
-                &task.id,
-                Some(self.timeouts.create),
-                self.task.create(Context::default(), &req),
-            )
-            .await;
-        match created {
+        let call = self.task.create(Context::default(), &req);
+        match self
+            .call("create", &task.id, Some(self.timeouts.create), call)
+            .await
+        {
             Ok(r) => Ok(r.pid),
             Err(e) => {
                 // Refused: nothing was made (an AlreadyExists task is another record's).
@@ -206,19 +202,19 @@ impl ShimClient {
 
     /// Start: the task's pid. A task that was started already is refused (FailedPrecondition).
     pub async fn start(&self, id: &str) -> Result<u32, ShimError> {
+        self.start_exec(id, "").await
+    }
+
+    /// Starts exec `exec_id` of task `id` (its init when empty): its pid.
+    pub async fn start_exec(&self, id: &str, exec_id: &str) -> Result<u32, ShimError> {
         let req = api::StartRequest {
             id: id.to_string(),
+            exec_id: exec_id.to_string(),
             ..Default::default()
         };
-        let r = self
-            .call(
-                "start",
-                id,
-                Some(self.timeouts.call),
-                self.task.start(Context::default(), &req),
-            )
-            .await?;
-        Ok(r.pid)
+        let call = self.task.start(Context::default(), &req);
+        let op = op("start", "start exec", exec_id);
+        Ok(self.call(op, id, Some(self.timeouts.call), call).await?.pid)
     }
 
     pub async fn state(&self, id: &str) -> Result<TaskState, ShimError> {
@@ -226,37 +222,36 @@ impl ShimClient {
             id: id.to_string(),
             ..Default::default()
         };
+        let call = self.task.state(Context::default(), &req);
         let r = self
-            .call(
-                "state",
-                id,
-                Some(self.timeouts.call),
-                self.task.state(Context::default(), &req),
-            )
+            .call("state", id, Some(self.timeouts.call), call)
             .await?;
         let status = r.status.enum_value_or_default().into();
         let exit = (status == super::task::TaskStatus::Stopped)
             .then(|| ExitStatus::from_proto(r.exit_status, &r.exited_at));
         Ok(TaskState {
-            id: r.id,
-            bundle: PathBuf::from(r.bundle),
             pid: r.pid,
             status,
             exit,
-            stdout: r.stdout,
-            stderr: r.stderr,
         })
     }
 
     /// Wait: returns when the task has ended (at once if it has), however long that takes.
     /// Wrap it in a timeout to bound it; a dropped Wait leaves the task alone.
     pub async fn wait(&self, id: &str) -> Result<ExitStatus, ShimError> {
+        self.wait_exec(id, "").await
+    }
+
+    /// Waits for exec `exec_id` of task `id` (its init when empty) to end.
+    pub async fn wait_exec(&self, id: &str, exec_id: &str) -> Result<ExitStatus, ShimError> {
         let req = api::WaitRequest {
             id: id.to_string(),
+            exec_id: exec_id.to_string(),
             ..Default::default()
         };
+        let call = self.task.wait(Context::default(), &req);
         let r = self
-            .call("wait", id, None, self.task.wait(Context::default(), &req))
+            .call(op("wait", "wait exec", exec_id), id, None, call)
             .await?;
         Ok(ExitStatus::from_proto(r.exit_status, &r.exited_at))
     }
@@ -265,19 +260,31 @@ impl ShimClient {
     /// task. A Wasm guest ends at its next epoch tick, whatever the signal (but 0 and those a
     /// process ignores by default), with 128 + the signal.
     pub async fn kill(&self, id: &str, signal: u32, all: bool) -> Result<(), ShimError> {
+        self.signal(id, "", signal, all).await
+    }
+
+    /// Sends `signal` to exec `exec_id` of task `id`.
+    pub async fn kill_exec(&self, id: &str, exec_id: &str, signal: u32) -> Result<(), ShimError> {
+        self.signal(id, exec_id, signal, false).await
+    }
+
+    async fn signal(
+        &self,
+        id: &str,
+        exec_id: &str,
+        signal: u32,
+        all: bool,
+    ) -> Result<(), ShimError> {
         let req = api::KillRequest {
             id: id.to_string(),
+            exec_id: exec_id.to_string(),
             signal,
             all,
             ..Default::default()
         };
-        self.call(
-            "kill",
-            id,
-            Some(self.timeouts.call),
-            self.task.kill(Context::default(), &req),
-        )
-        .await?;
+        let call = self.task.kill(Context::default(), &req);
+        let op = op("kill", "kill exec", exec_id);
+        self.call(op, id, Some(self.timeouts.call), call).await?;
         Ok(())
     }
 
@@ -285,30 +292,24 @@ impl ShimClient {
     /// runs (kill it first). Forgets the agent's record of it, also when the shim no longer
     /// knows it.
     pub async fn delete(&self, id: &str) -> Result<ExitStatus, ShimError> {
+        let deleted = self.delete_exec(id, "").await;
+        if deleted.is_ok() || deleted.as_ref().is_err_and(ShimError::is_not_found) {
+            self.records.forget_task(&self.group, id)?;
+        }
+        deleted
+    }
+
+    /// Removes ended exec `exec_id` of task `id` (its init when empty: see [`Self::delete`]).
+    pub async fn delete_exec(&self, id: &str, exec_id: &str) -> Result<ExitStatus, ShimError> {
         let req = api::DeleteRequest {
             id: id.to_string(),
+            exec_id: exec_id.to_string(),
             ..Default::default()
         };
-        let deleted = self
-            .call(
-                "delete",
-                id,
-                Some(self.timeouts.call),
-                self.task.delete(Context::default(), &req),
-            )
-            .await;
-        match deleted {
-            Ok(r) => {
-                self.records.forget_task(&self.group, id)?;
-                Ok(ExitStatus::from_proto(r.exit_status, &r.exited_at))
-            }
-            Err(e) => {
-                if e.is_not_found() {
-                    self.records.forget_task(&self.group, id)?;
-                }
-                Err(e)
-            }
-        }
+        let call = self.task.delete(Context::default(), &req);
+        let op = op("delete", "delete exec", exec_id);
+        let r = self.call(op, id, Some(self.timeouts.call), call).await?;
+        Ok(ExitStatus::from_proto(r.exit_status, &r.exited_at))
     }
 
     /// Exec: adds process `exec_id` to task `id`, not started: `process` is an OCI runtime
@@ -323,7 +324,6 @@ impl ShimClient {
         let req = api::ExecProcessRequest {
             id: id.to_string(),
             exec_id: exec_id.to_string(),
-            terminal: false,
             stdin: io.stdin.clone(),
             stdout: io.stdout.clone(),
             stderr: io.stderr.clone(),
@@ -334,50 +334,10 @@ impl ShimClient {
             }),
             ..Default::default()
         };
-        self.call(
-            "exec",
-            id,
-            Some(self.timeouts.call),
-            self.task.exec(Context::default(), &req),
-        )
-        .await?;
+        let call = self.task.exec(Context::default(), &req);
+        self.call("exec", id, Some(self.timeouts.call), call)
+            .await?;
         Ok(())
-    }
-
-    /// Starts exec `exec_id` of task `id`: its pid.
-    pub async fn start_exec(&self, id: &str, exec_id: &str) -> Result<u32, ShimError> {
-        let req = api::StartRequest {
-            id: id.to_string(),
-            exec_id: exec_id.to_string(),
-            ..Default::default()
-        };
-        let r = self
-            .call(
-                "start exec",
-                id,
-                Some(self.timeouts.call),
-                self.task.start(Context::default(), &req),
-            )
-            .await?;
-        Ok(r.pid)
-    }
-
-    /// Waits for exec `exec_id` of task `id` to end.
-    pub async fn wait_exec(&self, id: &str, exec_id: &str) -> Result<ExitStatus, ShimError> {
-        let req = api::WaitRequest {
-            id: id.to_string(),
-            exec_id: exec_id.to_string(),
-            ..Default::default()
-        };
-        let r = self
-            .call(
-                "wait exec",
-                id,
-                None,
-                self.task.wait(Context::default(), &req),
-            )
-            .await?;
-        Ok(ExitStatus::from_proto(r.exit_status, &r.exited_at))
     }
 
     /// Closes exec `exec_id`'s stdin (what was written before still reaches it).
@@ -388,71 +348,10 @@ impl ShimClient {
             stdin: true,
             ..Default::default()
         };
-        self.call(
-            "close io",
-            id,
-            Some(self.timeouts.call),
-            self.task.close_io(Context::default(), &req),
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Sends `signal` to exec `exec_id` of task `id`.
-    pub async fn kill_exec(&self, id: &str, exec_id: &str, signal: u32) -> Result<(), ShimError> {
-        let req = api::KillRequest {
-            id: id.to_string(),
-            exec_id: exec_id.to_string(),
-            signal,
-            ..Default::default()
-        };
-        self.call(
-            "kill exec",
-            id,
-            Some(self.timeouts.call),
-            self.task.kill(Context::default(), &req),
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Removes ended exec `exec_id` of task `id`.
-    pub async fn delete_exec(&self, id: &str, exec_id: &str) -> Result<(), ShimError> {
-        let req = api::DeleteRequest {
-            id: id.to_string(),
-            exec_id: exec_id.to_string(),
-            ..Default::default()
-        };
-        self.call(
-            "delete exec",
-            id,
-            Some(self.timeouts.call),
-            self.task.delete(Context::default(), &req),
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// Stats: memory, CPU time and pids of a Linux task's cgroup, or a Wasm task's own figures
-    /// from wasmtime's accounting (whichever shim it shares).
-    pub async fn stats(&self, id: &str) -> Result<TaskStats, ShimError> {
-        let req = api::StatsRequest {
-            id: id.to_string(),
-            ..Default::default()
-        };
-        let r = self
-            .call(
-                "stats",
-                id,
-                Some(self.timeouts.call),
-                self.task.stats(Context::default(), &req),
-            )
+        let call = self.task.close_io(Context::default(), &req);
+        self.call("close io", id, Some(self.timeouts.call), call)
             .await?;
-        let any = r.stats.as_ref().ok_or_else(|| ShimError::Decode {
-            what: format!("stats of task {id}"),
-            reason: "the shim sent none".into(),
-        })?;
-        TaskStats::from_any(id, any)
+        Ok(())
     }
 
     /// Shutdown: the shim exits once it serves no task (at once with `now`, ending what it
@@ -463,13 +362,9 @@ impl ShimClient {
             now,
             ..Default::default()
         };
+        let call = self.task.shutdown(Context::default(), &req);
         match self
-            .call(
-                "shutdown",
-                &self.group,
-                Some(self.timeouts.call),
-                self.task.shutdown(Context::default(), &req),
-            )
+            .call("shutdown", &self.group, Some(self.timeouts.call), call)
             .await
         {
             // The shim may exit before its answer leaves.

@@ -16,9 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use containerd_shim::protos::api::Empty;
-use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskStart,
-};
+use containerd_shim::protos::events::task::{TaskExit, TaskOOM};
 use containerd_shim::protos::protobuf::Message;
 use containerd_shim::protos::shim::events::ForwardRequest;
 use containerd_shim::protos::shim_async::{Events, create_events};
@@ -30,17 +28,9 @@ use tokio::sync::broadcast;
 use super::error::ShimError;
 use super::task::ExitStatus;
 
-/// A task event from a shim.
+/// A task event from a shim that the agent acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShimEvent {
-    Created {
-        id: String,
-        pid: u32,
-    },
-    Started {
-        id: String,
-        pid: u32,
-    },
     /// A process ended: the task's init (`exec_id` `None`) or one of its execs.
     Exited {
         id: String,
@@ -50,61 +40,16 @@ pub enum ShimEvent {
     },
     /// The task's memory limit was hit (a Wasm guest's `memory.grow` refused, or the OOM
     /// killer in a Linux task's cgroup); its Exited follows.
-    Oom {
-        id: String,
-    },
-    Deleted {
-        id: String,
-        pid: u32,
-        exit: ExitStatus,
-    },
-    ExecAdded {
-        id: String,
-        exec_id: String,
-    },
-    ExecStarted {
-        id: String,
-        exec_id: String,
-        pid: u32,
-    },
+    Oom { id: String },
 }
 
 impl ShimEvent {
-    /// The task the event is about.
-    pub fn task_id(&self) -> &str {
-        match self {
-            ShimEvent::Created { id, .. }
-            | ShimEvent::Started { id, .. }
-            | ShimEvent::Exited { id, .. }
-            | ShimEvent::Oom { id }
-            | ShimEvent::Deleted { id, .. }
-            | ShimEvent::ExecAdded { id, .. }
-            | ShimEvent::ExecStarted { id, .. } => id,
-        }
-    }
-
-    /// Reads one forwarded event; `Ok(None)` for topics the agent does not use.
+    /// Reads one forwarded event; `Ok(None)` for topics the agent does not use (create, start,
+    /// delete, exec-added, exec-started: what a call's answer already told it).
     pub(crate) fn decode(topic: &str, value: &[u8]) -> Result<Option<Self>, String> {
-        fn parse<M: Message>(value: &[u8]) -> Result<M, String> {
-            M::parse_from_bytes(value).map_err(|e| e.to_string())
-        }
         let event = match topic {
-            "/tasks/create" => {
-                let e: TaskCreate = parse(value)?;
-                ShimEvent::Created {
-                    id: e.container_id,
-                    pid: e.pid,
-                }
-            }
-            "/tasks/start" => {
-                let e: TaskStart = parse(value)?;
-                ShimEvent::Started {
-                    id: e.container_id,
-                    pid: e.pid,
-                }
-            }
             "/tasks/exit" => {
-                let e: TaskExit = parse(value)?;
+                let e = TaskExit::parse_from_bytes(value).map_err(|e| e.to_string())?;
                 ShimEvent::Exited {
                     // containerd's habit: the init's exit carries the container's id as its own.
                     exec_id: (e.id != e.container_id && !e.id.is_empty()).then(|| e.id.clone()),
@@ -114,31 +59,8 @@ impl ShimEvent {
                 }
             }
             "/tasks/oom" => {
-                let e: TaskOOM = parse(value)?;
+                let e = TaskOOM::parse_from_bytes(value).map_err(|e| e.to_string())?;
                 ShimEvent::Oom { id: e.container_id }
-            }
-            "/tasks/delete" => {
-                let e: TaskDelete = parse(value)?;
-                ShimEvent::Deleted {
-                    exit: ExitStatus::from_proto(e.exit_status, &e.exited_at),
-                    id: e.container_id,
-                    pid: e.pid,
-                }
-            }
-            "/tasks/exec-added" => {
-                let e: TaskExecAdded = parse(value)?;
-                ShimEvent::ExecAdded {
-                    id: e.container_id,
-                    exec_id: e.exec_id,
-                }
-            }
-            "/tasks/exec-started" => {
-                let e: TaskExecStarted = parse(value)?;
-                ShimEvent::ExecStarted {
-                    id: e.container_id,
-                    exec_id: e.exec_id,
-                    pid: e.pid,
-                }
             }
             _ => return Ok(None),
         };

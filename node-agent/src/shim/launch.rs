@@ -44,7 +44,16 @@ pub struct Launcher {
 }
 
 impl Launcher {
-    fn command(&self, id: &str, bundle: &Path) -> tokio::process::Command {
+    /// Runs the shim's `action` (`start` or `delete`) for task `id` of `group` in `bundle`,
+    /// `input` on its stdin: its stdout and stderr, once it has exited successfully in time.
+    async fn run(
+        &self,
+        action: &'static str,
+        group: &str,
+        id: &str,
+        bundle: &Path,
+        input: Option<Vec<u8>>,
+    ) -> Result<(Vec<u8>, String), ShimError> {
         let mut cmd = tokio::process::Command::new(&self.binary);
         cmd.arg("-namespace")
             .arg(&self.namespace)
@@ -53,41 +62,40 @@ impl Launcher {
             .arg("-publish-binary")
             .arg(std::env::current_exe().unwrap_or_else(|_| PathBuf::from("skiff")))
             .arg("-id")
-            .arg(id)
+            .arg(id);
+        if action == "delete" {
+            cmd.arg("-bundle").arg(bundle);
+        }
+        cmd.arg(action)
             .current_dir(bundle)
             .env("TTRPC_ADDRESS", &self.ttrpc_address)
             .env("SKIFF_SHIM_CACHE_DIR", &self.cache_dir)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        cmd
-    }
-
-    /// `shim start` for task `id` of `group` in `bundle`: the address of the shim that serves
-    /// the group (forked now, or already running).
-    pub async fn start(&self, group: &str, id: &str, bundle: &Path) -> Result<String, ShimError> {
-        let mut cmd = self.command(id, bundle);
-        cmd.arg("start");
-        let options = self.options_bytes(group)?;
-        cmd.stdin(if options.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
         let spawn_error = |source| ShimError::Spawn {
             binary: self.binary.clone(),
             group: group.to_string(),
             source,
         };
         let mut child = cmd.spawn().map_err(spawn_error)?;
-        if let (Some(bytes), Some(mut stdin)) = (options, child.stdin.take()) {
+        if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
             stdin.write_all(&bytes).await.map_err(spawn_error)?;
             // Dropped: the shim reads its stdin to the end.
         }
         let out = tokio::time::timeout(self.timeout, child.wait_with_output())
             .await
             .map_err(|_| ShimError::Timeout {
-                op: "shim start",
+                op: if action == "start" {
+                    "shim start"
+                } else {
+                    "shim delete"
+                },
                 id: id.to_string(),
                 group: group.to_string(),
                 after: self.timeout,
@@ -96,13 +104,21 @@ impl Launcher {
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         if !out.status.success() {
             return Err(ShimError::Action {
-                action: "start",
+                action,
                 group: group.to_string(),
                 status: out.status.to_string(),
                 stderr,
             });
         }
-        let address = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        Ok((out.stdout, stderr))
+    }
+
+    /// `shim start` for task `id` of `group` in `bundle`: the address of the shim that serves
+    /// the group (forked now, or already running).
+    pub async fn start(&self, group: &str, id: &str, bundle: &Path) -> Result<String, ShimError> {
+        let options = self.options_bytes(group)?;
+        let (stdout, stderr) = self.run("start", group, id, bundle, options).await?;
+        let address = String::from_utf8_lossy(&stdout).trim().to_string();
         if !address.starts_with("unix://") {
             return Err(ShimError::Action {
                 action: "start",
@@ -122,34 +138,8 @@ impl Launcher {
         id: &str,
         bundle: &Path,
     ) -> Result<ExitStatus, ShimError> {
-        let mut cmd = self.command(id, bundle);
-        cmd.arg("-bundle")
-            .arg(bundle)
-            .arg("delete")
-            .stdin(Stdio::null());
-        let spawn_error = |source| ShimError::Spawn {
-            binary: self.binary.clone(),
-            group: group.to_string(),
-            source,
-        };
-        let out = tokio::time::timeout(self.timeout, cmd.output())
-            .await
-            .map_err(|_| ShimError::Timeout {
-                op: "shim delete",
-                id: id.to_string(),
-                group: group.to_string(),
-                after: self.timeout,
-            })?
-            .map_err(spawn_error)?;
-        if !out.status.success() {
-            return Err(ShimError::Action {
-                action: "delete",
-                group: group.to_string(),
-                status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
-        let response = containerd_shim::protos::api::DeleteResponse::parse_from_bytes(&out.stdout)
+        let (stdout, _) = self.run("delete", group, id, bundle, None).await?;
+        let response = containerd_shim::protos::api::DeleteResponse::parse_from_bytes(&stdout)
             .map_err(|e| ShimError::Decode {
                 what: format!("shim delete of {id}"),
                 reason: e.to_string(),

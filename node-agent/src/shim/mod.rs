@@ -7,46 +7,21 @@
 //!   events endpoint the shims publish to ([`events`]), launches a shim for a group of tasks
 //!   (`shim start`, [`launch`]) or reconnects to the one recorded, and cleans up after a dead
 //!   one (`shim delete`).
-//! - [`ShimClient`] is one shim's task API: create, start, state, wait, kill, delete, stats,
+//! - [`ShimClient`] is one shim's task API: create, start, state, wait, kill, delete, exec,
 //!   connect, shutdown ([`client`]), with the agent's own types ([`task`]).
-//! - [`ShimEvent`]s (create, start, exit, OOM, delete) come on a broadcast from
+//! - [`ShimEvent`]s (exit, OOM) come on a broadcast from
 //!   [`Shims::subscribe`].
-//! - [`WasmBundle`] writes the OCI bundle of a Wasm container ([`bundle`]).
 //!
 //! A restarted agent calls [`Shims::open`] on the same data dir and [`Shims::recorded`]: each
 //! recorded shim that still answers is adopted with [`Shims::reconnect`], and its tasks are
 //! asked for their [`TaskState`]; a running task is never started again. A recorded shim that
 //! does not answer is gone with its tasks: [`Shims::cleanup`] runs `shim delete` for each.
 //!
-//! # The bundle form
-//!
-//! What the agent writes, and what the shim honours (the same under a plain containerd):
-//!
-//! | in `config.json` | the guest gets |
-//! | --- | --- |
-//! | `process.args[0]` ending in `.wasm` (or a file starting with `\0asm`), inside the rootfs | a Wasm task: that module (core module or component) |
-//! | `process.args[1..]`, `process.env`, `process.cwd` | its arguments (argv\[0\] is the module path), exactly this environment, its initial directory |
-//! | `root.path`, `root.readonly` | that directory preopened at `/` |
-//! | `mounts[]` of type `bind` whose source is a directory; option `ro` | each preopened at its destination, read-only with `ro` |
-//! | `linux.resources.memory.limit` | a cap on linear memory (a refused `memory.grow`, then an OOM event); Stats' `memory.usage_limit` |
-//! | `linux.resources.cpu.quota` / `period` | a cap on CPU time |
-//! | `linux.cgroupsPath` | a cgroup the shim process joins when the shim is the task's own or a CRI pod's (never a node group's): a hard cap on the process, with headroom |
-//! | a `network` entry of `linux.namespaces` with a `path` | sockets, made in that namespace: any port, outbound allowed |
-//! | annotation `io.containerd.skiff.v1.wasm.bind-ports: "8080,9090"` (with a namespace) | only these ports may be bound (`""`: none) |
-//! | annotation `io.containerd.skiff.v1.wasm.outbound: "false"` (with a namespace) | no outbound connections, no name lookups |
-//! | annotation `io.containerd.skiff.v1.wasm.argv0: NAME` | NAME as its argv\[0\] instead of the module's path |
-//! | annotation `io.containerd.skiff.v1.group: NAME` (or CRI's `io.kubernetes.cri.sandbox-id`) | the task shares the shim (and its wasmtime engine) of that group |
-//! | annotation `io.containerd.skiff.v1.log-path: FILE` (Create without stdio) | stdout and stderr as CRI log records in FILE (`log-max-bytes` rotates it); a Linux task's init too |
-//!
-//! Stats of a Wasm task are its own, from wasmtime's accounting (cgroups v2 `Metrics`: linear
-//! memories and tables, its guest's CPU time), whichever shim it shares. Without a namespace
-//! path the guest has no sockets at all. Create's stdio paths, when given,
-//! are FIFOs (as containerd makes them) and take precedence over the log path.
+//! The bundles they run are written by [`crate::containers::bundle`] (the form is there).
 //!
 //! Must not: decide what runs (the pod loop does), or hold anything but records of shims and
 //! tasks in the data dir.
 
-pub mod bundle;
 pub mod client;
 pub mod error;
 pub mod events;
@@ -58,14 +33,11 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::broadcast;
 
-pub use bundle::{WasmBundle, WasmMount, WasmNetwork, WasmRoot};
 pub use client::{ShimClient, Timeouts};
 pub use error::{Code, ShimError};
 pub use events::ShimEvent;
 pub use records::{RecordedShim, RecordedTask};
-pub use task::{
-    CreateTask, ExitStatus, RootfsMount, ShimInfo, TaskIo, TaskState, TaskStats, TaskStatus,
-};
+pub use task::{CreateTask, ExitStatus, RootfsMount, ShimInfo, TaskIo, TaskState, TaskStatus};
 
 use events::EventsServer;
 use launch::Launcher;
@@ -171,29 +143,28 @@ impl Shims {
         self.records.shims()
     }
 
-    /// The shim for task `id` (its bundle at `bundle`, `config.json` written): the group's
-    /// recorded shim if it answers, else one launched now (`shim start` in the bundle). The
-    /// group is the bundle's (see [`bundle::group_of`]).
-    pub async fn shim_for(&self, id: &str, bundle: &Path) -> Result<ShimClient, ShimError> {
+    /// The shim of `group` for task `id` (its bundle at `bundle`, `config.json` written, naming
+    /// that group): the group's recorded shim if it answers, else one launched now (`shim
+    /// start` in the bundle).
+    pub async fn shim_for(
+        &self,
+        group: &str,
+        id: &str,
+        bundle: &Path,
+    ) -> Result<ShimClient, ShimError> {
         records::check_id("task", id)?;
-        let config = bundle.join("config.json");
-        let spec = oci_spec::runtime::Spec::load(&config).map_err(|e| ShimError::Bundle {
-            path: bundle.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let group = bundle::group_of(&spec, id);
-        records::check_id("group", &group)?;
-        if self.records.address(&group)?.is_some() {
-            match self.reconnect(&group).await {
+        records::check_id("group", group)?;
+        if self.records.address(group)?.is_some() {
+            match self.reconnect(group).await {
                 Ok(client) => return Ok(client),
                 Err(e) if e.is_shim_gone() => {
                     tracing::warn!(group, error = %e, "the recorded shim is gone: launching another");
-                    self.cleanup(&group).await?;
+                    self.cleanup(group).await?;
                 }
                 Err(e) => return Err(e),
             }
         }
-        self.launch(&group, id, bundle).await
+        self.launch(group, id, bundle).await
     }
 
     async fn launch(&self, group: &str, id: &str, bundle: &Path) -> Result<ShimClient, ShimError> {

@@ -1,16 +1,13 @@
-//! The agent's own types for what flows through the task API: a task's state, how it ended, its
-//! figures, and what Create takes. No protobuf type leaves [`super`]: these are what the pod loop
+//! The agent's own types for what flows through the task API: a task's state, how it ended, and
+//! what Create takes. No protobuf type leaves [`super`]: these are what the pod loop
 //! (and a fake runtime in its tests) sees.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::{Message, MessageField, MessageFull};
 use containerd_shim::protos::types::task::Status;
-
-use super::error::ShimError;
 
 /// A task's (or exec's) status as the shim reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,15 +63,11 @@ pub(crate) fn system_time(t: &Timestamp) -> Option<SystemTime> {
 /// What the shim says about a task (State).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskState {
-    pub id: String,
-    pub bundle: PathBuf,
     /// The task's pid (a Wasm task runs in the shim: the shim's pid).
     pub pid: u32,
     pub status: TaskStatus,
     /// Set once the task has stopped.
     pub exit: Option<ExitStatus>,
-    pub stdout: String,
-    pub stderr: String,
 }
 
 /// What Connect says: the shim process and the task's pid in it.
@@ -83,7 +76,6 @@ pub struct ShimInfo {
     pub shim_pid: u32,
     /// 0 when the shim has no such task.
     pub task_pid: u32,
-    pub version: String,
 }
 
 /// A task's standard streams: paths the shim opens (FIFOs, as containerd makes them); empty for
@@ -110,54 +102,7 @@ pub struct RootfsMount {
 pub struct CreateTask {
     pub id: String,
     pub bundle: PathBuf,
-    pub io: TaskIo,
     pub rootfs: Vec<RootfsMount>,
-}
-
-/// A task's figures (Stats): a Linux task's cgroup's, a Wasm task's own from wasmtime's
-/// accounting.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TaskStats {
-    pub memory_bytes: u64,
-    /// 0: no limit.
-    pub memory_limit_bytes: u64,
-    pub cpu_nanos: u64,
-    pub pids: u64,
-}
-
-impl TaskStats {
-    /// Reads the cgroup v1 or v2 metrics the shim sent.
-    pub(crate) fn from_any(id: &str, any: &Any) -> Result<Self, ShimError> {
-        use containerd_shim::protos::cgroups::metrics::Metrics as V1;
-        use containerd_shim::protos::cgroups_v2::metrics::Metrics as V2;
-        let decode = |e: containerd_shim::protos::protobuf::Error| ShimError::Decode {
-            what: format!("stats of task {id}"),
-            reason: e.to_string(),
-        };
-        let name = any.type_url.rsplit('/').next().unwrap_or_default();
-        if name == V2::descriptor().full_name() {
-            let m = V2::parse_from_bytes(&any.value).map_err(decode)?;
-            Ok(TaskStats {
-                memory_bytes: m.memory.usage,
-                memory_limit_bytes: m.memory.usage_limit,
-                cpu_nanos: m.cpu.usage_usec.saturating_mul(1000),
-                pids: m.pids.current,
-            })
-        } else if name == V1::descriptor().full_name() {
-            let m = V1::parse_from_bytes(&any.value).map_err(decode)?;
-            Ok(TaskStats {
-                memory_bytes: m.memory.usage.usage,
-                memory_limit_bytes: m.memory.usage.limit,
-                cpu_nanos: m.cpu.usage.total,
-                pids: m.pids.current,
-            })
-        } else {
-            Err(ShimError::Decode {
-                what: format!("stats of task {id}"),
-                reason: format!("unknown metrics type {:?}", any.type_url),
-            })
-        }
-    }
 }
 
 #[cfg(test)]
@@ -173,25 +118,5 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(system_time(&t), Some(UNIX_EPOCH + Duration::new(10, 5)));
-    }
-
-    #[test]
-    fn stats_of_either_cgroup_version_are_read() {
-        use containerd_shim::protos::cgroups_v2::metrics::Metrics as V2;
-        let mut m = V2::new();
-        m.memory.mut_or_insert_default().usage = 42;
-        m.cpu.mut_or_insert_default().usage_usec = 3;
-        let any = Any {
-            type_url: V2::descriptor().full_name().to_string(),
-            value: m.write_to_bytes().unwrap(),
-            ..Default::default()
-        };
-        let s = TaskStats::from_any("t", &any).unwrap();
-        assert_eq!((s.memory_bytes, s.cpu_nanos), (42, 3000));
-        let bad = Any {
-            type_url: "x.Y".into(),
-            ..Default::default()
-        };
-        assert!(TaskStats::from_any("t", &bad).is_err());
     }
 }
