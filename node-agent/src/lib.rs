@@ -27,6 +27,7 @@ pub mod node;
 pub mod pods;
 pub mod proxy;
 pub mod shim;
+pub mod teardown;
 pub mod tunnel;
 
 use std::collections::BTreeMap;
@@ -158,7 +159,7 @@ pub async fn run(
     let manager = pods::Manager::new(
         transport.clone(),
         runtime.clone(),
-        network,
+        network.clone(),
         &options,
         &info,
         catalog.clone(),
@@ -181,7 +182,7 @@ pub async fn run(
     drop(ingress);
     drop(catalog);
     if options.stop_pods_on_exit {
-        runtime.shutdown_all().await;
+        teardown::tear_down(&runtime, &network, &options.data_dir).await;
     }
     Ok(())
 }

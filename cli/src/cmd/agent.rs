@@ -13,11 +13,26 @@ use crate::error::{CliError, Result};
 #[derive(Args)]
 pub struct AgentArgs {
     /// API server address(es), comma-separated: 127.0.0.1:7443
-    #[arg(long, value_name = "ADDR[,ADDR...]")]
+    #[arg(
+        long,
+        value_name = "ADDR[,ADDR...]",
+        required_unless_present = "reset",
+        default_value = ""
+    )]
     server: String,
     /// The cluster's join token (the server's DIR/join-token)
-    #[arg(long, env = "SKIFF_JOIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SKIFF_JOIN_TOKEN",
+        hide_env_values = true,
+        required_unless_present = "reset",
+        default_value = ""
+    )]
     token: String,
+    /// Remove this node's state and exit: stop every container and shim it left running, take
+    /// its pod network and proxy rules down, delete its records (claim data and images stay)
+    #[arg(long)]
+    reset: bool,
     /// Node name (default: the host name)
     #[arg(long)]
     name: Option<String>,
@@ -155,7 +170,28 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
         resolv_conf: args.resolv_conf,
         ingress_addr: ingress_addr(args.ingress_addr.as_deref())?,
     };
+    if args.reset {
+        return reset(&options).await;
+    }
     skiff_node_agent::run(options, super::server::shutdown_signal())
         .await
         .map_err(agent_error)
+}
+
+/// `skiff agent --reset`: prints what went and what stayed.
+async fn reset(options: &AgentOptions) -> Result<()> {
+    let report = skiff_node_agent::teardown::reset(options)
+        .await
+        .map_err(agent_error)?;
+    println!(
+        "node state under {} reset: containers, shims, pod network and proxy rules removed",
+        options.data_dir.display()
+    );
+    for path in &report.removed {
+        println!("removed {}", path.display());
+    }
+    for path in &report.kept {
+        println!("kept {}", path.display());
+    }
+    Ok(())
 }

@@ -64,6 +64,8 @@ pub struct PodNetwork {
 
 struct Inner {
     node: String,
+    /// The file naming the node's bridge ([`BRIDGE_FILE`]).
+    bridge_file: PathBuf,
     /// Whether this agent may change the network (root): off, pods get no address.
     enabled: bool,
     ipam: ipam::Ipam,
@@ -74,6 +76,10 @@ struct Inner {
     /// Pod uid → address, as the address files say.
     addresses: Mutex<HashMap<String, Ipv4Addr>>,
 }
+
+/// Under the data dir: the name of the node's bridge, so that a teardown without the Node
+/// (`skiff agent --reset`) finds it, and never another agent's.
+pub const BRIDGE_FILE: &str = "bridge";
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, NetworkError> + Send + 'static,
@@ -94,6 +100,7 @@ impl PodNetwork {
         Ok(Self {
             inner: Arc::new(Inner {
                 node: node.to_string(),
+                bridge_file: data_dir.join(BRIDGE_FILE),
                 enabled,
                 ipam,
                 block: tokio::sync::watch::Sender::new(None),
@@ -148,11 +155,16 @@ impl PodNetwork {
         let old = previous
             .filter(|p| *p != block)
             .map(|p| bridge::name(&node, p));
+        let bridge_file = self.inner.bridge_file.clone();
         blocking(move || {
             if let Some(old) = &old {
                 tracing::warn!(bridge = %old, "the node's podCIDR changed: replacing its bridge");
                 bridge::remove(old);
             }
+            std::fs::write(&bridge_file, &name).map_err(|source| NetworkError::Io {
+                path: bridge_file.clone(),
+                source,
+            })?;
             bridge::ensure(&name, block).map(|_| ())
         })
         .await?;
@@ -252,5 +264,35 @@ impl PodNetwork {
             }
             Err(e) => tracing::warn!(error = %e, "freeing the addresses of pods that are gone"),
         }
+    }
+}
+
+impl PodNetwork {
+    /// Takes the node's pod network down: every pod's veth, namespace and address, the node
+    /// bridge and the routes to other nodes' blocks (`skiff up`'s exit, `skiff agent --reset`).
+    pub async fn remove_all(&self) {
+        self.retain(HashSet::new()).await;
+        let _change = self.inner.changes.lock().await;
+        let bridge_file = self.inner.bridge_file.clone();
+        let result = blocking(move || {
+            if let Ok(name) = std::fs::read_to_string(&bridge_file) {
+                bridge::remove(name.trim());
+                tracing::info!(bridge = %name.trim(), "removed the node bridge");
+            }
+            if let Err(e) = std::fs::remove_file(&bridge_file)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(NetworkError::Io {
+                    path: bridge_file,
+                    source: e,
+                });
+            }
+            routes::remove_all()
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "taking the pod network down");
+        }
+        self.inner.block.send_replace(None);
     }
 }

@@ -82,6 +82,11 @@ async fn follow(
     }
 }
 
+/// Deletes every route this agent made (its protocol's), in its network namespace.
+pub fn remove_all() -> Result<(), NetworkError> {
+    ip(&["route", "flush", "proto", ROUTE_PROTOCOL]).map(|_| ())
+}
+
 /// The node's own block, if it has a valid one.
 fn block_of(node: &Node) -> Option<Ipv4Cidr> {
     node.spec.as_ref().and_then(|s| s.pod_cidr.parse().ok())

@@ -21,5 +21,6 @@ mod service_dns;
 mod service_proxy;
 mod services;
 mod shim;
+mod teardown;
 mod wasm_pods;
 mod watch;
