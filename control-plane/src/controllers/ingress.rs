@@ -10,6 +10,10 @@
 //!   problem is told once while it lasts (again after it is fixed and comes back, or after a
 //!   restart of the controller); requests to such a backend get 503 from the routers meanwhile.
 //!
+//! - A `type: LoadBalancer` Service asking for port 80 or 443 gets a Warning Event
+//!   (`IngressPortReserved`) naming the port: those ports of the nodes' addresses are the ingress
+//!   routers' (`--ingress-addr`), and skiff has no load balancer to give it an address.
+//!
 //! Must not: touch Ingresses of other classes, or anything but an Ingress's status and Events.
 
 use std::collections::{BTreeSet, HashMap};
@@ -116,6 +120,30 @@ pub fn problems(ingress: &Ingress, service: impl Fn(&str) -> Option<Service>) ->
     out
 }
 
+/// The ports of the nodes' addresses the ingress routers hold by default.
+pub const INGRESS_PORTS: [i32; 2] = [80, 443];
+
+/// A LoadBalancer Service's ports that ask for the ingress routers' ports.
+pub fn reserved_ports(service: &Service) -> BTreeSet<Problem> {
+    let mut out = BTreeSet::new();
+    let Some(spec) = service.spec.as_ref().filter(|s| s.r#type == "LoadBalancer") else {
+        return out;
+    };
+    for (i, p) in spec.ports.iter().enumerate() {
+        if INGRESS_PORTS.contains(&p.port) {
+            out.insert(Problem {
+                path: format!("spec.ports[{i}].port"),
+                reason: "IngressPortReserved",
+                message: format!(
+                    "spec.ports[{i}].port: port {} of the nodes' addresses is the ingress router's (--ingress-addr), and skiff has no load balancer: the Service gets no external address; route to it with an Ingress, or use its nodePort",
+                    p.port
+                ),
+            });
+        }
+    }
+    out
+}
+
 /// The InternalIPs of the Ready nodes, sorted.
 pub fn ready_addresses<'a>(nodes: impl Iterator<Item = &'a Node>) -> Vec<String> {
     let mut out: Vec<String> = nodes
@@ -141,6 +169,31 @@ pub fn ready_addresses<'a>(nodes: impl Iterator<Item = &'a Node>) -> Vec<String>
 }
 
 impl Controller {
+    /// Tells a LoadBalancer Service that asks for the ingress ports why it gets no address.
+    async fn reconcile_service(&mut self, service_key: &str) {
+        let found = self
+            .services
+            .get_key(service_key)
+            .map(reserved_ports)
+            .unwrap_or_default();
+        if found.is_empty() {
+            self.told.remove(service_key);
+            return;
+        }
+        let new: Vec<Problem> = match self.told.get(service_key) {
+            Some(told) => found.difference(told).cloned().collect(),
+            None => found.iter().cloned().collect(),
+        };
+        if let Some(service) = self.services.get_key(service_key).cloned() {
+            for problem in new {
+                self.recorder
+                    .warning(&service, problem.reason, problem.message)
+                    .await;
+            }
+        }
+        self.told.insert(service_key.to_string(), found);
+    }
+
     fn new(store: Arc<dyn Store>) -> Self {
         Self {
             ingresses: Cache::default(),
@@ -183,6 +236,7 @@ impl Reconciler for Controller {
             let (old, new) = self.services.apply(kind, kv);
             if let Some(s) = new.or(old) {
                 dirty.extend(self.keys_in(s.namespace()));
+                dirty.insert(kv.key.clone());
             }
         } else if Cache::<IngressClass>::owns(&kv.key) {
             let (old, new) = self.classes.apply(kind, kv);
@@ -204,6 +258,10 @@ impl Reconciler for Controller {
     }
 
     async fn reconcile(&mut self, ingress_key: &str) -> Result<Option<Duration>, ApiError> {
+        if Cache::<Service>::owns(ingress_key) {
+            self.reconcile_service(ingress_key).await;
+            return Ok(None);
+        }
         let Some(ingress) = self.ingresses.get_key(ingress_key).cloned() else {
             self.told.remove(ingress_key);
             return Ok(None);
@@ -341,6 +399,33 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn load_balancers_asking_for_the_ingress_ports_are_told() {
+        let service = |r#type: &str| Service {
+            spec: Some(ServiceSpec {
+                r#type: r#type.into(),
+                ports: [8080, 443]
+                    .into_iter()
+                    .map(|port| ServicePort {
+                        port,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let told: Vec<(String, &str)> = reserved_ports(&service("LoadBalancer"))
+            .into_iter()
+            .map(|p| (p.path, p.reason))
+            .collect();
+        assert_eq!(
+            told,
+            [("spec.ports[1].port".to_string(), "IngressPortReserved")]
+        );
+        assert!(reserved_ports(&service("NodePort")).is_empty());
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! Answers of its own, each with a one-line text body: 404 when no rule (and no default backend)
 //! matches; 503 when the backend Service does not exist, lacks the port, or has no ready
 //! endpoint; 502 when the upstream connection or exchange fails; 504 when the upstream sends no
-//! response head within [`UPSTREAM_TIMEOUT`]. Forwarded requests keep their `Host` and carry
-//! `X-Forwarded-For` (appended to), `X-Forwarded-Proto`, `X-Forwarded-Host` and
-//! `X-Forwarded-Port`; hop-by-hop headers are dropped both ways. Upgrades (WebSocket) are not
-//! forwarded yet.
+//! response head within [`UPSTREAM_TIMEOUT`]. A request without a body whose connection is
+//! refused tries the next endpoint (at most [`MAX_TRIES`] in all).
+//!
+//! Forwarded requests keep their `Host` and carry `X-Forwarded-For` (appended to),
+//! `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Forwarded-Port` and `X-Real-IP`; hop-by-hop
+//! headers are dropped both ways. Upgrades (WebSocket) and HTTP/2 are not served yet.
 //!
 //! Must not: decide routes (see [`super::routes`]) or read the API.
 
@@ -21,20 +23,23 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::backends::{Balancer, Unavailable};
+use super::backends::Balancer;
 use super::sources::Routing;
 use crate::catalog::Catalog;
 
 /// How long an upstream may take to send its response head.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How many endpoints a request without a body tries when connections are refused.
+const MAX_TRIES: u32 = 3;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -43,7 +48,7 @@ pub struct Router {
     routing: watch::Receiver<Arc<Routing>>,
     catalog: Arc<Catalog>,
     balancer: Balancer,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, Body>,
 }
 
 impl Router {
@@ -156,41 +161,58 @@ impl Router {
                 "404 page not found: no ingress rule matches\n",
             );
         };
-        let upstream = match self.balancer.pick(&self.catalog, &backend) {
-            Ok(address) => address,
-            Err(
-                e @ (Unavailable::NoService(_)
-                | Unavailable::NoPort(..)
-                | Unavailable::NoEndpoints(_)),
-            ) => {
-                return text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &format!("503 service unavailable: {e}\n"),
-                );
+        let (mut parts, body) = req.into_parts();
+        forwarding_headers(&mut parts.headers, remote, scheme, &host, port);
+        // A request without a body can go to another endpoint when a connection is refused (a
+        // pod that just went away): nginx's `proxy_next_upstream error`.
+        let replayable = body.is_end_stream();
+        let mut body = Some(body.boxed());
+        let mut tries = 0;
+        loop {
+            let upstream = match self.balancer.pick(&self.catalog, &backend) {
+                Ok(address) => address,
+                Err(e) => {
+                    return text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!("503 service unavailable: {e}\n"),
+                    );
+                }
+            };
+            let uri = match upstream_uri(&parts.uri, upstream) {
+                Ok(uri) => uri,
+                Err(e) => {
+                    return text(StatusCode::BAD_REQUEST, &format!("400 bad request: {e}\n"));
+                }
+            };
+            let mut forwarded = Request::new(body.take().unwrap_or_else(empty));
+            *forwarded.method_mut() = parts.method.clone();
+            *forwarded.uri_mut() = uri;
+            *forwarded.headers_mut() = parts.headers.clone();
+            tries += 1;
+            match tokio::time::timeout(UPSTREAM_TIMEOUT, self.client.request(forwarded)).await {
+                Ok(Ok(mut response)) => {
+                    strip_hop_by_hop(response.headers_mut());
+                    return response.map(BodyExt::boxed);
+                }
+                Ok(Err(e)) if e.is_connect() && replayable && tries < MAX_TRIES => {
+                    tracing::debug!(%upstream, error = %e, "ingress upstream refused; trying the next");
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(%upstream, error = %e, "ingress upstream failed");
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        &format!("502 bad gateway: upstream {upstream}: {e}\n"),
+                    );
+                }
+                Err(_) => {
+                    return text(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        &format!(
+                            "504 gateway timeout: upstream {upstream} sent no response in {UPSTREAM_TIMEOUT:?}\n"
+                        ),
+                    );
+                }
             }
-        };
-        let forwarded = match outgoing(req, upstream, remote, scheme, &host, port) {
-            Ok(r) => r,
-            Err(e) => return text(StatusCode::BAD_REQUEST, &format!("400 bad request: {e}\n")),
-        };
-        match tokio::time::timeout(UPSTREAM_TIMEOUT, self.client.request(forwarded)).await {
-            Ok(Ok(mut response)) => {
-                strip_hop_by_hop(response.headers_mut());
-                response.map(BodyExt::boxed)
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(%upstream, error = %e, "ingress upstream failed");
-                text(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("502 bad gateway: upstream {upstream}: {e}\n"),
-                )
-            }
-            Err(_) => text(
-                StatusCode::GATEWAY_TIMEOUT,
-                &format!(
-                    "504 gateway timeout: upstream {upstream} sent no response in {UPSTREAM_TIMEOUT:?}\n"
-                ),
-            ),
         }
     }
 }
@@ -220,28 +242,25 @@ fn request_host<B>(req: &Request<B>) -> String {
         .unwrap_or_default()
 }
 
-/// The request as it goes upstream: origin-form URI to `upstream`, forwarding headers added.
-fn outgoing(
-    req: Request<Incoming>,
-    upstream: SocketAddr,
+/// `upstream` as the authority of an origin-form request for `uri`'s path and query.
+fn upstream_uri(uri: &Uri, upstream: SocketAddr) -> Result<Uri, http::Error> {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    Uri::builder()
+        .scheme("http")
+        .authority(upstream.to_string())
+        .path_and_query(path)
+        .build()
+}
+
+/// The request's headers as they go upstream: hop-by-hop ones dropped, forwarding ones added
+/// (`X-Forwarded-For` appended to), `Host` kept.
+fn forwarding_headers(
+    headers: &mut HeaderMap,
     remote: SocketAddr,
     scheme: Scheme,
     host: &str,
     port: u16,
-) -> Result<Request<Incoming>, http::Error> {
-    let (mut parts, body) = req.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
-    parts.uri = Uri::builder()
-        .scheme("http")
-        .authority(upstream.to_string())
-        .path_and_query(path)
-        .build()?;
-    parts.version = http::Version::HTTP_11;
-    let headers = &mut parts.headers;
+) {
     strip_hop_by_hop(headers);
     let client = remote.ip().to_string();
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
@@ -258,7 +277,10 @@ fn outgoing(
             set(headers, "host", host);
         }
     }
-    Ok(Request::from_parts(parts, body))
+}
+
+fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
 }
 
 fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {

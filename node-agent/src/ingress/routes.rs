@@ -226,8 +226,11 @@ mod tests {
         }
     }
 
-    /// An Ingress created at `age` with rules `(host, [(path, type, service)])`.
-    fn ingress(name: &str, age: i64, rules: &[(&str, &[(&str, &str, &str)])]) -> Ingress {
+    /// `(host, [(path, type, service)])` per rule.
+    type Rules<'a> = &'a [(&'a str, &'a [(&'a str, &'a str, &'a str)])];
+
+    /// An Ingress created at `age` with `rules`.
+    fn ingress(name: &str, age: i64, rules: Rules<'_>) -> Ingress {
         Ingress {
             metadata: Some(ObjectMeta {
                 name: name.into(),

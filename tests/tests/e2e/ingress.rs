@@ -4,7 +4,8 @@
 //! for a Service with no ready endpoint and for one that does not exist (with a Warning Event on
 //! the Ingress naming the field), X-Forwarded-* headers, TLS from a `kubernetes.io/tls` Secret
 //! picked by SNI (the default certificate otherwise), the status addresses and `get ingress`
-//! columns, the default IngressClass, and validation that names the field.
+//! columns, the default IngressClass, a LoadBalancer Service asking for port 80 told why it gets
+//! no address, and validation that names the field.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -178,7 +179,7 @@ fn get_tls(
     exchange(tls, host, path).ok_or_else(|| "no HTTP answer".to_string())
 }
 
-fn events_of(c: &Cluster, name: &str) -> Vec<Value> {
+fn events_of(c: &Cluster, kind: &str, name: &str) -> Vec<Value> {
     let out = c.skiff(&["get", "events", "-o", "json"]);
     assert!(out.status.success(), "{}", text(&out));
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -187,7 +188,7 @@ fn events_of(c: &Cluster, name: &str) -> Vec<Value> {
         .cloned()
         .unwrap_or_default()
         .into_iter()
-        .filter(|e| e["involvedObject"]["kind"] == "Ingress" && e["involvedObject"]["name"] == name)
+        .filter(|e| e["involvedObject"]["kind"] == kind && e["involvedObject"]["name"] == name)
         .collect()
 }
 
@@ -325,7 +326,7 @@ fn an_ingress_routes_two_hosts_by_path_to_two_services_over_http_and_tls() {
         },
     );
     assert_eq!(ingress["spec"]["ingressClassName"], "skiff", "{ingress:#}");
-    let mut addresses = vec![net.address(0).to_string(), net.address(1).to_string()];
+    let mut addresses = [net.address(0).to_string(), net.address(1).to_string()];
     addresses.sort();
     assert_eq!(
         ingress["status"]["loadBalancer"]["ingress"],
@@ -374,7 +375,7 @@ fn an_ingress_routes_two_hosts_by_path_to_two_services_over_http_and_tls() {
         "a ServiceNotFound event on ingress/broken",
         Duration::from_secs(30),
         || {
-            events_of(&c, "broken")
+            events_of(&c, "Ingress", "broken")
                 .into_iter()
                 .find(|e| e["reason"] == "ServiceNotFound")
         },
@@ -394,10 +395,32 @@ fn an_ingress_routes_two_hosts_by_path_to_two_services_over_http_and_tls() {
     );
     expect(&node_a, "a.test", "/", 200, "from-a");
     assert!(
-        events_of(&c, "web").is_empty(),
+        events_of(&c, "Ingress", "web").is_empty(),
         "{:#?}",
-        events_of(&c, "web")
+        events_of(&c, "Ingress", "web")
     );
+
+    // A LoadBalancer Service asking for the routers' port is told why it gets no address.
+    c.apply("apiVersion: v1\nkind: Service\nmetadata: {name: lb}\nspec:\n  type: LoadBalancer\n  selector: {app: a}\n  ports:\n  - {port: 80, targetPort: 8080}\n");
+    let event = wait_for(
+        "an IngressPortReserved event on service/lb",
+        Duration::from_secs(30),
+        || {
+            events_of(&c, "Service", "lb")
+                .into_iter()
+                .find(|e| e["reason"] == "IngressPortReserved")
+        },
+    );
+    assert_eq!(event["type"], "Warning", "{event:#}");
+    let message = event["message"].as_str().unwrap_or("");
+    assert!(
+        message.starts_with(
+            "spec.ports[0].port: port 80 of the nodes' addresses is the ingress router's"
+        ),
+        "{event:#}"
+    );
+    let lb = c.get_json("service", "lb").expect("service lb");
+    assert!(lb["status"]["loadBalancer"]["ingress"].is_null(), "{lb:#}");
 }
 
 #[test]
