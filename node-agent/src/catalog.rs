@@ -217,6 +217,12 @@ impl Catalog {
         self.endpoints.all()
     }
 
+    /// Replaces every Endpoints (as a relist would), for tests of consumers.
+    #[cfg(test)]
+    pub(crate) fn replace_endpoints(&self, endpoints: Vec<Endpoints>) {
+        self.endpoints.fill(endpoints);
+    }
+
     /// A receiver whose value changes whenever a Service or an Endpoints does.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()

@@ -465,6 +465,17 @@ impl PodWorker {
                 .and_then(|s| s.termination_grace_period_seconds))
             .and_then(|g| u32::try_from(g).ok())
             .unwrap_or(30);
+        // Out of every Service's endpoints on every node first: no new connection reaches a
+        // container that is shutting down. The wait counts against the grace period.
+        let mut grace = grace;
+        if !running.is_empty() {
+            let started = std::time::Instant::now();
+            let limit = std::time::Duration::from_secs(grace.into());
+            if super::drain::drain(&self.ctx.catalog, &entry.pod, limit).await {
+                let waited = u32::try_from(started.elapsed().as_secs()).unwrap_or(u32::MAX);
+                grace = grace.saturating_sub(waited);
+            }
+        }
         let mut stops = Vec::with_capacity(running.len());
         for id in running {
             let container = id.split('/').nth(1).unwrap_or_default().to_string();

@@ -19,6 +19,7 @@
 //! annotation `skiff.dev/allow-outbound: "true"`; a pod granted any has a pod network of its own,
 //! like an OCI pod's, where its guests' sockets live.
 
+mod drain;
 mod env;
 mod etc_files;
 mod lifecycle;
