@@ -1,4 +1,4 @@
-//! Ingress end to end on two nodes that live in network namespaces the test made: busybox httpd
+//! Ingress end to end on three nodes that live in network namespaces the test made: busybox httpd
 //! pods behind two Services, an Ingress routing two hosts to them through each node's router
 //! (default address: the node's, ports 80 and 443), Exact and Prefix paths, 404 for no rule, 503
 //! for a Service with no ready endpoint and for one that does not exist (with a Warning Event on
@@ -196,7 +196,7 @@ fn events_of(c: &Cluster, kind: &str, name: &str) -> Vec<Value> {
 fn an_ingress_routes_two_hosts_by_path_to_two_services_over_http_and_tls() {
     let slot = NetSlot::take();
     // Dropped last (declared first): after the cluster has ended its agents.
-    let net = NodeNetwork::new(&slot, 2);
+    let net = NodeNetwork::new(&slot, 3);
     let registry = Registry::start_on(net.host_address().parse().unwrap());
     let image = registry.push_busybox();
     let options = ClusterOptions {
@@ -207,6 +207,8 @@ fn an_ingress_routes_two_hosts_by_path_to_two_services_over_http_and_tls() {
     let mut c = Cluster::start_in(options, slot);
     c.add_agent_at("node-a", net.address(0), Some(net.namespace(0)), &[]);
     c.add_agent_at("node-b", net.address(1), Some(net.namespace(1)), &[]);
+    // A node running no backend pod: its router still reaches them.
+    c.add_agent_at("node-c", net.address(2), Some(net.namespace(2)), &[]);
 
     // The server made the default class.
     let out = c.skiff(&["get", "ingressclass"]);
@@ -258,12 +260,13 @@ fn an_ingress_routes_two_hosts_by_path_to_two_services_over_http_and_tls() {
     manifests.push_str(INGRESS);
     c.apply(&manifests);
 
-    // Both nodes' routers answer for every route; pods on either node are reached from both.
-    let (node_a, node_b) = (
+    // Every node's router answers for every route; pods on any node are reached from all.
+    let (node_a, node_b, node_c) = (
         format!("{}:80", net.address(0)),
         format!("{}:80", net.address(1)),
+        format!("{}:80", net.address(2)),
     );
-    for node in [&node_a, &node_b] {
+    for node in [&node_a, &node_b, &node_c] {
         expect(node, "a.test", "/", 200, "from-a");
         expect(node, "b.test", "/", 200, "from-a");
         expect(node, "b.test", "/exact", 200, "from-b");
@@ -321,16 +324,21 @@ fn an_ingress_routes_two_hosts_by_path_to_two_services_over_http_and_tls() {
             c.get_json("ingress", "web").filter(|i| {
                 i["status"]["loadBalancer"]["ingress"]
                     .as_array()
-                    .is_some_and(|a| a.len() == 2)
+                    .is_some_and(|a| a.len() == 3)
             })
         },
     );
     assert_eq!(ingress["spec"]["ingressClassName"], "skiff", "{ingress:#}");
-    let mut addresses = [net.address(0).to_string(), net.address(1).to_string()];
+    let mut addresses = [0, 1, 2].map(|i| net.address(i).to_string());
     addresses.sort();
     assert_eq!(
         ingress["status"]["loadBalancer"]["ingress"],
-        json!([{"ip": addresses[0]}, {"ip": addresses[1]}]),
+        json!(
+            addresses
+                .iter()
+                .map(|ip| json!({"ip": ip}))
+                .collect::<Vec<_>>()
+        ),
         "{ingress:#}"
     );
     let out = c.skiff(&["get", "ing", "web"]);
@@ -355,7 +363,7 @@ fn an_ingress_routes_two_hosts_by_path_to_two_services_over_http_and_tls() {
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .collect();
-    let address = format!("{},{}", addresses[0], addresses[1]);
+    let address = addresses.join(",");
     assert_eq!(
         row[..5],
         [
@@ -381,6 +389,12 @@ fn an_ingress_routes_two_hosts_by_path_to_two_services_over_http_and_tls() {
         },
     );
     assert_eq!(event["type"], "Warning", "{event:#}");
+    let out = c.skiff(&["describe", "ingress", "broken"]);
+    assert!(
+        out.status.success() && stdout(&out).contains("ServiceNotFound"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(
         event["message"],
         "spec.rules[0].http.paths[0].backend.service.name: service \"default/ghost\" not found",
