@@ -471,7 +471,11 @@ static void sleep_ms(long ms) {
 /* Commands: each gets the operands after the command name and returns the exit code.        */
 /* ---------------------------------------------------------------------------------------- */
 
-/* serve PORT TEXT [COUNT]: answer COUNT (default 1) connections, one at a time, with TEXT. */
+/*
+ * serve PORT TEXT [COUNT]: answer COUNT (default 1) connections, one at a time, with TEXT. A
+ * client that hangs up first (a TCP health probe connects and closes) fails its write: that is
+ * said on stderr and the server goes on; the exit code is 1 if any write failed.
+ */
 static int cmd_serve(int argc, char **argv) {
     long port = parse_port(argv[0]);
     long count = argc > 2 ? parse_count(argv[2]) : 1;
@@ -489,6 +493,7 @@ static int cmd_serve(int argc, char **argv) {
     }
     printf("listening on %ld\n", port);
     fflush(stdout);
+    int status = 0;
     for (long i = 0; i < count; i++) {
         struct connection c;
         if ((err = accept_connection(listener, &c)) != NET_OK) {
@@ -502,10 +507,10 @@ static int cmd_serve(int argc, char **argv) {
         close_connection(&c);
         if (failed != NULL) {
             fprintf(stderr, "serve: write: %s\n", failed);
-            return 1;
+            status = 1;
         }
     }
-    return 0;
+    return status;
 }
 
 /* fetch A.B.C.D PORT [TRIES]: connect (TRIES attempts, default 1), print all the server sends. */

@@ -16,6 +16,7 @@ mod oci_pods;
 mod pod_network;
 mod pod_workers;
 mod port_forward;
+mod probes;
 mod registry;
 mod service_dns;
 mod service_proxy;
