@@ -4,6 +4,7 @@
 //! Must not: be run as a timed unit test; figures belong in bench/README.md.
 
 mod api;
+mod dns;
 mod heartbeats;
 mod instantiate;
 mod oci_start;
@@ -20,8 +21,9 @@ fn main() {
         "oci-start" => oci_start::run(),
         "scheduler" => scheduler::run(),
         "shim-start" => shim_start::run(),
+        "dns" => dns::run(),
         other => Err(format!(
-            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler, shim-start"
+            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler, shim-start, dns"
         )),
     };
     if let Err(e) = result {

@@ -10,7 +10,8 @@
 //! when the spec joins an existing network namespace (a CRI pod sandbox's, `ctr run --with-ns
 //! network:PATH`): then the guest's sockets are made in it, and it may bind any port and connect
 //! out, as a container there could ([`network_of`]), unless the annotations [`BIND_PORTS`] and
-//! [`OUTBOUND`] narrow that (a skiff agent's bundles carry them: per-port binds, outbound). A
+//! [`OUTBOUND`] narrow that (a skiff agent's bundles carry them: per-port binds, outbound), and
+//! its name lookups use the settings of [`RESOLV_CONF`] (a skiff pod's resolver) if given. A
 //! task given a new namespace, or none (the host's), gets no sockets. Without output FIFOs and
 //! with [`LOG_PATH`](crate::logfile::LOG_PATH), stdout and stderr go to that CRI-format log file
 //! (a skiff agent's pods).
@@ -23,7 +24,8 @@ use oci_spec::runtime::LinuxNamespaceType;
 use oci_spec::runtime::Spec;
 use skiff_runtime::linux::mounts::resolve_in_root;
 use skiff_runtime::wasm::{
-    EngineOptions, Instance, Network, Preopen, Prepared, Stdio, Streams, WasmEngine, WasmSpec,
+    EngineOptions, Instance, Network, Preopen, Prepared, Resolver, Stdio, Streams, WasmEngine,
+    WasmSpec,
 };
 
 use crate::cgroup::Joined;
@@ -35,6 +37,10 @@ pub const BIND_PORTS: &str = "io.containerd.skiff.v1.wasm.bind-ports";
 /// `"false"`: no outbound connections or name lookups in the network namespace; absent or
 /// `"true"`: allowed.
 pub const OUTBOUND: &str = "io.containerd.skiff.v1.wasm.outbound";
+/// The resolver settings of the guest's name lookups, as a `resolv.conf`'s text (`nameserver`,
+/// `search`, `options ndots:N`): a skiff pod's, the same as its OCI containers' `/etc/resolv.conf`;
+/// absent: the shim's own resolver.
+pub const RESOLV_CONF: &str = "io.containerd.skiff.v1.wasm.resolv-conf";
 /// The guest's argv\[0\], when it should not be the module's path (a skiff pod's `command[0]`,
 /// or its container's name).
 pub const ARGV0: &str = "io.containerd.skiff.v1.wasm.argv0";
@@ -254,6 +260,7 @@ fn network_of(spec: &Spec) -> Result<(Network, Option<PathBuf>), String> {
             bind_any_port: ports.is_none(),
             allow_bind_ports: ports.unwrap_or_default(),
             allow_outbound: outbound,
+            resolver: annotation(spec, RESOLV_CONF).map(Resolver::parse),
         },
         Some(path),
     ))
@@ -419,6 +426,23 @@ mod tests {
         assert!(e.contains("\"http\" is not a port"), "{e}");
         let e = with(serde_json::json!({OUTBOUND: "yes"}), true).unwrap_err();
         assert!(e.contains(OUTBOUND), "{e}");
+        // A pod's resolver settings reach the guest's name lookups.
+        assert!(w_resolver(&with(serde_json::json!({}), true).unwrap()).is_none());
+        let w = with(
+            serde_json::json!({RESOLV_CONF: "search ns.svc.cluster.local\nnameserver 10.244.1.1\noptions ndots:5\n"}),
+            true,
+        )
+        .unwrap();
+        let r = w_resolver(&w).expect("resolver settings");
+        assert_eq!(
+            r.nameservers,
+            ["10.244.1.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!((r.searches.len(), r.ndots), (1, 5));
+    }
+
+    fn w_resolver(w: &WasmSpec) -> Option<&Resolver> {
+        w.network.resolver.as_ref()
     }
 
     #[test]

@@ -78,6 +78,17 @@ pub struct Upstream {
 impl Upstream {
     /// Serves `records` (`name.` → address) on UDP and TCP `ip`:53.
     pub fn start(ip: IpAddr, records: &[(&str, Ipv4Addr)]) -> Self {
+        Self::start_in(None, ip, records)
+    }
+
+    /// [`Upstream::start`] inside the network namespace `netns` (a file such as
+    /// `/run/netns/NAME`): its loopback is that namespace's.
+    pub fn start_in(
+        netns: Option<&std::path::Path>,
+        ip: IpAddr,
+        records: &[(&str, Ipv4Addr)],
+    ) -> Self {
+        let netns = netns.map(|p| std::fs::File::open(p).expect("open the network namespace"));
         let addr = SocketAddr::new(ip, 53);
         let asked = Arc::new(Mutex::new(Vec::new()));
         let answers = Answers {
@@ -90,6 +101,11 @@ impl Upstream {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
+            // Only this thread enters the namespace: its sockets are made there.
+            if let Some(ns) = &netns {
+                nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .expect("enter the network namespace");
+            }
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

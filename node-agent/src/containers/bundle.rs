@@ -26,6 +26,7 @@
 //! | a `network` entry of `linux.namespaces` with a `path` | sockets, made in that namespace: any port, outbound allowed |
 //! | annotation [`BIND_PORTS`] `"8080,9090"` (with a namespace) | only these ports may be bound (`""`: none) |
 //! | annotation [`OUTBOUND`] `"false"` (with a namespace) | no outbound connections, no name lookups |
+//! | annotation [`RESOLV_CONF`] `resolv.conf` text (with a namespace) | name lookups (`wasi:sockets/ip-name-lookup`) with these nameservers, search domains and `ndots`, from the namespace |
 //! | annotation [`ARGV0`] `NAME` | NAME as its argv\[0\] instead of the module's path |
 //! | annotation [`GROUP`] `NAME` (or CRI's `io.kubernetes.cri.sandbox-id`) | the task shares the shim (and its wasmtime engine) of that group |
 //! | annotation [`LOG_PATH`] `FILE` (Create without stdio) | stdout and stderr as CRI log records in FILE ([`LOG_MAX_BYTES`] rotates it); a Linux task's init too |
@@ -54,6 +55,9 @@ pub const GROUP: &str = "io.containerd.skiff.v1.group";
 pub const BIND_PORTS: &str = "io.containerd.skiff.v1.wasm.bind-ports";
 /// `"false"`: no outbound connections or name lookups. Absent or `"true"`: allowed.
 pub const OUTBOUND: &str = "io.containerd.skiff.v1.wasm.outbound";
+/// The resolver settings of the guest's name lookups, as `resolv.conf` text. Absent: the
+/// shim's resolver.
+pub const RESOLV_CONF: &str = "io.containerd.skiff.v1.wasm.resolv-conf";
 /// The guest's argv\[0\] instead of the module's path.
 pub const ARGV0: &str = "io.containerd.skiff.v1.wasm.argv0";
 /// A CRI-format log file for stdout and stderr, used when Create gives neither.
@@ -175,6 +179,9 @@ fn wasm_config(
         let ports: Vec<String> = wasm.bind_ports.iter().map(u16::to_string).collect();
         annotations.insert(BIND_PORTS.into(), ports.join(","));
         annotations.insert(OUTBOUND.into(), wasm.outbound.to_string());
+        if let Some(text) = &wasm.resolv_conf {
+            annotations.insert(RESOLV_CONF.into(), text.clone());
+        }
     }
     let args: Vec<&str> = std::iter::once(module)
         .chain(wasm.args.iter().map(String::as_str))
@@ -397,6 +404,7 @@ mod tests {
             args: vec!["x".into()],
             bind_ports: vec![8080],
             outbound: false,
+            resolv_conf: None,
         };
         let roots = tmp.path().join("roots");
         for attempt in 0..2 {
@@ -437,6 +445,7 @@ mod tests {
             args: vec!["serve".into()],
             bind_ports: vec![8080, 9090],
             outbound: false,
+            resolv_conf: Some("nameserver 10.244.1.1\n".into()),
         };
         let roots = tmp.path().join("roots");
         let dir = tmp.path().join("b");
@@ -468,6 +477,7 @@ mod tests {
         let a = spec.annotations().as_ref().unwrap();
         assert_eq!(a[BIND_PORTS], "8080,9090");
         assert_eq!(a[OUTBOUND], "false");
+        assert_eq!(a[RESOLV_CONF], "nameserver 10.244.1.1\n");
         assert_eq!(a[ARGV0], "c");
         assert_eq!(a[GROUP], "wasm");
         assert_eq!(a[LOG_PATH], "/var/log/c/0.log");
@@ -479,6 +489,13 @@ mod tests {
         write(&s, "t", &dir, &roots, "sha256:abcd").unwrap();
         let spec = Spec::load(dir.join("config.json")).unwrap();
         assert!(!spec.annotations().as_ref().unwrap().contains_key(OUTBOUND));
+        assert!(
+            !spec
+                .annotations()
+                .as_ref()
+                .unwrap()
+                .contains_key(RESOLV_CONF)
+        );
         assert!(
             spec.linux()
                 .as_ref()

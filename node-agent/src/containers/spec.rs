@@ -55,6 +55,9 @@ pub struct WasmProcess {
     /// Ports it may listen on (in the pod's network namespace).
     pub bind_ports: Vec<u16>,
     pub outbound: bool,
+    /// Its name lookups' resolver settings, as `resolv.conf` text (the pod's, as its OCI
+    /// containers' `/etc/resolv.conf`); `None`: the shim's resolver.
+    pub resolv_conf: Option<String>,
 }
 
 /// A process in Linux namespaces over an image's layers.

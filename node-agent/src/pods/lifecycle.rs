@@ -273,6 +273,8 @@ impl PodWorker {
                     .filter_map(|p| u16::try_from(p.container_port).ok())
                     .collect(),
                 outbound: allows_outbound(meta),
+                // Its name lookups ask what the pod's OCI containers would.
+                resolv_conf: attached.as_ref().map(|_| self.resolv_conf(pod)),
             }),
             env,
             cwd: container.working_dir.clone(),
@@ -286,6 +288,20 @@ impl PodWorker {
         let started = self.ctx.runtime.start(spec).await;
         self.started(meta, container, attempt, &log_dir, started, digest)
             .await
+    }
+
+    /// The node's DNS settings, with its DNS server as it is now.
+    fn node_dns(&self) -> crate::dns::resolv_conf::NodeDns {
+        crate::dns::resolv_conf::NodeDns {
+            server: crate::dns::node_server(&self.ctx.network),
+            ..self.ctx.dns.clone()
+        }
+    }
+
+    /// The text of `pod`'s `/etc/resolv.conf`.
+    fn resolv_conf(&self, pod: &Pod) -> String {
+        let spec = pod.spec.clone().unwrap_or_default();
+        crate::dns::resolv_conf::for_pod(&self.node_dns(), &pod.meta().namespace, &spec).render()
     }
 
     /// The state after a start request, freeing the attempt before last.
@@ -379,12 +395,8 @@ impl PodWorker {
             Err(message) => return (waiting("CreateContainerConfigError", message), digest),
         };
         let pod_dir = self.ctx.data_dir.join("pods").join(&meta.uid);
-        let dns = crate::dns::resolv_conf::NodeDns {
-            server: crate::dns::node_server(&self.ctx.network),
-            ..self.ctx.dns.clone()
-        };
         let ip = attached.ip.map(std::net::IpAddr::V4);
-        match etc_files::mounts(&pod_dir, pod, container, &dns, ip) {
+        match etc_files::mounts(&pod_dir, pod, container, &self.node_dns(), ip) {
             Ok(files) => mounts.extend(files),
             Err(message) => return (waiting("CreateContainerError", message), digest),
         }

@@ -95,6 +95,9 @@ impl WasmEngine {
         let mut component_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component_linker)
             .map_err(|e| WasmError::Engine(chain(&e)))?;
+        // Name lookups with the spec's resolver settings, over wasmtime-wasi's.
+        super::name_lookup::add_to_linker(&mut component_linker)
+            .map_err(|e| WasmError::Engine(chain(&e)))?;
 
         let ticker = EpochTicker::start(engine.weak(), options.epoch_tick)?;
         Ok(WasmEngine {

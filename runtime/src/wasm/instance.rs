@@ -20,6 +20,7 @@ use super::engine::WasmEngine;
 use super::error::{WasmError, chain};
 use super::exit::{ExitStatus, RunEnd, classify};
 use super::limits::{DeniedGrowth, Limits};
+use super::name_lookup::NameLookup;
 use super::netns::NetnsThread;
 use super::prepare::{ModuleKind, Pre, Prepared};
 use super::spec::{Stdio, Streams, WasmSpec};
@@ -191,6 +192,10 @@ impl WasmEngine {
                     ctx: builder.build(),
                     table: wasmtime::component::ResourceTable::new(),
                     limits,
+                    lookup: NameLookup::new(
+                        spec.network.allow_outbound,
+                        spec.network.resolver.as_ref(),
+                    ),
                 });
                 let command = pre
                     .instantiate_async(&mut store)
@@ -235,6 +240,7 @@ impl WasmEngine {
                         ctx: builder.build(),
                         table: wasmtime::component::ResourceTable::new(),
                         limits: self.limits(&spec, Arc::default()),
+                        lookup: NameLookup::Denied,
                     });
                     pre.instantiate_async(&mut store)
                         .await

@@ -113,6 +113,35 @@ pub struct Network {
     /// Any TCP port may be bound and listened on, not only `allow_bind_ports` (a guest alone
     /// in a network namespace, as a container is there).
     pub bind_any_port: bool,
+    /// How names are looked up (`wasi:sockets/ip-name-lookup`, with outbound sockets): `None`,
+    /// the process's resolver; a pod's guests get its resolver settings.
+    pub resolver: Option<Resolver>,
+}
+
+/// A stub resolver's settings, as a `resolv.conf` gives them ([`Resolver::parse`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolver {
+    /// Asked on port 53.
+    pub nameservers: Vec<std::net::IpAddr>,
+    /// Tried in order for a name with fewer than `ndots` dots (before the name itself).
+    pub searches: Vec<String>,
+    pub ndots: usize,
+    /// Per query, and how many times each is tried.
+    pub timeout: std::time::Duration,
+    pub attempts: usize,
+}
+
+impl Default for Resolver {
+    /// glibc's defaults.
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            searches: Vec::new(),
+            ndots: 1,
+            timeout: std::time::Duration::from_secs(5),
+            attempts: 2,
+        }
+    }
 }
 
 impl Network {

@@ -21,6 +21,8 @@ pub struct ComponentState {
     pub(crate) ctx: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limits: Limits,
+    /// How `wasi:sockets/ip-name-lookup` resolves ([`super::name_lookup`]).
+    pub(crate) lookup: super::name_lookup::NameLookup,
 }
 
 impl WasiView for ComponentState {

@@ -13,5 +13,6 @@ mod errors;
 mod fs;
 mod lifecycle;
 mod logs;
+mod name_lookup;
 mod network;
 mod run;

@@ -9,7 +9,9 @@
 //! the other node (and that pod by `hostname.subdomain`), a name outside the cluster through the
 //! test's upstream; it sees the Services' env vars, and its `/etc/hosts`, `/etc/hostname` and
 //! `hostname` are the kubelet's (`localhost` and its own name resolve, `hostAliases` are
-//! there). A bad `--cluster-domain` keeps the server from starting, naming the flag.
+//! there). A Wasm pod granted sockets resolves the same names through `wasi:sockets` name
+//! lookups, with the pod's resolver settings. A bad `--cluster-domain` keeps the server from
+//! starting, naming the flag.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -262,6 +264,23 @@ fn oci_pods_find_services_by_dns_and_env_and_get_the_kubelets_files() {
         section(&log, "traffic"),
         "from-web\n",
         "the short name carries traffic through the node proxy: {log}"
+    );
+
+    // A Wasm pod granted sockets resolves the same names through wasi:sockets, with the pod's
+    // resolver settings (short names through the search path), from its own namespace.
+    let lookup = skiff_tests::guests::socket_component("lookup");
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: wasm-client\n  annotations: {{skiff.dev/allow-outbound: \"true\"}}\nspec:\n  runtimeClassName: wasm\n  restartPolicy: Never\n  nodeSelector: {{kubernetes.io/hostname: node-a}}\n  containers:\n  - name: main\n    image: file:{}\n    command: [lookup, web, web.default.svc.{DOMAIN}, db-0.db, {OUTSIDE}]\n",
+        lookup.display()
+    ));
+    let wasm = finished(&c, "wasm-client");
+    let said = logs(&c, "wasm-client");
+    assert_eq!(wasm["status"]["phase"], "Succeeded", "{wasm:#}\n{said}");
+    assert_eq!(
+        said,
+        format!(
+            "web {web_ip}\nweb.default.svc.{DOMAIN} {web_ip}\ndb-0.db {db_ip}\n{OUTSIDE} {OUTSIDE_IP}\n"
+        )
     );
 
     // The upstream was asked the outside name, and never a cluster name.
