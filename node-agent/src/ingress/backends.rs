@@ -1,6 +1,6 @@
 //! From a route's backend (a Service and one of its ports) to the addresses a request may go to:
 //! the Service port's ready endpoints, read from the shared [`Catalog`](crate::catalog::Catalog)
-//! per request, and a round-robin pick among them.
+//! per request, and a round-robin pick among them (the turn is kept in the route's backend).
 //!
 //! The Service port is found by number or name; its endpoints are the ports of the Endpoints'
 //! subsets with the same name (the endpoints controller names them after the Service port, and
@@ -9,12 +9,12 @@
 //! Must not: keep endpoints of its own (the catalog is the one copy), or open connections.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-use dashmap::DashMap;
 use skiff_api::v1::{Endpoints, Service};
 
 use super::routes::{Backend, PortRef};
+use crate::catalog::Catalog;
 
 /// Why a backend has nowhere to send a request (both answer 503).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,14 +33,14 @@ pub fn upstreams(
     endpoints: Option<&Endpoints>,
     port: &PortRef,
 ) -> Result<Vec<SocketAddr>, Unavailable> {
-    let name = format!(
-        "{}/{}",
-        service
-            .metadata
-            .as_ref()
-            .map_or("", |m| m.namespace.as_str()),
-        service.metadata.as_ref().map_or("", |m| m.name.as_str())
-    );
+    let name = || {
+        let meta = service.metadata.as_ref();
+        format!(
+            "{}/{}",
+            meta.map_or("", |m| m.namespace.as_str()),
+            meta.map_or("", |m| m.name.as_str())
+        )
+    };
     let ports = service
         .spec
         .as_ref()
@@ -55,7 +55,7 @@ pub fn upstreams(
             PortRef::Number(n) => n.to_string(),
             PortRef::Name(n) => format!("{n:?}"),
         };
-        return Err(Unavailable::NoPort(name, shown));
+        return Err(Unavailable::NoPort(name(), shown));
     };
     let mut out = Vec::new();
     for subset in endpoints.iter().flat_map(|e| &e.subsets) {
@@ -74,55 +74,31 @@ pub fn upstreams(
         }
     }
     if out.is_empty() {
-        return Err(Unavailable::NoEndpoints(name));
+        return Err(Unavailable::NoEndpoints(name()));
     }
     Ok(out)
 }
 
-/// Round-robin counters, one per backend (namespace, Service, port).
-#[derive(Debug, Default)]
-pub struct Balancer {
-    next: DashMap<(String, String, PortRef), AtomicUsize>,
-}
-
-impl Balancer {
-    /// The address the next request to `backend` goes to.
-    pub fn pick(
-        &self,
-        catalog: &crate::catalog::Catalog,
-        backend: &Backend,
-    ) -> Result<SocketAddr, Unavailable> {
-        let service = catalog
-            .service(&backend.namespace, &backend.service)
-            .ok_or_else(|| {
-                Unavailable::NoService(format!("{}/{}", backend.namespace, backend.service))
-            })?;
-        let endpoints = catalog.endpoints(&backend.namespace, &backend.service);
-        let addresses = upstreams(&service, endpoints.as_deref(), &backend.port)?;
-        let key = (
-            backend.namespace.clone(),
-            backend.service.clone(),
-            backend.port.clone(),
-        );
-        let n = match self.next.get(&key) {
-            Some(counter) => counter.fetch_add(1, Ordering::Relaxed),
-            None => self
-                .next
-                .entry(key)
-                .or_default()
-                .fetch_add(1, Ordering::Relaxed),
-        };
-        Ok(addresses[n % addresses.len()])
-    }
+/// The address the next request to `backend` goes to: its ready endpoints in turn.
+pub fn pick(catalog: &Catalog, backend: &Backend) -> Result<SocketAddr, Unavailable> {
+    let service = catalog
+        .service(&backend.namespace, &backend.service)
+        .ok_or_else(|| {
+            Unavailable::NoService(format!("{}/{}", backend.namespace, backend.service))
+        })?;
+    let endpoints = catalog.endpoints(&backend.namespace, &backend.service);
+    let addresses = upstreams(&service, endpoints.as_deref(), &backend.port)?;
+    let turn = backend.next.fetch_add(1, Ordering::Relaxed);
+    Ok(addresses[turn % addresses.len()])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::Catalog;
     use skiff_api::v1::{
         EndpointAddress, EndpointPort, EndpointSubset, ObjectMeta, ServicePort, ServiceSpec,
     };
+    use std::sync::atomic::AtomicUsize;
 
     fn meta(name: &str) -> Option<ObjectMeta> {
         Some(ObjectMeta {
@@ -215,10 +191,10 @@ mod tests {
             service: "web".into(),
             port: PortRef::Name("admin".into()),
             ingress: "default/i".into(),
+            next: AtomicUsize::new(0),
         };
-        let balancer = Balancer::default();
         let picks: Vec<String> = (0..4)
-            .map(|_| balancer.pick(&catalog, &backend).unwrap().to_string())
+            .map(|_| pick(&catalog, &backend).unwrap().to_string())
             .collect();
         assert_eq!(
             picks,
@@ -234,7 +210,7 @@ mod tests {
             ..backend
         };
         assert_eq!(
-            balancer.pick(&catalog, &missing).unwrap_err(),
+            pick(&catalog, &missing).unwrap_err(),
             Unavailable::NoService("default/gone".into())
         );
     }

@@ -31,7 +31,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::backends::Balancer;
+use super::backends::pick;
 use super::sources::Routing;
 use crate::catalog::Catalog;
 
@@ -47,7 +47,6 @@ type Body = BoxBody<Bytes, hyper::Error>;
 pub struct Router {
     routing: watch::Receiver<Arc<Routing>>,
     catalog: Arc<Catalog>,
-    balancer: Balancer,
     client: Client<HttpConnector, Body>,
 }
 
@@ -63,7 +62,6 @@ impl Router {
         Arc::new(Self {
             routing,
             catalog,
-            balancer: Balancer::default(),
             client,
         })
     }
@@ -169,7 +167,7 @@ impl Router {
         let mut body = Some(body.boxed());
         let mut tries = 0;
         loop {
-            let upstream = match self.balancer.pick(&self.catalog, &backend) {
+            let upstream = match pick(&self.catalog, &backend) {
                 Ok(address) => address,
                 Err(e) => {
                     return text(

@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use skiff_api::ResourceExt;
 use skiff_api::v1::{Ingress, IngressBackend};
@@ -29,13 +30,15 @@ pub enum PortRef {
 }
 
 /// Where a route leads: a Service port of the Ingress's namespace, and where it was declared.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Backend {
     pub namespace: String,
     pub service: String,
     pub port: PortRef,
     /// `default/web`: the Ingress that declared the route.
     pub ingress: String,
+    /// The round robin's next turn (a new table starts again at the first endpoint).
+    pub next: AtomicUsize,
 }
 
 impl Backend {
@@ -52,6 +55,7 @@ impl Backend {
             service: service.name.clone(),
             port,
             ingress: format!("{}/{}", ingress.namespace(), ingress.name()),
+            next: AtomicUsize::new(0),
         })
     }
 }
@@ -86,10 +90,12 @@ impl HostRoutes {
         if let Some(b) = self.exact.get(path) {
             return Some(b);
         }
-        let request = elements(path);
         self.prefixes
             .iter()
-            .find(|(prefix, _)| request.starts_with(prefix))
+            .find(|(prefix, _)| {
+                let mut request = path.split('/').filter(|e| !e.is_empty());
+                prefix.iter().all(|p| request.next() == Some(p.as_str()))
+            })
             .map(|(_, b)| b)
     }
 }
