@@ -93,3 +93,121 @@ pub async fn once(target: &Target) -> Result<(), String> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::containers::{ContainerSpec, Instance, StartFailure};
+    use async_trait::async_trait;
+
+    /// A runtime whose exec never ends.
+    struct Hanging;
+
+    #[async_trait]
+    impl ContainerRuntime for Hanging {
+        async fn digest(&self, _: &std::path::Path) -> Result<String, StartFailure> {
+            Err(StartFailure {
+                message: "unused".into(),
+                retry: false,
+            })
+        }
+        async fn start(&self, _: ContainerSpec) -> Result<Instance, StartFailure> {
+            Err(StartFailure {
+                message: "unused".into(),
+                retry: false,
+            })
+        }
+        async fn kill(&self, _: &str, _: u32) -> Result<(), String> {
+            Ok(())
+        }
+        async fn remove(&self, _: &str) -> Result<(), String> {
+            Ok(())
+        }
+        async fn exec(&self, _: &str, _: Vec<String>) -> Result<(i32, String), String> {
+            std::future::pending().await
+        }
+    }
+
+    fn target(action: Action, results: mpsc::UnboundedSender<Report>) -> Target {
+        Target {
+            container: "c".into(),
+            instance: "u/c/0".into(),
+            kind: Kind::Liveness,
+            spec: ProbeSpec {
+                action,
+                initial_delay: Duration::ZERO,
+                period: Duration::from_millis(200),
+                timeout: Duration::from_secs(1),
+                success_threshold: 1,
+                failure_threshold: 3,
+                grace_seconds: None,
+            },
+            runtime: Arc::new(Hanging),
+            results,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hanging_probe_is_cut_off_by_its_timeout() {
+        // Accepts, then never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let http = target(
+            Action::Http {
+                https: false,
+                host: "127.0.0.1".into(),
+                port,
+                path: "/".into(),
+                headers: Vec::new(),
+            },
+            tx.clone(),
+        );
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            once(&http).await,
+            Err("timeout: no answer within 1s".to_string())
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let exec = target(
+            Action::Exec {
+                command: vec!["sleep".into(), "1000".into()],
+            },
+            tx,
+        );
+        assert_eq!(
+            once(&exec).await,
+            Err("command [\"sleep\", \"1000\"] timed out".to_string())
+        );
+        drop(listener);
+    }
+
+    #[tokio::test]
+    async fn a_prober_reports_every_period_and_ends_with_its_worker() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let probe = target(
+            Action::Tcp {
+                host: "127.0.0.1".into(),
+                port,
+            },
+            tx,
+        );
+        let task = tokio::spawn(run(probe, Duration::ZERO));
+        for _ in 0..2 {
+            let report = rx.recv().await.unwrap();
+            assert_eq!(
+                (report.instance.as_str(), report.kind, report.result),
+                ("u/c/0", Kind::Liveness, Ok(()))
+            );
+        }
+        // The worker went away: the prober ends by itself.
+        drop(rx);
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .expect("the prober ends")
+            .unwrap();
+        drop(listener);
+    }
+}

@@ -101,6 +101,14 @@ fn count(value: i32, default: u32) -> u32 {
     }
 }
 
+/// A probe's `(successThreshold, failureThreshold)`, defaults applied.
+pub fn thresholds(probe: &Probe) -> (u32, u32) {
+    (
+        count(probe.success_threshold, 1),
+        count(probe.failure_threshold, 3),
+    )
+}
+
 impl ProbeSpec {
     /// `probe` of `container`, aimed at `pod_ip` unless it names a host.
     pub fn resolve(probe: &Probe, container: &Container, pod_ip: &str) -> Self {
@@ -161,8 +169,8 @@ impl ProbeSpec {
             ),
             period: seconds(probe.period_seconds, 10),
             timeout: seconds(probe.timeout_seconds, 1),
-            success_threshold: count(probe.success_threshold, 1),
-            failure_threshold: count(probe.failure_threshold, 3),
+            success_threshold: thresholds(probe).0,
+            failure_threshold: thresholds(probe).1,
             grace_seconds: probe
                 .termination_grace_period_seconds
                 .and_then(|g| u32::try_from(g).ok()),

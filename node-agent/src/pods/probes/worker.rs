@@ -36,10 +36,7 @@ impl PodWorker {
         let Some(probe) = report.kind.of(container) else {
             return false;
         };
-        let (success_threshold, failure_threshold) = {
-            let spec = ProbeSpec::resolve(probe, container, "");
-            (spec.success_threshold, spec.failure_threshold)
-        };
+        let (success_threshold, failure_threshold) = super::spec::thresholds(probe);
         let held = report.kind != Kind::Startup && container.startup_probe.is_some();
         let Some(rec) = self.entry.containers.get_mut(&report.container) else {
             return false;
