@@ -339,7 +339,7 @@ fn endpoint_label(hostname: &str, ip: IpAddr) -> String {
 
 /// `localhost.` and names under it: the loopback addresses (RFC 6761 §6.3).
 fn localhost(name: &Name, qtype: RecordType) -> Option<Answer> {
-    let last = name.iter().last()?;
+    let last = name.iter().next_back()?;
     if !last.eq_ignore_ascii_case(b"localhost") {
         return None;
     }

@@ -136,7 +136,7 @@ impl ResolveAddressStream {
             }
             // Finished: taking its result does not block.
             let handle = self.pending.take();
-            let result = handle.and_then(|h| futures::FutureExt::now_or_never(h));
+            let result = handle.and_then(futures::FutureExt::now_or_never);
             self.done = Some(match result {
                 Some(Ok(found)) => found.map(Vec::into_iter),
                 _ => Err(ErrorCode::PermanentResolverFailure),
