@@ -27,7 +27,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -130,7 +130,9 @@ impl Router {
             let router = self.clone();
             async move { Ok::<_, Infallible>(router.handle(req, remote, scheme, port).await) }
         });
+        // A timer gives hyper's 30 s limit on reading a request head (no slow-loris clients).
         let served = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
             .keep_alive(true)
             .serve_connection(io, service)
             .await;
