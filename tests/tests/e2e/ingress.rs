@@ -510,6 +510,25 @@ fn bad_ingresses_are_refused_naming_the_field() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(!stdout(&out).contains("web"), "{}", text(&out));
 
+    // A bad --ingress-addr stops the agent before it joins, naming the flag.
+    let out = c
+        .skiff_cmd(&[
+            "agent",
+            "--server",
+            &c.addr.to_string(),
+            "--ingress-addr",
+            "nonsense",
+        ])
+        .env("SKIFF_JOIN_TOKEN", c.join_token())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("--ingress-addr \"nonsense\": expected off, an IP"),
+        "{}",
+        text(&out)
+    );
+
     // IngressClass: a controller that is no domain-prefixed path.
     let class = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: other}\nspec: {controller: nginx}\n";
     let out = c.skiff_stdin(&["apply", "-f", "-"], class);
