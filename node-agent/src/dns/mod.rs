@@ -37,6 +37,8 @@ pub const PORT: u16 = 53;
 /// How often the server checks that it listens on the current bridge address (a node gets its
 /// podCIDR after it registers, and a new one if its Node is made again).
 const RECHECK: Duration = Duration::from_secs(1);
+/// How long the server waits for the catalog's first list before it serves.
+const SYNC_WAIT: Duration = Duration::from_secs(10);
 
 /// What went wrong serving DNS.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +75,11 @@ pub async fn run(
     catalog: Arc<Catalog>,
     upstream: upstream::Upstream,
 ) {
+    // Serving before the first list would answer NXDOMAIN for Services that exist (and clients
+    // cache that): wait for it, but not forever (other names must resolve all the same).
+    if tokio::time::timeout(SYNC_WAIT, catalog.synced()).await.is_err() {
+        tracing::warn!("cluster DNS: no list of Services after {SYNC_WAIT:?}: serving anyway");
+    }
     let mut serving: Option<(IpAddr, hickory_server::ServerFuture<server::Handler>)> = None;
     let mut warned = false;
     loop {
