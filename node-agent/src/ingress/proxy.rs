@@ -10,7 +10,9 @@
 //!
 //! Forwarded requests keep their `Host` and carry `X-Forwarded-For` (appended to),
 //! `X-Forwarded-Proto`, `X-Forwarded-Host`, `X-Forwarded-Port` and `X-Real-IP`; hop-by-hop
-//! headers are dropped both ways. Upgrades (WebSocket) and HTTP/2 are not served yet.
+//! headers are dropped both ways, except that an upgrade (WebSocket) keeps `Connection: upgrade`
+//! and `Upgrade`, and once the upstream answers 101 the two connections are joined byte for
+//! byte. HTTP/2 is not served yet.
 //!
 //! Must not: decide routes (see [`super::routes`]) or read the API.
 
@@ -25,6 +27,7 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Body as _, Incoming};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -135,6 +138,7 @@ impl Router {
             .timer(TokioTimer::new())
             .keep_alive(true)
             .serve_connection(io, service)
+            .with_upgrades()
             .await;
         if let Err(e) = served {
             tracing::debug!(%remote, error = %e, "ingress connection ended");
@@ -162,7 +166,18 @@ impl Router {
             );
         };
         let (mut parts, body) = req.into_parts();
+        // An upgrade (WebSocket): the protocol asked for, and the client's side of the tunnel.
+        let upgrade = upgrade_protocol(&parts.headers);
+        let mut client_side = upgrade
+            .as_ref()
+            .and_then(|_| parts.extensions.remove::<OnUpgrade>());
         forwarding_headers(&mut parts.headers, remote, scheme, &host, port);
+        if let Some(protocol) = &upgrade {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol.clone());
+        }
         // A request without a body can go to another endpoint when a connection is refused (a
         // pod that just went away): nginx's `proxy_next_upstream error`.
         let replayable = body.is_end_stream();
@@ -191,6 +206,15 @@ impl Router {
             tries += 1;
             match tokio::time::timeout(UPSTREAM_TIMEOUT, self.client.request(forwarded)).await {
                 Ok(Ok(mut response)) => {
+                    if response.status() == StatusCode::SWITCHING_PROTOCOLS
+                        && let Some(client_side) = client_side.take()
+                    {
+                        // The 101 keeps its Connection and Upgrade headers; both sides are
+                        // joined once the client has it.
+                        let upstream_side = hyper::upgrade::on(&mut response);
+                        tokio::spawn(tunnel(client_side, upstream_side, upstream));
+                        return response.map(BodyExt::boxed);
+                    }
                     strip_hop_by_hop(response.headers_mut());
                     return response.map(BodyExt::boxed);
                 }
@@ -240,6 +264,38 @@ fn request_host<B>(req: &Request<B>) -> String {
         .map(str::to_string)
         .or_else(|| req.uri().authority().map(|a| a.to_string()))
         .unwrap_or_default()
+}
+
+/// The protocol an upgrade request asks for (`Upgrade`, with `upgrade` among `Connection`'s
+/// tokens).
+fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asked = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    asked
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Copies bytes both ways between an upgraded client connection and its upstream.
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, address: SocketAddr) {
+    match tokio::join!(client, upstream) {
+        (Ok(client), Ok(upstream)) => {
+            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                tracing::debug!(%address, error = %e, "ingress upgraded connection ended");
+            }
+        }
+        (client, upstream) => tracing::debug!(
+            %address,
+            client = ?client.err(),
+            upstream = ?upstream.err(),
+            "ingress upgrade failed"
+        ),
+    }
 }
 
 /// `upstream` as the authority of an origin-form request for `uri`'s path and query.
@@ -331,18 +387,5 @@ fn text(status: StatusCode, body: &str) -> Response<Body> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hop_by_hop_headers_and_those_connection_names_go() {
-        let mut headers = HeaderMap::new();
-        headers.insert("connection", HeaderValue::from_static("close, x-secret"));
-        headers.insert("x-secret", HeaderValue::from_static("1"));
-        headers.insert("transfer-encoding", HeaderValue::from_static("chunked"));
-        headers.insert("x-kept", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut headers);
-        let left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, ["x-kept"]);
-    }
-}
+#[path = "proxy_tests.rs"]
+mod tests;
