@@ -164,6 +164,34 @@ impl Agent {
         }
     }
 
+    /// Removes the node proxy's nft table and routes, as `DATA_DIR/proxy.state` records them,
+    /// when the agent ran in the test's own network namespace (a namespace of the test takes
+    /// them along when it is deleted).
+    fn clean_proxy(&self) {
+        if self.netns.is_some() {
+            return;
+        }
+        let state = std::fs::read_to_string(self.data_dir.join("proxy.state")).unwrap_or_default();
+        for line in state.lines() {
+            let mut command = Command::new(if line.starts_with("table ") {
+                "nft"
+            } else {
+                "ip"
+            });
+            if let Some(table) = line.strip_prefix("table ") {
+                command.args(["delete", "table", "ip", table.trim()]);
+            } else if let Some(route) = line.strip_prefix("route ") {
+                command
+                    .args(["route", "delete"])
+                    .args(route.split_whitespace());
+                command.args(["proto", "78"]);
+            } else {
+                continue;
+            }
+            let _ = command.stderr(Stdio::null()).status();
+        }
+    }
+
     /// `kill -9` of every shim of the agent (and so its pods), by the pids it recorded.
     fn kill_shims(&self) {
         for group in self.shim_groups() {
@@ -563,6 +591,7 @@ impl Drop for Cluster {
             agent.kill();
             agent.kill_shims();
             agent.clean_containers();
+            agent.clean_proxy();
         }
         self.kill_server();
         // The node bridges and routes of agents in the test's own network namespace.

@@ -15,9 +15,13 @@
 //! - `nat_postrouting` masquerades what was marked, and the hairpin: a pod of this node's block
 //!   reaching a Service served by a pod of the same block (the reply would go straight over the
 //!   bridge, past conntrack, with the wrong source);
-//! - `filter_output` and `filter_forward` refuse what is still addressed to the service CIDR
-//!   after DNAT: an allocated address (a port it does not serve, no endpoint) with ICMP port
-//!   unreachable (connection refused, as kube-proxy), any other with host unreachable.
+//! - `filter_prerouting` (right after DNAT, before routing) and `filter_output` refuse what is
+//!   still addressed to the service CIDR after DNAT: an allocated address (a port it does not
+//!   serve, no endpoint) with ICMP port unreachable (connection refused, as kube-proxy), any
+//!   other with host unreachable. Before routing, not in the forward hook: a pod's packet to the
+//!   service CIDR would be routed back out of the bridge it came in by, and the kernel would
+//!   first send the pod an ICMP redirect, after which the pod looks for the address on its link
+//!   and the refusal is lost.
 //!
 //! Must not: run anything, or read anything but the snapshot (the object names are stable
 //! hashes, so a sync changes only what changed, and affinity sets outlive syncs).
@@ -128,12 +132,12 @@ pub fn render(snapshot: &Snapshot, comment: &str) -> Ruleset {
     );
     for (hook, base) in [
         (
-            "filter_output",
-            "type filter hook output priority 0; policy accept;",
+            "filter_prerouting",
+            "type filter hook prerouting priority -90; policy accept;",
         ),
         (
-            "filter_forward",
-            "type filter hook forward priority 0; policy accept;",
+            "filter_output",
+            "type filter hook output priority 0; policy accept;",
         ),
     ] {
         r.chains
