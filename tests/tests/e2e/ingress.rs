@@ -69,6 +69,25 @@ spec:
       - {path: /, pathType: Prefix, backend: {service: {name: empty, port: {number: 80}}}}
 ";
 
+const OTHER_CLASS: &str = "\
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: nginx}
+spec: {controller: k8s.io/ingress-nginx}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: elsewhere}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: other.test
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: a, port: {number: 80}}}}
+---
+";
+
 const BROKEN: &str = "\
 apiVersion: networking.k8s.io/v1
 kind: Ingress
@@ -257,6 +276,8 @@ fn an_ingress_routes_two_hosts_by_path_to_two_services_over_http_and_tls() {
     manifests.push_str(&service("b"));
     manifests.push_str(&service("empty"));
     manifests.push_str(&format!("{secret}\n---\n"));
+    // Another controller's Ingress, created first: skiff's routers and controller leave it alone.
+    manifests.push_str(OTHER_CLASS);
     manifests.push_str(INGRESS);
     c.apply(&manifests);
 
@@ -278,7 +299,7 @@ fn an_ingress_routes_two_hosts_by_path_to_two_services_over_http_and_tls() {
         // A wildcard host stands for one label.
         expect(node, "x.wild.test", "/", 200, "from-b");
         expect(node, "x.y.wild.test", "/", 404, "no ingress rule");
-        // No rule: 404; a Service with no ready endpoint: 503.
+        // No rule (other.test is another class's): 404; a Service with no ready endpoint: 503.
         expect(node, "other.test", "/", 404, "no ingress rule");
         expect(node, "empty.test", "/", 503, "no ready endpoints");
     }
@@ -329,6 +350,8 @@ fn an_ingress_routes_two_hosts_by_path_to_two_services_over_http_and_tls() {
         },
     );
     assert_eq!(ingress["spec"]["ingressClassName"], "skiff", "{ingress:#}");
+    let elsewhere = c.get_json("ingress", "elsewhere").expect("ingress elsewhere");
+    assert!(elsewhere["status"]["loadBalancer"]["ingress"].is_null(), "{elsewhere:#}");
     let mut addresses = [0, 1, 2].map(|i| net.address(i).to_string());
     addresses.sort();
     assert_eq!(
