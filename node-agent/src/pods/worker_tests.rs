@@ -697,3 +697,42 @@ async fn a_running_worker_hears_its_probers() {
         .unwrap();
     drop(listener);
 }
+
+/// An agent restart does not flap Endpoints: an adopted container keeps the readiness its status
+/// last reported until its probes say otherwise.
+#[tokio::test]
+async fn an_adopted_container_keeps_its_reported_readiness() {
+    let f = fixture().await;
+    let mut pod = f.probed_pod(|c| c.readiness_probe = Some(tcp_probe(1, 1)));
+    pod.status = Some(PodStatus {
+        phase: "Running".into(),
+        container_statuses: vec![ContainerStatus {
+            name: "app".into(),
+            restart_count: 3,
+            ready: true,
+            started: Some(true),
+            container_id: "skiff://u/app/3".into(),
+            state: Some(ContainerState {
+                running: Some(ContainerStateRunning { started_at: None }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let mut w = PodWorker::new(f.ctx.clone(), pod);
+    w.entry.apply(Msg::Adopt {
+        instances: vec![instance("u/app/3", None)],
+        listed_at: SystemTime::now(),
+    });
+    w.reconcile().await;
+    assert!(f.runtime.starts().is_empty());
+    let status = f.api.last_status();
+    assert!(status.container_statuses[0].ready, "{status:?}");
+    assert_eq!(condition(&status, "Ready"), "True");
+    assert_eq!(w.probers.running("app"), [Kind::Readiness]);
+    // Its probe fails: now it is unready.
+    assert!(w.probed(report("u/app/3", Kind::Readiness, false)));
+    w.reconcile().await;
+    assert!(!f.api.last_status().container_statuses[0].ready);
+}
