@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::Locked;
 use oci_spec::runtime::{LinuxMemoryBuilder, LinuxResources};
 use skiff_runtime::linux::cgroups::{self, Cgroup, Version};
 
@@ -33,7 +34,7 @@ pub fn join(path: &str, resources: Option<&LinuxResources>) -> Result<Joined, St
     }
     // A cgroup the shim meant to exit in, or a leave still under way, would hold this process
     // or move it back out of the new cgroup.
-    let stayed = STAYING.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let stayed = STAYING.locked().take();
     if let Some(stayed) = stayed {
         stayed.leave();
     }
@@ -105,14 +106,14 @@ pub fn join_at_start(path: &str, resources: Option<&LinuxResources>) -> Result<b
         return Ok(false);
     }
     let joined = join_with(path, resources, Move::CallingThread)?;
-    *JOINED_AT_START.lock().unwrap_or_else(|p| p.into_inner()) = Some(joined);
+    *JOINED_AT_START.locked() = Some(joined);
     Ok(true)
 }
 
 /// The cgroup joined at start, if it is the one at `path`.
 fn claim_joined_at_start(path: &str) -> Option<Joined> {
     let wanted = Cgroup::new(path).ok()?;
-    let mut slot = JOINED_AT_START.lock().unwrap_or_else(|p| p.into_inner());
+    let mut slot = JOINED_AT_START.locked();
     if slot.as_ref().is_some_and(|j| j.cgroup == wanted) {
         slot.take()
     } else {
@@ -126,9 +127,7 @@ fn claim_joined_at_start(path: &str) -> Option<Joined> {
 /// cgroup joined at start that no task claimed (its Create failed early or never came) is left
 /// the slow way, and the one of its last task stays until the exit empties it.
 pub fn leave_at_exit() {
-    let take = |slot: &std::sync::Mutex<Option<Joined>>| {
-        slot.lock().unwrap_or_else(|p| p.into_inner()).take()
-    };
+    let take = |slot: &std::sync::Mutex<Option<Joined>>| slot.locked().take();
     let (staying, unclaimed) = (take(&STAYING), take(&JOINED_AT_START));
     if staying.is_none() && unclaimed.is_none() {
         return;
@@ -171,7 +170,7 @@ static LEAVING: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>> =
 /// Waits for every background leave to finish: before joining again, and before the shim exits
 /// (an exit would leave the cgroup, but not remove it).
 pub fn settle() {
-    let pending = std::mem::take(&mut *LEAVING.lock().unwrap_or_else(|p| p.into_inner()));
+    let pending = std::mem::take(&mut *LEAVING.locked());
     for leave in pending {
         let _ = leave.join();
     }
@@ -183,7 +182,7 @@ impl Joined {
     /// exit empties it and `shim delete` removes it, waiting for the exit. Should another task
     /// join a cgroup meanwhile, this one is left and removed first.
     pub fn exit_in(self) {
-        *STAYING.lock().unwrap_or_else(|p| p.into_inner()) = Some(self);
+        *STAYING.locked() = Some(self);
     }
 
     /// As [`Joined::leave`], on a thread of its own: moving a process between cgroups waits for
@@ -194,10 +193,7 @@ impl Joined {
             .name("cgroup-leave".into())
             .spawn(move || self.leave());
         match leave {
-            Ok(handle) => LEAVING
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(handle),
+            Ok(handle) => LEAVING.locked().push(handle),
             Err(e) => log::warn!("leaving the task's cgroup: {e}"),
         }
     }

@@ -14,6 +14,7 @@ use nix::sys::signal::Signal;
 use oci_spec::runtime::Spec;
 use skiff_runtime::wasm::{Streams, WasmEngine};
 
+use crate::Locked;
 use crate::cgroup::Joined;
 use crate::events::Events;
 use crate::linux::{self, LinuxTask};
@@ -206,11 +207,7 @@ impl Container {
     /// Whether this is a Wasm task whose cgroup the shim process joined.
     pub fn holds_cgroup(&self) -> bool {
         match &self.kind {
-            Kind::Wasm(task) => task
-                .cgroup
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_some(),
+            Kind::Wasm(task) => task.cgroup.locked().is_some(),
             Kind::Linux(_) => false,
         }
     }
@@ -218,24 +215,16 @@ impl Container {
     /// Watches a Linux init from creation on (it can be killed before it is started).
     pub fn watch_linux_init(self: &Arc<Self>, events: &Events) {
         if let Kind::Linux(_) = self.kind {
-            let pid = self.init.pid();
-            self.watch(
-                self.init.clone(),
-                events.clone(),
-                tokio::task::spawn_blocking(move || linux::wait(pid)),
-            );
+            self.watch(self.init.clone(), events.clone(), self.init.pid());
         }
     }
 
-    /// Records the exit that `waiter` yields and queues its event (OOM first, for an init).
-    fn watch(
-        self: &Arc<Self>,
-        process: Arc<Process>,
-        events: Events,
-        waiter: tokio::task::JoinHandle<u32>,
-    ) {
+    /// Waits for `process` (a Linux init or exec, `pid`), then records its exit and queues its
+    /// event (OOM first, for an init).
+    fn watch(self: &Arc<Self>, process: Arc<Process>, events: Events, pid: u32) {
         let me = self.clone();
         tokio::spawn(async move {
+            let waiter = tokio::task::spawn_blocking(move || linux::wait(pid));
             let code = waiter.await.unwrap_or(255);
             // What the init wrote before it exited is in its log before the exit is told.
             if let Kind::Linux(LinuxTask { log: Some(log), .. }) = &me.kind
@@ -285,8 +274,7 @@ impl Container {
             Kind::Wasm(task) => {
                 let spec = task
                     .spec
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                    .locked()
                     .take()
                     .ok_or_else(|| format!("task {}: already started", self.id))?;
                 let instance = task
@@ -294,7 +282,7 @@ impl Container {
                     .start_prepared(&task.prepared, spec)
                     .await
                     .map_err(|e| format!("task {}: starting the guest: {e}", self.id))?;
-                *task.instance.lock().unwrap_or_else(|p| p.into_inner()) = Some(instance.clone());
+                *task.instance.locked() = Some(instance.clone());
                 self.init.set_running(std::process::id());
                 let me = self.clone();
                 let events = events.clone();
@@ -331,7 +319,7 @@ impl Container {
     /// The code a Wasm guest ended with because of a kill: 128 + the signal.
     fn kill_code(&self) -> Option<u32> {
         match &self.kind {
-            Kind::Wasm(task) => *task.killed_with.lock().unwrap_or_else(|p| p.into_inner()),
+            Kind::Wasm(task) => *task.killed_with.locked(),
             Kind::Linux(_) => None,
         }
     }
@@ -360,10 +348,7 @@ impl Container {
                     }
                     _ => {}
                 }
-                task.killed_with
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_or_insert(128 + signal);
+                task.killed_with.locked().get_or_insert(128 + signal);
                 // Under the gate: a Start in progress has stored its instance by then.
                 let _gate = self.init.gate.lock().await;
                 match task.instance() {
@@ -399,7 +384,7 @@ impl Container {
                     instance.kill();
                     instance.wait().await;
                 }
-                let joined = task.cgroup.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let joined = task.cgroup.locked().take();
                 match joined {
                     // The shim leaves it as it exits, with one thread left (or the exit
                     // empties it for `shim delete`). Leaving now, with its threads, would take
@@ -420,11 +405,7 @@ impl Container {
     }
 
     pub fn exec(&self, exec_id: &str) -> Option<Arc<Exec>> {
-        self.execs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(exec_id)
-            .cloned()
+        self.execs.locked().get(exec_id).cloned()
     }
 
     /// Registers an exec process (not started).
@@ -440,7 +421,7 @@ impl Container {
         if !self.init.is_running() {
             return Err(format!("task {}: not running", self.id));
         }
-        let mut execs = self.execs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut execs = self.execs.locked();
         if execs.contains_key(exec_id) {
             return Err(format!("exec {exec_id}: already exists"));
         }
@@ -469,31 +450,16 @@ impl Container {
         let _gate = process.gate.lock().await;
         let opened = exec
             .opened
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .locked()
             .take()
             .ok_or_else(|| format!("exec {}: already started", process.exec_id))?;
-        let mut child = task
+        // Its child is waited for by pid, as an init is.
+        let pid = task
             .exec(&exec.spec, opened)
-            .map_err(|e| format!("exec {}: {e}", process.exec_id))?;
-        let pid = child.id();
+            .map_err(|e| format!("exec {}: {e}", process.exec_id))?
+            .id();
         process.set_running(pid);
-        self.watch(
-            process.clone(),
-            events.clone(),
-            tokio::task::spawn_blocking(move || {
-                child
-                    .wait()
-                    .map(|s| {
-                        use std::os::unix::process::ExitStatusExt;
-                        s.code()
-                            .map(|c| c as u32)
-                            .or_else(|| s.signal().map(|n| 128 + n as u32))
-                            .unwrap_or(255)
-                    })
-                    .unwrap_or(255)
-            }),
-        );
+        self.watch(process.clone(), events.clone(), pid);
         events.exec_started(&self.id, &process.exec_id, pid).await;
         Ok(pid)
     }
@@ -524,10 +490,7 @@ impl Container {
     }
 
     pub fn remove_exec(&self, exec_id: &str) {
-        self.execs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(exec_id);
+        self.execs.locked().remove(exec_id);
     }
 
     /// Pids of the task's processes.

@@ -32,12 +32,7 @@ pub struct LogFile {
 
 /// The log file the spec asks for, unless `io` names an output FIFO.
 pub fn log_file(spec: &Spec, io_has_output: bool) -> Result<Option<LogFile>, String> {
-    let annotation = |key: &str| {
-        spec.annotations()
-            .as_ref()
-            .and_then(|a| a.get(key))
-            .map(String::as_str)
-    };
+    let annotation = |key| crate::shim::annotation(spec, key);
     let Some(path) = annotation(LOG_PATH).filter(|_| !io_has_output) else {
         return Ok(None);
     };

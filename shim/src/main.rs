@@ -35,6 +35,18 @@ mod wasm;
 
 use std::ffi::OsString;
 
+/// A std mutex locked whether or not a thread panicked holding it: what the shim guards with one
+/// stays consistent at every step.
+pub trait Locked<T> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, T>;
+}
+
+impl<T> Locked<T> for std::sync::Mutex<T> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, T> {
+        self.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// The runtime name containerd knows this shim by.
 pub const RUNTIME_ID: &str = "io.containerd.skiff.v1";
 

@@ -16,6 +16,7 @@ use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use tokio::sync::watch;
 
+use crate::Locked;
 use crate::stdio::{Io, StdinCloser};
 
 /// How a process ended.
@@ -47,19 +48,13 @@ pub fn timestamp(at: SystemTime) -> Timestamp {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Created,
-    Running,
-    Stopped,
-}
-
 pub struct Process {
     /// Empty for a task's init.
     pub exec_id: String,
     pub io: Io,
     pid: AtomicU32,
-    phase: Mutex<Phase>,
+    /// `CREATED`, `RUNNING` or `STOPPED`.
+    status: Mutex<Status>,
     exit: watch::Sender<Option<Exit>>,
     stdin: Mutex<Option<StdinCloser>>,
     /// Held from start until the Start event is queued; taken before the Exit event is.
@@ -72,7 +67,7 @@ impl Process {
             exec_id: exec_id.to_string(),
             io,
             pid: AtomicU32::new(pid),
-            phase: Mutex::new(Phase::Created),
+            status: Mutex::new(Status::CREATED),
             exit: watch::channel(None).0,
             stdin: Mutex::new(stdin),
             gate: tokio::sync::Mutex::new(()),
@@ -83,48 +78,40 @@ impl Process {
         self.pid.load(Ordering::Relaxed)
     }
 
-    fn phase(&self) -> Phase {
-        *self.phase.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     pub fn status(&self) -> Status {
-        match self.phase() {
-            Phase::Created => Status::CREATED,
-            Phase::Running => Status::RUNNING,
-            Phase::Stopped => Status::STOPPED,
-        }
+        *self.status.locked()
     }
 
     pub fn is_created(&self) -> bool {
-        self.phase() == Phase::Created
+        self.status() == Status::CREATED
     }
 
     pub fn is_running(&self) -> bool {
-        self.phase() == Phase::Running
+        self.status() == Status::RUNNING
     }
 
     pub fn is_stopped(&self) -> bool {
-        self.phase() == Phase::Stopped
+        self.status() == Status::STOPPED
     }
 
     /// Marks the process started with `pid`, unless it already ended.
     pub fn set_running(&self, pid: u32) {
-        let mut phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
-        if *phase == Phase::Created {
+        let mut status = self.status.locked();
+        if *status == Status::CREATED {
             self.pid.store(pid, Ordering::Relaxed);
-            *phase = Phase::Running;
+            *status = Status::RUNNING;
         }
     }
 
     /// Records the exit; false if one was recorded already.
     pub fn set_exited(&self, exit: Exit) -> bool {
-        let mut phase = self.phase.lock().unwrap_or_else(|p| p.into_inner());
-        if *phase == Phase::Stopped {
+        let mut status = self.status.locked();
+        if *status == Status::STOPPED {
             return false;
         }
-        *phase = Phase::Stopped;
+        *status = Status::STOPPED;
         self.exit.send_replace(Some(exit));
-        drop(phase);
+        drop(status);
         self.close_stdin();
         true
     }
@@ -146,7 +133,7 @@ impl Process {
     /// Ends the process's stdin (the guest or container reads EOF once what was written is
     /// read). Idempotent.
     pub fn close_stdin(&self) {
-        if let Some(closer) = self.stdin.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(closer) = self.stdin.locked().take() {
             closer.close();
         }
     }

@@ -22,7 +22,8 @@ use containerd_shim::{Task, TtrpcContext, TtrpcResult};
 use skiff_runtime::wasm::WasmEngine;
 use tokio::sync::OnceCell;
 
-use crate::container::{Container, CreateArgs};
+use crate::Locked;
+use crate::container::{Container, CreateArgs, Exec};
 use crate::errors::{exists, internal, invalid, not_found, precondition, unimplemented};
 use crate::events::Events;
 use crate::process::{Exit, Process};
@@ -71,10 +72,7 @@ impl Service {
     }
 
     fn containers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Container>>> {
-        self.inner
-            .containers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.inner.containers.locked()
     }
 
     fn container(&self, id: &str) -> TtrpcResult<Arc<Container>> {
@@ -91,9 +89,7 @@ impl Service {
             let init = c.init.clone();
             return Ok((c, init));
         }
-        let exec = c
-            .exec(exec_id)
-            .ok_or_else(|| not_found(format!("exec {exec_id} of task {id}: not found")))?;
+        let exec = exec_of(&c, exec_id)?;
         Ok((c, exec.process.clone()))
     }
 
@@ -103,12 +99,7 @@ impl Service {
         self.inner
             .engine
             .get_or_try_init(|| async {
-                let building = self
-                    .inner
-                    .building
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take();
+                let building = self.inner.building.locked().take();
                 tokio::task::spawn_blocking(move || match building {
                     Some(thread) => thread
                         .join()
@@ -125,16 +116,10 @@ impl Service {
     }
 }
 
-fn exit_fields(
-    p: &Process,
-) -> (
-    u32,
-    MessageField<containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp>,
-) {
-    match p.exit() {
-        Some(e) => (e.code, e.timestamp()),
-        None => (0, MessageField::none()),
-    }
+/// Exec `exec_id` of container `c`.
+fn exec_of(c: &Container, exec_id: &str) -> TtrpcResult<Arc<Exec>> {
+    (c.exec(exec_id))
+        .ok_or_else(|| not_found(format!("exec {exec_id} of task {}: not found", c.id)))
 }
 
 #[async_trait]
@@ -190,11 +175,7 @@ impl Task for Service {
         let pid = container.init.pid();
         let inserted = {
             let mut map = self.containers();
-            let free = !map.contains_key(&req.id);
-            if free {
-                map.insert(req.id.clone(), container.clone());
-            }
-            free
+            !map.contains_key(&req.id) && map.insert(req.id.clone(), container.clone()).is_none()
         };
         if !inserted {
             container.remove(false).await;
@@ -223,12 +204,7 @@ impl Task for Service {
         let pid = if req.exec_id.is_empty() {
             c.start(&self.inner.events).await
         } else {
-            let exec = c.exec(&req.exec_id).ok_or_else(|| {
-                not_found(format!(
-                    "exec {} of task {}: not found",
-                    req.exec_id, req.id
-                ))
-            })?;
+            let exec = exec_of(&c, &req.exec_id)?;
             c.start_exec(&exec, &self.inner.events).await
         }
         .map_err(precondition)?;
@@ -244,7 +220,7 @@ impl Task for Service {
         req: api::StateRequest,
     ) -> TtrpcResult<api::StateResponse> {
         let (c, p) = self.process(&req.id, &req.exec_id)?;
-        let (exit_status, exited_at) = exit_fields(&p);
+        let exit = p.exit();
         Ok(api::StateResponse {
             id: if req.exec_id.is_empty() {
                 c.id.clone()
@@ -258,8 +234,8 @@ impl Task for Service {
             stdout: p.io.stdout.clone(),
             stderr: p.io.stderr.clone(),
             terminal: p.io.terminal,
-            exit_status,
-            exited_at,
+            exit_status: exit.map_or(0, |e| e.code),
+            exited_at: exit.map_or_else(MessageField::none, |e| e.timestamp()),
             exec_id: req.exec_id,
             ..Default::default()
         })
@@ -292,12 +268,7 @@ impl Task for Service {
                     }
                 })?;
         } else {
-            let exec = c.exec(&req.exec_id).ok_or_else(|| {
-                not_found(format!(
-                    "exec {} of task {}: not found",
-                    req.exec_id, req.id
-                ))
-            })?;
+            let exec = exec_of(&c, &req.exec_id)?;
             c.kill_exec(&exec, req.signal).map_err(not_found)?;
         }
         Ok(Empty::new())
@@ -310,18 +281,12 @@ impl Task for Service {
     ) -> TtrpcResult<api::DeleteResponse> {
         let (c, p) = self.process(&req.id, &req.exec_id)?;
         if p.is_running() {
+            let (what, name) = match req.exec_id.as_str() {
+                "" => ("task", &req.id),
+                _ => ("exec", &req.exec_id),
+            };
             return Err(precondition(format!(
-                "{} {}: is running, kill it first",
-                if req.exec_id.is_empty() {
-                    "task"
-                } else {
-                    "exec"
-                },
-                if req.exec_id.is_empty() {
-                    &req.id
-                } else {
-                    &req.exec_id
-                }
+                "{what} {name}: is running, kill it first"
             )));
         }
         if !req.exec_id.is_empty() {

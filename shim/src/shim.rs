@@ -35,22 +35,23 @@ pub struct SkiffShim {
     namespace: String,
 }
 
+/// The spec's annotation `key`, if set.
+pub fn annotation<'a>(spec: &'a Spec, key: &str) -> Option<&'a str> {
+    spec.annotations().as_ref()?.get(key).map(String::as_str)
+}
+
 /// The group a bundle's container belongs to: an annotation's value, else its own id.
 pub fn grouping(spec: Option<&Spec>, id: &str) -> String {
-    spec.and_then(|s| s.annotations().as_ref())
-        .and_then(|a| GROUP_ANNOTATIONS.iter().find_map(|k| a.get(*k)))
+    spec.and_then(|s| GROUP_ANNOTATIONS.iter().find_map(|k| annotation(s, k)))
         .filter(|v| !v.is_empty())
-        .cloned()
-        .unwrap_or_else(|| id.to_string())
+        .unwrap_or(id)
+        .to_string()
 }
 
 /// Whether the spec puts its task in a shim shared by many pods ([`GROUP`]): such a shim never
 /// joins a task's cgroup, and its Wasm tasks are held to their limits by wasmtime alone.
 pub fn in_node_group(spec: &Spec) -> bool {
-    spec.annotations()
-        .as_ref()
-        .and_then(|a| a.get(GROUP))
-        .is_some_and(|v| !v.is_empty())
+    annotation(spec, GROUP).is_some_and(|v| !v.is_empty())
 }
 
 #[async_trait]

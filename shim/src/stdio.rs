@@ -73,18 +73,14 @@ fn output(path: &str, name: &str) -> io::Result<Option<File>> {
 /// Opens `io`'s streams; stdin, if any, is pumped by a task of the current runtime until the
 /// returned closer fires.
 pub fn open(io: &Io) -> io::Result<(Opened, Option<StdinCloser>)> {
-    let stdout = output(&io.stdout, "stdout")?;
-    let stderr = output(&io.stderr, "stderr")?;
+    let mut opened = Opened {
+        stdin: None,
+        stdout: output(&io.stdout, "stdout")?,
+        stderr: output(&io.stderr, "stderr")?,
+    };
     check_path(&io.stdin, "stdin")?;
     if io.stdin.is_empty() {
-        return Ok((
-            Opened {
-                stdin: None,
-                stdout,
-                stderr,
-            },
-            None,
-        ));
+        return Ok((opened, None));
     }
     let fifo = pipe::OpenOptions::new()
         .read_write(true)
@@ -95,14 +91,8 @@ pub fn open(io: &Io) -> io::Result<(Opened, Option<StdinCloser>)> {
     let writer = pipe::Sender::from_owned_fd(write)?;
     let (tx, rx) = oneshot::channel();
     tokio::spawn(pump(fifo, writer, rx));
-    Ok((
-        Opened {
-            stdin: Some(File::from(read)),
-            stdout,
-            stderr,
-        },
-        Some(StdinCloser(tx)),
-    ))
+    opened.stdin = Some(File::from(read));
+    Ok((opened, Some(StdinCloser(tx))))
 }
 
 /// Copies the stdin FIFO into the process's pipe until closed, then drains what is left.

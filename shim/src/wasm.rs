@@ -28,8 +28,10 @@ use skiff_runtime::wasm::{
     WasmSpec,
 };
 
+use crate::Locked;
 use crate::cgroup::Joined;
 use crate::logfile::{LogFile, log_file};
+use crate::shim::annotation;
 
 /// TCP ports a guest may bind in its network namespace, comma-separated (empty: none); absent:
 /// any port.
@@ -198,13 +200,6 @@ pub fn wasm_spec(
     })
 }
 
-fn annotation<'a>(spec: &'a Spec, key: &str) -> Option<&'a str> {
-    spec.annotations()
-        .as_ref()
-        .and_then(|a| a.get(key))
-        .map(String::as_str)
-}
-
 /// The guest's streams: the FIFOs Create gave, else the CRI log file the annotations name
 /// ([`log_file`]), else none.
 fn stdio_of(spec: &Spec, streams: Streams) -> Result<(Stdio, PathBuf, u64), String> {
@@ -283,10 +278,7 @@ pub struct WasmTask {
 
 impl WasmTask {
     pub fn instance(&self) -> Option<Instance> {
-        self.instance
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.instance.locked().clone()
     }
 }
 
