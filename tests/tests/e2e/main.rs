@@ -18,6 +18,7 @@ mod pod_workers;
 mod port_forward;
 mod probes;
 mod registry;
+mod rolling_update;
 mod service_dns;
 mod service_proxy;
 mod services;
