@@ -20,7 +20,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::authority;
+use super::{authority, io_message};
 
 /// The `User-Agent` of skiff's probes, in kubelet's `kube-probe/<version>` form.
 pub const PROBE_USER_AGENT: &str = concat!("kube-probe/skiff-", env!("CARGO_PKG_VERSION"));
@@ -48,9 +48,12 @@ impl Get<'_> {
     pub async fn check(&self) -> Result<(), String> {
         let url = self.url();
         let address = authority(self.host, self.port);
-        let tcp = TcpStream::connect(&address)
-            .await
-            .map_err(|e| format!("Get {url:?}: dial tcp {address}: connect: {e}"))?;
+        let tcp = TcpStream::connect(&address).await.map_err(|e| {
+            format!(
+                "Get {url:?}: dial tcp {address}: connect: {}",
+                io_message(&e)
+            )
+        })?;
         let _ = tcp.set_nodelay(true);
         let status = if self.https {
             let name = ServerName::try_from(self.host.to_string())
@@ -290,11 +293,11 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         drop(listener);
         let err = get(port, &[]).check().await.unwrap_err();
-        assert!(
-            err.starts_with(&format!(
-                "Get \"http://127.0.0.1:{port}/healthz?full=1\": dial tcp 127.0.0.1:{port}: connect:"
-            )),
-            "{err}"
+        assert_eq!(
+            err,
+            format!(
+                "Get \"http://127.0.0.1:{port}/healthz?full=1\": dial tcp 127.0.0.1:{port}: connect: connection refused"
+            )
         );
     }
 

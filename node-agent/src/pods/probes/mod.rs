@@ -78,6 +78,21 @@ pub fn authority(host: &str, port: u16) -> String {
     }
 }
 
+/// An I/O error as Go words it in kubelet's messages (`connection refused`), without Rust's
+/// `(os error 111)`.
+pub fn io_message(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error ") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// The probers of one container's current attempt.
 struct Set {
     instance: String,

@@ -4,14 +4,14 @@
 
 use tokio::net::TcpStream;
 
-use super::authority;
+use super::{authority, io_message};
 
 /// Connects to `host:port`.
 pub async fn check(host: &str, port: u16) -> Result<(), String> {
     let address = authority(host, port);
     match TcpStream::connect(&address).await {
         Ok(_) => Ok(()),
-        Err(e) => Err(format!("dial tcp {address}: connect: {e}")),
+        Err(e) => Err(format!("dial tcp {address}: connect: {}", io_message(&e))),
     }
 }
 
@@ -26,9 +26,9 @@ mod tests {
         assert_eq!(check("127.0.0.1", port).await, Ok(()));
         drop(listener);
         let err = check("127.0.0.1", port).await.unwrap_err();
-        assert!(
-            err.starts_with(&format!("dial tcp 127.0.0.1:{port}: connect: ")),
-            "{err}"
+        assert_eq!(
+            err,
+            format!("dial tcp 127.0.0.1:{port}: connect: connection refused")
         );
     }
 }
