@@ -9,6 +9,7 @@ mod heartbeats;
 mod instantiate;
 mod oci_start;
 mod scheduler;
+mod service;
 mod shim_start;
 mod stats;
 mod wasm_start;
@@ -21,9 +22,10 @@ fn main() {
         "oci-start" => oci_start::run(),
         "scheduler" => scheduler::run(),
         "shim-start" => shim_start::run(),
+        "service" => service::run(),
         "dns" => dns::run(),
         other => Err(format!(
-            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler, shim-start, dns"
+            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler, shim-start, dns, service"
         )),
     };
     if let Err(e) = result {

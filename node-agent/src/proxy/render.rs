@@ -11,8 +11,13 @@
 //!   after the endpoints a client already sticks to (`ip saddr @aff_*`, ClientIP affinity); with
 //!   no ready endpoint it DNATs to its holder, if one is set ([`super::Proxy::hold`]), else it is
 //!   not in the maps at all;
-//! - an `ep_*` chain per endpoint records the client in its affinity set and DNATs;
-//! - `nat_postrouting` masquerades what was marked, and the hairpin: a pod of this node's block
+//! - an `ep_*` chain per endpoint records the client in its affinity set and DNATs; an endpoint
+//!   that is a pod of this node takes the masquerade mark off (the node is its gateway: replies
+//!   come back through here anyway, and the pod sees its client's address);
+//! - `nat_postrouting` masquerades what was marked (port-preserving: `fully-random` gave the
+//!   server a new source port per connection whose TCP timestamps did not follow those of the
+//!   TIME-WAIT it found there, and one SYN in a few hundred waited 1 s for its retransmission),
+//!   and the hairpin: a pod of this node's block
 //!   reaching a Service served by a pod of the same block (the reply would go straight over the
 //!   bridge, past conntrack, with the wrong source);
 //! - `filter_prerouting` (right after DNAT, before routing) and `filter_output` refuse what is
@@ -34,6 +39,8 @@ use super::snapshot::{Protocol, ServicePort, Snapshot};
 
 /// The packet mark bit asking `nat_postrouting` to masquerade (kube-proxy's).
 pub const MASQUERADE_MARK: &str = "0x00004000";
+/// Every bit but [`MASQUERADE_MARK`].
+const UNMARK: &str = "0xffffbfff";
 
 /// A chain: its hook line for base chains, and its rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,11 +123,11 @@ pub fn render(snapshot: &Snapshot, comment: &str) -> Ruleset {
         ),
     );
     let mut post = vec![format!(
-        "meta mark & {MASQUERADE_MARK} == {MASQUERADE_MARK} meta mark set meta mark ^ {MASQUERADE_MARK} masquerade fully-random"
+        "meta mark & {MASQUERADE_MARK} == {MASQUERADE_MARK} meta mark set meta mark ^ {MASQUERADE_MARK} masquerade"
     )];
     if let Some(block) = snapshot.local_block {
         post.push(format!(
-            "ct status dnat ip saddr {block} ip daddr {block} masquerade fully-random"
+            "ct status dnat ip saddr {block} ip daddr {block} masquerade"
         ));
     }
     r.chains.insert(
@@ -239,6 +246,14 @@ fn service_chain(port: &ServicePort, snapshot: &Snapshot, r: &mut Ruleset) -> Op
         let key = format!("{}>{endpoint}", port.id);
         let ep = name("ep", &key);
         let mut ep_rules = Vec::new();
+        if snapshot
+            .local_block
+            .is_some_and(|b| b.contains(*endpoint.ip()))
+        {
+            // A pod of this node answers through this node anyway (it is the pod's gateway):
+            // no masquerade, and the pod sees its client's address.
+            ep_rules.push(format!("meta mark set meta mark & {UNMARK}"));
+        }
         if let Some(timeout) = port.affinity {
             // The timeout is in the name: a changed timeout is a new set, the old one goes.
             let aff = format!("{}_{timeout}", name("aff", &key));
@@ -445,7 +460,15 @@ mod tests {
         );
         assert_eq!(
             r.chains[&a].rules,
-            ["meta l4proto tcp dnat ip to 10.244.0.2:8080"]
+            [
+                "meta mark set meta mark & 0xffffbfff",
+                "meta l4proto tcp dnat ip to 10.244.0.2:8080"
+            ],
+            "10.244.0.2 is a pod of this node: its replies come back through here unmasqueraded"
+        );
+        assert_eq!(
+            r.chains[&b].rules,
+            ["meta l4proto tcp dnat ip to 10.244.1.3:8080"]
         );
         assert_eq!(
             r.chains[&name("ep", "default/dns:53/udp>10.244.1.5:5353")].rules,
@@ -457,7 +480,7 @@ mod tests {
         );
         assert!(
             r.chains["nat_postrouting"].rules.contains(
-                &"ct status dnat ip saddr 10.244.0.0/24 ip daddr 10.244.0.0/24 masquerade fully-random"
+                &"ct status dnat ip saddr 10.244.0.0/24 ip daddr 10.244.0.0/24 masquerade"
                     .to_string()
             ),
             "hairpin: a local pod reaching a local endpoint through a Service"
@@ -483,7 +506,7 @@ mod tests {
         assert_eq!(svc[1], format!("ip saddr @{aff} goto {ep}"));
         assert!(svc[3].starts_with("numgen random mod 2 vmap"));
         assert_eq!(
-            r.chains[&ep].rules,
+            r.chains[&ep].rules[1..],
             [
                 format!("update @{aff} {{ ip saddr }}"),
                 "meta l4proto tcp dnat ip to 10.244.0.2:8080".to_string()
