@@ -8,10 +8,13 @@
 //! and OCI images whose entrypoint is a `.wasm` file — verified by digest and cached on disk).
 //! The [`linux`] executor runs OCI containers (namespaces, cgroups v1 and v2, seccomp,
 //! capabilities) from OCI bundles, with runc's lifecycle; [`image::unpack`] turns image layers
-//! into overlayfs snapshots. It takes its own small specs, never the API's cluster objects.
+//! into overlayfs snapshots. [`bundle`] names the annotations of skiff's OCI bundle form, which
+//! the agent writes and the shim reads. It takes its own small specs, never the API's cluster
+//! objects.
 //!
 //! Must not: import `skiff-api`, talk to the control plane, or keep cluster state.
 
+pub mod bundle;
 pub mod image;
 pub mod linux;
 pub mod logs;

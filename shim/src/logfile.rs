@@ -12,15 +12,11 @@ use std::fs::File;
 use std::path::PathBuf;
 
 use oci_spec::runtime::Spec;
+use skiff_runtime::bundle::{LOG_MAX_BYTES, LOG_PATH};
 use skiff_runtime::logs::{LogCopy, LogPipes, LogWriter};
 use skiff_runtime::wasm::DEFAULT_LOG_MAX_BYTES;
 
 use crate::stdio::Io;
-
-/// A CRI-format log file for stdout and stderr, when Create gives no output FIFO.
-pub const LOG_PATH: &str = "io.containerd.skiff.v1.log-path";
-/// Rotate [`LOG_PATH`] past this many bytes (the runtime's default otherwise).
-pub const LOG_MAX_BYTES: &str = "io.containerd.skiff.v1.log-max-bytes";
 
 /// Where a task's output goes when it goes to a log file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,15 +19,13 @@ use containerd_shim::asynchronous::{ExitSignal, Shim, spawn};
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Config, Error, Flags, StartOpts};
 use oci_spec::runtime::Spec;
+use skiff_runtime::bundle::{CRI_SANDBOX_ID, GROUP};
 
 use crate::events::Events;
 use crate::service::Service;
 
-/// The annotation that puts tasks of many pods in one shim (a skiff node's Wasm pods).
-pub const GROUP: &str = "io.containerd.skiff.v1.group";
-
 /// Spec annotations that put containers in one shim, first match wins.
-pub const GROUP_ANNOTATIONS: &[&str] = &["io.kubernetes.cri.sandbox-id", GROUP];
+pub const GROUP_ANNOTATIONS: &[&str] = &[CRI_SANDBOX_ID, GROUP];
 
 pub struct SkiffShim {
     exit: Arc<ExitSignal>,

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use oci_spec::runtime::LinuxNamespaceType;
 use oci_spec::runtime::Spec;
+use skiff_runtime::bundle::{ARGV0, BIND_PORTS, OUTBOUND, RESOLV_CONF};
 use skiff_runtime::linux::mounts::resolve_in_root;
 use skiff_runtime::wasm::{
     EngineOptions, Instance, Network, Preopen, Prepared, Resolver, Stdio, Streams, WasmEngine,
@@ -32,20 +33,6 @@ use crate::Locked;
 use crate::cgroup::Joined;
 use crate::logfile::{LogFile, log_file};
 use crate::shim::annotation;
-
-/// TCP ports a guest may bind in its network namespace, comma-separated (empty: none); absent:
-/// any port.
-pub const BIND_PORTS: &str = "io.containerd.skiff.v1.wasm.bind-ports";
-/// `"false"`: no outbound connections or name lookups in the network namespace; absent or
-/// `"true"`: allowed.
-pub const OUTBOUND: &str = "io.containerd.skiff.v1.wasm.outbound";
-/// The resolver settings of the guest's name lookups, as a `resolv.conf`'s text (`nameserver`,
-/// `search`, `options ndots:N`): a skiff pod's, the same as its OCI containers' `/etc/resolv.conf`;
-/// absent: the shim's own resolver.
-pub const RESOLV_CONF: &str = "io.containerd.skiff.v1.wasm.resolv-conf";
-/// The guest's argv\[0\], when it should not be the module's path (a skiff pod's `command[0]`,
-/// or its container's name).
-pub const ARGV0: &str = "io.containerd.skiff.v1.wasm.argv0";
 
 /// Where compiled modules are cached unless `SKIFF_SHIM_CACHE_DIR` says otherwise.
 pub const DEFAULT_CACHE_DIR: &str = "/var/lib/skiff/shim-cache";
@@ -285,7 +272,7 @@ impl WasmTask {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logfile::{LOG_MAX_BYTES, LOG_PATH};
+    use skiff_runtime::bundle::{LOG_MAX_BYTES, LOG_PATH};
 
     fn spec(json: serde_json::Value) -> Spec {
         serde_json::from_value(json).unwrap()

@@ -44,26 +44,13 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
+use skiff_runtime::bundle::{
+    ARGV0, BIND_PORTS, GROUP, LOG_MAX_BYTES, LOG_PATH, OUTBOUND, RESOLV_CONF,
+};
 use skiff_runtime::linux::default_spec::{Bind, ContainerConfig, spec_json};
 
 use super::spec::{ContainerSpec, LinuxProcess, WasmProcess, Workload};
 use crate::shim::{RootfsMount, ShimError};
-
-/// Puts tasks in one shim (the shim's own annotation; CRI's sandbox id does the same).
-pub const GROUP: &str = "io.containerd.skiff.v1.group";
-/// TCP ports the guest may bind, comma-separated (`"8080,9090"`; empty: none). Absent: any.
-pub const BIND_PORTS: &str = "io.containerd.skiff.v1.wasm.bind-ports";
-/// `"false"`: no outbound connections or name lookups. Absent or `"true"`: allowed.
-pub const OUTBOUND: &str = "io.containerd.skiff.v1.wasm.outbound";
-/// The resolver settings of the guest's name lookups, as `resolv.conf` text. Absent: the
-/// shim's resolver.
-pub const RESOLV_CONF: &str = "io.containerd.skiff.v1.wasm.resolv-conf";
-/// The guest's argv\[0\] instead of the module's path.
-pub const ARGV0: &str = "io.containerd.skiff.v1.wasm.argv0";
-/// A CRI-format log file for stdout and stderr, used when Create gives neither.
-pub const LOG_PATH: &str = "io.containerd.skiff.v1.log-path";
-/// Rotate [`LOG_PATH`] past this many bytes.
-pub const LOG_MAX_BYTES: &str = "io.containerd.skiff.v1.log-max-bytes";
 
 /// Writes the bundle of `spec` (task `task_id`) into `dir`; returns the rootfs mounts Create
 /// must send (none for a Wasm task).

@@ -1,0 +1,29 @@
+//! The annotations of skiff's OCI bundle form, defined once for both sides: a skiff agent writes
+//! them into a container's `config.json` beside the runtime spec, and `containerd-shim-skiff-v1`
+//! honours them (the same under a plain containerd; the whole form is tabled in the agent's
+//! `containers::bundle`).
+//!
+//! Must not: hold anything but the names (the agent builds bundles, the shim reads them).
+
+/// Puts tasks in one shim shared by many pods (a skiff node's Wasm pods): such a shim joins no
+/// task's cgroup.
+pub const GROUP: &str = "io.containerd.skiff.v1.group";
+/// CRI's pod sandbox id: the containers of one pod share a shim, as under runc's.
+pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+/// TCP ports a Wasm guest may bind in its network namespace, comma-separated (`"8080,9090"`;
+/// empty: none). Absent: any port.
+pub const BIND_PORTS: &str = "io.containerd.skiff.v1.wasm.bind-ports";
+/// `"false"`: no outbound connections or name lookups in the network namespace. Absent or
+/// `"true"`: allowed.
+pub const OUTBOUND: &str = "io.containerd.skiff.v1.wasm.outbound";
+/// The resolver settings of a Wasm guest's name lookups, as a `resolv.conf`'s text (`nameserver`,
+/// `search`, `options ndots:N`): a skiff pod's, the same as its OCI containers' `/etc/resolv.conf`.
+/// Absent: the shim's own resolver.
+pub const RESOLV_CONF: &str = "io.containerd.skiff.v1.wasm.resolv-conf";
+/// A Wasm guest's argv\[0\] when it should not be the module's path (a skiff pod's `command[0]`,
+/// or its container's name).
+pub const ARGV0: &str = "io.containerd.skiff.v1.wasm.argv0";
+/// A CRI-format log file for stdout and stderr, used when Create gives no output FIFO.
+pub const LOG_PATH: &str = "io.containerd.skiff.v1.log-path";
+/// Rotate [`LOG_PATH`] past this many bytes (the runtime's default otherwise).
+pub const LOG_MAX_BYTES: &str = "io.containerd.skiff.v1.log-max-bytes";
