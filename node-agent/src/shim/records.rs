@@ -100,39 +100,28 @@ impl Records {
     }
 
     pub fn record_address(&self, group: &str, address: &str) -> Result<(), ShimError> {
-        let dir = self.shim_dir(group);
-        std::fs::create_dir_all(&dir).map_err(|e| ShimError::io(&dir, e))?;
-        write_atomic(&dir.join("address"), address.as_bytes())
+        write_atomic(&self.shim_dir(group), "address", address.as_bytes())
     }
 
     /// Notes the pid of `group`'s shim (for operators and tests: `shims/<group>/pid`).
     pub fn record_pid(&self, group: &str, pid: u32) -> Result<(), ShimError> {
-        let dir = self.shim_dir(group);
-        std::fs::create_dir_all(&dir).map_err(|e| ShimError::io(&dir, e))?;
-        write_atomic(&dir.join("pid"), pid.to_string().as_bytes())
+        write_atomic(&self.shim_dir(group), "pid", pid.to_string().as_bytes())
     }
 
     pub fn record_task(&self, group: &str, id: &str, bundle: &Path) -> Result<(), ShimError> {
-        let dir = self.tasks_dir(group);
-        std::fs::create_dir_all(&dir).map_err(|e| ShimError::io(&dir, e))?;
-        write_atomic(&dir.join(id), bundle.as_os_str().as_encoded_bytes())
+        let bundle = bundle.as_os_str().as_encoded_bytes();
+        write_atomic(&self.tasks_dir(group), id, bundle)
     }
 
     pub fn forget_task(&self, group: &str, id: &str) -> Result<(), ShimError> {
         let path = self.tasks_dir(group).join(id);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ShimError::io(path, e)),
-            _ => Ok(()),
-        }
+        removed(&path, std::fs::remove_file(&path))
     }
 
     /// Removes everything recorded for `group` (its shim is gone).
     pub fn forget_shim(&self, group: &str) -> Result<(), ShimError> {
         let dir = self.shim_dir(group);
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ShimError::io(dir, e)),
-            _ => Ok(()),
-        }
+        removed(&dir, std::fs::remove_dir_all(&dir))
     }
 
     /// The tasks recorded in `group`'s shim, by id.
@@ -189,21 +178,26 @@ impl Records {
     }
 }
 
-/// Writes `path` through a temporary file and a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ShimError> {
+/// Writes `dir/name` (making `dir` if missing) through a temporary file and a rename.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ShimError> {
+    std::fs::create_dir_all(dir).map_err(|e| ShimError::io(dir, e))?;
+    let path = dir.join(name);
     // A dot name: never read as a record (ids start with a letter or digit).
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp{}",
-        name.unwrap_or_default(),
-        std::process::id()
-    ));
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
+        .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
-            ShimError::io(path, e)
+            ShimError::io(&path, e)
         })
+}
+
+/// The `result` of removing `path`: one already gone is fine.
+fn removed(path: &Path, result: std::io::Result<()>) -> Result<(), ShimError> {
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ShimError::io(path, e)),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
