@@ -8,10 +8,10 @@ use std::pin::Pin;
 
 use skiff_api::v1::*;
 use tokio::sync::mpsc;
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::tunnel::{AbortOnDrop, Sink, TunnelService, uid_of};
+use super::tunnel::{Sink, TunnelService, relay_session, uid_of};
 use crate::auth::{Verb, authorize, identity};
 
 type ForwardStream = Pin<Box<dyn Stream<Item = Result<PortForwardOutput, Status>> + Send>>;
@@ -57,45 +57,19 @@ impl pod_port_forward_api_server::PodPortForwardApi for TunnelService {
             name: start.name,
             port: start.port,
         });
-        let (id, down, guard) = self
+        let session = self
             .open(&pod, "nothing runs yet", Sink::Forward(tx), open)
             .await?;
         // The client's bytes, down the same tunnel; their end half-closes the pod side.
-        let forward = tokio::spawn(async move {
-            while let Some(Ok(message)) = input.next().await {
-                let last = matches!(
-                    message.message,
-                    Some(port_forward_input::Message::CloseWrite(_))
-                );
-                if matches!(message.message, Some(port_forward_input::Message::Start(_))) {
-                    continue;
-                }
-                let down_message = TunnelDown {
-                    stream_id: id,
-                    message: Some(tunnel_down::Message::ForwardInput(message)),
-                };
-                if down.send(down_message).await.is_err() || last {
-                    return;
-                }
-            }
-            let close = PortForwardInput {
-                message: Some(port_forward_input::Message::CloseWrite(true)),
-            };
-            let _ = down
-                .send(TunnelDown {
-                    stream_id: id,
-                    message: Some(tunnel_down::Message::ForwardInput(close)),
-                })
-                .await;
-        });
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |item| {
-            let _ = &guard; // lives as long as the client's stream
-            item
-        });
-        let stream = AbortOnDrop {
-            inner: stream,
-            task: forward.abort_handle(),
+        let close = PortForwardInput {
+            message: Some(port_forward_input::Message::CloseWrite(true)),
         };
-        Ok(Response::new(Box::pin(stream)))
+        let to_down = |m: PortForwardInput| match m.message {
+            Some(port_forward_input::Message::Start(_)) => None,
+            _ => Some(tunnel_down::Message::ForwardInput(m)),
+        };
+        Ok(Response::new(relay_session(
+            session, input, to_down, close, rx,
+        )))
     }
 }

@@ -422,49 +422,74 @@ impl pod_exec_api_server::PodExecApi for TunnelService {
             command: r.command,
             stdin: r.stdin,
         });
-        let (id, down, guard) = self
+        let session = self
             .open(&pod, "nothing runs yet", Sink::Exec(tx), open)
             .await?;
         // The client's stdin, down the same tunnel; its end closes the command's stdin.
-        let forward = tokio::spawn(async move {
-            while let Some(Ok(message)) = input.next().await {
-                if matches!(message.message, Some(pod_exec_input::Message::Start(_))) {
-                    continue;
-                }
-                let down_message = TunnelDown {
-                    stream_id: id,
-                    message: Some(tunnel_down::Message::ExecInput(message)),
-                };
-                if down.send(down_message).await.is_err() {
-                    return;
-                }
-            }
-            let close = PodExecInput {
-                message: Some(pod_exec_input::Message::CloseStdin(true)),
-            };
-            let _ = down
-                .send(TunnelDown {
-                    stream_id: id,
-                    message: Some(tunnel_down::Message::ExecInput(close)),
-                })
-                .await;
-        });
-        let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |item| {
-            let _ = &guard; // lives as long as the client's stream
-            item
-        });
-        let stream = AbortOnDrop {
-            inner: stream,
-            task: forward.abort_handle(),
+        let close = PodExecInput {
+            message: Some(pod_exec_input::Message::CloseStdin(true)),
         };
-        Ok(Response::new(Box::pin(stream)))
+        let to_down = |m: PodExecInput| match m.message {
+            Some(pod_exec_input::Message::Start(_)) => None,
+            _ => Some(tunnel_down::Message::ExecInput(m)),
+        };
+        Ok(Response::new(relay_session(
+            session, input, to_down, close, rx,
+        )))
     }
 }
 
-/// Ends the stdin forwarder with the client's answer stream.
-pub(super) struct AbortOnDrop<S> {
-    pub(super) inner: S,
-    pub(super) task: tokio::task::AbortHandle,
+/// A client's session over a node tunnel: its input relayed down the tunnel as stream `id`
+/// (`to_down` maps each message, `None` to skip one; `end` is sent when the input ends), and the
+/// node's answers for the client. The relay ends with the client's answer stream, and the node's
+/// stream is cancelled then ([`StreamGuard`]).
+pub(super) fn relay_session<I, O>(
+    (id, down, guard): (u64, mpsc::Sender<TunnelDown>, StreamGuard),
+    mut input: Streaming<I>,
+    to_down: fn(I) -> Option<tunnel_down::Message>,
+    end: I,
+    answers: mpsc::Receiver<Result<O, Status>>,
+) -> Pin<Box<dyn Stream<Item = Result<O, Status>> + Send>>
+where
+    I: prost::Message + Default + Send + 'static,
+    O: Send + 'static,
+{
+    let relay = tokio::spawn(async move {
+        while let Some(Ok(message)) = input.next().await {
+            let Some(message) = to_down(message) else {
+                continue;
+            };
+            let message = TunnelDown {
+                stream_id: id,
+                message: Some(message),
+            };
+            if down.send(message).await.is_err() {
+                return;
+            }
+        }
+        if let Some(message) = to_down(end) {
+            let _ = down
+                .send(TunnelDown {
+                    stream_id: id,
+                    message: Some(message),
+                })
+                .await;
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(answers).map(move |item| {
+        let _ = &guard; // lives as long as the client's stream
+        item
+    });
+    Box::pin(AbortOnDrop {
+        inner: stream,
+        task: relay.abort_handle(),
+    })
+}
+
+/// Ends a session's input relay with the client's answer stream.
+struct AbortOnDrop<S> {
+    inner: S,
+    task: tokio::task::AbortHandle,
 }
 
 impl<S: Stream + Unpin> Stream for AbortOnDrop<S> {
