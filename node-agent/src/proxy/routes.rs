@@ -105,7 +105,7 @@ fn destinations(host: &Host, proto: &str) -> Result<BTreeSet<Ipv4Cidr>, ProxyErr
             l.split_whitespace().take(2).find_map(|w| {
                 w.parse::<Ipv4Cidr>()
                     .ok()
-                    .or_else(|| Some(Ipv4Cidr::containing(w.parse().ok()?, 32)?))
+                    .or_else(|| Ipv4Cidr::containing(w.parse().ok()?, 32))
             })
         })
         .collect())
