@@ -48,6 +48,7 @@ impl NetSlot {
             if let Ok(lock) = Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 let slot = Self { index, _lock: lock };
                 clean(&slot.cluster_cidr());
+                clean_proxy(&slot.cluster_cidr(), &slot.service_cidr());
                 return slot;
             }
         }
@@ -169,6 +170,55 @@ pub fn clean(cluster_cidr: &str) {
         if inside(cluster_cidr, dst.split('/').next().unwrap_or("")) {
             let _ = Command::new("ip")
                 .args(["route", "delete", dst, "proto", "77"])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Removes, from this process's network namespace, what node proxies of a cluster with these
+/// CIDRs left when their test was killed: their nft tables (whose comment names the service
+/// CIDR) and their routes (protocol 78) to either CIDR.
+pub fn clean_proxy(cluster_cidr: &str, service_cidr: &str) {
+    let tables = Command::new("nft")
+        .args(["list", "tables", "ip"])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for table in tables
+        .lines()
+        .filter_map(|l| l.strip_prefix("table ip skiff_"))
+    {
+        let name = format!("skiff_{}", table.trim());
+        let listing = Command::new("nft")
+            .args(["-t", "list", "table", "ip", &name])
+            .stderr(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        if listing.contains(&format!("Services of {service_cidr}\"")) {
+            let _ = Command::new("nft")
+                .args(["delete", "table", "ip", &name])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+    for line in ip(&["-o", "-4", "route", "show", "proto", "78"]).lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let dst = if words.first() == Some(&"unreachable") {
+            words.get(1)
+        } else {
+            words.first()
+        };
+        if let Some(dst) = dst.filter(|d| **d == cluster_cidr || **d == service_cidr) {
+            let mut args = vec!["route", "delete"];
+            if words.first() == Some(&"unreachable") {
+                args.push("unreachable");
+            }
+            args.extend([*dst, "proto", "78"]);
+            let _ = Command::new("ip")
+                .args(&args)
                 .stderr(Stdio::null())
                 .status();
         }
