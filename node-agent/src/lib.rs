@@ -6,7 +6,8 @@
 //! back-off, pod status, serving logs through the API server's node tunnel ([`tunnel`]), and the pod network
 //! (a node bridge, one veth and address per OCI pod, routes to other nodes' pods: [`network`]).
 //! Every Service and Endpoints of the cluster are kept in one [`catalog`] for what carries traffic;
-//! each node serves cluster DNS to its pods ([`dns`]).
+//! each node serves cluster DNS to its pods ([`dns`]) and carries Services' cluster IPs and
+//! NodePorts to their endpoints by kernel NAT ([`proxy`]).
 //!
 //! Containers run in `containerd-shim-skiff-v1` processes the agent launches and drives through
 //! containerd's task API ([`containers`] over [`shim`]): the node's Wasm pods share one shim,
