@@ -350,8 +350,13 @@ fn an_ingress_routes_two_hosts_by_path_to_two_services_over_http_and_tls() {
         },
     );
     assert_eq!(ingress["spec"]["ingressClassName"], "skiff", "{ingress:#}");
-    let elsewhere = c.get_json("ingress", "elsewhere").expect("ingress elsewhere");
-    assert!(elsewhere["status"]["loadBalancer"]["ingress"].is_null(), "{elsewhere:#}");
+    let elsewhere = c
+        .get_json("ingress", "elsewhere")
+        .expect("ingress elsewhere");
+    assert!(
+        elsewhere["status"]["loadBalancer"]["ingress"].is_null(),
+        "{elsewhere:#}"
+    );
     let mut addresses = [0, 1, 2].map(|i| net.address(i).to_string());
     addresses.sort();
     assert_eq!(
@@ -458,6 +463,12 @@ fn an_ingress_routes_two_hosts_by_path_to_two_services_over_http_and_tls() {
     );
     let lb = c.get_json("service", "lb").expect("service lb");
     assert!(lb["status"]["loadBalancer"]["ingress"].is_null(), "{lb:#}");
+
+    // The routers follow Endpoints: b's pod gone, its routes answer 503, the others still work.
+    let out = c.skiff(&["delete", "pod", "b"]);
+    assert!(out.status.success(), "{}", text(&out));
+    expect(&node_c, "b.test", "/exact", 503, "no ready endpoints");
+    expect(&node_c, "b.test", "/", 200, "from-a");
 }
 
 #[test]
