@@ -309,27 +309,16 @@ impl Proxy {
         }
     }
 
-    /// The routes wanted now: checked against the host's, each refused one logged.
-    fn wanted_routes(
-        &self,
-        ranges: Ranges,
-        network: &PodNetwork,
-    ) -> Result<Vec<Route>, ProxyError> {
-        let host = routes::host_networks(&Host::here())?;
+    /// The routes the ranges ask for (before the check against the host's own).
+    fn wanted_routes(&self, ranges: Ranges, network: &PodNetwork) -> Vec<Route> {
         let mut wanted = Vec::new();
         if let Some(cidr) = ranges.cluster_cidr {
-            match routes::check(cidr, "cluster CIDR", &host) {
-                Ok(()) => wanted.push(Route::Unreachable(cidr)),
-                Err(e) => tracing::error!(error = %e, "cluster CIDR"),
-            }
+            wanted.push(Route::Unreachable(cidr));
         }
         if let (Some(cidr), Some(block)) = (ranges.service_cidr, network.block()) {
-            match routes::check(cidr, "service CIDR", &host) {
-                Ok(()) => wanted.push(Route::Dev(cidr, bridge::name(&self.node, block))),
-                Err(e) => tracing::error!(error = %e, "service CIDR"),
-            }
+            wanted.push(Route::Dev(cidr, bridge::name(&self.node, block)));
         }
-        Ok(wanted)
+        wanted
     }
 
     /// Runs until aborted: learns the ranges, waits for the catalog, then keeps the table and
@@ -416,7 +405,7 @@ impl Proxy {
     ) -> Result<(render::Ruleset, Vec<Route>), ProxyError> {
         let snapshot = self.snapshot(catalog, network, ranges);
         let wanted = render::render(&snapshot, comment);
-        let routes = self.wanted_routes(ranges, network)?;
+        let routes = self.wanted_routes(ranges, network);
         if !full && last.is_some_and(|(r, rt)| *r == wanted && *rt == routes) {
             return Ok((wanted, routes));
         }
@@ -428,6 +417,22 @@ impl Proxy {
         );
         blocking(move || {
             let host = Host::here();
+            // Never over one of the host's own routes or resolvers: refused, said each sync.
+            let networks = routes::host_networks(&host)?;
+            let wanted_routes: Vec<Route> = wanted_routes
+                .into_iter()
+                .filter(|r| {
+                    let what = match r {
+                        Route::Unreachable(_) => "cluster CIDR",
+                        Route::Dev(..) => "service CIDR",
+                    };
+                    routes::check(r.cidr(), what, &networks)
+                        .map_err(
+                            |e| tracing::error!(error = %e, "not keeping the {what} on the node"),
+                        )
+                        .is_ok()
+                })
+                .collect();
             let before = State::read(&state_path)?;
             // Recorded first: a crash between here and the end leaves nothing unrecorded.
             let mut record = State {
