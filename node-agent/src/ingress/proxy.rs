@@ -69,8 +69,21 @@ impl Router {
         })
     }
 
+    /// Returns once the first routing state is published and the catalog has listed Services and
+    /// Endpoints: until then connections wait in the listen queue, so a starting (or restarted)
+    /// agent answers no false 404 or 503.
+    async fn ready(&self) {
+        let mut routing = self.routing.clone();
+        if routing.borrow().table.is_empty() {
+            // An error means the sender is gone: the state there is is the last one.
+            let _ = routing.changed().await;
+        }
+        self.catalog.synced().await;
+    }
+
     /// Serves plain HTTP on `listener` until the task is aborted.
     pub async fn serve_http(self: Arc<Self>, listener: TcpListener) {
+        self.ready().await;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
         loop {
             let Ok((stream, remote)) = listener.accept().await else {
@@ -93,6 +106,7 @@ impl Router {
         listener: TcpListener,
         acceptor: tokio_rustls::TlsAcceptor,
     ) {
+        self.ready().await;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
         loop {
             let Ok((stream, remote)) = listener.accept().await else {

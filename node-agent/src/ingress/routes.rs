@@ -206,6 +206,14 @@ impl RouteTable {
             .or(self.default_backend.as_ref())
     }
 
+    /// No route at all (and no default backend).
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+            && self.wildcards.is_empty()
+            && !self.has_any_host()
+            && self.default_backend.is_none()
+    }
+
     fn has_any_host(&self) -> bool {
         !self.any_host.exact.is_empty() || !self.any_host.prefixes.is_empty()
     }
