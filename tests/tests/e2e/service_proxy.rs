@@ -87,9 +87,9 @@ fn three_nodes() -> Nodes {
         c.add_agent_at(name, net.address(i), Some(net.namespace(i)), &[]);
     }
     // Every node routes the others' blocks before pods talk across them.
-    for i in 0..3 {
+    for (i, node) in NODES.iter().enumerate() {
         wait_for(
-            &format!("{} routes the two other blocks", NODES[i]),
+            &format!("{node} routes the two other blocks"),
             Duration::from_secs(30),
             || {
                 let routes = stdout(
@@ -307,12 +307,12 @@ fn services_reach_ready_endpoints_from_pods_nodes_and_every_node_port() {
     );
     assert_eq!(run_pod(&c, "wasm-client", &wasm), "banner-web-1\n");
     // From each node itself (the output hook).
-    for i in 0..3 {
+    for (i, node) in NODES.iter().enumerate() {
         let get = format!(
             "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 3 {ip} 80 | busybox tail -n 1"
         );
         let (ok, said) = in_node(net.namespace(i), &["sh", "-c", &get]);
-        assert!(ok && said == "web-1\n", "{}: {said}", NODES[i]);
+        assert!(ok && said == "web-1\n", "{node}: {said}");
     }
     // The NodePort answers on every node's address; its only endpoint is on node-b.
     let port = node_port(&c, "web", 0);
