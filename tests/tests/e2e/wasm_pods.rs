@@ -197,6 +197,7 @@ fn secrets_and_config_maps_as_env_and_files() {
 #[test]
 fn guests_cannot_escape_their_preopens() {
     let c = cluster();
+    let probe_ref = probe();
     let dir = tempfile::tempdir().unwrap();
     let mount = format!("{}:/data", dir.path().display());
     let out = c.skiff(&[
@@ -223,6 +224,28 @@ fn guests_cannot_escape_their_preopens() {
     // Without a mount the guest sees no files at all.
     let out = c.skiff(&["run", "--rm", &probe(), "--", "cat", "/etc/passwd"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // Its root holds the node's copy of its module and nothing else, read-only: a guest can
+    // neither change what the node runs next nor leave anything for the next task.
+    let out = c.skiff(&[
+        "run",
+        "--rm",
+        &probe_ref,
+        "--",
+        "write",
+        "/probe.wasm",
+        "gone",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = c.skiff(&["run", "--rm", &probe_ref, "--", "write", "/new", "left"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = c.skiff(&["run", "--rm", &probe_ref, "--", "ls", "/"]);
+    assert_eq!(stdout(&out), "probe.wasm\n", "{}", text(&out));
+    let out = c.skiff(&["run", "--rm", &probe(), "--", "pwd"]);
+    assert!(
+        out.status.success(),
+        "the module still runs: {}",
+        text(&out)
+    );
     // The mount itself works, and writes land on the host.
     let out = c.skiff(&[
         "run",
