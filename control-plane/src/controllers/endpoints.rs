@@ -7,6 +7,10 @@
 //! are left out of that port's subset), so pods are grouped into subsets by their resolved ports,
 //! as Kubernetes does.
 //!
+//! A named `targetPort` that some selected pods do not declare leaves those pods out of that
+//! port, as in Kubernetes; skiff also says so once, with a `PortNotDeclared` Warning on the
+//! Service naming the field, and again only after it was fixed and broke anew.
+//!
 //! Must not: touch Endpoints of a Service without a selector (those are the user's), or any pod.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -21,6 +25,7 @@ use skiff_api::{IntOrStringValue, Resource, ResourceExt};
 
 use super::informer::{self, Cache, Reconciler};
 use super::podutil;
+use super::recorder::Recorder;
 use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::registry::{Registry, key, parse_key, prefix};
@@ -51,6 +56,9 @@ struct Controller {
     /// Namespace → keys of its pods.
     pods_in: HashMap<String, BTreeSet<String>>,
     api: Registry<Endpoints>,
+    events: Recorder,
+    /// Service key → the warnings last given for it (one line each), so each is said once.
+    warned: HashMap<String, BTreeSet<String>>,
 }
 
 fn selects(service: &Service, pod: &Pod) -> bool {
@@ -74,6 +82,64 @@ fn target_port(port: &ServicePort, pod: &Pod) -> Option<i32> {
             .find(|p| &p.name == name)
             .map(|p| p.container_port),
     }
+}
+
+/// Warns once per problem of `service` in `now` (the problems it has now); `warned` remembers.
+async fn warn_once(
+    events: &Recorder,
+    warned: &mut HashMap<String, BTreeSet<String>>,
+    service: &Service,
+    now: BTreeSet<String>,
+) {
+    let key = key::<Service>(service.namespace(), service.name());
+    let before = warned.remove(&key).unwrap_or_default();
+    for message in now.difference(&before) {
+        events
+            .warning(service, "PortNotDeclared", message.clone())
+            .await;
+    }
+    if !now.is_empty() {
+        warned.insert(key, now);
+    }
+}
+
+/// For each named `targetPort` some of `pods` do not declare: a message naming the field and
+/// those pods (the first three).
+fn undeclared_ports(service: &Service, pods: &[&Pod]) -> BTreeSet<String> {
+    let Some(spec) = &service.spec else {
+        return BTreeSet::new();
+    };
+    let active: Vec<&&Pod> = pods.iter().filter(|p| podutil::is_active(p)).collect();
+    let mut out = BTreeSet::new();
+    for (i, port) in spec.ports.iter().enumerate() {
+        let Some(IntOrStringValue::Str(name)) =
+            port.target_port.as_ref().and_then(|t| t.value.as_ref())
+        else {
+            continue;
+        };
+        let lacking: Vec<&str> = active
+            .iter()
+            .filter(|p| target_port(port, p).is_none())
+            .map(|p| p.name())
+            .collect();
+        if lacking.is_empty() {
+            continue;
+        }
+        let shown = lacking
+            .iter()
+            .take(3)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = if lacking.len() > 3 { ", ..." } else { "" };
+        out.insert(format!(
+            "spec.ports[{i}].targetPort: no container of {} of the {} pods this Service selects declares a port named {name:?} ({shown}{more}): they get no traffic on port {}",
+            lacking.len(),
+            active.len(),
+            port.port
+        ));
+    }
+    out
 }
 
 /// The pod's `hostname` when its `subdomain` names this Service (Kubernetes' rule): cluster DNS
@@ -186,7 +252,9 @@ impl Controller {
             pods: Cache::default(),
             endpoints: Cache::default(),
             pods_in: HashMap::new(),
-            api: Registry::new(store),
+            api: Registry::new(store.clone()),
+            events: Recorder::new(store, ME),
+            warned: HashMap::new(),
         }
     }
 
@@ -254,6 +322,7 @@ impl Reconciler for Controller {
 
     async fn reconcile(&mut self, service_key: &str) -> Result<Option<Duration>, ApiError> {
         let Some(service) = self.services.get_key(service_key).cloned() else {
+            self.warned.remove(service_key);
             // The Service is gone: so are its endpoints (only if we would have managed them).
             if let Some((ns, name)) = parse_key::<Service>(service_key)
                 && self.endpoints.get(&ns, &name).is_some_and(managed)
@@ -285,6 +354,8 @@ impl Reconciler for Controller {
             .filter(|p| selects(&service, p))
             .collect();
         let wanted = subsets(&service, &pods);
+        let undeclared = undeclared_ports(&service, &pods);
+        warn_once(&self.events, &mut self.warned, &service, undeclared).await;
         let existing = self
             .endpoints
             .get(service.namespace(), service.name())
@@ -352,5 +423,57 @@ mod tests {
         assert_eq!(endpoint_hostname(&service, &pod("shop", "db-0", "web")), "");
         assert_eq!(endpoint_hostname(&service, &pod("shop", "", "db")), "");
         assert_eq!(endpoint_hostname(&service, &pod("other", "db-0", "db")), "");
+    }
+
+    #[test]
+    fn a_named_target_port_some_pods_lack_is_named_with_them() {
+        use skiff_api::IntOrString;
+        use skiff_api::v1::{Container, ContainerPort, ServiceSpec};
+        let service = Service {
+            metadata: meta("shop", "web"),
+            spec: Some(ServiceSpec {
+                ports: vec![
+                    ServicePort {
+                        port: 80,
+                        target_port: Some(IntOrString::string("http")),
+                        ..Default::default()
+                    },
+                    ServicePort {
+                        port: 9000,
+                        target_port: Some(IntOrString::int(9000)),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let pod = |name: &str, port: &str| Pod {
+            metadata: meta("shop", name),
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    name: "main".into(),
+                    ports: vec![ContainerPort {
+                        name: port.into(),
+                        container_port: 8080,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (good, bad) = (pod("web-1", "http"), pod("web-2", "web"));
+        assert!(undeclared_ports(&service, &[&good]).is_empty());
+        let said = undeclared_ports(&service, &[&good, &bad]);
+        assert_eq!(
+            said.into_iter().collect::<Vec<_>>(),
+            vec![
+                "spec.ports[0].targetPort: no container of 1 of the 2 pods this Service selects \
+                 declares a port named \"http\" (web-2): they get no traffic on port 80"
+                    .to_string()
+            ]
+        );
     }
 }

@@ -290,3 +290,42 @@ fn bad_service_ranges_keep_the_server_from_starting() {
         }
     }
 }
+
+#[test]
+fn a_target_port_name_no_selected_pod_declares_is_named_in_a_warning() {
+    let mut c = Cluster::start();
+    c.add_agent("node-1");
+    let probe = skiff_tests::guests::guest("probe");
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: lone\n  labels: {{app: lone}}\nspec:\n  runtimeClassName: wasm\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: file:{}\n    command: [probe, sleep, \"0\"]\n    ports: [{{name: web, containerPort: 8080}}]\n---\n{}",
+        probe.display(),
+        service("lone", "ClusterIP", "", "  - {port: 80, targetPort: http}\n")
+    ));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let warning = loop {
+        let out = c.skiff(&["get", "events", "-o", "json"]);
+        let events: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let found =
+            events["items"].as_array().into_iter().flatten().find(|e| {
+                e["reason"] == "PortNotDeclared" && e["involvedObject"]["name"] == "lone"
+            });
+        if let Some(e) = found {
+            break e.clone();
+        }
+        assert!(Instant::now() < deadline, "no warning: {events:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(warning["type"], "Warning", "{warning:#}");
+    let message = warning["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("spec.ports[0].targetPort:")
+            && message.contains("\"http\"")
+            && message.contains("(lone)"),
+        "{message}"
+    );
+    // The Service still exists and has its address; the pod is just left out of its endpoints.
+    let (ip, _) = allocated(&c, "lone");
+    assert!(!ip.is_empty());
+    let ep = c.get_json("endpoints", "lone").expect("endpoints");
+    assert!(ep["subsets"].as_array().is_none_or(Vec::is_empty), "{ep:#}");
+}
