@@ -237,6 +237,21 @@ impl Agent {
     }
 }
 
+/// `--resolv-conf` with a file naming no nameserver, unless the test gives its own: the node's
+/// DNS server then forwards nothing, so no test reaches the host's resolvers through a pod.
+fn no_upstream_dns(data_dir: &Path, extra_args: &[String]) -> Vec<std::ffi::OsString> {
+    if extra_args.iter().any(|a| a == "--resolv-conf") {
+        return Vec::new();
+    }
+    let file = data_dir.join("no-upstream-resolv.conf");
+    std::fs::write(
+        &file,
+        "# no upstream: tests never ask the host's resolvers\n",
+    )
+    .expect("write resolv.conf");
+    vec!["--resolv-conf".into(), file.into_os_string()]
+}
+
 impl Cluster {
     /// Starts a server on a free loopback port and waits until it answers.
     pub fn start() -> Self {
@@ -360,6 +375,7 @@ impl Cluster {
                     .flat_map(|h| ["--heartbeat-interval", h.as_str()]),
             )
             .args(&agent.extra_args)
+            .args(no_upstream_dns(&agent.data_dir, &agent.extra_args))
             .env("SKIFF_LOG", "info,skiff_node_agent=debug")
             .envs(agent_env)
             // Relative `file:` images (the examples) are resolved from the repository root.
