@@ -20,6 +20,10 @@
 //! Ingress status (the nodes' addresses) and Events about missing backend Services are the
 //! control plane's ingress controller's; each router serves and writes nothing.
 //!
+//! The router lives in the agent's process: while an agent is down (a restart, an upgrade) its
+//! node's router does not answer, unlike the Service proxy's kernel rules, which outlive it; the
+//! other nodes' routers do, and a node that stops heartbeating leaves the Ingresses' status.
+//!
 //! Must not: write objects, or keep Services or endpoints of its own (the catalog is the copy).
 
 pub mod backends;
