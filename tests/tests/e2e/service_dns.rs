@@ -9,7 +9,9 @@
 //! the other node (and that pod by `hostname.subdomain`), a name outside the cluster through the
 //! test's upstream; it sees the Services' env vars, and its `/etc/hosts`, `/etc/hostname` and
 //! `hostname` are the kubelet's (`localhost` and its own name resolve, `hostAliases` are
-//! there). A Wasm pod granted sockets resolves the same names through `wasi:sockets` name
+//! there); `dnsPolicy: None` takes only `dnsConfig` (and is refused without it, naming the
+//! field), `enableServiceLinks: false` leaves the env vars out. A Wasm pod granted sockets
+//! resolves the same names through `wasi:sockets` name
 //! lookups, with the pod's resolver settings. A bad `--cluster-domain` keeps the server from
 //! starting, naming the flag.
 
@@ -265,6 +267,27 @@ fn oci_pods_find_services_by_dns_and_env_and_get_the_kubelets_files() {
         "from-web\n",
         "the short name carries traffic through the node proxy: {log}"
     );
+
+    // dnsPolicy None takes only dnsConfig; enableServiceLinks false leaves the Services' vars out.
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: own-dns\nspec:\n  restartPolicy: Never\n  nodeSelector: {{kubernetes.io/hostname: node-a}}\n  enableServiceLinks: false\n  dnsPolicy: None\n  dnsConfig:\n    nameservers: [192.0.2.53]\n    searches: [a.example]\n    options: [{{name: ndots, value: \"2\"}}, {{name: edns0}}]\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, 'cat /etc/resolv.conf; env | grep -c ^WEB_ || true']\n"
+    ));
+    let own = finished(&c, "own-dns");
+    let said = logs(&c, "own-dns");
+    assert_eq!(own["status"]["phase"], "Succeeded", "{own:#}\n{said}");
+    assert_eq!(
+        said,
+        "search a.example\nnameserver 192.0.2.53\noptions ndots:2 edns0\n0\n"
+    );
+    // ... and is refused without dnsConfig, naming the field.
+    let out = c.skiff_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: no-dns}}\nspec:\n  dnsPolicy: None\n  containers:\n  - {{name: main, image: {image}}}\n"
+        ),
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("spec.dnsConfig"), "{}", text(&out));
 
     // A Wasm pod granted sockets resolves the same names through wasi:sockets, with the pod's
     // resolver settings (short names through the search path), from its own namespace.
