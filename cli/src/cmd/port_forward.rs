@@ -226,12 +226,7 @@ async fn running_pod(
         .filter(|p| selector.matches(&p.meta().labels))
         .filter(|p| p.meta().deletion_timestamp.is_none())
         .filter(|p| p.status.as_ref().is_some_and(|s| s.phase == "Running"))
-        .min_by_key(|p| {
-            p.meta()
-                .creation_timestamp
-                .clone()
-                .map(|t| (t.seconds, t.nanos))
-        })
+        .min_by_key(|p| p.meta().creation_timestamp.map(|t| (t.seconds, t.nanos)))
         .ok_or_else(|| CliError::failed(format!("error: {resource}: no running pod selected")))
 }
 
