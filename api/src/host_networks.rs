@@ -25,11 +25,15 @@ const RTF_REJECT: u32 = 0x0200;
 
 impl HostNetworks {
     /// This host's (the caller's network namespace's routes), from `/proc/net/route` and
-    /// `/etc/resolv.conf` (a file that cannot be read counts as empty).
+    /// `/etc/resolv.conf` (a file that cannot be read counts as empty), less the routes on
+    /// skiff's own node bridges (devices `skiff*`: a node's pod block, and the service CIDR its
+    /// proxy keeps on the node), which a restarted server or agent must not take for the host's.
     pub fn of_this_host() -> Self {
         let read = |path| std::fs::read_to_string(path).unwrap_or_default();
+        let mut routes = parse_proc_routes(&read("/proc/net/route"));
+        routes.retain(|(_, dev)| !is_skiff_device(dev));
         Self {
-            routes: parse_proc_routes(&read("/proc/net/route")),
+            routes,
             resolvers: parse_resolv_conf(&read("/etc/resolv.conf")),
         }
     }
@@ -43,6 +47,12 @@ impl HostNetworks {
     pub fn resolver_in(&self, cidr: &Ipv4Cidr) -> Option<Ipv4Addr> {
         self.resolvers.iter().copied().find(|r| cidr.contains(*r))
     }
+}
+
+/// Is `dev` one of skiff's node bridges (`skiff` and 8 hex digits)?
+pub fn is_skiff_device(dev: &str) -> bool {
+    dev.strip_prefix("skiff")
+        .is_some_and(|rest| rest.len() == 8 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The routes of `/proc/net/route` (each address the hex of its network-order bytes read as a
@@ -123,5 +133,7 @@ skiff491729e3\t0000F40A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
             host.resolver_in(&cidr("10.255.0.0/16")),
             Some(Ipv4Addr::new(10, 255, 255, 53))
         );
+        assert!(is_skiff_device("skiff491729e3"));
+        assert!(!is_skiff_device("skiffy") && !is_skiff_device("eth0"));
     }
 }

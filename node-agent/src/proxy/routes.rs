@@ -111,15 +111,13 @@ fn destinations(host: &Host, proto: &str) -> Result<BTreeSet<Ipv4Cidr>, ProxyErr
         .collect())
 }
 
-/// The host's routes and resolvers, less what skiff made: node bridges (`skiff*`), pod network
-/// routes and the proxy's own routes.
+/// The host's routes and resolvers, less what skiff made: routes on node bridges (left out by
+/// [`HostNetworks::of_this_host`]), pod network routes and the proxy's own routes.
 pub fn host_networks(host: &Host) -> Result<HostNetworks, ProxyError> {
     let mut networks = HostNetworks::of_this_host();
     let mut ours = destinations(host, POD_ROUTE_PROTOCOL)?;
     ours.extend(destinations(host, ROUTE_PROTOCOL)?);
-    networks
-        .routes
-        .retain(|(dst, dev)| !dev.starts_with("skiff") && !ours.contains(dst));
+    networks.routes.retain(|(dst, _)| !ours.contains(dst));
     Ok(networks)
 }
 
