@@ -77,7 +77,10 @@ pub async fn run(
 ) {
     // Serving before the first list would answer NXDOMAIN for Services that exist (and clients
     // cache that): wait for it, but not forever (other names must resolve all the same).
-    if tokio::time::timeout(SYNC_WAIT, catalog.synced()).await.is_err() {
+    if tokio::time::timeout(SYNC_WAIT, catalog.synced())
+        .await
+        .is_err()
+    {
         tracing::warn!("cluster DNS: no list of Services after {SYNC_WAIT:?}: serving anyway");
     }
     let mut serving: Option<(IpAddr, hickory_server::ServerFuture<server::Handler>)> = None;
