@@ -233,6 +233,14 @@ fn remove_in(host: &Host, path: &Path) -> Result<(), ProxyError> {
     }
 }
 
+/// What the last sync applied.
+struct Applied {
+    ruleset: render::Ruleset,
+    routes: Vec<Route>,
+    /// The Service ports it was rendered from (for the UDP flows of endpoints that go).
+    ports: Vec<snapshot::ServicePort>,
+}
+
 /// The node proxy; shared (an `Arc`) by the agent and whoever holds Services.
 pub struct Proxy {
     node: String,
@@ -345,7 +353,7 @@ impl Proxy {
         catalog.synced().await;
         let mut changes = catalog.subscribe();
         let mut kicks = self.kick.subscribe();
-        let mut last: Option<(render::Ruleset, Vec<Route>)> = None;
+        let mut last: Option<Applied> = None;
         let mut last_full = tokio::time::Instant::now();
         loop {
             let full = last.is_none() || last_full.elapsed() >= RESYNC;
@@ -400,15 +408,22 @@ impl Proxy {
         ranges: Ranges,
         table: &str,
         comment: &str,
-        last: Option<&(render::Ruleset, Vec<Route>)>,
+        last: Option<&Applied>,
         full: bool,
-    ) -> Result<(render::Ruleset, Vec<Route>), ProxyError> {
+    ) -> Result<Applied, ProxyError> {
         let snapshot = self.snapshot(catalog, network, ranges);
         let wanted = render::render(&snapshot, comment);
         let routes = self.wanted_routes(ranges, network);
-        if !full && last.is_some_and(|(r, rt)| *r == wanted && *rt == routes) {
-            return Ok((wanted, routes));
+        if !full && last.is_some_and(|l| l.ruleset == wanted && l.routes == routes) {
+            return Ok(Applied {
+                ruleset: wanted,
+                routes,
+                ports: snapshot.ports,
+            });
         }
+        let stale = last
+            .map(|l| snapshot::stale_udp_flows(&l.ports, &snapshot.ports))
+            .unwrap_or_default();
         let (state_path, table, ruleset, wanted_routes) = (
             self.state_path.clone(),
             table.to_string(),
@@ -449,6 +464,10 @@ impl Proxy {
                 host.delete_table(old)?;
             }
             host.apply(&table, &ruleset)?;
+            // After the rules: a flow deleted now comes back through them, to a live endpoint.
+            for flow in &stale {
+                host.delete_udp_flow(flow);
+            }
             routes::sync(&host, &wanted_routes, &before.routes)?;
             State {
                 table: Some(table),
@@ -458,7 +477,11 @@ impl Proxy {
         })
         .await?;
         tracing::debug!(ports = snapshot.ports.len(), "node proxy rules applied");
-        Ok((wanted, routes))
+        Ok(Applied {
+            ruleset: wanted,
+            routes,
+            ports: snapshot.ports,
+        })
     }
 }
 

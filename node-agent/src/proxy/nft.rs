@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 
 use super::ProxyError;
 use super::render::{self, Present, Ruleset};
+use super::snapshot::StaleFlow;
 
 /// Where commands run.
 #[derive(Debug, Clone, Default)]
@@ -62,6 +63,7 @@ impl Host {
             let hint = match program {
                 "nft" => " (install nftables)",
                 "ip" => " (install iproute2)",
+                "conntrack" => " (install conntrack)",
                 _ => "",
             };
             failed(format!("{e}{hint}"))
@@ -110,6 +112,30 @@ impl Host {
                     render::script(table, wanted, &Present::default())
                 );
                 self.run("nft", &["-f", "-"], Some(&whole)).map(|_| ())
+            }
+        }
+    }
+
+    /// Deletes the conntrack entries of the UDP flows `flow` names (`conntrack -D`); failures are
+    /// logged, as a missing `conntrack` (a flow then keeps its path until idle for 30 s).
+    pub fn delete_udp_flow(&self, flow: &StaleFlow) {
+        let port = flow.port.to_string();
+        let service_ip = flow.service_ip.map(|ip| ip.to_string());
+        let endpoint = flow.endpoint.map(|ip| ip.to_string());
+        let mut args = vec!["-D", "-p", "udp"];
+        if let Some(ip) = &service_ip {
+            args.extend(["--orig-dst", ip.as_str()]);
+        }
+        args.extend(["--orig-port-dst", &port]);
+        if let Some(ip) = &endpoint {
+            args.extend(["--dst-nat", ip.as_str()]);
+        }
+        match self.run("conntrack", &args, None) {
+            Ok(_) => tracing::debug!(?flow, "deleted stale UDP flows"),
+            // Nothing matched: conntrack says so with exit code 1.
+            Err(e) if e.to_string().contains("0 flow entries") => {}
+            Err(e) => {
+                tracing::warn!(?flow, error = %e, "deleting the UDP flows of a gone endpoint")
             }
         }
     }

@@ -162,6 +162,60 @@ pub fn service_ports(
     out
 }
 
+/// UDP flows whose conntrack entries no longer say where they should go: to `service_ip:port`
+/// (`None`: the NodePort `port` on any node address), DNATed to `endpoint` (`None`: however
+/// they were NATed, or not at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StaleFlow {
+    pub service_ip: Option<Ipv4Addr>,
+    pub port: u16,
+    pub endpoint: Option<Ipv4Addr>,
+}
+
+/// The UDP flows a change between two snapshots leaves on the wrong path (kube-proxy deletes
+/// the same entries). A UDP flow has no end: conntrack keeps it where its first packet went as
+/// long as packets keep coming, so a client that keeps sending would never see the change.
+/// - flows DNATed to an endpoint that left its Service port;
+/// - every flow to a Service port that had no ready endpoint and now has one: its packets were
+///   refused, left un-NATed (a NodePort's went to the node itself) or held, and would stay so.
+///
+/// TCP flows end by themselves; new connections follow the rules.
+pub fn stale_udp_flows(before: &[ServicePort], after: &[ServicePort]) -> Vec<StaleFlow> {
+    let mut stale = BTreeSet::new();
+    let mut add = |port: &ServicePort, endpoint: Option<Ipv4Addr>| {
+        stale.insert(StaleFlow {
+            service_ip: Some(port.cluster_ip),
+            port: port.port,
+            endpoint,
+        });
+        if let Some(node_port) = port.node_port {
+            stale.insert(StaleFlow {
+                service_ip: None,
+                port: node_port,
+                endpoint,
+            });
+        }
+    };
+    let same = |a: &ServicePort, b: &ServicePort| a.id == b.id && a.cluster_ip == b.cluster_ip;
+    for old in before.iter().filter(|p| p.protocol == Protocol::Udp) {
+        let now = after.iter().find(|p| same(p, old));
+        for endpoint in &old.endpoints {
+            if !now.is_some_and(|n| n.endpoints.contains(endpoint)) {
+                add(old, Some(*endpoint.ip()));
+            }
+        }
+    }
+    for new in after.iter().filter(|p| p.protocol == Protocol::Udp) {
+        let had = before
+            .iter()
+            .any(|p| same(p, new) && !p.endpoints.is_empty());
+        if !new.endpoints.is_empty() && !had {
+            add(new, None);
+        }
+    }
+    stale.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -255,6 +309,55 @@ mod tests {
             (Protocol::Udp, 53, None)
         );
         assert_eq!(dns.endpoints[0], "10.244.0.2:5353".parse().unwrap());
+    }
+
+    #[test]
+    fn udp_flows_to_endpoints_that_left_are_stale_and_tcp_ones_are_not() {
+        let port = |id: &str, protocol, node_port, endpoints: &[&str]| ServicePort {
+            id: id.into(),
+            service: ("default".into(), id.into()),
+            cluster_ip: "10.96.0.10".parse().unwrap(),
+            port: 53,
+            protocol,
+            node_port,
+            affinity: None,
+            endpoints: endpoints.iter().map(|e| e.parse().unwrap()).collect(),
+            hold: None,
+        };
+        let before = [
+            port(
+                "dns",
+                Protocol::Udp,
+                Some(30053),
+                &["10.244.0.2:5353", "10.244.1.3:5353"],
+            ),
+            port("web", Protocol::Tcp, None, &["10.244.0.2:80"]),
+            port("gone", Protocol::Udp, None, &["10.244.2.4:53"]),
+        ];
+        let after = [
+            port("dns", Protocol::Udp, Some(30053), &["10.244.1.3:5353"]),
+            port("web", Protocol::Tcp, None, &[]),
+        ];
+        let gone = |service_ip: Option<&str>, port, endpoint: Option<&str>| StaleFlow {
+            service_ip: service_ip.map(|i| i.parse().unwrap()),
+            port,
+            endpoint: endpoint.map(|e| e.parse().unwrap()),
+        };
+        assert_eq!(
+            stale_udp_flows(&before, &after),
+            vec![
+                gone(None, 30053, Some("10.244.0.2")),
+                gone(Some("10.96.0.10"), 53, Some("10.244.0.2")),
+                gone(Some("10.96.0.10"), 53, Some("10.244.2.4")),
+            ]
+        );
+        // A Service port that gets its first endpoint: every flow to it starts again.
+        let empty = [port("dns", Protocol::Udp, Some(30053), &[])];
+        assert_eq!(
+            stale_udp_flows(&empty, &after),
+            vec![gone(None, 30053, None), gone(Some("10.96.0.10"), 53, None)]
+        );
+        assert!(stale_udp_flows(&after, &after).is_empty());
     }
 
     #[test]

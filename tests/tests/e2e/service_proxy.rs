@@ -10,7 +10,8 @@
 //!   (`No route to host`), from the node and from a pod.
 //! - The agent is killed and started again: the NodePort keeps answering meanwhile (the table
 //!   stays), and a Service made after the restart is served.
-//! - A UDP Service answers (a static C echo server in a busybox image); `sessionAffinity:
+//! - A UDP Service answers (a static C echo server in a busybox image), and a UDP flow that keeps
+//!   sending follows a change of its Endpoints; `sessionAffinity:
 //!   ClientIP` sticks; hand-written Endpoints: `notReadyAddresses` get no traffic, and traffic
 //!   follows a change of the ready address, and a removal, within a bound.
 
@@ -508,6 +509,48 @@ fn udp_affinity_and_endpoint_changes_are_followed() {
         answer.as_deref(),
         Some("udp-from-echo"),
         "UDP via the NodePort"
+    );
+
+    // A UDP flow that keeps sending follows its Service's Endpoints: from none (its first
+    // packets found no rule) to echo, then to echo-2 (the agent deletes its conntrack entries,
+    // else it would stay where it first went as long as it is busy).
+    c.apply(&pod(
+        "echo-2",
+        &udp_image,
+        "node-b",
+        "echo-2",
+        "exec /bin/udp serve 5353 udp-from-echo-2",
+    ));
+    let (echo_1, echo_2) = (pod_ip(&c, "echo"), pod_ip(&c, "echo-2"));
+    let udp_endpoints = |ip: &str| {
+        format!(
+            "apiVersion: v1\nkind: Endpoints\nmetadata: {{name: udp-manual}}\nsubsets:\n- addresses: [{{ip: {ip}}}]\n  ports: [{{port: 5353, protocol: UDP}}]\n"
+        )
+    };
+    c.apply(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: udp-manual}\nspec:\n  type: NodePort\n  ports:\n  - {port: 53, targetPort: 5353, protocol: UDP}\n",
+    );
+    c.apply(&udp_endpoints(&echo_1));
+    let flow = UdpSocket::bind(format!("{}:0", net.host_address())).expect("udp socket");
+    flow.set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let target = format!("{}:{}", net.address(2), node_port(&c, "udp-manual", 0));
+    let ask = || -> Option<String> {
+        flow.send_to(b"ping", &target).ok()?;
+        let mut buf = [0u8; 64];
+        let n = flow.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    wait_for(
+        "the UDP flow to reach echo",
+        Duration::from_secs(20),
+        || (ask().as_deref() == Some("udp-from-echo")).then_some(()),
+    );
+    c.apply(&udp_endpoints(&echo_2));
+    wait_for(
+        "the same UDP flow to follow the Endpoints to echo-2",
+        Duration::from_secs(10),
+        || (ask().as_deref() == Some("udp-from-echo-2")).then_some(()),
     );
 
     // ClientIP affinity: one client, one endpoint, every time.
