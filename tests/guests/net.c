@@ -2,7 +2,8 @@
  * net: skiff's TCP test guest (WASI preview 2 component, C, wasi-libc, wasi:sockets).
  *
  * argv[1] picks a command, like probe.c: `net serve PORT TEXT [COUNT]` answers COUNT connections
- * with TEXT, `net fetch A.B.C.D PORT [TRIES]` prints what a server sends, `net bind PORT` only
+ * with TEXT, `net fetch HOST PORT [TRIES]` prints what a server sends (HOST an address, or a name
+ * resolved through wasi:sockets/ip-name-lookup, its first IPv4 address), `net bind PORT` only
  * checks that it may listen on PORT. Run it without arguments for the usage; bad usage exits 2,
  * a failed network call prints "COMMAND: STEP: ERROR" on stderr and exits 1.
  *
@@ -193,6 +194,7 @@ _Static_assert(sizeof error_names / sizeof error_names[0] == PERMANENT_RESOLVER_
 #define IO_ERROR "wasi:io/error@0.2.0"
 #define IO_POLL "wasi:io/poll@0.2.0"
 #define IO_STREAMS "wasi:io/streams@0.2.0"
+#define IP_NAME_LOOKUP "wasi:sockets/ip-name-lookup@0.2.0"
 
 IMPORT(INSTANCE_NETWORK, "instance-network")
 extern handle instance_network(void);
@@ -444,6 +446,78 @@ static long parse_port(const char *s) {
 }
 
 /* Parses a dotted-quad IPv4 address into `out`. */
+/* result<own<resolve-address-stream>, error-code>: the handle at offset 4 (as in lookup.c). */
+struct lookup_started {
+    uint8_t is_err;
+    union {
+        handle ok;
+        uint8_t code;
+    } val;
+};
+
+/* result<option<ip-address>, error-code>: option at 2, the address's tag at 4, octets at 6. */
+struct lookup_next {
+    uint8_t is_err;
+    union {
+        struct {
+            uint8_t is_some;
+            uint8_t pad1;
+            uint8_t tag; /* 0: ipv4, 1: ipv6 */
+            uint8_t pad2;
+            union {
+                uint8_t v4[4];
+                uint16_t v6[8];
+            } addr;
+        } ok;
+        uint8_t code;
+    } val;
+};
+_Static_assert(offsetof(struct lookup_next, val.ok.addr) == 6, "ip-address payload");
+
+IMPORT(IP_NAME_LOOKUP, "resolve-addresses")
+extern void resolve_addresses(handle network, const char *name, size_t len,
+                              struct lookup_started *ret);
+IMPORT(IP_NAME_LOOKUP, "[method]resolve-address-stream.resolve-next-address")
+extern void resolve_next_address(handle stream, struct lookup_next *ret);
+IMPORT(IP_NAME_LOOKUP, "[method]resolve-address-stream.subscribe")
+extern handle resolve_subscribe(handle stream);
+IMPORT(IP_NAME_LOOKUP, "[resource-drop]resolve-address-stream")
+extern void resolve_drop(handle stream);
+
+/* NAME's first IPv4 address, through the host's resolver; NET_OK or the error code. */
+static int resolve_ipv4(handle network, const char *name, uint8_t out[4]) {
+    struct lookup_started started;
+    resolve_addresses(network, name, strlen(name), &started);
+    if (started.is_err) {
+        return started.val.code;
+    }
+    int err = NAME_UNRESOLVABLE;
+    for (;;) {
+        struct lookup_next next;
+        resolve_next_address(started.val.ok, &next);
+        if (next.is_err && next.val.code == WOULD_BLOCK) {
+            handle ready = resolve_subscribe(started.val.ok);
+            pollable_block(ready);
+            pollable_drop(ready);
+            continue;
+        }
+        if (next.is_err) {
+            err = next.val.code;
+            break;
+        }
+        if (!next.val.ok.is_some) {
+            break;
+        }
+        if (next.val.ok.tag == 0) {
+            memcpy(out, next.val.ok.addr.v4, 4);
+            err = NET_OK;
+            break;
+        }
+    }
+    resolve_drop(started.val.ok);
+    return err;
+}
+
 static bool parse_ipv4(const char *s, uint8_t out[4]) {
     for (int i = 0; i < 4; i++) {
         if (*s < '0' || *s > '9') {
@@ -513,18 +587,22 @@ static int cmd_serve(int argc, char **argv) {
     return status;
 }
 
-/* fetch A.B.C.D PORT [TRIES]: connect (TRIES attempts, default 1), print all the server sends. */
+/* fetch HOST PORT [TRIES]: connect (TRIES attempts, default 1), print all the server sends. */
 static int cmd_fetch(int argc, char **argv) {
     uint8_t addr[4];
     long port = parse_port(argv[1]);
     long tries = argc > 2 ? parse_count(argv[2]) : 1;
-    if (!parse_ipv4(argv[0], addr) || port < 0 || tries < 1) {
-        fprintf(stderr, "fetch: bad address, port or tries\n");
+    if (argv[0][0] == '\0' || port < 0 || tries < 1) {
+        fprintf(stderr, "fetch: bad host, port or tries\n");
         return EXIT_USAGE;
     }
     handle network = instance_network();
-    struct connection c;
     int err;
+    if (!parse_ipv4(argv[0], addr) && (err = resolve_ipv4(network, argv[0], addr)) != NET_OK) {
+        fprintf(stderr, "fetch: resolve %s: %s\n", argv[0], error_names[err]);
+        return 1;
+    }
+    struct connection c;
     for (long attempt = 1;; attempt++) {
         err = connect_once(network, addr, (uint16_t)port, &c);
         if (err == NET_OK || attempt >= tries || !is_transient(err)) {
@@ -574,7 +652,7 @@ struct command {
 
 static const struct command commands[] = {
     {"serve", 2, 3, cmd_serve, "serve PORT TEXT [COUNT]    answer COUNT connections with TEXT"},
-    {"fetch", 2, 3, cmd_fetch, "fetch A.B.C.D PORT [TRIES] print what the server sends"},
+    {"fetch", 2, 3, cmd_fetch, "fetch HOST PORT [TRIES]    print what the server sends"},
     {"bind", 1, 1, cmd_bind, "bind PORT                  print 'bind PORT: ok' or the error"},
 };
 

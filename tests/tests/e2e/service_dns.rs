@@ -306,6 +306,18 @@ fn oci_pods_find_services_by_dns_and_env_and_get_the_kubelets_files() {
         )
     );
 
+    // ... and reaches a Service by its short name: resolved from the pod's namespace, carried to
+    // the Service's pod on the other node by the node proxy.
+    let net = skiff_tests::guests::socket_component("net");
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: wasm-fetch\n  annotations: {{skiff.dev/allow-outbound: \"true\"}}\nspec:\n  runtimeClassName: wasm\n  restartPolicy: Never\n  nodeSelector: {{kubernetes.io/hostname: node-a}}\n  containers:\n  - name: main\n    image: file:{}\n    command: [net, fetch, web, \"80\", \"20\"]\n",
+        net.display()
+    ));
+    let fetch = finished(&c, "wasm-fetch");
+    let said = logs(&c, "wasm-fetch");
+    assert_eq!(fetch["status"]["phase"], "Succeeded", "{fetch:#}\n{said}");
+    assert!(said.contains("from-web"), "{said}");
+
     // The upstream was asked the outside name, and never a cluster name.
     let asked = upstream.asked();
     assert!(asked.contains(&format!("{OUTSIDE}.")), "{asked:?}");
