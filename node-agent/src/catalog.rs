@@ -229,24 +229,44 @@ impl Catalog {
     }
 }
 
+/// Services for the unit tests of the catalog's consumers.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use skiff_api::v1::ObjectMeta;
+pub(crate) mod fixtures {
+    use skiff_api::v1::{ObjectMeta, Service, ServicePort, ServiceSpec};
 
-    fn service(namespace: &str, name: &str, ip: &str) -> Service {
+    /// Service `ns/name` with cluster IP `ip` and `ports` as (name, port, protocol).
+    pub fn service(ns: &str, name: &str, ip: &str, ports: &[(&str, i32, &str)]) -> Service {
         Service {
             metadata: Some(ObjectMeta {
-                namespace: namespace.into(),
                 name: name.into(),
+                namespace: ns.into(),
                 ..Default::default()
             }),
-            spec: Some(skiff_api::v1::ServiceSpec {
+            spec: Some(ServiceSpec {
                 cluster_ip: ip.into(),
+                cluster_ips: vec![ip.into()],
+                ports: ports
+                    .iter()
+                    .map(|(n, p, proto)| ServicePort {
+                        name: n.to_string(),
+                        port: *p,
+                        protocol: proto.to_string(),
+                        ..Default::default()
+                    })
+                    .collect(),
                 ..Default::default()
             }),
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(namespace: &str, name: &str, ip: &str) -> Service {
+        fixtures::service(namespace, name, ip, &[])
     }
 
     #[tokio::test]

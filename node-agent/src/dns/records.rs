@@ -376,34 +376,9 @@ fn by_type(name: &Name, ip: IpAddr, qtype: RecordType) -> Vec<Record> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use skiff_api::v1::{
-        EndpointAddress, EndpointPort, EndpointSubset, ObjectMeta, ServicePort, ServiceSpec,
-    };
+    use skiff_api::v1::{EndpointAddress, EndpointPort, EndpointSubset, ObjectMeta};
 
-    fn service(ns: &str, name: &str, cluster_ip: &str, ports: &[(&str, i32, &str)]) -> Service {
-        Service {
-            metadata: Some(ObjectMeta {
-                name: name.into(),
-                namespace: ns.into(),
-                ..Default::default()
-            }),
-            spec: Some(ServiceSpec {
-                cluster_ip: cluster_ip.into(),
-                cluster_ips: vec![cluster_ip.into()],
-                ports: ports
-                    .iter()
-                    .map(|(n, p, proto)| ServicePort {
-                        name: n.to_string(),
-                        port: *p,
-                        protocol: proto.to_string(),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
+    use crate::catalog::fixtures::service;
 
     fn endpoints(ns: &str, name: &str, ready: &[(&str, &str)], port: (&str, i32)) -> Endpoints {
         Endpoints {

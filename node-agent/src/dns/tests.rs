@@ -10,7 +10,7 @@ use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_server::authority::MessageResponseBuilder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use skiff_api::v1::{ObjectMeta, Service, ServicePort, ServiceSpec};
+use skiff_api::v1::Service;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::records::Zone;
@@ -56,23 +56,7 @@ impl RequestHandler for Outside {
 }
 
 fn service(ns: &str, name: &str, ip: &str) -> Service {
-    Service {
-        metadata: Some(ObjectMeta {
-            name: name.into(),
-            namespace: ns.into(),
-            ..Default::default()
-        }),
-        spec: Some(ServiceSpec {
-            cluster_ip: ip.into(),
-            ports: vec![ServicePort {
-                name: "http".into(),
-                port: 80,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    crate::catalog::fixtures::service(ns, name, ip, &[("http", 80, "")])
 }
 
 fn query(name: &str, qtype: RecordType) -> Vec<u8> {

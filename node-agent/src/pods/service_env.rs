@@ -123,31 +123,8 @@ fn of_service(name: &str, service: &Service, out: &mut Vec<(String, String)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use skiff_api::v1::{ObjectMeta, ServicePort, ServiceSpec};
 
-    fn service(ns: &str, name: &str, ip: &str, ports: &[(&str, i32, &str)]) -> Service {
-        Service {
-            metadata: Some(ObjectMeta {
-                name: name.into(),
-                namespace: ns.into(),
-                ..Default::default()
-            }),
-            spec: Some(ServiceSpec {
-                cluster_ip: ip.into(),
-                ports: ports
-                    .iter()
-                    .map(|(n, p, proto)| ServicePort {
-                        name: n.to_string(),
-                        port: *p,
-                        protocol: proto.to_string(),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
+    use crate::catalog::fixtures::service;
 
     fn catalog() -> std::sync::Arc<Catalog> {
         Catalog::from_objects(
