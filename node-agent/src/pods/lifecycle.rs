@@ -584,6 +584,8 @@ impl PodWorker {
             return;
         }
         let api = self.ctx.api.clone();
+        // Until a write lands, the worker counts as pending and comes back within a second.
+        entry.status_unwritten = true;
         for _ in 0..2 {
             let mut pod = (*entry.pod).clone();
             pod.status = Some(status::pod_status(
@@ -596,6 +598,7 @@ impl PodWorker {
                 Ok(updated) => {
                     entry.reported = updated.status.clone();
                     *entry.pod = updated;
+                    entry.status_unwritten = false;
                     return;
                 }
                 Err(s) if s.code() == tonic::Code::Aborted => {

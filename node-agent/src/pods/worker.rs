@@ -32,7 +32,7 @@ use crate::node::NodeInfo;
 pub const RESYNC: Duration = Duration::from_secs(30);
 /// How soon a worker with something pending (a deletion, a container not running) looks again
 /// when nothing says sooner.
-const PENDING_TICK: Duration = Duration::from_secs(1);
+pub(super) const PENDING_TICK: Duration = Duration::from_secs(1);
 
 /// What every pod worker of a node shares: the API, the runtime, the network, images, events.
 pub struct NodeContext {
@@ -88,6 +88,9 @@ pub struct PodEntry {
     pub gone: bool,
     /// A delete with grace 0 was sent for this terminating pod.
     pub deleting: bool,
+    /// The last status write failed (an error, or conflicts twice): try again soon, not at the
+    /// next resync.
+    pub status_unwritten: bool,
 }
 
 impl PodEntry {
@@ -144,6 +147,7 @@ impl PodEntry {
             reported,
             gone: false,
             deleting: false,
+            status_unwritten: false,
         }
     }
 
@@ -198,7 +202,7 @@ impl PodEntry {
     /// container has yet to start, is waiting or backing off. Running containers and those
     /// ended for good wait for events.
     fn pending(&self) -> bool {
-        if self.gone || self.pod.meta().deletion_timestamp.is_some() {
+        if self.gone || self.status_unwritten || self.pod.meta().deletion_timestamp.is_some() {
             return true;
         }
         // The policies reconcile uses: init containers restart on failure only.

@@ -118,6 +118,8 @@ impl ContainerRuntime for FakeRuntime {
 #[derive(Default)]
 struct FakeApi {
     statuses: Mutex<Vec<PodStatus>>,
+    /// How many of the next status writes fail (as an API server that is away would).
+    failing_writes: std::sync::atomic::AtomicU32,
     events: Mutex<Vec<String>>,
     deleted: Mutex<Vec<String>>,
 }
@@ -140,6 +142,14 @@ impl FakeApi {
 #[async_trait]
 impl PodApi for FakeApi {
     async fn update_status(&self, pod: Pod) -> Result<Pod, tonic::Status> {
+        use std::sync::atomic::Ordering;
+        let failing = &self.failing_writes;
+        if failing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(tonic::Status::unavailable("the API server is away"));
+        }
         self.statuses
             .lock()
             .unwrap()
@@ -312,6 +322,30 @@ async fn a_crashed_container_backs_off_then_restarts_as_the_next_attempt() {
     w.reconcile().await;
     assert_eq!(f.runtime.starts(), ["u/app/0", "u/app/1"]);
     assert_eq!(f.api.last_status().container_statuses[0].restart_count, 1);
+}
+
+#[tokio::test]
+async fn a_status_write_that_fails_is_tried_again_within_a_second_not_at_the_resync() {
+    let f = fixture().await;
+    let mut w = PodWorker::new(f.ctx.clone(), f.pod("Never", &[], &["app"]));
+    w.reconcile().await;
+    w.entry
+        .apply(Msg::Instance(Box::new(instance("u/app/0", Some(0)))));
+    f.api
+        .failing_writes
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    w.reconcile().await;
+    assert_ne!(phase(&f.api.last_status()), "Succeeded", "the write failed");
+    assert!(
+        w.entry.sleep(std::time::SystemTime::now()) <= super::worker::PENDING_TICK,
+        "a finished pod whose status is not written yet is still pending"
+    );
+    w.reconcile().await;
+    assert_eq!(phase(&f.api.last_status()), "Succeeded");
+    assert_eq!(
+        w.entry.sleep(std::time::SystemTime::now()),
+        super::worker::RESYNC
+    );
 }
 
 #[tokio::test]

@@ -46,9 +46,19 @@ fn wait_pod(
     timeout: Duration,
     f: impl Fn(&Value) -> bool,
 ) -> Value {
-    wait_for(&format!("pod {name}: {what}"), timeout, || {
-        pod_json(c, name).filter(|p| f(p))
-    })
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let seen = pod_json(c, name);
+        if let Some(p) = seen.as_ref().filter(|p| f(p)) {
+            return p.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for pod {name}: {what}\nlast seen: {seen:#?}\nagent log:\n{}",
+            c.agent(0).log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn phase(p: &Value) -> &str {
