@@ -101,13 +101,19 @@ fn module_root(roots: &Path, module: &Path, digest: &str) -> Result<(PathBuf, St
     let dir = roots.join(hex);
     let file = dir.join(&name);
     if !file.exists() {
+        /// Tells apart the copies that concurrent starts of one agent make.
+        static COPIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         std::fs::create_dir_all(&dir).map_err(|e| ShimError::io(&dir, e))?;
-        // Placed under a temporary name and renamed: a concurrent start never sees half a copy.
-        let tmp = dir.join(format!(".{name}.{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
+        // Placed under a name of its own and renamed: a concurrent start (of this agent or a
+        // restarted one) never sees half a copy, nor removes this one's.
+        let copy = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.{}.{copy}", std::process::id()));
         // A copy, never a hard link: nothing done through a task's root can reach the
         // node's (or the user's) own file.
-        std::fs::copy(module, &tmp).map_err(|e| ShimError::io(module, e))?;
+        if let Err(e) = std::fs::copy(module, &tmp) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(ShimError::io(module, e));
+        }
         std::fs::rename(&tmp, &file).map_err(|e| ShimError::io(&file, e))?;
     }
     Ok((dir, format!("/{name}")))
@@ -418,6 +424,33 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn concurrent_starts_of_one_module_each_find_its_whole_copy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let module = tmp.path().join("probe.wasm");
+        let bytes: Vec<u8> = (0..4 << 20).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&module, &bytes).unwrap();
+        let roots = tmp.path().join("roots");
+        for round in 0..5 {
+            let digest = format!("sha256:{round:04x}");
+            std::thread::scope(|scope| {
+                let starts: Vec<_> = (0..8)
+                    .map(|_| scope.spawn(|| module_root(&roots, &module, &digest)))
+                    .collect();
+                for start in starts {
+                    let (root, name) = start.join().unwrap().unwrap();
+                    let copy = std::fs::read(root.join(name.trim_start_matches('/'))).unwrap();
+                    assert!(copy == bytes, "a start saw half a copy");
+                }
+            });
+            let left: Vec<_> = std::fs::read_dir(roots.join(format!("{round:04x}")))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(left, ["probe.wasm"], "no temporary copy is left behind");
+        }
     }
 
     #[test]
