@@ -17,10 +17,11 @@ use crate::{AgentError, AgentOptions, proxy};
 /// Ends every container and shim, and removes the pod network and the proxy's rules.
 pub async fn tear_down(runtime: &Containers, network: &PodNetwork, data_dir: &Path) {
     runtime.shutdown_all().await;
-    network.remove_all().await;
+    // The proxy's first: its service route is on the node bridge, which goes next.
     if let Err(e) = proxy::remove(data_dir).await {
         tracing::warn!(error = %e, "removing the node proxy's rules");
     }
+    network.remove_all().await;
 }
 
 /// What [`reset`] removed and kept, for the command to print.

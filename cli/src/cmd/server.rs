@@ -280,9 +280,11 @@ pub async fn up(args: UpArgs) -> Result<()> {
         resolv_conf: args.resolv_conf,
         ingress_addr,
     };
+    // The node stops first, while the API server still takes its last writes; then the server.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(cp.serve(stopped(stop_rx.clone())));
-    let agent = tokio::spawn(skiff_node_agent::run(agent_options, stopped(stop_rx)));
+    let (stop_agent_tx, stop_agent_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(cp.serve(stopped(stop_rx)));
+    let agent = tokio::spawn(skiff_node_agent::run(agent_options, stopped(stop_agent_rx)));
     if args.demo {
         let files = super::apply::ManifestSource::Embedded(vec![
             (
@@ -302,12 +304,13 @@ pub async fn up(args: UpArgs) -> Result<()> {
         config = config_path.display(),
     );
     shutdown_signal().await;
-    let _ = stop_tx.send(true);
+    let _ = stop_agent_tx.send(true);
     match agent.await {
         Ok(Err(e)) => eprintln!("{}", super::agent::agent_error(e)),
         Err(e) => eprintln!("error: node agent: {e}"),
         Ok(Ok(())) => {}
     }
+    let _ = stop_tx.send(true);
     finish(server).await
 }
 

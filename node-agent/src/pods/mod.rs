@@ -126,6 +126,15 @@ pub fn instance_id(uid: &str, container: &str, attempt: u32) -> String {
     format!("{uid}/{container}/{attempt}")
 }
 
+/// The dispatcher gone (the agent stopping), its workers end: their inboxes close. They leave
+/// their pods as they are (a stopping agent leaves its pods running, DESIGN §5); without this, a
+/// worker would keep the map of inboxes, its own included, alive.
+impl Drop for Manager {
+    fn drop(&mut self) {
+        self.workers.clear();
+    }
+}
+
 impl Manager {
     pub fn new(
         transport: Transport,
