@@ -194,10 +194,26 @@ impl Agent {
 
     /// `kill -9` of every shim of the agent (and so its pods), by the pids it recorded.
     fn kill_shims(&self) {
-        for group in self.shim_groups() {
-            if let Some(pid) = self.shim_pid(&group) {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        let mut pids: Vec<i32> = self
+            .shim_groups()
+            .iter()
+            .filter_map(|group| self.shim_pid(group))
+            .collect();
+        // And any shim whose record was not written yet (the agent killed while launching it)
+        // or already removed: every shim of this agent names its socket on its command line.
+        let socket = self.data_dir.join("shims").join("agent.sock");
+        let needle = format!("\0-address\0{}\0", socket.display());
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse().ok()) else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&needle) && !pids.contains(&pid) {
+                pids.push(pid);
             }
+        }
+        for pid in pids {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
     }
 
