@@ -3,7 +3,8 @@
  *
  * argv[1] picks a command, like probe.c: `net serve PORT TEXT [COUNT]` answers COUNT connections
  * with TEXT, `net fetch HOST PORT [TRIES]` prints what a server sends (HOST an address, or a name
- * resolved through wasi:sockets/ip-name-lookup, its first IPv4 address), `net bind PORT` only
+ * resolved through wasi:sockets/ip-name-lookup, its first IPv4 address), `net lookup NAME...`
+ * prints each NAME's addresses (or `NAME error: CODE`), `net bind PORT` only
  * checks that it may listen on PORT. Run it without arguments for the usage; bad usage exits 2,
  * a failed network call prints "COMMAND: STEP: ERROR" on stderr and exits 1.
  *
@@ -446,7 +447,7 @@ static long parse_port(const char *s) {
 }
 
 /* Parses a dotted-quad IPv4 address into `out`. */
-/* result<own<resolve-address-stream>, error-code>: the handle at offset 4 (as in lookup.c). */
+/* result<own<resolve-address-stream>, error-code>: the handle at offset 4. */
 struct lookup_started {
     uint8_t is_err;
     union {
@@ -484,6 +485,22 @@ extern handle resolve_subscribe(handle stream);
 IMPORT(IP_NAME_LOOKUP, "[resource-drop]resolve-address-stream")
 extern void resolve_drop(handle stream);
 
+/* The next answer of a resolve stream, waiting for it: NET_OK with *next filled, or the error. */
+static int next_address(handle stream, struct lookup_next *next) {
+    for (;;) {
+        resolve_next_address(stream, next);
+        if (!next->is_err) {
+            return NET_OK;
+        }
+        if (next->val.code != WOULD_BLOCK) {
+            return next->val.code;
+        }
+        handle ready = resolve_subscribe(stream);
+        pollable_block(ready);
+        pollable_drop(ready);
+    }
+}
+
 /* NAME's first IPv4 address, through the host's resolver; NET_OK or the error code. */
 static int resolve_ipv4(handle network, const char *name, uint8_t out[4]) {
     struct lookup_started started;
@@ -492,25 +509,14 @@ static int resolve_ipv4(handle network, const char *name, uint8_t out[4]) {
         return started.val.code;
     }
     int err = NAME_UNRESOLVABLE;
-    for (;;) {
-        struct lookup_next next;
-        resolve_next_address(started.val.ok, &next);
-        if (next.is_err && next.val.code == WOULD_BLOCK) {
-            handle ready = resolve_subscribe(started.val.ok);
-            pollable_block(ready);
-            pollable_drop(ready);
-            continue;
-        }
-        if (next.is_err) {
-            err = next.val.code;
-            break;
-        }
+    struct lookup_next next;
+    while ((err = next_address(started.val.ok, &next)) == NET_OK) {
         if (!next.val.ok.is_some) {
+            err = NAME_UNRESOLVABLE;
             break;
         }
         if (next.val.ok.tag == 0) {
             memcpy(out, next.val.ok.addr.v4, 4);
-            err = NET_OK;
             break;
         }
     }
@@ -623,6 +629,44 @@ static int cmd_fetch(int argc, char **argv) {
     return 0;
 }
 
+/* lookup NAME...: one line per name, `NAME ADDRESS...` or `NAME error: CODE`; exit 1 if any
+ * name did not resolve. */
+static int cmd_lookup(int argc, char **argv) {
+    handle network = instance_network();
+    int failed = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *name = argv[i];
+        struct lookup_started started;
+        resolve_addresses(network, name, strlen(name), &started);
+        if (started.is_err) {
+            printf("%s error: %s\n", name, error_names[started.val.code]);
+            failed = 1;
+            continue;
+        }
+        int found = 0, err;
+        struct lookup_next next;
+        printf("%s", name);
+        while ((err = next_address(started.val.ok, &next)) == NET_OK && next.val.ok.is_some) {
+            found++;
+            if (next.val.ok.tag == 0) {
+                const uint8_t *a = next.val.ok.addr.v4;
+                printf(" %u.%u.%u.%u", a[0], a[1], a[2], a[3]);
+            } else {
+                const uint16_t *v = next.val.ok.addr.v6;
+                printf(" %x:%x:%x:%x:%x:%x:%x:%x", v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+            }
+        }
+        if (err != NET_OK) {
+            printf(" error: %s", error_names[err]);
+        }
+        printf("\n");
+        resolve_drop(started.val.ok);
+        failed |= found == 0;
+    }
+    fflush(stdout);
+    return failed;
+}
+
 /* bind PORT: whether this instance may listen on 0.0.0.0:PORT. */
 static int cmd_bind(int argc, char **argv) {
     (void)argc;
@@ -653,6 +697,7 @@ struct command {
 static const struct command commands[] = {
     {"serve", 2, 3, cmd_serve, "serve PORT TEXT [COUNT]    answer COUNT connections with TEXT"},
     {"fetch", 2, 3, cmd_fetch, "fetch HOST PORT [TRIES]    print what the server sends"},
+    {"lookup", 1, 64, cmd_lookup, "lookup NAME...             print each NAME's addresses"},
     {"bind", 1, 1, cmd_bind, "bind PORT                  print 'bind PORT: ok' or the error"},
 };
 

@@ -1,4 +1,4 @@
-//! Guests' name lookups (`wasi:sockets/ip-name-lookup`, the `lookup` guest): with the spec's
+//! Guests' name lookups (`wasi:sockets/ip-name-lookup`, the `net lookup` guest): with the spec's
 //! resolver settings they ask its nameservers, with its search path and `ndots`, from the
 //! guest's network namespace; without outbound sockets they get none.
 
@@ -42,9 +42,9 @@ impl Drop for TestNetns {
 
 fn spec(ex: &Executor, id: &str, names: &[&str], network: Network) -> WasmSpec {
     WasmSpec {
-        argv0: "lookup".into(),
+        argv0: "net".into(),
         network,
-        ..ex.spec(id, &skiff_tests::guests::socket_component("lookup"), names)
+        ..ex.spec(id, &skiff_tests::guests::socket_component("net"), names)
     }
 }
 
@@ -71,7 +71,13 @@ async fn names_are_asked_of_the_spec_resolver_from_the_guest_namespace() {
     let mut s = spec(
         &ex,
         "lookup",
-        &["web", "outside.example", "missing.example", "10.1.2.3"],
+        &[
+            "lookup",
+            "web",
+            "outside.example",
+            "missing.example",
+            "10.1.2.3",
+        ],
         network.clone(),
     );
     s.netns = Some(ns.path());
@@ -99,7 +105,7 @@ async fn names_are_asked_of_the_spec_resolver_from_the_guest_namespace() {
         allow_bind_ports: vec![18350],
         ..network
     };
-    let mut s = spec(&ex, "denied", &["web"], denied);
+    let mut s = spec(&ex, "denied", &["lookup", "web"], denied);
     s.netns = Some(ns.path());
     let exit = ex.run(&s).await;
     assert_eq!(exit.code, 1, "{exit:?}");

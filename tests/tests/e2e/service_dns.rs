@@ -291,9 +291,9 @@ fn oci_pods_find_services_by_dns_and_env_and_get_the_kubelets_files() {
 
     // A Wasm pod granted sockets resolves the same names through wasi:sockets, with the pod's
     // resolver settings (short names through the search path), from its own namespace.
-    let lookup = skiff_tests::guests::socket_component("lookup");
+    let lookup = skiff_tests::guests::socket_component("net");
     c.apply(&format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: wasm-client\n  annotations: {{skiff.dev/allow-outbound: \"true\"}}\nspec:\n  runtimeClassName: wasm\n  restartPolicy: Never\n  nodeSelector: {{kubernetes.io/hostname: node-a}}\n  containers:\n  - name: main\n    image: file:{}\n    command: [lookup, web, web.default.svc.{DOMAIN}, db-0.db, {OUTSIDE}]\n",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: wasm-client\n  annotations: {{skiff.dev/allow-outbound: \"true\"}}\nspec:\n  runtimeClassName: wasm\n  restartPolicy: Never\n  nodeSelector: {{kubernetes.io/hostname: node-a}}\n  containers:\n  - name: main\n    image: file:{}\n    command: [net, lookup, web, web.default.svc.{DOMAIN}, db-0.db, {OUTSIDE}]\n",
         lookup.display()
     ));
     let wasm = finished(&c, "wasm-client");
