@@ -1,8 +1,9 @@
 //! The one shared wasmtime engine of a process, and its epoch ticker.
 //!
 //! Owns [`EngineOptions`], the engine configuration (async, epoch interruption, the pooling
-//! allocator sized for `max_instances`, copy-on-write memory images), the two WASI linkers (core
-//! modules: preview 1; components: preview 2) and the ticker thread that advances the epoch every
+//! allocator sized for `max_instances`, copy-on-write memory images, the component model's async
+//! ABI for WASI 0.3), the two WASI linkers (core modules: preview 1; components: WASI 0.2 and 0.3
+//! side by side, a component may import both) and the ticker thread that advances the epoch every
 //! `epoch_tick` until the wasmtime engine is gone (the [`WasmEngine`] and every store made from
 //! it). Must not: compile modules (`prepare`) or run guests (`instance`).
 
@@ -95,6 +96,8 @@ impl WasmEngine {
         let mut component_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component_linker)
             .map_err(|e| WasmError::Engine(chain(&e)))?;
+        wasmtime_wasi::p3::add_to_linker(&mut component_linker)
+            .map_err(|e| WasmError::Engine(chain(&e)))?;
         // Name lookups with the spec's resolver settings, over wasmtime-wasi's.
         super::name_lookup::add_to_linker(&mut component_linker)
             .map_err(|e| WasmError::Engine(chain(&e)))?;
@@ -142,6 +145,8 @@ fn config(options: &EngineOptions) -> Config {
     config
         .epoch_interruption(true)
         .wasm_component_model(true)
+        // WASI 0.3: async lifts and lowers, streams, futures (`super::p3`).
+        .wasm_component_model_async(true)
         .parallel_compilation(true)
         .memory_init_cow(options.memory_init_cow)
         .memory_reservation(options.memory_reservation)

@@ -131,6 +131,7 @@ impl Output {
 enum Ready {
     Module(Store<ModuleState>, wasmtime::TypedFunc<(), ()>),
     Component(Store<ComponentState>, wasmtime_wasi::p2::bindings::Command),
+    P3Command(Store<ComponentState>, wasmtime_wasi::p3::bindings::Command),
 }
 
 impl WasmEngine {
@@ -188,20 +189,20 @@ impl WasmEngine {
                 Ready::Module(store, start)
             }
             Pre::Component(pre) => {
-                let mut store = self.store(ComponentState {
-                    ctx: builder.build(),
-                    table: wasmtime::component::ResourceTable::new(),
-                    limits,
-                    lookup: NameLookup::new(
-                        spec.network.allow_outbound,
-                        spec.network.resolver.as_ref(),
-                    ),
-                });
+                let mut store = self.store(component_state(builder, limits, &spec));
                 let command = pre
                     .instantiate_async(&mut store)
                     .await
                     .map_err(|e| instantiate_error(&spec, &mut store, e))?;
                 Ready::Component(store, command)
+            }
+            Pre::P3Command(pre) => {
+                let mut store = self.store(component_state(builder, limits, &spec));
+                let command = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| instantiate_error(&spec, &mut store, e))?;
+                Ready::P3Command(store, command)
             }
         };
         Ok(spawn(spec.id, prepared, ready, output, netns, usage))
@@ -236,12 +237,15 @@ impl WasmEngine {
                         .map_err(|e| instantiate_error(&spec, &mut store, e))?;
                 }
                 Pre::Component(pre) => {
-                    let mut store = self.store(ComponentState {
-                        ctx: builder.build(),
-                        table: wasmtime::component::ResourceTable::new(),
-                        limits: self.limits(&spec, Arc::default()),
-                        lookup: NameLookup::Denied,
-                    });
+                    let limits = self.limits(&spec, Arc::default());
+                    let mut store = self.store(component_state(builder, limits, &spec));
+                    pre.instantiate_async(&mut store)
+                        .await
+                        .map_err(|e| instantiate_error(&spec, &mut store, e))?;
+                }
+                Pre::P3Command(pre) => {
+                    let limits = self.limits(&spec, Arc::default());
+                    let mut store = self.store(component_state(builder, limits, &spec));
                     pre.instantiate_async(&mut store)
                         .await
                         .map_err(|e| instantiate_error(&spec, &mut store, e))?;
@@ -269,6 +273,20 @@ impl WasmEngine {
         store.epoch_deadline_callback(|mut cx| Ok(cx.data_mut().limits().on_epoch()));
         store.set_epoch_deadline(1);
         store
+    }
+}
+
+/// The store data of a component (WASI 0.2 or 0.3) started with `spec`.
+fn component_state(
+    mut builder: wasmtime_wasi::WasiCtxBuilder,
+    limits: Limits,
+    spec: &WasmSpec,
+) -> ComponentState {
+    ComponentState {
+        ctx: builder.build(),
+        table: wasmtime::component::ResourceTable::new(),
+        limits,
+        lookup: NameLookup::new(spec.network.allow_outbound, spec.network.resolver.as_ref()),
     }
 }
 
@@ -352,6 +370,10 @@ async fn run(ready: Ready, output: &Output) -> ExitStatus {
                     Ok(()) => RunEnd::Returned,
                     Err(()) => RunEnd::RunFailed,
                 });
+            (result, store.data_mut().limits.denied)
+        }
+        Ready::P3Command(mut store, command) => {
+            let result = super::p3::run_command(&mut store, command).await;
             (result, store.data_mut().limits.denied)
         }
     };

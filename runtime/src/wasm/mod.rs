@@ -8,7 +8,8 @@
 //! - [`WasmEngine::prepare`]`(path)` → [`PrepareOutcome`] `{ prepared: `[`Prepared`]`, origin:
 //!   `[`Origin`]` (Compiled | DiskCache | Memory), elapsed }`: reads a `.wasm`/`.wat` file,
 //!   compiles it once per content digest (or loads `<cache>/<digest>-<engine>.cwasm`), checks it
-//!   is a command and links it against WASI preview 1 (core modules) or preview 2 (components).
+//!   is a command and links it against WASI preview 1 (core modules) or WASI 0.2 or 0.3
+//!   (components; [`Prepared::wasi`] says which, from the `wasi:cli/run` they export).
 //! - [`WasmEngine::start`]`(`[`WasmSpec`]`)` (or [`WasmEngine::start_prepared`]) → [`Instance`]:
 //!   instantiates and runs the entry point in a tokio task (on a thread inside
 //!   [`WasmSpec::netns`] when the spec grants sockets); [`Instance::kill`],
@@ -30,6 +31,7 @@ mod instance;
 mod limits;
 mod name_lookup;
 mod netns;
+mod p3;
 mod prepare;
 mod spec;
 mod state;
@@ -41,6 +43,7 @@ pub use engine::{EngineOptions, WasmEngine};
 pub use error::WasmError;
 pub use exit::{ExitReason, ExitStatus, KILLED_EXIT_CODE, TRAP_EXIT_CODE};
 pub use instance::Instance;
+pub use p3::Wasi;
 pub use prepare::{ModuleKind, Origin, PrepareOutcome, Prepared};
 pub use spec::{DEFAULT_LOG_MAX_BYTES, Network, Preopen, Resolver, Stdio, Streams, WasmSpec};
 pub use usage::InstanceUsage;

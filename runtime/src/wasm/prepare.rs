@@ -2,9 +2,9 @@
 //!
 //! Owns [`WasmEngine::prepare`]: read and hash the file (blocking: `spawn_blocking`), accept
 //! `.wat` text, tell a core module from a component by its header, compile or load the cached
-//! artifact (blocking), check that it is a command (`_start`, or an export of `wasi:cli/run`)
-//! and link it against WASI (an unknown import fails here, named). Must not: create stores or
-//! run guests.
+//! artifact (blocking), check that it is a command (`_start`, or an export of `wasi:cli/run`
+//! at 0.2.x or 0.3.x: [`super::p3::command_target`]) and link it against WASI (an unknown import
+//! fails here, named). Must not: create stores or run guests.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use super::cache::{self, FileStamp};
 use super::engine::{EngineInner, WasmEngine};
 use super::error::{WasmError, chain};
+use super::p3::{self, Wasi};
 use super::state::{ComponentState, ModuleState};
 
 /// What a Wasm binary is.
@@ -24,7 +25,7 @@ use super::state::{ComponentState, ModuleState};
 pub enum ModuleKind {
     /// A core module: a WASI preview 1 command.
     Module,
-    /// A component: `wasi:cli/command`.
+    /// A component: `wasi:cli/command` (WASI 0.2 or 0.3, [`Prepared::wasi`]).
     Component,
 }
 
@@ -56,6 +57,8 @@ struct PreparedInner {
 pub(crate) enum Pre {
     Module(InstancePre<ModuleState>),
     Component(CommandPre<ComponentState>),
+    /// A WASI 0.3 command ([`super::p3`]).
+    P3Command(wasmtime_wasi::p3::bindings::CommandPre<ComponentState>),
 }
 
 /// Compiled, not yet linked.
@@ -72,6 +75,15 @@ impl Prepared {
 
     pub fn kind(&self) -> ModuleKind {
         self.inner.kind
+    }
+
+    /// The WASI it was linked against.
+    pub fn wasi(&self) -> Wasi {
+        match self.inner.pre {
+            Pre::Module(_) => Wasi::Preview1,
+            Pre::Component(_) => Wasi::P2,
+            Pre::P3Command(_) => Wasi::P3,
+        }
     }
 
     /// The path it was first prepared from.
@@ -311,21 +323,31 @@ fn link(inner: &EngineInner, path: &Path, code: Code) -> Result<Pre, WasmError> 
                 .exports(&inner.engine)
                 .map(|(name, _)| name.to_string())
                 .collect();
-            if !exports.iter().any(|e| e.starts_with("wasi:cli/run@")) {
+            let target = p3::command_target(&exports).map_err(|message| WasmError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })?;
+            let Some(target) = target else {
                 return Err(WasmError::NotCommand {
                     path: path.to_path_buf(),
                     exports,
                 });
-            }
+            };
             let pre = inner
                 .component_linker
                 .instantiate_pre(&component)
-                .map_err(unknown)?;
-            let pre = CommandPre::new(pre).map_err(|_| WasmError::NotCommand {
+                .map_err(|e| WasmError::UnknownImport {
+                    path: path.to_path_buf(),
+                    message: chain(&e) + &p3::draft_hint(&inner.engine, &component),
+                })?;
+            let not_command = |_| WasmError::NotCommand {
                 path: path.to_path_buf(),
-                exports,
-            })?;
-            Ok(Pre::Component(pre))
+                exports: exports.clone(),
+            };
+            match target {
+                Wasi::P3 => Ok(Pre::P3Command(p3::command_pre(pre).map_err(not_command)?)),
+                _ => Ok(Pre::Component(CommandPre::new(pre).map_err(not_command)?)),
+            }
         }
     }
 }
