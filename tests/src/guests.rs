@@ -12,6 +12,8 @@
 //! - [`socket_component`]: a C guest that also calls `wasi:sockets` directly (declared in
 //!   `tests/guests/NAME.wit`), as a command component (`NAME.component.wasm`).
 //! - [`wat`]: an inline WAT text as a core module (`NAME.wasm`).
+//! - [`p3_component`]: `tests/guests/p3/NAME.c`, freestanding C with no libc, as a WASI 0.3
+//!   component (`p3-NAME.component.wasm`) of the world `skiff:p3-guests/NAME`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -142,6 +144,69 @@ pub fn socket_component(name: &str) -> PathBuf {
     )
     .unwrap_or_else(|e| panic!("embedding {} in {}: {e:#}", wit.display(), core.display()));
     write_atomic(&out, &encode_command(name, &module));
+    out
+}
+
+/// `tests/guests/p3/{name}.c` as a WASI 0.3 component; returns its path.
+///
+/// The guest imports WASI 0.3.0 (the WIT of `tests/guests/p3/deps/`, as wasmtime-wasi and
+/// wasmtime-wasi-http 48 ship it) by canonical ABI names, async ones included, and uses no libc,
+/// so nothing in it imports WASI preview 1 and no adapter is needed: it is compiled freestanding
+/// (`clang --target=wasm32 -nostdlib`), the world `skiff:p3-guests/{name}` of
+/// `tests/guests/p3/guests.wit` is embedded, and wit-component encodes it as it is.
+pub fn p3_component(name: &str) -> PathBuf {
+    let dir = workspace_root().join("tests/guests/p3");
+    let src = dir.join(format!("{name}.c"));
+    assert!(src.exists(), "no guest source {}", src.display());
+    let out = guests_dir().join(format!("p3-{name}.component.wasm"));
+    let _serial = build_lock();
+    let inputs = [src.clone(), dir.join("abi.h"), dir.join("guests.wit")];
+    if inputs.iter().all(|input| is_fresh(&out, input)) {
+        return out;
+    }
+
+    let core = temp_path(&guests_dir().join(format!("p3-{name}.wasm")));
+    let mut cmd = Command::new("clang");
+    cmd.args(["--target=wasm32", "-O2", "-nostdlib", "-Wl,--no-entry", "-o"])
+        .arg(&core)
+        .arg(&src);
+    let output = match cmd.output() {
+        Ok(output) => output,
+        Err(e) => panic!("cannot run clang ({e}): install the Debian packages {PACKAGES}"),
+    };
+    if !output.status.success() {
+        let _ = std::fs::remove_file(&core);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        panic!(
+            "building WASI 0.3 guest {name} failed: {cmd:?} exited with {}.\n{}\n--- clang stderr\n{stderr}",
+            output.status,
+            diagnose(&stderr),
+        );
+    }
+    let module = std::fs::read(&core);
+    let _ = std::fs::remove_file(&core);
+    let mut module = module.unwrap_or_else(|e| panic!("cannot read {}: {e}", core.display()));
+
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
+    let world = resolve
+        .select_world(&[package], Some(&format!("skiff:p3-guests/{name}")))
+        .unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap_or_else(|e| panic!("embedding world {name} in {}: {e:#}", src.display()));
+    let component = ComponentEncoder::default()
+        .validate(true)
+        .module(&module)
+        .and_then(|mut encoder| encoder.encode())
+        .unwrap_or_else(|e| panic!("encoding WASI 0.3 guest {name} as a component: {e:#}"));
+    write_atomic(&out, &component);
     out
 }
 

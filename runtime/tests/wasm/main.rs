@@ -15,4 +15,5 @@ mod lifecycle;
 mod logs;
 mod name_lookup;
 mod network;
+mod p3;
 mod run;
