@@ -167,9 +167,15 @@ pub fn p3_component(name: &str) -> PathBuf {
 
     let core = temp_path(&guests_dir().join(format!("p3-{name}.wasm")));
     let mut cmd = Command::new("clang");
-    cmd.args(["--target=wasm32", "-O2", "-nostdlib", "-Wl,--no-entry", "-o"])
-        .arg(&core)
-        .arg(&src);
+    cmd.args([
+        "--target=wasm32",
+        "-O2",
+        "-nostdlib",
+        "-Wl,--no-entry",
+        "-o",
+    ])
+    .arg(&core)
+    .arg(&src);
     let output = match cmd.output() {
         Ok(output) => output,
         Err(e) => panic!("cannot run clang ({e}): install the Debian packages {PACKAGES}"),

@@ -26,7 +26,10 @@ async fn a_p3_command_prints_its_args_and_completes() {
         (0, ExitReason::Completed),
         "{exit:?}"
     );
-    assert_eq!(ex.output("p3-echo"), ("hello wide world\n".into(), "".into()));
+    assert_eq!(
+        ex.output("p3-echo"),
+        ("hello wide world\n".into(), "".into())
+    );
 }
 
 #[tokio::test]
@@ -121,7 +124,9 @@ async fn a_p3_command_reads_its_preopens_only() {
     let exit = ex.run(&spec).await;
     assert_eq!(exit.code, 1, "{exit:?}");
     assert!(
-        ex.output("p3-escape").1.starts_with("cat: open-at: error code"),
+        ex.output("p3-escape")
+            .1
+            .starts_with("cat: open-at: error code"),
         "{:?}",
         ex.output("p3-escape")
     );
