@@ -11,8 +11,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/skiff/v1/apps.proto",
         "proto/skiff/v1/coordination.proto",
         "proto/skiff/v1/networking.proto",
+        "proto/skiff/v1/autoscaling.proto",
         "proto/skiff/v1/api.proto",
         "proto/skiff/v1/node.proto",
+        "proto/skiff/v1/keyvalue.proto",
     ];
     let well_known = protoc_bin_vendored::include_path()?;
     let includes = [PathBuf::from("proto"), well_known];

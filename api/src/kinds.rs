@@ -283,6 +283,13 @@ kinds! {
         fields: |o, p| None,
         validate: validation::validate_ingress_class,
     }
+    HorizontalPodAutoscaler {
+        api_version: "autoscaling/v2", plural: "horizontalpodautoscalers", short: ["hpa"], namespaced: true, status: yes, read_only: false,
+        client: horizontal_pod_autoscaler_api_client::HorizontalPodAutoscalerApiClient<Transport>,
+        event: HorizontalPodAutoscalerWatchEvent,
+        fields: |o, p| None,
+        validate: validation::validate_hpa,
+    }
 }
 
 #[cfg(test)]
@@ -319,6 +326,10 @@ mod tests {
             KindInfo::lookup("ingressclasses.networking.k8s.io").map(|k| k.kind),
             Some("IngressClass")
         );
+        assert_eq!(
+            KindInfo::lookup("hpa").map(|k| k.kind),
+            Some("HorizontalPodAutoscaler")
+        );
         assert!(KindInfo::lookup("widgets").is_none());
     }
 
@@ -329,6 +340,6 @@ mod tests {
             <Secret as Resource>::HAS_STATUS,
         ];
         assert_eq!(flags, [true, false]);
-        assert_eq!(KINDS.len(), 14);
+        assert_eq!(KINDS.len(), 15);
     }
 }

@@ -112,6 +112,8 @@ pub fn authorize(
         Identity::Admin => true,
         Identity::NodeBootstrap => match kind {
             "Node" | "NodeTunnel" => true,
+            // Its pods' figures, the Services it holds for scale from zero, and their wakes.
+            "NodeMetrics" | "ScaleFromZero" => true,
             // Heartbeats: a node renews its Lease in kube-node-lease, and touches no other.
             "Lease" => {
                 namespace == skiff_api::validation::NODE_LEASE_NAMESPACE

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod controllers;
 pub mod error;
 pub mod pki;
+pub mod pod_metrics;
 pub mod registry;
 pub mod scheduler;
 pub mod server;

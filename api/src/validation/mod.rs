@@ -3,6 +3,7 @@
 //! Every error names the field path it is about, as Kubernetes does:
 //! `spec.containers[0].resources.limits.memory: invalid quantity "64Mb" ...`.
 
+mod autoscaling;
 mod coordination;
 mod core;
 pub mod names;
@@ -18,6 +19,7 @@ pub use self::core::{
     validate_namespace, validate_node, validate_pvc, validate_replica_set, validate_secret,
     validate_service,
 };
+pub use autoscaling::{REQUESTS_IN_FLIGHT, REQUESTS_PER_SECOND, SCALE_TARGET_KIND, validate_hpa};
 pub use coordination::{NODE_LEASE_NAMESPACE, validate_lease};
 pub use names::{is_dns1123_label, is_dns1123_subdomain, validate_label_key};
 pub use networking::{

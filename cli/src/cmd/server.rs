@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use skiff_api::cidr::Ipv4Cidr;
+use skiff_control_plane::controllers::hpa::HpaOptions;
 use skiff_control_plane::controllers::node_ipam::NodeIpamOptions;
 use skiff_control_plane::controllers::node_lifecycle::LifecycleOptions;
 use skiff_control_plane::registry::allocator::{HostNetworks, PortRange, ServiceRanges};
@@ -47,6 +48,9 @@ pub struct ServerArgs {
     /// The cluster's DNS domain: Services are NAME.NS.svc.DOMAIN (agents learn it from the server)
     #[arg(long, default_value = skiff_api::cluster_dns::DEFAULT_CLUSTER_DOMAIN, value_name = "DOMAIN")]
     cluster_domain: String,
+    /// How often each HorizontalPodAutoscaler reads its pods' figures and rescales its target
+    #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = crate::duration::parse)]
+    horizontal_pod_autoscaler_sync_period: Duration,
 }
 
 #[derive(Args)]
@@ -84,6 +88,9 @@ pub struct UpArgs {
     /// Where the node's ingress router listens: IP (ports 80 and 443; 8080 and 8443 when not root), IP:PORT (HTTP only), IP:PORT,IP:PORT (HTTP, HTTPS), or off. Default: the node address
     #[arg(long, value_name = "ADDR")]
     ingress_addr: Option<String>,
+    /// How often each HorizontalPodAutoscaler reads its pods' figures and rescales its target
+    #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = crate::duration::parse)]
+    horizontal_pod_autoscaler_sync_period: Duration,
 }
 
 /// `--cluster-domain` (bad: exit 2, naming the flag).
@@ -157,7 +164,13 @@ async fn start(
     ipam: NodeIpamOptions,
     services: ServiceRanges,
     cluster_domain: String,
+    hpa_sync_period: Duration,
 ) -> Result<ControlPlane> {
+    if hpa_sync_period.is_zero() {
+        return Err(CliError::usage(
+            "error: --horizontal-pod-autoscaler-sync-period: must be more than 0",
+        ));
+    }
     ControlPlane::start(&ServerOptions {
         data_dir,
         listen,
@@ -165,6 +178,9 @@ async fn start(
         ipam,
         services,
         cluster_domain,
+        hpa: HpaOptions {
+            sync_period: hpa_sync_period,
+        },
     })
     .await
     .map_err(|e| CliError::failed(format!("error: {e}")))
@@ -196,6 +212,7 @@ pub async fn server(args: ServerArgs) -> Result<()> {
         ipam,
         services,
         domain,
+        args.horizontal_pod_autoscaler_sync_period,
     )
     .await?;
     tracing::info!(addr = %cp.addr, data_dir = %args.data_dir.display(), "skiff API server listening (TLS)");
@@ -259,6 +276,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         ipam,
         services,
         domain,
+        args.horizontal_pod_autoscaler_sync_period,
     )
     .await?;
     let config_path = data_dir.join("config.yaml");

@@ -556,6 +556,114 @@ impl TableRow for IngressClass {
     }
 }
 
+/// One metric of an HPA as kubectl's TARGETS column shows it: `cpu: 20%/50%`,
+/// `requests_in_flight: 3/10` (`<unknown>` before the controller has read it).
+fn hpa_target(spec: &MetricSpec, current: &[MetricStatus]) -> String {
+    let unknown = || "<unknown>".to_string();
+    let value = |target: &MetricTarget, current: Option<&MetricValueStatus>| {
+        if target.r#type == "Utilization" {
+            let now = current
+                .and_then(|c| c.average_utilization)
+                .map_or_else(unknown, |u| format!("{u}%"));
+            format!("{now}/{}%", target.average_utilization.unwrap_or(0))
+        } else {
+            let now = current
+                .map(|c| c.average_value.clone())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(unknown);
+            format!("{now}/{}", target.average_value)
+        }
+    };
+    match (spec.resource.as_ref(), spec.pods.as_ref()) {
+        (Some(r), _) => {
+            let now = current
+                .iter()
+                .filter_map(|c| c.resource.as_ref())
+                .find(|c| c.name == r.name)
+                .and_then(|c| c.current.as_ref());
+            format!(
+                "{}: {}",
+                r.name,
+                value(&r.target.clone().unwrap_or_default(), now)
+            )
+        }
+        (_, Some(p)) => {
+            let name = p
+                .metric
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default();
+            let now = current
+                .iter()
+                .filter_map(|c| c.pods.as_ref())
+                .find(|c| c.metric.as_ref().is_some_and(|m| m.name == name))
+                .and_then(|c| c.current.as_ref());
+            format!(
+                "{name}: {}",
+                value(&p.target.clone().unwrap_or_default(), now)
+            )
+        }
+        _ => unknown(),
+    }
+}
+
+impl TableRow for HorizontalPodAutoscaler {
+    fn headers(_: bool) -> Vec<&'static str> {
+        vec![
+            "NAME",
+            "REFERENCE",
+            "TARGETS",
+            "MINPODS",
+            "MAXPODS",
+            "REPLICAS",
+            "AGE",
+        ]
+    }
+    fn row(&self, _: bool) -> Vec<String> {
+        let spec = self.spec.clone().unwrap_or_default();
+        let status = self.status.clone().unwrap_or_default();
+        let reference = spec
+            .scale_target_ref
+            .as_ref()
+            .map(|t| format!("{}/{}", t.kind, t.name))
+            .unwrap_or_default();
+        let default_metric = [MetricSpec {
+            r#type: "Resource".into(),
+            resource: Some(ResourceMetricSource {
+                name: "cpu".into(),
+                target: Some(MetricTarget {
+                    r#type: "Utilization".into(),
+                    average_utilization: Some(80),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        }];
+        let metrics: &[MetricSpec] = if spec.metrics.is_empty() {
+            &default_metric
+        } else {
+            &spec.metrics
+        };
+        let mut targets: Vec<String> = metrics
+            .iter()
+            .take(2)
+            .map(|m| hpa_target(m, &status.current_metrics))
+            .collect();
+        if metrics.len() > 2 {
+            targets.push(format!("+ {} more...", metrics.len() - 2));
+        }
+        vec![
+            self.name().into(),
+            reference,
+            targets.join(", "),
+            spec.min_replicas.unwrap_or(1).to_string(),
+            spec.max_replicas.to_string(),
+            status.current_replicas.to_string(),
+            created(self),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

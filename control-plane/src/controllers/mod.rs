@@ -7,6 +7,7 @@
 //! - [`gc`]: dependents of deleted owners (ownerReferences), orphan and foreground deletion.
 //! - [`namespace`]: a deleted namespace's contents.
 //! - [`node_ipam`]: each node's block of the cluster CIDR (`spec.podCIDR`).
+//! - [`hpa`]: HorizontalPodAutoscalers scale their Deployments (to zero and back for Wasm ones).
 //! - [`ingress`]: skiff's Ingresses' status (the Ready nodes' addresses) and Events about
 //!   backends that lead nowhere.
 //!
@@ -15,6 +16,7 @@
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
+pub mod hpa;
 pub mod informer;
 pub mod ingress;
 pub mod namespace;
@@ -36,7 +38,13 @@ use node_lifecycle::LifecycleOptions;
 /// Each runs as a task of its own, so that the runtime's workers run them side by side: the
 /// scheduler does not wait while the lifecycle controller takes in a burst of Lease renewals.
 /// Aborting this task aborts them all (the set is dropped with it).
-pub async fn run(store: Arc<dyn Store>, lifecycle: LifecycleOptions, ipam: NodeIpamOptions) {
+pub async fn run(
+    store: Arc<dyn Store>,
+    lifecycle: LifecycleOptions,
+    ipam: NodeIpamOptions,
+    autoscaling: hpa::Autoscaling,
+    hpa_options: hpa::HpaOptions,
+) {
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(namespace::run(store.clone()));
     tasks.spawn(deployment::run(store.clone()));
@@ -46,6 +54,7 @@ pub async fn run(store: Arc<dyn Store>, lifecycle: LifecycleOptions, ipam: NodeI
     tasks.spawn(node_lifecycle::run(store.clone(), lifecycle));
     tasks.spawn(node_ipam::run(store.clone(), ipam));
     tasks.spawn(ingress::run(store.clone()));
+    tasks.spawn(hpa::run(store.clone(), autoscaling, hpa_options));
     tasks.spawn(crate::scheduler::run(store));
     // Each runs until aborted; one ends here only by panicking.
     while let Some(done) = tasks.join_next().await {

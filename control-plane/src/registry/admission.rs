@@ -8,12 +8,14 @@
 //! - [`DefaultIngressClass`] (mutating): a new Ingress that names no class gets the default one.
 //! - [`NamespaceLifecycle`] (validating): namespaced objects are created only in a namespace that
 //!   exists and is not being deleted.
+//! - [`ScaleToZero`](super::scale_to_zero::ScaleToZero) (validating): `minReplicas: 0` only for
+//!   a HorizontalPodAutoscaler whose Deployment's pod template is Wasm.
 //!
 //! Must not: write to the store; links read what they need and answer yes, no, or a change.
 
 use std::sync::Arc;
 
-use skiff_api::v1::{Ingress, IngressClass, Namespace, Pod};
+use skiff_api::v1::{Deployment, HorizontalPodAutoscaler, Ingress, IngressClass, Namespace, Pod};
 use skiff_api::{Resource, ResourceExt};
 
 use super::{Strategy, decode, key};
@@ -65,6 +67,8 @@ impl<'a> Attributes<'a> {
 pub enum ObjectMut<'a> {
     Pod(&'a mut Pod),
     Ingress(&'a mut Ingress),
+    Deployment(&'a mut Deployment),
+    HorizontalPodAutoscaler(&'a mut HorizontalPodAutoscaler),
     Other,
 }
 
@@ -75,11 +79,12 @@ pub trait Mutating: Send + Sync {
     async fn admit(&self, attrs: &Attributes<'_>, obj: ObjectMut<'_>) -> Result<(), ApiError>;
 }
 
-/// A link that may refuse the write.
+/// A link that may refuse the write (it sees the object as written, when there is one: a bind
+/// through the binding subresource shows `ObjectMut::Other`).
 #[async_trait::async_trait]
 pub trait Validating: Send + Sync {
     fn name(&self) -> &'static str;
-    async fn validate(&self, attrs: &Attributes<'_>) -> Result<(), ApiError>;
+    async fn validate(&self, attrs: &Attributes<'_>, obj: ObjectMut<'_>) -> Result<(), ApiError>;
 }
 
 /// The mutating links, then the validating ones, each in order.
@@ -97,7 +102,10 @@ impl Chain {
             .mutating(DefaultIngressClass {
                 store: store.clone(),
             })
-            .validating(NamespaceLifecycle { store })
+            .validating(NamespaceLifecycle {
+                store: store.clone(),
+            })
+            .validating(super::scale_to_zero::ScaleToZero { store })
     }
 
     pub fn mutating(mut self, link: impl Mutating + 'static) -> Self {
@@ -121,9 +129,21 @@ impl Chain {
         Ok(())
     }
 
-    pub async fn validate(&self, attrs: &Attributes<'_>) -> Result<(), ApiError> {
+    pub async fn validate<K: Strategy>(
+        &self,
+        attrs: &Attributes<'_>,
+        obj: &mut K,
+    ) -> Result<(), ApiError> {
         for link in &self.validating {
-            link.validate(attrs).await?;
+            link.validate(attrs, obj.admission_view()).await?;
+        }
+        Ok(())
+    }
+
+    /// The validating links on a write that carries no object (a bind).
+    pub async fn validate_attributes(&self, attrs: &Attributes<'_>) -> Result<(), ApiError> {
+        for link in &self.validating {
+            link.validate(attrs, ObjectMut::Other).await?;
         }
         Ok(())
     }
@@ -174,7 +194,7 @@ impl Validating for NamespaceLifecycle {
         "NamespaceLifecycle"
     }
 
-    async fn validate(&self, attrs: &Attributes<'_>) -> Result<(), ApiError> {
+    async fn validate(&self, attrs: &Attributes<'_>, _obj: ObjectMut<'_>) -> Result<(), ApiError> {
         if attrs.operation != Operation::Create || !attrs.namespaced {
             return Ok(());
         }

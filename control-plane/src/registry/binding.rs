@@ -148,7 +148,7 @@ impl Registry<Pod> {
         binding: &Binding,
     ) -> Result<(), ApiError> {
         let attrs = Attributes::new::<Pod>(Operation::Bind, ns, &binding.name, who);
-        self.admission_chain().validate(&attrs).await
+        self.admission_chain().validate_attributes(&attrs).await
     }
 
     /// Writes `pod` (the version stored at `revision`) bound to the binding's node, with a

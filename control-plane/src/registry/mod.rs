@@ -21,6 +21,7 @@ pub mod admission;
 pub mod allocator;
 mod binding;
 mod namespace;
+pub mod scale_to_zero;
 mod storage;
 mod strategy;
 

@@ -132,7 +132,7 @@ impl<K: Strategy> Registry<K> {
         let attrs = Attributes::new::<K>(Operation::Create, &ns, &name, who);
         self.admission.mutate(&attrs, &mut obj).await?;
         obj.validate().map_err(|e| Self::invalid(&obj, e))?;
-        self.admission.validate(&attrs).await?;
+        self.admission.validate(&attrs, &mut obj).await?;
         let claims = match allocator::claim(self.store.as_ref(), &mut obj, None).await {
             Ok(claims) => claims,
             // A second create of an object naming its values finds them taken by the first:
@@ -284,7 +284,7 @@ impl<K: Strategy> Registry<K> {
         let mut errors = FieldErrors::default();
         obj.validate_update(&current, &mut errors);
         errors.into_result().map_err(|e| Self::invalid(&obj, e))?;
-        self.admission.validate(&attrs).await?;
+        self.admission.validate(&attrs, &mut obj).await?;
         let claims = allocator::claim(self.store.as_ref(), &mut obj, Some(&mut current)).await?;
         self.write_update(obj, current, kv, claims).await
     }
@@ -301,7 +301,7 @@ impl<K: Strategy> Registry<K> {
         next.prepare_for_status_update(&obj);
         next.validate().map_err(|e| Self::invalid(&next, e))?;
         let attrs = Attributes::new::<K>(Operation::UpdateStatus, &ns, &name, who);
-        self.admission.validate(&attrs).await?;
+        self.admission.validate(&attrs, &mut next).await?;
         self.write_update(next, current, kv, Claims::none()).await
     }
 
@@ -376,7 +376,7 @@ impl<K: Strategy> Registry<K> {
             });
         }
         let attrs = Attributes::new::<K>(Operation::Delete, &ns, &req.name, who);
-        self.admission.validate(&attrs).await?;
+        self.admission.validate(&attrs, &mut obj).await?;
         let grace = match obj.graceful_delete(req.grace_period_seconds) {
             Some(g) if self.node_exists(&g.node).await => Some(g.seconds),
             _ => None,

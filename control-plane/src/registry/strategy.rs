@@ -172,6 +172,10 @@ impl Strategy for Deployment {
     fn prepare_for_create(&mut self) {
         self.status = None;
     }
+
+    fn admission_view(&mut self) -> ObjectMut<'_> {
+        ObjectMut::Deployment(self)
+    }
 }
 
 impl Strategy for ReplicaSet {
@@ -400,5 +404,15 @@ impl Strategy for IngressClass {
         if controller(self) != controller(old) {
             errors.add("spec.controller", "field is immutable");
         }
+    }
+}
+
+impl Strategy for HorizontalPodAutoscaler {
+    fn prepare_for_create(&mut self) {
+        self.status = None;
+    }
+
+    fn admission_view(&mut self) -> ObjectMut<'_> {
+        ObjectMut::HorizontalPodAutoscaler(self)
     }
 }

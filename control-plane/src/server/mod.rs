@@ -5,6 +5,7 @@
 //! [`ControlPlane::start`] prepares the data dir (store, PKI, tokens, client config) and serves
 //! until the shutdown future completes; `skiff server` and `skiff up` are thin shells over it.
 
+mod autoscaling;
 pub mod handler;
 pub mod node_config;
 mod port_forward;
@@ -69,6 +70,8 @@ pub struct ServerOptions {
     /// `--cluster-domain`, checked by the caller; published for the agents
     /// ([`skiff_api::cluster_dns`]).
     pub cluster_domain: String,
+    /// `--horizontal-pod-autoscaler-sync-period`.
+    pub hpa: crate::controllers::hpa::HpaOptions,
 }
 
 /// A prepared control plane: store open, PKI ready, listener bound.
@@ -82,6 +85,7 @@ pub struct ControlPlane {
     auth: Authenticator,
     lifecycle: crate::controllers::node_lifecycle::LifecycleOptions,
     ipam: crate::controllers::node_ipam::NodeIpamOptions,
+    hpa: crate::controllers::hpa::HpaOptions,
 }
 
 fn read_or_create_token(path: &Path) -> Result<String, ServerError> {
@@ -214,6 +218,7 @@ impl ControlPlane {
             auth,
             lifecycle: options.lifecycle,
             ipam: options.ipam,
+            hpa: options.hpa,
         })
     }
 
@@ -228,11 +233,17 @@ impl ControlPlane {
             ServerTlsConfig::new().identity(TlsIdentity::from_pem(chain, &self.pki.server_key_pem));
         let store = self.store.clone();
         let auth = self.auth.clone();
+        let autoscaling = crate::controllers::hpa::Autoscaling::new(store.clone());
         let controllers = tokio::spawn(crate::controllers::run(
             store.clone(),
             self.lifecycle,
             self.ipam,
+            autoscaling.clone(),
+            self.hpa,
         ));
+        let autoscaling = autoscaling::AutoscalingService {
+            shared: autoscaling,
+        };
         let repair = tokio::spawn(crate::registry::allocator::repair::run(store.clone()));
         let tunnels = tunnel::TunnelService::new(
             tunnel::Tunnels::default(),
@@ -276,6 +287,18 @@ impl ControlPlane {
             .add_service(svc!(
                 ingress_class_api_server::IngressClassApiServer,
                 IngressClass
+            ))
+            .add_service(svc!(
+                horizontal_pod_autoscaler_api_server::HorizontalPodAutoscalerApiServer,
+                HorizontalPodAutoscaler
+            ))
+            .add_service(InterceptedService::new(
+                node_metrics_api_server::NodeMetricsApiServer::new(autoscaling.clone()),
+                auth.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                scale_from_zero_api_server::ScaleFromZeroApiServer::new(autoscaling),
+                auth.clone(),
             ))
             .add_service(InterceptedService::new(
                 node_tunnel_api_server::NodeTunnelApiServer::new(tunnels.clone()),

@@ -78,4 +78,5 @@ serve_kinds! {
     Lease => lease_api_server::LeaseApi, LeaseList, LeaseWatchEvent;
     Ingress => ingress_api_server::IngressApi, IngressList, IngressWatchEvent;
     IngressClass => ingress_class_api_server::IngressClassApi, IngressClassList, IngressClassWatchEvent;
+    HorizontalPodAutoscaler => horizontal_pod_autoscaler_api_server::HorizontalPodAutoscalerApi, HorizontalPodAutoscalerList, HorizontalPodAutoscalerWatchEvent;
 }
