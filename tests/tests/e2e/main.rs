@@ -24,5 +24,6 @@ mod service_proxy;
 mod services;
 mod shim;
 mod teardown;
+mod wasi_p3;
 mod wasm_pods;
 mod watch;
