@@ -1,6 +1,7 @@
 //! `skiff`: the one binary — the all-in-one cluster (`up`), the control plane (`server`), the
 //! node agent (`agent`), and the kubectl-like client verbs (`apply`, `get`, `describe`, `delete`,
-//! `logs`, `exec`, `port-forward`, `run`, `scale`, `rollout`).
+//! `logs`, `exec`, `port-forward`, `run`, `scale`, `rollout`), and `push` (a Wasm file to a
+//! registry).
 //!
 //! Owns argument parsing, output formats and exit codes; the work itself lives in the library
 //! crates. Must not hold cluster logic of its own.
@@ -59,6 +60,8 @@ enum Command {
     Scale(cmd::scale::ScaleArgs),
     /// Follow, undo or list a Deployment's rollouts
     Rollout(cmd::rollout::RolloutArgs),
+    /// Push a Wasm module or component to an OCI registry as a Wasm OCI artifact
+    Push(cmd::push::PushArgs),
     /// The linux executor with runc's command line, over OCI bundles
     #[command(hide = true)]
     Oci(cmd::oci::OciArgs),
@@ -119,6 +122,7 @@ fn main() {
             Command::Rollout(args) => {
                 cmd::rollout::run(&cmd::connect(config.as_deref())?, args).await
             }
+            Command::Push(args) => cmd::push::run(args).await,
             // Handled above, before the runtime started.
             Command::Oci(_) => Ok(()),
         }

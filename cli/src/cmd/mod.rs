@@ -9,6 +9,7 @@ pub mod get;
 pub mod logs;
 pub mod oci;
 pub mod port_forward;
+pub mod push;
 pub mod rollout;
 pub mod run;
 pub mod scale;

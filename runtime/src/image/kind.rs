@@ -1,10 +1,14 @@
 //! Which images are Wasm images, and which entry of an image index to use.
 //!
-//! A Wasm OCI artifact (CNCF TAG Runtime layout, as runwasi, wasmCloud, `wkg` and `oras` write
-//! it) has config media type `application/vnd.wasm.config.v0+json` and exactly one
-//! `application/wasm` layer, whose blob is the module. An ordinary OCI (or Docker) image counts
+//! A Wasm OCI artifact (CNCF TAG Runtime layout, as runwasi, wasmCloud, `wkg`, `oras` and
+//! `skiff push` write it) has config media type `application/vnd.wasm.config.v0+json` and exactly
+//! one `application/wasm` layer, whose blob is the module. Other tools' variants count too: a
+//! manifest with a Wasm config of another name, or with exactly one Wasm layer of another type
+//! (`wkg`'s and runwasi's `application/vnd.bytecodealliance.wasm.component.layer.v0+wasm`, even
+//! beside an ordinary image config). An ordinary OCI (or Docker) image counts
 //! when its tar layers hold the `.wasm` file its entrypoint names ([`super::extract`]). Which
-//! layer media types are tar layers (and how compressed) is [`super::media`]'s one table, the one
+//! layer media types are Wasm or tar layers (and how compressed), and which configs are Wasm
+//! configs, is [`super::media`]'s one table, the one
 //! unpack reads by. Anything else is refused with the media types found.
 //!
 //! From an image index, an entry for a Wasm platform (`os` wasip1/wasip2/wasi or `architecture`
@@ -14,14 +18,11 @@
 
 use oci_client::manifest::{
     IMAGE_CONFIG_MEDIA_TYPE, IMAGE_DOCKER_CONFIG_MEDIA_TYPE, ImageIndexEntry, OciImageIndex,
-    OciImageManifest, WASM_CONFIG_MEDIA_TYPE,
+    OciImageManifest,
 };
 
-pub use super::media::MEDIA_TYPE_WASM_LAYER;
-use super::media::{LayerKind, layer_kind};
-
-/// Config media type of a Wasm OCI artifact.
-pub const MEDIA_TYPE_WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
+pub use super::media::{MEDIA_TYPE_WASM_CONFIG, MEDIA_TYPE_WASM_LAYER};
+use super::media::{LayerKind, is_wasm_config, layer_kind};
 
 /// What kind of Wasm image a manifest is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,10 +44,6 @@ impl Kind {
 
 fn is_wasm_layer(media_type: &str) -> bool {
     layer_kind(media_type) == Some(LayerKind::Wasm)
-}
-
-fn is_wasm_config(media_type: &str) -> bool {
-    media_type == MEDIA_TYPE_WASM_CONFIG || media_type == WASM_CONFIG_MEDIA_TYPE
 }
 
 /// "config X, layers [A, B]" for messages.
@@ -218,7 +215,7 @@ mod tests {
         // The older wasm-to-oci layer type, and an artifact with an extra non-Wasm layer.
         assert_eq!(
             classify(&manifest(
-                WASM_CONFIG_MEDIA_TYPE,
+                oci_client::manifest::WASM_CONFIG_MEDIA_TYPE,
                 &[
                     "application/json",
                     super::super::media::MEDIA_TYPE_WASM_LAYER_LEGACY
@@ -243,6 +240,44 @@ mod tests {
             )),
             Ok(Kind::OciImage)
         );
+    }
+
+    /// Artifacts other tools push: `wkg` (the CNCF layout), earlier `wkg`/warg releases and
+    /// runwasi's OCI tar builder (the Bytecode Alliance component layer, with a CNCF or an
+    /// ordinary image config), `wasm-to-oci`, and `module.wasm.image` artifacts.
+    #[test]
+    fn other_tools_artifacts() {
+        use super::super::media::{
+            MEDIA_TYPE_WASM_COMPONENT_LAYER, MEDIA_TYPE_WASM_LAYER_LEGACY,
+            MEDIA_TYPE_WASM_MODULE_LAYER,
+        };
+        for (config, layer) in [
+            (MEDIA_TYPE_WASM_CONFIG, MEDIA_TYPE_WASM_LAYER),
+            (MEDIA_TYPE_WASM_CONFIG, MEDIA_TYPE_WASM_COMPONENT_LAYER),
+            (IMAGE_CONFIG_MEDIA_TYPE, MEDIA_TYPE_WASM_COMPONENT_LAYER),
+            (
+                "application/vnd.wasm.config.v1+json",
+                MEDIA_TYPE_WASM_LAYER_LEGACY,
+            ),
+            (
+                "application/vnd.module.wasm.config.v1+json",
+                MEDIA_TYPE_WASM_MODULE_LAYER,
+            ),
+        ] {
+            assert_eq!(
+                classify(&manifest(config, &[layer])),
+                Ok(Kind::WasmArtifact { layer: 0 }),
+                "{config} {layer}"
+            );
+        }
+        // A Wasm config names the artifact even when its one layer is of a type skiff does
+        // not read: refused, naming what was found.
+        let err = classify(&manifest(
+            "application/vnd.module.wasm.config.v1+json",
+            &["application/octet-stream"],
+        ))
+        .unwrap_err();
+        assert!(err.contains("application/octet-stream"), "{err}");
     }
 
     /// Every tar layer the unpacker reads passes the pull's classification (one table).

@@ -14,10 +14,36 @@
 
 use std::io::{self, BufReader, Read};
 
-/// Layer media type of a Wasm OCI artifact: the module's bytes, no tar.
+/// Layer media type of a Wasm OCI artifact: the module's bytes, no tar. What the CNCF layout
+/// specifies and what `wkg` (through the `oci-wasm` crate), `skiff push` and `oras` write.
 pub const MEDIA_TYPE_WASM_LAYER: &str = "application/wasm";
-/// The older `wasm-to-oci` layer media type, still found in registries.
+/// The older `wasm-to-oci` layer media type (also Spin's per-component layers), still found in
+/// registries.
 pub const MEDIA_TYPE_WASM_LAYER_LEGACY: &str = "application/vnd.wasm.content.layer.v1+wasm";
+/// The Bytecode Alliance's component layer type: what earlier `wkg`/warg releases and runwasi's
+/// OCI tar builder write (beside an ordinary image config).
+pub const MEDIA_TYPE_WASM_COMPONENT_LAYER: &str =
+    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm";
+/// The `module.wasm.image` layer type (solo.io's Wasm image spec; older wasmCloud artifacts).
+pub const MEDIA_TYPE_WASM_MODULE_LAYER: &str = "application/vnd.module.wasm.content.layer.v1+wasm";
+
+/// Config media type of a Wasm OCI artifact in the CNCF layout (`architecture: wasm`,
+/// `os: wasip1|wasip2`, `layerDigests`, the component's imports and exports).
+pub const MEDIA_TYPE_WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
+
+/// Every config media type that marks a manifest as a Wasm artifact, whatever its layers: the
+/// CNCF one, `wasm-to-oci`'s and the `module.wasm.image` one. (An artifact whose config is an
+/// ordinary image config counts by its Wasm layer instead, as runwasi's images do.)
+pub const WASM_CONFIG_MEDIA_TYPES: &[&str] = &[
+    MEDIA_TYPE_WASM_CONFIG,
+    "application/vnd.wasm.config.v1+json",
+    "application/vnd.module.wasm.config.v1+json",
+];
+
+/// Whether `media_type` is the config of a Wasm artifact.
+pub fn is_wasm_config(media_type: &str) -> bool {
+    WASM_CONFIG_MEDIA_TYPES.contains(&media_type)
+}
 
 /// How a tar layer is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +97,8 @@ pub const LAYER_MEDIA_TYPES: &[(&str, LayerKind)] = {
         ),
         (MEDIA_TYPE_WASM_LAYER, Wasm),
         (MEDIA_TYPE_WASM_LAYER_LEGACY, Wasm),
+        (MEDIA_TYPE_WASM_COMPONENT_LAYER, Wasm),
+        (MEDIA_TYPE_WASM_MODULE_LAYER, Wasm),
     ]
 };
 
@@ -145,11 +173,20 @@ mod tests {
             );
         }
         assert_eq!(layer_kind(MEDIA_TYPE_WASM_LAYER), Some(LayerKind::Wasm));
-        assert_eq!(
-            layer_kind(MEDIA_TYPE_WASM_LAYER_LEGACY),
-            Some(LayerKind::Wasm)
-        );
+        for wasm in [
+            MEDIA_TYPE_WASM_LAYER_LEGACY,
+            MEDIA_TYPE_WASM_COMPONENT_LAYER,
+            MEDIA_TYPE_WASM_MODULE_LAYER,
+        ] {
+            assert_eq!(layer_kind(wasm), Some(LayerKind::Wasm), "{wasm}");
+            assert_eq!(LayerCompression::of_media_type(wasm), Option::None);
+        }
         assert_eq!(layer_kind("application/json"), Option::None);
+        assert!(is_wasm_config(MEDIA_TYPE_WASM_CONFIG));
+        assert!(is_wasm_config(
+            oci_client::manifest::WASM_CONFIG_MEDIA_TYPE
+        ));
+        assert!(!is_wasm_config("application/vnd.oci.image.config.v1+json"));
     }
 
     #[test]

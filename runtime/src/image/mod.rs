@@ -22,6 +22,9 @@
 //! plain http for loopback ones and those in [`StoreOptions::insecure_registries`]; pulls are
 //! anonymous (with the Docker bearer-token flow where a registry asks for it).
 //!
+//! [`push::push_wasm`] goes the other way: a module or component from a file to a registry, as a
+//! Wasm OCI artifact in the CNCF layout (what `skiff push` does).
+//!
 //! Container images ([`ImageStore::pull_container`], in `container.rs`) go further: every layer
 //! is unpacked, path-safe, into a [`unpack::Snapshots`] store the caller owns.
 //!
@@ -40,6 +43,7 @@ mod oci_image;
 mod progress;
 #[cfg(test)]
 mod pull_tests;
+pub mod push;
 mod registry;
 pub mod unpack;
 

@@ -260,11 +260,13 @@ fn write_and_hash(
     Ok((format!("sha256:{:x}", hasher.finalize()), n))
 }
 
-/// What was being fetched, for messages.
+/// What was being fetched (or sent), for messages.
 #[derive(Clone, Copy)]
-enum Fetching<'a> {
+pub(super) enum Fetching<'a> {
     Manifest,
     Blob(&'a str),
+    /// A push's upload of this (a blob's digest, "the manifest").
+    Upload(&'a str),
 }
 
 /// An error in the middle of a blob's body: oci-client's own digest check, or the transfer.
@@ -300,7 +302,7 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Sorts an oci-client error into the cases callers act on.
-fn classify(
+pub(super) fn classify(
     e: OciDistributionError,
     reference: &Reference,
     name: &str,
@@ -315,6 +317,7 @@ fn classify(
             }
             Fetching::Manifest => "manifest unknown (the tag does not exist)".to_string(),
             Fetching::Blob(d) => format!("blob {d} unknown to the registry"),
+            Fetching::Upload(what) => format!("uploading {what}: not found"),
         };
         PullError::NotFound {
             reference: name,
@@ -400,7 +403,7 @@ fn classify(
                 reference: name,
                 what: match fetching {
                     Fetching::Manifest => "manifest",
-                    Fetching::Blob(_) => "blob",
+                    Fetching::Blob(_) | Fetching::Upload(_) => "blob",
                 },
                 digest: expected,
                 detail: format!("its content hashes to {actual}"),
