@@ -23,6 +23,7 @@ pub mod events;
 pub mod images;
 pub mod ingress;
 pub mod join;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod pods;
@@ -30,6 +31,7 @@ pub mod proxy;
 pub mod shim;
 pub mod teardown;
 pub mod tunnel;
+pub mod wake;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -156,6 +158,14 @@ pub async fn run(
         catalog.clone(),
         network.clone(),
     ));
+    // Scale from zero: the holder behind the proxy's holds.
+    let holder = tokio::spawn(wake::run(
+        transport.clone(),
+        node_name.clone(),
+        proxy.clone(),
+        catalog.clone(),
+        network.clone(),
+    ));
     let (cluster_dns, pod_dns) = start_dns(&options, &transport, &network, &catalog).await?;
     let manager = pods::Manager::new(
         transport.clone(),
@@ -172,13 +182,20 @@ pub async fn run(
     };
     let tunnel = tokio::spawn(tunnel::run(transport.clone(), node_name, served));
     let sync = tokio::spawn(manager.run());
+    let metrics = tokio::spawn(metrics::run(
+        transport.clone(),
+        info.name.clone(),
+        runtime.clone(),
+    ));
 
     shutdown.await;
     heartbeat.abort();
     routes.abort();
     proxy_task.abort();
+    holder.abort();
     tunnel.abort();
     sync.abort();
+    metrics.abort();
     cluster_dns.abort();
     drop(ingress);
     drop(catalog);

@@ -89,6 +89,8 @@ struct Group {
 
 struct Task {
     group: String,
+    /// `namespace/name` of its pod.
+    pod: String,
     bundle: PathBuf,
     /// A Linux task's writable layer.
     scratch: Option<PathBuf>,
@@ -446,6 +448,7 @@ impl Containers {
             id.clone(),
             Task {
                 group: group.clone(),
+                pod: spec.labels.pod.clone(),
                 bundle: dir.clone(),
                 scratch: scratch.clone(),
                 instance: instance.clone(),
@@ -651,12 +654,49 @@ impl Containers {
         }
         Some(Task {
             group: group.to_string(),
+            pod: labels.pod.clone(),
             bundle: dir.to_path_buf(),
             scratch,
             instance,
             oom: false,
             stopping: false,
         })
+    }
+
+    /// The figures of every running container, with its pod (`namespace/name`): one Stats call
+    /// per task, all at once; a task whose shim does not answer is left out.
+    pub async fn usage(&self) -> Vec<(String, Instance, crate::shim::TaskUsage)> {
+        let running: Vec<(String, String, String, Instance)> = self
+            .inner
+            .tasks
+            .iter()
+            .filter(|t| t.instance.running && !t.stopping)
+            .map(|t| {
+                (
+                    t.key().clone(),
+                    t.group.clone(),
+                    t.pod.clone(),
+                    t.instance.clone(),
+                )
+            })
+            .collect();
+        let reads = running
+            .into_iter()
+            .map(|(id, group, pod, instance)| async move {
+                let client = self.shim(&group, None).await.ok()?;
+                match client.stats(&id).await {
+                    Ok(usage) => Some((pod, instance, usage)),
+                    Err(e) => {
+                        tracing::debug!(task = %id, error = %e, "reading a task's figures");
+                        None
+                    }
+                }
+            });
+        futures::future::join_all(reads)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// The shim of a running attempt, and its task id (for exec).

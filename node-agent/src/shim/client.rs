@@ -20,7 +20,7 @@ use containerd_shim::protos::ttrpc::context::Context;
 
 use super::error::ShimError;
 use super::records::Records;
-use super::task::{CreateTask, ExitStatus, ShimInfo, TaskIo, TaskState};
+use super::task::{CreateTask, ExitStatus, ShimInfo, TaskIo, TaskState, TaskUsage};
 
 /// Deadlines of the agent's calls to its shims.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +158,26 @@ impl ShimClient {
         Ok(ShimInfo {
             shim_pid: r.shim_pid,
             task_pid: r.task_pid,
+        })
+    }
+
+    /// Stats: task `id`'s figures now (a Linux task's cgroup, a Wasm task's instance).
+    pub async fn stats(&self, id: &str) -> Result<TaskUsage, ShimError> {
+        let req = api::StatsRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        let call = self.task.stats(Context::default(), &req);
+        let r = self
+            .call("stats", id, Some(self.timeouts.call), call)
+            .await?;
+        let any = r.stats.into_option().ok_or_else(|| ShimError::Decode {
+            what: format!("stats of {id}"),
+            reason: "no figures in the answer".into(),
+        })?;
+        TaskUsage::from_any(&any).map_err(|reason| ShimError::Decode {
+            what: format!("stats of {id}"),
+            reason,
         })
     }
 

@@ -37,7 +37,9 @@ pub use client::{ShimClient, Timeouts};
 pub use error::{Code, ShimError};
 pub use events::ShimEvent;
 pub use records::{RecordedShim, RecordedTask};
-pub use task::{CreateTask, ExitStatus, RootfsMount, ShimInfo, TaskIo, TaskState, TaskStatus};
+pub use task::{
+    CreateTask, ExitStatus, RootfsMount, ShimInfo, TaskIo, TaskState, TaskStatus, TaskUsage,
+};
 
 use events::EventsServer;
 use launch::Launcher;

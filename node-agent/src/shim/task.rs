@@ -120,3 +120,122 @@ mod tests {
         assert_eq!(system_time(&t), Some(UNIX_EPOCH + Duration::new(10, 5)));
     }
 }
+
+/// A task's figures, as its Stats reports them (cgroups v1 or v2 metrics; a Wasm task's are v2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskUsage {
+    /// CPU time used since the task started.
+    pub cpu: Duration,
+    /// Memory in use now.
+    pub memory_bytes: u64,
+    /// A function's counters, when the task is one: (requests received, requests in flight).
+    pub requests: Option<(u64, u64)>,
+}
+
+/// The field of `io.containerd.cgroups.v2.Metrics` in which a skiff shim adds a function's
+/// counters (the runtime's `FunctionStats`: `requests_total = 1`, `in_flight = 2`, varints).
+pub const FUNCTION_STATS_FIELD: u32 = 5021;
+
+impl TaskUsage {
+    /// Reads a Stats answer by its type.
+    pub fn from_any(
+        any: &containerd_shim::protos::protobuf::well_known_types::any::Any,
+    ) -> Result<Self, String> {
+        use containerd_shim::protos::cgroups::metrics as v1;
+        use containerd_shim::protos::cgroups_v2::metrics as v2;
+        use containerd_shim::protos::protobuf::{Message, MessageFull};
+        let name = any.type_url.rsplit('/').next().unwrap_or_default();
+        if name == v2::Metrics::descriptor().full_name() {
+            let m = v2::Metrics::parse_from_bytes(&any.value).map_err(|e| e.to_string())?;
+            let requests = m
+                .special_fields
+                .unknown_fields()
+                .get(FUNCTION_STATS_FIELD)
+                .and_then(|v| match v {
+                    containerd_shim::protos::protobuf::UnknownValueRef::LengthDelimited(b) => {
+                        function_counters(b)
+                    }
+                    _ => None,
+                });
+            Ok(TaskUsage {
+                cpu: Duration::from_micros(m.cpu.usage_usec),
+                memory_bytes: m.memory.usage,
+                requests,
+            })
+        } else if name == v1::Metrics::descriptor().full_name() {
+            let m = v1::Metrics::parse_from_bytes(&any.value).map_err(|e| e.to_string())?;
+            Ok(TaskUsage {
+                cpu: Duration::from_nanos(m.cpu.usage.total),
+                memory_bytes: m.memory.usage.usage,
+                requests: None,
+            })
+        } else {
+            Err(format!("unknown stats type {:?}", any.type_url))
+        }
+    }
+}
+
+/// Fields 1 (requests received) and 2 (in flight) of a function's counters; other fields skipped.
+fn function_counters(mut bytes: &[u8]) -> Option<(u64, u64)> {
+    fn varint(bytes: &mut &[u8]) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = bytes.split_first()?;
+            *bytes = rest;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    let (mut total, mut in_flight) = (0, 0);
+    while !bytes.is_empty() {
+        let key = varint(&mut bytes)?;
+        match key & 7 {
+            0 => {
+                let v = varint(&mut bytes)?;
+                match key >> 3 {
+                    1 => total = v,
+                    2 => in_flight = v,
+                    _ => {}
+                }
+            }
+            2 => {
+                let len = usize::try_from(varint(&mut bytes)?).ok()?;
+                bytes = bytes.get(len..)?;
+            }
+            1 => bytes = bytes.get(8..)?,
+            5 => bytes = bytes.get(4..)?,
+            _ => return None,
+        }
+    }
+    Some((total, in_flight))
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use super::*;
+    use containerd_shim::protos::cgroups_v2::metrics as v2;
+    use containerd_shim::protos::protobuf::Message;
+
+    #[test]
+    fn a_wasm_tasks_v2_metrics_with_a_functions_counters() {
+        let mut m = v2::Metrics::new();
+        m.cpu.mut_or_insert_default().usage_usec = 1_500_000;
+        m.memory.mut_or_insert_default().usage = 3 << 20;
+        // requests_total 7, in_flight 2, a packed field after them.
+        let counters = vec![0x08, 7, 0x10, 2, 0x4a, 2, 1, 1];
+        m.special_fields
+            .mut_unknown_fields()
+            .add_length_delimited(FUNCTION_STATS_FIELD, counters);
+        let any = containerd_shim::util::convert_to_any(Box::new(m)).unwrap();
+        let usage = TaskUsage::from_any(&any).unwrap();
+        assert_eq!(usage.cpu, Duration::from_millis(1500));
+        assert_eq!(usage.memory_bytes, 3 << 20);
+        assert_eq!(usage.requests, Some((7, 2)));
+        let plain = containerd_shim::util::convert_to_any(Box::new(v2::Metrics::new())).unwrap();
+        assert_eq!(TaskUsage::from_any(&plain).unwrap().requests, None);
+        let _ = v2::Metrics::new().write_to_bytes();
+    }
+}

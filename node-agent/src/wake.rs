@@ -1,0 +1,245 @@
+//! Scale from zero on this node: the holder behind [`Proxy::hold`](crate::proxy::Proxy::hold).
+//!
+//! The control plane streams the Services that can scale from zero (`ScaleFromZeroApi.WatchHolds`:
+//! a Service selecting a Wasm Deployment whose HorizontalPodAutoscaler has `minReplicas: 0`); the
+//! holder asks the proxy to hold exactly those, on one listener at the node bridge's gateway
+//! address (reachable from pods, the node and, through a NodePort, from outside). While such a
+//! Service has no ready endpoint its connections come here, DNATed: the connection's original
+//! destination (`SO_ORIGINAL_DST`: the cluster IP and port, or the node address and NodePort)
+//! names the Service port. The first one wakes the target (`ScaleFromZeroApi.Wake`, one RPC; the
+//! server scales 0 → 1 through the registry, and coalesces wakes); every held connection waits
+//! until the Service has a ready endpoint in the catalog, then is spliced to it (bytes copied both
+//! ways by this process until either side closes). Connections keep arriving and are held the
+//! same way meanwhile; one not served within [`HOLD_TIMEOUT`] is closed. Once the endpoint is in
+//! the proxy's rules, new connections go to it directly and nothing passes through here.
+//!
+//! Why a ready endpoint rather than the pod this node may start itself: the pod may be scheduled
+//! on any node, and its readiness (probes, the listener up) is what Endpoints says; the endpoint
+//! arrives through the watch the node already follows (measured by `bench/run cold-start`).
+//!
+//! Must not: write objects (the wake is the server's), or hold Services the server did not name.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddrV4;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use skiff_api::client::Transport;
+use skiff_api::v1::scale_from_zero_api_client::ScaleFromZeroApiClient;
+use skiff_api::v1::{WakeRequest, WatchHoldsRequest};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::StreamExt;
+
+use crate::catalog::Catalog;
+use crate::network::{PodNetwork, bridge};
+use crate::proxy::Proxy;
+use crate::proxy::snapshot::{self, Protocol, ServiceKey};
+
+/// How long a held connection waits for an endpoint before it is closed.
+pub const HOLD_TIMEOUT: Duration = Duration::from_secs(30);
+/// A second wake of a Service within this is not sent (the first is on its way).
+const WAKE_AGAIN: Duration = Duration::from_secs(1);
+/// Pause before a broken hold stream is opened again (the holds stay as they were meanwhile).
+const RETRY: Duration = Duration::from_secs(1);
+
+/// The node's holder.
+pub struct Holder {
+    node: String,
+    transport: Transport,
+    catalog: Arc<Catalog>,
+    /// Service → when it was last woken from here.
+    woken: DashMap<ServiceKey, Instant>,
+}
+
+/// Runs until aborted: binds the holder, then follows the server's set of held Services.
+pub async fn run(
+    transport: Transport,
+    node: String,
+    proxy: Arc<Proxy>,
+    catalog: Arc<Catalog>,
+    network: PodNetwork,
+) {
+    if !network.enabled() {
+        return;
+    }
+    let listener = loop {
+        if let Some(gateway) = network.block().and_then(bridge::gateway)
+            && let Ok(l) = TcpListener::bind((gateway, 0)).await
+        {
+            break l;
+        }
+        tokio::time::sleep(RETRY).await;
+    };
+    let Ok(std::net::SocketAddr::V4(addr)) = listener.local_addr() else {
+        return;
+    };
+    tracing::info!(%addr, "scale-from-zero holder listening");
+    let holder = Arc::new(Holder {
+        node,
+        transport,
+        catalog,
+        woken: DashMap::new(),
+    });
+    let accept = tokio::spawn(holder.clone().accept(listener));
+    holder.follow(&proxy, addr).await;
+    accept.abort();
+}
+
+impl Holder {
+    /// Keeps the proxy's holds equal to the server's set.
+    async fn follow(&self, proxy: &Proxy, addr: SocketAddrV4) {
+        let mut held: BTreeSet<ServiceKey> = BTreeSet::new();
+        loop {
+            let mut client = ScaleFromZeroApiClient::new(self.transport.clone());
+            let request = WatchHoldsRequest {
+                node_name: self.node.clone(),
+            };
+            match client.watch_holds(request).await {
+                Ok(stream) => {
+                    let mut stream = stream.into_inner();
+                    while let Some(Ok(set)) = stream.next().await {
+                        let wanted: BTreeSet<ServiceKey> = set
+                            .services
+                            .into_iter()
+                            .map(|s| (s.namespace, s.name))
+                            .collect();
+                        for (ns, name) in held.difference(&wanted) {
+                            proxy.release(ns, name);
+                        }
+                        for (ns, name) in wanted.difference(&held) {
+                            if let Err(e) = proxy.hold(ns, name, addr) {
+                                tracing::warn!(error = %e, "holding a Service");
+                            }
+                        }
+                        held = wanted;
+                    }
+                }
+                Err(status) => tracing::debug!(%status, "the held Services' stream"),
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    async fn accept(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(self.clone().serve(stream));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "holder accept");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// The Service port a held connection was addressed to.
+    fn port_of(&self, to: SocketAddrV4) -> Option<snapshot::ServicePort> {
+        let services = self.catalog.services();
+        let ports = snapshot::service_ports(
+            &services,
+            |ns, name| self.catalog.endpoints(ns, name),
+            &Default::default(),
+        );
+        ports.into_iter().find(|p| {
+            p.protocol == Protocol::Tcp
+                && ((p.cluster_ip == *to.ip() && p.port == to.port())
+                    || p.node_port == Some(to.port()))
+        })
+    }
+
+    /// One held connection: wake, wait for an endpoint, splice.
+    async fn serve(self: Arc<Self>, mut client: TcpStream) {
+        let started = Instant::now();
+        let to = match rustix::net::sockopt::ip_original_dst(&client) {
+            Ok(to) => to,
+            Err(e) => {
+                tracing::debug!(error = %e, "a held connection without its destination");
+                return;
+            }
+        };
+        let Some(port) = self.port_of(to) else {
+            tracing::debug!(%to, "a held connection to no Service port");
+            return;
+        };
+        let service = port.service.clone();
+        self.wake(&service).await;
+        let Some(endpoint) = self.endpoint(&port.id, &service).await else {
+            tracing::info!(service = %format!("{}/{}", service.0, service.1), "no endpoint within {HOLD_TIMEOUT:?}: closing a held connection");
+            return;
+        };
+        let mut upstream = match TcpStream::connect(endpoint).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::info!(%endpoint, error = %e, "connecting a held connection");
+                return;
+            }
+        };
+        let _ = upstream.set_nodelay(true);
+        tracing::debug!(%endpoint, waited = ?started.elapsed(), "held connection spliced");
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    }
+
+    /// Sends the Service's wake, unless one went within [`WAKE_AGAIN`].
+    async fn wake(&self, service: &ServiceKey) {
+        let now = Instant::now();
+        let mut send = false;
+        self.woken
+            .entry(service.clone())
+            .and_modify(|at| {
+                if now.duration_since(*at) >= WAKE_AGAIN {
+                    *at = now;
+                    send = true;
+                }
+            })
+            .or_insert_with(|| {
+                send = true;
+                now
+            });
+        if !send {
+            return;
+        }
+        let mut client = ScaleFromZeroApiClient::new(self.transport.clone());
+        let request = WakeRequest {
+            namespace: service.0.clone(),
+            name: service.1.clone(),
+            node_name: self.node.clone(),
+        };
+        if let Err(status) = client.wake(request).await {
+            tracing::warn!(service = %format!("{}/{}", service.0, service.1), %status, "wake refused");
+        }
+    }
+
+    /// Waits for a ready endpoint of Service port `id` (at most [`HOLD_TIMEOUT`]).
+    async fn endpoint(&self, id: &str, service: &ServiceKey) -> Option<SocketAddrV4> {
+        let mut changes = self.catalog.subscribe();
+        let find = || {
+            let svc = self.catalog.service(&service.0, &service.1)?;
+            snapshot::service_ports(
+                &[svc],
+                |ns, name| self.catalog.endpoints(ns, name),
+                &Default::default(),
+            )
+            .into_iter()
+            .find(|p| p.id == id)?
+            .endpoints
+            .first()
+            .copied()
+        };
+        let wait = async {
+            loop {
+                changes.mark_unchanged();
+                if let Some(found) = find() {
+                    return found;
+                }
+                if changes.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        tokio::time::timeout(HOLD_TIMEOUT, wait).await.ok()
+    }
+}
