@@ -112,6 +112,8 @@ pub fn authorize(
         Identity::Admin => true,
         Identity::NodeBootstrap => match kind {
             "Node" | "NodeTunnel" => true,
+            // wasi:keyvalue for its pods: the service checks the pod runs on the node.
+            "KeyValue" => verb == Verb::Update,
             // Its pods' figures, the Services it holds for scale from zero, and their wakes.
             "NodeMetrics" | "ScaleFromZero" => true,
             // Heartbeats: a node renews its Lease in kube-node-lease, and touches no other.

@@ -23,6 +23,7 @@ pub mod events;
 pub mod images;
 pub mod ingress;
 pub mod join;
+pub mod keyvalue;
 pub mod metrics;
 pub mod network;
 pub mod node;

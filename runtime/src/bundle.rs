@@ -27,3 +27,13 @@ pub const ARGV0: &str = "io.containerd.skiff.v1.wasm.argv0";
 pub const LOG_PATH: &str = "io.containerd.skiff.v1.log-path";
 /// Rotate [`LOG_PATH`] past this many bytes (the runtime's default otherwise).
 pub const LOG_MAX_BYTES: &str = "io.containerd.skiff.v1.log-max-bytes";
+/// The host interfaces (`wit/`) a Wasm guest may import, comma-separated: `config`, `keyvalue`,
+/// `logging`. Absent: none.
+pub const WASI_INTERFACES: &str = "io.containerd.skiff.v1.wasi.interfaces";
+/// The file (a name inside the bundle directory) holding `wasi:config/store`'s values, a JSON
+/// object of strings. The agent writes it mode 0600 beside `config.json` (on tmpfs: Secret
+/// values).
+pub const WASI_CONFIG_FILE: &str = "io.containerd.skiff.v1.wasi.config-file";
+/// The unix socket of the node agent serving `wasi:keyvalue` for the task's pod. Absent (a plain
+/// containerd): a granted `wasi:keyvalue` fails every `open` with an error saying so.
+pub const WASI_KEYVALUE_SOCKET: &str = "io.containerd.skiff.v1.wasi.keyvalue-socket";

@@ -142,7 +142,8 @@ impl Container {
                     stdout: opened.stdout,
                     stderr: opened.stderr,
                 };
-                let wspec = wasm::wasm_spec(args.id, spec, &rootfs, module.clone(), streams)?;
+                let mut wspec = wasm::wasm_spec(args.id, spec, &rootfs, module.clone(), streams)?;
+                wspec.host = crate::host_interfaces::grants(spec, args.bundle)?;
                 let began = std::time::Instant::now();
                 let engine = engine().await?;
                 let engine_ready = began.elapsed();

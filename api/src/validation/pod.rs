@@ -30,6 +30,7 @@ pub fn validate_workload_annotations(
     errors: &mut FieldErrors,
 ) {
     use crate::workload::{LINUX_CONTAINERS, WASM_CONTAINERS, WASM_RUNTIME, listed};
+    crate::host_interfaces::validate(meta, path, errors);
     let wasm_pod = spec.runtime_class_name == WASM_RUNTIME;
     let (used, unused) = if wasm_pod {
         (LINUX_CONTAINERS, WASM_CONTAINERS)

@@ -19,6 +19,7 @@
 
 pub mod admission;
 pub mod allocator;
+pub mod keyvalue;
 mod binding;
 mod namespace;
 pub mod scale_to_zero;

@@ -7,6 +7,7 @@
 
 mod autoscaling;
 pub mod handler;
+mod keyvalue;
 pub mod node_config;
 mod port_forward;
 mod services;
@@ -314,6 +315,13 @@ impl ControlPlane {
             ))
             .add_service(InterceptedService::new(
                 pod_port_forward_api_server::PodPortForwardApiServer::new(tunnels),
+                auth.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                key_value_api_server::KeyValueApiServer::new(keyvalue::KeyValueService {
+                    pods: crate::registry::Registry::<Pod>::new(store.clone()),
+                    buckets: crate::registry::keyvalue::Buckets::new(store.clone()),
+                }),
                 auth.clone(),
             ))
             .serve_with_incoming_shutdown(

@@ -29,6 +29,9 @@
 //! | annotation [`RESOLV_CONF`] `resolv.conf` text (with a namespace) | name lookups (`wasi:sockets/ip-name-lookup`) with these nameservers, search domains and `ndots`, from the namespace |
 //! | annotation [`ARGV0`] `NAME` | NAME as its argv\[0\] instead of the module's path |
 //! | annotation [`GROUP`] `NAME` (or CRI's `io.kubernetes.cri.sandbox-id`) | the task shares the shim (and its wasmtime engine) of that group |
+//! | annotation [`WASI_INTERFACES`] `"config,keyvalue,logging"` | those host interfaces of `wit/` may be imported (an ungranted one fails the start, named) |
+//! | annotation [`WASI_CONFIG_FILE`] `wasi-config.json` (a file of the bundle, mode 0600) | `wasi:config/store` answers with its JSON object's keys and values |
+//! | annotation [`WASI_KEYVALUE_SOCKET`] `PATH` | `wasi:keyvalue` through the agent's socket for the pod (absent: `open` fails, saying so) |
 //! | annotation [`LOG_PATH`] `FILE` (Create without stdio) | stdout and stderr as CRI log records in FILE ([`LOG_MAX_BYTES`] rotates it); a Linux task's init too |
 //!
 //! Stats of a Wasm task are its own, from wasmtime's accounting (cgroups v2 `Metrics`: linear
@@ -45,8 +48,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use skiff_runtime::bundle::{
-    ARGV0, BIND_PORTS, GROUP, LOG_MAX_BYTES, LOG_PATH, OUTBOUND, RESOLV_CONF,
+    ARGV0, BIND_PORTS, GROUP, LOG_MAX_BYTES, LOG_PATH, OUTBOUND, RESOLV_CONF, WASI_CONFIG_FILE,
+    WASI_INTERFACES, WASI_KEYVALUE_SOCKET,
 };
+use skiff_runtime::wasm::HostGrants;
 use skiff_runtime::linux::default_spec::{Bind, ContainerConfig, spec_json};
 
 use super::spec::{ContainerSpec, LinuxProcess, WasmProcess, Workload};
@@ -74,12 +79,40 @@ pub fn write(
                     path: dir.to_path_buf(),
                     reason,
                 })?;
+            if wasm.host.config {
+                write_config_values(dir, &wasm.host)?;
+            }
             let path = dir.join("config.json");
             std::fs::write(&path, config.to_string()).map_err(|e| ShimError::io(&path, e))?;
             Ok(Vec::new())
         }
         Workload::Linux(linux) => linux_bundle(spec, linux, task_id, dir),
     }
+}
+
+/// The file of `wasi:config` values ([`WASI_CONFIG_FILE`]) in the bundle directory: mode 0600,
+/// written before `config.json` names it.
+const CONFIG_VALUES_FILE: &str = "wasi-config.json";
+
+fn write_config_values(dir: &Path, host: &HostGrants) -> Result<(), ShimError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let values: BTreeMap<&str, &str> = (host.config_values.0.iter())
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let path = dir.join(CONFIG_VALUES_FILE);
+    let text = serde_json::to_vec(&values).map_err(|e| ShimError::Bundle {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let _ = std::fs::remove_file(&path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(&text))
+        .map_err(|e| ShimError::io(&path, e))
 }
 
 /// `roots/<digest>/<name>.wasm`, a copy of the module: the guest's read-only `/`, holding
@@ -168,6 +201,24 @@ fn wasm_config(
         .collect();
     let mut annotations = annotations(spec);
     annotations.insert(ARGV0.into(), wasm.argv0.clone());
+    let host = &wasm.host;
+    let granted: Vec<&str> = [
+        (host.config, "config"),
+        (host.keyvalue, "keyvalue"),
+        (host.logging, "logging"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    if !granted.is_empty() {
+        annotations.insert(WASI_INTERFACES.into(), granted.join(","));
+    }
+    if host.config {
+        annotations.insert(WASI_CONFIG_FILE.into(), CONFIG_VALUES_FILE.into());
+    }
+    if let Some(socket) = &host.keyvalue_socket {
+        annotations.insert(WASI_KEYVALUE_SOCKET.into(), socket.display().to_string());
+    }
     if spec.netns.is_some() {
         let ports: Vec<String> = wasm.bind_ports.iter().map(u16::to_string).collect();
         annotations.insert(BIND_PORTS.into(), ports.join(","));
@@ -398,6 +449,7 @@ mod tests {
             bind_ports: vec![8080],
             outbound: false,
             resolv_conf: None,
+            host: HostGrants::default(),
         };
         let roots = tmp.path().join("roots");
         for attempt in 0..2 {
@@ -466,6 +518,7 @@ mod tests {
             bind_ports: vec![8080, 9090],
             outbound: false,
             resolv_conf: Some("nameserver 10.244.1.1\n".into()),
+            host: HostGrants::default(),
         };
         let roots = tmp.path().join("roots");
         let dir = tmp.path().join("b");

@@ -58,6 +58,9 @@ pub struct WasmProcess {
     /// Its name lookups' resolver settings, as `resolv.conf` text (the pod's, as its OCI
     /// containers' `/etc/resolv.conf`); `None`: the shim's resolver.
     pub resolv_conf: Option<String>,
+    /// The host interfaces beyond WASI it may import (`wit/`), with their config values and
+    /// keyvalue socket ([`crate::pods`] resolves them from the pod's annotations).
+    pub host: skiff_runtime::wasm::HostGrants,
 }
 
 /// A process in Linux namespaces over an image's layers.

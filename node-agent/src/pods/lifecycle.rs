@@ -12,7 +12,8 @@ use skiff_api::workload::WorkloadKind;
 use super::record::{Current, Terminated};
 use super::worker::PodWorker;
 use super::{
-    ALLOW_OUTBOUND, CONFIG_RETRY, LOG_MAX_BYTES, LogState, env, etc_files, instance_id, log_path,
+    ALLOW_OUTBOUND, CONFIG_RETRY, LOG_MAX_BYTES, LogState, env, etc_files, host_interfaces,
+    instance_id, log_path,
     oci, service_env, status, volumes,
 };
 use crate::containers::{
@@ -250,6 +251,10 @@ impl PodWorker {
             Ok(v) => v,
             Err(message) => return (waiting("CreateContainerConfigError", message), digest),
         };
+        let host = match host_interfaces::grants(&self.ctx, pod).await {
+            Ok(host) => host,
+            Err(message) => return (waiting("CreateContainerConfigError", message), digest),
+        };
         let resources = Resources::of(container);
         let (argv0, mut args) = match container.command.split_first() {
             Some((first, rest)) => (first.clone(), rest.to_vec()),
@@ -275,6 +280,7 @@ impl PodWorker {
                 outbound: allows_outbound(meta),
                 // Its name lookups ask what the pod's OCI containers would.
                 resolv_conf: attached.as_ref().map(|_| self.resolv_conf(pod)),
+                host,
             }),
             env,
             cwd: container.working_dir.clone(),
@@ -541,6 +547,7 @@ impl PodWorker {
         }
         self.ctx.logs.remove(&uid);
         self.ctx.sources.release(&uid);
+        self.ctx.keyvalue.release(&uid);
         self.ctx.network.detach(&uid).await;
         volumes::remove_pod_dir(&self.ctx.data_dir, &uid);
         self.removed = true;

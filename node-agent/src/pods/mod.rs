@@ -22,6 +22,7 @@
 mod drain;
 mod env;
 mod etc_files;
+mod host_interfaces;
 mod lifecycle;
 mod oci;
 mod probes;
@@ -148,6 +149,7 @@ impl Manager {
         let sources = sources::Sources::new(&transport);
         let ctx = NodeContext {
             sources,
+            keyvalue: crate::keyvalue::Gateway::new(&options.data_dir, transport.clone(), &node.name),
             api: Arc::new(seams::ApiServer::new(transport.clone(), &node.name)),
             transport,
             runtime: Arc::new(runtime.clone()),

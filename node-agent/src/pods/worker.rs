@@ -47,6 +47,8 @@ pub struct NodeContext {
     pub logs: LogIndex,
     /// The ConfigMaps and Secrets the pods use, watched one by one.
     pub sources: super::sources::Sources,
+    /// The pods' `wasi:keyvalue` sockets.
+    pub keyvalue: crate::keyvalue::Gateway,
     pub images: Images,
     /// Each OCI container's `pids.max`.
     pub pids_limit: i64,

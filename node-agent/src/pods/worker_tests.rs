@@ -202,6 +202,7 @@ async fn fixture() -> Fixture {
     let data_dir = dir.path().join("data");
     let ctx = NodeContext {
         sources: Sources::new(&transport),
+        keyvalue: crate::keyvalue::Gateway::new(&data_dir, transport.clone(), "n1"),
         transport,
         runtime: runtime.clone(),
         api: api.clone(),

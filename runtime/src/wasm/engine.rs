@@ -101,6 +101,9 @@ impl WasmEngine {
         // Name lookups with the spec's resolver settings, over wasmtime-wasi's.
         super::name_lookup::add_to_linker(&mut component_linker)
             .map_err(|e| WasmError::Engine(chain(&e)))?;
+        // wasi:config, wasi:keyvalue, wasi:logging (`wit/`), for components their spec grants.
+        super::host::add_to_linker(&mut component_linker)
+            .map_err(|e| WasmError::Engine(chain(&e)))?;
 
         let ticker = EpochTicker::start(engine.weak(), options.epoch_tick)?;
         Ok(WasmEngine {

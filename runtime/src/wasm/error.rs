@@ -29,6 +29,17 @@ pub enum WasmError {
     /// An import the host does not provide (the message names it).
     #[error("{} imports what this host does not provide: {message}", path.display())]
     UnknownImport { path: PathBuf, message: String },
+    /// A host interface (`wit/`: wasi:config, wasi:keyvalue, wasi:logging) imported but not
+    /// granted by the spec.
+    #[error(
+        "{} imports {import}, which is not granted (grant {grant:?} to use it)",
+        path.display()
+    )]
+    NotGranted {
+        path: PathBuf,
+        import: String,
+        grant: &'static str,
+    },
     /// The spec is unusable (a preopen that cannot be opened, a bad guest path, ...).
     #[error("{0}")]
     InvalidSpec(String),
@@ -66,6 +77,7 @@ impl WasmError {
                 | WasmError::NoStart { .. }
                 | WasmError::NotCommand { .. }
                 | WasmError::UnknownImport { .. }
+                | WasmError::NotGranted { .. }
                 | WasmError::InvalidSpec(_)
         )
     }

@@ -100,6 +100,14 @@ enum Output {
 }
 
 impl Output {
+    /// Where `wasi:logging` records go: the same stderr.
+    pub(crate) fn sink(&self) -> super::host::logging::Sink {
+        match self {
+            Output::Log(log) => super::host::logging::Sink::Log(log.clone()),
+            Output::Streams(streams) => super::host::logging::Sink::Streams(streams.clone()),
+        }
+    }
+
     fn log(&self) -> Option<&LogWriter> {
         match self {
             Output::Log(log) => Some(log),
@@ -173,6 +181,14 @@ impl WasmEngine {
         let (mut builder, spec) = builder;
         let usage = Arc::new(Usage::default());
         let limits = self.limits(&spec, usage.clone());
+        if let Some(component) = prepared.component() {
+            super::host::check_imports(
+                &self.inner.engine,
+                component,
+                &spec.host,
+                &spec.module_path,
+            )?;
+        }
         let ready = match prepared.pre() {
             Pre::Module(pre) => {
                 let mut store = self.store(ModuleState {
@@ -189,7 +205,8 @@ impl WasmEngine {
                 Ready::Module(store, start)
             }
             Pre::Component(pre) => {
-                let mut store = self.store(component_state(builder, limits, &spec));
+                let sink = output.sink();
+                let mut store = self.store(component_state(builder, limits, &spec, sink));
                 let command = pre
                     .instantiate_async(&mut store)
                     .await
@@ -197,7 +214,8 @@ impl WasmEngine {
                 Ready::Component(store, command)
             }
             Pre::P3Command(pre) => {
-                let mut store = self.store(component_state(builder, limits, &spec));
+                let sink = output.sink();
+                let mut store = self.store(component_state(builder, limits, &spec, sink));
                 let command = pre
                     .instantiate_async(&mut store)
                     .await
@@ -238,14 +256,24 @@ impl WasmEngine {
                 }
                 Pre::Component(pre) => {
                     let limits = self.limits(&spec, Arc::default());
-                    let mut store = self.store(component_state(builder, limits, &spec));
+                    let mut store = self.store(component_state(
+                        builder,
+                        limits,
+                        &spec,
+                        super::host::logging::Sink::Discard,
+                    ));
                     pre.instantiate_async(&mut store)
                         .await
                         .map_err(|e| instantiate_error(&spec, &mut store, e))?;
                 }
                 Pre::P3Command(pre) => {
                     let limits = self.limits(&spec, Arc::default());
-                    let mut store = self.store(component_state(builder, limits, &spec));
+                    let mut store = self.store(component_state(
+                        builder,
+                        limits,
+                        &spec,
+                        super::host::logging::Sink::Discard,
+                    ));
                     pre.instantiate_async(&mut store)
                         .await
                         .map_err(|e| instantiate_error(&spec, &mut store, e))?;
@@ -281,12 +309,14 @@ fn component_state(
     mut builder: wasmtime_wasi::WasiCtxBuilder,
     limits: Limits,
     spec: &WasmSpec,
+    log: super::host::logging::Sink,
 ) -> ComponentState {
     ComponentState {
         ctx: builder.build(),
         table: wasmtime::component::ResourceTable::new(),
         limits,
         lookup: NameLookup::new(spec.network.allow_outbound, spec.network.resolver.as_ref()),
+        host: super::host::HostCtx::new(&spec.host, log),
     }
 }
 

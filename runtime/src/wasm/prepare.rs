@@ -94,6 +94,15 @@ impl Prepared {
     pub(crate) fn pre(&self) -> &Pre {
         &self.inner.pre
     }
+
+    /// The component, if it is one (its imports are checked against a spec's grants).
+    pub(crate) fn component(&self) -> Option<&Component> {
+        match &self.inner.pre {
+            Pre::Module(_) => None,
+            Pre::Component(pre) => Some(pre.instance_pre().component()),
+            Pre::P3Command(pre) => Some(pre.instance_pre().component()),
+        }
+    }
 }
 
 /// The result of [`WasmEngine::prepare`].

@@ -48,6 +48,10 @@ pub struct WasmSpec {
     /// (containerd's FIFOs, for the shim).
     pub stdio: Stdio,
     pub labels: BTreeMap<String, String>,
+    /// The host interfaces beyond WASI it may import (`wit/`), and what they serve.
+    pub host: super::host::HostGrants,
+    /// How it is served if it is a function (a component exporting `wasi:http/incoming-handler`).
+    pub http: super::http::HttpOptions,
 }
 
 impl WasmSpec {

@@ -23,6 +23,17 @@ pub struct ComponentState {
     pub(crate) limits: Limits,
     /// How `wasi:sockets/ip-name-lookup` resolves ([`super::name_lookup`]).
     pub(crate) lookup: super::name_lookup::NameLookup,
+    /// The host interfaces beyond WASI ([`super::host`]).
+    pub(crate) host: super::host::HostCtx,
+}
+
+impl super::host::HostView for ComponentState {
+    fn host(&mut self) -> super::host::HostParts<'_> {
+        super::host::HostParts {
+            ctx: &mut self.host,
+            table: &mut self.table,
+        }
+    }
 }
 
 impl WasiView for ComponentState {

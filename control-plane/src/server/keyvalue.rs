@@ -1,0 +1,108 @@
+//! `KeyValueApi`: `wasi:keyvalue` for Wasm pods, called by node agents on behalf of the pods
+//! they run, onto the registry's [`Buckets`].
+//!
+//! Each request names its pod (namespace, name, uid) and the node running it. The server works
+//! only in that pod's namespace, and only if the pod exists with that uid, is bound to that node,
+//! and is granted `keyvalue` (annotation `skiff.dev/wasi-interfaces`): a node reaches the
+//! buckets of the namespaces of pods it runs, and of no other. (A node's name is what its agent
+//! says today, as the tunnels take it; with per-node credentials it will be the credential's.)
+//! The admin may call it for any pod. Must not: touch the store but through [`Buckets`].
+
+use skiff_api::host_interfaces::{Interface, grants};
+use skiff_api::v1::*;
+use tonic::{Request, Response, Status};
+
+use crate::auth::{Identity, Verb, authorize, identity};
+use crate::error::ApiError;
+use crate::registry::Registry;
+use crate::registry::keyvalue::Buckets;
+
+/// The service: the pods it checks callers against, and the buckets.
+#[derive(Clone)]
+pub struct KeyValueService {
+    pub pods: Registry<Pod>,
+    pub buckets: Buckets,
+}
+
+impl KeyValueService {
+    /// The namespace the caller may work in for `caller`'s pod.
+    async fn namespace_of(
+        &self,
+        who: &Identity,
+        caller: Option<&KeyValueCaller>,
+    ) -> Result<String, ApiError> {
+        let caller = caller
+            .filter(|c| !c.namespace.is_empty() && !c.pod.is_empty())
+            .ok_or_else(|| ApiError::BadRequest("caller: the pod is required".into()))?;
+        authorize(who, Verb::Update, "KeyValue", &caller.namespace)?;
+        let denied = |why: String| {
+            ApiError::Forbidden(format!(
+                "keyvalue for pod {}/{}: {why}",
+                caller.namespace, caller.pod
+            ))
+        };
+        let pod = match self.pods.get(&caller.namespace, &caller.pod).await {
+            Ok(pod) => pod,
+            Err(ApiError::NotFound { .. }) => return Err(denied("no such pod".into())),
+            Err(e) => return Err(e),
+        };
+        let meta = pod.metadata.as_ref();
+        if meta.map(|m| m.uid.as_str()) != Some(caller.pod_uid.as_str()) {
+            return Err(denied(format!("its uid is not {:?}", caller.pod_uid)));
+        }
+        let node = pod.spec.as_ref().map(|s| s.node_name.as_str());
+        if *who != Identity::Admin && node != Some(caller.node.as_str()) {
+            return Err(denied(format!("it does not run on node {:?}", caller.node)));
+        }
+        if !grants(meta, Interface::KeyValue) {
+            return Err(denied(format!(
+                "its annotation {} does not grant \"keyvalue\"",
+                skiff_api::host_interfaces::INTERFACES
+            )));
+        }
+        Ok(caller.namespace.clone())
+    }
+
+    async fn call(&self, who: &Identity, r: KeyValueRequest) -> Result<KeyValueResponse, ApiError> {
+        let ns = self.namespace_of(who, r.caller.as_ref()).await?;
+        let b = &self.buckets;
+        let mut out = KeyValueResponse::default();
+        match KeyValueOp::try_from(r.op).unwrap_or(KeyValueOp::Unspecified) {
+            KeyValueOp::Unspecified => {
+                return Err(ApiError::BadRequest(format!("op {}: unknown", r.op)));
+            }
+            KeyValueOp::Open => b.open(&ns, &r.bucket).await?,
+            KeyValueOp::Get => {
+                if let Some(value) = b.get(&ns, &r.bucket, &r.key).await? {
+                    out.found = true;
+                    out.value = value.to_vec();
+                }
+            }
+            KeyValueOp::Set => b.set(&ns, &r.bucket, &r.key, r.value.into()).await?,
+            KeyValueOp::Delete => b.delete(&ns, &r.bucket, &r.key).await?,
+            KeyValueOp::Exists => out.exists = b.exists(&ns, &r.bucket, &r.key).await?,
+            KeyValueOp::ListKeys => {
+                let page = b.list_keys(&ns, &r.bucket, r.cursor).await?;
+                out.keys = page.keys;
+                out.cursor = page.cursor;
+            }
+            KeyValueOp::Increment => {
+                out.number = b.increment(&ns, &r.bucket, &r.key, r.delta).await?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[tonic::async_trait]
+impl key_value_api_server::KeyValueApi for KeyValueService {
+    async fn call(
+        &self,
+        req: Request<KeyValueRequest>,
+    ) -> Result<Response<KeyValueResponse>, Status> {
+        let who = identity(&req)?;
+        Ok(Response::new(
+            KeyValueService::call(self, &who, req.into_inner()).await?,
+        ))
+    }
+}

@@ -1,0 +1,235 @@
+//! The agent's side of `wasi:keyvalue`: a unix socket per pod granted `keyvalue`
+//! (`DATA_DIR/keyvalue/<pod uid>.sock`, in a directory only root may enter), which the pod's
+//! Wasm tasks reach from their shim (named in the bundle), relayed to the control plane's
+//! `KeyValueApi` with the agent's credentials and the pod's identity.
+//!
+//! The pod is known by the socket a connection came to, never by what the shim says: a shim
+//! serving several pods' tasks cannot reach one pod's buckets through another's socket. The
+//! control plane then checks that the pod runs on this node and is granted `keyvalue`. Batch
+//! operations are relayed one key at a time (not atomic, as `wasi:keyvalue/batch` allows).
+//! Sockets are served again when a restarted agent sees its pods (every sync asks [`Gateway::serve`],
+//! which is idempotent), and removed with the pod. Must not: keep or cache any value.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use skiff_api::client::Transport;
+use skiff_api::v1::key_value_api_client::KeyValueApiClient;
+use skiff_api::v1::{KeyValueCaller, KeyValueOp, KeyValueRequest, KeyValueResponse};
+use skiff_runtime::wasm::host::keyvalue::wire::{
+    Failure, Op, Reply, Request, Value, read_frame, write_frame,
+};
+use tokio::net::{UnixListener, UnixStream};
+
+/// One served socket.
+struct Served {
+    path: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The node's keyvalue sockets, one per pod.
+#[derive(Clone)]
+pub struct Gateway {
+    dir: PathBuf,
+    transport: Transport,
+    node: String,
+    served: Arc<DashMap<String, Served>>,
+}
+
+impl Gateway {
+    pub fn new(data_dir: &Path, transport: Transport, node: &str) -> Self {
+        Gateway {
+            dir: data_dir.join("keyvalue"),
+            transport,
+            node: node.to_string(),
+            served: Arc::default(),
+        }
+    }
+
+    /// The socket of pod `namespace/name` (uid `uid`), served from now on if it was not.
+    pub fn serve(&self, namespace: &str, name: &str, uid: &str) -> Result<PathBuf, String> {
+        if let Some(served) = self.served.get(uid) {
+            return Ok(served.path.clone());
+        }
+        let entry = self.served.entry(uid.to_string());
+        if let dashmap::Entry::Occupied(o) = &entry {
+            return Ok(o.get().path.clone());
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|e| format!("keyvalue socket directory {}: {e}", self.dir.display()))?;
+        let path = self.dir.join(format!("{uid}.sock"));
+        // A socket left by an agent before this one: nobody listens on it any more.
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path)
+            .map_err(|e| format!("keyvalue socket {}: {e}", path.display()))?;
+        let caller = KeyValueCaller {
+            namespace: namespace.to_string(),
+            pod: name.to_string(),
+            pod_uid: uid.to_string(),
+            node: self.node.clone(),
+        };
+        let client = KeyValueApiClient::new(self.transport.clone());
+        let task = tokio::spawn(accept(listener, Arc::new(caller), client));
+        entry.or_insert(Served {
+            path: path.clone(),
+            task,
+        });
+        Ok(path)
+    }
+
+    /// The pod `uid` is gone: its socket goes.
+    pub fn release(&self, uid: &str) {
+        self.served.remove(uid);
+    }
+}
+
+async fn accept(
+    listener: UnixListener,
+    caller: Arc<KeyValueCaller>,
+    client: KeyValueApiClient<Transport>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(connection(stream, caller.clone(), client.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, pod = %caller.pod, "keyvalue socket: accept");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Answers a connection's requests, one at a time, until it closes.
+async fn connection(
+    mut stream: UnixStream,
+    caller: Arc<KeyValueCaller>,
+    client: KeyValueApiClient<Transport>,
+) {
+    loop {
+        let request: Request = match read_frame(&mut stream).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, pod = %caller.pod, "keyvalue socket: bad request");
+                let failure = Failure::Other(format!("bad request: {e}"));
+                let _ = write_frame(&mut stream, &Reply::Failed { failure }).await;
+                return;
+            }
+        };
+        let reply = match answer(&caller, client.clone(), request).await {
+            Ok(reply) => reply,
+            Err(failure) => Reply::Failed { failure },
+        };
+        if write_frame(&mut stream, &reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One control-plane call.
+async fn call(
+    caller: &KeyValueCaller,
+    client: &mut KeyValueApiClient<Transport>,
+    bucket: &str,
+    op: KeyValueOp,
+    key: String,
+    fill: impl FnOnce(&mut KeyValueRequest),
+) -> Result<KeyValueResponse, Failure> {
+    let mut request = KeyValueRequest {
+        caller: Some(caller.clone()),
+        bucket: bucket.to_string(),
+        op: op.into(),
+        key,
+        ..Default::default()
+    };
+    fill(&mut request);
+    client
+        .call(request)
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|status| match status.code() {
+            tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => Failure::AccessDenied,
+            _ => Failure::Other(status.message().to_string()),
+        })
+}
+
+async fn answer(
+    caller: &KeyValueCaller,
+    mut client: KeyValueApiClient<Transport>,
+    request: Request,
+) -> Result<Reply, Failure> {
+    let bucket = request.bucket.as_str();
+    let c = &mut client;
+    let none = |_: &mut KeyValueRequest| {};
+    Ok(match request.op {
+        Op::Open => {
+            call(caller, c, bucket, KeyValueOp::Open, String::new(), none).await?;
+            Reply::Done
+        }
+        Op::Get { key } => {
+            let r = call(caller, c, bucket, KeyValueOp::Get, key, none).await?;
+            Reply::Value {
+                value: r.found.then_some(Value(r.value)),
+            }
+        }
+        Op::Set { key, value } => {
+            call(caller, c, bucket, KeyValueOp::Set, key, |r| r.value = value.0).await?;
+            Reply::Done
+        }
+        Op::Delete { key } => {
+            call(caller, c, bucket, KeyValueOp::Delete, key, none).await?;
+            Reply::Done
+        }
+        Op::Exists { key } => {
+            let r = call(caller, c, bucket, KeyValueOp::Exists, key, none).await?;
+            Reply::Exists { exists: r.exists }
+        }
+        Op::ListKeys { cursor } => {
+            let op = KeyValueOp::ListKeys;
+            let r = call(caller, c, bucket, op, String::new(), |r| r.cursor = cursor).await?;
+            Reply::Keys {
+                keys: r.keys,
+                cursor: r.cursor,
+            }
+        }
+        Op::Increment { key, delta } => {
+            let op = KeyValueOp::Increment;
+            let r = call(caller, c, bucket, op, key, |r| r.delta = delta).await?;
+            Reply::Number { number: r.number }
+        }
+        Op::GetMany { keys } => {
+            let mut values = Vec::with_capacity(keys.len());
+            for key in keys {
+                let r = call(caller, c, bucket, KeyValueOp::Get, key.clone(), none).await?;
+                values.push(r.found.then(|| (key, Value(r.value))));
+            }
+            Reply::Values { values }
+        }
+        Op::SetMany { entries } => {
+            for (key, value) in entries {
+                call(caller, c, bucket, KeyValueOp::Set, key, |r| r.value = value.0).await?;
+            }
+            Reply::Done
+        }
+        Op::DeleteMany { keys } => {
+            for key in keys {
+                call(caller, c, bucket, KeyValueOp::Delete, key, none).await?;
+            }
+            Reply::Done
+        }
+    })
+}
