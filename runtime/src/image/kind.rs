@@ -21,8 +21,8 @@ use oci_client::manifest::{
     OciImageManifest,
 };
 
-pub use super::media::{MEDIA_TYPE_WASM_CONFIG, MEDIA_TYPE_WASM_LAYER};
 use super::media::{LayerKind, is_wasm_config, layer_kind};
+pub use super::media::{MEDIA_TYPE_WASM_CONFIG, MEDIA_TYPE_WASM_LAYER};
 
 /// What kind of Wasm image a manifest is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -183,9 +183,7 @@ mod tests {
         }
         assert_eq!(layer_kind("application/json"), Option::None);
         assert!(is_wasm_config(MEDIA_TYPE_WASM_CONFIG));
-        assert!(is_wasm_config(
-            oci_client::manifest::WASM_CONFIG_MEDIA_TYPE
-        ));
+        assert!(is_wasm_config(oci_client::manifest::WASM_CONFIG_MEDIA_TYPE));
         assert!(!is_wasm_config("application/vnd.oci.image.config.v1+json"));
     }
 

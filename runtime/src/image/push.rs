@@ -282,11 +282,7 @@ pub async fn push_wasm(
     let manifest = manifest_json(&config, &wasm.bytes);
     let digest = sha256(&manifest);
     client
-        .push_manifest_raw(
-            &target,
-            manifest,
-            http_header(OCI_IMAGE_MEDIA_TYPE),
-        )
+        .push_manifest_raw(&target, manifest, http_header(OCI_IMAGE_MEDIA_TYPE))
         .await
         .map_err(|e| fail(e, "the manifest"))?;
     Ok(Pushed {
@@ -343,7 +339,8 @@ mod tests {
         assert!(e.is_bad_input());
         let e = parse_target("Bad Reference!").unwrap_err();
         assert!(
-            e.to_string().starts_with("Bad Reference!: invalid image reference"),
+            e.to_string()
+                .starts_with("Bad Reference!: invalid image reference"),
             "{e}"
         );
     }
@@ -399,7 +396,10 @@ mod tests {
         let broken = dir.path().join("broken.wasm");
         std::fs::write(&broken, b"\0asm\x01\0\0\0\x01\xff").unwrap();
         let e = read_wasm(&broken).unwrap_err();
-        assert!(e.to_string().contains("broken.wasm: not a Wasm module"), "{e}");
+        assert!(
+            e.to_string().contains("broken.wasm: not a Wasm module"),
+            "{e}"
+        );
         let wat = dir.path().join("ok.wat");
         std::fs::write(&wat, "(module)").unwrap();
         assert_eq!(read_wasm(&wat).unwrap().kind, WasmKind::Module);

@@ -3,7 +3,8 @@
 //! container's `imageID` is the manifest digest; a missing tag and an unreachable registry keep
 //! the container waiting (`ErrImagePull`, then `ImagePullBackOff`) until the image can be pulled;
 //! a second pod of an image does not pull it again. zstd-compressed layers pull and run, in Wasm
-//! and OCI pods.
+//! and OCI pods. `skiff push` writes the CNCF Wasm artifact layout and what it pushed runs; other
+//! tools' artifact variants (the Bytecode Alliance component layer, `wasm-to-oci`'s) run too.
 
 use std::time::{Duration, Instant};
 
@@ -304,4 +305,224 @@ fn missing_tags_and_unreachable_registries_wait_then_recover() {
     eprintln!("recovered after {:?}", started.elapsed());
     assert_eq!(logs(&c, "missing"), "late\n");
     assert_eq!(logs(&c, "down"), "back\n");
+}
+
+/// The push's `digest: sha256:...` line.
+fn pushed_digest(out: &std::process::Output) -> String {
+    stdout(out)
+        .lines()
+        .find_map(|l| l.strip_prefix("digest: "))
+        .unwrap_or_else(|| panic!("no digest line: {}", text(out)))
+        .to_string()
+}
+
+fn blob_json(registry: &Registry, digest: &str) -> Value {
+    let path = registry.blob_file(digest);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{digest}: {e}"))
+}
+
+/// `skiff push` writes the CNCF layout (checked in the registry's own storage), and what it
+/// pushed runs: a component with `skiff run`, a core module as a pod pinned by the printed
+/// digest. Bad input exits 2 naming the file or the reference, and pushes nothing.
+#[test]
+fn skiff_push_then_run_from_the_loopback_registry() {
+    let registry = Registry::start();
+    let c = cluster();
+    let component = skiff_tests::guests::component("probe");
+    let module = guest("probe");
+
+    let reference = registry.reference("probe-component:v1");
+    let out = c.skiff(&["push", &component.display().to_string(), &reference]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("{reference}: pushed ")),
+        "{}",
+        text(&out)
+    );
+    let digest = pushed_digest(&out);
+    let manifest = blob_json(&registry, &digest);
+    assert_eq!(
+        manifest["config"]["mediaType"], "application/vnd.wasm.config.v0+json",
+        "{manifest:#}"
+    );
+    let layers = manifest["layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), 1, "{manifest:#}");
+    assert_eq!(layers[0]["mediaType"], "application/wasm");
+    let bytes = std::fs::read(&component).unwrap();
+    assert_eq!(layers[0]["size"], json!(bytes.len()));
+    let layer_digest = layers[0]["digest"].as_str().unwrap().to_string();
+    assert_eq!(layer_digest, skiff_tests::images::sha256_digest(&bytes));
+    let config = blob_json(&registry, manifest["config"]["digest"].as_str().unwrap());
+    assert_eq!(config["architecture"], "wasm", "{config:#}");
+    assert_eq!(config["os"], "wasip2", "{config:#}");
+    assert_eq!(config["layerDigests"], json!([layer_digest]), "{config:#}");
+    let exports = config["component"]["exports"].to_string();
+    assert!(exports.contains("wasi:cli/run@0.2"), "{config:#}");
+    let imports = config["component"]["imports"].to_string();
+    assert!(imports.contains("wasi:cli/environment@0.2"), "{config:#}");
+
+    let out = c.skiff(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "wasm",
+        &reference,
+        "--",
+        "echo",
+        "pushed",
+        "by skiff",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out), "pushed by skiff\n");
+
+    // A second push of the same module does not send its layer again (only the new config:
+    // `created` differs); a core module is wasip1.
+    let layer_uploads = || {
+        let hex = layer_digest.trim_start_matches("sha256:");
+        registry
+            .log()
+            .lines()
+            .filter(|l| l.contains("\"PUT /v2/probe-component/blobs/uploads/"))
+            .filter(|l| l.contains(&format!("digest=sha256%3A{hex}")))
+            .count()
+    };
+    assert_eq!(layer_uploads(), 1, "{}", registry.log());
+    let out = c.skiff(&[
+        "push",
+        &component.display().to_string(),
+        &registry.reference("probe-component:v2"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(layer_uploads(), 1, "{}", registry.log());
+    let out = c.skiff(&[
+        "push",
+        &module.display().to_string(),
+        &registry.reference("probe-module:v1"),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let digest = pushed_digest(&out);
+    let manifest = blob_json(&registry, &digest);
+    let config = blob_json(&registry, manifest["config"]["digest"].as_str().unwrap());
+    assert_eq!(config["os"], "wasip1", "{config:#}");
+    assert!(config.get("component").is_none(), "{config:#}");
+    let pinned = registry.reference(&format!("probe-module@{digest}"));
+    c.apply(&pod_yaml("pinned", &pinned, &["echo", "a pushed module"]));
+    let p = succeeded(&c, "pinned");
+    assert_eq!(logs(&c, "pinned"), "a pushed module\n");
+    assert_eq!(container(&p)["imageId"], digest.as_str(), "{p:#}");
+
+    // Bad input: exit 2, naming the file or the reference.
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.wasm");
+    std::fs::write(&notes, "not wasm").unwrap();
+    for (file, reference, needle) in [
+        (
+            notes.display().to_string(),
+            registry.reference("bad:v1"),
+            format!("{}: not a Wasm module or component", notes.display()),
+        ),
+        (
+            dir.path().join("missing.wasm").display().to_string(),
+            registry.reference("bad:v1"),
+            "missing.wasm: No such file".to_string(),
+        ),
+        (
+            module.display().to_string(),
+            "Not A Reference!".to_string(),
+            "Not A Reference!: invalid image reference".to_string(),
+        ),
+        (
+            module.display().to_string(),
+            registry.reference(&format!("bad@{digest}")),
+            "not a digest".to_string(),
+        ),
+    ] {
+        let out = c.skiff(&["push", &file, &reference]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(
+            skiff_tests::stderr(&out).contains(&needle),
+            "{needle}: {}",
+            text(&out)
+        );
+    }
+    assert_eq!(
+        registry.requests("POST", "/v2/bad/"),
+        0,
+        "{}",
+        registry.log()
+    );
+    // A registry that is down: exit 1, naming the registry.
+    let mut down = Registry::start();
+    let reference = down.reference("probe:v1");
+    down.stop();
+    let out = c.skiff(&["push", &module.display().to_string(), &reference]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        skiff_tests::stderr(&out).contains(&format!("registry {} unreachable", down.host())),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Artifacts as other tools push them run too: `wkg`'s (the CNCF layout, as above), earlier
+/// `wkg`/warg and runwasi's (the Bytecode Alliance component layer type, with a Wasm config or
+/// an ordinary image config), and `wasm-to-oci`'s (its own config and layer types).
+#[test]
+fn other_tools_artifacts_run() {
+    let registry = Registry::start();
+    let c = cluster();
+    let component = std::fs::read(skiff_tests::guests::component("probe")).unwrap();
+    let wasm_config = serde_json::to_vec(&json!({"architecture": "wasm", "os": "wasip2"})).unwrap();
+    let image_config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Entrypoint": ["probe.wasm"]},
+        "rootfs": {"type": "layers", "diff_ids": []},
+    }))
+    .unwrap();
+    for (name, config_type, config, layer_type) in [
+        (
+            "wkg-old",
+            "application/vnd.wasm.config.v0+json",
+            &wasm_config,
+            "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+        ),
+        (
+            "runwasi",
+            "application/vnd.oci.image.config.v1+json",
+            &image_config,
+            "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm",
+        ),
+        (
+            "wasm-to-oci",
+            "application/vnd.wasm.config.v1+json",
+            &wasm_config,
+            "application/vnd.wasm.content.layer.v1+wasm",
+        ),
+    ] {
+        let layer = registry.push_blob(name, &component);
+        let config_digest = registry.push_blob(name, config);
+        let manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": config_type, "digest": config_digest, "size": config.len()},
+            "layers": [{"mediaType": layer_type, "digest": layer, "size": component.len()}],
+        }))
+        .unwrap();
+        registry.push_manifest(
+            name,
+            "v1",
+            "application/vnd.oci.image.manifest.v1+json",
+            &manifest,
+        );
+        c.apply(&pod_yaml(
+            name,
+            &registry.reference(&format!("{name}:v1")),
+            &["echo", name],
+        ));
+    }
+    for name in ["wkg-old", "runwasi", "wasm-to-oci"] {
+        succeeded(&c, name);
+        assert_eq!(logs(&c, name), format!("{name}\n"));
+    }
 }
