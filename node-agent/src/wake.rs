@@ -40,6 +40,8 @@ use crate::proxy::snapshot::{self, Protocol, ServiceKey};
 pub const HOLD_TIMEOUT: Duration = Duration::from_secs(30);
 /// A second wake of a Service within this is not sent (the first is on its way).
 const WAKE_AGAIN: Duration = Duration::from_secs(1);
+/// Pause before connecting again to an endpoint that refused (it is not listening yet).
+const CONNECT_RETRY: Duration = Duration::from_millis(2);
 /// Pause before a broken hold stream is opened again (the holds stay as they were meanwhile).
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -171,11 +173,20 @@ impl Holder {
             tracing::info!(service = %format!("{}/{}", service.0, service.1), "no endpoint within {HOLD_TIMEOUT:?}: closing a held connection");
             return;
         };
-        let mut upstream = match TcpStream::connect(endpoint).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::info!(%endpoint, error = %e, "connecting a held connection");
-                return;
+        // A pod without a readiness probe is Ready as it starts, maybe before it listens.
+        let mut upstream = loop {
+            match TcpStream::connect(endpoint).await {
+                Ok(s) => break s,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused
+                        && started.elapsed() < HOLD_TIMEOUT =>
+                {
+                    tokio::time::sleep(CONNECT_RETRY).await;
+                }
+                Err(e) => {
+                    tracing::info!(%endpoint, error = %e, "connecting a held connection");
+                    return;
+                }
             }
         };
         let _ = upstream.set_nodelay(true);

@@ -83,6 +83,8 @@ pub struct ClusterOptions {
     pub agent_env: Vec<(String, String)>,
     /// `skiff server --cluster-domain` (default: the server's, `cluster.local`).
     pub cluster_domain: Option<String>,
+    /// More `skiff server` flags (`--horizontal-pod-autoscaler-sync-period 1s`).
+    pub server_args: Vec<String>,
 }
 
 /// One `skiff server` process and its data dir.
@@ -506,6 +508,7 @@ impl Cluster {
                     .iter()
                     .flat_map(|d| ["--cluster-domain", d.as_str()]),
             )
+            .args(&o.server_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod agent_shims;
+mod autoscaling;
 mod auth;
 mod bad_input;
 mod cluster;
