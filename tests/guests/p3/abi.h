@@ -102,7 +102,7 @@ void *cabi_realloc(void *old, size_t old_len, size_t align, size_t new_len) {
 static __attribute__((unused)) void *alloc(size_t len) { return cabi_realloc(0, 0, 8, len); }
 
 /* Decimal text of n into buf (at least 12 bytes); returns its length. */
-static size_t fmt_u32(char *buf, uint32_t n) {
+static __attribute__((unused)) size_t fmt_u32(char *buf, uint32_t n) {
     char tmp[12];
     size_t len = 0;
     do {
@@ -129,7 +129,7 @@ static int parse_u32(const char *s, size_t len, uint32_t *out) {
 /* ---------------------------------------------------------------------------------------- */
 
 /* Waits in `set` for the event of `waitable`; returns its payload. */
-static uint32_t wait_for(handle set, handle waitable) {
+static __attribute__((unused)) uint32_t wait_for(handle set, handle waitable) {
     uint32_t ev[2];
     for (;;) {
         uint32_t code = waitable_set_wait(set, ev);
