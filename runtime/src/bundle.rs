@@ -37,3 +37,19 @@ pub const WASI_CONFIG_FILE: &str = "io.containerd.skiff.v1.wasi.config-file";
 /// The unix socket of the node agent serving `wasi:keyvalue` for the task's pod. Absent (a plain
 /// containerd): a granted `wasi:keyvalue` fails every `open` with an error saying so.
 pub const WASI_KEYVALUE_SOCKET: &str = "io.containerd.skiff.v1.wasi.keyvalue-socket";
+/// A function's (a component exporting `wasi:http/incoming-handler`) TCP ports, comma-separated,
+/// in the network namespace the bundle joins. Absent: 8080. Empty: none, and a function fails
+/// to start (a skiff pod's container declared no TCP port).
+pub const FUNCTION_PORTS: &str = "io.containerd.skiff.v1.function.ports";
+/// A function's request timeout in milliseconds (504 past it; 0: none). Absent: 30000.
+pub const FUNCTION_TIMEOUT_MS: &str = "io.containerd.skiff.v1.function.timeout-ms";
+/// A function's largest request body in bytes (413 past it; 0: none). Absent: 10 MiB.
+pub const FUNCTION_MAX_BODY_BYTES: &str = "io.containerd.skiff.v1.function.max-body-bytes";
+/// A function's requests in flight at most (503 past it; 0: no cap). Absent: 0.
+pub const FUNCTION_CONCURRENCY: &str = "io.containerd.skiff.v1.function.concurrency";
+/// Where a function's outgoing `wasi:http` requests may go, comma-separated, in Spin's
+/// `allowed_outbound_hosts` syntax. Absent or empty: nowhere.
+pub const FUNCTION_ALLOWED_OUTBOUND_HOSTS: &str =
+    "io.containerd.skiff.v1.function.allowed-outbound-hosts";
+/// `"true"`: the module must be a function (a command fails to start, naming why).
+pub const FUNCTION_REQUIRED: &str = "io.containerd.skiff.v1.function.required";

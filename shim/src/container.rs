@@ -155,6 +155,18 @@ impl Container {
                     outcome.elapsed
                 );
                 let prepared = outcome.prepared;
+                match prepared.role() {
+                    skiff_runtime::wasm::Role::Function => {
+                        crate::function::check_network(spec, &wspec.http)?;
+                    }
+                    skiff_runtime::wasm::Role::Command if wspec.http.required => {
+                        return Err(skiff_runtime::wasm::WasmError::NotFunction {
+                            path: module.clone(),
+                        }
+                        .to_string());
+                    }
+                    skiff_runtime::wasm::Role::Command => {}
+                }
                 let memory_limit = wspec.memory_limit;
                 let cgroup = match joining.take().or_else(|| start_join(args, spec)) {
                     Some(join) => Some(join.await.map_err(|e| e.to_string())??),
@@ -353,6 +365,11 @@ impl Container {
                 // Under the gate: a Start in progress has stored its instance by then.
                 let _gate = self.init.gate.lock().await;
                 match task.instance() {
+                    // A function drains its requests in flight on SIGTERM (or SIGINT), then
+                    // exits 0; anything else ends it at once.
+                    Some(instance) if matches!(sig, Signal::SIGTERM | Signal::SIGINT) => {
+                        instance.stop();
+                    }
                     Some(instance) => instance.kill(),
                     // Created, never started: it ends here.
                     None if !self.init.is_stopped() => {
@@ -513,6 +530,7 @@ impl Container {
                 Ok(Figures::Wasm {
                     usage: instance.as_ref().map(|i| i.usage()).unwrap_or_default(),
                     memory_limit: task.memory_limit.unwrap_or(0),
+                    function: instance.as_ref().and_then(|i| i.function_stats()),
                     running: instance.is_some_and(|i| i.status().is_none()),
                 })
             }

@@ -21,6 +21,7 @@ mod cgroup;
 mod container;
 mod errors;
 mod events;
+mod function;
 mod host_interfaces;
 mod linux;
 mod logfile;

@@ -7,14 +7,17 @@
 //! the process's: its figures are its instance's ([`skiff_runtime::wasm::InstanceUsage`]), as
 //! `io.containerd.cgroups.v2.Metrics` on any host: `memory.usage` the bytes of its linear memories
 //! and tables, `memory.usage_limit` its memory limit (0: none), `cpu.usage_usec` the CPU time its
-//! guest used, `pids.current` 1 while it runs. Must not: read a cgroup for a Wasm task.
+//! guest used, `pids.current` 1 while it runs. A function's request figures
+//! ([`FunctionStats`]) ride in the same message as field [`FunctionStats::METRICS_FIELD`], a
+//! field containerd does not know and skips; a skiff agent reads it. Must not: read a cgroup
+//! for a Wasm task.
 
 use containerd_shim::protos::cgroups::metrics as v1;
 use containerd_shim::protos::cgroups_v2::metrics as v2;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::util::convert_to_any;
 use skiff_runtime::linux::cgroups::{self, Usage, Version};
-use skiff_runtime::wasm::InstanceUsage;
+use skiff_runtime::wasm::{FunctionStats, InstanceUsage};
 
 /// A task's figures, as its kind has them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +29,8 @@ pub enum Figures {
         usage: InstanceUsage,
         /// 0: none.
         memory_limit: u64,
+        /// A function's request figures; `None` for a command.
+        function: Option<FunctionStats>,
         running: bool,
     },
 }
@@ -37,9 +42,17 @@ pub fn metrics(figures: &Figures) -> Result<Any, String> {
         Figures::Wasm {
             usage,
             memory_limit,
+            function,
             running,
-        } => convert_to_any(Box::new(wasm_metrics(usage, *memory_limit, *running)))
-            .map_err(|e| e.to_string()),
+        } => {
+            let mut m = wasm_metrics(usage, *memory_limit, *running);
+            if let Some(f) = function {
+                m.special_fields
+                    .mut_unknown_fields()
+                    .add_length_delimited(FunctionStats::METRICS_FIELD, f.encode());
+            }
+            convert_to_any(Box::new(m)).map_err(|e| e.to_string())
+        }
     }
 }
 
@@ -95,6 +108,7 @@ mod tests {
                 cpu: std::time::Duration::from_millis(1500),
             },
             memory_limit: 64 << 20,
+            function: None,
             running: true,
         };
         let any = metrics(&figures).unwrap();
@@ -106,5 +120,39 @@ mod tests {
         assert_eq!(m.memory.usage_limit, 64 << 20);
         assert_eq!(m.cpu.usage_usec, 1_500_000);
         assert_eq!(m.pids.current, 1);
+        assert!(
+            m.special_fields
+                .unknown_fields()
+                .get(FunctionStats::METRICS_FIELD)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_functions_figures_ride_in_a_field_of_their_own() {
+        let stats = FunctionStats {
+            requests_total: 7,
+            in_flight: 2,
+            ..FunctionStats::default()
+        };
+        let figures = Figures::Wasm {
+            usage: InstanceUsage::default(),
+            memory_limit: 0,
+            function: Some(stats.clone()),
+            running: true,
+        };
+        let any = metrics(&figures).unwrap();
+        let m = v2::Metrics::parse_from_bytes(&any.value).unwrap();
+        assert_eq!(m.pids.current, 1);
+        let field = m
+            .special_fields
+            .unknown_fields()
+            .get(FunctionStats::METRICS_FIELD);
+        let Some(containerd_shim::protos::protobuf::UnknownValueRef::LengthDelimited(bytes)) =
+            field
+        else {
+            panic!("no function figures: {field:?}");
+        };
+        assert_eq!(FunctionStats::decode(bytes), Some(stats));
     }
 }

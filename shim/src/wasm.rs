@@ -183,6 +183,7 @@ pub fn wasm_spec(
         stdio,
         log_path,
         log_max_bytes,
+        http: crate::function::options(spec)?,
         ..WasmSpec::default()
     })
 }

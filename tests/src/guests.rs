@@ -11,6 +11,10 @@
 //!   (`NAME.component.wasm`), via `wit-component` and wasmtime 48's preview1 command adapter.
 //! - [`socket_component`]: a C guest that also calls `wasi:sockets` directly (declared in
 //!   `tests/guests/NAME.wit`), as a command component (`NAME.component.wasm`).
+//! - [`function_component`]: a C wasi:http function (`tests/guests/NAME.c` + `NAME.wit`),
+//!   built as a reactor with the preview1 reactor adapter (`NAME.component.wasm`).
+//! - [`host_component`]: a C guest that imports skiff's host interfaces (`wit/`), as a command
+//!   component (`NAME.component.wasm`).
 //! - [`wat`]: an inline WAT text as a core module (`NAME.wasm`).
 //! - [`p3_component`]: `tests/guests/p3/NAME.c`, freestanding C with no libc, as a WASI 0.3
 //!   component (`p3-NAME.component.wasm`) of the world `skiff:p3-guests/NAME`.
@@ -23,6 +27,7 @@ use std::time::SystemTime;
 
 use wasi_preview1_component_adapter_provider::{
     WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME, WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
+    WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
 };
 use wit_component::ComponentEncoder;
 
@@ -216,6 +221,78 @@ pub fn p3_component(name: &str) -> PathBuf {
     out
 }
 
+/// `tests/guests/{name}.c`, a wasi:http 0.2 function: a reactor module (`-mexec-model=reactor`,
+/// no `main`) exporting `wasi:http/incoming-handler@0.2.0#handle` by its canonical ABI name, with
+/// the world `skiff:test-guests/{name}` of `tests/guests/{name}.wit` embedded, wrapped with the
+/// preview1 *reactor* adapter (no `wasi:cli/run`; `_initialize` runs at instantiation). Returns
+/// the component's path (`NAME.component.wasm`).
+pub fn function_component(name: &str) -> PathBuf {
+    let dir = workspace_root().join("tests/guests");
+    let (src, wit) = (
+        dir.join(format!("{name}.c")),
+        dir.join(format!("{name}.wit")),
+    );
+    let out = guests_dir().join(format!("{name}.component.wasm"));
+    let _serial = build_lock();
+    if is_fresh(&out, &src) && is_fresh(&out, &wit) {
+        return out;
+    }
+    let core = temp_path(&guests_dir().join(format!("{name}.reactor.wasm")));
+    let mut cmd = Command::new("clang");
+    cmd.arg("--target=wasm32-wasi");
+    if let Some(sysroot) = sysroot() {
+        cmd.arg(format!("--sysroot={}", sysroot.display()));
+    }
+    cmd.args(["-mexec-model=reactor", "-O2", "-o"])
+        .arg(&core)
+        .arg(&src);
+    let output = match cmd.output() {
+        Ok(output) => output,
+        Err(e) => panic!("cannot run clang ({e}): install the Debian packages {PACKAGES}"),
+    };
+    if !output.status.success() {
+        let _ = std::fs::remove_file(&core);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        panic!(
+            "building function guest {name} failed: {cmd:?} exited with {}.\n{}\n--- clang stderr\n{stderr}",
+            output.status,
+            diagnose(&stderr),
+        );
+    }
+    let module = std::fs::read(&core);
+    let _ = std::fs::remove_file(&core);
+    let mut module = module.unwrap_or_else(|e| panic!("cannot read {}: {e}", core.display()));
+    let text = std::fs::read_to_string(&wit)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", wit.display()));
+    let mut resolve = wit_parser::Resolve::default();
+    let package = resolve
+        .push_str(&wit, &text)
+        .unwrap_or_else(|e| panic!("{}: {e:#}", wit.display()));
+    let world = resolve
+        .select_world(&[package], Some(&format!("skiff:test-guests/{name}")))
+        .unwrap_or_else(|e| panic!("{}: {e:#}", wit.display()));
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap_or_else(|e| panic!("embedding {} in {name}: {e:#}", wit.display()));
+    let component = ComponentEncoder::default()
+        .validate(true)
+        .module(&module)
+        .unwrap_or_else(|e| panic!("guest {name}: not a usable core module: {e:#}"))
+        .adapter(
+            WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+            WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+        )
+        .unwrap_or_else(|e| panic!("loading the preview1 reactor adapter: {e:#}"))
+        .encode()
+        .unwrap_or_else(|e| panic!("encoding {name} as a component: {e:#}"));
+    write_atomic(&out, &component);
+    out
+}
+
 /// A core module as a command component, with the preview1 command adapter.
 fn encode_command(name: &str, module: &[u8]) -> Vec<u8> {
     ComponentEncoder::default()
@@ -229,6 +306,55 @@ fn encode_command(name: &str, module: &[u8]) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("loading the preview1 command adapter: {e:#}"))
         .encode()
         .unwrap_or_else(|e| panic!("encoding {name} as a component: {e:#}"))
+}
+
+/// `tests/guests/{name}.c`, which imports skiff's host interfaces by their canonical ABI names,
+/// as a command component; returns its path (`NAME.component.wasm`).
+///
+/// Its world `skiff:test-guests/{name}` (`tests/guests/{name}.wit`) imports them from the
+/// packages of the workspace's top-level `wit/` (config, keyvalue, logging), loaded first: the
+/// guest is built against the very WIT the host's bindings are generated from.
+pub fn host_component(name: &str) -> PathBuf {
+    let core = guest(name);
+    let root = workspace_root();
+    let wit = root.join("tests/guests").join(format!("{name}.wit"));
+    let packages = ["config", "keyvalue", "logging"].map(|p| root.join("wit").join(p));
+    let out = guests_dir().join(format!("{name}.component.wasm"));
+    let _serial = build_lock();
+    let wit_files: Vec<PathBuf> = packages
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .collect();
+    if is_fresh(&out, &core) && is_fresh(&out, &wit) && wit_files.iter().all(|f| is_fresh(&out, f))
+    {
+        return out;
+    }
+    let mut resolve = wit_parser::Resolve::default();
+    for dir in &packages {
+        resolve
+            .push_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
+    }
+    let text = std::fs::read_to_string(&wit)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", wit.display()));
+    let package = resolve
+        .push_str(&wit, &text)
+        .unwrap_or_else(|e| panic!("{}: {e:#}", wit.display()));
+    let world = resolve
+        .select_world(&[package], Some(&format!("skiff:test-guests/{name}")))
+        .unwrap_or_else(|e| panic!("{}: {e:#}", wit.display()));
+    let mut module =
+        std::fs::read(&core).unwrap_or_else(|e| panic!("cannot read {}: {e}", core.display()));
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap_or_else(|e| panic!("embedding {} in {}: {e:#}", wit.display(), core.display()));
+    write_atomic(&out, &encode_command(name, &module));
+    out
 }
 
 /// `text` (WAT) compiled to a core module at `<target dir>/guests/{name}.wasm`; returns its path.
@@ -383,6 +509,23 @@ mod tests {
         assert!(bytes.starts_with(b"\0asm\x0d\0\x01\0"), "a component");
         for name in ["wasi:sockets/tcp@0.2.0", "wasi:cli/run@0.2"] {
             assert!(contains(&bytes, name), "{name}");
+        }
+    }
+
+    #[test]
+    fn p3_guests_are_wasi_0_3_components_without_preview1() {
+        for (name, names) in [
+            ("cli", ["wasi:cli/run@0.3.0", "wasi:cli/stdout@0.3.0"]),
+            ("http", ["wasi:http/handler@0.3.0", "wasi:http/types@0.3.0"]),
+        ] {
+            let bytes = read(&p3_component(name));
+            assert_eq!(bytes[4..8], COMPONENT_VERSION, "{name}");
+            for wanted in names {
+                assert!(contains(&bytes, wanted), "{name} lacks {wanted}");
+            }
+            for unwanted in ["wasi_snapshot_preview1", "@0.2."] {
+                assert!(!contains(&bytes, unwanted), "{name} has {unwanted}");
+            }
         }
     }
 

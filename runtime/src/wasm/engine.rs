@@ -98,6 +98,11 @@ impl WasmEngine {
             .map_err(|e| WasmError::Engine(chain(&e)))?;
         wasmtime_wasi::p3::add_to_linker(&mut component_linker)
             .map_err(|e| WasmError::Engine(chain(&e)))?;
+        // wasi:http types and outgoing requests (functions, [`super::http`]).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component_linker)
+            .map_err(|e| WasmError::Engine(chain(&e)))?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut component_linker)
+            .map_err(|e| WasmError::Engine(chain(&e)))?;
         // Name lookups with the spec's resolver settings, over wasmtime-wasi's.
         super::name_lookup::add_to_linker(&mut component_linker)
             .map_err(|e| WasmError::Engine(chain(&e)))?;

@@ -21,11 +21,17 @@ pub enum WasmError {
     NoStart { path: PathBuf },
     /// A component that does not export `wasi:cli/run`.
     #[error(
-        "component {} does not target world wasi:cli/command ({})",
+        "component {} does not target world wasi:cli/command or wasi:http/proxy ({})",
         path.display(),
         describe_exports(exports)
     )]
     NotCommand { path: PathBuf, exports: Vec<String> },
+    /// The spec asks for a function, and the component exports no `wasi:http` handler.
+    #[error(
+        "component {} does not export wasi:http/incoming-handler: it is not a function (it is a command)",
+        path.display()
+    )]
+    NotFunction { path: PathBuf },
     /// An import the host does not provide (the message names it).
     #[error("{} imports what this host does not provide: {message}", path.display())]
     UnknownImport { path: PathBuf, message: String },
@@ -76,6 +82,7 @@ impl WasmError {
             WasmError::Invalid { .. }
                 | WasmError::NoStart { .. }
                 | WasmError::NotCommand { .. }
+                | WasmError::NotFunction { .. }
                 | WasmError::UnknownImport { .. }
                 | WasmError::NotGranted { .. }
                 | WasmError::InvalidSpec(_)
@@ -99,10 +106,11 @@ fn describe_io(e: &io::Error) -> String {
 
 fn describe_exports(exports: &[String]) -> String {
     if exports.is_empty() {
-        "it exports nothing; a command exports wasi:cli/run".to_string()
+        "it exports nothing; a command exports wasi:cli/run, a function wasi:http/incoming-handler"
+            .to_string()
     } else {
         format!(
-            "it exports {} but not wasi:cli/run",
+            "it exports {} but not wasi:cli/run nor wasi:http/incoming-handler",
             exports
                 .iter()
                 .map(|e| format!("`{e}`"))
@@ -146,15 +154,15 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "component c.wasm does not target world wasi:cli/command (it exports nothing; a command exports wasi:cli/run)"
+            "component c.wasm does not target world wasi:cli/command or wasi:http/proxy (it exports nothing; a command exports wasi:cli/run, a function wasi:http/incoming-handler)"
         );
         let e = WasmError::NotCommand {
             path: "c.wasm".into(),
-            exports: vec!["wasi:http/incoming-handler@0.2.0".into()],
+            exports: vec!["wasi:http/handler@0.4.0".into()],
         };
         assert!(
             e.to_string()
-                .contains("it exports `wasi:http/incoming-handler@0.2.0` but not wasi:cli/run")
+                .contains("it exports `wasi:http/handler@0.4.0` but not wasi:cli/run")
         );
     }
 }

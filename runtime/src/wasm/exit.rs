@@ -86,6 +86,11 @@ impl ExitStatus {
         ExitStatus::new(KILLED_EXIT_CODE, ExitReason::Error, "killed".to_string())
     }
 
+    /// Ended on its own terms, exit code 0 (a function that drained after a stop).
+    pub(crate) fn completed() -> Self {
+        ExitStatus::new(0, ExitReason::Completed, String::new())
+    }
+
     /// The run task ended without reporting (it panicked).
     pub(crate) fn lost(detail: &str) -> Self {
         ExitStatus::new(

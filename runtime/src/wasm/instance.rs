@@ -19,6 +19,8 @@ use wasmtime::{ResourceLimiter, Store};
 use super::engine::WasmEngine;
 use super::error::{WasmError, chain};
 use super::exit::{ExitStatus, RunEnd, classify};
+use super::http::FunctionStats;
+use super::http::stats::Counters;
 use super::limits::{DeniedGrowth, Limits};
 use super::name_lookup::NameLookup;
 use super::netns::NetnsThread;
@@ -37,11 +39,46 @@ pub struct Instance {
     kind: ModuleKind,
     started_at: SystemTime,
     kill: Arc<watch::Sender<bool>>,
+    /// A graceful stop (a function drains; anything else is killed).
+    stop: Arc<watch::Sender<bool>>,
     exit: watch::Receiver<Option<ExitStatus>>,
     usage: Arc<Usage>,
+    /// A function's counters ([`super::http`]); `None` for a command.
+    function: Option<Arc<Counters>>,
+}
+
+/// The run task's side of an [`Instance`].
+pub(crate) struct Controls {
+    pub(crate) kill: watch::Receiver<bool>,
+    pub(crate) stop: watch::Receiver<bool>,
+    pub(crate) exit: watch::Sender<Option<ExitStatus>>,
 }
 
 impl Instance {
+    /// A handle for an instance of `prepared` and the controls its run task keeps.
+    pub(crate) fn with_controls(
+        id: &str,
+        prepared: &Prepared,
+        usage: Arc<Usage>,
+        function: Option<Arc<Counters>>,
+    ) -> (Instance, Controls) {
+        let (kill_tx, kill) = watch::channel(false);
+        let (stop_tx, stop) = watch::channel(false);
+        let (exit, exit_rx) = watch::channel(None);
+        let instance = Instance {
+            id: id.into(),
+            digest: prepared.digest().into(),
+            kind: prepared.kind(),
+            started_at: SystemTime::now(),
+            kill: Arc::new(kill_tx),
+            stop: Arc::new(stop_tx),
+            exit: exit_rx,
+            usage,
+            function,
+        };
+        (instance, Controls { kill, stop, exit })
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -70,6 +107,27 @@ impl Instance {
         self.kill.send_replace(true);
     }
 
+    /// Asks the instance to end gracefully (SIGTERM): a function stops accepting, finishes the
+    /// requests in flight and exits 0 ([`super::http`]); a command, which cannot be told, is
+    /// killed. A later [`Instance::kill`] cuts a drain short.
+    pub fn stop(&self) {
+        if self.function.is_some() {
+            self.stop.send_replace(true);
+        } else {
+            self.kill();
+        }
+    }
+
+    /// Whether it serves a function (a `wasi:http` handler) rather than running a command.
+    pub fn is_function(&self) -> bool {
+        self.function.is_some()
+    }
+
+    /// A function's request figures so far; `None` for a command.
+    pub fn function_stats(&self) -> Option<FunctionStats> {
+        self.function.as_ref().map(|c| c.read())
+    }
+
     /// What it uses now, from wasmtime's accounting ([`super::usage`]): its memories and tables
     /// (none once exited) and its guest's CPU time so far.
     pub fn usage(&self) -> InstanceUsage {
@@ -94,7 +152,7 @@ impl Instance {
 }
 
 /// Where an instance's output goes, for what the host itself writes there.
-enum Output {
+pub(crate) enum Output {
     Log(LogWriter),
     Streams(Arc<Streams>),
 }
@@ -108,7 +166,22 @@ impl Output {
         }
     }
 
-    fn log(&self) -> Option<&LogWriter> {
+    /// The spec's CRI log (created) or its streams. Blocking.
+    pub(crate) fn open(spec: &WasmSpec) -> Result<Output, WasmError> {
+        Ok(match &spec.stdio {
+            Stdio::Log => Output::Log(
+                LogWriter::create(&spec.log_path, spec.effective_log_max_bytes()).map_err(
+                    |source| WasmError::Log {
+                        path: spec.log_path.clone(),
+                        source,
+                    },
+                )?,
+            ),
+            Stdio::Streams(streams) => Output::Streams(streams.clone()),
+        })
+    }
+
+    pub(crate) fn log(&self) -> Option<&LogWriter> {
         match self {
             Output::Log(log) => Some(log),
             Output::Streams(_) => None,
@@ -116,7 +189,7 @@ impl Output {
     }
 
     /// Writes host text (a trap's message) to the instance's stderr.
-    fn stderr(&self, text: &str) {
+    pub(crate) fn stderr(&self, text: &str) {
         match self {
             Output::Log(log) => {
                 let _ = log.write(LogStream::Stderr, text.as_bytes());
@@ -126,7 +199,7 @@ impl Output {
     }
 
     /// After the store is gone: writes what the guest left without a newline.
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Output::Log(log) = self
             && let Err(e) = log.finish()
         {
@@ -155,6 +228,14 @@ impl WasmEngine {
         prepared: &Prepared,
         spec: WasmSpec,
     ) -> Result<Instance, WasmError> {
+        if let Pre::Function(_) = prepared.pre() {
+            return super::http::server::start(self, prepared, spec).await;
+        }
+        if spec.http.required {
+            return Err(WasmError::NotFunction {
+                path: spec.module_path.clone(),
+            });
+        }
         let engine = self.clone();
         let (output, netns, builder) = tokio::task::spawn_blocking(move || {
             // A guest granted no socket makes none: its namespace does not matter.
@@ -162,17 +243,7 @@ impl WasmEngine {
                 Some(path) if !spec.network.is_none() => Some(engine.inner.netns.enter(path)?),
                 _ => None,
             };
-            let output = match &spec.stdio {
-                Stdio::Log => Output::Log(
-                    LogWriter::create(&spec.log_path, spec.effective_log_max_bytes()).map_err(
-                        |source| WasmError::Log {
-                            path: spec.log_path.clone(),
-                            source,
-                        },
-                    )?,
-                ),
-                Stdio::Streams(streams) => Output::Streams(streams.clone()),
-            };
+            let output = Output::open(&spec)?;
             let builder = wasi_ctx::builder(&spec, output.log())?;
             Ok::<_, WasmError>((output, netns, (builder, spec)))
         })
@@ -221,6 +292,12 @@ impl WasmEngine {
                     .await
                     .map_err(|e| instantiate_error(&spec, &mut store, e))?;
                 Ready::P3Command(store, command)
+            }
+            // Served by `start_prepared`'s first branch.
+            Pre::Function(_) => {
+                return Err(WasmError::Engine(
+                    "a function is served, not run as a command".into(),
+                ));
             }
         };
         Ok(spawn(spec.id, prepared, ready, output, netns, usage))
@@ -278,13 +355,28 @@ impl WasmEngine {
                         .await
                         .map_err(|e| instantiate_error(&spec, &mut store, e))?;
                 }
+                Pre::Function(handler) => {
+                    let limits = self.limits(&spec, Arc::default());
+                    let mut store = self.store(component_state(
+                        builder,
+                        limits,
+                        &spec,
+                        super::host::logging::Sink::Discard,
+                    ));
+                    handler.instantiate(&mut store).await.map_err(|message| {
+                        WasmError::Instantiate {
+                            id: spec.id.clone(),
+                            message,
+                        }
+                    })?;
+                }
             }
             times.push(began.elapsed());
         }
         Ok(times)
     }
 
-    fn limits(&self, spec: &WasmSpec, usage: Arc<Usage>) -> Limits {
+    pub(crate) fn limits(&self, spec: &WasmSpec, usage: Arc<Usage>) -> Limits {
         Limits::new(
             spec.memory_limit,
             spec.cpu_limit_millicores,
@@ -295,7 +387,7 @@ impl WasmEngine {
     }
 
     /// A store with the limiter, and a deadline of one tick whose callback yields (or throttles).
-    fn store<T: Guarded>(&self, data: T) -> Store<T> {
+    pub(crate) fn store<T: Guarded>(&self, data: T) -> Store<T> {
         let mut store = Store::new(&self.inner.engine, data);
         store.limiter(|s: &mut T| -> &mut dyn ResourceLimiter { s.limits() });
         store.epoch_deadline_callback(|mut cx| Ok(cx.data_mut().limits().on_epoch()));
@@ -305,7 +397,7 @@ impl WasmEngine {
 }
 
 /// The store data of a component (WASI 0.2 or 0.3) started with `spec`.
-fn component_state(
+pub(crate) fn component_state(
     mut builder: wasmtime_wasi::WasiCtxBuilder,
     limits: Limits,
     spec: &WasmSpec,
@@ -316,6 +408,8 @@ fn component_state(
         table: wasmtime::component::ResourceTable::new(),
         limits,
         lookup: NameLookup::new(spec.network.allow_outbound, spec.network.resolver.as_ref()),
+        http: wasmtime_wasi_http::WasiHttpCtx::new(),
+        outbound: super::http::outbound::Outbound::default(),
         host: super::host::HostCtx::new(&spec.host, log),
     }
 }
@@ -352,17 +446,12 @@ fn spawn(
     netns: Option<Arc<NetnsThread>>,
     usage: Arc<Usage>,
 ) -> Instance {
-    let (kill_tx, mut kill_rx) = watch::channel(false);
-    let (exit_tx, exit_rx) = watch::channel(None);
-    let instance = Instance {
-        id: id.into(),
-        digest: prepared.digest().into(),
-        kind: prepared.kind(),
-        started_at: SystemTime::now(),
-        kill: Arc::new(kill_tx),
-        exit: exit_rx,
-        usage: usage.clone(),
-    };
+    let (instance, controls) = Instance::with_controls(&id, prepared, usage.clone(), None);
+    let Controls {
+        kill: mut kill_rx,
+        exit: exit_tx,
+        ..
+    } = controls;
     let runtime = netns
         .as_ref()
         .map_or_else(tokio::runtime::Handle::current, |t| t.runtime().clone());

@@ -34,6 +34,17 @@ pub(crate) struct Limits {
     /// The largest linear memory the engine's pool holds: a growth past it fails after
     /// approval, so it is not counted.
     pool_memory_bytes: usize,
+    /// What this store added to `usage`, taken back when it is dropped (a function's stores
+    /// come and go under one instance's figures).
+    counted_memory: u64,
+    counted_table_elements: u64,
+}
+
+impl Drop for Limits {
+    fn drop(&mut self) {
+        self.usage.sub_memory(self.counted_memory);
+        self.usage.sub_table(self.counted_table_elements);
+    }
 }
 
 impl Limits {
@@ -52,6 +63,8 @@ impl Limits {
             cpu: cpu_limit_millicores.map(|m| CpuThrottle::new(m, tick)),
             usage,
             pool_memory_bytes: usize::try_from(pool_memory_bytes).unwrap_or(usize::MAX),
+            counted_memory: 0,
+            counted_table_elements: 0,
         }
     }
 
@@ -99,8 +112,9 @@ impl wasmtime::ResourceLimiter for Limits {
                 let fits =
                     desired <= self.pool_memory_bytes && maximum.is_none_or(|m| desired <= m);
                 if fits {
-                    self.usage
-                        .add_memory(desired.saturating_sub(current) as u64);
+                    let grown = desired.saturating_sub(current) as u64;
+                    self.usage.add_memory(grown);
+                    self.counted_memory += grown;
                 }
                 Ok(true)
             }
@@ -116,7 +130,9 @@ impl wasmtime::ResourceLimiter for Limits {
     ) -> wasmtime::Result<bool> {
         let allowed = desired <= MAX_TABLE_ELEMENTS;
         if allowed && maximum.is_none_or(|m| desired <= m) {
-            self.usage.add_table(desired.saturating_sub(current) as u64);
+            let grown = desired.saturating_sub(current) as u64;
+            self.usage.add_table(grown);
+            self.counted_table_elements += grown;
         }
         Ok(allowed)
     }

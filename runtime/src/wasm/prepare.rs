@@ -17,6 +17,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use super::cache::{self, FileStamp};
 use super::engine::{EngineInner, WasmEngine};
 use super::error::{WasmError, chain};
+use super::http::handler::Handler;
 use super::p3::{self, Wasi};
 use super::state::{ComponentState, ModuleState};
 
@@ -59,6 +60,17 @@ pub(crate) enum Pre {
     Component(CommandPre<ComponentState>),
     /// A WASI 0.3 command ([`super::p3`]).
     P3Command(wasmtime_wasi::p3::bindings::CommandPre<ComponentState>),
+    /// A function: a `wasi:http` handler, served per request ([`super::http`]).
+    Function(Handler),
+}
+
+/// What a prepared module or component does when started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Runs its entry point (`_start`, `wasi:cli/run`) to its end.
+    Command,
+    /// Serves HTTP requests with its `wasi:http/incoming-handler` export, an instance per request.
+    Function,
 }
 
 /// Compiled, not yet linked.
@@ -83,6 +95,16 @@ impl Prepared {
             Pre::Module(_) => Wasi::Preview1,
             Pre::Component(_) => Wasi::P2,
             Pre::P3Command(_) => Wasi::P3,
+            Pre::Function(Handler::P2(_)) => Wasi::P2,
+            Pre::Function(Handler::P3(_)) => Wasi::P3,
+        }
+    }
+
+    /// Whether it is a command or a function.
+    pub fn role(&self) -> Role {
+        match self.inner.pre {
+            Pre::Function(_) => Role::Function,
+            _ => Role::Command,
         }
     }
 
@@ -101,6 +123,7 @@ impl Prepared {
             Pre::Module(_) => None,
             Pre::Component(pre) => Some(pre.instance_pre().component()),
             Pre::P3Command(pre) => Some(pre.instance_pre().component()),
+            Pre::Function(handler) => Some(handler.component()),
         }
     }
 }
@@ -336,12 +359,13 @@ fn link(inner: &EngineInner, path: &Path, code: Code) -> Result<Pre, WasmError> 
                 path: path.to_path_buf(),
                 message,
             })?;
-            let Some(target) = target else {
+            let serves = exports.iter().any(|e| Handler::exported(e));
+            if target.is_none() && !serves {
                 return Err(WasmError::NotCommand {
                     path: path.to_path_buf(),
                     exports,
                 });
-            };
+            }
             let pre = inner
                 .component_linker
                 .instantiate_pre(&component)
@@ -349,6 +373,19 @@ fn link(inner: &EngineInner, path: &Path, code: Code) -> Result<Pre, WasmError> 
                     path: path.to_path_buf(),
                     message: chain(&e) + &p3::draft_hint(&inner.engine, &component),
                 })?;
+            // A function first: a component that also exports wasi:cli/run is served.
+            if let Some(handler) = Handler::detect(&exports, &pre) {
+                return handler.map(Pre::Function).map_err(|e| WasmError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!("its wasi:http handler export: {}", chain(&e)),
+                });
+            }
+            let Some(target) = target else {
+                return Err(WasmError::NotCommand {
+                    path: path.to_path_buf(),
+                    exports,
+                });
+            };
             let not_command = |_| WasmError::NotCommand {
                 path: path.to_path_buf(),
                 exports: exports.clone(),

@@ -25,6 +25,21 @@ pub struct ComponentState {
     pub(crate) lookup: super::name_lookup::NameLookup,
     /// The host interfaces beyond WASI ([`super::host`]).
     pub(crate) host: super::host::HostCtx,
+    /// `wasi:http` state (functions' requests, and outgoing requests).
+    pub(crate) http: wasmtime_wasi_http::WasiHttpCtx,
+    /// Where outgoing `wasi:http` requests may go ([`super::http::outbound`]; nowhere for a
+    /// command).
+    pub(crate) outbound: super::http::outbound::Outbound,
+}
+
+impl wasmtime_wasi_http::WasiHttpView for ComponentState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
 }
 
 impl super::host::HostView for ComponentState {

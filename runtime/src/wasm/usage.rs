@@ -64,6 +64,21 @@ impl Usage {
         );
     }
 
+    /// A store that had made or grown memories by `bytes` is gone.
+    pub(crate) fn sub_memory(&self, bytes: u64) {
+        let _ = (self.memory_bytes).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
+            Some(m.saturating_sub(bytes))
+        });
+    }
+
+    /// A store that had made or grown tables by `elements` is gone.
+    pub(crate) fn sub_table(&self, elements: u64) {
+        let bytes = elements.saturating_mul(TABLE_ELEMENT_BYTES);
+        let _ = (self.table_bytes).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+            Some(t.saturating_sub(bytes))
+        });
+    }
+
     /// The store is gone, and its memories and tables with it.
     pub(crate) fn released(&self) {
         self.memory_bytes.store(0, Ordering::Relaxed);

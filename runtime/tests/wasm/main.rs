@@ -11,6 +11,8 @@ mod common;
 mod cache;
 mod errors;
 mod fs;
+mod functions;
+mod host_interfaces;
 mod lifecycle;
 mod logs;
 mod name_lookup;
