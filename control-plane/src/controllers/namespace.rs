@@ -59,6 +59,12 @@ impl Controller {
                 delete_all::<K>(&Registry::<K>::new(self.store.clone()), namespace).await?
             });
         }
+        // Its wasi:keyvalue buckets (no pod is left to use them once the pods are gone).
+        if remaining == 0 {
+            crate::registry::keyvalue::Buckets::new(self.store.clone())
+                .delete_namespace(namespace)
+                .await?;
+        }
         Ok(remaining)
     }
 }

@@ -350,6 +350,33 @@ impl Buckets {
         }
     }
 
+    /// Deletes every bucket of `namespace` (the namespace is being deleted: a namespace made
+    /// again under the same name starts empty).
+    pub async fn delete_namespace(&self, namespace: &str) -> Result<(), ApiError> {
+        for prefix in [
+            format!("/keyvalue/{namespace}/"),
+            format!("/keyvaluebuckets/{namespace}/"),
+        ] {
+            loop {
+                let page = self
+                    .store
+                    .list(&prefix, None, PAGE)
+                    .await
+                    .map_err(store_error)?;
+                if page.items.is_empty() {
+                    break;
+                }
+                for kv in &page.items {
+                    match self.store.delete(&kv.key, None).await {
+                        Ok(_) | Err(StoreError::NotFound(_)) => {}
+                        Err(e) => return Err(store_error(e)),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses a write that would add `entries` and `bytes` to a full bucket (after a recount).
     async fn check_room(
         &self,
@@ -514,6 +541,13 @@ mod tests {
         b.delete("a", "", "k1").await.unwrap();
         assert!(!b.exists("a", "", "k1").await.unwrap());
         assert_eq!(b.meta("a", "default").await.unwrap().entries, 1);
+        // A deleted namespace takes its buckets along, and no other namespace's.
+        b.open("b", "x").await.unwrap();
+        b.set("b", "x", "k", Bytes::from("v")).await.unwrap();
+        b.delete_namespace("a").await.unwrap();
+        assert_eq!(b.get("a", "", "k2/x").await.unwrap(), None);
+        assert_eq!(b.meta("a", "default").await.unwrap(), Meta::default());
+        assert_eq!(b.get("b", "x", "k").await.unwrap().unwrap(), "v");
     }
 
     #[tokio::test]

@@ -55,3 +55,15 @@ pub(super) async fn grants(ctx: &NodeContext, pod: &Pod) -> Result<HostGrants, S
     }
     Ok(grants)
 }
+
+/// Keeps the keyvalue socket of `pod` served if it is granted `keyvalue`: called at every
+/// reconcile, so a restarted agent serves again the sockets its adopted pods' tasks use.
+pub(super) fn keep_serving(ctx: &NodeContext, pod: &Pod) {
+    if !skiff_api::host_interfaces::grants(pod.metadata.as_ref(), Interface::KeyValue) {
+        return;
+    }
+    let meta = pod.meta();
+    if let Err(e) = ctx.keyvalue.serve(&meta.namespace, &meta.name, &meta.uid) {
+        tracing::warn!(pod = %meta.name, error = %e, "serving the pod's keyvalue socket");
+    }
+}

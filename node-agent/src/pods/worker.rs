@@ -346,6 +346,7 @@ impl PodWorker {
             return;
         }
         let pod = self.entry.pod.clone();
+        super::host_interfaces::keep_serving(&self.ctx, &pod);
         let policy = pod_policy(&pod);
         let now = SystemTime::now();
         let spec = pod.spec.clone().unwrap_or_default();

@@ -13,6 +13,7 @@ mod errors;
 mod fs;
 mod functions;
 mod host_interfaces;
+mod host_interfaces;
 mod lifecycle;
 mod logs;
 mod name_lookup;
