@@ -31,6 +31,7 @@ pub fn validate_workload_annotations(
 ) {
     use crate::workload::{LINUX_CONTAINERS, WASM_CONTAINERS, WASM_RUNTIME, listed};
     crate::host_interfaces::validate(meta, path, errors);
+    crate::functions::validate(meta, path, errors);
     let wasm_pod = spec.runtime_class_name == WASM_RUNTIME;
     let (used, unused) = if wasm_pod {
         (LINUX_CONTAINERS, WASM_CONTAINERS)

@@ -32,6 +32,7 @@
 //! | annotation [`WASI_INTERFACES`] `"config,keyvalue,logging"` | those host interfaces of `wit/` may be imported (an ungranted one fails the start, named) |
 //! | annotation [`WASI_CONFIG_FILE`] `wasi-config.json` (a file of the bundle, mode 0600) | `wasi:config/store` answers with its JSON object's keys and values |
 //! | annotation [`WASI_KEYVALUE_SOCKET`] `PATH` | `wasi:keyvalue` through the agent's socket for the pod (absent: `open` fails, saying so) |
+//! | annotations [`FUNCTION_PORTS`] `"8080"`, [`FUNCTION_TIMEOUT_MS`], [`FUNCTION_MAX_BODY_BYTES`], [`FUNCTION_CONCURRENCY`], [`FUNCTION_ALLOWED_OUTBOUND_HOSTS`], [`FUNCTION_REQUIRED`] | if the component exports `wasi:http/incoming-handler`: served per request on those ports (in the namespace) with those limits and outbound hosts; required: a command fails to start (always written by the agent: the container's TCP ports, empty for none, and the pod's `skiff.dev/function-*` settings) |
 //! | annotation [`LOG_PATH`] `FILE` (Create without stdio) | stdout and stderr as CRI log records in FILE ([`LOG_MAX_BYTES`] rotates it); a Linux task's init too |
 //!
 //! Stats of a Wasm task are its own, from wasmtime's accounting (cgroups v2 `Metrics`: linear
@@ -48,11 +49,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use skiff_runtime::bundle::{
-    ARGV0, BIND_PORTS, GROUP, LOG_MAX_BYTES, LOG_PATH, OUTBOUND, RESOLV_CONF, WASI_CONFIG_FILE,
-    WASI_INTERFACES, WASI_KEYVALUE_SOCKET,
+    ARGV0, BIND_PORTS, FUNCTION_ALLOWED_OUTBOUND_HOSTS, FUNCTION_CONCURRENCY,
+    FUNCTION_MAX_BODY_BYTES, FUNCTION_PORTS, FUNCTION_REQUIRED, FUNCTION_TIMEOUT_MS, GROUP,
+    LOG_MAX_BYTES, LOG_PATH, OUTBOUND, RESOLV_CONF, WASI_CONFIG_FILE, WASI_INTERFACES,
+    WASI_KEYVALUE_SOCKET,
 };
-use skiff_runtime::wasm::HostGrants;
 use skiff_runtime::linux::default_spec::{Bind, ContainerConfig, spec_json};
+use skiff_runtime::wasm::{HostGrants, HttpOptions};
 
 use super::spec::{ContainerSpec, LinuxProcess, WasmProcess, Workload};
 use crate::shim::{RootfsMount, ShimError};
@@ -219,6 +222,7 @@ fn wasm_config(
     if let Some(socket) = &host.keyvalue_socket {
         annotations.insert(WASI_KEYVALUE_SOCKET.into(), socket.display().to_string());
     }
+    function_annotations(&wasm.http, &mut annotations);
     if spec.netns.is_some() {
         let ports: Vec<String> = wasm.bind_ports.iter().map(u16::to_string).collect();
         annotations.insert(BIND_PORTS.into(), ports.join(","));
@@ -240,6 +244,31 @@ fn wasm_config(
         "linux": {"resources": resources, "namespaces": namespaces},
         "annotations": annotations,
     }))
+}
+
+/// How the shim serves the container if its component is a function: always written, so that
+/// the shim's defaults for a plain containerd (port 8080) never apply to a skiff pod.
+fn function_annotations(http: &HttpOptions, annotations: &mut BTreeMap<String, String>) {
+    let ports: Vec<String> = http.ports.iter().map(u16::to_string).collect();
+    annotations.insert(FUNCTION_PORTS.into(), ports.join(","));
+    annotations.insert(
+        FUNCTION_TIMEOUT_MS.into(),
+        http.timeout.as_millis().to_string(),
+    );
+    annotations.insert(
+        FUNCTION_MAX_BODY_BYTES.into(),
+        http.max_body_bytes.to_string(),
+    );
+    annotations.insert(FUNCTION_CONCURRENCY.into(), http.concurrency.to_string());
+    if !http.allowed_outbound_hosts.is_empty() {
+        annotations.insert(
+            FUNCTION_ALLOWED_OUTBOUND_HOSTS.into(),
+            http.allowed_outbound_hosts.join(","),
+        );
+    }
+    if http.required {
+        annotations.insert(FUNCTION_REQUIRED.into(), "true".into());
+    }
 }
 
 fn linux_bundle(
@@ -450,6 +479,7 @@ mod tests {
             outbound: false,
             resolv_conf: None,
             host: HostGrants::default(),
+            http: skiff_runtime::wasm::HttpOptions::default(),
         };
         let roots = tmp.path().join("roots");
         for attempt in 0..2 {
@@ -519,6 +549,14 @@ mod tests {
             outbound: false,
             resolv_conf: Some("nameserver 10.244.1.1\n".into()),
             host: HostGrants::default(),
+            http: HttpOptions {
+                ports: vec![8080, 9090],
+                timeout: std::time::Duration::from_millis(2500),
+                concurrency: 3,
+                allowed_outbound_hosts: vec!["http://a:1".into(), "https://*.b".into()],
+                required: true,
+                ..HttpOptions::default()
+            },
         };
         let roots = tmp.path().join("roots");
         let dir = tmp.path().join("b");
@@ -556,6 +594,12 @@ mod tests {
         assert_eq!(a[LOG_PATH], "/var/log/c/0.log");
         assert_eq!(a[LOG_MAX_BYTES], "1024");
         assert_eq!(a["skiff.dev/pod-uid"], "u1");
+        assert_eq!(a[FUNCTION_PORTS], "8080,9090");
+        assert_eq!(a[FUNCTION_TIMEOUT_MS], "2500");
+        assert_eq!(a[FUNCTION_MAX_BODY_BYTES], (10u64 << 20).to_string());
+        assert_eq!(a[FUNCTION_CONCURRENCY], "3");
+        assert_eq!(a[FUNCTION_ALLOWED_OUTBOUND_HOSTS], "http://a:1,https://*.b");
+        assert_eq!(a[FUNCTION_REQUIRED], "true");
 
         // No network namespace: no socket annotations (the shim grants nothing).
         s.netns = None;

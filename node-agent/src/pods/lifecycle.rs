@@ -69,6 +69,30 @@ pub(super) fn wasm_grants_sockets(pod: &Pod) -> bool {
     ports || allows_outbound(pod.meta())
 }
 
+/// How container `container` of a pod with `meta` is served if its component is a function: its
+/// declared TCP ports and the pod's `skiff.dev/function-*` settings (any of them makes a function
+/// required). The error names the annotation.
+fn function_options(
+    meta: &ObjectMeta,
+    container: &Container,
+) -> Result<skiff_runtime::wasm::HttpOptions, String> {
+    let settings = skiff_api::functions::settings(Some(meta))
+        .map_err(|(key, message)| format!("annotation {key}: {message}"))?;
+    Ok(skiff_runtime::wasm::HttpOptions {
+        ports: container
+            .ports
+            .iter()
+            .filter(|p| p.protocol.is_empty() || p.protocol.eq_ignore_ascii_case("TCP"))
+            .filter_map(|p| u16::try_from(p.container_port).ok())
+            .collect(),
+        timeout: settings.timeout,
+        max_body_bytes: settings.max_body_bytes,
+        concurrency: settings.concurrency,
+        allowed_outbound_hosts: settings.allowed_outbound_hosts,
+        required: settings.declared,
+    })
+}
+
 fn allows_outbound(meta: &ObjectMeta) -> bool {
     meta.annotations.get(ALLOW_OUTBOUND).map(String::as_str) == Some("true")
 }
@@ -255,6 +279,10 @@ impl PodWorker {
             Ok(host) => host,
             Err(message) => return (waiting("CreateContainerConfigError", message), digest),
         };
+        let http = match function_options(meta, container) {
+            Ok(http) => http,
+            Err(message) => return (waiting("CreateContainerConfigError", message), digest),
+        };
         let resources = Resources::of(container);
         let (argv0, mut args) = match container.command.split_first() {
             Some((first, rest)) => (first.clone(), rest.to_vec()),
@@ -281,6 +309,7 @@ impl PodWorker {
                 // Its name lookups ask what the pod's OCI containers would.
                 resolv_conf: attached.as_ref().map(|_| self.resolv_conf(pod)),
                 host,
+                http,
             }),
             env,
             cwd: container.working_dir.clone(),
