@@ -12,6 +12,7 @@ pub mod cidr;
 pub mod client;
 pub mod cluster_dns;
 pub mod events;
+pub mod functions;
 pub mod host_interfaces;
 pub mod host_networks;
 pub mod intstr;

@@ -61,6 +61,9 @@ pub struct WasmProcess {
     /// The host interfaces beyond WASI it may import (`wit/`), with their config values and
     /// keyvalue socket ([`crate::pods`] resolves them from the pod's annotations).
     pub host: skiff_runtime::wasm::HostGrants,
+    /// How it is served if its component is a function (exports `wasi:http/incoming-handler`):
+    /// the container's TCP ports and the pod's `skiff.dev/function-*` settings.
+    pub http: skiff_runtime::wasm::HttpOptions,
 }
 
 /// A process in Linux namespaces over an image's layers.

@@ -163,6 +163,31 @@ impl ShimClient {
 
     /// Stats: task `id`'s figures now (a Linux task's cgroup, a Wasm task's instance).
     pub async fn stats(&self, id: &str) -> Result<TaskUsage, ShimError> {
+        let any = self.stats_any(id).await?;
+        TaskUsage::from_any(&any).map_err(|reason| ShimError::Decode {
+            what: format!("stats of {id}"),
+            reason,
+        })
+    }
+
+    /// A function's request figures, all of them (the runtime's
+    /// [`FunctionStats`](skiff_runtime::wasm::FunctionStats): requests received, in flight,
+    /// rejected 503/413, timed out 504, errors 500, instantiations, a duration histogram), from
+    /// the same Stats call; `None` when task `id` is no function (a command, a Linux task). For
+    /// the HPA: `in_flight` as it is, `requests_total` as a rate between two readings.
+    pub async fn function_stats(
+        &self,
+        id: &str,
+    ) -> Result<Option<skiff_runtime::wasm::FunctionStats>, ShimError> {
+        let any = self.stats_any(id).await?;
+        Ok(super::task::function_stats(&any))
+    }
+
+    /// The Stats answer as it came.
+    async fn stats_any(
+        &self,
+        id: &str,
+    ) -> Result<containerd_shim::protos::protobuf::well_known_types::any::Any, ShimError> {
         let req = api::StatsRequest {
             id: id.to_string(),
             ..Default::default()
@@ -171,13 +196,9 @@ impl ShimClient {
         let r = self
             .call("stats", id, Some(self.timeouts.call), call)
             .await?;
-        let any = r.stats.into_option().ok_or_else(|| ShimError::Decode {
+        r.stats.into_option().ok_or_else(|| ShimError::Decode {
             what: format!("stats of {id}"),
             reason: "no figures in the answer".into(),
-        })?;
-        TaskUsage::from_any(&any).map_err(|reason| ShimError::Decode {
-            what: format!("stats of {id}"),
-            reason,
         })
     }
 

@@ -175,6 +175,30 @@ impl TaskUsage {
     }
 }
 
+/// A function's full counters from a Stats answer (field [`FUNCTION_STATS_FIELD`] of a v2
+/// `Metrics`, in the runtime's [`skiff_runtime::wasm::FunctionStats`] form); `None` when absent.
+pub fn function_stats(
+    any: &containerd_shim::protos::protobuf::well_known_types::any::Any,
+) -> Option<skiff_runtime::wasm::FunctionStats> {
+    use containerd_shim::protos::cgroups_v2::metrics as v2;
+    use containerd_shim::protos::protobuf::{Message, MessageFull, UnknownValueRef};
+    let name = any.type_url.rsplit('/').next().unwrap_or_default();
+    if name != v2::Metrics::descriptor().full_name() {
+        return None;
+    }
+    let m = v2::Metrics::parse_from_bytes(&any.value).ok()?;
+    match m
+        .special_fields
+        .unknown_fields()
+        .get(FUNCTION_STATS_FIELD)?
+    {
+        UnknownValueRef::LengthDelimited(bytes) => {
+            skiff_runtime::wasm::FunctionStats::decode(bytes)
+        }
+        _ => None,
+    }
+}
+
 /// Fields 1 (requests received) and 2 (in flight) of a function's counters; other fields skipped.
 fn function_counters(mut bytes: &[u8]) -> Option<(u64, u64)> {
     fn varint(bytes: &mut &[u8]) -> Option<u64> {
@@ -237,5 +261,33 @@ mod usage_tests {
         let plain = containerd_shim::util::convert_to_any(Box::new(v2::Metrics::new())).unwrap();
         assert_eq!(TaskUsage::from_any(&plain).unwrap().requests, None);
         let _ = v2::Metrics::new().write_to_bytes();
+    }
+}
+
+#[cfg(test)]
+mod function_stats_tests {
+    use super::*;
+    use containerd_shim::protos::cgroups_v2::metrics as v2;
+    use skiff_runtime::wasm::FunctionStats;
+
+    #[test]
+    fn a_functions_full_figures_come_back_from_a_stats_answer() {
+        assert_eq!(FUNCTION_STATS_FIELD, FunctionStats::METRICS_FIELD);
+        let stats = FunctionStats {
+            requests_total: 9,
+            in_flight: 3,
+            timed_out: 1,
+            instantiations: 8,
+            duration_sum: Duration::from_millis(40),
+            ..FunctionStats::default()
+        };
+        let mut m = v2::Metrics::new();
+        m.special_fields
+            .mut_unknown_fields()
+            .add_length_delimited(FUNCTION_STATS_FIELD, stats.encode());
+        let any = containerd_shim::util::convert_to_any(Box::new(m)).unwrap();
+        assert_eq!(function_stats(&any), Some(stats));
+        let plain = containerd_shim::util::convert_to_any(Box::new(v2::Metrics::new())).unwrap();
+        assert_eq!(function_stats(&plain), None);
     }
 }
