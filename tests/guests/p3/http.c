@@ -118,6 +118,9 @@ static size_t append(char *buf, size_t at, size_t cap, const char *s, size_t len
     return at;
 }
 
+/* Appends a string literal. */
+#define APPEND_LIT(buf, at, lit) append(buf, at, sizeof buf, lit, sizeof lit - 1)
+
 static uint32_t respond(struct task *t);
 static uint32_t write_body(struct task *t);
 static uint32_t write_trailers(struct task *t);
@@ -130,12 +133,12 @@ static uint32_t route(struct task *t, struct str path) {
     if (path.len > 7 && mem_eq(p, 7, "/sleep/", 7)) {
         uint32_t ms;
         if (!parse_u32(p + 7, path.len - 7, &ms)) ms = 0;
-        n = append(t->text, 0, sizeof t->text, "slept ", 6);
+        n = APPEND_LIT(t->text, 0, "slept ");
         n = append(t->text, n, sizeof t->text, p + 7, path.len - 7);
-        n = append(t->text, n, sizeof t->text, " ms, request ", 12);
+        n = APPEND_LIT(t->text, n, " ms, request ");
         char num[12];
         n = append(t->text, n, sizeof t->text, num, fmt_u32(num, requests_seen));
-        n = append(t->text, n, sizeof t->text, " of its instance\n", 17);
+        n = APPEND_LIT(t->text, n, " of its instance\n");
         t->out_len = n;
         uint32_t status = wait_for_ns((uint64_t)ms * 1000000);
         if ((status & 0xf) != SUBTASK_RETURNED) return wait_on(t, SLEEPING, status >> 4);
@@ -155,11 +158,11 @@ static uint32_t route(struct task *t, struct str path) {
             i++;
         n = append(t->text, 0, sizeof t->text, name.ptr, name.len);
         if (i < env.len) {
-            n = append(t->text, n, sizeof t->text, "=", 1);
+            n = APPEND_LIT(t->text, n, "=");
             n = append(t->text, n, sizeof t->text, env.vars[i].value.ptr, env.vars[i].value.len);
-            n = append(t->text, n, sizeof t->text, "\n", 1);
+            n = APPEND_LIT(t->text, n, "\n");
         } else {
-            n = append(t->text, n, sizeof t->text, " unset\n", 7);
+            n = APPEND_LIT(t->text, n, " unset\n");
         }
         t->out_len = n;
         return 0;
@@ -249,9 +252,9 @@ uint32_t handle_request(handle request) {
     } path;
     request_path(request, &path);
     struct str p = path.is_some ? path.path : (struct str){"/", 1};
-    t->line_len = append(t->line, 0, sizeof t->line, "handled ", 8);
+    t->line_len = APPEND_LIT(t->line, 0, "handled ");
     t->line_len = append(t->line, t->line_len, sizeof t->line, p.ptr, p.len);
-    t->line_len = append(t->line, t->line_len, sizeof t->line, "\n", 1);
+    t->line_len = APPEND_LIT(t->line, t->line_len, "\n");
     uint32_t code = route(t, p);
     request_drop(request);
     return code ? code : respond(t);

@@ -32,7 +32,7 @@
 //! Must not: apply limits or count (that is `server`).
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -41,15 +41,16 @@ use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use wasmtime::Store;
 use wasmtime::component::{Accessor, InstancePre};
+use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::p3::bindings::{Service, ServicePre};
-use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 
 use super::super::state::ComponentState;
 use super::super::usage::{Usage, accounted};
 use super::handler::Respond;
+use super::stats::Counters;
 
 /// The export prefix of a WASI 0.3 HTTP handler.
 pub(crate) const P3_EXPORT: &str = "wasi:http/handler@0.3.";
@@ -74,27 +75,18 @@ pub(crate) struct Workers {
     open: Mutex<Vec<mpsc::Sender<Job>>>,
     /// The function's figures, where its workers' CPU time is counted.
     usage: Arc<Usage>,
-    /// Instances made, and requests that joined one already serving.
-    instances: AtomicU64,
-    joined: AtomicU64,
+    /// The function's counters: the server counts an instantiation per admitted request; a
+    /// request that joins an instance already serving takes its count back.
+    counters: Arc<Counters>,
 }
 
 impl Workers {
-    pub(crate) fn new(usage: Arc<Usage>) -> Self {
+    pub(crate) fn new(usage: Arc<Usage>, counters: Arc<Counters>) -> Self {
         Workers {
             open: Mutex::default(),
             usage,
-            instances: AtomicU64::new(0),
-            joined: AtomicU64::new(0),
+            counters,
         }
-    }
-
-    /// (instances made, requests served by an instance that was already serving) so far.
-    pub(crate) fn counts(&self) -> (u64, u64) {
-        (
-            self.instances.load(Ordering::Relaxed),
-            self.joined.load(Ordering::Relaxed),
-        )
     }
 
     /// Offers `job` to each open worker in turn; the job back if none took it.
@@ -159,19 +151,38 @@ enum Taken {
 /// How a request ended in its worker: `Err` when the instance trapped or failed.
 type Finished = wasmtime::Result<()>;
 
-/// Why a worker ended early, for the requests it leaves without a word (a trap ends every
-/// request of the instance at once).
-#[derive(Default)]
-struct Fate(Mutex<Option<String>>);
+/// Why a worker ended, for the requests it leaves without a word (a trap ends every request
+/// of the instance at once, and they learn of it before the worker has the error).
+struct Fate {
+    error: Mutex<Option<String>>,
+    /// Set once the worker has ended (dropped with it, if it panicked).
+    ended: watch::Sender<bool>,
+}
+
+impl Default for Fate {
+    fn default() -> Self {
+        Fate {
+            error: Mutex::default(),
+            ended: watch::Sender::new(false),
+        }
+    }
+}
 
 impl Fate {
-    fn set(&self, e: &wasmtime::Error) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(format!("{e:?}"));
+    /// The worker ended, with `result`.
+    fn end(&self, result: &wasmtime::Result<()>) {
+        if let Err(e) = result {
+            *self.error.lock().unwrap_or_else(PoisonError::into_inner) = Some(format!("{e:?}"));
+        }
+        self.ended.send_replace(true);
     }
 
-    fn error(&self) -> wasmtime::Error {
-        match &*self.0.lock().unwrap_or_else(PoisonError::into_inner) {
-            Some(e) => wasmtime::format_err!("the instance serving this request failed: {e}"),
+    /// The worker's error, once it has ended.
+    async fn error(&self) -> wasmtime::Error {
+        let mut ended = self.ended.subscribe();
+        let _ = ended.wait_for(|e| *e).await;
+        match &*self.error.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(e) => wasmtime::format_err!("{e}"),
             None => wasmtime::format_err!("the instance serving this request ended"),
         }
     }
@@ -197,17 +208,20 @@ where
     };
     let (done, fate) = match workers.offer(job).await {
         Ok(done) => {
-            workers.joined.fetch_add(1, Ordering::Relaxed);
+            workers
+                .counters
+                .instantiations
+                .fetch_sub(1, Ordering::Relaxed);
             (done.0, done.1)
         }
         Err(job) => {
-            workers.instances.fetch_add(1, Ordering::Relaxed);
             let (tx, rx) = mpsc::channel(1);
             workers.register(tx);
             let (done_tx, done_rx) = oneshot::channel();
             let fate = Arc::new(Fate::default());
             let worker = serve(pre.clone(), store, job, done_tx, rx, fate.clone());
-            tokio::spawn(accounted(worker, &workers.usage.clone()));
+            let usage = workers.usage.clone();
+            tokio::spawn(async move { accounted(worker, &usage).await });
             (done_rx, fate)
         }
     };
@@ -215,7 +229,7 @@ where
     // abandoned.
     match done.await {
         Ok(finished) => finished,
-        Err(_) => Err(fate.error()),
+        Err(_) => Err(fate.error().await),
     }
 }
 
@@ -234,6 +248,7 @@ async fn serve(
             // The error itself (a full instance pool is a 503, not a 500).
             let _ = first_done.send(Err(e));
             stop_taking(&mut offers);
+            fate.end(&Ok(()));
             return;
         }
     };
@@ -299,10 +314,8 @@ async fn serve(
             .await;
         })
         .await;
-    if let Err(e) = ended {
-        fate.set(&e);
-    }
     stop_taking(&mut offers);
+    fate.end(&ended);
 }
 
 /// Closes `offers` and hands every job still in it back to its request.
@@ -338,9 +351,12 @@ async fn one(
         request, respond, ..
     } = job;
     let work = async {
-        let (request, request_io) = accessor.with(|mut store| {
-            wasmtime_wasi_http::p3::Request::from_http(store.data_mut().http().hooks, request)
-        });
+        // The default hooks strip the forbidden headers, as the function's own (outbound-only)
+        // hooks would.
+        let (request, request_io) = wasmtime_wasi_http::p3::Request::from_http(
+            wasmtime_wasi_http::default_hooks(),
+            request,
+        );
         match service.handle(accessor, request).await? {
             Ok(response) => {
                 // The request's I/O result travels with the response's body (as
