@@ -12,9 +12,9 @@
 //! Owns the names, the parsing and the validation (errors name the annotation). Must not: read
 //! objects (the node agent resolves the sources).
 
+use crate::v1::ObjectMeta;
 use crate::validation::FieldErrors;
 use crate::validation::names::is_dns1123_subdomain;
-use crate::v1::ObjectMeta;
 use crate::workload::listed;
 
 /// The interfaces granted to the pod's Wasm containers, comma-separated.
@@ -178,7 +178,10 @@ mod tests {
     #[test]
     fn bad_values_name_the_annotation() {
         let e = errors_of(&meta(&[(INTERFACES, "config,http")]));
-        assert!(e.contains("metadata.annotations[skiff.dev/wasi-interfaces]"), "{e}");
+        assert!(
+            e.contains("metadata.annotations[skiff.dev/wasi-interfaces]"),
+            "{e}"
+        );
         assert!(e.contains("unknown interface \"http\""), "{e}");
         let e = errors_of(&meta(&[(INTERFACES, "logging,logging")]));
         assert!(e.contains("listed twice"), "{e}");
@@ -186,7 +189,10 @@ mod tests {
             (INTERFACES, "config"),
             (CONFIG_FROM, "configmap:app,volume:x,secret:Bad_Name,plain"),
         ]));
-        assert!(e.contains("metadata.annotations[skiff.dev/wasi-config-from]"), "{e}");
+        assert!(
+            e.contains("metadata.annotations[skiff.dev/wasi-config-from]"),
+            "{e}"
+        );
         assert!(e.contains("unknown kind \"volume\""), "{e}");
         assert!(e.contains("\"Bad_Name\" is not a valid object name"), "{e}");
         assert!(e.contains("expected configmap:NAME or secret:NAME"), "{e}");

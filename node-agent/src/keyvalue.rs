@@ -187,7 +187,10 @@ async fn answer(
             }
         }
         Op::Set { key, value } => {
-            call(caller, c, bucket, KeyValueOp::Set, key, |r| r.value = value.0).await?;
+            call(caller, c, bucket, KeyValueOp::Set, key, |r| {
+                r.value = value.0
+            })
+            .await?;
             Reply::Done
         }
         Op::Delete { key } => {
@@ -221,7 +224,10 @@ async fn answer(
         }
         Op::SetMany { entries } => {
             for (key, value) in entries {
-                call(caller, c, bucket, KeyValueOp::Set, key, |r| r.value = value.0).await?;
+                call(caller, c, bucket, KeyValueOp::Set, key, |r| {
+                    r.value = value.0
+                })
+                .await?;
             }
             Reply::Done
         }

@@ -53,7 +53,10 @@ pub fn grants(spec: &Spec, bundle: &Path) -> Result<HostGrants, String> {
 fn read_config(bundle: &Path, name: &str) -> Result<ConfigValues, String> {
     let plain = Path::new(name);
     let mut parts = plain.components();
-    if !matches!((parts.next(), parts.next()), (Some(Component::Normal(_)), None)) {
+    if !matches!(
+        (parts.next(), parts.next()),
+        (Some(Component::Normal(_)), None)
+    ) {
         return Err(format!(
             "annotation {WASI_CONFIG_FILE} {name:?}: must name a file in the bundle directory"
         ));
@@ -125,11 +128,20 @@ mod tests {
     #[test]
     fn bad_annotations_are_named_and_values_never_quoted() {
         let bundle = tempfile::tempdir().unwrap();
-        let e = grants(&spec(serde_json::json!({WASI_INTERFACES: "http"})), bundle.path());
+        let e = grants(
+            &spec(serde_json::json!({WASI_INTERFACES: "http"})),
+            bundle.path(),
+        );
         assert!(e.unwrap_err().contains("unknown interface \"http\""));
         for name in ["../x.json", "/etc/passwd", "a/b.json"] {
-            let e = grants(&spec(serde_json::json!({WASI_CONFIG_FILE: name})), bundle.path());
-            assert!(e.unwrap_err().contains("must name a file in the bundle"), "{name}");
+            let e = grants(
+                &spec(serde_json::json!({WASI_CONFIG_FILE: name})),
+                bundle.path(),
+            );
+            assert!(
+                e.unwrap_err().contains("must name a file in the bundle"),
+                "{name}"
+            );
         }
         std::fs::write(bundle.path().join("c.json"), r#"{"k": 1, "pw": "s3cret"}"#).unwrap();
         let e = grants(

@@ -466,7 +466,11 @@ impl Buckets {
                         .update(&key, encode_meta(next), Some(kv.mod_revision))
                         .await
                 }
-                None => self.store.create(&key, encode_meta(change(Meta::default()))).await,
+                None => {
+                    self.store
+                        .create(&key, encode_meta(change(Meta::default())))
+                        .await
+                }
             };
             match written {
                 Ok(_) => return Ok(()),
@@ -528,7 +532,9 @@ mod tests {
         let (_d, b) = buckets(Limits::default());
         b.open("a", "").await.unwrap();
         b.set("a", "", "k1", Bytes::from("v1")).await.unwrap();
-        b.set("a", "default", "k2/x", Bytes::from("v2")).await.unwrap();
+        b.set("a", "default", "k2/x", Bytes::from("v2"))
+            .await
+            .unwrap();
         assert_eq!(b.get("a", "", "k1").await.unwrap().unwrap(), "v1");
         // Another namespace's bucket of the same name is another bucket.
         assert_eq!(b.get("b", "", "k1").await.unwrap(), None);

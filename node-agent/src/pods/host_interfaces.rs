@@ -34,14 +34,24 @@ pub(super) async fn grants(ctx: &NodeContext, pod: &Pod) -> Result<HostGrants, S
                     .get(&meta.namespace, name, &meta.uid)
                     .await?
                     .map(super::volumes::config_map_bytes)
-                    .ok_or_else(|| format!("configmap {name:?} not found (named by {})", skiff_api::host_interfaces::CONFIG_FROM))?,
+                    .ok_or_else(|| {
+                        format!(
+                            "configmap {name:?} not found (named by {})",
+                            skiff_api::host_interfaces::CONFIG_FROM
+                        )
+                    })?,
                 ConfigSource::Secret(name) => ctx
                     .sources
                     .secrets
                     .get(&meta.namespace, name, &meta.uid)
                     .await?
                     .map(|s| s.data)
-                    .ok_or_else(|| format!("secret {name:?} not found (named by {})", skiff_api::host_interfaces::CONFIG_FROM))?,
+                    .ok_or_else(|| {
+                        format!(
+                            "secret {name:?} not found (named by {})",
+                            skiff_api::host_interfaces::CONFIG_FROM
+                        )
+                    })?,
             };
             for (key, value) in data {
                 values.retain(|(k, _)| *k != key);
@@ -51,7 +61,8 @@ pub(super) async fn grants(ctx: &NodeContext, pod: &Pod) -> Result<HostGrants, S
         grants.config_values = ConfigValues(values);
     }
     if grants.keyvalue {
-        grants.keyvalue_socket = Some(ctx.keyvalue.serve(&meta.namespace, &meta.name, &meta.uid)?);
+        grants.keyvalue_socket =
+            Some(ctx.keyvalue.serve(&meta.namespace, &meta.name, &meta.uid)?);
     }
     Ok(grants)
 }

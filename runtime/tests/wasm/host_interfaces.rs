@@ -41,10 +41,14 @@ async fn config_values_reach_the_guest_through_the_wit_config_bindings() {
         ]),
         ..all_granted()
     };
-    let status = ex.run(&spec(&ex, "config", &["config", "greeting"], host.clone())).await;
+    let status = ex
+        .run(&spec(&ex, "config", &["config", "greeting"], host.clone()))
+        .await;
     assert_eq!(status.code, 0, "{:?}", ex.output("config"));
     assert_eq!(ex.output("config").0, "greeting=hello\n");
-    let status = ex.run(&spec(&ex, "missing", &["config", "nope"], host.clone())).await;
+    let status = ex
+        .run(&spec(&ex, "missing", &["config", "nope"], host.clone()))
+        .await;
     assert_eq!(status.code, 0);
     assert_eq!(ex.output("missing").0, "nope: not set\n");
     ex.run(&spec(&ex, "all", &["config-all"], host)).await;
@@ -66,10 +70,22 @@ async fn an_import_the_spec_does_not_grant_fails_the_start_naming_it() {
         .await
         .err()
         .expect("an ungranted import must not start");
-    assert!(matches!(e, WasmError::NotGranted { grant: "keyvalue", .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            WasmError::NotGranted {
+                grant: "keyvalue",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     let text = e.to_string();
     assert!(text.contains("imports wasi:keyvalue/"), "{text}");
-    assert!(text.contains("@0.2.0-draft, which is not granted"), "{text}");
+    assert!(
+        text.contains("@0.2.0-draft, which is not granted"),
+        "{text}"
+    );
     assert!(e.is_invalid_input());
     // Nothing granted: the first host import is named.
     let e = ex
@@ -156,7 +172,9 @@ fn answer(state: &Mutex<BTreeMap<String, BTreeMap<String, Vec<u8>>>>, r: Request
                 .map(|v| String::from_utf8_lossy(v).parse().unwrap())
                 .unwrap_or(0);
             bucket.insert(key, (now + delta).to_string().into_bytes());
-            Reply::Number { number: now + delta }
+            Reply::Number {
+                number: now + delta,
+            }
         }
         other => Reply::Failed {
             failure: Failure::Other(format!("not in this fake: {other:?}")),
@@ -174,19 +192,32 @@ async fn keyvalue_calls_reach_the_agent_socket_and_survive_the_instance() {
     };
     for (i, want) in ["hits=1\n", "hits=2\n"].into_iter().enumerate() {
         let id = format!("incr-{i}");
-        let status = ex.run(&spec(&ex, &id, &["incr", "counters", "hits"], host.clone())).await;
+        let status = ex
+            .run(&spec(&ex, &id, &["incr", "counters", "hits"], host.clone()))
+            .await;
         assert_eq!(status.code, 0, "{:?}", ex.output(&id));
         assert_eq!(ex.output(&id).0, want);
     }
-    ex.run(&spec(&ex, "set", &["set", "app", "colour", "teal"], host.clone())).await;
-    ex.run(&spec(&ex, "get", &["get", "app", "colour"], host.clone())).await;
+    ex.run(&spec(
+        &ex,
+        "set",
+        &["set", "app", "colour", "teal"],
+        host.clone(),
+    ))
+    .await;
+    ex.run(&spec(&ex, "get", &["get", "app", "colour"], host.clone()))
+        .await;
     assert_eq!(ex.output("get").0, "colour=teal\n");
     assert_eq!(agent.buckets.lock().unwrap()["app"]["colour"], b"teal");
-    ex.run(&spec(&ex, "del", &["del", "app", "colour"], host.clone())).await;
-    ex.run(&spec(&ex, "gone", &["get", "app", "colour"], host.clone())).await;
+    ex.run(&spec(&ex, "del", &["del", "app", "colour"], host.clone()))
+        .await;
+    ex.run(&spec(&ex, "gone", &["get", "app", "colour"], host.clone()))
+        .await;
     assert_eq!(ex.output("gone").0, "colour: not set\n");
     // The agent's refusal reaches the guest as access-denied.
-    let status = ex.run(&spec(&ex, "denied", &["get", "forbidden", "k"], host)).await;
+    let status = ex
+        .run(&spec(&ex, "denied", &["get", "forbidden", "k"], host))
+        .await;
     assert_eq!(status.code, 1);
     assert_eq!(ex.output("denied").1, "host get: open: access-denied\n");
 }
@@ -194,7 +225,9 @@ async fn keyvalue_calls_reach_the_agent_socket_and_survive_the_instance() {
 #[tokio::test]
 async fn without_an_agent_keyvalue_fails_with_an_error_saying_so() {
     let ex = Executor::new();
-    let status = ex.run(&spec(&ex, "noagent", &["incr", "b", "k"], all_granted())).await;
+    let status = ex
+        .run(&spec(&ex, "noagent", &["incr", "b", "k"], all_granted()))
+        .await;
     assert_eq!(status.code, 1);
     assert_eq!(status.reason, ExitReason::Error);
     let stderr = ex.output("noagent").1;

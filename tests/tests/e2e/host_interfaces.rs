@@ -41,11 +41,14 @@ fn pod_json(c: &Cluster, namespace: &str, name: &str) -> Option<Value> {
 
 /// Waits for the pod to end (Succeeded or Failed); returns it.
 fn finished(c: &Cluster, namespace: &str, name: &str) -> Value {
-    wait_for(&format!("pod {namespace}/{name} to finish"), Duration::from_secs(60), || {
-        pod_json(c, namespace, name).filter(|p| {
-            matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
-        })
-    })
+    wait_for(
+        &format!("pod {namespace}/{name} to finish"),
+        Duration::from_secs(60),
+        || {
+            pod_json(c, namespace, name)
+                .filter(|p| matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
+        },
+    )
 }
 
 fn logs(c: &Cluster, namespace: &str, name: &str, extra: &[&str]) -> String {
@@ -62,9 +65,27 @@ fn wasi_config_reads_a_configmap_value_and_wasi_logging_lines_reach_skiff_logs()
     );
     let all = "config,keyvalue,logging";
     let sources = "configmap:app-settings,secret:app-secrets";
-    c.apply(&pod("greet", "default", all, sources, &["config", "greeting"]));
-    c.apply(&pod("colour", "default", all, sources, &["config", "colour"]));
-    c.apply(&pod("hidden", "default", all, sources, &["config", "hidden"]));
+    c.apply(&pod(
+        "greet",
+        "default",
+        all,
+        sources,
+        &["config", "greeting"],
+    ));
+    c.apply(&pod(
+        "colour",
+        "default",
+        all,
+        sources,
+        &["config", "colour"],
+    ));
+    c.apply(&pod(
+        "hidden",
+        "default",
+        all,
+        sources,
+        &["config", "hidden"],
+    ));
     c.apply(&pod(
         "logger",
         "default",
@@ -153,7 +174,11 @@ fn wasi_keyvalue_data_survives_an_instance_restart_and_the_pod_replaced() {
         || count_in(&logs(&c, "default", &first, &[])).filter(|n| *n >= 2),
     );
     let previous = count_in(&logs(&c, "default", &first, &["--previous"]));
-    assert_eq!(previous, Some(before - 1), "the run before counted one less");
+    assert_eq!(
+        previous,
+        Some(before - 1),
+        "the run before counted one less"
+    );
     // A new pod (the old one deleted) sees the data too.
     let out = c.skiff(&["delete", "pod", &first]);
     assert!(out.status.success(), "{}", text(&out));

@@ -114,7 +114,10 @@ mod tests {
 
     #[test]
     fn records_are_one_line_each() {
-        assert_eq!(line("INFO", "kv", "counter is 3"), "INFO kv: counter is 3\n");
+        assert_eq!(
+            line("INFO", "kv", "counter is 3"),
+            "INFO kv: counter is 3\n"
+        );
         assert_eq!(line("WARN", "", "low disk"), "WARN low disk\n");
         assert_eq!(line("ERROR", "a", "two\nlines\n"), "ERROR a: two\\nlines\n");
         let long = "é".repeat(MAX_RECORD_BYTES);

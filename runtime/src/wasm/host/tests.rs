@@ -20,7 +20,10 @@ async fn frames_round_trip_with_values_as_base64() {
         failure: Failure::Other("full".into()),
     };
     write_frame(&mut b, &reply).await.unwrap();
-    assert_eq!(read_frame::<Reply, _>(&mut a).await.unwrap().unwrap(), reply);
+    assert_eq!(
+        read_frame::<Reply, _>(&mut a).await.unwrap().unwrap(),
+        reply
+    );
     // The wire form is JSON with the value in base64.
     let text = serde_json::to_string(&request).unwrap();
     assert_eq!(
@@ -35,7 +38,9 @@ async fn frames_round_trip_with_values_as_base64() {
 async fn an_oversized_frame_is_refused() {
     let (mut a, mut b) = tokio::io::duplex(64);
     let len = (super::keyvalue::wire::MAX_FRAME_BYTES as u32 + 1).to_be_bytes();
-    tokio::io::AsyncWriteExt::write_all(&mut a, &len).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut a, &len)
+        .await
+        .unwrap();
     let e = read_frame::<Request, _>(&mut b).await.unwrap_err();
     assert!(e.to_string().contains("over the"), "{e}");
 }

@@ -79,12 +79,25 @@ pub enum Op {
 #[serde(tag = "reply", rename_all = "kebab-case")]
 pub enum Reply {
     Done,
-    Value { value: Option<Value> },
-    Exists { exists: bool },
-    Keys { keys: Vec<String>, cursor: Option<u64> },
-    Number { number: u64 },
-    Values { values: Vec<Option<(String, Value)>> },
-    Failed { failure: Failure },
+    Value {
+        value: Option<Value>,
+    },
+    Exists {
+        exists: bool,
+    },
+    Keys {
+        keys: Vec<String>,
+        cursor: Option<u64>,
+    },
+    Number {
+        number: u64,
+    },
+    Values {
+        values: Vec<Option<(String, Value)>>,
+    },
+    Failed {
+        failure: Failure,
+    },
 }
 
 /// What the guest is told when an operation fails (`wasi:keyvalue/store.error`).
