@@ -106,3 +106,110 @@ impl key_value_api_server::KeyValueApi for KeyValueService {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::tests::{Harness, pod};
+
+    fn request(caller: &KeyValueCaller, op: KeyValueOp, key: &str) -> KeyValueRequest {
+        KeyValueRequest {
+            caller: Some(caller.clone()),
+            bucket: "b".into(),
+            op: op.into(),
+            key: key.into(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        }
+    }
+
+    /// A service over a store holding `default/web` on node n1 (granted keyvalue when `granted`).
+    async fn service(granted: bool) -> (Harness, KeyValueService, KeyValueCaller) {
+        let h = Harness::new().await;
+        let mut p = pod("default", "web");
+        if let Some(spec) = p.spec.as_mut() {
+            spec.node_name = "n1".into();
+        }
+        if granted && let Some(meta) = p.metadata.as_mut() {
+            meta.annotations.insert(
+                skiff_api::host_interfaces::INTERFACES.into(),
+                "keyvalue".into(),
+            );
+        }
+        let created = h.create(p).await.unwrap();
+        let service = KeyValueService {
+            pods: h.registry(),
+            buckets: Buckets::new(h.store.clone()),
+        };
+        let caller = KeyValueCaller {
+            namespace: "default".into(),
+            pod: "web".into(),
+            pod_uid: created.metadata.unwrap().uid,
+            node: "n1".into(),
+        };
+        (h, service, caller)
+    }
+
+    #[tokio::test]
+    async fn a_node_reaches_only_the_buckets_of_pods_it_runs_and_that_are_granted() {
+        let (_h, s, caller) = service(true).await;
+        let node = Identity::NodeBootstrap;
+        s.call(&node, request(&caller, KeyValueOp::Open, ""))
+            .await
+            .unwrap();
+        s.call(&node, request(&caller, KeyValueOp::Set, "k"))
+            .await
+            .unwrap();
+        let got = s
+            .call(&node, request(&caller, KeyValueOp::Get, "k"))
+            .await
+            .unwrap();
+        assert!(got.found && got.value == b"v");
+        let refused = |c: KeyValueCaller, why: &'static str| {
+            let s = s.clone();
+            async move {
+                let e = s
+                    .call(&Identity::NodeBootstrap, request(&c, KeyValueOp::Get, "k"))
+                    .await
+                    .unwrap_err();
+                assert!(matches!(e, ApiError::Forbidden(_)), "{e}");
+                assert!(e.to_string().contains(why), "{e}");
+            }
+        };
+        // Another node, a stale uid, a pod that does not exist.
+        let other_node = KeyValueCaller {
+            node: "n2".into(),
+            ..caller.clone()
+        };
+        refused(other_node, "does not run on node \"n2\"").await;
+        let stale = KeyValueCaller {
+            pod_uid: "old".into(),
+            ..caller.clone()
+        };
+        refused(stale, "its uid is not").await;
+        let absent = KeyValueCaller {
+            pod: "nope".into(),
+            ..caller.clone()
+        };
+        refused(absent, "no such pod").await;
+        // Another namespace named with this pod's name: no such pod there.
+        let elsewhere = KeyValueCaller {
+            namespace: "kube-system".into(),
+            ..caller
+        };
+        refused(elsewhere, "no such pod").await;
+    }
+
+    #[tokio::test]
+    async fn a_pod_not_granted_keyvalue_is_refused() {
+        let (_h, s, caller) = service(false).await;
+        let e = s
+            .call(
+                &Identity::NodeBootstrap,
+                request(&caller, KeyValueOp::Open, ""),
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("does not grant \"keyvalue\""), "{e}");
+    }
+}
