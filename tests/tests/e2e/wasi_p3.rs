@@ -3,11 +3,14 @@
 //! to Succeeded or Failed with its output in `skiff logs`, and a `wasi:http@0.3.0` function that
 //! serves requests.
 
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use skiff_tests::guests::p3_component;
-use skiff_tests::{Cluster, stderr, stdout, text, wait_for};
+use skiff_tests::netns::NodeNetwork;
+use skiff_tests::netslot::NetSlot;
+use skiff_tests::{Cluster, ClusterOptions, stderr, stdout, text, wait_for};
 
 fn cluster() -> Cluster {
     let mut c = Cluster::start();
@@ -80,4 +83,82 @@ fn a_p3_command_exit_code_fails_the_pod_and_reaches_skiff_run() {
     let out = c.skiff(&["run", "--rm", &image("cli"), "--", "echo", "streamed"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(stdout(&out), "streamed\n");
+}
+
+/// GETs `paths` at once from the node's namespace `ns`, a curl each: (status, body) in order.
+fn get_all(ns: &str, base: &str, paths: &[&str]) -> Vec<(u16, String)> {
+    let children: Vec<_> = paths
+        .iter()
+        .map(|path| {
+            Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{ns}"))
+                .args([
+                    "--",
+                    "curl",
+                    "-s",
+                    "--max-time",
+                    "20",
+                    "-w",
+                    "\n%{http_code}",
+                ])
+                .arg(format!("{base}{path}"))
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("curl")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().expect("curl");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+            (code.trim().parse().unwrap_or(0), body.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_p3_function_pod_serves_requests_on_its_pod_ip() {
+    let slot = NetSlot::take();
+    let net = NodeNetwork::new(&slot, 1);
+    let options = ClusterOptions {
+        listen: Some(format!("{}:0", net.host_address())),
+        ..Default::default()
+    };
+    let mut c = Cluster::start_in(options, slot);
+    c.add_agent_at("node-a", net.address(0), Some(net.namespace(0)), &[]);
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p3-fn\n  annotations: {{skiff.dev/function-timeout: 5s}}\nspec:\n  runtimeClassName: wasm\n  containers:\n  - name: fn\n    image: {}\n    env: [{{name: GREETING, value: from the pod spec}}]\n    ports: [{{containerPort: 8080}}]\n    readinessProbe:\n      tcpSocket: {{port: 8080}}\n      periodSeconds: 1\n",
+        image("http"),
+    ));
+    let ip = wait_for("p3-fn Ready", Duration::from_secs(60), || {
+        let p = c.get_json("pod", "p3-fn")?;
+        let ready = p["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        ready
+            .then(|| p["status"]["podIP"].as_str().map(str::to_string))
+            .flatten()
+    });
+    let ns = net.namespace(0);
+    let base = format!("http://{ip}:8080");
+    let got = get_all(ns, &base, &["/", "/env/GREETING"]);
+    assert_eq!(got[0], (200, "hello from a WASI 0.3 function\n".into()));
+    assert_eq!(got[1], (200, "GREETING=from the pod spec\n".into()));
+    // Overlapping requests, each answered (some in one instance: the guest lifts handle async).
+    let got = get_all(ns, &base, &["/sleep/300"; 4]);
+    for (code, body) in &got {
+        assert_eq!(*code, 200, "{got:?}");
+        assert!(body.starts_with("slept 300 ms, request "), "{got:?}");
+    }
+    // The guest's stdout is the pod's log.
+    let log = wait_for("the log lines", Duration::from_secs(10), || {
+        let log = logs(&c, "p3-fn");
+        log.contains("handled /env/GREETING\n").then_some(log)
+    });
+    assert!(log.contains("handled /\n"), "{log}");
+    assert_eq!(log.matches("handled /sleep/300\n").count(), 4, "{log}");
 }
