@@ -6,7 +6,8 @@
 //! module fails `ctr run` with the compiler's message, and Start only instantiates), started,
 //! killed at the next epoch tick. The guest gets exactly what the spec grants, as a skiff pod:
 //! argv, env, cwd, the rootfs preopened at `/` (read-only when `root.readonly`), bind mounts of
-//! directories at their destinations; memory and CPU limits from `linux.resources`. Sockets only
+//! directories at their destinations (a relative destination is a relative preopen name, as
+//! wasmtime's `--dir HOST::GUEST`); memory and CPU limits from `linux.resources`. Sockets only
 //! when the spec joins an existing network namespace (a CRI pod sandbox's, `ctr run --with-ns
 //! network:PATH`): then the guest's sockets are made in it, and it may bind any port and connect
 //! out, as a container there could ([`network_of`]), unless the annotations [`BIND_PORTS`] and
@@ -139,11 +140,11 @@ pub fn wasm_spec(
             // Files (resolv.conf, hosts) mean nothing to a guest without sockets.
             continue;
         }
+        // An absolute path, or (a Wasm task's own habit, as wasmtime's --dir HOST::GUEST) a
+        // relative preopen name such as "." or "data".
         let guest = m.destination().display().to_string();
-        if !guest.starts_with('/') {
-            return Err(format!(
-                "mounts[{i}].destination {guest:?}: must be absolute"
-            ));
+        if let Err(why) = skiff_runtime::wasm::check_guest_path(&guest) {
+            return Err(format!("mounts[{i}].destination {guest:?}: {why}"));
         }
         preopens.push(Preopen {
             host: source.clone(),

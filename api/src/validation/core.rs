@@ -160,6 +160,12 @@ fn validate_workload(
                 "spec.template.spec",
                 errors,
             );
+            super::pod::validate_mount_path_kinds(
+                t.metadata.as_ref(),
+                ps,
+                "spec.template.spec",
+                errors,
+            );
             if let Some(meta) = &t.metadata {
                 super::pod::validate_workload_annotations(
                     meta,

@@ -12,6 +12,7 @@ pub fn validate_pod(pod: &Pod, errors: &mut FieldErrors) {
         Some(spec) => {
             validate_pod_spec(spec, "spec", errors);
             super::probe::validate_wasm_probes(pod.metadata.as_ref(), spec, "spec", errors);
+            validate_mount_path_kinds(pod.metadata.as_ref(), spec, "spec", errors);
             if let Some(meta) = &pod.metadata {
                 validate_workload_annotations(meta, spec, "metadata.annotations", errors);
             }
@@ -329,6 +330,80 @@ fn check_items(items: &[crate::v1::KeyToPath], path: &str, errors: &mut FieldErr
     }
 }
 
+/// A relative preopen name of a Wasm container (as wasmtime's `--dir HOST::GUEST`): `.`, or
+/// components that are all real names (no `..`, no `.`, no empty one). The executor applies the
+/// same rule (`skiff_runtime::wasm::check_guest_path`); the error says what is wrong.
+fn check_preopen_name(name: &str) -> Result<(), &'static str> {
+    if name == "." {
+        return Ok(());
+    }
+    if name.is_empty() {
+        return Err("is empty");
+    }
+    if name.contains('\0') {
+        return Err("contains a NUL byte");
+    }
+    for part in name.split('/') {
+        match part {
+            "" => return Err("has an empty component"),
+            "." => return Err("has a '.' component"),
+            ".." => return Err("must not contain '..'"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Relative `mountPath`s (preopen names) only in Wasm containers: a Linux container's must be
+/// absolute, as Kubernetes requires. `meta` holds the annotations that name the containers of
+/// the other kind (`skiff.dev/linux-containers`, `skiff.dev/wasm-containers`).
+pub(crate) fn validate_mount_path_kinds(
+    meta: Option<&ObjectMeta>,
+    spec: &PodSpec,
+    path: &str,
+    errors: &mut FieldErrors,
+) {
+    use crate::workload::{LINUX_CONTAINERS, WASM_CONTAINERS, WASM_RUNTIME, listed};
+    let wasm_pod = spec.runtime_class_name == WASM_RUNTIME;
+    let exceptions = if wasm_pod {
+        LINUX_CONTAINERS
+    } else {
+        WASM_CONTAINERS
+    };
+    let listed_names: BTreeSet<&str> = meta
+        .and_then(|m| m.annotations.get(exceptions))
+        .map(|v| listed(v).collect())
+        .unwrap_or_default();
+    let all = spec
+        .init_containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("{path}.initContainers[{i}]"), c))
+        .chain(
+            spec.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("{path}.containers[{i}]"), c)),
+        );
+    for (cpath, c) in all {
+        let wasm = wasm_pod != listed_names.contains(c.name.as_str());
+        if wasm {
+            continue;
+        }
+        for (i, m) in c.volume_mounts.iter().enumerate() {
+            if !m.mount_path.starts_with('/') && check_preopen_name(&m.mount_path).is_ok() {
+                errors.add(
+                    format!("{cpath}.volumeMounts[{i}].mountPath"),
+                    format!(
+                        "must be an absolute path: {:?} is a relative preopen name, which only a Wasm container may use",
+                        m.mount_path
+                    ),
+                );
+            }
+        }
+    }
+}
+
 fn is_relative_path(p: &str) -> bool {
     !p.is_empty() && !p.starts_with('/') && p.split('/').all(|part| part != "..")
 }
@@ -460,7 +535,22 @@ fn validate_container(
             );
         }
         if !m.mount_path.starts_with('/') {
-            errors.add(format!("{mpath}.mountPath"), "must be an absolute path");
+            // A Wasm container may name a relative preopen (`.`, `data`): which containers are
+            // Wasm is checked with the pod's annotations ([`validate_mount_path_kinds`]).
+            if let Err(why) = check_preopen_name(&m.mount_path) {
+                errors.add(
+                    format!("{mpath}.mountPath"),
+                    format!(
+                        "must be an absolute path, or in a Wasm container a relative preopen name such as \".\" or \"data\" ({:?} {why})",
+                        m.mount_path
+                    ),
+                );
+            } else if !mount_paths.insert(m.mount_path.as_str()) {
+                errors.add(
+                    format!("{mpath}.mountPath"),
+                    format!("{:?} is mounted twice", m.mount_path),
+                );
+            }
         } else if m.mount_path.split('/').any(|p| p == "..") {
             errors.add(format!("{mpath}.mountPath"), "must not contain '..'");
         } else if !mount_paths.insert(m.mount_path.as_str()) {
@@ -524,6 +614,90 @@ mod tests {
             }],
             ..Default::default()
         }
+    }
+
+    /// A pod (Wasm or not) with two containers mounting volume `v` at `app` and `sidecar`,
+    /// `annotations` on it.
+    fn mounting(wasm: bool, app: &str, sidecar: &str, annotations: &[(&str, &str)]) -> Pod {
+        use crate::v1::{EmptyDirVolumeSource, VolumeMount};
+        let container = |name: &str, at: &str| Container {
+            name: name.into(),
+            image: "file:x.wasm".into(),
+            volume_mounts: vec![VolumeMount {
+                name: "v".into(),
+                mount_path: at.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        Pod {
+            metadata: Some(ObjectMeta {
+                name: "p".into(),
+                annotations: annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            }),
+            spec: Some(PodSpec {
+                runtime_class_name: if wasm { "wasm".into() } else { String::new() },
+                containers: vec![container("app", app), container("sidecar", sidecar)],
+                volumes: vec![Volume {
+                    name: "v".into(),
+                    empty_dir: Some(EmptyDirVolumeSource::default()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn errors_of(pod: &Pod) -> String {
+        let mut errors = FieldErrors::default();
+        validate_pod(pod, &mut errors);
+        errors.to_string()
+    }
+
+    #[test]
+    fn wasm_containers_may_mount_at_relative_preopen_names() {
+        for name in [".", "data", "out/logs"] {
+            assert_eq!(errors_of(&mounting(true, name, "/abs", &[])), "", "{name}");
+        }
+        // Unsafe or malformed names are refused whatever the container, naming the field.
+        for (name, why) in [
+            ("../up", "must not contain '..'"),
+            ("a/../b", "must not contain '..'"),
+            ("./a", "'.' component"),
+            ("a//b", "empty component"),
+            ("data/", "empty component"),
+        ] {
+            let e = errors_of(&mounting(true, name, "/abs", &[]));
+            assert!(
+                e.contains("spec.containers[0].volumeMounts[0].mountPath") && e.contains(why),
+                "{name}: {e}"
+            );
+        }
+        // A Linux container's mountPath stays absolute: in an OCI pod, and in a Wasm pod that
+        // names it a Linux container; the Wasm container of an OCI pod may use one.
+        let e = errors_of(&mounting(false, "data", "/abs", &[]));
+        assert!(
+            e.contains("spec.containers[0].volumeMounts[0].mountPath: must be an absolute path")
+                && e.contains("only a Wasm container"),
+            "{e}"
+        );
+        let e = errors_of(&mounting(
+            true,
+            "/abs",
+            "data",
+            &[("skiff.dev/linux-containers", "sidecar")],
+        ));
+        assert!(
+            e.contains("spec.containers[1].volumeMounts[0].mountPath: must be an absolute path"),
+            "{e}"
+        );
+        let ok = mounting(false, ".", "/abs", &[("skiff.dev/wasm-containers", "app")]);
+        assert_eq!(errors_of(&ok), "");
     }
 
     #[test]

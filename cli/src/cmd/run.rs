@@ -1,7 +1,14 @@
-//! `skiff run [--rm] [--runtime wasm|oci] [-e K=V]... [-v HOST:GUEST[:ro]]... IMAGE [-- ARGS...]`:
-//! a one-off pod, like `docker run`. It creates the pod (restartPolicy Never), waits for it to be
-//! scheduled and started, streams its output (stdout to stdout, stderr to stderr), and exits with
-//! the workload's exit code. `--rm` deletes the pod afterwards (also on Ctrl-C or SIGTERM).
+//! `skiff run [--rm] [--runtime wasm|oci] [-e|--env K=V]... [-v HOST:GUEST[:ro]]...
+//! [--dir HOST[::GUEST]]... IMAGE [-- ARGS...]`: a one-off pod, like `docker run`. It creates the
+//! pod (restartPolicy Never), waits for it to be scheduled and started, streams its output
+//! (stdout to stdout, stderr to stderr), and exits with the workload's exit code. `--rm` deletes
+//! the pod afterwards (also on Ctrl-C or SIGTERM).
+//!
+//! wasmtime's habits work too: `--env K=V` (as `-e`), and `--dir HOST[::GUEST]` preopens the
+//! host directory under GUEST, which defaults to HOST as written and need not be absolute in a
+//! Wasm pod (`--dir .` lets the guest open relative paths in the current directory; `--dir
+//! data::.` gives it `data` as its current directory). Both kinds of mount become hostPath
+//! volumes of the pod, so the node must be this machine (as with `file:` images).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -31,6 +38,10 @@ pub struct RunArgs {
     /// Mount a host directory: HOSTDIR:GUESTDIR[:ro]
     #[arg(short = 'v', long = "volume", value_name = "HOST:GUEST")]
     volumes: Vec<String>,
+    /// Preopen a host directory as wasmtime does: HOST[::GUEST], GUEST defaulting to HOST as
+    /// written; in a Wasm pod GUEST may be relative (`.` included)
+    #[arg(long = "dir", value_name = "HOST[::GUEST]")]
+    dirs: Vec<String>,
     /// The pod's name (default: run-<random>)
     #[arg(long)]
     name: Option<String>,
@@ -63,6 +74,27 @@ fn absolute_image(image: &str) -> Result<String> {
         )));
     }
     Ok(format!("file:{}", absolute.display()))
+}
+
+/// A guest directory name for `--dir`: absolute, or relative (`.`, `data`), with no `..`, `.`
+/// or empty component (the API and the executor apply the same rule).
+fn check_guest_dir(guest: &str) -> std::result::Result<(), &'static str> {
+    if guest == "/" || guest == "." {
+        return Ok(());
+    }
+    let relative = guest.strip_prefix('/').unwrap_or(guest);
+    if relative.is_empty() {
+        return Err("is empty");
+    }
+    for part in relative.split('/') {
+        match part {
+            "" => return Err("has an empty component"),
+            "." => return Err("has a '.' component"),
+            ".." => return Err("must not contain '..'"),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn default_runtime(image: &str) -> &'static str {
@@ -111,7 +143,45 @@ fn build_pod(args: &RunArgs) -> Result<Pod> {
     }
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
-    for (i, v) in args.volumes.iter().enumerate() {
+    let mut mount = |host: &Path, guest: &str, read_only: bool| {
+        let volume = format!("vol{}", volumes.len());
+        volumes.push(Volume {
+            name: volume.clone(),
+            host_path: Some(HostPathVolumeSource {
+                path: host.display().to_string(),
+                r#type: "Directory".into(),
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: volume,
+            mount_path: guest.to_string(),
+            read_only,
+            ..Default::default()
+        });
+    };
+    for d in &args.dirs {
+        let (host, guest) = d.split_once("::").unwrap_or((d.as_str(), d.as_str()));
+        let host_dir = std::env::current_dir()
+            .map(|cwd| cwd.join(host))
+            .map_err(|e| usage(format!("--dir {d:?}: {e}")))?;
+        if host.is_empty() || !host_dir.is_dir() {
+            return Err(usage(format!(
+                "--dir {d:?}: {} is not a directory",
+                host_dir.display()
+            )));
+        }
+        if let Err(why) = check_guest_dir(guest) {
+            return Err(usage(format!("--dir {d:?}: GUEST {guest:?} {why}")));
+        }
+        if runtime != "wasm" && !guest.starts_with('/') {
+            return Err(usage(format!(
+                "--dir {d:?}: a relative GUEST is a Wasm preopen name; an OCI container needs an absolute path"
+            )));
+        }
+        mount(&host_dir, guest, false);
+    }
+    for v in &args.volumes {
         let parts: Vec<&str> = v.split(':').collect();
         let (host, guest, read_only) = match parts.as_slice() {
             [h, g] => (*h, *g, false),
@@ -131,21 +201,7 @@ fn build_pod(args: &RunArgs) -> Result<Pod> {
         if !guest.starts_with('/') {
             return Err(usage(format!("-v {v:?}: GUESTDIR must be absolute")));
         }
-        let volume = format!("vol{i}");
-        volumes.push(Volume {
-            name: volume.clone(),
-            host_path: Some(HostPathVolumeSource {
-                path: host.display().to_string(),
-                r#type: "Directory".into(),
-            }),
-            ..Default::default()
-        });
-        mounts.push(VolumeMount {
-            name: volume,
-            mount_path: guest.to_string(),
-            read_only,
-            ..Default::default()
-        });
+        mount(&host, guest, read_only);
     }
     // argv[0] is the module's file name, as `wasmtime run` does.
     let argv0 = image

@@ -19,7 +19,7 @@
 //! | `process.args[0]` ending in `.wasm` (or a file starting with `\0asm`), inside the rootfs | a Wasm task: that module (core module or component) |
 //! | `process.args[1..]`, `process.env`, `process.cwd` | its arguments (argv\[0\] is the module path), exactly this environment, its initial directory |
 //! | `root.path`, `root.readonly` | that directory preopened at `/` |
-//! | `mounts[]` of type `bind` whose source is a directory; option `ro` | each preopened at its destination, read-only with `ro` |
+//! | `mounts[]` of type `bind` whose source is a directory; option `ro` | each preopened at its destination (absolute, or a relative preopen name such as `.`), read-only with `ro` |
 //! | `linux.resources.memory.limit` | a cap on linear memory (a refused `memory.grow`, then an OOM event); Stats' `memory.usage_limit` |
 //! | `linux.resources.cpu.quota` / `period` | a cap on CPU time |
 //! | `linux.cgroupsPath` | a cgroup the shim process joins when the shim is the task's own or a CRI pod's (never a node group's): a hard cap on the process, with headroom |
@@ -181,8 +181,8 @@ fn wasm_config(
     }
     let mut mounts = Vec::new();
     for (i, m) in spec.mounts.iter().enumerate() {
-        if !m.guest.starts_with('/') {
-            return Err(format!("mounts[{i}].guest {:?}: must be absolute", m.guest));
+        if let Err(why) = skiff_runtime::wasm::check_guest_path(&m.guest) {
+            return Err(format!("mounts[{i}].guest {:?}: {why}", m.guest));
         }
         let mode = if m.read_only { "ro" } else { "rw" };
         let options = ["rbind", mode];
@@ -623,11 +623,18 @@ mod tests {
                 .is_empty()
         );
 
+        // A relative preopen name (wasmtime's --dir HOST::data) is a Wasm guest's own habit;
+        // one with '..' is refused by name.
         s.mounts[0].guest = "data".into();
+        write(&s, "t", &dir, &roots, "sha256:abcd").unwrap();
+        s.mounts[0].guest = "../data".into();
         let e = write(&s, "t", &dir, &roots, "sha256:abcd")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("mounts[0].guest \"data\""), "{e}");
+        assert!(
+            e.contains("mounts[0].guest \"../data\": has a '..' component"),
+            "{e}"
+        );
         s.mounts.clear();
         s.env = vec![("A=B".into(), "1".into())];
         let e = write(&s, "t", &dir, &roots, "sha256:abcd")

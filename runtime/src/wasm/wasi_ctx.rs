@@ -46,10 +46,11 @@ pub(crate) fn builder(
         }
     }
     for p in &spec.preopens {
-        if p.guest.is_empty() {
+        if let Err(why) = super::check_guest_path(&p.guest) {
             return Err(WasmError::InvalidSpec(format!(
-                "preopen {}: empty guest path",
-                p.host.display()
+                "preopen {} (guest {:?}): the guest name {why}",
+                p.host.display(),
+                p.guest
             )));
         }
         let perms = if p.read_only {

@@ -29,4 +29,5 @@ mod shim;
 mod teardown;
 mod wasi_p3;
 mod wasm_pods;
+mod wasmtime_habits;
 mod watch;
