@@ -27,6 +27,7 @@ pub mod images;
 pub mod netns;
 pub mod netslot;
 pub mod registry;
+pub mod third_party;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
