@@ -201,3 +201,57 @@ async fn overlapping_requests_share_one_p3_instance() {
     assert_eq!(stats.requests_total, n as u64);
     kill(&instance).await;
 }
+
+/// GETs `path` `n` times, 300 ms apart (time for the guest to begin), all overlapping (each takes longer than the spread):
+/// the per-instance counts of the answers, sorted.
+async fn staggered_counts(ns: &Arc<TestNetns>, port: u16, path: &str, n: usize) -> Vec<u32> {
+    let ns = ns.clone();
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        std::thread::scope(|s| {
+            let threads: Vec<_> = (0..n)
+                .map(|i| {
+                    let (ns, path) = (&ns, &path);
+                    s.spawn(move || {
+                        std::thread::sleep(Duration::from_millis(300 * i as u64));
+                        ns.get(port, path)
+                    })
+                })
+                .collect();
+            let mut ks: Vec<u32> = threads
+                .into_iter()
+                .map(|t| {
+                    let (code, body) = t.join().unwrap();
+                    assert_eq!(code, 200, "{body}");
+                    body.split("request ")
+                        .nth(1)
+                        .and_then(|rest| rest.split(' ').next())
+                        .and_then(|k| k.parse().ok())
+                        .unwrap_or_else(|| panic!("no count in {body:?}"))
+                })
+                .collect();
+            ks.sort_unstable();
+            ks
+        })
+    })
+    .await
+    .unwrap()
+}
+
+/// The component decides: the same overlapping requests share one instance while the guest
+/// lets them (`/sleep`), and get an instance each while it holds backpressure on (`/alone`:
+/// backpressure.inc for the length of the request), which wasmtime reports as not ready for a
+/// concurrent call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_p3_instance_takes_overlapping_requests_only_while_the_guest_allows() {
+    let ex = Executor::new();
+    let ns = Arc::new(TestNetns::new('d'));
+    let instance = ex.start(&spec(&ex, "p3-fn-d", &ns, port(18383))).await;
+    let shared = staggered_counts(&ns, 18383, "/sleep/2000", 4).await;
+    assert_eq!(shared, [1, 2, 3, 4]);
+    assert_eq!(instance.function_stats().unwrap().instantiations, 1);
+    let alone = staggered_counts(&ns, 18383, "/alone/2000", 4).await;
+    assert_eq!(alone, [1, 1, 1, 1]);
+    assert_eq!(instance.function_stats().unwrap().instantiations, 5);
+    kill(&instance).await;
+}

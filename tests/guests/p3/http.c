@@ -6,6 +6,9 @@
  *   /sleep/MS   waits MS milliseconds on the monotonic clock, then `slept MS ms, request K of
  *               its instance` (K counts the requests this instance has taken: above 1, the
  *               host ran several requests in one instance)
+ *   /alone/MS   as /sleep/MS, but with backpressure on while it runs: the instance refuses
+ *               concurrent calls (backpressure.inc), so overlapping requests get instances
+ *               of their own
  *   /env/NAME   the value of NAME in its environment (or `NAME unset`)
  *   /trap       traps
  *   anything    `hello from a WASI 0.3 function`
@@ -28,6 +31,8 @@
 
 IMPORT("$root", "[context-get-0]") void *context_get(void);
 IMPORT("$root", "[context-set-0]") void context_set(void *value);
+IMPORT("$root", "[backpressure-inc]") void backpressure_inc(void);
+IMPORT("$root", "[backpressure-dec]") void backpressure_dec(void);
 
 IMPORT("[export]wasi:http/handler@0.3.0", "[task-return]handle")
 void task_return_handle(uint32_t is_err, uint32_t response, uint32_t e0, uint64_t e1, uint32_t e2,
@@ -80,6 +85,7 @@ struct task {
     char text[256];  /* the body */
     char line[300];  /* the log line */
     size_t line_len;
+    int backpressure; /* this task turned backpressure on */
     struct task *next_free;
 };
 
@@ -98,6 +104,7 @@ static struct task *task_new(void) {
 }
 
 static uint32_t task_exit(struct task *t) {
+    if (t->backpressure) backpressure_dec();
     waitable_set_drop(t->set);
     t->next_free = free_tasks;
     free_tasks = t;
@@ -130,11 +137,18 @@ static uint32_t write_log(struct task *t);
 static uint32_t route(struct task *t, struct str path) {
     size_t n = 0;
     const char *p = path.ptr;
-    if (path.len > 7 && mem_eq(p, 7, "/sleep/", 7)) {
+    size_t prefix = path.len > 7 && mem_eq(p, 7, "/sleep/", 7)   ? 7
+                    : path.len > 7 && mem_eq(p, 7, "/alone/", 7) ? 7
+                                                                 : 0;
+    if (prefix) {
         uint32_t ms;
-        if (!parse_u32(p + 7, path.len - 7, &ms)) ms = 0;
+        if (!parse_u32(p + prefix, path.len - prefix, &ms)) ms = 0;
+        if (p[1] == 'a') {
+            backpressure_inc();
+            t->backpressure = 1;
+        }
         n = APPEND_LIT(t->text, 0, "slept ");
-        n = append(t->text, n, sizeof t->text, p + 7, path.len - 7);
+        n = append(t->text, n, sizeof t->text, p + prefix, path.len - prefix);
         n = APPEND_LIT(t->text, n, " ms, request ");
         char num[12];
         n = append(t->text, n, sizeof t->text, num, fmt_u32(num, requests_seen));
