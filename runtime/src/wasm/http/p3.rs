@@ -275,23 +275,20 @@ async fn serve(
                         }
                         Poll::Ready(None) | Poll::Pending => {}
                     }
-                    if taking {
-                        if let Poll::Ready(Some(mut job)) = offers.poll_recv(cx) {
-                            let taken = job.taken.take();
-                            let ready =
-                                accessor.poll_ready_for_concurrent_call(func, cx).is_ready();
-                            if ready {
-                                let (done_tx, done_rx) = oneshot::channel();
-                                if let Some(t) = taken {
-                                    let _ = t.send(Taken::Yes(done_rx, fate.clone()));
-                                }
-                                running.push(one(&service, accessor, job, done_tx));
-                                grace = None;
-                            } else if let Some(t) = taken {
-                                let _ = t.send(Taken::No(Box::new(job)));
+                    if taking && let Poll::Ready(Some(mut job)) = offers.poll_recv(cx) {
+                        let taken = job.taken.take();
+                        let ready = accessor.poll_ready_for_concurrent_call(func, cx).is_ready();
+                        if ready {
+                            let (done_tx, done_rx) = oneshot::channel();
+                            if let Some(t) = taken {
+                                let _ = t.send(Taken::Yes(done_rx, fate.clone()));
                             }
-                            continue;
+                            running.push(one(&service, accessor, job, done_tx));
+                            grace = None;
+                        } else if let Some(t) = taken {
+                            let _ = t.send(Taken::No(Box::new(job)));
                         }
+                        continue;
                     }
                     if !running.is_empty() {
                         return Poll::Pending;
