@@ -5,7 +5,10 @@
  * argv[1] picks a command: `host config KEY` prints KEY=VALUE (or `KEY: not set`), `host
  * config-all` prints every KEY=VALUE, `host get BUCKET KEY` and `host set BUCKET KEY VALUE` read
  * and write a keyvalue bucket, `host incr BUCKET KEY` adds 1 to KEY and prints KEY=N, `host del
- * BUCKET KEY` deletes it, `host log LEVEL CONTEXT MESSAGE` emits one wasi:logging record. Bad
+ * BUCKET KEY` deletes it, `host count BUCKET KEY MS N` increments N times MS ms apart, `host keys
+ * BUCKET` lists its keys, `host setmany BUCKET K=V...`, `host getmany BUCKET K...` and `host
+ * delmany BUCKET K...` are wasi:keyvalue/batch calls, `host log LEVEL CONTEXT MESSAGE` emits
+ * one wasi:logging record. Bad
  * usage exits 2; a failed host call prints "host COMMAND: ERROR" on stderr and exits 1.
  *
  * wasi-libc targets WASI preview 1, so the host interfaces are imported by their canonical ABI
@@ -18,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define EXIT_USAGE 2
 #define IMPORT(module, name) __attribute__((import_module(module), import_name(name)))
@@ -82,6 +86,45 @@ struct u64_result {
     } val;
 };
 
+/* result<key-response, error>: key-response is { keys: list<string>, cursor: option<u64> }, of
+ * alignment 8, so the payload is at 8, the cursor's tag at 16 and its value at 24. */
+struct keys_result {
+    uint8_t is_err;
+    union {
+        struct {
+            struct bytes *keys;
+            size_t len;
+            uint8_t has_cursor;
+            uint64_t cursor;
+        } ok;
+        struct error err;
+    } val;
+};
+
+/* tuple<string, list<u8>>, and option<tuple<string, list<u8>>> (tag at 0, tuple at 4). */
+struct entry {
+    struct bytes key, value;
+};
+struct maybe_entry {
+    uint8_t is_some;
+    struct entry entry;
+};
+
+/* result<list<option<tuple<string, list<u8>>>>, error>. */
+struct entries_result {
+    uint8_t is_err;
+    union {
+        struct {
+            struct maybe_entry *ptr;
+            size_t len;
+        } ok;
+        struct error err;
+    } val;
+};
+
+_Static_assert(offsetof(struct keys_result, val.ok.has_cursor) == 16, "key-response.cursor");
+_Static_assert(offsetof(struct keys_result, val.ok.cursor) == 24, "option<u64> value");
+_Static_assert(sizeof(struct maybe_entry) == 20, "option<tuple<string, list<u8>>>");
 _Static_assert(offsetof(struct option_result, val.ok.value) == 8, "result<option<string>, error>");
 _Static_assert(offsetof(struct option_result, val.err.text) == 8, "error payload");
 _Static_assert(offsetof(struct handle_result, val) == 4, "result<own<bucket>, error>");
@@ -104,6 +147,18 @@ IMPORT("wasi:keyvalue/store@0.2.0-draft", "[method]bucket.delete")
 extern void kv_delete(int32_t bucket, const char *key, size_t key_len, struct handle_result *ret);
 IMPORT("wasi:keyvalue/store@0.2.0-draft", "[resource-drop]bucket")
 extern void kv_drop(int32_t bucket);
+IMPORT("wasi:keyvalue/store@0.2.0-draft", "[method]bucket.list-keys")
+extern void kv_list_keys(int32_t bucket, int32_t has_cursor, uint64_t cursor,
+                         struct keys_result *ret);
+IMPORT("wasi:keyvalue/batch@0.2.0-draft", "get-many")
+extern void kv_get_many(int32_t bucket, const struct bytes *keys, size_t len,
+                        struct entries_result *ret);
+IMPORT("wasi:keyvalue/batch@0.2.0-draft", "set-many")
+extern void kv_set_many(int32_t bucket, const struct entry *entries, size_t len,
+                        struct handle_result *ret);
+IMPORT("wasi:keyvalue/batch@0.2.0-draft", "delete-many")
+extern void kv_delete_many(int32_t bucket, const struct bytes *keys, size_t len,
+                           struct handle_result *ret);
 IMPORT("wasi:keyvalue/atomics@0.2.0-draft", "increment")
 extern void kv_increment(int32_t bucket, const char *key, size_t key_len, uint64_t delta,
                          struct u64_result *ret);
@@ -263,6 +318,151 @@ static int incr(int argc, char **argv) {
     return 0;
 }
 
+/* Every key of BUCKET, a page at a time. */
+static int keys(int argc, char **argv) {
+    if (argc != 1) {
+        return EXIT_USAGE;
+    }
+    int32_t bucket;
+    if (open_bucket(argv[0], &bucket)) {
+        return 1;
+    }
+    uint8_t has_cursor = 0;
+    uint64_t cursor = 0;
+    do {
+        struct keys_result r;
+        kv_list_keys(bucket, has_cursor, cursor, &r);
+        if (r.is_err) {
+            return failed("list-keys", &r.val.err, true);
+        }
+        for (size_t i = 0; i < r.val.ok.len; i++) {
+            printf("%.*s\n", (int)r.val.ok.keys[i].len, r.val.ok.keys[i].ptr);
+        }
+        has_cursor = r.val.ok.has_cursor;
+        cursor = r.val.ok.cursor;
+    } while (has_cursor);
+    kv_drop(bucket);
+    return 0;
+}
+
+static struct bytes text(char *s) {
+    return (struct bytes){s, strlen(s)};
+}
+
+/* setmany BUCKET KEY=VALUE...: one batch. */
+static int set_many(int argc, char **argv) {
+    if (argc < 2) {
+        return EXIT_USAGE;
+    }
+    int32_t bucket;
+    if (open_bucket(argv[0], &bucket)) {
+        return 1;
+    }
+    size_t n = (size_t)argc - 1;
+    struct entry *entries = calloc(n, sizeof *entries);
+    for (size_t i = 0; i < n; i++) {
+        char *kv = argv[i + 1];
+        char *eq = strchr(kv, '=');
+        if (eq == NULL) {
+            return EXIT_USAGE;
+        }
+        *eq = '\0';
+        entries[i].key = text(kv);
+        entries[i].value = text(eq + 1);
+    }
+    struct handle_result r;
+    kv_set_many(bucket, entries, n, &r);
+    kv_drop(bucket);
+    if (r.is_err) {
+        return failed("set-many", &r.val.err, true);
+    }
+    printf("%zu set\n", n);
+    return 0;
+}
+
+/* getmany BUCKET KEY...: one batch; KEY=VALUE or `KEY: not set` each. */
+static int get_many(int argc, char **argv) {
+    if (argc < 2) {
+        return EXIT_USAGE;
+    }
+    int32_t bucket;
+    if (open_bucket(argv[0], &bucket)) {
+        return 1;
+    }
+    size_t n = (size_t)argc - 1;
+    struct bytes *names = calloc(n, sizeof *names);
+    for (size_t i = 0; i < n; i++) {
+        names[i] = text(argv[i + 1]);
+    }
+    struct entries_result r;
+    kv_get_many(bucket, names, n, &r);
+    kv_drop(bucket);
+    if (r.is_err) {
+        return failed("get-many", &r.val.err, true);
+    }
+    for (size_t i = 0; i < r.val.ok.len; i++) {
+        struct maybe_entry *e = &r.val.ok.ptr[i];
+        if (e->is_some) {
+            printf("%.*s=%.*s\n", (int)e->entry.key.len, e->entry.key.ptr,
+                   (int)e->entry.value.len, e->entry.value.ptr);
+        } else {
+            printf("%s: not set\n", argv[i + 1]);
+        }
+    }
+    return 0;
+}
+
+/* delmany BUCKET KEY...: one batch. */
+static int delete_many(int argc, char **argv) {
+    if (argc < 2) {
+        return EXIT_USAGE;
+    }
+    int32_t bucket;
+    if (open_bucket(argv[0], &bucket)) {
+        return 1;
+    }
+    size_t n = (size_t)argc - 1;
+    struct bytes *names = calloc(n, sizeof *names);
+    for (size_t i = 0; i < n; i++) {
+        names[i] = text(argv[i + 1]);
+    }
+    struct handle_result r;
+    kv_delete_many(bucket, names, n, &r);
+    kv_drop(bucket);
+    if (r.is_err) {
+        return failed("delete-many", &r.val.err, true);
+    }
+    printf("%zu deleted\n", n);
+    return 0;
+}
+
+/* count BUCKET KEY MS N: N increments, MS milliseconds apart, each printed (a long-lived client
+ * of the agent's socket, e.g. across an agent restart). A failed call is printed and retried. */
+static int count(int argc, char **argv) {
+    if (argc != 4) {
+        return EXIT_USAGE;
+    }
+    long ms = atol(argv[2]), n = atol(argv[3]);
+    int32_t bucket;
+    if (open_bucket(argv[0], &bucket)) {
+        return 1;
+    }
+    for (long i = 0; i < n; i++) {
+        struct u64_result r;
+        kv_increment(bucket, argv[1], strlen(argv[1]), 1, &r);
+        if (r.is_err) {
+            failed("increment", &r.val.err, true);
+        } else {
+            printf("%s=%llu\n", argv[1], (unsigned long long)r.val.ok);
+        }
+        fflush(stdout);
+        struct timespec pause = {ms / 1000, (ms % 1000) * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+    kv_drop(bucket);
+    return 0;
+}
+
 static int log_cmd(int argc, char **argv) {
     static const char *const levels[] = {"trace", "debug", "info", "warn", "error", "critical"};
     if (argc != 3) {
@@ -291,6 +491,11 @@ static const struct command commands[] = {
     {"set", "BUCKET KEY VALUE", set},
     {"del", "BUCKET KEY", del},
     {"incr", "BUCKET KEY", incr},
+    {"count", "BUCKET KEY MS N", count},
+    {"keys", "BUCKET", keys},
+    {"setmany", "BUCKET KEY=VALUE...", set_many},
+    {"getmany", "BUCKET KEY...", get_many},
+    {"delmany", "BUCKET KEY...", delete_many},
     {"log", "LEVEL CONTEXT MESSAGE", log_cmd},
 };
 

@@ -176,9 +176,35 @@ fn answer(state: &Mutex<BTreeMap<String, BTreeMap<String, Vec<u8>>>>, r: Request
                 number: now + delta,
             }
         }
-        other => Reply::Failed {
-            failure: Failure::Other(format!("not in this fake: {other:?}")),
+        Op::Exists { key } => Reply::Exists {
+            exists: bucket.contains_key(&key),
         },
+        // Pages of two keys, to walk the cursor.
+        Op::ListKeys { cursor } => {
+            let from = cursor.unwrap_or(0) as usize;
+            let keys: Vec<String> = bucket.keys().skip(from).take(2).cloned().collect();
+            let more = bucket.len() > from + keys.len();
+            Reply::Keys {
+                cursor: more.then_some((from + keys.len()) as u64),
+                keys,
+            }
+        }
+        Op::GetMany { keys } => Reply::Values {
+            values: keys
+                .into_iter()
+                .map(|k| bucket.get(&k).cloned().map(|v| (k, Value(v))))
+                .collect(),
+        },
+        Op::SetMany { entries } => {
+            bucket.extend(entries.into_iter().map(|(k, v)| (k, v.0)));
+            Reply::Done
+        }
+        Op::DeleteMany { keys } => {
+            for k in keys {
+                bucket.remove(&k);
+            }
+            Reply::Done
+        }
     }
 }
 
@@ -235,4 +261,38 @@ async fn without_an_agent_keyvalue_fails_with_an_error_saying_so() {
         stderr.starts_with("host incr: open: other: wasi:keyvalue is not available here"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn keyvalue_batches_and_key_pages_cross_the_socket() {
+    let agent = FakeAgent::start();
+    let ex = Executor::new();
+    let host = HostGrants {
+        keyvalue_socket: Some(agent.socket().to_path_buf()),
+        ..all_granted()
+    };
+    let run = |id: &'static str, args: &'static [&'static str]| {
+        let s = spec(&ex, id, args, host.clone());
+        let ex = &ex;
+        async move {
+            let status = ex.run(&s).await;
+            assert_eq!(status.code, 0, "{id}: {:?}", ex.output(id));
+            ex.output(id).0
+        }
+    };
+    assert_eq!(
+        run("setmany", &["setmany", "b", "a=1", "b=2", "c=3"]).await,
+        "3 set\n"
+    );
+    assert_eq!(
+        run("getmany", &["getmany", "b", "a", "x", "c"]).await,
+        "a=1\nx: not set\nc=3\n"
+    );
+    // Three keys in pages of two: the guest follows the cursor.
+    assert_eq!(run("keys", &["keys", "b"]).await, "a\nb\nc\n");
+    assert_eq!(
+        run("delmany", &["delmany", "b", "a", "c"]).await,
+        "2 deleted\n"
+    );
+    assert_eq!(run("keys-after", &["keys", "b"]).await, "b\n");
 }
