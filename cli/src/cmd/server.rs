@@ -61,7 +61,8 @@ pub struct UpArgs {
     /// Address of the API (`:0` picks a free port)
     #[arg(long, default_value = "127.0.0.1:7443", value_name = "ADDR")]
     listen: String,
-    /// Apply the example in examples/hello once the cluster is up
+    /// Apply the examples once the cluster is up: examples/hello, and the Wasm HTTP function of
+    /// examples/hello-http behind a Service and the Ingress (a curl command is printed)
     #[arg(long)]
     demo: bool,
     /// Prometheus metrics address (off by default)
@@ -265,6 +266,9 @@ pub async fn up(args: UpArgs) -> Result<()> {
         args.cluster_cidr,
     )?;
     let ingress_addr = super::agent::ingress_addr(args.ingress_addr.as_deref())?;
+    let demo_hint = args
+        .demo
+        .then(|| super::demo::try_it(&ingress_addr, std::net::IpAddr::from([127, 0, 0, 1])));
     init_logging();
     let data_dir = args
         .data_dir
@@ -304,22 +308,13 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let server = tokio::spawn(cp.serve(stopped(stop_rx)));
     let agent = tokio::spawn(skiff_node_agent::run(agent_options, stopped(stop_agent_rx)));
     if args.demo {
-        let files = super::apply::ManifestSource::Embedded(vec![
-            (
-                "examples/hello/namespace.yaml",
-                include_str!("../../../examples/hello/namespace.yaml"),
-            ),
-            (
-                "examples/hello/hello.yaml",
-                include_str!("../../../examples/hello/hello.yaml"),
-            ),
-        ]);
-        super::apply::apply_sources(&transport, files, None).await?;
+        super::demo::deploy(&transport, &data_dir).await?;
     }
     println!(
-        "\nskiff is up.\n  API:    {server}\n  config: {config}\n\nTry, in another terminal:\n  export SKIFF_CONFIG={config}\n  skiff get nodes\n  skiff get pods -n demo -o wide\n  skiff logs -n demo <pod>\n  skiff run --rm file:examples/hello/hello.wat\n\nPress Ctrl-C to stop (the pods stop with it).",
+        "\nskiff is up.\n  API:    {server}\n  config: {config}\n\nTry, in another terminal:\n  export SKIFF_CONFIG={config}\n  skiff get nodes\n  skiff get pods -n demo -o wide\n  skiff logs -n demo <pod>\n  skiff run --rm file:examples/hello/hello.wat\n{demo}\nPress Ctrl-C to stop (the pods stop with it).",
         server = format_args!("https://{}", config_server(&config_path)),
         config = config_path.display(),
+        demo = demo_hint.map(|h| format!("\n{h}\n")).unwrap_or_default(),
     );
     shutdown_signal().await;
     let _ = stop_agent_tx.send(true);
