@@ -164,12 +164,44 @@ impl Pollable for ResolveAddressStream {
 
 type Store<'a> = StoreContextMut<'a, ComponentState>;
 
-/// Defines `wasi:sockets/ip-name-lookup` over wasmtime-wasi's in `linker`.
+/// Defines `wasi:sockets/ip-name-lookup` (0.2 and 0.3) over wasmtime-wasi's in `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<ComponentState>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
-    let defined = define(linker);
+    let defined = define(linker).and_then(|()| define_p3(linker));
     linker.allow_shadowing(false);
     defined
+}
+
+/// The WASI 0.3 interface, at the version wasmtime-wasi serves.
+const P3_INTERFACE: &str = "wasi:sockets/ip-name-lookup@0.3.0";
+
+/// WASI 0.3's `resolve-addresses` (an `async func`): a concurrent host function, so the guest's
+/// other tasks run while the lookup waits; it runs in the store's event loop, on the instance's
+/// runtime (its network namespace's thread).
+fn define_p3(linker: &mut Linker<ComponentState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::p3::bindings::sockets::ip_name_lookup::ErrorCode as P3Error;
+    use wasmtime_wasi::p3::bindings::sockets::types::IpAddress as P3Address;
+    let mut inst = linker.instance(P3_INTERFACE)?;
+    inst.func_wrap_concurrent(
+        "resolve-addresses",
+        |accessor: &wasmtime::component::Accessor<ComponentState>, (name,): (String,)| {
+            Box::pin(async move {
+                let lookup = accessor.with(|mut access| access.get().lookup.clone());
+                let found = lookup.resolve(name).await;
+                let found = found
+                    .map(|ips| ips.into_iter().map(P3Address::from).collect::<Vec<_>>())
+                    .map_err(|code| match code {
+                        ErrorCode::InvalidArgument => P3Error::InvalidArgument,
+                        ErrorCode::NameUnresolvable => P3Error::NameUnresolvable,
+                        ErrorCode::TemporaryResolverFailure => P3Error::TemporaryResolverFailure,
+                        ErrorCode::PermanentResolverFailure => P3Error::PermanentResolverFailure,
+                        ErrorCode::AccessDenied => P3Error::AccessDenied,
+                        other => P3Error::Other(Some(format!("{other:?}"))),
+                    });
+                Ok((found,))
+            })
+        },
+    )
 }
 
 fn define(linker: &mut Linker<ComponentState>) -> wasmtime::Result<()> {

@@ -150,3 +150,96 @@ async fn a_p3_command_waiting_on_the_clock_is_killed() {
     let exit = kill(&instance).await;
     assert_eq!((exit.code, exit.message.as_str()), (137, "killed"));
 }
+
+/// A network namespace with only its loopback up; deleted on drop.
+struct TestNetns(String);
+
+impl TestNetns {
+    fn new() -> Self {
+        let ns = TestNetns(format!("skiff-p3-{}-dns", std::process::id()));
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", &ns.0])
+            .output();
+        for args in [
+            vec!["netns", "add", &ns.0],
+            vec!["-n", &ns.0, "link", "set", "lo", "up"],
+        ] {
+            let out = std::process::Command::new("ip")
+                .args(&args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "ip {args:?}: {out:?}");
+        }
+        ns
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        std::path::Path::new("/run/netns").join(&self.0)
+    }
+}
+
+impl Drop for TestNetns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .output();
+    }
+}
+
+/// WASI 0.3 name lookups ask the spec's resolver (its search path included) from the guest's
+/// namespace, as 0.2 ones do, and none without outbound sockets.
+#[tokio::test]
+async fn p3_lookups_ask_the_spec_resolver() {
+    use skiff_runtime::wasm::{Network, Resolver};
+    let ns = TestNetns::new();
+    let upstream = skiff_tests::dns::Upstream::start_in(
+        Some(&ns.path()),
+        "127.0.0.1".parse().unwrap(),
+        &[(
+            "web.shop.svc.cluster.local.",
+            std::net::Ipv4Addr::new(10, 96, 0, 10),
+        )],
+    );
+    let ex = Executor::new();
+    let network = Network {
+        allow_outbound: true,
+        resolver: Some(Resolver::parse(
+            "search shop.svc.cluster.local\nnameserver 127.0.0.1\noptions ndots:5 timeout:2\n",
+        )),
+        ..Network::default()
+    };
+    let mut spec = ex.spec(
+        "p3-lookup",
+        &cli(),
+        &["lookup", "web", "missing.example", "10.1.2.3"],
+    );
+    spec.network = network.clone();
+    spec.netns = Some(ns.path());
+    let exit = ex.run(&spec).await;
+    let (out, err) = ex.output("p3-lookup");
+    assert_eq!(
+        out, "web 10.96.0.10\nmissing.example error: name-unresolvable\n10.1.2.3 10.1.2.3\n",
+        "{err}"
+    );
+    assert_eq!(exit.code, 1, "one name did not resolve: {exit:?}");
+    assert!(
+        upstream
+            .asked()
+            .contains(&"web.shop.svc.cluster.local.".to_string()),
+        "{:?}",
+        upstream.asked()
+    );
+
+    let mut spec = ex.spec("p3-denied", &cli(), &["lookup", "web"]);
+    spec.network = Network {
+        allow_outbound: false,
+        allow_bind_ports: vec![18390],
+        ..network
+    };
+    spec.netns = Some(ns.path());
+    assert_eq!(ex.run(&spec).await.code, 1);
+    assert_eq!(
+        ex.output("p3-denied").0,
+        "web error: permanent-resolver-failure\n"
+    );
+}

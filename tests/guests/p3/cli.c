@@ -3,8 +3,9 @@
  *
  * argv[1] picks a command, like probe.c: `echo WORDS...` prints them, `env NAMES...` prints
  * NAME=VALUE or `NAME unset` for each, `ls` prints the preopened directories' guest paths, `cat
- * DIR FILE` prints FILE of the preopen DIR, `sleep MS` waits on the monotonic clock then prints
- * `slept`, `exit N` prints `exiting N` on stderr and exits with N (wasi:cli/exit.exit-with-code),
+ * DIR FILE` prints FILE of the preopen DIR, `lookup NAMES...` prints `NAME ADDRESS...` (or `NAME
+ * error: CODE`) for each name through wasi:sockets/ip-name-lookup (exit 1 if one failed), `sleep
+ * MS` waits on the monotonic clock then prints `slept`, `exit N` prints `exiting N` on stderr and exits with N (wasi:cli/exit.exit-with-code),
  * `fail` returns err from run (exit code 1), `crash` traps. Bad usage exits 2.
  *
  * It imports only WASI 0.3.0 (deps/, as wasmtime 48 ships it) by canonical ABI names, declared
@@ -86,6 +87,18 @@ IMPORT(FS, "[resource-drop]descriptor") void descriptor_drop(handle self);
 
 IMPORT("wasi:clocks/monotonic-clock@0.3.0", "wait-for") void monotonic_wait_for(uint64_t ns);
 
+/* result<list<ip-address>, error-code>: a u8 tag, the payload at offset 4. */
+struct lookup_result {
+    uint8_t is_err;
+    union {
+        struct list addresses; /* ip-address: a u8 tag, the address at offset 2; 18 bytes */
+        uint8_t code;          /* error-code's case */
+    } val;
+};
+
+IMPORT("wasi:sockets/ip-name-lookup@0.3.0", "resolve-addresses")
+void resolve_addresses(const char *name, size_t len, struct lookup_result *ret);
+
 /* The one waitable set this task waits in. */
 static handle set;
 
@@ -155,8 +168,8 @@ static __attribute__((noreturn)) void exit_with(uint32_t code) {
 /* ---------------------------------------------------------------------------------------- */
 
 static uint32_t usage(void) {
-    print(&err, "usage: cli echo WORDS... | env NAMES... | ls | cat DIR FILE | sleep MS | exit N "
-                "| fail | crash\n");
+    print(&err, "usage: cli echo WORDS... | env NAMES... | ls | cat DIR FILE | lookup NAMES... | "
+                "sleep MS | exit N | fail | crash\n");
     exit_with(EXIT_USAGE);
 }
 
@@ -248,6 +261,61 @@ static uint32_t cmd_cat(struct str dir, struct str file) {
     return 0;
 }
 
+static const char *const lookup_errors[] = {
+    "access-denied",          "invalid-argument",           "name-unresolvable",
+    "temporary-resolver-failure", "permanent-resolver-failure", "other",
+};
+
+static void print_u32(struct output *o, uint32_t n) {
+    char num[12];
+    write_bytes(o, num, fmt_u32(num, n));
+}
+
+static void print_hex(struct output *o, uint32_t n) {
+    char digits[8];
+    size_t len = 0;
+    do {
+        digits[len++] = "0123456789abcdef"[n & 0xf];
+        n >>= 4;
+    } while (n);
+    char text[8];
+    for (size_t i = 0; i < len; i++) text[i] = digits[len - 1 - i];
+    write_bytes(o, text, len);
+}
+
+static uint32_t cmd_lookup(struct str *names, size_t n) {
+    uint32_t failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct lookup_result r;
+        resolve_addresses(names[i].ptr, names[i].len, &r);
+        write_bytes(&out, names[i].ptr, names[i].len);
+        if (r.is_err) {
+            print(&out, " error: ");
+            print(&out, r.val.code < 6 ? lookup_errors[r.val.code] : "?");
+            print(&out, "\n");
+            failed = 1;
+            continue;
+        }
+        const uint8_t *a = r.val.addresses.ptr;
+        for (size_t j = 0; j < r.val.addresses.len; j++, a += 18) {
+            print(&out, " ");
+            if (a[0] == 0) { /* ipv4: four u8 */
+                for (int k = 0; k < 4; k++) {
+                    if (k) print(&out, ".");
+                    print_u32(&out, a[2 + k]);
+                }
+            } else { /* ipv6: eight u16, in hex groups (uncompressed) */
+                for (int k = 0; k < 8; k++) {
+                    if (k) print(&out, ":");
+                    print_hex(&out, (uint32_t)a[2 + 2 * k] | (uint32_t)a[3 + 2 * k] << 8);
+                }
+            }
+        }
+        print(&out, "\n");
+    }
+    return failed;
+}
+
 static uint32_t cmd_sleep(struct str ms) {
     uint32_t n;
     if (!parse_u32(ms.ptr, ms.len, &n)) usage();
@@ -274,6 +342,7 @@ static uint32_t dispatch(struct str *argv, size_t argc) {
     if (bytes_eq(cmd.ptr, cmd.len, "env")) return cmd_env(rest, n);
     if (bytes_eq(cmd.ptr, cmd.len, "ls") && n == 0) return cmd_ls();
     if (bytes_eq(cmd.ptr, cmd.len, "cat") && n == 2) return cmd_cat(rest[0], rest[1]);
+    if (bytes_eq(cmd.ptr, cmd.len, "lookup")) return cmd_lookup(rest, n);
     if (bytes_eq(cmd.ptr, cmd.len, "sleep") && n == 1) return cmd_sleep(rest[0]);
     if (bytes_eq(cmd.ptr, cmd.len, "exit") && n == 1) return cmd_exit(rest[0]);
     if (bytes_eq(cmd.ptr, cmd.len, "fail") && n == 0) {
