@@ -44,6 +44,10 @@ pub enum Current {
 }
 
 /// One container of a pod.
+/// A pod's containers' records by name. Boxed: a B-tree leaf has room for eleven entries, so
+/// a one-container pod's map with records inline took a ~5 KiB node (heaptrack, 1,000 idle pods).
+pub type Records = std::collections::BTreeMap<String, Box<Record>>;
+
 #[derive(Debug, Clone, Default)]
 pub struct Record {
     /// The current attempt, which is also the container's restartCount.

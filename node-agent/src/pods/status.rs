@@ -2,11 +2,10 @@
 //! rules: Pending until the init containers succeeded and every container has started once,
 //! Running while any runs or will restart, then Succeeded or Failed).
 
-use std::collections::BTreeMap;
 
 use skiff_api::v1::*;
 
-use super::record::{Current, Record, to_timestamp};
+use super::record::{Current, Record, Records, to_timestamp};
 use super::restart;
 
 /// How a container counts for the pod's phase.
@@ -137,7 +136,7 @@ pub struct Ips {
 /// all have succeeded the pod is Pending (Failed if one failed for good).
 pub fn pod_status(
     pod: &Pod,
-    records: &BTreeMap<String, Record>,
+    records: &Records,
     previous: Option<&PodStatus>,
     ips: &Ips,
 ) -> PodStatus {
@@ -148,7 +147,7 @@ pub fn pod_status(
     let (mut init_pending, mut init_failed) = (false, false);
     let mut init_statuses = Vec::new();
     for container in &spec.init_containers {
-        let rec = records.get(&container.name).unwrap_or(&empty);
+        let rec = records.get(&container.name).map_or(&empty, |r| &**r);
         let (status, class) = container_status(container, rec, init_policy(policy), &meta);
         match class {
             Class::Done { failed: false } => {}
@@ -161,7 +160,7 @@ pub fn pod_status(
     let (mut never_started, mut active, mut failed) = (0, 0, 0);
     let mut statuses = Vec::new();
     for container in &spec.containers {
-        let rec = records.get(&container.name).unwrap_or(&empty);
+        let rec = records.get(&container.name).map_or(&empty, |r| &**r);
         let (mut status, class) = container_status(container, rec, policy, &meta);
         if !initialized && status.state.as_ref().is_some_and(|s| s.waiting.is_some()) {
             status.state = Some(ContainerState {
@@ -329,7 +328,7 @@ mod tests {
         }
     }
 
-    fn ended(code: i32) -> BTreeMap<String, Record> {
+    fn ended(code: i32) -> Records {
         let rec = Record {
             state: Current::Terminated(Terminated {
                 exit_code: code,
@@ -341,7 +340,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        BTreeMap::from([("c".to_string(), rec)])
+        Records::from([("c".to_string(), Box::new(rec))])
     }
 
     fn ips() -> Ips {
@@ -353,7 +352,7 @@ mod tests {
 
     #[test]
     fn phases_follow_policy() {
-        let none = BTreeMap::new();
+        let none = Records::new();
         assert_eq!(
             pod_status(&pod("Always"), &none, None, &ips()).phase,
             "Pending"

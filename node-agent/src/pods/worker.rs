@@ -9,7 +9,7 @@
 //!
 //! Must not: touch another pod's state; hold anything across pods (those live in [`NodeContext`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,7 +19,7 @@ use skiff_api::client::Transport;
 use skiff_api::v1::*;
 use tokio::sync::mpsc;
 
-use super::record::{self, Current, Due, Record, Terminated};
+use super::record::{self, Current, Due, Record, Records, Terminated};
 use super::seams::{ContainerRuntime, PodApi};
 use super::{LogIndex, restart, status};
 use crate::containers::Instance;
@@ -83,7 +83,7 @@ pub enum Msg {
 pub struct PodEntry {
     /// Boxed: a Pod is over a kilobyte inline, and a node holds a worker per pod.
     pub pod: Box<Pod>,
-    pub containers: BTreeMap<String, Record>,
+    pub containers: Records,
     /// The status last written, to write only changes.
     pub reported: Option<PodStatus>,
     /// The pod object is gone from the API: tear everything down.
@@ -99,7 +99,7 @@ impl PodEntry {
     /// A pod new to this agent: its records start from what its status says ran, so that an
     /// agent restart adopts what runs rather than starting it again.
     pub fn new(pod: Pod) -> Self {
-        let mut containers = BTreeMap::new();
+        let mut containers = Records::new();
         let status = pod.status.clone().unwrap_or_default();
         let spec = pod.spec.clone().unwrap_or_default();
         for c in spec.init_containers.iter().chain(&spec.containers) {
@@ -140,7 +140,7 @@ impl PodEntry {
                     }
                 }
             }
-            containers.insert(c.name.clone(), rec);
+            containers.insert(c.name.clone(), Box::new(rec));
         }
         let reported = pod.status.clone();
         Self {
@@ -233,7 +233,7 @@ impl PodEntry {
         let due = self
             .containers
             .values()
-            .filter_map(Record::wake_at)
+            .filter_map(|r| r.wake_at())
             .map(|t| t.duration_since(now).unwrap_or_default())
             .min();
         due.map_or(PENDING_TICK, |d| d.min(PENDING_TICK))
