@@ -85,6 +85,19 @@ fn options(port: u16) -> HttpOptions {
     }
 }
 
+/// The function's figures once no request is in flight (a guest finishes just after its client
+/// has the whole response).
+async fn settled(instance: &Instance) -> skiff_runtime::wasm::FunctionStats {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = instance.function_stats().unwrap();
+        if stats.in_flight == 0 || Instant::now() > deadline {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Runs `f` on a thread (curl blocks) and awaits it.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
@@ -114,15 +127,22 @@ async fn a_function_serves_each_request_with_a_fresh_instance_and_logs_its_outpu
     assert_eq!((echo.0, echo.1.as_str()), (200, "ping-pong"));
     assert_eq!(env, (200, "GREETING=hi\n".into()));
     assert_eq!(missing.0, 404);
-    let stats = instance.function_stats().unwrap();
-    assert_eq!((stats.requests_total, stats.instantiations), (4, 4));
+    // HTTP/1.0 without a Host header: served, as from this listener.
+    let n = ns.clone();
+    let old = blocking(move || n.curl(&["-0", "-H", "Host:", "http://127.0.0.1:18080/"])).await;
+    assert_eq!(
+        (old.0, old.1.as_str()),
+        (200, "hello from a skiff function\n")
+    );
+    let stats = settled(&instance).await;
+    assert_eq!((stats.requests_total, stats.instantiations), (5, 5));
     assert_eq!(
         (stats.in_flight, stats.errors),
         (0, 0),
         "{:?}",
         ex.output("fn-a")
     );
-    assert_eq!(stats.duration_buckets.iter().sum::<u64>(), 4);
+    assert_eq!(stats.duration_buckets.iter().sum::<u64>(), 5);
     let status = kill(&instance).await;
     assert_eq!(status.code, 137);
     let (stdout, _) = ex.output("fn-a");
@@ -210,7 +230,7 @@ async fn limits_answer_504_413_503_and_500_and_the_function_keeps_serving() {
     .await;
     assert_eq!((trap, after, none), (500, 200, 500));
 
-    let stats = instance.function_stats().unwrap();
+    let stats = settled(&instance).await;
     assert_eq!(stats.timed_out, 1, "{stats:?}");
     assert_eq!(stats.rejected_too_large, 2, "{stats:?}");
     assert_eq!(stats.rejected_busy, 1, "{stats:?}");

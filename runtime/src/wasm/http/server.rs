@@ -230,9 +230,18 @@ async fn accept(function: Arc<Function>, listener: TcpListener) {
 /// server drains.
 async fn connection(function: Arc<Function>, stream: TcpStream) {
     let mut phase = function.phase.clone();
+    // The authority of a request that names none (HTTP/1.0 without Host): this listener.
+    let local = stream
+        .local_addr()
+        .ok()
+        .and_then(|a| HeaderValue::try_from(a.to_string()).ok())
+        .unwrap_or_else(|| HeaderValue::from_static("localhost"));
     let service = {
         let function = function.clone();
-        hyper::service::service_fn(move |req| {
+        hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+            if req.uri().authority().is_none() && !req.headers().contains_key(header::HOST) {
+                req.headers_mut().insert(header::HOST, local.clone());
+            }
             let function = function.clone();
             async move { Ok::<_, Infallible>(function.handle(req).await) }
         })
