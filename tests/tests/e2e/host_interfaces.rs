@@ -1,13 +1,14 @@
 //! The host interfaces of `wit/` end to end, with `tests/guests/host.c` (built against `wit/`):
 //! wasi:config from a ConfigMap the pod names, wasi:logging into `skiff logs`, wasi:keyvalue
 //! kept in the cluster's store across an instance restart and a pod's replacement (scoped to
-//! the namespace), and an import the pod does not grant failing it with a reason naming it.
+//! the namespace), its batches and key listing, its calls across an agent restart, and an import
+//! the pod does not grant failing it with a reason naming it.
 
 use std::time::Duration;
 
 use serde_json::Value;
 use skiff_tests::guests::host_component;
-use skiff_tests::{Cluster, text, wait_for};
+use skiff_tests::{Cluster, stdout, text, wait_for};
 
 fn cluster() -> Cluster {
     let mut c = Cluster::start();
@@ -54,7 +55,7 @@ fn finished(c: &Cluster, namespace: &str, name: &str) -> Value {
 fn logs(c: &Cluster, namespace: &str, name: &str, extra: &[&str]) -> String {
     let mut args = vec!["logs", name, "-n", namespace];
     args.extend_from_slice(extra);
-    text(&c.skiff(&args))
+    stdout(&c.skiff(&args))
 }
 
 #[test]
@@ -137,10 +138,7 @@ fn an_import_the_pod_does_not_grant_fails_it_with_a_reason_naming_the_import() {
 
 /// The number the counter's current attempt printed (`count=N`).
 fn count_in(log: &str) -> Option<u64> {
-    log.lines()
-        .filter_map(|l| l.trim().strip_prefix("count="))
-        .filter_map(|n| n.parse().ok())
-        .last()
+    count_of(log, "count=")
 }
 
 /// The counter Deployment's live pod, by name.
@@ -206,4 +204,73 @@ fn wasi_keyvalue_data_survives_an_instance_restart_and_the_pod_replaced() {
     let p = finished(&c, "other", "reader");
     assert_eq!(p["status"]["phase"], "Succeeded", "{p:#}");
     assert!(logs(&c, "other", "reader", &[]).contains("count: not set"));
+}
+
+#[test]
+fn wasi_keyvalue_batches_and_key_listing_go_through_the_control_plane() {
+    let c = cluster();
+    let all = "config,keyvalue,logging";
+    let steps: [(&str, &[&str], &str); 4] = [
+        (
+            "put",
+            &["setmany", "cart", "apple=3", "pear=1", "plum=7"],
+            "3 set",
+        ),
+        (
+            "read",
+            &["getmany", "cart", "pear", "kiwi", "plum"],
+            "pear=1\nkiwi: not set\nplum=7",
+        ),
+        ("drop", &["delmany", "cart", "apple", "plum"], "2 deleted"),
+        ("list", &["keys", "cart"], "pear"),
+    ];
+    // One after another: each sees what the one before it wrote.
+    for (name, args, want) in steps {
+        c.apply(&pod(name, "default", all, "", args));
+        let p = finished(&c, "default", name);
+        assert_eq!(p["status"]["phase"], "Succeeded", "{name}: {p:#}");
+        let out = logs(&c, "default", name, &[]);
+        assert_eq!(out.trim_end(), want, "{name}");
+    }
+}
+
+#[test]
+fn wasi_keyvalue_calls_go_on_across_an_agent_restart() {
+    let mut c = cluster();
+    // 150 increments 200 ms apart (30 s): one instance, calling the agent's socket throughout.
+    c.apply(&pod(
+        "steady",
+        "default",
+        "config,keyvalue,logging",
+        "",
+        &["count", "ticks", "n", "200", "150"],
+    ));
+    let before = wait_for("a few counts", Duration::from_secs(30), || {
+        count_of(&logs(&c, "default", "steady", &[]), "n=").filter(|n| *n >= 3)
+    });
+    // The agent goes (its pods keep running), and comes back: it serves the pod's socket again.
+    c.kill_agent(0);
+    std::thread::sleep(Duration::from_secs(1));
+    c.start_agent(0);
+    let after = wait_for("counts after the restart", Duration::from_secs(30), || {
+        count_of(&logs(&c, "default", "steady", &[]), "n=").filter(|n| *n >= before + 10)
+    });
+    let out = logs(&c, "default", "steady", &[]);
+    assert!(!out.contains("host count:"), "a call failed:\n{out}");
+    // Every count once, in order: none lost or repeated while the agent was away.
+    let counts: Vec<u64> = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("n=")?.parse().ok())
+        .collect();
+    assert_eq!(counts, (1..=after).collect::<Vec<u64>>(), "{out}");
+    let p = pod_json(&c, "default", "steady").unwrap();
+    let restarts = p["status"]["containerStatuses"][0]["restartCount"].as_u64();
+    assert_eq!(restarts.unwrap_or(0), 0, "{p:#}");
+}
+
+/// The last number printed after `prefix` on a line of `log`.
+fn count_of(log: &str, prefix: &str) -> Option<u64> {
+    log.lines()
+        .filter_map(|l| l.trim().strip_prefix(prefix)?.parse().ok())
+        .last()
 }
