@@ -218,7 +218,7 @@ async fn answer(
             let mut values = Vec::with_capacity(keys.len());
             for key in keys {
                 let r = call(caller, c, bucket, KeyValueOp::Get, key.clone(), none).await?;
-                values.push(r.found.then(|| (key, Value(r.value))));
+                values.push(r.found.then_some((key, Value(r.value))));
             }
             Reply::Values { values }
         }
