@@ -642,4 +642,63 @@ mod tests {
             .to_string();
         assert!(e.contains("env \"A=B\""), "{e}");
     }
+
+    #[test]
+    fn host_grants_become_annotations_and_config_values_a_private_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let module = tmp.path().join("host.wasm");
+        std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+        let host = HostGrants {
+            config: true,
+            keyvalue: true,
+            logging: false,
+            config_values: skiff_runtime::wasm::ConfigValues(vec![
+                ("greeting".into(), "hello".into()),
+                ("password".into(), "s3cret".into()),
+            ]),
+            keyvalue_socket: Some("/var/lib/skiff/keyvalue/u1.sock".into()),
+        };
+        let wasm = WasmProcess {
+            module,
+            argv0: "c".into(),
+            args: vec![],
+            bind_ports: vec![],
+            outbound: false,
+            resolv_conf: None,
+            host,
+            http: skiff_runtime::wasm::HttpOptions::default(),
+        };
+        let dir = tmp.path().join("b");
+        write(
+            &spec(Workload::Wasm(wasm)),
+            "t",
+            &dir,
+            &tmp.path().join("roots"),
+            "sha256:ab",
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        assert!(
+            !text.contains("s3cret"),
+            "config values stay out of config.json"
+        );
+        let config: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let annotations = &config["annotations"];
+        assert_eq!(annotations[WASI_INTERFACES], "config,keyvalue");
+        assert_eq!(annotations[WASI_CONFIG_FILE], CONFIG_VALUES_FILE);
+        assert_eq!(
+            annotations[WASI_KEYVALUE_SOCKET],
+            "/var/lib/skiff/keyvalue/u1.sock"
+        );
+        let file = dir.join(CONFIG_VALUES_FILE);
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let values: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(
+            values,
+            serde_json::json!({"greeting": "hello", "password": "s3cret"})
+        );
+    }
 }
