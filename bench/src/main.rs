@@ -4,8 +4,10 @@
 //! Must not: be run as a timed unit test; figures belong in bench/README.md.
 
 mod api;
+mod client;
 mod dns;
 mod heartbeats;
+mod http;
 mod instantiate;
 mod oci_start;
 mod scheduler;
@@ -24,8 +26,9 @@ fn main() {
         "shim-start" => shim_start::run(),
         "service" => service::run(),
         "dns" => dns::run(),
+        "http" => http::run(),
         other => Err(format!(
-            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler, shim-start, dns, service"
+            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler, shim-start, dns, service, http"
         )),
     };
     if let Err(e) = result {

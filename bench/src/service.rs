@@ -30,6 +30,7 @@ use skiff_tests::netslot::NetSlot;
 use skiff_tests::registry::Registry;
 use skiff_tests::{Cluster, ClusterOptions, stdout, wait_for};
 
+use crate::client::in_netns;
 use crate::stats::{fmt, percentile};
 
 const THREADS: usize = 2;
@@ -61,20 +62,6 @@ fn get(addr: SocketAddr) -> Result<String, String> {
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.trim().to_string())
         .ok_or_else(|| format!("no HTTP answer from {addr}"))
-}
-
-/// Runs `f` on a thread inside network namespace `ns`.
-fn in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> std::thread::JoinHandle<Result<T, String>> {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("setns {path}: {e}"))?;
-        f()
-    })
 }
 
 /// `THREADS` clients in `ns` on `addr` for `SLICE`: every request's latency, and the errors.

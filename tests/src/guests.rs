@@ -16,6 +16,7 @@
 //! - [`host_component`]: a C guest that imports skiff's host interfaces (`wit/`), as a command
 //!   component (`NAME.component.wasm`).
 //! - [`wat`]: an inline WAT text as a core module (`NAME.wasm`).
+//! - [`hello_http`]: the WAT function of `examples/hello-http` as a component (`hello-http.wasm`).
 //! - [`p3_component`]: `tests/guests/p3/NAME.c`, freestanding C with no libc, as a WASI 0.3
 //!   component (`p3-NAME.component.wasm`) of the world `skiff:p3-guests/NAME`.
 
@@ -354,6 +355,44 @@ pub fn host_component(name: &str) -> PathBuf {
     )
     .unwrap_or_else(|e| panic!("embedding {} in {}: {e:#}", wit.display(), core.display()));
     write_atomic(&out, &encode_command(name, &module));
+    out
+}
+
+/// `examples/hello-http` (the function `skiff up --demo` deploys: a WAT core module with its
+/// `world.wit` embedded, no adapter) as a component at `<target dir>/guests/hello-http.wasm`;
+/// returns its path. The benchmarks serve it under skiff and under `wasmtime serve`.
+pub fn hello_http() -> PathBuf {
+    let dir = workspace_root().join("examples/hello-http");
+    let (wat_file, wit) = (dir.join("hello.wat"), dir.join("world.wit"));
+    let out = guests_dir().join("hello-http.wasm");
+    let _serial = build_lock();
+    if is_fresh(&out, &wat_file) && is_fresh(&out, &wit) {
+        return out;
+    }
+    let mut module = wat::parse_file(&wat_file)
+        .unwrap_or_else(|e| panic!("{}: {e}", wat_file.display()));
+    let text = std::fs::read_to_string(&wit)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", wit.display()));
+    let mut resolve = wit_parser::Resolve::default();
+    let package = resolve
+        .push_str(&wit, &text)
+        .unwrap_or_else(|e| panic!("{}: {e:#}", wit.display()));
+    let world = resolve
+        .select_world(&[package], Some("skiff:examples/hello-http"))
+        .unwrap_or_else(|e| panic!("{}: {e:#}", wit.display()));
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap_or_else(|e| panic!("embedding {}: {e:#}", wit.display()));
+    let component = ComponentEncoder::default()
+        .validate(true)
+        .module(&module)
+        .and_then(|mut encoder| encoder.encode())
+        .unwrap_or_else(|e| panic!("encoding examples/hello-http: {e:#}"));
+    write_atomic(&out, &component);
     out
 }
 
