@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod cluster;
 mod durability;
+mod examples;
 mod functions;
 mod host_interfaces;
 mod hostile_images;
