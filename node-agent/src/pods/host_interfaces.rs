@@ -78,3 +78,29 @@ pub(super) fn keep_serving(ctx: &NodeContext, pod: &Pod) {
         tracing::warn!(pod = %meta.name, error = %e, "serving the pod's keyvalue socket");
     }
 }
+
+/// A start failure's message, with the annotation to change when the runtime refused an
+/// ungranted host interface (its message names the import and the grant, not the pod's field).
+pub(super) fn explain(message: String) -> String {
+    if message.contains(", which is not granted (grant ") {
+        format!(
+            "{message}: list it in the pod annotation {}",
+            skiff_api::host_interfaces::INTERFACES
+        )
+    } else {
+        message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_ungranted_import_is_explained_with_the_annotation() {
+        let m = "/m.wasm imports wasi:keyvalue/store@0.2.0-draft, which is not granted (grant \"keyvalue\" to use it)";
+        assert_eq!(
+            super::explain(m.to_string()),
+            format!("{m}: list it in the pod annotation skiff.dev/wasi-interfaces")
+        );
+        assert_eq!(super::explain("trap".into()), "trap");
+    }
+}

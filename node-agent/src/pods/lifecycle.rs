@@ -379,7 +379,7 @@ impl PodWorker {
                 (state, digest)
             }
             Err(f) if f.retry => (waiting("CreateContainerError", f.message), digest),
-            Err(f) => (start_error(f.message), digest),
+            Err(f) => (start_error(host_interfaces::explain(f.message)), digest),
         }
     }
 

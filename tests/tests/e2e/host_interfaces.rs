@@ -123,6 +123,7 @@ fn an_import_the_pod_does_not_grant_fails_it_with_a_reason_naming_the_import() {
     let message = state["message"].as_str().unwrap_or_default();
     assert!(message.contains("imports wasi:keyvalue/"), "{p:#}");
     assert!(message.contains("not granted"), "{p:#}");
+    assert!(message.contains("skiff.dev/wasi-interfaces"), "{p:#}");
     // Refused at validation: an unknown interface, named with its annotation.
     let out = c.skiff_stdin(
         &["apply", "-f", "-"],
