@@ -5,6 +5,7 @@
 
 mod api;
 mod client;
+mod cold_start;
 mod dns;
 mod heartbeats;
 mod http;
@@ -27,8 +28,9 @@ fn main() {
         "service" => service::run(),
         "dns" => dns::run(),
         "http" => http::run(),
+        "cold-start" => cold_start::run(),
         other => Err(format!(
-            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler, shim-start, dns, service, http"
+            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler, shim-start, dns, service, http, cold-start"
         )),
     };
     if let Err(e) = result {
