@@ -269,6 +269,36 @@ fn wasi_keyvalue_calls_go_on_across_an_agent_restart() {
     assert_eq!(restarts.unwrap_or(0), 0, "{p:#}");
 }
 
+#[test]
+fn a_bucket_is_the_same_from_a_pod_on_another_node() {
+    let mut c = Cluster::start();
+    c.add_agent("node-1");
+    c.add_agent("node-2");
+    let on = |node: &str, yaml: String| {
+        yaml.replace(
+            "  restartPolicy: Never\n",
+            &format!(
+                "  restartPolicy: Never\n  nodeSelector: {{kubernetes.io/hostname: {node}}}\n"
+            ),
+        )
+    };
+    let all = "config,keyvalue,logging";
+    c.apply(&on(
+        "node-1",
+        pod("writer", "default", all, "", &["set", "shared", "k", "v1"]),
+    ));
+    let p = finished(&c, "default", "writer");
+    assert_eq!(p["spec"]["nodeName"], "node-1", "{p:#}");
+    assert_eq!(p["status"]["phase"], "Succeeded", "{p:#}");
+    c.apply(&on(
+        "node-2",
+        pod("reader", "default", all, "", &["get", "shared", "k"]),
+    ));
+    let p = finished(&c, "default", "reader");
+    assert_eq!(p["spec"]["nodeName"], "node-2", "{p:#}");
+    assert_eq!(logs(&c, "default", "reader", &[]), "k=v1\n");
+}
+
 /// The last number printed after `prefix` on a line of `log`.
 fn count_of(log: &str, prefix: &str) -> Option<u64> {
     log.lines()
