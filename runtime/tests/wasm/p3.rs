@@ -243,3 +243,32 @@ async fn p3_lookups_ask_the_spec_resolver() {
         "web error: permanent-resolver-failure\n"
     );
 }
+
+/// A component importing another WASI 0.3 draft than the host's 0.3.0 (as third-party toolchains
+/// may build) fails to prepare, naming the import and why.
+#[tokio::test]
+async fn another_p3_draft_is_refused_naming_the_import() {
+    let draft = crate::common::wat(
+        "p3-draft-import",
+        r#"(component
+            (import "wasi:cli/environment@0.3.0-rc-2025-09-16" (instance
+              (export "get-arguments" (func (result (list string))))))
+            (core module $m (func (export "run") (result i32) i32.const 0))
+            (core instance $i (instantiate $m))
+            (func $run (result (result)) (canon lift (core func $i "run")))
+            (instance $cli (export "run" (func $run)))
+            (export "wasi:cli/run@0.3.0" (instance $cli)))"#,
+    );
+    let ex = Executor::new();
+    let e = match ex.engine.prepare(&draft).await {
+        Ok(_) => panic!("a draft import was linked"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("imports what this host does not provide"), "{e}");
+    assert!(
+        e.contains(
+            "`wasi:cli/environment@0.3.0-rc-2025-09-16` targets another WASI 0.3 draft than this host's wasi:*@0.3.0"
+        ),
+        "{e}"
+    );
+}
