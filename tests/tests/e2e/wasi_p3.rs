@@ -162,3 +162,36 @@ fn a_p3_function_pod_serves_requests_on_its_pod_ip() {
     assert!(log.contains("handled /\n"), "{log}");
     assert_eq!(log.matches("handled /sleep/300\n").count(), 4, "{log}");
 }
+
+#[test]
+fn a_component_of_another_p3_draft_fails_its_pod_naming_the_import() {
+    let c = cluster();
+    let draft = skiff_tests::guests::wat(
+        "e2e-p3-draft-import",
+        r#"(component
+            (import "wasi:cli/environment@0.3.0-rc-2025-09-16" (instance
+              (export "get-arguments" (func (result (list string))))))
+            (core module $m (func (export "run") (result i32) i32.const 0))
+            (core instance $i (instantiate $m))
+            (func $run (result (result)) (canon lift (core func $i "run")))
+            (instance $cli (export "run" (func $run)))
+            (export "wasi:cli/run@0.3.0" (instance $cli)))"#,
+    );
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: p3-draft}}\nspec:\n  runtimeClassName: wasm\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: file:{}\n",
+        draft.display()
+    ));
+    let p = ended(&c, "p3-draft");
+    assert_eq!(phase(&p), "Failed", "{p:#}");
+    let terminated = &p["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(terminated["reason"], "StartError", "{p:#}");
+    let message = terminated["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("wasi:cli/environment@0.3.0-rc-2025-09-16")
+            && message.contains("another WASI 0.3 draft"),
+        "{message}"
+    );
+    // The node still runs 0.3 commands.
+    let out = c.skiff(&["run", "--rm", &image("cli"), "--", "echo", "still", "here"]);
+    assert_eq!(stdout(&out), "still here\n", "{}", text(&out));
+}
