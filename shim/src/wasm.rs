@@ -15,7 +15,9 @@
 //! its name lookups use the settings of [`RESOLV_CONF`] (a skiff pod's resolver) if given. A
 //! task given a new namespace, or none (the host's), gets no sockets. Without output FIFOs and
 //! with [`LOG_PATH`](crate::logfile::LOG_PATH), stdout and stderr go to that CRI-format log file
-//! (a skiff agent's pods).
+//! (a skiff agent's pods). A component exporting `wasi:http/incoming-handler` is a function:
+//! served per request on the ports and with the limits of the bundle's function annotations
+//! ([`crate::function`]), in the joined namespace whatever the socket grants say.
 //! Must not: run Linux processes (that is `linux`).
 
 use std::path::{Path, PathBuf};

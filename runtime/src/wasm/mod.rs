@@ -9,13 +9,18 @@
 //!   `[`Origin`]` (Compiled | DiskCache | Memory), elapsed }`: reads a `.wasm`/`.wat` file,
 //!   compiles it once per content digest (or loads `<cache>/<digest>-<engine>.cwasm`), checks it
 //!   is a command and links it against WASI preview 1 (core modules) or WASI 0.2 or 0.3
-//!   (components; [`Prepared::wasi`] says which, from the `wasi:cli/run` they export).
+//!   (components; [`Prepared::wasi`] says which, from the `wasi:cli/run` they export). A
+//!   component exporting `wasi:http/incoming-handler` is a function ([`Prepared::role`] →
+//!   [`Role::Function`]).
 //! - [`WasmEngine::start`]`(`[`WasmSpec`]`)` (or [`WasmEngine::start_prepared`]) → [`Instance`]:
 //!   instantiates and runs the entry point in a tokio task (on a thread inside
 //!   [`WasmSpec::netns`] when the spec grants sockets); [`Instance::kill`],
 //!   [`Instance::wait`] → [`ExitStatus`] `{ code, reason: `[`ExitReason`]`, message, oom_killed,
 //!   finished_at }`; [`Instance::usage`] → [`InstanceUsage`] `{ memory_bytes, table_bytes, cpu }`,
 //!   the instance's own figures from wasmtime's accounting (many instances share a process).
+//! - A function's start serves it instead ([`http`]): listeners on [`HttpOptions::ports`] in
+//!   [`WasmSpec::netns`], an instance per request under the spec's limits;
+//!   [`Instance::stop`] drains it (exit 0), [`Instance::function_stats`] → [`FunctionStats`].
 //! - [`WasmEngine::measure_start`]`(prepared, n)`: `n` instantiation times, for benchmarks.
 //!
 //! Errors are [`WasmError`]s that name the file, import or setting at fault.

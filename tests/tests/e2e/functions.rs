@@ -238,13 +238,17 @@ fn a_function_is_served_by_pod_ip_service_nodeport_and_ingress_within_its_limits
         "{logs}"
     );
 
-    // Bad input fails its own pod, naming the cause; the function keeps serving.
+    // Bad input fails its own pod, naming the cause; the function on that node keeps serving.
+    let node = c.get_json("pod", &pod).expect("the hello pod")["spec"]["nodeName"]
+        .as_str()
+        .expect("nodeName")
+        .to_string();
     let dir = tempfile::tempdir().expect("tempdir");
     let garbage = dir.path().join("garbage.wasm");
     std::fs::write(&garbage, b"\0asm\x0d\0\x01\0not a component").expect("write");
     let bad = |name: &str, image: String| {
         format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  annotations: {{skiff.dev/function-timeout: 5s}}\nspec:\n  runtimeClassName: wasm\n  restartPolicy: Never\n  nodeSelector: {{kubernetes.io/hostname: node-a}}\n  containers:\n  - name: fn\n    image: {image}\n    ports: [{{containerPort: 8080}}]\n---\n"
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  annotations: {{skiff.dev/function-timeout: 5s}}\nspec:\n  runtimeClassName: wasm\n  restartPolicy: Never\n  nodeSelector: {{kubernetes.io/hostname: {node}}}\n  containers:\n  - name: fn\n    image: {image}\n    ports: [{{containerPort: 8080}}]\n---\n"
         )
     };
     c.apply(&format!(
