@@ -151,6 +151,25 @@ async fn a_p3_command_waiting_on_the_clock_is_killed() {
     assert_eq!((exit.code, exit.message.as_str()), (137, "killed"));
 }
 
+#[tokio::test]
+async fn a_spinning_p3_command_yields_and_is_killed() {
+    let ex = Executor::new();
+    let spin = ex.start(&ex.spec("p3-spin", &cli(), &["spin"])).await;
+    // It yields at every epoch tick: another guest runs to its end beside it.
+    let exit = ex
+        .run(&ex.spec("p3-beside", &cli(), &["echo", "beside"]))
+        .await;
+    assert_eq!(exit.code, 0, "{exit:?}");
+    assert_eq!(ex.output("p3-beside").0, "beside\n");
+    assert!(
+        spin.status().is_none(),
+        "the spinner ended: {:?}",
+        spin.status()
+    );
+    let exit = kill(&spin).await;
+    assert_eq!((exit.code, exit.message.as_str()), (137, "killed"));
+}
+
 /// A network namespace with only its loopback up; deleted on drop.
 struct TestNetns(String);
 

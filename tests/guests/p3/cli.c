@@ -5,7 +5,7 @@
  * NAME=VALUE or `NAME unset` for each, `ls` prints the preopened directories' guest paths, `cat
  * DIR FILE` prints FILE of the preopen DIR, `lookup NAMES...` prints `NAME ADDRESS...` (or `NAME
  * error: CODE`) for each name through wasi:sockets/ip-name-lookup (exit 1 if one failed), `sleep
- * MS` waits on the monotonic clock then prints `slept`, `exit N` prints `exiting N` on stderr and exits with N (wasi:cli/exit.exit-with-code),
+ * MS` waits on the monotonic clock then prints `slept`, `spin` loops forever (for kills), `exit N` prints `exiting N` on stderr and exits with N (wasi:cli/exit.exit-with-code),
  * `fail` returns err from run (exit code 1), `crash` traps. Bad usage exits 2.
  *
  * It imports only WASI 0.3.0 (deps/, as wasmtime 48 ships it) by canonical ABI names, declared
@@ -169,7 +169,7 @@ static __attribute__((noreturn)) void exit_with(uint32_t code) {
 
 static uint32_t usage(void) {
     print(&err, "usage: cli echo WORDS... | env NAMES... | ls | cat DIR FILE | lookup NAMES... | "
-                "sleep MS | exit N | fail | crash\n");
+                "sleep MS | spin | exit N | fail | crash\n");
     exit_with(EXIT_USAGE);
 }
 
@@ -348,6 +348,10 @@ static uint32_t dispatch(struct str *argv, size_t argc) {
     if (bytes_eq(cmd.ptr, cmd.len, "fail") && n == 0) {
         print(&err, "failing\n");
         return 1;
+    }
+    if (bytes_eq(cmd.ptr, cmd.len, "spin") && n == 0) {
+        volatile uint32_t turns = 0;
+        for (;;) turns++;
     }
     if (bytes_eq(cmd.ptr, cmd.len, "crash") && n == 0) {
         print(&err, "crashing\n");
