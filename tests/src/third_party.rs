@@ -9,8 +9,8 @@
 //! rebuilt only when a file of the example's directory is newer; each build writes a private
 //! temp name, renamed into place, so concurrent test processes only ever see whole files.
 //!
-//! [`world_of`] decodes a component's world (wit-component), for checks that a build is the
-//! `wasi:http/proxy` component it should be.
+//! [`world_of`] decodes a component's world (wit-component), and [`jco_wit`] has jco print it,
+//! for checks that a build is the `wasi:http/proxy` component it should be.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -140,6 +140,29 @@ pub fn world_of(component: &Path) -> (Vec<String>, Vec<String>) {
     (names(&mut w.imports.keys()), names(&mut w.exports.keys()))
 }
 
+/// The world of `component` as jco prints it (`jco wit`), a second decoder beside
+/// wit-component's.
+pub fn jco_wit(component: &Path) -> String {
+    let jco = toolchains_dir().join("node/node_modules/.bin/jco");
+    let out = Command::new(&jco)
+        .arg("wit")
+        .arg(component)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}): run scripts/third-party-toolchains",
+                jco.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "jco wit {}: {}",
+        component.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
@@ -191,6 +214,9 @@ mod tests {
                 .any(|i| i == &format!("wasi:http/types@{}", function.wasi_version())),
             "{imports:?}"
         );
+        // jco reads the same world.
+        let wit = jco_wit(&path);
+        assert!(wit.contains(&format!("export {handler};")), "{wit}");
     }
 
     #[test]

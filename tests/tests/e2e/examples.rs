@@ -5,7 +5,8 @@
 //!   manifests: the Python function's Deployment and NodePort Service answer on the NodePort of
 //!   either node, the JavaScript one's Deployment, Service and Ingress (`web.yaml`) through the
 //!   Ingress; each is also reached the other way (an extra Ingress rule, an extra NodePort), so
-//!   both third-party components are served through NodePort and Ingress;
+//!   both third-party components are served through NodePort and Ingress; the JavaScript one
+//!   is also published with `skiff push` to a registry and served from there;
 //! - `mixed-pod`: its busybox sidecar reaches the Wasm function on the pod's localhost;
 //! - `skiff up --demo` (`hello-http`): the `curl` command it prints answers from the Wasm HTTP
 //!   function. Its cluster lives in a network namespace of the test's own, and every request
@@ -68,13 +69,23 @@ fn function_examples_answer_through_nodeport_and_ingress() {
     let js = component(Function::JavaScript);
     let slot = NetSlot::take();
     let net = NodeNetwork::new(&slot, 2);
+    // A registry the nodes reach, for the JavaScript function as `skiff push` publishes it.
+    let registry = Registry::start_on(net.host_address().parse().expect("ip"));
     let options = ClusterOptions {
         listen: Some(format!("{}:0", net.host_address())),
+        agent_env: vec![("SKIFF_INSECURE_REGISTRIES".into(), registry.host())],
         ..Default::default()
     };
     let mut c = Cluster::start_in(options, slot);
     c.add_agent_at("node-a", net.address(0), Some(net.namespace(0)), &[]);
     c.add_agent_at("node-b", net.address(1), Some(net.namespace(1)), &[]);
+    let pushed = registry.reference("hello-js:v1");
+    let out = Command::new(skiff_bin())
+        .args(["push", &js.display().to_string(), &pushed])
+        .env("SKIFF_INSECURE_REGISTRIES", registry.host())
+        .output()
+        .expect("skiff push");
+    assert!(out.status.success(), "{}", text(&out));
 
     c.apply(&example(
         "function-python",
@@ -85,6 +96,10 @@ fn function_examples_answer_through_nodeport_and_ingress() {
     c.apply(&example("function-js", "web.yaml", JS_IMAGE, &js));
     // The other way round for each: the Python function behind an Ingress rule, the JavaScript
     // one behind a NodePort.
+    // The pushed artifact, served from the registry on a NodePort of its own.
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: pushed, labels: {{app: pushed}}}}\nspec:\n  runtimeClassName: wasm\n  containers:\n  - {{name: web, image: \"{pushed}\", ports: [{{containerPort: 8080}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: pushed}}\nspec:\n  type: NodePort\n  selector: {{app: pushed}}\n  ports: [{{port: 80, targetPort: 8080, nodePort: 30082}}]\n"
+    ));
     c.apply(
         "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: python}\nspec:\n  rules:\n  - host: python.test\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: hello-python, port: {number: 80}}}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web-nodeport}\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080, nodePort: 30081}]\n",
     );
@@ -125,6 +140,12 @@ fn function_examples_answer_through_nodeport_and_ingress() {
             Some("python.test"),
             Function::Python,
             &format!("/ingress/{i}"),
+        );
+        answers(
+            &format!("http://{node}:30082/pushed"),
+            None,
+            Function::JavaScript,
+            "/pushed",
         );
     }
     eprintln!(
