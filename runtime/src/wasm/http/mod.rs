@@ -2,9 +2,9 @@
 //! fresh instance per request.
 //!
 //! Owns serving. [`WasmEngine::start`](super::WasmEngine::start) of a [`Prepared`](super::Prepared)
-//! whose [`Role`](super::Role) is `Function` lands in [`server::start`]: it binds the spec's
+//! whose [`Role`](super::Role) is `Function` lands in `server::start`: it binds the spec's
 //! ports ([`HttpOptions::ports`], 8080 when none) inside the spec's network namespace (the
-//! sockets are made on that namespace's thread, [`super::netns`]), then accepts on the caller's
+//! sockets are made on that namespace's thread, `super::netns`), then accepts on the caller's
 //! runtime with hyper (HTTP/1.1, keep-alive). Per request, in this order:
 //!
 //! 1. a declared `Content-Length` past [`HttpOptions::max_body_bytes`] → 413 (a streamed body
@@ -31,11 +31,14 @@
 //!
 //! # The seam for other handler kinds
 //!
-//! [`handler::Handler`] is an enum of the handler kinds a function can have; the server only
-//! calls [`handler::Handler::call`] with a ready store and an `http::Request` and gets back an
-//! [`handler::Outcome`] (a response, or why there is none). A `wasi:http/handler@0.3.x` kind is
-//! added as a variant beside `P2` (its call in a file of its own, e.g. `p3.rs`), with its
-//! detection in [`handler::Handler::detect`]; limits, counters, listeners and stopping stay here.
+//! `handler::Handler` is an enum of the handler kinds a function can have (`P2`:
+//! `wasi:http/incoming-handler@0.2.x`; `P3`: `wasi:http/handler@0.3.x`, in `p3.rs`). The
+//! server makes a fresh store per request and calls `Handler::run(store, request, respond)`:
+//! the kind instantiates (or, for 0.3, may hand the request to an instance already running,
+//! `p3::Workers`), sends the response on the `respond` oneshot as soon as the guest has one,
+//! and returns when the guest is done with the request; `Handler::detect` picks the kind from
+//! a component's exports at prepare. Limits, counters, listeners and stopping stay in
+//! `server`, the same for every kind.
 //!
 //! Must not: know about pods, Services or the cluster (ports, limits and hosts come in the spec).
 
