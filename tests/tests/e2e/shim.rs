@@ -11,6 +11,7 @@ use skiff_tests::guests::guest;
 use skiff_tests::images::{BUSYBOX_IMAGE, busybox_oci_archive, wasm_entrypoint_archive};
 use skiff_tests::{shim_dir, wait_for};
 
+mod function;
 mod group;
 mod logs;
 mod stats;
