@@ -273,7 +273,10 @@ impl Buckets {
             };
             match written {
                 Ok((entries, bytes)) => {
-                    self.count(namespace, name, entries, bytes).await?;
+                    // Most overwrites (a counter's) change neither count: no second write.
+                    if entries != 0 || bytes != 0 {
+                        self.count(namespace, name, entries, bytes).await?;
+                    }
                     return Ok(value);
                 }
                 Err(
@@ -385,6 +388,9 @@ impl Buckets {
         entries: u64,
         bytes: i64,
     ) -> Result<(), ApiError> {
+        if entries == 0 && bytes <= 0 {
+            return Ok(());
+        }
         let fits = |m: Meta| {
             m.entries + entries <= self.limits.entries
                 && (bytes <= 0 || m.bytes.saturating_add(bytes as u64) <= self.limits.bucket_bytes)
