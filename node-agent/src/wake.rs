@@ -13,9 +13,11 @@
 //! same way meanwhile; one not served within [`HOLD_TIMEOUT`] is closed. Once the endpoint is in
 //! the proxy's rules, new connections go to it directly and nothing passes through here.
 //!
-//! Why a ready endpoint rather than the pod this node may start itself: the pod may be scheduled
-//! on any node, and its readiness (probes, the listener up) is what Endpoints says; the endpoint
-//! arrives through the watch the node already follows (measured by `bench/run cold-start`).
+//! Which comes first serves: a ready endpoint in the catalog (the pod may run on any node), or a
+//! pod of the Service bound to this very node, reached at its address as soon as the node has
+//! given it one and its server accepts (the holder follows the node's pods with a watch of its
+//! own). The second skips the pod's status write, the Endpoints controller and the catalog's
+//! watch: `bench/run cold-start` measures both paths together, the client's figure.
 //!
 //! Must not: write objects (the wake is the server's), or hold Services the server did not name.
 
@@ -25,9 +27,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use skiff_api::client::Transport;
+use skiff_api::client::{Api, ListParams, Transport};
+use skiff_api::v1::Pod;
 use skiff_api::v1::scale_from_zero_api_client::ScaleFromZeroApiClient;
 use skiff_api::v1::{WakeRequest, WatchHoldsRequest};
+use skiff_api::{IntOrStringValue, ResourceExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::StreamExt;
 
@@ -40,8 +44,12 @@ use crate::proxy::snapshot::{self, Protocol, ServiceKey};
 pub const HOLD_TIMEOUT: Duration = Duration::from_secs(30);
 /// A second wake of a Service within this is not sent (the first is on its way).
 const WAKE_AGAIN: Duration = Duration::from_secs(1);
-/// Pause before connecting again to an endpoint that refused (it is not listening yet).
+/// Pause before connecting again to an endpoint that refused (it is not listening yet), or
+/// looking again for a pod of this node.
 const CONNECT_RETRY: Duration = Duration::from_millis(2);
+/// How long a connection to a pod of this node may take before it is tried again (its network
+/// may not be up yet).
+const LOCAL_CONNECT: Duration = Duration::from_millis(100);
 /// Pause before a broken hold stream is opened again (the holds stay as they were meanwhile).
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -50,6 +58,9 @@ pub struct Holder {
     node: String,
     transport: Transport,
     catalog: Arc<Catalog>,
+    network: PodNetwork,
+    /// The pods bound to this node, by uid.
+    local: DashMap<String, Arc<Pod>>,
     /// Service → when it was last woken from here.
     woken: DashMap<ServiceKey, Instant>,
 }
@@ -81,11 +92,15 @@ pub async fn run(
         node,
         transport,
         catalog,
+        network,
+        local: DashMap::new(),
         woken: DashMap::new(),
     });
     let accept = tokio::spawn(holder.clone().accept(listener));
+    let pods = tokio::spawn(holder.clone().follow_pods());
     holder.follow(&proxy, addr).await;
     accept.abort();
+    pods.abort();
 }
 
 impl Holder {
@@ -120,6 +135,113 @@ impl Holder {
                 Err(status) => tracing::debug!(%status, "the held Services' stream"),
             }
             tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    /// Keeps [`Holder::local`]: a list, then a watch, of the pods bound to this node.
+    async fn follow_pods(self: Arc<Self>) {
+        let api: Api<Pod> = Api::new(self.transport.clone(), "");
+        let params = || ListParams::default().fields(&format!("spec.nodeName={}", self.node));
+        loop {
+            match api.list_paged(params(), 500).await {
+                Ok((pods, meta)) => {
+                    self.local.clear();
+                    for pod in pods {
+                        self.local.insert(pod.meta().uid.clone(), Arc::new(pod));
+                    }
+                    if let Ok(mut stream) = api.watch(params(), &meta.resource_version).await {
+                        while let Some(Ok(event)) = stream.next().await {
+                            let uid = event.object.meta().uid.clone();
+                            if event.kind == "DELETED" {
+                                self.local.remove(&uid);
+                            } else {
+                                self.local.insert(uid, Arc::new(event.object));
+                            }
+                        }
+                    }
+                }
+                Err(status) => tracing::debug!(%status, "the holder's list of the node's pods"),
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    /// A pod of Service `service` on this node that has its address, and its port for Service
+    /// port `port`.
+    fn local_endpoint(&self, service: &ServiceKey, port: u16) -> Option<SocketAddrV4> {
+        let svc = self.catalog.service(&service.0, &service.1)?;
+        let spec = svc.spec.as_ref()?;
+        if spec.selector.is_empty() {
+            return None;
+        }
+        let sp = spec
+            .ports
+            .iter()
+            .find(|p| u16::try_from(p.port).ok() == Some(port))?;
+        self.local.iter().find_map(|pod| {
+            let labels = &pod.meta().labels;
+            if pod.namespace() != service.0
+                || pod.meta().deletion_timestamp.is_some()
+                || !spec.selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+            {
+                return None;
+            }
+            let ip = self.network.address_of(&pod.meta().uid)?;
+            let target = match sp.target_port.as_ref().and_then(|t| t.value.as_ref()) {
+                Some(IntOrStringValue::Int(n)) if *n != 0 => u16::try_from(*n).ok()?,
+                Some(IntOrStringValue::Str(name)) if !name.is_empty() => pod
+                    .spec
+                    .iter()
+                    .flat_map(|s| &s.containers)
+                    .flat_map(|c| &c.ports)
+                    .find(|p| p.name == *name)
+                    .and_then(|p| u16::try_from(p.container_port).ok())?,
+                _ => port,
+            };
+            Some(SocketAddrV4::new(ip, target))
+        })
+    }
+
+    /// Waits for a pod of the Service on this node (see [`Holder::local_endpoint`]) and connects
+    /// to it, trying again until it accepts.
+    async fn connect_local(
+        &self,
+        service: &ServiceKey,
+        port: u16,
+    ) -> Option<(SocketAddrV4, TcpStream)> {
+        loop {
+            if let Some(at) = self.local_endpoint(service, port)
+                && let Ok(Ok(stream)) =
+                    tokio::time::timeout(LOCAL_CONNECT, TcpStream::connect(at)).await
+            {
+                return Some((at, stream));
+            }
+            tokio::time::sleep(CONNECT_RETRY).await;
+        }
+    }
+
+    /// Waits for a ready endpoint of the Service port and connects to it, trying again while it
+    /// refuses (a pod without a readiness probe is Ready as it starts, maybe before it listens).
+    async fn connect_endpoint(
+        &self,
+        port: &snapshot::ServicePort,
+    ) -> Option<(SocketAddrV4, TcpStream)> {
+        let started = Instant::now();
+        let endpoint = self.endpoint(&port.id, &port.service).await?;
+        loop {
+            match TcpStream::connect(endpoint).await {
+                Ok(s) => return Some((endpoint, s)),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::ConnectionRefused
+                        && started.elapsed() < HOLD_TIMEOUT =>
+                {
+                    tokio::time::sleep(CONNECT_RETRY).await;
+                }
+                Err(e) => {
+                    tracing::info!(%endpoint, error = %e, "connecting a held connection");
+                    return None;
+                }
+            }
         }
     }
 
@@ -169,25 +291,18 @@ impl Holder {
         };
         let service = port.service.clone();
         self.wake(&service).await;
-        let Some(endpoint) = self.endpoint(&port.id, &service).await else {
+        let reached = tokio::time::timeout(HOLD_TIMEOUT, async {
+            tokio::select! {
+                Some(found) = self.connect_local(&service, port.port) => Some(found),
+                found = self.connect_endpoint(&port) => found,
+            }
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some((endpoint, mut upstream)) = reached else {
             tracing::info!(service = %format!("{}/{}", service.0, service.1), "no endpoint within {HOLD_TIMEOUT:?}: closing a held connection");
             return;
-        };
-        // A pod without a readiness probe is Ready as it starts, maybe before it listens.
-        let mut upstream = loop {
-            match TcpStream::connect(endpoint).await {
-                Ok(s) => break s,
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::ConnectionRefused
-                        && started.elapsed() < HOLD_TIMEOUT =>
-                {
-                    tokio::time::sleep(CONNECT_RETRY).await;
-                }
-                Err(e) => {
-                    tracing::info!(%endpoint, error = %e, "connecting a held connection");
-                    return;
-                }
-            }
         };
         let _ = upstream.set_nodelay(true);
         tracing::debug!(%endpoint, waited = ?started.elapsed(), "held connection spliced");
