@@ -10,7 +10,7 @@
 /// Whether `guest` may name a preopen; the error says why not.
 pub fn check_guest_path(guest: &str) -> Result<(), String> {
     if guest.is_empty() {
-        return Err("empty".into());
+        return Err("empty guest path".into());
     }
     if guest.contains('\0') {
         return Err("contains a NUL byte".into());

@@ -48,7 +48,7 @@ pub(crate) fn builder(
     for p in &spec.preopens {
         if let Err(why) = super::check_guest_path(&p.guest) {
             return Err(WasmError::InvalidSpec(format!(
-                "preopen {} (guest {:?}): the guest name {why}",
+                "preopen {} (guest {:?}): {why}",
                 p.host.display(),
                 p.guest
             )));
