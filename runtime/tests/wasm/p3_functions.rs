@@ -170,6 +170,21 @@ async fn a_p3_function_times_out_with_504_and_keeps_serving() {
     assert_eq!(got[0].0, 200, "{got:?}");
     let stats = instance.function_stats().unwrap();
     assert_eq!(stats.timed_out, 1, "{stats:?}");
+
+    // A guest that loops is stopped at its timeout: its instance goes (no memory left).
+    let got = get_all(&ns, 18381, vec!["/spin".into()]).await;
+    assert_eq!(got[0].0, 504, "{got:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while instance.usage().memory_bytes > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the looping instance still holds {} bytes",
+            instance.usage().memory_bytes
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = get_all(&ns, 18381, vec!["/".into()]).await;
+    assert_eq!(got[0].0, 200, "{got:?}");
     kill(&instance).await;
 }
 

@@ -11,6 +11,7 @@
  *               of their own
  *   /env/NAME   the value of NAME in its environment (or `NAME unset`)
  *   /trap       traps
+ *   /spin       loops forever (for timeouts)
  *   anything    `hello from a WASI 0.3 function`
  *
  * and writes `handled PATH` to stdout once the response body is out.
@@ -182,6 +183,10 @@ static uint32_t route(struct task *t, struct str path) {
         return 0;
     }
     if (bytes_eq(p, path.len, "/trap")) __builtin_trap();
+    if (bytes_eq(p, path.len, "/spin")) {
+        volatile uint32_t turns = 0;
+        for (;;) turns++;
+    }
     static const char hello[] = "hello from a WASI 0.3 function\n";
     t->out_len = append(t->text, 0, sizeof t->text, hello, sizeof hello - 1);
     return 0;

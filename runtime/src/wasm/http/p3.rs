@@ -26,16 +26,21 @@
 //!   worker from taking more; the worker ends when its other requests are done, and dropping
 //!   its store stops the abandoned guest task (wasmtime 48 cannot cancel one task alone).
 //!   A trap ends every request of that instance (each gets the error: 500).
+//! - a guest that computes without waiting keeps wasmtime 48's event loop (and the thread under
+//!   it) to itself: an epoch yield inside `run_concurrent` does not reach tokio. So the worker's
+//!   store traps the guest itself at an epoch tick (`Interrupt`) once its oldest live request is
+//!   past the function's timeout, or every request it holds was abandoned (their `run` dropped:
+//!   a kill); every request of that instance then ends (504 for the late one, 500 for others).
 //!
 //! The worker runs the guest inside the store's event loop (`run_concurrent`): a 0.3 guest
 //! writes the response body after returning the response, so the loop must outlive the call.
 //! Must not: apply limits or count (that is `server`).
 
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -47,7 +52,7 @@ use wasmtime::component::{Accessor, InstancePre};
 use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::p3::bindings::{Service, ServicePre};
 
-use super::super::state::ComponentState;
+use super::super::state::{ComponentState, Guarded};
 use super::super::usage::{Usage, accounted};
 use super::handler::Respond;
 use super::stats::Counters;
@@ -78,14 +83,17 @@ pub(crate) struct Workers {
     /// The function's counters: the server counts an instantiation per admitted request; a
     /// request that joins an instance already serving takes its count back.
     counters: Arc<Counters>,
+    /// The function's request timeout (zero: none), which the worker enforces on its guest too.
+    timeout: Duration,
 }
 
 impl Workers {
-    pub(crate) fn new(usage: Arc<Usage>, counters: Arc<Counters>) -> Self {
+    pub(crate) fn new(usage: Arc<Usage>, counters: Arc<Counters>, timeout: Duration) -> Self {
         Workers {
             open: Mutex::default(),
             usage,
             counters,
+            timeout,
         }
     }
 
@@ -139,6 +147,25 @@ struct Job {
     respond: Respond,
     /// The worker's answer to the offer.
     taken: Option<oneshot::Sender<Taken>>,
+    /// Set when the request's `run` is dropped before its end (read by the worker's [`Clock`]).
+    abandoned: Arc<AtomicBool>,
+}
+
+/// Marks its job abandoned when dropped before [`Abandon::finished`].
+struct Abandon(Option<Arc<AtomicBool>>);
+
+impl Abandon {
+    fn finished(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if let Some(flag) = self.0.take() {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 enum Taken {
@@ -201,10 +228,13 @@ pub(crate) async fn run<B>(
 where
     B: Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Send + 'static,
 {
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let guard = Abandon(Some(abandoned.clone()));
     let job = Job {
         request: request.map(|body| body.boxed_unsync()),
         respond,
         taken: None,
+        abandoned,
     };
     let (done, fate) = match workers.offer(job).await {
         Ok(done) => {
@@ -219,7 +249,15 @@ where
             workers.register(tx);
             let (done_tx, done_rx) = oneshot::channel();
             let fate = Arc::new(Fate::default());
-            let worker = serve(pre.clone(), store, job, done_tx, rx, fate.clone());
+            let worker = serve(
+                pre.clone(),
+                store,
+                job,
+                done_tx,
+                rx,
+                fate.clone(),
+                workers.timeout,
+            );
             let usage = workers.usage.clone();
             tokio::spawn(async move { accounted(worker, &usage).await });
             (done_rx, fate)
@@ -227,7 +265,9 @@ where
     };
     // Dropped (the server's timeout, a kill), `done` tells the worker this request is
     // abandoned.
-    match done.await {
+    let finished = done.await;
+    guard.finished();
+    match finished {
         Ok(finished) => finished,
         Err(_) => Err(fate.error().await),
     }
@@ -241,7 +281,18 @@ async fn serve(
     first_done: oneshot::Sender<Finished>,
     mut offers: mpsc::Receiver<Job>,
     fate: Arc<Fate>,
+    timeout: Duration,
 ) {
+    let clock = Arc::new(Clock::new(timeout));
+    {
+        let clock = clock.clone();
+        store.epoch_deadline_callback(move |mut cx| {
+            if clock.expired() {
+                return Ok(wasmtime::UpdateDeadline::Interrupt);
+            }
+            Ok(cx.data_mut().limits().on_epoch())
+        });
+    }
     let service = match pre.instantiate_async(&mut store).await {
         Ok(service) => service,
         Err(e) => {
@@ -256,7 +307,7 @@ async fn serve(
     let ended = store
         .run_concurrent(async |accessor| {
             let mut running = FuturesUnordered::new();
-            running.push(one(&service, accessor, first, first_done));
+            running.push(one(&service, accessor, first, first_done, &clock));
             let mut taking = true;
             let mut abandoned = false;
             let mut grace: Option<Pin<Box<tokio::time::Sleep>>> = None;
@@ -283,7 +334,7 @@ async fn serve(
                             if let Some(t) = taken {
                                 let _ = t.send(Taken::Yes(done_rx, fate.clone()));
                             }
-                            running.push(one(&service, accessor, job, done_tx));
+                            running.push(one(&service, accessor, job, done_tx, &clock));
                             grace = None;
                         } else if let Some(t) = taken {
                             let _ = t.send(Taken::No(Box::new(job)));
@@ -343,7 +394,9 @@ async fn one(
     accessor: &Accessor<ComponentState>,
     job: Job,
     mut done: oneshot::Sender<Finished>,
+    clock: &Clock,
 ) -> Ended {
+    let started = clock.start(job.abandoned.clone());
     let Job {
         request, respond, ..
     } = job;
@@ -377,12 +430,61 @@ async fn one(
         }
         wasmtime::Result::<()>::Ok(())
     };
-    tokio::select! {
+    let ended = tokio::select! {
         biased;
         () = done.closed() => Ended::Abandoned,
         result = work => {
             let _ = done.send(result);
             Ended::Done
+        }
+    };
+    clock.end(started);
+    ended
+}
+
+/// When a worker's guest must be stopped: its live requests (each with its start and its
+/// abandoned flag). Read at every epoch tick by the store's callback, on the guest's thread.
+struct Clock {
+    timeout: Duration,
+    running: Mutex<Vec<(u64, Instant, Arc<AtomicBool>)>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Clock {
+    fn new(timeout: Duration) -> Self {
+        Clock {
+            timeout,
+            running: Mutex::default(),
+            next: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// A request begins; its id for [`Clock::end`].
+    fn start(&self, abandoned: Arc<AtomicBool>) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((id, Instant::now(), abandoned));
+        id
+    }
+
+    fn end(&self, id: u64) {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(i, _, _)| *i != id);
+    }
+
+    /// The oldest request not abandoned is past the timeout, or every request was abandoned.
+    fn expired(&self) -> bool {
+        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut live = running
+            .iter()
+            .filter(|(_, _, abandoned)| !abandoned.load(Ordering::Relaxed));
+        match live.next() {
+            None => !running.is_empty(),
+            Some((_, oldest, _)) => !self.timeout.is_zero() && oldest.elapsed() > self.timeout,
         }
     }
 }

@@ -129,7 +129,11 @@ pub(crate) async fn start(
             netns.as_ref().map(|t| t.runtime().clone()),
             Some(denied_log),
         ),
-        p3: Arc::new(super::p3::Workers::new(usage.clone(), counters.clone())),
+        p3: Arc::new(super::p3::Workers::new(
+            usage.clone(),
+            counters.clone(),
+            options.timeout,
+        )),
         counters,
         usage: usage.clone(),
         phase: phase_rx,
