@@ -13,8 +13,7 @@ use super::record::{Current, Terminated};
 use super::worker::PodWorker;
 use super::{
     ALLOW_OUTBOUND, CONFIG_RETRY, LOG_MAX_BYTES, LogState, env, etc_files, host_interfaces,
-    instance_id, log_path,
-    oci, service_env, status, volumes,
+    instance_id, log_path, oci, service_env, status, volumes,
 };
 use crate::containers::{
     self, ContainerSpec, Labels, LinuxProcess, ShimGroup, WasmProcess, Workload,
