@@ -6,10 +6,13 @@
 //! - Scale from zero: a Wasm Deployment (the `net` guest serving TCP) behind a NodePort Service
 //!   goes to zero when idle; a connection to the Service is held by the node proxy, wakes the
 //!   Deployment and is answered by the new pod; after the idle window it is back at zero.
+//! - A wasi:http function (the `http` test guest) scales up on its requests in flight (a `Pods`
+//!   metric) under a load of slow requests, down to zero when idle, and from zero again on a
+//!   request through its Service.
 //! - Scale up and down on CPU: busybox pods that burn CPU while a file exists scale from 1 to 2,
 //!   and back to 1 when the load is gone.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -276,4 +279,94 @@ fn an_hpa_scales_a_deployment_up_under_cpu_load_and_down() {
     );
     drop(c);
     drop(registry);
+}
+
+/// `GET path` on a new connection to `addr`: (status, body).
+fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(40)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: fn\r\n\r\n"
+    )
+    .map_err(|e| format!("write: {e}"))?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)
+        .map_err(|e| format!("read: {e}"))?;
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not HTTP: {out:?}"))?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((status, body))
+}
+
+#[test]
+fn a_function_scales_on_requests_in_flight_down_to_zero_and_back() {
+    let (c, net) = cluster(1, Vec::new());
+    let image = skiff_tests::guests::function_component("http");
+    c.apply(&format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: fn}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: fn}}}}\n  template:\n    metadata: {{labels: {{app: fn}}}}\n    spec:\n      runtimeClassName: wasm\n      terminationGracePeriodSeconds: 5\n      containers:\n      - name: fn\n        image: file:{}\n        ports: [{{containerPort: 8080}}]\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: fn}}\nspec:\n  type: NodePort\n  selector: {{app: fn}}\n  ports: [{{port: 80, targetPort: 8080}}]\n",
+        image.display()
+    ));
+    c.apply("apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: fn}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: fn}\n  minReplicas: 0\n  maxReplicas: 3\n  metrics:\n  - type: Pods\n    pods:\n      metric: {name: requests_in_flight}\n      target: {type: AverageValue, averageValue: \"2\"}\n  behavior:\n    scaleDown: {stabilizationWindowSeconds: 4}\n");
+    let service = wait_for("the Service's NodePort", Duration::from_secs(10), || {
+        c.get_json("service", "fn")?["spec"]["ports"][0]["nodePort"].as_u64()
+    });
+    let addr: SocketAddr = format!("{}:{service}", net.address(0))
+        .parse()
+        .expect("addr");
+    wait_for("the function answers", Duration::from_secs(60), || {
+        matches!(http_get(addr, "/"), Ok((200, _))).then_some(())
+    });
+    // Eight clients, each with a 1.5 s request always in flight: 8 per pod against a target of 2.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut ok = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if matches!(http_get(addr, "/sleep?ms=1500"), Ok((200, _))) {
+                        ok += 1;
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    wait_for(
+        "scaled up to 3 on requests in flight",
+        Duration::from_secs(60),
+        || (replicas(&c, "fn") == 3).then_some(()),
+    );
+    let hpa = c.get_json("hpa", "fn").expect("hpa");
+    assert_eq!(
+        hpa["status"]["currentMetrics"][0]["pods"]["metric"]["name"], "requests_in_flight",
+        "{hpa:#}"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let served: i32 = clients.into_iter().map(|t| t.join().expect("client")).sum();
+    assert!(served > 0);
+    // Idle: down to zero after the window, then a request wakes it.
+    at_zero(&c, "fn", "fn", Duration::from_secs(90));
+    let started = Instant::now();
+    let (code, body) = http_get(addr, "/")
+        .unwrap_or_else(|e| panic!("from zero: {e}\n{}", describe(&c, "hpa", "fn")));
+    eprintln!("a function from zero answered in {:?}", started.elapsed());
+    assert_eq!(
+        (code, body.as_str()),
+        (200, "hello from a skiff function\n")
+    );
+    let events = describe(&c, "hpa", "fn");
+    assert!(
+        events.contains("New size: 3; reason: pods metric requests_in_flight above target"),
+        "{events}"
+    );
 }
