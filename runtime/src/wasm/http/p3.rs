@@ -228,6 +228,7 @@ pub(crate) async fn run<B>(
 where
     B: Body<Data = Bytes, Error = wasmtime_wasi_http::Error> + Send + 'static,
 {
+    let began = Instant::now();
     let abandoned = Arc::new(AtomicBool::new(false));
     let guard = Abandon(Some(abandoned.clone()));
     let job = Job {
@@ -267,10 +268,16 @@ where
     // abandoned.
     let finished = done.await;
     guard.finished();
-    match finished {
+    let finished = match finished {
         Ok(finished) => finished,
         Err(_) => Err(fate.error().await),
+    };
+    // Past its timeout, the worker stopped the guest: the server's own timeout (the same
+    // length, started before this) answers, with a 504 rather than the trap's 500.
+    if finished.is_err() && !workers.timeout.is_zero() && began.elapsed() >= workers.timeout {
+        std::future::pending::<()>().await;
     }
+    finished
 }
 
 /// One instance serving `first`, then whatever it takes from `offers`, until it has nothing.
