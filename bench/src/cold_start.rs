@@ -4,12 +4,13 @@
 //! One agent in a network namespace the bench makes (nothing leaves the machine); the client is a
 //! thread inside that namespace connecting to the Service's cluster IP.
 //!
-//! - Function path (skiff's scale from zero): a Wasm Deployment (the `net` test guest answering
-//!   every connection with a line) under a HorizontalPodAutoscaler with `minReplicas: 0`, at zero
+//! - Function path (skiff's scale from zero): a wasi:http function (the `http` test guest, a
+//!   fresh instance per request) under a HorizontalPodAutoscaler with `minReplicas: 0`, at zero
 //!   replicas, its module already compiled and cached on the node (one warm-up try first). Each
 //!   try connects, the node proxy holds the connection, the holder wakes the Deployment (one RPC),
-//!   the ReplicaSet's pod is created, scheduled and started, and once its endpoint is in the
-//!   node's catalog the connection is spliced to it: timed from connect to the first byte read.
+//!   the ReplicaSet's pod is created, scheduled and started, and once it accepts (its endpoint in
+//!   the node's catalog, or, sooner, the pod on this very node) the connection is spliced to it:
+//!   timed from connect to the first byte of the response.
 //!   The bench then scales the Deployment back to 0 and waits for its pod and endpoint to go.
 //! - Anchor: the same Service path with an OCI busybox httpd Deployment (an OCI template may not
 //!   scale from zero, so nothing holds the connection): timed from `skiff scale --replicas 1`'s
@@ -159,12 +160,12 @@ pub fn run() -> Result<(), String> {
     c.add_agent_at("node-a", net.address(0), Some(net.namespace(0)), &[]);
     let ns = net.namespace(0).to_string();
 
-    let guest = skiff_tests::guests::socket_component("net");
+    let function = skiff_tests::guests::function_component("http");
     c.apply(&deployment(
         "fn",
         &format!(
-            "      runtimeClassName: wasm\n      containers:\n      - name: main\n        image: file:{}\n        command: [net, serve, \"8080\", hello, \"1000000\"]\n        ports: [{{containerPort: 8080}}]\n        resources: {{requests: {{cpu: 50m}}}}\n",
-            guest.display()
+            "      runtimeClassName: wasm\n      containers:\n      - name: main\n        image: file:{}\n        ports: [{{containerPort: 8080}}]\n",
+            function.display()
         ),
     ));
     c.apply("apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: fn}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: fn}\n  minReplicas: 0\n  maxReplicas: 1\n  behavior:\n    scaleDown: {stabilizationWindowSeconds: 3600}\n");
@@ -189,7 +190,7 @@ pub fn run() -> Result<(), String> {
         drained(&c, "fn")?;
         let t = in_netns(&ns, move || {
             let started = Instant::now();
-            first_byte(fn_addr, b"")?;
+            first_byte(fn_addr, b"GET / HTTP/1.0\r\n\r\n")?;
             Ok(started.elapsed())
         })
         .map_err(|e| format!("function try {i}: {e}"))?;
