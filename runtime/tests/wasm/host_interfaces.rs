@@ -106,11 +106,14 @@ async fn logging_records_are_lines_of_the_instance_log() {
     assert_eq!(ex.output("log").1, "WARN checkout: stock is low\n");
 }
 
+/// Bucket name → key → value.
+type Buckets = Arc<Mutex<BTreeMap<String, BTreeMap<String, Vec<u8>>>>>;
+
 /// A stand-in agent: one bucket map per name, the wire protocol on a unix socket.
 struct FakeAgent {
     _dir: tempfile::TempDir,
     socket: PathBuf,
-    buckets: Arc<Mutex<BTreeMap<String, BTreeMap<String, Vec<u8>>>>>,
+    buckets: Buckets,
 }
 
 impl FakeAgent {
@@ -118,7 +121,7 @@ impl FakeAgent {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("kv.sock");
         let listener = tokio::net::UnixListener::bind(&socket).unwrap();
-        let buckets: Arc<Mutex<BTreeMap<String, BTreeMap<String, Vec<u8>>>>> = Arc::default();
+        let buckets: Buckets = Arc::default();
         let state = buckets.clone();
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
@@ -145,7 +148,7 @@ impl FakeAgent {
     }
 }
 
-fn answer(state: &Mutex<BTreeMap<String, BTreeMap<String, Vec<u8>>>>, r: Request) -> Reply {
+fn answer(state: &Buckets, r: Request) -> Reply {
     let mut buckets = state.lock().unwrap();
     if r.bucket == "forbidden" {
         return Reply::Failed {

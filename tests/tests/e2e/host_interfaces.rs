@@ -302,6 +302,6 @@ fn a_bucket_is_the_same_from_a_pod_on_another_node() {
 /// The last number printed after `prefix` on a line of `log`.
 fn count_of(log: &str, prefix: &str) -> Option<u64> {
     log.lines()
-        .filter_map(|l| l.trim().strip_prefix(prefix)?.parse().ok())
-        .last()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix(prefix)?.parse().ok())
 }
