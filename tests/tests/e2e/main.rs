@@ -2,8 +2,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod agent_shims;
-mod autoscaling;
 mod auth;
+mod autoscaling;
 mod bad_input;
 mod cluster;
 mod durability;
