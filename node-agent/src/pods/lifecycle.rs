@@ -89,6 +89,7 @@ fn function_options(
         concurrency: settings.concurrency,
         allowed_outbound_hosts: settings.allowed_outbound_hosts,
         required: settings.declared,
+        ..skiff_runtime::wasm::HttpOptions::default()
     })
 }
 

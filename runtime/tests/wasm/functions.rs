@@ -58,6 +58,49 @@ impl TestNetns {
     }
 }
 
+/// Raw TCP clients inside a namespace: a thread that joined it and opens connections on demand.
+struct RawClients(std::sync::mpsc::Sender<(u16, std::sync::mpsc::Sender<std::net::TcpStream>)>);
+
+impl RawClients {
+    fn new(ns: &TestNetns) -> Self {
+        let file = std::fs::File::open(ns.path()).unwrap();
+        let (tx, rx) =
+            std::sync::mpsc::channel::<(u16, std::sync::mpsc::Sender<std::net::TcpStream>)>();
+        std::thread::spawn(move || {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            for (port, back) in rx {
+                let _ = back.send(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+            }
+        });
+        RawClients(tx)
+    }
+
+    /// A connection to `port`, with a read timeout long enough for any server timeout here.
+    fn connect(&self, port: u16) -> std::net::TcpStream {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.0.send((port, tx)).unwrap();
+        let stream = rx.recv().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream
+    }
+}
+
+/// Reads until the server closes `stream`: what it sent, or an error if it never closed it.
+fn until_closed(stream: &mut std::net::TcpStream) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut got = Vec::new();
+    match stream.read_to_end(&mut got) {
+        Ok(_) => Ok(String::from_utf8_lossy(&got).into_owned()),
+        // A reset is a close too.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            Ok(String::from_utf8_lossy(&got).into_owned())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 impl Drop for TestNetns {
     fn drop(&mut self) {
         let _ = Command::new("ip")
@@ -312,4 +355,44 @@ async fn a_command_where_a_function_is_required_and_a_component_that_is_neither_
         e.contains("wasi:cli/run, a function wasi:http/incoming-handler"),
         "{e}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_closed_and_connections_past_the_cap_refused() {
+    use std::io::Write;
+    let ex = Executor::new();
+    let ns = std::sync::Arc::new(TestNetns::new('f'));
+    let http = HttpOptions {
+        max_connections: 2,
+        ..options(18085)
+    };
+    let instance = ex.start(&function_spec(&ex, "fn-f", &ns, http)).await;
+    let raw = RawClients::new(&ns);
+    // Two connections hold the cap: one sends half a request head (slowloris), one is served
+    // a request and then stays idle on keep-alive.
+    let mut slow = raw.connect(18085);
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let mut idle = raw.connect(18085);
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // A third is closed at once, with no answer.
+    let mut third = raw.connect(18085);
+    third.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").ok();
+    assert_eq!(
+        blocking(move || until_closed(&mut third)).await.unwrap(),
+        ""
+    );
+    // The server closes both held ones itself (header read and idle keep-alive timeout): the
+    // idle one after its answer, the slow one without any.
+    let (slow, idle) = blocking(move || (until_closed(&mut slow), until_closed(&mut idle))).await;
+    assert_eq!(slow.unwrap(), "");
+    let idle = idle.unwrap();
+    assert!(idle.starts_with("HTTP/1.1 200"), "{idle}");
+    assert!(idle.contains("hello from a skiff function\n"), "{idle}");
+    // Their places are free again.
+    let n = ns.clone();
+    assert_eq!(blocking(move || n.get(18085, "/")).await.0, 200);
+    let stats = settled(&instance).await;
+    assert_eq!(stats.requests_total, 2, "{stats:?}");
+    kill(&instance).await;
 }

@@ -28,6 +28,9 @@ pub struct HttpOptions {
     /// The spec expects a function: a component that is not one fails to start (rather than
     /// running as a command).
     pub required: bool,
+    /// Client connections open at once; a connection beyond it is closed as soon as it is
+    /// accepted. Zero: [`HttpOptions::DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: u32,
 }
 
 impl HttpOptions {
@@ -35,6 +38,13 @@ impl HttpOptions {
     /// 10 MiB bodies, no concurrency cap, no outbound hosts.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
     pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 << 20;
+    /// Open connections per function: enough for many keep-alive clients, few enough that
+    /// idle or slow ones (each holds a task and hyper's buffers) cannot exhaust the shim.
+    pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
+    /// How long a connection may take to send a request's head, counted from when the server
+    /// waits for one: a new connection, or a kept-alive one between requests (so it is the
+    /// idle keep-alive timeout too). Past it the connection is closed.
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// The ports in effect.
     pub fn effective_ports(&self) -> Vec<u16> {
@@ -55,6 +65,7 @@ impl Default for HttpOptions {
             concurrency: 0,
             allowed_outbound_hosts: Vec::new(),
             required: false,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }

@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::io::TokioIo;
@@ -60,6 +60,8 @@ struct Function {
     timeout: Duration,
     max_body_bytes: u64,
     concurrency: u64,
+    /// One permit per open client connection ([`super::HttpOptions::max_connections`]).
+    connections: Arc<Semaphore>,
     outbound: Outbound,
     counters: Arc<Counters>,
     /// This function's WASI 0.3 instances that may take another request ([`super::p3`]).
@@ -124,6 +126,10 @@ pub(crate) async fn start(
         timeout: options.timeout,
         max_body_bytes: options.max_body_bytes,
         concurrency: u64::from(options.concurrency),
+        connections: Arc::new(Semaphore::new(match options.max_connections {
+            0 => super::HttpOptions::DEFAULT_MAX_CONNECTIONS,
+            n => n,
+        } as usize)),
         outbound: Outbound::new(
             Arc::new(allowed),
             netns.as_ref().map(|t| t.runtime().clone()),
@@ -216,10 +222,17 @@ async fn accept(function: Arc<Function>, listener: TcpListener) {
             biased;
             () = until(&mut phase, |p| p != Phase::Serving) => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    tokio::spawn(connection(function.clone(), stream));
-                }
+                Ok((stream, peer)) => match function.connections.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let _ = stream.set_nodelay(true);
+                        tokio::spawn(connection(function.clone(), stream, permit));
+                    }
+                    // At the cap: closed at once, so idle or slow clients cannot pile up.
+                    Err(_) => {
+                        tracing::debug!(%peer, "a function's connection cap is reached: connection closed");
+                        drop(stream);
+                    }
+                },
                 Err(e) => {
                     // Out of descriptors, most likely: wait a little rather than spin.
                     tracing::warn!(error = %e, "accepting a connection");
@@ -231,8 +244,10 @@ async fn accept(function: Arc<Function>, listener: TcpListener) {
 }
 
 /// One client connection: HTTP/1.1 with keep-alive, closed after its current request once the
-/// server drains.
-async fn connection(function: Arc<Function>, stream: TcpStream) {
+/// server drains, or when it sends no complete request head within
+/// [`super::HttpOptions::HEADER_READ_TIMEOUT`] of the server waiting for one (new or idle).
+/// `_permit`: its place under the function's connection cap, given back when it ends.
+async fn connection(function: Arc<Function>, stream: TcpStream, _permit: OwnedSemaphorePermit) {
     let mut phase = function.phase.clone();
     // The authority of a request that names none (HTTP/1.0 without Host): this listener.
     let local = stream
@@ -251,6 +266,8 @@ async fn connection(function: Arc<Function>, stream: TcpStream) {
         })
     };
     let conn = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(super::HttpOptions::HEADER_READ_TIMEOUT)
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), service);
     let mut conn = std::pin::pin!(conn);
