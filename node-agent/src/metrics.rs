@@ -61,11 +61,9 @@ impl Reporter {
             };
             let elapsed = at.saturating_duration_since(before.at).as_nanos();
             let used = usage.cpu.saturating_sub(before.cpu).as_nanos();
-            let nano_cores = if elapsed == 0 {
-                0
-            } else {
-                u64::try_from(used * 1_000_000_000 / elapsed).unwrap_or(u64::MAX)
-            };
+            let nano_cores = (used * 1_000_000_000)
+                .checked_div(elapsed)
+                .map_or(0, |n| u64::try_from(n).unwrap_or(u64::MAX));
             let sample = pods.entry(pod.clone()).or_insert_with(|| PodMetricsSample {
                 namespace: namespace.to_string(),
                 name: name.to_string(),

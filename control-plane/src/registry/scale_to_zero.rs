@@ -72,7 +72,7 @@ fn invalid<K: Resource>(obj: &K, path: &str, message: String) -> ApiError {
 fn scales_to_zero(hpa: &HorizontalPodAutoscaler) -> Option<&str> {
     let spec = hpa.spec.as_ref()?;
     (spec.min_replicas == Some(0))
-        .then(|| spec.scale_target_ref.as_ref())
+        .then_some(spec.scale_target_ref.as_ref())
         .flatten()
         .filter(|t| t.kind == Deployment::KIND)
         .map(|t| t.name.as_str())

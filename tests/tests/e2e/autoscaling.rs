@@ -287,11 +287,7 @@ fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
         .map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(40)))
         .map_err(|e| e.to_string())?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: fn\r\n\r\n"
-    )
-    .map_err(|e| format!("write: {e}"))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: fn\r\n\r\n").map_err(|e| format!("write: {e}"))?;
     let mut out = String::new();
     s.read_to_string(&mut out)
         .map_err(|e| format!("read: {e}"))?;
