@@ -6,7 +6,7 @@
 //! | --- | --- | --- |
 //! | [`TIMEOUT`] `skiff.dev/function-timeout` | a duration (`500ms`, `30s`, `2m`, `1m30s`): past it, 504 | `30s` |
 //! | [`MAX_BODY`] `skiff.dev/function-max-body` | a quantity of bytes (`1Mi`, `64k`, `4096`): a larger request body, 413 | `10Mi` |
-//! | [`CONCURRENCY`] `skiff.dev/function-concurrency` | requests served at once per pod (`0`: no cap, Knative's `containerConcurrency`): beyond, 503 with `Retry-After` | `0` |
+//! | [`CONCURRENCY`] `skiff.dev/function-concurrency` | requests served at once per pod (`0`: no cap but the node's instance slots, Knative's `containerConcurrency: 0`): beyond, 503 with `Retry-After` | `100` |
 //! | [`ALLOWED_OUTBOUND_HOSTS`] `skiff.dev/function-allowed-outbound-hosts` | comma-separated `SCHEME://HOST[:PORT]` (Spin's `allowed_outbound_hosts`: `*` scheme, host `*` or `*.domain`, port `*`; `insecure:allow-all`) | none: every outgoing request denied |
 //!
 //! Any of them also says the pod's Wasm containers are functions: one whose component is a
@@ -36,13 +36,15 @@ pub const ALL: [&str; 4] = [TIMEOUT, MAX_BODY, CONCURRENCY, ALLOWED_OUTBOUND_HOS
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 << 20;
+/// Finite, so that one function cannot take every instance slot of its node's shim.
+pub const DEFAULT_CONCURRENCY: u32 = 100;
 
 /// A pod's function settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionSettings {
     pub timeout: Duration,
     pub max_body_bytes: u64,
-    /// 0: no cap.
+    /// 0: no cap (but the node's instance slots).
     pub concurrency: u32,
     pub allowed_outbound_hosts: Vec<String>,
     /// Any function annotation is set: the pod's Wasm containers must be functions.
@@ -54,7 +56,7 @@ impl Default for FunctionSettings {
         FunctionSettings {
             timeout: DEFAULT_TIMEOUT,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            concurrency: 0,
+            concurrency: DEFAULT_CONCURRENCY,
             allowed_outbound_hosts: Vec::new(),
             declared: false,
         }
@@ -209,6 +211,9 @@ mod tests {
         let none = settings(Some(&meta(&[]))).unwrap();
         assert_eq!(none, FunctionSettings::default());
         assert!(!none.declared);
+        assert_eq!(none.concurrency, 100, "a finite cap by default");
+        let unbounded = settings(Some(&meta(&[(CONCURRENCY, "0")]))).unwrap();
+        assert_eq!(unbounded.concurrency, 0, "0 is Knative's: no cap");
         let s = settings(Some(&meta(&[
             (TIMEOUT, "1m30s"),
             (MAX_BODY, "1Mi"),

@@ -20,7 +20,9 @@ pub struct HttpOptions {
     /// The largest request body accepted: past it, 413. Zero: no limit.
     pub max_body_bytes: u64,
     /// Requests served at once; beyond, 503 with `Retry-After`. Zero: no cap but the engine's
-    /// instance slots (a request that finds none free gets 503 too).
+    /// instance slots (a request that finds none free gets 503 too), which lets one function
+    /// take every slot of the engine: only on purpose.
+    /// [`HttpOptions::DEFAULT_CONCURRENCY`] by default.
     pub concurrency: u32,
     /// Where `wasi:http/outgoing-handler` may send requests, in Spin's `allowed_outbound_hosts`
     /// syntax ([`super::AllowedHosts`]); empty: nowhere.
@@ -35,9 +37,14 @@ pub struct HttpOptions {
 
 impl HttpOptions {
     /// 30 s per request (Knative's default is 300 s; functions here are meant to be short),
-    /// 10 MiB bodies, no concurrency cap, no outbound hosts.
+    /// 10 MiB bodies, 100 requests at once, no outbound hosts.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
     pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 << 20;
+    /// Requests at once per function: a finite default, so that one function cannot take the
+    /// whole pooling allocator of a shim (1100 instance slots shared by its pods) and leave other
+    /// functions 503 and other Wasm pods unable to instantiate (Knative's target per replica is
+    /// 100 too).
+    pub const DEFAULT_CONCURRENCY: u32 = 100;
     /// Open connections per function: enough for many keep-alive clients, few enough that
     /// idle or slow ones (each holds a task and hyper's buffers) cannot exhaust the shim.
     pub const DEFAULT_MAX_CONNECTIONS: u32 = 1024;
@@ -62,7 +69,7 @@ impl Default for HttpOptions {
             ports: Vec::new(),
             timeout: Self::DEFAULT_TIMEOUT,
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
-            concurrency: 0,
+            concurrency: Self::DEFAULT_CONCURRENCY,
             allowed_outbound_hosts: Vec::new(),
             required: false,
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
