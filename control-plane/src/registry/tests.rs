@@ -429,7 +429,12 @@ async fn admission_chain_runs_mutating_then_validating_links() {
     let chain = admission::Chain::standard(h.store.clone());
     assert_eq!(
         chain.names(),
-        ["Priority", "DefaultIngressClass", "NamespaceLifecycle"]
+        [
+            "Priority",
+            "DefaultIngressClass",
+            "NamespaceLifecycle",
+            "ScaleToZero"
+        ]
     );
 
     // Priority: a built-in class gives the pod its priority.
