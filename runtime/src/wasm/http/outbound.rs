@@ -11,12 +11,18 @@
 //! `insecure:allow-all` allows every request. An empty list allows none: deny by default. A
 //! denied request gets `HttpRequestDenied` (its future resolves to that error code), and a line
 //! saying so goes to the guest's stderr log. An allowed one is sent from inside the function's
-//! network namespace (its connection made on the namespace's thread).
+//! network namespace (its connection made on the namespace's thread), in tasks that end when
+//! wasmtime drops the request (a guest past its timeout, trapped or killed leaves no request
+//! running), and waits for its connection and its response's first byte no longer than the
+//! function's timeout.
 //!
 //! Must not: look names up or connect itself beyond handing the request to wasmtime-wasi-http's
 //! `default_send_request`.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::Uri;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
@@ -227,6 +233,9 @@ pub(crate) struct Outbound {
     /// The runtime of the thread inside the function's network namespace; `None`: the caller's.
     connect_on: Option<tokio::runtime::Handle>,
     denied: Option<DenialLog>,
+    /// The function's timeout: the longest an outgoing request waits to connect or for its
+    /// first byte (zero: wasmtime-wasi-http's defaults).
+    limit: Duration,
 }
 
 impl Default for Outbound {
@@ -236,6 +245,7 @@ impl Default for Outbound {
             allowed: Arc::default(),
             connect_on: None,
             denied: None,
+            limit: Duration::ZERO,
         }
     }
 }
@@ -245,12 +255,44 @@ impl Outbound {
         allowed: Arc<AllowedHosts>,
         connect_on: Option<tokio::runtime::Handle>,
         denied: Option<DenialLog>,
+        limit: Duration,
     ) -> Self {
         Outbound {
             allowed,
             connect_on,
             denied,
+            limit,
         }
+    }
+
+    /// `options` with its connect and first-byte timeouts no longer than the function's.
+    fn capped(&self, options: Option<RequestOptions>) -> Option<RequestOptions> {
+        if self.limit.is_zero() {
+            return options;
+        }
+        let mut options = options.unwrap_or_default();
+        let cap = |t: Option<Duration>| Some(t.map_or(self.limit, |t| t.min(self.limit)));
+        options.connect_timeout = cap(options.connect_timeout);
+        options.first_byte_timeout = cap(options.first_byte_timeout);
+        Some(options)
+    }
+}
+
+/// A task on another runtime, aborted when dropped (as wasmtime's own handles are): an outgoing
+/// request's send or connection task goes with the guest's request.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -278,6 +320,7 @@ impl WasiHttpHooks for Outbound {
             }
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
+        let options = self.capped(options);
         let send = async move {
             use http_body_util::BodyExt;
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
@@ -291,11 +334,10 @@ impl WasiHttpHooks for Outbound {
             // The connection (and its name lookup, on a blocking thread started from there) is
             // made in the namespace; the connection's task runs there too.
             Some(runtime) => Box::new(async move {
-                let (response, io) = runtime
-                    .spawn(send)
+                let (response, io) = AbortOnDrop(runtime.spawn(send))
                     .await
                     .map_err(|e| HttpError::InternalError(Some(e.to_string())))??;
-                let io = runtime.spawn(io);
+                let io = AbortOnDrop(runtime.spawn(io));
                 let io = async move {
                     io.await
                         .map_err(|e| HttpError::InternalError(Some(e.to_string())))?
@@ -314,6 +356,44 @@ mod tests {
         AllowedHosts::parse(entries)
             .unwrap()
             .permits(&uri.parse().unwrap())
+    }
+
+    #[test]
+    fn outgoing_timeouts_are_capped_at_the_functions() {
+        let limited = Outbound::new(Arc::default(), None, None, Duration::from_secs(2));
+        let o = limited.capped(None).unwrap();
+        assert_eq!(o.connect_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(o.first_byte_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(o.between_bytes_timeout, None);
+        let shorter = RequestOptions {
+            connect_timeout: Some(Duration::from_millis(100)),
+            first_byte_timeout: Some(Duration::from_secs(60)),
+            between_bytes_timeout: None,
+        };
+        let o = limited.capped(Some(shorter)).unwrap();
+        assert_eq!(o.connect_timeout, Some(Duration::from_millis(100)));
+        assert_eq!(o.first_byte_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(Outbound::default().capped(None), None);
+    }
+
+    #[test]
+    fn a_dropped_outgoing_task_is_aborted() {
+        let other = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = AbortOnDrop(other.spawn(async move {
+            // Holds `tx` until aborted: the receiver sees it dropped only then.
+            std::future::pending::<()>().await;
+            drop(tx);
+        }));
+        let runs = std::thread::spawn(move || {
+            other.block_on(async { tokio::time::timeout(Duration::from_secs(10), rx).await })
+        });
+        drop(task);
+        let ended = runs.join().unwrap().expect("the task still runs");
+        assert!(ended.is_err(), "the task was aborted, dropping its sender");
     }
 
     #[test]

@@ -134,6 +134,7 @@ pub(crate) async fn start(
             Arc::new(allowed),
             netns.as_ref().map(|t| t.runtime().clone()),
             Some(denied_log),
+            options.timeout,
         ),
         p3: Arc::new(super::p3::Workers::new(
             usage.clone(),
