@@ -61,6 +61,11 @@ impl EngineOptions {
 /// adapter holds a handful of core instances (main module, adapter, shims) and several tables.
 const CORE_INSTANCES_PER_SLOT: u32 = 8;
 const TABLES_PER_SLOT: u32 = 4;
+/// Per instance slot, reset in place rather than decommitted (see `config`).
+const KEEP_RESIDENT_MEMORY: usize = 256 << 10;
+const KEEP_RESIDENT_TABLE: usize = 16 << 10;
+/// Slots whose pages go back to the kernel together, in one call each.
+const DECOMMIT_BATCH: usize = 16;
 
 /// The shared engine: cheap to clone, one per process.
 #[derive(Clone)]
@@ -147,7 +152,16 @@ fn config(options: &EngineOptions) -> Config {
         .total_memories(slots)
         .total_tables(slots.saturating_mul(TABLES_PER_SLOT))
         .total_stacks(slots)
-        .max_memory_size(usize::try_from(options.max_memory_bytes).unwrap_or(usize::MAX));
+        .max_memory_size(usize::try_from(options.max_memory_bytes).unwrap_or(usize::MAX))
+        // A function makes and drops an instance per request. Resetting a slot with madvise
+        // costs a TLB shootdown across the process's threads and the next user's page faults
+        // (a third of a shim's CPU in `bench/run http`): the first bytes of a slot's memory
+        // and tables are reset with memset instead and stay resident, and what lies beyond is
+        // given back in batches. An idle slot keeps at most these bytes (wasmtime keeps up to
+        // 100 unused warm slots).
+        .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+        .table_keep_resident(KEEP_RESIDENT_TABLE)
+        .decommit_batch_size(DECOMMIT_BATCH);
 
     let mut config = Config::new();
     config
