@@ -89,11 +89,16 @@ pub fn settings(meta: Option<&ObjectMeta>) -> Result<FunctionSettings, (&'static
         })?;
     }
     if let Some(v) = get(ALLOWED_OUTBOUND_HOSTS) {
-        for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            check_outbound_host(entry)
-                .map_err(|m| (ALLOWED_OUTBOUND_HOSTS, format!("{entry:?}: {m}")))?;
-            s.allowed_outbound_hosts.push(entry.to_string());
-        }
+        let entries: Vec<String> = v
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(str::to_string)
+            .collect();
+        // The runtime's own parser: what passes here is what the node enforces.
+        skiff_outbound_hosts::AllowedHosts::parse(&entries)
+            .map_err(|e| (ALLOWED_OUTBOUND_HOSTS, e.to_string()))?;
+        s.allowed_outbound_hosts = entries;
     }
     Ok(s)
 }
@@ -142,54 +147,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         total = total.saturating_add(part);
     }
     Ok(total)
-}
-
-/// Spin's `allowed_outbound_hosts` entry syntax (the runtime enforces the same).
-fn check_outbound_host(entry: &str) -> Result<(), String> {
-    if entry == "insecure:allow-all" {
-        return Ok(());
-    }
-    let (scheme, rest) = entry
-        .split_once("://")
-        .ok_or("must be SCHEME://HOST[:PORT], e.g. https://example.com")?;
-    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https" | "*") {
-        return Err(format!("scheme {scheme:?}: only http, https or *"));
-    }
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.contains(['/', '?', '#', '@']) {
-        return Err("only SCHEME://HOST[:PORT]: no path, query or user".into());
-    }
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (addr, after) = v6.split_once(']').ok_or("unclosed [ in the host")?;
-        addr.parse::<std::net::Ipv6Addr>()
-            .map_err(|_| format!("host [{addr}]: not an IPv6 address"))?;
-        (None, after.strip_prefix(':'))
-    } else {
-        match rest.rsplit_once(':') {
-            Some((h, p)) => (Some(h), Some(p)),
-            None => (Some(rest), None),
-        }
-    };
-    if let Some(host) = host {
-        let name = host.strip_prefix("*.").unwrap_or(host);
-        let ok = host == "*"
-            || (!name.is_empty()
-                && name.split('.').all(|l| {
-                    !l.is_empty()
-                        && l.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                }));
-        if !ok {
-            return Err(format!(
-                "host {host:?}: not a host name, an address, * or *.DOMAIN"
-            ));
-        }
-    }
-    match port {
-        None | Some("*") => Ok(()),
-        Some(p) if p.parse::<u16>().is_ok_and(|p| p > 0) => Ok(()),
-        Some(p) => Err(format!("port {p:?}: not a port number or *")),
-    }
 }
 
 #[cfg(test)]
@@ -241,8 +198,9 @@ mod tests {
             (CONCURRENCY, "-2", "whole number"),
             (ALLOWED_OUTBOUND_HOSTS, "example.com", "SCHEME://HOST"),
             (ALLOWED_OUTBOUND_HOSTS, "ftp://x", "scheme"),
-            (ALLOWED_OUTBOUND_HOSTS, "http://x/path", "no path"),
+            (ALLOWED_OUTBOUND_HOSTS, "http://x/path", "path"),
             (ALLOWED_OUTBOUND_HOSTS, "http://x:99999", "port"),
+            (ALLOWED_OUTBOUND_HOSTS, "http://ok, http://[::1]x", "[::1]x"),
         ] {
             let mut errors = FieldErrors::default();
             validate(&meta(&[(key, value)]), "metadata.annotations", &mut errors);
@@ -251,6 +209,21 @@ mod tests {
                 text.starts_with(&format!("metadata.annotations[{key}]")) && text.contains(says),
                 "{key}={value}: {text}"
             );
+        }
+    }
+
+    #[test]
+    fn outbound_hosts_are_validated_as_the_runtime_parses_them() {
+        for &(entry, refused) in skiff_outbound_hosts::EXAMPLES {
+            let result = settings(Some(&meta(&[(ALLOWED_OUTBOUND_HOSTS, entry)])));
+            match (result, refused) {
+                (Ok(s), None) => assert_eq!(s.allowed_outbound_hosts, [entry]),
+                (Err((key, message)), Some(says)) => {
+                    assert_eq!(key, ALLOWED_OUTBOUND_HOSTS);
+                    assert!(message.contains(says), "{entry}: {message}");
+                }
+                (got, _) => panic!("{entry}: {got:?}, expected {refused:?}"),
+            }
         }
     }
 }
