@@ -298,7 +298,7 @@ async fn outgoing_requests_go_only_where_the_allowlist_says() {
     let (allowed, denied) = blocking(move || {
         (
             n.get(18082, "/fetch?url=http://127.0.0.1:18082/"),
-            n.get(18082, "/fetch?url=http://localhost:18082/"),
+            n.get(18082, "/fetch?url=http://localhost:18082/secret-path"),
         )
     })
     .await;
@@ -310,8 +310,12 @@ async fn outgoing_requests_go_only_where_the_allowlist_says() {
     kill(&instance).await;
     let (_, stderr) = ex.output("fn-c");
     assert!(
-        stderr.contains("outgoing request to http://localhost:18082/ denied"),
+        stderr.contains("outgoing request to http://localhost:18082 denied"),
         "{stderr}"
+    );
+    assert!(
+        !stderr.contains("secret-path"),
+        "the path is not logged: {stderr}"
     );
 }
 

@@ -3,7 +3,7 @@
 //! `skiff-outbound-hosts` crate, the same parser the API validates with).
 //!
 //! A denied request gets `HttpRequestDenied` (its future resolves to that error code), and a
-//! line saying so goes to the guest's stderr log. An allowed one is sent
+//! line naming its scheme and authority (never its path or query, which may hold a token) goes to the guest's stderr log. An allowed one is sent
 //! from inside the function's network namespace (its connection made on the namespace's
 //! thread), in tasks that end when wasmtime drops the request (a guest past its timeout,
 //! trapped or killed leaves no request running), and waits for its connection and its
@@ -107,11 +107,17 @@ impl WasiHttpHooks for Outbound {
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         drop(fut);
         if !self.allowed.permits(request.uri()) {
-            let line = format!(
-                "outgoing request to {} denied: not in the function's allowed outbound hosts\n",
-                request.uri()
+            // Scheme and authority only: a path or query may hold a token.
+            let uri = request.uri();
+            let target = format!(
+                "{}://{}",
+                uri.scheme_str().unwrap_or("?"),
+                uri.authority().map_or("?", |a| a.as_str())
             );
-            tracing::info!(uri = %request.uri(), "outgoing request denied");
+            let line = format!(
+                "outgoing request to {target} denied: not in the function's allowed outbound hosts\n"
+            );
+            tracing::info!(%target, "outgoing request denied");
             if let Some(log) = &self.denied {
                 log(&line);
             }
