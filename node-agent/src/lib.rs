@@ -143,17 +143,18 @@ pub async fn run(
     }
     // Services and Endpoints, for the proxy, DNS, ingress and containers' service env vars.
     let catalog = catalog::Catalog::start(transport.clone());
+    // The node proxy: Services' cluster IPs and NodePorts, kernel NAT kept in step with the catalog.
+    let proxy = proxy::Proxy::new(&node_name, info.ip, &options.data_dir);
     // The ingress router: Ingresses of skiff's class, to the catalog's endpoints.
     let ingress = ingress::start(
         &options.ingress_addr,
         info.ip,
         transport.clone(),
         catalog.clone(),
+        Some(proxy.clone()),
     )
     .await
     .map_err(|e| AgentError::Network(e.to_string()))?;
-    // The node proxy: Services' cluster IPs and NodePorts, kernel NAT kept in step with the catalog.
-    let proxy = proxy::Proxy::new(&node_name, info.ip, &options.data_dir);
     let proxy_task = tokio::spawn(proxy.clone().run(
         transport.clone(),
         catalog.clone(),

@@ -159,6 +159,7 @@ pub async fn start(
     node_ip: IpAddr,
     transport: Transport,
     catalog: Arc<Catalog>,
+    node_proxy: Option<Arc<crate::proxy::Proxy>>,
 ) -> Result<Option<Running>, IngressError> {
     let (http, https, explicit) = match addr {
         IngressAddr::Off => return Ok(None),
@@ -182,7 +183,7 @@ pub async fn start(
     }
     let (routing_tx, routing_rx) = watch::channel(Arc::new(sources::Routing::default()));
     let (certs_tx, certs_rx) = watch::channel(Arc::new(tls::Certificates::default()));
-    let router = proxy::Router::new(routing_rx, catalog);
+    let router = proxy::Router::with_node_proxy(routing_rx, catalog, node_proxy);
     let mut running = Running {
         tasks: vec![tokio::spawn(
             sources::Sources::new(transport).run(routing_tx, certs_tx),

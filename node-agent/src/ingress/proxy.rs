@@ -51,10 +51,22 @@ pub struct Router {
     routing: watch::Receiver<Arc<Routing>>,
     catalog: Arc<Catalog>,
     client: Client<HttpConnector, Body>,
+    /// The node proxy, whose held Services (scale from zero) are reached by their cluster IP
+    /// while they have no endpoint: the proxy holds the connection and wakes them.
+    node_proxy: Option<Arc<crate::proxy::Proxy>>,
 }
 
 impl Router {
     pub fn new(routing: watch::Receiver<Arc<Routing>>, catalog: Arc<Catalog>) -> Arc<Self> {
+        Self::with_node_proxy(routing, catalog, None)
+    }
+
+    /// A router that sends a held Service's requests to its cluster IP while it has no endpoint.
+    pub fn with_node_proxy(
+        routing: watch::Receiver<Arc<Routing>>,
+        catalog: Arc<Catalog>,
+        node_proxy: Option<Arc<crate::proxy::Proxy>>,
+    ) -> Arc<Self> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -66,7 +78,24 @@ impl Router {
             routing,
             catalog,
             client,
+            node_proxy,
         })
+    }
+
+    /// The cluster IP and port of `backend`'s Service when the node proxy holds it.
+    fn held_upstream(&self, backend: &super::routes::Backend) -> Option<SocketAddr> {
+        let proxy = self.node_proxy.as_ref()?;
+        if !proxy.is_held(&backend.namespace, &backend.service) {
+            return None;
+        }
+        let svc = self.catalog.service(&backend.namespace, &backend.service)?;
+        let spec = svc.spec.as_ref()?;
+        let ip: std::net::IpAddr = spec.cluster_ip.parse().ok()?;
+        let port = spec.ports.iter().find(|p| match &backend.port {
+            super::routes::PortRef::Number(n) => p.port == *n,
+            super::routes::PortRef::Name(name) => p.name == *name,
+        })?;
+        Some(SocketAddr::new(ip, u16::try_from(port.port).ok()?))
     }
 
     /// Returns once the first routing state is published and the catalog has listed Services and
@@ -200,6 +229,11 @@ impl Router {
         loop {
             let upstream = match pick(&self.catalog, &backend) {
                 Ok(address) => address,
+                Err(super::backends::Unavailable::NoEndpoints(_))
+                    if let Some(held) = self.held_upstream(&backend) =>
+                {
+                    held
+                }
                 Err(e) => {
                     return text(
                         StatusCode::SERVICE_UNAVAILABLE,

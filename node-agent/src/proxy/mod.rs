@@ -286,6 +286,13 @@ impl Proxy {
         Ok(())
     }
 
+    /// Whether Service `namespace/name` is held (its connections wait for a pod while it has no
+    /// ready endpoint): the ingress router sends such a Service's requests to its cluster IP.
+    pub fn is_held(&self, namespace: &str, name: &str) -> bool {
+        self.holds
+            .contains_key(&(namespace.to_string(), name.to_string()))
+    }
+
     /// Ends [`Self::hold`] of `namespace/name`: without endpoints it is refused again.
     pub fn release(&self, namespace: &str, name: &str) {
         if self

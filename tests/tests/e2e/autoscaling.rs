@@ -8,7 +8,7 @@
 //!   Deployment and is answered by the new pod; after the idle window it is back at zero.
 //! - A wasi:http function (the `http` test guest) scales up on its requests in flight (a `Pods`
 //!   metric) under a load of slow requests, down to zero when idle, and from zero again on a
-//!   request through its Service.
+//!   request through its Service, and through the node's Ingress router.
 //! - Scale up and down on CPU: busybox pods that burn CPU while a file exists scale from 1 to 2,
 //!   and back to 1 when the load is gone.
 
@@ -356,6 +356,21 @@ fn a_function_scales_on_requests_in_flight_down_to_zero_and_back() {
     let (code, body) = http_get(addr, "/")
         .unwrap_or_else(|e| panic!("from zero: {e}\n{}", describe(&c, "hpa", "fn")));
     eprintln!("a function from zero answered in {:?}", started.elapsed());
+    assert_eq!(
+        (code, body.as_str()),
+        (200, "hello from a skiff function\n")
+    );
+    // Through the node's Ingress router too: at zero again, a request to the Ingress is held.
+    c.apply("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: fn}\nspec:\n  rules:\n  - http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: fn, port: {number: 80}}}}\n");
+    at_zero(&c, "fn", "fn", Duration::from_secs(90));
+    let ingress: SocketAddr = format!("{}:80", net.address(0)).parse().expect("addr");
+    let started = Instant::now();
+    let (code, body) = http_get(ingress, "/")
+        .unwrap_or_else(|e| panic!("ingress from zero: {e}\n{}", describe(&c, "hpa", "fn")));
+    eprintln!(
+        "a function from zero through the Ingress answered in {:?}",
+        started.elapsed()
+    );
     assert_eq!(
         (code, body.as_str()),
         (200, "hello from a skiff function\n")
