@@ -4,7 +4,8 @@
 //!
 //! Answers of its own, each with a one-line text body: 404 when no rule (and no default backend)
 //! matches; 503 when the backend Service does not exist, lacks the port, or has no ready
-//! endpoint; 502 when the upstream connection or exchange fails; 504 when the upstream sends no
+//! endpoint (unless the node proxy holds it for scale from zero: then the request goes to its
+//! cluster IP, where it is held until a pod serves it); 502 when the upstream connection or exchange fails; 504 when the upstream sends no
 //! response head within [`UPSTREAM_TIMEOUT`]. A request without a body whose connection is
 //! refused tries the next endpoint (at most [`MAX_TRIES`] in all).
 //!
