@@ -4,7 +4,7 @@
 //!
 //! | annotation | value | default |
 //! | --- | --- | --- |
-//! | [`TIMEOUT`] `skiff.dev/function-timeout` | a duration (`500ms`, `30s`, `2m`, `1m30s`): past it, 504 | `30s` |
+//! | [`TIMEOUT`] `skiff.dev/function-timeout` | a duration (`500ms`, `30s`, `2m`, `1m30s`), more than 0: past it, 504 | `30s` |
 //! | [`MAX_BODY`] `skiff.dev/function-max-body` | a quantity of bytes (`1Mi`, `64k`, `4096`): a larger request body, 413 | `10Mi` |
 //! | [`CONCURRENCY`] `skiff.dev/function-concurrency` | requests served at once per pod (`0`: no cap but the node's instance slots, Knative's `containerConcurrency: 0`): beyond, 503 with `Retry-After` | `100` |
 //! | [`ALLOWED_OUTBOUND_HOSTS`] `skiff.dev/function-allowed-outbound-hosts` | comma-separated `SCHEME://HOST[:PORT]` (Spin's `allowed_outbound_hosts`: `*` scheme, host `*` or `*.domain`, port `*`; `insecure:allow-all`) | none: every outgoing request denied |
@@ -74,6 +74,14 @@ pub fn settings(meta: Option<&ObjectMeta>) -> Result<FunctionSettings, (&'static
     s.declared = ALL.iter().any(|k| meta.annotations.contains_key(*k));
     if let Some(v) = get(TIMEOUT) {
         s.timeout = parse_duration(v).map_err(|m| (TIMEOUT, m))?;
+        // As Kubernetes' timeouts (a probe's timeoutSeconds, activeDeadlineSeconds): positive.
+        // Zero would be read as "no timeout" by some and "fail at once" by others.
+        if s.timeout.is_zero() {
+            return Err((
+                TIMEOUT,
+                format!("{v:?}: must be greater than 0 (a function always has a timeout)"),
+            ));
+        }
     }
     if let Some(v) = get(MAX_BODY) {
         let q = Quantity::parse(v).map_err(|e| (MAX_BODY, format!("{v:?}: {e}")))?;
@@ -193,6 +201,8 @@ mod tests {
         for (key, value, says) in [
             (TIMEOUT, "30", "not a duration"),
             (TIMEOUT, "soon", "not a duration"),
+            (TIMEOUT, "0s", "must be greater than 0"),
+            (TIMEOUT, "0ms", "must be greater than 0"),
             (MAX_BODY, "lots", "lots"),
             (MAX_BODY, "-1", "negative"),
             (CONCURRENCY, "-2", "whole number"),
