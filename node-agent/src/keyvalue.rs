@@ -163,6 +163,8 @@ async fn call(
         .map(tonic::Response::into_inner)
         .map_err(|status| match status.code() {
             tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => Failure::AccessDenied,
+            // The control plane's only NotFound here: the bucket was never opened.
+            tonic::Code::NotFound => Failure::NoSuchStore,
             _ => Failure::Other(status.message().to_string()),
         })
 }

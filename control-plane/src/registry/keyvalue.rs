@@ -9,7 +9,9 @@
 //! sum only if the key is still at the revision it read, retrying otherwise (no lost update
 //! between replicas). The meta counts are updated after each write, so concurrent writers may
 //! overshoot a limit by what they write at once; a refusal recounts the bucket first (a count
-//! left wrong by a crash mends itself there).
+//! left wrong by a crash mends itself there). Only `open` makes a bucket: every write to a
+//! bucket whose meta key is missing (never opened, or its namespace deleted) fails with
+//! [`ApiError::NotFound`] (`error.no-such-store` for the guest), so the bucket cap holds.
 //!
 //! Limits ([`Limits::default`]): bucket names of 1-63 characters of `[A-Za-z0-9._-]` (empty is
 //! `default`); keys of 1-1024 bytes; values of at most 1 MiB; 10,000 entries and 64 MiB per
@@ -249,6 +251,7 @@ impl Buckets {
     ) -> Result<Bytes, ApiError> {
         let name = bucket_name(bucket)?;
         self.check_key(key)?;
+        self.check_opened(namespace, name).await?;
         let store_key = format!("{}{key}", Self::prefix(namespace, name));
         for attempt in 0..ATTEMPTS {
             let current = self.store.get(&store_key).await.map_err(store_error)?;
@@ -293,6 +296,7 @@ impl Buckets {
     pub async fn delete(&self, namespace: &str, bucket: &str, key: &str) -> Result<(), ApiError> {
         let name = bucket_name(bucket)?;
         self.check_key(key)?;
+        self.check_opened(namespace, name).await?;
         let store_key = format!("{}{key}", Self::prefix(namespace, name));
         for attempt in 0..ATTEMPTS {
             let Some(current) = self.store.get(&store_key).await.map_err(store_error)? else {
@@ -378,6 +382,15 @@ impl Buckets {
             }
         }
         Ok(())
+    }
+
+    /// Refuses a write to a bucket that was never opened (or was deleted with its namespace).
+    async fn check_opened(&self, namespace: &str, bucket: &str) -> Result<(), ApiError> {
+        let key = Self::meta_key(namespace, bucket);
+        match self.store.get(&key).await.map_err(store_error)? {
+            Some(_) => Ok(()),
+            None => Err(no_such_store(bucket)),
+        }
     }
 
     /// Refuses a write that would add `entries` and `bytes` to a full bucket (after a recount).
@@ -472,11 +485,8 @@ impl Buckets {
                         .update(&key, encode_meta(next), Some(kv.mod_revision))
                         .await
                 }
-                None => {
-                    self.store
-                        .create(&key, encode_meta(change(Meta::default())))
-                        .await
-                }
+                // Deleted since the write checked it (its namespace is going): never made here.
+                None => return Err(no_such_store(bucket)),
             };
             match written {
                 Ok(_) => return Ok(()),
@@ -504,6 +514,14 @@ fn decode_meta(bytes: &[u8]) -> Meta {
     match (parts.next().flatten(), parts.next().flatten()) {
         (Some(entries), Some(bytes)) => Meta { entries, bytes },
         _ => Meta::default(),
+    }
+}
+
+/// The bucket has no meta key: it was never opened.
+fn no_such_store(bucket: &str) -> ApiError {
+    ApiError::NotFound {
+        plural: "keyvalue buckets",
+        name: bucket.to_string(),
     }
 }
 
@@ -629,5 +647,37 @@ mod tests {
         .unwrap();
         b.set("ns", "one", "d", Bytes::from("x")).await.unwrap();
         assert_eq!(b.meta("ns", "one").await.unwrap().entries, 3);
+    }
+
+    #[tokio::test]
+    async fn writes_to_a_bucket_never_opened_are_refused_and_make_nothing() {
+        let limits = Limits {
+            buckets: 1,
+            ..Limits::default()
+        };
+        let (_d, b) = buckets(limits);
+        b.open("ns", "one").await.unwrap();
+        let no_such = |e: ApiError| {
+            assert!(matches!(e, ApiError::NotFound { .. }), "{e}");
+            assert!(e.to_string().starts_with("keyvalue buckets \""), "{e}");
+        };
+        no_such(b.set("ns", "two", "k", Bytes::from("v")).await.unwrap_err());
+        no_such(b.increment("ns", "two", "n", 1).await.unwrap_err());
+        no_such(b.delete("ns", "two", "k").await.unwrap_err());
+        // No meta key was made behind the cap's back, and no entry.
+        assert!(
+            b.store
+                .get("/keyvaluebuckets/ns/two")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(b.get("ns", "two", "n").await.unwrap(), None);
+        let e = b.open("ns", "two").await.unwrap_err();
+        assert!(e.to_string().contains("1 keyvalue buckets"), "{e}");
+        // A deleted namespace's buckets are gone for writers too.
+        b.set("ns", "one", "k", Bytes::from("v")).await.unwrap();
+        b.delete_namespace("ns").await.unwrap();
+        no_such(b.set("ns", "one", "k", Bytes::from("v")).await.unwrap_err());
     }
 }
