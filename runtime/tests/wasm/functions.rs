@@ -177,8 +177,13 @@ async fn a_function_serves_each_request_with_a_fresh_instance_and_logs_its_outpu
         (old.0, old.1.as_str()),
         (200, "hello from a skiff function\n")
     );
+    // A probe's request is served, but left out of the figures autoscaling reads.
+    let n = ns.clone();
+    let probe =
+        blocking(move || n.curl(&["-A", "kube-probe/1.31", "http://127.0.0.1:18080/"])).await;
+    assert_eq!(probe.0, 200);
     let stats = settled(&instance).await;
-    assert_eq!((stats.requests_total, stats.instantiations), (5, 5));
+    assert_eq!((stats.requests_total, stats.instantiations), (5, 6));
     assert_eq!(
         (stats.in_flight, stats.errors),
         (0, 0),

@@ -18,7 +18,7 @@ pub async fn check(host: &str, port: u16, service: &str, timeout: Duration) -> R
         .map_err(|e| format!("bad address {address:?}: {e}"))?
         .connect_timeout(timeout)
         .timeout(timeout)
-        .user_agent("kube-probe/skiff")
+        .user_agent(super::http::PROBE_USER_AGENT)
         .map_err(|e| e.to_string())?;
     let channel = endpoint.connect().await.map_err(|e| {
         format!(

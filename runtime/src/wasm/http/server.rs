@@ -301,26 +301,58 @@ enum Ended {
     Killed,
 }
 
-/// An admitted request: counted in flight until dropped.
-struct Admitted(Arc<Function>);
+/// An admitted request: counted in flight until dropped, unless it is a probe's.
+struct Admitted {
+    function: Arc<Function>,
+    counted: bool,
+}
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.0.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.counted {
+            self.function
+                .counters
+                .in_flight
+                .fetch_sub(1, Ordering::Relaxed);
+        }
     }
+}
+
+/// The `User-Agent` prefix of kubelet's probes (and skiff's agent's): `kube-probe/1.31`.
+const PROBE_USER_AGENT: &[u8] = b"kube-probe/";
+
+/// Whether `req` comes from a probe. As Knative's queue-proxy, a function serves probes like any
+/// request but leaves them out of the figures autoscaling reads (requests, in flight,
+/// durations), so that a function with an `httpGet` probe still scales to zero.
+fn is_probe<B>(req: &http::Request<B>) -> bool {
+    req.headers()
+        .get(header::USER_AGENT)
+        .is_some_and(|ua| ua.as_bytes().starts_with(PROBE_USER_AGENT))
 }
 
 impl Function {
     async fn handle(self: Arc<Self>, req: http::Request<Incoming>) -> Response<WasiBody> {
         let began = Instant::now();
         let counters = &self.counters;
-        Counters::bump(&counters.requests_total);
+        let probe = is_probe(&req);
+        if !probe {
+            Counters::bump(&counters.requests_total);
+        }
         if self.max_body_bytes > 0 && declared_length(&req).is_some_and(|n| n > self.max_body_bytes)
         {
             Counters::bump(&counters.rejected_too_large);
             return too_large();
         }
-        let Some(admitted) = self.admit() else {
+        let admitted = if probe {
+            // Not under the cap either: a probe must not be refused because clients are busy.
+            Some(Admitted {
+                function: self.clone(),
+                counted: false,
+            })
+        } else {
+            self.admit()
+        };
+        let Some(admitted) = admitted else {
             Counters::bump(&counters.rejected_busy);
             return busy();
         };
@@ -339,7 +371,12 @@ impl Function {
         };
         let (respond, response) = oneshot::channel();
         Counters::bump(&counters.instantiations);
-        let task = tokio::spawn(admitted.0.clone().run(admitted, store, req, respond, began));
+        let task = tokio::spawn(
+            admitted
+                .function
+                .clone()
+                .run(admitted, store, req, respond, began),
+        );
         let too_big = || over.load(Ordering::Relaxed);
         match response.await {
             Ok(Ok(_)) if too_big() => {
@@ -420,7 +457,9 @@ impl Function {
             Ended::Busy => Counters::bump(&counters.rejected_busy),
             Ended::Returned | Ended::Killed => {}
         }
-        counters.observe(began.elapsed());
+        if admitted.counted {
+            counters.observe(began.elapsed());
+        }
         drop(admitted);
         ended
     }
@@ -428,7 +467,10 @@ impl Function {
     /// Admits a request under the concurrency cap.
     fn admit(self: &Arc<Self>) -> Option<Admitted> {
         let before = self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
-        let admitted = Admitted(self.clone());
+        let admitted = Admitted {
+            function: self.clone(),
+            counted: true,
+        };
         (self.concurrency == 0 || before < self.concurrency).then_some(admitted)
     }
 
