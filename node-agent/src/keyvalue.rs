@@ -8,11 +8,15 @@
 //! control plane then checks that the pod runs on this node and is granted `keyvalue`. Batch
 //! operations are relayed one key at a time (not atomic, as `wasi:keyvalue/batch` allows).
 //! Sockets are served again when a restarted agent sees its pods (every sync asks [`Gateway::serve`],
-//! which is idempotent), and removed with the pod. Must not: keep or cache any value.
+//! which is idempotent), and removed with the pod. Each pod's control-plane calls are rate
+//! limited here ([`RATE_PER_SECOND`], [`BURST`]; a batch takes one per key): past it, the guest
+//! gets `error.other` saying so, and the control plane is not called. Must not: keep or cache any
+//! value.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use dashmap::DashMap;
 use skiff_api::client::Transport;
@@ -22,6 +26,46 @@ use skiff_runtime::wasm::host::keyvalue::wire::{
     Failure, Op, Reply, Request, Value, read_frame, write_frame,
 };
 use tokio::net::{UnixListener, UnixStream};
+
+/// A pod's control-plane calls per second, sustained.
+pub const RATE_PER_SECOND: f64 = 200.0;
+/// A pod's control-plane calls at once after a quiet spell.
+pub const BURST: f64 = 400.0;
+
+/// A token bucket: `burst` tokens, refilled at `rate` per second, one taken per call.
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    /// Tokens left, as of the instant.
+    state: Mutex<(f64, Instant)>,
+}
+
+impl TokenBucket {
+    fn new(rate: f64, burst: f64, now: Instant) -> Self {
+        TokenBucket {
+            rate,
+            burst,
+            state: Mutex::new((burst, now)),
+        }
+    }
+
+    /// Takes a token at `now`, if one is left.
+    fn take(&self, now: Instant) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (tokens, since) = *state;
+        let elapsed = now.saturating_duration_since(since).as_secs_f64();
+        let tokens = (tokens + elapsed * self.rate).min(self.burst);
+        let taken = tokens >= 1.0;
+        *state = (if taken { tokens - 1.0 } else { tokens }, now.max(since));
+        taken
+    }
+}
+
+/// A pod as its socket knows it: who it is to the control plane, and its calls' budget.
+struct Pod {
+    caller: KeyValueCaller,
+    limit: TokenBucket,
+}
 
 /// One served socket.
 struct Served {
@@ -80,8 +124,12 @@ impl Gateway {
             pod_uid: uid.to_string(),
             node: self.node.clone(),
         };
+        let pod = Pod {
+            caller,
+            limit: TokenBucket::new(RATE_PER_SECOND, BURST, Instant::now()),
+        };
         let client = KeyValueApiClient::new(self.transport.clone());
-        let task = tokio::spawn(accept(listener, Arc::new(caller), client));
+        let task = tokio::spawn(accept(listener, Arc::new(pod), client));
         entry.or_insert(Served {
             path: path.clone(),
             task,
@@ -95,18 +143,14 @@ impl Gateway {
     }
 }
 
-async fn accept(
-    listener: UnixListener,
-    caller: Arc<KeyValueCaller>,
-    client: KeyValueApiClient<Transport>,
-) {
+async fn accept(listener: UnixListener, caller: Arc<Pod>, client: KeyValueApiClient<Transport>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
                 tokio::spawn(connection(stream, caller.clone(), client.clone()));
             }
             Err(e) => {
-                tracing::warn!(error = %e, pod = %caller.pod, "keyvalue socket: accept");
+                tracing::warn!(error = %e, pod = %caller.caller.pod, "keyvalue socket: accept");
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
@@ -116,7 +160,7 @@ async fn accept(
 /// Answers a connection's requests, one at a time, until it closes.
 async fn connection(
     mut stream: UnixStream,
-    caller: Arc<KeyValueCaller>,
+    caller: Arc<Pod>,
     client: KeyValueApiClient<Transport>,
 ) {
     loop {
@@ -124,7 +168,7 @@ async fn connection(
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(e) => {
-                tracing::debug!(error = %e, pod = %caller.pod, "keyvalue socket: bad request");
+                tracing::debug!(error = %e, pod = %caller.caller.pod, "keyvalue socket: bad request");
                 let failure = Failure::Other(format!("bad request: {e}"));
                 let _ = write_frame(&mut stream, &Reply::Failed { failure }).await;
                 return;
@@ -140,17 +184,28 @@ async fn connection(
     }
 }
 
-/// One control-plane call.
+/// The failure of a call past the pod's rate limit.
+fn rate_limited(caller: &KeyValueCaller) -> Failure {
+    Failure::Other(format!(
+        "rate limited: pod {}/{} made more than {RATE_PER_SECOND} keyvalue operations per second (burst {BURST}); try again later",
+        caller.namespace, caller.pod
+    ))
+}
+
+/// One control-plane call, if the pod's rate limit allows it.
 async fn call(
-    caller: &KeyValueCaller,
+    pod: &Pod,
     client: &mut KeyValueApiClient<Transport>,
     bucket: &str,
     op: KeyValueOp,
     key: String,
     fill: impl FnOnce(&mut KeyValueRequest),
 ) -> Result<KeyValueResponse, Failure> {
+    if !pod.limit.take(Instant::now()) {
+        return Err(rate_limited(&pod.caller));
+    }
     let mut request = KeyValueRequest {
-        caller: Some(caller.clone()),
+        caller: Some(pod.caller.clone()),
         bucket: bucket.to_string(),
         op: op.into(),
         key,
@@ -170,7 +225,7 @@ async fn call(
 }
 
 async fn answer(
-    caller: &KeyValueCaller,
+    caller: &Pod,
     mut client: KeyValueApiClient<Transport>,
     request: Request,
 ) -> Result<Reply, Failure> {
@@ -240,4 +295,45 @@ async fn answer(
             Reply::Done
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_pod_gets_its_burst_then_its_rate() {
+        let start = Instant::now();
+        let limit = TokenBucket::new(RATE_PER_SECOND, BURST, start);
+        let taken = (0..1000).filter(|_| limit.take(start)).count();
+        assert_eq!(taken, BURST as usize);
+        // Half a second later (on the bucket's clock): half a second's worth more.
+        let later = start + Duration::from_millis(500);
+        let taken = (0..1000).filter(|_| limit.take(later)).count();
+        assert_eq!(taken, (RATE_PER_SECOND / 2.0) as usize);
+        // A long quiet spell refills no more than the burst.
+        let much_later = later + Duration::from_secs(3600);
+        let taken = (0..1000).filter(|_| limit.take(much_later)).count();
+        assert_eq!(taken, BURST as usize);
+        // An instant out of order (another connection's) takes nothing back.
+        assert!(!limit.take(later));
+    }
+
+    #[test]
+    fn a_refusal_names_the_pod_and_the_limit() {
+        let caller = KeyValueCaller {
+            namespace: "shop".into(),
+            pod: "web".into(),
+            ..Default::default()
+        };
+        let Failure::Other(message) = rate_limited(&caller) else {
+            panic!("not error.other");
+        };
+        assert!(message.contains("pod shop/web"), "{message}");
+        assert!(
+            message.contains("200 keyvalue operations per second"),
+            "{message}"
+        );
+    }
 }

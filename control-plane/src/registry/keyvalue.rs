@@ -15,7 +15,8 @@
 //!
 //! Limits ([`Limits::default`]): bucket names of 1-63 characters of `[A-Za-z0-9._-]` (empty is
 //! `default`); keys of 1-1024 bytes; values of at most 1 MiB; 10,000 entries and 64 MiB per
-//! bucket; 100 buckets per namespace.
+//! bucket; 100 buckets per namespace, and 64 MiB across a namespace's buckets (summed from the
+//! buckets' meta keys, at most 100 small values read at once, before any write that grows).
 //!
 //! Must not: authorize (the API server checks the caller and the pod before calling in).
 
@@ -35,6 +36,8 @@ pub struct Limits {
     pub entries: u64,
     pub bucket_bytes: u64,
     pub buckets: usize,
+    /// Bytes (keys + values) across all buckets of a namespace.
+    pub namespace_bytes: u64,
 }
 
 impl Default for Limits {
@@ -45,6 +48,7 @@ impl Default for Limits {
             entries: 10_000,
             bucket_bytes: 64 << 20,
             buckets: 100,
+            namespace_bytes: 64 << 20,
         }
     }
 }
@@ -408,16 +412,57 @@ impl Buckets {
             m.entries + entries <= self.limits.entries
                 && (bytes <= 0 || m.bytes.saturating_add(bytes as u64) <= self.limits.bucket_bytes)
         };
-        if fits(self.meta(namespace, bucket).await?) {
+        if fits(self.meta(namespace, bucket).await?)
+            && self
+                .check_namespace_room(namespace, bucket, bytes, None)
+                .await
+                .is_ok()
+        {
             return Ok(());
         }
         let actual = self.recount(namespace, bucket).await?;
-        if fits(actual) {
+        if !fits(actual) {
+            return Err(ApiError::Exhausted(format!(
+                "bucket {bucket:?} of namespace {namespace} is full: {} entries, {} bytes (limits {} entries, {} bytes)",
+                actual.entries, actual.bytes, self.limits.entries, self.limits.bucket_bytes
+            )));
+        }
+        self.check_namespace_room(namespace, bucket, bytes, Some(actual))
+            .await
+    }
+
+    /// Refuses a write that would grow the namespace's buckets past [`Limits::namespace_bytes`],
+    /// by the sum of their meta counts (`bucket`'s taken as `recounted` when given).
+    async fn check_namespace_room(
+        &self,
+        namespace: &str,
+        bucket: &str,
+        bytes: i64,
+        recounted: Option<Meta>,
+    ) -> Result<(), ApiError> {
+        if bytes <= 0 {
+            return Ok(());
+        }
+        let prefix = format!("/keyvaluebuckets/{namespace}/");
+        let metas = self
+            .store
+            .list(&prefix, None, self.limits.buckets.max(1) * 2)
+            .await
+            .map_err(store_error)?;
+        let total: u64 = metas
+            .items
+            .iter()
+            .map(|kv| match recounted {
+                Some(m) if kv.key[prefix.len()..] == *bucket => m.bytes,
+                _ => decode_meta(&kv.value).bytes,
+            })
+            .fold(0u64, u64::saturating_add);
+        if total.saturating_add(bytes as u64) <= self.limits.namespace_bytes {
             return Ok(());
         }
         Err(ApiError::Exhausted(format!(
-            "bucket {bucket:?} of namespace {namespace} is full: {} entries, {} bytes (limits {} entries, {} bytes)",
-            actual.entries, actual.bytes, self.limits.entries, self.limits.bucket_bytes
+            "namespace {namespace}'s keyvalue buckets hold {total} bytes: {bytes} more would pass its limit of {} bytes",
+            self.limits.namespace_bytes
         )))
     }
 
@@ -612,6 +657,7 @@ mod tests {
             entries: 3,
             bucket_bytes: 1000,
             buckets: 2,
+            namespace_bytes: 1 << 20,
         };
         let (_d, b) = buckets(limits);
         b.open("ns", "one").await.unwrap();
@@ -647,6 +693,51 @@ mod tests {
         .unwrap();
         b.set("ns", "one", "d", Bytes::from("x")).await.unwrap();
         assert_eq!(b.meta("ns", "one").await.unwrap().entries, 3);
+    }
+
+    #[tokio::test]
+    async fn a_namespace_has_one_byte_budget_across_its_buckets() {
+        let limits = Limits {
+            bucket_bytes: 100,
+            namespace_bytes: 150,
+            ..Limits::default()
+        };
+        let (_d, b) = buckets(limits);
+        for bucket in ["one", "two"] {
+            b.open("ns", bucket).await.unwrap();
+            b.open("other", bucket).await.unwrap();
+        }
+        // 1 + 79 = 80 bytes in each bucket's count.
+        let value = || Bytes::from(vec![b'x'; 79]);
+        b.set("ns", "one", "a", value()).await.unwrap();
+        let e = b.set("ns", "two", "a", value()).await.unwrap_err();
+        assert!(matches!(e, ApiError::Exhausted(_)), "{e}");
+        assert!(e.to_string().contains("limit of 150 bytes"), "{e}");
+        assert_eq!(b.get("ns", "two", "a").await.unwrap(), None);
+        // Within the budget is fine, and so is another namespace.
+        b.set("ns", "two", "a", Bytes::from(vec![b'x'; 69]))
+            .await
+            .unwrap();
+        b.set("other", "one", "a", value()).await.unwrap();
+        b.set("other", "two", "a", Bytes::from(vec![b'x'; 69]))
+            .await
+            .unwrap();
+        // Shrinking is always allowed; freed bytes can be written again.
+        b.set("ns", "one", "a", Bytes::from("x")).await.unwrap();
+        b.set("ns", "two", "a", value()).await.unwrap();
+        // A count left too high (a crash) is mended at a refusal's recount of the bucket.
+        b.update_meta("ns", "one", |m| Meta { bytes: 100, ..m })
+            .await
+            .unwrap();
+        b.set("ns", "one", "b", Bytes::from(vec![b'x'; 9]))
+            .await
+            .unwrap();
+        b.update_meta("ns", "one", |m| Meta { bytes: 70, ..m })
+            .await
+            .unwrap();
+        b.set("ns", "one", "c", Bytes::from(vec![b'x'; 9]))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
