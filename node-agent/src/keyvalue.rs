@@ -15,6 +15,7 @@
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -104,20 +105,23 @@ impl Gateway {
         if let Some(served) = self.served.get(uid) {
             return Ok(served.path.clone());
         }
-        let entry = self.served.entry(uid.to_string());
-        if let dashmap::Entry::Occupied(o) = &entry {
-            return Ok(o.get().path.clone());
-        }
+        // The filesystem work first, holding no lock of the map: the socket is bound under a
+        // name of its own and renamed into place only by the call that gets the map's entry
+        // (a concurrent call for the same pod drops its own), replacing any socket a previous
+        // agent left (nobody listens on it any more).
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)
             .map_err(|e| format!("keyvalue socket directory {}: {e}", self.dir.display()))?;
         let path = self.dir.join(format!("{uid}.sock"));
-        // A socket left by an agent before this one: nobody listens on it any more.
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path)
-            .map_err(|e| format!("keyvalue socket {}: {e}", path.display()))?;
+        static BINDS: AtomicU64 = AtomicU64::new(0);
+        let bind = BINDS.fetch_add(1, Ordering::Relaxed);
+        let fresh = self
+            .dir
+            .join(format!(".bind-{}-{bind}.sock", std::process::id()));
+        let listener = UnixListener::bind(&fresh)
+            .map_err(|e| format!("keyvalue socket {}: {e}", fresh.display()))?;
         let caller = KeyValueCaller {
             namespace: namespace.to_string(),
             pod: name.to_string(),
@@ -129,11 +133,25 @@ impl Gateway {
             limit: TokenBucket::new(RATE_PER_SECOND, BURST, Instant::now()),
         };
         let client = KeyValueApiClient::new(self.transport.clone());
-        let task = tokio::spawn(accept(listener, Arc::new(pod), client));
-        entry.or_insert(Served {
-            path: path.clone(),
-            task,
-        });
+        match self.served.entry(uid.to_string()) {
+            dashmap::Entry::Occupied(_) => {
+                drop(listener);
+                let _ = std::fs::remove_file(&fresh);
+                return Ok(path);
+            }
+            dashmap::Entry::Vacant(v) => {
+                let task = tokio::spawn(accept(listener, Arc::new(pod), client));
+                v.insert(Served {
+                    path: path.clone(),
+                    task,
+                });
+            }
+        }
+        if let Err(e) = std::fs::rename(&fresh, &path) {
+            let _ = std::fs::remove_file(&fresh);
+            self.served.remove(uid);
+            return Err(format!("keyvalue socket {}: {e}", path.display()));
+        }
         Ok(path)
     }
 
@@ -301,6 +319,42 @@ async fn answer(
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    fn gateway(data_dir: &Path) -> Gateway {
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        let auth = skiff_api::client::BearerAuth::new("t").unwrap();
+        let transport = tonic::service::interceptor::InterceptedService::new(channel, auth);
+        Gateway::new(data_dir, transport, "n1")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pod_is_served_once_on_one_socket_replacing_a_stale_one() {
+        let data = tempfile::tempdir().unwrap();
+        let g = gateway(data.path());
+        // A socket file left by an agent before this one.
+        let stale = data.path().join("keyvalue/u1.sock");
+        std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let g = g.clone();
+                tokio::spawn(async move { g.serve("ns", "web", "u1") })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap().unwrap(), stale);
+        }
+        assert_eq!(g.served.len(), 1);
+        // The one socket in place is listened on; no call's own bind is left behind.
+        UnixStream::connect(&stale).await.unwrap();
+        let names: Vec<_> = std::fs::read_dir(data.path().join("keyvalue"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["u1.sock"]);
+        g.release("u1");
+        assert!(!stale.exists());
+    }
 
     #[test]
     fn a_pod_gets_its_burst_then_its_rate() {
