@@ -268,11 +268,7 @@ impl Holder {
             |ns, name| self.catalog.endpoints(ns, name),
             &Default::default(),
         );
-        ports.into_iter().find(|p| {
-            p.protocol == Protocol::Tcp
-                && ((p.cluster_ip == *to.ip() && p.port == to.port())
-                    || p.node_port == Some(to.port()))
-        })
+        match_port(ports, to)
     }
 
     /// One held connection: wake, wait for an endpoint, splice.
@@ -367,5 +363,64 @@ impl Holder {
             }
         };
         tokio::time::timeout(HOLD_TIMEOUT, wait).await.ok()
+    }
+}
+
+/// The TCP Service port among `ports` that a connection to `to` was addressed to: the one at
+/// exactly that cluster IP and port, else — only when `to` is no Service's cluster IP (a node
+/// address) — the one whose NodePort is `to`'s port. A cluster IP port in the NodePort range must
+/// not match another Service's NodePort.
+fn match_port(
+    ports: Vec<snapshot::ServicePort>,
+    to: SocketAddrV4,
+) -> Option<snapshot::ServicePort> {
+    let tcp = || ports.iter().filter(|p| p.protocol == Protocol::Tcp);
+    if let Some(exact) = tcp().find(|p| p.cluster_ip == *to.ip() && p.port == to.port()) {
+        return Some(exact.clone());
+    }
+    if ports.iter().any(|p| p.cluster_ip == *to.ip()) {
+        return None;
+    }
+    tcp().find(|p| p.node_port == Some(to.port())).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn port(name: &str, ip: [u8; 4], number: u16, node_port: Option<u16>) -> snapshot::ServicePort {
+        snapshot::ServicePort {
+            id: format!("default/{name}:{number}"),
+            service: ("default".into(), name.into()),
+            cluster_ip: Ipv4Addr::from(ip),
+            port: number,
+            protocol: Protocol::Tcp,
+            node_port,
+            affinity: None,
+            endpoints: Vec::new(),
+            hold: None,
+        }
+    }
+
+    #[test]
+    fn a_cluster_ip_port_in_the_node_port_range_never_matches_another_services_node_port() {
+        let ports = vec![
+            port("a", [10, 96, 0, 10], 80, Some(30080)),
+            port("b", [10, 96, 0, 11], 30080, None),
+        ];
+        let to = SocketAddrV4::new(Ipv4Addr::new(10, 96, 0, 11), 30080);
+        assert_eq!(match_port(ports.clone(), to).unwrap().service.1, "b");
+        // A cluster IP with no port of that number is no NodePort either.
+        let to = SocketAddrV4::new(Ipv4Addr::new(10, 96, 0, 11), 30081);
+        let mut more = ports.clone();
+        more.push(port("c", [10, 96, 0, 12], 80, Some(30081)));
+        assert!(match_port(more.clone(), to).is_none());
+        // A node address reaches a NodePort.
+        let to = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 5), 30081);
+        assert_eq!(match_port(more, to).unwrap().service.1, "c");
+        let to = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 5), 30080);
+        assert_eq!(match_port(ports, to).unwrap().service.1, "a");
     }
 }
