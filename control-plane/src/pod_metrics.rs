@@ -1,22 +1,48 @@
 //! The latest figures of every pod, as the node agents report them (`NodeMetricsApi.Report`, every
 //! few seconds): CPU (a rate over the agent's window), memory, and a function's requests (in
-//! flight, and per second as computed here from two reports' totals). Kept in memory only, one
-//! entry per pod, replaced by each report of its node: the HorizontalPodAutoscaler controller
-//! reads it (and `skiff top` later). A server that restarts knows nothing until the next
-//! reports, a few seconds later; figures older than [`STALE`] are not served.
+//! flight, and per second as computed here from two reports' totals). Kept in memory only, per
+//! node: a node's report replaces that node's figures whole (its pods it no longer reports go, in
+//! time proportional to its own pods, never the cluster's), and never touches another node's, so a
+//! node naming a pod bound elsewhere cannot hide that pod's figures. Readers ask for a pod's
+//! figures as reported by the node of its `spec.nodeName`. The HorizontalPodAutoscaler controller
+//! reads it (and `skiff top` later). A server that restarts knows nothing until the next reports,
+//! a few seconds later; figures older than [`STALE`] are not served, and a node silent for that
+//! long is forgotten. The map is bounded: [`MAX_PODS_PER_REPORT`] per report, [`MAX_NODES`]
+//! nodes and [`MAX_PODS`] pods in all (Kubernetes' own limits for one cluster), so invented node
+//! names cannot grow it without end.
 //!
-//! Must not: write the store, or trust a report for a pod bound to another node (readers check
-//! the sample's node against the pod's `spec.nodeName`, and its uid).
+//! Must not: write the store, or trust a report for a pod bound to another node (readers name the
+//! pod's node, and check the sample's uid).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 use skiff_api::v1::NodeMetricsReport;
 
-/// Figures older than this are not served (an agent that stopped reporting).
+/// Figures older than this are not served, and a node that has not reported for this long is
+/// forgotten (an agent that stopped reporting).
 pub const STALE: Duration = Duration::from_secs(60);
 /// The most pods one report may carry (a node's `pods` capacity is far below).
 pub const MAX_PODS_PER_REPORT: usize = 4096;
+/// The most nodes whose figures are kept (Kubernetes supports 5,000 nodes per cluster).
+pub const MAX_NODES: usize = 10_000;
+/// The most pods whose figures are kept, over all nodes (Kubernetes supports 150,000 pods per
+/// cluster).
+pub const MAX_PODS: usize = 150_000;
+
+/// Why a report was not taken.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReportError {
+    #[error("{0}")]
+    Invalid(String),
+    /// Taking it would pass [`MAX_NODES`] or [`MAX_PODS`].
+    #[error("{0}")]
+    Full(String),
+}
 
 /// One container's figures.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -75,34 +101,63 @@ impl PodSample {
 /// `(namespace, name)` of a pod.
 pub type PodKey = (String, String);
 
-/// Every pod's latest figures; cheap to share (an `Arc` of it is).
-#[derive(Debug, Default)]
+/// One node's latest report.
+#[derive(Debug)]
+struct NodeSamples {
+    at: Instant,
+    pods: HashMap<PodKey, PodSample>,
+}
+
+/// Every pod's latest figures, by the node that reported them; cheap to share (an `Arc` of it
+/// is).
+#[derive(Debug)]
 pub struct PodMetrics {
-    pods: DashMap<PodKey, PodSample>,
+    nodes: DashMap<String, NodeSamples>,
+    /// The pods in [`PodMetrics::nodes`], summed.
+    pods: AtomicUsize,
+    /// When silent nodes were last looked for.
+    swept: Mutex<Instant>,
+}
+
+impl Default for PodMetrics {
+    fn default() -> Self {
+        Self {
+            nodes: DashMap::new(),
+            pods: AtomicUsize::new(0),
+            swept: Mutex::new(Instant::now()),
+        }
+    }
 }
 
 impl PodMetrics {
-    /// Takes a node's report in: its pods' figures replace the earlier ones, and pods of the node
-    /// that it no longer reports go.
-    pub fn report(&self, report: &NodeMetricsReport) -> Result<(), String> {
+    /// Takes a node's report in: its pods' figures replace the node's earlier ones whole (pods it
+    /// no longer reports go); other nodes' are left alone.
+    pub fn report(&self, report: &NodeMetricsReport) -> Result<(), ReportError> {
         if report.node_name.is_empty() {
-            return Err("node_name: required".into());
+            return Err(ReportError::Invalid("node_name: required".into()));
         }
         if report.pods.len() > MAX_PODS_PER_REPORT {
-            return Err(format!(
+            return Err(ReportError::Invalid(format!(
                 "pods: {} pods in one report, more than {MAX_PODS_PER_REPORT}",
                 report.pods.len()
-            ));
+            )));
         }
         let now = Instant::now();
+        self.sweep(now);
         let node = &report.node_name;
-        let reported: std::collections::HashSet<PodKey> = report
-            .pods
-            .iter()
-            .map(|p| (p.namespace.clone(), p.name.clone()))
-            .collect();
-        self.pods
-            .retain(|key, sample| sample.node != *node || reported.contains(key));
+        let fresh = !self.nodes.contains_key(node);
+        if fresh && self.nodes.len() >= MAX_NODES {
+            return Err(ReportError::Full(format!(
+                "node_name: {node}: figures of {MAX_NODES} nodes are kept already"
+            )));
+        }
+        let entry = self.nodes.entry(node.clone());
+        let before = match &entry {
+            Entry::Occupied(o) => Some(o.get()),
+            Entry::Vacant(_) => None,
+        };
+        let had = before.map_or(0, |b| b.pods.len());
+        let mut pods = HashMap::with_capacity(report.pods.len());
         for pod in &report.pods {
             let containers: Vec<ContainerSample> = pod
                 .containers
@@ -123,7 +178,7 @@ impl PodMetrics {
                 containers,
                 requests_per_second: None,
             };
-            if let Some(before) = self.pods.get(&key)
+            if let Some(before) = before.and_then(|b| b.pods.get(&key))
                 && before.uid == sample.uid
                 && let (Some(was), Some(now_total)) =
                     (before.requests_total(), sample.requests_total())
@@ -135,25 +190,68 @@ impl PodMetrics {
                     before.requests_per_second
                 };
             }
-            self.pods.insert(key, sample);
+            pods.insert(key, sample);
         }
+        let count = pods.len();
+        // Under the node's entry lock: a concurrent report of the same node waits, others add
+        // their own counts.
+        let total = self.pods.load(Ordering::Relaxed);
+        if count > had && total.saturating_sub(had) + count > MAX_PODS {
+            return Err(ReportError::Full(format!(
+                "pods: figures of {MAX_PODS} pods are kept already"
+            )));
+        }
+        self.pods.fetch_add(count, Ordering::Relaxed);
+        match entry {
+            Entry::Occupied(mut o) => {
+                o.insert(NodeSamples { at: now, pods });
+            }
+            Entry::Vacant(v) => {
+                v.insert(NodeSamples { at: now, pods });
+            }
+        }
+        self.pods.fetch_sub(had, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Pod `namespace/name`'s figures, unless stale.
-    pub fn get(&self, namespace: &str, name: &str) -> Option<PodSample> {
-        self.pods
-            .get(&(namespace.to_string(), name.to_string()))
-            .filter(|s| s.at.elapsed() < STALE)
-            .map(|s| s.clone())
+    /// Forgets the nodes silent for [`STALE`], at most every half of it (one pass over the
+    /// nodes, not their pods).
+    fn sweep(&self, now: Instant) {
+        let Ok(mut swept) = self.swept.try_lock() else {
+            return;
+        };
+        if now.duration_since(*swept) < STALE / 2 {
+            return;
+        }
+        *swept = now;
+        drop(swept);
+        self.nodes.retain(|_, n| {
+            let keep = now.duration_since(n.at) < STALE;
+            if !keep {
+                self.pods.fetch_sub(n.pods.len(), Ordering::Relaxed);
+            }
+            keep
+        });
     }
 
+    /// Pod `namespace/name`'s figures as node `node` (the pod's `spec.nodeName`) reported them,
+    /// unless stale.
+    pub fn get(&self, namespace: &str, name: &str, node: &str) -> Option<PodSample> {
+        let samples = self.nodes.get(node)?;
+        samples
+            .pods
+            .get(&(namespace.to_string(), name.to_string()))
+            .filter(|s| s.at.elapsed() < STALE)
+            .cloned()
+    }
+
+    /// How many pods' figures are kept.
     pub fn len(&self) -> usize {
-        self.pods.len()
+        self.pods.load(Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pods.is_empty()
+        self.len() == 0
     }
 }
 
@@ -193,12 +291,15 @@ mod tests {
         ))
         .unwrap();
         m.report(&report("b", &[("web-3", 0, None)])).unwrap();
-        assert_eq!(m.get("default", "web-1").unwrap().cpu_millis(), 250);
+        assert_eq!(m.get("default", "web-1", "a").unwrap().cpu_millis(), 250);
         m.report(&report("a", &[("web-1", 500_000_000, None)]))
             .unwrap();
-        assert_eq!(m.get("default", "web-1").unwrap().cpu_millis(), 500);
-        assert!(m.get("default", "web-2").is_none(), "gone from its node");
-        assert!(m.get("default", "web-3").is_some(), "another node's");
+        assert_eq!(m.get("default", "web-1", "a").unwrap().cpu_millis(), 500);
+        assert!(
+            m.get("default", "web-2", "a").is_none(),
+            "gone from its node"
+        );
+        assert!(m.get("default", "web-3", "b").is_some(), "another node's");
         assert!(m.report(&report("", &[])).is_err());
     }
 
@@ -206,11 +307,79 @@ mod tests {
     fn requests_per_second_come_from_two_totals() {
         let m = PodMetrics::default();
         m.report(&report("a", &[("fn-1", 0, Some(100))])).unwrap();
-        assert_eq!(m.get("default", "fn-1").unwrap().requests_per_second, None);
+        assert_eq!(
+            m.get("default", "fn-1", "a").unwrap().requests_per_second,
+            None
+        );
         std::thread::sleep(Duration::from_millis(50));
         m.report(&report("a", &[("fn-1", 0, Some(110))])).unwrap();
-        let s = m.get("default", "fn-1").unwrap();
+        let s = m.get("default", "fn-1", "a").unwrap();
         assert!(s.requests_per_second.unwrap() > 10.0, "{s:?}");
         assert_eq!(s.requests_in_flight(), Some(2));
+    }
+
+    #[test]
+    fn a_node_never_replaces_another_nodes_figures_of_a_pod() {
+        let m = PodMetrics::default();
+        m.report(&report("a", &[("web-1", 250_000_000, None)]))
+            .unwrap();
+        // Node b names the same pod (a stale view, or a lie): a's figures stay.
+        m.report(&report("b", &[("web-1", 900_000_000, None)]))
+            .unwrap();
+        assert_eq!(m.get("default", "web-1", "a").unwrap().cpu_millis(), 250);
+        assert_eq!(m.get("default", "web-1", "b").unwrap().cpu_millis(), 900);
+        assert!(m.get("default", "web-1", "c").is_none());
+        // b's next report without it drops b's only.
+        m.report(&report("b", &[])).unwrap();
+        assert!(m.get("default", "web-1", "b").is_none());
+        assert!(m.get("default", "web-1", "a").is_some());
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn a_silent_node_is_forgotten() {
+        let m = PodMetrics::default();
+        m.report(&report("a", &[("web-1", 0, None), ("web-2", 0, None)]))
+            .unwrap();
+        assert_eq!(m.len(), 2);
+        m.sweep(Instant::now() + STALE);
+        assert_eq!(m.len(), 0);
+        assert!(m.get("default", "web-1", "a").is_none());
+        assert!(m.nodes.is_empty());
+    }
+
+    #[test]
+    fn invented_nodes_cannot_grow_the_figures_without_end() {
+        let m = PodMetrics::default();
+        for i in 0..MAX_NODES {
+            m.report(&report(&format!("node-{i}"), &[])).unwrap();
+        }
+        assert!(matches!(
+            m.report(&report("one-more", &[])),
+            Err(ReportError::Full(_))
+        ));
+        m.report(&report("node-0", &[("web-1", 0, None)])).unwrap();
+
+        let m = PodMetrics::default();
+        let many: Vec<String> = (0..MAX_PODS_PER_REPORT).map(|i| format!("p-{i}")).collect();
+        let pods: Vec<(&str, u64, Option<u64>)> =
+            many.iter().map(|n| (n.as_str(), 0, None)).collect();
+        let fit = MAX_PODS / MAX_PODS_PER_REPORT;
+        for i in 0..fit {
+            m.report(&report(&format!("node-{i}"), &pods)).unwrap();
+        }
+        assert_eq!(m.len(), fit * MAX_PODS_PER_REPORT);
+        assert!(matches!(
+            m.report(&report("one-more", &pods)),
+            Err(ReportError::Full(_))
+        ));
+        // A node already kept may still report as many as before.
+        m.report(&report("node-0", &pods)).unwrap();
+        assert_eq!(m.len(), fit * MAX_PODS_PER_REPORT);
+        let too_many: Vec<(&str, u64, Option<u64>)> = vec![("x", 0, None); MAX_PODS_PER_REPORT + 1];
+        assert!(matches!(
+            m.report(&report("node-0", &too_many)),
+            Err(ReportError::Invalid(_))
+        ));
     }
 }

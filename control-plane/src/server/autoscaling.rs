@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::{Verb, authorize, identity};
 use crate::controllers::hpa::Autoscaling;
 use crate::controllers::hpa::state::WakeError;
+use crate::pod_metrics::ReportError;
 
 /// Serves both services over the shared state.
 #[derive(Clone)]
@@ -33,7 +34,10 @@ impl node_metrics_api_server::NodeMetricsApi for AutoscalingService {
         self.shared
             .metrics()
             .report(req.get_ref())
-            .map_err(Status::invalid_argument)?;
+            .map_err(|e| match e {
+                ReportError::Invalid(m) => Status::invalid_argument(m),
+                ReportError::Full(m) => Status::resource_exhausted(m),
+            })?;
         Ok(Response::new(NodeMetricsAck {}))
     }
 }

@@ -162,8 +162,8 @@ impl Controller {
         let node = pod.spec.as_ref().map(|s| s.node_name.as_str())?;
         self.shared
             .metrics()
-            .get(pod.namespace(), pod.name())
-            .filter(|s| running && s.uid == pod.meta().uid && s.node == node)
+            .get(pod.namespace(), pod.name(), node)
+            .filter(|s| running && s.uid == pod.meta().uid)
     }
 
     /// The Services of every HPA that may scale its target from zero.
