@@ -10,8 +10,12 @@
 //! server scales 0 → 1 through the registry, and coalesces wakes); every held connection waits
 //! until the Service has a ready endpoint in the catalog, then is spliced to it (bytes copied both
 //! ways by this process until either side closes). Connections keep arriving and are held the
-//! same way meanwhile; one not served within [`HOLD_TIMEOUT`] is closed. Once the endpoint is in
-//! the proxy's rules, new connections go to it directly and nothing passes through here.
+//! same way meanwhile; one not served within [`HOLD_TIMEOUT`] is closed, and all of them are
+//! closed at once when the wake fails (the server refused it, say the Service no longer scales
+//! from zero: nothing will come). At most [`MAX_HELD`] connections are held (or spliced) at a
+//! time, each a task and a descriptor or two, reachable from outside through a NodePort: one
+//! beyond is closed as it is accepted. Once the endpoint is in the proxy's rules, new connections
+//! go to it directly and nothing passes through here.
 //!
 //! Which comes first serves: a ready endpoint in the catalog (the pod may run on any node), or a
 //! pod of the Service bound to this very node, reached at its address as soon as the node has
@@ -27,12 +31,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 use skiff_api::client::{Api, ListParams, Transport};
 use skiff_api::v1::Pod;
 use skiff_api::v1::scale_from_zero_api_client::ScaleFromZeroApiClient;
 use skiff_api::v1::{WakeRequest, WatchHoldsRequest};
 use skiff_api::{IntOrStringValue, ResourceExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_stream::StreamExt;
 
 use crate::catalog::Catalog;
@@ -44,6 +50,8 @@ use crate::proxy::snapshot::{self, Protocol, ServiceKey};
 pub const HOLD_TIMEOUT: Duration = Duration::from_secs(30);
 /// A second wake of a Service within this is not sent (the first is on its way).
 const WAKE_AGAIN: Duration = Duration::from_secs(1);
+/// The most connections held (and spliced by this process) at once; one beyond is closed.
+pub const MAX_HELD: usize = 1024;
 /// Pause before connecting again to an endpoint that refused (it is not listening yet), or
 /// looking again for a pod of this node.
 const CONNECT_RETRY: Duration = Duration::from_millis(2);
@@ -61,8 +69,43 @@ pub struct Holder {
     network: PodNetwork,
     /// The pods bound to this node, by uid.
     local: DashMap<String, Arc<Pod>>,
-    /// Service → when it was last woken from here.
-    woken: DashMap<ServiceKey, Instant>,
+    /// The wakes sent from here.
+    wakes: Wakes,
+}
+
+/// How a wake went: `None` while it is on its way, then whether the server did it.
+type Outcome = watch::Receiver<Option<bool>>;
+
+/// Service → its last wake from here: when, and how it went (coalesces the wakes of a burst of
+/// connections into one, which all learn its outcome).
+#[derive(Default)]
+struct Wakes(DashMap<ServiceKey, (Instant, Outcome)>);
+
+/// What a connection does about the wake of its Service.
+enum Wake {
+    /// Sends it, and tells the others through this.
+    Send(watch::Sender<Option<bool>>),
+    /// One is on its way or just went: waits for its outcome.
+    Joined(Outcome),
+}
+
+impl Wakes {
+    /// A connection's part in its Service's wake at `now`.
+    fn start(&self, service: &ServiceKey, now: Instant) -> Wake {
+        let (tx, rx) = watch::channel(None);
+        match self.0.entry(service.clone()) {
+            Entry::Occupied(o) if now.saturating_duration_since(o.get().0) < WAKE_AGAIN => {
+                return Wake::Joined(o.get().1.clone());
+            }
+            Entry::Occupied(mut o) => {
+                o.insert((now, rx));
+            }
+            Entry::Vacant(v) => {
+                v.insert((now, rx));
+            }
+        }
+        Wake::Send(tx)
+    }
 }
 
 /// Runs until aborted: binds the holder, then follows the server's set of held Services.
@@ -94,9 +137,20 @@ pub async fn run(
         catalog,
         network,
         local: DashMap::new(),
-        woken: DashMap::new(),
+        wakes: Wakes::default(),
     });
-    let accept = tokio::spawn(holder.clone().accept(listener));
+    let serving = holder.clone();
+    let accept = tokio::spawn(accept(
+        listener,
+        Arc::new(Semaphore::new(MAX_HELD)),
+        move |stream, permit| {
+            let holder = serving.clone();
+            async move {
+                holder.serve(stream).await;
+                drop(permit);
+            }
+        },
+    ));
     let pods = tokio::spawn(holder.clone().follow_pods());
     holder.follow(&proxy, addr).await;
     accept.abort();
@@ -245,21 +299,6 @@ impl Holder {
         }
     }
 
-    async fn accept(self: Arc<Self>, listener: TcpListener) {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    tokio::spawn(self.clone().serve(stream));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "holder accept");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-
     /// The Service port a held connection was addressed to.
     fn port_of(&self, to: SocketAddrV4) -> Option<snapshot::ServicePort> {
         let services = self.catalog.services();
@@ -286,16 +325,20 @@ impl Holder {
             return;
         };
         let service = port.service.clone();
-        self.wake(&service).await;
-        let reached = tokio::time::timeout(HOLD_TIMEOUT, async {
+        let outcome = self.wake(&service).await;
+        let reach = tokio::time::timeout(HOLD_TIMEOUT, async {
             tokio::select! {
                 Some(found) = self.connect_local(&service, port.port) => Some(found),
                 found = self.connect_endpoint(&port) => found,
             }
-        })
-        .await
-        .ok()
-        .flatten();
+        });
+        let reached = match hold(async { reach.await.ok().flatten() }, outcome).await {
+            Held::Reached(found) => found,
+            Held::Refused => {
+                tracing::debug!(service = %format!("{}/{}", service.0, service.1), "the wake failed: closing a held connection");
+                return;
+            }
+        };
         let Some((endpoint, mut upstream)) = reached else {
             tracing::info!(service = %format!("{}/{}", service.0, service.1), "no endpoint within {HOLD_TIMEOUT:?}: closing a held connection");
             return;
@@ -305,34 +348,29 @@ impl Holder {
         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
     }
 
-    /// Sends the Service's wake, unless one went within [`WAKE_AGAIN`].
-    async fn wake(&self, service: &ServiceKey) {
-        let now = Instant::now();
-        let mut send = false;
-        self.woken
-            .entry(service.clone())
-            .and_modify(|at| {
-                if now.duration_since(*at) >= WAKE_AGAIN {
-                    *at = now;
-                    send = true;
-                }
-            })
-            .or_insert_with(|| {
-                send = true;
-                now
-            });
-        if !send {
-            return;
-        }
+    /// Sends the Service's wake, unless one went within [`WAKE_AGAIN`] (that one's outcome is
+    /// then this one's).
+    async fn wake(&self, service: &ServiceKey) -> Outcome {
+        let tx = match self.wakes.start(service, Instant::now()) {
+            Wake::Joined(outcome) => return outcome,
+            Wake::Send(tx) => tx,
+        };
+        let outcome = tx.subscribe();
         let mut client = ScaleFromZeroApiClient::new(self.transport.clone());
         let request = WakeRequest {
             namespace: service.0.clone(),
             name: service.1.clone(),
             node_name: self.node.clone(),
         };
-        if let Err(status) = client.wake(request).await {
-            tracing::warn!(service = %format!("{}/{}", service.0, service.1), %status, "wake refused");
-        }
+        let done = match client.wake(request).await {
+            Ok(_) => true,
+            Err(status) => {
+                tracing::warn!(service = %format!("{}/{}", service.0, service.1), %status, "wake refused");
+                false
+            }
+        };
+        tx.send_replace(Some(done));
+        outcome
     }
 
     /// Waits for a ready endpoint of Service port `id` (at most [`HOLD_TIMEOUT`]).
@@ -363,6 +401,55 @@ impl Holder {
             }
         };
         tokio::time::timeout(HOLD_TIMEOUT, wait).await.ok()
+    }
+}
+
+/// Accepts connections to hold and hands each to `serve` with its permit of `held`; one beyond
+/// `held`'s permits is closed at once.
+async fn accept<F, Fut>(listener: TcpListener, held: Arc<Semaphore>, serve: F)
+where
+    F: Fn(TcpStream, OwnedSemaphorePermit) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match listener.accept().await {
+            Ok((stream, from)) => {
+                let Ok(permit) = held.clone().try_acquire_owned() else {
+                    tracing::debug!(%from, "{MAX_HELD} connections held already: closing one more");
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(serve(stream, permit));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "holder accept");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// How a hold ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Held<T> {
+    Reached(T),
+    /// The wake failed.
+    Refused,
+}
+
+/// Waits for `reach` unless the wake's `outcome` says it failed first.
+async fn hold<T>(reach: impl std::future::Future<Output = T>, mut outcome: Outcome) -> Held<T> {
+    let refused = async move {
+        let failed = outcome.wait_for(|o| *o == Some(false)).await.is_ok();
+        if !failed {
+            // The sender went without a word (its task ended): nothing to learn.
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        found = reach => Held::Reached(found),
+        () = refused => Held::Refused,
     }
 }
 
@@ -422,5 +509,75 @@ mod tests {
         assert_eq!(match_port(more, to).unwrap().service.1, "c");
         let to = SocketAddrV4::new(Ipv4Addr::new(192, 168, 1, 5), 30080);
         assert_eq!(match_port(ports, to).unwrap().service.1, "a");
+    }
+
+    fn key(name: &str) -> ServiceKey {
+        ("default".into(), name.into())
+    }
+
+    #[test]
+    fn a_burst_of_connections_sends_one_wake_and_all_learn_how_it_went() {
+        let wakes = Wakes::default();
+        let now = Instant::now();
+        let Wake::Send(tx) = wakes.start(&key("web"), now) else {
+            panic!("the first connection wakes");
+        };
+        let Wake::Joined(joined) = wakes.start(&key("web"), now + WAKE_AGAIN / 2) else {
+            panic!("the second joins the first's wake");
+        };
+        assert!(matches!(wakes.start(&key("api"), now), Wake::Send(_)));
+        assert_eq!(*joined.borrow(), None);
+        tx.send_replace(Some(false));
+        assert_eq!(*joined.borrow(), Some(false));
+        assert!(matches!(
+            wakes.start(&key("web"), now + WAKE_AGAIN),
+            Wake::Send(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_failed_wake_closes_its_held_connections_at_once() {
+        let (tx, rx) = watch::channel(None);
+        let waiting = tokio::spawn(hold(std::future::pending::<()>(), rx.clone()));
+        tx.send_replace(Some(false));
+        assert_eq!(waiting.await.unwrap(), Held::Refused);
+        // One joining after the failure learns it too, though the wake's sender is gone.
+        drop(tx);
+        assert_eq!(hold(std::future::pending::<()>(), rx).await, Held::Refused);
+        // A wake that worked leaves the connection to its endpoint.
+        let (tx, rx) = watch::channel(None);
+        tx.send_replace(Some(true));
+        drop(tx);
+        assert_eq!(hold(async { 7 }, rx).await, Held::Reached(7));
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_are_closed_as_they_come() {
+        use tokio::io::AsyncReadExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (kept, mut served) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(accept(
+            listener,
+            Arc::new(Semaphore::new(1)),
+            move |stream, permit| {
+                let kept = kept.clone();
+                async move {
+                    // Held until the test ends.
+                    let _ = kept.send((stream, permit));
+                }
+            },
+        ));
+        let _first = TcpStream::connect(addr).await.unwrap();
+        let (held, _permit) = served.recv().await.unwrap();
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 1];
+        let read = second.read(&mut buf).await;
+        assert!(matches!(read, Ok(0) | Err(_)), "closed at once: {read:?}");
+        // The permit back, the next one is held.
+        drop((held, _permit));
+        let _third = TcpStream::connect(addr).await.unwrap();
+        assert!(served.recv().await.is_some());
+        task.abort();
     }
 }
