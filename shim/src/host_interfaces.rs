@@ -3,8 +3,15 @@
 //! [`WASI_CONFIG_FILE`] (the values `wasi:config/store` answers, a JSON object in a file of the
 //! bundle directory) and [`WASI_KEYVALUE_SOCKET`] (the node agent serving `wasi:keyvalue`).
 //!
+//! The socket must be one a skiff agent serves for the task's own pod, as far as the bundle
+//! tells: `<pod uid>.sock` (the uid of [`CRI_SANDBOX_UID`], else of [`POD_UID`]) in a directory
+//! named `keyvalue` that is root's alone (mode 0700, as the agent makes `DATA_DIR/keyvalue`), by
+//! a plain absolute path (no `..`, no symlinked directory). Else the task does not start: under
+//! CRI's annotation passthrough a pod could otherwise name another pod's socket.
+//!
 //! Must not: print config values (Secrets' among them) in an error or a log.
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::Spec;
@@ -12,6 +19,12 @@ use skiff_runtime::bundle::{WASI_CONFIG_FILE, WASI_INTERFACES, WASI_KEYVALUE_SOC
 use skiff_runtime::wasm::{ConfigValues, HostGrants};
 
 use crate::shim::annotation;
+
+/// The pod's uid, as a skiff agent labels its containers (`skiff.dev/pod-uid`).
+pub const POD_UID: &str = "skiff.dev/pod-uid";
+/// The pod sandbox's uid, as containerd's CRI plugin annotates a container (it wins over
+/// [`POD_UID`], which a pod's own annotations could set under CRI).
+pub const CRI_SANDBOX_UID: &str = "io.kubernetes.cri.sandbox-uid";
 
 /// Largest config file read: the values of a few ConfigMaps and Secrets (1 MiB each at most).
 const MAX_CONFIG_BYTES: u64 = 8 << 20;
@@ -37,16 +50,50 @@ pub fn grants(spec: &Spec, bundle: &Path) -> Result<HostGrants, String> {
         grants.config_values = read_config(bundle, name)?;
     }
     if let Some(socket) = annotation(spec, WASI_KEYVALUE_SOCKET).filter(|s| !s.is_empty()) {
-        let socket = PathBuf::from(socket);
-        if !socket.is_absolute() {
-            return Err(format!(
-                "annotation {WASI_KEYVALUE_SOCKET} {}: must be an absolute path",
-                socket.display()
-            ));
-        }
-        grants.keyvalue_socket = Some(socket);
+        grants.keyvalue_socket = Some(keyvalue_socket(spec, socket)?);
     }
     Ok(grants)
+}
+
+/// The keyvalue socket `socket` names, if it is the agent's for the task's own pod.
+fn keyvalue_socket(spec: &Spec, socket: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(socket);
+    let refuse = |why: String| format!("annotation {WASI_KEYVALUE_SOCKET} {socket:?}: {why}");
+    let mut parts = path.components();
+    if parts.next() != Some(Component::RootDir) || !parts.all(|c| matches!(c, Component::Normal(_)))
+    {
+        return Err(refuse(
+            "must be an absolute path without '.' or '..'".into(),
+        ));
+    }
+    let (uid, from) = [CRI_SANDBOX_UID, POD_UID]
+        .iter()
+        .find_map(|k| annotation(spec, k).filter(|v| !v.is_empty()).map(|v| (v, k)))
+        .ok_or_else(|| {
+            refuse(format!(
+                "the bundle names no pod (annotation {CRI_SANDBOX_UID} or {POD_UID}) whose socket it would be"
+            ))
+        })?;
+    if path.file_name() != Some(std::ffi::OsStr::new(&format!("{uid}.sock"))) {
+        return Err(refuse(format!(
+            "must be named {uid}.sock, the socket of the task's pod (annotation {from})"
+        )));
+    }
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    if dir.file_name() != Some(std::ffi::OsStr::new("keyvalue")) {
+        return Err(refuse(
+            "must be in a skiff agent's keyvalue directory (DATA_DIR/keyvalue)".into(),
+        ));
+    }
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(|e| refuse(format!("directory {}: {e}", dir.display())))?;
+    if !meta.is_dir() || meta.uid() != 0 || meta.permissions().mode() & 0o077 != 0 {
+        return Err(refuse(format!(
+            "directory {} must be a directory root alone may enter (mode 0700), as an agent makes it",
+            dir.display()
+        )));
+    }
+    Ok(path)
 }
 
 /// The values in `name`, a plain file name inside `bundle`.
@@ -107,11 +154,13 @@ mod tests {
             r#"{"greeting": "hello", "password": "s3cret"}"#,
         )
         .unwrap();
+        let socket = kv_dir(bundle.path()).join("u1.sock");
         let g = grants(
             &spec(serde_json::json!({
                 WASI_INTERFACES: "config, logging,keyvalue",
                 WASI_CONFIG_FILE: "wasi-config.json",
-                WASI_KEYVALUE_SOCKET: "/run/skiff/kv/p.sock",
+                WASI_KEYVALUE_SOCKET: socket.to_str().unwrap(),
+                POD_UID: "u1",
             })),
             bundle.path(),
         )
@@ -119,10 +168,56 @@ mod tests {
         assert!(g.config && g.keyvalue && g.logging);
         assert_eq!(g.config_values.0.len(), 2);
         assert!(!format!("{g:?}").contains("s3cret"), "{g:?}");
-        assert_eq!(
-            g.keyvalue_socket.as_deref(),
-            Some(Path::new("/run/skiff/kv/p.sock"))
+        assert_eq!(g.keyvalue_socket, Some(socket));
+    }
+
+    /// A keyvalue directory as an agent makes it, in `under`.
+    fn kv_dir(under: &Path) -> PathBuf {
+        let dir = under.join("keyvalue");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_keyvalue_socket_must_be_the_agents_for_the_tasks_own_pod() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = kv_dir(root.path());
+        let sock = |name: &str| dir.join(name).to_str().unwrap().to_string();
+        let try_ = |socket: String, extra: serde_json::Value| {
+            let mut a = serde_json::json!({ WASI_KEYVALUE_SOCKET: socket });
+            for (k, v) in extra.as_object().unwrap() {
+                a[k] = v.clone();
+            }
+            grants(&spec(a), root.path())
+        };
+        // Its own pod's socket: by skiff's label, or by CRI's sandbox uid, which wins.
+        assert!(try_(sock("u1.sock"), serde_json::json!({POD_UID: "u1"})).is_ok());
+        let cri = serde_json::json!({CRI_SANDBOX_UID: "u1", POD_UID: "u2"});
+        assert!(try_(sock("u1.sock"), cri.clone()).is_ok());
+        // Another pod's socket, named by its own pod annotation under CRI: refused.
+        let e = try_(sock("u2.sock"), cri).unwrap_err();
+        assert!(e.contains(WASI_KEYVALUE_SOCKET), "{e}");
+        assert!(e.contains("must be named u1.sock"), "{e}");
+        assert!(
+            e.contains(&format!("(annotation {CRI_SANDBOX_UID})")),
+            "{e}"
         );
+        // No pod to tie it to.
+        let e = try_(sock("u1.sock"), serde_json::json!({})).unwrap_err();
+        assert!(e.contains("names no pod"), "{e}");
+        // Not under a keyvalue directory, or escaping it, or a directory others may enter.
+        let uid = serde_json::json!({POD_UID: "u1"});
+        let outside = root.path().join("u1.sock").to_str().unwrap().to_string();
+        let e = try_(outside, uid.clone()).unwrap_err();
+        assert!(e.contains("keyvalue directory"), "{e}");
+        let e = try_(sock("../keyvalue/u1.sock"), uid.clone()).unwrap_err();
+        assert!(e.contains("without '.' or '..'"), "{e}");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = try_(sock("u1.sock"), uid.clone()).unwrap_err();
+        assert!(e.contains("root alone may enter"), "{e}");
+        let e = try_("kv.sock".into(), uid).unwrap_err();
+        assert!(e.contains("absolute"), "{e}");
     }
 
     #[test]
@@ -151,10 +246,5 @@ mod tests {
         .unwrap_err();
         assert!(e.contains("not a JSON object of strings"), "{e}");
         assert!(!e.contains("s3cret"), "{e}");
-        let e = grants(
-            &spec(serde_json::json!({WASI_KEYVALUE_SOCKET: "kv.sock"})),
-            bundle.path(),
-        );
-        assert!(e.unwrap_err().contains("absolute"));
     }
 }
