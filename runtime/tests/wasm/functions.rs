@@ -256,8 +256,16 @@ async fn limits_answer_504_413_503_and_500_and_the_function_keeps_serving() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let n = ns.clone();
-    let (code, _, headers) = blocking(move || n.curl(&["http://127.0.0.1:18081/"])).await;
+    let ((code, _, headers), probe) = blocking(move || {
+        (
+            n.curl(&["http://127.0.0.1:18081/"]),
+            n.curl(&["-A", "kube-probe/1.31", "http://127.0.0.1:18081/"])
+                .0,
+        )
+    })
+    .await;
     assert_eq!(code, 503);
+    assert_eq!(probe, 503, "a probe is held to the cap too");
     assert!(
         headers.to_ascii_lowercase().contains("retry-after: 1"),
         "{headers}"
@@ -281,7 +289,7 @@ async fn limits_answer_504_413_503_and_500_and_the_function_keeps_serving() {
     let stats = settled(&instance).await;
     assert_eq!(stats.timed_out, 1, "{stats:?}");
     assert_eq!(stats.rejected_too_large, 2, "{stats:?}");
-    assert_eq!(stats.rejected_busy, 1, "{stats:?}");
+    assert_eq!(stats.rejected_busy, 2, "{stats:?}");
     assert_eq!(stats.errors, 2, "{stats:?}");
     assert_eq!(stats.in_flight, 0, "{stats:?}");
     kill(&instance).await;

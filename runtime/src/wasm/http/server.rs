@@ -8,7 +8,7 @@
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -60,6 +60,9 @@ struct Function {
     timeout: Duration,
     max_body_bytes: u64,
     concurrency: u64,
+    /// Requests admitted and not yet done, probes' included: what the cap counts (a client
+    /// that calls itself a probe is still held to it).
+    admitted: AtomicU64,
     /// One permit per open client connection ([`super::HttpOptions::max_connections`]).
     connections: Arc<Semaphore>,
     outbound: Outbound,
@@ -126,6 +129,7 @@ pub(crate) async fn start(
         timeout: options.timeout,
         max_body_bytes: options.max_body_bytes,
         concurrency: u64::from(options.concurrency),
+        admitted: AtomicU64::new(0),
         connections: Arc::new(Semaphore::new(match options.max_connections {
             0 => super::HttpOptions::DEFAULT_MAX_CONNECTIONS,
             n => n,
@@ -301,7 +305,8 @@ enum Ended {
     Killed,
 }
 
-/// An admitted request: counted in flight until dropped, unless it is a probe's.
+/// An admitted request: under the cap until dropped, and counted in flight unless it is a
+/// probe's.
 struct Admitted {
     function: Arc<Function>,
     counted: bool,
@@ -309,6 +314,7 @@ struct Admitted {
 
 impl Drop for Admitted {
     fn drop(&mut self) {
+        self.function.admitted.fetch_sub(1, Ordering::Relaxed);
         if self.counted {
             self.function
                 .counters
@@ -343,16 +349,7 @@ impl Function {
             Counters::bump(&counters.rejected_too_large);
             return too_large();
         }
-        let admitted = if probe {
-            // Not under the cap either: a probe must not be refused because clients are busy.
-            Some(Admitted {
-                function: self.clone(),
-                counted: false,
-            })
-        } else {
-            self.admit()
-        };
-        let Some(admitted) = admitted else {
+        let Some(admitted) = self.admit(!probe) else {
             Counters::bump(&counters.rejected_busy);
             return busy();
         };
@@ -464,12 +461,15 @@ impl Function {
         ended
     }
 
-    /// Admits a request under the concurrency cap.
-    fn admit(self: &Arc<Self>) -> Option<Admitted> {
-        let before = self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+    /// Admits a request under the concurrency cap; `counted`: in the in-flight figure too.
+    fn admit(self: &Arc<Self>, counted: bool) -> Option<Admitted> {
+        let before = self.admitted.fetch_add(1, Ordering::Relaxed);
+        if counted {
+            self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        }
         let admitted = Admitted {
             function: self.clone(),
-            counted: true,
+            counted,
         };
         (self.concurrency == 0 || before < self.concurrency).then_some(admitted)
     }
