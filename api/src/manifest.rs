@@ -128,12 +128,49 @@ fn collect(value: Value, origin: &str, out: &mut Vec<Manifest>) -> Result<(), Ma
             ),
         ));
     }
+    let mut body = Value::Object(map);
+    quantities_as_text(&mut body);
     out.push(Manifest {
         info,
         origin: origin.to_string(),
-        body: Value::Object(map),
+        body,
     });
     Ok(())
+}
+
+/// Quantities are strings in the API, but a manifest may write one as a YAML number
+/// (`cpu: 1`, `averageValue: 10`), as Kubernetes accepts: such a number becomes its text before
+/// decoding. Quantities are the entries of `limits`, `requests`, `capacity` and `allocatable`,
+/// `sizeLimit`, and `value`/`averageValue` of an HPA metric's `target` (or status `current`).
+fn quantities_as_text(value: &mut Value) {
+    fn text(v: &mut Value) {
+        if let Value::Number(n) = v {
+            *v = Value::String(n.to_string());
+        }
+    }
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                match (key.as_str(), &mut *v) {
+                    ("limits" | "requests" | "capacity" | "allocatable", Value::Object(m)) => {
+                        m.values_mut().for_each(text);
+                    }
+                    ("target" | "current", Value::Object(m)) => {
+                        for field in ["value", "averageValue"] {
+                            if let Some(q) = m.get_mut(field) {
+                                text(q);
+                            }
+                        }
+                    }
+                    ("sizeLimit", v) => text(v),
+                    _ => {}
+                }
+                quantities_as_text(v);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(quantities_as_text),
+        _ => {}
+    }
 }
 
 impl Manifest {
@@ -316,6 +353,23 @@ mod tests {
         assert!(
             err.contains("spec.containers[0].resources.limits.memory"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn quantities_may_be_yaml_numbers() {
+        let text = POD.replace("{memory: 64Mi, cpu: 250m}", "{memory: 67108864, cpu: 1}")
+            + "      requests: {cpu: 0.5}\n";
+        let m = parse("pod.yaml", &text).unwrap();
+        let pod: Pod = m[0].decode_valid("default").unwrap();
+        let resources = pod.spec.unwrap().containers[0].resources.clone().unwrap();
+        assert_eq!(resources.limits["cpu"], "1");
+        assert_eq!(resources.limits["memory"], "67108864");
+        assert_eq!(resources.requests["cpu"], "0.5");
+        // Numbers elsewhere stay numbers: a port is not a quantity.
+        assert_eq!(
+            m[0].body["spec"]["containers"][0]["ports"][0]["containerPort"],
+            8080
         );
     }
 

@@ -327,6 +327,38 @@ mod tests {
     }
 
     #[test]
+    fn a_target_quantity_may_be_a_yaml_number() {
+        let text = HPA.replace("averageValue: \"10\"", "averageValue: 10");
+        assert_ne!(text, HPA);
+        let m = manifest::parse("hpa.yaml", &text).unwrap();
+        let hpa: HorizontalPodAutoscaler = m[0].decode().unwrap();
+        let spec = hpa.spec.as_ref().unwrap();
+        let target = spec.metrics[1]
+            .pods
+            .as_ref()
+            .unwrap()
+            .target
+            .as_ref()
+            .unwrap();
+        assert_eq!(target.average_value, "10");
+        assert!(errors_of(&text).is_empty());
+        let text = HPA.replace("averageValue: \"10\"", "averageValue: 0.5");
+        assert!(errors_of(&text).is_empty());
+        // A behavior policy's value is a count, not a quantity: it stays a number.
+        assert_eq!(
+            spec.behavior
+                .as_ref()
+                .unwrap()
+                .scale_down
+                .as_ref()
+                .unwrap()
+                .policies[0]
+                .value,
+            100
+        );
+    }
+
+    #[test]
     fn a_kubernetes_manifest_decodes_and_validates() {
         let m = manifest::parse("hpa.yaml", HPA).unwrap();
         let hpa: HorizontalPodAutoscaler = m[0].decode_valid("default").unwrap();
