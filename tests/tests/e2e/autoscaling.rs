@@ -90,10 +90,18 @@ fn hpa(name: &str, min: u32, max: u32, down_window: u32) -> String {
     )
 }
 
-/// Everything `addr` sends until it closes.
+/// Connects to `addr` once the node's proxy holds it (until then nothing answers there and the
+/// connection is refused, which wakes nothing), then reads everything.
 fn fetch(addr: SocketAddr) -> Result<String, String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| format!("connect: {e}"))?;
+    let mut s = wait_for(
+        &format!("{addr} held by the node's proxy"),
+        Duration::from_secs(10),
+        || match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => None,
+            other => Some(other),
+        },
+    )
+    .map_err(|e| format!("connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(40)))
         .map_err(|e| e.to_string())?;
     let mut out = String::new();
@@ -187,8 +195,6 @@ fn a_wasm_deployment_scales_from_zero_on_a_connection_and_back() {
     let node_port = service["spec"]["ports"][0]["nodePort"]
         .as_u64()
         .expect("nodePort");
-    // The holds reach the nodes' proxies: the NodePort does not refuse while at zero.
-    std::thread::sleep(Duration::from_millis(500));
     for round in 0..2 {
         let addr: SocketAddr = format!("{}:{node_port}", net.address(round))
             .parse()
