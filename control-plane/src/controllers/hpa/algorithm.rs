@@ -13,12 +13,14 @@ use skiff_api::v1::{HorizontalPodAutoscalerBehavior, HpaScalingRules};
 /// Kubernetes' `--horizontal-pod-autoscaler-tolerance`.
 pub const TOLERANCE: f64 = 0.1;
 
-/// One pod's reading of one metric: its value (none: the pod reported no figures) and, for a
-/// utilization target, its request of the resource.
+/// One pod's reading of one metric: its value (none: the pod reported no figures), for a
+/// utilization target its request of the resource, and whether it is unready (Pending: not
+/// started yet), as Kubernetes groups pods.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PodReading {
     pub value: Option<f64>,
     pub request: f64,
+    pub unready: bool,
 }
 
 /// What a metric is compared with.
@@ -68,11 +70,14 @@ fn ceil(x: f64) -> i32 {
 
 /// The replicas one metric asks for, given `current` replicas and the target's pods' readings
 /// (Kubernetes' `GetResourceReplicas`/`GetMetricReplicas`): within [`TOLERANCE`] of the target it
-/// stays; pods without figures count as at the target when scaling down and as idle when scaling
-/// up, and a proposal those pods would reverse keeps `current`. `None` when no pod has figures.
+/// stays; ready pods without figures (missing) count as at the target when scaling down and as
+/// idle when scaling up; unready pods are left out when scaling down and count as idle when
+/// scaling up; a proposal those pods would reverse keeps `current`. `None` when no ready pod has
+/// figures.
 pub fn proposal(current: i32, readings: &[PodReading], target: Target) -> Option<Proposal> {
     let known: Vec<(f64, f64)> = readings
         .iter()
+        .filter(|r| !r.unready)
         .filter_map(|r| r.value.map(|v| (v, r.request)))
         .collect();
     if known.is_empty() {
@@ -81,10 +86,19 @@ pub fn proposal(current: i32, readings: &[PodReading], target: Target) -> Option
     let (usage_ratio, figure) = ratio(&known, target);
     let missing: Vec<f64> = readings
         .iter()
-        .filter(|r| r.value.is_none())
+        .filter(|r| !r.unready && r.value.is_none())
         .map(|r| r.request)
         .collect();
-    if missing.is_empty() {
+    let unready: Vec<f64> = if usage_ratio > 1.0 {
+        readings
+            .iter()
+            .filter(|r| r.unready)
+            .map(|r| r.request)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if missing.is_empty() && unready.is_empty() {
         let replicas = if (usage_ratio - 1.0).abs() <= TOLERANCE {
             current
         } else {
@@ -107,6 +121,7 @@ pub fn proposal(current: i32, readings: &[PodReading], target: Target) -> Option
         };
         all.push((value, request));
     }
+    all.extend(unready.into_iter().map(|request| (0.0, request)));
     let (new_ratio, _) = ratio(&all, target);
     let keep = (new_ratio - 1.0).abs() <= TOLERANCE
         || (usage_ratio < 1.0 && new_ratio > 1.0)
@@ -430,7 +445,11 @@ mod tests {
     fn pods(values: &[Option<f64>], request: f64) -> Vec<PodReading> {
         values
             .iter()
-            .map(|v| PodReading { value: *v, request })
+            .map(|v| PodReading {
+                value: *v,
+                request,
+                unready: false,
+            })
             .collect()
     }
 
@@ -475,6 +494,44 @@ mod tests {
             Target::Utilization(50.0),
         );
         assert_eq!(p.unwrap().replicas, 4);
+    }
+
+    #[test]
+    fn pending_pods_are_unready_left_out_of_a_scale_down_and_idle_in_a_scale_up() {
+        let pending = PodReading {
+            value: None,
+            request: 100.0,
+            unready: true,
+        };
+        // Two idle ready pods and a Pending one: the Pending one is not counted at the target
+        // (as a missing pod would be, holding the scale down back): 2 * 0 / 50 → 0.
+        let mut readings = pods(&[Some(0.0), Some(0.0)], 100.0);
+        readings.push(pending);
+        assert_eq!(
+            proposal(3, &readings, Target::Utilization(50.0))
+                .unwrap()
+                .replicas,
+            0
+        );
+        // A ready pod missing its figures instead holds it back at the target: (0 + 50) / 2 → 1.
+        let missing = pods(&[Some(0.0), None], 100.0);
+        assert_eq!(
+            proposal(2, &missing, Target::Utilization(50.0))
+                .unwrap()
+                .replicas,
+            1
+        );
+        // Scaling up, the Pending pod counts as idle: (200 + 0) / 2 = 100% of 50% → 4.
+        let mut readings = pods(&[Some(200.0)], 100.0);
+        readings.push(pending);
+        assert_eq!(
+            proposal(2, &readings, Target::Utilization(50.0))
+                .unwrap()
+                .replicas,
+            4
+        );
+        // Only Pending pods: no figures to go by.
+        assert!(proposal(1, &[pending], Target::Utilization(50.0)).is_none());
     }
 
     fn behavior(down_window: i32, down_policies: Vec<HpaScalingPolicy>) -> Behavior {

@@ -106,9 +106,12 @@ pub(super) fn measure(
             })?,
             Target::AverageValue(_) => 0.0,
         };
+        // Kubernetes' unready set: a Pending pod (not started; figures or not).
+        let phase = pod.status.as_ref().map_or("", |s| s.phase.as_str());
         readings.push(PodReading {
             value: sample.as_ref().and_then(|s| figure(s, &name)),
             request,
+            unready: phase.is_empty() || phase == "Pending",
         });
     }
     let what = if resource {
