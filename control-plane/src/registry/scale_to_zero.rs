@@ -3,7 +3,8 @@
 //! which the template alone tells, without pulling an image: a Wasm pod starts in milliseconds, a
 //! container does not, and scale from zero holds the first request for as long as the start takes.
 //! A Deployment that such an HPA scales keeps a Wasm template (an update to a Linux one is refused
-//! while the HPA says 0).
+//! while the HPA says 0). The HPA may come first, as manifests list them in any order: with its
+//! target missing it is admitted, and the Deployment is checked when it is created.
 //!
 //! Must not: write anything; it reads the target (or the HPAs of a Deployment's namespace).
 
@@ -88,17 +89,14 @@ impl ScaleToZero {
             .get(&key::<Deployment>(ns, target))
             .await
             .map_err(|e| ApiError::from_store(e, Deployment::PLURAL, target))?;
-        let why = match kv {
-            None => format!(
-                "the target Deployment {target:?} does not exist (create it first: whether it may scale to zero is told by its pod template)"
-            ),
-            Some(kv) => {
-                let d: Deployment = decode(&kv)?;
-                match wasm_only(d.spec.as_ref().and_then(|s| s.template.as_ref())) {
-                    Ok(()) => return Ok(()),
-                    Err(why) => format!("Deployment {target:?} cannot scale to zero: {why}"),
-                }
-            }
+        // A target yet to come is checked as it is created.
+        let Some(kv) = kv else {
+            return Ok(());
+        };
+        let d: Deployment = decode(&kv)?;
+        let why = match wasm_only(d.spec.as_ref().and_then(|s| s.template.as_ref())) {
+            Ok(()) => return Ok(()),
+            Err(why) => format!("Deployment {target:?} cannot scale to zero: {why}"),
         };
         Err(invalid(
             hpa,
@@ -147,9 +145,7 @@ impl Validating for ScaleToZero {
         }
         match obj {
             ObjectMut::HorizontalPodAutoscaler(hpa) => self.check_hpa(attrs.namespace, hpa).await,
-            ObjectMut::Deployment(d) if attrs.operation == Operation::Update => {
-                self.check_deployment(attrs.namespace, d).await
-            }
+            ObjectMut::Deployment(d) => self.check_deployment(attrs.namespace, d).await,
             _ => Ok(()),
         }
     }
@@ -198,5 +194,35 @@ mod tests {
         .unwrap_err();
         assert!(mixed.contains("Linux containers (sidecar)"), "{mixed}");
         assert!(wasm_only(None).is_err());
+    }
+
+    fn decode_one<K: Resource>(text: &str) -> K {
+        let m = skiff_api::manifest::parse("test.yaml", text).unwrap();
+        m[0].decode_valid("default").unwrap()
+    }
+
+    fn deployment(name: &str, runtime: &str) -> Deployment {
+        decode_one(&format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      runtimeClassName: {runtime:?}\n      containers:\n      - {{name: app, image: \"file:/tmp/x.wasm\"}}\n"
+        ))
+    }
+
+    #[tokio::test]
+    async fn an_hpa_may_come_before_its_deployment_which_is_checked_as_it_is_created() {
+        let h = crate::registry::tests::Harness::new().await;
+        let hpa: HorizontalPodAutoscaler = decode_one(
+            "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: web}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  minReplicas: 0\n  maxReplicas: 3\n",
+        );
+        h.create(hpa).await.unwrap();
+        let err = h
+            .create(deployment("web", ""))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("spec.template.spec.runtimeClassName"), "{err}");
+        assert!(err.contains("minReplicas: 0"), "{err}");
+        h.create(deployment("web", "wasm")).await.unwrap();
+        // A Linux Deployment no HPA scales to zero is left alone.
+        h.create(deployment("other", "")).await.unwrap();
     }
 }
