@@ -79,9 +79,14 @@ impl Anchor {
             .arg("--version")
             .output()
             .map_err(|e| {
-                format!("wasmtime is not installed ({e}): cargo install wasmtime-cli@48.0.8 --locked")
+                format!(
+                    "wasmtime is not installed ({e}): cargo install wasmtime-cli@48.0.8 --locked"
+                )
             })?;
-        println!("anchor: {}", String::from_utf8_lossy(&version.stdout).trim());
+        println!(
+            "anchor: {}",
+            String::from_utf8_lossy(&version.stdout).trim()
+        );
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{ns}"))
             .args(["--", "wasmtime", "serve", "--addr"])
@@ -130,11 +135,15 @@ pub fn run() -> Result<(), String> {
     let mut c = Cluster::start_in(options, slot);
     c.add_agent_at("node-a", net.address(0), Some(net.namespace(0)), &[]);
     c.apply(&manifest(&format!("file:{}", component.display())));
-    let cluster_ip = wait_for("service/hello's cluster IP", Duration::from_secs(30), || {
-        c.get_json("service", "hello")
-            .and_then(|s| s["spec"]["clusterIP"].as_str().map(str::to_string))
-            .filter(|ip| !ip.is_empty())
-    });
+    let cluster_ip = wait_for(
+        "service/hello's cluster IP",
+        Duration::from_secs(30),
+        || {
+            c.get_json("service", "hello")
+                .and_then(|s| s["spec"]["clusterIP"].as_str().map(str::to_string))
+                .filter(|ip| !ip.is_empty())
+        },
+    );
     let ns = net.namespace(0).to_string();
     let paths: [(&str, SocketAddr); 2] = [
         (

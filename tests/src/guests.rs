@@ -369,8 +369,8 @@ pub fn hello_http() -> PathBuf {
     if is_fresh(&out, &wat_file) && is_fresh(&out, &wit) {
         return out;
     }
-    let mut module = wat::parse_file(&wat_file)
-        .unwrap_or_else(|e| panic!("{}: {e}", wat_file.display()));
+    let mut module =
+        wat::parse_file(&wat_file).unwrap_or_else(|e| panic!("{}: {e}", wat_file.display()));
     let text = std::fs::read_to_string(&wit)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", wit.display()));
     let mut resolve = wit_parser::Resolve::default();

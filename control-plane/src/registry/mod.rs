@@ -19,8 +19,8 @@
 
 pub mod admission;
 pub mod allocator;
-pub mod keyvalue;
 mod binding;
+pub mod keyvalue;
 mod namespace;
 pub mod scale_to_zero;
 mod storage;

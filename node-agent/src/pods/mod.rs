@@ -149,7 +149,11 @@ impl Manager {
         let sources = sources::Sources::new(&transport);
         let ctx = NodeContext {
             sources,
-            keyvalue: crate::keyvalue::Gateway::new(&options.data_dir, transport.clone(), &node.name),
+            keyvalue: crate::keyvalue::Gateway::new(
+                &options.data_dir,
+                transport.clone(),
+                &node.name,
+            ),
             api: Arc::new(seams::ApiServer::new(transport.clone(), &node.name)),
             transport,
             runtime: Arc::new(runtime.clone()),

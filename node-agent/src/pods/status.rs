@@ -2,7 +2,6 @@
 //! rules: Pending until the init containers succeeded and every container has started once,
 //! Running while any runs or will restart, then Succeeded or Failed).
 
-
 use skiff_api::v1::*;
 
 use super::record::{Current, Record, Records, to_timestamp};
