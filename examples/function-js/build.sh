@@ -13,6 +13,8 @@ out=${1:-$here/hello.wasm}
 case $out in /*) ;; *) out=$(pwd)/$out ;; esac
 tools=${SKIFF_TOOLCHAINS:-$here/../../${CARGO_TARGET_DIR:-target}/third-party}
 componentize_js=$tools/node/node_modules/.bin/componentize-js
+# The Node.js scripts/third-party-toolchains installed when the machine's is older than 20.
+[ -x "$tools/nodejs/bin/node" ] && PATH="$tools/nodejs/bin:$PATH" && export PATH
 [ -x "$componentize_js" ] || componentize_js=$(command -v componentize-js) || {
     echo "build.sh: componentize-js not found: run scripts/third-party-toolchains" >&2
     exit 1

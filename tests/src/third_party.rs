@@ -144,7 +144,17 @@ pub fn world_of(component: &Path) -> (Vec<String>, Vec<String>) {
 /// wit-component's.
 pub fn jco_wit(component: &Path) -> String {
     let jco = toolchains_dir().join("node/node_modules/.bin/jco");
-    let out = Command::new(&jco)
+    let mut command = Command::new(&jco);
+    // The Node.js scripts/third-party-toolchains installed when the machine's is older than 20.
+    let node = toolchains_dir().join("nodejs/bin");
+    if node.join("node").exists() {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let paths = std::iter::once(node).chain(std::env::split_paths(&path));
+        if let Ok(joined) = std::env::join_paths(paths) {
+            command.env("PATH", joined);
+        }
+    }
+    let out = command
         .arg("wit")
         .arg(component)
         .output()
