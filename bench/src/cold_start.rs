@@ -28,26 +28,11 @@ use skiff_tests::netslot::NetSlot;
 use skiff_tests::registry::Registry;
 use skiff_tests::{Cluster, ClusterOptions, text};
 
+use crate::client::in_netns;
 use crate::stats::{fmt, percentile};
 
 const TRIES: usize = 30;
 const GOAL: Duration = Duration::from_millis(20);
-
-/// Runs `f` on a thread inside network namespace `ns`.
-fn in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("setns {path}: {e}"))?;
-        f()
-    })
-    .join()
-    .map_err(|_| "a client thread panicked".to_string())?
-}
 
 /// Connects once and reads the first byte (sending `request` first, if any).
 fn first_byte(addr: SocketAddr, request: &[u8]) -> Result<(), String> {
@@ -193,6 +178,8 @@ pub fn run() -> Result<(), String> {
             first_byte(fn_addr, b"GET / HTTP/1.0\r\n\r\n")?;
             Ok(started.elapsed())
         })
+        .join()
+        .map_err(|_| "a client thread panicked".to_string())?
         .map_err(|e| format!("function try {i}: {e}"))?;
         if i > 0 {
             wasm.push(t);
@@ -204,22 +191,17 @@ pub fn run() -> Result<(), String> {
     for i in 0..=TRIES {
         drained(&c, "web")?;
         let (tx, rx) = std::sync::mpsc::channel::<Instant>();
-        let client = {
-            let ns = ns.clone();
-            std::thread::spawn(move || {
-                in_netns(&ns, move || {
-                    let started = rx.recv().map_err(|e| e.to_string())?;
-                    let deadline = started + Duration::from_secs(60);
-                    loop {
-                        match first_byte(web_addr, b"GET / HTTP/1.0\r\n\r\n") {
-                            Ok(()) => return Ok(started.elapsed()),
-                            Err(e) if Instant::now() > deadline => return Err(e),
-                            Err(_) => std::thread::sleep(Duration::from_millis(1)),
-                        }
-                    }
-                })
-            })
-        };
+        let client = in_netns(&ns, move || {
+            let started = rx.recv().map_err(|e| e.to_string())?;
+            let deadline = started + Duration::from_secs(60);
+            loop {
+                match first_byte(web_addr, b"GET / HTTP/1.0\r\n\r\n") {
+                    Ok(()) => return Ok(started.elapsed()),
+                    Err(e) if Instant::now() > deadline => return Err(e),
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        });
         let _ = tx.send(Instant::now());
         scale(&c, "web", 1)?;
         let t = client

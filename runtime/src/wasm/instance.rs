@@ -312,6 +312,11 @@ impl WasmEngine {
         n: usize,
     ) -> Result<Vec<Duration>, WasmError> {
         let spec = WasmSpec::default();
+        let component_store = |builder| {
+            let limits = self.limits(&spec, Arc::default());
+            let sink = super::host::logging::Sink::Discard;
+            self.store(component_state(builder, limits, &spec, sink))
+        };
         let mut times = Vec::with_capacity(n);
         for _ in 0..n {
             let began = Instant::now();
@@ -332,37 +337,19 @@ impl WasmEngine {
                         .map_err(|e| instantiate_error(&spec, &mut store, e))?;
                 }
                 Pre::Component(pre) => {
-                    let limits = self.limits(&spec, Arc::default());
-                    let mut store = self.store(component_state(
-                        builder,
-                        limits,
-                        &spec,
-                        super::host::logging::Sink::Discard,
-                    ));
+                    let mut store = component_store(builder);
                     pre.instantiate_async(&mut store)
                         .await
                         .map_err(|e| instantiate_error(&spec, &mut store, e))?;
                 }
                 Pre::P3Command(pre) => {
-                    let limits = self.limits(&spec, Arc::default());
-                    let mut store = self.store(component_state(
-                        builder,
-                        limits,
-                        &spec,
-                        super::host::logging::Sink::Discard,
-                    ));
+                    let mut store = component_store(builder);
                     pre.instantiate_async(&mut store)
                         .await
                         .map_err(|e| instantiate_error(&spec, &mut store, e))?;
                 }
                 Pre::Function(handler) => {
-                    let limits = self.limits(&spec, Arc::default());
-                    let mut store = self.store(component_state(
-                        builder,
-                        limits,
-                        &spec,
-                        super::host::logging::Sink::Discard,
-                    ));
+                    let mut store = component_store(builder);
                     handler.instantiate(&mut store).await.map_err(|message| {
                         WasmError::Instantiate {
                             id: spec.id.clone(),
