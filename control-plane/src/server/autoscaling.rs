@@ -12,7 +12,7 @@ use skiff_api::v1::*;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Verb, authorize, identity};
+use crate::auth::{Attributes, Chain, Verb, identity};
 use crate::controllers::hpa::Autoscaling;
 use crate::controllers::hpa::state::WakeError;
 use crate::pod_metrics::ReportError;
@@ -21,6 +21,7 @@ use crate::pod_metrics::ReportError;
 #[derive(Clone)]
 pub struct AutoscalingService {
     pub shared: Autoscaling,
+    pub authz: Chain,
 }
 
 #[tonic::async_trait]
@@ -30,7 +31,10 @@ impl node_metrics_api_server::NodeMetricsApi for AutoscalingService {
         req: Request<NodeMetricsReport>,
     ) -> Result<Response<NodeMetricsAck>, Status> {
         let who = identity(&req)?;
-        authorize(&who, Verb::Create, "NodeMetrics", "")?;
+        let report = Attributes::new(Verb::Create, "Node", "")
+            .name(&req.get_ref().node_name)
+            .subresource("metrics");
+        self.authz.check(&who, &report)?;
         self.shared
             .metrics()
             .report(req.get_ref())
@@ -53,7 +57,8 @@ impl scale_from_zero_api_server::ScaleFromZeroApi for AutoscalingService {
         req: Request<WatchHoldsRequest>,
     ) -> Result<Response<HoldStream>, Status> {
         let who = identity(&req)?;
-        authorize(&who, Verb::Watch, "ScaleFromZero", "")?;
+        self.authz
+            .check(&who, &Attributes::new(Verb::Watch, "ScaleFromZero", ""))?;
         let holds = tokio_stream::wrappers::WatchStream::new(self.shared.holds());
         let stream = tokio_stream::StreamExt::map(holds, |set| {
             Ok(HeldServices {
@@ -72,7 +77,8 @@ impl scale_from_zero_api_server::ScaleFromZeroApi for AutoscalingService {
     async fn wake(&self, req: Request<WakeRequest>) -> Result<Response<WakeResponse>, Status> {
         let who = identity(&req)?;
         let r = req.get_ref();
-        authorize(&who, Verb::Update, "ScaleFromZero", &r.namespace)?;
+        let wake = Attributes::new(Verb::Update, "ScaleFromZero", &r.namespace).name(&r.name);
+        self.authz.check(&who, &wake)?;
         let started = std::time::Instant::now();
         match self.shared.wake(&r.namespace, &r.name).await {
             Ok((target, replicas)) => {

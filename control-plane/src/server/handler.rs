@@ -9,7 +9,7 @@
 use skiff_api::v1::{DeleteRequest, ListMeta, ListRequest, WatchRequest};
 use tokio::sync::mpsc;
 
-use crate::auth::{Identity, Verb, authorize};
+use crate::auth::{Attributes, Chain, Identity, Verb};
 use crate::error::ApiError;
 use crate::registry::{Registry, Strategy};
 use crate::store::Store;
@@ -20,24 +20,57 @@ fn namespace_of<K: Strategy>(obj: &K) -> String {
     Registry::<K>::namespace_of(obj.namespace())
 }
 
+/// The name of `obj` (empty when it is to be generated).
+fn name_of<K: Strategy>(obj: &K) -> &str {
+    use skiff_api::ResourceExt;
+    obj.name()
+}
+
 /// Authorized access to one kind.
 pub struct Handler<K> {
     registry: Registry<K>,
+    authz: Chain,
 }
 
 impl<K> Clone for Handler<K> {
     fn clone(&self) -> Self {
         Self {
             registry: self.registry.clone(),
+            authz: self.authz.clone(),
         }
     }
 }
 
 impl<K: Strategy> Handler<K> {
+    /// A handler that allows the admin alone (in-process callers: controllers, start-up).
     pub fn new(store: std::sync::Arc<dyn Store>) -> Self {
+        Self::with_chain(store, Chain::default())
+    }
+
+    /// A handler asking `authz` about every call (the API server's).
+    pub fn with_chain(store: std::sync::Arc<dyn Store>, authz: Chain) -> Self {
         Self {
             registry: Registry::new(store),
+            authz,
         }
+    }
+
+    fn check(
+        &self,
+        who: &Identity,
+        verb: Verb,
+        namespace: &str,
+        name: &str,
+        subresource: &str,
+    ) -> Result<(), ApiError> {
+        let attrs = Attributes {
+            verb,
+            kind: K::KIND,
+            namespace,
+            name,
+            subresource,
+        };
+        self.authz.check(who, &attrs)
     }
 
     /// The registry behind the handler (for callers that have authorized on their own).
@@ -46,17 +79,13 @@ impl<K: Strategy> Handler<K> {
     }
 
     pub async fn create(&self, who: &Identity, obj: K) -> Result<K, ApiError> {
-        authorize(who, Verb::Create, K::KIND, &namespace_of(&obj))?;
+        self.check(who, Verb::Create, &namespace_of(&obj), name_of(&obj), "")?;
         self.registry.create(who, obj).await
     }
 
     pub async fn get(&self, who: &Identity, namespace: &str, name: &str) -> Result<K, ApiError> {
-        authorize(
-            who,
-            Verb::Get,
-            K::KIND,
-            &Registry::<K>::namespace_of(namespace),
-        )?;
+        let ns = Registry::<K>::namespace_of(namespace);
+        self.check(who, Verb::Get, &ns, name, "")?;
         self.registry.get(namespace, name).await
     }
 
@@ -65,23 +94,29 @@ impl<K: Strategy> Handler<K> {
         who: &Identity,
         req: &ListRequest,
     ) -> Result<(Vec<K>, ListMeta), ApiError> {
-        authorize(who, Verb::List, K::KIND, &req.namespace)?;
+        self.check(who, Verb::List, &req.namespace, "", "")?;
         self.registry.list(req).await
     }
 
     pub async fn update(&self, who: &Identity, obj: K) -> Result<K, ApiError> {
-        authorize(who, Verb::Update, K::KIND, &namespace_of(&obj))?;
+        self.check(who, Verb::Update, &namespace_of(&obj), name_of(&obj), "")?;
         self.registry.update(who, obj).await
     }
 
     pub async fn update_status(&self, who: &Identity, obj: K) -> Result<K, ApiError> {
-        authorize(who, Verb::UpdateStatus, K::KIND, &namespace_of(&obj))?;
+        self.check(
+            who,
+            Verb::Update,
+            &namespace_of(&obj),
+            name_of(&obj),
+            "status",
+        )?;
         self.registry.update_status(who, obj).await
     }
 
     pub async fn delete(&self, who: &Identity, req: &DeleteRequest) -> Result<K, ApiError> {
         let namespace = Registry::<K>::namespace_of(&req.namespace);
-        authorize(who, Verb::Delete, K::KIND, &namespace)?;
+        self.check(who, Verb::Delete, &namespace, &req.name, "")?;
         self.registry.delete(who, req).await
     }
 
@@ -91,7 +126,7 @@ impl<K: Strategy> Handler<K> {
         who: &Identity,
         req: &WatchRequest,
     ) -> Result<mpsc::Receiver<Result<(&'static str, K), ApiError>>, ApiError> {
-        authorize(who, Verb::Watch, K::KIND, &req.namespace)?;
+        self.check(who, Verb::Watch, &req.namespace, "", "")?;
         self.registry.watch(req).await
     }
 }

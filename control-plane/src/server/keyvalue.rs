@@ -4,15 +4,15 @@
 //! Each request names its pod (namespace, name, uid) and the node running it. The server works
 //! only in that pod's namespace, and only if the pod exists with that uid, is bound to that node,
 //! and is granted `keyvalue` (annotation `skiff.dev/wasi-interfaces`): a node reaches the
-//! buckets of the namespaces of pods it runs, and of no other. (A node's name is what its agent
-//! says today, as the tunnels take it; with per-node credentials it will be the credential's.)
+//! buckets of the namespaces of pods it runs, and of no other. (A node with a certificate is held to
+//! its own name; a bootstrap token to the name the request gives.)
 //! The admin may call it for any pod. Must not: touch the store but through [`Buckets`].
 
 use skiff_api::host_interfaces::{Interface, grants};
 use skiff_api::v1::*;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Identity, Verb, authorize, identity};
+use crate::auth::{Attributes, Chain, Identity, Verb, identity};
 use crate::error::ApiError;
 use crate::registry::Registry;
 use crate::registry::keyvalue::Buckets;
@@ -22,6 +22,7 @@ use crate::registry::keyvalue::Buckets;
 pub struct KeyValueService {
     pub pods: Registry<Pod>,
     pub buckets: Buckets,
+    pub authz: Chain,
 }
 
 impl KeyValueService {
@@ -34,7 +35,8 @@ impl KeyValueService {
         let caller = caller
             .filter(|c| !c.namespace.is_empty() && !c.pod.is_empty())
             .ok_or_else(|| ApiError::BadRequest("caller: the pod is required".into()))?;
-        authorize(who, Verb::Update, "KeyValue", &caller.namespace)?;
+        let attrs = Attributes::new(Verb::Update, "KeyValue", &caller.namespace);
+        self.authz.check(who, &attrs)?;
         let denied = |why: String| {
             ApiError::Forbidden(format!(
                 "keyvalue for pod {}/{}: {why}",
@@ -51,8 +53,10 @@ impl KeyValueService {
             return Err(denied(format!("its uid is not {:?}", caller.pod_uid)));
         }
         let node = pod.spec.as_ref().map(|s| s.node_name.as_str());
-        if *who != Identity::Admin && node != Some(caller.node.as_str()) {
-            return Err(denied(format!("it does not run on node {:?}", caller.node)));
+        // A node's own name, when it has one, else the one it gives.
+        let caller_node = who.node_name().unwrap_or(caller.node.as_str());
+        if *who != Identity::Admin && node != Some(caller_node) {
+            return Err(denied(format!("it does not run on node {caller_node:?}")));
         }
         if !grants(meta, Interface::KeyValue) {
             return Err(denied(format!(
@@ -140,6 +144,10 @@ mod tests {
         let service = KeyValueService {
             pods: h.registry(),
             buckets: Buckets::new(h.store.clone()),
+            authz: crate::auth::Chain::new(vec![
+                std::sync::Arc::new(crate::auth::AdminAuthorizer),
+                std::sync::Arc::new(crate::auth::node::NodeAuthorizer),
+            ]),
         };
         let caller = KeyValueCaller {
             namespace: "default".into(),
@@ -195,9 +203,24 @@ mod tests {
         // Another namespace named with this pod's name: no such pod there.
         let elsewhere = KeyValueCaller {
             namespace: "kube-system".into(),
-            ..caller
+            ..caller.clone()
         };
         refused(elsewhere, "no such pod").await;
+        // A node with a certificate is held to its own name, whatever the request says.
+        let e = s
+            .call(
+                &Identity::Node("n2".into()),
+                request(&caller, KeyValueOp::Get, "k"),
+            )
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("does not run on node \"n2\""), "{e}");
+        s.call(
+            &Identity::Node("n1".into()),
+            request(&caller, KeyValueOp::Get, "k"),
+        )
+        .await
+        .unwrap();
     }
 
     #[tokio::test]

@@ -242,19 +242,26 @@ impl ControlPlane {
             autoscaling.clone(),
             self.hpa,
         ));
+        // Who may do what: the admin, then the node authorizer (RBAC joins the chain here).
+        let authz = crate::auth::Chain::new(vec![
+            Arc::new(crate::auth::AdminAuthorizer),
+            Arc::new(crate::auth::node::NodeAuthorizer),
+        ]);
         let autoscaling = autoscaling::AutoscalingService {
             shared: autoscaling,
+            authz: authz.clone(),
         };
         let repair = tokio::spawn(crate::registry::allocator::repair::run(store.clone()));
         let tunnels = tunnel::TunnelService::new(
             tunnel::Tunnels::default(),
             crate::registry::Registry::<Pod>::new(store.clone()),
+            authz.clone(),
         );
 
         macro_rules! svc {
             ($module:ident :: $server:ident, $ty:ty) => {
                 InterceptedService::new(
-                    $module::$server::new(Handler::<$ty>::new(store.clone()))
+                    $module::$server::new(Handler::<$ty>::with_chain(store.clone(), authz.clone()))
                         .max_decoding_message_size(MAX_REQUEST_BYTES)
                         .max_encoding_message_size(64 * 1024 * 1024),
                     auth.clone(),
@@ -321,6 +328,7 @@ impl ControlPlane {
                 key_value_api_server::KeyValueApiServer::new(keyvalue::KeyValueService {
                     pods: crate::registry::Registry::<Pod>::new(store.clone()),
                     buckets: crate::registry::keyvalue::Buckets::new(store.clone()),
+                    authz: authz.clone(),
                 }),
                 auth.clone(),
             ))

@@ -12,7 +12,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::tunnel::{Sink, TunnelService, relay_session, uid_of};
-use crate::auth::{Verb, authorize, identity};
+use crate::auth::{Attributes, Verb, identity};
 
 type ForwardStream = Pin<Box<dyn Stream<Item = Result<PortForwardOutput, Status>> + Send>>;
 
@@ -36,7 +36,10 @@ impl pod_port_forward_api_server::PodPortForwardApi for TunnelService {
                 ));
             }
         };
-        authorize(&who, Verb::Create, "PodPortForward", &start.namespace)?;
+        let forward = Attributes::new(Verb::Create, "Pod", &start.namespace)
+            .name(&start.name)
+            .subresource("portforward");
+        self.authz.check(&who, &forward)?;
         if !(1..=65535).contains(&start.port) {
             return Err(Status::invalid_argument(format!(
                 "port: {} is not a valid port number (1-65535)",

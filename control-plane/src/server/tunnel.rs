@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::{Verb, authorize, identity};
+use crate::auth::{Attributes, Chain, Verb, identity};
 use crate::registry::Registry as Objects;
 
 type LogSender = mpsc::Sender<Result<PodLogChunk, Status>>;
@@ -79,11 +79,16 @@ impl Tunnels {
 pub struct TunnelService {
     tunnels: Tunnels,
     pub(super) pods: Objects<Pod>,
+    pub(super) authz: Chain,
 }
 
 impl TunnelService {
-    pub fn new(tunnels: Tunnels, pods: Objects<Pod>) -> Self {
-        Self { tunnels, pods }
+    pub fn new(tunnels: Tunnels, pods: Objects<Pod>, authz: Chain) -> Self {
+        Self {
+            tunnels,
+            pods,
+            authz,
+        }
     }
 }
 
@@ -100,7 +105,6 @@ impl node_tunnel_api_server::NodeTunnelApi for TunnelService {
         req: Request<Streaming<TunnelUp>>,
     ) -> Result<Response<DownStream>, Status> {
         let who = identity(&req)?;
-        authorize(&who, Verb::Create, "NodeTunnel", "")?;
         let mut up = req.into_inner();
         let node = match up.message().await? {
             Some(TunnelUp {
@@ -112,6 +116,11 @@ impl node_tunnel_api_server::NodeTunnelApi for TunnelService {
                 ));
             }
         };
+        // A node attaches only as itself: the name is held to the caller's identity.
+        let attach = Attributes::new(Verb::Create, "Node", "")
+            .name(&node)
+            .subresource("tunnel");
+        self.authz.check(&who, &attach)?;
         let (down_tx, down_rx) = mpsc::channel(64);
         let conn = self.tunnels.next_id.fetch_add(1, Ordering::Relaxed);
         self.tunnels
@@ -355,8 +364,11 @@ impl pod_log_api_server::PodLogApi for TunnelService {
 
     async fn logs(&self, req: Request<PodLogRequest>) -> Result<Response<LogStream>, Status> {
         let who = identity(&req)?;
-        authorize(&who, Verb::Get, "PodLog", "")?;
         let r = req.into_inner();
+        let logs = Attributes::new(Verb::Get, "Pod", &r.namespace)
+            .name(&r.name)
+            .subresource("log");
+        self.authz.check(&who, &logs)?;
         let pod = self.pods.get(&r.namespace, &r.name).await?;
         let container = pick_container(&pod, &r.container)?;
         let (tx, rx) = mpsc::channel(64);
@@ -387,7 +399,6 @@ impl pod_exec_api_server::PodExecApi for TunnelService {
         req: Request<Streaming<PodExecInput>>,
     ) -> Result<Response<ExecStream>, Status> {
         let who = identity(&req)?;
-        authorize(&who, Verb::Create, "PodExec", "")?;
         let mut input = req.into_inner();
         let r = match input.message().await? {
             Some(PodExecInput {
@@ -399,6 +410,10 @@ impl pod_exec_api_server::PodExecApi for TunnelService {
                 ));
             }
         };
+        let exec = Attributes::new(Verb::Create, "Pod", &r.namespace)
+            .name(&r.name)
+            .subresource("exec");
+        self.authz.check(&who, &exec)?;
         if r.command.first().is_none_or(String::is_empty) {
             return Err(Status::invalid_argument("command: required"));
         }
