@@ -18,6 +18,32 @@ use crate::v1::{DeleteRequest, GetRequest, ListMeta, ListRequest, WatchRequest};
 /// The name the server certificate is issued for, whatever address the client dials.
 pub const SERVER_NAME: &str = "skiff-apiserver";
 
+/// The response metadata key of a server's warnings (Kubernetes' `Warning` header): one value
+/// per warning, such as `would violate PodSecurity "restricted:latest": ...`.
+pub const WARNING_METADATA: &str = "warning";
+
+type WarningHandler = Box<dyn Fn(&str) + Send + Sync>;
+static WARNING_HANDLER: std::sync::OnceLock<WarningHandler> = std::sync::OnceLock::new();
+
+/// Sets what the process does with the warnings servers return (client-go's
+/// `SetDefaultWarningHandler`); the CLI prints `Warning: ...`. Without one they are dropped.
+/// The first handler set stays: returns false if one was set already.
+pub fn set_warning_handler(handler: impl Fn(&str) + Send + Sync + 'static) -> bool {
+    WARNING_HANDLER.set(Box::new(handler)).is_ok()
+}
+
+/// The response's value, its warnings handed to the warning handler.
+pub(crate) fn with_warnings<T>(response: tonic::Response<T>) -> T {
+    if let Some(handler) = WARNING_HANDLER.get() {
+        for value in response.metadata().get_all(WARNING_METADATA) {
+            if let Ok(text) = value.to_str() {
+                handler(text);
+            }
+        }
+    }
+    response.into_inner()
+}
+
 /// `config.yaml`: where the API server is, the CA to trust, and the credentials to present.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -103,7 +103,7 @@ macro_rules! kinds {
 
         impl ResourceClient for $ty {
             async fn create(t: &Transport, obj: Self) -> Result<Self, tonic::Status> {
-                Ok(<$client>::new(t.clone()).create(obj).await?.into_inner())
+                Ok(crate::client::with_warnings(<$client>::new(t.clone()).create(obj).await?))
             }
             async fn get(t: &Transport, req: GetRequest) -> Result<Self, tonic::Status> {
                 Ok(<$client>::new(t.clone()).get(req).await?.into_inner())
@@ -113,7 +113,7 @@ macro_rules! kinds {
                 Ok((list.items, list.metadata.unwrap_or_default()))
             }
             async fn update(t: &Transport, obj: Self) -> Result<Self, tonic::Status> {
-                Ok(<$client>::new(t.clone()).update(obj).await?.into_inner())
+                Ok(crate::client::with_warnings(<$client>::new(t.clone()).update(obj).await?))
             }
             async fn update_status(t: &Transport, obj: Self) -> Result<Self, tonic::Status> {
                 Ok(<$client>::new(t.clone()).update_status(obj).await?.into_inner())

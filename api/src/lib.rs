@@ -19,6 +19,7 @@ pub mod intstr;
 pub mod join;
 pub mod kinds;
 pub mod manifest;
+pub mod pod_security;
 pub mod quantity;
 pub mod resource;
 pub mod selector;

@@ -90,6 +90,8 @@ fn main() {
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+    // A server's warnings (Pod Security's `would violate ...`) are printed as kubectl does.
+    skiff_api::client::set_warning_handler(|w| eprintln!("Warning: {w}"));
         .build()
     {
         Ok(rt) => rt,

@@ -10,7 +10,11 @@ use crate::v1::{
     Secret, Service,
 };
 
-pub fn validate_namespace(_ns: &Namespace, _errors: &mut FieldErrors) {}
+pub fn validate_namespace(ns: &Namespace, errors: &mut FieldErrors) {
+    if let Some(meta) = &ns.metadata {
+        crate::pod_security::validate_labels(&meta.labels, errors);
+    }
+}
 
 pub fn validate_deployment(d: &Deployment, errors: &mut FieldErrors) {
     let Some(spec) = &d.spec else {
@@ -161,6 +165,13 @@ fn validate_workload(
                 errors,
             );
             super::pod::validate_mount_path_kinds(
+                t.metadata.as_ref(),
+                ps,
+                "spec.template.spec",
+                errors,
+            );
+            super::security::validate_pod_security(ps, "spec.template.spec", errors);
+            super::security::validate_containers_security(
                 t.metadata.as_ref(),
                 ps,
                 "spec.template.spec",

@@ -11,6 +11,10 @@ mod networking;
 mod pod;
 mod pod_dns;
 mod probe;
+mod projected;
+pub mod pull_secret;
+mod rbac;
+pub mod security;
 
 use std::fmt;
 

@@ -13,6 +13,13 @@ pub fn validate_pod(pod: &Pod, errors: &mut FieldErrors) {
             validate_pod_spec(spec, "spec", errors);
             super::probe::validate_wasm_probes(pod.metadata.as_ref(), spec, "spec", errors);
             validate_mount_path_kinds(pod.metadata.as_ref(), spec, "spec", errors);
+            super::security::validate_pod_security(spec, "spec", errors);
+            super::security::validate_containers_security(
+                pod.metadata.as_ref(),
+                spec,
+                "spec",
+                errors,
+            );
             if let Some(meta) = &pod.metadata {
                 validate_workload_annotations(meta, spec, "metadata.annotations", errors);
             }
@@ -567,16 +574,6 @@ fn validate_container(
         }
     }
     super::probe::validate_container_probes(c, path, init, errors);
-    if let Some(sc) = &c.security_context
-        && let Some(sp) = &sc.seccomp_profile
-    {
-        check_one_of(
-            &sp.r#type,
-            &["RuntimeDefault", "Unconfined", "Localhost"],
-            &format!("{path}.securityContext.seccompProfile.type"),
-            errors,
-        );
-    }
 }
 
 fn check_resource_name(name: &str, path: &str, errors: &mut FieldErrors) {

@@ -12,6 +12,8 @@
 //!   a HorizontalPodAutoscaler whose Deployment's pod template is Wasm.
 //!
 //! Must not: write to the store; links read what they need and answer yes, no, or a change.
+//! - [`PodSecurity`](super::pod_security::PodSecurity) (validating): a new pod is refused, or
+//!   warned about, by the Pod Security Standard its namespace's labels choose.
 
 use std::sync::Arc;
 
@@ -110,6 +112,9 @@ impl Chain {
 
     pub fn mutating(mut self, link: impl Mutating + 'static) -> Self {
         self.mutating.push(Box::new(link));
+            .validating(super::pod_security::PodSecurity {
+                store: store.clone(),
+            })
         self
     }
 

@@ -22,10 +22,12 @@ pub mod allocator;
 mod binding;
 pub mod keyvalue;
 mod namespace;
+pub mod pod_security;
 pub mod scale_to_zero;
 mod storage;
 mod strategy;
 
+pub mod warnings;
 use bytes::Bytes;
 use skiff_api::Resource;
 use skiff_api::selector::{FieldSelector, LabelSelector};

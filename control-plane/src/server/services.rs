@@ -13,11 +13,18 @@ type EventStream<E> = Pin<Box<dyn Stream<Item = Result<E, Status>> + Send>>;
 
 macro_rules! serve_kinds {
     ($( $ty:ident => $module:ident :: $service:ident, $list:ident, $event:ident; )*) => {$(
+use crate::registry::warnings;
         #[tonic::async_trait]
         impl $module::$service for Handler<$ty> {
             async fn create(&self, req: Request<$ty>) -> Result<Response<$ty>, Status> {
                 let who = identity(&req)?;
-                Ok(Response::new(Handler::create(self, &who, req.into_inner()).await?))
+                let call = Call::of(&req);
+                let (ns, name) = (req.get_ref().namespace().to_string(), req.get_ref().name().to_string());
+                let (created, warned) = warnings::collect(Handler::create(self, &who, req.into_inner())).await;
+                let created = created.map_err(Status::from);
+                let name = created.as_ref().map(|o| o.name().to_string()).unwrap_or(name);
+                call.done(&who, "create", object_ref::<$ty>(&ns, &name, "", false), &created);
+                Ok(warnings::into_response(created?, warned))
             }
 
             async fn get(&self, req: Request<GetRequest>) -> Result<Response<$ty>, Status> {
@@ -34,7 +41,12 @@ macro_rules! serve_kinds {
 
             async fn update(&self, req: Request<$ty>) -> Result<Response<$ty>, Status> {
                 let who = identity(&req)?;
-                Ok(Response::new(Handler::update(self, &who, req.into_inner()).await?))
+                let call = Call::of(&req);
+                let object = object_ref::<$ty>(req.get_ref().namespace(), req.get_ref().name(), "", false);
+                let (updated, warned) = warnings::collect(Handler::update(self, &who, req.into_inner())).await;
+                let updated = updated.map_err(Status::from);
+                call.done(&who, "update", object, &updated);
+                Ok(warnings::into_response(updated?, warned))
             }
 
             async fn update_status(&self, req: Request<$ty>) -> Result<Response<$ty>, Status> {
