@@ -534,7 +534,10 @@ async fn pull(
     }
 }
 
-/// The local file of a `file:` image.
+/// Largest `file:` module the agent hands to a runtime (the Wasm executor reads at most as much).
+const MAX_FILE_IMAGE_BYTES: u64 = 512 << 20;
+
+/// The local file of a `file:` image: a regular file (symlinks followed) of bounded size.
 fn resolve_file(image: &str) -> Result<PathBuf, ImageError> {
     let path = image.strip_prefix("file:").unwrap_or(image);
     let path = Path::new(path.trim_start_matches("//"));
@@ -551,9 +554,15 @@ fn resolve_file(image: &str) -> Result<PathBuf, ImageError> {
         retry_at: None,
     };
     match std::fs::metadata(&absolute) {
-        Ok(m) if m.is_file() => Ok(absolute),
+        Ok(m) if m.is_file() && m.len() <= MAX_FILE_IMAGE_BYTES => Ok(absolute),
+        Ok(m) if m.is_file() => Err(fail(format!(
+            "image {image}: {} is {} bytes, more than the {} MiB a module may have",
+            absolute.display(),
+            m.len(),
+            MAX_FILE_IMAGE_BYTES >> 20
+        ))),
         Ok(_) => Err(fail(format!(
-            "image {image}: {} is not a file",
+            "image {image}: {} is not a regular file (a device, FIFO, socket or directory); a file: image names a module file",
             absolute.display()
         ))),
         Err(e) => Err(fail(format!("image {image}: {}: {e}", absolute.display()))),
@@ -682,6 +691,13 @@ mod tests {
             .duration_since(SystemTime::now())
             .unwrap();
         assert!(
+        let device = resolve_file("file:/dev/zero").unwrap_err();
+        assert!(
+            device.message.contains("image file:/dev/zero")
+                && device.message.contains("not a regular file"),
+            "{}",
+            device.message
+        );
             wait > Duration::from_secs(18) && wait <= Duration::from_secs(20),
             "{wait:?}"
         );

@@ -91,6 +91,9 @@ pub struct AgentOptions {
     /// `--pod-pids-limit`: the most processes an OCI container may hold (its cgroup's
     /// `pids.max`), as kubelet's `podPidsLimit`.
     pub pod_pids_limit: i64,
+    /// `--wasm-default-memory-limit`: the linear-memory cap of a Wasm container whose pod sets
+    /// no memory limit (a LimitRange's default, applied at admission, comes first).
+    pub wasm_default_memory_limit: u64,
     /// `--resolv-conf`: the node's resolver file (kubelet's flag): the upstream servers of the
     /// node's DNS server, and pods' settings under `dnsPolicy: Default`.
     pub resolv_conf: PathBuf,
@@ -106,6 +109,10 @@ pub const DEFAULT_POD_PIDS_LIMIT: i64 = 4096;
 
 /// How long a starting agent waits for its node's podCIDR before running pods.
 const POD_CIDR_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// [`AgentOptions::wasm_default_memory_limit`] unless set: 128 MiB. Without it every such
+/// guest could take the engine's 1 GiB ceiling, all of them in one shared process.
+pub const DEFAULT_WASM_MEMORY_LIMIT: u64 = 128 << 20;
 
 /// Joins, registers, and runs the node until `shutdown` completes.
 pub async fn run(

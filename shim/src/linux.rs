@@ -35,13 +35,12 @@ pub fn state_root(bundle: &Path) -> PathBuf {
     bundle.join("skiff")
 }
 
+/// The executor for a bundle. Its inits run from this shim's sealed binary (one per shim,
+/// made at the first Linux task: `skiff_runtime::linux::sealed_exe`).
 pub fn runtime(bundle: &Path) -> Result<LinuxRuntime, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("finding the shim binary: {e}"))?;
-    LinuxRuntime::new(
-        state_root(bundle),
-        vec![exe.into_os_string(), OsString::from(INIT_ARG)],
-    )
-    .map_err(|e| e.to_string())
+    let exe = skiff_runtime::linux::sealed_exe::init_program().map_err(|e| e.to_string())?;
+    LinuxRuntime::new(state_root(bundle), vec![exe, OsString::from(INIT_ARG)])
+        .map_err(|e| e.to_string())
 }
 
 fn stdio_set(opened: Opened) -> StdioSet {
@@ -129,7 +128,9 @@ pub fn cleanup(bundle: &Path, id: &str) {
     if !root.exists() {
         return;
     }
-    if let Ok(runtime) = runtime(bundle)
+    // Delete runs no init: no sealed binary is needed (nor made) for it.
+    let unsealed = vec![OsString::from("/proc/self/exe"), OsString::from(INIT_ARG)];
+    if let Ok(runtime) = LinuxRuntime::new(root, unsealed)
         && let Err(e) = runtime.delete(&executor_id(id), true)
     {
         log::warn!("cleaning container {id}: {e}");

@@ -130,6 +130,7 @@ pub fn wasm_spec(
         host: rootfs.to_path_buf(),
         guest: "/".to_string(),
         read_only: read_only_root,
+        beneath: None,
     }];
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         let options = m.options().clone().unwrap_or_default();
@@ -152,6 +153,11 @@ pub fn wasm_spec(
             host: source.clone(),
             guest,
             read_only: options.iter().any(|o| o == "ro"),
+            // A subPath's volume: the executor opens the source from it by descriptor.
+            beneath: options
+                .iter()
+                .find_map(|o| o.strip_prefix(skiff_runtime::linux::mounts::BENEATH_OPTION))
+                .map(PathBuf::from),
         });
     }
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());

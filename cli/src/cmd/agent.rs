@@ -57,6 +57,9 @@ pub struct AgentArgs {
     /// The most processes each OCI container may hold (its pids cgroup limit)
     #[arg(long, default_value_t = skiff_node_agent::DEFAULT_POD_PIDS_LIMIT, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
     pod_pids_limit: i64,
+    /// The memory limit of a Wasm container whose pod sets none (a quantity: 128Mi, 1Gi)
+    #[arg(long, default_value = "128Mi", value_name = "QUANTITY", value_parser = parse_memory)]
+    wasm_default_memory_limit: u64,
     /// How often the node's Ready heartbeat is renewed (keep well under the server's --node-grace-period)
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = crate::duration::parse)]
     heartbeat_interval: std::time::Duration,
@@ -75,6 +78,15 @@ pub const DEFAULT_MAX_PODS: u32 = 1100;
 fn parse_taints(text: &str) -> Result<Vec<skiff_api::v1::Taint>> {
     let mut taints = Vec::new();
     for item in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+/// A memory quantity (`128Mi`, `1Gi`, `134217728`) in bytes, at least 1 MiB.
+fn parse_memory(text: &str) -> std::result::Result<u64, String> {
+    let q = skiff_api::quantity::Quantity::parse(text).map_err(|e| e.to_string())?;
+    match u64::try_from(q.value()) {
+        Ok(bytes) if bytes >= 1 << 20 => Ok(bytes),
+        _ => Err(format!("{text:?} is less than 1Mi")),
+    }
+}
+
         let bad = |why: &str| CliError::usage(format!("error: --taints {item:?}: {why}"));
         let (kv, effect) = item
             .rsplit_once(':')
@@ -181,6 +193,7 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
 /// `skiff agent --reset`: prints what went and what stayed.
 async fn reset(options: &AgentOptions) -> Result<()> {
     let report = skiff_node_agent::teardown::reset(options)
+        wasm_default_memory_limit: args.wasm_default_memory_limit,
         .await
         .map_err(agent_error)?;
     println!(

@@ -71,11 +71,18 @@ fn failed(e: linux::LinuxError) -> CliError {
     CliError::failed(format!("error: {e}"))
 }
 
-fn runtime(root: PathBuf) -> Result<LinuxRuntime> {
-    let exe = std::env::current_exe()
-        .map_err(|e| CliError::failed(format!("error: locating the skiff binary: {e}")))?;
+/// The executor; `create`, `run` and `exec` first re-execute this command from its sealed binary
+/// (`skiff_runtime::linux::sealed_exe`: once per command, never a copy per container), so that
+/// the inits it forks or executes cannot be used to overwrite the host's skiff binary.
+fn runtime(root: PathBuf, spawns_inits: bool) -> Result<LinuxRuntime> {
+    if spawns_inits {
+        let args: Vec<OsString> = std::env::args_os().collect();
+        linux::sealed_exe::reexec_sealed(&args).map_err(failed)?;
+    }
+    // Sealed now, when an init runs: `/proc/self/exe` is the read-only (or sealed) binary.
+    let exe = OsString::from("/proc/self/exe");
     // This command runs before any thread starts: the init can be a fork of it.
-    LinuxRuntime::new(root, vec![exe.into(), OsString::from("linux-init")])
+    LinuxRuntime::new(root, vec![exe, OsString::from("linux-init")])
         .map(LinuxRuntime::with_in_process_create)
         .map_err(failed)
 }
@@ -107,7 +114,11 @@ fn signal(name: Option<&str>) -> Result<Signal> {
 }
 
 pub fn run(args: OciArgs) -> Result<()> {
-    let rt = runtime(args.root)?;
+    let spawns_inits = matches!(
+        args.command,
+        OciCommand::Create { .. } | OciCommand::Run { .. } | OciCommand::Exec { .. }
+    );
+    let rt = runtime(args.root, spawns_inits)?;
     match args.command {
         OciCommand::Create { bundle, id } => {
             rt.create(&id, &bundle, inherit()).map_err(failed)?;

@@ -325,6 +325,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     }
     let _ = stop_tx.send(true);
     finish(server).await
+        wasm_default_memory_limit: skiff_node_agent::DEFAULT_WASM_MEMORY_LIMIT,
 }
 
 fn config_server(path: &std::path::Path) -> String {

@@ -185,7 +185,15 @@ fn wasm_config(
             return Err(format!("mounts[{i}].guest {:?}: {why}", m.guest));
         }
         let mode = if m.read_only { "ro" } else { "rw" };
-        let options = ["rbind", mode];
+        let mut options = vec!["rbind".to_string(), mode.to_string()];
+        if let Some(dir) = &m.beneath {
+            // A subPath: the shim opens it from its volume by descriptor, no symlink followed.
+            options.push(format!(
+                "{}{}",
+                skiff_runtime::linux::mounts::BENEATH_OPTION,
+                dir.display()
+            ));
+        }
         mounts.push(
             json!({"destination": m.guest, "type": "bind", "source": m.host, "options": options}),
         );

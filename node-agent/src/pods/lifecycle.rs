@@ -314,7 +314,9 @@ impl PodWorker {
             env,
             cwd: container.working_dir.clone(),
             mounts,
-            memory_limit_bytes: resources.memory_limit_bytes,
+            memory_limit_bytes: resources
+                .memory_limit_bytes
+                .or(Some(self.ctx.wasm_memory_limit)),
             cpu_limit_millicores: resources.cpu_limit_millicores,
             netns: attached.map(|a| a.netns),
             log_path: log_path(&log_dir, attempt),

@@ -165,6 +165,7 @@ impl Manager {
             pids_limit: options.pod_pids_limit,
             catalog,
             dns,
+            wasm_memory_limit: options.wasm_default_memory_limit,
         };
         Self {
             ctx: Arc::new(ctx),

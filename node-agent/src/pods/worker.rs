@@ -52,6 +52,8 @@ pub struct NodeContext {
     pub images: Images,
     /// Each OCI container's `pids.max`.
     pub pids_limit: i64,
+    /// The linear-memory cap of a Wasm container with no memory limit.
+    pub wasm_memory_limit: u64,
     /// Every Service and Endpoints: containers' service env vars.
     pub catalog: Arc<crate::catalog::Catalog>,
     /// The cluster domain and the node's resolver settings: pods' `/etc/resolv.conf` and

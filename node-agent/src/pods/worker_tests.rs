@@ -223,6 +223,7 @@ async fn fixture() -> Fixture {
         data_dir,
         logs: LogIndex::default(),
         pids_limit: 4096,
+        wasm_memory_limit: crate::DEFAULT_WASM_MEMORY_LIMIT,
         catalog: crate::catalog::Catalog::from_objects(Vec::new(), Vec::new()),
         dns: crate::dns::resolv_conf::NodeDns {
             domain: "cluster.local".into(),

@@ -153,7 +153,10 @@ pub fn spec_json(c: &ContainerConfig) -> Value {
         "resources": resources,
         "maskedPaths": MASKED_PATHS,
         "readonlyPaths": READONLY_PATHS,
-        "seccomp": seccomp::runtime_default(),
+        "seccomp": match &c.capabilities {
+            Some(caps) => seccomp::runtime_default(caps),
+            None => seccomp::runtime_default(DEFAULT_CAPS),
+        },
     });
     if let Some(cg) = &c.cgroup {
         linux["cgroupsPath"] = json!(cg);

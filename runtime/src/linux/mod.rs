@@ -16,7 +16,8 @@
 //!   no_new_privs, the `RuntimeDefault` seccomp profile, masked paths).
 //!
 //! How a container is built is in [`init`] (namespaces, fork, then [`mounts`] and [`security`]);
-//! [`cgroups`] handles v1 and v2; [`seccomp`] compiles OCI profiles. The only `unsafe` is the
+//! [`cgroups`] handles v1 and v2; [`seccomp`] compiles OCI profiles; [`sealed_exe`] keeps the
+//! binary the inits run from out of a container's reach for writing. The only `unsafe` is the
 //! fork of the single-threaded init ([`sys`]).
 //!
 //! Must not: know about pods or images (it takes a bundle: a rootfs and a spec), or leave a
@@ -27,7 +28,9 @@ pub mod cgroups;
 pub mod default_spec;
 mod error;
 pub mod init;
+pub mod mount_target;
 pub mod mounts;
+pub mod sealed_exe;
 pub mod seccomp;
 pub mod security;
 pub mod state;
@@ -186,7 +189,9 @@ impl LinuxRuntime {
             .ctx(|| "creating the exec fifo".into())?;
         std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622))
             .ctx(|| "chmod the exec fifo".into())?;
-        let code = if self.in_process_create {
+        // A forked init runs this process's binary: only when that binary is sealed
+        // ([`sealed_exe`]); else the init is executed from the sealed copy.
+        let code = if self.in_process_create && sealed_exe::running_sealed() {
             self.create_in_process(id, &bundle)?
         } else {
             let mut cmd = self.init_command();

@@ -2,9 +2,12 @@
 //! (proc, a tmpfs /dev with the minimal device nodes, devpts, shm, mqueue, read-only sysfs,
 //! binds), `pivot_root` into the rootfs, then masked and read-only paths and a read-only root.
 //!
-//! Every mount destination is resolved inside the rootfs ([`resolve_in_root`]: symlinks are
-//! followed as the container would see them, `..` stops at the root), so an image cannot point a
-//! mount at the host through a planted symlink.
+//! Every mount destination is opened inside the rootfs through descriptors
+//! ([`super::mount_target`]: symlinks are followed as the container would see them, `..` stops
+//! at the root, nothing is looked up by a path a container could change in between) and mounted
+//! onto `/proc/self/fd/N`; bind sources are opened first too (under `skiff.beneath=`, from their
+//! volume with no symlink followed), so an image or a container sharing a volume cannot point a
+//! mount at the host.
 //!
 //! Must not: mount anything outside the container's mount namespace, or follow a path out of the
 //! rootfs.
@@ -17,6 +20,7 @@ use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 use oci_spec::runtime::{Mount, Spec};
 
 use super::error::{LinuxError, SysContext};
+use super::mount_target;
 
 /// Symlinks followed when resolving one path, as the kernel's limit.
 const MAX_LINKS: usize = 40;
@@ -151,8 +155,7 @@ pub fn parse_options(options: &[String]) -> Options {
     o
 }
 
-fn mount_one(rootfs: &Path, m: &Mount) -> Result<(), LinuxError> {
-    let dest = resolve_in_root(rootfs, m.destination())?;
+fn mount_one(root: &OwnedFd, m: &Mount) -> Result<(), LinuxError> {
     let options = parse_options(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().clone().unwrap_or_default();
     let bind = options.bind || typ == "bind";
@@ -161,45 +164,58 @@ fn mount_one(rootfs: &Path, m: &Mount) -> Result<(), LinuxError> {
         // The container sees no cgroup tree on a v1 host (its cgroup namespace is v2-only).
         return Ok(());
     }
-    if bind {
+    let mounted = if bind {
         let source = m
             .source()
             .clone()
             .ok_or_else(|| LinuxError::io(what(), std::io::ErrorKind::InvalidInput.into()))?;
         // Held until mounted: the source is then `/proc/self/fd/N`, the object it opened.
         let opened = match &options.beneath {
-            Some(dir) => Some(open_beneath(dir, &source)?),
-            None => None,
+            Some(dir) => open_beneath(dir, &source)?,
+            None => nix::fcntl::open(
+                &source,
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .ctx(|| format!("{}: source {}", what(), source.display()))?,
         };
-        let source = match &opened {
-            Some(fd) => PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
-            None => source,
-        };
-        let is_dir = std::fs::metadata(&source)
-            .ctx(|| format!("{}: source", what()))?
-            .is_dir();
-        create_mountpoint(&dest, is_dir)?;
+        let is_dir = SFlag::from_bits_truncate(
+            nix::sys::stat::fstat(&opened)
+                .ctx(|| format!("{}: source", what()))?
+                .st_mode,
+        ) & SFlag::S_IFMT
+            == SFlag::S_IFDIR;
+        let dest = mount_target::open_destination(root, m.destination(), is_dir)?;
         mount(
-            Some(&source),
-            &dest,
+            Some(&fd_path(&opened)),
+            &dest.proc_path(),
             None::<&str>,
             MsFlags::MS_BIND | (options.flags & MsFlags::MS_REC),
             None::<&str>,
         )
         .ctx(what)?;
+        // What its name leads to now must be what was bound, or the point moved meanwhile.
+        let mounted = dest.reopen()?;
+        if mount_target::identity(&mounted)? != mount_target::identity(&opened)? {
+            return Err(LinuxError::io(
+                format!("{}: the mount point changed while it was mounted", what()),
+                std::io::ErrorKind::PermissionDenied.into(),
+            ));
+        }
         let rest = options.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
         if !rest.is_empty() {
             mount(
                 None::<&str>,
-                &dest,
+                &fd_path(&mounted),
                 None::<&str>,
                 MsFlags::MS_BIND | MsFlags::MS_REMOUNT | rest,
                 None::<&str>,
             )
             .ctx(|| format!("{}: remount", what()))?;
         }
+        mounted
     } else {
-        create_mountpoint(&dest, true)?;
+        let dest = mount_target::open_destination(root, m.destination(), true)?;
         let data = options.data.join(",");
         let source = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
         let cgroup_type = if typ == "cgroup" {
@@ -209,17 +225,18 @@ fn mount_one(rootfs: &Path, m: &Mount) -> Result<(), LinuxError> {
         };
         mount(
             Some(&source),
-            &dest,
+            &dest.proc_path(),
             Some(cgroup_type),
             options.flags,
             (!data.is_empty()).then_some(data.as_str()),
         )
         .ctx(what)?;
-    }
+        dest.reopen()?
+    };
     if !options.propagation.is_empty() {
         mount(
             None::<&str>,
-            &dest,
+            &fd_path(&mounted),
             None::<&str>,
             options.propagation,
             None::<&str>,
@@ -227,6 +244,11 @@ fn mount_one(rootfs: &Path, m: &Mount) -> Result<(), LinuxError> {
         .ctx(what)?;
     }
     Ok(())
+}
+
+/// `/proc/self/fd/N` of a descriptor.
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// Opens `source` (`O_PATH`) from `dir` without following any symlink and without leaving
@@ -264,22 +286,6 @@ pub fn open_beneath(dir: &Path, source: &Path) -> Result<OwnedFd, LinuxError> {
         }
         e => LinuxError::sys(format!("opening bind source {}", source.display()), e),
     })
-}
-
-fn create_mountpoint(dest: &Path, dir: bool) -> Result<(), LinuxError> {
-    if dir {
-        std::fs::create_dir_all(dest).ctx(|| format!("creating mountpoint {}", dest.display()))
-    } else {
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)
-                .ctx(|| format!("creating mountpoint {}", parent.display()))?;
-        }
-        if !dest.exists() {
-            std::fs::File::create(dest)
-                .ctx(|| format!("creating mountpoint {}", dest.display()))?;
-        }
-        Ok(())
-    }
 }
 
 /// The device nodes every container gets (runc's default set).
@@ -349,8 +355,10 @@ pub fn prepare(spec: &Spec, rootfs: &Path) -> Result<(), LinuxError> {
         None::<&str>,
     )
     .ctx(|| format!("bind-mounting the rootfs {}", rootfs.display()))?;
+    // Every destination is opened by descriptor from here ([`mount_target`]).
+    let root = mount_target::open_root(rootfs)?;
     for m in spec.mounts().iter().flatten() {
-        mount_one(rootfs, m)?;
+        mount_one(&root, m)?;
     }
     create_devices(rootfs)
 }

@@ -200,28 +200,45 @@ impl WasmEngine {
 /// Largest module file accepted (guards the host against a runaway file).
 const MAX_MODULE_BYTES: u64 = 512 << 20;
 
-/// The file's identity and bytes; blocking.
+/// The file's identity and bytes; blocking. Only a regular file is read (a device such as
+/// `/dev/zero`, a FIFO or a directory is refused before any byte is read, and a FIFO is opened
+/// without blocking), and never more than [`MAX_MODULE_BYTES`] of it, whatever its size said when
+/// it was opened: a file growing under the reader is cut short and refused.
 fn read_file(path: &Path) -> Result<(FileStamp, Vec<u8>), WasmError> {
-    let file = std::fs::File::open(path).map_err(|e| WasmError::read(path, e))?;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| WasmError::read(path, e))?;
     let meta = file.metadata().map_err(|e| WasmError::read(path, e))?;
-    if meta.is_dir() {
-        return Err(WasmError::read(
-            path,
-            std::io::Error::other("is a directory"),
-        ));
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "is a directory"
+        } else {
+            "is not a regular file (a device, FIFO or socket)"
+        };
+        return Err(WasmError::read(path, std::io::Error::other(what)));
     }
+    let too_big = |len: u64| WasmError::Invalid {
+        path: path.to_path_buf(),
+        message: format!(
+            "{len} bytes is more than the {} MiB a module may have",
+            MAX_MODULE_BYTES >> 20
+        ),
+    };
     if meta.len() > MAX_MODULE_BYTES {
-        return Err(WasmError::Invalid {
-            path: path.to_path_buf(),
-            message: format!(
-                "{} bytes is more than the {} MiB a module may have",
-                meta.len(),
-                MAX_MODULE_BYTES >> 20
-            ),
-        });
+        return Err(too_big(meta.len()));
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    std::io::Read::read_to_end(&mut &file, &mut bytes).map_err(|e| WasmError::read(path, e))?;
+    (&file)
+        .take(MAX_MODULE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| WasmError::read(path, e))?;
+    if bytes.len() as u64 > MAX_MODULE_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
     Ok((FileStamp::of(&meta), bytes))
 }
 
@@ -401,6 +418,31 @@ fn link(inner: &EngineInner, path: &Path, code: Code) -> Result<Pre, WasmError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_module_source_is_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.wasm");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // A device reads forever, a FIFO blocks: both are refused before a byte is read.
+        for (path, why) in [
+            (Path::new("/dev/zero"), "not a regular file"),
+            (fifo.as_path(), "not a regular file"),
+            (dir.path(), "is a directory"),
+        ] {
+            let Err(e) = read_file(path) else {
+                panic!("{} was read", path.display());
+            };
+            let e = e.to_string();
+            assert!(
+                e.contains(why) && e.contains(&path.display().to_string()),
+                "{e}"
+            );
+        }
+        let ok = dir.path().join("m.wasm");
+        std::fs::write(&ok, b"\0asm").unwrap();
+        assert!(matches!(read_file(&ok), Ok((_, bytes)) if bytes == b"\0asm"));
+    }
 
     #[test]
     fn kinds_from_headers() {

@@ -105,6 +105,10 @@ pub struct Preopen {
     /// The guest's name for it, e.g. `/data`.
     pub guest: String,
     pub read_only: bool,
+    /// `host` lies inside this directory (a volume, for a `subPath`): it is then opened from it
+    /// by descriptor with no symlink followed, in the process that runs the guest, so what the
+    /// agent checked cannot be swapped for a link before the guest gets it.
+    pub beneath: Option<PathBuf>,
 }
 
 /// Sockets a guest may use. The default grants none: no TCP, no UDP, no name lookup.

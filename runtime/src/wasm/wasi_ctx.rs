@@ -58,7 +58,27 @@ pub(crate) fn builder(
         } else {
             FsPerms::ReadWrite
         };
-        b.preopened_dir(&p.host, &p.guest, perms).map_err(|e| {
+        // Held while wasmtime opens it: `/proc/self/fd/N` is then the very directory opened.
+        let opened = match &p.beneath {
+            Some(dir) => Some(
+                crate::linux::mounts::open_beneath(dir, &p.host).map_err(|e| {
+                    WasmError::InvalidSpec(format!(
+                        "preopen {} (guest {}): {e}",
+                        p.host.display(),
+                        p.guest
+                    ))
+                })?,
+            ),
+            None => None,
+        };
+        let host = match &opened {
+            Some(fd) => std::path::PathBuf::from(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(fd)
+            )),
+            None => p.host.clone(),
+        };
+        b.preopened_dir(&host, &p.guest, perms).map_err(|e| {
             WasmError::InvalidSpec(format!(
                 "preopen {} (guest {}): {}",
                 p.host.display(),

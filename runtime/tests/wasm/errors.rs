@@ -173,6 +173,7 @@ async fn a_preopen_that_cannot_be_opened_is_named() {
         host: ex.dir.path().join("no-such-dir"),
         guest: "/data".into(),
         read_only: false,
+        beneath: None,
     }];
     let e = ex.engine.start(spec.clone()).await.err().unwrap();
     assert_eq!(cause(&e), Some(Cause::Invalid), "{e}");
@@ -183,6 +184,7 @@ async fn a_preopen_that_cannot_be_opened_is_named() {
         host: ex.dir.path().to_path_buf(),
         guest: String::new(),
         read_only: true,
+        beneath: None,
     }];
     let e = ex.engine.start(spec).await.err().unwrap();
     assert_eq!(cause(&e), Some(Cause::Invalid), "{e}");

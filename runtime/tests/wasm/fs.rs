@@ -9,6 +9,7 @@ fn preopen(dir: &std::path::Path, read_only: bool) -> Preopen {
         host: dir.to_path_buf(),
         guest: "/data".into(),
         read_only,
+        beneath: None,
     }
 }
 

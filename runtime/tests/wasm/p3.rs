@@ -106,6 +106,7 @@ async fn a_p3_command_reads_its_preopens_only() {
         host: data.path().to_path_buf(),
         guest: "/data".into(),
         read_only: true,
+        beneath: None,
     };
 
     let mut spec = ex.spec("p3-ls", &cli(), &["ls"]);

@@ -1,14 +1,22 @@
 //! Seccomp: the OCI profile (`linux.seccomp`) compiled to BPF with `seccompiler`, and the
-//! runtime default profile skiff gives containers that ask for `RuntimeDefault`.
+//! runtime default profile skiff gives containers that ask for `RuntimeDefault`
+//! ([`runtime_default`]: an allow-list, containerd's default profile as the reference).
 //!
 //! seccompiler filters have one match action each, so a profile becomes a stack the kernel
 //! evaluates together (the most restrictive result wins): a base filter that returns the default
 //! action for every syscall no rule names (rules there, conditions included, return Allow), and
 //! one filter per other action returning it for that action's rules. Names this architecture does
-//! not have are skipped, as runc skips them.
+//! not have are skipped, as runc skips them. On x86_64 every profile also gets [`x32_guard`]: the
+//! x32 ABI's syscall numbers (`nr | 0x40000000`, under the same audit architecture) answer EPERM
+//! whatever the profile says, so a rule written for a 64-bit number cannot be sidestepped through
+//! its x32 twin.
 //!
 //! Must not: install anything itself before the caller asks ([`apply`]), or weaken a profile: a
 //! profile it cannot express (an action or operator it does not know) is an error.
+
+mod runtime_default;
+
+pub use runtime_default::{ALLOWED, CAPABILITY_GATED, runtime_default};
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -75,6 +83,17 @@ fn known(name: &str, arch: TargetArch) -> bool {
     seccompiler::compile_from_json(probe.to_string().as_bytes(), arch).is_ok()
 }
 
+/// The names seccompiler knows on this architecture: all of them in one probe when it can (a
+/// profile of hundreds of names is compiled in every container's init), else name by name.
+fn usable(names: BTreeSet<&str>, arch: TargetArch) -> BTreeSet<&str> {
+    let filter: Vec<Value> = names.iter().map(|n| json!({"syscall": n})).collect();
+    let probe = json!({"p": {"mismatch_action": "allow", "match_action": "log", "filter": filter}});
+    if seccompiler::compile_from_json(probe.to_string().as_bytes(), arch).is_ok() {
+        return names;
+    }
+    names.into_iter().filter(|n| known(n, arch)).collect()
+}
+
 fn compile(filter: Value, arch: TargetArch) -> Result<BpfProgram, LinuxError> {
     let doc = json!({ "f": filter });
     let mut map = seccompiler::compile_from_json(doc.to_string().as_bytes(), arch)
@@ -83,16 +102,17 @@ fn compile(filter: Value, arch: TargetArch) -> Result<BpfProgram, LinuxError> {
         .ok_or_else(|| LinuxError::Seccomp("compiler returned no filter".into()))
 }
 
-/// Compiles an OCI profile.
+/// Compiles an OCI profile: its filters, in installation order.
 pub fn compile_profile(profile: &LinuxSeccomp) -> Result<Filters, LinuxError> {
     let arch = arch()?;
+    let mut filters: Filters = x32_guard().into_iter().collect();
     let default = action(profile.default_action(), profile.default_errno_ret())?;
     let syscalls = profile.syscalls().clone().unwrap_or_default();
     let names: BTreeSet<&str> = syscalls
         .iter()
         .flat_map(|s| s.names().iter().map(String::as_str))
         .collect();
-    let usable: BTreeSet<&str> = names.into_iter().filter(|n| known(n, arch)).collect();
+    let usable = usable(names, arch);
 
     let mut base_rules = Vec::new();
     let mut by_action: BTreeMap<String, (Value, Vec<Value>)> = BTreeMap::new();
@@ -114,7 +134,6 @@ pub fn compile_profile(profile: &LinuxSeccomp) -> Result<Filters, LinuxError> {
             }
         }
     }
-    let mut filters = Vec::new();
     if default != json!("allow") {
         filters.push(compile(
             json!({"mismatch_action": default, "match_action": "allow", "filter": base_rules}),
@@ -142,129 +161,39 @@ pub fn apply(filters: &Filters) -> Result<(), LinuxError> {
     Ok(())
 }
 
-/// Syscalls the runtime default profile refuses with EPERM: kernel modules, kexec, reboot,
-/// clock and swap control, mounts and namespaces, keyrings, bpf and perf, ptrace-like memory
-/// access, handle-based opens — the calls container runtimes' default profiles keep from
-/// unprivileged containers.
-pub const DENIED: &[&str] = &[
-    "acct",
-    "add_key",
-    "bpf",
-    "clock_adjtime",
-    "clock_settime",
-    "create_module",
-    "delete_module",
-    "fanotify_init",
-    "finit_module",
-    "fsconfig",
-    "fsmount",
-    "fsopen",
-    "fspick",
-    "get_kernel_syms",
-    "get_mempolicy",
-    "init_module",
-    "ioperm",
-    "iopl",
-    "kcmp",
-    "kexec_file_load",
-    "kexec_load",
-    "keyctl",
-    "lookup_dcookie",
-    "mbind",
-    "mount",
-    "mount_setattr",
-    "move_mount",
-    "move_pages",
-    "name_to_handle_at",
-    "nfsservctl",
-    "open_by_handle_at",
-    "open_tree",
-    "perf_event_open",
-    "pivot_root",
-    "process_vm_readv",
-    "process_vm_writev",
-    "query_module",
-    "quotactl",
-    "reboot",
-    "request_key",
-    "set_mempolicy",
-    "setns",
-    "settimeofday",
-    "stime",
-    "swapoff",
-    "swapon",
-    "syslog",
-    "sysfs",
-    "_sysctl",
-    "umount",
-    "umount2",
-    "unshare",
-    "uselib",
-    "userfaultfd",
-    "ustat",
-    "vhangup",
-    "vm86",
-    "vm86old",
-];
+/// `SECCOMP_RET_ERRNO | EPERM`, `SECCOMP_RET_ALLOW`.
+const RET_EPERM: u32 = 0x0005_0000 | nix::libc::EPERM as u32;
+const RET_ALLOW: u32 = 0x7fff_0000;
 
-/// `clone` flags that create namespaces: refused, as `unshare` is.
-const NAMESPACE_FLAGS: &[u64] = &[
-    0x0002_0000, // CLONE_NEWNS
-    0x0200_0000, // CLONE_NEWCGROUP
-    0x0400_0000, // CLONE_NEWUTS
-    0x0800_0000, // CLONE_NEWIPC
-    0x1000_0000, // CLONE_NEWUSER
-    0x2000_0000, // CLONE_NEWPID
-    0x4000_0000, // CLONE_NEWNET
-];
+/// The bit that marks an x32 syscall number on x86_64 (`__X32_SYSCALL_BIT`).
+pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
-/// skiff's `RuntimeDefault` profile, as OCI JSON (so that runc enforces the very same profile in
-/// differential tests). `clone3` answers ENOSYS so that libcs fall back to `clone`, whose flags a
-/// filter can see.
-pub fn runtime_default() -> Value {
-    let mut syscalls = vec![
-        json!({"names": DENIED, "action": "SCMP_ACT_ERRNO", "errnoRet": nix::libc::EPERM}),
-        json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": nix::libc::ENOSYS}),
-    ];
-    for flag in NAMESPACE_FLAGS {
-        syscalls.push(json!({
-            "names": ["clone"],
-            "action": "SCMP_ACT_ERRNO",
-            "errnoRet": nix::libc::EPERM,
-            "args": [{"index": 0, "value": flag, "valueTwo": flag, "op": "SCMP_CMP_MASKED_EQ"}],
-        }));
+/// On x86_64, a filter answering EPERM to every syscall number with [`X32_SYSCALL_BIT`] set
+/// (anything at or above it: no x86_64 number is that large) and allowing the rest; on other
+/// architectures none. It runs beside the profile's filters, so it never allows what they refuse.
+pub fn x32_guard() -> Option<BpfProgram> {
+    if std::env::consts::ARCH != "x86_64" {
+        return None;
     }
-    json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": syscalls})
+    use seccompiler::sock_filter;
+    const LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
+    const JEQ_K: u16 = 0x05 | 0x10;
+    const JGE_K: u16 = 0x05 | 0x30;
+    const RET_K: u16 = 0x06;
+    /// `AUDIT_ARCH_X86_64`.
+    const ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+    let op = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    Some(vec![
+        op(LD_W_ABS, 0, 0, 4),            // arch
+        op(JEQ_K, 0, 3, ARCH_X86_64),     // another architecture: allow (its own filters judge)
+        op(LD_W_ABS, 0, 0, 0),            // nr
+        op(JGE_K, 0, 1, X32_SYSCALL_BIT), // x32: refuse
+        op(RET_K, 0, 0, RET_EPERM),
+        op(RET_K, 0, 0, RET_ALLOW),
+    ])
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_default_profile_compiles() {
-        let profile: LinuxSeccomp =
-            serde_json::from_value(runtime_default()).expect("an OCI seccomp profile");
-        let filters = compile_profile(&profile).expect("compiles");
-        // Default allow: no base filter; EPERM and ENOSYS filters.
-        assert_eq!(filters.len(), 2);
-    }
-
-    #[test]
-    fn an_allow_list_gets_a_base_filter() {
-        let profile: LinuxSeccomp = serde_json::from_value(json!({
-            "defaultAction": "SCMP_ACT_ERRNO",
-            "syscalls": [
-                {"names": ["read", "write", "exit_group", "no_such_call"], "action": "SCMP_ACT_ALLOW"},
-                {"names": ["kill"], "action": "SCMP_ACT_KILL_PROCESS"}
-            ]
-        }))
-        .expect("profile");
-        assert_eq!(compile_profile(&profile).expect("compiles").len(), 2);
-        let bad: LinuxSeccomp = serde_json::from_value(json!({
-            "defaultAction": "SCMP_ACT_NOTIFY"
-        }))
-        .expect("profile");
-        assert!(compile_profile(&bad).is_err());
-    }
-}
+mod bpf_eval;
+#[cfg(test)]
+mod tests;
