@@ -1,4 +1,5 @@
-//! The cluster CA and the API server's certificate, made on first start and kept in the data dir.
+//! The cluster CA and the API server's certificate, made on first start and kept in the data dir,
+//! and the client certificates the CA signs from certificate signing requests (nodes' and users').
 //!
 //! Keys are written 0600. The server certificate names [`skiff_api::client::SERVER_NAME`] (which
 //! clients verify, whatever address they dial), `localhost` and the loopback addresses.
@@ -25,6 +26,15 @@ pub enum PkiError {
     },
     #[error("certificate generation: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error("certificate signing request: {0}")]
+    Csr(String),
+}
+
+/// What a certificate signing request asks to be: its subject's CN and Os.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsrSubject {
+    pub common_name: String,
+    pub organizations: Vec<String>,
 }
 
 /// The PEM material the server needs.
@@ -162,6 +172,84 @@ impl Pki {
     }
 }
 
+/// The CN and Os of a CSR, whose signature is checked.
+pub fn csr_subject(csr_pem: &str) -> Result<CsrSubject, PkiError> {
+    let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| PkiError::Csr(e.to_string()))?;
+    subject_of(&csr.params)
+}
+
+fn subject_of(params: &CertificateParams) -> Result<CsrSubject, PkiError> {
+    let text = |v: &rcgen::DnValue| match v {
+        rcgen::DnValue::PrintableString(s) => Some(s.as_str().to_string()),
+        rcgen::DnValue::Utf8String(s) => Some(s.clone()),
+        _ => None,
+    };
+    let mut subject = CsrSubject {
+        common_name: String::new(),
+        organizations: Vec::new(),
+    };
+    for (kind, value) in params.distinguished_name.iter() {
+        let value = text(value).ok_or_else(|| PkiError::Csr("subject: not a string".into()))?;
+        match kind {
+            DnType::CommonName => subject.common_name = value,
+            DnType::OrganizationName => subject.organizations.push(value),
+            _ => {}
+        }
+    }
+    if subject.common_name.is_empty() {
+        return Err(PkiError::Csr("subject: no common name (CN)".into()));
+    }
+    Ok(subject)
+}
+
+impl Pki {
+    /// Signs a client certificate for the key in `csr_pem` (signature checked), naming `subject`
+    /// (whatever else the request asks for is ignored: the CA decides names, usages and lifetime),
+    /// valid from a minute ago for `lifetime`. Returns the certificate's PEM and its expiry (unix
+    /// seconds).
+    pub fn sign_client(
+        &self,
+        csr_pem: &str,
+        subject: &CsrSubject,
+        lifetime: std::time::Duration,
+    ) -> Result<(String, i64), PkiError> {
+        let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| PkiError::Csr(e.to_string()))?;
+        let ca_key = KeyPair::from_pem(&self.ca_key_pem)?;
+        let issuer = Issuer::new(ca_params()?, ca_key);
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, subject.common_name.as_str());
+        for o in &subject.organizations {
+            dn.push(DnType::OrganizationName, o.as_str());
+        }
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let now = time::OffsetDateTime::now_utc();
+        let lifetime = time::Duration::try_from(lifetime)
+            .map_err(|e| PkiError::Csr(format!("lifetime: {e}")))?;
+        params.not_before = now - time::Duration::minutes(1);
+        params.not_after = now + lifetime;
+        let mut serial = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut serial);
+        serial[0] &= 0x7f;
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+        let not_after = params.not_after.unix_timestamp();
+        let signed = rcgen::CertificateSigningRequestParams {
+            params,
+            public_key: csr.public_key,
+        }
+        .signed_by(&issuer)?;
+        Ok((signed.pem(), not_after))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +271,45 @@ mod tests {
             assert_eq!(mode, 0o600, "{key}");
         }
         assert!(a.server_cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    }
+
+    #[test]
+    fn a_signed_client_certificate_names_what_the_ca_decides() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["evil.example".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "system:node:n1");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "system:nodes");
+        let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+        let subject = csr_subject(&csr).unwrap();
+        assert_eq!(subject.common_name, "system:node:n1");
+        assert_eq!(subject.organizations, ["system:nodes"]);
+        let (cert, not_after) = pki
+            .sign_client(&csr, &subject, std::time::Duration::from_secs(3600))
+            .unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        assert!((now + 3590..=now + 3610).contains(&not_after));
+        let der = skiff_api::join::pem_to_der(&cert).unwrap();
+        let parsed = crate::auth::x509::ClientCertificate::parse(&der).unwrap();
+        assert_eq!(parsed.common_name, "system:node:n1");
+        assert_eq!(parsed.organizations, ["system:nodes"]);
+        assert_eq!(parsed.not_after, not_after);
+        // Garbage, and a request whose signature does not match its key.
+        assert!(csr_subject("nope").is_err());
+        let as_cert = csr.replace("CERTIFICATE REQUEST", "CERTIFICATE");
+        let mut der = skiff_api::join::pem_to_der(&as_cert).unwrap();
+        let at = der
+            .windows(14)
+            .position(|w| w == b"system:node:n1")
+            .unwrap();
+        der[at + 13] = b'2';
+        let tampered =
+            skiff_api::join::der_to_pem(&der).replace("CERTIFICATE", "CERTIFICATE REQUEST");
+        assert!(csr_subject(&tampered).is_err());
     }
 }

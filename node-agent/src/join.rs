@@ -47,7 +47,7 @@ pub async fn join(servers: &str, token: &str) -> Result<ClientConfig, AgentError
                 return Ok(ClientConfig {
                     server: urls.join(","),
                     certificate_authority_data: ca_pem,
-                    token: token.trim().to_string(),
+                    token: parsed.bearer(),
                 });
             }
             Err(e) => last_error = format!("{url}: {e}"),

@@ -1,8 +1,10 @@
 //! Authentication: a request's credentials to an [`Identity`], attached to the request by the
 //! gRPC interceptor; bearer tokens are compared in constant time.
 //!
-//! Tokens: the admin token (in `config.yaml`) is [`Identity::Admin`]; the join token
-//! (`join-token`) is [`Identity::NodeBootstrap`]. Must not: decide what an identity may do (the
+//! Client certificates signed by the cluster CA come first ([`super::x509`]: a node's
+//! `system:node:NAME`, or a user). Then bearer tokens: the admin token (in `config.yaml`) is
+//! [`Identity::Admin`]; a bootstrap token (`<id>.<secret>`, [`super::bootstrap`]) is
+//! [`Identity::NodeBootstrap`]. Must not: decide what an identity may do (the
 //! [`Chain`](super::Chain) does).
 
 use std::sync::Arc;
@@ -11,39 +13,56 @@ use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
 use super::Identity;
+use super::bootstrap::BootstrapTokens;
+use super::x509::ClientCertificate;
 use crate::error::ApiError;
 
 /// Checks bearer tokens.
 #[derive(Clone)]
 pub struct Authenticator {
     admin: Arc<[u8]>,
-    join: Arc<[u8]>,
+    bootstrap: Arc<BootstrapTokens>,
 }
 
 impl Authenticator {
-    pub fn new(admin_token: &str, join_token: &str) -> Self {
+    pub fn new(admin_token: &str, bootstrap: Arc<BootstrapTokens>) -> Self {
         Self {
             admin: admin_token.as_bytes().into(),
-            join: join_token.as_bytes().into(),
+            bootstrap,
         }
     }
 
     fn identify(&self, token: &[u8]) -> Option<Identity> {
-        // Compare against both, always, so timing does not tell which (or whether) one matched.
-        let admin = bool::from(token.ct_eq(&self.admin));
-        let join = bool::from(token.ct_eq(&self.join));
-        match (admin, join) {
-            (true, _) => Some(Identity::Admin),
-            (false, true) => Some(Identity::NodeBootstrap),
-            _ => None,
+        if bool::from(token.ct_eq(&self.admin)) {
+            return Some(Identity::Admin);
+        }
+        let (id, secret) = std::str::from_utf8(token)
+            .ok()
+            .and_then(skiff_api::join::split_bootstrap_token)?;
+        match self
+            .bootstrap
+            .check(id, secret, skiff_api::time::now().seconds)
+        {
+            Ok(()) => Some(Identity::NodeBootstrap),
+            Err(why) => {
+                tracing::debug!(token = id, ?why, "bootstrap token refused");
+                None
+            }
         }
     }
 }
 
 impl Authenticator {
-    /// The identity of a request's bearer token.
+    /// The identity of a request's client certificate, else of its bearer token.
     pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Identity, ApiError> {
         let unauthenticated = |m: &str| ApiError::Unauthenticated(m.to_string());
+        if let Some(certs) = request.peer_certs()
+            && let Some(leaf) = certs.first()
+        {
+            return ClientCertificate::parse(leaf)
+                .and_then(|c| c.identity(skiff_api::time::now().seconds))
+                .map_err(|why| unauthenticated(&why));
+        }
         let header = request.metadata().get("authorization").ok_or_else(|| {
             unauthenticated("missing credentials: send `authorization: Bearer <token>`")
         })?;
@@ -97,18 +116,28 @@ mod tests {
 
     #[test]
     fn tokens_map_to_identities() {
-        let mut auth = Authenticator::new("admintok", "jointok");
+        use crate::auth::feed::Index;
+        let bootstrap = Arc::new(BootstrapTokens::default());
+        let join = skiff_api::join::JoinToken::parse(&format!(
+            "skiff-join.{}.abcdef.0123456789abcdef",
+            "ab".repeat(32)
+        ))
+        .unwrap();
+        bootstrap.put(skiff_api::join::bootstrap_secret(&join, None, ""));
+        let mut auth = Authenticator::new("admintok", bootstrap);
         assert_eq!(
             call(&mut auth, Some("Bearer admintok")).unwrap(),
             Identity::Admin
         );
         assert_eq!(
-            call(&mut auth, Some("Bearer jointok")).unwrap(),
+            call(&mut auth, Some("Bearer abcdef.0123456789abcdef")).unwrap(),
             Identity::NodeBootstrap
         );
         for bad in [
             None,
             Some("Bearer wrong"),
+            Some("Bearer abcdef.0123456789abcdeg"),
+            Some("Bearer abcdeg.0123456789abcdef"),
             Some("admintok"),
             Some("Bearer "),
             Some("Basic admintok"),

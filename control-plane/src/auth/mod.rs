@@ -1,7 +1,8 @@
 //! Who is calling, and may they: the authentication/authorization seam of the API server.
 //!
-//! - [`authn`]: credentials to an [`Identity`] (bearer tokens today; client certificates and
-//!   bootstrap tokens build on it), attached to every request by the gRPC interceptor.
+//! - [`authn`]: credentials to an [`Identity`] (client certificates of the cluster CA
+//!   ([`x509`]), the admin token, bootstrap tokens ([`bootstrap`])), attached to every request by
+//!   the gRPC interceptor.
 //! - [`Authorizer`]: one policy's answer about one request ([`Attributes`]): allow, deny, or no
 //!   opinion. The server holds one [`Chain`] (admin → node → RBAC); a request nobody allows is
 //!   refused with `PermissionDenied`, in Kubernetes' message shape.
@@ -11,8 +12,11 @@
 //! or write anything.
 
 pub mod authn;
+pub mod bootstrap;
 mod chain;
+pub mod feed;
 pub mod node;
+pub mod x509;
 
 use std::borrow::Cow;
 

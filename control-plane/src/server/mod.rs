@@ -7,6 +7,7 @@
 
 mod autoscaling;
 pub mod handler;
+pub mod join_token;
 mod keyvalue;
 pub mod node_config;
 mod port_forward;
@@ -81,6 +82,8 @@ pub struct ControlPlane {
     pub addr: SocketAddr,
     pub client_config: ClientConfig,
     pub join_token: String,
+    /// Keeps the bootstrap token index in step with the store; aborted when serving ends.
+    bootstrap_feed: tokio::task::JoinHandle<()>,
     listener: TcpListener,
     pki: Pki,
     auth: Authenticator,
@@ -102,26 +105,6 @@ fn read_or_create_token(path: &Path) -> Result<String, ServerError> {
         }
     }
     let token = new_token();
-    write_private(path, format!("{token}\n").as_bytes(), 0o600)?;
-    Ok(token)
-}
-
-/// The join token names the CA's fingerprint; one made for another CA (or of an older format) is
-/// replaced.
-fn read_or_create_join_token(path: &Path, ca_pem: &str) -> Result<String, ServerError> {
-    let ca = skiff_api::join::ca_fingerprint(ca_pem)
-        .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
-    if let Ok(text) = std::fs::read_to_string(path)
-        && let Ok(token) = skiff_api::join::JoinToken::parse(&text)
-        && token.ca_sha256 == ca
-    {
-        return Ok(token.to_string());
-    }
-    let token = skiff_api::join::JoinToken {
-        ca_sha256: ca,
-        secret: new_token(),
-    }
-    .to_string();
     write_private(path, format!("{token}\n").as_bytes(), 0o600)?;
     Ok(token)
 }
@@ -150,7 +133,6 @@ impl ControlPlane {
         }
         let pki = Pki::load_or_create(&dir.join("pki"))?;
         let admin_token = read_or_create_token(&dir.join("pki").join("admin-token"))?;
-        let join_token = read_or_create_join_token(&dir.join("join-token"), &pki.ca_cert_pem)?;
         let store: Arc<dyn Store> = {
             let path = dir.join("store.redb");
             let opened = tokio::task::spawn_blocking(move || {
@@ -161,6 +143,15 @@ impl ControlPlane {
             Arc::new(opened)
         };
         ensure_default_namespaces(&store).await?;
+        // Bootstrap tokens (the join token among them), known from their Secrets.
+        let secrets = crate::registry::Registry::<Secret>::new(store.clone());
+        let join_token =
+            join_token::ensure(&secrets, &dir.join("join-token"), &pki.ca_cert_pem).await?;
+        let bootstrap_tokens = Arc::new(crate::auth::bootstrap::BootstrapTokens::default());
+        let bootstrap_feed = bootstrap_tokens
+            .start(secrets)
+            .await
+            .map_err(|e| ServerError::Bootstrap(format!("bootstrap tokens: {e}")))?;
         ensure_default_ingress_class(&store).await?;
         publish_cluster_domain(&store, &options.cluster_domain).await?;
         prepare_service_allocation(&store, options.services).await?;
@@ -208,12 +199,13 @@ impl ControlPlane {
             client_config.to_yaml().as_bytes(),
             0o600,
         )?;
-        let auth = Authenticator::new(&admin_token, &join_token);
+        let auth = Authenticator::new(&admin_token, bootstrap_tokens);
         Ok(Self {
             store,
             addr,
             client_config,
             join_token,
+            bootstrap_feed,
             listener,
             pki,
             auth,
@@ -230,9 +222,16 @@ impl ControlPlane {
     ) -> Result<(), ServerError> {
         // The chain carries the CA so that a joining agent can pin it by the token's fingerprint.
         let chain = format!("{}\n{}", self.pki.server_cert_pem, self.pki.ca_cert_pem);
-        let tls =
-            ServerTlsConfig::new().identity(TlsIdentity::from_pem(chain, &self.pki.server_key_pem));
+        let tls = ServerTlsConfig::new()
+            .identity(TlsIdentity::from_pem(chain, &self.pki.server_key_pem))
+            // Client certificates of the cluster CA (nodes', users') are checked in the
+            // handshake; callers without one authenticate with a bearer token.
+            .client_ca_root(tonic::transport::Certificate::from_pem(
+                &self.pki.ca_cert_pem,
+            ))
+            .client_auth_optional(true);
         let store = self.store.clone();
+        let bootstrap_feed = self.bootstrap_feed;
         let auth = self.auth.clone();
         let autoscaling = crate::controllers::hpa::Autoscaling::new(store.clone());
         let controllers = tokio::spawn(crate::controllers::run(
@@ -349,6 +348,7 @@ impl ControlPlane {
             .await;
         controllers.abort();
         repair.abort();
+        bootstrap_feed.abort();
         Ok(result?)
     }
 }
@@ -387,6 +387,8 @@ async fn ensure_default_namespaces(store: &Arc<dyn Store>) -> Result<(), ServerE
     let handler = Handler::<Namespace>::new(store.clone());
     for name in [
         "default",
+        // Bootstrap tokens' Secrets live here, as in Kubernetes.
+        skiff_api::join::BOOTSTRAP_NAMESPACE,
         "skiff-system",
         skiff_api::validation::NODE_LEASE_NAMESPACE,
     ] {
