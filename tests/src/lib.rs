@@ -22,6 +22,7 @@ pub mod bundles;
 pub mod cgroup;
 pub mod containerd;
 pub mod dns;
+pub mod etcd;
 pub mod guests;
 pub mod images;
 pub mod netns;

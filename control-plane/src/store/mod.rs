@@ -11,6 +11,7 @@
 mod codec;
 pub mod conformance;
 pub mod embedded;
+pub mod etcd;
 
 use std::pin::Pin;
 
