@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/skiff/v1/coordination.proto",
         "proto/skiff/v1/networking.proto",
         "proto/skiff/v1/autoscaling.proto",
+        "proto/skiff/v1/rbac.proto",
         "proto/skiff/v1/api.proto",
         "proto/skiff/v1/node.proto",
         "proto/skiff/v1/keyvalue.proto",

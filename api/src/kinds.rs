@@ -290,6 +290,36 @@ kinds! {
         fields: |o, p| None,
         validate: validation::validate_hpa,
     }
+    ServiceAccount {
+        api_version: "v1", plural: "serviceaccounts", short: ["sa"], namespaced: true, status: no, read_only: false,
+        client: service_account_api_client::ServiceAccountApiClient<Transport>, event: ServiceAccountWatchEvent,
+        fields: |o, p| None,
+        validate: validation::validate_service_account,
+    }
+    Role {
+        api_version: "rbac.authorization.k8s.io/v1", plural: "roles", short: [], namespaced: true, status: no, read_only: false,
+        client: role_api_client::RoleApiClient<Transport>, event: RoleWatchEvent,
+        fields: |o, p| None,
+        validate: validation::validate_role,
+    }
+    ClusterRole {
+        api_version: "rbac.authorization.k8s.io/v1", plural: "clusterroles", short: [], namespaced: false, status: no, read_only: false,
+        client: cluster_role_api_client::ClusterRoleApiClient<Transport>, event: ClusterRoleWatchEvent,
+        fields: |o, p| None,
+        validate: validation::validate_cluster_role,
+    }
+    RoleBinding {
+        api_version: "rbac.authorization.k8s.io/v1", plural: "rolebindings", short: [], namespaced: true, status: no, read_only: false,
+        client: role_binding_api_client::RoleBindingApiClient<Transport>, event: RoleBindingWatchEvent,
+        fields: |o, p| None,
+        validate: validation::validate_role_binding,
+    }
+    ClusterRoleBinding {
+        api_version: "rbac.authorization.k8s.io/v1", plural: "clusterrolebindings", short: [], namespaced: false, status: no, read_only: false,
+        client: cluster_role_binding_api_client::ClusterRoleBindingApiClient<Transport>, event: ClusterRoleBindingWatchEvent,
+        fields: |o, p| None,
+        validate: validation::validate_cluster_role_binding,
+    }
 }
 
 #[cfg(test)]
@@ -340,6 +370,6 @@ mod tests {
             <Secret as Resource>::HAS_STATUS,
         ];
         assert_eq!(flags, [true, false]);
-        assert_eq!(KINDS.len(), 15);
+        assert_eq!(KINDS.len(), 20);
     }
 }

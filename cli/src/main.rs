@@ -62,6 +62,8 @@ enum Command {
     Rollout(cmd::rollout::RolloutArgs),
     /// Push a Wasm module or component to an OCI registry as a Wasm OCI artifact
     Push(cmd::push::PushArgs),
+    /// Inspect authorization: can-i, whoami
+    Auth(cmd::auth::AuthArgs),
     /// The linux executor with runc's command line, over OCI bundles
     #[command(hide = true)]
     Oci(cmd::oci::OciArgs),
@@ -125,6 +127,7 @@ fn main() {
                 cmd::rollout::run(&cmd::connect(config.as_deref())?, args).await
             }
             Command::Push(args) => cmd::push::run(args).await,
+            Command::Auth(args) => cmd::auth::run(&cmd::connect(config.as_deref())?, args).await,
             // Handled above, before the runtime started.
             Command::Oci(_) => Ok(()),
         }

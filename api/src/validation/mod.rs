@@ -31,6 +31,11 @@ pub use networking::{
     class_of, class_serving, is_default_class, served_by, validate_ingress, validate_ingress_class,
 };
 pub use pod::{PRIORITY_CLASSES, priority_of_class, validate_pod, validate_pod_spec};
+pub use projected::{DOWNWARD_FIELDS, MIN_TOKEN_EXPIRATION_SECONDS, validate_projected};
+pub use rbac::{
+    RBAC_GROUP, is_path_segment_name, validate_cluster_role, validate_cluster_role_binding,
+    validate_role, validate_role_binding, validate_service_account,
+};
 
 use crate::resource::{Resource, ResourceExt};
 use crate::v1::ObjectMeta;
@@ -103,8 +108,20 @@ pub fn validate<K: Resource>(obj: &K) -> Result<(), FieldErrors> {
 
 fn validate_meta<K: Resource>(meta: &ObjectMeta, errors: &mut FieldErrors) {
     let label_names = K::KIND == "Namespace" || K::KIND == "Service";
+    // RBAC objects are named by path segments, as Kubernetes' (`system:aggregate-to-view`).
+    let segment_names = K::API_VERSION == "rbac.authorization.k8s.io/v1";
     if meta.name.is_empty() {
         errors.add("metadata.name", "required");
+    } else if segment_names {
+        if !is_path_segment_name(&meta.name) {
+            errors.add(
+                "metadata.name",
+                format!(
+                    "{:?} is not a valid name: may not be '.' or '..' or contain '/' or '%'",
+                    meta.name
+                ),
+            );
+        }
     } else if label_names && !is_dns1123_label(&meta.name) {
         errors.add(
             "metadata.name",

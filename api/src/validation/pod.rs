@@ -253,11 +253,12 @@ fn validate_volumes<'a>(
             v.config_map.is_some(),
             v.secret.is_some(),
             v.persistent_volume_claim.is_some(),
+            v.projected.is_some(),
         ];
         match sources.iter().filter(|s| **s).count() {
             0 => errors.add(
                 vpath.clone(),
-                "one volume source is required: emptyDir, hostPath, configMap, secret or persistentVolumeClaim",
+                "one volume source is required: emptyDir, hostPath, configMap, secret, persistentVolumeClaim or projected",
             ),
             1 => {}
             _ => errors.add(vpath.clone(), "only one volume source may be given"),
@@ -307,6 +308,9 @@ fn validate_volumes<'a>(
                 errors.add(format!("{vpath}.secret.secretName"), "required");
             }
             check_items(&s.items, &format!("{vpath}.secret.items"), errors);
+        }
+        if let Some(projected) = &v.projected {
+            super::validate_projected(projected, &format!("{vpath}.projected"), errors);
         }
         if let Some(pvc) = &v.persistent_volume_claim
             && pvc.claim_name.is_empty()

@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod apply;
+pub mod auth;
 pub mod delete;
 pub mod demo;
 pub mod describe;

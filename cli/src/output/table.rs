@@ -733,3 +733,92 @@ mod tests {
         );
     }
 }
+
+impl TableRow for ServiceAccount {
+    fn headers(_: bool) -> Vec<&'static str> {
+        vec!["NAME", "SECRETS", "AGE"]
+    }
+    fn row(&self, _: bool) -> Vec<String> {
+        vec![
+            self.name().into(),
+            self.secrets.len().to_string(),
+            created(self),
+        ]
+    }
+}
+
+impl TableRow for Role {
+    fn headers(_: bool) -> Vec<&'static str> {
+        vec!["NAME", "AGE"]
+    }
+    fn row(&self, _: bool) -> Vec<String> {
+        vec![self.name().into(), created(self)]
+    }
+}
+
+impl TableRow for ClusterRole {
+    fn headers(_: bool) -> Vec<&'static str> {
+        vec!["NAME", "AGE"]
+    }
+    fn row(&self, _: bool) -> Vec<String> {
+        vec![self.name().into(), created(self)]
+    }
+}
+
+/// `ClusterRole/view`, and the wide columns' users, groups and service accounts.
+fn binding_cells(role_ref: Option<&RoleRef>, subjects: &[Subject], wide: bool) -> Vec<String> {
+    let role = role_ref.map_or(String::new(), |r| format!("{}/{}", r.kind, r.name));
+    let mut cells = vec![role];
+    if wide {
+        let of = |kind: &str| {
+            let names: Vec<String> = subjects
+                .iter()
+                .filter(|s| s.kind == kind)
+                .map(|s| {
+                    if kind == "ServiceAccount" {
+                        format!("{}/{}", s.namespace, s.name)
+                    } else {
+                        s.name.clone()
+                    }
+                })
+                .collect();
+            names.join(", ")
+        };
+        cells.extend([of("User"), of("Group"), of("ServiceAccount")]);
+    }
+    cells
+}
+
+impl TableRow for RoleBinding {
+    fn headers(wide: bool) -> Vec<&'static str> {
+        let mut h = vec!["NAME", "ROLE", "AGE"];
+        if wide {
+            h.extend(["USERS", "GROUPS", "SERVICEACCOUNTS"]);
+        }
+        h
+    }
+    fn row(&self, wide: bool) -> Vec<String> {
+        let mut cells = binding_cells(self.role_ref.as_ref(), &self.subjects, wide);
+        let rest = cells.split_off(1);
+        let mut row = vec![self.name().to_string()];
+        row.extend(cells);
+        row.push(created(self));
+        row.extend(rest);
+        row
+    }
+}
+
+impl TableRow for ClusterRoleBinding {
+    fn headers(wide: bool) -> Vec<&'static str> {
+        <RoleBinding as TableRow>::headers(wide)
+    }
+    fn row(&self, wide: bool) -> Vec<String> {
+        let mut cells = binding_cells(self.role_ref.as_ref(), &self.subjects, wide);
+        let rest = cells.split_off(1);
+        let mut row = vec![self.name().to_string()];
+        row.extend(cells);
+        row.push(created(self));
+        row.extend(rest);
+        row
+    }
+}

@@ -17,11 +17,20 @@ use super::bootstrap::BootstrapTokens;
 use super::x509::ClientCertificate;
 use crate::error::ApiError;
 
+/// Bearer tokens of other kinds, asked in turn when a token is neither the admin's nor the join
+/// token: users of `--token-auth-file` ([`super::token_file`]), ServiceAccount tokens
+/// ([`super::service_account`]).
+pub trait TokenAuthenticator: Send + Sync {
+    /// `None`: not a token of this kind; `Some(Err(why))`: one, refused.
+    fn authenticate_token(&self, token: &[u8]) -> Option<Result<Identity, String>>;
+}
+
 /// Checks bearer tokens.
 #[derive(Clone)]
 pub struct Authenticator {
     admin: Arc<[u8]>,
     bootstrap: Arc<BootstrapTokens>,
+    others: Arc<[Arc<dyn TokenAuthenticator>]>,
 }
 
 impl Authenticator {
@@ -29,7 +38,16 @@ impl Authenticator {
         Self {
             admin: admin_token.as_bytes().into(),
             bootstrap,
+            others: Arc::new([]),
         }
+    }
+
+    /// Also takes the tokens `other` knows.
+    pub fn with(mut self, other: Arc<dyn TokenAuthenticator>) -> Self {
+        let mut all: Vec<_> = self.others.iter().cloned().collect();
+        all.push(other);
+        self.others = all.into();
+        self
     }
 
     fn identify(&self, token: &[u8]) -> Option<Identity> {
@@ -69,8 +87,19 @@ impl Authenticator {
         let token = header.as_bytes().strip_prefix(b"Bearer ").ok_or_else(|| {
             unauthenticated("malformed authorization header: expected `Bearer <token>`")
         })?;
-        self.identify(token)
-            .ok_or_else(|| unauthenticated("invalid bearer token"))
+        if let Some(who) = self.identify(token) {
+            return Ok(who);
+        }
+        for other in self.others.iter() {
+            match other.authenticate_token(token) {
+                Some(Ok(who)) => return Ok(who),
+                Some(Err(why)) => {
+                    return Err(unauthenticated(&format!("invalid bearer token: {why}")));
+                }
+                None => {}
+            }
+        }
+        Err(unauthenticated("invalid bearer token"))
     }
 }
 

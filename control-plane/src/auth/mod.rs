@@ -16,6 +16,9 @@ pub mod bootstrap;
 mod chain;
 pub mod feed;
 pub mod node;
+pub mod rbac;
+pub mod service_account;
+pub mod token_file;
 pub mod x509;
 
 use std::borrow::Cow;

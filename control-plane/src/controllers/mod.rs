@@ -25,6 +25,7 @@ pub mod node_lifecycle;
 pub mod podutil;
 pub mod recorder;
 pub mod replicaset;
+pub mod service_accounts;
 
 use std::sync::Arc;
 

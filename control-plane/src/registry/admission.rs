@@ -5,6 +5,8 @@
 //!
 //! Links today:
 //! - [`Priority`] (mutating): a pod's `spec.priority` from its built-in `priorityClassName`.
+//! - [`ServiceAccountAdmission`](super::service_account::ServiceAccountAdmission) (mutating):
+//!   a new pod's ServiceAccount (`default` if unnamed, else it must exist) and its token volume.
 //! - [`DefaultIngressClass`] (mutating): a new Ingress that names no class gets the default one.
 //! - [`NamespaceLifecycle`] (validating): namespaced objects are created only in a namespace that
 //!   exists and is not being deleted.
@@ -101,6 +103,9 @@ impl Chain {
     pub fn standard(store: Arc<dyn Store>) -> Self {
         Self::default()
             .mutating(Priority)
+            .mutating(super::service_account::ServiceAccountAdmission {
+                store: store.clone(),
+            })
             .mutating(DefaultIngressClass {
                 store: store.clone(),
             })

@@ -24,6 +24,7 @@ pub mod keyvalue;
 mod namespace;
 pub mod pod_security;
 pub mod scale_to_zero;
+pub mod service_account;
 mod storage;
 mod strategy;
 

@@ -116,6 +116,7 @@ impl Strategy for Pod {
     }
 
     fn prepare_for_update(&mut self, old: &Self) {
+        super::service_account::keep_injected(self, old);
         // nodeName is the scheduler's (or the creator's): an update that leaves it out keeps it.
         let bound = node_name(old);
         if !bound.is_empty()
@@ -414,5 +415,31 @@ impl Strategy for HorizontalPodAutoscaler {
 
     fn admission_view(&mut self) -> ObjectMut<'_> {
         ObjectMut::HorizontalPodAutoscaler(self)
+    }
+}
+
+impl Strategy for ServiceAccount {}
+
+impl Strategy for Role {}
+
+impl Strategy for ClusterRole {}
+
+/// Kubernetes' `ValidateRoleBindingUpdate`: a binding's role is fixed; to grant another role,
+/// delete the binding and make a new one.
+fn role_ref_unchanged(new: Option<&RoleRef>, old: Option<&RoleRef>, errors: &mut FieldErrors) {
+    if new != old {
+        errors.add("roleRef", "Invalid value: cannot change roleRef");
+    }
+}
+
+impl Strategy for RoleBinding {
+    fn validate_update(&self, old: &Self, errors: &mut FieldErrors) {
+        role_ref_unchanged(self.role_ref.as_ref(), old.role_ref.as_ref(), errors);
+    }
+}
+
+impl Strategy for ClusterRoleBinding {
+    fn validate_update(&self, old: &Self, errors: &mut FieldErrors) {
+        role_ref_unchanged(self.role_ref.as_ref(), old.role_ref.as_ref(), errors);
     }
 }

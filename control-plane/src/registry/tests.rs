@@ -431,6 +431,7 @@ async fn admission_chain_runs_mutating_then_validating_links() {
         chain.names(),
         [
             "Priority",
+            "ServiceAccount",
             "DefaultIngressClass",
             "NamespaceLifecycle",
             "ScaleToZero"

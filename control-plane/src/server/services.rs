@@ -91,4 +91,9 @@ serve_kinds! {
     Ingress => ingress_api_server::IngressApi, IngressList, IngressWatchEvent;
     IngressClass => ingress_class_api_server::IngressClassApi, IngressClassList, IngressClassWatchEvent;
     HorizontalPodAutoscaler => horizontal_pod_autoscaler_api_server::HorizontalPodAutoscalerApi, HorizontalPodAutoscalerList, HorizontalPodAutoscalerWatchEvent;
+    ServiceAccount => service_account_api_server::ServiceAccountApi, ServiceAccountList, ServiceAccountWatchEvent;
+    Role => role_api_server::RoleApi, RoleList, RoleWatchEvent;
+    ClusterRole => cluster_role_api_server::ClusterRoleApi, ClusterRoleList, ClusterRoleWatchEvent;
+    RoleBinding => role_binding_api_server::RoleBindingApi, RoleBindingList, RoleBindingWatchEvent;
+    ClusterRoleBinding => cluster_role_binding_api_server::ClusterRoleBindingApi, ClusterRoleBindingList, ClusterRoleBindingWatchEvent;
 }

@@ -180,12 +180,78 @@ impl super::volumes::VolumeSources for PodSources<'_> {
     async fn claim_uid(&self, namespace: &str, name: &str) -> Result<Option<String>, String> {
         super::volumes::VolumeSources::claim_uid(self.transport, namespace, name).await
     }
+
+    async fn service_account_token(
+        &self,
+        namespace: &str,
+        account: &str,
+        pod: &str,
+        uid: &str,
+        audience: &str,
+        seconds: i32,
+    ) -> Result<Vec<u8>, String> {
+        let key = TokenKey {
+            uid: uid.to_string(),
+            account: account.to_string(),
+            audience: audience.to_string(),
+            seconds,
+        };
+        if let Some(cached) = self.sources.tokens.get(&key)
+            && tokio::time::Instant::now() < cached.renew_at
+        {
+            return Ok(cached.token.clone().into_bytes());
+        }
+        let (token, lifetime) = super::volumes::request_token(
+            self.transport,
+            namespace,
+            account,
+            pod,
+            uid,
+            audience,
+            seconds,
+        )
+        .await?;
+        let renew_at = tokio::time::Instant::now() + renew_after(lifetime);
+        self.sources.tokens.insert(
+            key,
+            CachedToken {
+                token: token.clone(),
+                renew_at,
+            },
+        );
+        Ok(token.into_bytes())
+    }
+}
+
+/// Which token: a pod's, of one ServiceAccount, for one audience and lifetime.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TokenKey {
+    uid: String,
+    account: String,
+    audience: String,
+    seconds: i32,
+}
+
+/// A token and when to ask for the next one.
+#[derive(Debug, Clone)]
+pub struct CachedToken {
+    token: String,
+    renew_at: tokio::time::Instant,
+}
+
+/// When a token of `lifetime` seconds is renewed: at 80% of its life or after 24 hours,
+/// whichever comes first (kubelet's rule), so a running pod's file never holds an expired one.
+pub fn renew_after(lifetime: i64) -> Duration {
+    let seconds = u64::try_from(lifetime.max(0)).unwrap_or(0);
+    Duration::from_secs((seconds * 4 / 5).min(24 * 3600))
 }
 
 /// The ConfigMaps and Secrets of this node's pods.
 pub struct Sources {
     pub config_maps: Watches<ConfigMap>,
     pub secrets: Watches<Secret>,
+    /// ServiceAccount tokens of the pods' projected volumes, until they are due for renewal.
+    pub tokens: DashMap<TokenKey, CachedToken>,
 }
 
 impl Sources {
@@ -193,6 +259,7 @@ impl Sources {
         Self {
             config_maps: Watches::new(transport.clone()),
             secrets: Watches::new(transport.clone()),
+            tokens: DashMap::new(),
         }
     }
 
@@ -200,12 +267,20 @@ impl Sources {
     pub fn release(&self, uid: &str) {
         self.config_maps.release(uid);
         self.secrets.release(uid);
+        self.tokens.retain(|k, _| k.uid != uid);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_renew_at_four_fifths_of_their_life_or_a_day() {
+        assert_eq!(renew_after(3607), Duration::from_secs(2885));
+        assert_eq!(renew_after(48 * 3600), Duration::from_secs(24 * 3600));
+        assert_eq!(renew_after(-5), Duration::ZERO);
+    }
 
     #[test]
     fn only_a_change_is_published() {

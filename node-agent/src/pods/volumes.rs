@@ -11,7 +11,8 @@
 //!   item's `mode` or the volume's `defaultMode` otherwise); their dirs 0755; emptyDir 0777; all
 //!   inside a 0700 pod tree that the host's other users cannot enter;
 //! - `run/pods/<uid>/secrets/<name>/`: Secret volumes, as ConfigMap ones but on the agent's tmpfs
-//!   (`run/`, see [`crate::containers`]): Secret values never reach a disk;
+//!   (`run/`, see [`crate::containers`]): Secret values never reach a disk; `projected` volumes
+//!   ([`projected`]: the ServiceAccount token volume) live there too;
 //! - `volumes/pvc/<namespace>/<claim>-<claim uid>/`: persistentVolumeClaim data, kept across pod
 //!   deletion and re-creation for as long as the claim exists;
 //! - hostPath volumes are the host's own directories (`DirectoryOrCreate` creates them).
@@ -20,6 +21,7 @@
 //! [`Transport`]) or a cache of the objects the node's pods use.
 
 mod atomic_writer;
+mod projected;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -51,6 +53,19 @@ pub(crate) trait VolumeSources: Sync {
         namespace: &str,
         name: &str,
     ) -> impl Future<Output = Result<Option<String>, String>> + Send;
+    /// A token of ServiceAccount `namespace/account` bound to the pod `pod`/`uid`, for
+    /// `audience` (empty: the API server), asked to live `seconds`.
+    fn service_account_token(
+        &self,
+        _namespace: &str,
+        _account: &str,
+        _pod: &str,
+        _uid: &str,
+        _audience: &str,
+        _seconds: i32,
+    ) -> impl Future<Output = Result<Vec<u8>, String>> + Send {
+        async { Err("no token source".to_string()) }
+    }
 }
 
 /// The API server, one GET per object.
@@ -89,6 +104,68 @@ impl VolumeSources for Transport {
             .map_err(|e| e.message().to_string())?;
         Ok(found.map(|pvc| pvc.metadata.map(|m| m.uid).unwrap_or_default()))
     }
+
+    async fn service_account_token(
+        &self,
+        namespace: &str,
+        account: &str,
+        pod: &str,
+        uid: &str,
+        audience: &str,
+        seconds: i32,
+    ) -> Result<Vec<u8>, String> {
+        request_token(self, namespace, account, pod, uid, audience, seconds)
+            .await
+            .map(|(token, _)| token.into_bytes())
+    }
+}
+
+/// Asks the API server for a token bound to the pod: the token and its lifetime in seconds.
+pub(crate) async fn request_token(
+    transport: &Transport,
+    namespace: &str,
+    account: &str,
+    pod: &str,
+    uid: &str,
+    audience: &str,
+    seconds: i32,
+) -> Result<(String, i64), String> {
+    use skiff_api::v1::service_account_token_api_client::ServiceAccountTokenApiClient;
+    let request = CreateTokenRequest {
+        namespace: namespace.to_string(),
+        name: account.to_string(),
+        request: Some(TokenRequest {
+            spec: Some(TokenRequestSpec {
+                audiences: if audience.is_empty() {
+                    vec![]
+                } else {
+                    vec![audience.to_string()]
+                },
+                expiration_seconds: Some(seconds),
+                bound_object_ref: Some(BoundObjectReference {
+                    kind: "Pod".into(),
+                    api_version: "v1".into(),
+                    name: pod.to_string(),
+                    uid: uid.to_string(),
+                }),
+            }),
+            ..Default::default()
+        }),
+    };
+    let answer = ServiceAccountTokenApiClient::new(transport.clone())
+        .create(request)
+        .await
+        .map_err(|e| e.message().to_string())?
+        .into_inner();
+    let granted = answer
+        .spec
+        .and_then(|s| s.expiration_seconds)
+        .unwrap_or(seconds);
+    let token = answer.status.map(|s| s.token).unwrap_or_default();
+    if token.is_empty() {
+        return Err("the server returned no token".into());
+    }
+    Ok((token, i64::from(granted)))
 }
 
 /// A prepared volume: where it lives and whether it is read-only for every mount.
@@ -178,23 +255,23 @@ pub fn config_map_bytes(cm: ConfigMap) -> BTreeMap<String, Vec<u8>> {
 enum Managed<'a> {
     ConfigMap(&'a ConfigMapVolumeSource),
     Secret(&'a SecretVolumeSource),
+    /// Secret and ConfigMap keys, the pod's metadata and a ServiceAccount token.
+    Projected(&'a ProjectedVolumeSource),
 }
 
 impl Managed<'_> {
     fn of(volume: &Volume) -> Option<Managed<'_>> {
-        match (&volume.config_map, &volume.secret) {
-            (Some(cm), _) => Some(Managed::ConfigMap(cm)),
-            (None, Some(secret)) => Some(Managed::Secret(secret)),
-            (None, None) => None,
+        match (&volume.config_map, &volume.secret, &volume.projected) {
+            (Some(cm), _, _) => Some(Managed::ConfigMap(cm)),
+            (None, Some(secret), _) => Some(Managed::Secret(secret)),
+            (None, None, Some(projected)) => Some(Managed::Projected(projected)),
+            (None, None, None) => None,
         }
     }
 
     /// The files the volume should hold now.
-    async fn payload(
-        &self,
-        sources: &impl VolumeSources,
-        namespace: &str,
-    ) -> Result<Payload, String> {
+    async fn payload(&self, sources: &impl VolumeSources, pod: &Pod) -> Result<Payload, String> {
+        let namespace = pod.metadata.as_ref().map_or("", |m| m.namespace.as_str());
         match self {
             Managed::ConfigMap(cm) => {
                 let data = sources.config_map(namespace, &cm.name).await?;
@@ -208,6 +285,7 @@ impl Managed<'_> {
                 let optional = secret.optional == Some(true);
                 payload(&what, data, &secret.items, optional, secret.default_mode)
             }
+            Managed::Projected(source) => projected::files(source, sources, pod).await,
         }
     }
 }
@@ -235,7 +313,8 @@ fn secrets_dir(data_dir: &Path, uid: &str) -> PathBuf {
 /// Where a ConfigMap or Secret volume's files live.
 fn managed_dir(data_dir: &Path, pod: &Pod, volume: &Volume, managed: &Managed<'_>) -> PathBuf {
     match managed {
-        Managed::Secret(_) => {
+        // A projected volume may hold Secret keys and a token.
+        Managed::Secret(_) | Managed::Projected(_) => {
             let uid = pod.metadata.as_ref().map_or("", |m| m.uid.as_str());
             secrets_dir(data_dir, uid).join(&volume.name)
         }
@@ -294,7 +373,7 @@ pub(crate) async fn prepare(
             if let Some(parent) = path.parent() {
                 mkdir(parent, 0o700).map_err(at)?;
             }
-            let payload = managed.payload(sources, namespace).await.map_err(at)?;
+            let payload = managed.payload(sources, pod).await.map_err(at)?;
             // Readable by a container's non-root user; the 0700 pod tree keeps the host's
             // users out. Made once, never replaced: containers hold it open.
             mkdir(&path, 0o755).map_err(at)?;
@@ -342,7 +421,6 @@ pub(crate) async fn refresh(
     data_dir: &Path,
     pod: &Pod,
 ) -> Result<Vec<String>, String> {
-    let namespace = pod.metadata.as_ref().map_or("", |m| m.namespace.as_str());
     let mut updated = Vec::new();
     let mut errors = Vec::new();
     for volume in pod.spec.iter().flat_map(|s| &s.volumes) {
@@ -353,7 +431,7 @@ pub(crate) async fn refresh(
         if !path.is_dir() {
             continue;
         }
-        let written = match managed.payload(sources, namespace).await {
+        let written = match managed.payload(sources, pod).await {
             Ok(payload) => write_payload(path, payload).await,
             Err(e) => Err(e),
         };

@@ -1,0 +1,165 @@
+//! `ServiceAccountTokenApi.Create`: the `serviceaccounts/token` subresource (Kubernetes'
+//! TokenRequest). A token names the ServiceAccount, expires (10 minutes to 48 hours; an hour
+//! when the request does not say), and may be bound to a pod, which revokes it when the pod
+//! goes.
+//!
+//! Who may ask: a node, for a pod bound to it that runs as that ServiceAccount (what the agent
+//! mounts into the pod; checked here, as Kubernetes' node authorizer does, since it needs the
+//! pod); anyone else needs `create` on `serviceaccounts/token` (RBAC: `edit` and above).
+//!
+//! Must not: write anything (tokens are not stored).
+
+use skiff_api::v1::*;
+use tonic::{Request, Response, Status};
+
+use crate::auth::service_account::ServiceAccountTokens;
+use crate::auth::service_account::token::{Claims, ISSUER, Ref};
+use crate::auth::{Attributes, Chain, Identity, Verb, identity};
+use skiff_api::validation::MIN_TOKEN_EXPIRATION_SECONDS;
+
+/// The longest token lifetime the server grants.
+pub const MAX_TOKEN_EXPIRATION_SECONDS: i32 = 48 * 3600;
+/// A token's lifetime when the request does not say (Kubernetes' own).
+pub const DEFAULT_TOKEN_EXPIRATION_SECONDS: i32 = 3600;
+
+#[derive(Clone)]
+pub struct TokenService {
+    pub tokens: ServiceAccountTokens,
+    pub authz: Chain,
+}
+
+impl TokenService {
+    /// May `who` have a token of `namespace/name` bound to `pod`?
+    fn authorize(
+        &self,
+        who: &Identity,
+        namespace: &str,
+        name: &str,
+        pod: Option<&BoundObjectReference>,
+    ) -> Result<(), Status> {
+        let node = match who {
+            Identity::Node(node) => Some(node.as_str()),
+            // An agent still joining with the shared join token: a node, but not a named one.
+            Identity::NodeBootstrap => None,
+            _ => {
+                let attrs = Attributes::new(Verb::Create, "ServiceAccount", namespace)
+                    .name(name)
+                    .subresource("token");
+                return Ok(self.authz.check(who, &attrs)?);
+            }
+        };
+        let refuse = |why: &str| {
+            Status::permission_denied(format!(
+                "User \"{}\" cannot create resource \"serviceaccounts/token\" in API group \"\" in the namespace \"{namespace}\": {why}",
+                who.name()
+            ))
+        };
+        let Some(pod) = pod.filter(|p| p.kind == "Pod") else {
+            return Err(refuse("a node may only ask for tokens bound to its pods"));
+        };
+        let facts = self
+            .tokens
+            .bindings()
+            .pod(namespace, &pod.name)
+            .ok_or_else(|| refuse("no such pod"))?;
+        let on_node = match node {
+            Some(node) => facts.node == node,
+            None => !facts.node.is_empty(),
+        };
+        if !on_node || facts.uid != pod.uid || facts.service_account != name {
+            return Err(refuse(&format!(
+                "pod {:?} is not this node's, or does not run as service account {name:?}",
+                pod.name
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl service_account_token_api_server::ServiceAccountTokenApi for TokenService {
+    async fn create(
+        &self,
+        req: Request<CreateTokenRequest>,
+    ) -> Result<Response<TokenRequest>, Status> {
+        let who = identity(&req)?;
+        let call = req.into_inner();
+        let namespace = if call.namespace.is_empty() {
+            "default".to_string()
+        } else {
+            call.namespace.clone()
+        };
+        let mut request = call.request.unwrap_or_default();
+        let spec = request.spec.clone().unwrap_or_default();
+        let bound = spec.bound_object_ref.as_ref();
+        if let Some(b) = bound
+            && b.kind != "Pod"
+        {
+            return Err(Status::invalid_argument(format!(
+                "spec.boundObjectRef.kind: Unsupported value: {:?}: supported values: \"Pod\"",
+                b.kind
+            )));
+        }
+        self.authorize(&who, &namespace, &call.name, bound)?;
+        let seconds = spec
+            .expiration_seconds
+            .unwrap_or(DEFAULT_TOKEN_EXPIRATION_SECONDS);
+        if seconds < MIN_TOKEN_EXPIRATION_SECONDS {
+            return Err(Status::invalid_argument(format!(
+                "spec.expirationSeconds: Invalid value: {seconds}: may not specify a duration less than {MIN_TOKEN_EXPIRATION_SECONDS} seconds"
+            )));
+        }
+        let seconds = seconds.min(MAX_TOKEN_EXPIRATION_SECONDS);
+        let bindings = self.tokens.bindings();
+        let sa_uid = bindings
+            .account_uid(&namespace, &call.name)
+            .ok_or_else(|| {
+                Status::not_found(format!("serviceaccounts {:?} not found", call.name))
+            })?;
+        let pod = match bound {
+            Some(b) => {
+                let facts = bindings
+                    .pod(&namespace, &b.name)
+                    .filter(|f| b.uid.is_empty() || f.uid == b.uid)
+                    .ok_or_else(|| Status::not_found(format!("pods {:?} not found", b.name)))?;
+                Some(Ref {
+                    name: b.name.clone(),
+                    uid: facts.uid,
+                })
+            }
+            None => None,
+        };
+        let audiences = if spec.audiences.is_empty() {
+            vec![ISSUER.to_string()]
+        } else {
+            spec.audiences.clone()
+        };
+        let now = skiff_api::time::now().seconds;
+        let claims = Claims::new(
+            &namespace,
+            Ref {
+                name: call.name.clone(),
+                uid: sa_uid,
+            },
+            pod,
+            audiences.clone(),
+            now,
+            i64::from(seconds),
+        );
+        let token = self.tokens.signer().sign(&claims);
+        tracing::debug!(caller = %who.name(), namespace = %namespace, service_account = %call.name, seconds, "token issued");
+        request.spec = Some(TokenRequestSpec {
+            audiences,
+            expiration_seconds: Some(seconds),
+            bound_object_ref: spec.bound_object_ref,
+        });
+        request.status = Some(TokenRequestStatus {
+            token,
+            expiration_timestamp: Some(skiff_api::Timestamp {
+                seconds: claims.exp,
+                nanos: 0,
+            }),
+        });
+        Ok(Response::new(request))
+    }
+}
