@@ -184,13 +184,13 @@ impl PodNetwork {
         let ipam = self.inner.ipam.clone();
         let owner = uid.to_string();
         let attached = blocking(move || {
-            let netns = netns::ensure(&owner)?;
             let Some(block) = block else {
+                let netns = netns::ensure(&owner)?;
                 return Ok(Attached { netns, ip: None });
             };
             let ip = ipam.allocate(&owner, block)?;
             let gateway = bridge::gateway(block).ok_or(NetworkError::Exhausted(block))?;
-            veth::attach(&owner, &bridge::name(&node, block), ip, block, gateway)?;
+            let netns = veth::attach(&owner, &bridge::name(&node, block), ip, block, gateway)?;
             Ok(Attached {
                 netns,
                 ip: Some(ip),

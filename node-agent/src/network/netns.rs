@@ -6,6 +6,9 @@
 //! (which also destroys the pod's `eth0` and so its veth pair). The namespace outlives the agent,
 //! so a restarted agent finds it in place.
 //!
+//! [`ensure`] makes the namespace of a pod without an address; [`super::veth::attach`] makes it
+//! in the same batch as the pod's `eth0` otherwise.
+//!
 //! Must not: add interfaces other than loopback ([`super::veth`] gives the pod its `eth0`).
 //! Blocking: call from `spawn_blocking`.
 
