@@ -21,6 +21,7 @@ pub mod kinds;
 pub mod manifest;
 pub mod pod_security;
 pub mod quantity;
+pub mod redact;
 pub mod resource;
 pub mod selector;
 pub mod time;

@@ -9,6 +9,7 @@
 //!
 //! Must not: run workloads or reach into nodes; it only reads and writes objects.
 
+pub mod audit;
 pub mod auth;
 pub mod controllers;
 pub mod error;

@@ -9,6 +9,7 @@ use skiff_control_plane::controllers::hpa::HpaOptions;
 use skiff_control_plane::controllers::node_ipam::NodeIpamOptions;
 use skiff_control_plane::controllers::node_lifecycle::LifecycleOptions;
 use skiff_control_plane::registry::allocator::{HostNetworks, PortRange, ServiceRanges};
+use skiff_control_plane::server::limits::{LimitOptions, SecurityOptions};
 use skiff_control_plane::server::{ControlPlane, ServerOptions};
 
 use crate::error::{CliError, Result};
@@ -51,6 +52,8 @@ pub struct ServerArgs {
     /// How often each HorizontalPodAutoscaler reads its pods' figures and rescales its target
     #[arg(long, default_value = "15s", value_name = "DURATION", value_parser = crate::duration::parse)]
     horizontal_pod_autoscaler_sync_period: Duration,
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 #[derive(Args)]
@@ -166,6 +169,7 @@ async fn start(
     services: ServiceRanges,
     cluster_domain: String,
     hpa_sync_period: Duration,
+    security: SecurityOptions,
 ) -> Result<ControlPlane> {
     if hpa_sync_period.is_zero() {
         return Err(CliError::usage(
@@ -182,6 +186,7 @@ async fn start(
         hpa: HpaOptions {
             sync_period: hpa_sync_period,
         },
+        security,
     })
     .await
     .map_err(|e| CliError::failed(format!("error: {e}")))
@@ -214,6 +219,7 @@ pub async fn server(args: ServerArgs) -> Result<()> {
         services,
         domain,
         args.horizontal_pod_autoscaler_sync_period,
+        args.security.options()?,
     )
     .await?;
     tracing::info!(addr = %cp.addr, data_dir = %args.data_dir.display(), "skiff API server listening (TLS)");
@@ -281,6 +287,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         services,
         domain,
         args.horizontal_pod_autoscaler_sync_period,
+        SecurityOptions::default(),
     )
     .await?;
     let config_path = data_dir.join("config.yaml");
@@ -333,3 +340,69 @@ fn config_server(path: &std::path::Path) -> String {
         .map(|c| c.server.trim_start_matches("https://").to_string())
         .unwrap_or_default()
 }
+
+/// `skiff server`'s API limits, audit log and Event TTL (Kubernetes' flag names where it has them).
+#[derive(Args)]
+struct SecurityArgs {
+    /// The audit log: one JSON line per request, Kubernetes' audit.k8s.io/v1 Events at Metadata level (`-`: standard output). Default DIR/audit.log
+    #[arg(long, value_name = "FILE")]
+    audit_log_path: Option<PathBuf>,
+    /// Rotate the audit log when it reaches this many megabytes (0: never)
+    #[arg(long, default_value_t = 100, value_name = "MB")]
+    audit_log_maxsize: u64,
+    /// Rotated audit logs kept (0: all)
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    audit_log_maxbackup: usize,
+    /// Deadline of a call that sends no grpc-timeout (a stream's deadline covers its start)
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = crate::duration::parse)]
+    request_timeout: Duration,
+    /// Requests a second each identity may send (system:masters are exempt; 0: no limit)
+    #[arg(long, default_value_t = 100.0, value_name = "QPS")]
+    max_requests_per_identity_qps: f64,
+    /// Requests each identity may send at once above its rate
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    max_requests_per_identity_burst: u32,
+    /// Watches each identity may hold open at once (system:masters are exempt; 0: no limit)
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    max_watches_per_identity: usize,
+    /// How long an Event is kept after it was last recorded
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = crate::duration::parse)]
+    event_ttl: Duration,
+}
+
+impl SecurityArgs {
+    /// The options (bad values: exit 2, naming the flag).
+    fn options(&self) -> Result<SecurityOptions> {
+        if !self.max_requests_per_identity_qps.is_finite()
+            || self.max_requests_per_identity_qps < 0.0
+        {
+            return Err(CliError::usage(format!(
+                "error: --max-requests-per-identity-qps {}: must be 0 or more",
+                self.max_requests_per_identity_qps
+            )));
+        }
+        for (flag, value) in [
+            ("--request-timeout", self.request_timeout),
+            ("--event-ttl", self.event_ttl),
+        ] {
+            if value.is_zero() {
+                return Err(CliError::usage(format!(
+                    "error: {flag}: must be more than 0"
+                )));
+            }
+        }
+        Ok(SecurityOptions {
+            limits: LimitOptions {
+                qps: self.max_requests_per_identity_qps,
+                burst: self.max_requests_per_identity_burst,
+                max_watches: self.max_watches_per_identity,
+                request_timeout: self.request_timeout,
+            },
+            audit_log_path: self.audit_log_path.clone(),
+            audit_log_max_size_mb: self.audit_log_maxsize,
+            audit_log_max_backups: self.audit_log_maxbackup,
+            event_ttl: self.event_ttl,
+        })
+    }
+}
+

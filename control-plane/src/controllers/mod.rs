@@ -4,6 +4,7 @@
 //! - [`replicaset`]: `replicas` pods of a template.
 //! - [`endpoints`]: a Service's ready pods.
 //! - [`node_lifecycle`]: nodes that stop heartbeating become NotReady; their pods are evicted.
+//! - [`event_ttl`]: Events go an hour after they were last recorded (`--event-ttl`).
 //! - [`gc`]: dependents of deleted owners (ownerReferences), orphan and foreground deletion.
 //! - [`namespace`]: a deleted namespace's contents.
 //! - [`node_ipam`]: each node's block of the cluster CIDR (`spec.podCIDR`).
@@ -15,6 +16,7 @@
 
 pub mod deployment;
 pub mod endpoints;
+pub mod event_ttl;
 pub mod gc;
 pub mod hpa;
 pub mod informer;

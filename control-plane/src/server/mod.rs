@@ -9,6 +9,7 @@ mod autoscaling;
 pub mod handler;
 pub mod join_token;
 mod keyvalue;
+pub mod limits;
 pub mod node_config;
 mod port_forward;
 mod services;
@@ -55,6 +56,10 @@ pub enum ServerError {
     Serve(#[from] tonic::transport::Error),
     #[error("bootstrap: {0}")]
     Bootstrap(String),
+    #[error("secrets at rest: {0}")]
+    Encryption(#[from] crate::store::encrypt::EncryptError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// Options of one control-plane instance.
@@ -74,6 +79,8 @@ pub struct ServerOptions {
     pub cluster_domain: String,
     /// `--horizontal-pod-autoscaler-sync-period`.
     pub hpa: crate::controllers::hpa::HpaOptions,
+    /// API limits, the audit log and Event TTL.
+    pub security: limits::SecurityOptions,
 }
 
 /// A prepared control plane: store open, PKI ready, listener bound.
@@ -90,6 +97,9 @@ pub struct ControlPlane {
     lifecycle: crate::controllers::node_lifecycle::LifecycleOptions,
     ipam: crate::controllers::node_ipam::NodeIpamOptions,
     hpa: crate::controllers::hpa::HpaOptions,
+    limits: Arc<limits::Limits>,
+    audit: Option<Arc<crate::audit::AuditLog>>,
+    event_ttl: std::time::Duration,
 }
 
 fn read_or_create_token(path: &Path) -> Result<String, ServerError> {
@@ -142,6 +152,25 @@ impl ControlPlane {
             .map_err(|e| ServerError::Bootstrap(e.to_string()))??;
             Arc::new(opened)
         };
+        // Secrets are sealed before any backend sees them (its history included); a missing or
+        // wrong key file stops the start here.
+        let store: Arc<dyn Store> = {
+            let (sealed, resealed) = crate::store::encrypt::open(
+                store,
+                &dir.join(crate::store::keyring::KEY_FILE),
+                vec![crate::registry::prefix::<Secret>("")],
+            )
+            .await?;
+            if resealed.rotated + resealed.sealed > 0 {
+                tracing::info!(
+                    rotated = resealed.rotated,
+                    sealed = resealed.sealed,
+                    "secrets re-sealed with the write key"
+                );
+            }
+            Arc::new(sealed)
+        };
+        let audit = crate::audit::AuditLog::open(&options.security.audit(dir))?;
         ensure_default_namespaces(&store).await?;
         // Bootstrap tokens (the join token among them), known from their Secrets.
         let secrets = crate::registry::Registry::<Secret>::new(store.clone());
@@ -212,6 +241,9 @@ impl ControlPlane {
             lifecycle: options.lifecycle,
             ipam: options.ipam,
             hpa: options.hpa,
+            limits: limits::Limits::new(options.security.limits),
+            audit: Some(audit),
+            event_ttl: options.security.event_ttl,
         })
     }
 
@@ -232,7 +264,13 @@ impl ControlPlane {
             .client_auth_optional(true);
         let store = self.store.clone();
         let bootstrap_feed = self.bootstrap_feed;
-        let auth = self.auth.clone();
+        // Every service's interceptor: authentication, then rate limits and the audit context.
+        let auth = limits::Gate::new(self.auth.clone(), self.limits.clone(), self.audit.clone());
+        let request_timeout = self.limits.options().request_timeout;
+        let event_ttl = tokio::spawn(crate::controllers::event_ttl::run(
+            store.clone(),
+            self.event_ttl,
+        ));
         let autoscaling = crate::controllers::hpa::Autoscaling::new(store.clone());
         let controllers = tokio::spawn(crate::controllers::run(
             store.clone(),
@@ -271,6 +309,9 @@ impl ControlPlane {
         let result = Server::builder()
             .tls_config(tls)?
             .tcp_nodelay(true)
+            // A client's grpc-timeout is honoured (the shorter wins); this is the default.
+            .timeout(request_timeout)
+            .layer(limits::RecordPath)
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
             .add_service(svc!(namespace_api_server::NamespaceApiServer, Namespace))
             .add_service(svc!(pod_api_server::PodApiServer, Pod))
@@ -348,6 +389,7 @@ impl ControlPlane {
             .await;
         controllers.abort();
         repair.abort();
+        event_ttl.abort();
         bootstrap_feed.abort();
         Ok(result?)
     }

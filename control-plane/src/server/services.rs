@@ -1,4 +1,6 @@
-//! The tonic services: one impl per kind, each a thin conversion onto [`Handler`].
+//! The tonic services: one impl per kind, each a thin conversion onto [`Handler`]. Each call is
+//! audited here (the object it names and how it ended) and each watch holds a place among its
+//! caller's watches ([`super::limits`]).
 
 use std::pin::Pin;
 
@@ -6,14 +8,17 @@ use skiff_api::v1::*;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+use skiff_api::ResourceExt;
+
 use super::handler::Handler;
+use super::limits::{Call, object_ref};
 use crate::auth::identity;
+use crate::registry::warnings;
 
 type EventStream<E> = Pin<Box<dyn Stream<Item = Result<E, Status>> + Send>>;
 
 macro_rules! serve_kinds {
     ($( $ty:ident => $module:ident :: $service:ident, $list:ident, $event:ident; )*) => {$(
-use crate::registry::warnings;
         #[tonic::async_trait]
         impl $module::$service for Handler<$ty> {
             async fn create(&self, req: Request<$ty>) -> Result<Response<$ty>, Status> {
@@ -29,13 +34,19 @@ use crate::registry::warnings;
 
             async fn get(&self, req: Request<GetRequest>) -> Result<Response<$ty>, Status> {
                 let who = identity(&req)?;
+                let call = Call::of(&req);
                 let r = req.into_inner();
-                Ok(Response::new(Handler::get(self, &who, &r.namespace, &r.name).await?))
+                let got = Handler::get(self, &who, &r.namespace, &r.name).await.map_err(Status::from);
+                call.done(&who, "get", object_ref::<$ty>(&r.namespace, &r.name, "", false), &got);
+                Ok(Response::new(got?))
             }
 
             async fn list(&self, req: Request<ListRequest>) -> Result<Response<$list>, Status> {
                 let who = identity(&req)?;
-                let (items, metadata) = Handler::list(self, &who, req.get_ref()).await?;
+                let call = Call::of(&req);
+                let listed = Handler::list(self, &who, req.get_ref()).await.map_err(Status::from);
+                call.done(&who, "list", object_ref::<$ty>(&req.get_ref().namespace, "", "", true), &listed);
+                let (items, metadata) = listed?;
                 Ok(Response::new($list { metadata: Some(metadata), items }))
             }
 
@@ -51,12 +62,20 @@ use crate::registry::warnings;
 
             async fn update_status(&self, req: Request<$ty>) -> Result<Response<$ty>, Status> {
                 let who = identity(&req)?;
-                Ok(Response::new(Handler::update_status(self, &who, req.into_inner()).await?))
+                let call = Call::of(&req);
+                let object = object_ref::<$ty>(req.get_ref().namespace(), req.get_ref().name(), "status", false);
+                let updated = Handler::update_status(self, &who, req.into_inner()).await.map_err(Status::from);
+                call.done(&who, "update", object, &updated);
+                Ok(Response::new(updated?))
             }
 
             async fn delete(&self, req: Request<DeleteRequest>) -> Result<Response<$ty>, Status> {
                 let who = identity(&req)?;
-                Ok(Response::new(Handler::delete(self, &who, req.get_ref()).await?))
+                let call = Call::of(&req);
+                let r = req.get_ref();
+                let deleted = Handler::delete(self, &who, r).await.map_err(Status::from);
+                call.done(&who, "delete", object_ref::<$ty>(&r.namespace, &r.name, "", false), &deleted);
+                Ok(Response::new(deleted?))
             }
 
             type WatchStream = EventStream<$event>;
@@ -64,10 +83,24 @@ use crate::registry::warnings;
             async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
                 use tokio_stream::StreamExt;
                 let who = identity(&req)?;
-                let rx = Handler::<$ty>::watch(self, &who, req.get_ref()).await?;
-                let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(|item| match item {
-                    Ok((kind, object)) => Ok($event { r#type: kind.to_string(), object: Some(object) }),
-                    Err(e) => Err(Status::from(e)),
+                let call = Call::of(&req);
+                let object = object_ref::<$ty>(&req.get_ref().namespace, "", "", true);
+                // The caller's place among its watches, held as long as the stream lives.
+                let permit = match call.watch(&who) {
+                    Ok(p) => p,
+                    Err(refused) => {
+                        call.done::<()>(&who, "watch", object, &Err(refused.clone()));
+                        return Err(refused);
+                    }
+                };
+                let rx = Handler::<$ty>::watch(self, &who, req.get_ref()).await.map_err(Status::from);
+                call.done(&who, "watch", object, &rx);
+                let stream = tokio_stream::wrappers::ReceiverStream::new(rx?).map(move |item| {
+                    let _held = &permit;
+                    match item {
+                        Ok((kind, object)) => Ok($event { r#type: kind.to_string(), object: Some(object) }),
+                        Err(e) => Err(Status::from(e)),
+                    }
                 });
                 Ok(Response::new(Box::pin(stream)))
             }

@@ -1,9 +1,10 @@
 //! The embedded backend: one redb file, group-committed writes, watch from history.
 //!
-//! Writes go through one writer thread that drains whatever is queued into a single redb
-//! transaction and commits it once (fsync'd, `Durability::Immediate`): an acknowledged write has
-//! reached the disk, and concurrent clients share the cost of the fsync. Each write still gets its
-//! own revision and sees the writes before it in the batch, so conflicts are exact.
+//! Writes go through one writer thread, behind a bounded queue (a writer past it waits), that
+//! drains whatever is queued into a single redb transaction and commits it once (fsync'd,
+//! `Durability::Immediate`): an acknowledged write has reached the disk, and concurrent clients
+//! share the cost of the fsync. Each write still gets its own revision and sees the writes before
+//! it in the batch, so conflicts are exact.
 //!
 //! Every change is also appended to an `events` table (keyed by revision) that watches replay
 //! from; the newest `history` events are kept, older ones compacted. Live watchers are fed from a
@@ -35,6 +36,10 @@ const META_COMPACTED: &str = "compacted";
 /// Largest number of writes committed in one transaction.
 const MAX_BATCH: usize = 1024;
 
+/// Writes waiting for the writer thread. Beyond it a writer waits for room (backpressure onto
+/// the API handlers and, through them, the clients) instead of the queue growing without end.
+const WRITE_QUEUE: usize = 4 * MAX_BATCH;
+
 /// Options of the embedded store.
 #[derive(Debug, Clone)]
 pub struct EmbeddedOptions {
@@ -62,7 +67,7 @@ struct Write {
 /// A store in one redb file.
 pub struct EmbeddedStore {
     db: Arc<Database>,
-    writes: mpsc::UnboundedSender<Write>,
+    writes: mpsc::Sender<Write>,
     events: broadcast::Sender<Arc<Event>>,
     revision: Arc<AtomicU64>,
     compacted: Arc<AtomicU64>,
@@ -72,7 +77,7 @@ pub struct EmbeddedStore {
 impl Drop for EmbeddedStore {
     /// Stops the writer after the queued writes and waits for it, so the file can be reopened.
     fn drop(&mut self) {
-        let (closed, _) = mpsc::unbounded_channel();
+        let (closed, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut self.writes, closed));
         if let Some(handle) = self.writer.take() {
             let _ = handle.join();
@@ -106,7 +111,7 @@ impl EmbeddedStore {
             r
         };
         let db = Arc::new(db);
-        let (writes, rx) = mpsc::unbounded_channel();
+        let (writes, rx) = mpsc::channel(WRITE_QUEUE);
         let (events, _) = broadcast::channel(16 * 1024);
         let revision = Arc::new(AtomicU64::new(revision));
         let compacted = Arc::new(AtomicU64::new(compacted));
@@ -135,6 +140,7 @@ impl EmbeddedStore {
         let (reply, rx) = oneshot::channel();
         self.writes
             .send(Write { op, reply })
+            .await
             .map_err(|_| StoreError::Backend("store writer stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Backend("store writer stopped".into()))?
@@ -359,7 +365,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(self, mut rx: mpsc::UnboundedReceiver<Write>) {
+    fn run(self, mut rx: mpsc::Receiver<Write>) {
         while let Some(first) = rx.blocking_recv() {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {

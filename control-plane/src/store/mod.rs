@@ -11,6 +11,8 @@
 mod codec;
 pub mod conformance;
 pub mod embedded;
+pub mod encrypt;
+pub mod keyring;
 pub mod etcd;
 
 use std::pin::Pin;

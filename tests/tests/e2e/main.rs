@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod agent_shims;
+mod api_limits;
 mod auth;
 mod autoscaling;
 mod bad_input;
@@ -23,6 +24,7 @@ mod port_forward;
 mod probes;
 mod registry;
 mod rolling_update;
+mod secrets_at_rest;
 mod service_dns;
 mod service_proxy;
 mod services;

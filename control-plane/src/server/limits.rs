@@ -1,0 +1,546 @@
+//! API limits and the per-request context: the [`Gate`] every call passes after authentication.
+//!
+//! - Per-identity rate limits: a token bucket per user name (`--max-requests-per-identity-qps`,
+//!   `--max-requests-per-identity-burst`); a call beyond it is `ResourceExhausted` (Kubernetes'
+//!   429) with a retry hint in the `retry-after` (seconds) and `grpc-retry-pushback-ms`
+//!   metadata. Callers in `system:masters` are exempt, as Kubernetes' API Priority and Fairness
+//!   exempts them, so the admin can always repair a cluster a flood is hitting.
+//! - A cap on concurrent watches per identity (`--max-watches-per-identity`): a watch beyond it is
+//!   `ResourceExhausted`; the count drops as watches end ([`WatchPermit`]).
+//! - Request deadlines are tonic's: a client's `grpc-timeout` is honoured, and the server applies
+//!   its `--request-timeout` (Kubernetes' default, 60 s) to calls that send none; a stream's
+//!   deadline covers its start, not its life.
+//! - Each authenticated call gets a [`CallContext`] (audit id, source, user agent, path) that the
+//!   handlers use for the audit log; calls refused here are audited here.
+//!
+//! Must not: authenticate (the wrapped interceptor does), authorize, or read request bodies.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Status};
+
+use crate::audit::{AuditLog, ObjectRef, Outcome, RequestInfo};
+use crate::auth::{Identity, MASTERS};
+
+/// The server's limits (flags of `skiff server`).
+#[derive(Debug, Clone, Copy)]
+pub struct LimitOptions {
+    /// Sustained requests per second per identity (0: unlimited).
+    pub qps: f64,
+    /// Requests an identity may send at once above the rate.
+    pub burst: u32,
+    /// Watches open at once per identity (0: unlimited).
+    pub max_watches: usize,
+    /// Deadline of a call that sends no `grpc-timeout`.
+    pub request_timeout: Duration,
+}
+
+impl Default for LimitOptions {
+    /// Generous enough for a node agent's start (a list and a watch per kind, pod status
+    /// updates) and the benches; a client past it is misbehaving.
+    fn default() -> Self {
+        Self {
+            qps: 100.0,
+            burst: 200,
+            max_watches: 100,
+            request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The security settings of a server beyond authentication: limits, the audit log, Event TTL.
+#[derive(Debug, Clone)]
+pub struct SecurityOptions {
+    pub limits: LimitOptions,
+    /// `--audit-log-path` (default `DIR/audit.log`; `-` is standard output).
+    pub audit_log_path: Option<std::path::PathBuf>,
+    /// `--audit-log-maxsize` in megabytes (0: never rotate).
+    pub audit_log_max_size_mb: u64,
+    /// `--audit-log-maxbackup` (0: keep all).
+    pub audit_log_max_backups: usize,
+    /// `--event-ttl`.
+    pub event_ttl: Duration,
+}
+
+impl Default for SecurityOptions {
+    fn default() -> Self {
+        Self {
+            limits: LimitOptions::default(),
+            audit_log_path: None,
+            audit_log_max_size_mb: 100,
+            audit_log_max_backups: 10,
+            event_ttl: crate::controllers::event_ttl::DEFAULT_EVENT_TTL,
+        }
+    }
+}
+
+impl SecurityOptions {
+    /// The audit log's options for a server whose data dir is `dir`.
+    pub fn audit(&self, dir: &std::path::Path) -> crate::audit::AuditOptions {
+        crate::audit::AuditOptions {
+            path: self
+                .audit_log_path
+                .clone()
+                .unwrap_or_else(|| dir.join("audit.log")),
+            max_size_mb: self.audit_log_max_size_mb,
+            max_backups: self.audit_log_max_backups,
+        }
+    }
+}
+
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// The shared state of the limits.
+pub struct Limits {
+    options: LimitOptions,
+    buckets: DashMap<String, Bucket>,
+    watches: DashMap<String, Arc<AtomicUsize>>,
+}
+
+fn exempt(who: &Identity) -> bool {
+    who.in_group(MASTERS)
+}
+
+impl Limits {
+    pub fn new(options: LimitOptions) -> Arc<Self> {
+        Arc::new(Self {
+            options,
+            buckets: DashMap::new(),
+            watches: DashMap::new(),
+        })
+    }
+
+    pub fn options(&self) -> LimitOptions {
+        self.options
+    }
+
+    /// Takes one token of `who`'s bucket, or says how long until one is there.
+    pub fn admit(&self, who: &Identity, now: Instant) -> Result<(), Duration> {
+        if exempt(who) || self.options.qps <= 0.0 {
+            return Ok(());
+        }
+        let burst = f64::from(self.options.burst.max(1));
+        let mut bucket = self
+            .buckets
+            .entry(who.name().into_owned())
+            .or_insert(Bucket {
+                tokens: burst,
+                last: now,
+            });
+        let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * self.options.qps).min(burst);
+        bucket.last = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64(
+                (1.0 - bucket.tokens) / self.options.qps,
+            ))
+        }
+    }
+
+    /// A place among `who`'s concurrent watches, held until the permit drops.
+    pub fn watch(self: &Arc<Self>, who: &Identity) -> Result<WatchPermit, Status> {
+        let count = self
+            .watches
+            .entry(who.name().into_owned())
+            .or_default()
+            .clone();
+        let max = self.options.max_watches;
+        let now = count.fetch_add(1, Ordering::AcqRel) + 1;
+        let permit = WatchPermit { count };
+        if max > 0 && now > max && !exempt(who) {
+            drop(permit);
+            return Err(exhausted(
+                format!(
+                    "too many watches from user {:?}: at most {max} at once; close some or retry later",
+                    who.name()
+                ),
+                Duration::from_secs(1),
+            ));
+        }
+        Ok(permit)
+    }
+
+    /// Watches `who` holds open now.
+    pub fn open_watches(&self, who: &Identity) -> usize {
+        self.watches
+            .get(who.name().as_ref())
+            .map(|c| c.load(Ordering::Acquire))
+            .unwrap_or(0)
+    }
+}
+
+/// One open watch; dropping it frees its place.
+pub struct WatchPermit {
+    count: Arc<AtomicUsize>,
+}
+
+impl Drop for WatchPermit {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// `ResourceExhausted` with the retry hint Kubernetes gives in `Retry-After`.
+fn exhausted(message: String, retry: Duration) -> Status {
+    let seconds = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
+    let mut status = Status::resource_exhausted(message);
+    let metadata = status.metadata_mut();
+    metadata.insert("retry-after", MetadataValue::from(seconds.max(1)));
+    metadata.insert(
+        "grpc-retry-pushback-ms",
+        MetadataValue::from(u64::try_from(retry.as_millis()).unwrap_or(u64::MAX).max(1)),
+    );
+    status
+}
+
+/// The gRPC path of a request, put in its extensions by [`RecordPath`].
+#[derive(Debug, Clone)]
+pub struct RequestPath(pub String);
+
+/// A tower layer that records each request's path for the [`Gate`] (interceptors see no URI).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordPath;
+
+impl<S> tower::Layer<S> for RecordPath {
+    type Service = RecordPathService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RecordPathService(inner)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordPathService<S>(S);
+
+impl<S, B> tower::Service<tonic::codegen::http::Request<B>> for RecordPathService<S>
+where
+    S: tower::Service<tonic::codegen::http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: tonic::codegen::http::Request<B>) -> Self::Future {
+        let path = RequestPath(req.uri().path().to_string());
+        req.extensions_mut().insert(path);
+        self.0.call(req)
+    }
+}
+
+/// What the handlers know of a call beyond its message: put in its extensions by the [`Gate`].
+#[derive(Clone)]
+pub struct CallContext {
+    pub info: RequestInfo,
+    pub audit: Option<Arc<AuditLog>>,
+    pub limits: Arc<Limits>,
+}
+
+/// A call's context, if it came through a [`Gate`].
+#[derive(Clone, Default)]
+pub struct Call(Option<Arc<CallContext>>);
+
+impl Call {
+    pub fn of<T>(req: &Request<T>) -> Self {
+        Self(req.extensions().get::<Arc<CallContext>>().cloned())
+    }
+
+    /// Writes the audit event of a finished call on `object`.
+    pub fn done<T>(
+        &self,
+        who: &Identity,
+        verb: &str,
+        object: ObjectRef,
+        result: &Result<T, Status>,
+    ) {
+        let Some(ctx) = &self.0 else { return };
+        let Some(audit) = &ctx.audit else { return };
+        let outcome = match result {
+            Ok(_) => Outcome::OK,
+            Err(status) => Outcome {
+                code: status.code(),
+                message: status.message(),
+            },
+        };
+        audit.record(
+            &ctx.info,
+            Some(who),
+            verb,
+            Some(&object),
+            "ResponseComplete",
+            outcome,
+        );
+    }
+
+    /// A place among the caller's watches (none needed outside a [`Gate`]).
+    pub fn watch(&self, who: &Identity) -> Result<Option<WatchPermit>, Status> {
+        match &self.0 {
+            Some(ctx) => ctx.limits.watch(who).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The object a call on kind `K` acts on, for the audit log. An empty namespace is `default` for
+/// a call on one object, and stays empty (all namespaces) for a list or watch (`many`).
+pub fn object_ref<K: skiff_api::Resource>(
+    namespace: &str,
+    name: &str,
+    subresource: &str,
+    many: bool,
+) -> ObjectRef {
+    let (group, version) = match K::API_VERSION.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", K::API_VERSION),
+    };
+    ObjectRef {
+        resource: K::PLURAL.to_string(),
+        namespace: match (K::NAMESPACED, namespace) {
+            (false, _) => String::new(),
+            // The registry's default for a namespaced object written without one.
+            (true, "") if !many => "default".to_string(),
+            (true, ns) => ns.to_string(),
+        },
+        name: name.to_string(),
+        api_group: group.to_string(),
+        api_version: version.to_string(),
+        subresource: subresource.to_string(),
+    }
+}
+
+/// Whether the kinds' handlers audit calls to `path` themselves (`/skiff.v1.PodApi/Get`).
+fn audited_by_handler(path: &str) -> bool {
+    let Some(service) = path
+        .strip_prefix("/skiff.v1.")
+        .and_then(|p| p.split('/').next())
+        .and_then(|s| s.strip_suffix("Api"))
+    else {
+        return false;
+    };
+    skiff_api::kinds::KINDS.iter().any(|k| k.kind == service)
+}
+
+/// The verb of a call outside the kinds' APIs, from its method (`/skiff.v1.PodExecApi/Exec` →
+/// `exec`).
+fn verb_of_path(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or("").to_ascii_lowercase()
+}
+
+/// The interceptor of every service: authenticates with the wrapped interceptor, then applies
+/// the rate limit and attaches the [`CallContext`]; refusals are audited here.
+#[derive(Clone)]
+pub struct Gate<A> {
+    auth: A,
+    limits: Arc<Limits>,
+    audit: Option<Arc<AuditLog>>,
+}
+
+impl<A> Gate<A> {
+    pub fn new(auth: A, limits: Arc<Limits>, audit: Option<Arc<AuditLog>>) -> Self {
+        Self {
+            auth,
+            limits,
+            audit,
+        }
+    }
+}
+
+impl<A: tonic::service::Interceptor> tonic::service::Interceptor for Gate<A> {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let info = RequestInfo {
+            audit_id: uuid::Uuid::new_v4().to_string(),
+            uri: request
+                .extensions()
+                .get::<RequestPath>()
+                .map(|p| p.0.clone())
+                .unwrap_or_default(),
+            source_ip: request.remote_addr().map(|a| a.ip()),
+            user_agent: request
+                .metadata()
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            received: time::OffsetDateTime::now_utc(),
+        };
+        let verb = verb_of_path(&info.uri);
+        let mut request = match self.auth.call(request) {
+            Ok(r) => r,
+            Err(status) => {
+                if let Some(audit) = &self.audit {
+                    audit.record(
+                        &info,
+                        None,
+                        &verb,
+                        None,
+                        "ResponseComplete",
+                        Outcome {
+                            code: status.code(),
+                            message: status.message(),
+                        },
+                    );
+                }
+                return Err(status);
+            }
+        };
+        let who = request
+            .extensions()
+            .get::<Identity>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("unauthenticated request"))?;
+        if let Err(wait) = self.limits.admit(&who, Instant::now()) {
+            let options = self.limits.options;
+            let status = exhausted(
+                format!(
+                    "too many requests from user {:?}: at most {} a second, bursts of {}; retry after {} ms",
+                    who.name(),
+                    options.qps,
+                    options.burst,
+                    wait.as_millis().max(1)
+                ),
+                wait,
+            );
+            if let Some(audit) = &self.audit {
+                audit.record(
+                    &info,
+                    Some(&who),
+                    &verb,
+                    None,
+                    "ResponseComplete",
+                    Outcome {
+                        code: status.code(),
+                        message: status.message(),
+                    },
+                );
+            }
+            return Err(status);
+        }
+        if let Some(audit) = &self.audit
+            && !audited_by_handler(&info.uri)
+        {
+            // Logs, exec, port-forward, tunnels, metrics: audited as they are let in.
+            audit.record(
+                &info,
+                Some(&who),
+                &verb,
+                None,
+                "RequestReceived",
+                Outcome::OK,
+            );
+        }
+        request.extensions_mut().insert(Arc::new(CallContext {
+            info,
+            audit: self.audit.clone(),
+            limits: self.limits.clone(),
+        }));
+        Ok(request)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> Identity {
+        Identity::User {
+            name: name.into(),
+            groups: vec![],
+        }
+    }
+
+    fn limits(qps: f64, burst: u32, max_watches: usize) -> Arc<Limits> {
+        Limits::new(LimitOptions {
+            qps,
+            burst,
+            max_watches,
+            request_timeout: Duration::from_secs(60),
+        })
+    }
+
+    #[test]
+    fn a_bucket_gives_its_burst_then_its_rate_per_identity() {
+        let l = limits(10.0, 5, 0);
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            assert!(l.admit(&user("a"), t0).is_ok());
+        }
+        let wait = l.admit(&user("a"), t0).unwrap_err();
+        assert!(
+            wait > Duration::from_millis(90) && wait <= Duration::from_millis(100),
+            "{wait:?}"
+        );
+        // Another identity has its own bucket.
+        assert!(l.admit(&user("b"), t0).is_ok());
+        // A tenth of a second later one more token is there, not two.
+        let t1 = t0 + Duration::from_millis(100);
+        assert!(l.admit(&user("a"), t1).is_ok());
+        assert!(l.admit(&user("a"), t1).is_err());
+    }
+
+    #[test]
+    fn system_masters_are_exempt() {
+        let l = limits(1.0, 1, 1);
+        let t0 = Instant::now();
+        for _ in 0..100 {
+            assert!(l.admit(&Identity::Admin, t0).is_ok());
+        }
+        let permits: Vec<_> = (0..10)
+            .map(|_| l.watch(&Identity::Admin).unwrap())
+            .collect();
+        assert_eq!(permits.len(), 10);
+    }
+
+    #[test]
+    fn watches_are_capped_per_identity_and_freed_on_drop() {
+        let l = limits(0.0, 0, 2);
+        let n = Identity::Node("n1".into());
+        let a = l.watch(&n).unwrap();
+        let _b = l.watch(&n).unwrap();
+        let refused = l.watch(&n).err().unwrap();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            refused.message().contains("system:node:n1"),
+            "{}",
+            refused.message()
+        );
+        assert_eq!(refused.metadata().get("retry-after").unwrap(), "1");
+        assert_eq!(l.open_watches(&n), 2);
+        assert!(l.watch(&Identity::Node("n2".into())).is_ok());
+        drop(a);
+        assert!(l.watch(&n).is_ok());
+    }
+
+    #[test]
+    fn the_retry_hint_rounds_up_to_whole_seconds() {
+        let s = exhausted("x".into(), Duration::from_millis(1500));
+        assert_eq!(s.metadata().get("retry-after").unwrap(), "2");
+        assert_eq!(s.metadata().get("grpc-retry-pushback-ms").unwrap(), "1500");
+        let s = exhausted("x".into(), Duration::from_millis(3));
+        assert_eq!(s.metadata().get("retry-after").unwrap(), "1");
+    }
+
+    #[test]
+    fn kind_paths_are_told_from_other_services() {
+        assert!(audited_by_handler("/skiff.v1.SecretApi/Get"));
+        assert!(audited_by_handler(
+            "/skiff.v1.HorizontalPodAutoscalerApi/List"
+        ));
+        assert!(!audited_by_handler("/skiff.v1.PodExecApi/Exec"));
+        assert!(!audited_by_handler("/other.v1.PodApi/Get"));
+        assert_eq!(verb_of_path("/skiff.v1.PodExecApi/Exec"), "exec");
+    }
+}
