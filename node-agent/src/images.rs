@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use skiff_runtime::image::unpack::Snapshots;
-use skiff_runtime::image::{ImageProcess, ImageStore, Progress, PullPolicy, StoreOptions};
+use skiff_runtime::image::{ImageProcess, ImageStore, Keyring, Progress, PullPolicy, StoreOptions};
 use tokio::sync::watch;
 
 use crate::pods::restart;
@@ -100,8 +100,9 @@ struct Pull {
     progress: watch::Receiver<String>,
 }
 
-/// Image, policy, and whether it is pulled as a container image.
-type PullKey = (String, PullPolicyKey, bool);
+/// Image, policy, whether it is pulled as a container image, and the credentials' fingerprint
+/// (containers share a pull only when they would pull with the same credentials).
+type PullKey = (String, PullPolicyKey, bool, String);
 type PullPolicyKey = &'static str;
 
 /// One container's image state.
@@ -124,6 +125,9 @@ pub struct Images {
     snapshots: Result<Arc<Snapshots>, String>,
     inflight: Arc<Mutex<HashMap<PullKey, Pull>>>,
     containers: Arc<Mutex<HashMap<String, ContainerPull>>>,
+    /// `--registry-config`: the node's own Docker config, read at each pull (so a changed file
+    /// is used without a restart).
+    registry_config: Option<PathBuf>,
 }
 
 fn policy_key(p: PullPolicy) -> PullPolicyKey {
@@ -163,18 +167,39 @@ impl Images {
             snapshots,
             inflight: Arc::default(),
             containers: Arc::default(),
+            registry_config: None,
+        }
+    }
+
+    /// Pulls also use the credentials of the Docker config file at `path` (after the pod's
+    /// image pull secrets).
+    pub fn with_registry_config(mut self, path: Option<PathBuf>) -> Self {
+        self.registry_config = path;
+        self
+    }
+
+    /// The pod's credentials, then the node's (`--registry-config`); a node file that cannot be
+    /// read fails the pull, naming the file.
+    fn credentials(&self, pod: &Keyring) -> Result<Keyring, String> {
+        match &self.registry_config {
+            None => Ok(pod.clone()),
+            Some(path) => Keyring::from_file(path)
+                .map(|node| pod.clone().merge(&node))
+                .map_err(|e| format!("the node's registry config: {e}")),
         }
     }
 
     /// The module for `image`, as container `key` (`<pod uid>/<container>`) with
     /// `imagePullPolicy` `policy` sees it now.
+    /// `keyring` holds the pod's image pull secrets.
     pub async fn resolve(
         &self,
         key: &str,
         image: &str,
         policy: &str,
+        keyring: &Keyring,
     ) -> Result<Resolved, ImageError> {
-        self.resolve_as(key, image, policy, false).await
+        self.resolve_as(key, image, policy, false, keyring).await
     }
 
     /// [`Images::resolve`] for a Linux container: every layer unpacked.
@@ -183,6 +208,7 @@ impl Images {
         key: &str,
         image: &str,
         policy: &str,
+        keyring: &Keyring,
     ) -> Result<Resolved, ImageError> {
         if image.starts_with("file:") {
             return Err(ImageError {
@@ -193,7 +219,7 @@ impl Images {
                 retry_at: None,
             });
         }
-        self.resolve_as(key, image, policy, true).await
+        self.resolve_as(key, image, policy, true, keyring).await
     }
 
     async fn resolve_as(
@@ -202,6 +228,7 @@ impl Images {
         image: &str,
         policy: &str,
         container: bool,
+        keyring: &Keyring,
     ) -> Result<Resolved, ImageError> {
         if image.starts_with("file:") {
             return resolve_file(image).map(|module| Resolved {
@@ -235,7 +262,7 @@ impl Images {
                 Some(pull) => (pull.clone(), false),
                 None if c.failures > 0 && c.retry_at > now => return Err(c.backoff(image)),
                 None => {
-                    let (pull, started) = self.start_pull(image, policy, container);
+                    let (pull, started) = self.start_pull(image, policy, container, keyring);
                     c.waiting = Some(pull.clone());
                     (pull, started)
                 }
@@ -302,8 +329,23 @@ impl Images {
     }
 
     /// The pull of `image` under `policy`: the one in flight, or a new one (then `true`).
-    fn start_pull(&self, image: &str, policy: PullPolicy, container: bool) -> (Pull, bool) {
-        let key = (image.to_string(), policy_key(policy), container);
+    fn start_pull(
+        &self,
+        image: &str,
+        policy: PullPolicy,
+        container: bool,
+        keyring: &Keyring,
+    ) -> (Pull, bool) {
+        let credentials = self.credentials(keyring);
+        let fingerprint = credentials
+            .as_ref()
+            .map_or_else(|e| e.clone(), Keyring::fingerprint);
+        let key = (
+            image.to_string(),
+            policy_key(policy),
+            container,
+            fingerprint,
+        );
         let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(pull) = inflight.get(&key) {
             return (pull.clone(), false);
@@ -317,16 +359,22 @@ impl Images {
         let table = self.inflight.clone();
         let image = image.to_string();
         tokio::spawn(async move {
-            let outcome = match (store, snapshots) {
-                (Ok(store), _) if !container => pull(&store, &image, policy, &progress_tx).await,
-                (Ok(store), Ok(snapshots)) => {
-                    pull_container(&store, &snapshots, &image, policy, &progress_tx).await
+            let outcome = match (store, snapshots, credentials) {
+                (_, _, Err(e)) => Outcome::Failed {
+                    reason: "ErrImagePull",
+                    message: format!("{image}: {e}"),
+                },
+                (Ok(store), _, Ok(keyring)) if !container => {
+                    pull(&store, &image, policy, &keyring, &progress_tx).await
                 }
-                (Ok(_), Err(e)) => Outcome::Failed {
+                (Ok(store), Ok(snapshots), Ok(keyring)) => {
+                    pull_container(&store, &snapshots, &image, policy, &keyring, &progress_tx).await
+                }
+                (Ok(_), Err(e), _) => Outcome::Failed {
                     reason: "ErrImagePull",
                     message: format!("{image}: the snapshot store cannot be opened: {e}"),
                 },
-                (Err(e), _) => Outcome::Failed {
+                (Err(e), _, _) => Outcome::Failed {
                     reason: "ErrImagePull",
                     message: format!("{image}: the image store cannot be opened: {e}"),
                 },
@@ -466,13 +514,14 @@ async fn pull_container(
     snapshots: &Arc<Snapshots>,
     image: &str,
     policy: PullPolicy,
+    keyring: &Keyring,
     shown: &watch::Sender<String>,
 ) -> Outcome {
     let started = Instant::now();
     let received = AtomicU64::new(0);
     let report = progress_reporter(image, shown, &received);
     match store
-        .pull_container(image, policy, snapshots, &report)
+        .pull_container_with(image, policy, keyring, snapshots, &report)
         .await
     {
         Ok(pulled) => {
@@ -504,12 +553,13 @@ async fn pull(
     store: &ImageStore,
     image: &str,
     policy: PullPolicy,
+    keyring: &Keyring,
     shown: &watch::Sender<String>,
 ) -> Outcome {
     let started = Instant::now();
     let received = AtomicU64::new(0);
     let report = progress_reporter(image, shown, &received);
-    match store.pull(image, policy, &report).await {
+    match store.pull_with(image, policy, keyring, &report).await {
         Ok(pulled) => {
             if pulled.downloaded {
                 tracing::info!(
@@ -641,6 +691,13 @@ mod tests {
             "{}",
             missing.message
         );
+        let device = resolve_file("file:/dev/zero").unwrap_err();
+        assert!(
+            device.message.contains("image file:/dev/zero")
+                && device.message.contains("not a regular file"),
+            "{}",
+            device.message
+        );
     }
 
     #[tokio::test]
@@ -654,14 +711,20 @@ mod tests {
             .unwrap()
             .port();
         let image = format!("127.0.0.1:{port}/probe:v1");
-        let first = images.resolve("uid/main", &image, "").await.unwrap_err();
+        let first = images
+            .resolve("uid/main", &image, "", &Keyring::default())
+            .await
+            .unwrap_err();
         assert_eq!(first.reason, "ErrImagePull", "{first:?}");
         assert!(first.message.contains("unreachable"), "{}", first.message);
         let shown = first.retry_at.unwrap();
         assert!(shown <= SystemTime::now() + ERR_SHOWN);
 
         // Asked again within the back-off: ImagePullBackOff, retry 10 s after the failure.
-        let again = images.resolve("uid/main", &image, "").await.unwrap_err();
+        let again = images
+            .resolve("uid/main", &image, "", &Keyring::default())
+            .await
+            .unwrap_err();
         assert_eq!(again.reason, "ImagePullBackOff");
         assert!(
             again.message.starts_with(&format!(
@@ -682,8 +745,14 @@ mod tests {
             let mut c = images.containers.lock().unwrap();
             c.get_mut("uid/main").unwrap().retry_at = SystemTime::now();
         }
-        images.resolve("uid/main", &image, "").await.unwrap_err();
-        let third = images.resolve("uid/main", &image, "").await.unwrap_err();
+        images
+            .resolve("uid/main", &image, "", &Keyring::default())
+            .await
+            .unwrap_err();
+        let third = images
+            .resolve("uid/main", &image, "", &Keyring::default())
+            .await
+            .unwrap_err();
         assert_eq!(third.reason, "ImagePullBackOff");
         let wait = third
             .retry_at
@@ -691,35 +760,31 @@ mod tests {
             .duration_since(SystemTime::now())
             .unwrap();
         assert!(
-        let device = resolve_file("file:/dev/zero").unwrap_err();
-        assert!(
-            device.message.contains("image file:/dev/zero")
-                && device.message.contains("not a regular file"),
-            "{}",
-            device.message
-        );
             wait > Duration::from_secs(18) && wait <= Duration::from_secs(20),
             "{wait:?}"
         );
 
         // Another container of the same image has its own back-off.
-        let other = images.resolve("uid2/main", &image, "").await.unwrap_err();
+        let other = images
+            .resolve("uid2/main", &image, "", &Keyring::default())
+            .await
+            .unwrap_err();
         assert_eq!(other.reason, "ErrImagePull");
 
         // Never, and not present: ErrImageNeverPull, kept as the reason during back-off.
         let never = images
-            .resolve("uid3/main", &image, "Never")
+            .resolve("uid3/main", &image, "Never", &Keyring::default())
             .await
             .unwrap_err();
         assert_eq!(never.reason, "ErrImageNeverPull");
         let never = images
-            .resolve("uid3/main", &image, "Never")
+            .resolve("uid3/main", &image, "Never", &Keyring::default())
             .await
             .unwrap_err();
         assert_eq!(never.reason, "ErrImageNeverPull");
 
         let bad = images
-            .resolve("uid4/main", &image, "Sometimes")
+            .resolve("uid4/main", &image, "Sometimes", &Keyring::default())
             .await
             .unwrap_err();
         assert_eq!(bad.retry_at, None);

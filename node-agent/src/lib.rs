@@ -99,6 +99,9 @@ pub struct AgentOptions {
     pub resolv_conf: PathBuf,
     /// `--ingress-addr`: where the ingress router listens ([`ingress::IngressAddr`]).
     pub ingress_addr: ingress::IngressAddr,
+    /// `--registry-config`: a Docker config file with the node's own registry credentials,
+    /// used for pulls after the pod's image pull secrets.
+    pub registry_config: Option<PathBuf>,
 }
 
 /// [`AgentOptions::resolv_conf`] unless set.

@@ -34,6 +34,8 @@ pub struct Registry {
     dir: tempfile::TempDir,
     addr: SocketAddr,
     child: Option<Child>,
+    /// `user:password` when the registry asks for HTTP basic auth (htpasswd).
+    login: Option<(String, String)>,
 }
 
 /// What a push made: the full reference and the manifest digest.
@@ -120,9 +122,43 @@ impl Registry {
             dir,
             addr: SocketAddr::new(ip, port),
             child: None,
+            login: None,
         };
         r.spawn();
         r
+    }
+
+    /// Starts a loopback registry that serves only `user` with `password` (HTTP basic auth from
+    /// an htpasswd file, bcrypt, made by apache2-utils' `htpasswd`); the harness's own pushes
+    /// log in.
+    pub fn start_with_login(user: &str, password: &str) -> Self {
+        let dir = tempfile::tempdir().expect("registry dir");
+        let out = Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output()
+            .expect("htpasswd (Debian package apache2-utils)");
+        assert!(out.status.success(), "htpasswd: {out:?}");
+        std::fs::write(dir.path().join("htpasswd"), &out.stdout).expect("htpasswd file");
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        let port = TcpListener::bind(SocketAddr::new(ip, 0))
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut r = Registry {
+            dir,
+            addr: SocketAddr::new(ip, port),
+            child: None,
+            login: Some((user.to_string(), password.to_string())),
+        };
+        r.spawn();
+        r
+    }
+
+    /// A Docker config (`{"auths": ...}`) logging in to this registry as `user`/`password`.
+    pub fn docker_config(&self, user: &str, password: &str) -> String {
+        use base64::Engine;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        json!({ "auths": { self.host(): { "auth": auth } } }).to_string()
     }
 
     /// `127.0.0.1:PORT`, as image references spell the registry.
@@ -182,9 +218,16 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {}\n",
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {}\n{}",
                 storage.display(),
-                self.addr
+                self.addr,
+                match self.login {
+                    Some(_) => format!(
+                        "auth:\n  htpasswd:\n    realm: skiff-test\n    path: {}\n",
+                        self.dir.path().join("htpasswd").display()
+                    ),
+                    None => String::new(),
+                }
             ),
         )
         .expect("registry config");
@@ -243,6 +286,12 @@ impl Registry {
         );
         for (n, v) in headers {
             head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        if let Some((user, password)) = &self.login {
+            use base64::Engine;
+            let basic =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            head.push_str(&format!("Authorization: Basic {basic}\r\n"));
         }
         head.push_str("\r\n");
         s.write_all(head.as_bytes())?;

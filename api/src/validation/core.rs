@@ -377,6 +377,7 @@ pub fn validate_endpoints(e: &Endpoints, errors: &mut FieldErrors) {
 }
 
 pub fn validate_secret(s: &Secret, errors: &mut FieldErrors) {
+    super::pull_secret::validate_pull_secret(s, errors);
     for key in s.data.keys() {
         if !is_config_key(key) {
             errors.add(

@@ -69,6 +69,10 @@ pub struct AgentArgs {
     /// Where the ingress router listens: IP (ports 80 and 443; 8080 and 8443 when not root), IP:PORT (HTTP only), IP:PORT,IP:PORT (HTTP, HTTPS), or off. Default: the node address
     #[arg(long, value_name = "ADDR")]
     ingress_addr: Option<String>,
+    /// A Docker config file (what `docker login` writes) with this node's own registry
+    /// credentials, used for pulls after a pod's imagePullSecrets; read at each pull
+    #[arg(long, value_name = "FILE")]
+    registry_config: Option<PathBuf>,
 }
 
 /// Wasm pods are cheap: a node takes far more than Kubernetes' 110.
@@ -149,6 +153,16 @@ pub fn ingress_addr(text: Option<&str>) -> Result<skiff_node_agent::ingress::Ing
     }
 }
 
+/// `--registry-config`, checked now so that a missing or malformed file is a usage error (exit 2,
+/// naming the file) rather than a failed pull later.
+fn registry_config(path: Option<PathBuf>) -> Result<Option<PathBuf>> {
+    if let Some(path) = &path {
+        skiff_runtime::image::Keyring::from_file(path)
+            .map_err(|e| CliError::usage(format!("error: --registry-config: {e}")))?;
+    }
+    Ok(path)
+}
+
 pub fn agent_error(e: AgentError) -> CliError {
     match e {
         AgentError::Usage(m) => CliError::usage(format!("error: {m}")),
@@ -181,6 +195,7 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
         pod_pids_limit: args.pod_pids_limit,
         resolv_conf: args.resolv_conf,
         ingress_addr: ingress_addr(args.ingress_addr.as_deref())?,
+        registry_config: registry_config(args.registry_config)?,
     };
     if args.reset {
         return reset(&options).await;

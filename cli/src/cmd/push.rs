@@ -5,7 +5,12 @@
 //!
 //! Registries are reached as the node agent's pulls reach them: plain http for loopback ones and
 //! those listed in `SKIFF_INSECURE_REGISTRIES` (comma-separated `host[:port]`), https for the
-//! rest; anonymous, with the Docker bearer-token flow where a registry asks for it.
+//! rest. Credentials come from a Docker config file, as `docker push` finds them:
+//! `--registry-config FILE`, else `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`
+//! (what `docker login` writes: `{"auths": {"HOST[:PORT]": {"auth": base64("user:password")}}}`);
+//! the registry's challenge decides basic auth or the bearer-token flow. Without a config file,
+//! or no entry for the registry, the push is anonymous. Credential helpers (`credsStore`) are
+//! not run.
 //!
 //! Prints the reference and the manifest digest, as `docker push` ends. Exit codes: 2 for a file
 //! that is not Wasm or a bad reference (naming it), 1 when the registry fails.
@@ -13,6 +18,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use skiff_runtime::image::Keyring;
 use skiff_runtime::image::push::{PushOptions, push_wasm};
 
 use crate::error::{CliError, Result};
@@ -26,10 +32,33 @@ pub struct PushArgs {
     file: PathBuf,
     /// Where to: REGISTRY/NAME:TAG (e.g. 127.0.0.1:5000/hello:v1)
     reference: String,
+    /// The Docker config file with the registry's credentials (default:
+    /// $DOCKER_CONFIG/config.json, else ~/.docker/config.json, if there is one)
+    #[arg(long, value_name = "FILE")]
+    registry_config: Option<PathBuf>,
+}
+
+/// The credentials of the config file `--registry-config` names, or of docker's default one if
+/// it exists; a file named on the command line must exist.
+fn keyring(explicit: Option<&PathBuf>) -> Result<Keyring> {
+    let path = match explicit {
+        Some(path) => path.clone(),
+        None => {
+            let dir = std::env::var_os("DOCKER_CONFIG")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")));
+            match dir.map(|d| d.join("config.json")) {
+                Some(p) if p.exists() => p,
+                _ => return Ok(Keyring::default()),
+            }
+        }
+    };
+    Keyring::from_file(&path).map_err(|e| CliError::usage(format!("error: --registry-config: {e}")))
 }
 
 pub async fn run(args: PushArgs) -> Result<()> {
     let options = PushOptions {
+        keyring: keyring(args.registry_config.as_ref())?,
         insecure_registries: std::env::var(INSECURE_REGISTRIES_ENV)
             .unwrap_or_default()
             .split(',')

@@ -308,6 +308,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         pod_pids_limit: skiff_node_agent::DEFAULT_POD_PIDS_LIMIT,
         resolv_conf: args.resolv_conf,
         ingress_addr,
+        registry_config: None,
     };
     // The node stops first, while the API server still takes its last writes; then the server.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -240,10 +240,11 @@ impl PodWorker {
         let meta = pod.meta();
         let pull_key = format!("{}/{}", meta.uid, container.name);
         let policy = &container.image_pull_policy;
+        let keyring = self.pull_keyring(pod, container).await;
         let image = match self
             .ctx
             .images
-            .resolve(&pull_key, &container.image, policy)
+            .resolve(&pull_key, &container.image, policy, &keyring)
             .await
         {
             Ok(image) => self.pulled(pod, container, image),
@@ -401,15 +402,44 @@ impl PodWorker {
         image
     }
 
+    /// The pod's image pull credentials (none for a `file:` image); Secrets that cannot be used
+    /// are said in warning events.
+    async fn pull_keyring(
+        &self,
+        pod: &Pod,
+        container: &Container,
+    ) -> skiff_runtime::image::Keyring {
+        if container.image.starts_with("file:") {
+            return skiff_runtime::image::Keyring::default();
+        }
+        let (keyring, problems) = super::pull_secrets::keyring(&self.ctx, pod).await;
+        for message in problems {
+            self.ctx.api.event(
+                pod,
+                Some(&container.name),
+                true,
+                "FailedToRetrieveImagePullSecret",
+                message,
+            );
+        }
+        keyring
+    }
+
     /// Starts `attempt` of an OCI container: image layers, the pod's network namespace,
     /// volumes as bind mounts, limits, the image's process as the pod spec amends it.
     async fn start_oci(&self, pod: &Pod, container: &Container, attempt: u32) -> (Current, String) {
         let meta = pod.meta();
         let pull_key = format!("{}/{}", meta.uid, container.name);
+        let keyring = self.pull_keyring(pod, container).await;
         let image = match self
             .ctx
             .images
-            .resolve_container(&pull_key, &container.image, &container.image_pull_policy)
+            .resolve_container(
+                &pull_key,
+                &container.image,
+                &container.image_pull_policy,
+                &keyring,
+            )
             .await
         {
             Ok(image) => self.pulled(pod, container, image),

@@ -26,6 +26,7 @@ mod host_interfaces;
 mod lifecycle;
 mod oci;
 mod probes;
+mod pull_secrets;
 mod record;
 pub(crate) mod restart;
 mod seams;
@@ -161,7 +162,8 @@ impl Manager {
             node: node.clone(),
             data_dir: options.data_dir.clone(),
             logs: LogIndex::default(),
-            images: Images::new(&options.data_dir),
+            images: Images::new(&options.data_dir)
+                .with_registry_config(options.registry_config.clone()),
             pids_limit: options.pod_pids_limit,
             catalog,
             dns,

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use oci_client::manifest::{OciImageManifest, OciManifest};
 use serde::{Deserialize, Serialize};
 
+use super::Keyring;
 use super::cache::Cache;
 use super::unpack::{Snapshots, UnpackError};
 use super::{
@@ -117,11 +118,25 @@ fn write_record(c: &Cache, r: &ContainerRecord) -> Result<(), PullError> {
 }
 
 impl ImageStore {
-    /// The container image `reference` names, its layers unpacked into `snapshots`.
+    /// The container image `reference` names, its layers unpacked into `snapshots` (pulled
+    /// anonymously).
     pub async fn pull_container(
         &self,
         reference: &str,
         policy: PullPolicy,
+        snapshots: &Arc<Snapshots>,
+        progress: &ProgressFn<'_>,
+    ) -> Result<PulledContainer, PullError> {
+        self.pull_container_with(reference, policy, &Keyring::default(), snapshots, progress)
+            .await
+    }
+
+    /// [`ImageStore::pull_container`] with the credentials `keyring` has for the image.
+    pub async fn pull_container_with(
+        &self,
+        reference: &str,
+        policy: PullPolicy,
+        keyring: &Keyring,
         snapshots: &Arc<Snapshots>,
         progress: &ProgressFn<'_>,
     ) -> Result<PulledContainer, PullError> {
@@ -159,12 +174,15 @@ impl ImageStore {
         if policy == PullPolicy::Never {
             return Err(PullError::NotPresent { reference: name });
         }
+        let credentials = keyring.lookup(parsed.resolve_registry(), parsed.repository());
+        let (client, auth, body, digest) =
+            registry::open(&self.registries, &parsed, &name, &credentials).await?;
         let target = Target {
-            client: self.registries.client(&parsed, &name)?,
+            client,
+            auth,
             reference: &parsed,
             name: &name,
         };
-        let (body, digest) = registry::fetch_manifest(&target.client, &parsed, &name).await?;
         let d = digest.clone();
         if let Some(record) = self.files(move |c| Ok(read_record(c, &d))).await?
             && let Some(pulled) = found(record, false)
@@ -210,7 +228,8 @@ impl ImageStore {
                 let entry =
                     kind::select_container(&index).map_err(|e| invalid("image index", e))?;
                 let by_digest = t.reference.clone_with_digest(entry.digest.clone());
-                let (body, d) = registry::fetch_manifest(&t.client, &by_digest, t.name).await?;
+                let (body, d) =
+                    registry::fetch_manifest(&t.client, &by_digest, t.name, &t.auth).await?;
                 match serde_json::from_slice::<OciManifest>(&body) {
                     Ok(OciManifest::Image(m)) => (m, d),
                     Ok(OciManifest::ImageIndex(_)) => {

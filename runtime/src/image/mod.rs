@@ -19,8 +19,9 @@
 //! Every blob is checked against its digest and size before it is used or kept; downloads go to
 //! temp files renamed into place when complete, so a pull that dies leaves nothing a later pull
 //! would take as present. Registries are reached over https,
-//! plain http for loopback ones and those in [`StoreOptions::insecure_registries`]; pulls are
-//! anonymous (with the Docker bearer-token flow where a registry asks for it).
+//! plain http for loopback ones and those in [`StoreOptions::insecure_registries`]; pulls use
+//! the credentials a [`Keyring`] ([`auth`]) has for the registry (basic auth, or the Docker
+//! bearer-token flow where a registry asks for it), anonymous without.
 //!
 //! [`push::push_wasm`] goes the other way: a module or component from a file to a registry, as a
 //! Wasm OCI artifact in the CNCF layout (what `skiff push` does).
@@ -33,6 +34,7 @@
 //! Must not: know about pods or containers, store credentials, or unpack anything of an image
 //! pulled as a Wasm image but its module.
 
+pub mod auth;
 mod cache;
 mod container;
 mod error;
@@ -57,6 +59,7 @@ use bytes::Bytes;
 use oci_client::manifest::{OciDescriptor, OciImageManifest, OciManifest};
 use oci_client::{Client, Reference};
 
+pub use auth::{AuthError, Credential, Keyring};
 pub use cache::ImageRecord;
 pub use container::{ContainerRecord, ImageProcess, PulledContainer};
 pub use error::PullError;
@@ -164,6 +167,8 @@ impl std::fmt::Debug for ImageStore {
 /// What one pull is about, for messages and the registry calls.
 struct Target<'a> {
     client: Client,
+    /// How `client` authenticates (the credential the registry accepted, or anonymous).
+    auth: oci_client::secrets::RegistryAuth,
     reference: &'a Reference,
     name: &'a str,
 }
@@ -197,12 +202,27 @@ impl ImageStore {
         self.registries.uses_http(registry)
     }
 
-    /// The image `reference` names, from the store or the registry as `policy` says.
-    /// `progress` hears about each blob downloaded.
+    /// The image `reference` names, from the store or the registry as `policy` says (pulled
+    /// anonymously). `progress` hears about each blob downloaded.
     pub async fn pull(
         &self,
         reference: &str,
         policy: PullPolicy,
+        progress: &ProgressFn<'_>,
+    ) -> Result<PulledImage, PullError> {
+        self.pull_with(reference, policy, &Keyring::default(), progress)
+            .await
+    }
+
+    /// [`ImageStore::pull`] with the credentials `keyring` has for the image's registry, tried
+    /// in turn. An image already in the store is used without asking the registry (policy
+    /// IfNotPresent), whoever pulled it: kubelet's behaviour, documented in
+    /// docs/security/private-registries.md.
+    pub async fn pull_with(
+        &self,
+        reference: &str,
+        policy: PullPolicy,
+        keyring: &Keyring,
         progress: &ProgressFn<'_>,
     ) -> Result<PulledImage, PullError> {
         let (parsed, name) = parse_reference(reference)?;
@@ -226,12 +246,15 @@ impl ImageStore {
             _ => {}
         }
 
+        let credentials = keyring.lookup(parsed.resolve_registry(), parsed.repository());
+        let (client, auth, body, digest) =
+            registry::open(&self.registries, &parsed, &name, &credentials).await?;
         let target = Target {
-            client: self.registries.client(&parsed, &name)?,
+            client,
+            auth,
             reference: &parsed,
             name: &name,
         };
-        let (body, digest) = registry::fetch_manifest(&target.client, &parsed, &name).await?;
         let (r, d) = (parsed.clone(), digest.clone());
         let present = self
             .files(move |c| {
@@ -315,7 +338,8 @@ impl ImageStore {
             OciManifest::ImageIndex(index) => {
                 let entry = kind::select(&index).map_err(not_wasm)?;
                 let by_digest = t.reference.clone_with_digest(entry.digest.clone());
-                let (body, d) = registry::fetch_manifest(&t.client, &by_digest, t.name).await?;
+                let (body, d) =
+                    registry::fetch_manifest(&t.client, &by_digest, t.name, &t.auth).await?;
                 let m = match serde_json::from_slice::<OciManifest>(&body) {
                     Ok(OciManifest::Image(m)) => m,
                     Ok(OciManifest::ImageIndex(_)) => {

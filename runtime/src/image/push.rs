@@ -106,11 +106,15 @@ pub struct PushOptions {
     pub insecure_registries: Vec<String>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Credentials: the first the keyring has for the target's registry and repository is
+    /// used (basic auth, or the token flow with it); anonymous without.
+    pub keyring: super::Keyring,
 }
 
 impl Default for PushOptions {
     fn default() -> Self {
         Self {
+            keyring: super::Keyring::default(),
             insecure_registries: Vec::new(),
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
@@ -261,7 +265,15 @@ pub async fn push_wasm(
         options.connect_timeout,
         options.read_timeout,
     );
-    let client = registries.client(&target, &name)?;
+    let credential = options
+        .keyring
+        .lookup(target.resolve_registry(), target.repository())
+        .into_iter()
+        .next();
+    let client = registries.client(&target, &name, credential.as_ref())?;
+    let auth = credential
+        .as_ref()
+        .map_or(RegistryAuth::Anonymous, |c| c.registry_auth());
     let fail = |e: OciDistributionError, what: &str| {
         PushError::Registry(registry::classify(
             e,
@@ -271,7 +283,7 @@ pub async fn push_wasm(
         ))
     };
     client
-        .auth(&target, &RegistryAuth::Anonymous, RegistryOperation::Push)
+        .auth(&target, &auth, RegistryOperation::Push)
         .await
         .map_err(|e| fail(e, "access"))?;
     let layer_digest = sha256(&wasm.bytes);

@@ -3,8 +3,10 @@
 //! manifests fetched and checked against their digest, blobs streamed to a temp file on a
 //! blocking thread that hashes and counts them, and registry failures sorted into [`PullError`]s.
 //!
-//! Pulls are anonymous; a registry that answers 401 with a bearer challenge gets oci-client's
-//! Docker token flow (an anonymous token from the realm it names).
+//! A pull tries the credentials it is given for the image's registry in turn (anonymous when
+//! there are none); a registry that answers 401 with a bearer challenge gets oci-client's Docker
+//! token flow (a token from the realm it names, asked for with the credential), one with a
+//! basic challenge gets HTTP basic auth.
 //!
 //! Must not: write outside the temp path it is given, or keep bytes it has not verified.
 
@@ -28,6 +30,7 @@ use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
 
 use super::PullError;
+use super::auth::Credential;
 
 /// Manifests (and image indexes) bigger than this are refused, as containerd does.
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
@@ -86,12 +89,27 @@ impl Registries {
         is_loopback(registry) || self.insecure.iter().any(|r| r == registry)
     }
 
-    /// The client for `reference`'s registry.
-    pub fn client(&self, reference: &Reference, name: &str) -> Result<Client, PullError> {
+    /// The client for `reference`'s registry as `credential` (anonymous: `None`). A client
+    /// keeps the credential it first authenticated with (and its tokens), so each credential has
+    /// a client of its own: a pull without credentials never rides on another's login.
+    pub fn client(
+        &self,
+        reference: &Reference,
+        name: &str,
+        credential: Option<&Credential>,
+    ) -> Result<Client, PullError> {
         let registry = reference.resolve_registry().to_string();
+        let key = match credential {
+            Some(c) => format!("{registry}\0{}", c.fingerprint()),
+            None => registry.clone(),
+        };
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = clients.get(&registry) {
+        if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
+        }
+        if clients.len() >= MAX_CLIENTS {
+            // Credentials come and go with pods' Secrets: start over rather than grow.
+            clients.clear();
         }
         let config = ClientConfig {
             protocol: if self.uses_http(&registry) {
@@ -110,9 +128,49 @@ impl Registries {
             detail: format!("creating the registry client: {e}"),
             retryable: false,
         })?;
-        clients.insert(registry, client.clone());
+        clients.insert(key, client.clone());
         Ok(client)
     }
+}
+
+/// Registry clients kept at most (one per registry and credential).
+const MAX_CLIENTS: usize = 256;
+
+/// A client for `reference` and the manifest it names, trying each of `credentials` in turn
+/// (kubelet's habit; anonymous when there are none): the first the registry accepts serves the
+/// whole pull. When every one is refused, the error says which were tried (never a secret).
+pub(super) async fn open(
+    registries: &Registries,
+    reference: &Reference,
+    name: &str,
+    credentials: &[Credential],
+) -> Result<(Client, RegistryAuth, Bytes, String), PullError> {
+    if credentials.is_empty() {
+        let client = registries.client(reference, name, None)?;
+        let auth = RegistryAuth::Anonymous;
+        let (body, digest) = fetch_manifest(&client, reference, name, &auth).await?;
+        return Ok((client, auth, body, digest));
+    }
+    let mut refused = Vec::new();
+    for credential in credentials {
+        let client = registries.client(reference, name, Some(credential))?;
+        let auth = credential.registry_auth();
+        match fetch_manifest(&client, reference, name, &auth).await {
+            Ok((body, digest)) => return Ok((client, auth, body, digest)),
+            Err(PullError::Unauthorized { detail, .. }) => {
+                refused.push(format!("{}: {detail}", credential.describe()))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(PullError::Unauthorized {
+        reference: name.to_string(),
+        detail: format!(
+            "every credential for registry {} was refused ({})",
+            reference.resolve_registry(),
+            refused.join("; ")
+        ),
+    })
 }
 
 /// Fetches the manifest (or index) `reference` names; returns its bytes and their digest,
@@ -121,9 +179,10 @@ pub(super) async fn fetch_manifest(
     client: &Client,
     reference: &Reference,
     name: &str,
+    auth: &RegistryAuth,
 ) -> Result<(Bytes, String), PullError> {
     let (body, registry_digest) = client
-        .pull_manifest_raw(reference, &RegistryAuth::Anonymous, ACCEPT)
+        .pull_manifest_raw(reference, auth, ACCEPT)
         .await
         .map_err(|e| classify(e, reference, name, Fetching::Manifest))?;
     if body.len() > MAX_MANIFEST_BYTES {
@@ -330,6 +389,17 @@ pub(super) fn classify(
             detail: root_cause(&e),
             retryable: false,
         },
+        // A registry answering 401 or 403 where oci-client checks the status itself (a blob's
+        // HEAD or GET): refused, not unreachable.
+        OciDistributionError::RequestError(e)
+            if e.status()
+                .is_some_and(|s| s.as_u16() == 401 || s.as_u16() == 403) =>
+        {
+            PullError::Unauthorized {
+                reference: name,
+                detail: root_cause(&e),
+            }
+        }
         OciDistributionError::RequestError(e) => PullError::Unreachable {
             reference: name,
             registry,
