@@ -90,9 +90,43 @@ impl ClientConfig {
 
     /// Opens a TLS channel (lazily: the first call connects) to the server(s) in this config.
     pub fn connect(&self) -> Result<Transport, ClientError> {
-        let tls = ClientTlsConfig::new()
+        let endpoints = self.endpoints(None)?;
+        let channel = Channel::balance_list(endpoints.into_iter());
+        Ok(InterceptedService::new(
+            channel,
+            BearerAuth::new(&self.token)?,
+        ))
+    }
+
+    /// Opens a channel presenting `identity` (mutual TLS), whose certificate [`Renewer::renew`]
+    /// replaces later: calls after a renewal go over new connections with the new certificate,
+    /// while streams already open on the old ones go on.
+    pub fn connect_renewable(
+        &self,
+        identity: &ClientIdentity,
+    ) -> Result<(Transport, Renewer), ClientError> {
+        let (channel, changes) = Channel::balance_channel(16);
+        let renewer = Renewer {
+            config: self.clone(),
+            changes,
+            current: std::sync::Mutex::new((0, Vec::new())),
+        };
+        renewer.install(identity)?;
+        let transport = InterceptedService::new(channel, BearerAuth::new(&self.token)?);
+        Ok((transport, renewer))
+    }
+
+    /// One endpoint per server, TLS with the cluster CA (and `identity`, if any).
+    fn endpoints(&self, identity: Option<&ClientIdentity>) -> Result<Vec<Endpoint>, ClientError> {
+        let mut tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.certificate_authority_data))
             .domain_name(SERVER_NAME);
+        if let Some(id) = identity {
+            tls = tls.identity(tonic::transport::Identity::from_pem(
+                &id.certificate_pem,
+                &id.key_pem,
+            ));
+        }
         let mut endpoints = Vec::new();
         for server in self
             .server
@@ -116,11 +150,60 @@ impl ClientConfig {
                 "no server address".into(),
             ));
         }
-        let channel = Channel::balance_list(endpoints.into_iter());
-        Ok(InterceptedService::new(
-            channel,
-            BearerAuth::new(&self.token)?,
-        ))
+        Ok(endpoints)
+    }
+}
+
+/// A client certificate and its key, PEM, for mutual TLS (a node's `system:node:NAME`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub certificate_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("key_pem", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+type EndpointChanges =
+    tokio::sync::mpsc::Sender<tonic::transport::channel::Change<(u64, usize), Endpoint>>;
+
+/// Replaces the client certificate of a [`ClientConfig::connect_renewable`] channel.
+pub struct Renewer {
+    config: ClientConfig,
+    changes: EndpointChanges,
+    /// The generation in use and its endpoints' keys.
+    current: std::sync::Mutex<(u64, Vec<(u64, usize)>)>,
+}
+
+impl Renewer {
+    /// Puts endpoints presenting `identity` in, then takes the previous ones out.
+    pub fn renew(&self, identity: &ClientIdentity) -> Result<(), ClientError> {
+        self.install(identity)
+    }
+
+    fn install(&self, identity: &ClientIdentity) -> Result<(), ClientError> {
+        use tonic::transport::channel::Change;
+        let endpoints = self.config.endpoints(Some(identity))?;
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = current.0 + 1;
+        let closed = |_| ClientError::Connect(self.config.server.clone(), "channel closed".into());
+        let mut keys = Vec::new();
+        for (i, endpoint) in endpoints.into_iter().enumerate() {
+            self.changes
+                .try_send(Change::Insert((generation, i), endpoint))
+                .map_err(closed)?;
+            keys.push((generation, i));
+        }
+        for key in std::mem::replace(&mut current.1, keys) {
+            self.changes.try_send(Change::Remove(key)).map_err(closed)?;
+        }
+        current.0 = generation;
+        Ok(())
     }
 }
 

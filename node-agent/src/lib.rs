@@ -1,6 +1,7 @@
 //! skiff-node-agent: the kubelet of skiff.
 //!
-//! Owns joining with the join token ([`join`]), registering the Node and heartbeating ([`node`]),
+//! Owns joining with a bootstrap token ([`join`]) for a node client certificate, renewed before it
+//! expires ([`credentials`]), registering the Node and heartbeating ([`node`]),
 //! the level-triggered pod sync over a watch of the pods bound to this node, one worker per pod
 //! ([`pods`]), volumes, secrets and config maps as files and env, container restarts with
 //! back-off, pod status, serving logs through the API server's node tunnel ([`tunnel`]), and the pod network
@@ -18,6 +19,7 @@
 
 pub mod catalog;
 pub mod containers;
+pub mod credentials;
 pub mod dns;
 pub mod events;
 pub mod images;
@@ -67,7 +69,8 @@ pub enum AgentError {
 pub struct AgentOptions {
     /// `--server`: one or more API server addresses, comma-separated.
     pub servers: String,
-    /// `--token`: the cluster's join token.
+    /// The bootstrap (join) token, read from `--token-file` or `$SKIFF_TOKEN`; needed only
+    /// while the node has no good certificate in `DATA_DIR/pki`.
     pub token: String,
     /// `--name`: the Node's name (default: the host name).
     pub name: Option<String>,
@@ -122,9 +125,19 @@ pub async fn run(
     options: AgentOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
-    let config = join::join(&options.servers, &options.token).await?;
-    let transport = config.connect()?;
     let info = node::NodeInfo::detect(&options)?;
+    let credentials::Established {
+        transport,
+        config: _,
+        renewal,
+    } = credentials::establish(
+        &options.servers,
+        &options.token,
+        &options.data_dir,
+        &info.name,
+    )
+    .await?;
+    let renewal = tokio::spawn(renewal.run(transport.clone()));
     let node_name = info.name.clone();
     node::register(&transport, &info).await?;
     tracing::info!(node = %node_name, "registered");
@@ -202,6 +215,7 @@ pub async fn run(
 
     shutdown.await;
     heartbeat.abort();
+    renewal.abort();
     routes.abort();
     proxy_task.abort();
     holder.abort();

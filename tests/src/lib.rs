@@ -364,7 +364,8 @@ impl Cluster {
 
     /// Starts (or restarts) agent `index` and waits for its Node to be Ready.
     pub fn start_agent(&mut self, index: usize) {
-        let token = self.join_token();
+        // The bootstrap token travels in a file, never on the command line.
+        let token_file = self.dir.path().join("join-token");
         let addr = self.addr.to_string();
         let heartbeat = self.options.heartbeat_interval.clone();
         let agent_env = self.options.agent_env.clone();
@@ -385,7 +386,8 @@ impl Cluster {
             None => Command::new(skiff_bin()),
         };
         let child = command
-            .args(["agent", "--server", &addr, "--token", &token])
+            .args(["agent", "--server", &addr, "--token-file"])
+            .arg(&token_file)
             .args(["--name", &agent.name, "--node-ip", &agent.node_ip])
             .arg("--data-dir")
             .arg(&agent.data_dir)

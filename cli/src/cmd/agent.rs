@@ -20,15 +20,11 @@ pub struct AgentArgs {
         default_value = ""
     )]
     server: String,
-    /// The cluster's join token (the server's DIR/join-token)
-    #[arg(
-        long,
-        env = "SKIFF_JOIN_TOKEN",
-        hide_env_values = true,
-        required_unless_present = "reset",
-        default_value = ""
-    )]
-    token: String,
+    /// A file holding the bootstrap (join) token: the server's DIR/join-token, or what `skiff
+    /// token create` printed (else $SKIFF_TOKEN; never on the command line). Needed only until
+    /// the node has its certificate in DATA_DIR/pki
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// Remove this node's state and exit: stop every container and shim it left running, take
     /// its pod network and proxy rules down, delete its records (claim data and images stay)
     #[arg(long)]
@@ -78,10 +74,6 @@ pub struct AgentArgs {
 /// Wasm pods are cheap: a node takes far more than Kubernetes' 110.
 pub const DEFAULT_MAX_PODS: u32 = 1100;
 
-/// `key=value:Effect` or `key:Effect`, comma-separated.
-fn parse_taints(text: &str) -> Result<Vec<skiff_api::v1::Taint>> {
-    let mut taints = Vec::new();
-    for item in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
 /// A memory quantity (`128Mi`, `1Gi`, `134217728`) in bytes, at least 1 MiB.
 fn parse_memory(text: &str) -> std::result::Result<u64, String> {
     let q = skiff_api::quantity::Quantity::parse(text).map_err(|e| e.to_string())?;
@@ -91,6 +83,10 @@ fn parse_memory(text: &str) -> std::result::Result<u64, String> {
     }
 }
 
+/// `key=value:Effect` or `key:Effect`, comma-separated.
+fn parse_taints(text: &str) -> Result<Vec<skiff_api::v1::Taint>> {
+    let mut taints = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let bad = |why: &str| CliError::usage(format!("error: --taints {item:?}: {why}"));
         let (kv, effect) = item
             .rsplit_once(':')
@@ -170,6 +166,17 @@ pub fn agent_error(e: AgentError) -> CliError {
     }
 }
 
+/// The bootstrap token from `--token-file`, else `$SKIFF_TOKEN`, else none (the node's
+/// certificate will do, if it has one).
+fn bootstrap_token(file: Option<&std::path::Path>) -> Result<String> {
+    match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|t| t.trim().to_string())
+            .map_err(|e| CliError::usage(format!("error: --token-file {}: {e}", path.display()))),
+        None => Ok(std::env::var("SKIFF_TOKEN").unwrap_or_default()),
+    }
+}
+
 pub async fn agent(args: AgentArgs) -> Result<()> {
     if args.metrics_addr.is_some() {
         return Err(super::server::unsupported(
@@ -180,7 +187,7 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
     super::server::init_logging();
     let options = AgentOptions {
         servers: args.server,
-        token: args.token,
+        token: bootstrap_token(args.token_file.as_deref())?,
         name: args.name,
         data_dir: args
             .data_dir
@@ -193,6 +200,7 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
         stop_pods_on_exit: false,
         heartbeat: args.heartbeat_interval,
         pod_pids_limit: args.pod_pids_limit,
+        wasm_default_memory_limit: args.wasm_default_memory_limit,
         resolv_conf: args.resolv_conf,
         ingress_addr: ingress_addr(args.ingress_addr.as_deref())?,
         registry_config: registry_config(args.registry_config)?,
@@ -208,7 +216,6 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
 /// `skiff agent --reset`: prints what went and what stayed.
 async fn reset(options: &AgentOptions) -> Result<()> {
     let report = skiff_node_agent::teardown::reset(options)
-        wasm_default_memory_limit: args.wasm_default_memory_limit,
         .await
         .map_err(agent_error)?;
     println!(

@@ -14,10 +14,15 @@ pub struct NodeAuthorizer;
 impl Authorizer for NodeAuthorizer {
     fn authorize(&self, who: &Identity, attrs: &Attributes<'_>) -> Decision {
         match who {
-            Identity::Node(node) => decide(Some(node), attrs),
-            // Agents still join with the shared join token until they hold certificates: it
-            // keeps a node's rules, bound to no name.
-            Identity::NodeBootstrap => decide(None, attrs),
+            Identity::Node(node) => decide(node, attrs),
+            // A bootstrap token only gets a node its certificate (Kubernetes' system:bootstrappers
+            // may create certificate signing requests, and nothing else).
+            Identity::NodeBootstrap => allow(
+                attrs.kind == "CertificateSigningRequest"
+                    && attrs.verb == Verb::Create
+                    && attrs.subresource.is_empty()
+                    && !attrs.name.is_empty(),
+            ),
             _ => Decision::NoOpinion,
         }
     }
@@ -31,9 +36,9 @@ fn allow(yes: bool) -> Decision {
     }
 }
 
-/// `node`: the caller's node name, `None` for a bootstrap token (no name to hold it to).
-fn decide(node: Option<&str>, attrs: &Attributes<'_>) -> Decision {
-    let own = |name: &str| node.is_none_or(|n| n == name);
+/// What `node` may do.
+fn decide(node: &str, attrs: &Attributes<'_>) -> Decision {
+    let own = |name: &str| node == name;
     let Attributes {
         verb,
         kind,
@@ -46,6 +51,8 @@ fn decide(node: Option<&str>, attrs: &Attributes<'_>) -> Decision {
             Verb::Get | Verb::List | Verb::Watch => true,
             Verb::Create | Verb::Update | Verb::Delete => !name.is_empty() && own(name),
         },
+        // Renewing its own client certificate.
+        ("CertificateSigningRequest", "") => verb == Verb::Create && !name.is_empty() && own(name),
         ("Node", "tunnel") => verb == Verb::Create && !name.is_empty() && own(name),
         // Its pods' figures, the Services it holds for scale from zero, and their wakes.
         ("Node", "metrics") => verb == Verb::Create && own(name),
@@ -147,7 +154,7 @@ mod tests {
     #[test]
     fn a_node_may_not_create_pods_exec_or_write_secrets() {
         let chain = chain();
-        for who in [n1(), Identity::NodeBootstrap] {
+        for who in [n1()] {
             let refused = [
                 Attributes::new(Verb::Create, "Pod", "default"),
                 Attributes::new(Verb::Update, "Secret", "default").name("s"),
@@ -163,6 +170,25 @@ mod tests {
                 .name("web")
                 .subresource("status");
             assert!(chain.check(&who, &status).is_ok());
+        }
+        // A bootstrap token asks for a certificate, and does nothing else.
+        let csr = |name| Attributes::new(Verb::Create, "CertificateSigningRequest", "").name(name);
+        assert!(chain.check(&Identity::NodeBootstrap, &csr("n7")).is_ok());
+        assert!(chain.check(&n1(), &csr("n1")).is_ok());
+        assert!(chain.check(&n1(), &csr("n2")).is_err());
+        for attrs in [
+            Attributes::new(Verb::Get, "Node", "").name("n7"),
+            Attributes::new(Verb::Create, "Node", "").name("n7"),
+            Attributes::new(Verb::List, "Pod", ""),
+            Attributes::new(Verb::Get, "Secret", "default").name("s"),
+            Attributes::new(Verb::Create, "Node", "")
+                .name("n7")
+                .subresource("tunnel"),
+        ] {
+            assert!(
+                chain.check(&Identity::NodeBootstrap, &attrs).is_err(),
+                "{attrs:?}"
+            );
         }
         // Users are not nodes.
         let user = Identity::User {

@@ -161,7 +161,7 @@ mod tests {
     #[tokio::test]
     async fn a_node_reaches_only_the_buckets_of_pods_it_runs_and_that_are_granted() {
         let (_h, s, caller) = service(true).await;
-        let node = Identity::NodeBootstrap;
+        let node = Identity::Node("n1".into());
         s.call(&node, request(&caller, KeyValueOp::Open, ""))
             .await
             .unwrap();
@@ -177,19 +177,17 @@ mod tests {
             let s = s.clone();
             async move {
                 let e = s
-                    .call(&Identity::NodeBootstrap, request(&c, KeyValueOp::Get, "k"))
+                    .call(
+                        &Identity::Node("n1".into()),
+                        request(&c, KeyValueOp::Get, "k"),
+                    )
                     .await
                     .unwrap_err();
                 assert!(matches!(e, ApiError::Forbidden(_)), "{e}");
                 assert!(e.to_string().contains(why), "{e}");
             }
         };
-        // Another node, a stale uid, a pod that does not exist.
-        let other_node = KeyValueCaller {
-            node: "n2".into(),
-            ..caller.clone()
-        };
-        refused(other_node, "does not run on node \"n2\"").await;
+        // A stale uid, a pod that does not exist.
         let stale = KeyValueCaller {
             pod_uid: "old".into(),
             ..caller.clone()
@@ -206,7 +204,15 @@ mod tests {
             ..caller.clone()
         };
         refused(elsewhere, "no such pod").await;
-        // A node with a certificate is held to its own name, whatever the request says.
+        // A node is held to its own name, whatever the request says; a bootstrap token is refused.
+        let e = s
+            .call(
+                &Identity::NodeBootstrap,
+                request(&caller, KeyValueOp::Get, "k"),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ApiError::Forbidden(_)), "{e}");
         let e = s
             .call(
                 &Identity::Node("n2".into()),
@@ -228,7 +234,7 @@ mod tests {
         let (_h, s, caller) = service(false).await;
         let e = s
             .call(
-                &Identity::NodeBootstrap,
+                &Identity::Node("n1".into()),
                 request(&caller, KeyValueOp::Open, ""),
             )
             .await

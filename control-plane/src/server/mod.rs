@@ -6,6 +6,7 @@
 //! until the shutdown future completes; `skiff server` and `skiff up` are thin shells over it.
 
 mod autoscaling;
+pub mod certificates;
 pub mod handler;
 pub mod join_token;
 mod keyvalue;
@@ -91,6 +92,7 @@ pub struct ControlPlane {
     pub join_token: String,
     /// Keeps the bootstrap token index in step with the store; aborted when serving ends.
     bootstrap_feed: tokio::task::JoinHandle<()>,
+    certificate_lifetime: certificates::NodeCertificateLifetime,
     listener: TcpListener,
     pki: Pki,
     auth: Authenticator,
@@ -235,6 +237,7 @@ impl ControlPlane {
             client_config,
             join_token,
             bootstrap_feed,
+            certificate_lifetime: Default::default(),
             listener,
             pki,
             auth,
@@ -245,6 +248,11 @@ impl ControlPlane {
             audit: Some(audit),
             event_ttl: options.security.event_ttl,
         })
+    }
+
+    /// How long the node client certificates this server signs are valid (a day unless set).
+    pub fn set_node_certificate_lifetime(&mut self, lifetime: std::time::Duration) {
+        self.certificate_lifetime = certificates::NodeCertificateLifetime(lifetime);
     }
 
     /// Serves the API until `shutdown` completes, running the control-plane controllers alongside.
@@ -370,6 +378,16 @@ impl ControlPlane {
                     buckets: crate::registry::keyvalue::Buckets::new(store.clone()),
                     authz: authz.clone(),
                 }),
+                auth.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                certificate_api_server::CertificateApiServer::new(
+                    certificates::CertificateService {
+                        pki: self.pki.clone(),
+                        authz: authz.clone(),
+                        lifetime: self.certificate_lifetime,
+                    },
+                ),
                 auth.clone(),
             ))
             .serve_with_incoming_shutdown(

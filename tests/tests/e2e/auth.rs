@@ -37,8 +37,10 @@ fn missing_or_wrong_token_is_unauthenticated() {
 fn join_token_cannot_act_as_admin() {
     let c = Cluster::start();
     let join = std::fs::read_to_string(c.data_dir().join("join-token")).unwrap();
+    // The agent's bearer credential is the bootstrap token part of the join token.
+    let bootstrap = skiff_api::join::JoinToken::parse(&join).unwrap().bearer();
     let config = ClientConfig {
-        token: join.trim().into(),
+        token: bootstrap,
         ..c.config()
     };
     let path = with_config(&c, "join.yaml", &config);

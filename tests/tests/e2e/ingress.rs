@@ -553,7 +553,7 @@ fn bad_ingresses_are_refused_naming_the_field() {
             "--ingress-addr",
             "nonsense",
         ])
-        .env("SKIFF_JOIN_TOKEN", c.join_token())
+        .env("SKIFF_TOKEN", c.join_token())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
