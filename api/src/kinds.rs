@@ -290,6 +290,12 @@ kinds! {
         fields: |o, p| None,
         validate: validation::validate_hpa,
     }
+    LimitRange {
+        api_version: "v1", plural: "limitranges", short: ["limits"], namespaced: true, status: no, read_only: false,
+        client: limit_range_api_client::LimitRangeApiClient<Transport>, event: LimitRangeWatchEvent,
+        fields: |o, p| None,
+        validate: validation::validate_limit_range,
+    }
     ServiceAccount {
         api_version: "v1", plural: "serviceaccounts", short: ["sa"], namespaced: true, status: no, read_only: false,
         client: service_account_api_client::ServiceAccountApiClient<Transport>, event: ServiceAccountWatchEvent,

@@ -140,7 +140,8 @@ fn collect(value: Value, origin: &str, out: &mut Vec<Manifest>) -> Result<(), Ma
 
 /// Quantities are strings in the API, but a manifest may write one as a YAML number
 /// (`cpu: 1`, `averageValue: 10`), as Kubernetes accepts: such a number becomes its text before
-/// decoding. Quantities are the entries of `limits`, `requests`, `capacity` and `allocatable`,
+/// decoding. Quantities are the entries of `limits`, `requests`, `capacity` and `allocatable`
+/// (and of a LimitRange item's `max`, `min`, `default`, `defaultRequest`, `maxLimitRequestRatio`),
 /// `sizeLimit`, and `value`/`averageValue` of an HPA metric's `target` (or status `current`).
 fn quantities_as_text(value: &mut Value) {
     fn text(v: &mut Value) {
@@ -152,7 +153,11 @@ fn quantities_as_text(value: &mut Value) {
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
                 match (key.as_str(), &mut *v) {
-                    ("limits" | "requests" | "capacity" | "allocatable", Value::Object(m)) => {
+                    (
+                        "limits" | "requests" | "capacity" | "allocatable" | "max" | "min"
+                        | "default" | "defaultRequest" | "maxLimitRequestRatio",
+                        Value::Object(m),
+                    ) => {
                         m.values_mut().for_each(text);
                     }
                     ("target" | "current", Value::Object(m)) => {

@@ -90,10 +90,10 @@ fn main() {
         Command::Oci(args) => return exit_with(cmd::oci::run(args)),
         command => Cli { command, ..cli },
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
     // A server's warnings (Pod Security's `would violate ...`) are printed as kubectl does.
     skiff_api::client::set_warning_handler(|w| eprintln!("Warning: {w}"));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
         .build()
     {
         Ok(rt) => rt,

@@ -7,6 +7,7 @@ mod autoscaling;
 mod coordination;
 mod core;
 pub mod names;
+pub mod limit_range;
 mod networking;
 mod pod;
 mod pod_dns;
@@ -30,6 +31,7 @@ pub use networking::{
     CLASS_ANNOTATION, DEFAULT_CLASS_ANNOTATION, INGRESS_CLASS, INGRESS_CONTROLLER, PATH_TYPES,
     class_of, class_serving, is_default_class, served_by, validate_ingress, validate_ingress_class,
 };
+pub use limit_range::validate_limit_range;
 pub use pod::{PRIORITY_CLASSES, priority_of_class, validate_pod, validate_pod_spec};
 pub use projected::{DOWNWARD_FIELDS, MIN_TOKEN_EXPIRATION_SECONDS, validate_projected};
 pub use rbac::{

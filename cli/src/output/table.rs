@@ -734,6 +734,22 @@ mod tests {
     }
 }
 
+impl TableRow for LimitRange {
+    fn headers(_: bool) -> Vec<&'static str> {
+        vec!["NAME", "CREATED AT"]
+    }
+    fn row(&self, _: bool) -> Vec<String> {
+        let at = self
+            .meta()
+            .creation_timestamp
+            .as_ref()
+            .and_then(|t| serde_json::to_value(t).ok())
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        vec![self.name().into(), at]
+    }
+}
+
 impl TableRow for ServiceAccount {
     fn headers(_: bool) -> Vec<&'static str> {
         vec!["NAME", "SECRETS", "AGE"]

@@ -13,9 +13,12 @@
 //! - [`ScaleToZero`](super::scale_to_zero::ScaleToZero) (validating): `minReplicas: 0` only for
 //!   a HorizontalPodAutoscaler whose Deployment's pod template is Wasm.
 //!
-//! Must not: write to the store; links read what they need and answer yes, no, or a change.
+//! - [`LimitRanger`](super::limit_ranger::LimitRanger) (mutating, then validating): a new pod's
+//!   containers get its namespace's LimitRange defaults, then are held to their bounds.
 //! - [`PodSecurity`](super::pod_security::PodSecurity) (validating): a new pod is refused, or
 //!   warned about, by the Pod Security Standard its namespace's labels choose.
+//!
+//! Must not: write to the store; links read what they need and answer yes, no, or a change.
 
 use std::sync::Arc;
 
@@ -109,7 +112,16 @@ impl Chain {
             .mutating(DefaultIngressClass {
                 store: store.clone(),
             })
+            .mutating(super::limit_ranger::LimitRanger {
+                store: store.clone(),
+            })
             .validating(NamespaceLifecycle {
+                store: store.clone(),
+            })
+            .validating(super::pod_security::PodSecurity {
+                store: store.clone(),
+            })
+            .validating(super::limit_ranger::LimitRanger {
                 store: store.clone(),
             })
             .validating(super::scale_to_zero::ScaleToZero { store })
@@ -117,9 +129,6 @@ impl Chain {
 
     pub fn mutating(mut self, link: impl Mutating + 'static) -> Self {
         self.mutating.push(Box::new(link));
-            .validating(super::pod_security::PodSecurity {
-                store: store.clone(),
-            })
         self
     }
 

@@ -22,13 +22,14 @@ pub mod allocator;
 mod binding;
 pub mod keyvalue;
 mod namespace;
+pub mod limit_ranger;
 pub mod pod_security;
 pub mod scale_to_zero;
 pub mod service_account;
 mod storage;
 mod strategy;
-
 pub mod warnings;
+
 use bytes::Bytes;
 use skiff_api::Resource;
 use skiff_api::selector::{FieldSelector, LabelSelector};

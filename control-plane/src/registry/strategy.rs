@@ -418,6 +418,16 @@ impl Strategy for HorizontalPodAutoscaler {
     }
 }
 
+impl Strategy for LimitRange {
+    fn prepare_for_create(&mut self) {
+        skiff_api::validation::limit_range::default_limit_range(self);
+    }
+
+    fn prepare_for_update(&mut self, _old: &Self) {
+        skiff_api::validation::limit_range::default_limit_range(self);
+    }
+}
+
 impl Strategy for ServiceAccount {}
 
 impl Strategy for Role {}

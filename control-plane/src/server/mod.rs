@@ -348,6 +348,7 @@ impl ControlPlane {
                 horizontal_pod_autoscaler_api_server::HorizontalPodAutoscalerApiServer,
                 HorizontalPodAutoscaler
             ))
+            .add_service(svc!(limit_range_api_server::LimitRangeApiServer, LimitRange))
             .add_service(InterceptedService::new(
                 node_metrics_api_server::NodeMetricsApiServer::new(autoscaling.clone()),
                 auth.clone(),

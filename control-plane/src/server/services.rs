@@ -124,6 +124,7 @@ serve_kinds! {
     Ingress => ingress_api_server::IngressApi, IngressList, IngressWatchEvent;
     IngressClass => ingress_class_api_server::IngressClassApi, IngressClassList, IngressClassWatchEvent;
     HorizontalPodAutoscaler => horizontal_pod_autoscaler_api_server::HorizontalPodAutoscalerApi, HorizontalPodAutoscalerList, HorizontalPodAutoscalerWatchEvent;
+    LimitRange => limit_range_api_server::LimitRangeApi, LimitRangeList, LimitRangeWatchEvent;
     ServiceAccount => service_account_api_server::ServiceAccountApi, ServiceAccountList, ServiceAccountWatchEvent;
     Role => role_api_server::RoleApi, RoleList, RoleWatchEvent;
     ClusterRole => cluster_role_api_server::ClusterRoleApi, ClusterRoleList, ClusterRoleWatchEvent;

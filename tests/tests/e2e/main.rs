@@ -14,6 +14,7 @@ mod host_interfaces;
 mod hostile_images;
 mod ingress;
 mod kinds;
+mod limit_range;
 mod linux_executor;
 mod mixed_pods;
 mod namespaces;
