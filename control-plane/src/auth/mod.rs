@@ -16,6 +16,7 @@ pub mod bootstrap;
 mod chain;
 pub mod feed;
 pub mod node;
+pub mod node_graph;
 pub mod rbac;
 pub mod service_account;
 pub mod token_file;

@@ -1,20 +1,37 @@
 //! The node authorizer (Kubernetes' Node authorizer and NodeRestriction, in one place): what a
 //! node agent may do, as `system:node:NAME` or, while joining, with a bootstrap token.
 //!
-//! A node may write its own Node and its own Lease, read cluster-wide what every node needs
-//! (Nodes, Services, Endpoints, Namespaces, Ingresses, IngressClasses), and attach its own tunnel.
-//! No opinion about anyone but nodes and bootstrap tokens. Must not: read the store per call.
+//! A node reads the pods bound to it and the Secrets, ConfigMaps, PersistentVolumeClaims and
+//! ServiceAccounts they use ([`NodeGraph`]), writes only its pods' status (and deletes only its
+//! pods), its own Node and its own Lease, attaches only its own tunnel, and reads cluster-wide
+//! what every node needs (Nodes, Services, Endpoints, Namespaces, Ingresses, IngressClasses, the
+//! TLS Secrets Ingresses name, and the kubelet-config ConfigMap). A list or watch of pods by a
+//! node is held to its own pods by the handler (`spec.nodeName` added to the field selector); a
+//! list or watch of the other objects must name one (`metadata.name=`), and is authorized as a
+//! read of it. No opinion about anyone but nodes and bootstrap tokens. Must not: read the store
+//! per call.
 
+use std::sync::Arc;
+
+use super::node_graph::NodeGraph;
 use super::{Attributes, Authorizer, Decision, Identity, Verb};
 
-/// Node agents' rules.
+/// Node agents' rules, over the graph of what each node's pods use.
 #[derive(Default)]
-pub struct NodeAuthorizer;
+pub struct NodeAuthorizer {
+    graph: Arc<NodeGraph>,
+}
+
+impl NodeAuthorizer {
+    pub fn new(graph: Arc<NodeGraph>) -> Self {
+        Self { graph }
+    }
+}
 
 impl Authorizer for NodeAuthorizer {
     fn authorize(&self, who: &Identity, attrs: &Attributes<'_>) -> Decision {
         match who {
-            Identity::Node(node) => decide(node, attrs),
+            Identity::Node(node) => decide(&self.graph, node, attrs),
             // A bootstrap token only gets a node its certificate (Kubernetes' system:bootstrappers
             // may create certificate signing requests, and nothing else).
             Identity::NodeBootstrap => allow(
@@ -37,7 +54,7 @@ fn allow(yes: bool) -> Decision {
 }
 
 /// What `node` may do.
-fn decide(node: &str, attrs: &Attributes<'_>) -> Decision {
+fn decide(graph: &NodeGraph, node: &str, attrs: &Attributes<'_>) -> Decision {
     let own = |name: &str| node == name;
     let Attributes {
         verb,
@@ -65,14 +82,29 @@ fn decide(node: &str, attrs: &Attributes<'_>) -> Decision {
                 && matches!(verb, Verb::Create | Verb::Get | Verb::Update)
                 && own(name)
         }
-        ("Pod", "") => matches!(verb, Verb::Get | Verb::List | Verb::Watch | Verb::Delete),
-        ("Pod", "status") => verb == Verb::Update,
+        // A list or watch is held to its own pods by the handler.
+        ("Pod", "") if matches!(verb, Verb::List | Verb::Watch) => {
+            name.is_empty() || graph.pod_on(node, namespace, name)
+        }
+        ("Pod", "") => matches!(verb, Verb::Get | Verb::Delete) && graph.pod_on(node, namespace, name),
+        ("Pod", "status") => verb == Verb::Update && graph.pod_on(node, namespace, name),
+        ("Secret", "") => {
+            verb.is_read()
+                && (graph.uses(node, kind, namespace, name) || graph.ingress_tls(namespace, name))
+        }
+        ("ConfigMap", "")
+            if namespace == skiff_api::cluster_dns::CONFIG_NAMESPACE
+                && name == skiff_api::cluster_dns::CONFIG_NAME =>
+        {
+            verb.is_read()
+        }
+        ("ConfigMap" | "PersistentVolumeClaim", "") => {
+            verb.is_read() && graph.uses(node, kind, namespace, name)
+        }
+        ("ServiceAccount", "") => verb == Verb::Get && graph.uses(node, kind, namespace, name),
         ("Event", "") => matches!(verb, Verb::Create | Verb::Update | Verb::Get | Verb::List),
         (
-            "Secret"
-            | "ConfigMap"
-            | "PersistentVolumeClaim"
-            | "Service"
+            "Service"
             | "Endpoints"
             | "Namespace"
             // The ingress router serves the Ingresses of its class (and reads the TLS Secrets
@@ -92,9 +124,13 @@ mod tests {
     use std::sync::Arc;
 
     fn chain() -> Chain {
+        chain_with(Arc::default())
+    }
+
+    fn chain_with(graph: Arc<NodeGraph>) -> Chain {
         Chain::new(vec![
             Arc::new(super::super::AdminAuthorizer),
-            Arc::new(NodeAuthorizer),
+            Arc::new(NodeAuthorizer::new(graph)),
         ])
     }
 
@@ -152,6 +188,68 @@ mod tests {
     }
 
     #[test]
+    fn a_node_reaches_only_its_pods_and_what_they_use() {
+        use super::super::feed::Index;
+        use skiff_api::v1::*;
+        let graph = Arc::new(NodeGraph::default());
+        let pod = |name: &str, node: &str, secret: &str| Pod {
+            metadata: Some(ObjectMeta {
+                name: name.into(),
+                namespace: "shop".into(),
+                ..Default::default()
+            }),
+            spec: Some(PodSpec {
+                node_name: node.into(),
+                containers: vec![Container {
+                    env: vec![EnvVar {
+                        name: "PASSWORD".into(),
+                        value_from: Some(EnvVarSource {
+                            secret_key_ref: Some(KeySelector {
+                                name: secret.into(),
+                                key: "p".into(),
+                                optional: None,
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        graph.put(pod("mine", "n1", "my-secret"));
+        graph.put(pod("theirs", "n2", "their-secret"));
+        let chain = chain_with(graph);
+        let ok = |attrs: Attributes<'_>| chain.check(&n1(), &attrs).is_ok();
+        let pods = |verb| Attributes::new(verb, "Pod", "shop");
+        assert!(ok(pods(Verb::Get).name("mine")));
+        assert!(ok(pods(Verb::Delete).name("mine")));
+        assert!(ok(pods(Verb::Update).name("mine").subresource("status")));
+        assert!(ok(pods(Verb::List)));
+        assert!(!ok(pods(Verb::Get).name("theirs")));
+        assert!(!ok(pods(Verb::Delete).name("theirs")));
+        assert!(!ok(pods(Verb::Update).name("theirs").subresource("status")));
+        assert!(!ok(pods(Verb::Update).name("mine")));
+        assert!(!ok(pods(Verb::Watch).name("theirs")));
+        let secrets = |verb| Attributes::new(verb, "Secret", "shop");
+        for verb in [Verb::Get, Verb::List, Verb::Watch] {
+            assert!(ok(secrets(verb).name("my-secret")), "{verb}");
+            assert!(!ok(secrets(verb).name("their-secret")), "{verb}");
+            // A list or watch of every Secret is no read of one.
+            assert!(!ok(secrets(verb)), "{verb}");
+        }
+        assert!(!ok(secrets(Verb::Update).name("my-secret")));
+        assert!(!ok(
+            Attributes::new(Verb::Get, "ConfigMap", "shop").name("my-secret")
+        ));
+        assert!(ok(
+            Attributes::new(Verb::Get, "ConfigMap", "skiff-system").name("kubelet-config")
+        ));
+    }
+
+    #[test]
     fn a_node_may_not_create_pods_exec_or_write_secrets() {
         let chain = chain();
         for who in [n1()] {
@@ -166,10 +264,6 @@ mod tests {
             for attrs in refused {
                 assert!(chain.check(&who, &attrs).is_err(), "{who:?} {attrs:?}");
             }
-            let status = Attributes::new(Verb::Update, "Pod", "default")
-                .name("web")
-                .subresource("status");
-            assert!(chain.check(&who, &status).is_ok());
         }
         // A bootstrap token asks for a certificate, and does nothing else.
         let csr = |name| Attributes::new(Verb::Create, "CertificateSigningRequest", "").name(name);

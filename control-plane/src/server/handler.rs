@@ -6,6 +6,8 @@
 //!
 //! Must not: build store keys, apply kind rules or touch the store: the registry does.
 
+use std::borrow::Cow;
+
 use skiff_api::v1::{DeleteRequest, ListMeta, ListRequest, WatchRequest};
 use tokio::sync::mpsc;
 
@@ -18,6 +20,33 @@ use crate::store::Store;
 fn namespace_of<K: Strategy>(obj: &K) -> String {
     use skiff_api::ResourceExt;
     Registry::<K>::namespace_of(obj.namespace())
+}
+
+/// The one object a field selector holds a list or watch to (`metadata.name=NAME`): the list is
+/// authorized as a read of it, as Kubernetes does. Empty when there is none.
+fn selected_name(fields: &str) -> &str {
+    fields
+        .split(',')
+        .map(str::trim)
+        .find_map(|term| {
+            term.strip_prefix("metadata.name==")
+                .or_else(|| term.strip_prefix("metadata.name="))
+        })
+        .map(str::trim)
+        .unwrap_or("")
+}
+
+/// A node lists and watches only the pods bound to it: `spec.nodeName=NODE` joins its field
+/// selector (Kubernetes' node authorizer asks kubelets for that selector; here it is added).
+fn scoped_fields<'a, K: Strategy>(who: &Identity, fields: &'a str) -> Cow<'a, str> {
+    match who.node_name() {
+        Some(node) if K::KIND == "Pod" => Cow::Owned(if fields.trim().is_empty() {
+            format!("spec.nodeName={node}")
+        } else {
+            format!("{fields},spec.nodeName={node}")
+        }),
+        _ => Cow::Borrowed(fields),
+    }
 }
 
 /// The name of `obj` (empty when it is to be generated).
@@ -94,8 +123,18 @@ impl<K: Strategy> Handler<K> {
         who: &Identity,
         req: &ListRequest,
     ) -> Result<(Vec<K>, ListMeta), ApiError> {
-        self.check(who, Verb::List, &req.namespace, "", "")?;
-        self.registry.list(req).await
+        let fields = scoped_fields::<K>(who, &req.field_selector);
+        self.check(who, Verb::List, &req.namespace, selected_name(&fields), "")?;
+        match fields {
+            Cow::Borrowed(_) => self.registry.list(req).await,
+            Cow::Owned(field_selector) => {
+                let scoped = ListRequest {
+                    field_selector,
+                    ..req.clone()
+                };
+                self.registry.list(&scoped).await
+            }
+        }
     }
 
     pub async fn update(&self, who: &Identity, obj: K) -> Result<K, ApiError> {
@@ -126,7 +165,42 @@ impl<K: Strategy> Handler<K> {
         who: &Identity,
         req: &WatchRequest,
     ) -> Result<mpsc::Receiver<Result<(&'static str, K), ApiError>>, ApiError> {
-        self.check(who, Verb::Watch, &req.namespace, "", "")?;
-        self.registry.watch(req).await
+        let fields = scoped_fields::<K>(who, &req.field_selector);
+        self.check(who, Verb::Watch, &req.namespace, selected_name(&fields), "")?;
+        match fields {
+            Cow::Borrowed(_) => self.registry.watch(req).await,
+            Cow::Owned(field_selector) => {
+                let scoped = WatchRequest {
+                    field_selector,
+                    ..req.clone()
+                };
+                self.registry.watch(&scoped).await
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_api::v1::{Pod, Secret};
+
+    #[test]
+    fn a_named_list_is_a_read_and_a_node_lists_its_own_pods() {
+        assert_eq!(selected_name("metadata.name=db"), "db");
+        assert_eq!(selected_name("type=x, metadata.name==db"), "db");
+        assert_eq!(selected_name("metadata.name!=db"), "");
+        assert_eq!(selected_name(""), "");
+        let n1 = Identity::Node("n1".into());
+        assert_eq!(scoped_fields::<Pod>(&n1, ""), "spec.nodeName=n1");
+        assert_eq!(
+            scoped_fields::<Pod>(&n1, "spec.nodeName=n2"),
+            "spec.nodeName=n2,spec.nodeName=n1"
+        );
+        assert_eq!(
+            scoped_fields::<Secret>(&n1, "metadata.name=db"),
+            "metadata.name=db"
+        );
+        assert_eq!(scoped_fields::<Pod>(&Identity::Admin, ""), "");
     }
 }

@@ -146,7 +146,7 @@ mod tests {
             buckets: Buckets::new(h.store.clone()),
             authz: crate::auth::Chain::new(vec![
                 std::sync::Arc::new(crate::auth::AdminAuthorizer),
-                std::sync::Arc::new(crate::auth::node::NodeAuthorizer),
+                std::sync::Arc::new(crate::auth::node::NodeAuthorizer::default()),
             ]),
         };
         let caller = KeyValueCaller {

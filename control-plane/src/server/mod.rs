@@ -93,6 +93,9 @@ pub struct ControlPlane {
     /// Keeps the bootstrap token index in step with the store; aborted when serving ends.
     bootstrap_feed: tokio::task::JoinHandle<()>,
     certificate_lifetime: certificates::NodeCertificateLifetime,
+    node_graph: Arc<crate::auth::node_graph::NodeGraph>,
+    /// Keep [`Self::node_graph`] in step with the store; aborted when serving ends.
+    node_graph_feeds: Vec<tokio::task::JoinHandle<()>>,
     listener: TcpListener,
     pki: Pki,
     auth: Authenticator,
@@ -183,6 +186,15 @@ impl ControlPlane {
             .start(secrets)
             .await
             .map_err(|e| ServerError::Bootstrap(format!("bootstrap tokens: {e}")))?;
+        // What each node's pods use, for the node authorizer.
+        let node_graph = Arc::new(crate::auth::node_graph::NodeGraph::default());
+        let node_graph_feeds = node_graph
+            .start(
+                crate::registry::Registry::<Pod>::new(store.clone()),
+                crate::registry::Registry::<Ingress>::new(store.clone()),
+            )
+            .await
+            .map_err(|e| ServerError::Bootstrap(format!("node authorizer: {e}")))?;
         ensure_default_ingress_class(&store).await?;
         publish_cluster_domain(&store, &options.cluster_domain).await?;
         prepare_service_allocation(&store, options.services).await?;
@@ -238,6 +250,8 @@ impl ControlPlane {
             join_token,
             bootstrap_feed,
             certificate_lifetime: Default::default(),
+            node_graph,
+            node_graph_feeds,
             listener,
             pki,
             auth,
@@ -272,6 +286,7 @@ impl ControlPlane {
             .client_auth_optional(true);
         let store = self.store.clone();
         let bootstrap_feed = self.bootstrap_feed;
+        let node_graph_feeds = self.node_graph_feeds;
         // Every service's interceptor: authentication, then rate limits and the audit context.
         let auth = limits::Gate::new(self.auth.clone(), self.limits.clone(), self.audit.clone());
         let request_timeout = self.limits.options().request_timeout;
@@ -290,7 +305,9 @@ impl ControlPlane {
         // Who may do what: the admin, then the node authorizer (RBAC joins the chain here).
         let authz = crate::auth::Chain::new(vec![
             Arc::new(crate::auth::AdminAuthorizer),
-            Arc::new(crate::auth::node::NodeAuthorizer),
+            Arc::new(crate::auth::node::NodeAuthorizer::new(
+                self.node_graph.clone(),
+            )),
         ]);
         let autoscaling = autoscaling::AutoscalingService {
             shared: autoscaling,
@@ -410,6 +427,9 @@ impl ControlPlane {
         repair.abort();
         event_ttl.abort();
         bootstrap_feed.abort();
+        for feed in node_graph_feeds {
+            feed.abort();
+        }
         Ok(result?)
     }
 }
