@@ -117,3 +117,69 @@ async fn escapes_from_a_read_only_preopen_are_blocked() {
 async fn escapes_from_a_component_are_blocked() {
     escape_is_blocked(probe_component(), "escape-c", false).await;
 }
+
+/// A subPath preopen (`beneath` its volume) whose directory another container keeps swapping for
+/// a symlink to a host directory, started again and again: each start either refuses the link or
+/// gives the guest the volume's own directory; the guest's writes never reach the host.
+#[tokio::test]
+async fn a_subpath_swapped_for_a_symlink_never_reaches_the_host() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ex = Executor::new();
+    let dir = tempfile::tempdir().unwrap();
+    let volume = dir.path().join("volume");
+    let sub = volume.join("sub");
+    let host = dir.path().join("host");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::create_dir_all(&host).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = {
+        let (sub, host, stop) = (sub.clone(), host.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (aside, link) = (sub.with_extension("aside"), sub.with_extension("link"));
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::fs::remove_file(&link);
+                let _ = std::os::unix::fs::symlink(&host, &link);
+                let _ = std::fs::rename(&sub, &aside);
+                let _ = std::fs::rename(&link, &sub);
+                // Each state held a moment: starts meet the link and the directory alike.
+                std::thread::sleep(std::time::Duration::from_micros(300));
+                let _ = std::fs::remove_file(&sub);
+                let _ = std::fs::rename(&aside, &sub);
+                std::thread::sleep(std::time::Duration::from_micros(300));
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let (mut ran, mut refused) = (0, 0);
+    for i in 0..40 {
+        let id = format!("race-{i}");
+        let mut spec = ex.spec(&id, &probe(), &["write", "/data/marker", "x"]);
+        spec.preopens = vec![Preopen {
+            host: sub.clone(),
+            guest: "/data".into(),
+            read_only: false,
+            beneath: Some(volume.clone()),
+        }];
+        match ex.engine.start(spec).await {
+            Ok(instance) => {
+                crate::common::exited(&instance, crate::common::RUN_TIMEOUT).await;
+                ran += 1;
+            }
+            Err(e) => {
+                assert!(e.to_string().contains("a symlink or a path out of"), "{e}");
+                refused += 1;
+            }
+        }
+        assert_eq!(
+            std::fs::read_dir(&host).unwrap().count(),
+            0,
+            "start {i} reached the host directory"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = racer.join().unwrap();
+    assert!(swaps > 40 && ran > 0, "{ran} ran, {refused} refused, {swaps} swaps");
+}

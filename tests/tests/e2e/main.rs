@@ -29,6 +29,7 @@ mod registry;
 mod rolling_update;
 mod secrets_at_rest;
 mod service_dns;
+mod sandbox;
 mod service_proxy;
 mod services;
 mod shim;

@@ -525,6 +525,12 @@ fn bad_modules_fail_the_pod_with_a_reason_and_the_agent_keeps_going() {
             format!("file:{}", dir.join("nope.wasm").display()),
             "nope.wasm",
         ),
+        // A device reads forever: refused before a byte is read, naming the image.
+        (
+            "devzero",
+            "file:/dev/zero".to_string(),
+            "image file:/dev/zero: /dev/zero is not a regular file",
+        ),
     ];
     for (name, image, _) in &cases {
         c.apply(&format!(
