@@ -54,6 +54,9 @@ pub struct ServerArgs {
     horizontal_pod_autoscaler_sync_period: Duration,
     #[command(flatten)]
     security: SecurityArgs,
+    /// Users by bearer token, one a line: token,user,uid,"group1,group2" (Kubernetes' CSV format)
+    #[arg(long, value_name = "FILE")]
+    token_auth_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -170,6 +173,7 @@ async fn start(
     cluster_domain: String,
     hpa_sync_period: Duration,
     security: SecurityOptions,
+    token_auth_file: Option<PathBuf>,
 ) -> Result<ControlPlane> {
     if hpa_sync_period.is_zero() {
         return Err(CliError::usage(
@@ -187,12 +191,19 @@ async fn start(
             sync_period: hpa_sync_period,
         },
         security,
+        token_auth_file,
     })
     .await
     .map_err(|e| CliError::failed(format!("error: {e}")))
 }
 
 pub async fn server(args: ServerArgs) -> Result<()> {
+    // A bad token file is bad input (exit 2), found before anything starts.
+    let token_auth_file = args.token_auth_file.clone();
+    if let Some(path) = &token_auth_file {
+        skiff_control_plane::auth::token_file::TokenFile::read(path)
+            .map_err(|e| CliError::usage(format!("error: --token-auth-file: {e}")))?;
+    }
     if args.etcd.is_some() {
         return Err(unsupported("--etcd", "the etcd store backend"));
     }
@@ -220,6 +231,7 @@ pub async fn server(args: ServerArgs) -> Result<()> {
         domain,
         args.horizontal_pod_autoscaler_sync_period,
         args.security.options()?,
+        token_auth_file,
     )
     .await?;
     tracing::info!(addr = %cp.addr, data_dir = %args.data_dir.display(), "skiff API server listening (TLS)");
@@ -288,6 +300,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         domain,
         args.horizontal_pod_autoscaler_sync_period,
         SecurityOptions::default(),
+        None,
     )
     .await?;
     let config_path = data_dir.join("config.yaml");

@@ -10,6 +10,8 @@
 //! - [`DefaultIngressClass`] (mutating): a new Ingress that names no class gets the default one.
 //! - [`NamespaceLifecycle`] (validating): namespaced objects are created only in a namespace that
 //!   exists and is not being deleted.
+//! - [`RbacEscalation`](super::rbac_escalation::RbacEscalation) (validating): a Role or binding
+//!   grants only what its author holds (or may `escalate`/`bind`).
 //! - [`ScaleToZero`](super::scale_to_zero::ScaleToZero) (validating): `minReplicas: 0` only for
 //!   a HorizontalPodAutoscaler whose Deployment's pod template is Wasm.
 //!
@@ -76,6 +78,10 @@ pub enum ObjectMut<'a> {
     Ingress(&'a mut Ingress),
     Deployment(&'a mut Deployment),
     HorizontalPodAutoscaler(&'a mut HorizontalPodAutoscaler),
+    Role(&'a mut skiff_api::v1::Role),
+    ClusterRole(&'a mut skiff_api::v1::ClusterRole),
+    RoleBinding(&'a mut skiff_api::v1::RoleBinding),
+    ClusterRoleBinding(&'a mut skiff_api::v1::ClusterRoleBinding),
     Other,
 }
 
@@ -122,6 +128,9 @@ impl Chain {
                 store: store.clone(),
             })
             .validating(super::limit_ranger::LimitRanger {
+                store: store.clone(),
+            })
+            .validating(super::rbac_escalation::RbacEscalation {
                 store: store.clone(),
             })
             .validating(super::scale_to_zero::ScaleToZero { store })

@@ -24,6 +24,7 @@ pub mod keyvalue;
 mod namespace;
 pub mod limit_ranger;
 pub mod pod_security;
+mod rbac_escalation;
 pub mod scale_to_zero;
 pub mod service_account;
 mod storage;

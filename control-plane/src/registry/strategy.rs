@@ -430,9 +430,17 @@ impl Strategy for LimitRange {
 
 impl Strategy for ServiceAccount {}
 
-impl Strategy for Role {}
+impl Strategy for Role {
+    fn admission_view(&mut self) -> ObjectMut<'_> {
+        ObjectMut::Role(self)
+    }
+}
 
-impl Strategy for ClusterRole {}
+impl Strategy for ClusterRole {
+    fn admission_view(&mut self) -> ObjectMut<'_> {
+        ObjectMut::ClusterRole(self)
+    }
+}
 
 /// Kubernetes' `ValidateRoleBindingUpdate`: a binding's role is fixed; to grant another role,
 /// delete the binding and make a new one.
@@ -443,12 +451,20 @@ fn role_ref_unchanged(new: Option<&RoleRef>, old: Option<&RoleRef>, errors: &mut
 }
 
 impl Strategy for RoleBinding {
+    fn admission_view(&mut self) -> ObjectMut<'_> {
+        ObjectMut::RoleBinding(self)
+    }
+
     fn validate_update(&self, old: &Self, errors: &mut FieldErrors) {
         role_ref_unchanged(self.role_ref.as_ref(), old.role_ref.as_ref(), errors);
     }
 }
 
 impl Strategy for ClusterRoleBinding {
+    fn admission_view(&mut self) -> ObjectMut<'_> {
+        ObjectMut::ClusterRoleBinding(self)
+    }
+
     fn validate_update(&self, old: &Self, errors: &mut FieldErrors) {
         role_ref_unchanged(self.role_ref.as_ref(), old.role_ref.as_ref(), errors);
     }

@@ -433,7 +433,11 @@ async fn admission_chain_runs_mutating_then_validating_links() {
             "Priority",
             "ServiceAccount",
             "DefaultIngressClass",
+            "LimitRanger",
             "NamespaceLifecycle",
+            "PodSecurity",
+            "LimitRanger",
+            "RBACEscalation",
             "ScaleToZero"
         ]
     );

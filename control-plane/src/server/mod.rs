@@ -5,6 +5,7 @@
 //! [`ControlPlane::start`] prepares the data dir (store, PKI, tokens, client config) and serves
 //! until the shutdown future completes; `skiff server` and `skiff up` are thin shells over it.
 
+mod access_review;
 mod autoscaling;
 pub mod certificates;
 pub mod handler;
@@ -14,6 +15,7 @@ pub mod limits;
 pub mod node_config;
 mod port_forward;
 mod services;
+mod tokens;
 pub mod tunnel;
 
 use std::future::Future;
@@ -80,6 +82,8 @@ pub struct ServerOptions {
     pub cluster_domain: String,
     /// `--horizontal-pod-autoscaler-sync-period`.
     pub hpa: crate::controllers::hpa::HpaOptions,
+    /// `--token-auth-file`: users by static bearer token (Kubernetes' CSV format).
+    pub token_auth_file: Option<PathBuf>,
     /// API limits, the audit log and Event TTL.
     pub security: limits::SecurityOptions,
 }
@@ -102,6 +106,9 @@ pub struct ControlPlane {
     lifecycle: crate::controllers::node_lifecycle::LifecycleOptions,
     ipam: crate::controllers::node_ipam::NodeIpamOptions,
     hpa: crate::controllers::hpa::HpaOptions,
+    /// RBAC over its watch-fed index, and ServiceAccount tokens.
+    rbac: crate::auth::rbac::RbacAuthorizer,
+    sa_tokens: crate::auth::service_account::ServiceAccountTokens,
     limits: Arc<limits::Limits>,
     audit: Option<Arc<crate::audit::AuditLog>>,
     event_ttl: std::time::Duration,
@@ -195,6 +202,27 @@ impl ControlPlane {
             )
             .await
             .map_err(|e| ServerError::Bootstrap(format!("node authorizer: {e}")))?;
+        let bootstrap = |e: crate::error::ApiError| ServerError::Bootstrap(e.to_string());
+        crate::auth::rbac::defaults::ensure(&store)
+            .await
+            .map_err(bootstrap)?;
+        let policy = Arc::new(crate::auth::rbac::index::PolicyIndex::default());
+        policy.start(store.clone()).await.map_err(bootstrap)?;
+        let sa_tokens = {
+            use crate::auth::service_account::{Bindings, ServiceAccountTokens, token::Signer};
+            let signer = Signer::load_or_create(&dir.join("pki").join("sa.key"))
+                .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
+            let bindings = Arc::new(Bindings::default());
+            bindings.start(store.clone()).await.map_err(bootstrap)?;
+            ServiceAccountTokens::new(signer, bindings)
+        };
+        let token_file = match &options.token_auth_file {
+            Some(path) => Some(
+                crate::auth::token_file::TokenFile::read(path)
+                    .map_err(|e| ServerError::Bootstrap(e.to_string()))?,
+            ),
+            None => None,
+        };
         ensure_default_ingress_class(&store).await?;
         publish_cluster_domain(&store, &options.cluster_domain).await?;
         prepare_service_allocation(&store, options.services).await?;
@@ -242,7 +270,11 @@ impl ControlPlane {
             client_config.to_yaml().as_bytes(),
             0o600,
         )?;
-        let auth = Authenticator::new(&admin_token, bootstrap_tokens);
+        let mut auth =
+            Authenticator::new(&admin_token, bootstrap_tokens).with(Arc::new(sa_tokens.clone()));
+        if let Some(users) = token_file {
+            auth = auth.with(Arc::new(users));
+        }
         Ok(Self {
             store,
             addr,
@@ -258,6 +290,8 @@ impl ControlPlane {
             lifecycle: options.lifecycle,
             ipam: options.ipam,
             hpa: options.hpa,
+            rbac: crate::auth::rbac::RbacAuthorizer::new(policy),
+            sa_tokens,
             limits: limits::Limits::new(options.security.limits),
             audit: Some(audit),
             event_ttl: options.security.event_ttl,
@@ -308,12 +342,17 @@ impl ControlPlane {
             Arc::new(crate::auth::node::NodeAuthorizer::new(
                 self.node_graph.clone(),
             )),
+            Arc::new(self.rbac.clone()),
         ]);
         let autoscaling = autoscaling::AutoscalingService {
             shared: autoscaling,
             authz: authz.clone(),
         };
         let repair = tokio::spawn(crate::registry::allocator::repair::run(store.clone()));
+        let service_accounts = tokio::spawn(crate::controllers::service_accounts::run(
+            store.clone(),
+            self.pki.ca_cert_pem.clone(),
+        ));
         let tunnels = tunnel::TunnelService::new(
             tunnel::Tunnels::default(),
             crate::registry::Registry::<Pod>::new(store.clone()),
@@ -366,6 +405,40 @@ impl ControlPlane {
                 HorizontalPodAutoscaler
             ))
             .add_service(svc!(limit_range_api_server::LimitRangeApiServer, LimitRange))
+            .add_service(svc!(
+                service_account_api_server::ServiceAccountApiServer,
+                ServiceAccount
+            ))
+            .add_service(svc!(role_api_server::RoleApiServer, Role))
+            .add_service(svc!(
+                cluster_role_api_server::ClusterRoleApiServer,
+                ClusterRole
+            ))
+            .add_service(svc!(
+                role_binding_api_server::RoleBindingApiServer,
+                RoleBinding
+            ))
+            .add_service(svc!(
+                cluster_role_binding_api_server::ClusterRoleBindingApiServer,
+                ClusterRoleBinding
+            ))
+            .add_service(InterceptedService::new(
+                access_review_api_server::AccessReviewApiServer::new(
+                    access_review::AccessReviewService {
+                        authz: authz.clone(),
+                    },
+                ),
+                auth.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                service_account_token_api_server::ServiceAccountTokenApiServer::new(
+                    tokens::TokenService {
+                        tokens: self.sa_tokens.clone(),
+                        authz: authz.clone(),
+                    },
+                ),
+                auth.clone(),
+            ))
             .add_service(InterceptedService::new(
                 node_metrics_api_server::NodeMetricsApiServer::new(autoscaling.clone()),
                 auth.clone(),
@@ -425,6 +498,7 @@ impl ControlPlane {
             .await;
         controllers.abort();
         repair.abort();
+        service_accounts.abort();
         event_ttl.abort();
         bootstrap_feed.abort();
         for feed in node_graph_feeds {

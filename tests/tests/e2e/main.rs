@@ -25,6 +25,7 @@ mod pod_workers;
 mod port_forward;
 mod private_registry;
 mod probes;
+mod rbac;
 mod registry;
 mod rolling_update;
 mod secrets_at_rest;
