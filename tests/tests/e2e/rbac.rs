@@ -402,3 +402,49 @@ fn pods_run_as_default_unless_they_opt_out_and_name_existing_accounts() {
         (sa.status.success() && cm.status.success()).then_some(())
     });
 }
+
+#[test]
+fn a_namespace_admin_hands_out_edit_but_not_cluster_admin() {
+    let (c, _tokens) = cluster_with_users();
+    c.apply(RBAC);
+    c.apply("apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: bob-admin, namespace: dev}\nsubjects:\n- {kind: User, name: bob, apiGroup: rbac.authorization.k8s.io}\nroleRef: {kind: ClusterRole, name: admin, apiGroup: rbac.authorization.k8s.io}\n");
+    let bob = config_for(&c, "bob", "bob-t0ken");
+    let grant = |name: &str, role: &str| {
+        format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: {name}, namespace: dev}}\nsubjects:\n- {{kind: User, name: jane, apiGroup: rbac.authorization.k8s.io}}\nroleRef: {{kind: ClusterRole, name: {role}, apiGroup: rbac.authorization.k8s.io}}\n"
+        )
+    };
+    wait_for("bob's admin binding", Duration::from_secs(10), || {
+        skiff_as(&bob, &["apply", "-f", "-"], &grant("jane-edit", "edit"))
+            .status
+            .success()
+            .then_some(())
+    });
+    let out = skiff_as(
+        &bob,
+        &["apply", "-f", "-"],
+        &grant("jane-root", "cluster-admin"),
+    );
+    assert_forbidden(
+        &out,
+        "rolebindings.rbac.authorization.k8s.io \"jane-root\" is forbidden: user \"bob\"",
+    );
+    assert!(
+        stderr(&out).contains("is attempting to bind RBAC permissions not currently held"),
+        "{}",
+        text(&out)
+    );
+    // Nor a Role of his own with rules he lacks (nodes are cluster-scoped: admin has none).
+    let role = "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: sneaky, namespace: dev}\nrules:\n- {apiGroups: [\"\"], resources: [nodes], verbs: [get]}\n";
+    let out = skiff_as(&bob, &["apply", "-f", "-"], role);
+    assert_forbidden(
+        &out,
+        "attempting to grant RBAC permissions not currently held",
+    );
+    assert!(
+        c.skiff(&["get", "rolebinding", "jane-root", "-n", "dev"])
+            .status
+            .code()
+            == Some(1)
+    );
+}
