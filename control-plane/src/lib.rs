@@ -13,6 +13,7 @@ pub mod audit;
 pub mod auth;
 pub mod controllers;
 pub mod error;
+pub mod leader;
 pub mod pki;
 pub mod pod_metrics;
 pub mod registry;

@@ -113,12 +113,12 @@ pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
 /// [`AgentOptions::pod_pids_limit`] unless set.
 pub const DEFAULT_POD_PIDS_LIMIT: i64 = 4096;
 
-/// How long a starting agent waits for its node's podCIDR before running pods.
-const POD_CIDR_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// [`AgentOptions::wasm_default_memory_limit`] unless set: 128 MiB. Without it every such
 /// guest could take the engine's 1 GiB ceiling, all of them in one shared process.
 pub const DEFAULT_WASM_MEMORY_LIMIT: u64 = 128 << 20;
+
+/// How long a starting agent waits for its node's podCIDR before running pods.
+const POD_CIDR_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Joins, registers, and runs the node until `shutdown` completes.
 pub async fn run(
@@ -128,7 +128,7 @@ pub async fn run(
     let info = node::NodeInfo::detect(&options)?;
     let credentials::Established {
         transport,
-        config: _,
+        config,
         renewal,
     } = credentials::establish(
         &options.servers,
@@ -205,7 +205,14 @@ pub async fn run(
         logs: manager.logs(),
         runtime: runtime.clone(),
     };
-    let tunnel = tokio::spawn(tunnel::run(transport.clone(), node_name, served));
+    let certificates = credentials::Files::new(&options.data_dir);
+    let tunnel = tokio::spawn(tunnel::run_to_each(
+        config.clone(),
+        transport.clone(),
+        node_name,
+        served,
+        move || certificates.load().map(|(_, held)| held.identity),
+    ));
     let sync = tokio::spawn(manager.run());
     let metrics = tokio::spawn(metrics::run(
         transport.clone(),

@@ -98,6 +98,8 @@ pub struct Cluster {
     agents: Vec<Agent>,
     /// The cluster's own `--cluster-cidr`.
     net: netslot::NetSlot,
+    /// `skiff agent --server` when not this server's address ([`Cluster::set_agent_servers`]).
+    agent_servers: Option<String>,
 }
 
 /// A `skiff agent` process of a test cluster.
@@ -298,6 +300,7 @@ impl Cluster {
             server: None,
             agents: Vec::new(),
             net: slot,
+            agent_servers: None,
         };
         c.spawn_server(&listen);
         c
@@ -366,7 +369,10 @@ impl Cluster {
     pub fn start_agent(&mut self, index: usize) {
         // The bootstrap token travels in a file, never on the command line.
         let token_file = self.dir.path().join("join-token");
-        let addr = self.addr.to_string();
+        let addr = self
+            .agent_servers
+            .clone()
+            .unwrap_or_else(|| self.addr.to_string());
         let heartbeat = self.options.heartbeat_interval.clone();
         let agent_env = self.options.agent_env.clone();
         let agent = &mut self.agents[index];
@@ -548,6 +554,12 @@ impl Cluster {
 
     pub fn server_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Agents started from now on get `--server SERVERS` (several API servers, comma-separated:
+    /// tests/tests/e2e/ha.rs) instead of this server's address.
+    pub fn set_agent_servers(&mut self, servers: &str) {
+        self.agent_servers = Some(servers.to_string());
     }
 
     /// `kill -9` the server.

@@ -8,9 +8,11 @@ use skiff_api::cidr::Ipv4Cidr;
 use skiff_control_plane::controllers::hpa::HpaOptions;
 use skiff_control_plane::controllers::node_ipam::NodeIpamOptions;
 use skiff_control_plane::controllers::node_lifecycle::LifecycleOptions;
+use skiff_control_plane::leader::HaOptions;
 use skiff_control_plane::registry::allocator::{HostNetworks, PortRange, ServiceRanges};
 use skiff_control_plane::server::limits::{LimitOptions, SecurityOptions};
 use skiff_control_plane::server::{ControlPlane, ServerOptions};
+use skiff_control_plane::store::etcd::{EtcdOptions, EtcdTls};
 
 use crate::error::{CliError, Result};
 
@@ -25,6 +27,8 @@ pub struct ServerArgs {
     /// etcd endpoints for a highly available control plane
     #[arg(long, value_name = "URL,...")]
     etcd: Option<String>,
+    #[command(flatten)]
+    etcd_args: EtcdArgs,
     /// Prometheus metrics address (off by default)
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
@@ -173,6 +177,7 @@ async fn start(
     cluster_domain: String,
     hpa_sync_period: Duration,
     security: SecurityOptions,
+    ha: Option<HaOptions>,
     token_auth_file: Option<PathBuf>,
 ) -> Result<ControlPlane> {
     if hpa_sync_period.is_zero() {
@@ -191,6 +196,7 @@ async fn start(
             sync_period: hpa_sync_period,
         },
         security,
+        ha,
         token_auth_file,
     })
     .await
@@ -204,8 +210,11 @@ pub async fn server(args: ServerArgs) -> Result<()> {
         skiff_control_plane::auth::token_file::TokenFile::read(path)
             .map_err(|e| CliError::usage(format!("error: --token-auth-file: {e}")))?;
     }
-    if args.etcd.is_some() {
-        return Err(unsupported("--etcd", "the etcd store backend"));
+    let ha = args.etcd_args.options(args.etcd.as_deref())?;
+    if args.etcd_args.import_embedded_store
+        && let Some(ha) = &ha
+    {
+        return import_embedded_store(&args.data_dir, ha).await;
     }
     if args.metrics_addr.is_some() {
         return Err(unsupported("--metrics-addr", "the metrics endpoint"));
@@ -231,6 +240,7 @@ pub async fn server(args: ServerArgs) -> Result<()> {
         domain,
         args.horizontal_pod_autoscaler_sync_period,
         args.security.options()?,
+        ha,
         token_auth_file,
     )
     .await?;
@@ -301,6 +311,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         args.horizontal_pod_autoscaler_sync_period,
         SecurityOptions::default(),
         None,
+        None,
     )
     .await?;
     let config_path = data_dir.join("config.yaml");
@@ -319,6 +330,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         stop_pods_on_exit: true,
         heartbeat: skiff_node_agent::node::HEARTBEAT_PERIOD,
         pod_pids_limit: skiff_node_agent::DEFAULT_POD_PIDS_LIMIT,
+        wasm_default_memory_limit: skiff_node_agent::DEFAULT_WASM_MEMORY_LIMIT,
         resolv_conf: args.resolv_conf,
         ingress_addr,
         registry_config: None,
@@ -346,7 +358,6 @@ pub async fn up(args: UpArgs) -> Result<()> {
     }
     let _ = stop_tx.send(true);
     finish(server).await
-        wasm_default_memory_limit: skiff_node_agent::DEFAULT_WASM_MEMORY_LIMIT,
 }
 
 fn config_server(path: &std::path::Path) -> String {
@@ -420,3 +431,141 @@ impl SecurityArgs {
     }
 }
 
+/// `skiff server`'s etcd connection and leader election (kube-apiserver's and
+/// kube-controller-manager's flag names).
+#[derive(Args)]
+struct EtcdArgs {
+    /// The CA of etcd's serving certificates (for https endpoints)
+    #[arg(long, value_name = "FILE", requires = "etcd")]
+    etcd_cafile: Option<PathBuf>,
+    /// A client certificate for etcd (with --etcd-keyfile)
+    #[arg(long, value_name = "FILE", requires_all = ["etcd", "etcd_keyfile"])]
+    etcd_certfile: Option<PathBuf>,
+    /// The key of --etcd-certfile
+    #[arg(long, value_name = "FILE", requires_all = ["etcd", "etcd_certfile"])]
+    etcd_keyfile: Option<PathBuf>,
+    /// The etcd key prefix of the cluster's objects
+    #[arg(long, default_value = skiff_control_plane::store::etcd::DEFAULT_PREFIX, value_name = "PREFIX")]
+    etcd_prefix: String,
+    /// Copy DIR/store.redb (an embedded-store cluster, its server stopped) into the empty --etcd, then exit
+    #[arg(long, requires = "etcd")]
+    import_embedded_store: bool,
+    /// How long a leader's lease lasts unrenewed: another server's controllers take over at most this long after the leader dies
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = crate::duration::parse)]
+    leader_elect_lease_duration: Duration,
+}
+
+impl EtcdArgs {
+    /// The HA options of `--etcd URL,...` (None without it; bad values: exit 2, naming the flag).
+    fn options(&self, etcd: Option<&str>) -> Result<Option<HaOptions>> {
+        let Some(list) = etcd else {
+            return Ok(None);
+        };
+        let endpoints: Vec<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        if endpoints.is_empty() {
+            return Err(CliError::usage("error: --etcd: no endpoint given"));
+        }
+        for e in &endpoints {
+            let rest = e
+                .strip_prefix("http://")
+                .or_else(|| e.strip_prefix("https://"))
+                .ok_or_else(|| {
+                    CliError::usage(format!(
+                        "error: --etcd {e}: an endpoint is http://HOST:PORT or https://HOST:PORT"
+                    ))
+                })?;
+            if rest.is_empty() || rest.contains('/') {
+                return Err(CliError::usage(format!(
+                    "error: --etcd {e}: an endpoint is http://HOST:PORT or https://HOST:PORT"
+                )));
+            }
+        }
+        let https = endpoints.iter().any(|e| e.starts_with("https://"));
+        if https && self.etcd_cafile.is_none() {
+            return Err(CliError::usage(
+                "error: --etcd: https endpoints need --etcd-cafile (etcd's own CA)",
+            ));
+        }
+        if !https && (self.etcd_cafile.is_some() || self.etcd_certfile.is_some()) {
+            return Err(CliError::usage(
+                "error: --etcd-cafile/--etcd-certfile: the --etcd endpoints are not https://",
+            ));
+        }
+        if !self.etcd_prefix.starts_with('/') || self.etcd_prefix.len() < 2 {
+            return Err(CliError::usage(format!(
+                "error: --etcd-prefix {:?}: must start with / and name something",
+                self.etcd_prefix
+            )));
+        }
+        let lease = self.leader_elect_lease_duration;
+        if lease < Duration::from_secs(2) {
+            return Err(CliError::usage(
+                "error: --leader-elect-lease-duration: must be at least 2s",
+            ));
+        }
+        let read = |flag: &str, path: &PathBuf| {
+            std::fs::read(path)
+                .map_err(|e| CliError::usage(format!("error: {flag} {}: {e}", path.display())))
+        };
+        let tls = match &self.etcd_cafile {
+            None => None,
+            Some(ca) => Some(EtcdTls {
+                ca: Some(read("--etcd-cafile", ca)?),
+                identity: match (&self.etcd_certfile, &self.etcd_keyfile) {
+                    (Some(cert), Some(key)) => {
+                        Some((read("--etcd-certfile", cert)?, read("--etcd-keyfile", key)?))
+                    }
+                    _ => None,
+                },
+            }),
+        };
+        let mut options = EtcdOptions::new(endpoints);
+        options.prefix = self.etcd_prefix.clone();
+        options.tls = tls;
+        Ok(Some(HaOptions {
+            etcd: options,
+            lease,
+        }))
+    }
+}
+
+/// `skiff server --etcd URL,... --import-embedded-store`: every key of `DIR/store.redb` into etcd.
+async fn import_embedded_store(data_dir: &std::path::Path, ha: &HaOptions) -> Result<()> {
+    use skiff_control_plane::store::embedded::{EmbeddedOptions, EmbeddedStore};
+    let path = data_dir.join("store.redb");
+    if !path.exists() {
+        return Err(CliError::usage(format!(
+            "error: --import-embedded-store: {} does not exist",
+            path.display()
+        )));
+    }
+    let opened = path.clone();
+    let from = tokio::task::spawn_blocking(move || {
+        EmbeddedStore::open(&opened, EmbeddedOptions::default())
+    })
+    .await
+    .map_err(|e| CliError::failed(format!("error: {e}")))?
+    .map_err(|e| {
+        CliError::failed(format!(
+            "error: {} (is its server still running?): {e}",
+            path.display()
+        ))
+    })?;
+    let to = skiff_control_plane::store::etcd::EtcdStore::connect(ha.etcd.clone())
+        .await
+        .map_err(|e| CliError::failed(format!("error: --etcd: {e}")))?;
+    let copied = skiff_control_plane::store::migrate::copy_all(&from, &to)
+        .await
+        .map_err(|e| CliError::failed(format!("error: importing {}: {e}", path.display())))?;
+    eprintln!(
+        "skiff server: copied {copied} keys from {} into etcd under {}",
+        path.display(),
+        ha.etcd.prefix
+    );
+    Ok(())
+}

@@ -8,6 +8,7 @@
 mod access_review;
 mod autoscaling;
 pub mod certificates;
+mod ha;
 pub mod handler;
 pub mod join_token;
 mod keyvalue;
@@ -84,6 +85,9 @@ pub struct ServerOptions {
     pub hpa: crate::controllers::hpa::HpaOptions,
     /// `--token-auth-file`: users by static bearer token (Kubernetes' CSV format).
     pub token_auth_file: Option<PathBuf>,
+    /// `--etcd`: the store is etcd, shared with other API servers, and the controllers run
+    /// only while this server holds the leader lease (docs/ha.md). None: the embedded store.
+    pub ha: Option<crate::leader::HaOptions>,
     /// API limits, the audit log and Event TTL.
     pub security: limits::SecurityOptions,
 }
@@ -109,6 +113,7 @@ pub struct ControlPlane {
     /// RBAC over its watch-fed index, and ServiceAccount tokens.
     rbac: crate::auth::rbac::RbacAuthorizer,
     sa_tokens: crate::auth::service_account::ServiceAccountTokens,
+    ha: Option<ha::Ha>,
     limits: Arc<limits::Limits>,
     audit: Option<Arc<crate::audit::AuditLog>>,
     event_ttl: std::time::Duration,
@@ -155,14 +160,21 @@ impl ControlPlane {
         }
         let pki = Pki::load_or_create(&dir.join("pki"))?;
         let admin_token = read_or_create_token(&dir.join("pki").join("admin-token"))?;
-        let store: Arc<dyn Store> = {
-            let path = dir.join("store.redb");
-            let opened = tokio::task::spawn_blocking(move || {
-                EmbeddedStore::open(&path, EmbeddedOptions::default())
-            })
-            .await
-            .map_err(|e| ServerError::Bootstrap(e.to_string()))??;
-            Arc::new(opened)
+        let etcd = match &options.ha {
+            Some(ha) => Some(crate::store::etcd::EtcdStore::connect(ha.etcd.clone()).await?),
+            None => None,
+        };
+        let store: Arc<dyn Store> = match &etcd {
+            Some(etcd) => Arc::new(etcd.clone()),
+            None => {
+                let path = dir.join("store.redb");
+                let opened = tokio::task::spawn_blocking(move || {
+                    EmbeddedStore::open(&path, EmbeddedOptions::default())
+                })
+                .await
+                .map_err(|e| ServerError::Bootstrap(e.to_string()))??;
+                Arc::new(opened)
+            }
         };
         // Secrets are sealed before any backend sees them (its history included); a missing or
         // wrong key file stops the start here.
@@ -275,6 +287,10 @@ impl ControlPlane {
         if let Some(users) = token_file {
             auth = auth.with(Arc::new(users));
         }
+        let ha = match (&options.ha, etcd) {
+            (Some(o), Some(etcd)) => Some(ha::Ha::new(etcd, o.lease, addr, dir)?),
+            _ => None,
+        };
         Ok(Self {
             store,
             addr,
@@ -292,6 +308,7 @@ impl ControlPlane {
             hpa: options.hpa,
             rbac: crate::auth::rbac::RbacAuthorizer::new(policy),
             sa_tokens,
+            ha,
             limits: limits::Limits::new(options.security.limits),
             audit: Some(audit),
             event_ttl: options.security.event_ttl,
@@ -329,13 +346,16 @@ impl ControlPlane {
             self.event_ttl,
         ));
         let autoscaling = crate::controllers::hpa::Autoscaling::new(store.clone());
-        let controllers = tokio::spawn(crate::controllers::run(
+        let controllers = ha::Controllers::spawn(
+            self.ha,
             store.clone(),
-            self.lifecycle,
-            self.ipam,
-            autoscaling.clone(),
-            self.hpa,
-        ));
+            ha::ControllerOptions {
+                lifecycle: self.lifecycle,
+                ipam: self.ipam,
+                autoscaling: autoscaling.clone(),
+                hpa: self.hpa,
+            },
+        );
         // Who may do what: the admin, then the node authorizer (RBAC joins the chain here).
         let authz = crate::auth::Chain::new(vec![
             Arc::new(crate::auth::AdminAuthorizer),
@@ -423,23 +443,6 @@ impl ControlPlane {
                 ClusterRoleBinding
             ))
             .add_service(InterceptedService::new(
-                access_review_api_server::AccessReviewApiServer::new(
-                    access_review::AccessReviewService {
-                        authz: authz.clone(),
-                    },
-                ),
-                auth.clone(),
-            ))
-            .add_service(InterceptedService::new(
-                service_account_token_api_server::ServiceAccountTokenApiServer::new(
-                    tokens::TokenService {
-                        tokens: self.sa_tokens.clone(),
-                        authz: authz.clone(),
-                    },
-                ),
-                auth.clone(),
-            ))
-            .add_service(InterceptedService::new(
                 node_metrics_api_server::NodeMetricsApiServer::new(autoscaling.clone()),
                 auth.clone(),
             ))
@@ -472,6 +475,23 @@ impl ControlPlane {
                 auth.clone(),
             ))
             .add_service(InterceptedService::new(
+                access_review_api_server::AccessReviewApiServer::new(
+                    access_review::AccessReviewService {
+                        authz: authz.clone(),
+                    },
+                ),
+                auth.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                service_account_token_api_server::ServiceAccountTokenApiServer::new(
+                    tokens::TokenService {
+                        tokens: self.sa_tokens.clone(),
+                        authz: authz.clone(),
+                    },
+                ),
+                auth.clone(),
+            ))
+            .add_service(InterceptedService::new(
                 certificate_api_server::CertificateApiServer::new(
                     certificates::CertificateService {
                         pki: self.pki.clone(),
@@ -496,14 +516,14 @@ impl ControlPlane {
                 shutdown,
             )
             .await;
-        controllers.abort();
+        controllers.stop().await;
         repair.abort();
-        service_accounts.abort();
-        event_ttl.abort();
         bootstrap_feed.abort();
         for feed in node_graph_feeds {
             feed.abort();
         }
+        service_accounts.abort();
+        event_ttl.abort();
         Ok(result?)
     }
 }

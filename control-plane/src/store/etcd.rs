@@ -117,6 +117,52 @@ async fn timed<T>(
     }
 }
 
+/// Whether a failed call never reached etcd (no connection could be made to the member the
+/// client picked): safe to send again, even a write.
+fn not_sent(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) => true,
+        etcd_client::Error::GRpcStatus(s) => {
+            s.code() == tonic::Code::Unavailable && s.message().contains("connect")
+        }
+        _ => false,
+    }
+}
+
+/// Whether etcd (or the member asked) could not serve the call now; a read may be sent again.
+fn unavailable(e: &etcd_client::Error) -> bool {
+    not_sent(e)
+        || matches!(e, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::Unavailable)
+}
+
+/// Runs `call` (a fresh future per attempt), again after a short pause while it fails in a way
+/// that is safe to retry: reads on any unavailability, writes only when they were never sent. A
+/// killed member is then skipped (the client's channel moves to another) instead of failing the
+/// API call.
+async fn retrying<T, F>(read: bool, mut call: impl FnMut() -> F) -> Result<T, StoreError>
+where
+    F: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let mut pause = Duration::from_millis(50);
+    for _ in 0..6 {
+        match tokio::time::timeout(CALL_TIMEOUT, call()).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) if (read && unavailable(&e)) || not_sent(&e) => {
+                tracing::debug!(error = %e, "etcd call failed; trying again");
+            }
+            Ok(Err(e)) => return Err(backend(e)),
+            Err(_) => {
+                return Err(StoreError::Backend(format!(
+                    "etcd: no answer within {CALL_TIMEOUT:?}"
+                )));
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(800));
+    }
+    timed(call()).await
+}
+
 /// The first key after every key starting with `prefix` (etcd's range end of a prefix).
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
@@ -236,8 +282,13 @@ impl EtcdStore {
             .when(compares)
             .and_then([then])
             .or_else(otherwise);
-        let mut kv = self.inner.client.kv_client();
-        let resp = timed(kv.txn(txn)).await?;
+        let kv = self.inner.client.kv_client();
+        let resp = retrying(false, || {
+            let mut kv = kv.clone();
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await?;
         if !resp.succeeded()
             && let Some(fence) = &self.fence
         {
@@ -327,8 +378,14 @@ impl EtcdStore {
 #[async_trait::async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let mut kv = self.inner.client.kv_client();
-        let mut resp = timed(kv.get(self.full(key), None)).await?;
+        let kv = self.inner.client.kv_client();
+        let full = self.full(key);
+        let mut resp = retrying(true, || {
+            let mut kv = kv.clone();
+            let full = full.clone();
+            async move { kv.get(full, None).await }
+        })
+        .await?;
         resp.take_kvs()
             .into_iter()
             .next()
@@ -355,8 +412,13 @@ impl Store for EtcdStore {
         if limit > 0 {
             options = options.with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
         }
-        let mut kv = self.inner.client.kv_client();
-        let mut resp = timed(kv.get(start, Some(options))).await?;
+        let kv = self.inner.client.kv_client();
+        let mut resp = retrying(true, || {
+            let mut kv = kv.clone();
+            let (start, options) = (start.clone(), options.clone());
+            async move { kv.get(start, Some(options)).await }
+        })
+        .await?;
         let revision = resp
             .header()
             .map(|h| revision_of(h.revision()))
@@ -464,11 +526,16 @@ impl Store for EtcdStore {
 
     async fn revision(&self) -> Result<Revision, StoreError> {
         // Any read carries the cluster's revision; the prefix itself is one key, never a range.
-        let mut kv = self.inner.client.kv_client();
-        let resp = timed(kv.get(
-            self.inner.prefix.as_str(),
-            Some(GetOptions::new().with_keys_only()),
-        ))
+        let kv = self.inner.client.kv_client();
+        let prefix = self.inner.prefix.clone();
+        let resp = retrying(true, || {
+            let mut kv = kv.clone();
+            let prefix = prefix.clone();
+            async move {
+                kv.get(prefix, Some(GetOptions::new().with_keys_only()))
+                    .await
+            }
+        })
         .await?;
         resp.header()
             .map(|h| revision_of(h.revision()))

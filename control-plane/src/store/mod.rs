@@ -14,6 +14,7 @@ pub mod embedded;
 pub mod encrypt;
 pub mod keyring;
 pub mod etcd;
+pub mod migrate;
 
 use std::pin::Pin;
 

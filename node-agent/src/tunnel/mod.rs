@@ -46,6 +46,59 @@ enum Input {
     Forward(mpsc::Sender<PortForwardInput>),
 }
 
+/// Keeps a tunnel open to each API server of `config` (one connection per address), so that
+/// logs, exec and port-forward reach this node through whichever server a client calls: with
+/// several servers on etcd (docs/ha.md), a server relays only to the nodes attached to it. Each
+/// dial presents the node's current certificate (`identity`, read again at every redial, so a
+/// renewed one is used from the next connection on). With one address, this is [`run`] on
+/// `transport`.
+pub async fn run_to_each(
+    config: skiff_api::client::ClientConfig,
+    transport: Transport,
+    node: String,
+    served: Served,
+    identity: impl Fn() -> Option<skiff_api::client::ClientIdentity> + Send + Sync + 'static,
+) {
+    let servers: Vec<String> = config
+        .server
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if servers.len() <= 1 {
+        return run(transport, node, served).await;
+    }
+    let identity = std::sync::Arc::new(identity);
+    let mut tunnels = tokio::task::JoinSet::new();
+    for server in servers {
+        let one = skiff_api::client::ClientConfig {
+            server: server.clone(),
+            ..config.clone()
+        };
+        let (node, served, identity) = (node.clone(), served.clone(), identity.clone());
+        tunnels.spawn(async move {
+            loop {
+                // The renewer (if any) lives as long as the connection made with it.
+                let dialled = match identity() {
+                    Some(id) => one.connect_renewable(&id).map(|(t, r)| (t, Some(r))),
+                    None => one.connect().map(|t| (t, None)),
+                };
+                match dialled {
+                    Ok((t, _renewer)) => {
+                        if let Err(e) = serve(&t, &node, &served).await {
+                            tracing::warn!(%server, error = %e, "node tunnel");
+                        }
+                    }
+                    Err(e) => tracing::warn!(%server, error = %e, "node tunnel: cannot dial"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+    while tunnels.join_next().await.is_some() {}
+}
+
 /// Keeps the tunnel open forever, redialling after any break.
 pub async fn run(transport: Transport, node: String, served: Served) {
     loop {

@@ -10,6 +10,7 @@ mod cluster;
 mod durability;
 mod examples;
 mod functions;
+mod ha;
 mod host_interfaces;
 mod hostile_images;
 mod ingress;
