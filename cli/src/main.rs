@@ -64,6 +64,8 @@ enum Command {
     Push(cmd::push::PushArgs),
     /// Inspect authorization: can-i, whoami
     Auth(cmd::auth::AuthArgs),
+    /// Bootstrap tokens for joining nodes: create, list, revoke
+    Token(cmd::token::TokenArgs),
     /// The linux executor with runc's command line, over OCI bundles
     #[command(hide = true)]
     Oci(cmd::oci::OciArgs),
@@ -128,6 +130,7 @@ fn main() {
             }
             Command::Push(args) => cmd::push::run(args).await,
             Command::Auth(args) => cmd::auth::run(&cmd::connect(config.as_deref())?, args).await,
+            Command::Token(args) => cmd::token::run(config.as_deref(), args).await,
             // Handled above, before the runtime started.
             Command::Oci(_) => Ok(()),
         }

@@ -16,6 +16,7 @@ pub mod rollout;
 pub mod run;
 pub mod scale;
 pub mod server;
+pub mod token;
 
 use std::path::{Path, PathBuf};
 

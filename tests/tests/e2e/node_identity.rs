@@ -1,0 +1,363 @@
+//! Node identities and node restriction end to end: agents join with a bootstrap token for
+//! their own client certificate; a node reaches only its own pods and what they use; tokens
+//! expire and are revoked; only the cluster CA's client certificates are taken.
+
+use std::time::Duration;
+
+use skiff_api::client::{Api, ClientConfig, ClientIdentity, ListParams, Transport};
+use skiff_api::join::JoinToken;
+use skiff_api::v1::*;
+use skiff_tests::guests::guest;
+use skiff_tests::{Cluster, stdout, text, wait_for};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
+}
+
+/// A channel presenting agent `index`'s own certificate, as the agent does.
+fn as_node(c: &Cluster, index: usize) -> Transport {
+    let pki = c.agent(index).data_dir.join("pki");
+    let read = |name: &str| std::fs::read_to_string(pki.join(name)).unwrap();
+    let config = ClientConfig {
+        server: c.config().server,
+        certificate_authority_data: read("ca.crt"),
+        token: String::new(),
+    };
+    let identity = ClientIdentity {
+        certificate_pem: read("node.crt"),
+        key_pem: read("node.key"),
+    };
+    config.connect_renewable(&identity).unwrap().0
+}
+
+/// A channel with this bearer token and no certificate.
+fn with_token(c: &Cluster, token: &str) -> Transport {
+    ClientConfig {
+        token: token.into(),
+        ..c.config()
+    }
+    .connect()
+    .unwrap()
+}
+
+/// A CSR for `system:node:NAME`.
+fn csr(name: &str) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("system:node:{name}"));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    params.serialize_request(&key).unwrap().pem().unwrap()
+}
+
+/// Asks for a node certificate with `transport`'s credentials.
+async fn sign(transport: Transport, name: &str) -> Result<NodeCertificate, tonic::Status> {
+    certificate_api_client::CertificateApiClient::new(transport)
+        .sign_node_certificate(NodeCertificateRequest { csr: csr(name) })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// `r` is a PermissionDenied refusal.
+fn denied<T>(r: Result<T, tonic::Status>, what: &str) {
+    match r {
+        Ok(_) => panic!("{what}: allowed"),
+        Err(s) => assert_eq!(s.code(), tonic::Code::PermissionDenied, "{what}: {s}"),
+    }
+}
+
+fn bearer_of(join: &str) -> String {
+    JoinToken::parse(join).unwrap().bearer()
+}
+
+#[test]
+fn a_node_joins_once_with_its_token_and_restarts_on_its_certificate() {
+    let runtime = rt();
+    // Channels spawn their connection tasks on the runtime they are made in.
+    let _enter = runtime.enter();
+    use std::os::unix::fs::PermissionsExt;
+    let mut c = Cluster::start();
+    let i = c.add_agent("n1");
+    let join = c.join_token();
+    let pki = c.agent(i).data_dir.join("pki");
+    let mode = |name: &str| {
+        std::fs::metadata(pki.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("node.key"), 0o600);
+    assert!(
+        std::fs::read_to_string(pki.join("node.crt"))
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    // The token is nowhere on the agent's command line.
+    let pid = c.agent(i).pid().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let secret = JoinToken::parse(&join).unwrap().secret;
+    assert!(
+        !String::from_utf8_lossy(&cmdline).contains(&secret),
+        "the token is on the command line"
+    );
+    // Revoke the token the node joined with: the node restarts on its certificate alone.
+    let out = c.skiff(&["token", "revoke", join.trim()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let id = JoinToken::parse(&join).unwrap().id;
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("bootstrap token \"{id}\" deleted")
+    );
+    c.kill_agent(i);
+    c.start_agent(i);
+    let nodes: Api<Node> = c.api("");
+    let node = runtime.block_on(nodes.get("n1")).unwrap();
+    assert!(
+        node.status
+            .unwrap()
+            .conditions
+            .iter()
+            .any(|c| c.r#type == "Ready" && c.status == "True")
+    );
+    // ... while the revoked token gets nobody a certificate.
+    let refused = rt()
+        .block_on(sign(with_token(&c, &bearer_of(&join)), "n2"))
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
+}
+
+#[test]
+fn expired_and_revoked_tokens_are_refused() {
+    let runtime = rt();
+    // Channels spawn their connection tasks on the runtime they are made in.
+    let _enter = runtime.enter();
+    let c = Cluster::start();
+    let create = |args: &[&str]| {
+        let mut all = vec!["token", "create"];
+        all.extend_from_slice(args);
+        let out = c.skiff(&all);
+        assert!(out.status.success(), "{}", text(&out));
+        stdout(&out).trim().to_string()
+    };
+    let good = create(&["--description", "for n5"]);
+    let short = create(&["--ttl", "1s"]);
+    let revoked = create(&[]);
+    let out = c.skiff(&["token", "list"]);
+    let listed = stdout(&out);
+    assert!(listed.starts_with("TOKEN"), "{listed}");
+    let good_id = JoinToken::parse(&good).unwrap().id;
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&good_id) && l.ends_with("for n5")),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains(&JoinToken::parse(&good).unwrap().secret),
+        "list shows a secret: {listed}"
+    );
+    let out = c.skiff(&["token", "revoke", &JoinToken::parse(&revoked).unwrap().id]);
+    assert!(out.status.success(), "{}", text(&out));
+    std::thread::sleep(Duration::from_millis(2100));
+    runtime.block_on(async {
+        // A good token gets a node its certificate, and can do nothing else.
+        let signed = sign(with_token(&c, &bearer_of(&good)), "n5").await.unwrap();
+        assert!(
+            signed
+                .certificate
+                .starts_with("-----BEGIN CERTIFICATE-----")
+        );
+        let pods: Api<Pod> = Api::new(with_token(&c, &bearer_of(&good)), "");
+        let denied = pods.list(ListParams::default()).await.unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied}");
+        assert!(
+            denied
+                .message()
+                .contains("User \"system:bootstrap\" cannot list resource \"pods\""),
+            "{denied}"
+        );
+        for (what, token) in [("expired", &short), ("revoked", &revoked)] {
+            let refused = sign(with_token(&c, &bearer_of(token)), "n5")
+                .await
+                .unwrap_err();
+            assert_eq!(
+                refused.code(),
+                tonic::Code::Unauthenticated,
+                "{what}: {refused}"
+            );
+        }
+    });
+    // Bad input names what is wrong.
+    let out = c.skiff(&["token", "revoke", "NOT-A-TOKEN"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = c.skiff(&["token", "revoke", "zzzzzz"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("bootstrap token \"zzzzzz\" not found"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn node_a_cannot_reach_node_b() {
+    let runtime = rt();
+    // Channels spawn their connection tasks on the runtime they are made in.
+    let _enter = runtime.enter();
+    let mut c = Cluster::start();
+    let a = c.add_agent("na");
+    let b = c.add_agent("nb");
+    let probe = format!("file:{}", guest("probe").display());
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: b-secret}}\nstringData: {{password: canary-b}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: a-secret}}\nstringData: {{password: canary-a}}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {{name: on-b}}\nspec:\n  runtimeClassName: wasm\n  nodeSelector: {{kubernetes.io/hostname: nb}}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {probe}\n    command: [probe]\n    args: [sleep, \"0\"]\n    env:\n    - name: PASSWORD\n      valueFrom: {{secretKeyRef: {{name: b-secret, key: password}}}}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {{name: on-a}}\nspec:\n  runtimeClassName: wasm\n  nodeSelector: {{kubernetes.io/hostname: na}}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {probe}\n    command: [probe]\n    args: [sleep, \"0\"]\n    env:\n    - name: PASSWORD\n      valueFrom: {{secretKeyRef: {{name: a-secret, key: password}}}}\n"
+    ));
+    let admin_pods: Api<Pod> = c.api("default");
+    for name in ["on-a", "on-b"] {
+        wait_for(name, Duration::from_secs(30), || {
+            runtime
+                .block_on(admin_pods.get(name))
+                .ok()
+                .filter(|p| p.status.as_ref().is_some_and(|s| s.phase == "Running"))
+        });
+    }
+    runtime.block_on(async {
+        let node_a = as_node(&c, a);
+        let pods: Api<Pod> = Api::new(node_a.clone(), "default");
+        let secrets: Api<Secret> = Api::new(node_a.clone(), "default");
+        let nodes: Api<Node> = Api::new(node_a.clone(), "");
+        // Its own pod and secret: yes.
+        pods.get("on-a").await.unwrap();
+        secrets.get("a-secret").await.unwrap();
+        nodes.get("na").await.unwrap();
+        // Node B's pod and secret: no; a list of pods holds only its own.
+        denied(pods.get("on-b").await, "get B's pod");
+        denied(secrets.get("b-secret").await, "get B's secret");
+        denied(
+            secrets
+                .list(ListParams::default().fields("metadata.name=b-secret"))
+                .await,
+            "list B's secret",
+        );
+        denied(secrets.list(ListParams::default()).await, "list secrets");
+        let (listed, _) = Api::<Pod>::new(node_a.clone(), "")
+            .list(ListParams::default())
+            .await
+            .unwrap();
+        let names: Vec<&str> = listed
+            .iter()
+            .filter_map(|p| p.metadata.as_ref())
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(names, ["on-a"]);
+        // Writes to B's pod, B's Node: no.
+        let mut theirs = admin_pods.get("on-b").await.unwrap();
+        if let Some(s) = theirs.status.as_mut() {
+            s.pod_ip = "10.0.0.66".into();
+        }
+        denied(pods.update_status(theirs).await, "update B's pod status");
+        denied(pods.delete("on-b").await, "delete B's pod");
+        let mut b_node = nodes.get("nb").await.unwrap();
+        if let Some(m) = b_node.metadata.as_mut() {
+            m.labels.insert("taken".into(), "yes".into());
+        }
+        denied(nodes.update(b_node.clone()).await, "update B's Node");
+        denied(nodes.update_status(b_node).await, "update B's Node status");
+        denied(nodes.delete("nb").await, "delete B's Node");
+        // B's tunnel: no.
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(TunnelUp {
+            message: Some(tunnel_up::Message::Hello(TunnelHello {
+                node_name: "nb".into(),
+            })),
+        })
+        .await
+        .unwrap();
+        let attached = node_tunnel_api_client::NodeTunnelApiClient::new(node_a.clone())
+            .attach(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await;
+        denied(attached.map(|_| ()), "attach B's tunnel");
+        // Nor a certificate in B's name.
+        denied(sign(node_a, "nb").await.map(|_| ()), "sign for B");
+        // Node B reaches its own.
+        let node_b = as_node(&c, b);
+        Api::<Secret>::new(node_b, "default")
+            .get("b-secret")
+            .await
+            .unwrap();
+    });
+    // B's pod is untouched, and B's tunnel still serves it.
+    let out = c.skiff(&["logs", "on-b"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn only_the_cluster_ca_signs_client_certificates() {
+    let runtime = rt();
+    // Channels spawn their connection tasks on the runtime they are made in.
+    let _enter = runtime.enter();
+    let c = Cluster::start();
+    let ca_dir = c.data_dir().join("pki");
+    // A user certificate the cluster CA signs: the server takes it, and RBAC (or no grant)
+    // decides; one made by another CA fails the handshake.
+    let user = |issuer_cert: &str, issuer_key: &str| {
+        let issuer = rcgen::Issuer::from_ca_cert_pem(
+            issuer_cert,
+            rcgen::KeyPair::from_pem(issuer_key).unwrap(),
+        )
+        .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "jane");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "dev");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        ClientIdentity {
+            certificate_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    };
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap();
+    let jane = user(&read(&ca_dir.join("ca.crt")), &read(&ca_dir.join("ca.key")));
+    let other_key = rcgen::KeyPair::generate().unwrap();
+    let mut other_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    other_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    other_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "skiff cluster CA");
+    let other_ca = other_params.self_signed(&other_key).unwrap();
+    let stranger = user(&other_ca.pem(), &other_key.serialize_pem());
+    let config = ClientConfig {
+        token: String::new(),
+        ..c.config()
+    };
+    runtime.block_on(async {
+        let pods: Api<Pod> = Api::new(config.connect_renewable(&jane).unwrap().0, "default");
+        let refused = pods.list(ListParams::default()).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
+        assert!(
+            refused.message().starts_with(
+                "User \"jane\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+            ),
+            "{refused}"
+        );
+        let pods: Api<Pod> = Api::new(config.connect_renewable(&stranger).unwrap().0, "default");
+        let refused = pods.list(ListParams::default()).await.unwrap_err();
+        assert!(
+            !matches!(
+                refused.code(),
+                tonic::Code::Ok | tonic::Code::PermissionDenied
+            ),
+            "a certificate of another CA got as far as authorization: {refused}"
+        );
+    });
+}
