@@ -4,8 +4,7 @@
 //! Must not: be called from async code directly (each call forks and waits): callers run it in
 //! `spawn_blocking`.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::NetworkError;
 
@@ -25,57 +24,6 @@ pub fn ip(args: &[&str]) -> Result<String, NetworkError> {
             command: format!("ip {}", args.join(" ")),
             message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         })
-    }
-}
-
-/// Runs `commands` (each an `ip` command line without the `ip`) in one `ip -batch` process, in
-/// network namespace `netns` (`ip -n NETNS`) or the agent's own: one fork and exec for a whole
-/// change instead of one per step, which is most of what attaching a pod costs. Stops at the
-/// first command that fails, naming it.
-pub fn ip_batch(netns: Option<&str>, commands: &[String]) -> Result<(), NetworkError> {
-    let mut cmd = Command::new("ip");
-    if let Some(ns) = netns {
-        cmd.args(["-n", ns]);
-    }
-    let described = || {
-        let prefix = netns
-            .map(|ns| format!("ip -n {ns} "))
-            .unwrap_or("ip ".into());
-        commands
-            .iter()
-            .map(|c| format!("{prefix}{c}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
-    let failed = |message: String| NetworkError::Command {
-        command: described(),
-        message,
-    };
-    let mut child = cmd
-        .args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| failed(format!("{e} (install iproute2)")))?;
-    let mut script = commands.join("\n");
-    script.push('\n');
-    let written = child
-        .stdin
-        .take()
-        .map(|mut stdin| stdin.write_all(script.as_bytes()));
-    let out = child
-        .wait_with_output()
-        .map_err(|e| failed(e.to_string()))?;
-    if let Some(Err(e)) = written {
-        return Err(failed(format!("writing the commands: {e}")));
-    }
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(failed(
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ))
     }
 }
 
@@ -114,21 +62,5 @@ mod tests {
         assert!(host_link_exists("lo"));
         assert!(!host_link_exists("skv-no-such"));
         assert!(!host_link_exists(""));
-    }
-
-    #[test]
-    fn a_batch_stops_at_the_failing_command_and_names_the_batch() {
-        ip_batch(None, &["link show dev lo".to_string()]).expect("a read-only batch");
-        let err = ip_batch(
-            None,
-            &[
-                "link show dev lo".to_string(),
-                "link show dev skv-no-such".to_string(),
-            ],
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("ip link show dev skv-no-such"), "{err}");
-        assert!(err.contains("skv-no-such"), "{err}");
     }
 }

@@ -21,6 +21,7 @@
 pub mod bridge;
 pub mod ipam;
 mod iproute;
+pub mod netlink;
 pub mod netns;
 pub mod routes;
 pub mod veth;
@@ -40,6 +41,12 @@ pub enum NetworkError {
     Command { command: String, message: String },
     #[error("{path}: {source}")]
     Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{step} ({path}): {source}")]
+    Netlink {
+        step: String,
         path: PathBuf,
         source: std::io::Error,
     },

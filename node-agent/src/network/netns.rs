@@ -1,8 +1,9 @@
 //! Pod network namespaces: one per pod with OCI containers, shared by all of them, so that the
 //! containers of a pod reach each other on `localhost` (Kubernetes' pod sandbox).
 //!
-//! Made with iproute2 (`ip netns add skiff-<pod uid>`, a bind mount at `/run/netns/...` that
-//! keeps the namespace alive with no process in it), loopback brought up, removed with the pod
+//! Made as `ip netns add skiff-<pod uid>` makes them (a bind mount at `/run/netns/...` that
+//! keeps the namespace alive with no process in it), over rtnetlink ([`super::netlink`]),
+//! loopback brought up, removed with the pod
 //! (which also destroys the pod's `eth0` and so its veth pair). The namespace outlives the agent,
 //! so a restarted agent finds it in place.
 //!
@@ -14,8 +15,8 @@
 
 use std::path::PathBuf;
 
-use super::NetworkError;
 use super::iproute::ip;
+use super::{NetworkError, netlink};
 
 /// The namespace's name for pod `uid`.
 pub fn name(uid: &str) -> String {
@@ -29,17 +30,33 @@ pub fn path(uid: &str) -> PathBuf {
 
 /// The namespace file of pod `uid`, made (with loopback up) if missing.
 pub fn ensure(uid: &str) -> Result<PathBuf, NetworkError> {
-    let name = name(uid);
     let path = path(uid);
     if path.exists() {
         return Ok(path);
     }
-    ip(&["netns", "add", &name])?;
-    if let Err(e) = ip(&["-n", &name, "link", "set", "lo", "up"]) {
-        let _ = ip(&["netns", "delete", &name]);
-        return Err(e);
-    }
-    Ok(path)
+    let failed = |step: &str| {
+        let (step, path) = (format!("pod {uid}: {step}"), path.clone());
+        move |source| NetworkError::Netlink { step, path, source }
+    };
+    // On a thread of its own, which the new namespace keeps.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                netlink::create_netns_here(&path).map_err(failed("creating its namespace"))?;
+                let up = (|| {
+                    let mut rtnl = netlink::Rtnl::open()?;
+                    let lo = rtnl.link_index("lo")?.ok_or(std::io::ErrorKind::NotFound)?;
+                    rtnl.set_up(lo, None)
+                })();
+                if let Err(e) = up {
+                    remove(uid);
+                    return Err(failed("setting lo up")(e));
+                }
+                Ok(path.clone())
+            })
+            .join()
+            .unwrap_or_else(|_| Err(NetworkError::Task("pod network thread panicked".into())))
+    })
 }
 
 /// Removes pod `uid`'s namespace, if any.
