@@ -28,6 +28,9 @@ pub mod time;
 pub mod validation;
 pub mod workload;
 
+#[cfg(test)]
+mod property_tests;
+
 pub use intstr::{IntOrString, IntOrStringValue};
 pub use resource::{Resource, ResourceExt};
 

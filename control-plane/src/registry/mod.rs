@@ -167,6 +167,9 @@ impl Selectors {
 pub(crate) mod tests;
 
 #[cfg(test)]
+mod property_tests;
+
+#[cfg(test)]
 mod key_tests {
     use super::*;
     use skiff_api::v1::{Namespace, Node, Pod};

@@ -9,6 +9,8 @@
 //! Must not: know about kinds, encodings or validation — values are opaque bytes.
 
 mod codec;
+#[cfg(test)]
+mod codec_props;
 pub mod conformance;
 pub mod embedded;
 pub mod encrypt;

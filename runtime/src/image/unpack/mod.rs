@@ -45,6 +45,8 @@ mod hostile_tests;
 #[cfg(test)]
 mod overlay_tests;
 #[cfg(test)]
+mod property_tests;
+#[cfg(test)]
 mod test_layers;
 #[cfg(test)]
 mod tests;
