@@ -233,6 +233,15 @@ impl Codec {
 }
 
 impl EncryptedStore {
+    /// The same sealing (keys, prefixes) over another handle of the same data, such as a fenced
+    /// etcd handle the controllers write through: every handle of a store must seal alike.
+    pub fn over(&self, inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            codec: self.codec.clone(),
+        }
+    }
+
     /// Re-seals every value under the sealed prefixes that is unsealed or sealed with a key other
     /// than the write key; checks that every sealed value opens. A value changed meanwhile (a
     /// conflict) is left: its writer sealed it with the write key.
