@@ -1,10 +1,13 @@
-//! `bench/run api`: create/get/list latency and create throughput of pods on the embedded store,
-//! through a real `skiff server` over TLS gRPC.
+//! `bench/run api`: create/get/list latency and create throughput of pods through a real `skiff
+//! server` over TLS gRPC, on the embedded store and then on etcd (one member on loopback, data on
+//! the same disk), beside raw etcd puts of the same encoded pods from the same client library at
+//! the same concurrency (the ratio is skiff's own overhead on etcd).
 
 use std::time::{Duration, Instant};
 
 use skiff_api::v1::{Container, ObjectMeta, Pod, PodSpec};
-use skiff_tests::Cluster;
+use skiff_tests::etcd::EtcdCluster;
+use skiff_tests::{Cluster, ClusterOptions};
 
 fn pod(name: &str) -> Pod {
     Pod {
@@ -35,8 +38,73 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
+/// Creates per second of 64 concurrent raw etcd puts (transactions creating the key, as the etcd
+/// store writes) of `total` encoded pods, through etcd-client.
+fn raw_etcd(etcd: &EtcdCluster, total: usize, workers: usize) -> Result<f64, String> {
+    use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let client = Client::connect(etcd.endpoints(), None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let value = prost::Message::encode_to_vec(&pod("raw"));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..workers {
+            let mut kv = client.kv_client();
+            let value = value.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in (w..total).step_by(workers) {
+                    let key = format!("/raw/pods/default/par-{i}");
+                    let txn = Txn::new()
+                        .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+                        .and_then([TxnOp::put(key.as_str(), value.clone(), None)]);
+                    kv.txn(txn).await.map_err(|e| e.to_string())?;
+                }
+                Ok::<_, String>(())
+            }));
+        }
+        for t in tasks {
+            t.await.map_err(|e| e.to_string())??;
+        }
+        Ok(total as f64 / start.elapsed().as_secs_f64())
+    })
+}
+
 pub fn run() -> Result<(), String> {
-    let cluster = Cluster::start();
+    let embedded = measure(&Cluster::start(), "embedded store")?;
+    let etcd = EtcdCluster::start(1);
+    let cluster = Cluster::start_with(ClusterOptions {
+        server_args: vec!["--etcd".into(), etcd.endpoints_arg()],
+        ..Default::default()
+    });
+    let on_etcd = measure(&cluster, "etcd store")?;
+    drop(cluster);
+    let raw = raw_etcd(&etcd, 10_000 - 1200, 64)?;
+    println!(
+        "{:<44} {:>12.0}",
+        "raw etcd creates/s, 64 clients (etcd-client)", raw
+    );
+    println!(
+        "api: create p99 {} and {:.0} creates/s ({:.2}x the 5 ms p99 goal, {:.2}x the 2,000 creates/s goal); on etcd {:.0} creates/s, {:.2}x raw etcd ({:.0}/s; goal 0.5x)",
+        ms(embedded.p99),
+        embedded.rate,
+        embedded.p99.as_secs_f64() / 0.005,
+        embedded.rate / 2000.0,
+        on_etcd.rate,
+        on_etcd.rate / raw,
+        raw
+    );
+    Ok(())
+}
+
+/// The figures the last line compares.
+struct Figures {
+    p99: Duration,
+    rate: f64,
+}
+
+fn measure(cluster: &Cluster, store: &str) -> Result<Figures, String> {
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let _guard = rt.enter();
     let api = cluster.api::<Pod>("default");
@@ -44,13 +112,17 @@ pub fn run() -> Result<(), String> {
     rt.block_on(async {
         // Warm up the connection and the store.
         for i in 0..200 {
-            api.create(pod(&format!("warm-{i}"))).await.map_err(|e| e.to_string())?;
+            api.create(pod(&format!("warm-{i}")))
+                .await
+                .map_err(|e| e.to_string())?;
         }
         // Sequential creates: one client, one request in flight (latency).
         let mut create = Vec::new();
         for i in 0..1000 {
             let t = Instant::now();
-            api.create(pod(&format!("seq-{i}"))).await.map_err(|e| e.to_string())?;
+            api.create(pod(&format!("seq-{i}")))
+                .await
+                .map_err(|e| e.to_string())?;
             create.push(t.elapsed());
         }
         create.sort();
@@ -58,7 +130,9 @@ pub fn run() -> Result<(), String> {
         let mut get = Vec::new();
         for i in 0..1000 {
             let t = Instant::now();
-            api.get(&format!("seq-{i}")).await.map_err(|e| e.to_string())?;
+            api.get(&format!("seq-{i}"))
+                .await
+                .map_err(|e| e.to_string())?;
             get.push(t.elapsed());
         }
         get.sort();
@@ -73,7 +147,9 @@ pub fn run() -> Result<(), String> {
                 let mut lat = Vec::new();
                 for i in (w..total).step_by(workers) {
                     let t = Instant::now();
-                    api.create(pod(&format!("par-{i}"))).await.map_err(|e| e.to_string())?;
+                    api.create(pod(&format!("par-{i}")))
+                        .await
+                        .map_err(|e| e.to_string())?;
                     lat.push(t.elapsed());
                 }
                 Ok::<_, String>(lat)
@@ -90,7 +166,10 @@ pub fn run() -> Result<(), String> {
         let mut list = Vec::new();
         for _ in 0..5 {
             let t = Instant::now();
-            let (items, _) = api.list(Default::default()).await.map_err(|e| e.to_string())?;
+            let (items, _) = api
+                .list(Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
             list.push(t.elapsed());
             if items.len() != 10_000 {
                 return Err(format!("listed {} pods, expected 10000", items.len()));
@@ -98,20 +177,45 @@ pub fn run() -> Result<(), String> {
         }
         list.sort();
 
-        println!("{:<44} {:>12} {:>12}", "measure (skiff, embedded store, TLS gRPC)", "p50", "p99");
-        println!("{:<44} {:>12} {:>12}", "create pod, 1 client", ms(percentile(&create, 0.5)), ms(percentile(&create, 0.99)));
-        println!("{:<44} {:>12} {:>12}", "get pod, 1 client", ms(percentile(&get, 0.5)), ms(percentile(&get, 0.99)));
-        println!("{:<44} {:>12} {:>12}", format!("create pod, {workers} clients"), ms(percentile(&par, 0.5)), ms(percentile(&par, 0.99)));
-        println!("{:<44} {:>12} {:>12}", "list 10,000 pods", ms(percentile(&list, 0.5)), ms(list[list.len() - 1]));
-        println!("{:<44} {:>12.0}", format!("creates/s, {workers} clients"), rate);
-        let p99 = percentile(&create, 0.99);
         println!(
-            "api: create p99 {} and {:.0} creates/s ({:.2}x the 5 ms p99 goal, {:.2}x the 2,000 creates/s goal)",
-            ms(p99),
-            rate,
-            p99.as_secs_f64() / 0.005,
-            rate / 2000.0
+            "{:<44} {:>12} {:>12}",
+            format!("measure (skiff, {store}, TLS gRPC)"),
+            "p50",
+            "p99"
         );
-        Ok(())
+        println!(
+            "{:<44} {:>12} {:>12}",
+            "create pod, 1 client",
+            ms(percentile(&create, 0.5)),
+            ms(percentile(&create, 0.99))
+        );
+        println!(
+            "{:<44} {:>12} {:>12}",
+            "get pod, 1 client",
+            ms(percentile(&get, 0.5)),
+            ms(percentile(&get, 0.99))
+        );
+        println!(
+            "{:<44} {:>12} {:>12}",
+            format!("create pod, {workers} clients"),
+            ms(percentile(&par, 0.5)),
+            ms(percentile(&par, 0.99))
+        );
+        println!(
+            "{:<44} {:>12} {:>12}",
+            "list 10,000 pods",
+            ms(percentile(&list, 0.5)),
+            ms(list[list.len() - 1])
+        );
+        println!(
+            "{:<44} {:>12.0}",
+            format!("creates/s, {workers} clients"),
+            rate
+        );
+        println!();
+        Ok(Figures {
+            p99: percentile(&create, 0.99),
+            rate,
+        })
     })
 }

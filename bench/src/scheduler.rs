@@ -109,6 +109,8 @@ fn ms(d: Duration) -> String {
 }
 
 struct Row {
+    /// `embedded` or `etcd`.
+    store: &'static str,
     nodes: usize,
     rate: f64,
     /// First create → last create acknowledged, and → last bind seen.
@@ -139,9 +141,17 @@ async fn ready_nodes(api: &skiff_api::client::Api<Node>) -> Result<usize, String
         .count())
 }
 
-/// Binds 10,000 pods on `nodes` heartbeating nodes, which go on heartbeating for `hold` in all.
-fn measure(nodes: usize, hold: Duration) -> Result<Row, String> {
-    let cluster = Cluster::start();
+/// Binds 10,000 pods on `nodes` heartbeating nodes, which go on heartbeating for `hold` in all;
+/// on a one-member etcd (loopback) when `etcd`, else on the embedded store.
+fn measure(nodes: usize, hold: Duration, etcd: bool) -> Result<Row, String> {
+    let etcd = etcd.then(|| skiff_tests::etcd::EtcdCluster::start(1));
+    let cluster = Cluster::start_with(skiff_tests::ClusterOptions {
+        server_args: etcd
+            .iter()
+            .flat_map(|e| ["--etcd".to_string(), e.endpoints_arg()])
+            .collect(),
+        ..Default::default()
+    });
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let _guard = rt.enter();
     let node_api = cluster.api::<Node>("");
@@ -245,6 +255,7 @@ fn measure(nodes: usize, hold: Duration) -> Result<Row, String> {
         let heartbeating = heartbeats_started.elapsed();
         let heartbeats = heartbeats.stop().await?;
         Ok(Row {
+            store: "embedded",
             nodes,
             rate,
             created: last_ack.duration_since(first_create),
@@ -260,16 +271,23 @@ fn measure(nodes: usize, hold: Duration) -> Result<Row, String> {
 
 pub fn run() -> Result<(), String> {
     let mut rows = Vec::new();
-    for (nodes, hold) in [(1000, Duration::ZERO), (5000, Duration::from_secs(120))] {
-        rows.push(measure(nodes, hold)?);
+    for (nodes, hold, etcd) in [
+        (1000, Duration::ZERO, false),
+        (5000, Duration::from_secs(120), false),
+        (1000, Duration::ZERO, true),
+    ] {
+        let mut row = measure(nodes, hold, etcd)?;
+        row.store = if etcd { "etcd" } else { "embedded" };
+        rows.push(row);
     }
     println!(
-        "{:>6} {:>7} {:>10} {:>12} {:>12} {:>12} {:>12}",
-        "nodes", "pods", "pods/s", "p50", "p99", "created in", "bound in"
+        "{:>9} {:>6} {:>7} {:>10} {:>12} {:>12} {:>12} {:>12}",
+        "store", "nodes", "pods", "pods/s", "p50", "p99", "created in", "bound in"
     );
     for r in &rows {
         println!(
-            "{:>6} {:>7} {:>10.0} {:>12} {:>12} {:>11.2}s {:>11.2}s",
+            "{:>9} {:>6} {:>7} {:>10.0} {:>12} {:>12} {:>11.2}s {:>11.2}s",
+            r.store,
             r.nodes,
             PODS,
             r.rate,
@@ -307,6 +325,18 @@ pub fn run() -> Result<(), String> {
             ));
         }
     }
+    let on_etcd = rows
+        .iter()
+        .find(|r| r.store == "etcd")
+        .map_or(0.0, |r| r.rate);
+    let at_1000 = rows
+        .iter()
+        .find(|r| r.nodes == 1000 && r.store == "embedded")
+        .map_or(0.0, |r| r.rate);
+    println!(
+        "scheduler on etcd: {on_etcd:.0} pods/s with 1,000 nodes ({:.2}x the embedded store's {at_1000:.0})",
+        on_etcd / at_1000.max(1.0)
+    );
     let at_5000 = rows
         .iter()
         .find(|r| r.nodes == 5000)
