@@ -3,7 +3,8 @@
 //! Secret); an anonymous pull and a wrong password fail with a clear `ErrImagePull` message that
 //! shows no password; a malformed pull Secret is refused at create, naming the key; an agent's own
 //! `--registry-config` serves pods that name no Secret; `skiff push` logs in from a Docker config
-//! (`--registry-config`) and is refused without one.
+//! (`--registry-config`) and is refused without one. With node restriction, the node running the pod
+//! reads its pull Secret and another node (its own certificate) cannot.
 
 use std::time::Duration;
 
@@ -178,4 +179,52 @@ fn the_agents_registry_config_and_skiff_push_log_in() {
     c.add_agent_with("node-1", &["--registry-config", &config]);
     c.apply(&pod_yaml("node-login", &target, &[], "IfNotPresent"));
     succeeded(&c, "node-login");
+}
+
+/// A channel presenting agent `index`'s own client certificate, as the agent does.
+fn as_node(c: &Cluster, index: usize) -> skiff_api::client::Transport {
+    use skiff_api::client::{ClientConfig, ClientIdentity};
+    let pki = c.agent(index).data_dir.join("pki");
+    let read = |name: &str| std::fs::read_to_string(pki.join(name)).unwrap();
+    let config = ClientConfig {
+        server: c.config().server,
+        certificate_authority_data: read("ca.crt"),
+        token: String::new(),
+    };
+    let identity = ClientIdentity {
+        certificate_pem: read("node.crt"),
+        key_pem: read("node.key"),
+    };
+    config.connect_renewable(&identity).unwrap().0
+}
+
+#[test]
+fn only_the_node_running_the_pod_reads_its_pull_secret() {
+    use skiff_api::client::Api;
+    use skiff_api::v1::Secret;
+    let registry = Registry::start_with_login(USER, PASSWORD);
+    let image = registry
+        .push_wasm_artifact("private/probe", "v1", &guest("probe"))
+        .reference;
+    let mut c = Cluster::start();
+    c.add_agent("node-1");
+    c.add_agent("node-2");
+    c.apply(&pull_secret_yaml("login", &registry.docker_config(USER, PASSWORD)));
+    let pinned = pod_yaml("pinned", &image, &["login"], "IfNotPresent")
+        .replace("spec:\n", "spec:\n  nodeName: node-1\n");
+    c.apply(&pinned);
+    succeeded(&c, "pinned");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _enter = runtime.enter();
+    let mine: Api<Secret> = Api::new(as_node(&c, 0), "default");
+    let other: Api<Secret> = Api::new(as_node(&c, 1), "default");
+    runtime.block_on(async {
+        let got = mine.get("login").await;
+        assert!(got.is_ok(), "node-1 runs the pod: {got:?}");
+        match other.get("login").await {
+            Ok(_) => panic!("node-2 read a pull secret none of its pods uses"),
+            Err(s) => assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s}"),
+        }
+    });
 }
