@@ -376,6 +376,6 @@ mod tests {
             <Secret as Resource>::HAS_STATUS,
         ];
         assert_eq!(flags, [true, false]);
-        assert_eq!(KINDS.len(), 20);
+        assert_eq!(KINDS.len(), 21);
     }
 }
