@@ -24,7 +24,7 @@ pub const RENEW_AT_PERCENT: i64 = 70;
 /// A certificate closer than this to its end is not used at start: the agent joins again.
 const MIN_LEFT: i64 = 60;
 /// Pause between failed renewals.
-const RETRY: Duration = Duration::from_secs(10);
+const RETRY: Duration = Duration::from_secs(5);
 
 /// The node certificate files under `data_dir`.
 #[derive(Debug, Clone)]
@@ -64,6 +64,13 @@ impl Files {
             key_pem: read("node.key")?,
         };
         let (not_before, not_after) = validity(&identity.certificate_pem)?;
+        // Signers backdate certificates for clock skew; the lifetime counts from when it was got.
+        let stored_at = std::fs::metadata(self.dir.join("node.crt"))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(not_before, |d| d.as_secs() as i64);
+        let not_before = not_before.max(stored_at.min(not_after));
         Some((
             ca,
             Held {
@@ -163,6 +170,8 @@ async fn request(transport: &Transport, node: &str) -> Result<Held, AgentError> 
         .into_inner();
     let (not_before, not_after) = validity(&signed.certificate)
         .ok_or_else(|| failed("the server's answer is not a certificate".into()))?;
+    // Signers backdate certificates for clock skew; the lifetime counts from now.
+    let not_before = not_before.max(now().min(not_after));
     Ok(Held {
         identity: ClientIdentity {
             certificate_pem: signed.certificate,
@@ -251,10 +260,10 @@ impl Renewal {
     /// failed renewal is tried again every [`RETRY`].
     pub async fn run(mut self, transport: Transport) {
         loop {
-            let wait = renew_at(self.held.not_before, self.held.not_after) - now();
-            if wait > 0 {
-                tokio::time::sleep(Duration::from_secs(wait as u64)).await;
-            }
+            // Never more often than every RETRY, whatever the certificates say.
+            let wait = (renew_at(self.held.not_before, self.held.not_after) - now())
+                .max(RETRY.as_secs() as i64);
+            tokio::time::sleep(Duration::from_secs(wait as u64)).await;
             match self.renew_once(&transport).await {
                 Ok(()) => {
                     tracing::info!(node = %self.node, not_after = self.held.not_after, "node certificate renewed")

@@ -61,6 +61,18 @@ pub struct ServerArgs {
     /// Users by bearer token, one a line: token,user,uid,"group1,group2" (Kubernetes' CSV format)
     #[arg(long, value_name = "FILE")]
     token_auth_file: Option<PathBuf>,
+    /// How long the node client certificates this server signs are valid (agents renew at 70 %)
+    #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = parse_certificate_lifetime)]
+    node_certificate_lifetime: Duration,
+}
+
+/// A certificate lifetime: at least 10 s (the agent renews at 70 %), at most a year.
+fn parse_certificate_lifetime(text: &str) -> std::result::Result<Duration, String> {
+    let d = crate::duration::parse(text)?;
+    if d < Duration::from_secs(10) || d > Duration::from_secs(366 * 24 * 3600) {
+        return Err(format!("{text}: must be from 10s to 8784h (a year)"));
+    }
+    Ok(d)
 }
 
 #[derive(Args)]
@@ -231,7 +243,7 @@ pub async fn server(args: ServerArgs) -> Result<()> {
         node_grace_period: args.node_grace_period,
         pod_eviction_timeout: args.pod_eviction_timeout,
     };
-    let cp = start(
+    let mut cp = start(
         args.data_dir.clone(),
         args.listen,
         lifecycle,
@@ -244,6 +256,7 @@ pub async fn server(args: ServerArgs) -> Result<()> {
         token_auth_file,
     )
     .await?;
+    cp.set_node_certificate_lifetime(args.node_certificate_lifetime);
     tracing::info!(addr = %cp.addr, data_dir = %args.data_dir.display(), "skiff API server listening (TLS)");
     eprintln!(
         "skiff server: API at {}\n  admin config: {}\n  join token:   {}",

@@ -361,3 +361,74 @@ fn only_the_cluster_ca_signs_client_certificates() {
         );
     });
 }
+
+#[test]
+fn the_node_certificate_is_renewed_without_disturbing_pods() {
+    let runtime = rt();
+    let _enter = runtime.enter();
+    let mut c = Cluster::start_with(skiff_tests::ClusterOptions {
+        server_args: vec!["--node-certificate-lifetime".into(), "12s".into()],
+        heartbeat_interval: Some("1s".into()),
+        ..Default::default()
+    });
+    let i = c.add_agent("n1");
+    let probe = format!("file:{}", guest("probe").display());
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: steady}}\nspec:\n  runtimeClassName: wasm\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {probe}\n    command: [probe]\n    args: [sleep, \"0\"]\n"
+    ));
+    let pods: Api<Pod> = c.api("default");
+    let running = |p: &Pod| p.status.as_ref().is_some_and(|s| s.phase == "Running");
+    let before = wait_for("steady running", Duration::from_secs(30), || {
+        runtime.block_on(pods.get("steady")).ok().filter(running)
+    });
+    let crt = c.agent(i).data_dir.join("pki").join("node.crt");
+    let first = std::fs::read_to_string(&crt).unwrap();
+    // Renewed at 70 % of 12 s; wait past the first certificate's end.
+    let second = wait_for("a renewed certificate", Duration::from_secs(20), || {
+        std::fs::read_to_string(&crt)
+            .ok()
+            .filter(|now| *now != first)
+    });
+    assert!(second.starts_with("-----BEGIN CERTIFICATE-----"));
+    std::thread::sleep(Duration::from_secs(6));
+    // The node still heartbeats (on the new certificate: the first one has expired) ...
+    let leases: Api<Lease> = c.api("kube-node-lease");
+    let renewed = |l: &Lease| {
+        l.spec
+            .as_ref()
+            .and_then(|s| s.renew_time.as_ref())
+            .map(|t| t.seconds)
+    };
+    let then = runtime
+        .block_on(leases.get("n1"))
+        .ok()
+        .and_then(|l| renewed(&l))
+        .unwrap();
+    wait_for(
+        "a heartbeat after the renewal",
+        Duration::from_secs(10),
+        || {
+            runtime
+                .block_on(leases.get("n1"))
+                .ok()
+                .and_then(|l| renewed(&l))
+                .filter(|t| *t > then)
+        },
+    );
+    // ... and its pod ran on, untouched, reachable through the tunnel.
+    let after = runtime.block_on(pods.get("steady")).unwrap();
+    assert!(running(&after));
+    let uid = |p: &Pod| p.metadata.as_ref().unwrap().uid.clone();
+    assert_eq!(uid(&before), uid(&after));
+    let restarts = |p: &Pod| p.status.as_ref().unwrap().container_statuses[0].restart_count;
+    assert_eq!(restarts(&after), 0);
+    let out = c.skiff(&["logs", "steady"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Renewed once or twice in these ~20 s, not in a loop.
+    let renewals = c.agent(i).log().matches("node certificate renewed").count();
+    assert!(
+        (1..=3).contains(&renewals),
+        "{renewals} renewals\n{}",
+        c.agent(i).log()
+    );
+}
