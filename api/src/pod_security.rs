@@ -177,7 +177,7 @@ fn all_containers(spec: &PodSpec) -> impl Iterator<Item = &Container> {
 
 /// Names of the containers for which `bad` holds (no Kubernetes check treats init containers
 /// apart).
-fn failing<'a>(spec: &'a PodSpec, mut bad: impl FnMut(&Container) -> bool) -> Vec<&'a str> {
+fn failing(spec: &PodSpec, mut bad: impl FnMut(&Container) -> bool) -> Vec<&str> {
     all_containers(spec)
         .filter(|c| bad(c))
         .map(|c| c.name.as_str())
