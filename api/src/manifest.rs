@@ -154,8 +154,15 @@ fn quantities_as_text(value: &mut Value) {
             for (key, v) in map.iter_mut() {
                 match (key.as_str(), &mut *v) {
                     (
-                        "limits" | "requests" | "capacity" | "allocatable" | "max" | "min"
-                        | "default" | "defaultRequest" | "maxLimitRequestRatio",
+                        "limits"
+                        | "requests"
+                        | "capacity"
+                        | "allocatable"
+                        | "max"
+                        | "min"
+                        | "default"
+                        | "defaultRequest"
+                        | "maxLimitRequestRatio",
                         Value::Object(m),
                     ) => {
                         m.values_mut().for_each(text);

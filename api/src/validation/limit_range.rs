@@ -71,7 +71,10 @@ pub fn validate_limit_range(lr: &LimitRange, errors: &mut FieldErrors) {
             ),
         }
         if item.r#type == POD {
-            for (field, map) in [("default", &item.r#default), ("defaultRequest", &item.default_request)] {
+            for (field, map) in [
+                ("default", &item.r#default),
+                ("defaultRequest", &item.default_request),
+            ] {
                 if !map.is_empty() {
                     errors.add(
                         format!("{path}.{field}"),
@@ -156,8 +159,14 @@ pub fn apply_defaults(ranges: &[LimitRange], spec: &mut PodSpec) -> bool {
     if items.is_empty() {
         return false;
     }
-    for c in spec.init_containers.iter_mut().chain(spec.containers.iter_mut()) {
-        let res = c.resources.get_or_insert_with(ResourceRequirements::default);
+    for c in spec
+        .init_containers
+        .iter_mut()
+        .chain(spec.containers.iter_mut())
+    {
+        let res = c
+            .resources
+            .get_or_insert_with(ResourceRequirements::default);
         for item in &items {
             for (k, v) in &item.r#default {
                 if !res.limits.contains_key(k) {
@@ -170,9 +179,7 @@ pub fn apply_defaults(ranges: &[LimitRange], spec: &mut PodSpec) -> bool {
                     // A request above the container's own limit would make the pod invalid:
                     // Kubernetes takes the limit as the request then.
                     let value = match (res.limits.get(k), Quantity::parse(v)) {
-                        (Some(limit), Ok(req))
-                            if Quantity::parse(limit).is_ok_and(|l| l < req) =>
-                        {
+                        (Some(limit), Ok(req)) if Quantity::parse(limit).is_ok_and(|l| l < req) => {
                             limit.clone()
                         }
                         _ => v.clone(),
@@ -232,9 +239,13 @@ pub fn check_pod(ranges: &[LimitRange], spec: &PodSpec) -> Vec<String> {
         };
         for (requests, limits) in subjects {
             for (r, min) in &item.min {
-                let Ok(min) = Quantity::parse(min) else { continue };
+                let Ok(min) = Quantity::parse(min) else {
+                    continue;
+                };
                 match quantity(&requests, r) {
-                    None => out.push(format!("minimum {r} usage per {scope} is {min}.  No request is specified")),
+                    None => out.push(format!(
+                        "minimum {r} usage per {scope} is {min}.  No request is specified"
+                    )),
                     Some(req) if req < min => out.push(format!(
                         "minimum {r} usage per {scope} is {min}, but request is {req}"
                     )),
@@ -242,9 +253,13 @@ pub fn check_pod(ranges: &[LimitRange], spec: &PodSpec) -> Vec<String> {
                 }
             }
             for (r, max) in &item.max {
-                let Ok(max) = Quantity::parse(max) else { continue };
+                let Ok(max) = Quantity::parse(max) else {
+                    continue;
+                };
                 match quantity(&limits, r) {
-                    None => out.push(format!("maximum {r} usage per {scope} is {max}.  No limit is specified")),
+                    None => out.push(format!(
+                        "maximum {r} usage per {scope} is {max}.  No limit is specified"
+                    )),
                     Some(lim) if lim > max => out.push(format!(
                         "maximum {r} usage per {scope} is {max}, but limit is {lim}"
                     )),
@@ -252,7 +267,9 @@ pub fn check_pod(ranges: &[LimitRange], spec: &PodSpec) -> Vec<String> {
                 }
             }
             for (r, ratio) in &item.max_limit_request_ratio {
-                let Ok(ratio) = Quantity::parse(ratio) else { continue };
+                let Ok(ratio) = Quantity::parse(ratio) else {
+                    continue;
+                };
                 let (Some(lim), Some(req)) = (quantity(&limits, r), quantity(&requests, r)) else {
                     if quantity(&limits, r).is_none() {
                         out.push(format!("{r} max limit to request ratio per {scope} is {ratio}, but no limit is specified"));
@@ -297,7 +314,10 @@ mod tests {
     use crate::v1::LimitRangeSpec;
 
     fn map(pairs: &[(&str, &str)]) -> Resources {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn range(item: LimitRangeItem) -> LimitRange {
@@ -335,7 +355,10 @@ mod tests {
         };
         default_item(&mut item);
         assert_eq!(item.r#default, map(&[("memory", "1Gi")]));
-        assert_eq!(item.default_request, map(&[("memory", "1Gi"), ("cpu", "100m")]));
+        assert_eq!(
+            item.default_request,
+            map(&[("memory", "1Gi"), ("cpu", "100m")])
+        );
         assert_eq!(errors_of(&range(item)), "");
 
         let bad = range(LimitRangeItem {
@@ -359,7 +382,10 @@ mod tests {
             r#type: "PersistentVolumeClaim".into(),
             ..Default::default()
         }));
-        assert!(e.contains("spec.limits[0].type: \"PersistentVolumeClaim\" is not supported"), "{e}");
+        assert!(
+            e.contains("spec.limits[0].type: \"PersistentVolumeClaim\" is not supported"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -383,11 +409,17 @@ mod tests {
         assert!(apply_defaults(&ranges, &mut spec));
         let res = |i: usize| spec.containers[i].resources.clone().unwrap_or_default();
         assert_eq!(res(0).limits, map(&[("cpu", "500m"), ("memory", "256Mi")]));
-        assert_eq!(res(0).requests, map(&[("cpu", "250m"), ("memory", "128Mi")]));
+        assert_eq!(
+            res(0).requests,
+            map(&[("cpu", "250m"), ("memory", "128Mi")])
+        );
         // Its own values stay; a default request above its own limit becomes the limit.
         assert_eq!(res(1).limits, map(&[("cpu", "500m"), ("memory", "64Mi")]));
         assert_eq!(res(1).requests, map(&[("cpu", "1"), ("memory", "64Mi")]));
-        assert!(!apply_defaults(&ranges, &mut spec), "a second pass changes nothing");
+        assert!(
+            !apply_defaults(&ranges, &mut spec),
+            "a second pass changes nothing"
+        );
     }
 
     #[test]
@@ -408,8 +440,16 @@ mod tests {
         ];
         let spec = PodSpec {
             containers: vec![
-                container("a", &[("cpu", "50m")], &[("memory", "2Gi"), ("cpu", "800m")]),
-                container("b", &[("cpu", "200m")], &[("memory", "1Gi"), ("cpu", "400m")]),
+                container(
+                    "a",
+                    &[("cpu", "50m")],
+                    &[("memory", "2Gi"), ("cpu", "800m")],
+                ),
+                container(
+                    "b",
+                    &[("cpu", "200m")],
+                    &[("memory", "1Gi"), ("cpu", "400m")],
+                ),
             ],
             ..Default::default()
         };
@@ -424,7 +464,11 @@ mod tests {
             ]
         );
         let fine = PodSpec {
-            containers: vec![container("a", &[("cpu", "200m")], &[("memory", "1Gi"), ("cpu", "400m")])],
+            containers: vec![container(
+                "a",
+                &[("cpu", "200m")],
+                &[("memory", "1Gi"), ("cpu", "400m")],
+            )],
             ..Default::default()
         };
         assert!(check_pod(&ranges, &fine).is_empty());

@@ -6,8 +6,8 @@
 mod autoscaling;
 mod coordination;
 mod core;
-pub mod names;
 pub mod limit_range;
+pub mod names;
 mod networking;
 mod pod;
 mod pod_dns;
@@ -26,12 +26,12 @@ pub use self::core::{
 };
 pub use autoscaling::{REQUESTS_IN_FLIGHT, REQUESTS_PER_SECOND, SCALE_TARGET_KIND, validate_hpa};
 pub use coordination::{NODE_LEASE_NAMESPACE, validate_lease};
+pub use limit_range::validate_limit_range;
 pub use names::{is_dns1123_label, is_dns1123_subdomain, validate_label_key};
 pub use networking::{
     CLASS_ANNOTATION, DEFAULT_CLASS_ANNOTATION, INGRESS_CLASS, INGRESS_CONTROLLER, PATH_TYPES,
     class_of, class_serving, is_default_class, served_by, validate_ingress, validate_ingress_class,
 };
-pub use limit_range::validate_limit_range;
 pub use pod::{PRIORITY_CLASSES, priority_of_class, validate_pod, validate_pod_spec};
 pub use projected::{DOWNWARD_FIELDS, MIN_TOKEN_EXPIRATION_SECONDS, validate_projected};
 pub use rbac::{

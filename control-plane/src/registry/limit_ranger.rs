@@ -147,11 +147,17 @@ mod tests {
         assert_eq!(item.r#default, quantities(&[("memory", "256Mi")]));
 
         let created = h.create(pod("bare", &[])).await.unwrap();
-        let res = created.spec.unwrap().containers[0].resources.clone().unwrap();
+        let res = created.spec.unwrap().containers[0]
+            .resources
+            .clone()
+            .unwrap();
         assert_eq!(res.limits, quantities(&[("memory", "256Mi")]));
         assert_eq!(res.requests, quantities(&[("memory", "32Mi")]));
 
-        let e = h.create(pod("big", &[("memory", "1Gi")])).await.unwrap_err();
+        let e = h
+            .create(pod("big", &[("memory", "1Gi")]))
+            .await
+            .unwrap_err();
         assert!(matches!(e, ApiError::Forbidden(_)), "{e:?}");
         assert_eq!(
             e.to_string(),

@@ -8,12 +8,12 @@
 
 use std::collections::BTreeMap;
 
-use prost::Message;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
+use prost::Message;
 use skiff_api::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HostPathVolumeSource,
-    ObjectMeta, Pod, PodSpec, ResourceRequirements, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HostPathVolumeSource, ObjectMeta,
+    Pod, PodSpec, ResourceRequirements, SecurityContext, Volume, VolumeMount,
 };
 
 use super::tests::Harness;
@@ -39,10 +39,7 @@ fn text() -> impl Strategy<Value = String> {
 fn quantities() -> impl Strategy<Value = BTreeMap<String, String>> {
     prop::collection::btree_map(
         prop_oneof![Just("cpu".to_string()), Just("memory".to_string()), text()],
-        prop_oneof![
-            "-?[0-9]{1,20}(\\.[0-9]{0,5})?(m|Ki|Mi|Gi|E|e9)?",
-            text()
-        ],
+        prop_oneof!["-?[0-9]{1,20}(\\.[0-9]{0,5})?(m|Ki|Mi|Gi|E|e9)?", text()],
         0..3,
     )
 }
@@ -62,42 +59,41 @@ fn container() -> impl Strategy<Value = Container> {
             text(),
         )),
     )
-        .prop_map(|(name, image, limits, requests, ports, mounts, sc)| Container {
-            name,
-            image,
-            resources: Some(ResourceRequirements { limits, requests }),
-            ports: ports
-                .into_iter()
-                .map(|(container_port, host_port, protocol)| ContainerPort {
-                    container_port,
-                    host_port,
-                    protocol,
+        .prop_map(
+            |(name, image, limits, requests, ports, mounts, sc)| Container {
+                name,
+                image,
+                resources: Some(ResourceRequirements { limits, requests }),
+                ports: ports
+                    .into_iter()
+                    .map(|(container_port, host_port, protocol)| ContainerPort {
+                        container_port,
+                        host_port,
+                        protocol,
+                        ..Default::default()
+                    })
+                    .collect(),
+                volume_mounts: mounts
+                    .into_iter()
+                    .map(|(name, mount_path)| VolumeMount {
+                        name,
+                        mount_path,
+                        ..Default::default()
+                    })
+                    .collect(),
+                security_context: sc.map(|(privileged, user, add, seccomp)| SecurityContext {
+                    privileged,
+                    run_as_user: user,
+                    capabilities: Some(Capabilities { add, drop: vec![] }),
+                    seccomp_profile: Some(skiff_api::v1::SeccompProfile {
+                        r#type: seccomp,
+                        localhost_profile: String::new(),
+                    }),
                     ..Default::default()
-                })
-                .collect(),
-            volume_mounts: mounts
-                .into_iter()
-                .map(|(name, mount_path)| VolumeMount {
-                    name,
-                    mount_path,
-                    ..Default::default()
-                })
-                .collect(),
-            security_context: sc.map(|(privileged, user, add, seccomp)| SecurityContext {
-                privileged,
-                run_as_user: user,
-                capabilities: Some(Capabilities {
-                    add,
-                    drop: vec![],
-                }),
-                seccomp_profile: Some(skiff_api::v1::SeccompProfile {
-                    r#type: seccomp,
-                    localhost_profile: String::new(),
                 }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        })
+            },
+        )
 }
 
 fn pod() -> impl Strategy<Value = Pod> {
@@ -112,42 +108,48 @@ fn pod() -> impl Strategy<Value = Pod> {
         any::<bool>(),
     )
         .prop_map(
-            |(name, namespace, labels, annotations, containers, volumes, class, host_network)| Pod {
-                metadata: Some(ObjectMeta {
-                    name,
-                    namespace,
-                    labels,
-                    annotations,
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    containers,
-                    runtime_class_name: class,
-                    host_network,
-                    volumes: volumes
-                        .into_iter()
-                        .map(|(name, host, path)| Volume {
-                            name,
-                            host_path: host.then(|| HostPathVolumeSource {
-                                path: path.clone(),
-                                r#type: String::new(),
-                            }),
-                            empty_dir: (!host).then(|| EmptyDirVolumeSource {
-                                medium: String::new(),
-                                size_limit: path,
-                            }),
-                            ..Default::default()
-                        })
-                        .collect(),
-                    ..Default::default()
-                }),
-                status: None,
+            |(name, namespace, labels, annotations, containers, volumes, class, host_network)| {
+                Pod {
+                    metadata: Some(ObjectMeta {
+                        name,
+                        namespace,
+                        labels,
+                        annotations,
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec {
+                        containers,
+                        runtime_class_name: class,
+                        host_network,
+                        volumes: volumes
+                            .into_iter()
+                            .map(|(name, host, path)| Volume {
+                                name,
+                                host_path: host.then(|| HostPathVolumeSource {
+                                    path: path.clone(),
+                                    r#type: String::new(),
+                                }),
+                                empty_dir: (!host).then(|| EmptyDirVolumeSource {
+                                    medium: String::new(),
+                                    size_limit: path,
+                                }),
+                                ..Default::default()
+                            })
+                            .collect(),
+                        ..Default::default()
+                    }),
+                    status: None,
+                }
             },
         )
 }
 
 /// Creates `pod`; anything but Internal is an acceptable answer.
-fn create_is_never_internal(rt: &tokio::runtime::Runtime, h: &Harness, pod: Pod) -> Result<(), TestCaseError> {
+fn create_is_never_internal(
+    rt: &tokio::runtime::Runtime,
+    h: &Harness,
+    pod: Pod,
+) -> Result<(), TestCaseError> {
     let shown = format!("{pod:?}");
     let result = rt.block_on(h.create(pod));
     prop_assert!(
@@ -176,7 +178,10 @@ fn pods_decoded_from_mutated_bytes_are_never_internal() {
         .build()
         .unwrap();
     let h = rt.block_on(Harness::new());
-    let mutated = (pod(), prop::collection::vec((any::<usize>(), any::<u8>()), 0..6));
+    let mutated = (
+        pod(),
+        prop::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+    );
     TestRunner::new(config())
         .run(&mutated, |(pod, flips)| {
             let mut bytes = pod.encode_to_vec();

@@ -424,7 +424,10 @@ impl ControlPlane {
                 horizontal_pod_autoscaler_api_server::HorizontalPodAutoscalerApiServer,
                 HorizontalPodAutoscaler
             ))
-            .add_service(svc!(limit_range_api_server::LimitRangeApiServer, LimitRange))
+            .add_service(svc!(
+                limit_range_api_server::LimitRangeApiServer,
+                LimitRange
+            ))
             .add_service(svc!(
                 service_account_api_server::ServiceAccountApiServer,
                 ServiceAccount

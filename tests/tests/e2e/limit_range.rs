@@ -23,8 +23,14 @@ fn limit_ranges_default_and_bound_pods() {
         "apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: mem\nspec:\n  limits:\n  - type: Container\n    max: {memory: 256Mi}\n    default: {memory: 64Mi}\n    min: {cpu: 0.01}\n",
     );
     let lr = c.get_json("limitrange", "mem").expect("limitrange");
-    assert_eq!(lr["spec"]["limits"][0]["defaultRequest"]["memory"], "64Mi", "{lr:#}");
-    assert_eq!(lr["spec"]["limits"][0]["defaultRequest"]["cpu"], "0.01", "{lr:#}");
+    assert_eq!(
+        lr["spec"]["limits"][0]["defaultRequest"]["memory"], "64Mi",
+        "{lr:#}"
+    );
+    assert_eq!(
+        lr["spec"]["limits"][0]["defaultRequest"]["cpu"], "0.01",
+        "{lr:#}"
+    );
     let out = c.skiff(&["get", "limits"]);
     assert!(stdout(&out).contains("mem"), "{}", text(&out));
 

@@ -209,7 +209,10 @@ fn only_the_node_running_the_pod_reads_its_pull_secret() {
     let mut c = Cluster::start();
     c.add_agent("node-1");
     c.add_agent("node-2");
-    c.apply(&pull_secret_yaml("login", &registry.docker_config(USER, PASSWORD)));
+    c.apply(&pull_secret_yaml(
+        "login",
+        &registry.docker_config(USER, PASSWORD),
+    ));
     let pinned = pod_yaml("pinned", &image, &["login"], "IfNotPresent")
         .replace("spec:\n", "spec:\n  nodeName: node-1\n");
     c.apply(&pinned);

@@ -33,7 +33,11 @@ fn path() -> impl Strategy<Value = String> {
     ];
     (any::<bool>(), prop::collection::vec(part, 1..4)).prop_map(|(absolute, parts)| {
         let joined = parts.join("/");
-        if absolute { format!("/{joined}") } else { joined }
+        if absolute {
+            format!("/{joined}")
+        } else {
+            joined
+        }
     })
 }
 
