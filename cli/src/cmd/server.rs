@@ -400,6 +400,9 @@ struct SecurityArgs {
     /// Requests each identity may send at once above its rate
     #[arg(long, default_value_t = 200, value_name = "N")]
     max_requests_per_identity_burst: u32,
+    /// Hold nodes (system:nodes) to the per-identity rate limit too (by default they are exempt, as system:masters are)
+    #[arg(long)]
+    rate_limit_nodes: bool,
     /// Watches each identity may hold open at once (system:masters are exempt; 0: no limit)
     #[arg(long, default_value_t = 100, value_name = "N")]
     max_watches_per_identity: usize,
@@ -435,6 +438,7 @@ impl SecurityArgs {
                 burst: self.max_requests_per_identity_burst,
                 max_watches: self.max_watches_per_identity,
                 request_timeout: self.request_timeout,
+                limit_nodes: self.rate_limit_nodes,
             },
             audit_log_path: self.audit_log_path.clone(),
             audit_log_max_size_mb: self.audit_log_maxsize,

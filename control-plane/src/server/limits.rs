@@ -4,7 +4,10 @@
 //!   `--max-requests-per-identity-burst`); a call beyond it is `ResourceExhausted` (Kubernetes'
 //!   429) with a retry hint in the `retry-after` (seconds) and `grpc-retry-pushback-ms`
 //!   metadata. Callers in `system:masters` are exempt, as Kubernetes' API Priority and Fairness
-//!   exempts them, so the admin can always repair a cluster a flood is hitting.
+//!   exempts them, so the admin can always repair a cluster a flood is hitting. Nodes
+//!   (`system:nodes`) are exempt unless `--rate-limit-nodes`: an agent's calls grow with its pods
+//!   (status, events, the wasi:keyvalue calls it relays, held to 200/s per pod by the agent), and
+//!   it does not throttle itself as kubelet does; APF gives nodes a high priority level too.
 //! - A cap on concurrent watches per identity (`--max-watches-per-identity`): a watch beyond it is
 //!   `ResourceExhausted`; the count drops as watches end ([`WatchPermit`]).
 //! - Request deadlines are tonic's: a client's `grpc-timeout` is honoured, and the server applies
@@ -25,7 +28,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Status};
 
 use crate::audit::{AuditLog, ObjectRef, Outcome, RequestInfo};
-use crate::auth::{Identity, MASTERS};
+use crate::auth::{Identity, MASTERS, NODES};
 
 /// The server's limits (flags of `skiff server`).
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +41,8 @@ pub struct LimitOptions {
     pub max_watches: usize,
     /// Deadline of a call that sends no `grpc-timeout`.
     pub request_timeout: Duration,
+    /// Hold nodes (`system:nodes`) to the rate limit too.
+    pub limit_nodes: bool,
 }
 
 impl Default for LimitOptions {
@@ -49,6 +54,7 @@ impl Default for LimitOptions {
             burst: 200,
             max_watches: 100,
             request_timeout: Duration::from_secs(60),
+            limit_nodes: false,
         }
     }
 }
@@ -124,7 +130,10 @@ impl Limits {
 
     /// Takes one token of `who`'s bucket, or says how long until one is there.
     pub fn admit(&self, who: &Identity, now: Instant) -> Result<(), Duration> {
-        if exempt(who) || self.options.qps <= 0.0 {
+        if exempt(who)
+            || self.options.qps <= 0.0
+            || (!self.options.limit_nodes && who.in_group(NODES))
+        {
             return Ok(());
         }
         let burst = f64::from(self.options.burst.max(1));
@@ -468,6 +477,7 @@ mod tests {
             burst,
             max_watches,
             request_timeout: Duration::from_secs(60),
+            limit_nodes: false,
         })
     }
 
@@ -502,6 +512,20 @@ mod tests {
             .map(|_| l.watch(&Identity::Admin).unwrap())
             .collect();
         assert_eq!(permits.len(), 10);
+    }
+
+    #[test]
+    fn nodes_are_rate_limited_only_when_asked() {
+        let t0 = Instant::now();
+        let node = Identity::Node("n1".into());
+        let l = limits(1.0, 1, 0);
+        assert!((0..10).all(|_| l.admit(&node, t0).is_ok()));
+        let l = Limits::new(LimitOptions {
+            limit_nodes: true,
+            ..l.options()
+        });
+        assert!(l.admit(&node, t0).is_ok());
+        assert!(l.admit(&node, t0).is_err());
     }
 
     #[test]

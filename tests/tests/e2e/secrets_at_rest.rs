@@ -346,7 +346,7 @@ fn key_rotation_keeps_old_secrets_readable_and_a_missing_or_wrong_key_refuses_to
         .lines()
         .filter_map(|l| l.split("rotated=").nth(1))
         .filter_map(|r| r.split_whitespace().next()?.parse().ok())
-        .last()
+        .next_back()
         .unwrap_or(0);
     assert!(rotated >= 2, "the start re-sealed the older Secrets: {log}");
 
