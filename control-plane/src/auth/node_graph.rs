@@ -21,12 +21,14 @@ use crate::registry::Registry;
 type Key = (String, String);
 /// (node, kind, namespace, name).
 type Use = (String, &'static str, String, String);
+/// A bound pod: its node, and what it uses as (kind, name), each once.
+type Bound = (String, Vec<(&'static str, String)>);
 
 /// The graph.
 #[derive(Default)]
 pub struct NodeGraph {
     /// Bound pods: their node and what they use (each once).
-    pods: DashMap<Key, (String, Vec<(&'static str, String)>)>,
+    pods: DashMap<Key, Bound>,
     /// How many of a node's pods use an object.
     uses: DashMap<Use, usize>,
     /// Secrets named by Ingresses' TLS: each Ingress's list.
