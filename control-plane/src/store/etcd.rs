@@ -567,7 +567,7 @@ impl EtcdStore {
                 Ok(WatchEnd::Closed) => return,
                 Ok(WatchEnd::Broken(why)) => {
                     failures += 1;
-                    if failures == 1 || failures % 50 == 0 {
+                    if failures % 50 == 1 {
                         tracing::warn!(prefix, revision = last, error = %why, "etcd watch broken: resuming");
                     }
                 }
