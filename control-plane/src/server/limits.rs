@@ -99,6 +99,9 @@ impl SecurityOptions {
     }
 }
 
+/// Identities tracked before idle ones are forgotten.
+const MAX_TRACKED: usize = 10_000;
+
 struct Bucket {
     tokens: f64,
     last: Instant,
@@ -137,6 +140,9 @@ impl Limits {
             return Ok(());
         }
         let burst = f64::from(self.options.burst.max(1));
+        if self.buckets.len() >= MAX_TRACKED {
+            self.forget_idle(now, burst);
+        }
         let mut bucket = self
             .buckets
             .entry(who.name().into_owned())
@@ -155,6 +161,17 @@ impl Limits {
                 (1.0 - bucket.tokens) / self.options.qps,
             ))
         }
+    }
+
+    /// Forgets the buckets that have refilled (one made afresh is the same) and the watch counts
+    /// at zero, so that many short-lived identities (ServiceAccount tokens) do not grow the maps
+    /// without end.
+    fn forget_idle(&self, now: Instant, burst: f64) {
+        let full_after = burst / self.options.qps;
+        self.buckets
+            .retain(|_, b| now.saturating_duration_since(b.last).as_secs_f64() < full_after);
+        self.watches
+            .retain(|_, count| count.load(Ordering::Acquire) > 0);
     }
 
     /// A place among `who`'s concurrent watches, held until the permit drops.
@@ -499,6 +516,28 @@ mod tests {
         let t1 = t0 + Duration::from_millis(100);
         assert!(l.admit(&user("a"), t1).is_ok());
         assert!(l.admit(&user("a"), t1).is_err());
+    }
+
+    #[test]
+    fn idle_identities_are_forgotten_once_many_are_tracked() {
+        let l = limits(10.0, 10, 0);
+        let t0 = Instant::now();
+        for i in 0..MAX_TRACKED {
+            l.admit(&user(&format!("u{i}")), t0).unwrap();
+        }
+        // Two seconds on, every bucket has refilled: the next new identity clears them.
+        assert!(l.admit(&user("busy"), t0 + Duration::from_secs(2)).is_ok());
+        assert_eq!(l.buckets.len(), 1);
+        // A bucket still refilling is kept, with its tokens.
+        let l = limits(1.0, 2, 0);
+        for _ in 0..2 {
+            l.admit(&user("spent"), t0).unwrap();
+        }
+        l.forget_idle(t0 + Duration::from_millis(500), 2.0);
+        assert!(
+            l.admit(&user("spent"), t0 + Duration::from_millis(500))
+                .is_err()
+        );
     }
 
     #[test]
