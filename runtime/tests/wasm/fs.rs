@@ -181,5 +181,8 @@ async fn a_subpath_swapped_for_a_symlink_never_reaches_the_host() {
     }
     stop.store(true, Ordering::Relaxed);
     let swaps = racer.join().unwrap();
-    assert!(swaps > 40 && ran > 0, "{ran} ran, {refused} refused, {swaps} swaps");
+    assert!(
+        swaps > 40 && ran > 0,
+        "{ran} ran, {refused} refused, {swaps} swaps"
+    );
 }
