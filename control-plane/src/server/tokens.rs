@@ -37,10 +37,9 @@ impl TokenService {
         name: &str,
         pod: Option<&BoundObjectReference>,
     ) -> Result<(), Status> {
+        // A bootstrap token is only for joining: it falls to the chain, which refuses it.
         let node = match who {
-            Identity::Node(node) => Some(node.as_str()),
-            // An agent still joining with the shared join token: a node, but not a named one.
-            Identity::NodeBootstrap => None,
+            Identity::Node(node) => node.as_str(),
             _ => {
                 let attrs = Attributes::new(Verb::Create, "ServiceAccount", namespace)
                     .name(name)
@@ -62,11 +61,7 @@ impl TokenService {
             .bindings()
             .pod(namespace, &pod.name)
             .ok_or_else(|| refuse("no such pod"))?;
-        let on_node = match node {
-            Some(node) => facts.node == node,
-            None => !facts.node.is_empty(),
-        };
-        if !on_node || facts.uid != pod.uid || facts.service_account != name {
+        if facts.node != node || facts.uid != pod.uid || facts.service_account != name {
             return Err(refuse(&format!(
                 "pod {:?} is not this node's, or does not run as service account {name:?}",
                 pod.name
@@ -161,5 +156,117 @@ impl service_account_token_api_server::ServiceAccountTokenApi for TokenService {
             }),
         });
         Ok(Response::new(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use skiff_api::v1::service_account_token_api_server::ServiceAccountTokenApi;
+
+    use super::*;
+    use crate::auth::AdminAuthorizer;
+    use crate::auth::service_account::Bindings;
+    use crate::auth::service_account::token::Signer;
+
+    fn service() -> TokenService {
+        let bindings = Arc::new(Bindings::default());
+        bindings.put_account(&ServiceAccount {
+            metadata: Some(ObjectMeta {
+                name: "web".into(),
+                namespace: "shop".into(),
+                uid: "sa-1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        bindings.put_pod(&Pod {
+            metadata: Some(ObjectMeta {
+                name: "web-1".into(),
+                namespace: "shop".into(),
+                uid: "pod-1".into(),
+                ..Default::default()
+            }),
+            spec: Some(PodSpec {
+                service_account_name: "web".into(),
+                node_name: "n1".into(),
+                ..Default::default()
+            }),
+            status: None,
+        });
+        TokenService {
+            tokens: ServiceAccountTokens::new(Signer::generate(), bindings),
+            authz: Chain::new(vec![Arc::new(AdminAuthorizer)]),
+        }
+    }
+
+    async fn ask(
+        svc: &TokenService,
+        who: Identity,
+        pod: Option<&str>,
+        seconds: i32,
+    ) -> Result<TokenRequest, Status> {
+        let mut req = Request::new(CreateTokenRequest {
+            namespace: "shop".into(),
+            name: "web".into(),
+            request: Some(TokenRequest {
+                spec: Some(TokenRequestSpec {
+                    expiration_seconds: Some(seconds),
+                    bound_object_ref: pod.map(|p| BoundObjectReference {
+                        kind: "Pod".into(),
+                        api_version: "v1".into(),
+                        name: p.into(),
+                        uid: "pod-1".into(),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        });
+        req.extensions_mut().insert(who);
+        svc.create(req).await.map(|r| r.into_inner())
+    }
+
+    #[tokio::test]
+    async fn a_node_gets_tokens_for_its_own_pods_only() {
+        let svc = service();
+        let n1 = Identity::Node("n1".into());
+        let got = ask(&svc, n1.clone(), Some("web-1"), 3607).await.unwrap();
+        let token = got.status.unwrap().token;
+        let now = skiff_api::time::now().seconds;
+        assert_eq!(
+            svc.tokens.authenticate(&token, now),
+            Some(Ok(Identity::ServiceAccount {
+                namespace: "shop".into(),
+                name: "web".into()
+            }))
+        );
+        // Another node, a token bound to nothing, a joining agent, a user without RBAC: no.
+        for (who, pod) in [
+            (Identity::Node("n2".into()), Some("web-1")),
+            (n1.clone(), None),
+            (Identity::NodeBootstrap, Some("web-1")),
+            (
+                Identity::User {
+                    name: "jane".into(),
+                    groups: vec![],
+                },
+                Some("web-1"),
+            ),
+        ] {
+            let e = ask(&svc, who.clone(), pod, 3607).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::PermissionDenied, "{who:?}: {e:?}");
+        }
+        // Lifetimes: at least 10 minutes, at most 48 hours.
+        let e = ask(&svc, Identity::Admin, None, 60).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        let long = ask(&svc, Identity::Admin, None, 10 * 24 * 3600)
+            .await
+            .unwrap();
+        assert_eq!(
+            long.spec.unwrap().expiration_seconds,
+            Some(MAX_TOKEN_EXPIRATION_SECONDS)
+        );
     }
 }
