@@ -1,7 +1,7 @@
 //! What each node may read, as the node authorizer sees it (Kubernetes' node authorizer graph):
 //! the pods bound to each node, and the Secrets, ConfigMaps, PersistentVolumeClaims and
 //! ServiceAccounts those pods use (volumes, projected sources, env, envFrom, image pull secrets,
-//! the pod's ServiceAccount); plus the TLS Secrets Ingresses name, which every node's ingress
+//! the pod's ServiceAccount, the `wasi:config` sources of `skiff.dev/wasi-config-from`); plus the TLS Secrets Ingresses name, which every node's ingress
 //! router serves.
 //!
 //! Kept in memory by watches of Pods and Ingresses ([`super::feed`]); asked synchronously.
@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use skiff_api::host_interfaces::ConfigSource;
 use skiff_api::v1::{Ingress, Pod, PodSpec};
 
 use super::feed::{self, Index};
@@ -146,7 +147,17 @@ impl NodeGraph {
         let Some(spec) = pod.spec.as_ref().filter(|s| !s.node_name.is_empty()) else {
             return;
         };
-        let refs = references(spec);
+        let mut refs = references(spec);
+        // The ConfigMaps and Secrets `skiff.dev/wasi-config-from` names for `wasi:config`.
+        for source in skiff_api::host_interfaces::config_sources(pod.metadata.as_ref()) {
+            let named = match source {
+                ConfigSource::ConfigMap(name) => ("ConfigMap", name),
+                ConfigSource::Secret(name) => ("Secret", name),
+            };
+            if !named.1.is_empty() && !refs.contains(&named) {
+                refs.push(named);
+            }
+        }
         for (kind, name) in &refs {
             *self
                 .uses
@@ -318,6 +329,19 @@ mod tests {
         g.replace(vec![pod("b", "n2", "other")]);
         assert!(!g.uses("n1", "Secret", "shop", "second"));
         assert!(g.uses("n2", "Secret", "shop", "other"));
+    }
+
+    #[test]
+    fn wasi_config_sources_are_used() {
+        let g = NodeGraph::default();
+        let mut p = pod("cfg", "n1", "db");
+        p.metadata.as_mut().unwrap().annotations.insert(
+            skiff_api::host_interfaces::CONFIG_FROM.into(),
+            "configmap:app-config,secret:app-secret".into(),
+        );
+        g.put(p);
+        assert!(g.uses("n1", "ConfigMap", "shop", "app-config"));
+        assert!(g.uses("n1", "Secret", "shop", "app-secret"));
     }
 
     #[test]
