@@ -664,76 +664,6 @@ impl TableRow for HorizontalPodAutoscaler {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn columns_align() {
-        let out = render(
-            &["NAME", "AGE"],
-            &[
-                vec!["a-long-name".into(), "5s".into()],
-                vec!["b".into(), "1m".into()],
-            ],
-            true,
-        );
-        assert_eq!(
-            out,
-            "NAME          AGE\na-long-name   5s\nb             1m\n"
-        );
-    }
-
-    #[test]
-    fn services_show_their_addresses_and_node_ports_as_kubectl() {
-        let svc = |r#type: &str, ip: &str, ports: Vec<ServicePort>| Service {
-            metadata: Some(ObjectMeta {
-                name: "s".into(),
-                ..Default::default()
-            }),
-            spec: Some(ServiceSpec {
-                r#type: r#type.into(),
-                cluster_ip: ip.into(),
-                ports,
-                external_name: "db.example.com".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let port = |port, node_port, protocol: &str| ServicePort {
-            port,
-            node_port,
-            protocol: protocol.into(),
-            ..Default::default()
-        };
-        let cells = |s: Service| s.row(false)[1..5].join(" ");
-        assert_eq!(
-            cells(svc(
-                "NodePort",
-                "10.96.0.10",
-                vec![port(80, 30080, "TCP"), port(53, 30053, "UDP")]
-            )),
-            "NodePort 10.96.0.10 <none> 80:30080/TCP,53:30053/UDP"
-        );
-        assert_eq!(
-            cells(svc("ClusterIP", "None", vec![port(5432, 0, "")])),
-            "ClusterIP None <none> 5432/TCP"
-        );
-        assert_eq!(
-            cells(svc("ExternalName", "", vec![])),
-            "ExternalName <none> db.example.com <none>"
-        );
-        assert_eq!(
-            cells(svc(
-                "LoadBalancer",
-                "10.96.0.11",
-                vec![port(80, 31000, "TCP")]
-            )),
-            "LoadBalancer 10.96.0.11 <pending> 80:31000/TCP"
-        );
-    }
-}
-
 impl TableRow for LimitRange {
     fn headers(_: bool) -> Vec<&'static str> {
         vec!["NAME", "CREATED AT"]
@@ -836,5 +766,75 @@ impl TableRow for ClusterRoleBinding {
         row.push(created(self));
         row.extend(rest);
         row
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align() {
+        let out = render(
+            &["NAME", "AGE"],
+            &[
+                vec!["a-long-name".into(), "5s".into()],
+                vec!["b".into(), "1m".into()],
+            ],
+            true,
+        );
+        assert_eq!(
+            out,
+            "NAME          AGE\na-long-name   5s\nb             1m\n"
+        );
+    }
+
+    #[test]
+    fn services_show_their_addresses_and_node_ports_as_kubectl() {
+        let svc = |r#type: &str, ip: &str, ports: Vec<ServicePort>| Service {
+            metadata: Some(ObjectMeta {
+                name: "s".into(),
+                ..Default::default()
+            }),
+            spec: Some(ServiceSpec {
+                r#type: r#type.into(),
+                cluster_ip: ip.into(),
+                ports,
+                external_name: "db.example.com".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let port = |port, node_port, protocol: &str| ServicePort {
+            port,
+            node_port,
+            protocol: protocol.into(),
+            ..Default::default()
+        };
+        let cells = |s: Service| s.row(false)[1..5].join(" ");
+        assert_eq!(
+            cells(svc(
+                "NodePort",
+                "10.96.0.10",
+                vec![port(80, 30080, "TCP"), port(53, 30053, "UDP")]
+            )),
+            "NodePort 10.96.0.10 <none> 80:30080/TCP,53:30053/UDP"
+        );
+        assert_eq!(
+            cells(svc("ClusterIP", "None", vec![port(5432, 0, "")])),
+            "ClusterIP None <none> 5432/TCP"
+        );
+        assert_eq!(
+            cells(svc("ExternalName", "", vec![])),
+            "ExternalName <none> db.example.com <none>"
+        );
+        assert_eq!(
+            cells(svc(
+                "LoadBalancer",
+                "10.96.0.11",
+                vec![port(80, 31000, "TCP")]
+            )),
+            "LoadBalancer 10.96.0.11 <pending> 80:31000/TCP"
+        );
     }
 }
