@@ -38,7 +38,8 @@ pub fn server_urls(servers: &str) -> Result<Vec<String>, AgentError> {
 
 /// Fetches and pins the CA, and returns the client config the agent uses from then on.
 pub async fn join(servers: &str, token: &str) -> Result<ClientConfig, AgentError> {
-    let parsed = JoinToken::parse(token).map_err(|e| AgentError::Usage(format!("bootstrap token: {e}")))?;
+    let parsed =
+        JoinToken::parse(token).map_err(|e| AgentError::Usage(format!("bootstrap token: {e}")))?;
     let urls = server_urls(servers)?;
     let mut last_error = String::new();
     for url in &urls {
