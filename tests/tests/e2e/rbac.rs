@@ -2,7 +2,7 @@
 //! can-i`, and a ServiceAccount token read from inside a pod and used with its role and nothing
 //! more.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use skiff_api::client::ClientConfig;
@@ -37,7 +37,7 @@ fn config_for(c: &Cluster, name: &str, token: &str) -> PathBuf {
 }
 
 /// `skiff --config CONFIG ARGS` with `stdin`.
-fn skiff_as(config: &PathBuf, args: &[&str], stdin: &str) -> std::process::Output {
+fn skiff_as(config: &Path, args: &[&str], stdin: &str) -> std::process::Output {
     use std::io::Write;
     let mut child = std::process::Command::new(skiff_tests::skiff_bin())
         .arg("--config")
