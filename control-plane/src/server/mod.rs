@@ -500,6 +500,7 @@ impl ControlPlane {
                         pki: self.pki.clone(),
                         authz: authz.clone(),
                         lifetime: self.certificate_lifetime,
+                        leases: crate::registry::Registry::new(store.clone()),
                     },
                 ),
                 auth.clone(),
