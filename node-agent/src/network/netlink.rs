@@ -242,7 +242,7 @@ pub fn create_netns_here(path: &Path) -> io::Result<()> {
         .read(true)
         .write(true)
         .create_new(true)
-        .mode(0)
+        .mode(0o000)
         .open(path)?;
     let made = unshare(CloneFlags::CLONE_NEWNET).and_then(|()| {
         mount(
