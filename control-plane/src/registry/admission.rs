@@ -14,7 +14,6 @@
 //!   grants only what its author holds (or may `escalate`/`bind`).
 //! - [`ScaleToZero`](super::scale_to_zero::ScaleToZero) (validating): `minReplicas: 0` only for
 //!   a HorizontalPodAutoscaler whose Deployment's pod template is Wasm.
-//!
 //! - [`LimitRanger`](super::limit_ranger::LimitRanger) (mutating, then validating): a new pod's
 //!   containers get its namespace's LimitRange defaults, then are held to their bounds.
 //! - [`PodSecurity`](super::pod_security::PodSecurity) (validating): a new pod is refused, or

@@ -14,8 +14,8 @@ mod codec_props;
 pub mod conformance;
 pub mod embedded;
 pub mod encrypt;
-pub mod keyring;
 pub mod etcd;
+pub mod keyring;
 pub mod migrate;
 
 use std::pin::Pin;

@@ -165,9 +165,9 @@ impl Manager {
             images: Images::new(&options.data_dir)
                 .with_registry_config(options.registry_config.clone()),
             pids_limit: options.pod_pids_limit,
+            wasm_memory_limit: options.wasm_default_memory_limit,
             catalog,
             dns,
-            wasm_memory_limit: options.wasm_default_memory_limit,
         };
         Self {
             ctx: Arc::new(ctx),
