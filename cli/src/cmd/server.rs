@@ -180,39 +180,16 @@ pub fn unsupported(flag: &str, what: &str) -> CliError {
     ))
 }
 
-async fn start(
-    data_dir: PathBuf,
-    listen: String,
-    lifecycle: LifecycleOptions,
-    ipam: NodeIpamOptions,
-    services: ServiceRanges,
-    cluster_domain: String,
-    hpa_sync_period: Duration,
-    security: SecurityOptions,
-    ha: Option<HaOptions>,
-    token_auth_file: Option<PathBuf>,
-) -> Result<ControlPlane> {
-    if hpa_sync_period.is_zero() {
+/// Starts the control plane of `options`, once its flags pass the checks no parser makes.
+async fn start(options: ServerOptions) -> Result<ControlPlane> {
+    if options.hpa.sync_period.is_zero() {
         return Err(CliError::usage(
             "error: --horizontal-pod-autoscaler-sync-period: must be more than 0",
         ));
     }
-    ControlPlane::start(&ServerOptions {
-        data_dir,
-        listen,
-        lifecycle,
-        ipam,
-        services,
-        cluster_domain,
-        hpa: HpaOptions {
-            sync_period: hpa_sync_period,
-        },
-        security,
-        ha,
-        token_auth_file,
-    })
-    .await
-    .map_err(|e| CliError::failed(format!("error: {e}")))
+    ControlPlane::start(&options)
+        .await
+        .map_err(|e| CliError::failed(format!("error: {e}")))
 }
 
 pub async fn server(args: ServerArgs) -> Result<()> {
@@ -243,18 +220,20 @@ pub async fn server(args: ServerArgs) -> Result<()> {
         node_grace_period: args.node_grace_period,
         pod_eviction_timeout: args.pod_eviction_timeout,
     };
-    let mut cp = start(
-        args.data_dir.clone(),
-        args.listen,
+    let mut cp = start(ServerOptions {
+        data_dir: args.data_dir.clone(),
+        listen: args.listen,
         lifecycle,
         ipam,
         services,
-        domain,
-        args.horizontal_pod_autoscaler_sync_period,
-        args.security.options()?,
+        cluster_domain: domain,
+        hpa: HpaOptions {
+            sync_period: args.horizontal_pod_autoscaler_sync_period,
+        },
+        security: args.security.options()?,
         ha,
         token_auth_file,
-    )
+    })
     .await?;
     cp.set_node_certificate_lifetime(args.node_certificate_lifetime);
     tracing::info!(addr = %cp.addr, data_dir = %args.data_dir.display(), "skiff API server listening (TLS)");
@@ -314,18 +293,20 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let data_dir = args
         .data_dir
         .unwrap_or_else(|| super::home_dir().join(".skiff"));
-    let cp = start(
-        data_dir.clone(),
-        args.listen,
-        LifecycleOptions::default(),
+    let cp = start(ServerOptions {
+        data_dir: data_dir.clone(),
+        listen: args.listen,
+        lifecycle: LifecycleOptions::default(),
         ipam,
         services,
-        domain,
-        args.horizontal_pod_autoscaler_sync_period,
-        SecurityOptions::default(),
-        None,
-        None,
-    )
+        cluster_domain: domain,
+        hpa: HpaOptions {
+            sync_period: args.horizontal_pod_autoscaler_sync_period,
+        },
+        security: SecurityOptions::default(),
+        ha: None,
+        token_auth_file: None,
+    })
     .await?;
     let config_path = data_dir.join("config.yaml");
     let transport = cp.client_config.connect()?;
