@@ -365,15 +365,14 @@ fn check_preopen_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Relative `mountPath`s (preopen names) only in Wasm containers: a Linux container's must be
-/// absolute, as Kubernetes requires. `meta` holds the annotations that name the containers of
-/// the other kind (`skiff.dev/linux-containers`, `skiff.dev/wasm-containers`).
-pub(crate) fn validate_mount_path_kinds(
+/// Every container of `spec`, init containers first, with its field path and whether it is a
+/// Wasm container: by the pod's runtime class, unless the annotation naming the containers of the
+/// other kind (`skiff.dev/linux-containers`, `skiff.dev/wasm-containers`) lists it.
+pub(crate) fn containers_by_kind<'a>(
     meta: Option<&ObjectMeta>,
-    spec: &PodSpec,
+    spec: &'a PodSpec,
     path: &str,
-    errors: &mut FieldErrors,
-) {
+) -> Vec<(String, &'a Container, bool)> {
     use crate::workload::{LINUX_CONTAINERS, WASM_CONTAINERS, WASM_RUNTIME, listed};
     let wasm_pod = spec.runtime_class_name == WASM_RUNTIME;
     let exceptions = if wasm_pod {
@@ -385,19 +384,33 @@ pub(crate) fn validate_mount_path_kinds(
         .and_then(|m| m.annotations.get(exceptions))
         .map(|v| listed(v).collect())
         .unwrap_or_default();
-    let all = spec
+    let init = spec
         .init_containers
         .iter()
         .enumerate()
-        .map(|(i, c)| (format!("{path}.initContainers[{i}]"), c))
-        .chain(
-            spec.containers
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (format!("{path}.containers[{i}]"), c)),
-        );
-    for (cpath, c) in all {
-        let wasm = wasm_pod != listed_names.contains(c.name.as_str());
+        .map(|(i, c)| (format!("{path}.initContainers[{i}]"), c));
+    let regular = spec
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("{path}.containers[{i}]"), c));
+    init.chain(regular)
+        .map(|(cpath, c)| {
+            let wasm = wasm_pod != listed_names.contains(c.name.as_str());
+            (cpath, c, wasm)
+        })
+        .collect()
+}
+
+/// Relative `mountPath`s (preopen names) only in Wasm containers: a Linux container's must be
+/// absolute, as Kubernetes requires.
+pub(crate) fn validate_mount_path_kinds(
+    meta: Option<&ObjectMeta>,
+    spec: &PodSpec,
+    path: &str,
+    errors: &mut FieldErrors,
+) {
+    for (cpath, c, wasm) in containers_by_kind(meta, spec, path) {
         if wasm {
             continue;
         }

@@ -186,38 +186,15 @@ fn check_seccomp(kind: &str, path: &str, errors: &mut FieldErrors) {
     }
 }
 
-/// Every container of `spec` with whether it is a Wasm one (by the pod's runtime class and the
-/// annotation naming the containers of the other kind).
+/// The security fields of every container of `spec`, each judged as the Wasm or Linux container
+/// it is ([`super::pod::containers_by_kind`]).
 pub fn validate_containers_security(
     meta: Option<&ObjectMeta>,
     spec: &PodSpec,
     path: &str,
     errors: &mut FieldErrors,
 ) {
-    use crate::workload::{LINUX_CONTAINERS, WASM_CONTAINERS, WASM_RUNTIME, listed};
-    let wasm_pod = spec.runtime_class_name == WASM_RUNTIME;
-    let other = if wasm_pod {
-        LINUX_CONTAINERS
-    } else {
-        WASM_CONTAINERS
-    };
-    let others: Vec<&str> = meta
-        .and_then(|m| m.annotations.get(other))
-        .map(|v| listed(v).collect())
-        .unwrap_or_default();
-    let all = spec
-        .init_containers
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (format!("{path}.initContainers[{i}]"), c))
-        .chain(
-            spec.containers
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (format!("{path}.containers[{i}]"), c)),
-        );
-    for (cpath, c) in all {
-        let wasm = wasm_pod != others.contains(&c.name.as_str());
+    for (cpath, c, wasm) in super::pod::containers_by_kind(meta, spec, path) {
         validate_container_security(c, &cpath, wasm, errors);
     }
 }
