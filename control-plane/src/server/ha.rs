@@ -30,35 +30,22 @@ pub(super) struct Ha {
 }
 
 impl Ha {
-    /// The candidate of the API server at `addr` whose data dir is `dir`: its controllers' store
-    /// seals Secrets with the key file the API's own handle loaded at start.
+    /// The candidate of the API server at `addr`: its controllers' store seals Secrets as
+    /// `sealed`, the API's own handle, does (its keys, its prefixes), over the fenced store.
     pub fn new(
         etcd: EtcdStore,
         lease: Duration,
         addr: std::net::SocketAddr,
-        dir: &std::path::Path,
-    ) -> Result<Self, super::ServerError> {
-        let key_file = dir.join(crate::store::keyring::KEY_FILE);
-        let keyring = crate::store::keyring::Keyring::load(&key_file)
-            .map_err(|e| super::ServerError::Bootstrap(e.to_string()))?
-            .ok_or_else(|| {
-                super::ServerError::Bootstrap(format!("{} is missing", key_file.display()))
-            })?;
-        let prefixes = vec![crate::registry::prefix::<skiff_api::v1::Secret>("")];
-        let wrap: Wrap = Arc::new(move |inner| {
-            Arc::new(crate::store::encrypt::EncryptedStore::new(
-                inner,
-                &keyring,
-                prefixes.clone(),
-            ))
-        });
+        sealed: crate::store::encrypt::EncryptedStore,
+    ) -> Self {
+        let wrap: Wrap = Arc::new(move |inner| Arc::new(sealed.over(inner)));
         let host = hostname();
-        Ok(Self {
+        Self {
             etcd,
             lease,
             identity: format!("{host} {addr} pid {}", std::process::id()),
             wrap,
-        })
+        }
     }
 }
 

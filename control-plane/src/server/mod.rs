@@ -178,7 +178,7 @@ impl ControlPlane {
         };
         // Secrets are sealed before any backend sees them (its history included); a missing or
         // wrong key file stops the start here.
-        let store: Arc<dyn Store> = {
+        let sealed = {
             let (sealed, resealed) = crate::store::encrypt::open(
                 store,
                 &dir.join(crate::store::keyring::KEY_FILE),
@@ -192,8 +192,9 @@ impl ControlPlane {
                     "secrets re-sealed with the write key"
                 );
             }
-            Arc::new(sealed)
+            sealed
         };
+        let store: Arc<dyn Store> = Arc::new(sealed.clone());
         let audit = crate::audit::AuditLog::open(&options.security.audit(dir))?;
         ensure_default_namespaces(&store).await?;
         // Bootstrap tokens (the join token among them), known from their Secrets.
@@ -288,7 +289,7 @@ impl ControlPlane {
             auth = auth.with(Arc::new(users));
         }
         let ha = match (&options.ha, etcd) {
-            (Some(o), Some(etcd)) => Some(ha::Ha::new(etcd, o.lease, addr, dir)?),
+            (Some(o), Some(etcd)) => Some(ha::Ha::new(etcd, o.lease, addr, sealed)),
             _ => None,
         };
         Ok(Self {

@@ -74,7 +74,8 @@ pub struct Resealed {
     pub sealed: usize,
 }
 
-/// The store with the values under `prefixes` sealed.
+/// The store with the values under `prefixes` sealed. Cheap to clone (two `Arc`s).
+#[derive(Clone)]
 pub struct EncryptedStore {
     inner: Arc<dyn Store>,
     codec: Arc<Codec>,
