@@ -15,7 +15,7 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 /// A channel presenting agent `index`'s own certificate, as the agent does.
-fn as_node(c: &Cluster, index: usize) -> Transport {
+pub(crate) fn as_node(c: &Cluster, index: usize) -> Transport {
     let pki = c.agent(index).data_dir.join("pki");
     let read = |name: &str| std::fs::read_to_string(pki.join(name)).unwrap();
     let config = ClientConfig {

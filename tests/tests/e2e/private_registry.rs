@@ -13,6 +13,8 @@ use skiff_tests::guests::guest;
 use skiff_tests::registry::Registry;
 use skiff_tests::{Cluster, stderr, stdout, text, wait_for};
 
+use super::node_identity::as_node;
+
 const USER: &str = "alice";
 const PASSWORD: &str = "pw-5f1c9a-canary";
 
@@ -179,23 +181,6 @@ fn the_agents_registry_config_and_skiff_push_log_in() {
     c.add_agent_with("node-1", &["--registry-config", &config]);
     c.apply(&pod_yaml("node-login", &target, &[], "IfNotPresent"));
     succeeded(&c, "node-login");
-}
-
-/// A channel presenting agent `index`'s own client certificate, as the agent does.
-fn as_node(c: &Cluster, index: usize) -> skiff_api::client::Transport {
-    use skiff_api::client::{ClientConfig, ClientIdentity};
-    let pki = c.agent(index).data_dir.join("pki");
-    let read = |name: &str| std::fs::read_to_string(pki.join(name)).unwrap();
-    let config = ClientConfig {
-        server: c.config().server,
-        certificate_authority_data: read("ca.crt"),
-        token: String::new(),
-    };
-    let identity = ClientIdentity {
-        certificate_pem: read("node.crt"),
-        key_pem: read("node.key"),
-    };
-    config.connect_renewable(&identity).unwrap().0
 }
 
 #[test]
