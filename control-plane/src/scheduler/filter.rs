@@ -259,6 +259,7 @@ pub(crate) mod tests {
                 }),
                 ..Default::default()
             }),
+            ..Default::default()
         });
         info(p)
     }

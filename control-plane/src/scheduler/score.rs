@@ -287,6 +287,7 @@ mod tests {
                 ],
                 ..Default::default()
             }),
+            ..Default::default()
         });
         let p = info(p);
         assert_eq!(preferred_affinity(&p, cache.node("ssd").unwrap()), 30);

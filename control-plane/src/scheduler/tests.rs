@@ -349,6 +349,7 @@ async fn required_affinity_is_enforced() {
             }),
             ..Default::default()
         }),
+        ..Default::default()
     });
     h.pod(p).await;
     h.pass().await;
