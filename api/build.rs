@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/skiff/v1/networking.proto",
         "proto/skiff/v1/autoscaling.proto",
         "proto/skiff/v1/rbac.proto",
+        "proto/skiff/v1/policy.proto",
         "proto/skiff/v1/api.proto",
         "proto/skiff/v1/node.proto",
         "proto/skiff/v1/keyvalue.proto",

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/skiff/v1"
 head=$(sed -n '1,/^message NamespaceList/p' api.proto | sed '$d' | sed '$d')
 {
   printf '%s\n' "$head"
-  for kind in Namespace Pod Deployment ReplicaSet Service Endpoints Secret ConfigMap PersistentVolumeClaim Node Event Lease Ingress IngressClass HorizontalPodAutoscaler LimitRange ServiceAccount Role ClusterRole RoleBinding ClusterRoleBinding; do
+  for kind in Namespace Pod Deployment ReplicaSet Service Endpoints Secret ConfigMap PersistentVolumeClaim Node Event Lease Ingress IngressClass HorizontalPodAutoscaler LimitRange ServiceAccount Role ClusterRole RoleBinding ClusterRoleBinding PodDisruptionBudget; do
     cat <<BLOCK
 
 message ${kind}List {

@@ -326,6 +326,13 @@ kinds! {
         fields: |o, p| None,
         validate: validation::validate_cluster_role_binding,
     }
+    PodDisruptionBudget {
+        api_version: "policy/v1", plural: "poddisruptionbudgets", short: ["pdb"], namespaced: true, status: yes, read_only: false,
+        client: pod_disruption_budget_api_client::PodDisruptionBudgetApiClient<Transport>,
+        event: PodDisruptionBudgetWatchEvent,
+        fields: |o, p| None,
+        validate: validation::validate_pdb,
+    }
 }
 
 #[cfg(test)]
@@ -376,6 +383,6 @@ mod tests {
             <Secret as Resource>::HAS_STATUS,
         ];
         assert_eq!(flags, [true, false]);
-        assert_eq!(KINDS.len(), 21);
+        assert_eq!(KINDS.len(), 22);
     }
 }

@@ -96,7 +96,7 @@ fn decode_valid(m: &manifest::Manifest) -> Result<(), manifest::ManifestError> {
     }
     each!(Namespace Pod Deployment ReplicaSet Service Endpoints Secret ConfigMap
         PersistentVolumeClaim Node Event Lease Ingress IngressClass HorizontalPodAutoscaler
-        LimitRange ServiceAccount Role ClusterRole RoleBinding ClusterRoleBinding)
+        LimitRange ServiceAccount Role ClusterRole RoleBinding ClusterRoleBinding PodDisruptionBudget)
 }
 
 proptest! {

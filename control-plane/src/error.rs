@@ -49,6 +49,14 @@ pub enum ApiError {
     BindConflict { name: String, reason: String },
     #[error("{0}")]
     Precondition(String),
+    /// Not now, try again later (Kubernetes' 429 TooManyRequests): an eviction the pod's
+    /// PodDisruptionBudget does not allow yet. `causes` are (type, message) pairs, as in a
+    /// `metav1.Status`'s details (`DisruptionBudget`, `The disruption budget web needs 2 ...`).
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        causes: Vec<(&'static str, String)>,
+    },
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
@@ -83,7 +91,9 @@ impl From<ApiError> for Status {
             ApiError::Precondition(_) | ApiError::Taken { .. } => {
                 Status::failed_precondition(message)
             }
-            ApiError::Exhausted(_) => Status::resource_exhausted(message),
+            ApiError::Exhausted(_) | ApiError::TooManyRequests { .. } => {
+                Status::resource_exhausted(message)
+            }
             ApiError::Unauthenticated(_) => Status::unauthenticated(message),
             ApiError::Forbidden(_) => Status::permission_denied(message),
             ApiError::Internal(_) => {

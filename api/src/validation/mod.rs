@@ -11,6 +11,7 @@ pub mod names;
 mod networking;
 mod pod;
 mod pod_dns;
+mod policy;
 mod probe;
 mod projected;
 pub mod pull_secret;
@@ -33,6 +34,7 @@ pub use networking::{
     class_of, class_serving, is_default_class, served_by, validate_ingress, validate_ingress_class,
 };
 pub use pod::{PRIORITY_CLASSES, priority_of_class, validate_pod, validate_pod_spec};
+pub use policy::{UNHEALTHY_POD_EVICTION_POLICIES, validate_pdb};
 pub use projected::{DOWNWARD_FIELDS, MIN_TOKEN_EXPIRATION_SECONDS, validate_projected};
 pub use rbac::{
     RBAC_GROUP, is_path_segment_name, validate_cluster_role, validate_cluster_role_binding,

@@ -769,6 +769,34 @@ impl TableRow for ClusterRoleBinding {
     }
 }
 
+/// kubectl's columns: `N/A` for the one of minAvailable/maxUnavailable left unset.
+impl TableRow for PodDisruptionBudget {
+    fn headers(_: bool) -> Vec<&'static str> {
+        vec![
+            "NAME",
+            "MIN AVAILABLE",
+            "MAX UNAVAILABLE",
+            "ALLOWED DISRUPTIONS",
+            "AGE",
+        ]
+    }
+    fn row(&self, _: bool) -> Vec<String> {
+        let spec = self.spec.clone().unwrap_or_default();
+        let or_na =
+            |v: Option<skiff_api::IntOrString>| v.map_or("N/A".to_string(), |v| v.to_string());
+        vec![
+            self.name().into(),
+            or_na(spec.min_available),
+            or_na(spec.max_unavailable),
+            self.status
+                .as_ref()
+                .map_or(0, |s| s.disruptions_allowed)
+                .to_string(),
+            created(self),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

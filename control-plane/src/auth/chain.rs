@@ -101,6 +101,7 @@ pub fn resource_of(kind: &str) -> (&'static str, std::borrow::Cow<'static, str>)
             "rbac.authorization.k8s.io"
         }
         "CertificateSigningRequest" => "certificates.k8s.io",
+        "PodDisruptionBudget" => "policy",
         "ScaleFromZero" | "KeyValue" => "skiff.dev",
         _ => "",
     };

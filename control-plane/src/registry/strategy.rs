@@ -460,6 +460,13 @@ impl Strategy for RoleBinding {
     }
 }
 
+/// The disruption controller owns the status; a new budget has none until it syncs.
+impl Strategy for PodDisruptionBudget {
+    fn prepare_for_create(&mut self) {
+        self.status = None;
+    }
+}
+
 impl Strategy for ClusterRoleBinding {
     fn admission_view(&mut self) -> ObjectMut<'_> {
         ObjectMut::ClusterRoleBinding(self)

@@ -446,6 +446,10 @@ impl ControlPlane {
                 cluster_role_binding_api_server::ClusterRoleBindingApiServer,
                 ClusterRoleBinding
             ))
+            .add_service(svc!(
+                pod_disruption_budget_api_server::PodDisruptionBudgetApiServer,
+                PodDisruptionBudget
+            ))
             .add_service(InterceptedService::new(
                 node_metrics_api_server::NodeMetricsApiServer::new(autoscaling.clone()),
                 auth.clone(),

@@ -130,4 +130,5 @@ serve_kinds! {
     ClusterRole => cluster_role_api_server::ClusterRoleApi, ClusterRoleList, ClusterRoleWatchEvent;
     RoleBinding => role_binding_api_server::RoleBindingApi, RoleBindingList, RoleBindingWatchEvent;
     ClusterRoleBinding => cluster_role_binding_api_server::ClusterRoleBindingApi, ClusterRoleBindingList, ClusterRoleBindingWatchEvent;
+    PodDisruptionBudget => pod_disruption_budget_api_server::PodDisruptionBudgetApi, PodDisruptionBudgetList, PodDisruptionBudgetWatchEvent;
 }

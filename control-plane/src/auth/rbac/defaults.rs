@@ -102,6 +102,11 @@ fn view_rules() -> Vec<PolicyRule> {
             &["ingresses", "ingresses/status"],
         ),
         rule(READ, "coordination.k8s.io", &["leases"]),
+        rule(
+            READ,
+            "policy",
+            &["poddisruptionbudgets", "poddisruptionbudgets/status"],
+        ),
     ]
 }
 
@@ -130,6 +135,8 @@ fn edit_rules() -> Vec<PolicyRule> {
             &["pods/exec", "pods/portforward", "pods/attach"],
         ),
         rule(&["create"], "", &["serviceaccounts/token"]),
+        // Evictions (`kubectl drain`), which honour PodDisruptionBudgets.
+        rule(&["create"], "", &["pods/eviction"]),
         rule(
             &rw,
             "apps",
@@ -143,6 +150,7 @@ fn edit_rules() -> Vec<PolicyRule> {
         rule(&rw, "autoscaling", &["horizontalpodautoscalers"]),
         rule(&rw, "networking.k8s.io", &["ingresses"]),
         rule(&rw, "coordination.k8s.io", &["leases"]),
+        rule(&rw, "policy", &["poddisruptionbudgets"]),
     ]
 }
 
