@@ -42,3 +42,8 @@ pub mod v1 {
 }
 
 pub use pbjson_types::Timestamp;
+
+/// The protos' descriptors, comments included (protoc's `--include_source_info`): the REST API's
+/// OpenAPI documents are generated from them.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/skiff_descriptor.bin"));

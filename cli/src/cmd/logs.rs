@@ -44,6 +44,7 @@ pub async fn run(transport: &Transport, args: LogsArgs) -> Result<()> {
         follow: args.follow,
         previous: args.previous,
         tail_lines: args.tail,
+        ..Default::default()
     };
     stream(transport, request, |chunk| {
         let mut out = std::io::stdout().lock();

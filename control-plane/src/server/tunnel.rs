@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::{Attributes, Chain, Verb, identity};
+use crate::auth::{Attributes, Chain, Identity, Verb, identity};
 use crate::registry::Registry as Objects;
 
 type LogSender = mpsc::Sender<Result<PodLogChunk, Status>>;
@@ -93,8 +93,8 @@ impl TunnelService {
 }
 
 type DownStream = Pin<Box<dyn Stream<Item = Result<TunnelDown, Status>> + Send>>;
-type LogStream = Pin<Box<dyn Stream<Item = Result<PodLogChunk, Status>> + Send>>;
-type ExecStream = Pin<Box<dyn Stream<Item = Result<PodExecOutput, Status>> + Send>>;
+pub type LogStream = Pin<Box<dyn Stream<Item = Result<PodLogChunk, Status>> + Send>>;
+pub type ExecStream = Pin<Box<dyn Stream<Item = Result<PodExecOutput, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl node_tunnel_api_server::NodeTunnelApi for TunnelService {
@@ -364,11 +364,27 @@ impl pod_log_api_server::PodLogApi for TunnelService {
 
     async fn logs(&self, req: Request<PodLogRequest>) -> Result<Response<LogStream>, Status> {
         let who = identity(&req)?;
-        let r = req.into_inner();
+        self.logs_for(&who, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+}
+
+/// The log and exec sessions of a caller already authenticated: the gRPC services above and the
+/// REST subresources (`pods/log`, `pods/exec`, `pods/attach`) both open them here.
+impl TunnelService {
+    /// `who` reads the log of a pod's container (`get pods/log`).
+    pub async fn logs_for(&self, who: &Identity, r: PodLogRequest) -> Result<LogStream, Status> {
         let logs = Attributes::new(Verb::Get, "Pod", &r.namespace)
             .name(&r.name)
             .subresource("log");
-        self.authz.check(&who, &logs)?;
+        self.authz.check(who, &logs)?;
+        self.open_log(r).await
+    }
+
+    /// Streams a pod's log with no authorization of its own (the caller's is done: `pods/log`,
+    /// or `pods/attach`, which follows the output from now on).
+    pub async fn open_log(&self, r: PodLogRequest) -> Result<LogStream, Status> {
         let pod = self.pods.get(&r.namespace, &r.name).await?;
         let container = pick_container(&pod, &r.container)?;
         let (tx, rx) = mpsc::channel(64);
@@ -380,40 +396,32 @@ impl pod_log_api_server::PodLogApi for TunnelService {
             follow: r.follow,
             previous: r.previous,
             tail_lines: r.tail_lines,
+            since_time: r.since_time,
+            timestamps: r.timestamps,
         });
         let (_, _, guard) = self.open(&pod, "no logs", Sink::Log(tx), open).await?;
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |item| {
             let _ = &guard; // lives as long as the client's stream
             item
         });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Box::pin(stream))
     }
-}
 
-#[tonic::async_trait]
-impl pod_exec_api_server::PodExecApi for TunnelService {
-    type ExecStream = ExecStream;
-
-    async fn exec(
+    /// `who` runs a command in a pod's container (`create pods/exec`); `input` carries its stdin
+    /// (and its end) after `r`. Dropping the answer stream stops the command.
+    pub async fn exec_for<S>(
         &self,
-        req: Request<Streaming<PodExecInput>>,
-    ) -> Result<Response<ExecStream>, Status> {
-        let who = identity(&req)?;
-        let mut input = req.into_inner();
-        let r = match input.message().await? {
-            Some(PodExecInput {
-                message: Some(pod_exec_input::Message::Start(start)),
-            }) => start,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "exec: the first message must be `start`",
-                ));
-            }
-        };
+        who: &Identity,
+        r: PodExecStart,
+        input: S,
+    ) -> Result<ExecStream, Status>
+    where
+        S: Stream<Item = Result<PodExecInput, Status>> + Send + Unpin + 'static,
+    {
         let exec = Attributes::new(Verb::Create, "Pod", &r.namespace)
             .name(&r.name)
             .subresource("exec");
-        self.authz.check(&who, &exec)?;
+        self.authz.check(who, &exec)?;
         if r.command.first().is_none_or(String::is_empty) {
             return Err(Status::invalid_argument("command: required"));
         }
@@ -448,9 +456,31 @@ impl pod_exec_api_server::PodExecApi for TunnelService {
             Some(pod_exec_input::Message::Start(_)) => None,
             _ => Some(tunnel_down::Message::ExecInput(m)),
         };
-        Ok(Response::new(relay_session(
-            session, input, to_down, close, rx,
-        )))
+        Ok(relay_session(session, input, to_down, close, rx))
+    }
+}
+
+#[tonic::async_trait]
+impl pod_exec_api_server::PodExecApi for TunnelService {
+    type ExecStream = ExecStream;
+
+    async fn exec(
+        &self,
+        req: Request<Streaming<PodExecInput>>,
+    ) -> Result<Response<ExecStream>, Status> {
+        let who = identity(&req)?;
+        let mut input = req.into_inner();
+        let r = match input.message().await? {
+            Some(PodExecInput {
+                message: Some(pod_exec_input::Message::Start(start)),
+            }) => start,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "exec: the first message must be `start`",
+                ));
+            }
+        };
+        self.exec_for(&who, r, input).await.map(Response::new)
     }
 }
 
@@ -460,7 +490,7 @@ impl pod_exec_api_server::PodExecApi for TunnelService {
 /// stream is cancelled then ([`StreamGuard`]).
 pub(super) fn relay_session<I, O>(
     (id, down, guard): (u64, mpsc::Sender<TunnelDown>, StreamGuard),
-    mut input: Streaming<I>,
+    mut input: impl Stream<Item = Result<I, Status>> + Send + Unpin + 'static,
     to_down: fn(I) -> Option<tunnel_down::Message>,
     end: I,
     answers: mpsc::Receiver<Result<O, Status>>,

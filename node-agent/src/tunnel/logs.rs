@@ -67,6 +67,11 @@ async fn stream_log(
     let path = log_path(&state.dir, attempt);
     let mut reader = LogReader::open(&path, open.tail_lines)
         .map_err(|e| format!("reading the log of container {:?}: {e}", open.container))?;
+    reader.since = open
+        .since_time
+        .as_ref()
+        .map(|t| i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos));
+    reader.timestamps = open.timestamps;
     loop {
         let chunks = reader.read_new().map_err(|e| e.to_string())?;
         if !chunks.is_empty() {
@@ -101,6 +106,10 @@ struct LogReader {
     /// Lines to skip at first read, for `--tail`.
     skip: usize,
     pending: Vec<u8>,
+    /// Records written before this time (unix nanoseconds) are left out (`--since`).
+    since: Option<i128>,
+    /// Each record's content is preceded by its time and a space (`--timestamps`).
+    timestamps: bool,
 }
 
 impl LogReader {
@@ -124,6 +133,8 @@ impl LogReader {
             offset: 0,
             skip,
             pending: Vec::new(),
+            since: None,
+            timestamps: false,
         })
     }
 
@@ -166,10 +177,23 @@ impl LogReader {
                 self.skip -= 1;
                 continue;
             }
-            let Some((stream, partial, content)) = parse_cri(line) else {
+            let Some((time, stream, partial, content)) = parse_cri(line) else {
                 continue;
             };
-            let mut data = content.to_vec();
+            if let Some(since) = self.since {
+                let written = skiff_runtime::logs::parse_line(line)
+                    .map(|l| l.time.unix_timestamp_nanos())
+                    .unwrap_or(i128::MAX);
+                if written < since {
+                    continue;
+                }
+            }
+            let mut data = Vec::with_capacity(content.len() + time.len() + 2);
+            if self.timestamps {
+                data.extend_from_slice(time);
+                data.push(b' ');
+            }
+            data.extend_from_slice(content);
             if !partial {
                 data.push(b'\n');
             }
@@ -187,14 +211,14 @@ impl LogReader {
     }
 }
 
-/// `<time> <stream> <P|F> <content>` → (stream, partial, content).
-fn parse_cri(line: &[u8]) -> Option<(&str, bool, &[u8])> {
+/// `<time> <stream> <P|F> <content>` → (time, stream, partial, content).
+fn parse_cri(line: &[u8]) -> Option<(&[u8], &str, bool, &[u8])> {
     let mut parts = line.splitn(4, |b| *b == b' ');
-    let _time = parts.next()?;
+    let time = parts.next()?;
     let stream = std::str::from_utf8(parts.next()?).ok()?;
     let tag = parts.next()?;
     let content = parts.next().unwrap_or_default();
-    Some((stream, tag == b"P", content))
+    Some((time, stream, tag == b"P", content))
 }
 
 #[cfg(test)]
@@ -227,5 +251,27 @@ mod tests {
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].data, b"three\n");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn since_leaves_out_older_lines_and_timestamps_lead_each_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(
+            &path,
+            "2026-01-01T00:00:00.5Z stdout F old\n\
+             2026-01-01T00:00:01Z stdout F edge\n\
+             2026-01-01T00:00:02.25Z stderr F new\n",
+        )
+        .unwrap();
+        let mut r = LogReader::open(&path, None).unwrap();
+        // 2026-01-01T00:00:01Z
+        r.since = Some(1_767_225_601 * 1_000_000_000);
+        r.timestamps = true;
+        let chunks = r.read_new().unwrap();
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(chunks[0].data, b"2026-01-01T00:00:01Z edge\n");
+        assert_eq!(chunks[1].stream, "stderr");
+        assert_eq!(chunks[1].data, b"2026-01-01T00:00:02.25Z new\n");
     }
 }
