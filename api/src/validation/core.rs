@@ -171,6 +171,12 @@ fn validate_workload(
                 errors,
             );
             super::security::validate_pod_security(ps, "spec.template.spec", errors);
+            super::pod_semantics::validate_pod_semantics(
+                t.metadata.as_ref(),
+                ps,
+                "spec.template.spec",
+                errors,
+            );
             super::security::validate_containers_security(
                 t.metadata.as_ref(),
                 ps,

@@ -11,6 +11,7 @@ pub mod names;
 mod networking;
 mod pod;
 mod pod_dns;
+mod pod_semantics;
 mod policy;
 mod probe;
 mod projected;

@@ -13,6 +13,12 @@ pub fn validate_pod(pod: &Pod, errors: &mut FieldErrors) {
             validate_pod_spec(spec, "spec", errors);
             super::probe::validate_wasm_probes(pod.metadata.as_ref(), spec, "spec", errors);
             validate_mount_path_kinds(pod.metadata.as_ref(), spec, "spec", errors);
+            super::pod_semantics::validate_pod_semantics(
+                pod.metadata.as_ref(),
+                spec,
+                "spec",
+                errors,
+            );
             super::security::validate_pod_security(spec, "spec", errors);
             super::security::validate_containers_security(
                 pod.metadata.as_ref(),

@@ -132,7 +132,7 @@ fn validate_probe(p: &Probe, c: &Container, field: &str, path: &str, errors: &mu
 }
 
 /// A port given as a number (1-65535) or as the name of one of the container's ports.
-fn check_probe_port(
+pub(crate) fn check_probe_port(
     port: Option<&IntOrString>,
     c: &Container,
     path: &str,

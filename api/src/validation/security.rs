@@ -91,18 +91,8 @@ pub fn validate_pod_security(spec: &PodSpec, path: &str, errors: &mut FieldError
     }
     if let Some(sc) = &spec.security_context {
         let spath = format!("{path}.securityContext");
-        if sc.fs_group.is_some() {
-            errors.add(
-                format!("{spath}.fsGroup"),
-                "not supported: skiff does not change the group of volume files (set runAsGroup, or make the files readable by the container's user)",
-            );
-        }
-        if !sc.supplemental_groups.is_empty() {
-            errors.add(
-                format!("{spath}.supplementalGroups"),
-                "not supported: a skiff container's process has only its runAsGroup",
-            );
-        }
+        // fsGroup and supplementalGroups are honoured (volume ownership, the processes'
+        // groups): pod_semantics checks what is left of them.
         if let Some(sp) = &sc.seccomp_profile {
             check_seccomp(&sp.r#type, &format!("{spath}.seccompProfile.type"), errors);
         }
@@ -239,11 +229,10 @@ mod tests {
             ..Default::default()
         });
         let e = errors_of(&spec);
+        assert!(!e.contains("fsGroup") && !e.contains("supplementalGroups"), "{e}");
         for field in [
             "spec.hostNetwork: not supported",
             "spec.shareProcessNamespace: not supported",
-            "spec.securityContext.fsGroup: not supported",
-            "spec.securityContext.supplementalGroups: not supported",
             "spec.securityContext.seccompProfile.type: \"Unconfined\" is not supported",
         ] {
             assert!(e.contains(field), "{field}: {e}");

@@ -136,6 +136,8 @@ pub struct PodInfo {
     /// The replica group spreading counts: the controller's uid, else the namespace and labels.
     pub owner: Option<String>,
     pub host_ports: Vec<HostPort>,
+    /// Has pod affinity or anti-affinity terms, which other pods' placements must respect.
+    pub has_pod_terms: bool,
 }
 
 impl PodInfo {
@@ -151,6 +153,7 @@ impl PodInfo {
             priority: pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0),
             owner: owner_key(&pod),
             host_ports: host_ports(&pod),
+            has_pod_terms: has_pod_terms(&pod),
             pod,
         }
     }
@@ -226,6 +229,13 @@ pub fn pod_runtimes(pod: &Pod) -> Vec<String> {
         }
         Some(other) => vec![other.to_string()],
     }
+}
+
+fn has_pod_terms(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
 }
 
 fn owner_key(pod: &Pod) -> Option<String> {
@@ -435,6 +445,10 @@ pub struct Cache {
     next_serial: u64,
     /// Some slot has no name rank yet.
     unranked: bool,
+    /// Placed pods with pod affinity or anti-affinity terms (their terms bind later pods).
+    with_terms: HashSet<String>,
+    /// Namespace labels, for the namespaceSelector of pod affinity terms.
+    namespaces: HashMap<String, BTreeMap<String, String>>,
 }
 
 /// An owner's replicas where a pod might go, looked up once per pod: on a node by its serial, in
@@ -646,8 +660,43 @@ impl Cache {
         self.drop_slot_if_unused(name);
     }
 
+    pub fn put_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) {
+        self.namespaces.insert(name.to_string(), labels);
+    }
+
+    pub fn delete_namespace(&mut self, name: &str) {
+        self.namespaces.remove(name);
+    }
+
+    /// Every namespace with its labels.
+    pub fn namespaces(&self) -> impl Iterator<Item = (&String, &BTreeMap<String, String>)> {
+        self.namespaces.iter()
+    }
+
+    /// Every pod counted on a node (bound, or assumed by a bind in flight), with that node.
+    pub fn placed(&self) -> impl Iterator<Item = (&PodInfo, &NodeInfo)> {
+        self.pods.values().filter_map(|e| {
+            let (node, _) = e.accounted.as_ref()?;
+            let &i = self.index.get(node)?;
+            Some((e.info.as_ref(), &self.nodes[i]))
+        })
+    }
+
+    /// The placed pods that have pod affinity or anti-affinity terms, with their nodes.
+    pub fn placed_with_terms(&self) -> impl Iterator<Item = (&PodInfo, &NodeInfo)> {
+        self.with_terms.iter().filter_map(|key| {
+            let e = self.pods.get(key)?;
+            let (node, _) = e.accounted.as_ref()?;
+            let &i = self.index.get(node)?;
+            Some((e.info.as_ref(), &self.nodes[i]))
+        })
+    }
+
     /// Counts the pod on `node`; returns where it was counted.
     fn account(&mut self, info: &PodInfo, node: &str) -> (String, Option<String>) {
+        if info.has_pod_terms {
+            self.with_terms.insert(info.key.clone());
+        }
         let slot = self.slot(node);
         slot.account(info);
         let zone = slot.zone.clone();
@@ -672,6 +721,7 @@ impl Cache {
     }
 
     fn unaccount(&mut self, info: &PodInfo, (node, zone): &(String, Option<String>)) {
+        self.with_terms.remove(&info.key);
         if let Some(&i) = self.index.get(node) {
             self.nodes[i].unaccount(info);
             let serial = self.nodes[i].serial;

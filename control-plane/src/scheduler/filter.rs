@@ -27,6 +27,11 @@ pub enum Unfit {
     Runtime(String),
     Selector,
     Taint(String),
+    PodAffinity,
+    PodAntiAffinity,
+    ExistingAntiAffinity,
+    Spread,
+    SpreadMissingLabel,
     Ports,
     Pods,
     Cpu,
@@ -51,6 +56,16 @@ impl fmt::Display for Unfit {
             Unfit::Runtime(r) => write!(f, "node(s) did not support runtime {r:?}"),
             Unfit::Selector => write!(f, "node(s) didn't match Pod's node affinity/selector"),
             Unfit::Taint(t) => write!(f, "node(s) had untolerated taint {{{t}}}"),
+            Unfit::PodAffinity => write!(f, "node(s) didn't match pod affinity rules"),
+            Unfit::PodAntiAffinity => write!(f, "node(s) didn't match pod anti-affinity rules"),
+            Unfit::ExistingAntiAffinity => {
+                write!(f, "node(s) didn't satisfy existing pods anti-affinity rules")
+            }
+            Unfit::Spread => write!(f, "node(s) didn't match pod topology spread constraints"),
+            Unfit::SpreadMissingLabel => write!(
+                f,
+                "node(s) didn't match pod topology spread constraints (missing required label)"
+            ),
             Unfit::Ports => write!(
                 f,
                 "node(s) didn't have free ports for the requested pod ports"
@@ -136,7 +151,7 @@ fn tolerated(pod: &Pod, taint: &Taint) -> bool {
     })
 }
 
-fn untolerated_taint<'a>(pod: &Pod, taints: &'a [Taint]) -> Option<&'a Taint> {
+pub fn untolerated_taint<'a>(pod: &Pod, taints: &'a [Taint]) -> Option<&'a Taint> {
     taints.iter().find(|taint| {
         matches!(taint.effect.as_str(), "NoSchedule" | "NoExecute") && !tolerated(pod, taint)
     })

@@ -6,8 +6,9 @@
 //! - [`cache`]: nodes and pods, parsed once and updated incrementally (with assumed binds).
 //! - [`filter`]: can the pod go there (readiness, runtime, selector and node affinity, taints,
 //!   host ports, requests).
+//! - [`topology`]: pod affinity and anti-affinity, topology spread constraints (filter and score).
 //! - [`score`]: which node is best (least allocated, balanced allocation, spreading over nodes
-//!   and zones, preferred node affinity, PreferNoSchedule taints).
+//!   and zones, preferred node and pod affinity, soft spread constraints, PreferNoSchedule taints).
 //! - [`preempt`]: whom to evict when nothing fits.
 //!
 //! Level-triggered over list + watch of nodes and pods. Pods are taken highest priority first,
@@ -27,6 +28,7 @@ pub mod cache;
 pub mod filter;
 pub mod preempt;
 pub mod score;
+pub mod topology;
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
@@ -35,7 +37,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use skiff_api::ResourceExt;
-use skiff_api::v1::{Condition, DeleteRequest, Event, Node, Pod};
+use skiff_api::v1::{Condition, DeleteRequest, Event, Namespace, Node, Pod};
 use tokio::task::JoinSet;
 use tokio_stream::StreamExt;
 
@@ -114,26 +116,31 @@ impl Scheduler {
         }
     }
 
-    /// Lists nodes and pods into the cache; returns the revisions to watch from.
-    async fn list(&mut self) -> Result<(u64, u64), StoreError> {
+    /// Lists namespaces, nodes and pods into the cache; returns the revisions to watch from.
+    async fn list(&mut self) -> Result<(u64, u64, u64), StoreError> {
         let node_prefix = prefix::<Node>("");
         let pod_prefix = prefix::<Pod>("");
+        let namespaces = self.store.list(&prefix::<Namespace>(""), None, 0).await?;
         let nodes = self.store.list(&node_prefix, None, 0).await?;
         let pods = self.store.list(&pod_prefix, None, 0).await?;
+        for kv in &namespaces.items {
+            self.apply(EventKind::Put, kv);
+        }
         for kv in &nodes.items {
             self.apply(EventKind::Put, kv);
         }
         for kv in &pods.items {
             self.apply(EventKind::Put, kv);
         }
-        Ok((nodes.revision, pods.revision))
+        Ok((namespaces.revision, nodes.revision, pods.revision))
     }
 
     async fn sync(&mut self) -> Result<(), StoreError> {
-        let (node_rev, pod_rev) = self.list().await?;
+        let (ns_rev, node_rev, pod_rev) = self.list().await?;
+        let ns_events = self.store.watch(&prefix::<Namespace>(""), ns_rev).await?;
         let node_events = self.store.watch(&prefix::<Node>(""), node_rev).await?;
         let pod_events = self.store.watch(&prefix::<Pod>(""), pod_rev).await?;
-        let mut events = node_events.merge(pod_events);
+        let mut events = ns_events.merge(node_events).merge(pod_events);
         let mut retry = tokio::time::interval(RETRY);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -172,6 +179,23 @@ impl Scheduler {
     }
 
     fn apply(&mut self, kind: EventKind, kv: &KeyValue) {
+        if owns::<Namespace>(&kv.key) {
+            // Their labels are what pod affinity terms' namespaceSelectors read.
+            match kind {
+                EventKind::Put => {
+                    if let Ok(ns) = decode::<Namespace>(kv) {
+                        self.cache.put_namespace(ns.name(), ns.meta().labels.clone());
+                        self.unpark_all();
+                    }
+                }
+                EventKind::Delete => {
+                    if let Some((_, name)) = parse_key::<Namespace>(&kv.key) {
+                        self.cache.delete_namespace(&name);
+                    }
+                }
+            }
+            return;
+        }
         match (kind, is_node_key(&kv.key)) {
             (EventKind::Put, true) => {
                 if let Ok(node) = decode::<Node>(kv)
@@ -305,6 +329,7 @@ impl Scheduler {
         }
         let want = score::nodes_to_find(cache.node_count());
         let spread = cache.spread(pod);
+        let topology = topology::PodTopology::new(cache, pod);
         let start = self.next_start % nodes.len();
         let mut candidates = Vec::with_capacity(want);
         let mut reasons = Vec::new();
@@ -316,9 +341,9 @@ impl Scheduler {
             if !node.known {
                 continue;
             }
-            match filter::check(pod, node) {
+            match filter::check(pod, node).and_then(|()| topology.check(node)) {
                 Ok(()) => {
-                    candidates.push(score::candidate(pod, node, i, &spread));
+                    candidates.push(score::candidate(pod, node, i, &spread, &topology));
                     if candidates.len() >= want {
                         break;
                     }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use super::cache::{Cache, NodeInfo, PodInfo, Resources};
 use super::filter;
+use super::topology::PodTopology;
 
 /// Where a pod can go once its victims are gone.
 #[derive(Debug, Clone)]
@@ -80,8 +81,11 @@ pub fn select(cache: &Cache, pod: &PodInfo) -> Option<Preemption> {
     // Highest victim priority, sum of victim priorities, victims, node name: lowest wins.
     type Rank<'a> = (i64, i64, usize, &'a str);
     let mut best: Option<(Rank, Vec<Arc<PodInfo>>)> = None;
+    // Affinity and spreading are judged with every pod in place: evicting for room never
+    // puts the pod where those rules keep it out.
+    let topology = PodTopology::new(cache, pod);
     for node in cache.nodes().iter().filter(|n| n.known) {
-        if filter::check_node(pod, node).is_err() {
+        if filter::check_node(pod, node).is_err() || topology.check(node).is_err() {
             continue;
         }
         let Some(victims) = victims_on(cache, pod, node) else {

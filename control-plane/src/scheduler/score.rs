@@ -7,6 +7,8 @@
 //! | balanced allocation | 1 | 1 − the standard deviation of the cpu and memory fractions |
 //! | spreading | 2 | fewer replicas of the pod's owner on the node (⅓) and in its zone (⅔), SelectorSpread's arithmetic, relative to the most crowded candidate |
 //! | preferred node affinity | 2 | sum of matching term weights, relative to the best candidate |
+//! | inter-pod affinity | 2 | preferred pod (anti-)affinity weights of matching pods in the node's domains, both ways, from the lowest (0) to the highest candidate (100) |
+//! | topology spread | 2 | `ScheduleAnyway` constraints: fewer matching pods in the node's domains, PodTopologySpread's arithmetic (a node without the key: 0) |
 //! | taint toleration | 3 | fewer untolerated PreferNoSchedule taints |
 //!
 //! Remaining ties go to the node with fewest pods, then to the first name, so they are
@@ -18,6 +20,7 @@ use std::cmp::Ordering;
 
 use super::cache::{NodeInfo, PodInfo, Spread};
 use super::filter;
+use super::topology::PodTopology;
 
 /// A node that passed the filters, with the raw inputs of its scores.
 #[derive(Debug, Clone)]
@@ -31,6 +34,10 @@ pub struct Candidate {
     /// Replicas of the pod's owner on the node and in its zone (None: the node has no zone).
     pub owner_on_node: u32,
     pub owner_in_zone: Option<u32>,
+    /// Preferred inter-pod affinity, raw.
+    pub pod_affinity: i64,
+    /// Soft spreading load (None: no ScheduleAnyway constraint, or the node lacks its key).
+    pub spread_load: Option<f64>,
 }
 
 /// What fraction of the node's `cap` is used once `requested` more is placed, capped at 1.
@@ -86,7 +93,13 @@ pub fn preferred_affinity(pod: &PodInfo, node: &NodeInfo) -> i64 {
 }
 
 /// The raw scores of one feasible node; `spread` is the cache's [`Spread`] of the pod.
-pub fn candidate(pod: &PodInfo, node: &NodeInfo, index: usize, spread: &Spread<'_>) -> Candidate {
+pub fn candidate(
+    pod: &PodInfo,
+    node: &NodeInfo,
+    index: usize,
+    spread: &Spread<'_>,
+    topology: &PodTopology,
+) -> Candidate {
     let (owner_on_node, owner_in_zone) = spread.counts(node);
     Candidate {
         index,
@@ -95,6 +108,8 @@ pub fn candidate(pod: &PodInfo, node: &NodeInfo, index: usize, spread: &Spread<'
         intolerable: filter::intolerable_preferences(&pod.pod, &node.taints),
         owner_on_node,
         owner_in_zone,
+        pod_affinity: topology.affinity_score(node),
+        spread_load: topology.spread_load(node),
     }
 }
 
@@ -116,6 +131,12 @@ pub fn totals(candidates: &[Candidate]) -> Vec<f64> {
     let have_zones = candidates.iter().any(|c| c.owner_in_zone.is_some());
     let max_affinity = candidates.iter().map(|c| c.affinity).max().unwrap_or(0);
     let max_intolerable = candidates.iter().map(|c| c.intolerable).max().unwrap_or(0);
+    let (min_pod_affinity, max_pod_affinity) = candidates
+        .iter()
+        .map(|c| c.pod_affinity)
+        .fold((i64::MAX, i64::MIN), |(lo, hi), a| (lo.min(a), hi.max(a)));
+    let loads = candidates.iter().filter_map(|c| c.spread_load);
+    let (min_load, max_load) = loads.fold((f64::MAX, 0.0f64), |(lo, hi), l| (lo.min(l), hi.max(l)));
     let relative = |count: u32, max: u32| {
         if max == 0 {
             100.0
@@ -140,7 +161,23 @@ pub fn totals(candidates: &[Candidate]) -> Vec<f64> {
             } else {
                 100.0
             };
-            c.resources + 2.0 * spread + 2.0 * affinity + 3.0 * taints
+            let pod_affinity = if max_pod_affinity > min_pod_affinity {
+                (c.pod_affinity - min_pod_affinity) as f64 * 100.0
+                    / (max_pod_affinity - min_pod_affinity) as f64
+            } else {
+                0.0
+            };
+            let spread_constraints = match c.spread_load {
+                Some(_) if max_load <= 0.0 => 100.0,
+                Some(load) => (max_load + min_load - load) * 100.0 / max_load,
+                None => 0.0,
+            };
+            c.resources
+                + 2.0 * spread
+                + 2.0 * affinity
+                + 3.0 * taints
+                + 2.0 * pod_affinity
+                + 2.0 * spread_constraints
         })
         .collect()
 }
@@ -187,7 +224,7 @@ mod tests {
             .nodes()
             .iter()
             .enumerate()
-            .map(|(i, n)| candidate(p, n, i, &spread))
+            .map(|(i, n)| candidate(p, n, i, &spread, &PodTopology::default()))
             .collect();
         let totals = totals(&candidates);
         candidates
@@ -316,7 +353,7 @@ mod tests {
         }
         let p = info(pod("p", "0", "0"));
         let candidates: Vec<Candidate> = (0..3)
-            .map(|i| candidate(&p, &cache.nodes()[i], i, &cache.spread(&p)))
+            .map(|i| candidate(&p, &cache.nodes()[i], i, &cache.spread(&p), &PodTopology::default()))
             .collect();
         let i = best(&candidates, cache.nodes()).unwrap();
         assert_eq!(cache.nodes()[candidates[i].index].name, "n1");
@@ -325,7 +362,7 @@ mod tests {
         other.metadata.as_mut().unwrap().labels.clear();
         cache.put_pod("default/x", bound(other, "n1", 2));
         let candidates: Vec<Candidate> = (0..3)
-            .map(|i| candidate(&p, &cache.nodes()[i], i, &cache.spread(&p)))
+            .map(|i| candidate(&p, &cache.nodes()[i], i, &cache.spread(&p), &PodTopology::default()))
             .collect();
         let i = best(&candidates, cache.nodes()).unwrap();
         assert_eq!(cache.nodes()[candidates[i].index].name, "n2");
@@ -340,7 +377,7 @@ mod tests {
         assert_eq!(cache.node("n0").unwrap().name_rank, UNRANKED);
         let all = |cache: &Cache| -> Vec<Candidate> {
             (0..4)
-                .map(|i| candidate(&p, &cache.nodes()[i], i, &cache.spread(&p)))
+                .map(|i| candidate(&p, &cache.nodes()[i], i, &cache.spread(&p), &PodTopology::default()))
                 .collect()
         };
         let i = best(&all(&cache), cache.nodes()).unwrap();

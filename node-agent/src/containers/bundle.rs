@@ -307,6 +307,7 @@ fn linux_bundle(
     }
     c.uid = linux.uid;
     c.gid = linux.gid;
+    c.additional_gids = linux.additional_gids.clone();
     c.readonly_rootfs = linux.readonly_rootfs;
     c.capabilities = linux.capabilities.clone();
     c.memory_limit = spec.memory_limit_bytes.and_then(|m| i64::try_from(m).ok());
@@ -436,6 +437,7 @@ mod tests {
             args: vec!["/bin/sh".into()],
             uid: 1000,
             gid: 1000,
+            additional_gids: vec![3000],
             hostname: "p".into(),
             cpu_request_millicores: Some(100),
             pids_limit: Some(64),

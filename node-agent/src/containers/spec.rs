@@ -76,6 +76,8 @@ pub struct LinuxProcess {
     pub args: Vec<String>,
     pub uid: u32,
     pub gid: u32,
+    /// Supplementary groups: the pod's `supplementalGroups`, then its `fsGroup`.
+    pub additional_gids: Vec<u32>,
     pub hostname: String,
     pub cpu_request_millicores: Option<u32>,
     pub pids_limit: Option<i64>,

@@ -494,6 +494,7 @@ impl PodWorker {
                 args: process.args,
                 uid: process.uid,
                 gid: process.gid,
+                additional_gids: process.additional_gids,
                 hostname: etc_files::hostname(pod),
                 cpu_request_millicores: resources.cpu_request_millicores,
                 pids_limit: Some(self.ctx.pids_limit),
@@ -555,6 +556,7 @@ impl PodWorker {
                 grace = grace.saturating_sub(waited);
             }
         }
+        let pod_ip = self.pod_ip(&entry.pod);
         let mut stops = Vec::with_capacity(running.len());
         for id in running {
             let container = id.split('/').nth(1).unwrap_or_default().to_string();
@@ -565,11 +567,23 @@ impl PodWorker {
                 "Killing",
                 format!("Stopping container {container}"),
             );
-            let runtime = self.ctx.runtime.clone();
+            let (ctx, pod, pod_ip) = (&self.ctx, &entry.pod, &pod_ip);
             stops.push(async move {
-                if let Err(e) = runtime.kill(&id, grace).await {
-                    tracing::warn!(%id, error = %e, "kill");
-                }
+                // Its preStop hook first, within the grace period.
+                let spec = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.containers.iter().find(|c| c.name == container));
+                super::lifecycle_hooks::stop(
+                    ctx.runtime.as_ref(),
+                    ctx.api.as_ref(),
+                    pod,
+                    spec,
+                    &id,
+                    pod_ip,
+                    grace,
+                )
+                .await;
             });
         }
         // All at once: a pod's stop takes one grace period, not one per container.

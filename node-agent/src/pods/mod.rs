@@ -24,6 +24,7 @@ mod env;
 mod etc_files;
 mod host_interfaces;
 mod lifecycle;
+mod lifecycle_hooks;
 mod oci;
 mod probes;
 mod pull_secrets;

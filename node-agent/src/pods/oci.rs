@@ -27,6 +27,9 @@ pub struct Process {
     pub cwd: String,
     pub uid: u32,
     pub gid: u32,
+    /// The pod's `supplementalGroups`, then its `fsGroup` (Kubernetes adds it to every
+    /// container's groups so that the volumes it owns are writable).
+    pub additional_gids: Vec<u32>,
     /// `None`: the default set.
     pub capabilities: Option<Vec<String>>,
     pub readonly_rootfs: bool,
@@ -114,12 +117,21 @@ pub fn process(
     let capabilities = security
         .and_then(|s| s.capabilities.as_ref())
         .map(|c| capabilities(&c.add, &c.drop));
+    let mut additional_gids: Vec<u32> = pod_security
+        .map(|s| s.supplemental_groups.clone())
+        .unwrap_or_default();
+    if let Some(fs_group) = pod_security.and_then(|s| s.fs_group) {
+        additional_gids.push(fs_group);
+    }
+    additional_gids.sort_unstable();
+    additional_gids.dedup();
     Ok(Process {
         args,
         env: merged,
         cwd,
         uid,
         gid,
+        additional_gids,
         capabilities,
         readonly_rootfs: security.and_then(|s| s.read_only_root_filesystem) == Some(true),
     })

@@ -21,6 +21,7 @@
 //! [`Transport`]) or a cache of the objects the node's pods use.
 
 mod atomic_writer;
+mod ownership;
 mod projected;
 
 use std::collections::BTreeMap;
@@ -340,6 +341,7 @@ pub(crate) async fn prepare(
         let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700));
     }
     let mut out = BTreeMap::new();
+    let fs_group = ownership::FsGroup::of(pod);
     for volume in pod.spec.iter().flat_map(|s| &s.volumes) {
         let at = |e: String| format!("volume {:?}: {e}", volume.name);
         let dir = if volume.empty_dir.is_some() {
@@ -405,6 +407,14 @@ pub(crate) async fn prepare(
         } else {
             return Err(at("no volume source given".into()));
         };
+        // fsGroup: every volume but the host's own directories.
+        if let Some(fs) = fs_group
+            && volume.host_path.is_none()
+        {
+            ownership::apply_async(dir.path.clone(), fs, Managed::of(volume).is_some())
+                .await
+                .map_err(at)?;
+        }
         out.insert(volume.name.clone(), dir);
     }
     Ok(out)
@@ -432,8 +442,13 @@ pub(crate) async fn refresh(
             continue;
         }
         let written = match managed.payload(sources, pod).await {
-            Ok(payload) => write_payload(path, payload).await,
+            Ok(payload) => write_payload(path.clone(), payload).await,
             Err(e) => Err(e),
+        };
+        // New files of the volume's group too.
+        let written = match (written, ownership::FsGroup::of(pod)) {
+            (Ok(true), Some(fs)) => ownership::apply_async(path, fs, true).await.map(|()| true),
+            (other, _) => other,
         };
         match written {
             Ok(true) => updated.push(volume.name.clone()),

@@ -450,6 +450,25 @@ impl PodWorker {
         let before = rec.state.clone();
         let (state, digest) = self.start_container(pod, container, attempt).await;
         self.record_start(pod, &container.name, &before, &state);
+        if let Current::Running { id, .. } = &state {
+            // Its postStart hook before the next container starts; a failure kills it.
+            let grace = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .and_then(|g| u32::try_from(g).ok())
+                .unwrap_or(30);
+            super::lifecycle_hooks::post_start(
+                self.ctx.runtime.as_ref(),
+                self.ctx.api.as_ref(),
+                pod,
+                container,
+                id,
+                &self.pod_ip(pod),
+                grace,
+            )
+            .await;
+        }
         if let Some(rec) = self.entry.containers.get_mut(&container.name) {
             rec.state = state;
             if !digest.is_empty() {

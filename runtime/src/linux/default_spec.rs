@@ -61,6 +61,8 @@ pub struct ContainerConfig {
     pub hostname: String,
     pub uid: u32,
     pub gid: u32,
+    /// Supplementary groups of the process (`user.additionalGids`).
+    pub additional_gids: Vec<u32>,
     /// `rootfs` relative to the bundle, or absolute.
     pub rootfs: String,
     pub readonly_rootfs: bool,
@@ -100,6 +102,7 @@ impl ContainerConfig {
             hostname: "skiff".into(),
             uid: 0,
             gid: 0,
+            additional_gids: Vec::new(),
             rootfs: "rootfs".into(),
             readonly_rootfs: false,
             capabilities: None,
@@ -187,7 +190,7 @@ pub fn spec_json(c: &ContainerConfig) -> Value {
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
-            "user": {"uid": c.uid, "gid": c.gid},
+            "user": {"uid": c.uid, "gid": c.gid, "additionalGids": c.additional_gids},
             "args": c.args,
             "env": c.env,
             "cwd": c.cwd,

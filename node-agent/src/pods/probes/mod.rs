@@ -40,10 +40,10 @@
 //! Must not: block or sit on the pod loop's critical path — probe I/O runs only in the probers'
 //! tasks, never in the worker, and a hanging probe is cut off by its timeout.
 
-mod exec;
+pub(in crate::pods) mod exec;
 mod grpc;
 pub mod health;
-mod http;
+pub(in crate::pods) mod http;
 mod prober;
 pub mod spec;
 mod tcp;

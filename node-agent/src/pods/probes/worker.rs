@@ -190,15 +190,29 @@ impl PodWorker {
                 .and_then(|p| p.termination_grace_period_seconds)
                 .and_then(|g| u32::try_from(g).ok());
             let grace = probe_grace.or(pod_grace).unwrap_or(DEFAULT_GRACE_SECONDS);
-            kills.push((id.clone(), grace));
+            kills.push((id.clone(), grace, name.clone()));
         }
-        // All at once: one grace period, not one per container.
-        let runtime = &self.ctx.runtime;
-        let stops = kills.into_iter().map(|(id, grace)| async move {
+        // All at once: one grace period, not one per container; each container's preStop
+        // hook first, as kubelet runs it before a probe's kill too.
+        let (ctx, pod) = (&self.ctx, &self.entry.pod);
+        let pod_ip = self.pod_ip(pod);
+        let pod_ip = &pod_ip;
+        let stops = kills.into_iter().map(|(id, grace, name)| async move {
             tracing::info!(%id, grace, "killing a container that failed its probe");
-            if let Err(e) = runtime.kill(&id, grace).await {
-                tracing::warn!(%id, error = %e, "kill");
-            }
+            let spec = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.containers.iter().find(|c| c.name == name));
+            crate::pods::lifecycle_hooks::stop(
+                ctx.runtime.as_ref(),
+                ctx.api.as_ref(),
+                pod,
+                spec,
+                &id,
+                pod_ip,
+                grace,
+            )
+            .await;
         });
         futures::future::join_all(stops).await;
     }
