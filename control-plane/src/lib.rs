@@ -5,7 +5,8 @@
 //! keys and encoding, optimistic concurrency, status subresource, finalizers, watch), the gRPC
 //! [`server`] (one generic handler authorizes and calls the registry for every kind), [`auth`] (TLS, bearer tokens,
 //! the identity of each caller), [`pki`] (the cluster CA), the [`scheduler`] and the
-//! [`controllers`]; node tunnels relay logs from agents (`server::tunnel`).
+//! [`controllers`]; node tunnels relay logs from agents (`server::tunnel`). The Kubernetes REST
+//! API ([`rest`]) is served beside gRPC on the same port, over the same handlers.
 //!
 //! Must not: run workloads or reach into nodes; it only reads and writes objects.
 
@@ -17,6 +18,7 @@ pub mod leader;
 pub mod pki;
 pub mod pod_metrics;
 pub mod registry;
+pub mod rest;
 pub mod scheduler;
 pub mod server;
 pub mod store;

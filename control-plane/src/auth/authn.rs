@@ -73,18 +73,32 @@ impl Authenticator {
 impl Authenticator {
     /// The identity of a request's client certificate, else of its bearer token.
     pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Identity, ApiError> {
+        let certs = request.peer_certs();
+        let leaf = certs.as_ref().and_then(|c| c.first()).map(|c| c.as_ref());
+        let header = request
+            .metadata()
+            .get("authorization")
+            .map(|h| h.as_bytes());
+        self.authenticate_parts(leaf, header)
+    }
+
+    /// The identity of a client certificate's leaf (DER), else of an `authorization` header's
+    /// bearer token: the one function both front ends (gRPC and REST) authenticate with.
+    pub fn authenticate_parts(
+        &self,
+        leaf_certificate: Option<&[u8]>,
+        authorization: Option<&[u8]>,
+    ) -> Result<Identity, ApiError> {
         let unauthenticated = |m: &str| ApiError::Unauthenticated(m.to_string());
-        if let Some(certs) = request.peer_certs()
-            && let Some(leaf) = certs.first()
-        {
+        if let Some(leaf) = leaf_certificate {
             return ClientCertificate::parse(leaf)
                 .and_then(|c| c.identity(skiff_api::time::now().seconds))
                 .map_err(|why| unauthenticated(&why));
         }
-        let header = request.metadata().get("authorization").ok_or_else(|| {
+        let header = authorization.ok_or_else(|| {
             unauthenticated("missing credentials: send `authorization: Bearer <token>`")
         })?;
-        let token = header.as_bytes().strip_prefix(b"Bearer ").ok_or_else(|| {
+        let token = header.strip_prefix(b"Bearer ").ok_or_else(|| {
             unauthenticated("malformed authorization header: expected `Bearer <token>`")
         })?;
         if let Some(who) = self.identify(token) {

@@ -280,6 +280,11 @@ pub struct CallContext {
 pub struct Call(Option<Arc<CallContext>>);
 
 impl Call {
+    /// The call of a context the [`Gate`] made (REST requests carry it themselves).
+    pub fn from_context(context: Arc<CallContext>) -> Self {
+        Self(Some(context))
+    }
+
     pub fn of<T>(req: &Request<T>) -> Self {
         Self(req.extensions().get::<Arc<CallContext>>().cloned())
     }
@@ -384,6 +389,90 @@ impl<A> Gate<A> {
     }
 }
 
+impl<A> Gate<A> {
+    /// What follows authentication, for both front ends (gRPC here, REST in `crate::rest`): the
+    /// rate limit, the audit of refusals (and of calls no handler audits: `handler_audits`
+    /// false), and the call's context.
+    pub fn admit(
+        &self,
+        info: RequestInfo,
+        verb: &str,
+        authenticated: Result<Identity, Status>,
+        handler_audits: bool,
+    ) -> Result<(Identity, Arc<CallContext>), Status> {
+        let who = match authenticated {
+            Ok(who) => who,
+            Err(status) => {
+                if let Some(audit) = &self.audit {
+                    audit.record(
+                        &info,
+                        None,
+                        verb,
+                        None,
+                        "ResponseComplete",
+                        Outcome {
+                            code: status.code(),
+                            message: status.message(),
+                        },
+                    );
+                }
+                return Err(status);
+            }
+        };
+        if let Err(wait) = self.limits.admit(&who, Instant::now()) {
+            let options = self.limits.options;
+            let status = exhausted(
+                format!(
+                    "too many requests from user {:?}: at most {} a second, bursts of {}; retry after {} ms",
+                    who.name(),
+                    options.qps,
+                    options.burst,
+                    wait.as_millis().max(1)
+                ),
+                wait,
+            );
+            if let Some(audit) = &self.audit {
+                audit.record(
+                    &info,
+                    Some(&who),
+                    verb,
+                    None,
+                    "ResponseComplete",
+                    Outcome {
+                        code: status.code(),
+                        message: status.message(),
+                    },
+                );
+            }
+            return Err(status);
+        }
+        if let Some(audit) = &self.audit
+            && !handler_audits
+        {
+            // Logs, exec, port-forward, tunnels, metrics: audited as they are let in.
+            audit.record(
+                &info,
+                Some(&who),
+                verb,
+                None,
+                "RequestReceived",
+                Outcome::OK,
+            );
+        }
+        let context = Arc::new(CallContext {
+            info,
+            audit: self.audit.clone(),
+            limits: self.limits.clone(),
+        });
+        Ok((who, context))
+    }
+
+    /// The authenticator the gate wraps.
+    pub fn authenticator(&self) -> &A {
+        &self.auth
+    }
+}
+
 impl<A: tonic::service::Interceptor> tonic::service::Interceptor for Gate<A> {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         let info = RequestInfo {
@@ -403,75 +492,23 @@ impl<A: tonic::service::Interceptor> tonic::service::Interceptor for Gate<A> {
             received: time::OffsetDateTime::now_utc(),
         };
         let verb = verb_of_path(&info.uri);
-        let mut request = match self.auth.call(request) {
-            Ok(r) => r,
-            Err(status) => {
-                if let Some(audit) = &self.audit {
-                    audit.record(
-                        &info,
-                        None,
-                        &verb,
-                        None,
-                        "ResponseComplete",
-                        Outcome {
-                            code: status.code(),
-                            message: status.message(),
-                        },
-                    );
-                }
-                return Err(status);
+        let handler_audits = audited_by_handler(&info.uri);
+        let (mut request, authenticated) = match self.auth.call(request) {
+            Ok(request) => {
+                let who = request
+                    .extensions()
+                    .get::<Identity>()
+                    .cloned()
+                    .ok_or_else(|| Status::unauthenticated("unauthenticated request"));
+                (Some(request), who)
             }
+            Err(status) => (None, Err(status)),
         };
-        let who = request
-            .extensions()
-            .get::<Identity>()
-            .cloned()
+        let (_, context) = self.admit(info, &verb, authenticated, handler_audits)?;
+        let mut request = request
+            .take()
             .ok_or_else(|| Status::unauthenticated("unauthenticated request"))?;
-        if let Err(wait) = self.limits.admit(&who, Instant::now()) {
-            let options = self.limits.options;
-            let status = exhausted(
-                format!(
-                    "too many requests from user {:?}: at most {} a second, bursts of {}; retry after {} ms",
-                    who.name(),
-                    options.qps,
-                    options.burst,
-                    wait.as_millis().max(1)
-                ),
-                wait,
-            );
-            if let Some(audit) = &self.audit {
-                audit.record(
-                    &info,
-                    Some(&who),
-                    &verb,
-                    None,
-                    "ResponseComplete",
-                    Outcome {
-                        code: status.code(),
-                        message: status.message(),
-                    },
-                );
-            }
-            return Err(status);
-        }
-        if let Some(audit) = &self.audit
-            && !audited_by_handler(&info.uri)
-        {
-            // Logs, exec, port-forward, tunnels, metrics: audited as they are let in.
-            audit.record(
-                &info,
-                Some(&who),
-                &verb,
-                None,
-                "RequestReceived",
-                Outcome::OK,
-            );
-        }
-        request.extensions_mut().insert(Arc::new(CallContext {
-            info,
-            audit: self.audit.clone(),
-            limits: self.limits.clone(),
-        }));
+        request.extensions_mut().insert(context);
         Ok(request)
     }
 }

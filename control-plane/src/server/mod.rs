@@ -28,7 +28,7 @@ use skiff_api::client::ClientConfig;
 use skiff_api::v1::*;
 use tokio::net::TcpListener;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Identity as TlsIdentity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 use crate::auth::{Authenticator, Identity, new_token};
 use crate::pki::{Pki, PkiError, write_private};
@@ -283,6 +283,11 @@ impl ControlPlane {
             client_config.to_yaml().as_bytes(),
             0o600,
         )?;
+        write_private(
+            &dir.join(crate::rest::kubeconfig::FILE),
+            crate::rest::kubeconfig::render(&client_config).as_bytes(),
+            0o600,
+        )?;
         let mut auth =
             Authenticator::new(&admin_token, bootstrap_tokens).with(Arc::new(sa_tokens.clone()));
         if let Some(users) = token_file {
@@ -327,15 +332,16 @@ impl ControlPlane {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         // The chain carries the CA so that a joining agent can pin it by the token's fingerprint.
+        // Client certificates of the cluster CA (nodes', users') are checked in the handshake;
+        // callers without one authenticate with a bearer token. TLS is the REST listener's, for
+        // both protocols on the one port (crate::rest).
         let chain = format!("{}\n{}", self.pki.server_cert_pem, self.pki.ca_cert_pem);
-        let tls = ServerTlsConfig::new()
-            .identity(TlsIdentity::from_pem(chain, &self.pki.server_key_pem))
-            // Client certificates of the cluster CA (nodes', users') are checked in the
-            // handshake; callers without one authenticate with a bearer token.
-            .client_ca_root(tonic::transport::Certificate::from_pem(
-                &self.pki.ca_cert_pem,
-            ))
-            .client_auth_optional(true);
+        let tls = crate::rest::listener::tls_config(
+            &chain,
+            &self.pki.server_key_pem,
+            &self.pki.ca_cert_pem,
+        )
+        .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
         let store = self.store.clone();
         let bootstrap_feed = self.bootstrap_feed;
         let node_graph_feeds = self.node_graph_feeds;
@@ -380,6 +386,33 @@ impl ControlPlane {
             authz.clone(),
         );
 
+        let rest = crate::rest::Rest::new(
+            crate::rest::Routes::new(&crate::rest::Context {
+                store: store.clone(),
+                authz: authz.clone(),
+                tunnels: tunnels.clone(),
+            }),
+            auth.clone(),
+            crate::rest::Context {
+                store: store.clone(),
+                authz: authz.clone(),
+                tunnels: tunnels.clone(),
+            },
+        );
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (h2, h2_connections) = tokio::sync::mpsc::channel(64);
+        let accept = tokio::spawn(crate::rest::listener::accept(
+            self.listener,
+            tls,
+            h2,
+            rest.clone(),
+            stopped.clone(),
+        ));
+        let stop_on_shutdown = tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+
         macro_rules! svc {
             ($module:ident :: $server:ident, $ty:ty) => {
                 InterceptedService::new(
@@ -392,11 +425,12 @@ impl ControlPlane {
         }
 
         let result = Server::builder()
-            .tls_config(tls)?
             .tcp_nodelay(true)
             // A client's grpc-timeout is honoured (the shorter wins); this is the default.
             .timeout(request_timeout)
             .layer(limits::RecordPath)
+            // Requests that are not gRPC go to the REST API.
+            .layer(crate::rest::split::SplitLayer(rest))
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
             .add_service(svc!(namespace_api_server::NamespaceApiServer, Namespace))
             .add_service(svc!(pod_api_server::PodApiServer, Pod))
@@ -511,20 +545,19 @@ impl ControlPlane {
                 auth.clone(),
             ))
             .serve_with_incoming_shutdown(
-                // `Server::tcp_nodelay` only applies to listeners tonic binds itself: without
-                // this, Nagle + delayed ACKs add ~40 ms to every small response.
+                // HTTP/2 connections, TLS done, from the listener (crate::rest::listener).
                 tokio_stream::StreamExt::map(
-                    tokio_stream::wrappers::TcpListenerStream::new(self.listener),
-                    |conn| {
-                        if let Ok(stream) = &conn {
-                            let _ = stream.set_nodelay(true);
-                        }
-                        conn
-                    },
+                    tokio_stream::wrappers::ReceiverStream::new(h2_connections),
+                    Ok::<_, std::io::Error>,
                 ),
-                shutdown,
+                async move {
+                    let mut stopped = stopped;
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
             )
             .await;
+        accept.abort();
+        stop_on_shutdown.abort();
         controllers.stop().await;
         repair.abort();
         bootstrap_feed.abort();

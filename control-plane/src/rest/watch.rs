@@ -1,0 +1,173 @@
+//! Watches over REST: `?watch=1` on a collection (or `fieldSelector=metadata.name=x` for one
+//! object) streams `{"type": ..., "object": ...}` lines from the kind's handler, as Kubernetes'
+//! watch JSON does: `resourceVersion` unset or `0` starts with an ADDED event per object, any
+//! other version resumes after it (`410 Expired` as an ERROR event when it is too old),
+//! `allowWatchBookmarks` adds BOOKMARK events, `timeoutSeconds` ends the stream.
+//!
+//! Must not: read the store (the handler's watch does).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::StreamBody;
+use hyper::body::Frame;
+use serde_json::{Value, json};
+use skiff_api::v1::WatchRequest;
+use skiff_api::{Resource, ResourceExt};
+use tokio::sync::mpsc;
+
+use super::status::RestError;
+use super::{Body, Request, Response, codec};
+use crate::registry::Strategy;
+use crate::server::handler::Handler;
+use crate::server::limits::object_ref;
+
+/// How often a watch that asked for bookmarks gets one (Kubernetes: about once a minute).
+pub const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
+
+/// One line of a watch stream.
+fn line(kind: &str, object: Value) -> Bytes {
+    let mut text =
+        serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap_or_default();
+    text.push(b'\n');
+    Bytes::from(text)
+}
+
+/// Serves a watch of `K` through `handler`.
+pub async fn serve<K: Strategy>(handler: &Handler<K>, req: Request) -> Result<Response, RestError> {
+    let rv = req.query.get("resourceVersion");
+    let resource_version = if rv == "0" {
+        String::new()
+    } else {
+        rv.to_string()
+    };
+    let watch = WatchRequest {
+        namespace: req.target.namespace.clone(),
+        label_selector: req.query.get("labelSelector").to_string(),
+        field_selector: req.query.get("fieldSelector").to_string(),
+        resource_version: resource_version.clone(),
+    };
+    let timeout = req
+        .query
+        .int("timeoutSeconds")?
+        .filter(|s| *s > 0)
+        .map(|s| Duration::from_secs(s.unsigned_abs()));
+    let bookmarks = req.query.flag("allowWatchBookmarks");
+    let table = super::table::wants_table(&req);
+    let object = object_ref::<K>(&req.target.namespace, "", "", true);
+    let permit = req
+        .call
+        .watch(&req.who)
+        .map_err(|s| RestError::from_grpc(&s))?;
+    let started = handler.watch(&req.who, &watch).await;
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::convert::Infallible>>(64);
+    let mut events = match started {
+        Ok(events) => {
+            req.call
+                .done(&req.who, "watch", object, &Ok::<(), tonic::Status>(()));
+            events
+        }
+        Err(crate::error::ApiError::Expired(v)) => {
+            // As Kubernetes: the watch starts, and its one event is a 410 Status.
+            let e = RestError::from_api(crate::error::ApiError::Expired(v), "", K::KIND, "");
+            req.call
+                .done(&req.who, "watch", object, &Err::<(), _>(e.to_grpc()));
+            let _ = tx.try_send(Ok(Frame::data(line("ERROR", e.to_status()))));
+            drop(tx);
+            return Ok(stream_response(rx));
+        }
+        Err(e) => {
+            let e = RestError::from_api(e, super::group_of::<K>(), K::KIND, "");
+            req.call
+                .done(&req.who, "watch", object, &Err::<(), _>(e.to_grpc()));
+            return Err(e);
+        }
+    };
+    let last_version: u64 = resource_version.parse().unwrap_or(0);
+    let table_req = if table {
+        Some(TableOptions::of(&req))
+    } else {
+        None
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut last_version = last_version;
+        let deadline = async {
+            match timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(BOOKMARK_INTERVAL);
+        tick.tick().await;
+        loop {
+            let out = tokio::select! {
+                () = &mut deadline => return,
+                () = tx.closed() => return,
+                _ = tick.tick(), if bookmarks => {
+                    if last_version == 0 {
+                        continue;
+                    }
+                    let object = json!({
+                        "apiVersion": K::API_VERSION,
+                        "kind": K::KIND,
+                        "metadata": { "resourceVersion": last_version.to_string() },
+                    });
+                    line("BOOKMARK", object)
+                }
+                event = events.recv() => match event {
+                    None => return,
+                    Some(Ok((kind, obj))) => {
+                        last_version = last_version.max(obj.revision());
+                        let object = match &table_req {
+                            Some(t) => t.row_table(&obj),
+                            None => codec::to_value(&obj),
+                        };
+                        line(kind, object)
+                    }
+                    Some(Err(e)) => {
+                        let e = RestError::from_api(e, super::group_of::<K>(), K::KIND, "");
+                        let _ = tx.send(Ok(Frame::data(line("ERROR", e.to_status())))).await;
+                        return;
+                    }
+                },
+            };
+            if tx.send(Ok(Frame::data(out))).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(stream_response(rx))
+}
+
+/// What a Table watch needs of its request, kept past it.
+struct TableOptions {
+    include_object: String,
+}
+
+impl TableOptions {
+    fn of(req: &Request) -> Self {
+        Self {
+            include_object: req.query.get("includeObject").to_string(),
+        }
+    }
+
+    fn row_table<K: Resource>(&self, obj: &K) -> Value {
+        super::table::table_with::<K>(
+            &self.include_object,
+            std::slice::from_ref(obj),
+            &obj.meta().resource_version,
+        )
+    }
+}
+
+fn stream_response(rx: mpsc::Receiver<Result<Frame<Bytes>, std::convert::Infallible>>) -> Response {
+    let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    http::Response::builder()
+        .status(200)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CACHE_CONTROL, "no-cache, private")
+        .body(Body::new(body))
+        .unwrap_or_else(|_| http::Response::new(Body::empty()))
+}
