@@ -36,6 +36,8 @@ pub struct HaOptions {
     pub etcd: crate::store::etcd::EtcdOptions,
     /// `--leader-elect-lease-duration`.
     pub lease: Duration,
+    /// `--watch-cache` (on unless `=false`): reads and watches served from memory.
+    pub watch_cache: Option<crate::store::cache::CacheOptions>,
 }
 
 /// Options of one candidate.

@@ -12,6 +12,7 @@ use skiff_control_plane::leader::HaOptions;
 use skiff_control_plane::registry::allocator::{HostNetworks, PortRange, ServiceRanges};
 use skiff_control_plane::server::limits::{LimitOptions, SecurityOptions};
 use skiff_control_plane::server::{ControlPlane, ServerOptions};
+use skiff_control_plane::store::cache::CacheOptions;
 use skiff_control_plane::store::etcd::{EtcdOptions, EtcdTls};
 
 use crate::error::{CliError, Result};
@@ -451,6 +452,12 @@ struct EtcdArgs {
     /// How long a leader's lease lasts unrenewed: another server's controllers take over at most this long after the leader dies
     #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = crate::duration::parse)]
     leader_elect_lease_duration: Duration,
+    /// Serve reads and watches from this server's watch cache, fed by one etcd watch (=false: every read goes to etcd)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    watch_cache: bool,
+    /// Events the watch cache keeps for watches to resume from (older ones are read from etcd's history)
+    #[arg(long, default_value_t = 10_000, value_name = "EVENTS")]
+    watch_cache_size: usize,
 }
 
 impl EtcdArgs {
@@ -525,9 +532,19 @@ impl EtcdArgs {
         let mut options = EtcdOptions::new(endpoints);
         options.prefix = self.etcd_prefix.clone();
         options.tls = tls;
+        if self.watch_cache_size == 0 {
+            return Err(CliError::usage(
+                "error: --watch-cache-size: must be at least 1 (--watch-cache=false turns the cache off)",
+            ));
+        }
+        let watch_cache = self.watch_cache.then(|| CacheOptions {
+            events: self.watch_cache_size,
+            ..CacheOptions::default()
+        });
         Ok(Some(HaOptions {
             etcd: options,
             lease,
+            watch_cache,
         }))
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! On etcd, the controllers and the scheduler get a store handle fenced by the leader's term
 //! ([`crate::leader`]), wrapped for Secrets at rest exactly as the API's own handle is, so a
-//! deposed leader's writes are refused by etcd itself.
+//! deposed leader's writes are refused by etcd itself. They read from the server's watch cache
+//! (`store/cache.rs`) like the API does; only their writes take the fenced handle.
 //!
 //! Must not: run controllers on etcd without the lease, or let a stopping server keep its lease
 //! until it expires (it is revoked, and another server leads at once).
@@ -16,6 +17,7 @@ use crate::controllers::node_ipam::NodeIpamOptions;
 use crate::controllers::node_lifecycle::LifecycleOptions;
 use crate::leader::{self, LeaderOptions};
 use crate::store::Store;
+use crate::store::cache::WatchCache;
 use crate::store::etcd::EtcdStore;
 
 /// Turns a (fenced) etcd handle into the store the controllers use (the Secrets' sealing).
@@ -31,14 +33,22 @@ pub(super) struct Ha {
 
 impl Ha {
     /// The candidate of the API server at `addr`: its controllers' store seals Secrets as
-    /// `sealed`, the API's own handle, does (its keys, its prefixes), over the fenced store.
+    /// `sealed`, the API's own handle, does (its keys, its prefixes), over the fenced store; with
+    /// the server's watch `cache`, they read from it and write through the fenced handle.
     pub fn new(
         etcd: EtcdStore,
+        cache: Option<WatchCache>,
         lease: Duration,
         addr: std::net::SocketAddr,
         sealed: crate::store::encrypt::EncryptedStore,
     ) -> Self {
-        let wrap: Wrap = Arc::new(move |inner| Arc::new(sealed.over(inner)));
+        let wrap: Wrap = Arc::new(move |fenced| {
+            let inner: Arc<dyn Store> = match &cache {
+                Some(cache) => Arc::new(cache.writing_to(fenced)),
+                None => fenced,
+            };
+            Arc::new(sealed.over(inner))
+        });
         let host = hostname();
         Self {
             etcd,

@@ -164,9 +164,22 @@ impl ControlPlane {
             Some(ha) => Some(crate::store::etcd::EtcdStore::connect(ha.etcd.clone()).await?),
             None => None,
         };
-        let store: Arc<dyn Store> = match &etcd {
-            Some(etcd) => Arc::new(etcd.clone()),
-            None => {
+        // On etcd, reads and watches come from this server's watch cache (one etcd watch).
+        let cache = match (&etcd, options.ha.as_ref().and_then(|ha| ha.watch_cache)) {
+            (Some(etcd), Some(cache)) => Some(
+                crate::store::cache::WatchCache::start(
+                    Arc::new(etcd.clone()),
+                    Arc::new(etcd.clone()),
+                    cache,
+                )
+                .await?,
+            ),
+            _ => None,
+        };
+        let store: Arc<dyn Store> = match (&etcd, &cache) {
+            (_, Some(cache)) => Arc::new(cache.clone()),
+            (Some(etcd), None) => Arc::new(etcd.clone()),
+            (None, None) => {
                 let path = dir.join("store.redb");
                 let opened = tokio::task::spawn_blocking(move || {
                     EmbeddedStore::open(&path, EmbeddedOptions::default())
@@ -294,7 +307,7 @@ impl ControlPlane {
             auth = auth.with(Arc::new(users));
         }
         let ha = match (&options.ha, etcd) {
-            (Some(o), Some(etcd)) => Some(ha::Ha::new(etcd, o.lease, addr, sealed)),
+            (Some(o), Some(etcd)) => Some(ha::Ha::new(etcd, cache, o.lease, addr, sealed)),
             _ => None,
         };
         Ok(Self {

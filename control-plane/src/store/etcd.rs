@@ -102,11 +102,11 @@ pub struct EtcdStore {
     fence: Option<Arc<Fence>>,
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
+pub(super) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("etcd: {e}"))
 }
 
-async fn timed<T>(
+pub(super) async fn timed<T>(
     f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
 ) -> Result<T, StoreError> {
     match tokio::time::timeout(CALL_TIMEOUT, f).await {
@@ -139,7 +139,7 @@ fn unavailable(e: &etcd_client::Error) -> bool {
 /// that is safe to retry: reads on any unavailability, writes only when they were never sent. A
 /// killed member is then skipped (the client's channel moves to another) instead of failing the
 /// API call.
-async fn retrying<T, F>(read: bool, mut call: impl FnMut() -> F) -> Result<T, StoreError>
+pub(super) async fn retrying<T, F>(read: bool, mut call: impl FnMut() -> F) -> Result<T, StoreError>
 where
     F: std::future::Future<Output = Result<T, etcd_client::Error>>,
 {
@@ -164,7 +164,7 @@ where
 }
 
 /// The first key after every key starting with `prefix` (etcd's range end of a prefix).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub(super) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -175,11 +175,11 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
-fn revision_of(r: i64) -> Revision {
+pub(super) fn revision_of(r: i64) -> Revision {
     u64::try_from(r).unwrap_or(0)
 }
 
-fn signed(r: Revision) -> i64 {
+pub(super) fn signed(r: Revision) -> i64 {
     i64::try_from(r).unwrap_or(i64::MAX)
 }
 
@@ -237,7 +237,7 @@ impl EtcdStore {
         }
     }
 
-    fn full(&self, key: &str) -> String {
+    pub(super) fn full(&self, key: &str) -> String {
         format!("{}{key}", self.inner.prefix)
     }
 
@@ -248,7 +248,7 @@ impl EtcdStore {
         String::from_utf8(rest.to_vec()).map_err(|_| backend("a key that is not UTF-8"))
     }
 
-    fn key_value(&self, kv: etcd_client::KeyValue) -> Result<KeyValue, StoreError> {
+    pub(super) fn key_value(&self, kv: etcd_client::KeyValue) -> Result<KeyValue, StoreError> {
         let create_revision = revision_of(kv.create_revision());
         let mod_revision = revision_of(kv.mod_revision());
         let (key, value) = kv.into_key_value();
@@ -634,7 +634,7 @@ impl EtcdStore {
         }
     }
 
-    fn event(&self, e: &etcd_client::Event) -> Result<Event, StoreError> {
+    pub(super) fn event(&self, e: &etcd_client::Event) -> Result<Event, StoreError> {
         let kv = e.kv().ok_or_else(|| backend("an event without its key"))?;
         let prev = e.prev_kv().map(|p| self.key_value(p.clone())).transpose()?;
         match e.event_type() {

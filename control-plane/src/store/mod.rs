@@ -6,8 +6,15 @@
 //! write; each key remembers the revision that created it and the one that last changed it;
 //! a watch from revision R delivers every change after R, in order, exactly once.
 //!
+//! On etcd, each API server reads and watches through a [`cache::WatchCache`] fed by one etcd
+//! watch (`cache_etcd.rs`); it is itself a [`Store`], so everything above it is unchanged.
+//!
 //! Must not: know about kinds, encodings or validation — values are opaque bytes.
 
+pub mod cache;
+mod cache_etcd;
+#[cfg(test)]
+mod cache_tests;
 mod codec;
 #[cfg(test)]
 mod codec_props;
