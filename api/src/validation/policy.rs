@@ -147,6 +147,7 @@ mod tests {
                 ..Default::default()
             }),
             unhealthy_pod_eviction_policy: "Never".into(),
+            ..Default::default()
         });
         let errors = errors_of(&p);
         assert_eq!(errors.len(), 2, "{errors:?}");

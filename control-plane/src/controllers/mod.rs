@@ -3,6 +3,7 @@
 //! - [`deployment`]: a ReplicaSet per template revision, rolling updates, history.
 //! - [`replicaset`]: `replicas` pods of a template.
 //! - [`endpoints`]: a Service's ready pods.
+//! - [`disruption`]: PodDisruptionBudgets' status (what evictions may spend).
 //! - [`node_lifecycle`]: nodes that stop heartbeating become NotReady; their pods are evicted.
 //! - [`event_ttl`]: Events go an hour after they were last recorded (`--event-ttl`).
 //! - [`gc`]: dependents of deleted owners (ownerReferences), orphan and foreground deletion.
@@ -15,6 +16,7 @@
 //! The [`crate::scheduler`] runs beside them.
 
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod event_ttl;
 pub mod gc;
@@ -53,6 +55,7 @@ pub async fn run(
     tasks.spawn(deployment::run(store.clone()));
     tasks.spawn(replicaset::run(store.clone()));
     tasks.spawn(endpoints::run(store.clone()));
+    tasks.spawn(disruption::run(store.clone()));
     tasks.spawn(gc::run(store.clone()));
     tasks.spawn(node_lifecycle::run(store.clone(), lifecycle));
     tasks.spawn(node_ipam::run(store.clone(), ipam));

@@ -6,6 +6,7 @@
 //!   create, get, list, update, update status, delete (finalizers, graceful deletion), watch.
 //! - [`Strategy`] (`strategy.rs`): a kind's rules — defaulting, validation, what create and
 //!   update may change, server-owned fields, status vs. spec, graceful deletion.
+//! - [`eviction`]: the `pods/eviction` subresource, a delete that honours PodDisruptionBudgets.
 //! - [`Binding`] (`binding.rs`): the `pods/binding` subresource the scheduler binds through (on
 //!   the version its cache holds, with no read unless the compare-and-swap fails).
 //! - [`admission`]: the chain of mutating, then validating links every write passes.
@@ -20,6 +21,7 @@
 pub mod admission;
 pub mod allocator;
 mod binding;
+pub mod eviction;
 pub mod keyvalue;
 pub mod limit_ranger;
 mod namespace;

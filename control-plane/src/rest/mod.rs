@@ -31,6 +31,7 @@
 
 pub mod codec;
 pub mod discovery;
+pub mod eviction;
 pub mod kind;
 pub mod kubeconfig;
 pub mod listener;
@@ -184,6 +185,7 @@ impl Routes {
             routes.kind(api);
         }
         stream_pods::register(&mut routes, context);
+        eviction::register(&mut routes, context);
         // The documents describe the kinds registered above.
         openapi::register(&mut routes);
         routes

@@ -8,6 +8,7 @@
 mod access_review;
 mod autoscaling;
 pub mod certificates;
+pub mod eviction;
 mod ha;
 pub mod handler;
 pub mod join_token;
@@ -527,6 +528,12 @@ impl ControlPlane {
                     buckets: crate::registry::keyvalue::Buckets::new(store.clone()),
                     authz: authz.clone(),
                 }),
+                auth.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                pod_eviction_api_server::PodEvictionApiServer::new(
+                    eviction::EvictionService::new(store.clone(), authz.clone()),
+                ),
                 auth.clone(),
             ))
             .add_service(InterceptedService::new(
