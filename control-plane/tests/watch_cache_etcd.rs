@@ -1,0 +1,136 @@
+//! The watch cache on a real etcd (one member on loopback, started by each test): one etcd watch
+//! serves every watch of an API server, and two servers' caches read each other's writes at once.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use skiff_control_plane::store::Store;
+use skiff_control_plane::store::cache::{CacheOptions, WatchCache};
+use skiff_control_plane::store::etcd::{EtcdOptions, EtcdStore};
+use skiff_tests::etcd::EtcdCluster;
+use tokio_stream::StreamExt;
+
+async fn server(etcd: &EtcdCluster) -> (EtcdStore, WatchCache) {
+    let store = EtcdStore::connect(EtcdOptions::new(etcd.endpoints()))
+        .await
+        .unwrap();
+    let cache = WatchCache::start(
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        CacheOptions::default(),
+    )
+    .await
+    .unwrap();
+    (store, cache)
+}
+
+/// etcd's count of open watchers, from its `/metrics` on the client port.
+fn etcd_watchers(etcd: &EtcdCluster) -> u64 {
+    let endpoint = etcd.endpoints()[0].clone();
+    let addr = endpoint.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(conn, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("etcd_debugging_mvcc_watcher_total "))
+        .expect("etcd reports etcd_debugging_mvcc_watcher_total");
+    line.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64
+}
+
+async fn wait_for_watchers(etcd: &EtcdCluster, at_least: u64) -> u64 {
+    for _ in 0..100 {
+        let n = etcd_watchers(etcd);
+        if n >= at_least {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    etcd_watchers(etcd)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_etcd_watch_serves_every_watch_of_a_server() {
+    let etcd = EtcdCluster::start(1);
+    let (store, cache) = server(&etcd).await;
+    let before = wait_for_watchers(&etcd, 1).await;
+    assert_eq!(before, 1, "the cache holds one etcd watch");
+    let from = cache.revision().await.unwrap();
+    let mut watches = Vec::new();
+    for i in 0..30 {
+        watches.push(
+            cache
+                .watch(&format!("/pods/ns{}/", i % 3), from)
+                .await
+                .unwrap(),
+        );
+    }
+    for i in 0..3 {
+        cache
+            .create(&format!("/pods/ns{i}/a"), Bytes::from_static(b"v"))
+            .await
+            .unwrap();
+    }
+    for (i, w) in watches.iter_mut().enumerate() {
+        let e = tokio::time::timeout(Duration::from_secs(10), w.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.kv.key, format!("/pods/ns{}/a", i % 3));
+    }
+    assert_eq!(
+        etcd_watchers(&etcd),
+        1,
+        "30 watches through the cache add no etcd watch"
+    );
+    // The same 30 straight on the etcd store: one etcd watch each (what the metric counts).
+    let mut direct = Vec::new();
+    for i in 0..30 {
+        direct.push(
+            store
+                .watch(&format!("/pods/ns{}/", i % 3), from)
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(wait_for_watchers(&etcd, 31).await >= 31);
+    assert_eq!(cache.fallbacks(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_read_each_others_writes_at_once() {
+    let etcd = EtcdCluster::start(1);
+    let (_, a) = server(&etcd).await;
+    let (b_store, b) = server(&etcd).await;
+    // A key outside the data (as the leader election's) moves etcd's revision on too.
+    let mut kv = b_store.client().kv_client();
+    for i in 0..100 {
+        let key = format!("/pods/default/p{i}");
+        let (writer, reader) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let created = writer
+            .create(&key, Bytes::from(i.to_string()))
+            .await
+            .unwrap();
+        assert_eq!(reader.get(&key).await.unwrap(), Some(created));
+        if i % 10 == 0 {
+            kv.put(format!("/skiff-leader/x{i}"), "leader", None)
+                .await
+                .unwrap();
+            let listed = reader.list("/pods/default/", None, 0).await.unwrap();
+            assert_eq!(listed.items.len(), i + 1);
+            writer.delete(&key, None).await.unwrap();
+            assert_eq!(reader.get(&key).await.unwrap(), None);
+            writer.create(&key, Bytes::from("again")).await.unwrap();
+        }
+    }
+    assert_eq!(
+        (a.fallbacks(), b.fallbacks()),
+        (0, 0),
+        "every read was answered by the caches"
+    );
+}
