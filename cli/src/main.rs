@@ -58,6 +58,16 @@ enum Command {
     PortForward(cmd::port_forward::PortForwardArgs),
     /// Set the number of replicas of a Deployment or ReplicaSet
     Scale(cmd::scale::ScaleArgs),
+    /// Add, change or remove labels of an object (a Node too)
+    Label(cmd::label::LabelArgs),
+    /// Add or remove taints of a node
+    Taint(cmd::taint::TaintArgs),
+    /// Mark a node unschedulable
+    Cordon(cmd::drain::CordonArgs),
+    /// Mark a node schedulable again
+    Uncordon(cmd::drain::CordonArgs),
+    /// Cordon a node and evict its pods (honouring PodDisruptionBudgets)
+    Drain(cmd::drain::DrainArgs),
     /// Follow, undo or list a Deployment's rollouts
     Rollout(cmd::rollout::RolloutArgs),
     /// Push a Wasm module or component to an OCI registry as a Wasm OCI artifact
@@ -125,6 +135,15 @@ fn main() {
                 cmd::port_forward::run(&cmd::connect(config.as_deref())?, args).await
             }
             Command::Scale(args) => cmd::scale::run(&cmd::connect(config.as_deref())?, args).await,
+            Command::Label(args) => cmd::label::run(&cmd::connect(config.as_deref())?, args).await,
+            Command::Taint(args) => cmd::taint::run(&cmd::connect(config.as_deref())?, args).await,
+            Command::Cordon(args) => {
+                cmd::drain::cordon(&cmd::connect(config.as_deref())?, args).await
+            }
+            Command::Uncordon(args) => {
+                cmd::drain::uncordon(&cmd::connect(config.as_deref())?, args).await
+            }
+            Command::Drain(args) => cmd::drain::drain(&cmd::connect(config.as_deref())?, args).await,
             Command::Rollout(args) => {
                 cmd::rollout::run(&cmd::connect(config.as_deref())?, args).await
             }

@@ -6,8 +6,10 @@ pub mod auth;
 pub mod delete;
 pub mod demo;
 pub mod describe;
+pub mod drain;
 pub mod exec;
 pub mod get;
+pub mod label;
 pub mod logs;
 pub mod oci;
 pub mod port_forward;
@@ -16,6 +18,7 @@ pub mod rollout;
 pub mod run;
 pub mod scale;
 pub mod server;
+pub mod taint;
 pub mod token;
 
 use std::path::{Path, PathBuf};
