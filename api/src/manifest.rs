@@ -129,60 +129,13 @@ fn collect(value: Value, origin: &str, out: &mut Vec<Manifest>) -> Result<(), Ma
         ));
     }
     let mut body = Value::Object(map);
-    quantities_as_text(&mut body);
+    crate::json::normalize(info.kind, &mut body);
     out.push(Manifest {
         info,
         origin: origin.to_string(),
         body,
     });
     Ok(())
-}
-
-/// Quantities are strings in the API, but a manifest may write one as a YAML number
-/// (`cpu: 1`, `averageValue: 10`), as Kubernetes accepts: such a number becomes its text before
-/// decoding. Quantities are the entries of `limits`, `requests`, `capacity` and `allocatable`
-/// (and of a LimitRange item's `max`, `min`, `default`, `defaultRequest`, `maxLimitRequestRatio`),
-/// `sizeLimit`, and `value`/`averageValue` of an HPA metric's `target` (or status `current`).
-fn quantities_as_text(value: &mut Value) {
-    fn text(v: &mut Value) {
-        if let Value::Number(n) = v {
-            *v = Value::String(n.to_string());
-        }
-    }
-    match value {
-        Value::Object(map) => {
-            for (key, v) in map.iter_mut() {
-                match (key.as_str(), &mut *v) {
-                    (
-                        "limits"
-                        | "requests"
-                        | "capacity"
-                        | "allocatable"
-                        | "max"
-                        | "min"
-                        | "default"
-                        | "defaultRequest"
-                        | "maxLimitRequestRatio",
-                        Value::Object(m),
-                    ) => {
-                        m.values_mut().for_each(text);
-                    }
-                    ("target" | "current", Value::Object(m)) => {
-                        for field in ["value", "averageValue"] {
-                            if let Some(q) = m.get_mut(field) {
-                                text(q);
-                            }
-                        }
-                    }
-                    ("sizeLimit", v) => text(v),
-                    _ => {}
-                }
-                quantities_as_text(v);
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(quantities_as_text),
-        _ => {}
-    }
 }
 
 impl Manifest {
@@ -197,16 +150,11 @@ impl Manifest {
     /// Decodes into the kind's type, rejecting unknown fields and wrong types with their path.
     pub fn decode<K: Resource>(&self) -> Result<K, ManifestError> {
         debug_assert_eq!(K::KIND, self.info.kind);
-        serde_path_to_error::deserialize::<_, K>(&self.body).map_err(|e| {
-            let path = clean_path(&e.path().to_string());
-            let message = e.inner().to_string();
-            let (path, message) = explain(path, &message);
-            ManifestError {
-                origin: self.origin.clone(),
-                object: Some(self.describe()),
-                path,
-                message,
-            }
+        crate::json::decode::<K>(&self.body).map_err(|e| ManifestError {
+            origin: self.origin.clone(),
+            object: Some(self.describe()),
+            path: e.path,
+            message: e.message,
         })
     }
 
@@ -224,58 +172,6 @@ impl Manifest {
         })?;
         Ok(obj)
     }
-}
-
-/// `spec.containers[0].?` → `spec.containers[0]` (serde_path_to_error's marker for an unknown segment).
-fn clean_path(path: &str) -> String {
-    let p = path.trim_end_matches(".?").trim_end_matches('?');
-    if p == "." {
-        String::new()
-    } else {
-        p.to_string()
-    }
-}
-
-/// Turns serde's `unknown field `x`, expected one of ...` into `path.x: unknown field`, with a hint.
-fn explain(path: String, message: &str) -> (String, String) {
-    if let Some(rest) = message.strip_prefix("unknown field `")
-        && let Some((field, expected)) = rest.split_once('`')
-    {
-        let full = if path.is_empty() || path.ends_with(&format!(".{field}")) || path == field {
-            if path.is_empty() {
-                field.to_string()
-            } else {
-                path.clone()
-            }
-        } else {
-            format!("{path}.{field}")
-        };
-        let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-        let hint = candidates
-            .iter()
-            .filter(|c| !c.contains('_'))
-            .map(|c| (edit_distance(field, c), *c))
-            .filter(|(d, _)| *d <= 2)
-            .min()
-            .map(|(_, c)| format!(" (did you mean {c:?}?)"))
-            .unwrap_or_default();
-        return (full, format!("unknown field{hint}"));
-    }
-    (path, message.to_string())
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

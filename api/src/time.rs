@@ -23,11 +23,13 @@ pub fn since(ts: &Timestamp) -> Duration {
     SystemTime::now().duration_since(then).unwrap_or_default()
 }
 
-/// kubectl's short age: `45s`, `3m12s`, `5h`, `2d3h`, `400d`.
+/// kubectl's short age (Kubernetes' `HumanDuration`): `45s`, `3m12s`, `5m`, `5h`, `2d3h`,
+/// `400d`, `2y30d`, `9y`.
 pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0..120 => format!("{s}s"),
+        120..600 if s % 60 == 0 => format!("{}m", s / 60),
         120..600 => format!("{}m{}s", s / 60, s % 60),
         600..10800 => format!("{}m", s / 60),
         10800..172800 => {
@@ -38,7 +40,7 @@ pub fn human_duration(d: Duration) -> String {
                 format!("{h}h")
             }
         }
-        172800..31536000 => {
+        172800..63072000 => {
             let (d, h) = (s / 86400, (s % 86400) / 3600);
             if d < 8 && h > 0 {
                 format!("{d}d{h}h")
@@ -46,7 +48,15 @@ pub fn human_duration(d: Duration) -> String {
                 format!("{d}d")
             }
         }
-        _ => format!("{}d", s / 86400),
+        63072000..252288000 => {
+            let (y, d) = (s / 86400 / 365, (s / 86400) % 365);
+            if d > 0 {
+                format!("{y}y{d}d")
+            } else {
+                format!("{y}y")
+            }
+        }
+        _ => format!("{}y", s / 86400 / 365),
     }
 }
 
@@ -70,5 +80,8 @@ mod tests {
             "2d1h"
         );
         assert_eq!(human_duration(Duration::from_secs(86400 * 400)), "400d");
+        assert_eq!(human_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(human_duration(Duration::from_secs(86400 * 800)), "2y70d");
+        assert_eq!(human_duration(Duration::from_secs(86400 * 365 * 9)), "9y");
     }
 }

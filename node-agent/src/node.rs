@@ -53,6 +53,8 @@ pub struct NodeInfo {
     pub kernel: String,
     pub machine_id: String,
     pub boot_id: String,
+    /// The firmware's UUID, as the kubelet reports it (empty where it cannot be read).
+    pub system_uuid: String,
 }
 
 fn read_trimmed(path: &str) -> String {
@@ -111,6 +113,7 @@ impl NodeInfo {
             kernel: read_trimmed("/proc/sys/kernel/osrelease"),
             machine_id: read_trimmed("/etc/machine-id"),
             boot_id: read_trimmed("/proc/sys/kernel/random/boot_id"),
+            system_uuid: read_trimmed("/sys/class/dmi/id/product_uuid"),
         })
     }
 
@@ -175,6 +178,9 @@ impl NodeInfo {
                 kubelet_version: format!("skiff-{}", env!("CARGO_PKG_VERSION")),
                 operating_system: "linux".into(),
                 architecture: go_arch(std::env::consts::ARCH).into(),
+                // The firmware's UUID, as the kubelet reports it (empty where it cannot be read).
+                system_uuid: self.system_uuid.clone(),
+                kube_proxy_version: String::new(),
             }),
             runtime_handlers: runtime_handlers()
                 .iter()
@@ -420,6 +426,7 @@ mod tests {
             kernel: "6.1".into(),
             machine_id: "m".into(),
             boot_id: "b".into(),
+            system_uuid: String::new(),
         }
     }
 

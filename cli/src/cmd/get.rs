@@ -14,7 +14,9 @@ use skiff_api::with_kind;
 use tokio_stream::StreamExt;
 
 use crate::error::{CliError, Result};
-use crate::output::table::{TableRow, render};
+use skiff_api::printers::{self, Printer};
+
+use crate::output::table::render;
 use crate::output::{list_value, print_value, to_value};
 
 #[derive(Args)]
@@ -101,7 +103,7 @@ pub async fn run(transport: &Transport, args: GetArgs) -> Result<()> {
     Ok(())
 }
 
-async fn get_kind<K: ResourceClient + TableRow>(
+async fn get_kind<K: ResourceClient + Printer>(
     transport: &Transport,
     args: &GetArgs,
     namespace: &str,
@@ -116,7 +118,7 @@ async fn get_kind<K: ResourceClient + TableRow>(
     let wide = output == "wide";
     let with_ns = namespace.is_empty() && K::NAMESPACED;
     let row = |obj: &K| {
-        let mut r = obj.row(wide);
+        let mut r = printers::row(obj, wide);
         if several {
             r[0] = format!("{}/{}", K::KIND.to_ascii_lowercase(), r[0]);
         }
@@ -125,9 +127,9 @@ async fn get_kind<K: ResourceClient + TableRow>(
         }
         r
     };
-    let mut headers = K::headers(wide);
+    let mut headers = printers::headers::<K>(wide);
     if with_ns {
-        headers.insert(0, "NAMESPACE");
+        headers.insert(0, "NAMESPACE".into());
     }
     let mut shown = 0usize;
     // Prints one page of objects (the header with the first object).

@@ -127,10 +127,7 @@ pub fn describe<K: Resource>(obj: &K, events: &[Event]) -> String {
         let _ = writeln!(
             out,
             "Created:      {} ({} ago)",
-            serde_json::to_value(ts)
-                .ok()
-                .and_then(|v| scalar(&v))
-                .unwrap_or_default(),
+            skiff_api::json::timestamp_text(ts),
             age(Some(ts))
         );
     }
@@ -155,8 +152,10 @@ pub fn describe<K: Resource>(obj: &K, events: &[Event]) -> String {
     if !meta.finalizers.is_empty() {
         let _ = writeln!(out, "Finalizers:   {}", meta.finalizers.join(", "));
     }
-    if let Ok(Value::Object(mut fields)) = serde_json::to_value(obj) {
-        fields.remove("metadata");
+    if let Value::Object(mut fields) = skiff_api::json::to_kube_value(obj) {
+        for shown_above in ["apiVersion", "kind", "metadata"] {
+            fields.remove(shown_above);
+        }
         if let Some(data) = fields.get_mut("data")
             && K::KIND == "Secret"
             && let Value::Object(d) = data

@@ -7,15 +7,10 @@ pub mod table;
 use serde_json::{Map, Value};
 use skiff_api::Resource;
 
-/// An object as Kubernetes prints it: `apiVersion`, `kind`, then its fields.
+/// An object as Kubernetes prints it: `apiVersion`, `kind`, then its fields, in Kubernetes' JSON
+/// shape ([`skiff_api::json::to_kube_value`]).
 pub fn to_value<K: Resource>(obj: &K) -> Value {
-    let mut out = Map::new();
-    out.insert("apiVersion".into(), Value::String(K::API_VERSION.into()));
-    out.insert("kind".into(), Value::String(K::KIND.into()));
-    if let Ok(Value::Object(fields)) = serde_json::to_value(obj) {
-        out.extend(fields);
-    }
-    Value::Object(out)
+    skiff_api::json::to_kube_value(obj)
 }
 
 /// A `kind: List` of objects.

@@ -218,6 +218,7 @@ async fn fixture() -> Fixture {
             kernel: String::new(),
             machine_id: String::new(),
             boot_id: String::new(),
+            system_uuid: String::new(),
         },
         images: Images::new(&data_dir),
         data_dir,

@@ -95,7 +95,7 @@ fn a_crash_of_the_wasm_shim_restarts_only_its_pods_at_once() {
         0,
         "{oci_after:#}"
     );
-    assert_eq!(oci_after["containerId"], oci_before["containerId"]);
+    assert_eq!(oci_after["containerID"], oci_before["containerID"]);
     assert!(oci_after["state"]["running"].is_object(), "{oci_after:#}");
     assert_eq!(
         oci_after["state"]["running"]["startedAt"],

@@ -438,7 +438,7 @@ fn control_plane_restart_restarts_nothing_and_loses_nothing() {
             .map(|p| {
                 (
                     p["metadata"]["uid"].as_str().unwrap_or("").to_string(),
-                    p["status"]["containerStatuses"][0]["containerId"]
+                    p["status"]["containerStatuses"][0]["containerID"]
                         .as_str()
                         .unwrap_or("")
                         .to_string(),

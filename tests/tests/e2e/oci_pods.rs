@@ -89,7 +89,7 @@ fn an_oci_pod_runs_sandboxed_with_its_exit_code_env_and_logs() {
     );
     assert_eq!(status["state"]["terminated"]["exitCode"], 3, "{p:#}");
     assert!(
-        status["imageId"]
+        status["imageID"]
             .as_str()
             .unwrap_or("")
             .starts_with("sha256:"),
@@ -106,7 +106,7 @@ fn an_oci_pod_runs_sandboxed_with_its_exit_code_env_and_logs() {
         "the default set: {out}"
     );
     assert!(
-        status["containerId"]
+        status["containerID"]
             .as_str()
             .unwrap_or("")
             .starts_with("skiff://"),
@@ -184,7 +184,7 @@ fn an_oci_container_outlives_its_agent_and_is_adopted() {
             .get_json("pod", "ticker")
             .filter(|p| p["status"]["phase"] == "Running")
     });
-    let id = running["status"]["containerStatuses"][0]["containerId"].clone();
+    let id = running["status"]["containerStatuses"][0]["containerID"].clone();
     assert!(
         id.as_str().is_some_and(|i| i.starts_with("skiff://")),
         "{running:#}"
@@ -223,7 +223,7 @@ fn an_oci_container_outlives_its_agent_and_is_adopted() {
     );
     let p = s.cluster.get_json("pod", "ticker").expect("pod");
     let status = &p["status"]["containerStatuses"][0];
-    assert_eq!(status["containerId"], id, "adopted, not restarted: {p:#}");
+    assert_eq!(status["containerID"], id, "adopted, not restarted: {p:#}");
     assert_eq!(
         p["status"]["podIP"], running["status"]["podIP"],
         "the pod keeps its address: {p:#}"

@@ -97,7 +97,7 @@ fn wasm_artifact_from_a_registry_runs_once_pulled() {
     let p = succeeded(&c, "first");
     eprintln!("apply → Succeeded (with the pull): {:?}", started.elapsed());
     assert_eq!(logs(&c, "first"), "from a registry\n");
-    assert_eq!(container(&p)["imageId"], pushed.digest.as_str(), "{p:#}");
+    assert_eq!(container(&p)["imageID"], pushed.digest.as_str(), "{p:#}");
     assert_eq!(container(&p)["image"], pushed.reference.as_str());
     let manifests = registry.requests("GET", "/v2/probe/manifests/");
     let blobs = registry.requests("GET", "/v2/probe/blobs/");
@@ -110,7 +110,7 @@ fn wasm_artifact_from_a_registry_runs_once_pulled() {
     let p = succeeded(&c, "second");
     eprintln!("apply → Succeeded (cached): {:?}", started.elapsed());
     assert_eq!(logs(&c, "second"), "again\n");
-    assert_eq!(container(&p)["imageId"], pushed.digest.as_str());
+    assert_eq!(container(&p)["imageID"], pushed.digest.as_str());
     assert_eq!(registry.requests("GET", "/v2/probe/manifests/"), manifests);
     assert_eq!(registry.requests("GET", "/v2/probe/blobs/"), blobs);
     let tag = c
@@ -145,7 +145,7 @@ fn wasm_artifact_from_a_registry_runs_once_pulled() {
     c.apply(&pod_yaml("by-digest", &by_digest, &["echo", "pinned"]));
     let p = succeeded(&c, "by-digest");
     assert_eq!(logs(&c, "by-digest"), "pinned\n");
-    assert_eq!(container(&p)["imageId"], pushed.digest.as_str());
+    assert_eq!(container(&p)["imageID"], pushed.digest.as_str());
 }
 
 #[test]
@@ -175,7 +175,7 @@ fn oci_image_with_a_wasm_entrypoint_runs() {
     ));
     let p = succeeded(&c, "image");
     assert_eq!(logs(&c, "image"), "from an image\n");
-    assert_eq!(container(&p)["imageId"], pushed.digest.as_str(), "{p:#}");
+    assert_eq!(container(&p)["imageID"], pushed.digest.as_str(), "{p:#}");
     // Only the upper layer was needed (and the config).
     assert_eq!(
         registry.requests("GET", "/v2/probe-image/blobs/"),
@@ -234,7 +234,7 @@ fn zstd_layered_images_run() {
         started.elapsed()
     );
     assert_eq!(logs(&c, "wasm"), "from zstd\n");
-    assert_eq!(container(&p)["imageId"], wasm.digest.as_str(), "{p:#}");
+    assert_eq!(container(&p)["imageID"], wasm.digest.as_str(), "{p:#}");
 
     let started = Instant::now();
     c.apply(&format!(
@@ -250,7 +250,7 @@ fn zstd_layered_images_run() {
         logs(&c, "oci"),
         "from zstd busybox\nbusybox\necho\nsh\ntrue\n"
     );
-    assert_eq!(container(&p)["imageId"], busybox.digest.as_str(), "{p:#}");
+    assert_eq!(container(&p)["imageID"], busybox.digest.as_str(), "{p:#}");
 }
 
 #[test]
@@ -410,7 +410,7 @@ fn skiff_push_then_run_from_the_loopback_registry() {
     c.apply(&pod_yaml("pinned", &pinned, &["echo", "a pushed module"]));
     let p = succeeded(&c, "pinned");
     assert_eq!(logs(&c, "pinned"), "a pushed module\n");
-    assert_eq!(container(&p)["imageId"], digest.as_str(), "{p:#}");
+    assert_eq!(container(&p)["imageID"], digest.as_str(), "{p:#}");
 
     // Bad input: exit 2, naming the file or the reference.
     let dir = tempfile::tempdir().unwrap();

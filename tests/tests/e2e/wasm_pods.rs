@@ -458,7 +458,7 @@ fn killed_agent_leaves_pods_running_and_the_restarted_agent_adopts_them() {
     let p = wait_pod(&c, "ticker", "Running", Duration::from_secs(30), |p| {
         phase(p) == "Running"
     });
-    let id = container(&p, 0)["containerId"].clone();
+    let id = container(&p, 0)["containerID"].clone();
     assert!(
         id.as_str().is_some_and(|s| s.starts_with("skiff://")),
         "{p}"
@@ -482,7 +482,7 @@ fn killed_agent_leaves_pods_running_and_the_restarted_agent_adopts_them() {
     let p = pod_json(&c, "ticker").unwrap();
     assert_eq!(phase(&p), "Running");
     assert_eq!(num(&container(&p, 0)["restartCount"]), 0, "{p}");
-    assert_eq!(container(&p, 0)["containerId"], id, "{p}");
+    assert_eq!(container(&p, 0)["containerID"], id, "{p}");
     assert!(
         c.agent(0).log().matches("shim launched").count() == 1,
         "{}",
