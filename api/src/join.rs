@@ -23,6 +23,10 @@ pub const BOOTSTRAP_NAMESPACE: &str = "kube-system";
 pub const BOOTSTRAP_SECRET_TYPE: &str = "bootstrap.kubernetes.io/token";
 /// Their names: this prefix and the token id.
 pub const BOOTSTRAP_NAME_PREFIX: &str = "bootstrap-token-";
+/// The ConfigMap (in [`BOOTSTRAP_NAMESPACE`]) listing revoked node certificates: each key a node
+/// name, each value the RFC 3339 time of its revocation (`skiff node revoke`). A node's
+/// certificates signed up to that time are refused.
+pub const REVOKED_NODES_CONFIG_MAP: &str = "skiff-revoked-node-certificates";
 
 /// A parsed join token.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -76,6 +76,8 @@ enum Command {
     Auth(cmd::auth::AuthArgs),
     /// Bootstrap tokens for joining nodes: create, list, revoke
     Token(cmd::token::TokenArgs),
+    /// Node credentials: revoke a node's client certificates
+    Node(cmd::node::NodeArgs),
     /// The linux executor with runc's command line, over OCI bundles
     #[command(hide = true)]
     Oci(cmd::oci::OciArgs),
@@ -143,13 +145,16 @@ fn main() {
             Command::Uncordon(args) => {
                 cmd::drain::uncordon(&cmd::connect(config.as_deref())?, args).await
             }
-            Command::Drain(args) => cmd::drain::drain(&cmd::connect(config.as_deref())?, args).await,
+            Command::Drain(args) => {
+                cmd::drain::drain(&cmd::connect(config.as_deref())?, args).await
+            }
             Command::Rollout(args) => {
                 cmd::rollout::run(&cmd::connect(config.as_deref())?, args).await
             }
             Command::Push(args) => cmd::push::run(args).await,
             Command::Auth(args) => cmd::auth::run(&cmd::connect(config.as_deref())?, args).await,
             Command::Token(args) => cmd::token::run(config.as_deref(), args).await,
+            Command::Node(args) => cmd::node::run(&cmd::connect(config.as_deref())?, args).await,
             // Handled above, before the runtime started.
             Command::Oci(_) => Ok(()),
         }

@@ -7,6 +7,9 @@
 //! value cannot reach the log. Lines are handed to one writer thread through a bounded queue; if
 //! the queue is full (the disk stalls) a line is dropped and counted rather than holding requests.
 //!
+//! The controllers' and the scheduler's own writes are recorded too ([`store`]), under
+//! kube-controller-manager's and kube-scheduler's identities.
+//!
 //! Must not: see objects' contents, block a request on disk I/O, or decide anything.
 
 use std::fs::{File, OpenOptions};
@@ -22,6 +25,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::auth::Identity;
+
+pub mod store;
 
 /// Lines waiting for the writer before new ones are dropped.
 const QUEUE: usize = 64 * 1024;

@@ -15,6 +15,9 @@ use rcgen::{
 };
 
 const CA_COMMON_NAME: &str = "skiff cluster CA";
+/// Client certificates' `notBefore` is this long before their signing (clocks differ): a
+/// certificate was signed at `notBefore` plus this ([`crate::auth::revocation`] compares it).
+pub const CLIENT_BACKDATE_SECONDS: i64 = 60;
 
 /// PKI failures.
 #[derive(Debug, thiserror::Error)]
@@ -234,7 +237,7 @@ impl Pki {
         let now = time::OffsetDateTime::now_utc();
         let lifetime = time::Duration::try_from(lifetime)
             .map_err(|e| PkiError::Csr(format!("lifetime: {e}")))?;
-        params.not_before = now - time::Duration::minutes(1);
+        params.not_before = now - time::Duration::seconds(CLIENT_BACKDATE_SECONDS);
         params.not_after = now + lifetime;
         let mut serial = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut serial);

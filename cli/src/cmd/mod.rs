@@ -11,6 +11,7 @@ pub mod exec;
 pub mod get;
 pub mod label;
 pub mod logs;
+pub mod node;
 pub mod oci;
 pub mod port_forward;
 pub mod push;

@@ -382,9 +382,18 @@ struct SecurityArgs {
     /// Requests each identity may send at once above its rate
     #[arg(long, default_value_t = 200, value_name = "N")]
     max_requests_per_identity_burst: u32,
-    /// Hold nodes (system:nodes) to the per-identity rate limit too (by default they are exempt, as system:masters are)
-    #[arg(long)]
-    rate_limit_nodes: bool,
+    /// Requests a second a node with no pods may send (each pod bound to it adds 210; 0: no limit)
+    #[arg(long, default_value_t = 50.0, value_name = "QPS")]
+    max_requests_per_node_qps: f64,
+    /// Requests a node with no pods may send at once above its rate (each pod adds 420)
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    max_requests_per_node_burst: u32,
+    /// Failed authentications a source address may make at once before its requests are refused (0: no limit)
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    max_failed_authentications_burst: u32,
+    /// Failed authentications a second a held source address earns back
+    #[arg(long, default_value_t = 1.0, value_name = "QPS")]
+    failed_authentications_qps: f64,
     /// Watches each identity may hold open at once (system:masters are exempt; 0: no limit)
     #[arg(long, default_value_t = 100, value_name = "N")]
     max_watches_per_identity: usize,
@@ -396,13 +405,25 @@ struct SecurityArgs {
 impl SecurityArgs {
     /// The options (bad values: exit 2, naming the flag).
     fn options(&self) -> Result<SecurityOptions> {
-        if !self.max_requests_per_identity_qps.is_finite()
-            || self.max_requests_per_identity_qps < 0.0
-        {
-            return Err(CliError::usage(format!(
-                "error: --max-requests-per-identity-qps {}: must be 0 or more",
-                self.max_requests_per_identity_qps
-            )));
+        for (flag, value) in [
+            (
+                "--max-requests-per-identity-qps",
+                self.max_requests_per_identity_qps,
+            ),
+            (
+                "--max-requests-per-node-qps",
+                self.max_requests_per_node_qps,
+            ),
+            (
+                "--failed-authentications-qps",
+                self.failed_authentications_qps,
+            ),
+        ] {
+            if !value.is_finite() || value < 0.0 {
+                return Err(CliError::usage(format!(
+                    "error: {flag} {value}: must be 0 or more"
+                )));
+            }
         }
         for (flag, value) in [
             ("--request-timeout", self.request_timeout),
@@ -420,7 +441,10 @@ impl SecurityArgs {
                 burst: self.max_requests_per_identity_burst,
                 max_watches: self.max_watches_per_identity,
                 request_timeout: self.request_timeout,
-                limit_nodes: self.rate_limit_nodes,
+                node_qps: self.max_requests_per_node_qps,
+                node_burst: self.max_requests_per_node_burst,
+                failed_auth_burst: self.max_failed_authentications_burst,
+                failed_auth_qps: self.failed_authentications_qps,
             },
             audit_log_path: self.audit_log_path.clone(),
             audit_log_max_size_mb: self.audit_log_maxsize,

@@ -14,6 +14,7 @@ use tonic::{Request, Status};
 
 use super::Identity;
 use super::bootstrap::BootstrapTokens;
+use super::revocation::{Revocable, RevokedNodes};
 use super::x509::ClientCertificate;
 use crate::error::ApiError;
 
@@ -31,6 +32,8 @@ pub struct Authenticator {
     admin: Arc<[u8]>,
     bootstrap: Arc<BootstrapTokens>,
     others: Arc<[Arc<dyn TokenAuthenticator>]>,
+    /// Revoked node certificates ([`super::revocation`]); none: nothing is revoked.
+    revoked: Option<Arc<RevokedNodes>>,
 }
 
 impl Authenticator {
@@ -39,7 +42,24 @@ impl Authenticator {
             admin: admin_token.as_bytes().into(),
             bootstrap,
             others: Arc::new([]),
+            revoked: None,
         }
+    }
+
+    /// Refuses the node certificates `revoked` lists.
+    pub fn with_revocations(mut self, revoked: Arc<RevokedNodes>) -> Self {
+        self.revoked = Some(revoked);
+        self
+    }
+
+    /// A client certificate's identity: not expired, and for a node, not revoked.
+    fn certificate_identity(&self, leaf: &[u8]) -> Result<(Identity, i64), String> {
+        let certificate = ClientCertificate::parse(leaf)?;
+        let who = certificate.identity(skiff_api::time::now().seconds)?;
+        if let (Identity::Node(node), Some(revoked)) = (&who, &self.revoked) {
+            revoked.check(node, certificate.issued())?;
+        }
+        Ok((who, certificate.issued()))
     }
 
     /// Also takes the tokens `other` knows.
@@ -91,8 +111,9 @@ impl Authenticator {
     ) -> Result<Identity, ApiError> {
         let unauthenticated = |m: &str| ApiError::Unauthenticated(m.to_string());
         if let Some(leaf) = leaf_certificate {
-            return ClientCertificate::parse(leaf)
-                .and_then(|c| c.identity(skiff_api::time::now().seconds))
+            return self
+                .certificate_identity(leaf)
+                .map(|(who, _)| who)
                 .map_err(|why| unauthenticated(&why));
         }
         let header = authorization.ok_or_else(|| {
@@ -120,6 +141,22 @@ impl Authenticator {
 impl tonic::service::Interceptor for Authenticator {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let identity = self.authenticate(&request)?;
+        // A node's streams end when its certificate is revoked: they need to know which one.
+        if let (Identity::Node(node), Some(revoked)) = (&identity, &self.revoked) {
+            let issued = request
+                .peer_certs()
+                .and_then(|certs| certs.first().map(|c| ClientCertificate::parse(c.as_ref())))
+                .and_then(Result::ok)
+                .map(|c| c.issued());
+            if let Some(issued) = issued {
+                let revocable = Revocable {
+                    revoked: revoked.clone(),
+                    node: node.clone(),
+                    issued,
+                };
+                request.extensions_mut().insert(revocable);
+            }
+        }
         request.extensions_mut().insert(identity);
         Ok(request)
     }

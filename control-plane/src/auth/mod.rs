@@ -2,7 +2,8 @@
 //!
 //! - [`authn`]: credentials to an [`Identity`] (client certificates of the cluster CA
 //!   ([`x509`]), the admin token, bootstrap tokens ([`bootstrap`])), attached to every request by
-//!   the gRPC interceptor.
+//!   the gRPC interceptor; node certificates are checked against the revocation list
+//!   ([`revocation`]).
 //! - [`Authorizer`]: one policy's answer about one request ([`Attributes`]): allow, deny, or no
 //!   opinion. The server holds one [`Chain`] (admin → node → RBAC); a request nobody allows is
 //!   refused with `PermissionDenied`, in Kubernetes' message shape.
@@ -18,6 +19,7 @@ pub mod feed;
 pub mod node;
 pub mod node_graph;
 pub mod rbac;
+pub mod revocation;
 pub mod service_account;
 pub mod token_file;
 pub mod x509;
@@ -109,6 +111,8 @@ pub enum Verb {
     List,
     Watch,
     Update,
+    /// A PATCH (REST): authorized as Kubernetes does, apart from `update`.
+    Patch,
     Delete,
 }
 
@@ -121,6 +125,7 @@ impl Verb {
             Verb::List => "list",
             Verb::Watch => "watch",
             Verb::Update => "update",
+            Verb::Patch => "patch",
             Verb::Delete => "delete",
         }
     }

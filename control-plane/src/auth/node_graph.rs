@@ -34,6 +34,8 @@ pub struct NodeGraph {
     uses: DashMap<Use, usize>,
     /// Secrets named by Ingresses' TLS: each Ingress's list.
     ingress_tls: DashMap<Key, Vec<String>>,
+    /// How many pods are bound to each node (for its rate limit).
+    per_node: DashMap<String, usize>,
 }
 
 /// What a pod spec uses, each (kind, name) once.
@@ -96,6 +98,11 @@ impl NodeGraph {
             .is_some_and(|p| p.0 == node)
     }
 
+    /// How many pods are bound to `node`.
+    pub fn pods_on(&self, node: &str) -> usize {
+        self.per_node.get(node).map_or(0, |n| *n)
+    }
+
     /// Whether a pod bound to `node` uses the `kind` object `namespace/name`.
     pub fn uses(&self, node: &str, kind: &str, namespace: &str, name: &str) -> bool {
         let Some(kind) = [
@@ -125,6 +132,13 @@ impl NodeGraph {
 
     fn unbind(&self, key: &Key) {
         if let Some((_, (node, refs))) = self.pods.remove(key) {
+            let emptied = self.per_node.get_mut(&node).is_some_and(|mut n| {
+                *n = n.saturating_sub(1);
+                *n == 0
+            });
+            if emptied {
+                self.per_node.remove_if(&node, |_, n| *n == 0);
+            }
             for (kind, name) in refs {
                 let at = (node.clone(), kind, key.0.clone(), name);
                 let gone = self.uses.get_mut(&at).is_some_and(|mut n| {
@@ -164,6 +178,7 @@ impl NodeGraph {
                 .entry((spec.node_name.clone(), kind, key.0.clone(), name.clone()))
                 .or_insert(0) += 1;
         }
+        *self.per_node.entry(spec.node_name.clone()).or_insert(0) += 1;
         self.pods.insert(key, (spec.node_name.clone(), refs));
     }
 

@@ -14,6 +14,8 @@ pub struct ClientCertificate {
     pub organizations: Vec<String>,
     /// Unix seconds.
     pub not_after: i64,
+    /// Unix seconds.
+    pub not_before: i64,
 }
 
 impl ClientCertificate {
@@ -36,7 +38,14 @@ impl ClientCertificate {
             common_name,
             organizations,
             not_after: cert.validity().not_after.timestamp(),
+            not_before: cert.validity().not_before.timestamp(),
         })
+    }
+
+    /// When it was signed (unix seconds), for revocation: the cluster CA backdates `notBefore`.
+    pub fn issued(&self) -> i64 {
+        self.not_before
+            .saturating_add(crate::pki::CLIENT_BACKDATE_SECONDS)
     }
 
     /// The identity it names, if it has not expired at `now` (unix seconds).
@@ -64,6 +73,7 @@ mod tests {
             common_name: cn.into(),
             organizations: os.iter().map(|s| s.to_string()).collect(),
             not_after: 100,
+            not_before: 0,
         }
     }
 

@@ -50,18 +50,50 @@ pub async fn run(
     autoscaling: hpa::Autoscaling,
     hpa_options: hpa::HpaOptions,
 ) {
+    // Each under its name in the audit log (kube-controller-manager's controller names).
+    use crate::audit::store::{SCHEDULER, as_controller};
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(namespace::run(store.clone()));
-    tasks.spawn(deployment::run(store.clone()));
-    tasks.spawn(replicaset::run(store.clone()));
-    tasks.spawn(endpoints::run(store.clone()));
-    tasks.spawn(disruption::run(store.clone()));
-    tasks.spawn(gc::run(store.clone()));
-    tasks.spawn(node_lifecycle::run(store.clone(), lifecycle));
-    tasks.spawn(node_ipam::run(store.clone(), ipam));
-    tasks.spawn(ingress::run(store.clone()));
-    tasks.spawn(hpa::run(store.clone(), autoscaling, hpa_options));
-    tasks.spawn(crate::scheduler::run(store));
+    tasks.spawn(as_controller(
+        "namespace-controller",
+        namespace::run(store.clone()),
+    ));
+    tasks.spawn(as_controller(
+        "deployment-controller",
+        deployment::run(store.clone()),
+    ));
+    tasks.spawn(as_controller(
+        "replicaset-controller",
+        replicaset::run(store.clone()),
+    ));
+    tasks.spawn(as_controller(
+        "endpoint-controller",
+        endpoints::run(store.clone()),
+    ));
+    tasks.spawn(as_controller(
+        "disruption-controller",
+        disruption::run(store.clone()),
+    ));
+    tasks.spawn(as_controller(
+        "generic-garbage-collector",
+        gc::run(store.clone()),
+    ));
+    tasks.spawn(as_controller(
+        "node-controller",
+        node_lifecycle::run(store.clone(), lifecycle),
+    ));
+    tasks.spawn(as_controller(
+        "node-ipam-controller",
+        node_ipam::run(store.clone(), ipam),
+    ));
+    tasks.spawn(as_controller(
+        "ingress-controller",
+        ingress::run(store.clone()),
+    ));
+    tasks.spawn(as_controller(
+        "horizontal-pod-autoscaler",
+        hpa::run(store.clone(), autoscaling, hpa_options),
+    ));
+    tasks.spawn(as_controller(SCHEDULER, crate::scheduler::run(store)));
     // Each runs until aborted; one ends here only by panicking.
     while let Some(done) = tasks.join_next().await {
         if let Err(e) = done {

@@ -5,9 +5,16 @@
 //!   429) with a retry hint in the `retry-after` (seconds) and `grpc-retry-pushback-ms`
 //!   metadata. Callers in `system:masters` are exempt, as Kubernetes' API Priority and Fairness
 //!   exempts them, so the admin can always repair a cluster a flood is hitting. Nodes
-//!   (`system:nodes`) are exempt unless `--rate-limit-nodes`: an agent's calls grow with its pods
-//!   (status, events, the wasi:keyvalue calls it relays, held to 200/s per pod by the agent), and
-//!   it does not throttle itself as kubelet does; APF gives nodes a high priority level too.
+//!   (`system:nodes`) have buckets of their own that grow with the pods bound to them
+//!   (`--max-requests-per-node-qps`/`-burst` plus [`PER_POD_QPS`]/[`PER_POD_BURST`] a pod): an
+//!   agent's calls grow with its pods (status, events, the wasi:keyvalue calls it relays, held to
+//!   200/s per pod by the agent), so a healthy agent is never slowed, while a node whose key was
+//!   stolen cannot flood the server beyond what its pods could ask.
+//! - Failed authentications per source address ([`FailedAuthentications`]): past
+//!   `--max-failed-authentications-burst` (refilled at `--failed-authentications-qps`), every
+//!   request from that address but a node's (a certificate the handshake verified) is
+//!   `ResourceExhausted` until the bucket refills, whatever its credentials: a token guesser
+//!   learns nothing more while it is held.
 //! - A cap on concurrent watches per identity (`--max-watches-per-identity`): a watch beyond it is
 //!   `ResourceExhausted`; the count drops as watches end ([`WatchPermit`]).
 //! - Request deadlines are tonic's: a client's `grpc-timeout` is honoured, and the server applies
@@ -18,6 +25,7 @@
 //!
 //! Must not: authenticate (the wrapped interceptor does), authorize, or read request bodies.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
@@ -28,7 +36,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Status};
 
 use crate::audit::{AuditLog, ObjectRef, Outcome, RequestInfo};
-use crate::auth::{Identity, MASTERS, NODES};
+use crate::auth::{Identity, MASTERS};
 
 /// The server's limits (flags of `skiff server`).
 #[derive(Debug, Clone, Copy)]
@@ -41,9 +49,22 @@ pub struct LimitOptions {
     pub max_watches: usize,
     /// Deadline of a call that sends no `grpc-timeout`.
     pub request_timeout: Duration,
-    /// Hold nodes (`system:nodes`) to the rate limit too.
-    pub limit_nodes: bool,
+    /// Sustained requests per second of a node with no pods (0: nodes are not limited); each
+    /// pod bound to it adds [`PER_POD_QPS`].
+    pub node_qps: f64,
+    /// A node's burst with no pods; each pod adds [`PER_POD_BURST`].
+    pub node_burst: u32,
+    /// Failed authentications a source address may make at once before it is held (0: never).
+    pub failed_auth_burst: u32,
+    /// Failed authentications a second a held source earns back.
+    pub failed_auth_qps: f64,
 }
+
+/// What each pod bound to a node adds to its rate: the 200 wasi:keyvalue calls a second the
+/// agent relays for it at most, and its status writes, Events and token and Secret reads.
+pub const PER_POD_QPS: f64 = 210.0;
+/// What each pod adds to its node's burst (the agent's keyvalue burst is 400).
+pub const PER_POD_BURST: u32 = 420;
 
 impl Default for LimitOptions {
     /// Generous enough for a node agent's start (a list and a watch per kind, pod status
@@ -54,7 +75,10 @@ impl Default for LimitOptions {
             burst: 200,
             max_watches: 100,
             request_timeout: Duration::from_secs(60),
-            limit_nodes: false,
+            node_qps: 50.0,
+            node_burst: 200,
+            failed_auth_burst: 20,
+            failed_auth_qps: 1.0,
         }
     }
 }
@@ -107,11 +131,16 @@ struct Bucket {
     last: Instant,
 }
 
+/// How many pods are bound to a node (the node authorizer's graph answers).
+pub type PodsOnNode = Arc<dyn Fn(&str) -> usize + Send + Sync>;
+
 /// The shared state of the limits.
 pub struct Limits {
     options: LimitOptions,
     buckets: DashMap<String, Bucket>,
     watches: DashMap<String, Arc<AtomicUsize>>,
+    pods_on: Option<PodsOnNode>,
+    failures: FailedAuthentications,
 }
 
 fn exempt(who: &Identity) -> bool {
@@ -120,11 +149,54 @@ fn exempt(who: &Identity) -> bool {
 
 impl Limits {
     pub fn new(options: LimitOptions) -> Arc<Self> {
+        Self::with_pods(options, None)
+    }
+
+    /// Limits whose node buckets grow with the pods `pods_on` counts on each node.
+    pub fn with_pods(options: LimitOptions, pods_on: Option<PodsOnNode>) -> Arc<Self> {
         Arc::new(Self {
             options,
             buckets: DashMap::new(),
             watches: DashMap::new(),
+            pods_on,
+            failures: FailedAuthentications::new(
+                options.failed_auth_burst,
+                options.failed_auth_qps,
+            ),
         })
+    }
+
+    /// `who`'s rate (per second) and burst; `None`: not limited.
+    pub fn rate_of(&self, who: &Identity) -> Option<(f64, u32)> {
+        if exempt(who) {
+            return None;
+        }
+        if let Some(node) = who.node_name() {
+            if self.options.node_qps <= 0.0 {
+                return None;
+            }
+            let pods = self.pods_on.as_ref().map_or(0, |count| count(node));
+            let pods_u32 = u32::try_from(pods).unwrap_or(u32::MAX);
+            return Some((
+                self.options.node_qps + PER_POD_QPS * pods as f64,
+                self.options
+                    .node_burst
+                    .saturating_add(PER_POD_BURST.saturating_mul(pods_u32)),
+            ));
+        }
+        (self.options.qps > 0.0).then_some((self.options.qps, self.options.burst))
+    }
+
+    /// Whether requests from `source` are held for failed authentications: how long until not.
+    pub fn authentication_held(&self, source: Option<IpAddr>, now: Instant) -> Option<Duration> {
+        self.failures.held(source?, now)
+    }
+
+    /// Counts a failed authentication from `source`.
+    pub fn authentication_failed(&self, source: Option<IpAddr>, now: Instant) {
+        if let Some(source) = source {
+            self.failures.failed(source, now);
+        }
     }
 
     pub fn options(&self) -> LimitOptions {
@@ -133,15 +205,12 @@ impl Limits {
 
     /// Takes one token of `who`'s bucket, or says how long until one is there.
     pub fn admit(&self, who: &Identity, now: Instant) -> Result<(), Duration> {
-        if exempt(who)
-            || self.options.qps <= 0.0
-            || (!self.options.limit_nodes && who.in_group(NODES))
-        {
+        let Some((qps, burst)) = self.rate_of(who) else {
             return Ok(());
-        }
-        let burst = f64::from(self.options.burst.max(1));
+        };
+        let burst = f64::from(burst.max(1));
         if self.buckets.len() >= MAX_TRACKED {
-            self.forget_idle(now, burst);
+            self.forget_idle(now);
         }
         let mut bucket = self
             .buckets
@@ -151,23 +220,31 @@ impl Limits {
                 last: now,
             });
         let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.options.qps).min(burst);
+        bucket.tokens = (bucket.tokens + elapsed * qps).min(burst);
         bucket.last = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - bucket.tokens) / self.options.qps,
-            ))
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / qps))
         }
     }
 
     /// Forgets the buckets that have refilled (one made afresh is the same) and the watch counts
     /// at zero, so that many short-lived identities (ServiceAccount tokens) do not grow the maps
     /// without end.
-    fn forget_idle(&self, now: Instant, burst: f64) {
-        let full_after = burst / self.options.qps;
+    fn forget_idle(&self, now: Instant) {
+        // The longest any bucket takes to fill (a node's pods add burst and rate alike).
+        let o = &self.options;
+        let full_after = [
+            (f64::from(o.burst), o.qps),
+            (f64::from(o.node_burst), o.node_qps),
+            (f64::from(PER_POD_BURST), PER_POD_QPS),
+        ]
+        .into_iter()
+        .filter(|(_, qps)| *qps > 0.0)
+        .map(|(burst, qps)| burst / qps)
+        .fold(0.0, f64::max);
         self.buckets
             .retain(|_, b| now.saturating_duration_since(b.last).as_secs_f64() < full_after);
         self.watches
@@ -203,6 +280,72 @@ impl Limits {
             .get(who.name().as_ref())
             .map(|c| c.load(Ordering::Acquire))
             .unwrap_or(0)
+    }
+}
+
+/// Failed authentications per source address: a token bucket each, taken from by every failure;
+/// an empty one holds the address until it has a token again.
+pub struct FailedAuthentications {
+    burst: f64,
+    qps: f64,
+    buckets: DashMap<IpAddr, Bucket>,
+}
+
+impl FailedAuthentications {
+    /// `burst` 0: never held.
+    pub fn new(burst: u32, qps: f64) -> Self {
+        Self {
+            burst: f64::from(burst),
+            qps: if qps.is_finite() { qps.max(0.0) } else { 0.0 },
+            buckets: DashMap::new(),
+        }
+    }
+
+    fn refill(&self, bucket: &mut Bucket, now: Instant) {
+        let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * self.qps).min(self.burst);
+        bucket.last = now;
+    }
+
+    /// How long `source` stays held, if it is.
+    pub fn held(&self, source: IpAddr, now: Instant) -> Option<Duration> {
+        if self.burst <= 0.0 {
+            return None;
+        }
+        let mut bucket = self.buckets.get_mut(&source)?;
+        self.refill(&mut bucket, now);
+        if bucket.tokens >= 1.0 {
+            return None;
+        }
+        let wait = if self.qps > 0.0 {
+            (1.0 - bucket.tokens) / self.qps
+        } else {
+            3600.0
+        };
+        Some(Duration::from_secs_f64(wait))
+    }
+
+    /// Counts one failure from `source`.
+    pub fn failed(&self, source: IpAddr, now: Instant) {
+        if self.burst <= 0.0 {
+            return;
+        }
+        if self.buckets.len() >= MAX_TRACKED {
+            // Forget the addresses that have earned everything back.
+            let full_after = if self.qps > 0.0 {
+                self.burst / self.qps
+            } else {
+                f64::MAX
+            };
+            self.buckets
+                .retain(|_, b| now.saturating_duration_since(b.last).as_secs_f64() < full_after);
+        }
+        let mut bucket = self.buckets.entry(source).or_insert(Bucket {
+            tokens: self.burst,
+            last: now,
+        });
+        self.refill(&mut bucket, now);
+        bucket.tokens = (bucket.tokens - 1.0).max(0.0);
     }
 }
 
@@ -400,6 +543,27 @@ impl<A> Gate<A> {
         authenticated: Result<Identity, Status>,
         handler_audits: bool,
     ) -> Result<(Identity, Arc<CallContext>), Status> {
+        let now = Instant::now();
+        // A source held for failed authentications is refused whatever it sent (a guess that
+        // happens to be right included), but for nodes: their certificates are not guessed.
+        let authenticated = match self.limits.authentication_held(info.source_ip, now) {
+            Some(wait) if !matches!(authenticated, Ok(Identity::Node(_))) => {
+                let source = info.source_ip.map(|ip| ip.to_string()).unwrap_or_default();
+                Err(exhausted(
+                    format!(
+                        "too many failed authentications from {source}: retry after {} ms",
+                        wait.as_millis().max(1)
+                    ),
+                    wait,
+                ))
+            }
+            _ => {
+                if authenticated.is_err() {
+                    self.limits.authentication_failed(info.source_ip, now);
+                }
+                authenticated
+            }
+        };
         let who = match authenticated {
             Ok(who) => who,
             Err(status) => {
@@ -419,14 +583,12 @@ impl<A> Gate<A> {
                 return Err(status);
             }
         };
-        if let Err(wait) = self.limits.admit(&who, Instant::now()) {
-            let options = self.limits.options;
+        if let Err(wait) = self.limits.admit(&who, now) {
+            let (qps, burst) = self.limits.rate_of(&who).unwrap_or_default();
             let status = exhausted(
                 format!(
-                    "too many requests from user {:?}: at most {} a second, bursts of {}; retry after {} ms",
+                    "too many requests from user {:?}: at most {qps} a second, bursts of {burst}; retry after {} ms",
                     who.name(),
-                    options.qps,
-                    options.burst,
                     wait.as_millis().max(1)
                 ),
                 wait,
@@ -531,7 +693,10 @@ mod tests {
             burst,
             max_watches,
             request_timeout: Duration::from_secs(60),
-            limit_nodes: false,
+            node_qps: 0.0,
+            node_burst: 0,
+            failed_auth_burst: 0,
+            failed_auth_qps: 0.0,
         })
     }
 
@@ -570,7 +735,7 @@ mod tests {
         for _ in 0..2 {
             l.admit(&user("spent"), t0).unwrap();
         }
-        l.forget_idle(t0 + Duration::from_millis(500), 2.0);
+        l.forget_idle(t0 + Duration::from_millis(500));
         assert!(
             l.admit(&user("spent"), t0 + Duration::from_millis(500))
                 .is_err()
@@ -591,17 +756,67 @@ mod tests {
     }
 
     #[test]
-    fn nodes_are_rate_limited_only_when_asked() {
+    fn a_node_s_bucket_grows_with_its_pods() {
         let t0 = Instant::now();
-        let node = Identity::Node("n1".into());
+        let (n1, n2) = (Identity::Node("n1".into()), Identity::Node("n2".into()));
+        // node_qps 0: nodes are not limited.
         let l = limits(1.0, 1, 0);
-        assert!((0..10).all(|_| l.admit(&node, t0).is_ok()));
-        let l = Limits::new(LimitOptions {
-            limit_nodes: true,
-            ..l.options()
-        });
-        assert!(l.admit(&node, t0).is_ok());
-        assert!(l.admit(&node, t0).is_err());
+        assert!((0..10).all(|_| l.admit(&n1, t0).is_ok()));
+        let pods: PodsOnNode = Arc::new(|node: &str| if node == "n2" { 2 } else { 0 });
+        let l = Limits::with_pods(
+            LimitOptions {
+                node_qps: 10.0,
+                node_burst: 5,
+                ..l.options()
+            },
+            Some(pods),
+        );
+        assert_eq!(l.rate_of(&n1), Some((10.0, 5)));
+        assert_eq!(
+            l.rate_of(&n2),
+            Some((10.0 + 2.0 * PER_POD_QPS, 5 + 2 * PER_POD_BURST))
+        );
+        assert!((0..5).all(|_| l.admit(&n1, t0).is_ok()));
+        let wait = l.admit(&n1, t0).unwrap_err();
+        assert!(wait <= Duration::from_millis(100), "{wait:?}");
+        // A node with two pods gets what a keyvalue-heavy pair of pods may ask for.
+        let burst = 5 + 2 * PER_POD_BURST;
+        assert!((0..burst).all(|_| l.admit(&n2, t0).is_ok()));
+        assert!(l.admit(&n2, t0).is_err());
+        let later = t0 + Duration::from_secs(1);
+        let refilled = (0..2000)
+            .take_while(|_| l.admit(&n2, later).is_ok())
+            .count();
+        assert_eq!(refilled as f64, 10.0 + 2.0 * PER_POD_QPS);
+        // The users' limit is theirs alone.
+        assert!(l.admit(&user("u"), t0).is_ok());
+        assert!(l.admit(&user("u"), t0).is_err());
+    }
+
+    #[test]
+    fn a_source_failing_to_authenticate_is_held_then_let_go() {
+        let f = FailedAuthentications::new(3, 2.0);
+        let (a, b): (IpAddr, IpAddr) = ("10.1.0.1".parse().unwrap(), "10.1.0.2".parse().unwrap());
+        let t0 = Instant::now();
+        assert_eq!(f.held(a, t0), None);
+        for _ in 0..3 {
+            f.failed(a, t0);
+        }
+        let wait = f.held(a, t0).unwrap();
+        assert_eq!(wait, Duration::from_millis(500));
+        // Another address is not held.
+        assert_eq!(f.held(b, t0), None);
+        // Half a second on, one more try is allowed; failing it holds the address again.
+        let t1 = t0 + Duration::from_millis(500);
+        assert_eq!(f.held(a, t1), None);
+        f.failed(a, t1);
+        assert!(f.held(a, t1).is_some());
+        // Off when the burst is 0.
+        let off = FailedAuthentications::new(0, 1.0);
+        for _ in 0..100 {
+            off.failed(a, t0);
+        }
+        assert_eq!(off.held(a, t0), None);
     }
 
     #[test]

@@ -101,6 +101,8 @@ pub struct ControlPlane {
     pub join_token: String,
     /// Keeps the bootstrap token index in step with the store; aborted when serving ends.
     bootstrap_feed: tokio::task::JoinHandle<()>,
+    /// Keeps the revoked node certificates in step with the store; aborted when serving ends.
+    revocation_feed: tokio::task::JoinHandle<()>,
     certificate_lifetime: certificates::NodeCertificateLifetime,
     node_graph: Arc<crate::auth::node_graph::NodeGraph>,
     /// Keep [`Self::node_graph`] in step with the store; aborted when serving ends.
@@ -220,6 +222,12 @@ impl ControlPlane {
             .start(secrets)
             .await
             .map_err(|e| ServerError::Bootstrap(format!("bootstrap tokens: {e}")))?;
+        // Revoked node certificates (`skiff node revoke`), refused at authentication.
+        let revoked_nodes = Arc::new(crate::auth::revocation::RevokedNodes::default());
+        let revocation_feed = revoked_nodes
+            .start(crate::registry::Registry::<ConfigMap>::new(store.clone()))
+            .await
+            .map_err(|e| ServerError::Bootstrap(format!("revoked node certificates: {e}")))?;
         // What each node's pods use, for the node authorizer.
         let node_graph = Arc::new(crate::auth::node_graph::NodeGraph::default());
         let node_graph_feeds = node_graph
@@ -302,8 +310,9 @@ impl ControlPlane {
             crate::rest::kubeconfig::render(&client_config).as_bytes(),
             0o600,
         )?;
-        let mut auth =
-            Authenticator::new(&admin_token, bootstrap_tokens).with(Arc::new(sa_tokens.clone()));
+        let mut auth = Authenticator::new(&admin_token, bootstrap_tokens)
+            .with(Arc::new(sa_tokens.clone()))
+            .with_revocations(revoked_nodes);
         if let Some(users) = token_file {
             auth = auth.with(Arc::new(users));
         }
@@ -311,12 +320,21 @@ impl ControlPlane {
             (Some(o), Some(etcd)) => Some(ha::Ha::new(etcd, cache, o.lease, addr, sealed)),
             _ => None,
         };
+        // A node's rate grows with the pods bound to it.
+        let limits = limits::Limits::with_pods(
+            options.security.limits,
+            Some(Arc::new({
+                let graph = node_graph.clone();
+                move |node: &str| graph.pods_on(node)
+            })),
+        );
         Ok(Self {
             store,
             addr,
             client_config,
             join_token,
             bootstrap_feed,
+            revocation_feed,
             certificate_lifetime: Default::default(),
             node_graph,
             node_graph_feeds,
@@ -329,7 +347,7 @@ impl ControlPlane {
             rbac: crate::auth::rbac::RbacAuthorizer::new(policy),
             sa_tokens,
             ha,
-            limits: limits::Limits::new(options.security.limits),
+            limits,
             audit: Some(audit),
             event_ttl: options.security.event_ttl,
         })
@@ -358,6 +376,7 @@ impl ControlPlane {
         .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
         let store = self.store.clone();
         let bootstrap_feed = self.bootstrap_feed;
+        let revocation_feed = self.revocation_feed;
         let node_graph_feeds = self.node_graph_feeds;
         // Every service's interceptor: authentication, then rate limits and the audit context.
         let auth = limits::Gate::new(self.auth.clone(), self.limits.clone(), self.audit.clone());
@@ -367,9 +386,27 @@ impl ControlPlane {
             self.event_ttl,
         ));
         let autoscaling = crate::controllers::hpa::Autoscaling::new(store.clone());
+        // The controllers' and the scheduler's writes are audited as theirs (on etcd, over the
+        // fenced handle each term gets).
+        let audited = {
+            let log = self.audit.clone();
+            move |inner: Arc<dyn Store>| -> Arc<dyn Store> {
+                match &log {
+                    Some(log) => {
+                        Arc::new(crate::audit::store::AuditedStore::new(inner, log.clone()))
+                    }
+                    None => inner,
+                }
+            }
+        };
+        let mut ha = self.ha;
+        if let Some(ha) = &mut ha {
+            let (wrap, audited) = (ha.wrap.clone(), audited.clone());
+            ha.wrap = Arc::new(move |fenced| audited(wrap(fenced)));
+        }
         let controllers = ha::Controllers::spawn(
-            self.ha,
-            store.clone(),
+            ha,
+            audited(store.clone()),
             ha::ControllerOptions {
                 lifecycle: self.lifecycle,
                 ipam: self.ipam,
@@ -390,9 +427,12 @@ impl ControlPlane {
             authz: authz.clone(),
         };
         let repair = tokio::spawn(crate::registry::allocator::repair::run(store.clone()));
-        let service_accounts = tokio::spawn(crate::controllers::service_accounts::run(
-            store.clone(),
-            self.pki.ca_cert_pem.clone(),
+        let service_accounts = tokio::spawn(crate::audit::store::as_controller(
+            "serviceaccount-controller",
+            crate::controllers::service_accounts::run(
+                audited(store.clone()),
+                self.pki.ca_cert_pem.clone(),
+            ),
         ));
         let tunnels = tunnel::TunnelService::new(
             tunnel::Tunnels::default(),
@@ -531,9 +571,10 @@ impl ControlPlane {
                 auth.clone(),
             ))
             .add_service(InterceptedService::new(
-                pod_eviction_api_server::PodEvictionApiServer::new(
-                    eviction::EvictionService::new(store.clone(), authz.clone()),
-                ),
+                pod_eviction_api_server::PodEvictionApiServer::new(eviction::EvictionService::new(
+                    store.clone(),
+                    authz.clone(),
+                )),
                 auth.clone(),
             ))
             .add_service(InterceptedService::new(
@@ -581,6 +622,7 @@ impl ControlPlane {
         controllers.stop().await;
         repair.abort();
         bootstrap_feed.abort();
+        revocation_feed.abort();
         for feed in node_graph_feeds {
             feed.abort();
         }

@@ -13,6 +13,7 @@ use skiff_api::ResourceExt;
 use super::handler::Handler;
 use super::limits::{Call, object_ref};
 use crate::auth::identity;
+use crate::auth::revocation::{Revocable, end_when_revoked};
 use crate::registry::warnings;
 
 type EventStream<E> = Pin<Box<dyn Stream<Item = Result<E, Status>> + Send>>;
@@ -93,6 +94,8 @@ macro_rules! serve_kinds {
                         return Err(refused);
                     }
                 };
+                // A node's watch ends when its certificate is revoked.
+                let revocable = Revocable::of(&req);
                 let rx = Handler::<$ty>::watch(self, &who, req.get_ref()).await.map_err(Status::from);
                 call.done(&who, "watch", object, &rx);
                 let stream = tokio_stream::wrappers::ReceiverStream::new(rx?).map(move |item| {
@@ -102,7 +105,7 @@ macro_rules! serve_kinds {
                         Err(e) => Err(Status::from(e)),
                     }
                 });
-                Ok(Response::new(Box::pin(stream)))
+                Ok(Response::new(end_when_revoked(revocable, stream)))
             }
         }
     )*};

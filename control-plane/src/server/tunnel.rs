@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::revocation::{Revocable, end_when_revoked};
 use crate::auth::{Attributes, Chain, Identity, Verb, identity};
 use crate::registry::Registry as Objects;
 
@@ -105,6 +106,8 @@ impl node_tunnel_api_server::NodeTunnelApi for TunnelService {
         req: Request<Streaming<TunnelUp>>,
     ) -> Result<Response<DownStream>, Status> {
         let who = identity(&req)?;
+        // The tunnel closes when the node's certificate is revoked.
+        let revocable = Revocable::of(&req);
         let mut up = req.into_inner();
         let node = match up.message().await? {
             Some(TunnelUp {
@@ -130,8 +133,21 @@ impl node_tunnel_api_server::NodeTunnelApi for TunnelService {
         tracing::info!(%node, "node tunnel connected");
 
         let tunnels = self.tunnels.clone();
+        let revoked = revocable.as_ref().map(Revocable::revoked);
         tokio::spawn(async move {
-            while let Some(msg) = up.next().await {
+            let revoked = async move {
+                match revoked {
+                    Some(revoked) => revoked.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::pin!(revoked);
+            loop {
+                let msg = tokio::select! {
+                    msg = up.next() => msg,
+                    () = &mut revoked => break,
+                };
+                let Some(msg) = msg else { break };
                 match msg {
                     Ok(TunnelUp {
                         message: Some(tunnel_up::Message::Log(data)),
@@ -169,7 +185,7 @@ impl node_tunnel_api_server::NodeTunnelApi for TunnelService {
             tracing::info!(%node, "node tunnel closed");
         });
         let stream = tokio_stream::wrappers::ReceiverStream::new(down_rx).map(Ok);
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(end_when_revoked(revocable, stream)))
     }
 }
 

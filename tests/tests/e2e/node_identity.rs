@@ -432,3 +432,112 @@ fn the_node_certificate_is_renewed_without_disturbing_pods() {
         c.agent(i).log()
     );
 }
+
+#[test]
+fn a_revoked_node_is_refused_at_once() {
+    use tokio_stream::StreamExt;
+    let runtime = rt();
+    let _enter = runtime.enter();
+    let mut c = Cluster::start_with(skiff_tests::ClusterOptions {
+        heartbeat_interval: Some("1s".into()),
+        ..Default::default()
+    });
+    let a = c.add_agent("na");
+    let b = c.add_agent("nb");
+    let probe = format!("file:{}", guest("probe").display());
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: a-secret}}\nstringData: {{password: canary-a}}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {{name: on-a}}\nspec:\n  runtimeClassName: wasm\n  nodeSelector: {{kubernetes.io/hostname: na}}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {probe}\n    command: [probe]\n    args: [sleep, \"0\"]\n    env:\n    - name: PASSWORD\n      valueFrom: {{secretKeyRef: {{name: a-secret, key: password}}}}\n"
+    ));
+    let admin_pods: Api<Pod> = c.api("default");
+    wait_for("on-a running", Duration::from_secs(30), || {
+        runtime
+            .block_on(admin_pods.get("on-a"))
+            .ok()
+            .filter(|p| p.status.as_ref().is_some_and(|s| s.phase == "Running"))
+    });
+    let node_a = as_node(&c, a);
+    let secrets: Api<Secret> = Api::new(node_a.clone(), "default");
+    runtime.block_on(secrets.get("a-secret")).unwrap();
+    // A watch node A holds open before the revocation.
+    let mut watch = runtime
+        .block_on(Api::<Pod>::new(node_a.clone(), "").watch(ListParams::default(), ""))
+        .unwrap();
+
+    // A bad name is a usage error.
+    let out = c.skiff(&["node", "revoke", "Not_A_Node"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = c.skiff(&["node", "revoke", "na"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).starts_with("node \"na\" revoked: its certificates signed up to "),
+        "{}",
+        text(&out)
+    );
+
+    // The open watch ends, refused.
+    let ended = runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match watch.next().await {
+                    Some(Ok(_)) => continue,
+                    Some(Err(status)) => break status,
+                    None => panic!("the watch ended without a refusal"),
+                }
+            }
+        })
+        .await
+        .expect("the revoked node's watch was not ended")
+    });
+    assert_eq!(ended.code(), tonic::Code::Unauthenticated, "{ended}");
+    assert!(ended.message().contains("revoked"), "{ended}");
+    // New calls (on the old connection and a new one) are refused, its pods' Secrets with them,
+    // and so is a renewal of the certificate.
+    let unauthenticated = |r: Result<(), tonic::Status>, what: &str| match r {
+        Ok(()) => panic!("{what}: allowed after the revocation"),
+        Err(s) => {
+            assert_eq!(s.code(), tonic::Code::Unauthenticated, "{what}: {s}");
+            assert!(s.message().contains("revoked"), "{what}: {s}");
+        }
+    };
+    unauthenticated(
+        runtime.block_on(secrets.get("a-secret")).map(|_| ()),
+        "get its pod's Secret",
+    );
+    let fresh: Api<Secret> = Api::new(as_node(&c, a), "default");
+    unauthenticated(
+        runtime.block_on(fresh.get("a-secret")).map(|_| ()),
+        "get its pod's Secret on a new connection",
+    );
+    unauthenticated(
+        runtime.block_on(sign(node_a.clone(), "na")).map(|_| ()),
+        "renew its certificate",
+    );
+    // Its tunnel is closed: the pod's logs are out of reach.
+    wait_for(
+        "the revoked node's tunnel closed",
+        Duration::from_secs(10),
+        || (!c.skiff(&["logs", "on-a"]).status.success()).then_some(()),
+    );
+    // The agent itself is refused: its heartbeats stop.
+    let leases: Api<Lease> = c.api("kube-node-lease");
+    let renewed = |node: &str| {
+        runtime
+            .block_on(leases.get(node))
+            .ok()
+            .and_then(|l| l.spec)
+            .and_then(|s| s.renew_time)
+            .map(|t| t.seconds)
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let last_a = renewed("na");
+    let last_b = renewed("nb");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(renewed("na"), last_a, "the revoked node still heartbeats");
+    assert!(renewed("nb") > last_b, "node B stopped heartbeating");
+    // Node B is untouched.
+    runtime
+        .block_on(Api::<Node>::new(as_node(&c, b), "").get("nb"))
+        .unwrap();
+    assert!(c.agent(a).log().contains("revoked"), "{}", c.agent(a).log());
+}
