@@ -2,7 +2,6 @@
 //! serves every watch of an API server, and two servers' caches read each other's writes at once.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,30 +26,15 @@ async fn server(etcd: &EtcdCluster) -> (EtcdStore, WatchCache) {
     (store, cache)
 }
 
-/// etcd's count of open watchers, from its `/metrics` on the client port.
-fn etcd_watchers(etcd: &EtcdCluster) -> u64 {
-    let endpoint = etcd.endpoints()[0].clone();
-    let addr = endpoint.trim_start_matches("http://");
-    let mut conn = std::net::TcpStream::connect(addr).unwrap();
-    write!(conn, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut text = String::new();
-    conn.read_to_string(&mut text).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("etcd_debugging_mvcc_watcher_total "))
-        .expect("etcd reports etcd_debugging_mvcc_watcher_total");
-    line.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64
-}
-
 async fn wait_for_watchers(etcd: &EtcdCluster, at_least: u64) -> u64 {
     for _ in 0..100 {
-        let n = etcd_watchers(etcd);
+        let n = etcd.watchers();
         if n >= at_least {
             return n;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    etcd_watchers(etcd)
+    etcd.watchers()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,7 +68,7 @@ async fn one_etcd_watch_serves_every_watch_of_a_server() {
         assert_eq!(e.kv.key, format!("/pods/ns{}/a", i % 3));
     }
     assert_eq!(
-        etcd_watchers(&etcd),
+        etcd.watchers(),
         1,
         "30 watches through the cache add no etcd watch"
     );

@@ -200,6 +200,26 @@ impl EtcdCluster {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    /// The watchers open on the running members, from each one's `/metrics`
+    /// (`etcd_debugging_mvcc_watcher_total`): how many etcd watches the clients hold.
+    pub fn watchers(&self) -> u64 {
+        use std::io::{Read, Write};
+        let mut total = 0;
+        for m in self.members.iter().filter(|m| m.child.is_some()) {
+            let addr = format!("127.0.0.1:{}", m.client_port);
+            let mut conn = std::net::TcpStream::connect(&addr).expect("connect to etcd");
+            write!(conn, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("ask etcd");
+            let mut text = String::new();
+            conn.read_to_string(&mut text).expect("etcd's metrics");
+            let value = text
+                .lines()
+                .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
+                .expect("etcd reports etcd_debugging_mvcc_watcher_total");
+            total += value.trim().parse::<f64>().expect("a number") as u64;
+        }
+        total
+    }
 }
 
 impl Drop for EtcdCluster {

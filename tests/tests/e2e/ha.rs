@@ -196,6 +196,13 @@ fn three_servers_on_etcd_survive_the_leader_an_etcd_member_and_an_etcd_restart()
 
     apply(&ha, &deployment(2));
     wait_running(&ha, "app=web", 2, Duration::from_secs(60));
+    // Each server reads and watches through its watch cache: one etcd watch each (and one on the
+    // election key while it waits to lead), however many watches its controllers and agent hold.
+    let watchers = etcd.watchers();
+    assert!(
+        watchers <= 6,
+        "{watchers} etcd watches for 3 servers: the watch cache is not in use"
+    );
     apply(
         &ha,
         &format!(
