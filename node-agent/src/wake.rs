@@ -485,6 +485,7 @@ mod tests {
             port: number,
             protocol: Protocol::Tcp,
             node_port,
+            load_balancer: false,
             affinity: None,
             endpoints: Vec::new(),
             hold: None,

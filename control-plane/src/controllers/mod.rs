@@ -12,6 +12,8 @@
 //! - [`hpa`]: HorizontalPodAutoscalers scale their Deployments (to zero and back for Wasm ones).
 //! - [`ingress`]: skiff's Ingresses' status (the Ready nodes' addresses) and Events about
 //!   backends that lead nowhere.
+//! - [`service_lb`]: LoadBalancer Services' status (the Ready nodes' addresses, which every
+//!   node's proxy answers their ports on).
 //!
 //! The [`crate::scheduler`] runs beside them.
 
@@ -30,6 +32,7 @@ pub mod podutil;
 pub mod recorder;
 pub mod replicaset;
 pub mod service_accounts;
+pub mod service_lb;
 
 use std::sync::Arc;
 
@@ -88,6 +91,10 @@ pub async fn run(
     tasks.spawn(as_controller(
         "ingress-controller",
         ingress::run(store.clone()),
+    ));
+    tasks.spawn(as_controller(
+        "service-lb-controller",
+        service_lb::run(store.clone()),
     ));
     tasks.spawn(as_controller(
         "horizontal-pod-autoscaler",

@@ -6,7 +6,9 @@
 //!   node itself) jump to `services`, which looks the destination up in two verdict maps:
 //!   `service_ips` (cluster IP . protocol . port → `goto svc_*`) and, for packets to the node's
 //!   own addresses, `node_ports` (protocol . port → `goto np_*`, which marks the packet for
-//!   masquerading first: a NodePort's reply must come back through this node);
+//!   masquerading first: a NodePort's reply must come back through this node) and `lb_ports`
+//!   (a LoadBalancer Service's own port on the node's addresses, to the same `np_*` chain: k3s
+//!   ServiceLB's semantics; the first Service by id takes a port two of them ask for);
 //! - a `svc_*` chain per Service port picks an endpoint at random (`numgen random mod N vmap`),
 //!   after the endpoints a client already sticks to (`ip saddr @aff_*`, ClientIP affinity); with
 //!   no ready endpoint it DNATs to its holder, if one is set ([`super::Proxy::hold`]), else it is
@@ -165,11 +167,19 @@ pub fn render(snapshot: &Snapshot, comment: &str) -> Ruleset {
             "ip daddr {{ {} }} meta l4proto . th dport vmap @node_ports",
             ips.join(", ")
         ));
+        services.push(format!(
+            "ip daddr {{ {} }} meta l4proto . th dport vmap @lb_ports",
+            ips.join(", ")
+        ));
     }
     r.chains.insert("services".into(), chain(None, services));
 
     let mut service_ips = Vec::new();
     let mut node_ports = Vec::new();
+    let mut lb_ports = Vec::new();
+    // One Service per LoadBalancer port and protocol: the first by id (later ones are not
+    // answered on the nodes' addresses; their node ports still are).
+    let mut lb_taken = BTreeSet::new();
     let mut cluster_ips = BTreeSet::new();
     for port in &snapshot.ports {
         cluster_ips.insert(port.cluster_ip);
@@ -184,13 +194,20 @@ pub fn render(snapshot: &Snapshot, comment: &str) -> Ruleset {
             port.protocol.nft(),
             port.port
         ));
-        if let Some(node_port) = port.node_port {
+        let lb = port.load_balancer && lb_taken.insert((port.protocol, port.port));
+        if port.node_port.is_some() || lb {
+            // From outside the node: masqueraded, so the reply comes back through it.
             let np = name("np", &port.id);
             r.chains.insert(
                 np.clone(),
                 chain(None, vec![mark.clone(), format!("goto {svc}")]),
             );
-            node_ports.push(format!("{} . {node_port} : goto {np}", port.protocol.nft()));
+            if let Some(node_port) = port.node_port {
+                node_ports.push(format!("{} . {node_port} : goto {np}", port.protocol.nft()));
+            }
+            if lb {
+                lb_ports.push(format!("{} . {} : goto {np}", port.protocol.nft(), port.port));
+            }
         }
     }
     let set = |keyword, spec: &str, elements| Set {
@@ -214,6 +231,10 @@ pub fn render(snapshot: &Snapshot, comment: &str) -> Ruleset {
             "type inet_proto . inet_service : verdict;",
             node_ports,
         ),
+    );
+    r.sets.insert(
+        "lb_ports".into(),
+        set("map", "type inet_proto . inet_service : verdict;", lb_ports),
     );
     r.sets.insert(
         "cluster_ips".into(),

@@ -12,6 +12,7 @@ fn snapshot() -> Snapshot {
         port,
         protocol: Protocol::Tcp,
         node_port,
+        load_balancer: false,
         affinity: None,
         endpoints: endpoints.iter().map(|e| e.parse().unwrap()).collect(),
         hold: None,
@@ -247,5 +248,32 @@ fn listings_give_chain_and_set_names() {
             ("service_ips".to_string(), "map".to_string())
         ]
         .into()
+    );
+}
+
+#[test]
+fn load_balancer_ports_are_answered_on_the_nodes_addresses_first_service_first() {
+    let mut s = snapshot();
+    s.ports[2].load_balancer = true;
+    // A second LoadBalancer Service on the same port and protocol: only its node port answers.
+    let mut other = s.ports[2].clone();
+    other.id = "default/zz:http".into();
+    other.service = ("default".into(), "zz".into());
+    other.cluster_ip = "10.96.0.13".parse().unwrap();
+    other.node_port = Some(30081);
+    s.ports.push(other);
+    let r = render(&s, "node-a");
+    let np = name("np", "default/web:http");
+    assert_eq!(r.sets["lb_ports"].elements, [format!("tcp . 80 : goto {np}")]);
+    assert_eq!(
+        r.sets["node_ports"].elements,
+        [
+            format!("tcp . 30080 : goto {np}"),
+            format!("tcp . 30081 : goto {}", name("np", "default/zz:http"))
+        ]
+    );
+    assert_eq!(
+        r.chains["services"].rules[2],
+        "ip daddr { 192.0.2.10 } meta l4proto . th dport vmap @lb_ports"
     );
 }

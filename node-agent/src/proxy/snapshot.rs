@@ -42,6 +42,10 @@ impl Protocol {
     }
 }
 
+/// The ports of the node's addresses the HTTP ingress routers hold (the control plane's
+/// ingress controller tells a LoadBalancer Service asking for them that it gets no address).
+pub const INGRESS_PORTS: [u16; 2] = [80, 443];
+
 /// `namespace/name` of a Service.
 pub type ServiceKey = (String, String);
 
@@ -56,6 +60,9 @@ pub struct ServicePort {
     pub protocol: Protocol,
     /// Its NodePort, for NodePort and LoadBalancer Services.
     pub node_port: Option<u16>,
+    /// A LoadBalancer Service's port, answered on the node's addresses as well (k3s ServiceLB's
+    /// semantics); never the ingress routers' ports ([`INGRESS_PORTS`]).
+    pub load_balancer: bool,
     /// `sessionAffinity: ClientIP`: how long a client sticks to its endpoint, in seconds.
     pub affinity: Option<u32>,
     /// The ready endpoints (never `notReadyAddresses`), sorted, without duplicates.
@@ -152,6 +159,7 @@ pub fn service_ports(
                 port: number,
                 protocol,
                 node_port: u16::try_from(port.node_port).ok().filter(|p| *p != 0),
+                load_balancer: spec.r#type == "LoadBalancer" && !INGRESS_PORTS.contains(&number),
                 affinity: affinity(spec),
                 endpoints: ready_endpoints(port, found.as_deref()),
                 hold: holds.get(&key).copied(),
@@ -263,6 +271,26 @@ mod tests {
     }
 
     #[test]
+    fn load_balancer_ports_but_the_ingress_routers_are_answered_on_node_addresses() {
+        let mut lb = (*service(
+            "lb",
+            "10.96.0.20",
+            vec![port("http", "TCP", 8080, 30080), port("web", "TCP", 443, 30443)],
+        ))
+        .clone();
+        lb.spec.as_mut().unwrap().r#type = "LoadBalancer".into();
+        let got = service_ports(&[Arc::new(lb)], |_, _| None, &BTreeMap::new());
+        let answered: Vec<(u16, bool)> = got.iter().map(|p| (p.port, p.load_balancer)).collect();
+        assert_eq!(answered, [(8080, true), (443, false)]);
+        let plain = service_ports(
+            &[service("np", "10.96.0.21", vec![port("http", "TCP", 8080, 30081)])],
+            |_, _| None,
+            &BTreeMap::new(),
+        );
+        assert!(!plain[0].load_balancer);
+    }
+
+    #[test]
     fn ready_addresses_of_the_matching_port_name_and_protocol_only() {
         let web = service(
             "web",
@@ -320,6 +348,7 @@ mod tests {
             port: 53,
             protocol,
             node_port,
+            load_balancer: false,
             affinity: None,
             endpoints: endpoints.iter().map(|e| e.parse().unwrap()).collect(),
             hold: None,

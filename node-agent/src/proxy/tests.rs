@@ -48,6 +48,7 @@ fn snapshot(endpoints: &[&str], affinity: Option<u32>) -> Snapshot {
             port: 80,
             protocol: Protocol::Tcp,
             node_port: Some(30080),
+            load_balancer: false,
             affinity,
             endpoints: endpoints.iter().map(|e| e.parse().unwrap()).collect(),
             hold: None,

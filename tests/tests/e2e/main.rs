@@ -23,6 +23,7 @@ mod namespaces;
 mod node_identity;
 mod oci_pods;
 mod pod_network;
+mod pod_semantics;
 mod pod_security;
 mod pod_workers;
 mod port_forward;

@@ -30,7 +30,7 @@ use skiff_api::v1::Service;
 
 use super::pool::{Claim, Pool, unix_now};
 use super::ranges::ServiceRanges;
-use super::service::{Held, held, needs_cluster_ip, needs_node_ports, owner, pools};
+use super::service::{Held, allocates_node_ports, held, needs_cluster_ip, owner, pools};
 use crate::auth::Identity;
 use crate::controllers::recorder::Recorder;
 use crate::error::ApiError;
@@ -195,7 +195,7 @@ pub async fn repair_once(store: &Arc<dyn Store>, now: i64) -> Result<Report, Api
 fn lacks_values(svc: &Service) -> bool {
     let Some(spec) = &svc.spec else { return false };
     (needs_cluster_ip(svc) && spec.cluster_ip.is_empty())
-        || (needs_node_ports(svc) && spec.ports.iter().any(|p| p.node_port == 0))
+        || (allocates_node_ports(svc) && spec.ports.iter().any(|p| p.node_port == 0))
 }
 
 fn holder_of(svc: &Service) -> String {

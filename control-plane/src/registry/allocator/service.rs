@@ -9,7 +9,9 @@
 //!   the reserved first one, Taken if another Service holds it); `None` → headless, nothing
 //!   taken; ExternalName → none. `clusterIPs` is set to `[clusterIP]`.
 //! - `type: NodePort` or `LoadBalancer` → each port's `nodePort`, requested or free; ports with
-//!   the same port number (TCP and UDP of one service port) share one.
+//!   the same port number (TCP and UDP of one service port) share one. A LoadBalancer Service
+//!   with `allocateLoadBalancerNodePorts: false` gets only the ones it asks for (the field
+//!   defaults to true on LoadBalancer Services and is dropped from other types).
 //!
 //! Must not: write the Service (the registry does), or give back a value another object holds.
 
@@ -46,6 +48,15 @@ pub fn needs_node_ports(svc: &Service) -> bool {
     svc.spec
         .as_ref()
         .is_some_and(|s| matches!(s.r#type.as_str(), "NodePort" | "LoadBalancer"))
+}
+
+/// Does the Service get node ports for the ports that name none? Not a LoadBalancer Service with
+/// `allocateLoadBalancerNodePorts: false` (ports it names are still taken).
+pub fn allocates_node_ports(svc: &Service) -> bool {
+    needs_node_ports(svc)
+        && !svc.spec.as_ref().is_some_and(|s| {
+            s.r#type == "LoadBalancer" && s.allocate_load_balancer_node_ports == Some(false)
+        })
 }
 
 /// What a Service holds: its cluster IP (an IPv4 address; not `None`) and its node ports.
@@ -179,8 +190,15 @@ async fn take(
     let ports = Allocator::new(store, PortPool::new(ranges.node_ports()));
     let needs_ip = needs_cluster_ip(svc);
     let needs_ports = needs_node_ports(svc);
+    let allocate_free = allocates_node_ports(svc);
     let (namespace, name) = (owner.namespace.clone(), owner.name.clone());
     let spec = svc.spec.get_or_insert_with(Default::default);
+    // Kubernetes' default for a LoadBalancer Service; other types have no such field.
+    if spec.r#type == "LoadBalancer" {
+        spec.allocate_load_balancer_node_ports.get_or_insert(true);
+    } else {
+        spec.allocate_load_balancer_node_ports = None;
+    }
     let mut refusals = Refusals::default();
 
     if needs_ip {
@@ -259,7 +277,7 @@ async fn take(
                 Err(e) => return Err(internal("a nodePort", e)),
             }
         }
-        if refusals.invalid.is_empty() && refusals.taken.is_empty() {
+        if allocate_free && refusals.invalid.is_empty() && refusals.taken.is_empty() {
             let mut by_port: HashMap<i32, i32> = HashMap::new();
             for p in spec.ports.iter_mut().filter(|p| p.node_port == 0) {
                 if let Some(shared) = by_port.get(&p.port) {
