@@ -187,19 +187,34 @@ fn exec_process(process: &Process, filters: Option<&seccomp::Filters>) -> LinuxE
     }
 }
 
-fn compile_seccomp(spec: &Spec) -> Result<Option<seccomp::Filters>, LinuxError> {
-    match spec.linux().as_ref().and_then(|l| l.seccomp().clone()) {
-        Some(profile) => Ok(Some(seccomp::compile_profile(&profile)?)),
+/// Moves this process into `cgroup`. An init is still single-threaded here (forked by `skiff oci`
+/// or freshly executed by a shim), so it moves itself thread-wise: no wait for the threadgroup
+/// lock's RCU grace period, which was the largest single cost of a container start on a v1 host
+/// (10-15 ms of ~17).
+fn join(cgroup: &Cgroup) -> Result<(), LinuxError> {
+    if sys::thread_count() == Some(1) {
+        cgroup.join_current_thread()
+    } else {
+        cgroup.join(nix::unistd::getpid().as_raw())
+    }
+}
+
+/// The spec's seccomp filters, compiled once per profile and kept under the state `root`.
+fn compile_seccomp(spec: &Spec, root: &Path) -> Result<Option<seccomp::Filters>, LinuxError> {
+    match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => Ok(Some(seccomp::compile_profile_cached(profile, root)?)),
         None => Ok(None),
     }
 }
 
 /// The child side of `create` up to "ready": filesystem, hostname, limits, privileges.
-fn child_setup(bundle: &Bundle) -> Result<(Process, Option<seccomp::Filters>, bool), LinuxError> {
+fn child_setup(
+    bundle: &Bundle,
+    filters: Option<seccomp::Filters>,
+) -> Result<(Process, Option<seccomp::Filters>, bool), LinuxError> {
     let spec = &bundle.spec;
     let new_ns = enter_namespaces(spec, Side::Child)?;
     let process = spec.process().clone().unwrap_or_default();
-    let filters = compile_seccomp(spec)?;
     nix::sys::stat::umask(Mode::empty());
     if !new_ns.contains(CloneFlags::CLONE_NEWNS) {
         return Err(LinuxError::io(
@@ -231,9 +246,14 @@ fn child_setup(bundle: &Bundle) -> Result<(Process, Option<seccomp::Filters>, bo
 
 /// The child side of `create`: reports ready (or why not) on `ready`, waits for `start` on the
 /// exec FIFO, execs. Returns only on failure after "ready" was sent.
-fn child(bundle: &Bundle, fifo: &OwnedFd, ready: OwnedFd) -> LinuxError {
+fn child(
+    bundle: &Bundle,
+    filters: Option<seccomp::Filters>,
+    fifo: &OwnedFd,
+    ready: OwnedFd,
+) -> LinuxError {
     let mut ready = std::fs::File::from(ready);
-    let (process, filters, nnp) = match child_setup(bundle) {
+    let (process, filters, nnp) = match child_setup(bundle, filters) {
         Ok(v) => v,
         Err(e) => {
             let _ = ready.write_all(format!("E{e}").as_bytes());
@@ -285,16 +305,11 @@ pub fn create(root: &Path, id: &str, bundle_dir: &Path) -> i32 {
 fn create_inner(dir: &Path, id: &str, bundle_dir: &Path) -> Result<(), LinuxError> {
     let bundle = Bundle::load(bundle_dir)?;
     let spec = &bundle.spec;
+    // Compiled (or read back) before the fork: the child's root is the container's.
+    let filters = compile_seccomp(spec, dir.parent().unwrap_or(dir))?;
     let cgroup = Cgroup::new(&cgroup_path(spec, id))?;
     cgroup.create(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
-    // Still single-threaded here (forked by `skiff oci` or freshly executed by a shim), the init
-    // moves itself thread-wise: no wait for the threadgroup lock's RCU grace period, which was
-    // the largest single cost of a container start on a v1 host (10-15 ms of ~17).
-    if sys::thread_count() == Some(1) {
-        cgroup.join_current_thread()?;
-    } else {
-        cgroup.join(nix::unistd::getpid().as_raw())?;
-    }
+    join(&cgroup)?;
     nix::sys::prctl::set_dumpable(false).ctx(|| "making the init non-dumpable".into())?;
     enter_namespaces(spec, Side::BeforeFork)?;
     let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
@@ -307,7 +322,7 @@ fn create_inner(dir: &Path, id: &str, bundle_dir: &Path) -> Result<(), LinuxErro
     match sys::fork_single_threaded().ctx(|| "fork".into())? {
         ForkResult::Child => {
             drop(ready_r);
-            let e = child(&bundle, &fifo, ready_w);
+            let e = child(&bundle, filters, &fifo, ready_w);
             // After "ready" the only witness is the container's own stderr.
             eprintln!("skiff: {e}");
             std::process::exit(127);
@@ -389,8 +404,8 @@ fn exec_inner(root: &Path, id: &str, process_file: &Path) -> Result<i32, LinuxEr
             std::io::ErrorKind::InvalidData.into(),
         )
     })?;
-    let filters = compile_seccomp(&bundle.spec)?;
-    Cgroup::new(&st.saved.cgroup)?.join(nix::unistd::getpid().as_raw())?;
+    let filters = compile_seccomp(&bundle.spec, root)?;
+    join(&Cgroup::new(&st.saved.cgroup)?)?;
     nix::sys::prctl::set_dumpable(false).ctx(|| "making the exec init non-dumpable".into())?;
     debug_assert_eq!(
         sys::thread_count(),

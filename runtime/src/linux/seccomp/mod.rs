@@ -11,11 +11,16 @@
 //! whatever the profile says, so a rule written for a 64-bit number cannot be sidestepped through
 //! its x32 twin.
 //!
+//! [`compile_profile_cached`] keeps each profile's compile in the runtime's state root, so only
+//! the first container of a profile pays for it.
+//!
 //! Must not: install anything itself before the caller asks ([`apply`]), or weaken a profile: a
 //! profile it cannot express (an action or operator it does not know) is an error.
 
+mod cache;
 mod runtime_default;
 
+pub use cache::compile_profile_cached;
 pub use runtime_default::{ALLOWED, CAPABILITY_GATED, runtime_default};
 
 use std::collections::{BTreeMap, BTreeSet};
