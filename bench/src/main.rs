@@ -24,13 +24,14 @@ fn main() {
         "wasm-start" => wasm_start::run(),
         "oci-start" => oci_start::run(),
         "scheduler" => scheduler::run(),
+        "scheduler-etcd" => scheduler::run_etcd(),
         "shim-start" => shim_start::run(),
         "service" => service::run(),
         "dns" => dns::run(),
         "http" => http::run(),
         "cold-start" => cold_start::run(),
         other => Err(format!(
-            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler, shim-start, dns, service, http, cold-start"
+            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler, scheduler-etcd, shim-start, dns, service, http, cold-start"
         )),
     };
     if let Err(e) = result {

@@ -108,8 +108,28 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
+/// Where the server keeps the cluster.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Embedded,
+    /// A one-member etcd on loopback, the server reading through its watch cache.
+    Etcd,
+    /// The same with `--watch-cache=false`: every read a round trip to etcd.
+    EtcdUncached,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Embedded => "embedded",
+            Self::Etcd => "etcd",
+            Self::EtcdUncached => "etcd-nc",
+        }
+    }
+}
+
 struct Row {
-    /// `embedded` or `etcd`.
+    /// [`Backend::name`].
     store: &'static str,
     nodes: usize,
     rate: f64,
@@ -142,14 +162,18 @@ async fn ready_nodes(api: &skiff_api::client::Api<Node>) -> Result<usize, String
 }
 
 /// Binds 10,000 pods on `nodes` heartbeating nodes, which go on heartbeating for `hold` in all;
-/// on a one-member etcd (loopback) when `etcd`, else on the embedded store.
-fn measure(nodes: usize, hold: Duration, etcd: bool) -> Result<Row, String> {
-    let etcd = etcd.then(|| skiff_tests::etcd::EtcdCluster::start(1));
+/// on `backend`.
+fn measure(nodes: usize, hold: Duration, backend: Backend) -> Result<Row, String> {
+    let etcd = (backend != Backend::Embedded).then(|| skiff_tests::etcd::EtcdCluster::start(1));
+    let mut server_args: Vec<String> = etcd
+        .iter()
+        .flat_map(|e| ["--etcd".to_string(), e.endpoints_arg()])
+        .collect();
+    if backend == Backend::EtcdUncached {
+        server_args.push("--watch-cache=false".into());
+    }
     let cluster = Cluster::start_with(skiff_tests::ClusterOptions {
-        server_args: etcd
-            .iter()
-            .flat_map(|e| ["--etcd".to_string(), e.endpoints_arg()])
-            .collect(),
+        server_args,
         ..Default::default()
     });
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
@@ -255,7 +279,7 @@ fn measure(nodes: usize, hold: Duration, etcd: bool) -> Result<Row, String> {
         let heartbeating = heartbeats_started.elapsed();
         let heartbeats = heartbeats.stop().await?;
         Ok(Row {
-            store: "embedded",
+            store: backend.name(),
             nodes,
             rate,
             created: last_ack.duration_since(first_create),
@@ -271,60 +295,14 @@ fn measure(nodes: usize, hold: Duration, etcd: bool) -> Result<Row, String> {
 
 pub fn run() -> Result<(), String> {
     let mut rows = Vec::new();
-    for (nodes, hold, etcd) in [
-        (1000, Duration::ZERO, false),
-        (5000, Duration::from_secs(120), false),
-        (1000, Duration::ZERO, true),
+    for (nodes, hold, backend) in [
+        (1000, Duration::ZERO, Backend::Embedded),
+        (5000, Duration::from_secs(120), Backend::Embedded),
+        (1000, Duration::ZERO, Backend::Etcd),
     ] {
-        let mut row = measure(nodes, hold, etcd)?;
-        row.store = if etcd { "etcd" } else { "embedded" };
-        rows.push(row);
+        rows.push(measure(nodes, hold, backend)?);
     }
-    println!(
-        "{:>9} {:>6} {:>7} {:>10} {:>12} {:>12} {:>12} {:>12}",
-        "store", "nodes", "pods", "pods/s", "p50", "p99", "created in", "bound in"
-    );
-    for r in &rows {
-        println!(
-            "{:>9} {:>6} {:>7} {:>10.0} {:>12} {:>12} {:>11.2}s {:>11.2}s",
-            r.store,
-            r.nodes,
-            PODS,
-            r.rate,
-            ms(r.p50),
-            ms(r.p99),
-            r.created.as_secs_f64(),
-            r.bound.as_secs_f64()
-        );
-    }
-    println!();
-    println!(
-        "{:>6} {:>12} {:>10} {:>9} {:>12} {:>12} {:>10} {:>8}",
-        "nodes", "heartbeats", "for", "failed", "renew p50", "renew p99", "max gap", "ready"
-    );
-    for r in &rows {
-        let h = &r.heartbeats;
-        println!(
-            "{:>6} {:>12} {:>9.0}s {:>9} {:>12} {:>12} {:>9.1}s {:>8}",
-            r.nodes,
-            h.renewals,
-            r.heartbeating.as_secs_f64(),
-            h.failures,
-            ms(percentile(&h.latency, 0.5)),
-            ms(percentile(&h.latency, 0.99)),
-            h.max_gap.as_secs_f64(),
-            r.ready
-        );
-        if r.ready != r.nodes || h.failures > 0 {
-            return Err(format!(
-                "{} nodes: {} Ready after {:.0} s of heartbeats, {} heartbeats failed",
-                r.nodes,
-                r.ready,
-                r.heartbeating.as_secs_f64(),
-                h.failures
-            ));
-        }
-    }
+    report(&rows)?;
     let on_etcd = rows
         .iter()
         .find(|r| r.store == "etcd")
@@ -347,6 +325,78 @@ pub fn run() -> Result<(), String> {
         at_5000 / ANCHOR_PODS_PER_S,
         ANCHOR_PODS_PER_S,
         at_5000 / 2000.0
+    );
+    Ok(())
+}
+
+/// Prints the rows' tables; an error when a node did not stay Ready.
+fn report(rows: &[Row]) -> Result<(), String> {
+    println!(
+        "{:>9} {:>6} {:>7} {:>10} {:>12} {:>12} {:>12} {:>12}",
+        "store", "nodes", "pods", "pods/s", "p50", "p99", "created in", "bound in"
+    );
+    for r in rows {
+        println!(
+            "{:>9} {:>6} {:>7} {:>10.0} {:>12} {:>12} {:>11.2}s {:>11.2}s",
+            r.store,
+            r.nodes,
+            PODS,
+            r.rate,
+            ms(r.p50),
+            ms(r.p99),
+            r.created.as_secs_f64(),
+            r.bound.as_secs_f64()
+        );
+    }
+    println!();
+    println!(
+        "{:>6} {:>12} {:>10} {:>9} {:>12} {:>12} {:>10} {:>8}",
+        "nodes", "heartbeats", "for", "failed", "renew p50", "renew p99", "max gap", "ready"
+    );
+    for r in rows {
+        let h = &r.heartbeats;
+        println!(
+            "{:>6} {:>12} {:>9.0}s {:>9} {:>12} {:>12} {:>9.1}s {:>8}",
+            r.nodes,
+            h.renewals,
+            r.heartbeating.as_secs_f64(),
+            h.failures,
+            ms(percentile(&h.latency, 0.5)),
+            ms(percentile(&h.latency, 0.99)),
+            h.max_gap.as_secs_f64(),
+            r.ready
+        );
+        if r.ready != r.nodes || h.failures > 0 {
+            return Err(format!(
+                "{} nodes: {} Ready after {:.0} s of heartbeats, {} heartbeats failed",
+                r.nodes,
+                r.ready,
+                r.heartbeating.as_secs_f64(),
+                h.failures
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `skiff-bench scheduler-etcd`: 1,000 nodes on the embedded store, on etcd through the watch
+/// cache and on etcd without it (`--watch-cache=false`).
+pub fn run_etcd() -> Result<(), String> {
+    let mut rows = Vec::new();
+    for backend in [Backend::Embedded, Backend::Etcd, Backend::EtcdUncached] {
+        rows.push(measure(1000, Duration::ZERO, backend)?);
+    }
+    report(&rows)?;
+    let rate = |name: &str| {
+        rows.iter()
+            .find(|r| r.store == name)
+            .map_or(0.0, |r| r.rate)
+    };
+    let (embedded, cached, uncached) = (rate("embedded"), rate("etcd"), rate("etcd-nc"));
+    println!(
+        "scheduler on etcd: {cached:.0} pods/s with 1,000 nodes ({:.2}x the embedded store's {embedded:.0}; {uncached:.0} pods/s, {:.2}x, without the watch cache)",
+        cached / embedded.max(1.0),
+        uncached / embedded.max(1.0)
     );
     Ok(())
 }
