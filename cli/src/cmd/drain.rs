@@ -356,6 +356,7 @@ async fn wait_gone(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skiff_api::Resource;
     use skiff_api::v1::{EmptyDirVolumeSource, OwnerReference, PodSpec, PodStatus, Volume};
 
     fn pod(owned: bool, emptydir: bool, phase: &str) -> Pod {

@@ -25,6 +25,7 @@ pub mod gc;
 pub mod hpa;
 pub mod informer;
 pub mod ingress;
+pub mod kubernetes_service;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;

@@ -427,6 +427,11 @@ impl ControlPlane {
             authz: authz.clone(),
         };
         let repair = tokio::spawn(crate::registry::allocator::repair::run(store.clone()));
+        // Every server (not only the leader) keeps its own address in default/kubernetes.
+        let kubernetes_service = tokio::spawn(crate::controllers::kubernetes_service::run(
+            store.clone(),
+            self.addr,
+        ));
         let service_accounts = tokio::spawn(crate::audit::store::as_controller(
             "serviceaccount-controller",
             crate::controllers::service_accounts::run(
@@ -621,6 +626,7 @@ impl ControlPlane {
         stop_on_shutdown.abort();
         controllers.stop().await;
         repair.abort();
+        kubernetes_service.abort();
         bootstrap_feed.abort();
         revocation_feed.abort();
         for feed in node_graph_feeds {

@@ -20,6 +20,7 @@ mod limit_range;
 mod linux_executor;
 mod mixed_pods;
 mod namespaces;
+mod node_maintenance;
 mod node_identity;
 mod oci_pods;
 mod pod_network;

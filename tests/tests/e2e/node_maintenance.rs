@@ -1,0 +1,271 @@
+//! Node maintenance as Kubernetes users do it (issue 24): label, taint, cordon, uncordon and
+//! drain a node with the real `kubectl` (through the REST API) and with `skiff` (gRPC), and a
+//! PodDisruptionBudget that makes drain wait: an eviction that would leave fewer than
+//! `minAvailable` Ready pods is refused (429) and retried until the Deployment's replacement on
+//! another node is Ready.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+use skiff_tests::guests::guest;
+use skiff_tests::{Cluster, stdout, text, wait_for};
+
+/// The kubectl under test: `$KUBECTL`, else /usr/bin/kubectl (the test fails loudly without).
+fn kubectl(c: &Cluster, args: &[&str]) -> Output {
+    let bin = std::env::var_os("KUBECTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/kubectl"));
+    assert!(bin.exists(), "kubectl not found at {}", bin.display());
+    Command::new(bin)
+        .env("KUBECONFIG", c.data_dir().join("kubeconfig"))
+        .env("HOME", c.data_dir())
+        .args(args)
+        .output()
+        .expect("run kubectl")
+}
+
+fn kubectl_ok(c: &Cluster, args: &[&str]) -> String {
+    let out = kubectl(c, args);
+    assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+    stdout(&out)
+}
+
+fn skiff_ok(c: &Cluster, args: &[&str]) -> String {
+    let out = c.skiff(args);
+    assert!(out.status.success(), "skiff {args:?}: {}", text(&out));
+    stdout(&out)
+}
+
+/// Two Wasm pods that run until stopped, and a budget that keeps one of them Ready.
+fn web_and_budget() -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n  replicas: 2\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      runtimeClassName: wasm\n      terminationGracePeriodSeconds: 2\n      containers:\n      - name: main\n        image: file:{image}\n        command: [probe]\n        args: [sleep, \"0\"]\n---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{name: web}}\nspec:\n  minAvailable: 1\n  selector: {{matchLabels: {{app: web}}}}\n",
+        image = guest("probe").display(),
+    )
+}
+
+fn node(c: &Cluster, name: &str) -> Value {
+    c.get_json("node", name).expect("node")
+}
+
+/// The nodes of the Running, not terminating, pods of app=web.
+fn web_nodes(c: &Cluster) -> Vec<String> {
+    let out = skiff_ok(c, &["get", "pods", "-l", "app=web", "-o", "json"]);
+    let list: Value = serde_json::from_str(&out).expect("pod list");
+    let mut nodes: Vec<String> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
+        })
+        .map(|p| p["spec"]["nodeName"].as_str().unwrap_or("").to_string())
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+fn budget_allows(c: &Cluster) -> i64 {
+    c.get_json("pdb", "web")
+        .and_then(|b| b["status"]["disruptionsAllowed"].as_i64())
+        .unwrap_or(-1)
+}
+
+#[test]
+fn kubectl_and_skiff_label_taint_cordon_and_drain_nodes_within_a_disruption_budget() {
+    let mut c = Cluster::start();
+    c.add_agent("node-1");
+    c.add_agent("node-2");
+
+    // Labels, by both clients; the agent keeps what admins set.
+    assert_eq!(
+        skiff_ok(&c, &["label", "node", "node-1", "disk=ssd"]).trim(),
+        "node/node-1 labeled"
+    );
+    assert_eq!(
+        kubectl_ok(&c, &["label", "node", "node-1", "tier=gold"]).trim(),
+        "node/node-1 labeled"
+    );
+    let labels = &node(&c, "node-1")["metadata"]["labels"];
+    assert_eq!(
+        (labels["disk"].as_str(), labels["tier"].as_str()),
+        (Some("ssd"), Some("gold"))
+    );
+    let refused = c.skiff(&["label", "node", "node-1", "disk=hdd"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("'disk' already has a value (ssd), and --overwrite is false"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(
+        kubectl_ok(&c, &["label", "node", "node-1", "tier-"]).trim(),
+        "node/node-1 unlabeled"
+    );
+
+    // A NoSchedule taint keeps the Deployment's pods off node-2.
+    assert_eq!(
+        kubectl_ok(
+            &c,
+            &["taint", "nodes", "node-2", "dedicated=gpu:NoSchedule"]
+        )
+        .trim(),
+        "node/node-2 tainted"
+    );
+    let taints = &node(&c, "node-2")["spec"]["taints"];
+    assert_eq!(taints[0]["key"], "dedicated", "{taints}");
+    let applied = c.skiff_stdin(&["apply", "-f", "-"], &web_and_budget());
+    assert!(applied.status.success(), "{}", text(&applied));
+    wait_for("two web pods on node-1", Duration::from_secs(60), || {
+        (web_nodes(&c) == ["node-1", "node-1"]).then_some(())
+    });
+    wait_for(
+        "the budget to allow one disruption",
+        Duration::from_secs(30),
+        || (budget_allows(&c) == 1).then_some(()),
+    );
+    let table = skiff_ok(&c, &["get", "pdb", "web"]);
+    assert!(table.contains("ALLOWED DISRUPTIONS"), "{table}");
+    let pdb = kubectl_ok(
+        &c,
+        &[
+            "get",
+            "pdb",
+            "web",
+            "-o",
+            "jsonpath={.status.currentHealthy}/{.status.desiredHealthy}/{.status.expectedPods}",
+        ],
+    );
+    assert_eq!(pdb, "2/1/2");
+    assert_eq!(
+        skiff_ok(&c, &["taint", "nodes", "node-2", "dedicated:NoSchedule-"]).trim(),
+        "node/node-2 untainted"
+    );
+
+    // kubectl drain: the second eviction is refused until the first pod's replacement is Ready
+    // on node-2; then node-1 is empty and stays cordoned.
+    let drained = kubectl(
+        &c,
+        &["drain", "node-1", "--ignore-daemonsets", "--timeout=120s"],
+    );
+    let out = text(&drained);
+    assert!(drained.status.success(), "{out}");
+    assert!(out.contains("node/node-1 cordoned"), "{out}");
+    assert!(out.contains("evicting pod default/web-"), "{out}");
+    assert!(
+        out.contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "no eviction was refused: {out}"
+    );
+    assert!(out.contains("node/node-1 drained"), "{out}");
+    assert_eq!(node(&c, "node-1")["spec"]["unschedulable"], true);
+    wait_for("both web pods on node-2", Duration::from_secs(60), || {
+        (web_nodes(&c) == ["node-2", "node-2"]).then_some(())
+    });
+    let nodes = kubectl_ok(&c, &["get", "nodes"]);
+    assert!(nodes.contains("SchedulingDisabled"), "{nodes}");
+    assert_eq!(
+        kubectl_ok(&c, &["uncordon", "node-1"]).trim(),
+        "node/node-1 uncordoned"
+    );
+    assert_eq!(
+        skiff_ok(&c, &["uncordon", "node-1"]).trim(),
+        "node/node-1 already uncordoned"
+    );
+
+    // skiff drain (gRPC eviction) back the other way, and kubectl cordon.
+    wait_for(
+        "the budget to allow one disruption again",
+        Duration::from_secs(30),
+        || (budget_allows(&c) == 1).then_some(()),
+    );
+    let drained = c.skiff(&["drain", "node-2", "--timeout", "120s"]);
+    let out = text(&drained);
+    assert!(drained.status.success(), "{out}");
+    assert!(out.contains("node/node-2 cordoned"), "{out}");
+    assert!(
+        out.contains("(will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget."),
+        "{out}"
+    );
+    assert!(out.contains("node/node-2 drained"), "{out}");
+    wait_for("both web pods on node-1", Duration::from_secs(60), || {
+        (web_nodes(&c) == ["node-1", "node-1"]).then_some(())
+    });
+    assert_eq!(
+        kubectl_ok(&c, &["cordon", "node-1"]).trim(),
+        "node/node-1 cordoned"
+    );
+    assert_eq!(node(&c, "node-1")["spec"]["unschedulable"], true);
+}
+
+#[test]
+fn drain_refuses_bare_pods_without_force_and_eviction_honours_the_budget_over_rest() {
+    let mut c = Cluster::start();
+    c.add_agent("node-1");
+    let bare = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: bare, labels: {{app: bare}}}}\nspec:\n  runtimeClassName: wasm\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: file:{image}\n    command: [probe]\n    args: [sleep, \"0\"]\n---\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{name: bare}}\nspec:\n  maxUnavailable: 0\n  selector: {{matchLabels: {{app: bare}}}}\n",
+        image = guest("probe").display(),
+    );
+    let applied = c.skiff_stdin(&["apply", "-f", "-"], &bare);
+    assert!(applied.status.success(), "{}", text(&applied));
+    wait_for("the bare pod to run", Duration::from_secs(60), || {
+        c.get_json("pod", "bare")
+            .filter(|p| p["status"]["phase"] == "Running")
+    });
+
+    let refused = c.skiff(&["drain", "node-1"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains(
+            "cannot delete Pods that declare no controller (use --force to override): default/bare"
+        ),
+        "{}",
+        text(&refused)
+    );
+    let refused = kubectl(&c, &["drain", "node-1"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("cannot delete Pods that declare no controller"),
+        "{}",
+        text(&refused)
+    );
+
+    // The eviction itself, as kubectl drain posts it: 429 with Kubernetes' Status.
+    wait_for("the budget to be computed", Duration::from_secs(30), || {
+        c.get_json("pdb", "bare")
+            .filter(|b| b["status"]["expectedPods"] == 1)
+    });
+    let body = r#"{"apiVersion":"policy/v1","kind":"Eviction","metadata":{"name":"bare","namespace":"default"}}"#;
+    let file = c.data_dir().join("eviction.json");
+    std::fs::write(&file, body).expect("eviction body");
+    let out = kubectl(
+        &c,
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/bare/eviction",
+            "-f",
+            file.to_str().expect("path"),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = text(&out);
+    assert!(
+        err.contains("Cannot evict pod as it would violate the pod's disruption budget"),
+        "{err}"
+    );
+    assert!(c.get_json("pod", "bare").is_some());
+
+    // With --force and the budget gone, the pod goes.
+    kubectl_ok(&c, &["delete", "pdb", "bare"]);
+    let drained = c.skiff(&["drain", "node-1", "--force", "--timeout", "60s"]);
+    let out = text(&drained);
+    assert!(drained.status.success(), "{out}");
+    assert!(
+        out.contains("Warning: deleting Pods that declare no controller: default/bare"),
+        "{out}"
+    );
+    assert!(out.contains("pod/bare evicted"), "{out}");
+    assert!(c.get_json("pod", "bare").is_none());
+}
