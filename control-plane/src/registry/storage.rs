@@ -4,7 +4,9 @@
 //! create: server-set metadata, the strategy's defaults, mutating admission, validation,
 //!         validating admission (the namespace must exist and not be terminating), then a create.
 //! update: optimistic concurrency on resourceVersion, server-owned fields and status kept, the
-//!         strategy's update rules, generation bumped on spec change, no-op updates write nothing;
+//!         strategy's update rules (validation ratcheted: what the stored object already broke
+//!         under older rules does not block it), generation bumped on spec change, no-op updates
+//!         write nothing;
 //!         removing the last finalizer of an object being deleted completes the deletion.
 //! delete: finalizers and graceful kinds get a deletionTimestamp first, others go at once.
 //! pools:  a Service's cluster IP and node ports are taken before its create or update is
@@ -82,6 +84,24 @@ impl<K: Strategy> Registry<K> {
         &self.admission
     }
 
+    /// Validation of an update, ratcheted as Kubernetes ratchets tightened rules: an error the
+    /// stored object has as well (stored under older rules, e.g. a pod's `hostPort`) does not
+    /// block the update; only what the update brings in does.
+    fn validate_ratcheted(obj: &K, current: &K) -> Result<(), ApiError> {
+        let Err(errors) = obj.validate() else {
+            return Ok(());
+        };
+        let before = current.validate().err().unwrap_or_default();
+        let new: Vec<_> = errors
+            .0
+            .into_iter()
+            .filter(|e| !before.0.contains(e))
+            .collect();
+        FieldErrors(new)
+            .into_result()
+            .map_err(|e| Self::invalid(obj, e))
+    }
+
     fn invalid(obj: &K, errors: FieldErrors) -> ApiError {
         ApiError::Invalid {
             kind: K::KIND,
@@ -112,7 +132,13 @@ impl<K: Strategy> Registry<K> {
         Ok((decode(&kv)?, kv))
     }
 
-    pub async fn create(&self, who: &Identity, mut obj: K) -> Result<K, ApiError> {
+    /// Each write operation is one read session of the watch cache (`store::cache::session`):
+    /// admission's reads share one round trip to etcd.
+    pub async fn create(&self, who: &Identity, obj: K) -> Result<K, ApiError> {
+        crate::store::cache::session(self.create_once(who, obj)).await
+    }
+
+    async fn create_once(&self, who: &Identity, mut obj: K) -> Result<K, ApiError> {
         let ns = Self::namespace_of(&obj.meta().namespace);
         {
             let meta = obj.metadata_mut();
@@ -256,7 +282,11 @@ impl<K: Strategy> Registry<K> {
         }
     }
 
-    pub async fn update(&self, who: &Identity, mut obj: K) -> Result<K, ApiError> {
+    pub async fn update(&self, who: &Identity, obj: K) -> Result<K, ApiError> {
+        crate::store::cache::session(self.update_once(who, obj)).await
+    }
+
+    async fn update_once(&self, who: &Identity, mut obj: K) -> Result<K, ApiError> {
         let ns = Self::namespace_of(&obj.meta().namespace);
         obj.metadata_mut().namespace = ns.clone();
         let name = obj.name().to_string();
@@ -280,7 +310,7 @@ impl<K: Strategy> Registry<K> {
         }
         let attrs = Attributes::new::<K>(Operation::Update, &ns, &name, who);
         self.admission.mutate(&attrs, &mut obj).await?;
-        obj.validate().map_err(|e| Self::invalid(&obj, e))?;
+        Self::validate_ratcheted(&obj, &current)?;
         let mut errors = FieldErrors::default();
         obj.validate_update(&current, &mut errors);
         errors.into_result().map_err(|e| Self::invalid(&obj, e))?;
@@ -299,7 +329,7 @@ impl<K: Strategy> Registry<K> {
         check_version::<K>(&obj, &kv, &name)?;
         let mut next = current.clone();
         next.prepare_for_status_update(&obj);
-        next.validate().map_err(|e| Self::invalid(&next, e))?;
+        Self::validate_ratcheted(&next, &current)?;
         let attrs = Attributes::new::<K>(Operation::UpdateStatus, &ns, &name, who);
         self.admission.validate(&attrs, &mut next).await?;
         self.write_update(next, current, kv, Claims::none()).await
@@ -359,6 +389,10 @@ impl<K: Strategy> Registry<K> {
     }
 
     pub async fn delete(&self, who: &Identity, req: &DeleteRequest) -> Result<K, ApiError> {
+        crate::store::cache::session(self.delete_once(who, req)).await
+    }
+
+    async fn delete_once(&self, who: &Identity, req: &DeleteRequest) -> Result<K, ApiError> {
         match req.propagation_policy.as_str() {
             "" | "Background" | "Foreground" | "Orphan" => {}
             other => {

@@ -317,8 +317,20 @@ async fn host_port_conflicts_keep_a_pod_off_the_node() {
             });
         p
     };
-    h.pod(with_port("a")).await;
-    h.pod(with_port("b")).await;
+    // Validation refuses hostPort now (no node forwards it), but pods stored before that
+    // still hold their ports: written to the store directly. Their status stays writable
+    // (validation is ratcheted), so the scheduler's condition and event are recorded.
+    for name in ["a", "b"] {
+        let mut p = with_port(name);
+        let meta = p.metadata.as_mut().unwrap();
+        meta.uid = format!("uid-{name}");
+        meta.creation_timestamp = Some(skiff_api::time::now());
+        let bytes = Bytes::from(prost::Message::encode_to_vec(&p));
+        h.store
+            .create(&key::<Pod>("default", name), bytes)
+            .await
+            .unwrap();
+    }
     h.pass().await;
     assert_eq!(h.placement().await.get("n1"), Some(&1));
     let failed = h.events("FailedScheduling").await;
