@@ -270,3 +270,51 @@ async fn a_feed_past_the_history_reads_everything_again() {
     c.create("/b", b("1")).await.unwrap();
     assert_eq!(next(&mut w).await.kv.key, "/b");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_reads_at_its_first_revision_or_its_own_writes() {
+    use super::cache::session;
+    let dir = tempfile::tempdir().unwrap();
+    let inner = embedded(&dir);
+    inner.create("/k", b("0")).await.unwrap();
+    let counting = Arc::new(Counting {
+        inner: inner.clone(),
+        revisions: AtomicUsize::new(0),
+    });
+    let source: Arc<dyn Store> = counting.clone();
+    let c = WatchCache::start(
+        source,
+        Arc::new(StoreFeed(inner.clone())),
+        CacheOptions::default(),
+    )
+    .await
+    .unwrap();
+    let sent = || counting.revisions.load(Ordering::SeqCst);
+    session(async {
+        for _ in 0..5 {
+            assert_eq!(c.get("/k").await.unwrap().unwrap().value, b("0"));
+        }
+        assert_eq!(sent(), 1, "one revision request for the session's reads");
+        // Its own write is read back without asking again.
+        let v1 = c.update("/k", b("1"), None).await.unwrap();
+        assert_eq!(c.get("/k").await.unwrap().unwrap(), v1);
+        assert_eq!(
+            c.list("/", None, 0).await.unwrap().revision,
+            v1.mod_revision
+        );
+        assert_eq!(sent(), 1);
+        // Another server's write, then a conflict: the session asks the store again.
+        inner.update("/k", b("2"), None).await.unwrap();
+        assert!(matches!(
+            c.update("/k", b("x"), Some(v1.mod_revision)).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        assert_eq!(c.get("/k").await.unwrap().unwrap().value, b("2"));
+        assert_eq!(sent(), 2);
+    })
+    .await;
+    // Outside a session every read asks.
+    c.get("/k").await.unwrap();
+    c.get("/k").await.unwrap();
+    assert_eq!(sent(), 4);
+}
