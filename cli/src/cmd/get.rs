@@ -42,6 +42,9 @@ pub struct GetArgs {
     /// After listing, watch for changes
     #[arg(short = 'w', long)]
     watch: bool,
+    /// With --watch and -o json|yaml: print each change as `{type: ADDED|MODIFIED|DELETED, object}`
+    #[arg(long)]
+    output_watch_events: bool,
     /// Objects per list request, printed as each page arrives; 0 lists all in one request
     #[arg(long, default_value_t = 500)]
     chunk_size: i32,
@@ -103,6 +106,16 @@ pub async fn run(transport: &Transport, args: GetArgs) -> Result<()> {
     Ok(())
 }
 
+/// How kubectl names a kind before an object's name: `pod`, `deployment.apps`,
+/// `ingress.networking.k8s.io` (the kind, lower-cased, and its group when it has one).
+fn kind_ref<K: ResourceClient>() -> String {
+    let kind = K::KIND.to_ascii_lowercase();
+    match K::API_VERSION.split_once('/') {
+        Some((group, _)) => format!("{kind}.{group}"),
+        None => kind,
+    }
+}
+
 async fn get_kind<K: ResourceClient + Printer>(
     transport: &Transport,
     args: &GetArgs,
@@ -120,7 +133,7 @@ async fn get_kind<K: ResourceClient + Printer>(
     let row = |obj: &K| {
         let mut r = printers::row(obj, wide);
         if several {
-            r[0] = format!("{}/{}", K::KIND.to_ascii_lowercase(), r[0]);
+            r[0] = format!("{}/{}", kind_ref::<K>(), r[0]);
         }
         if with_ns {
             r.insert(0, obj.namespace().to_string());
@@ -138,7 +151,7 @@ async fn get_kind<K: ResourceClient + Printer>(
             "json" | "yaml" => values.extend(items.iter().map(to_value)),
             "name" => items
                 .iter()
-                .for_each(|o| println!("{}/{}", K::KIND.to_ascii_lowercase(), o.name())),
+                .for_each(|o| println!("{}/{}", kind_ref::<K>(), o.name())),
             _ if !items.is_empty() => {
                 let rows: Vec<_> = items.iter().map(row).collect();
                 print!("{}", render(&headers, &rows, shown == 0));
@@ -198,19 +211,19 @@ async fn get_kind<K: ResourceClient + Printer>(
             }
             match output {
                 "json" | "yaml" => {
-                    let mut v = to_value(&event.object);
-                    if let Some(m) = v.as_object_mut() {
-                        m.insert(
-                            "watchEvent".into(),
-                            serde_json::Value::String(event.kind.clone()),
-                        );
-                    }
+                    // kubectl's: the object, or `{type, object}` with --output-watch-events.
+                    let object = to_value(&event.object);
+                    let v = if args.output_watch_events {
+                        serde_json::json!({"type": event.kind, "object": object})
+                    } else {
+                        object
+                    };
                     print_value(&v, output);
                     if output == "yaml" {
                         println!("---");
                     }
                 }
-                "name" => println!("{}/{}", K::KIND.to_ascii_lowercase(), event.object.name()),
+                "name" => println!("{}/{}", kind_ref::<K>(), event.object.name()),
                 _ => {
                     print!(
                         "{}",
