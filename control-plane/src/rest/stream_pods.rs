@@ -21,7 +21,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use skiff_api::v1::{Pod, PodExecOutput, PodExecStart, PodLogRequest, pod_exec_output};
+use skiff_api::v1::{
+    Pod, PodExecOutput, PodExecStart, PodLogChunk, PodLogRequest, pod_exec_output,
+};
 use tonic::Code;
 
 use super::status::RestError;
@@ -142,6 +144,30 @@ fn log_request(req: &Request, now: time::OffsetDateTime) -> Result<PodLogRequest
     })
 }
 
+/// A log's bytes for the response body: both streams interleaved as written (kubelet's
+/// plain-text log), at most `limit` bytes (then the body ends, following or not); an error
+/// mid-stream (the node went away) ends the body.
+fn log_bytes<S>(chunks: S, limit: Option<usize>) -> impl futures::Stream<Item = Bytes> + Send
+where
+    S: futures::Stream<Item = Result<PodLogChunk, tonic::Status>> + Send + Unpin,
+{
+    let left = limit.unwrap_or(usize::MAX);
+    futures::stream::unfold((chunks, left), |(mut chunks, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        match chunks.next().await {
+            Some(Ok(chunk)) => {
+                let mut data = chunk.data;
+                data.truncate(left);
+                let left = left - data.len();
+                Some((Bytes::from(data), (chunks, left)))
+            }
+            _ => None,
+        }
+    })
+}
+
 #[async_trait::async_trait]
 impl Subresource for Log {
     async fn serve(&self, req: Request) -> Response {
@@ -169,24 +195,8 @@ impl Subresource for Log {
             Ok(s) => s,
             Err(status) => return tunnel_error(&status).into_response(),
         };
-        // Both streams interleaved as written (kubelet's plain-text log); an error mid-stream
-        // (the node went away) ends the body.
-        let mut left = limit.unwrap_or(usize::MAX);
-        let body = chunks
-            .take_while(|c| std::future::ready(c.is_ok()))
-            .filter_map(move |c| {
-                let data = match c {
-                    Ok(chunk) if left > 0 => {
-                        let mut data = chunk.data;
-                        data.truncate(left);
-                        left -= data.len();
-                        Some(data)
-                    }
-                    _ => None,
-                };
-                std::future::ready(data)
-            })
-            .map(|data| Ok::<_, std::io::Error>(hyper::body::Frame::data(Bytes::from(data))));
+        let body = log_bytes(chunks, limit)
+            .map(|data| Ok::<_, std::io::Error>(hyper::body::Frame::data(data)));
         http::Response::builder()
             .status(200)
             .header(http::header::CONTENT_TYPE, "text/plain")
@@ -568,7 +578,7 @@ mod tests {
         );
         assert_eq!(
             answer.headers()["sec-websocket-accept"],
-            "s3pPLMBiTxaQ9kYGzfhZRbK+xOo="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
 
         let spdy = request(
@@ -593,6 +603,28 @@ mod tests {
                 .message
                 .contains("v5.channel.k8s.io")
         );
+    }
+
+    #[tokio::test]
+    async fn a_log_body_stops_at_its_byte_limit_or_at_an_error() {
+        let chunk = |s: &str| {
+            Ok(PodLogChunk {
+                stream: "stdout".into(),
+                data: s.as_bytes().to_vec(),
+            })
+        };
+        // The limit ends the body even while the log would go on (a follow that waits).
+        let endless = futures::stream::iter([chunk("hello\n"), chunk("world\n")])
+            .chain(futures::stream::pending());
+        let got: Vec<Bytes> = log_bytes(Box::pin(endless), Some(8)).collect().await;
+        assert_eq!(got, [Bytes::from("hello\n"), Bytes::from("wo")]);
+        let broken = futures::stream::iter([
+            chunk("a\n"),
+            Err(tonic::Status::unavailable("node gone")),
+            chunk("never\n"),
+        ]);
+        let got: Vec<Bytes> = log_bytes(broken, None).collect().await;
+        assert_eq!(got, [Bytes::from("a\n")]);
     }
 
     #[test]
