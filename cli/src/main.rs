@@ -78,6 +78,8 @@ enum Command {
     Token(cmd::token::TokenArgs),
     /// Node credentials: revoke a node's client certificates
     Node(cmd::node::NodeArgs),
+    /// The client config in other forms: `skiff config kubeconfig` (for kubectl)
+    Config(cmd::config::ConfigArgs),
     /// The linux executor with runc's command line, over OCI bundles
     #[command(hide = true)]
     Oci(cmd::oci::OciArgs),
@@ -154,6 +156,7 @@ fn main() {
             Command::Push(args) => cmd::push::run(args).await,
             Command::Auth(args) => cmd::auth::run(&cmd::connect(config.as_deref())?, args).await,
             Command::Token(args) => cmd::token::run(config.as_deref(), args).await,
+            Command::Config(args) => cmd::config::run(config.as_deref(), args),
             Command::Node(args) => cmd::node::run(&cmd::connect(config.as_deref())?, args).await,
             // Handled above, before the runtime started.
             Command::Oci(_) => Ok(()),

@@ -239,9 +239,10 @@ pub async fn server(args: ServerArgs) -> Result<()> {
     cp.set_node_certificate_lifetime(args.node_certificate_lifetime);
     tracing::info!(addr = %cp.addr, data_dir = %args.data_dir.display(), "skiff API server listening (TLS)");
     eprintln!(
-        "skiff server: API at {}\n  admin config: {}\n  join token:   {}",
+        "skiff server: API at {}\n  admin config: {}\n  kubeconfig:   {}\n  join token:   {}",
         cp.client_config.server,
         args.data_dir.join("config.yaml").display(),
+        args.data_dir.join("kubeconfig").display(),
         args.data_dir.join("join-token").display()
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -339,9 +340,10 @@ pub async fn up(args: UpArgs) -> Result<()> {
         super::demo::deploy(&transport, &data_dir).await?;
     }
     println!(
-        "\nskiff is up.\n  API:    {server}\n  config: {config}\n\nTry, in another terminal:\n  export SKIFF_CONFIG={config}\n  skiff get nodes\n  skiff get pods -n demo -o wide\n  skiff logs -n demo <pod>\n  skiff run --rm file:examples/hello/hello.wat\n{demo}\nPress Ctrl-C to stop (the pods stop with it).",
+        "\nskiff is up.\n  API:    {server}\n  config: {config}\n  kubeconfig: {kubeconfig}\n\nTry, in another terminal:\n  export SKIFF_CONFIG={config}\n  skiff get nodes\n  skiff get pods -n demo -o wide\n  skiff logs -n demo <pod>\n  skiff run --rm file:examples/hello/hello.wat\n  KUBECONFIG={kubeconfig} kubectl get pods -A\n{demo}\nPress Ctrl-C to stop (the pods stop with it).",
         server = format_args!("https://{}", config_server(&config_path)),
         config = config_path.display(),
+        kubeconfig = data_dir.join("kubeconfig").display(),
         demo = demo_hint.map(|h| format!("\n{h}\n")).unwrap_or_default(),
     );
     shutdown_signal().await;

@@ -66,7 +66,9 @@ fn decide(graph: &NodeGraph, node: &str, attrs: &Attributes<'_>) -> Decision {
     allow(match (kind, subresource) {
         ("Node", "") | ("Node", "status") => match verb {
             Verb::Get | Verb::List | Verb::Watch => true,
-            Verb::Create | Verb::Update | Verb::Delete => !name.is_empty() && own(name),
+            Verb::Create | Verb::Update | Verb::Patch | Verb::Delete => {
+                !name.is_empty() && own(name)
+            }
         },
         // Renewing its own client certificate.
         ("CertificateSigningRequest", "") => verb == Verb::Create && !name.is_empty() && own(name),

@@ -1,25 +1,20 @@
-//! Objects to and from Kubernetes JSON for the REST API: `apiVersion` and `kind` added on the
-//! way out; on the way in, JSON or YAML decoded with the manifest reader (the same field paths,
-//! quantities as numbers), checked against the URL's kind and namespace, with Kubernetes'
-//! `fieldValidation` (Strict by default in skiff: a documented departure from Kubernetes' Warn).
+//! Objects to and from Kubernetes JSON for the REST API, with [`skiff_api::json`] (the shape
+//! `skiff get -o json` and manifests share): on the way in, JSON or YAML decoded with the same
+//! field paths and conveniences as manifests (quantities as numbers, `serviceAccount`), checked
+//! against the URL's kind and namespace, with Kubernetes' `fieldValidation` (Strict by default
+//! in skiff: a documented departure from Kubernetes' Warn).
 //!
 //! Must not: validate objects (the registry does) or know how they are stored.
 
-use serde_json::{Map, Value};
-use skiff_api::manifest;
+use serde_json::Value;
 use skiff_api::{Resource, ResourceExt};
 
 use super::RestError;
 
-/// An object as the REST API writes it: `apiVersion`, `kind`, then its fields.
+/// An object as the REST API writes it: Kubernetes' JSON ([`skiff_api::json::to_kube_value`],
+/// shared with `skiff get -o json`): `apiVersion`, `kind`, then its fields.
 pub fn to_value<K: Resource>(obj: &K) -> Value {
-    let mut out = Map::new();
-    out.insert("apiVersion".into(), Value::String(K::API_VERSION.into()));
-    out.insert("kind".into(), Value::String(K::KIND.into()));
-    if let Ok(Value::Object(fields)) = serde_json::to_value(obj) {
-        out.extend(fields);
-    }
-    Value::Object(out)
+    skiff_api::json::to_kube_value(obj)
 }
 
 /// Kubernetes' `fieldValidation`: what to do with fields the kind does not have.
@@ -46,8 +41,12 @@ impl FieldValidation {
     }
 }
 
-/// Parses a request body (JSON, or YAML) into a JSON value.
+/// Parses a request body (JSON, YAML, or the few kinds kubectl sends in protobuf) into a JSON
+/// value.
 pub fn parse_body(body: &[u8]) -> Result<Value, RestError> {
+    if body.starts_with(super::protobuf::MAGIC) {
+        return super::protobuf::to_json(body);
+    }
     if let Ok(v) = serde_json::from_slice::<Value>(body) {
         return Ok(v);
     }
@@ -104,19 +103,17 @@ pub fn from_value<K: Resource>(
             )));
         }
     }
-    let text = serde_json::to_string(&value).map_err(|e| cannot(e.to_string()))?;
-    let mut parsed =
-        manifest::parse("request body", &text).map_err(|e| cannot(e.message.clone()))?;
-    if parsed.len() != 1 {
-        return Err(cannot("the body must hold one object".into()));
+    if let Value::Object(map) = &mut value {
+        map.remove("apiVersion");
+        map.remove("kind");
     }
-    let mut manifest = parsed.remove(0);
+    skiff_api::json::normalize(K::KIND, &mut value);
     let mut unknown = Vec::new();
     let obj: K = loop {
-        match manifest.decode::<K>() {
+        match skiff_api::json::decode::<K>(&value) {
             Ok(obj) => break obj,
             Err(e) if e.message.starts_with("unknown field") && unknown.len() < 64 => {
-                if !remove_path(&mut manifest.body, &e.path) {
+                if !remove_path(&mut value, &e.path) {
                     return Err(cannot(format!(
                         "strict decoding error: unknown field {:?}",
                         e.path

@@ -53,19 +53,70 @@ fn go_arch() -> &'static str {
     }
 }
 
-/// The served group versions: group → versions → kinds.
-fn groups(
-    routes: &Routes,
-) -> BTreeMap<&'static str, BTreeMap<&'static str, Vec<&'static KindInfo>>> {
-    let mut out: BTreeMap<_, BTreeMap<_, Vec<_>>> = BTreeMap::new();
+/// One served resource, as discovery lists it.
+struct Entry {
+    plural: String,
+    singular: String,
+    kind: &'static str,
+    namespaced: bool,
+    verbs: Vec<&'static str>,
+    short_names: Vec<&'static str>,
+    categories: Vec<&'static str>,
+    /// (name, group, version, kind, verbs).
+    subresources: Vec<Sub>,
+}
+
+type Sub = (
+    String,
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<&'static str>,
+);
+
+type Groups = BTreeMap<String, BTreeMap<String, Vec<Entry>>>;
+
+/// The served group versions: group → versions → resources.
+fn groups(routes: &Routes) -> Groups {
+    let mut out: Groups = BTreeMap::new();
     for api in routes.kinds() {
         let info = api.info();
         let (g, v) = group_version(info);
-        out.entry(g).or_default().entry(v).or_default().push(info);
+        out.entry(g.to_string())
+            .or_default()
+            .entry(v.to_string())
+            .or_default()
+            .push(Entry {
+                plural: info.plural.to_string(),
+                singular: info.kind.to_ascii_lowercase(),
+                kind: info.kind,
+                namespaced: info.namespaced,
+                verbs: VERBS.to_vec(),
+                short_names: info.short_names.to_vec(),
+                categories: categories(info),
+                subresources: subresources(routes, info),
+            });
+    }
+    for ((g, v, r), handler) in routes.other_resources() {
+        let d = handler.discovery();
+        out.entry(g.clone())
+            .or_default()
+            .entry(v.clone())
+            .or_default()
+            .push(Entry {
+                plural: r.clone(),
+                singular: d.kind.to_ascii_lowercase(),
+                kind: d.kind,
+                namespaced: false,
+                verbs: d.verbs.to_vec(),
+                short_names: Vec::new(),
+                categories: Vec::new(),
+                subresources: Vec::new(),
+            });
     }
     for versions in out.values_mut() {
-        for kinds in versions.values_mut() {
-            kinds.sort_by_key(|k| k.plural);
+        for entries in versions.values_mut() {
+            entries.sort_by(|a, b| a.plural.cmp(&b.plural));
         }
     }
     out
@@ -82,10 +133,6 @@ const VERBS: [&str; 8] = [
     "watch",
 ];
 
-fn singular(info: &KindInfo) -> String {
-    info.kind.to_ascii_lowercase()
-}
-
 fn categories(info: &KindInfo) -> Vec<&'static str> {
     match info.kind {
         "Pod"
@@ -101,17 +148,8 @@ fn categories(info: &KindInfo) -> Vec<&'static str> {
     }
 }
 
-/// Subresources of a kind: (name, group, version, kind, verbs).
-fn subresources(
-    routes: &Routes,
-    info: &KindInfo,
-) -> Vec<(
-    String,
-    &'static str,
-    &'static str,
-    &'static str,
-    Vec<&'static str>,
-)> {
+/// Subresources of a kind.
+fn subresources(routes: &Routes, info: &KindInfo) -> Vec<Sub> {
     let (g, v) = group_version(info);
     let mut out = Vec::new();
     let has_status = skiff_api::with_kind!(info, K => <K as skiff_api::Resource>::HAS_STATUS);
@@ -153,33 +191,32 @@ fn subresources(
 /// `/api/v1` or `/apis/<group>/<version>`; None when not served.
 pub fn resource_list(routes: &Routes, group: &str, version: &str) -> Option<Value> {
     let all = groups(routes);
-    let kinds = all.get(group)?.get(version)?;
+    let entries = all.get(group)?.get(version)?;
     let mut resources = Vec::new();
-    for info in kinds {
+    for e in entries {
         let mut r = json!({
-            "name": info.plural,
-            "singularName": singular(info),
-            "namespaced": info.namespaced,
-            "kind": info.kind,
-            "verbs": VERBS,
+            "name": e.plural,
+            "singularName": e.singular,
+            "namespaced": e.namespaced,
+            "kind": e.kind,
+            "verbs": e.verbs,
         });
-        if !info.short_names.is_empty() {
-            r["shortNames"] = json!(info.short_names);
+        if !e.short_names.is_empty() {
+            r["shortNames"] = json!(e.short_names);
         }
-        let c = categories(info);
-        if !c.is_empty() {
-            r["categories"] = json!(c);
+        if !e.categories.is_empty() {
+            r["categories"] = json!(e.categories);
         }
         resources.push(r);
-        for (name, g, v, kind, verbs) in subresources(routes, info) {
+        for (name, g, v, kind, verbs) in &e.subresources {
             let mut s = json!({
-                "name": format!("{}/{name}", info.plural),
+                "name": format!("{}/{name}", e.plural),
                 "singularName": "",
-                "namespaced": info.namespaced,
+                "namespaced": e.namespaced,
                 "kind": kind,
                 "verbs": verbs,
             });
-            if (g, v) != group_version(info) {
+            if (*g, *v) != (group, version) {
                 s["group"] = json!(g);
                 s["version"] = json!(v);
             }
@@ -208,7 +245,7 @@ pub fn api_versions(server_address: &str) -> Value {
     })
 }
 
-fn group_json(name: &str, versions: &BTreeMap<&'static str, Vec<&'static KindInfo>>) -> Value {
+fn group_json(name: &str, versions: &BTreeMap<String, Vec<Entry>>) -> Value {
     let vs: Vec<Value> = versions
         .keys()
         .map(|v| json!({ "groupVersion": format!("{name}/{v}"), "version": v }))
@@ -245,39 +282,40 @@ pub fn aggregated(routes: &Routes, legacy: bool) -> Value {
         .map(|(g, versions)| {
             let vs: Vec<Value> = versions
                 .iter()
-                .map(|(v, kinds)| {
-                    let resources: Vec<Value> =
-                        kinds
-                            .iter()
-                            .map(|info| {
-                                let subs: Vec<Value> = subresources(routes, info)
-                                .into_iter()
-                                .map(|(name, g, v, kind, verbs)| json!({
-                                    "subresource": name,
-                                    "responseKind": { "group": g, "version": v, "kind": kind },
-                                    "verbs": verbs,
-                                }))
+                .map(|(v, entries)| {
+                    let resources: Vec<Value> = entries
+                        .iter()
+                        .map(|e| {
+                            let subs: Vec<Value> = e
+                                .subresources
+                                .iter()
+                                .map(|(name, g, v, kind, verbs)| {
+                                    json!({
+                                        "subresource": name,
+                                        "responseKind": { "group": g, "version": v, "kind": kind },
+                                        "verbs": verbs,
+                                    })
+                                })
                                 .collect();
-                                let mut r = json!({
-                                    "resource": info.plural,
-                                    "responseKind": { "group": g, "version": v, "kind": info.kind },
-                                    "scope": if info.namespaced { "Namespaced" } else { "Cluster" },
-                                    "singularResource": singular(info),
-                                    "verbs": VERBS,
-                                });
-                                if !info.short_names.is_empty() {
-                                    r["shortNames"] = json!(info.short_names);
-                                }
-                                let c = categories(info);
-                                if !c.is_empty() {
-                                    r["categories"] = json!(c);
-                                }
-                                if !subs.is_empty() {
-                                    r["subresources"] = json!(subs);
-                                }
-                                r
-                            })
-                            .collect();
+                            let mut r = json!({
+                                "resource": e.plural,
+                                "responseKind": { "group": g, "version": v, "kind": e.kind },
+                                "scope": if e.namespaced { "Namespaced" } else { "Cluster" },
+                                "singularResource": e.singular,
+                                "verbs": e.verbs,
+                            });
+                            if !e.short_names.is_empty() {
+                                r["shortNames"] = json!(e.short_names);
+                            }
+                            if !e.categories.is_empty() {
+                                r["categories"] = json!(e.categories);
+                            }
+                            if !subs.is_empty() {
+                                r["subresources"] = json!(subs);
+                            }
+                            r
+                        })
+                        .collect();
                     json!({ "version": v, "resources": resources, "freshness": "Current" })
                 })
                 .collect();

@@ -11,12 +11,13 @@
 use serde_json::{Value, json};
 use skiff_api::ResourceExt;
 use skiff_api::kinds::KindInfo;
+use skiff_api::printers::Printer;
 use skiff_api::v1::{DeleteRequest, ListRequest};
 
 use super::codec::{self, FieldValidation};
 use super::status::{RestError, json_response};
 use super::{Request, Response, group_version};
-use crate::auth::Chain;
+use crate::auth::{Chain, Verb};
 use crate::registry::{Strategy, warnings};
 use crate::server::handler::Handler;
 use crate::server::limits::object_ref;
@@ -52,7 +53,7 @@ pub struct KindRoutes<K> {
     handler: Handler<K>,
 }
 
-impl<K: Strategy> KindRoutes<K> {
+impl<K: Strategy + Printer> KindRoutes<K> {
     pub fn new(info: &'static KindInfo, store: std::sync::Arc<dyn Store>, authz: Chain) -> Self {
         Self {
             info,
@@ -118,11 +119,18 @@ impl<K: Strategy> KindRoutes<K> {
                 req.target.name
             )));
         }
-        let (written, warned) = if req.target.subresource == "status" {
-            warnings::collect(self.handler.update_status(&req.who, obj)).await
+        let as_verb = if verb == "patch" {
+            Verb::Patch
         } else {
-            warnings::collect(self.handler.update(&req.who, obj)).await
+            Verb::Update
         };
+        let (written, warned) = warnings::collect(self.handler.update_as(
+            &req.who,
+            obj,
+            as_verb,
+            &req.target.subresource,
+        ))
+        .await;
         let written = self.audited(req, verb, &req.target.name, false, written)?;
         Ok((written, warned))
     }
@@ -257,27 +265,33 @@ fn selector_text(selector: &Value) -> String {
 pub fn object_response(code: u16, value: &Value, warned: &[String]) -> Response {
     let mut response = json_response(code, value);
     for w in warned {
-        let text: String = w
-            .chars()
-            .map(|c| {
-                if c == '"' {
-                    '\''
-                } else if c.is_ascii() && !c.is_ascii_control() {
-                    c
-                } else {
-                    '?'
-                }
-            })
-            .collect();
-        if let Ok(v) = http::HeaderValue::from_str(&format!("299 - \"{text}\"")) {
+        if let Ok(v) = http::HeaderValue::from_str(&warning_header(w)) {
             response.headers_mut().append("warning", v);
         }
     }
     response
 }
 
+/// A `Warning` header's value (RFC 7234: `299 - "text"`, quotes and backslashes escaped, as
+/// Kubernetes sends them; other characters outside printable ASCII written `\u{..}`).
+pub fn warning_header(text: &str) -> String {
+    let mut out = String::from("299 - \"");
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
+            c => out.push_str(&c.escape_unicode().to_string()),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[async_trait::async_trait]
-impl<K: Strategy> KindApi for KindRoutes<K> {
+impl<K: Strategy + Printer> KindApi for KindRoutes<K> {
     fn info(&self) -> &'static KindInfo {
         self.info
     }
@@ -291,7 +305,7 @@ impl<K: Strategy> KindApi for KindRoutes<K> {
         let obj = self.current(&req).await?;
         let shown = self.shown(&req, &obj)?;
         if req.target.subresource.is_empty() && super::table::wants_table(&req) {
-            let table = super::table::table::<K>(&req, std::slice::from_ref(&obj), "");
+            let table = super::table::table::<K>(&req, std::slice::from_ref(&obj), "", "")?;
             return Ok(json_response(200, &table));
         }
         Ok(json_response(200, &shown))
@@ -309,10 +323,8 @@ impl<K: Strategy> KindApi for KindRoutes<K> {
         let listed = self.handler.list(&req.who, &list).await;
         let (items, meta) = self.audited(&req, "list", "", true, listed)?;
         if super::table::wants_table(&req) {
-            let mut table = super::table::table::<K>(&req, &items, &meta.resource_version);
-            if !meta.r#continue.is_empty() {
-                table["metadata"]["continue"] = json!(meta.r#continue);
-            }
+            let table =
+                super::table::table::<K>(&req, &items, &meta.resource_version, &meta.r#continue)?;
             return Ok(json_response(200, &table));
         }
         let mut metadata = json!({ "resourceVersion": meta.resource_version });
@@ -576,6 +588,15 @@ fn clamp(seconds: i64) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warnings_are_quoted_strings() {
+        assert_eq!(
+            warning_header("unknown field \"spec.x\""),
+            "299 - \"unknown field \\\"spec.x\\\"\""
+        );
+        assert_eq!(warning_header("a\\b"), "299 - \"a\\\\b\"");
+    }
 
     #[test]
     fn a_scale_shows_replicas_and_the_selector_text() {

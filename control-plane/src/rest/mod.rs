@@ -29,6 +29,7 @@
 //!
 //! Must not: touch the store, apply kind rules, or authorize on its own (the handlers do).
 
+pub mod access_review;
 pub mod codec;
 pub mod discovery;
 pub mod eviction;
@@ -39,6 +40,7 @@ pub mod openapi;
 pub mod openapi_paths;
 pub mod openapi_schema;
 pub mod patch;
+pub mod protobuf;
 pub mod query;
 pub mod router;
 pub mod split;
@@ -168,6 +170,9 @@ pub struct Routes {
     subresources: HashMap<(String, String, String, String), Arc<dyn Subresource>>,
     /// Non-resource paths by prefix (`/openapi/`), for any authenticated caller.
     paths: Vec<(String, Arc<dyn Subresource>)>,
+    /// Resources that are not kinds of the store (reviews, answered and never kept), by (group,
+    /// version, resource).
+    resources: HashMap<(String, String, String), Arc<dyn Subresource>>,
 }
 
 impl Routes {
@@ -177,6 +182,7 @@ impl Routes {
             kinds: HashMap::new(),
             subresources: HashMap::new(),
             paths: Vec::new(),
+            resources: HashMap::new(),
         };
         for info in KINDS {
             let api: Arc<dyn KindApi> = skiff_api::with_kind!(info, K => Arc::new(
@@ -184,6 +190,7 @@ impl Routes {
             ));
             routes.kind(api);
         }
+        access_review::register(&mut routes, &context.authz);
         stream_pods::register(&mut routes, context);
         eviction::register(&mut routes, context);
         // The documents describe the kinds registered above.
@@ -216,6 +223,37 @@ impl Routes {
             ),
             handler,
         );
+    }
+
+    /// Serves `group/version` `resource` (a resource that is not a kind of the store: a review)
+    /// with `handler`; its [`Subresource::discovery`] says what discovery lists.
+    pub fn resource(
+        &mut self,
+        group: &str,
+        version: &str,
+        resource: &str,
+        handler: Arc<dyn Subresource>,
+    ) {
+        self.resources.insert(
+            (group.to_string(), version.to_string(), resource.to_string()),
+            handler,
+        );
+    }
+
+    /// The handler of a resource that is not a kind.
+    pub fn resource_of(&self, target: &Target) -> Option<&Arc<dyn Subresource>> {
+        self.resources.get(&(
+            target.group.clone(),
+            target.version.clone(),
+            target.resource.clone(),
+        ))
+    }
+
+    /// The resources that are not kinds: ((group, version, resource), handler).
+    pub fn other_resources(
+        &self,
+    ) -> impl Iterator<Item = (&(String, String, String), &Arc<dyn Subresource>)> {
+        self.resources.iter()
     }
 
     /// Serves the non-resource paths under `prefix` (`/openapi/`) with `handler`; the target of

@@ -173,6 +173,18 @@ async fn route(rest: &Rest, http: http::Request<Body>) -> Result<Response, RestE
         "/version" | "/version/" => return Ok(json_response(200, &discovery::version())),
         _ => {}
     }
+    // CBOR is not served (a client falls back to JSON on 415); protobuf bodies are read for the
+    // few kinds kubectl sends that way (super::protobuf), refused with 415 otherwise.
+    let content_type = http
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.starts_with("application/cbor") {
+        return Err(RestError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type:?})"
+        )));
+    }
     let query = Query::parse(http.uri().query());
     let route = parse(&path);
     let (verb, handler_audits) = match &route {
@@ -251,6 +263,9 @@ async fn resource(rest: &Rest, req: Request) -> Result<Response, RestError> {
     if !t.subresource.is_empty()
         && let Some(handler) = routes.subresource_of(t)
     {
+        return Ok(handler.serve(req).await);
+    }
+    if let Some(handler) = routes.resource_of(t) {
         return Ok(handler.serve(req).await);
     }
     let Some(api) = routes.kind_of(&t.group, &t.version, &t.resource) else {

@@ -60,7 +60,19 @@ impl RestError {
 
     /// The error of an API call on `kind` objects (`group`, plural `resource`) named `name`.
     pub fn from_api(e: ApiError, group: &str, kind: &str, name: &str) -> Self {
-        let message = e.to_string();
+        // Kubernetes names the resource with its group: `deployments.apps "web" not found`.
+        let message = match (&e, group) {
+            (_, "") => e.to_string(),
+            (
+                ApiError::NotFound { plural, .. }
+                | ApiError::AlreadyExists { plural, .. }
+                | ApiError::Conflict { plural, .. },
+                group,
+            ) => e
+                .to_string()
+                .replacen(plural, &format!("{plural}.{group}"), 1),
+            _ => e.to_string(),
+        };
         let details = |causes: Option<Value>| {
             let mut d = json!({ "name": name, "group": group, "kind": kind });
             if let Some(c) = causes {
@@ -296,6 +308,16 @@ mod tests {
             "x",
         );
         assert_eq!((conflict.code, conflict.reason), (409, "Conflict"));
+        let grouped = RestError::from_api(
+            ApiError::AlreadyExists {
+                plural: "deployments",
+                name: "web".into(),
+            },
+            "apps",
+            "Deployment",
+            "web",
+        );
+        assert_eq!(grouped.message, "deployments.apps \"web\" already exists");
         let gone = RestError::from_api(ApiError::Expired(3), "", "Pod", "");
         assert_eq!((gone.code, gone.reason), (410, "Expired"));
         let limited = RestError::from_grpc(&{

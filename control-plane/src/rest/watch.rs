@@ -12,8 +12,8 @@ use bytes::Bytes;
 use http_body_util::StreamBody;
 use hyper::body::Frame;
 use serde_json::{Value, json};
+use skiff_api::ResourceExt;
 use skiff_api::v1::WatchRequest;
-use skiff_api::{Resource, ResourceExt};
 use tokio::sync::mpsc;
 
 use super::status::RestError;
@@ -21,6 +21,7 @@ use super::{Body, Request, Response, codec};
 use crate::registry::Strategy;
 use crate::server::handler::Handler;
 use crate::server::limits::object_ref;
+use skiff_api::printers::Printer;
 
 /// How often a watch that asked for bookmarks gets one (Kubernetes: about once a minute).
 pub const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
@@ -34,7 +35,10 @@ fn line(kind: &str, object: Value) -> Bytes {
 }
 
 /// Serves a watch of `K` through `handler`.
-pub async fn serve<K: Strategy>(handler: &Handler<K>, req: Request) -> Result<Response, RestError> {
+pub async fn serve<K: Strategy + Printer>(
+    handler: &Handler<K>,
+    req: Request,
+) -> Result<Response, RestError> {
     let rv = req.query.get("resourceVersion");
     let resource_version = if rv == "0" {
         String::new()
@@ -84,8 +88,8 @@ pub async fn serve<K: Strategy>(handler: &Handler<K>, req: Request) -> Result<Re
         }
     };
     let last_version: u64 = resource_version.parse().unwrap_or(0);
-    let table_req = if table {
-        Some(TableOptions::of(&req))
+    let mut table_req = if table {
+        Some(TableOptions::of(&req)?)
     } else {
         None
     };
@@ -120,7 +124,7 @@ pub async fn serve<K: Strategy>(handler: &Handler<K>, req: Request) -> Result<Re
                     None => return,
                     Some(Ok((kind, obj))) => {
                         last_version = last_version.max(obj.revision());
-                        let object = match &table_req {
+                        let object = match &mut table_req {
                             Some(t) => t.row_table(&obj),
                             None => codec::to_value(&obj),
                         };
@@ -144,21 +148,35 @@ pub async fn serve<K: Strategy>(handler: &Handler<K>, req: Request) -> Result<Re
 /// What a Table watch needs of its request, kept past it.
 struct TableOptions {
     include_object: String,
+    /// The column definitions go with the first event only, as Kubernetes sends them.
+    first: bool,
 }
 
 impl TableOptions {
-    fn of(req: &Request) -> Self {
-        Self {
-            include_object: req.query.get("includeObject").to_string(),
-        }
+    fn of(req: &Request) -> Result<Self, RestError> {
+        let include_object = req.query.get("includeObject").to_string();
+        skiff_api::printers::IncludeObject::parse(&include_object)
+            .map_err(RestError::bad_request)?;
+        Ok(Self {
+            include_object,
+            first: true,
+        })
     }
 
-    fn row_table<K: Resource>(&self, obj: &K) -> Value {
-        super::table::table_with::<K>(
+    fn row_table<K: Printer>(&mut self, obj: &K) -> Value {
+        let mut table = super::table::table_with::<K>(
             &self.include_object,
             std::slice::from_ref(obj),
             &obj.meta().resource_version,
+            "",
         )
+        .unwrap_or(Value::Null);
+        if !std::mem::take(&mut self.first)
+            && let Some(t) = table.as_object_mut()
+        {
+            t.remove("columnDefinitions");
+        }
+        table
     }
 }
 

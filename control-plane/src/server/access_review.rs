@@ -27,6 +27,7 @@ pub fn verb_of(verb: &str) -> Option<Verb> {
         "watch" => Verb::Watch,
         "create" => Verb::Create,
         "update" => Verb::Update,
+        "patch" => Verb::Patch,
         "delete" => Verb::Delete,
         _ => return None,
     })
@@ -196,7 +197,9 @@ mod tests {
         assert!(!unknown.allowed);
         assert!(unknown.reason.contains("widgets"), "{}", unknown.reason);
         let patch = review(&chain, &Identity::Admin, &attrs("patch", "pods", ""));
-        assert!(!patch.allowed);
+        assert!(patch.allowed);
+        let escalate = review(&chain, &Identity::Admin, &attrs("escalate", "pods", ""));
+        assert!(!escalate.allowed);
         // A group that is not the resource's names nothing.
         let mut wrong_group = attrs("get", "deployments", "");
         wrong_group.group = "batch".into();

@@ -153,6 +153,24 @@ impl<K: Strategy> Handler<K> {
         self.registry.update_status(who, obj).await
     }
 
+    /// An update the REST API makes as `verb` (`update` of a PUT, `patch` of a PATCH) on the
+    /// object or its `subresource` (`status` writes the status only; `scale` is an update of
+    /// `spec.replicas`), authorized as Kubernetes authorizes it.
+    pub async fn update_as(
+        &self,
+        who: &Identity,
+        obj: K,
+        verb: Verb,
+        subresource: &str,
+    ) -> Result<K, ApiError> {
+        self.check(who, verb, &namespace_of(&obj), name_of(&obj), subresource)?;
+        if subresource == "status" {
+            self.registry.update_status(who, obj).await
+        } else {
+            self.registry.update(who, obj).await
+        }
+    }
+
     pub async fn delete(&self, who: &Identity, req: &DeleteRequest) -> Result<K, ApiError> {
         let namespace = Registry::<K>::namespace_of(&req.namespace);
         self.check(who, Verb::Delete, &namespace, &req.name, "")?;

@@ -5,7 +5,7 @@
 //! [`ControlPlane::start`] prepares the data dir (store, PKI, tokens, client config) and serves
 //! until the shutdown future completes; `skiff server` and `skiff up` are thin shells over it.
 
-mod access_review;
+pub(crate) mod access_review;
 mod autoscaling;
 pub mod certificates;
 pub mod eviction;

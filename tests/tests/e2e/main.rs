@@ -15,6 +15,7 @@ mod host_interfaces;
 mod hostile_images;
 mod ingress;
 mod kinds;
+mod kubectl;
 mod kubectl_streams;
 mod limit_range;
 mod linux_executor;
