@@ -35,12 +35,19 @@ pub fn state_root(bundle: &Path) -> PathBuf {
     bundle.join("skiff")
 }
 
+/// Where every shim's inits keep compiled seccomp filters: one directory for the node, since a
+/// shim's state root lives and dies with one bundle (`skiff_runtime::linux::seccomp`).
+pub const SECCOMP_CACHE: &str = "/run/skiff/seccomp";
+
 /// The executor for a bundle. Its inits run from this shim's sealed binary (one per shim,
 /// made at the first Linux task: `skiff_runtime::linux::sealed_exe`).
 pub fn runtime(bundle: &Path) -> Result<LinuxRuntime, String> {
     let exe = skiff_runtime::linux::sealed_exe::init_program().map_err(|e| e.to_string())?;
-    LinuxRuntime::new(state_root(bundle), vec![exe, OsString::from(INIT_ARG)])
-        .map_err(|e| e.to_string())
+    Ok(
+        LinuxRuntime::new(state_root(bundle), vec![exe, OsString::from(INIT_ARG)])
+            .map_err(|e| e.to_string())?
+            .with_seccomp_cache(PathBuf::from(SECCOMP_CACHE)),
+    )
 }
 
 fn stdio_set(opened: Opened) -> StdioSet {

@@ -199,10 +199,10 @@ fn join(cgroup: &Cgroup) -> Result<(), LinuxError> {
     }
 }
 
-/// The spec's seccomp filters, compiled once per profile and kept under the state `root`.
-fn compile_seccomp(spec: &Spec, root: &Path) -> Result<Option<seccomp::Filters>, LinuxError> {
+/// The spec's seccomp filters, compiled once per profile and kept in `cache`.
+fn compile_seccomp(spec: &Spec, cache: &Path) -> Result<Option<seccomp::Filters>, LinuxError> {
     match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(profile) => Ok(Some(seccomp::compile_profile_cached(profile, root)?)),
+        Some(profile) => Ok(Some(seccomp::compile_profile_cached(profile, cache)?)),
         None => Ok(None),
     }
 }
@@ -287,9 +287,9 @@ pub fn cgroup_path(spec: &Spec, id: &str) -> String {
 }
 
 /// `skiff linux-init create --root DIR --id ID --bundle DIR`. Returns the exit code.
-pub fn create(root: &Path, id: &str, bundle_dir: &Path) -> i32 {
+pub fn create(root: &Path, id: &str, bundle_dir: &Path, seccomp_cache: &Path) -> i32 {
     let dir = state::container_dir(root, id);
-    match create_inner(&dir, id, bundle_dir) {
+    match create_inner(&dir, id, bundle_dir, seccomp_cache) {
         Ok(()) => 0,
         Err(e) => {
             let message = match e {
@@ -302,11 +302,16 @@ pub fn create(root: &Path, id: &str, bundle_dir: &Path) -> i32 {
     }
 }
 
-fn create_inner(dir: &Path, id: &str, bundle_dir: &Path) -> Result<(), LinuxError> {
+fn create_inner(
+    dir: &Path,
+    id: &str,
+    bundle_dir: &Path,
+    seccomp_cache: &Path,
+) -> Result<(), LinuxError> {
     let bundle = Bundle::load(bundle_dir)?;
     let spec = &bundle.spec;
     // Compiled (or read back) before the fork: the child's root is the container's.
-    let filters = compile_seccomp(spec, dir.parent().unwrap_or(dir))?;
+    let filters = compile_seccomp(spec, seccomp_cache)?;
     let cgroup = Cgroup::new(&cgroup_path(spec, id))?;
     cgroup.create(spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
     join(&cgroup)?;
@@ -375,8 +380,8 @@ fn now_rfc3339() -> String {
 
 /// `skiff linux-init exec --root DIR --id ID --process FILE`: runs the process in the
 /// container and exits with its status. Returns the exit code.
-pub fn exec(root: &Path, id: &str, process_file: &Path) -> i32 {
-    match exec_inner(root, id, process_file) {
+pub fn exec(root: &Path, id: &str, process_file: &Path, seccomp_cache: &Path) -> i32 {
+    match exec_inner(root, id, process_file, seccomp_cache) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("skiff exec: {e}");
@@ -385,7 +390,12 @@ pub fn exec(root: &Path, id: &str, process_file: &Path) -> i32 {
     }
 }
 
-fn exec_inner(root: &Path, id: &str, process_file: &Path) -> Result<i32, LinuxError> {
+fn exec_inner(
+    root: &Path,
+    id: &str,
+    process_file: &Path,
+    seccomp_cache: &Path,
+) -> Result<i32, LinuxError> {
     let st = state::load(root, id)?;
     if st.status != state::Status::Running {
         return Err(LinuxError::State {
@@ -404,7 +414,7 @@ fn exec_inner(root: &Path, id: &str, process_file: &Path) -> Result<i32, LinuxEr
             std::io::ErrorKind::InvalidData.into(),
         )
     })?;
-    let filters = compile_seccomp(&bundle.spec, root)?;
+    let filters = compile_seccomp(&bundle.spec, seccomp_cache)?;
     join(&Cgroup::new(&st.saved.cgroup)?)?;
     nix::sys::prctl::set_dumpable(false).ctx(|| "making the exec init non-dumpable".into())?;
     debug_assert_eq!(

@@ -73,6 +73,8 @@ pub struct LinuxRuntime {
     /// `create` forks this process for the init instead of running `init` (see
     /// [`LinuxRuntime::with_in_process_create`]).
     in_process_create: bool,
+    /// Where inits keep compiled seccomp filters; the state root when None.
+    seccomp_cache: Option<PathBuf>,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -124,7 +126,31 @@ impl LinuxRuntime {
             root,
             init: init_command,
             in_process_create: false,
+            seccomp_cache: None,
         })
+    }
+
+    /// Keeps compiled seccomp filters in `dir` instead of the state root: a shim, whose state
+    /// root is one bundle's, shares one directory between all its containers
+    /// ([`seccomp::compile_profile_cached`]).
+    pub fn with_seccomp_cache(mut self, dir: PathBuf) -> Self {
+        self.seccomp_cache = Some(dir);
+        self
+    }
+
+    /// Where this runtime's inits keep compiled seccomp filters.
+    fn seccomp_cache_dir(&self) -> PathBuf {
+        self.seccomp_cache
+            .clone()
+            .unwrap_or_else(|| default_seccomp_cache(&self.root))
+    }
+
+    /// `--seccomp-cache DIR` for an init, when one is set.
+    fn seccomp_cache_args(&self) -> Vec<&std::ffi::OsStr> {
+        match &self.seccomp_cache {
+            Some(dir) => vec!["--seccomp-cache".as_ref(), dir.as_os_str()],
+            None => Vec::new(),
+        }
     }
 
     /// `create` forks the calling process for the container's init rather than spawning
@@ -198,6 +224,7 @@ impl LinuxRuntime {
             cmd.arg("create")
                 .arg("--root")
                 .arg(&self.root)
+                .args(self.seccomp_cache_args())
                 .arg("--id")
                 .arg(id)
                 .arg("--bundle")
@@ -232,7 +259,8 @@ impl LinuxRuntime {
     fn create_in_process(&self, id: &str, bundle: &Path) -> Result<i32, LinuxError> {
         match sys::fork_single_threaded().ctx(|| "fork".into())? {
             nix::unistd::ForkResult::Child => {
-                std::process::exit(init::create(&self.root, id, bundle));
+                let cache = self.seccomp_cache_dir();
+                std::process::exit(init::create(&self.root, id, bundle, &cache));
             }
             nix::unistd::ForkResult::Parent { child } => wait_pid(child.as_raw()),
         }
@@ -360,6 +388,7 @@ impl LinuxRuntime {
         cmd.arg("exec")
             .arg("--root")
             .arg(&self.root)
+            .args(self.seccomp_cache_args())
             .arg("--id")
             .arg(id)
             .arg("--process")
@@ -421,6 +450,11 @@ pub fn wait_pid(pid: i32) -> Result<i32, LinuxError> {
     }
 }
 
+/// Compiled seccomp filters live in the state root unless the runtime names another directory.
+fn default_seccomp_cache(root: &Path) -> PathBuf {
+    root.join(".seccomp")
+}
+
 /// `skiff linux-init create|exec ...`: the entry point of the container init. Must be called
 /// first thing in `main`, before any thread starts. Returns the process's exit code.
 pub fn init_main(args: &[OsString]) -> i32 {
@@ -429,6 +463,7 @@ pub fn init_main(args: &[OsString]) -> i32 {
     let mut id = None;
     let mut bundle = None;
     let mut process = None;
+    let mut seccomp_cache = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.to_str() {
@@ -437,17 +472,22 @@ pub fn init_main(args: &[OsString]) -> i32 {
             Some("--id") => id = it.next().and_then(|s| s.to_str()).map(String::from),
             Some("--bundle") => bundle = it.next().map(PathBuf::from),
             Some("--process") => process = it.next().map(PathBuf::from),
+            Some("--seccomp-cache") => seccomp_cache = it.next().map(PathBuf::from),
             _ => {}
         }
     }
     match (mode.as_deref(), root, id, bundle, process) {
         (Some("create"), Some(root), Some(id), Some(bundle), _) => {
-            init::create(&root, &id, &bundle)
+            let cache = seccomp_cache.unwrap_or_else(|| default_seccomp_cache(&root));
+            init::create(&root, &id, &bundle, &cache)
         }
-        (Some("exec"), Some(root), Some(id), _, Some(process)) => init::exec(&root, &id, &process),
+        (Some("exec"), Some(root), Some(id), _, Some(process)) => {
+            let cache = seccomp_cache.unwrap_or_else(|| default_seccomp_cache(&root));
+            init::exec(&root, &id, &process, &cache)
+        }
         _ => {
             eprintln!(
-                "usage: linux-init create --root DIR --id ID --bundle DIR | exec --root DIR --id ID --process FILE"
+                "usage: linux-init create --root DIR [--seccomp-cache DIR] --id ID --bundle DIR | exec --root DIR [--seccomp-cache DIR] --id ID --process FILE"
             );
             2
         }

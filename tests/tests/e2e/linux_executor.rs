@@ -105,11 +105,20 @@ fn the_same_bundle_runs_the_same_under_skiff_and_runc() {
         }
     }
     assert!(cgroup_gone(&format!("/skiff/{}", id("diff"))));
+    // No container state is left; only the compiled seccomp profile, kept for the next start.
+    let left: Vec<String> = std::fs::read_dir(&s.skiff_root)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(left, [".seccomp"]);
     assert_eq!(
-        std::fs::read_dir(&s.skiff_root)
+        std::fs::read_dir(s.skiff_root.join(".seccomp"))
             .map(|d| d.count())
             .unwrap_or(0),
-        0
+        1,
+        "one profile, one compiled file"
     );
 }
 

@@ -3,10 +3,11 @@
 //! Compiling a profile of a few hundred names costs milliseconds (seccompiler builds its syscall
 //! table per compile, and names this architecture lacks are found one probe at a time), and every
 //! container init pays it. The filters depend only on the profile and the architecture, so the
-//! first init to compile a profile leaves them in the runtime's state root
-//! (`ROOT/.seccomp/<sha256 of arch + profile>`), and later inits read them back.
+//! first init to compile a profile leaves them in a directory of the runtime's own
+//! (`DIR/<sha256 of arch + profile>`; the state root's `.seccomp` unless the runtime names one,
+//! `/run/skiff/seccomp` for shims), and later inits read them back.
 //!
-//! The state root is the runtime's own (runc's `--root`): a file there that the caller does not
+//! The directory is the runtime's own, as its state root is: a file there that the caller does not
 //! own, or that others may write, is ignored and compiled afresh, never trusted; so is one that
 //! does not decode exactly. Writes go to a temporary file renamed into place, so a reader sees a
 //! whole file or none.
@@ -25,8 +26,8 @@ use sha2::{Digest, Sha256};
 use super::{Filters, compile_profile};
 use crate::linux::error::LinuxError;
 
-/// The cache file of `profile` under `root`.
-fn file_of(root: &Path, profile: &LinuxSeccomp) -> Option<PathBuf> {
+/// The cache file of `profile` in `dir`.
+fn file_of(dir: &Path, profile: &LinuxSeccomp) -> Option<PathBuf> {
     let text = serde_json::to_vec(profile).ok()?;
     let mut hash = Sha256::new();
     hash.update(std::env::consts::ARCH.as_bytes());
@@ -37,7 +38,7 @@ fn file_of(root: &Path, profile: &LinuxSeccomp) -> Option<PathBuf> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    Some(root.join(".seccomp").join(name))
+    Some(dir.join(name))
 }
 
 /// `filters` as bytes: per filter, its instruction count (u32, little endian) then each
@@ -113,10 +114,10 @@ fn store(path: &Path, filters: &Filters) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Compiles `profile`, or reads back an earlier compile of it kept under `root`; a failure to
-/// keep it only costs the next start a compile.
-pub fn compile_profile_cached(profile: &LinuxSeccomp, root: &Path) -> Result<Filters, LinuxError> {
-    let Some(path) = file_of(root, profile) else {
+/// Compiles `profile`, or reads back an earlier compile of it kept in `dir`; a failure to keep
+/// it only costs the next start a compile.
+pub fn compile_profile_cached(profile: &LinuxSeccomp, dir: &Path) -> Result<Filters, LinuxError> {
+    let Some(path) = file_of(dir, profile) else {
         return compile_profile(profile);
     };
     if let Some(filters) = trusted(&path).and_then(|b| decode(&b)) {
