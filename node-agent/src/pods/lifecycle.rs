@@ -20,6 +20,9 @@ use crate::containers::{
 };
 use crate::images;
 
+/// A pod's volumes as [`volumes::prepare`] made them (or why it could not).
+type Prepared = Result<std::collections::BTreeMap<String, volumes::VolumeDir>, String>;
+
 /// A container's cpu and memory figures, as a container spec takes them.
 struct Resources {
     memory_limit_bytes: Option<u64>,
@@ -175,9 +178,8 @@ impl PodWorker {
         pod: &Pod,
         container: &Container,
         pod_ip: &str,
+        prepared: Prepared,
     ) -> Result<(Vec<volumes::Mount>, Vec<(String, String)>), String> {
-        let sources = self.volume_sources();
-        let prepared = volumes::prepare(&sources, &self.ctx.data_dir, pod).await;
         let mounts = prepared.and_then(|v| volumes::mounts(container, &v))?;
         let ips = status::Ips {
             pod: pod_ip.to_string(),
@@ -186,6 +188,13 @@ impl PodWorker {
         let services = service_env::for_pod(&self.ctx.catalog, pod).await?;
         let env = env::resolve(&self.ctx.sources, pod, container, &ips, services).await?;
         Ok((mounts, env))
+    }
+
+    /// The pod's volumes, made beside its sandbox by the callers: they need nothing of each
+    /// other (the pod's address reaches only the environment, resolved after both), the attach
+    /// runs on a thread of its own, and a projected ServiceAccount token is an API round trip.
+    async fn prepare_volumes(&self, pod: &Pod) -> Prepared {
+        volumes::prepare(&self.volume_sources(), &self.ctx.data_dir, pod).await
     }
 
     /// The address reported as the pod's (`status.podIP`): the pod's own once it has one
@@ -237,6 +246,7 @@ impl PodWorker {
         if !is_wasm(pod, &container.name) {
             return self.start_oci(pod, container, attempt).await;
         }
+        let steps = std::time::Instant::now();
         let meta = pod.meta();
         let pull_key = format!("{}/{}", meta.uid, container.name);
         let policy = &container.image_pull_policy;
@@ -259,20 +269,27 @@ impl PodWorker {
             }
             Err(f) => return (start_error(f.message), String::new()),
         };
-        // A networked pod's sandbox first, as for OCI pods: its address is in the environment.
-        let attached = if self.has_pod_network(pod) {
-            match self.ctx.network.attach(&meta.uid).await {
-                Ok(a) => Some(a),
-                Err(e) => return (waiting("CreateContainerError", e.to_string()), digest),
+        let image_done = steps.elapsed();
+        // A networked pod's sandbox, as for OCI pods: its address is in the environment.
+        let networked = self.has_pod_network(pod);
+        let attach = async {
+            if networked {
+                self.ctx.network.attach(&meta.uid).await.map(Some)
+            } else {
+                Ok(None)
             }
-        } else {
-            None
+        };
+        let (attached, prepared) = tokio::join!(attach, self.prepare_volumes(pod));
+        let sandbox_done = steps.elapsed();
+        let attached = match attached {
+            Ok(a) => a,
+            Err(e) => return (waiting("CreateContainerError", e.to_string()), digest),
         };
         let pod_ip = attached
             .as_ref()
             .and_then(|a| a.ip)
             .map_or_else(|| self.ctx.node.ip.to_string(), |ip| ip.to_string());
-        let (mounts, env) = match self.mounts_and_env(pod, container, &pod_ip).await {
+        let (mounts, env) = match self.mounts_and_env(pod, container, &pod_ip, prepared).await {
             Ok(v) => v,
             Err(message) => return (waiting("CreateContainerConfigError", message), digest),
         };
@@ -323,7 +340,17 @@ impl PodWorker {
             log_path: log_path(&log_dir, attempt),
             log_max_bytes: LOG_MAX_BYTES,
         };
+        let config_done = steps.elapsed();
         let started = self.ctx.runtime.start(spec).await;
+        tracing::debug!(
+            pod = %meta.name,
+            container = %container.name,
+            image = ?image_done,
+            sandbox_and_volumes = ?(sandbox_done - image_done),
+            config = ?(config_done - sandbox_done),
+            runtime = ?(steps.elapsed() - config_done),
+            "container start steps"
+        );
         self.started(meta, container, attempt, &log_dir, started, digest)
             .await
     }
@@ -449,15 +476,19 @@ impl PodWorker {
         let Some(rootfs) = image.container else {
             return (start_error("the image has no layers".into()), digest);
         };
-        // The pod's sandbox first: its address is in the containers' environment.
-        let attached = match self.ctx.network.attach(&meta.uid).await {
+        // The pod's sandbox: its address is in the containers' environment.
+        let (attached, prepared) = tokio::join!(
+            self.ctx.network.attach(&meta.uid),
+            self.prepare_volumes(pod)
+        );
+        let attached = match attached {
             Ok(a) => a,
             Err(e) => return (waiting("CreateContainerError", e.to_string()), digest),
         };
         let pod_ip = attached
             .ip
             .map_or_else(|| self.ctx.node.ip.to_string(), |ip| ip.to_string());
-        let (mut mounts, env) = match self.mounts_and_env(pod, container, &pod_ip).await {
+        let (mut mounts, env) = match self.mounts_and_env(pod, container, &pod_ip, prepared).await {
             Ok(v) => v,
             Err(message) => return (waiting("CreateContainerConfigError", message), digest),
         };

@@ -295,6 +295,7 @@ impl Manager {
         else {
             return;
         };
+        tracing::debug!(pod = %pod.name(), "new pod: starting its worker");
         let (inbox, rx) = mpsc::unbounded_channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.workers.insert(uid.clone(), WorkerHandle { inbox, id });
