@@ -12,7 +12,9 @@
 //! - Once a WebSocket is agreed, every failure (no such pod, not allowed, the container not
 //!   running) is reported on the error channel rather than as an HTTP error: kubectl falls back to
 //!   SPDY on any failed upgrade, and would print the SPDY refusal instead of the reason.
-//! - SPDY (kubectl before 1.30, and port-forward) is refused with a 400 naming what is served.
+//! - SPDY (kubectl before 1.30) is refused with a 400 naming what is served; `portforward`
+//!   (kubectl's SPDY streams, tunnelled in a WebSocket or not) with a 400 naming `skiff
+//!   port-forward`.
 //!
 //! Must not: authorize beyond naming the verb (the tunnel service and the chain decide), or reach
 //! a node other than through the tunnels.
@@ -40,7 +42,8 @@ pub fn register(routes: &mut super::Routes, context: &Context) {
     });
     routes.subresource("", "v1", "pods", "log", Arc::new(Log(pods.clone())));
     routes.subresource("", "v1", "pods", "exec", Arc::new(Exec(pods.clone())));
-    routes.subresource("", "v1", "pods", "attach", Arc::new(Attach(pods)));
+    routes.subresource("", "v1", "pods", "attach", Arc::new(Attach(pods.clone())));
+    routes.subresource("", "v1", "pods", "portforward", Arc::new(PortForward(pods)));
 }
 
 struct PodStreams {
@@ -50,6 +53,7 @@ struct PodStreams {
 struct Log(Arc<PodStreams>);
 struct Exec(Arc<PodStreams>);
 struct Attach(Arc<PodStreams>);
+struct PortForward(Arc<PodStreams>);
 
 /// A tunnel's refusal as Kubernetes words it: a container not running or not scheduled is the
 /// client's 400 (as kubelet answers), a node not connected the server's 503.
@@ -486,6 +490,22 @@ impl Subresource for Attach {
         .await
     }
 }
+
+/// kubectl's port-forward tunnels SPDY streams (inside a WebSocket since kubectl 1.31): not
+/// served. The pod and the permission are checked first, so that their errors come first.
+#[async_trait::async_trait]
+impl Subresource for PortForward {
+    async fn serve(&self, req: Request) -> Response {
+        if let Err(e) = check_pod(&self.0, &req, "portforward").await {
+            return e.into_response();
+        }
+        RestError::bad_request(PORT_FORWARD_REFUSED).into_response()
+    }
+}
+
+const PORT_FORWARD_REFUSED: &str = "pods/portforward is not served by skiff: kubectl port-forward \
+    speaks SPDY (inside a WebSocket since kubectl 1.31), which skiff does not implement; \
+    `skiff port-forward POD [LOCAL:]REMOTE` forwards a pod's port through skiff's API";
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,8 @@
 //! the tests fail loudly without one): `kubectl logs -f` streaming a running container until it
 //! stops, `--tail` and `--timestamps`; `kubectl exec -i` feeding stdin over the WebSocket channel
 //! protocol and exiting with the command's exit code; `kubectl attach`; `kubectl explain`
-//! reading the OpenAPI v3 documents; `kubectl describe pod` showing the pod's Events.
+//! reading the OpenAPI v3 documents; `kubectl describe pod` showing the pod's Events; and
+//! `kubectl port-forward` (SPDY) refused with a reason.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -204,6 +205,32 @@ fn kubectl_logs_follow_exec_stdin_and_exit_code_and_attach() {
     let said = text(&out);
     assert!(said.contains("pods \"nope\" not found"), "{said}");
     assert!(!said.contains("SPDY"), "{said}");
+
+    // port-forward's SPDY streams are refused with a reason that names skiff's own.
+    let mut forward = Running(
+        kubectl(c)
+            .args(["port-forward", "pod/shell", ":8080"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl port-forward"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = forward.0.try_wait().expect("wait kubectl") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kubectl port-forward did not give up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut forward.0.stderr.take().expect("stderr"), &mut said)
+        .expect("stderr");
+    assert!(!status.success());
+    assert!(said.contains("skiff port-forward"), "{said}");
 
     // attach: the output from now on.
     c.apply(&pod(
