@@ -18,6 +18,9 @@
 //!   containers get its namespace's LimitRange defaults, then are held to their bounds.
 //! - [`PodSecurity`](super::pod_security::PodSecurity) (validating): a new pod is refused, or
 //!   warned about, by the Pod Security Standard its namespace's labels choose.
+//! - [`NodeRestriction`](super::node_restriction::NodeRestriction) (validating): a node sets
+//!   only kubelets' labels on its Node, removes none of its taints, and records Events only
+//!   about itself and its pods.
 //!
 //! Must not: write to the store; links read what they need and answer yes, no, or a change.
 
@@ -81,6 +84,8 @@ pub enum ObjectMut<'a> {
     ClusterRole(&'a mut skiff_api::v1::ClusterRole),
     RoleBinding(&'a mut skiff_api::v1::RoleBinding),
     ClusterRoleBinding(&'a mut skiff_api::v1::ClusterRoleBinding),
+    Node(&'a mut skiff_api::v1::Node),
+    Event(&'a mut skiff_api::v1::Event),
     Other,
 }
 
@@ -130,6 +135,9 @@ impl Chain {
                 store: store.clone(),
             })
             .validating(super::rbac_escalation::RbacEscalation {
+                store: store.clone(),
+            })
+            .validating(super::node_restriction::NodeRestriction {
                 store: store.clone(),
             })
             .validating(super::scale_to_zero::ScaleToZero { store })

@@ -25,6 +25,7 @@ pub mod eviction;
 pub mod keyvalue;
 pub mod limit_ranger;
 mod namespace;
+pub mod node_restriction;
 pub mod pod_security;
 mod rbac_escalation;
 pub mod scale_to_zero;

@@ -355,6 +355,10 @@ impl Strategy for PersistentVolumeClaim {
 impl Strategy for Node {
     const GC_FINALIZERS: bool = false;
 
+    fn admission_view(&mut self) -> ObjectMut<'_> {
+        ObjectMut::Node(self)
+    }
+
     fn prepare_for_update(&mut self, old: &Self) {
         // podCIDR is set once (by the node IPAM controller): an update that leaves it out keeps it.
         if let Some(cur) = old.spec.as_ref()
@@ -385,6 +389,10 @@ impl Strategy for Node {
 
 impl Strategy for Event {
     const GC_FINALIZERS: bool = false;
+
+    fn admission_view(&mut self) -> ObjectMut<'_> {
+        ObjectMut::Event(self)
+    }
 }
 
 impl Strategy for Lease {}

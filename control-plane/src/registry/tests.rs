@@ -438,6 +438,7 @@ async fn admission_chain_runs_mutating_then_validating_links() {
             "PodSecurity",
             "LimitRanger",
             "RBACEscalation",
+            "NodeRestriction",
             "ScaleToZero"
         ]
     );

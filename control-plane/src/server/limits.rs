@@ -543,10 +543,29 @@ impl<A> Gate<A> {
         authenticated: Result<Identity, Status>,
         handler_audits: bool,
     ) -> Result<(Identity, Arc<CallContext>), Status> {
+        self.admit_as(info, verb, authenticated, handler_audits, true)
+    }
+
+    /// [`Gate::admit`], told whether the caller sent no client certificate (`guessable`: its
+    /// credentials were a bearer token or nothing). Only such failures count toward holding the
+    /// source, and only such callers are held: a certificate the handshake verified is not a
+    /// guess, and a revoked or expired node retrying must not lock out the admin beside it.
+    pub fn admit_as(
+        &self,
+        info: RequestInfo,
+        verb: &str,
+        authenticated: Result<Identity, Status>,
+        handler_audits: bool,
+        guessable: bool,
+    ) -> Result<(Identity, Arc<CallContext>), Status> {
         let now = Instant::now();
         // A source held for failed authentications is refused whatever it sent (a guess that
-        // happens to be right included), but for nodes: their certificates are not guessed.
-        let authenticated = match self.limits.authentication_held(info.source_ip, now) {
+        // happens to be right included), but for certificates and nodes: they are not guessed.
+        let held = match guessable {
+            true => self.limits.authentication_held(info.source_ip, now),
+            false => None,
+        };
+        let authenticated = match held {
             Some(wait) if !matches!(authenticated, Ok(Identity::Node(_))) => {
                 let source = info.source_ip.map(|ip| ip.to_string()).unwrap_or_default();
                 Err(exhausted(
@@ -558,7 +577,7 @@ impl<A> Gate<A> {
                 ))
             }
             _ => {
-                if authenticated.is_err() {
+                if authenticated.is_err() && guessable {
                     self.limits.authentication_failed(info.source_ip, now);
                 }
                 authenticated
@@ -655,6 +674,7 @@ impl<A: tonic::service::Interceptor> tonic::service::Interceptor for Gate<A> {
         };
         let verb = verb_of_path(&info.uri);
         let handler_audits = audited_by_handler(&info.uri);
+        let guessable = request.peer_certs().is_none();
         let (mut request, authenticated) = match self.auth.call(request) {
             Ok(request) => {
                 let who = request
@@ -666,7 +686,7 @@ impl<A: tonic::service::Interceptor> tonic::service::Interceptor for Gate<A> {
             }
             Err(status) => (None, Err(status)),
         };
-        let (_, context) = self.admit(info, &verb, authenticated, handler_audits)?;
+        let (_, context) = self.admit_as(info, &verb, authenticated, handler_audits, guessable)?;
         let mut request = request
             .take()
             .ok_or_else(|| Status::unauthenticated("unauthenticated request"))?;

@@ -211,3 +211,60 @@ fn events_expire_after_the_event_ttl() {
     );
     assert!(c.get_json("event", "fresh").is_some());
 }
+
+#[test]
+fn a_source_guessing_tokens_is_held_while_nodes_are_served() {
+    let mut c = Cluster::start_with(ClusterOptions {
+        server_args: vec![
+            "--max-failed-authentications-burst".into(),
+            "3".into(),
+            "--failed-authentications-qps".into(),
+            "0.5".into(),
+        ],
+        ..Default::default()
+    });
+    let node = c.add_agent("n1");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _enter = rt.enter();
+    let guesser = ClientConfig {
+        token: "abcdef.0123456789abcdef".into(),
+        ..c.config()
+    };
+    let guesses: Api<ConfigMap> = Api::new(guesser.connect().unwrap(), "default");
+    let admin: Api<ConfigMap> = c.api("default");
+    rt.block_on(async {
+        // Three wrong guesses are each refused as such ...
+        for _ in 0..3 {
+            let refused = guesses.get("x").await.unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
+        }
+        // ... then the address is held: a fourth guess, and the admin's good token beside it.
+        for api in [&guesses, &admin] {
+            let held = api.get("x").await.unwrap_err();
+            assert_eq!(held.code(), tonic::Code::ResourceExhausted, "{held}");
+            assert!(
+                held.message()
+                    .contains("too many failed authentications from 127.0.0.1"),
+                "{held}"
+            );
+            assert!(held.metadata().get("retry-after").is_some());
+        }
+        // A node's certificate is no guess: it is served.
+        Api::<skiff_api::v1::Node>::new(super::node_identity::as_node(&c, node), "")
+            .get("n1")
+            .await
+            .unwrap();
+    });
+    // Two seconds on (0.5 a second), one try is earned back and the admin's token works.
+    wait_for("the address let go", Duration::from_secs(10), || {
+        match rt.block_on(admin.get("x")) {
+            Err(s) if s.code() == tonic::Code::NotFound => Some(()),
+            _ => None,
+        }
+    });
+    let audit = std::fs::read_to_string(c.dir.path().join("audit.log")).unwrap();
+    assert!(
+        audit.contains("too many failed authentications"),
+        "the holds are audited"
+    );
+}
