@@ -23,8 +23,9 @@ use crate::server::handler::Handler;
 use crate::server::limits::object_ref;
 use skiff_api::printers::Printer;
 
-/// How often a watch that asked for bookmarks gets one (Kubernetes: about once a minute).
-pub const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
+/// How often a watch that asked for bookmarks gets one (Kubernetes' cacher: about once a
+/// minute; clients take any interval).
+pub const BOOKMARK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// One line of a watch stream.
 fn line(kind: &str, object: Value) -> Bytes {
@@ -87,7 +88,20 @@ pub async fn serve<K: Strategy + Printer>(
             return Err(e);
         }
     };
-    let last_version: u64 = resource_version.parse().unwrap_or(0);
+    let mut last_version: u64 = resource_version.parse().unwrap_or(0);
+    if last_version == 0 && bookmarks {
+        // Bookmarks before the first event name the collection's version when the watch began.
+        let list = skiff_api::v1::ListRequest {
+            namespace: req.target.namespace.clone(),
+            label_selector: watch.label_selector.clone(),
+            field_selector: watch.field_selector.clone(),
+            limit: 1,
+            r#continue: String::new(),
+        };
+        if let Ok((_, meta)) = handler.list(&req.who, &list).await {
+            last_version = meta.resource_version.parse().unwrap_or(0);
+        }
+    }
     let mut table_req = if table {
         Some(TableOptions::of(&req)?)
     } else {
