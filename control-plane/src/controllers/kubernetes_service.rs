@@ -92,17 +92,22 @@ pub fn service(ranges: &ServiceRanges, api_port: u16) -> Service {
     }
 }
 
-/// `subsets` with `addr` among the addresses (added to the subset of its port, or a new one);
-/// None when it is there already.
+/// `subsets` with `addr` among the addresses (added to the subset of its port, or a new one),
+/// and its address gone from the subsets of other ports (this server on its former port); None
+/// when nothing changes.
 pub fn with_address(subsets: &[EndpointSubset], addr: SocketAddr) -> Option<Vec<EndpointSubset>> {
     let port = i32::from(addr.port());
     let ip = addr.ip().to_string();
-    let mut out = subsets.to_vec();
-    let subset = out
-        .iter_mut()
-        .find(|s| s.ports.len() == 1 && s.ports[0].port == port && s.ports[0].name == PORT_NAME);
-    match subset {
-        Some(s) if s.addresses.iter().any(|a| a.ip == ip) => return None,
+    let ours = |s: &EndpointSubset| {
+        s.ports.len() == 1 && s.ports[0].port == port && s.ports[0].name == PORT_NAME
+    };
+    let mut out: Vec<EndpointSubset> = subsets.to_vec();
+    for s in out.iter_mut().filter(|s| !ours(s)) {
+        s.addresses.retain(|a| a.ip != ip);
+    }
+    out.retain(|s| ours(s) || !s.addresses.is_empty() || !s.not_ready_addresses.is_empty());
+    match out.iter_mut().find(|s| ours(s)) {
+        Some(s) if s.addresses.iter().any(|a| a.ip == ip) => {}
         Some(s) => {
             s.addresses.push(EndpointAddress {
                 ip,
@@ -124,7 +129,7 @@ pub fn with_address(subsets: &[EndpointSubset], addr: SocketAddr) -> Option<Vec<
             ..Default::default()
         }),
     }
-    Some(out)
+    (out != subsets).then_some(out)
 }
 
 async fn reconcile(
@@ -239,6 +244,10 @@ mod tests {
         assert_eq!(two[0].addresses.len(), 2);
         let other_port = with_address(&two, "10.0.0.7:6443".parse().unwrap()).unwrap();
         assert_eq!(other_port.len(), 2);
+        // A server back on another port leaves its old one.
+        let moved = with_address(&one, "10.0.0.5:8443".parse().unwrap()).unwrap();
+        assert_eq!(moved.len(), 1, "{moved:?}");
+        assert_eq!(moved[0].ports[0].port, 8443);
         assert!(published("127.0.0.1:7443".parse().unwrap()).is_none());
         assert!(published("0.0.0.0:7443".parse().unwrap()).is_none());
         assert_eq!(published(a), Some(a));

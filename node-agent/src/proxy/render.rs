@@ -15,7 +15,9 @@
 //!   not in the maps at all;
 //! - an `ep_*` chain per endpoint records the client in its affinity set and DNATs; an endpoint
 //!   that is a pod of this node takes the masquerade mark off (the node is its gateway: replies
-//!   come back through here anyway, and the pod sees its client's address);
+//!   come back through here anyway, and the pod sees its client's address); one outside the
+//!   cluster CIDR (an API server behind `default/kubernetes`) puts it on (its host has no route
+//!   back to a pod);
 //! - `nat_postrouting` masquerades what was marked (port-preserving: `fully-random` gave the
 //!   server a new source port per connection whose TCP timestamps did not follow those of the
 //!   TIME-WAIT it found there, and one SYN in a few hundred waited 1 s for its retransmission),
@@ -274,6 +276,14 @@ fn service_chain(port: &ServicePort, snapshot: &Snapshot, r: &mut Ruleset) -> Op
             // A pod of this node answers through this node anyway (it is the pod's gateway):
             // no masquerade, and the pod sees its client's address.
             ep_rules.push(format!("meta mark set meta mark & {UNMARK}"));
+        }
+        if snapshot
+            .cluster_cidr
+            .is_some_and(|c| !c.contains(*endpoint.ip()))
+        {
+            // An endpoint outside the pods (the API servers behind default/kubernetes): its host
+            // has no route back to a pod's address, so the reply must come back through here.
+            ep_rules.push(format!("meta mark set meta mark | {MASQUERADE_MARK}"));
         }
         if let Some(timeout) = port.affinity {
             // The timeout is in the name: a changed timeout is a new set, the old one goes.

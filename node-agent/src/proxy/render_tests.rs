@@ -264,7 +264,10 @@ fn load_balancer_ports_are_answered_on_the_nodes_addresses_first_service_first()
     s.ports.push(other);
     let r = render(&s, "node-a");
     let np = name("np", "default/web:http");
-    assert_eq!(r.sets["lb_ports"].elements, [format!("tcp . 80 : goto {np}")]);
+    assert_eq!(
+        r.sets["lb_ports"].elements,
+        [format!("tcp . 80 : goto {np}")]
+    );
     assert_eq!(
         r.sets["node_ports"].elements,
         [
@@ -275,5 +278,31 @@ fn load_balancer_ports_are_answered_on_the_nodes_addresses_first_service_first()
     assert_eq!(
         r.chains["services"].rules[2],
         "ip daddr { 192.0.2.10 } meta l4proto . th dport vmap @lb_ports"
+    );
+}
+
+#[test]
+fn endpoints_outside_the_cluster_cidr_are_masqueraded() {
+    // default/kubernetes: an API server on a node address, which has no route back to pods.
+    let mut s = snapshot();
+    s.ports.push(ServicePort {
+        id: "default/kubernetes:https".into(),
+        service: ("default".into(), "kubernetes".into()),
+        cluster_ip: "10.96.0.1".parse().unwrap(),
+        port: 443,
+        protocol: Protocol::Tcp,
+        node_port: None,
+        load_balancer: false,
+        affinity: None,
+        endpoints: vec!["192.0.2.1:7443".parse().unwrap()],
+        hold: None,
+    });
+    let r = render(&s, "node-a");
+    assert_eq!(
+        r.chains[&name("ep", "default/kubernetes:https>192.0.2.1:7443")].rules,
+        [
+            format!("meta mark set meta mark | {MASQUERADE_MARK}"),
+            "meta l4proto tcp dnat ip to 192.0.2.1:7443".to_string()
+        ]
     );
 }
