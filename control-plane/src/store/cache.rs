@@ -331,7 +331,11 @@ impl Shared {
         if matches!(caught_up, Ok(Ok(_))) {
             return Ok(true);
         }
-        if self.fallbacks.fetch_add(1, Ordering::Relaxed).is_multiple_of(100) {
+        if self
+            .fallbacks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(100)
+        {
             tracing::warn!(
                 target_revision = target,
                 cached = *self.reached.borrow(),
