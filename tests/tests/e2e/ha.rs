@@ -361,6 +361,14 @@ fn etcd_flags_are_checked() {
             ],
             "/nonexistent/ca.pem",
         ),
+        (
+            vec!["--etcd", "http://127.0.0.1:2379", "--watch-cache-size", "0"],
+            "--watch-cache-size",
+        ),
+        (
+            vec!["--etcd", "http://127.0.0.1:2379", "--watch-cache=maybe"],
+            "--watch-cache",
+        ),
     ] {
         let out = Command::new(skiff_bin())
             .args(["server", "--data-dir"])
