@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use skiff_api::v1::{Pod, ProjectedVolumeSource};
+use skiff_api::v1::{Pod, ProjectedVolumeSource, VolumeProjection};
 
 use super::atomic_writer::{FileData, Payload};
 use super::{VolumeSources, payload};
@@ -43,6 +43,25 @@ pub(super) async fn files(
     sources: &impl VolumeSources,
     pod: &Pod,
 ) -> Result<Payload, String> {
+    // Every source at once (a token and a ConfigMap not yet watched are each an API round
+    // trip), merged in the volume's order: a later source's file wins, as in Kubernetes.
+    let parts =
+        futures::future::try_join_all(source.sources.iter().map(|s| one(source, s, sources, pod)))
+            .await?;
+    let mut out = Payload::new();
+    for part in parts {
+        out.extend(part);
+    }
+    Ok(out)
+}
+
+/// The files of one projection.
+async fn one(
+    source: &ProjectedVolumeSource,
+    s: &VolumeProjection,
+    sources: &impl VolumeSources,
+    pod: &Pod,
+) -> Result<Payload, String> {
     let meta = pod.metadata.clone().unwrap_or_default();
     let namespace = meta.namespace.as_str();
     let mode = |m: Option<i32>| {
@@ -50,72 +69,70 @@ pub(super) async fn files(
             .map_or(0o644, |m| m as u32 & 0o777)
     };
     let mut out = Payload::new();
-    for s in &source.sources {
-        if let Some(secret) = &s.secret {
-            let data = sources.secret(namespace, &secret.name).await?;
-            let what = format!("secret {:?}", secret.name);
-            let optional = secret.optional == Some(true);
-            out.extend(payload(
-                &what,
-                data,
-                &secret.items,
-                optional,
-                source.default_mode,
-            )?);
-        }
-        if let Some(cm) = &s.config_map {
-            let data = sources.config_map(namespace, &cm.name).await?;
-            let what = format!("configmap {:?}", cm.name);
-            let optional = cm.optional == Some(true);
-            out.extend(payload(
-                &what,
-                data,
-                &cm.items,
-                optional,
-                source.default_mode,
-            )?);
-        }
-        if let Some(downward) = &s.downward_api {
-            for item in &downward.items {
-                let path = item
-                    .field_ref
-                    .as_ref()
-                    .map_or("", |f| f.field_path.as_str());
-                out.insert(
-                    item.path.clone(),
-                    FileData {
-                        bytes: field(pod, path)?.into_bytes(),
-                        mode: mode(item.mode),
-                    },
-                );
-            }
-        }
-        if let Some(token) = &s.service_account_token {
-            let spec = pod.spec.as_ref();
-            let account = spec
-                .map(|s| s.service_account_name.as_str())
-                .filter(|a| !a.is_empty())
-                .unwrap_or("default");
-            let seconds = token.expiration_seconds.unwrap_or(DEFAULT_TOKEN_SECONDS);
-            let bytes = sources
-                .service_account_token(
-                    namespace,
-                    account,
-                    &meta.name,
-                    &meta.uid,
-                    &token.audience,
-                    seconds,
-                )
-                .await
-                .map_err(|e| format!("service account token: {e}"))?;
+    if let Some(secret) = &s.secret {
+        let data = sources.secret(namespace, &secret.name).await?;
+        let what = format!("secret {:?}", secret.name);
+        let optional = secret.optional == Some(true);
+        out.extend(payload(
+            &what,
+            data,
+            &secret.items,
+            optional,
+            source.default_mode,
+        )?);
+    }
+    if let Some(cm) = &s.config_map {
+        let data = sources.config_map(namespace, &cm.name).await?;
+        let what = format!("configmap {:?}", cm.name);
+        let optional = cm.optional == Some(true);
+        out.extend(payload(
+            &what,
+            data,
+            &cm.items,
+            optional,
+            source.default_mode,
+        )?);
+    }
+    if let Some(downward) = &s.downward_api {
+        for item in &downward.items {
+            let path = item
+                .field_ref
+                .as_ref()
+                .map_or("", |f| f.field_path.as_str());
             out.insert(
-                token.path.clone(),
+                item.path.clone(),
                 FileData {
-                    bytes,
-                    mode: mode(None),
+                    bytes: field(pod, path)?.into_bytes(),
+                    mode: mode(item.mode),
                 },
             );
         }
+    }
+    if let Some(token) = &s.service_account_token {
+        let spec = pod.spec.as_ref();
+        let account = spec
+            .map(|s| s.service_account_name.as_str())
+            .filter(|a| !a.is_empty())
+            .unwrap_or("default");
+        let seconds = token.expiration_seconds.unwrap_or(DEFAULT_TOKEN_SECONDS);
+        let bytes = sources
+            .service_account_token(
+                namespace,
+                account,
+                &meta.name,
+                &meta.uid,
+                &token.audience,
+                seconds,
+            )
+            .await
+            .map_err(|e| format!("service account token: {e}"))?;
+        out.insert(
+            token.path.clone(),
+            FileData {
+                bytes,
+                mode: mode(None),
+            },
+        );
     }
     Ok(out)
 }
