@@ -132,7 +132,12 @@ impl Containers {
             source,
         })?;
         if !on_tmpfs {
-            tracing::warn!(path = %run.display(), "no tmpfs (not allowed to mount): bundles, and the Secret values in them, are on disk");
+            // As kubelet, whose Secret volumes are always tmpfs: Secret values (volumes, tokens,
+            // the environments in bundles) never reach this machine's disk.
+            return Err(AgentError::Host(format!(
+                "{}: cannot mount a tmpfs there (not allowed: run the agent as root); the agent keeps Secret values (volumes, ServiceAccount tokens, container environments) only in memory and will not write them to disk",
+                run.display()
+            )));
         }
         let mut config = ShimsConfig::new(&options.data_dir, &options.shim_binary);
         config.event_capacity = 4096;
