@@ -48,8 +48,11 @@ use crate::proxy::snapshot::{self, Protocol, ServiceKey};
 
 /// How long a held connection waits for an endpoint before it is closed.
 pub const HOLD_TIMEOUT: Duration = Duration::from_secs(30);
-/// A second wake of a Service within this is not sent (the first is on its way).
-const WAKE_AGAIN: Duration = Duration::from_secs(1);
+/// A wake of a Service is joined while it is on its way, and for this long after its answer
+/// (the connections of one burst); a connection held later sends its own, which costs the
+/// server one read while the Deployment is up. Joining an answered wake for longer would hold a
+/// connection that comes just after a scale back to zero with nothing to wake its pod.
+const WAKE_AGAIN: Duration = Duration::from_millis(100);
 /// The most connections held (and spliced by this process) at once; one beyond is closed.
 pub const MAX_HELD: usize = 1024;
 /// Pause before connecting again to an endpoint that refused (it is not listening yet), or
@@ -76,10 +79,16 @@ pub struct Holder {
 /// How a wake went: `None` while it is on its way, then whether the server did it.
 type Outcome = watch::Receiver<Option<bool>>;
 
-/// Service → its last wake from here: when, and how it went (coalesces the wakes of a burst of
-/// connections into one, which all learn its outcome).
+/// Service → its last wake from here: when it was sent or answered, and how it went (coalesces
+/// the wakes of a burst of connections into one, which all learn its outcome).
 #[derive(Default)]
 struct Wakes(DashMap<ServiceKey, (Instant, Outcome)>);
+
+/// Whether a wake is still on its way: unanswered, and its sender alive (one that died without
+/// an answer is not waited for).
+fn on_its_way(outcome: &Outcome) -> bool {
+    outcome.borrow().is_none() && outcome.has_changed().is_ok()
+}
 
 /// What a connection does about the wake of its Service.
 enum Wake {
@@ -94,7 +103,10 @@ impl Wakes {
     fn start(&self, service: &ServiceKey, now: Instant) -> Wake {
         let (tx, rx) = watch::channel(None);
         match self.0.entry(service.clone()) {
-            Entry::Occupied(o) if now.saturating_duration_since(o.get().0) < WAKE_AGAIN => {
+            Entry::Occupied(o)
+                if on_its_way(&o.get().1)
+                    || now.saturating_duration_since(o.get().0) < WAKE_AGAIN =>
+            {
                 return Wake::Joined(o.get().1.clone());
             }
             Entry::Occupied(mut o) => {
@@ -105,6 +117,13 @@ impl Wakes {
             }
         }
         Wake::Send(tx)
+    }
+
+    /// The wake of `service` was answered at `now`: joined for [`WAKE_AGAIN`] from then.
+    fn answered(&self, service: &ServiceKey, now: Instant) {
+        if let Some(mut e) = self.0.get_mut(service) {
+            e.0 = now;
+        }
     }
 }
 
@@ -348,8 +367,8 @@ impl Holder {
         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
     }
 
-    /// Sends the Service's wake, unless one went within [`WAKE_AGAIN`] (that one's outcome is
-    /// then this one's).
+    /// Sends the Service's wake, unless one is on its way or was answered within [`WAKE_AGAIN`]
+    /// (that one's outcome is then this one's).
     async fn wake(&self, service: &ServiceKey) -> Outcome {
         let tx = match self.wakes.start(service, Instant::now()) {
             Wake::Joined(outcome) => return outcome,
@@ -370,6 +389,7 @@ impl Holder {
             }
         };
         tx.send_replace(Some(done));
+        self.wakes.answered(service, Instant::now());
         outcome
     }
 
@@ -527,11 +547,28 @@ mod tests {
             panic!("the second joins the first's wake");
         };
         assert!(matches!(wakes.start(&key("api"), now), Wake::Send(_)));
+        // That wake's sender is gone unanswered: not waited for past the window.
+        assert!(matches!(
+            wakes.start(&key("api"), now + WAKE_AGAIN * 3),
+            Wake::Send(_)
+        ));
         assert_eq!(*joined.borrow(), None);
+        // On its way for longer than WAKE_AGAIN: still joined.
+        assert!(matches!(
+            wakes.start(&key("web"), now + WAKE_AGAIN * 3),
+            Wake::Joined(_)
+        ));
+        let answered = now + WAKE_AGAIN * 4;
         tx.send_replace(Some(false));
+        wakes.answered(&key("web"), answered);
         assert_eq!(*joined.borrow(), Some(false));
         assert!(matches!(
-            wakes.start(&key("web"), now + WAKE_AGAIN),
+            wakes.start(&key("web"), answered + WAKE_AGAIN / 2),
+            Wake::Joined(_)
+        ));
+        // Later (the Deployment may be back at zero): a wake of its own.
+        assert!(matches!(
+            wakes.start(&key("web"), answered + WAKE_AGAIN),
             Wake::Send(_)
         ));
     }
