@@ -1,6 +1,6 @@
 //! The etcd feed of the watch cache ([`super::cache`]): one etcd watch per API server.
 //!
-//! The snapshot reads every key under the data prefix in pages of 1,000, all at the revision of
+//! The snapshot reads every key under the data prefix in pages of 500, all at the revision of
 //! the first page, so it is one consistent view however large. The watch covers all of etcd's
 //! keys, not only skiff's: etcd has one revision counter for every key (the leader election's
 //! key beside the data, or another user's data), and a read waits until the cache has reached
@@ -23,7 +23,11 @@ use super::etcd::{EtcdStore, backend, prefix_end, retrying, revision_of, signed,
 use super::{ListPage, Revision, StoreError};
 
 /// Keys read per request of a snapshot.
-const PAGE: i64 = 1000;
+const PAGE: i64 = 500;
+
+/// The largest reply the cache takes from etcd (etcd-client's default is 4 MiB: 500 ConfigMaps
+/// of 10 KiB would pass it; etcd itself limits a value to 1.5 MiB).
+const MAX_REPLY: usize = 256 << 20;
 
 /// What one etcd watch ended with.
 enum WatchEnd {
@@ -36,7 +40,10 @@ impl Feed for EtcdStore {
     async fn snapshot(&self) -> Result<ListPage, StoreError> {
         let data = self.full("/").into_bytes();
         let end = prefix_end(&data);
-        let kv = self.client().kv_client();
+        let kv = self
+            .client()
+            .kv_client()
+            .max_decoding_message_size(MAX_REPLY);
         let mut items = Vec::new();
         let mut start = data;
         let mut revision: Option<i64> = None;
@@ -124,7 +131,10 @@ async fn watch_all_once(
         .with_range(vec![0u8])
         .with_start_revision(signed(*last + 1))
         .with_prev_key();
-    let mut client = store.client().watch_client();
+    let mut client = store
+        .client()
+        .watch_client()
+        .max_decoding_message_size(MAX_REPLY);
     let mut stream = match timed(client.watch(vec![0u8], Some(options))).await {
         Ok(s) => s,
         Err(e) => return Ok(WatchEnd::Broken(e.to_string())),
