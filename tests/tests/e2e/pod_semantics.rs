@@ -57,6 +57,22 @@ fn three_nodes() -> Nodes {
             &["--labels", &labels],
         );
     }
+    // Every node routes the others' blocks before pods talk across them.
+    for (i, node) in NODES.iter().enumerate() {
+        wait_for(
+            &format!("{node} routes the two other blocks"),
+            Duration::from_secs(30),
+            || {
+                let routes = stdout(
+                    &Command::new("ip")
+                        .args(["-n", net.namespace(i), "-o", "route", "show", "proto", "77"])
+                        .output()
+                        .expect("ip route"),
+                );
+                (routes.lines().count() == 2).then_some(())
+            },
+        );
+    }
     Nodes {
         c,
         net,
@@ -125,7 +141,9 @@ spec:
 
 #[test]
 fn anti_affinity_and_spread_constraints_place_replicas_as_kubernetes_does() {
-    let Nodes { c, image, .. } = three_nodes();
+    // Bound whole: the namespaces and the registry must outlive the test's use of them.
+    let nodes = three_nodes();
+    let (c, image) = (&nodes.c, &nodes.image);
     let anti = "      affinity:
         podAntiAffinity:
           requiredDuringSchedulingIgnoredDuringExecution:
@@ -133,8 +151,8 @@ fn anti_affinity_and_spread_constraints_place_replicas_as_kubernetes_does() {
               matchLabels: {app: apart}
             topologyKey: kubernetes.io/hostname
 ";
-    c.apply(&deployment("apart", &image, 3, anti));
-    assert_eq!(placed(&c, "apart", 3), NODES, "one replica per node");
+    c.apply(&deployment("apart", image, 3, anti));
+    assert_eq!(placed(c, "apart", 3), NODES, "one replica per node");
     let d = c.get_json("deployment", "apart").expect("deployment");
     let requests = &d["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"];
     assert_eq!(requests["cpu"], "0.05", "{requests}");
@@ -146,7 +164,7 @@ fn anti_affinity_and_spread_constraints_place_replicas_as_kubernetes_does() {
         "the 4th replica to be unschedulable",
         Duration::from_secs(60),
         || {
-            pods(&c, "apart").iter().find_map(|p| {
+            pods(c, "apart").iter().find_map(|p| {
                 p["status"]["conditions"]
                     .as_array()?
                     .iter()
@@ -169,11 +187,11 @@ fn anti_affinity_and_spread_constraints_place_replicas_as_kubernetes_does() {
         labelSelector:
           matchLabels: {app: racked}
 ";
-    c.apply(&deployment("racked", &image, 6, spread));
-    let nodes = placed(&c, "racked", 6);
-    let on = |n: &str| nodes.iter().filter(|x| *x == n).count();
-    assert_eq!(on("node-a"), 3, "{nodes:?}");
-    assert_eq!(on("node-b") + on("node-c"), 3, "{nodes:?}");
+    c.apply(&deployment("racked", image, 6, spread));
+    let racked = placed(c, "racked", 6);
+    let on = |n: &str| racked.iter().filter(|x| *x == n).count();
+    assert_eq!(on("node-a"), 3, "{racked:?}");
+    assert_eq!(on("node-b") + on("node-c"), 3, "{racked:?}");
 }
 
 fn pod_json(c: &Cluster, name: &str) -> Option<Value> {
@@ -209,7 +227,9 @@ fn events(c: &Cluster, name: &str) -> String {
 
 #[test]
 fn hooks_and_groups_are_honoured_in_oci_pods() {
-    let Nodes { c, image, .. } = three_nodes();
+    // Bound whole: the namespaces and the registry must outlive the test's use of them.
+    let nodes = three_nodes();
+    let (c, image) = (&nodes.c, &nodes.image);
     let shared = tempfile::tempdir().expect("dir");
     let dir = shared.path().display().to_string();
     // The main process notes SIGTERM; the hooks note themselves. preStop takes 2 s.
@@ -238,7 +258,7 @@ spec:
 "
     );
     c.apply(&hooks);
-    running(&c, "hooks");
+    running(c, "hooks");
     let post = shared.path().join("post");
     wait_for("postStart to run", Duration::from_secs(30), || {
         std::fs::read_to_string(&post)
@@ -249,7 +269,7 @@ spec:
     let out = c.skiff(&["delete", "pod", "hooks"]);
     assert!(out.status.success(), "{}", text(&out));
     wait_for("pod hooks to be gone", Duration::from_secs(60), || {
-        pod_json(&c, "hooks").is_none().then_some(())
+        pod_json(c, "hooks").is_none().then_some(())
     });
     let took = asked.elapsed();
     let order = std::fs::read_to_string(shared.path().join("order")).unwrap_or_default();
@@ -281,14 +301,14 @@ spec:
     let told = wait_for(
         "FailedPostStartHook",
         Duration::from_secs(60),
-        || Some(events(&c, "bad-hook")).filter(|e| e.contains("FailedPostStartHook")),
+        || Some(events(c, "bad-hook")).filter(|e| e.contains("FailedPostStartHook")),
     );
     assert!(
         told.contains("Exec lifecycle hook ([\"sh\", \"-c\", \"echo no >&2; exit 3\"]) for Container \"main\" in Pod \"bad-hook_default("),
         "{told}"
     );
     wait_for("the container restarted", Duration::from_secs(60), || {
-        pod_json(&c, "bad-hook").filter(|p| {
+        pod_json(c, "bad-hook").filter(|p| {
             p["status"]["containerStatuses"][0]["restartCount"]
                 .as_i64()
                 .is_some_and(|n| n >= 1)
@@ -332,7 +352,7 @@ spec:
     );
     c.apply(&groups);
     let done = wait_for("pod groups to finish", Duration::from_secs(90), || {
-        pod_json(&c, "groups")
+        pod_json(c, "groups")
             .filter(|p| matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
     });
     let out = c.skiff(&["logs", "groups"]);
@@ -360,7 +380,8 @@ fn http_get(addr: &str) -> Result<String, String> {
 
 #[test]
 fn load_balancer_services_answer_on_every_nodes_address() {
-    let Nodes { c, net, image, .. } = three_nodes();
+    let nodes = three_nodes();
+    let (c, net, image) = (&nodes.c, &nodes.net, &nodes.image);
     let web = format!(
         "apiVersion: v1
 kind: Pod
@@ -413,7 +434,7 @@ spec:
             .is_some_and(|p| (30000..=32767).contains(&p)),
         "{service:#}"
     );
-    running(&c, "lbweb");
+    running(c, "lbweb");
     let out = c.skiff(&["get", "service", "lbweb"]);
     assert!(stdout(&out).contains(&want.join(",")), "{}", text(&out));
     for ip in &want {
