@@ -50,7 +50,18 @@ pub struct GetArgs {
     chunk_size: i32,
 }
 
-pub async fn run(transport: &Transport, args: GetArgs) -> Result<()> {
+pub async fn run(transport: &Transport, mut args: GetArgs) -> Result<()> {
+    // kubectl's `get pod/web`: the kind and a name in one word.
+    if let Some((kind, name)) = args.kind.clone().split_once('/') {
+        if kind.contains(',') || name.is_empty() {
+            return Err(CliError::usage(format!(
+                "error: {:?}: use KIND/NAME with one kind",
+                args.kind
+            )));
+        }
+        args.names.insert(0, name.to_string());
+        args.kind = kind.to_string();
+    }
     let output = args.output.clone().unwrap_or_default();
     if !matches!(output.as_str(), "" | "wide" | "json" | "yaml" | "name") {
         return Err(CliError::usage(format!(
@@ -85,7 +96,7 @@ pub async fn run(transport: &Transport, args: GetArgs) -> Result<()> {
     let mut values = Vec::new();
     let mut printed_any = false;
     for info in &kinds {
-        let shown = with_kind!(info, K => get_kind::<K>(transport, &args, &namespace, &output, &mut values, kinds.len() > 1).await)?;
+        let shown = with_kind!(info, K => get_kind::<K>(transport, &args, &namespace, &output, &mut values, kinds.len() > 1, printed_any).await)?;
         printed_any |= shown;
     }
     if output == "json" || output == "yaml" {
@@ -123,6 +134,8 @@ async fn get_kind<K: ResourceClient + Printer>(
     output: &str,
     values: &mut Vec<serde_json::Value>,
     several: bool,
+    // A table printed before this kind's: a blank line between them, as kubectl's.
+    after_another: bool,
 ) -> Result<bool> {
     let api = Api::<K>::new(transport.clone(), namespace);
     let params = ListParams::default()
@@ -154,6 +167,9 @@ async fn get_kind<K: ResourceClient + Printer>(
                 .for_each(|o| println!("{}/{}", kind_ref::<K>(), o.name())),
             _ if !items.is_empty() => {
                 let rows: Vec<_> = items.iter().map(row).collect();
+                if shown == 0 && after_another {
+                    println!();
+                }
                 print!("{}", render(&headers, &rows, shown == 0));
                 use std::io::Write;
                 let _ = std::io::stdout().flush();
@@ -188,9 +204,6 @@ async fn get_kind<K: ResourceClient + Printer>(
         emit(items, values);
         String::new()
     };
-    if several && shown > 0 && !matches!(output, "json" | "yaml" | "name") {
-        println!();
-    }
     if args.watch {
         // Print what changes after the list, until interrupted.
         let version = if list_version.is_empty() {

@@ -348,6 +348,18 @@ fn a_killed_node_goes_not_ready_its_pods_move_and_come_back_without_duplicates()
     let node = c.get_json("node", "node-1").unwrap();
     let taints = node["spec"]["taints"].to_string();
     assert!(taints.contains("node.kubernetes.io/unreachable"), "{node}");
+    // Printed as kubectl prints a lost node: NotReady, not Unknown.
+    let out = c.skiff(&["get", "nodes"]);
+    let row = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("node-1 "))
+        .map(str::to_string);
+    assert!(
+        row.as_deref()
+            .is_some_and(|r| r.split_whitespace().nth(1) == Some("NotReady")),
+        "{}",
+        text(&out)
+    );
 
     // Its pods are evicted and replaced on the other nodes.
     let after = wait_for(

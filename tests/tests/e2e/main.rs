@@ -29,6 +29,7 @@ mod pod_semantics;
 mod pod_security;
 mod pod_workers;
 mod port_forward;
+mod printed_columns;
 mod private_registry;
 mod probes;
 mod rbac;
