@@ -242,3 +242,38 @@ fn a_wasm_pod_without_a_memory_limit_gets_the_nodes_default() {
     assert_eq!(exit_code(&c, "unlimited"), (137, "OOMKilled".to_string()));
     assert_eq!(exit_code(&c, "limited"), (0, "Completed".to_string()));
 }
+
+#[test]
+fn seccomp_refuses_blocked_syscalls_in_an_oci_pod() {
+    // The probe, static, in a host directory the pod mounts; the image is busybox from a
+    // registry of the test's own on loopback.
+    let registry = skiff_tests::registry::Registry::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("busybox.tar");
+    skiff_tests::images::busybox_oci_archive(&archive).expect("busybox image");
+    let image = registry.push_layout(&archive, "busybox", "v1").reference;
+    let probe_dir = dir.path().join("probe");
+    std::fs::create_dir_all(&probe_dir).expect("probe dir");
+    compile_static(SECCOMP_PROBE, &probe_dir.join("seccomp-probe"));
+    let mut c = Cluster::start();
+    c.add_agent("node-1");
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: seccomp}}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {image}\n    command: [/probe/seccomp-probe]\n    volumeMounts:\n    - {{name: probe, mountPath: /probe, readOnly: true}}\n  volumes:\n  - name: probe\n    hostPath: {{path: {}, type: Directory}}\n",
+        probe_dir.display()
+    ));
+    let (code, reason) = exit_code(&c, "seccomp");
+    assert_eq!((code, reason.as_str()), (0, "Completed"));
+    let out = c.skiff(&["logs", "seccomp"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let got = String::from_utf8_lossy(&out.stdout).into_owned();
+    for line in [
+        "io_uring_setup=EPERM",
+        "keyctl=EPERM",
+        "add_key=EPERM",
+        "unshare_user=EPERM",
+        "x32_getpid=EPERM",
+        "getpid=allowed",
+    ] {
+        assert!(got.lines().any(|l| l == line), "{line} in:\n{got}");
+    }
+}
