@@ -118,3 +118,33 @@ async fn two_servers_read_each_others_writes_at_once() {
         "every read was answered by the caches"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_starts_on_more_data_than_one_etcd_reply_holds() {
+    let etcd = EtcdCluster::start(1);
+    let store = EtcdStore::connect(EtcdOptions::new(etcd.endpoints()))
+        .await
+        .unwrap();
+    // 1,200 values of 10 KiB: 12 MiB, three times etcd-client's default reply limit.
+    let value = Bytes::from(vec![b'x'; 10 << 10]);
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (store, value) = (store.clone(), value.clone());
+        writers.push(tokio::spawn(async move {
+            for i in (w..1200).step_by(8) {
+                store
+                    .create(&format!("/configmaps/default/c{i:04}"), value.clone())
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let (_, cache) = server(&etcd).await;
+    let page = cache.list("/configmaps/default/", None, 0).await.unwrap();
+    assert_eq!(page.items.len(), 1200);
+    assert!(page.items.iter().all(|kv| kv.value == value));
+    assert_eq!(cache.fallbacks(), 0);
+}
