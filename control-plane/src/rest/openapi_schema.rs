@@ -3,10 +3,11 @@
 //! a served kind, named as Kubernetes names it (`io.k8s.api.core.v1.PodSpec`,
 //! `io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta`), properties under their JSON names
 //! (Kubernetes' spellings, the protos' `json_name`), descriptions from the proto comments, and
-//! the strategic merge patch keys ([`merge_key`]) that kubectl's client-side apply reads.
+//! the strategic merge patch keys ([`patch_strategy`], from the patch's own table) that kubectl's
+//! client-side apply reads.
 //!
 //! Owns: reading the descriptors (a few descriptor fields decoded with prost, no descriptor
-//! crate), proto types to JSON schema types, definition names, the merge-key table.
+//! crate), proto types to JSON schema types, definition names.
 //!
 //! Must not: describe paths or operations ([`super::openapi`] does), or claim more than the
 //! JSON carries (proto3 has no `required`, so no field is marked required).
@@ -138,31 +139,113 @@ fn package_of(file: &str) -> String {
     }
 }
 
-/// The strategic merge patch strategy and key of a list field, by (message, JSON field name), as
-/// Kubernetes' types declare them (`patchStrategy`, `patchMergeKey`): lists of these fields are
-/// merged item by item on the key, others are replaced whole.
-pub fn merge_key(message: &str, field: &str) -> Option<(&'static str, Option<&'static str>)> {
+/// The strategic merge patch strategy and key of `field` of `message`, as the server's strategic
+/// merge patch applies them: the key is [`super::patch::merge_key`]'s (the one table), declared
+/// for a list whose items have that field (or, for a key of `""`, a list of scalars, merged as a
+/// set); `retainKeys` where Kubernetes declares it (a pod's volumes, a Deployment's strategy),
+/// which the server's `$retainKeys` honours.
+fn patch_strategy(
+    message: &str,
+    field: &FieldDescriptorProto,
+    item: Option<&DescriptorProto>,
+) -> Option<(&'static str, Option<&'static str>)> {
+    let name = json_name(field);
+    let retain = matches!(
+        (message, name.as_str()),
+        ("PodSpec", "volumes") | ("DeploymentSpec", "strategy")
+    );
+    if field.label != LABEL_REPEATED {
+        return retain.then_some(("retainKeys", None));
+    }
+    // The table is keyed by kind where a field name means two things (a Service's ports).
+    let kind = if message == "ServiceSpec" {
+        "Service"
+    } else {
+        message
+    };
+    let key = super::patch::merge_key(kind, &name)?;
+    let strategy = if retain { "merge,retainKeys" } else { "merge" };
+    match (key, item) {
+        ("", None) => Some((strategy, None)),
+        ("", Some(_)) => None,
+        (key, Some(item)) if item.field.iter().any(|f| json_name(f) == key) => {
+            Some((strategy, Some(key)))
+        }
+        _ => None,
+    }
+}
+
+/// What `kubectl explain` prints for the most used fields whose protos carry no comment.
+fn common_description(message: &str, field: &str) -> Option<&'static str> {
     Some(match (message, field) {
-        ("PodSpec", "containers" | "initContainers" | "ephemeralContainers") => {
-            ("merge", Some("name"))
+        ("ObjectMeta", "name") => "The object's name, unique among its kind in its namespace.",
+        ("ObjectMeta", "namespace") => {
+            "The namespace the object lives in (empty for cluster-scoped kinds)."
         }
-        ("PodSpec", "volumes") => ("merge,retainKeys", Some("name")),
-        ("PodSpec", "imagePullSecrets") => ("merge", Some("name")),
-        ("PodSpec", "hostAliases") => ("merge", Some("ip")),
-        ("PodSpec", "topologySpreadConstraints") => ("merge", Some("topologyKey")),
-        ("Container", "ports") => ("merge", Some("containerPort")),
-        ("Container", "env") => ("merge", Some("name")),
-        ("Container", "volumeMounts") => ("merge", Some("mountPath")),
-        ("Container", "volumeDevices") => ("merge", Some("devicePath")),
-        ("ServiceSpec", "ports") => ("merge", Some("port")),
-        ("ObjectMeta", "finalizers") => ("merge", None),
-        ("ObjectMeta", "ownerReferences") => ("merge", Some("uid")),
-        ("PodStatus" | "NodeStatus" | "DeploymentStatus" | "ReplicaSetStatus", "conditions") => {
-            ("merge", Some("type"))
+        ("ObjectMeta", "labels") => {
+            "Key and value pairs that selectors match (Services, Deployments, scheduling)."
         }
-        ("NodeStatus", "addresses") => ("merge", Some("type")),
-        ("ServiceAccount", "secrets") => ("merge", Some("name")),
-        ("DeploymentSpec", "strategy") => ("retainKeys", None),
+        ("ObjectMeta", "annotations") => {
+            "Key and value pairs for tools and people; not used for selection."
+        }
+        ("ObjectMeta", "uid") => "Set by the server: unique across the cluster's history.",
+        ("ObjectMeta", "generateName") => {
+            "A prefix the server completes into a unique name when name is empty."
+        }
+        ("ObjectMeta", "creationTimestamp") => "Set by the server when the object was created.",
+        ("ObjectMeta", "deletionTimestamp") => "Set by the server when a graceful delete begins.",
+        ("ObjectMeta", "ownerReferences") => {
+            "The objects this one depends on; it is garbage-collected when they are gone."
+        }
+        ("ObjectMeta", "finalizers") => {
+            "What must happen before the object is removed; each is cleared by its controller."
+        }
+        ("DeploymentSpec" | "ReplicaSetSpec", "replicas") => {
+            "The number of pods wanted. Defaults to 1."
+        }
+        ("DeploymentSpec" | "ReplicaSetSpec", "selector") => {
+            "The label selector of the pods this object manages; it must match the template's labels."
+        }
+        ("DeploymentSpec" | "ReplicaSetSpec", "template") => "The pods to create.",
+        ("DeploymentSpec" | "ReplicaSetSpec", "minReadySeconds") => {
+            "Seconds a new pod must be ready, no container crashing, to count as available. Defaults to 0."
+        }
+        ("DeploymentSpec", "revisionHistoryLimit") => {
+            "How many old ReplicaSets to keep for rollback. Defaults to 10."
+        }
+        ("DeploymentSpec", "paused") => {
+            "A paused Deployment does not roll out changes of its template."
+        }
+        ("DeploymentSpec", "progressDeadlineSeconds") => {
+            "Seconds a rollout may make no progress before it is reported as failed. Defaults to 600."
+        }
+        ("DeploymentSpec", "strategy") => "How old pods are replaced by new ones.",
+        ("PodSpec", "containers") => "The containers of the pod (at least one).",
+        ("PodSpec", "initContainers") => {
+            "Containers run to completion, in order, before the containers start."
+        }
+        ("PodSpec", "volumes") => "The volumes the containers may mount.",
+        ("PodSpec", "nodeName") => "The node the pod is bound to (set by the scheduler).",
+        ("PodSpec", "nodeSelector") => "Labels a node must have for the pod to be scheduled on it.",
+        ("PodSpec", "serviceAccountName") => "The ServiceAccount the pod runs as.",
+        ("PodSpec", "terminationGracePeriodSeconds") => {
+            "Seconds the pod gets to stop after SIGTERM before it is killed. Defaults to 30."
+        }
+        ("Container", "name") => "The container's name, unique in the pod.",
+        ("Container", "image") => {
+            "The image to run (for a Wasm container, a Wasm artifact or file:PATH)."
+        }
+        ("Container", "command") => "The entrypoint, replacing the image's.",
+        ("Container", "args") => "The arguments of the entrypoint, replacing the image's.",
+        ("Container", "env") => "Environment variables of the container.",
+        ("Container", "ports") => {
+            "The ports the container listens on (informational, and named for Services)."
+        }
+        ("Container", "resources") => "CPU and memory requests and limits.",
+        ("Container", "volumeMounts") => "The pod's volumes mounted into the container.",
+        ("Container", "workingDir") => "The working directory of the entrypoint.",
+        ("ServiceSpec", "selector") => "The labels of the pods that back the Service.",
+        ("ServiceSpec", "ports") => "The ports the Service exposes.",
         _ => return None,
     })
 }
@@ -483,7 +566,11 @@ fn field_schema(
     index: &HashMap<String, MessageInfo<'_>>,
     flavor: Flavor,
 ) -> Result<(Value, Vec<String>), SchemaError> {
-    let description = owner.field_docs.get(&field.number).cloned();
+    let description = owner
+        .field_docs
+        .get(&field.number)
+        .cloned()
+        .or_else(|| common_description(&owner.short, &json_name(field)).map(str::to_string));
     let mut refs = Vec::new();
     let map_entry = (field.r#type == TYPE_MESSAGE)
         .then(|| index.get(&field.type_name))
@@ -505,7 +592,8 @@ fn field_schema(
         refs.extend(r);
         with_default(&mut item, field);
         let mut s = json!({"items": wrap(item, flavor), "type": "array"});
-        if let Some((strategy, key)) = merge_key(&owner.short, &json_name(field)) {
+        let item_message = index.get(&field.type_name).map(|m| m.message);
+        if let Some((strategy, key)) = patch_strategy(&owner.short, field, item_message) {
             s["x-kubernetes-patch-strategy"] = strategy.into();
             if let Some(key) = key {
                 s["x-kubernetes-patch-merge-key"] = key.into();
@@ -518,7 +606,7 @@ fn field_schema(
         let (s, r) = value_schema(field, index, flavor)?;
         refs.extend(r);
         let mut s = s;
-        if let Some((strategy, None)) = merge_key(&owner.short, &json_name(field)) {
+        if let Some((strategy, None)) = patch_strategy(&owner.short, field, None) {
             s = wrap(s, flavor);
             s["x-kubernetes-patch-strategy"] = strategy.into();
         }
@@ -593,9 +681,10 @@ mod tests {
         );
         let spec = &defs["io.k8s.api.apps.v1.DeploymentSpec"]["properties"];
         assert_eq!(spec["replicas"]["type"], "integer");
+        assert!(spec["replicas"]["description"].is_string(), "{spec}");
         assert_eq!(spec["replicas"]["format"], "int32");
         assert_eq!(
-            spec["template"]["$ref"],
+            spec["template"]["allOf"][0]["$ref"],
             "#/components/schemas/io.k8s.api.core.v1.PodTemplateSpec"
         );
         // Reachable messages of other files, under their Kubernetes packages.
@@ -622,7 +711,7 @@ mod tests {
         assert!(meta["resourceVersion"]["description"].is_string());
         assert_eq!(meta["labels"]["additionalProperties"]["type"], "string");
         assert_eq!(
-            meta["creationTimestamp"]["$ref"],
+            meta["creationTimestamp"]["allOf"][0]["$ref"],
             format!("#/components/schemas/{TIME}")
         );
     }
@@ -665,6 +754,40 @@ mod tests {
         let status = &defs["io.k8s.api.core.v1.PodStatus"]["properties"];
         assert_eq!(status["podIP"]["type"], "string");
         assert_eq!(status["conditions"]["x-kubernetes-patch-merge-key"], "type");
+        let meta = &defs["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"];
+        assert_eq!(meta["finalizers"]["x-kubernetes-patch-strategy"], "merge");
+        assert!(
+            meta["finalizers"]
+                .get("x-kubernetes-patch-merge-key")
+                .is_none()
+        );
+        assert_eq!(
+            meta["ownerReferences"]["x-kubernetes-patch-merge-key"],
+            "uid"
+        );
+        // The patch's table, held to items that have the key: an Endpoints subset's addresses
+        // have no `type`, so they are replaced whole.
+        let endpoints = messages
+            .definitions(
+                &[root(".skiff.v1.Endpoints", "", "v1", "Endpoints")],
+                Flavor::V3,
+            )
+            .unwrap();
+        let subset = &endpoints["io.k8s.api.core.v1.EndpointSubset"]["properties"];
+        assert!(
+            subset["addresses"]
+                .get("x-kubernetes-patch-merge-key")
+                .is_none(),
+            "{subset}"
+        );
+        let services = messages
+            .definitions(
+                &[root(".skiff.v1.Service", "", "v1", "Service")],
+                Flavor::V3,
+            )
+            .unwrap();
+        let ports = &services["io.k8s.api.core.v1.ServiceSpec"]["properties"]["ports"];
+        assert_eq!(ports["x-kubernetes-patch-merge-key"], "port");
     }
 
     #[test]

@@ -273,6 +273,7 @@ fn kubectl_explain_reads_openapi_and_describe_shows_events() {
         explained.contains("replicas\t<integer>") || explained.contains("replicas <integer>"),
         "{explained}"
     );
+    assert!(explained.contains("The number of pods wanted"), "{explained}");
     let out = run(c, &["explain", "pods.spec.containers"]);
     assert!(out.status.success(), "{}", text(&out));
     let explained = stdout(&out);
