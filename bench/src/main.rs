@@ -10,6 +10,7 @@ mod dns;
 mod heartbeats;
 mod http;
 mod instantiate;
+mod kube_api;
 mod oci_start;
 mod scheduler;
 mod service;
@@ -30,8 +31,9 @@ fn main() {
         "dns" => dns::run(),
         "http" => http::run(),
         "cold-start" => cold_start::run(),
+        "kube-api" => kube_api::run(),
         other => Err(format!(
-            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler, scheduler-etcd, shim-start, dns, service, http, cold-start"
+            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler, scheduler-etcd, shim-start, dns, service, http, cold-start, kube-api"
         )),
     };
     if let Err(e) = result {

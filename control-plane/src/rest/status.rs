@@ -16,8 +16,8 @@ pub struct RestError {
     /// `NotFound`, `AlreadyExists`, `Conflict`, `Invalid`, `Forbidden`, ...
     pub reason: &'static str,
     pub message: String,
-    /// `details` (name, group, kind, causes), when known.
-    pub details: Option<Value>,
+    /// `details` (name, group, kind, causes), when known (boxed: errors stay small).
+    pub details: Option<Box<Value>>,
     /// Seconds, sent as `Retry-After` (429).
     pub retry_after: Option<u64>,
 }
@@ -54,7 +54,7 @@ impl RestError {
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -158,7 +158,7 @@ impl RestError {
                     .and_then(|v| v.parse().ok())
                     .or(Some(1));
                 if let Some(s) = e.retry_after {
-                    e.details = Some(json!({ "retryAfterSeconds": s }));
+                    e.details = Some(Box::new(json!({ "retryAfterSeconds": s })));
                 }
                 e
             }
@@ -198,7 +198,7 @@ impl RestError {
             "code": self.code,
         });
         if let Some(d) = &self.details {
-            status["details"] = d.clone();
+            status["details"] = (**d).clone();
         }
         status
     }

@@ -1,0 +1,270 @@
+//! `bench/run kube-api`: the Kubernetes REST API beside skiff's gRPC API on one server, same run.
+//!
+//! - List: `kubectl get pods -A` of 10,000 pods (the real kubectl: a Table through REST, its
+//!   discovery cache warm) beside `skiff get pods -A` (gRPC, pages of 500): median wall time of 5
+//!   runs each, the first of each not counted.
+//! - Watch fan-out: 100 watchers of pods across namespaces, then a burst of 100 pod creates; the
+//!   time from the burst's start until each watcher has seen all 100 ADDED events. REST: 100
+//!   HTTP/1.1 streams over TLS (`?watch=1&resourceVersion=…`, as a client library opens them);
+//!   gRPC: 100 `PodApi/Watch` streams on one HTTP/2 connection (as skiff's agents and CLI do).
+//!
+//! Goal (issue 24): REST within 1.5x of gRPC. Must not: be run as a timed test.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use skiff_api::client::ListParams;
+use skiff_api::v1::{Container, ObjectMeta, Pod, PodSpec};
+use skiff_tests::Cluster;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+const PODS: usize = 10_000;
+const WATCHERS: usize = 100;
+const BURST: usize = 100;
+
+fn pod(name: &str) -> Pod {
+    Pod {
+        metadata: Some(ObjectMeta {
+            name: name.to_string(),
+            labels: [("app".to_string(), "bench".to_string())].into(),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            runtime_class_name: "wasm".into(),
+            containers: vec![Container {
+                name: "app".into(),
+                image: "file:/srv/app.wasm".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Median wall time of `runs` runs of `command` (stdout discarded), after one not counted.
+fn timed(mut command: impl FnMut() -> Command, runs: usize) -> Result<Duration, String> {
+    let mut times = Vec::new();
+    for i in 0..=runs {
+        let t = Instant::now();
+        let status = command()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !status.status.success() {
+            return Err(String::from_utf8_lossy(&status.stderr).into_owned());
+        }
+        if i > 0 {
+            times.push(t.elapsed());
+        }
+    }
+    Ok(median(times))
+}
+
+async fn create_pods(cluster: &Cluster, prefix: &str, total: usize) -> Result<(), String> {
+    let workers = 64;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let api = cluster.api::<Pod>("default");
+        let prefix = prefix.to_string();
+        tasks.push(tokio::spawn(async move {
+            for i in (w..total).step_by(workers) {
+                api.create(pod(&format!("{prefix}-{i}")))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(())
+}
+
+/// One REST watch over its own TLS connection (HTTP/1.1, chunked lines): a channel that gets one
+/// message per ADDED event.
+async fn rest_watch(
+    cluster: &Cluster,
+    resource_version: &str,
+    seen: tokio::sync::mpsc::UnboundedSender<Instant>,
+) -> Result<(), String> {
+    let config = cluster.config();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut config.certificate_authority_data.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(cluster.addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::IpAddress(cluster.addr.ip().into());
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (read, mut write) = tokio::io::split(stream);
+    let request = format!(
+        "GET /api/v1/pods?watch=1&resourceVersion={resource_version} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nAccept: application/json\r\n\r\n",
+        cluster.addr, config.token
+    );
+    write
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut lines = tokio::io::BufReader::new(read).lines();
+    let status = lines
+        .next_line()
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    if !status.contains(" 200 ") {
+        return Err(format!("REST watch: {status}"));
+    }
+    tokio::spawn(async move {
+        let _write = write;
+        // Chunk-size lines and event lines alike: an event is a line holding `"type":"ADDED"`.
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("\"type\":\"ADDED\"") && seen.send(Instant::now()).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// One gRPC watch (on the cluster's one transport).
+async fn grpc_watch(
+    api: &skiff_api::client::Api<Pod>,
+    resource_version: &str,
+    seen: tokio::sync::mpsc::UnboundedSender<Instant>,
+) -> Result<(), String> {
+    use tokio_stream::StreamExt;
+    let mut stream = api
+        .watch(ListParams::default(), resource_version)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        while let Some(Ok(event)) = stream.next().await {
+            if event.kind == "ADDED" && seen.send(Instant::now()).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Each watcher's time from `start` until it saw `BURST` events, sorted.
+async fn fan_out(
+    receivers: Vec<tokio::sync::mpsc::UnboundedReceiver<Instant>>,
+    start: Instant,
+) -> Result<Vec<Duration>, String> {
+    let mut done = Vec::new();
+    for mut rx in receivers {
+        let mut last = start;
+        for _ in 0..BURST {
+            last = tokio::time::timeout(Duration::from_secs(120), rx.recv())
+                .await
+                .map_err(|_| "a watcher missed events".to_string())?
+                .ok_or("a watcher ended")?;
+        }
+        done.push(last.saturating_duration_since(start));
+    }
+    done.sort();
+    Ok(done)
+}
+
+pub fn run() -> Result<(), String> {
+    let cluster = Cluster::start();
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let _guard = rt.enter();
+    rt.block_on(create_pods(&cluster, "bench", PODS))?;
+
+    // List: kubectl (REST, Table) beside skiff get (gRPC).
+    let kubeconfig = cluster.data_dir().join("kubeconfig");
+    let home = cluster.data_dir().to_path_buf();
+    let kubectl = timed(
+        || {
+            let mut c = Command::new("kubectl");
+            c.env("KUBECONFIG", &kubeconfig)
+                .env("HOME", &home)
+                .args(["get", "pods", "-A"]);
+            c
+        },
+        5,
+    )?;
+    let skiff = timed(|| cluster.skiff_cmd(&["get", "pods", "-A"]), 5)?;
+
+    // Watch fan-out, REST then gRPC, each from the current version.
+    let api = cluster.api::<Pod>("");
+    let mut results = Vec::new();
+    for (label, rest) in [("REST", true), ("gRPC", false)] {
+        let figures = rt.block_on(async {
+            let (_, meta) = api
+                .list(ListParams {
+                    limit: 1,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut receivers = Vec::new();
+            for _ in 0..WATCHERS {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                if rest {
+                    rest_watch(&cluster, &meta.resource_version, tx).await?;
+                } else {
+                    grpc_watch(&api, &meta.resource_version, tx).await?;
+                }
+                receivers.push(rx);
+            }
+            let start = Instant::now();
+            create_pods(&cluster, &format!("burst-{}", label.to_ascii_lowercase()), BURST).await?;
+            fan_out(receivers, start).await
+        })?;
+        results.push((label, figures));
+    }
+
+    println!("kube-api ({PODS} pods, {WATCHERS} watchers, bursts of {BURST} creates)");
+    println!(
+        "  list pods -A       kubectl (REST) {:>10}   skiff get (gRPC) {:>10}   ratio {:.2}x",
+        ms(kubectl),
+        ms(skiff),
+        kubectl.as_secs_f64() / skiff.as_secs_f64()
+    );
+    for (label, f) in &results {
+        println!(
+            "  watch fan-out {label:<4}  all events at every watcher: p50 {:>10}  p99 {:>10}  last {:>10}",
+            ms(f[f.len() / 2]),
+            ms(f[(f.len() * 99) / 100]),
+            ms(f[f.len() - 1])
+        );
+    }
+    let rest_last = results[0].1[WATCHERS - 1];
+    let grpc_last = results[1].1[WATCHERS - 1];
+    println!(
+        "kube-api: list {:.2}x, watch fan-out {:.2}x (REST vs gRPC; goal 1.5x)",
+        kubectl.as_secs_f64() / skiff.as_secs_f64(),
+        rest_last.as_secs_f64() / grpc_last.as_secs_f64()
+    );
+    Ok(())
+}
