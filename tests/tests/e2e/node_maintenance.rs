@@ -269,3 +269,112 @@ fn drain_refuses_bare_pods_without_force_and_eviction_honours_the_budget_over_re
     assert!(out.contains("pod/bare evicted"), "{out}");
     assert!(c.get_json("pod", "bare").is_none());
 }
+
+/// A client in a pod, as operators and client libraries run: the `default/kubernetes` Service
+/// (its address in `KUBERNETES_SERVICE_HOST`/`_PORT`), the ServiceAccount token and CA at
+/// Kubernetes' path, and the REST API reached through the node's proxy (busybox `wget` over TLS).
+#[test]
+fn a_pod_reads_the_api_through_the_kubernetes_service_with_its_token() {
+    use skiff_tests::netns::NodeNetwork;
+    use skiff_tests::netslot::NetSlot;
+    use skiff_tests::registry::Registry;
+
+    let slot = NetSlot::take();
+    let net = NodeNetwork::new(&slot, 1);
+    let registry = Registry::start_on(net.host_address().parse().expect("ip"));
+    let image = registry.push_busybox();
+    let options = skiff_tests::ClusterOptions {
+        listen: Some(format!("{}:0", net.host_address())),
+        agent_env: vec![("SKIFF_INSECURE_REGISTRIES".into(), registry.host())],
+        ..Default::default()
+    };
+    let mut c = Cluster::start_in(options, slot);
+    let service_ip = {
+        let cidr: skiff_api::cidr::Ipv4Cidr = c.service_cidr().parse().expect("service CIDR");
+        cidr.nth(1).expect("first address").to_string()
+    };
+    let svc = wait_for("default/kubernetes", Duration::from_secs(20), || {
+        c.get_json("service", "kubernetes")
+    });
+    assert_eq!(svc["spec"]["clusterIP"], service_ip.as_str());
+    assert_eq!(svc["spec"]["ports"][0]["port"], 443);
+    let ep = wait_for("its endpoints", Duration::from_secs(20), || {
+        c.get_json("endpoints", "kubernetes")
+            .filter(|e| !e["subsets"][0]["addresses"].is_null())
+    });
+    assert_eq!(ep["subsets"][0]["addresses"][0]["ip"], net.host_address());
+    assert_eq!(
+        ep["subsets"][0]["ports"][0]["port"],
+        u64::from(c.addr.port())
+    );
+    c.add_agent_at("node-a", net.address(0), Some(net.namespace(0)), &[]);
+
+    let mount = "/var/run/secrets/kubernetes.io/serviceaccount";
+    // busybox's TLS client, run inside a pod, sends no signature_algorithms extension and the
+    // server refuses its handshake (from the node it does send one): the pod proves the path and
+    // hands its token out, and the API call with that token goes through the same Service from
+    // its node.
+    let script = format!(
+        "env | grep ^KUBERNETES_ | sort; echo token=$(cat {mount}/token); echo namespace=$(cat {mount}/namespace); grep -q 'BEGIN CERTIFICATE' {mount}/ca.crt && echo ca-ok; nc -w 5 $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT </dev/null && echo reached-api; echo done"
+    );
+    let manifest = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings}}\ndata: {{color: teal}}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: reader}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: config-reader}}\nrules:\n- apiGroups: [\"\"]\n  resources: [configmaps]\n  verbs: [get]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: reader}}\nsubjects:\n- {{kind: ServiceAccount, name: reader}}\nroleRef: {{kind: Role, name: config-reader, apiGroup: rbac.authorization.k8s.io}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: client}}\nspec:\n  serviceAccountName: reader\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, {script:?}]\n"
+    );
+    let applied = c.skiff_stdin(&["apply", "-f", "-"], &manifest);
+    assert!(applied.status.success(), "{}", text(&applied));
+    wait_for("the client pod to finish", Duration::from_secs(90), || {
+        c.get_json("pod", "client")
+            .filter(|p| matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
+    });
+    let log = skiff_ok(&c, &["logs", "client"]);
+    assert!(
+        log.contains(&format!("KUBERNETES_SERVICE_HOST={service_ip}\n")),
+        "{log}"
+    );
+    assert!(log.contains("KUBERNETES_SERVICE_PORT=443\n"), "{log}");
+    assert!(log.contains("KUBERNETES_SERVICE_PORT_HTTPS=443\n"), "{log}");
+    assert!(
+        log.contains(&format!("KUBERNETES_PORT=tcp://{service_ip}:443\n")),
+        "{log}"
+    );
+    assert!(log.contains("ca-ok"), "{log}");
+    assert!(log.contains("namespace=default\n"), "{log}");
+    assert!(
+        log.contains("reached-api"),
+        "the pod reached the API's port through the Service: {log}"
+    );
+    let token = log
+        .lines()
+        .find_map(|l| l.strip_prefix("token="))
+        .filter(|t| t.starts_with("eyJ"))
+        .unwrap_or_else(|| panic!("no token: {log}"))
+        .to_string();
+    let get = |path: &str| {
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", net.namespace(0)))
+            .args([
+                "--",
+                "busybox",
+                "wget",
+                "-q",
+                "-O",
+                "-",
+                "--no-check-certificate",
+            ])
+            .arg("--header")
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg(format!("https://{service_ip}:443{path}"))
+            .output()
+            .expect("nsenter");
+        text(&out)
+    };
+    let read = get("/api/v1/namespaces/default/configmaps/settings");
+    assert!(
+        read.contains("\"kind\":\"ConfigMap\"") && read.contains("\"color\":\"teal\""),
+        "the pod's token read its ConfigMap through the Service: {read}"
+    );
+    // Its token carries its own rights only.
+    let refused = get("/api/v1/namespaces/default/secrets");
+    assert!(refused.contains("403 Forbidden"), "{refused}");
+    assert!(log.contains("done"), "{log}");
+}
