@@ -1,7 +1,7 @@
 //! kubectl's extras against a real cluster, with the real `kubectl` (1.32 at /usr/bin/kubectl;
 //! the tests fail loudly without one): `kubectl logs -f` streaming a running container until it
 //! stops, `--tail` and `--timestamps`; `kubectl exec -i` feeding stdin over the WebSocket channel
-//! protocol and exiting with the command's exit code; `kubectl attach`; `kubectl explain`
+//! protocol and exiting with the command's exit code; `kubectl cp` both ways (tar over exec); `kubectl attach`; `kubectl explain`
 //! reading the OpenAPI v3 documents; `kubectl describe pod` showing the pod's Events; and
 //! `kubectl port-forward` (SPDY) refused with a reason.
 
@@ -121,7 +121,13 @@ fn kubectl_logs_follow_exec_stdin_and_exit_code_and_attach() {
         &s.image,
         "echo first; sleep 4; echo second >&2; sleep 1; echo third; exit 0",
     ));
-    c.apply(&pod("shell", &s.image, "echo shell-up; exec sleep 3600"));
+    // kubectl cp runs `tar` in the container: the image links only sh, echo and true.
+    c.apply(&pod(
+        "shell",
+        &s.image,
+        "busybox mkdir -p /usr/local/bin && busybox ln -s /bin/busybox /usr/local/bin/tar; \
+         echo shell-up; exec sleep 3600",
+    ));
     wait_phase(c, "talker", &["Running", "Succeeded"]);
 
     // logs -f streams: the first line arrives while the container still runs, and kubectl
@@ -199,6 +205,20 @@ fn kubectl_logs_follow_exec_stdin_and_exit_code_and_attach() {
     let out = run(c, &["exec", "shell", "--", "sh", "-c", "echo $((6 * 7))"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(stdout(&out), "42\n");
+    // kubectl cp rides on exec (tar through stdin, then through stdout): bytes intact both ways.
+    let local = tempfile::tempdir().expect("tempdir");
+    let sent = local.path().join("payload.txt");
+    std::fs::write(&sent, "copied both ways\n").expect("write payload");
+    let sent = sent.to_string_lossy().into_owned();
+    let out = run(c, &["cp", &sent, "shell:/tmp/payload.txt"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let back = local.path().join("back.txt").to_string_lossy().into_owned();
+    let out = run(c, &["cp", "shell:/tmp/payload.txt", &back]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(&back).unwrap_or_default(),
+        "copied both ways\n"
+    );
     // A pod that is not there is named, with no talk of SPDY.
     let out = run(c, &["exec", "nope", "--", "true"]);
     assert!(!out.status.success());
@@ -273,7 +293,10 @@ fn kubectl_explain_reads_openapi_and_describe_shows_events() {
         explained.contains("replicas\t<integer>") || explained.contains("replicas <integer>"),
         "{explained}"
     );
-    assert!(explained.contains("The number of pods wanted"), "{explained}");
+    assert!(
+        explained.contains("The number of pods wanted"),
+        "{explained}"
+    );
     let out = run(c, &["explain", "pods.spec.containers"]);
     assert!(out.status.success(), "{}", text(&out));
     let explained = stdout(&out);
