@@ -238,7 +238,12 @@ pub fn run() -> Result<(), String> {
                 receivers.push(rx);
             }
             let start = Instant::now();
-            create_pods(&cluster, &format!("burst-{}", label.to_ascii_lowercase()), BURST).await?;
+            create_pods(
+                &cluster,
+                &format!("burst-{}", label.to_ascii_lowercase()),
+                BURST,
+            )
+            .await?;
             fan_out(receivers, start).await
         })?;
         results.push((label, figures));
