@@ -29,9 +29,31 @@ pub fn validate_pod_semantics(
     let grace = spec
         .termination_grace_period_seconds
         .map_or(DEFAULT_GRACE_SECONDS, i64::from);
+    if spec.active_deadline_seconds.is_some() {
+        errors.add(
+            format!("{path}.activeDeadlineSeconds"),
+            "not supported: skiff's nodes do not end a pod at a deadline (stop it with `skiff delete`, or give its command a timeout)",
+        );
+    }
     let containers = containers_by_kind(meta, spec, path);
     for (cpath, c, wasm) in &containers {
         let init = cpath.contains(".initContainers[");
+        // Kubernetes' defaults are accepted (exported manifests carry them); no message is read
+        // from the file, so a container's termination message stays empty.
+        if !c.termination_message_path.is_empty()
+            && c.termination_message_path != "/dev/termination-log"
+        {
+            errors.add(
+                format!("{cpath}.terminationMessagePath"),
+                "not supported: only Kubernetes' default \"/dev/termination-log\" is accepted, and skiff does not read it",
+            );
+        }
+        if !matches!(c.termination_message_policy.as_str(), "" | "File") {
+            errors.add(
+                format!("{cpath}.terminationMessagePolicy"),
+                "not supported: skiff takes no termination message from a container's logs (only \"File\", the default, is accepted)",
+            );
+        }
         for (i, p) in c.ports.iter().enumerate() {
             if p.host_port != 0 {
                 errors.add(
@@ -421,12 +443,18 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            errors_of(None, &spec_with(hook(http(IntOrStringValue::Str("http".into()))))),
+            errors_of(
+                None,
+                &spec_with(hook(http(IntOrStringValue::Str("http".into()))))
+            ),
             ""
         );
         assert!(
-            errors_of(None, &spec_with(hook(http(IntOrStringValue::Str("admin".into())))))
-                .contains("preStop.httpGet.port: container \"app\" declares no port named \"admin\"")
+            errors_of(
+                None,
+                &spec_with(hook(http(IntOrStringValue::Str("admin".into()))))
+            )
+            .contains("preStop.httpGet.port: container \"app\" declares no port named \"admin\"")
         );
         let exec = LifecycleHandler {
             exec: Some(ExecAction {
@@ -449,6 +477,26 @@ mod tests {
             errors_of(None, &init),
             "spec.initContainers[0].lifecycle: may not be set for init containers"
         );
+    }
+
+    #[test]
+    fn fields_no_node_honours_are_refused() {
+        let mut c = app();
+        c.termination_message_path = "/dev/termination-log".into();
+        c.termination_message_policy = "File".into();
+        assert_eq!(errors_of(None, &spec_with(c.clone())), "", "the defaults");
+        c.termination_message_policy = "FallbackToLogsOnError".into();
+        c.termination_message_path = "/tmp/msg".into();
+        let mut spec = spec_with(c);
+        spec.active_deadline_seconds = Some(60);
+        let text = errors_of(None, &spec);
+        for field in [
+            "spec.activeDeadlineSeconds: not supported",
+            "spec.containers[0].terminationMessagePath: not supported",
+            "spec.containers[0].terminationMessagePolicy: not supported",
+        ] {
+            assert!(text.contains(field), "{field}: {text}");
+        }
     }
 
     #[test]
@@ -503,7 +551,12 @@ mod tests {
         anti.preferred_during_scheduling_ignored_during_execution[0].weight = 0;
         let text = errors_of(None, &spec);
         assert!(text.contains("spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey: Required value: can not be empty"), "{text}");
-        assert!(text.contains("matchLabelKeys[0]: \"app\" exists in both matchLabelKeys and labelSelector"), "{text}");
+        assert!(
+            text.contains(
+                "matchLabelKeys[0]: \"app\" exists in both matchLabelKeys and labelSelector"
+            ),
+            "{text}"
+        );
         assert!(text.contains("preferredDuringSchedulingIgnoredDuringExecution[0].weight: must be in the range 1-100"), "{text}");
     }
 
@@ -522,15 +575,33 @@ mod tests {
             constraint(1, "kubernetes.io/hostname", "ScheduleAnyway"),
         ];
         assert_eq!(errors_of(None, &spec), "");
-        spec.topology_spread_constraints
-            .push(constraint(0, "kubernetes.io/hostname", "ScheduleAnyway"));
+        spec.topology_spread_constraints.push(constraint(
+            0,
+            "kubernetes.io/hostname",
+            "ScheduleAnyway",
+        ));
         spec.topology_spread_constraints[1].min_domains = Some(2);
         spec.topology_spread_constraints[0].when_unsatisfiable = "Sometimes".into();
         let text = errors_of(None, &spec);
-        assert!(text.contains("topologySpreadConstraints[0].whenUnsatisfiable: unsupported value \"Sometimes\""), "{text}");
+        assert!(
+            text.contains(
+                "topologySpreadConstraints[0].whenUnsatisfiable: unsupported value \"Sometimes\""
+            ),
+            "{text}"
+        );
         assert!(text.contains("topologySpreadConstraints[1].minDomains: can only use minDomains if whenUnsatisfiable=DoNotSchedule"), "{text}");
-        assert!(text.contains("topologySpreadConstraints[2].maxSkew: Invalid value: 0: must be greater than zero"), "{text}");
-        assert!(text.contains("topologySpreadConstraints[2].{topologyKey, whenUnsatisfiable}: Duplicate value"), "{text}");
+        assert!(
+            text.contains(
+                "topologySpreadConstraints[2].maxSkew: Invalid value: 0: must be greater than zero"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "topologySpreadConstraints[2].{topologyKey, whenUnsatisfiable}: Duplicate value"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -544,12 +615,20 @@ mod tests {
         });
         assert_eq!(errors_of(None, &spec), "");
         spec.runtime_class_name = "wasm".into();
-        assert!(errors_of(None, &spec).starts_with(
-            "spec.securityContext.supplementalGroups: not supported for a Wasm pod"
-        ));
+        assert!(
+            errors_of(None, &spec).starts_with(
+                "spec.securityContext.supplementalGroups: not supported for a Wasm pod"
+            )
+        );
         spec.runtime_class_name.clear();
-        spec.security_context.as_mut().unwrap().fs_group_change_policy = Some("Never".into());
-        assert!(errors_of(None, &spec)
-            .starts_with("spec.securityContext.fsGroupChangePolicy: unsupported value \"Never\""));
+        spec.security_context
+            .as_mut()
+            .unwrap()
+            .fs_group_change_policy = Some("Never".into());
+        assert!(
+            errors_of(None, &spec).starts_with(
+                "spec.securityContext.fsGroupChangePolicy: unsupported value \"Never\""
+            )
+        );
     }
 }

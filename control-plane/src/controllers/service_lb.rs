@@ -114,7 +114,10 @@ impl Reconciler for Controller {
             return Ok(None);
         }
         let mut updated = service;
-        updated.status.get_or_insert_with(ServiceStatus::default).load_balancer = Some(wanted);
+        updated
+            .status
+            .get_or_insert_with(ServiceStatus::default)
+            .load_balancer = Some(wanted);
         let written = self.api.update_status(&Identity::Admin, updated).await?;
         self.services.remember(written);
         Ok(None)

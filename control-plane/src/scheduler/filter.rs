@@ -59,7 +59,10 @@ impl fmt::Display for Unfit {
             Unfit::PodAffinity => write!(f, "node(s) didn't match pod affinity rules"),
             Unfit::PodAntiAffinity => write!(f, "node(s) didn't match pod anti-affinity rules"),
             Unfit::ExistingAntiAffinity => {
-                write!(f, "node(s) didn't satisfy existing pods anti-affinity rules")
+                write!(
+                    f,
+                    "node(s) didn't satisfy existing pods anti-affinity rules"
+                )
             }
             Unfit::Spread => write!(f, "node(s) didn't match pod topology spread constraints"),
             Unfit::SpreadMissingLabel => write!(

@@ -184,7 +184,8 @@ impl Scheduler {
             match kind {
                 EventKind::Put => {
                     if let Ok(ns) = decode::<Namespace>(kv) {
-                        self.cache.put_namespace(ns.name(), ns.meta().labels.clone());
+                        self.cache
+                            .put_namespace(ns.name(), ns.meta().labels.clone());
                         self.unpark_all();
                     }
                 }

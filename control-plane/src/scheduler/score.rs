@@ -353,7 +353,15 @@ mod tests {
         }
         let p = info(pod("p", "0", "0"));
         let candidates: Vec<Candidate> = (0..3)
-            .map(|i| candidate(&p, &cache.nodes()[i], i, &cache.spread(&p), &PodTopology::default()))
+            .map(|i| {
+                candidate(
+                    &p,
+                    &cache.nodes()[i],
+                    i,
+                    &cache.spread(&p),
+                    &PodTopology::default(),
+                )
+            })
             .collect();
         let i = best(&candidates, cache.nodes()).unwrap();
         assert_eq!(cache.nodes()[candidates[i].index].name, "n1");
@@ -362,7 +370,15 @@ mod tests {
         other.metadata.as_mut().unwrap().labels.clear();
         cache.put_pod("default/x", bound(other, "n1", 2));
         let candidates: Vec<Candidate> = (0..3)
-            .map(|i| candidate(&p, &cache.nodes()[i], i, &cache.spread(&p), &PodTopology::default()))
+            .map(|i| {
+                candidate(
+                    &p,
+                    &cache.nodes()[i],
+                    i,
+                    &cache.spread(&p),
+                    &PodTopology::default(),
+                )
+            })
             .collect();
         let i = best(&candidates, cache.nodes()).unwrap();
         assert_eq!(cache.nodes()[candidates[i].index].name, "n2");
@@ -377,7 +393,15 @@ mod tests {
         assert_eq!(cache.node("n0").unwrap().name_rank, UNRANKED);
         let all = |cache: &Cache| -> Vec<Candidate> {
             (0..4)
-                .map(|i| candidate(&p, &cache.nodes()[i], i, &cache.spread(&p), &PodTopology::default()))
+                .map(|i| {
+                    candidate(
+                        &p,
+                        &cache.nodes()[i],
+                        i,
+                        &cache.spread(&p),
+                        &PodTopology::default(),
+                    )
+                })
                 .collect()
         };
         let i = best(&all(&cache), cache.nodes()).unwrap();

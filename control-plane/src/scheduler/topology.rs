@@ -95,7 +95,10 @@ impl Term {
         self.namespaces
             .as_ref()
             .is_none_or(|ns| ns.contains(&meta.namespace))
-            && self.selector.as_ref().is_some_and(|s| s.matches(&meta.labels))
+            && self
+                .selector
+                .as_ref()
+                .is_some_and(|s| s.matches(&meta.labels))
     }
 }
 
@@ -161,9 +164,7 @@ pub struct PodTopology {
     spreads: Vec<Spread>,
 }
 
-fn terms(
-    list: Option<&Vec<PodAffinityTerm>>,
-) -> impl Iterator<Item = &PodAffinityTerm> {
+fn terms(list: Option<&Vec<PodAffinityTerm>>) -> impl Iterator<Item = &PodAffinityTerm> {
     list.into_iter().flatten()
 }
 
@@ -184,16 +185,24 @@ impl PodTopology {
         let pa = affinity.and_then(|a| a.pod_affinity.as_ref());
         let paa = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
         let resolve = |t: &PodAffinityTerm| Term::new(&pod.pod, t, cache);
-        let required: Vec<Term> = terms(pa.map(|a| &a.required_during_scheduling_ignored_during_execution))
-            .map(resolve)
-            .collect();
-        let anti: Vec<Term> = terms(paa.map(|a| &a.required_during_scheduling_ignored_during_execution))
-            .map(resolve)
-            .collect();
+        let required: Vec<Term> =
+            terms(pa.map(|a| &a.required_during_scheduling_ignored_during_execution))
+                .map(resolve)
+                .collect();
+        let anti: Vec<Term> =
+            terms(paa.map(|a| &a.required_during_scheduling_ignored_during_execution))
+                .map(resolve)
+                .collect();
         let mut preferred: Vec<(i64, Term)> = Vec::new();
         for (sign, list) in [
-            (1, pa.map(|a| &a.preferred_during_scheduling_ignored_during_execution)),
-            (-1, paa.map(|a| &a.preferred_during_scheduling_ignored_during_execution)),
+            (
+                1,
+                pa.map(|a| &a.preferred_during_scheduling_ignored_during_execution),
+            ),
+            (
+                -1,
+                paa.map(|a| &a.preferred_during_scheduling_ignored_during_execution),
+            ),
         ] {
             for w in list.into_iter().flatten() {
                 if let Some(t) = &w.pod_affinity_term {
@@ -251,7 +260,8 @@ impl PodTopology {
                     if let Some(t) = w.pod_affinity_term.as_ref().map(theirs)
                         && t.matches(&pod.pod)
                     {
-                        out.preferred.add(&t.topology_key, node, -i64::from(w.weight));
+                        out.preferred
+                            .add(&t.topology_key, node, -i64::from(w.weight));
                     }
                 }
             }
@@ -268,7 +278,8 @@ impl PodTopology {
                     if let Some(t) = w.pod_affinity_term.as_ref().map(theirs)
                         && t.matches(&pod.pod)
                     {
-                        out.preferred.add(&t.topology_key, node, i64::from(w.weight));
+                        out.preferred
+                            .add(&t.topology_key, node, i64::from(w.weight));
                     }
                 }
             }
@@ -349,7 +360,10 @@ impl PodTopology {
 
 fn spreads(cache: &Cache, pod: &PodInfo, constraints: &[&TopologySpreadConstraint]) -> Vec<Spread> {
     let meta = pod.pod.meta();
-    let keys: Vec<&str> = constraints.iter().map(|c| c.topology_key.as_str()).collect();
+    let keys: Vec<&str> = constraints
+        .iter()
+        .map(|c| c.topology_key.as_str())
+        .collect();
     let eligible = |node: &NodeInfo, c: &TopologySpreadConstraint| {
         node.known
             && keys.iter().all(|k| node.labels.contains_key(*k))
@@ -376,7 +390,9 @@ fn spreads(cache: &Cache, pod: &PodInfo, constraints: &[&TopologySpreadConstrain
             });
             let matches = |p: &Pod| {
                 p.meta().namespace == meta.namespace
-                    && selector.as_ref().is_some_and(|s| s.matches(&p.meta().labels))
+                    && selector
+                        .as_ref()
+                        .is_some_and(|s| s.matches(&p.meta().labels))
             };
             let mut counts: HashMap<String, i64> = HashMap::new();
             let mut domains: BTreeMap<&str, ()> = BTreeMap::new();
@@ -397,8 +413,7 @@ fn spreads(cache: &Cache, pod: &PodInfo, constraints: &[&TopologySpreadConstrain
                 }
             }
             let mut min = counts.values().copied().min().unwrap_or(0);
-            if c
-                .min_domains
+            if c.min_domains
                 .is_some_and(|m| usize::try_from(m).unwrap_or(0) > counts.len())
             {
                 min = 0;
@@ -559,11 +574,21 @@ mod tests {
         assert_eq!(fits(&cache, &with_cache("w"))[0].1, Err(Unfit::PodAffinity));
         let mut named = with_cache("w");
         let affinity = named.spec.as_mut().unwrap().affinity.as_mut().unwrap();
-        affinity.pod_affinity.as_mut().unwrap().required_during_scheduling_ignored_during_execution[0].namespaces = vec!["other".into()];
+        affinity
+            .pod_affinity
+            .as_mut()
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution[0]
+            .namespaces = vec!["other".into()];
         assert_eq!(ok_nodes(&cache, &named), ["n2"]);
         let mut selected = with_cache("w");
         let affinity = selected.spec.as_mut().unwrap().affinity.as_mut().unwrap();
-        affinity.pod_affinity.as_mut().unwrap().required_during_scheduling_ignored_during_execution[0].namespace_selector = Some(v1::LabelSelector {
+        affinity
+            .pod_affinity
+            .as_mut()
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution[0]
+            .namespace_selector = Some(v1::LabelSelector {
             match_labels: [("team".to_string(), "infra".to_string())].into(),
             ..Default::default()
         });
@@ -614,13 +639,17 @@ mod tests {
 
     fn spread(p: Pod, key: &str, skew: i32, when: &str) -> Pod {
         let mut p = p;
-        p.spec.as_mut().unwrap().topology_spread_constraints.push(TopologySpreadConstraint {
-            max_skew: skew,
-            topology_key: key.into(),
-            when_unsatisfiable: when.into(),
-            label_selector: term("web", HOST).label_selector,
-            ..Default::default()
-        });
+        p.spec
+            .as_mut()
+            .unwrap()
+            .topology_spread_constraints
+            .push(TopologySpreadConstraint {
+                max_skew: skew,
+                topology_key: key.into(),
+                when_unsatisfiable: when.into(),
+                label_selector: term("web", HOST).label_selector,
+                ..Default::default()
+            });
         p
     }
 
@@ -639,7 +668,10 @@ mod tests {
         bare.metadata.as_mut().unwrap().labels.clear();
         cache.put_node(&bare);
         let r = fits(&cache, &web("w3"));
-        assert_eq!(r.iter().find(|(n, _)| n == "bare").unwrap().1, Err(Unfit::SpreadMissingLabel));
+        assert_eq!(
+            r.iter().find(|(n, _)| n == "bare").unwrap().1,
+            Err(Unfit::SpreadMissingLabel)
+        );
         assert_eq!(
             Unfit::SpreadMissingLabel.to_string(),
             "node(s) didn't match pod topology spread constraints (missing required label)"
@@ -652,7 +684,12 @@ mod tests {
         let mut cache = cluster(&[("a1", "a"), ("b1", "b")]);
         cache.put_pod("default/w1", bound(labelled("w1", "web"), "a1", 2));
         let mut pinned = web("w2");
-        pinned.spec.as_mut().unwrap().node_selector.insert(ZONE.into(), "a".into());
+        pinned
+            .spec
+            .as_mut()
+            .unwrap()
+            .node_selector
+            .insert(ZONE.into(), "a".into());
         assert_eq!(
             fits(&cache, &pinned)[0].1,
             Ok(()),

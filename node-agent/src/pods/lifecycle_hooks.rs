@@ -64,7 +64,10 @@ pub async fn run(
     pod_ip: &str,
 ) -> Result<(), String> {
     if let Some(sleep) = &handler.sleep {
-        tokio::time::sleep(Duration::from_secs(u64::try_from(sleep.seconds).unwrap_or(0))).await;
+        tokio::time::sleep(Duration::from_secs(
+            u64::try_from(sleep.seconds).unwrap_or(0),
+        ))
+        .await;
         return Ok(());
     }
     // The probe machinery resolves ports (by number or name) and hosts as Kubernetes does.
@@ -101,12 +104,20 @@ pub async fn run(
 
 /// Kubernetes' wording of a failed hook: `Exec lifecycle hook ([sh -c exit 1]) for Container
 /// "app" in Pod "web_default(uid)" failed - error: ...`.
-fn failure_message(pod: &Pod, container: &Container, handler: &LifecycleHandler, e: &str) -> String {
+fn failure_message(
+    pod: &Pod,
+    container: &Container,
+    handler: &LifecycleHandler,
+    e: &str,
+) -> String {
     let meta = pod.meta();
     let what = if let Some(x) = &handler.exec {
         format!("Exec lifecycle hook ({:?})", x.command)
     } else if let Some(h) = &handler.http_get {
-        format!("HTTP lifecycle hook ({})", if h.path.is_empty() { "/" } else { &h.path })
+        format!(
+            "HTTP lifecycle hook ({})",
+            if h.path.is_empty() { "/" } else { &h.path }
+        )
     } else {
         "Sleep lifecycle hook".to_string()
     };
@@ -233,7 +244,10 @@ mod tests {
             unreachable!()
         }
         async fn kill(&self, id: &str, grace: u32) -> Result<(), String> {
-            self.calls.lock().unwrap().push(format!("kill {id} {grace}"));
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("kill {id} {grace}"));
             Ok(())
         }
         async fn remove(&self, _: &str) -> Result<(), String> {
@@ -280,7 +294,10 @@ mod tests {
         }
     }
 
-    fn with_hooks(post_start: Option<LifecycleHandler>, pre_stop: Option<LifecycleHandler>) -> Container {
+    fn with_hooks(
+        post_start: Option<LifecycleHandler>,
+        pre_stop: Option<LifecycleHandler>,
+    ) -> Container {
         Container {
             name: "app".into(),
             lifecycle: Some(Lifecycle {
@@ -346,8 +363,16 @@ mod tests {
         let c = with_hooks(None, Some(long));
         stop(&fake, &fake, &pod(), Some(&c), "u1/app/0", "", 1).await;
         let calls = fake.calls.lock().unwrap().clone();
-        assert!(calls[0].starts_with("Warning FailedPreStopHook: Sleep lifecycle hook for Container \"app\""), "{calls:?}");
-        assert!(calls[0].ends_with("did not complete within the grace period of 1s"), "{calls:?}");
+        assert!(
+            calls[0].starts_with(
+                "Warning FailedPreStopHook: Sleep lifecycle hook for Container \"app\""
+            ),
+            "{calls:?}"
+        );
+        assert!(
+            calls[0].ends_with("did not complete within the grace period of 1s"),
+            "{calls:?}"
+        );
         assert_eq!(calls[1], "kill u1/app/0 2");
 
         // A failing exec hook is reported and the kill goes on.

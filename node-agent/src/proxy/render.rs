@@ -208,7 +208,11 @@ pub fn render(snapshot: &Snapshot, comment: &str) -> Ruleset {
                 node_ports.push(format!("{} . {node_port} : goto {np}", port.protocol.nft()));
             }
             if lb {
-                lb_ports.push(format!("{} . {} : goto {np}", port.protocol.nft(), port.port));
+                lb_ports.push(format!(
+                    "{} . {} : goto {np}",
+                    port.protocol.nft(),
+                    port.port
+                ));
             }
         }
     }

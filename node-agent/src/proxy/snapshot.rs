@@ -275,7 +275,10 @@ mod tests {
         let mut lb = (*service(
             "lb",
             "10.96.0.20",
-            vec![port("http", "TCP", 8080, 30080), port("web", "TCP", 443, 30443)],
+            vec![
+                port("http", "TCP", 8080, 30080),
+                port("web", "TCP", 443, 30443),
+            ],
         ))
         .clone();
         lb.spec.as_mut().unwrap().r#type = "LoadBalancer".into();
@@ -283,7 +286,11 @@ mod tests {
         let answered: Vec<(u16, bool)> = got.iter().map(|p| (p.port, p.load_balancer)).collect();
         assert_eq!(answered, [(8080, true), (443, false)]);
         let plain = service_ports(
-            &[service("np", "10.96.0.21", vec![port("http", "TCP", 8080, 30081)])],
+            &[service(
+                "np",
+                "10.96.0.21",
+                vec![port("http", "TCP", 8080, 30081)],
+            )],
             |_, _| None,
             &BTreeMap::new(),
         );

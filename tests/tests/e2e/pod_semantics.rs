@@ -298,11 +298,9 @@ spec:
 "
     );
     c.apply(&failing);
-    let told = wait_for(
-        "FailedPostStartHook",
-        Duration::from_secs(60),
-        || Some(events(c, "bad-hook")).filter(|e| e.contains("FailedPostStartHook")),
-    );
+    let told = wait_for("FailedPostStartHook", Duration::from_secs(60), || {
+        Some(events(c, "bad-hook")).filter(|e| e.contains("FailedPostStartHook"))
+    });
     assert!(
         told.contains("Exec lifecycle hook ([\"sh\", \"-c\", \"echo no >&2; exit 3\"]) for Container \"main\" in Pod \"bad-hook_default("),
         "{told}"

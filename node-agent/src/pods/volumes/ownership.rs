@@ -122,11 +122,13 @@ mod tests {
         let root = tmp.path().join("data");
         std::fs::create_dir_all(root.join("sub")).unwrap();
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(root.join("sub"), std::fs::Permissions::from_mode(0o700))
-            .unwrap();
+        std::fs::set_permissions(root.join("sub"), std::fs::Permissions::from_mode(0o700)).unwrap();
         std::fs::write(root.join("sub/file"), b"x").unwrap();
-        std::fs::set_permissions(root.join("sub/file"), std::fs::Permissions::from_mode(0o600))
-            .unwrap();
+        std::fs::set_permissions(
+            root.join("sub/file"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         std::fs::write(root.join("run.sh"), b"x").unwrap();
         std::fs::set_permissions(root.join("run.sh"), std::fs::Permissions::from_mode(0o700))
             .unwrap();
@@ -143,7 +145,10 @@ mod tests {
         apply(&root, fs, false).unwrap();
         assert_eq!((gid(&root), mode(&root)), (4321, 0o2775));
         assert_eq!(mode(&root.join("sub")), 0o2770);
-        assert_eq!((gid(&root.join("sub/file")), mode(&root.join("sub/file"))), (4321, 0o660));
+        assert_eq!(
+            (gid(&root.join("sub/file")), mode(&root.join("sub/file"))),
+            (4321, 0o660)
+        );
         assert_eq!(mode(&root.join("run.sh")), 0o770);
         assert_eq!(gid(&root.join("link")), 4321);
         assert_eq!((gid(&outside), mode(&outside)), before);
@@ -155,8 +160,7 @@ mod tests {
         let root = tmp.path().join("cm");
         std::fs::create_dir(&root).unwrap();
         std::fs::write(root.join("key"), b"v").unwrap();
-        std::fs::set_permissions(root.join("key"), std::fs::Permissions::from_mode(0o400))
-            .unwrap();
+        std::fs::set_permissions(root.join("key"), std::fs::Permissions::from_mode(0o400)).unwrap();
         let always = FsGroup {
             gid: 2000,
             on_root_mismatch: false,
@@ -165,8 +169,7 @@ mod tests {
         assert_eq!(mode(&root.join("key")), 0o440);
         // A file added later with the root already done: OnRootMismatch leaves it, Always not.
         std::fs::write(root.join("new"), b"v").unwrap();
-        std::fs::set_permissions(root.join("new"), std::fs::Permissions::from_mode(0o400))
-            .unwrap();
+        std::fs::set_permissions(root.join("new"), std::fs::Permissions::from_mode(0o400)).unwrap();
         let lazy = FsGroup {
             on_root_mismatch: true,
             ..always
@@ -174,6 +177,9 @@ mod tests {
         apply(&root, lazy, true).unwrap();
         assert_eq!(mode(&root.join("new")), 0o400);
         apply(&root, always, true).unwrap();
-        assert_eq!((gid(&root.join("new")), mode(&root.join("new"))), (2000, 0o440));
+        assert_eq!(
+            (gid(&root.join("new")), mode(&root.join("new"))),
+            (2000, 0o440)
+        );
     }
 }
