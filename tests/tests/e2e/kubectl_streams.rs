@@ -2,7 +2,7 @@
 //! the tests fail loudly without one): `kubectl logs -f` streaming a running container until it
 //! stops, `--tail` and `--timestamps`; `kubectl exec -i` feeding stdin over the WebSocket channel
 //! protocol and exiting with the command's exit code; `kubectl cp` both ways (tar over exec); `kubectl attach`; `kubectl explain`
-//! reading the OpenAPI v3 documents; `kubectl describe pod` showing the pod's Events; and
+//! reading the OpenAPI v3 documents; `kubectl describe pod|deployment|node` showing Events; and
 //! `kubectl port-forward` (SPDY) refused with a reason.
 
 use std::io::{BufRead, BufReader, Write};
@@ -325,6 +325,24 @@ fn kubectl_explain_reads_openapi_and_describe_shows_events() {
     assert!(events.contains("Started"), "{described}");
     assert!(events.contains("Pulled"), "{described}");
     assert!(events.contains("Successfully pulled image"), "{described}");
+    // A Deployment's events are its controller's (ScalingReplicaSet).
+    c.apply(&format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: {}\n        command: [sh, -c, \"exec sleep 3600\"]\n",
+        s.image
+    ));
+    let described = wait_for(
+        "describe deployment to show its events",
+        Duration::from_secs(30),
+        || {
+            let out = run(c, &["describe", "deployment", "web"]);
+            let said = stdout(&out);
+            (out.status.success() && said.contains("ScalingReplicaSet")).then_some(said)
+        },
+    );
+    assert!(
+        described.contains("Scaled up replica set web-"),
+        "{described}"
+    );
     let out = run(c, &["describe", "node", "node-1"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(stdout(&out).contains("Events:"), "{}", text(&out));
