@@ -29,7 +29,7 @@ pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0..120 => format!("{s}s"),
-        120..600 if s % 60 == 0 => format!("{}m", s / 60),
+        120..600 if s.is_multiple_of(60) => format!("{}m", s / 60),
         120..600 => format!("{}m{}s", s / 60, s % 60),
         600..10800 => format!("{}m", s / 60),
         10800..172800 => {
