@@ -35,9 +35,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// All-in-one: the control plane with the embedded store (and this machine's node agent), in the foreground
-    Up(cmd::server::UpArgs),
+    Up(Box<cmd::server::UpArgs>),
     /// The control plane only
-    Server(cmd::server::ServerArgs),
+    Server(Box<cmd::server::ServerArgs>),
     /// Create or update objects from manifests
     Apply(cmd::apply::ApplyArgs),
     /// List or show objects
@@ -121,8 +121,8 @@ fn main() {
     let result: Result<(), CliError> = runtime.block_on(async move {
         let config = cli.config;
         match cli.command {
-            Command::Up(args) => cmd::server::up(args).await,
-            Command::Server(args) => cmd::server::server(args).await,
+            Command::Up(args) => cmd::server::up(*args).await,
+            Command::Server(args) => cmd::server::server(*args).await,
             Command::Apply(args) => cmd::apply::run(&cmd::connect(config.as_deref())?, args).await,
             Command::Get(args) => cmd::get::run(&cmd::connect(config.as_deref())?, args).await,
             Command::Describe(args) => {

@@ -36,11 +36,11 @@ pub fn ensure(dir: &Path) -> std::io::Result<bool> {
 
 /// Whether `dir` is on a filesystem in memory (tmpfs or ramfs).
 pub fn in_memory(dir: &Path) -> std::io::Result<bool> {
-    use nix::sys::statfs::{TMPFS_MAGIC, statfs};
+    use nix::sys::statfs::{FsType, TMPFS_MAGIC, statfs};
     // ramfs has no constant in nix.
-    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    const RAMFS_MAGIC: FsType = FsType(0x8584_58f6);
     let kind = statfs(dir).map_err(std::io::Error::from)?.filesystem_type();
-    Ok(kind == TMPFS_MAGIC || i64::from(kind.0) == RAMFS_MAGIC)
+    Ok(kind == TMPFS_MAGIC || kind == RAMFS_MAGIC)
 }
 
 /// Whether `dir` is on another filesystem than its parent.
