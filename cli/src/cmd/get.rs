@@ -69,10 +69,17 @@ pub async fn run(transport: &Transport, mut args: GetArgs) -> Result<()> {
         )));
     }
     let kinds: Vec<&'static KindInfo> = if args.kind == "all" {
-        ["pods", "services", "deployments"]
-            .iter()
-            .filter_map(|k| KindInfo::lookup(k))
-            .collect()
+        // kubectl's `all` category, of the kinds skiff serves, in kubectl's order.
+        [
+            "pods",
+            "services",
+            "deployments",
+            "replicasets",
+            "horizontalpodautoscalers",
+        ]
+        .iter()
+        .filter_map(|k| KindInfo::lookup(k))
+        .collect()
     } else {
         args.kind
             .split(',')

@@ -127,6 +127,7 @@ fn skiff_get_prints_what_kubectl_prints() {
         &["get", "serviceaccounts"],
         &["get", "namespaces"],
         &["get", "deployments,services"],
+        &["get", "all"],
     ];
     for args in tables {
         let (k, s) = both(&c, args);
