@@ -229,7 +229,10 @@ mod tests {
             ..Default::default()
         });
         let e = errors_of(&spec);
-        assert!(!e.contains("fsGroup") && !e.contains("supplementalGroups"), "{e}");
+        assert!(
+            !e.contains("fsGroup") && !e.contains("supplementalGroups"),
+            "{e}"
+        );
         for field in [
             "spec.hostNetwork: not supported",
             "spec.shareProcessNamespace: not supported",

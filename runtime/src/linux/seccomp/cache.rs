@@ -33,11 +33,7 @@ fn file_of(dir: &Path, profile: &LinuxSeccomp) -> Option<PathBuf> {
     hash.update(std::env::consts::ARCH.as_bytes());
     hash.update([0]);
     hash.update(&text);
-    let name: String = hash
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let name: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
     Some(dir.join(name))
 }
 
@@ -178,6 +174,9 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let admin: LinuxSeccomp =
             serde_json::from_value(super::super::runtime_default(&["CAP_SYS_ADMIN"])).unwrap();
-        assert_ne!(file_of(root.path(), &profile()), file_of(root.path(), &admin));
+        assert_ne!(
+            file_of(root.path(), &profile()),
+            file_of(root.path(), &admin)
+        );
     }
 }
