@@ -25,6 +25,7 @@ pub mod dns;
 pub mod etcd;
 pub mod guests;
 pub mod images;
+pub mod kubectl;
 pub mod netns;
 pub mod netslot;
 pub mod registry;

@@ -4,78 +4,15 @@
 //! status/restart/undo, delete (cascade, grace period), `auth can-i`, errors as kubectl prints
 //! Kubernetes' (NotFound, AlreadyExists), and strict field validation naming an unknown field.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
 use skiff_tests::guests::guest;
+use skiff_tests::kubectl::{Running, kubectl, ok, run, run_stdin};
 use skiff_tests::{Cluster, ClusterOptions, stderr, stdout, text, wait_for};
-
-/// The kubectl under test: `$KUBECTL`, else /usr/bin/kubectl.
-fn kubectl_bin() -> PathBuf {
-    let bin = std::env::var_os("KUBECTL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/kubectl"));
-    assert!(
-        bin.exists(),
-        "kubectl not found at {} (install kubectl 1.30+ or set $KUBECTL)",
-        bin.display()
-    );
-    bin
-}
-
-/// `kubectl` against `c` with the kubeconfig the server wrote (and no other config).
-fn kubectl(c: &Cluster) -> Command {
-    let config = c.data_dir().join("kubeconfig");
-    assert!(config.exists(), "{} was not written", config.display());
-    let mut command = Command::new(kubectl_bin());
-    command
-        .env("KUBECONFIG", config)
-        .env("HOME", c.data_dir())
-        .env_remove("KUBERNETES_MASTER");
-    command
-}
-
-fn run(c: &Cluster, args: &[&str]) -> Output {
-    kubectl(c).args(args).output().expect("run kubectl")
-}
-
-/// Runs kubectl and asserts it succeeded; its stdout.
-fn ok(c: &Cluster, args: &[&str]) -> String {
-    let out = run(c, args);
-    assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
-    stdout(&out)
-}
-
-fn run_stdin(c: &Cluster, args: &[&str], input: &str) -> Output {
-    let mut child = kubectl(c)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("kubectl output")
-}
-
-/// A child killed when the test ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A Deployment of `replicas` Wasm pods that sleep until stopped.
 fn deployment(name: &str, replicas: u32, extra_field: &str) -> String {

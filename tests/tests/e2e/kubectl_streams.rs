@@ -5,69 +5,14 @@
 //! reading the OpenAPI v3 documents; `kubectl describe pod|deployment|node` showing Events; and
 //! `kubectl port-forward` (SPDY) refused with a reason.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use skiff_tests::images::busybox_oci_archive;
+use skiff_tests::kubectl::{Running, kubectl, run, run_stdin};
 use skiff_tests::registry::Registry;
 use skiff_tests::{Cluster, stdout, text, wait_for};
-
-/// The kubectl under test: `$KUBECTL`, else /usr/bin/kubectl.
-fn kubectl_bin() -> PathBuf {
-    let bin = std::env::var_os("KUBECTL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/kubectl"));
-    assert!(
-        bin.exists(),
-        "kubectl not found at {} (install kubectl 1.30+ or set $KUBECTL)",
-        bin.display()
-    );
-    bin
-}
-
-/// `kubectl` against `c`, with the kubeconfig `skiff server` wrote.
-fn kubectl(c: &Cluster) -> Command {
-    let config = c.dir.path().join("kubeconfig");
-    assert!(config.exists(), "{} was not written", config.display());
-    let mut command = Command::new(kubectl_bin());
-    command
-        .env("KUBECONFIG", config)
-        .env_remove("KUBERNETES_MASTER");
-    command
-}
-
-fn run(c: &Cluster, args: &[&str]) -> Output {
-    kubectl(c).args(args).output().expect("run kubectl")
-}
-
-fn run_stdin(c: &Cluster, args: &[&str], input: &str) -> Output {
-    let mut child = kubectl(c)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("kubectl output")
-}
-
-/// A child that is killed if the test ends first.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Setup {
     cluster: Cluster,
@@ -76,7 +21,7 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    kubectl_bin();
+    skiff_tests::kubectl::bin();
     let registry = Registry::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let archive = dir.path().join("busybox.tar");

@@ -4,33 +4,14 @@
 //! `minAvailable` Ready pods is refused (429) and retried until the Deployment's replacement on
 //! another node is Ready.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use skiff_tests::guests::guest;
 use skiff_tests::{Cluster, stdout, text, wait_for};
 
-/// The kubectl under test: `$KUBECTL`, else /usr/bin/kubectl (the test fails loudly without).
-fn kubectl(c: &Cluster, args: &[&str]) -> Output {
-    let bin = std::env::var_os("KUBECTL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/kubectl"));
-    assert!(bin.exists(), "kubectl not found at {}", bin.display());
-    Command::new(bin)
-        .env("KUBECONFIG", c.data_dir().join("kubeconfig"))
-        .env("HOME", c.data_dir())
-        .args(args)
-        .output()
-        .expect("run kubectl")
-}
-
-fn kubectl_ok(c: &Cluster, args: &[&str]) -> String {
-    let out = kubectl(c, args);
-    assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
-    stdout(&out)
-}
+use skiff_tests::kubectl::{ok as kubectl_ok, run as kubectl};
 
 fn skiff_ok(c: &Cluster, args: &[&str]) -> String {
     let out = c.skiff(args);

@@ -2,30 +2,13 @@
 //! prints against skiff's REST API — the same printers behind both: every table (plain, wide,
 //! across namespaces), cell for cell, and `-o json` objects field for field.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use skiff_tests::guests::guest;
 use skiff_tests::{Cluster, stdout, text, wait_for};
 
-fn kubectl(c: &Cluster, args: &[&str]) -> Output {
-    let bin = std::env::var_os("KUBECTL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/kubectl"));
-    assert!(
-        bin.exists(),
-        "kubectl not found at {} (install kubectl 1.30+ or set $KUBECTL)",
-        bin.display()
-    );
-    Command::new(bin)
-        .args(args)
-        .env("KUBECONFIG", c.data_dir().join("kubeconfig"))
-        .env("HOME", c.data_dir())
-        .output()
-        .expect("run kubectl")
-}
+use skiff_tests::kubectl::run as kubectl;
 
 /// Runs `args` through both until they print the same (an AGE may tick between the two runs),
 /// for up to 10 s; the two outputs of the last try.
