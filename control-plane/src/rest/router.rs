@@ -198,8 +198,9 @@ async fn route(rest: &Rest, http: http::Request<Body>) -> Result<Response, RestE
         .authenticator()
         .authenticate_parts(leaf.as_deref(), header.as_deref())
         .map_err(tonic::Status::from);
+    // Only callers without a client certificate count toward holding their source (as gRPC).
     let (who, context) = gate
-        .admit(info, verb, authenticated, handler_audits)
+        .admit_as(info, verb, authenticated, handler_audits, leaf.is_none())
         .map_err(|s| RestError::from_grpc(&s))?;
     let call = Call::from_context(context);
     let accept = http

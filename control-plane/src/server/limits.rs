@@ -535,18 +535,7 @@ impl<A> Gate<A> {
 impl<A> Gate<A> {
     /// What follows authentication, for both front ends (gRPC here, REST in `crate::rest`): the
     /// rate limit, the audit of refusals (and of calls no handler audits: `handler_audits`
-    /// false), and the call's context.
-    pub fn admit(
-        &self,
-        info: RequestInfo,
-        verb: &str,
-        authenticated: Result<Identity, Status>,
-        handler_audits: bool,
-    ) -> Result<(Identity, Arc<CallContext>), Status> {
-        self.admit_as(info, verb, authenticated, handler_audits, true)
-    }
-
-    /// [`Gate::admit`], told whether the caller sent no client certificate (`guessable`: its
+    /// false), and the call's context. `guessable`: the caller sent no client certificate (its
     /// credentials were a bearer token or nothing). Only such failures count toward holding the
     /// source, and only such callers are held: a certificate the handshake verified is not a
     /// guess, and a revoked or expired node retrying must not lock out the admin beside it.
