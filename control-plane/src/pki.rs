@@ -2,7 +2,8 @@
 //! and the client certificates the CA signs from certificate signing requests (nodes' and users').
 //!
 //! Keys are written 0600. The server certificate names [`skiff_api::client::SERVER_NAME`] (which
-//! clients verify, whatever address they dial), `localhost` and the loopback addresses.
+//! clients verify, whatever address they dial), `localhost` and the loopback addresses, and what
+//! the server adds: the `default/kubernetes` Service's names and cluster IP, for clients in pods.
 
 use std::fs;
 use std::io::Write;
@@ -103,6 +104,13 @@ fn read(path: &Path) -> Result<Option<String>, PkiError> {
 impl Pki {
     /// Loads the PKI from `dir`, creating what is missing.
     pub fn load_or_create(dir: &Path) -> Result<Self, PkiError> {
+        Self::load_or_create_naming(dir, &[])
+    }
+
+    /// [`Pki::load_or_create`], a new server certificate also naming `extra` (DNS names or IP
+    /// addresses: the `default/kubernetes` Service's names and cluster IP, which clients in pods
+    /// dial). A certificate already in `dir` is kept as it is.
+    pub fn load_or_create_naming(dir: &Path, extra: &[String]) -> Result<Self, PkiError> {
         fs::create_dir_all(dir).map_err(|source| PkiError::Io {
             path: dir.to_path_buf(),
             source,
@@ -133,12 +141,19 @@ impl Pki {
                 pki.server_key_pem = k;
             }
             _ => {
-                let names = vec![
+                let mut names = vec![
                     skiff_api::client::SERVER_NAME.to_string(),
                     "localhost".to_string(),
                     "127.0.0.1".to_string(),
                     "::1".to_string(),
                 ];
+                names.extend(
+                    extra
+                        .iter()
+                        .filter(|n| !names.contains(n))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                );
                 let (cert, key) = pki.issue(
                     names,
                     &[ExtendedKeyUsagePurpose::ServerAuth],
@@ -257,6 +272,38 @@ impl Pki {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_server_certificate_names_what_the_server_adds() {
+        use x509_parser::extensions::GeneralName;
+        let dir = tempfile::tempdir().unwrap();
+        let extra = [
+            "kubernetes.default.svc".to_string(),
+            "10.96.0.1".to_string(),
+        ];
+        let pki = Pki::load_or_create_naming(dir.path(), &extra).unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pki.server_cert_pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap().value;
+        let names: Vec<String> = san
+            .general_names
+            .iter()
+            .map(|n| match n {
+                GeneralName::DNSName(d) => d.to_string(),
+                GeneralName::IPAddress(ip) => format!("{ip:?}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert!(
+            names.iter().any(|n| n == "kubernetes.default.svc"),
+            "{names:?}"
+        );
+        assert!(names.iter().any(|n| n == "[10, 96, 0, 1]"), "{names:?}");
+        assert!(
+            names.iter().any(|n| n == skiff_api::client::SERVER_NAME),
+            "{names:?}"
+        );
+    }
 
     #[test]
     fn created_once_then_reused_with_private_keys() {

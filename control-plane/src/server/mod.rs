@@ -161,7 +161,7 @@ impl ControlPlane {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
         }
-        let pki = Pki::load_or_create(&dir.join("pki"))?;
+        let pki = Pki::load_or_create_naming(&dir.join("pki"), &kubernetes_service_names(options))?;
         let admin_token = read_or_create_token(&dir.join("pki").join("admin-token"))?;
         let etcd = match &options.ha {
             Some(ha) => Some(crate::store::etcd::EtcdStore::connect(ha.etcd.clone()).await?),
@@ -723,6 +723,21 @@ async fn ensure_default_ingress_class(store: &Arc<dyn Store>) -> Result<(), Serv
 
 /// Publishes `--cluster-domain` in the ConfigMap agents read when they start
 /// ([`skiff_api::cluster_dns`]); a server started with another domain replaces it.
+/// The names and address of the `default/kubernetes` Service, which clients in pods dial and
+/// verify (client-go takes `KUBERNETES_SERVICE_HOST`, the cluster IP), as Kubernetes' API server
+/// certificate carries them.
+fn kubernetes_service_names(options: &ServerOptions) -> Vec<String> {
+    let mut names: Vec<String> = ["kubernetes", "kubernetes.default", "kubernetes.default.svc"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    names.push(format!("kubernetes.default.svc.{}", options.cluster_domain));
+    if let Some(ip) = options.services.cidr().nth(1) {
+        names.push(ip.to_string());
+    }
+    names
+}
+
 async fn publish_cluster_domain(store: &Arc<dyn Store>, domain: &str) -> Result<(), ServerError> {
     use skiff_api::cluster_dns::{CLUSTER_DOMAIN_KEY, CONFIG_NAME, CONFIG_NAMESPACE};
     let handler = Handler::<ConfigMap>::new(store.clone());
