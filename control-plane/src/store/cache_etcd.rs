@@ -19,7 +19,9 @@ use etcd_client::{GetOptions, WatchOptions};
 use tokio::sync::mpsc;
 
 use super::cache::{Change, ChangeStream, Feed};
-use super::etcd::{EtcdStore, backend, prefix_end, retrying, revision_of, signed, timed};
+use super::etcd::{
+    EtcdStore, WatchEnd, backend, next_answer, prefix_end, retrying, revision_of, signed, timed,
+};
 use super::{ListPage, Revision, StoreError};
 
 /// Keys read per request of a snapshot.
@@ -28,12 +30,6 @@ const PAGE: i64 = 500;
 /// The largest reply the cache takes from etcd (etcd-client's default is 4 MiB: 500 ConfigMaps
 /// of 10 KiB would pass it; etcd itself limits a value to 1.5 MiB).
 const MAX_REPLY: usize = 256 << 20;
-
-/// What one etcd watch ended with.
-enum WatchEnd {
-    Closed,
-    Broken(String),
-}
 
 #[async_trait::async_trait]
 impl Feed for EtcdStore {
@@ -140,27 +136,10 @@ async fn watch_all_once(
         Err(e) => return Ok(WatchEnd::Broken(e.to_string())),
     };
     loop {
-        let resp = tokio::select! {
-            r = stream.message() => r,
-            _ = tx.closed() => return Ok(WatchEnd::Closed),
+        let resp = match next_answer(&mut stream, tx, *last).await? {
+            Ok(r) => r,
+            Err(end) => return Ok(end),
         };
-        let resp = match resp {
-            Ok(Some(r)) => r,
-            Ok(None) => return Ok(WatchEnd::Broken("the watch stream ended".into())),
-            Err(e) => return Ok(WatchEnd::Broken(e.to_string())),
-        };
-        if resp.compact_revision() > 0 {
-            return Err(StoreError::Compacted {
-                requested: *last,
-                oldest: revision_of(resp.compact_revision()),
-            });
-        }
-        if resp.canceled() {
-            return Ok(WatchEnd::Broken(format!(
-                "canceled by etcd: {}",
-                resp.cancel_reason()
-            )));
-        }
         let mut change = Change {
             events: Vec::new(),
             revision: *last,

@@ -544,11 +544,43 @@ impl Store for EtcdStore {
 }
 
 /// What one etcd watch ended with.
-enum WatchEnd {
+pub(super) enum WatchEnd {
     /// The consumer went away.
     Closed,
     /// The connection failed: resume from the last revision delivered.
     Broken(String),
+}
+
+/// The next answer of an etcd watch resumed after `last`, or why the watch ends: its consumer
+/// (`tx`) went away or the stream broke (`Ok(Err)`: resume), or etcd compacted past `last`
+/// (`Err`). Shared by the per-prefix watches and the watch cache's feed.
+pub(super) async fn next_answer<T>(
+    stream: &mut etcd_client::WatchStream,
+    tx: &mpsc::Sender<T>,
+    last: Revision,
+) -> Result<Result<etcd_client::WatchResponse, WatchEnd>, StoreError> {
+    let resp = tokio::select! {
+        r = stream.message() => r,
+        _ = tx.closed() => return Ok(Err(WatchEnd::Closed)),
+    };
+    let resp = match resp {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(Err(WatchEnd::Broken("the watch stream ended".into()))),
+        Err(e) => return Ok(Err(WatchEnd::Broken(e.to_string()))),
+    };
+    if resp.compact_revision() > 0 {
+        return Err(StoreError::Compacted {
+            requested: last,
+            oldest: revision_of(resp.compact_revision()),
+        });
+    }
+    if resp.canceled() {
+        return Ok(Err(WatchEnd::Broken(format!(
+            "canceled by etcd: {}",
+            resp.cancel_reason()
+        ))));
+    }
+    Ok(Ok(resp))
 }
 
 impl EtcdStore {
@@ -600,27 +632,10 @@ impl EtcdStore {
             Err(e) => return Ok(WatchEnd::Broken(e.to_string())),
         };
         loop {
-            let resp = tokio::select! {
-                r = stream.message() => r,
-                _ = tx.closed() => return Ok(WatchEnd::Closed),
+            let resp = match next_answer(&mut stream, tx, *last).await? {
+                Ok(r) => r,
+                Err(end) => return Ok(end),
             };
-            let resp = match resp {
-                Ok(Some(r)) => r,
-                Ok(None) => return Ok(WatchEnd::Broken("the watch stream ended".into())),
-                Err(e) => return Ok(WatchEnd::Broken(e.to_string())),
-            };
-            if resp.compact_revision() > 0 {
-                return Err(StoreError::Compacted {
-                    requested: *last,
-                    oldest: revision_of(resp.compact_revision()),
-                });
-            }
-            if resp.canceled() {
-                return Ok(WatchEnd::Broken(format!(
-                    "canceled by etcd: {}",
-                    resp.cancel_reason()
-                )));
-            }
             for e in resp.events() {
                 let event = self.event(e)?;
                 if event.revision() <= *last {
