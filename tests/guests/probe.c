@@ -434,6 +434,37 @@ static int cmd_sleep(int argc, char **argv) {
     return 0;
 }
 
+/* creep MIB MS: allocate and touch 1 MiB every MS ms until MIB MiB are held, printing
+ * "holding N MiB" after each, then hold them forever (a memory hog that grows slowly enough to be
+ * watched, and keeps running). Exit 12 when malloc fails. */
+static int cmd_creep(int argc, char **argv) {
+    (void)argc;
+    long want = parse_count(argv[0]);
+    long ms = parse_count(argv[1]);
+    if (want < 0 || ms < 0) {
+        fprintf(stderr, "creep: bad operands %s %s\n", argv[0], argv[1]);
+        return EXIT_USAGE;
+    }
+    for (long have = 0; have < want;) {
+        char *chunk = malloc(MIB);
+        if (chunk == NULL) {
+            printf("allocation failed after %ld MiB\n", have);
+            fflush(stdout);
+            return EXIT_OOM;
+        }
+        memset(chunk, 0xA5, MIB);
+        *(void **)chunk = hog_chunks;
+        hog_chunks = chunk;
+        have++;
+        printf("holding %ld MiB\n", have);
+        fflush(stdout);
+        sleep_ms(ms);
+    }
+    for (;;) {
+        sleep_ms(3600L * 1000L);
+    }
+}
+
 /* tick MS N: print "tick i" for i = 1..N (N = 0: forever), MS milliseconds apart. */
 static int cmd_tick(int argc, char **argv) {
     (void)argc;
@@ -533,6 +564,7 @@ static const struct command commands[] = {
     {"pwd", 0, 0, cmd_pwd, "pwd                print the working directory"},
     {"escape", 1, 1, cmd_escape, "escape DIR         sandbox escape attempts; exit 3 if any escaped"},
     {"hog", 1, 1, cmd_hog, "hog MIB            allocate+touch MIB MiB; exit 12 if malloc fails"},
+    {"creep", 2, 2, cmd_creep, "creep MIB MS       add 1 MiB every MS ms up to MIB, then hold it"},
     {"spin", 0, 0, cmd_spin, "spin               busy loop forever, no host calls"},
     {"sleep", 1, 1, cmd_sleep, "sleep SECS         sleep SECS seconds (0: forever)"},
     {"tick", 2, 2, cmd_tick, "tick MS N          print 'tick i' every MS ms, N times (0: forever)"},
