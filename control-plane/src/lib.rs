@@ -22,3 +22,4 @@ pub mod rest;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod telemetry;

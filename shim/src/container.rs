@@ -290,11 +290,15 @@ impl Container {
                     .locked()
                     .take()
                     .ok_or_else(|| format!("task {}: already started", self.id))?;
-                let instance = task
-                    .engine
-                    .start_prepared(&task.prepared, spec)
-                    .await
-                    .map_err(|e| format!("task {}: starting the guest: {e}", self.id))?;
+                // The guest's instantiation, a span of its own inside the task's start.
+                let guest =
+                    tracing::info_span!("guest", "otel.name" = "start guest", task = %self.id);
+                let instance = tracing::Instrument::instrument(
+                    task.engine.start_prepared(&task.prepared, spec),
+                    guest,
+                )
+                .await
+                .map_err(|e| format!("task {}: starting the guest: {e}", self.id))?;
                 *task.instance.locked() = Some(instance.clone());
                 self.init.set_running(std::process::id());
                 let me = self.clone();

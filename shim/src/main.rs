@@ -33,6 +33,7 @@ mod service;
 mod shim;
 mod stats;
 mod stdio;
+mod trace;
 mod wasm;
 
 use std::ffi::OsString;
@@ -70,7 +71,6 @@ fn main() {
             _ => {}
         }
     }
-    logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -80,6 +80,11 @@ fn main() {
             eprintln!("{RUNTIME_ID}: starting the async runtime: {e}");
             std::process::exit(1);
         }
+    };
+    // Inside the runtime: the span exporter's gRPC channel lives on it.
+    let telemetry = {
+        let _runtime = runtime.enter();
+        logging::init()
     };
     // The shim waits for each of its processes by pid itself (exit codes, OOM), so the
     // framework must not reap children behind its back.
@@ -91,4 +96,5 @@ fn main() {
         RUNTIME_ID,
         Some(config),
     ));
+    telemetry.shutdown();
 }

@@ -10,7 +10,7 @@
 //! wait go to `spawn_blocking`).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -21,6 +21,7 @@ use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim::{Task, TtrpcContext, TtrpcResult};
 use skiff_runtime::wasm::WasmEngine;
 use tokio::sync::OnceCell;
+use tracing::Instrument;
 
 use crate::Locked;
 use crate::container::{Container, CreateArgs, Exec};
@@ -122,11 +123,10 @@ fn exec_of(c: &Container, exec_id: &str) -> TtrpcResult<Arc<Exec>> {
         .ok_or_else(|| not_found(format!("exec {exec_id} of task {}: not found", c.id)))
 }
 
-#[async_trait]
-impl Task for Service {
-    async fn create(
+/// The task calls that have a span: their bodies, run inside it.
+impl Service {
+    async fn create_task(
         &self,
-        _ctx: &TtrpcContext,
         req: api::CreateTaskRequest,
     ) -> TtrpcResult<api::CreateTaskResponse> {
         if req.id.is_empty() {
@@ -195,12 +195,11 @@ impl Task for Service {
         })
     }
 
-    async fn start(
+    async fn start_task(
         &self,
-        _ctx: &TtrpcContext,
+        c: Arc<Container>,
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
-        let c = self.container(&req.id)?;
         let pid = if req.exec_id.is_empty() {
             c.start(&self.inner.events).await
         } else {
@@ -212,6 +211,35 @@ impl Task for Service {
             pid,
             ..Default::default()
         })
+    }
+}
+
+#[async_trait]
+impl Task for Service {
+    async fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> TtrpcResult<api::CreateTaskResponse> {
+        let span = crate::trace::task_span("create task", &req.id, Path::new(&req.bundle));
+        let result = self.create_task(req).instrument(span.clone()).await;
+        crate::trace::record(&span, &result);
+        result
+    }
+
+    async fn start(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> TtrpcResult<api::StartResponse> {
+        let c = self.container(&req.id)?;
+        let span = match req.exec_id.is_empty() {
+            true => crate::trace::task_span("start task", &req.id, &c.bundle),
+            false => tracing::Span::none(),
+        };
+        let result = self.start_task(c, req).instrument(span.clone()).await;
+        crate::trace::record(&span, &result);
+        result
     }
 
     async fn state(

@@ -32,6 +32,7 @@ pub mod registry;
 pub mod third_party;
 
 use std::net::SocketAddr;
+pub mod otlp;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -69,6 +69,8 @@ pub struct AgentArgs {
     /// credentials, used for pulls after a pod's imagePullSecrets; read at each pull
     #[arg(long, value_name = "FILE")]
     registry_config: Option<PathBuf>,
+    #[command(flatten)]
+    telemetry: super::telemetry::TelemetryArgs,
 }
 
 /// Wasm pods are cheap: a node takes far more than Kubernetes' 110.
@@ -184,7 +186,7 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
             "the metrics endpoint",
         ));
     }
-    super::server::init_logging();
+    let telemetry = args.telemetry.init("skiff-agent")?;
     let options = AgentOptions {
         servers: args.server,
         token: bootstrap_token(args.token_file.as_deref())?,
@@ -208,9 +210,11 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
     if args.reset {
         return reset(&options).await;
     }
-    skiff_node_agent::run(options, super::server::shutdown_signal())
+    let result = skiff_node_agent::run(options, super::server::shutdown_signal())
         .await
-        .map_err(agent_error)
+        .map_err(agent_error);
+    super::telemetry::finish(telemetry).await;
+    result
 }
 
 /// `skiff agent --reset`: prints what went and what stayed.

@@ -22,6 +22,7 @@ pub mod scale;
 pub mod server;
 pub mod taint;
 pub mod token;
+pub mod telemetry;
 
 use std::path::{Path, PathBuf};
 

@@ -30,6 +30,8 @@ pub struct ServerArgs {
     etcd: Option<String>,
     #[command(flatten)]
     etcd_args: EtcdArgs,
+    #[command(flatten)]
+    telemetry: super::telemetry::TelemetryArgs,
     /// Prometheus metrics address (off by default)
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
@@ -88,6 +90,8 @@ pub struct UpArgs {
     /// examples/hello-http behind a Service and the Ingress (a curl command is printed)
     #[arg(long)]
     demo: bool,
+    #[command(flatten)]
+    telemetry: super::telemetry::TelemetryArgs,
     /// Prometheus metrics address (off by default)
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
@@ -153,16 +157,6 @@ fn service_ranges(cidr: &str, ports: &str, cluster_cidr: Ipv4Cidr) -> Result<Ser
     Ok(ranges)
 }
 
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,h2=warn,tower=warn,hyper=warn")
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 pub async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
@@ -216,7 +210,7 @@ pub async fn server(args: ServerArgs) -> Result<()> {
         &args.service_node_port_range,
         args.cluster_cidr,
     )?;
-    init_logging();
+    let telemetry = args.telemetry.init("skiff-server")?;
     let lifecycle = LifecycleOptions {
         node_grace_period: args.node_grace_period,
         pod_eviction_timeout: args.pod_eviction_timeout,
@@ -249,7 +243,9 @@ pub async fn server(args: ServerArgs) -> Result<()> {
     let server = tokio::spawn(cp.serve(stopped(stop_rx)));
     shutdown_signal().await;
     let _ = stop_tx.send(true);
-    finish(server).await
+    let result = finish(server).await;
+    super::telemetry::finish(telemetry).await;
+    result
 }
 
 /// Resolves once `rx` says stop.
@@ -291,7 +287,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let demo_hint = args
         .demo
         .then(|| super::demo::try_it(&ingress_addr, std::net::IpAddr::from([127, 0, 0, 1])));
-    init_logging();
+    let telemetry = args.telemetry.init("skiff")?;
     let data_dir = args
         .data_dir
         .unwrap_or_else(|| super::home_dir().join(".skiff"));
@@ -354,7 +350,9 @@ pub async fn up(args: UpArgs) -> Result<()> {
         Ok(Ok(())) => {}
     }
     let _ = stop_tx.send(true);
-    finish(server).await
+    let result = finish(server).await;
+    super::telemetry::finish(telemetry).await;
+    result
 }
 
 fn config_server(path: &std::path::Path) -> String {

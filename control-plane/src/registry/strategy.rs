@@ -113,6 +113,7 @@ impl Strategy for Pod {
             phase: "Pending".into(),
             ..Default::default()
         });
+        crate::telemetry::stamp_pod(self.metadata_mut());
     }
 
     fn prepare_for_update(&mut self, old: &Self) {

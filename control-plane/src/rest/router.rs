@@ -155,10 +155,12 @@ pub async fn handle(rest: &Rest, http: http::Request<Body>) -> Response {
     let started = Instant::now();
     let path = http.uri().path().to_string();
     let method = http.method().clone();
-    let response = match route(rest, http).await {
+    let span = crate::telemetry::rest::span(&http);
+    let response = match tracing::Instrument::instrument(route(rest, http), span.clone()).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
+    crate::telemetry::rest::record_status(&span, response.status());
     tracing::debug!(%method, %path, status = response.status().as_u16(), elapsed = ?started.elapsed(), "REST");
     response
 }

@@ -299,13 +299,17 @@ impl Scheduler {
                 Ok(node) => {
                     self.cache.assume(&pod.key, &node);
                     let pods = self.pod_api.clone();
-                    self.binds.spawn(async move {
-                        let result = pods
-                            .bind_known(&Identity::Admin, &pod.pod, &node)
-                            .await
-                            .map(Box::new);
-                        (pod.key.clone(), pod.revision, result)
-                    });
+                    let span = crate::telemetry::bind_span(&pod.pod, &node);
+                    self.binds.spawn(tracing::Instrument::instrument(
+                        async move {
+                            let result = pods
+                                .bind_known(&Identity::Admin, &pod.pod, &node)
+                                .await
+                                .map(Box::new);
+                            (pod.key.clone(), pod.revision, result)
+                        },
+                        span,
+                    ));
                     if self.binds.len() >= MAX_BINDS_IN_FLIGHT
                         && let Some(done) = self.binds.join_next().await
                     {

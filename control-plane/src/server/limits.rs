@@ -441,6 +441,7 @@ impl Call {
         result: &Result<T, Status>,
     ) {
         let Some(ctx) = &self.0 else { return };
+        crate::telemetry::request_object(verb, &object.resource, &object.namespace, &object.name);
         let Some(audit) = &ctx.audit else { return };
         let outcome = match result {
             Ok(_) => Outcome::OK,

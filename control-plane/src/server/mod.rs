@@ -533,6 +533,8 @@ impl ControlPlane {
             ))
             .add_service(svc!(
                 role_binding_api_server::RoleBindingApiServer,
+            // A span per gRPC call (REST requests have theirs from the router).
+            .layer(crate::telemetry::grpc::SpanLayer)
                 RoleBinding
             ))
             .add_service(svc!(

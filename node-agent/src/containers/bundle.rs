@@ -161,6 +161,10 @@ fn annotations(spec: &ContainerSpec) -> BTreeMap<String, String> {
     annotations.insert(GROUP.into(), spec.group.name());
     annotations.insert(LOG_PATH.into(), spec.log_path.display().to_string());
     annotations.insert(LOG_MAX_BYTES.into(), spec.log_max_bytes.to_string());
+    // The shim's create and start join the trace of the pod sync writing the bundle.
+    if let Some(traceparent) = skiff_telemetry::current_traceparent() {
+        annotations.insert(skiff_telemetry::POD_ANNOTATION.into(), traceparent);
+    }
     annotations
 }
 

@@ -34,6 +34,7 @@ mod seams;
 mod service_env;
 mod sources;
 mod status;
+mod trace;
 mod volumes;
 mod worker;
 #[cfg(test)]

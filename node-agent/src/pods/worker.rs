@@ -228,6 +228,13 @@ impl PodEntry {
     }
 
     /// How long the worker may sleep at `now` before it must reconcile again.
+    /// Whether some container of the pod has not started yet (its sync joins the pod's trace).
+    pub fn starting(&self) -> bool {
+        self.containers
+            .values()
+            .any(|r| matches!(r.state, Current::None))
+    }
+
     pub fn sleep(&self, now: SystemTime) -> Duration {
         if !self.pending() {
             return RESYNC;
@@ -301,7 +308,8 @@ impl PodWorker {
             // Boxed: reconcile's state (a start's pull and bundle, a stop's grace period) is
             // large and only alive while it runs; an idle worker keeps just this loop's (a node
             // holds a thousand of them).
-            Box::pin(self.reconcile()).await;
+            let span = super::trace::sync_span(&self.entry.pod, self.entry.starting());
+            Box::pin(tracing::Instrument::instrument(self.reconcile(), span)).await;
             if self.removed {
                 return;
             }

@@ -69,15 +69,19 @@ impl Launcher {
         cmd.arg(action)
             .current_dir(bundle)
             .env("TTRPC_ADDRESS", &self.ttrpc_address)
-            .env("SKIFF_SHIM_CACHE_DIR", &self.cache_dir)
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .env("SKIFF_SHIM_CACHE_DIR", &self.cache_dir);
+        // The shim exports its spans where the agent does.
+        if let Some(endpoint) = skiff_telemetry::exporting_to() {
+            cmd.env(skiff_telemetry::ENDPOINT_ENV, endpoint);
+        }
+        cmd.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
         let spawn_error = |source| ShimError::Spawn {
             binary: self.binary.clone(),
             group: group.to_string(),

@@ -45,4 +45,5 @@ mod teardown;
 mod wasi_p3;
 mod wasm_pods;
 mod wasmtime_habits;
+mod tracing;
 mod watch;

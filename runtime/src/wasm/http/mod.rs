@@ -49,6 +49,7 @@ pub mod outbound;
 pub(crate) mod p3;
 pub(crate) mod server;
 pub mod stats;
+pub(crate) mod trace;
 
 pub use options::{DEFAULT_PORT, HttpOptions};
 pub use outbound::{AllowedHosts, OutboundError};

@@ -267,7 +267,13 @@ async fn connection(function: Arc<Function>, stream: TcpStream, _permit: OwnedSe
                 req.headers_mut().insert(header::HOST, local.clone());
             }
             let function = function.clone();
-            async move { Ok::<_, Infallible>(function.handle(req).await) }
+            let span = super::trace::request_span(&req);
+            async move {
+                let response =
+                    tracing::Instrument::instrument(function.handle(req), span.clone()).await;
+                super::trace::record_status(&span, response.status());
+                Ok::<_, Infallible>(response)
+            }
         })
     };
     let conn = http1::Builder::new()
