@@ -190,6 +190,7 @@ pub async fn run(
         proxy.clone(),
         catalog.clone(),
         network.clone(),
+        runtime.starts(),
     ));
     let (cluster_dns, pod_dns) = start_dns(&options, &transport, &network, &catalog).await?;
     let manager = pods::Manager::new(

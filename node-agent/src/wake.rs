@@ -56,7 +56,8 @@ const WAKE_AGAIN: Duration = Duration::from_millis(100);
 /// The most connections held (and spliced by this process) at once; one beyond is closed.
 pub const MAX_HELD: usize = 1024;
 /// Pause before connecting again to an endpoint that refused (it is not listening yet), or
-/// looking again for a pod of this node.
+/// looking again for a pod of this node; a pod of this node is also tried again as soon as any
+/// task on the node has started (its listeners are then up).
 const CONNECT_RETRY: Duration = Duration::from_millis(2);
 /// How long a connection to a pod of this node may take before it is tried again (its network
 /// may not be up yet).
@@ -70,6 +71,8 @@ pub struct Holder {
     transport: Transport,
     catalog: Arc<Catalog>,
     network: PodNetwork,
+    /// Changes after each task the node starts.
+    starts: watch::Receiver<u64>,
     /// The pods bound to this node, by uid.
     local: DashMap<String, Arc<Pod>>,
     /// The wakes sent from here.
@@ -134,6 +137,7 @@ pub async fn run(
     proxy: Arc<Proxy>,
     catalog: Arc<Catalog>,
     network: PodNetwork,
+    starts: watch::Receiver<u64>,
 ) {
     if !network.enabled() {
         return;
@@ -155,6 +159,7 @@ pub async fn run(
         transport,
         catalog,
         network,
+        starts,
         local: DashMap::new(),
         wakes: Wakes::default(),
     });
@@ -223,6 +228,7 @@ impl Holder {
                         self.local.insert(pod.meta().uid.clone(), Arc::new(pod));
                     }
                     if let Ok(mut stream) = api.watch(params(), &meta.resource_version).await {
+                        let opened = Instant::now();
                         while let Some(Ok(event)) = stream.next().await {
                             let uid = event.object.meta().uid.clone();
                             if event.kind == "DELETED" {
@@ -230,6 +236,11 @@ impl Holder {
                             } else {
                                 self.local.insert(uid, Arc::new(event.object));
                             }
+                        }
+                        // Ended after a while (a server's watch timeout, say): list again at
+                        // once, so that no pod started meanwhile waits for the pause below.
+                        if opened.elapsed() > RETRY {
+                            continue;
                         }
                     }
                 }
@@ -282,14 +293,19 @@ impl Holder {
         service: &ServiceKey,
         port: u16,
     ) -> Option<(SocketAddrV4, TcpStream)> {
+        let mut starts = self.starts.clone();
         loop {
+            starts.mark_unchanged();
             if let Some(at) = self.local_endpoint(service, port)
                 && let Ok(Ok(stream)) =
                     tokio::time::timeout(LOCAL_CONNECT, TcpStream::connect(at)).await
             {
                 return Some((at, stream));
             }
-            tokio::time::sleep(CONNECT_RETRY).await;
+            tokio::select! {
+                _ = starts.changed() => {}
+                () = tokio::time::sleep(CONNECT_RETRY) => {}
+            }
         }
     }
 
@@ -302,16 +318,23 @@ impl Holder {
         let started = Instant::now();
         let endpoint = self.endpoint(&port.id, &port.service).await?;
         loop {
-            match TcpStream::connect(endpoint).await {
-                Ok(s) => return Some((endpoint, s)),
-                Err(e)
+            // A SYN lost to a pod that has only just come up would otherwise wait for TCP's
+            // first retransmission, a second later.
+            match tokio::time::timeout(LOCAL_CONNECT, TcpStream::connect(endpoint)).await {
+                Ok(Ok(s)) => return Some((endpoint, s)),
+                Err(_) if started.elapsed() < HOLD_TIMEOUT => {}
+                Ok(Err(e))
                     if e.kind() == std::io::ErrorKind::ConnectionRefused
                         && started.elapsed() < HOLD_TIMEOUT =>
                 {
                     tokio::time::sleep(CONNECT_RETRY).await;
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     tracing::info!(%endpoint, error = %e, "connecting a held connection");
+                    return None;
+                }
+                Err(_) => {
+                    tracing::info!(%endpoint, "connecting a held connection: timed out");
                     return None;
                 }
             }
@@ -347,8 +370,8 @@ impl Holder {
         let outcome = self.wake(&service).await;
         let reach = tokio::time::timeout(HOLD_TIMEOUT, async {
             tokio::select! {
-                Some(found) = self.connect_local(&service, port.port) => Some(found),
-                found = self.connect_endpoint(&port) => found,
+                Some(found) = self.connect_local(&service, port.port) => Some((found, "local pod")),
+                found = self.connect_endpoint(&port) => found.map(|f| (f, "endpoint")),
             }
         });
         let reached = match hold(async { reach.await.ok().flatten() }, outcome).await {
@@ -358,12 +381,12 @@ impl Holder {
                 return;
             }
         };
-        let Some((endpoint, mut upstream)) = reached else {
+        let Some(((endpoint, mut upstream), via)) = reached else {
             tracing::info!(service = %format!("{}/{}", service.0, service.1), "no endpoint within {HOLD_TIMEOUT:?}: closing a held connection");
             return;
         };
         let _ = upstream.set_nodelay(true);
-        tracing::debug!(%endpoint, waited = ?started.elapsed(), "held connection spliced");
+        tracing::debug!(%endpoint, via, waited = ?started.elapsed(), "held connection spliced");
         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
     }
 

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
-use tokio::sync::{Mutex, broadcast};
+use tokio::sync::{Mutex, broadcast, watch};
 
 pub use instance::{Instance, Labels, RuntimeEvent, StartFailure};
 pub use spec::{ContainerSpec, LinuxProcess, Mount, ShimGroup, WasmProcess, Workload};
@@ -75,6 +75,9 @@ struct Inner {
     events: broadcast::Sender<RuntimeEvent>,
     /// Module path → (modified, size, digest).
     digests: DashMap<PathBuf, (SystemTime, u64, String)>,
+    /// How many tasks this agent has started: a task's listeners are up once its Start is
+    /// answered, so whoever waits to connect to a starting pod looks again at each change.
+    starts: watch::Sender<u64>,
 }
 
 /// One shim group: its connection and its crash history.
@@ -154,6 +157,7 @@ impl Containers {
             tasks: DashMap::new(),
             events,
             digests: DashMap::new(),
+            starts: watch::Sender::new(0),
             shims,
         });
         let containers = Containers { inner };
@@ -168,6 +172,11 @@ impl Containers {
     /// Runtime events; subscribe before listing to miss nothing.
     pub fn subscribe(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Changes after every task this agent starts (see [`Inner::starts`]).
+    pub fn starts(&self) -> watch::Receiver<u64> {
+        self.inner.starts.subscribe()
     }
 
     fn send(&self, event: RuntimeEvent) {
@@ -466,6 +475,7 @@ impl Containers {
             let _ = client.delete(&id).await;
             return Err(undo(&e));
         }
+        self.inner.starts.send_modify(|n| *n = n.wrapping_add(1));
         Ok(self
             .inner
             .tasks

@@ -273,13 +273,15 @@ impl PodWorker {
         // A networked pod's sandbox, as for OCI pods: its address is in the environment.
         let networked = self.has_pod_network(pod);
         let attach = async {
-            if networked {
+            let attached = if networked {
                 self.ctx.network.attach(&meta.uid).await.map(Some)
             } else {
                 Ok(None)
-            }
+            };
+            (attached, steps.elapsed())
         };
-        let (attached, prepared) = tokio::join!(attach, self.prepare_volumes(pod));
+        let volumes = async { (self.prepare_volumes(pod).await, steps.elapsed()) };
+        let ((attached, network_done), (prepared, volumes_done)) = tokio::join!(attach, volumes);
         let sandbox_done = steps.elapsed();
         let attached = match attached {
             Ok(a) => a,
@@ -347,6 +349,8 @@ impl PodWorker {
             container = %container.name,
             image = ?image_done,
             sandbox_and_volumes = ?(sandbox_done - image_done),
+            network = ?(network_done - image_done),
+            volumes = ?(volumes_done - image_done),
             config = ?(config_done - sandbox_done),
             runtime = ?(steps.elapsed() - config_done),
             "container start steps"
