@@ -76,6 +76,10 @@ enum Command {
     Auth(cmd::auth::AuthArgs),
     /// Bootstrap tokens for joining nodes: create, list, revoke
     Token(cmd::token::TokenArgs),
+    /// Events, oldest first (`--for KIND/NAME` for one object's)
+    Events(cmd::events::EventsArgs),
+    /// CPU and memory of nodes and pods, as the agents last reported them
+    Top(cmd::top::TopArgs),
     /// Node credentials: revoke a node's client certificates
     Node(cmd::node::NodeArgs),
     /// The client config in other forms: `skiff config kubeconfig` (for kubectl)
@@ -158,6 +162,10 @@ fn main() {
             Command::Token(args) => cmd::token::run(config.as_deref(), args).await,
             Command::Config(args) => cmd::config::run(config.as_deref(), args),
             Command::Node(args) => cmd::node::run(&cmd::connect(config.as_deref())?, args).await,
+            Command::Events(args) => {
+                cmd::events::run(&cmd::connect(config.as_deref())?, args).await
+            }
+            Command::Top(args) => cmd::top::run(&cmd::connect(config.as_deref())?, args).await,
             // Handled above, before the runtime started.
             Command::Oci(_) => Ok(()),
         }

@@ -17,6 +17,7 @@ pub mod error;
 pub mod leader;
 pub mod pki;
 pub mod pod_metrics;
+pub mod resource_metrics;
 pub mod registry;
 pub mod rest;
 pub mod scheduler;

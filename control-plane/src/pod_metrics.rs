@@ -5,7 +5,8 @@
 //! time proportional to its own pods, never the cluster's), and never touches another node's, so a
 //! node naming a pod bound elsewhere cannot hide that pod's figures. Readers ask for a pod's
 //! figures as reported by the node of its `spec.nodeName`. The HorizontalPodAutoscaler controller
-//! reads it (and `skiff top` later). A server that restarts knows nothing until the next reports,
+//! reads it, and so does the resource metrics API (`crate::resource_metrics`: `skiff top`,
+//! metrics.k8s.io), which also reads a node's own figure (its machine's, as the agent reads it). A server that restarts knows nothing until the next reports,
 //! a few seconds later; figures older than [`STALE`] are not served, and a node silent for that
 //! long is forgotten. The map is bounded: [`MAX_PODS_PER_REPORT`] per report, [`MAX_NODES`]
 //! nodes and [`MAX_PODS`] pods in all (Kubernetes' own limits for one cluster), so invented node
@@ -60,6 +61,8 @@ pub struct PodSample {
     pub node: String,
     pub uid: String,
     pub at: Instant,
+    /// How long the CPU rates were measured over.
+    pub window: Duration,
     pub containers: Vec<ContainerSample>,
     /// Requests per second between this report and the one before it (a function's).
     pub requests_per_second: Option<f64>,
@@ -105,7 +108,19 @@ pub type PodKey = (String, String);
 #[derive(Debug)]
 struct NodeSamples {
     at: Instant,
+    window: Duration,
+    /// The machine's own figures (cpu nanocores, memory bytes), when the agent read them.
+    own: Option<(u64, u64)>,
     pods: HashMap<PodKey, PodSample>,
+}
+
+/// One node's latest figures, for the resource metrics API (`skiff top nodes`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSample {
+    pub at: Instant,
+    pub window: Duration,
+    pub cpu_nano_cores: u64,
+    pub memory_bytes: u64,
 }
 
 /// Every pod's latest figures, by the node that reported them; cheap to share (an `Arc` of it
@@ -144,6 +159,11 @@ impl PodMetrics {
         }
         let now = Instant::now();
         self.sweep(now);
+        let window = Duration::from_millis(u64::from(report.window_millis));
+        let own = report
+            .node
+            .as_ref()
+            .map(|u| (u.cpu_nano_cores, u.memory_bytes));
         let node = &report.node_name;
         let fresh = !self.nodes.contains_key(node);
         if fresh && self.nodes.len() >= MAX_NODES {
@@ -175,6 +195,7 @@ impl PodMetrics {
                 node: node.clone(),
                 uid: pod.uid.clone(),
                 at: now,
+                window,
                 containers,
                 requests_per_second: None,
             };
@@ -204,10 +225,20 @@ impl PodMetrics {
         self.pods.fetch_add(count, Ordering::Relaxed);
         match entry {
             Entry::Occupied(mut o) => {
-                o.insert(NodeSamples { at: now, pods });
+                o.insert(NodeSamples {
+                    at: now,
+                    window,
+                    own,
+                    pods,
+                });
             }
             Entry::Vacant(v) => {
-                v.insert(NodeSamples { at: now, pods });
+                v.insert(NodeSamples {
+                    at: now,
+                    window,
+                    own,
+                    pods,
+                });
             }
         }
         self.pods.fetch_sub(had, Ordering::Relaxed);
@@ -245,6 +276,27 @@ impl PodMetrics {
             .cloned()
     }
 
+    /// Node `node`'s figures, unless stale: the machine's own usage as its agent read it, and
+    /// never less than the sum of its pods' (an agent that could not read the machine's, or
+    /// pods outside what the machine figure covers).
+    pub fn node(&self, node: &str) -> Option<NodeSample> {
+        let samples = self.nodes.get(node)?;
+        if samples.at.elapsed() >= STALE {
+            return None;
+        }
+        let (pods_cpu, pods_memory) = samples.pods.values().fold((0u64, 0u64), |(c, m), p| {
+            let cpu: u64 = p.containers.iter().map(|c| c.cpu_nano_cores).sum();
+            (c.saturating_add(cpu), m.saturating_add(p.memory_bytes()))
+        });
+        let (own_cpu, own_memory) = samples.own.unwrap_or((0, 0));
+        Some(NodeSample {
+            at: samples.at,
+            window: samples.window,
+            cpu_nano_cores: own_cpu.max(pods_cpu),
+            memory_bytes: own_memory.max(pods_memory),
+        })
+    }
+
     /// How many pods' figures are kept.
     pub fn len(&self) -> usize {
         self.pods.load(Ordering::Relaxed)
@@ -264,6 +316,7 @@ mod tests {
         NodeMetricsReport {
             node_name: node.into(),
             window_millis: 1000,
+            node: None,
             pods: pods
                 .iter()
                 .map(|(name, cpu, total)| PodMetricsSample {
@@ -334,6 +387,33 @@ mod tests {
         assert!(m.get("default", "web-1", "b").is_none());
         assert!(m.get("default", "web-1", "a").is_some());
         assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn a_node_is_its_own_figure_and_never_less_than_its_pods() {
+        use skiff_api::v1::ResourceUsage;
+        let m = PodMetrics::default();
+        m.report(&report(
+            "a",
+            &[("web-1", 250_000_000, None), ("web-2", 50_000_000, None)],
+        ))
+        .unwrap();
+        // No machine figure: the pods' sum (two pods of 1 MiB each).
+        let a = m.node("a").unwrap();
+        assert_eq!((a.cpu_nano_cores, a.memory_bytes), (300_000_000, 2 << 20));
+        assert_eq!(a.window, Duration::from_secs(1));
+        let mut with_own = report("a", &[("web-1", 250_000_000, None)]);
+        with_own.node = Some(ResourceUsage {
+            cpu_nano_cores: 1_500_000_000,
+            memory_bytes: 512 << 20,
+        });
+        m.report(&with_own).unwrap();
+        let a = m.node("a").unwrap();
+        assert_eq!(
+            (a.cpu_nano_cores, a.memory_bytes),
+            (1_500_000_000, 512 << 20)
+        );
+        assert!(m.node("b").is_none());
     }
 
     #[test]

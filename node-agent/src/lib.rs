@@ -22,6 +22,7 @@ pub mod containers;
 pub mod credentials;
 pub mod dns;
 pub mod events;
+pub mod host_usage;
 pub mod images;
 pub mod ingress;
 pub mod join;

@@ -6,7 +6,9 @@
 //! dozen bytes per pod; the server keeps only the latest (`control-plane/src/pod_metrics.rs`).
 //!
 //! A container's first reading has no rate yet: its pod is reported from its second reading on
-//! (the HPA counts a pod without figures as Kubernetes does).
+//! (the HPA counts a pod without figures as Kubernetes does). The machine's own figures
+//! ([`crate::host_usage`]) go with each report from the second reading on, for the node's line
+//! of `skiff top nodes`.
 //!
 //! Must not: write objects, or decide anything from the figures.
 
@@ -15,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use skiff_api::client::Transport;
 use skiff_api::v1::node_metrics_api_client::NodeMetricsApiClient;
-use skiff_api::v1::{ContainerMetricsSample, NodeMetricsReport, PodMetricsSample};
+use skiff_api::v1::{ContainerMetricsSample, NodeMetricsReport, PodMetricsSample, ResourceUsage};
 
 use crate::containers::{Containers, Instance};
+use crate::host_usage::HostReading;
 use crate::shim::TaskUsage;
 
 /// How often the node reports.
@@ -34,6 +37,8 @@ struct Previous {
 #[derive(Debug, Default)]
 pub struct Reporter {
     previous: HashMap<String, Previous>,
+    /// The machine's previous reading.
+    host: Option<(Instant, HostReading)>,
 }
 
 impl Reporter {
@@ -84,12 +89,33 @@ impl Reporter {
         NodeMetricsReport {
             node_name: node.to_string(),
             window_millis: u32::try_from(REPORT_PERIOD.as_millis()).unwrap_or(u32::MAX),
+            node: None,
             pods: pods
                 .into_iter()
                 .filter(|(pod, _)| !incomplete.contains(pod))
                 .map(|(_, sample)| sample)
                 .collect(),
         }
+    }
+}
+
+impl Reporter {
+    /// The machine's usage since its previous reading (None for the first, or no reading).
+    pub fn host(&mut self, at: Instant, reading: Option<HostReading>) -> Option<ResourceUsage> {
+        let Some(reading) = reading else {
+            self.host = None;
+            return None;
+        };
+        let (before_at, before) = self.host.replace((at, reading))?;
+        let elapsed = at.saturating_duration_since(before_at).as_nanos();
+        let used = reading.busy.saturating_sub(before.busy).as_nanos();
+        let cpu_nano_cores = (used * 1_000_000_000)
+            .checked_div(elapsed)
+            .map_or(0, |n| u64::try_from(n).unwrap_or(u64::MAX));
+        Some(ResourceUsage {
+            cpu_nano_cores,
+            memory_bytes: reading.memory_bytes,
+        })
     }
 }
 
@@ -102,7 +128,10 @@ pub async fn run(transport: Transport, node: String, runtime: Containers) {
     loop {
         tick.tick().await;
         let readings = runtime.usage().await;
-        let report = reporter.report(&node, Instant::now(), readings);
+        let host = crate::host_usage::read().await;
+        let now = Instant::now();
+        let mut report = reporter.report(&node, now, readings);
+        report.node = reporter.host(now, host);
         if let Err(status) = client.report(report).await {
             tracing::debug!(%status, "reporting the pods' figures");
         }
@@ -170,5 +199,26 @@ mod tests {
             ],
         );
         assert!(third.pods.is_empty());
+    }
+
+    #[test]
+    fn the_machine_is_a_rate_from_its_second_reading_on() {
+        let mut r = Reporter::default();
+        let t0 = Instant::now();
+        let reading = |busy_ms, memory_bytes| HostReading {
+            busy: Duration::from_millis(busy_ms),
+            memory_bytes,
+        };
+        assert_eq!(r.host(t0, Some(reading(1_000, 1 << 30))), None);
+        // 3 s busy over 2 s: one and a half cores.
+        let t1 = t0 + Duration::from_secs(2);
+        let u = r.host(t1, Some(reading(4_000, 2 << 30))).unwrap();
+        assert_eq!((u.cpu_nano_cores, u.memory_bytes), (1_500_000_000, 2 << 30));
+        // A failed reading starts over.
+        assert_eq!(r.host(t1, None), None);
+        assert_eq!(
+            r.host(t1 + Duration::from_secs(2), Some(reading(5_000, 1))),
+            None
+        );
     }
 }

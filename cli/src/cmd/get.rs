@@ -48,6 +48,9 @@ pub struct GetArgs {
     /// Objects per list request, printed as each page arrives; 0 lists all in one request
     #[arg(long, default_value_t = 500)]
     chunk_size: i32,
+    /// Events only: those about this object, KIND/NAME (`pod/web`)
+    #[arg(long = "for", value_name = "KIND/NAME")]
+    for_object: Option<String>,
 }
 
 pub async fn run(transport: &Transport, mut args: GetArgs) -> Result<()> {
@@ -100,6 +103,53 @@ pub async fn run(transport: &Transport, mut args: GetArgs) -> Result<()> {
     } else {
         super::namespace(&args.namespace)
     };
+    let events_only = kinds.len() == 1 && kinds[0].kind == "Event";
+    if args.for_object.is_some() && !events_only {
+        return Err(CliError::usage("error: --for is only for events"));
+    }
+    // A table of events is printed whole and sorted by when each was last seen (kubectl's
+    // `events` order); other forms go on below (`--for` becomes a field selector).
+    if events_only && args.names.is_empty() && !args.watch && matches!(output.as_str(), "" | "wide")
+    {
+        let events = super::events::list(
+            transport,
+            &namespace,
+            args.field_selector.as_deref().unwrap_or(""),
+            args.for_object.as_deref(),
+        )
+        .await?;
+        let events: Vec<_> = match &args.selector {
+            Some(s) if !s.is_empty() => {
+                let selector = skiff_api::selector::LabelSelector::parse(s)
+                    .map_err(|e| CliError::usage(format!("error: --selector: {e}")))?;
+                events
+                    .into_iter()
+                    .filter(|e| selector.matches(&e.meta().labels))
+                    .collect()
+            }
+            _ => events,
+        };
+        if events.is_empty() {
+            if namespace.is_empty() {
+                eprintln!("No resources found");
+            } else {
+                eprintln!("No resources found in {namespace} namespace.");
+            }
+        } else {
+            print!(
+                "{}",
+                super::events::table(&events, namespace.is_empty(), output == "wide", true)
+            );
+        }
+        return Ok(());
+    }
+    if let Some(word) = &args.for_object {
+        let about = super::events::for_selector(word)?;
+        args.field_selector = Some(match args.field_selector.take() {
+            Some(f) if !f.is_empty() => format!("{f},{about}"),
+            _ => about,
+        });
+    }
     let mut values = Vec::new();
     let mut printed_any = false;
     for info in &kinds {

@@ -8,6 +8,7 @@ pub mod delete;
 pub mod demo;
 pub mod describe;
 pub mod drain;
+pub mod events;
 pub mod exec;
 pub mod get;
 pub mod label;
@@ -22,6 +23,7 @@ pub mod scale;
 pub mod server;
 pub mod taint;
 pub mod token;
+pub mod top;
 pub mod telemetry;
 
 use std::path::{Path, PathBuf};

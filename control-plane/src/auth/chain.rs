@@ -103,12 +103,16 @@ pub fn resource_of(kind: &str) -> (&'static str, std::borrow::Cow<'static, str>)
         "CertificateSigningRequest" => "certificates.k8s.io",
         "PodDisruptionBudget" => "policy",
         "ScaleFromZero" | "KeyValue" => "skiff.dev",
+        "NodeMetrics" | "PodMetrics" => "metrics.k8s.io",
         _ => "",
     };
     let plural = match kind {
         "Endpoints" => Borrowed("endpoints"),
         "ScaleFromZero" => Borrowed("scalefromzero"),
         "KeyValue" => Borrowed("keyvalue"),
+        // metrics.k8s.io's resources are named for what they measure.
+        "NodeMetrics" => Borrowed("nodes"),
+        "PodMetrics" => Borrowed("pods"),
         _ => {
             let lower = kind.to_ascii_lowercase();
             Owned(if let Some(stem) = lower.strip_suffix('y') {
@@ -209,6 +213,8 @@ mod tests {
                 "rbac.authorization.k8s.io",
                 "clusterrolebindings",
             ),
+            ("PodMetrics", "metrics.k8s.io", "pods"),
+            ("NodeMetrics", "metrics.k8s.io", "nodes"),
         ] {
             assert_eq!(resource_of(kind), (group, plural.into()), "{kind}");
         }

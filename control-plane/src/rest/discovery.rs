@@ -107,7 +107,7 @@ fn groups(routes: &Routes) -> Groups {
                 plural: r.clone(),
                 singular: d.kind.to_ascii_lowercase(),
                 kind: d.kind,
-                namespaced: false,
+                namespaced: handler.namespaced(),
                 verbs: d.verbs.to_vec(),
                 short_names: Vec::new(),
                 categories: Vec::new(),

@@ -36,6 +36,7 @@ pub mod eviction;
 pub mod kind;
 pub mod kubeconfig;
 pub mod listener;
+pub mod metrics_api;
 pub mod openapi;
 pub mod openapi_paths;
 pub mod openapi_schema;
@@ -152,6 +153,12 @@ pub trait Subresource: Send + Sync {
             verbs: &["get"],
         }
     }
+
+    /// Whether a resource served this way (not a kind) lives in namespaces (metrics.k8s.io's
+    /// pods); discovery lists it so.
+    fn namespaced(&self) -> bool {
+        false
+    }
 }
 
 /// What subresources and kinds are built from.
@@ -161,6 +168,8 @@ pub struct Context {
     pub authz: Chain,
     /// The node tunnels (logs, exec, attach, port-forward).
     pub tunnels: crate::server::tunnel::TunnelService,
+    /// The agents' figures (metrics.k8s.io).
+    pub metrics: crate::resource_metrics::ResourceMetrics,
 }
 
 /// The route table: kinds by (group, version, resource), subresources by (group, version,
@@ -193,6 +202,7 @@ impl Routes {
         access_review::register(&mut routes, &context.authz);
         stream_pods::register(&mut routes, context);
         eviction::register(&mut routes, context);
+        metrics_api::register(&mut routes, context);
         // The documents describe the kinds registered above.
         openapi::register(&mut routes);
         routes

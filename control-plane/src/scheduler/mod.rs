@@ -1,4 +1,5 @@
-//! The scheduler: binds each pending pod to the best node that can take it; a pod that fits
+//! The scheduler: binds each pending pod to the best node that can take it (and records
+//! `Scheduled: Successfully assigned NS/NAME to NODE`, [`events`]); a pod that fits
 //! nowhere stays Pending with a `PodScheduled=False` condition and a `FailedScheduling` event
 //! naming why (`0/3 nodes are available: 3 Insufficient cpu.`), after preempting lower-priority
 //! pods if that would make room.
@@ -25,6 +26,7 @@
 //! Must not: run anything, or touch pods already bound (except to evict preemption victims).
 
 pub mod cache;
+pub mod events;
 pub mod filter;
 pub mod preempt;
 pub mod score;
@@ -52,6 +54,9 @@ use filter::Unfit;
 
 /// How often pods that fit nowhere are retried even when nothing changed.
 pub const RETRY: Duration = Duration::from_secs(1);
+
+/// The component named in the scheduler's events.
+pub const COMPONENT: &str = "skiff-scheduler";
 
 /// Binds written concurrently (each a compare-and-swap; the store commits them in groups).
 pub const MAX_BINDS_IN_FLIGHT: usize = 64;
@@ -93,6 +98,7 @@ struct Scheduler {
     events: Registry<Event>,
     recorder: Recorder,
     pod_api: Registry<Pod>,
+    scheduled: events::ScheduledEvents,
 }
 
 fn is_node_key(key: &str) -> bool {
@@ -103,8 +109,9 @@ impl Scheduler {
     fn new(store: Arc<dyn Store>) -> Self {
         Self {
             events: Registry::new(store.clone()),
-            recorder: Recorder::new(store.clone(), "skiff-scheduler"),
+            recorder: Recorder::new(store.clone(), COMPONENT),
             pod_api: Registry::new(store.clone()),
+            scheduled: events::ScheduledEvents::spawn(store.clone()),
             store,
             cache: Cache::default(),
             active: HashSet::new(),
@@ -372,7 +379,9 @@ impl Scheduler {
         };
         match result {
             Ok(bound) => {
-                tracing::debug!(pod = %key, node = %bound.spec.as_ref().map(|s| s.node_name.as_str()).unwrap_or(""), "bound");
+                let node = bound.spec.as_ref().map_or("", |s| s.node_name.as_str());
+                tracing::debug!(pod = %key, %node, "bound");
+                self.scheduled.scheduled(&bound, node);
                 self.cache.confirm(&key, *bound);
                 self.conflicted.remove(&key);
             }
@@ -499,7 +508,7 @@ impl Scheduler {
         }
         let event = skiff_api::events::pod_event(
             skiff_api::events::Reporter {
-                component: "skiff-scheduler",
+                component: COMPONENT,
                 host: "",
             },
             &pod.pod,

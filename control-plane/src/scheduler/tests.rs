@@ -456,3 +456,27 @@ async fn equal_priority_never_preempts() {
     let first = h.get("first").await.unwrap();
     assert!(first.metadata.unwrap().deletion_timestamp.is_none());
 }
+
+#[tokio::test]
+async fn a_bound_pod_gets_a_scheduled_event() {
+    let mut h = Harness::new().await;
+    h.node("n1", "1", None).await;
+    h.pod(pod("a", "100m", "web")).await;
+    h.pass().await;
+    assert_eq!(h.get("a").await.unwrap().spec.unwrap().node_name, "n1");
+    // Written off the bind path: wait for the writer.
+    let mut scheduled = Vec::new();
+    for _ in 0..100 {
+        scheduled = h.events("Scheduled").await;
+        if !scheduled.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(scheduled.len(), 1, "one Scheduled event");
+    let e = &scheduled[0];
+    assert_eq!(e.message, "Successfully assigned default/a to n1");
+    assert_eq!(e.r#type, "Normal");
+    assert_eq!(e.source.as_ref().unwrap().component, COMPONENT);
+    assert_eq!(e.involved_object.as_ref().unwrap().name, "a");
+}

@@ -22,6 +22,8 @@ use crate::pod_metrics::ReportError;
 pub struct AutoscalingService {
     pub shared: Autoscaling,
     pub authz: Chain,
+    /// `ListNodes` and `ListPods` (metrics.k8s.io for `skiff top`).
+    pub resource_metrics: crate::resource_metrics::ResourceMetrics,
 }
 
 #[tonic::async_trait]
@@ -43,6 +45,24 @@ impl node_metrics_api_server::NodeMetricsApi for AutoscalingService {
                 ReportError::Full(m) => Status::resource_exhausted(m),
             })?;
         Ok(Response::new(NodeMetricsAck {}))
+    }
+
+    async fn list_nodes(
+        &self,
+        req: Request<MetricsListRequest>,
+    ) -> Result<Response<NodeMetricsList>, Status> {
+        let who = identity(&req)?;
+        let items = self.resource_metrics.nodes(&who, req.get_ref()).await?;
+        Ok(Response::new(NodeMetricsList { items }))
+    }
+
+    async fn list_pods(
+        &self,
+        req: Request<MetricsListRequest>,
+    ) -> Result<Response<PodMetricsList>, Status> {
+        let who = identity(&req)?;
+        let items = self.resource_metrics.pods(&who, req.get_ref()).await?;
+        Ok(Response::new(PodMetricsList { items }))
     }
 }
 

@@ -1,6 +1,9 @@
 //! `PodEvictionApi` (gRPC) and the authorized entry the REST `pods/eviction` route shares: a
 //! caller needs `create` on `pods/eviction` (not `delete` on pods, as Kubernetes), then the
-//! registry's [`Evictions`] rules decide (the pod's PodDisruptionBudget).
+//! registry's [`Evictions`] rules decide (the pod's PodDisruptionBudget). An evicted pod gets a
+//! Warning `Evicted` event (`Evicted through the Eviction API ...`), so `describe` says why it
+//! went (Kubernetes says it in the pod's `DisruptionTarget` condition only; kubelet's
+//! node-pressure evictions use the same reason).
 //!
 //! Must not: apply eviction rules of its own (the registry holds them) or touch the store.
 
@@ -21,13 +24,17 @@ use crate::store::Store;
 pub struct EvictionService {
     evictions: Evictions,
     authz: Chain,
+    pods: Registry<Pod>,
+    events: crate::controllers::recorder::Recorder,
 }
 
 impl EvictionService {
     pub fn new(store: Arc<dyn Store>, authz: Chain) -> Self {
         Self {
-            evictions: Evictions::new(store),
+            evictions: Evictions::new(store.clone()),
             authz,
+            pods: Registry::new(store.clone()),
+            events: crate::controllers::recorder::Recorder::new(store, "skiff-apiserver"),
         }
     }
 
@@ -48,11 +55,22 @@ impl EvictionService {
             subresource: "eviction",
         };
         self.authz.check(who, &attrs)?;
-        let message = match self
+        // The pod as it was, for its event (uid and all).
+        let before = self.pods.get(&namespace, name).await.ok();
+        let evicted = self
             .evictions
             .evict(who, &namespace, name, eviction)
-            .await?
-        {
+            .await?;
+        if let (Some(pod), Evicted::Deleted { budget }) = (&before, &evicted) {
+            let message = match budget {
+                Some(b) => format!(
+                    "Evicted through the Eviction API (the disruption budget {b} allowed it)"
+                ),
+                None => "Evicted through the Eviction API".to_string(),
+            };
+            self.events.warning(pod, "Evicted", message).await;
+        }
+        let message = match evicted {
             Evicted::Deleted { budget: Some(b) } => {
                 format!("pod {namespace}/{name} evicted (disruption budget {b})")
             }

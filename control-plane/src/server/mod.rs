@@ -422,9 +422,16 @@ impl ControlPlane {
             )),
             Arc::new(self.rbac.clone()),
         ]);
+        // metrics.k8s.io (gRPC for `skiff top`, REST for `kubectl top`) over the agents' figures.
+        let resource_metrics = crate::resource_metrics::ResourceMetrics::new(
+            Arc::new(autoscaling.clone()),
+            store.clone(),
+            authz.clone(),
+        );
         let autoscaling = autoscaling::AutoscalingService {
             shared: autoscaling,
             authz: authz.clone(),
+            resource_metrics: resource_metrics.clone(),
         };
         let repair = tokio::spawn(crate::registry::allocator::repair::run(store.clone()));
         // Every server (not only the leader) keeps its own address in default/kubernetes.
@@ -450,12 +457,14 @@ impl ControlPlane {
                 store: store.clone(),
                 authz: authz.clone(),
                 tunnels: tunnels.clone(),
+                metrics: resource_metrics.clone(),
             }),
             auth.clone(),
             crate::rest::Context {
                 store: store.clone(),
                 authz: authz.clone(),
                 tunnels: tunnels.clone(),
+                metrics: resource_metrics,
             },
         );
         let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -322,7 +322,7 @@ impl PodWorker {
                     () = tokio::time::sleep_until(due) => Woke::Due,
                 };
                 match woke {
-                    Woke::Msg(Some(msg)) => self.entry.apply(msg),
+                    Woke::Msg(Some(msg)) => self.fold(msg),
                     Woke::Msg(None) => return,
                     Woke::Probe(report) => {
                         if !self.probed(report) {
@@ -335,12 +335,33 @@ impl PodWorker {
             }
             // Whatever else arrived meanwhile is folded in before one reconcile.
             while let Ok(msg) = inbox.try_recv() {
-                self.entry.apply(msg);
+                self.fold(msg);
             }
             while let Some(report) = self.probers.try_recv() {
                 self.probed(report);
             }
         }
+    }
+
+    /// Folds a dispatcher message into the entry; a running container that the runtime reports
+    /// ended out of memory gets its `OOMKilled` event (once: only the running → ended change).
+    pub(super) fn fold(&mut self, msg: Msg) {
+        if let Msg::Instance(instance) = &msg
+            && !instance.running
+            && instance.reason == "OOMKilled"
+            && self.entry.containers.get(&instance.container).is_some_and(
+                |r| matches!(&r.state, Current::Running { id, .. } if *id == instance.id),
+            )
+        {
+            self.ctx.api.event(
+                &self.entry.pod,
+                Some(&instance.container),
+                true,
+                "OOMKilled",
+                oom_message(&instance.container, instance.exit_code, &instance.message),
+            );
+        }
+        self.entry.apply(msg);
     }
 
     /// Brings the pod to what it should be.
@@ -490,13 +511,24 @@ impl PodWorker {
     fn record_start(&self, pod: &Pod, container: &str, before: &Current, after: &Current) {
         let events = &self.ctx.api;
         match after {
-            Current::Running { .. } => events.event(
-                pod,
-                Some(container),
-                false,
-                "Started",
-                format!("Started container {container}"),
-            ),
+            // Created and started in one step by the shim (Create, then Start): both said, as
+            // kubelet says them.
+            Current::Running { .. } => {
+                events.event(
+                    pod,
+                    Some(container),
+                    false,
+                    "Created",
+                    format!("Created container: {container}"),
+                );
+                events.event(
+                    pod,
+                    Some(container),
+                    false,
+                    "Started",
+                    format!("Started container {container}"),
+                );
+            }
             Current::Terminated(t) if t.reason == "StartError" => events.event(
                 pod,
                 Some(container),
@@ -504,6 +536,20 @@ impl PodWorker {
                 "Failed",
                 format!("Error: {}", t.message),
             ),
+            // Ended before the start was even reported: it did start (and may have run out of
+            // memory at once).
+            Current::Terminated(t) => {
+                for (reason, message) in [
+                    ("Created", format!("Created container: {container}")),
+                    ("Started", format!("Started container {container}")),
+                ] {
+                    events.event(pod, Some(container), false, reason, message);
+                }
+                if t.reason == "OOMKilled" {
+                    let message = oom_message(container, t.exit_code, &t.message);
+                    events.event(pod, Some(container), true, "OOMKilled", message);
+                }
+            }
             // A pull in progress (the image module says which): one Pulling event.
             Current::Waiting {
                 reason, message, ..
@@ -530,6 +576,18 @@ impl PodWorker {
             _ => {}
         }
     }
+}
+
+/// The `OOMKilled` event's message: the container, its exit code and the runtime's words
+/// (kubelet records OOMKilled only as the container's terminated reason; skiff also tells it
+/// as a Warning event so that `describe` shows it with the others).
+pub fn oom_message(container: &str, exit_code: i32, said: &str) -> String {
+    let mut message = format!("Container {container} was OOMKilled (exit code {exit_code})");
+    if !said.is_empty() {
+        message.push_str(": ");
+        message.push_str(said);
+    }
+    message
 }
 
 #[cfg(test)]

@@ -773,3 +773,39 @@ async fn an_adopted_container_keeps_its_reported_readiness() {
     w.reconcile().await;
     assert!(!f.api.last_status().container_statuses[0].ready);
 }
+
+#[tokio::test]
+async fn a_container_killed_out_of_memory_is_told_once() {
+    let f = fixture().await;
+    let mut w = PodWorker::new(f.ctx.clone(), f.pod("Never", &[], &["app"]));
+    w.reconcile().await;
+    let events = f.api.events();
+    let created = events
+        .iter()
+        .position(|e| e == "Created: Created container: app");
+    let started = events
+        .iter()
+        .position(|e| e == "Started: Started container app");
+    assert!(
+        created.is_some() && created < started,
+        "Created before Started: {events:?}"
+    );
+
+    let mut oom = instance("u/app/0", Some(137));
+    oom.reason = "OOMKilled".into();
+    oom.message = "the memory limit was reached".into();
+    w.fold(Msg::Instance(Box::new(oom.clone())));
+    // The same end reported again (a relist) is not a new event.
+    w.fold(Msg::Instance(Box::new(oom)));
+    w.reconcile().await;
+    let ooms: Vec<String> = f
+        .api
+        .events()
+        .into_iter()
+        .filter(|e| e.starts_with("OOMKilled: "))
+        .collect();
+    assert_eq!(
+        ooms,
+        ["OOMKilled: Container app was OOMKilled (exit code 137): the memory limit was reached"]
+    );
+}

@@ -23,6 +23,7 @@ mod mixed_pods;
 mod namespaces;
 mod node_identity;
 mod node_maintenance;
+mod observability_events;
 mod oci_pods;
 mod pod_network;
 mod pod_security;

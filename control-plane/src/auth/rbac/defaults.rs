@@ -235,6 +235,13 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
             &[&admin, &edit, &view],
             view_rules(),
         ),
+        // metrics-server's role: whoever may view a namespace may read its pods' figures
+        // (`kubectl top pods`).
+        parts(
+            "system:aggregated-metrics-reader",
+            &[&admin, &edit, &view],
+            vec![rule(READ, "metrics.k8s.io", &["pods", "nodes"])],
+        ),
     ]
 }
 

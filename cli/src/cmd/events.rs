@@ -1,0 +1,209 @@
+//! Events, sorted: `skiff events [-n NS | -A] [--for KIND/NAME] [--types Warning,Normal]`
+//! (kubectl's `events` verb, 1.29+) and the table of `skiff get events [--for KIND/NAME]`.
+//! Both list every page, then print oldest first by when the event was last seen (its
+//! `lastTimestamp`, else `firstTimestamp`, creation), as `kubectl events` does, so
+//! the newest is at the bottom; `--for` keeps the events about one object.
+//!
+//! Must not: print any other kind (`get` does).
+
+use clap::Args;
+use skiff_api::ResourceExt;
+use skiff_api::client::{Api, ListParams, Transport};
+use skiff_api::kinds::KindInfo;
+use skiff_api::printers;
+use skiff_api::v1::Event;
+
+use crate::error::{CliError, Result};
+use crate::output::table::render;
+
+#[derive(Args)]
+pub struct EventsArgs {
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// All namespaces
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    /// Only events about this object: KIND/NAME (`pod/web`, `deployment/web`, `node/n1`)
+    #[arg(long = "for", value_name = "KIND/NAME")]
+    for_object: Option<String>,
+    /// Only these types, comma-separated: Normal, Warning
+    #[arg(long)]
+    types: Option<String>,
+    /// No header line
+    #[arg(long)]
+    no_headers: bool,
+}
+
+pub async fn run(transport: &Transport, args: EventsArgs) -> Result<()> {
+    let types: Vec<String> = match &args.types {
+        None => Vec::new(),
+        Some(t) => t
+            .split(',')
+            .map(|t| match t.trim().to_ascii_lowercase().as_str() {
+                "normal" => Ok("Normal".to_string()),
+                "warning" => Ok("Warning".to_string()),
+                other => Err(CliError::usage(format!(
+                    "error: --types {other:?}: use Normal or Warning"
+                ))),
+            })
+            .collect::<Result<_>>()?,
+    };
+    let namespace = if args.all_namespaces {
+        String::new()
+    } else {
+        super::namespace(&args.namespace)
+    };
+    let mut events = list(transport, &namespace, "", args.for_object.as_deref()).await?;
+    if !types.is_empty() {
+        events.retain(|e| types.contains(&e.r#type));
+    }
+    if events.is_empty() {
+        if namespace.is_empty() {
+            eprintln!("No events found.");
+        } else {
+            eprintln!("No events found in {namespace} namespace.");
+        }
+        return Ok(());
+    }
+    print!(
+        "{}",
+        table(&events, namespace.is_empty(), false, !args.no_headers)
+    );
+    Ok(())
+}
+
+/// The field selector of `--for KIND/NAME`: `involvedObject.kind=Pod,involvedObject.name=web`.
+pub fn for_selector(word: &str) -> Result<String> {
+    let usage = || {
+        CliError::usage(format!(
+            "error: --for {word:?}: use KIND/NAME, for example pod/web"
+        ))
+    };
+    let (kind, name) = word.split_once('/').ok_or_else(usage)?;
+    if name.is_empty() || name.contains('/') {
+        return Err(usage());
+    }
+    let info = KindInfo::lookup(kind).ok_or_else(|| {
+        CliError::usage(format!(
+            "error: --for {word:?}: the server doesn't have a resource type {kind:?}"
+        ))
+    })?;
+    Ok(format!(
+        "involvedObject.kind={},involvedObject.name={name}",
+        info.kind
+    ))
+}
+
+/// Every event in `namespace` (all if empty) matching `fields` and `--for`, sorted.
+pub async fn list(
+    transport: &Transport,
+    namespace: &str,
+    fields: &str,
+    for_object: Option<&str>,
+) -> Result<Vec<Event>> {
+    let mut selector = fields.to_string();
+    if let Some(word) = for_object {
+        if !selector.is_empty() {
+            selector.push(',');
+        }
+        selector.push_str(&for_selector(word)?);
+    }
+    let api = Api::<Event>::new(transport.clone(), namespace);
+    let mut params = ListParams {
+        limit: 500,
+        ..ListParams::default().fields(&selector)
+    };
+    let mut events = Vec::new();
+    loop {
+        let (items, meta) = api.list(params.clone()).await?;
+        events.extend(items);
+        if meta.r#continue.is_empty() {
+            break;
+        }
+        params.continue_token = meta.r#continue;
+    }
+    sort(&mut events);
+    Ok(events)
+}
+
+/// When an event was last seen, as (seconds, nanos).
+fn last_seen(e: &Event) -> (i64, i32) {
+    e.last_timestamp
+        .as_ref()
+        .or(e.first_timestamp.as_ref())
+        .or(e.meta().creation_timestamp.as_ref())
+        .map_or((0, 0), |t| (t.seconds, t.nanos))
+}
+
+/// Oldest first; ties by name (the order they were written in, as names are generated).
+pub fn sort(events: &mut [Event]) {
+    events.sort_by(|a, b| (last_seen(a), a.name()).cmp(&(last_seen(b), b.name())));
+}
+
+/// The events' table (the Event printer's columns; NAMESPACE first across namespaces).
+pub fn table(events: &[Event], with_namespace: bool, wide: bool, headers: bool) -> String {
+    let mut head = printers::headers::<Event>(wide);
+    if with_namespace {
+        head.insert(0, "NAMESPACE".into());
+    }
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            let mut r = printers::row(e, wide);
+            if with_namespace {
+                r.insert(0, e.namespace().to_string());
+            }
+            r
+        })
+        .collect();
+    render(&head, &rows, headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_api::v1::ObjectMeta;
+
+    fn event(name: &str, last: i64, reason: &str) -> Event {
+        Event {
+            metadata: Some(ObjectMeta {
+                name: name.into(),
+                namespace: "default".into(),
+                ..Default::default()
+            }),
+            reason: reason.into(),
+            last_timestamp: Some(skiff_api::Timestamp {
+                seconds: last,
+                nanos: 0,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn events_sort_oldest_first() {
+        let mut events = vec![
+            event("web.3", 30, "Started"),
+            event("web.1", 10, "Scheduled"),
+            event("web.2", 10, "Pulled"),
+        ];
+        sort(&mut events);
+        let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(reasons, ["Scheduled", "Pulled", "Started"]);
+    }
+
+    #[test]
+    fn for_names_one_object() {
+        assert_eq!(
+            for_selector("pod/web").unwrap(),
+            "involvedObject.kind=Pod,involvedObject.name=web"
+        );
+        assert_eq!(
+            for_selector("deploy/web").unwrap(),
+            "involvedObject.kind=Deployment,involvedObject.name=web"
+        );
+        for bad in ["web", "pod/", "pod/a/b", "widget/x"] {
+            assert_eq!(for_selector(bad).unwrap_err().code, 2, "{bad}");
+        }
+    }
+}
