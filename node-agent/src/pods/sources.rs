@@ -5,11 +5,15 @@
 //!
 //! A pod worker asks for an object with its pod's uid; the first ask starts the object's watch
 //! and waits for its first answer. When a pod is torn down its worker releases what it used, and
-//! an object no pod uses any more has its watch stopped. Must not: decide anything about pods.
+//! an object no pod uses any more has its watch stopped: a Secret's at once (its values leave the
+//! agent's memory with its last pod), a ConfigMap's after [`CONFIG_MAP_LINGER`], as kubelet keeps
+//! an unused object's watch for a while — the next pod of a namespace (every pod mounts
+//! `kube-root-ca.crt`; a function scaled from zero is the common case) then finds it answered.
+//! Must not: decide anything about pods.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use skiff_api::ResourceExt;
@@ -22,6 +26,9 @@ use tokio_stream::StreamExt;
 const FIRST_ANSWER: Duration = Duration::from_secs(10);
 /// Pause before a broken watch lists again.
 const RELIST: Duration = Duration::from_secs(1);
+/// How long a ConfigMap no pod uses stays watched (kubelet keeps an idle object's watch for its
+/// resync period, a minute).
+pub const CONFIG_MAP_LINGER: Duration = Duration::from_secs(60);
 
 /// What a watch knows of its object: not yet answered, absent, or the object.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +42,8 @@ struct Watched<K> {
     known: watch::Receiver<Known<K>>,
     /// Pod uids using the object.
     users: HashSet<String>,
+    /// Since when no pod uses it (kept watched until `linger` has passed).
+    idle_since: Option<Instant>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -48,16 +57,20 @@ impl<K> Drop for Watched<K> {
 pub struct Watches<K> {
     transport: Transport,
     objects: Arc<DashMap<(String, String), Watched<K>>>,
+    /// How long an object no pod uses stays watched.
+    linger: Duration,
 }
 
 impl<K> Watches<K>
 where
     K: ResourceClient + Clone + PartialEq + Send + Sync + 'static,
 {
-    pub fn new(transport: Transport) -> Self {
+    /// Objects no pod uses stay watched for `linger` (zero: their watch stops at once).
+    pub fn new(transport: Transport, linger: Duration) -> Self {
         Self {
             transport,
             objects: Arc::default(),
+            linger,
         }
     }
 
@@ -65,6 +78,7 @@ where
     /// uid) keeps it watched until [`Watches::release`].
     pub async fn get(&self, namespace: &str, name: &str, user: &str) -> Result<Option<K>, String> {
         let key = (namespace.to_string(), name.to_string());
+        self.sweep(None);
         let mut known = {
             let mut entry = self.objects.entry(key).or_insert_with(|| {
                 let (tx, rx) = watch::channel(Known::Unknown);
@@ -72,10 +86,12 @@ where
                 Watched {
                     known: rx,
                     users: HashSet::new(),
+                    idle_since: None,
                     task: tokio::spawn(follow(api, name.to_string(), tx)),
                 }
             });
             entry.users.insert(user.to_string());
+            entry.idle_since = None;
             entry.known.clone()
         };
         let answered = tokio::time::timeout(
@@ -98,9 +114,23 @@ where
     /// `user` (a pod being torn down) no longer uses anything; objects nobody uses stop being
     /// watched.
     pub fn release(&self, user: &str) {
+        self.sweep(Some(user));
+    }
+
+    /// Drops `user` (if any) from every object, then the watches of objects unused for longer
+    /// than the linger.
+    fn sweep(&self, user: Option<&str>) {
+        let now = Instant::now();
+        let linger = self.linger;
         self.objects.retain(|_, watched| {
-            watched.users.remove(user);
-            !watched.users.is_empty()
+            if let Some(user) = user {
+                watched.users.remove(user);
+            }
+            if !watched.users.is_empty() {
+                return true;
+            }
+            let since = *watched.idle_since.get_or_insert(now);
+            now.saturating_duration_since(since) < linger
         });
     }
 }
@@ -257,8 +287,8 @@ pub struct Sources {
 impl Sources {
     pub fn new(transport: &Transport) -> Self {
         Self {
-            config_maps: Watches::new(transport.clone()),
-            secrets: Watches::new(transport.clone()),
+            config_maps: Watches::new(transport.clone(), CONFIG_MAP_LINGER),
+            secrets: Watches::new(transport.clone(), Duration::ZERO),
             tokens: DashMap::new(),
         }
     }
@@ -280,6 +310,53 @@ mod tests {
         assert_eq!(renew_after(3607), Duration::from_secs(2885));
         assert_eq!(renew_after(48 * 3600), Duration::from_secs(24 * 3600));
         assert_eq!(renew_after(-5), Duration::ZERO);
+    }
+
+    fn watches(linger: Duration) -> Watches<ConfigMap> {
+        // Never answered: a channel that would connect on first use, to a port nobody serves.
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        let transport = tonic::service::interceptor::InterceptedService::new(
+            channel,
+            skiff_api::client::BearerAuth::new("t").unwrap(),
+        );
+        Watches::new(transport, linger)
+    }
+
+    /// Starts watching `ns/name` for `user` without waiting for an answer.
+    fn use_object(w: &Watches<ConfigMap>, name: &str, user: &str) {
+        let get = w.get("ns", name, user);
+        // The first poll registers the user; the answer is never awaited.
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut get = std::pin::pin!(get);
+        let _ = get.as_mut().poll(&mut cx);
+    }
+
+    #[tokio::test]
+    async fn an_unused_config_map_stays_watched_for_the_linger_and_a_secret_not_at_all() {
+        let lingering = watches(Duration::from_secs(60));
+        use_object(&lingering, "kube-root-ca.crt", "pod-1");
+        lingering.release("pod-1");
+        assert_eq!(lingering.objects.len(), 1, "kept for the next pod");
+        // The next pod finds it and uses it again: no longer idle.
+        use_object(&lingering, "kube-root-ca.crt", "pod-2");
+        assert!(lingering.objects.iter().all(|w| w.idle_since.is_none()));
+
+        let at_once = watches(Duration::ZERO);
+        use_object(&at_once, "token", "pod-1");
+        use_object(&at_once, "token", "pod-2");
+        at_once.release("pod-1");
+        assert_eq!(at_once.objects.len(), 1, "pod-2 still uses it");
+        at_once.release("pod-2");
+        assert_eq!(at_once.objects.len(), 0, "stopped with its last user");
+
+        // Past the linger, the next sweep stops it.
+        let short = watches(Duration::from_millis(1));
+        use_object(&short, "cm", "pod-1");
+        short.release("pod-1");
+        std::thread::sleep(Duration::from_millis(5));
+        short.release("someone-else");
+        assert_eq!(short.objects.len(), 0);
     }
 
     #[test]
