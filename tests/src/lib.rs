@@ -15,12 +15,16 @@
 //! [`guests`] builds the Wasm test guests (C sources and WAT in `tests/guests/`) on demand.
 //! [`containerd`] runs a private real containerd; [`images`] writes OCI layout archives of test images;
 //! [`registry`] runs a private OCI registry (Debian's `docker-registry`) and pushes test images to it.
+//! [`browser`] drives a headless Chromium over WebDriver (the dashboard's tests, screenshots, bench);
+//! [`dashboard`] is the dashboard's page contract over it.
 //! [`netslot`] gives each cluster its own cluster CIDR (its agents' bridges and routes are removed
 //! with it); [`netns`] makes network namespaces for agents that stand for separate machines.
 
+pub mod browser;
 pub mod bundles;
 pub mod cgroup;
 pub mod containerd;
+pub mod dashboard;
 pub mod dns;
 pub mod etcd;
 pub mod guests;
@@ -28,11 +32,11 @@ pub mod images;
 pub mod kubectl;
 pub mod netns;
 pub mod netslot;
+pub mod otlp;
 pub mod registry;
 pub mod third_party;
 
 use std::net::SocketAddr;
-pub mod otlp;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
