@@ -35,6 +35,9 @@ pub struct ServerArgs {
     /// Prometheus metrics address (off by default)
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
+    /// Also serve the API and the web dashboard (/dashboard/) on this address, with the same TLS certificate
+    #[arg(long, value_name = "ADDR")]
+    dashboard_addr: Option<String>,
     /// A node whose heartbeat is older than this becomes NotReady
     #[arg(long, default_value = "40s", value_name = "DURATION", value_parser = crate::duration::parse)]
     node_grace_period: Duration,
@@ -95,6 +98,9 @@ pub struct UpArgs {
     /// Prometheus metrics address (off by default)
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
+    /// Also serve the API and the web dashboard (/dashboard/) on this address, with the same TLS certificate
+    #[arg(long, value_name = "ADDR")]
+    dashboard_addr: Option<String>,
     /// Pod addresses of the whole cluster: each node gets one block of it (its podCIDR)
     #[arg(long, default_value = "10.244.0.0/16", value_name = "CIDR")]
     cluster_cidr: Ipv4Cidr,
@@ -175,6 +181,39 @@ pub fn unsupported(flag: &str, what: &str) -> CliError {
     ))
 }
 
+/// `--dashboard-addr` (`:PORT` is on loopback); not an address: exit 2, naming the flag.
+fn dashboard_addr(addr: Option<&str>) -> Result<Option<String>> {
+    let Some(addr) = addr else { return Ok(None) };
+    let full = if addr.starts_with(':') {
+        format!("127.0.0.1{addr}")
+    } else {
+        addr.to_string()
+    };
+    full.parse::<std::net::SocketAddr>().map_err(|e| {
+        CliError::usage(format!(
+            "error: --dashboard-addr {addr:?}: {e} (want IP:PORT or :PORT)"
+        ))
+    })?;
+    Ok(Some(full))
+}
+
+/// Opens the dashboard's own address on `cp` when asked; prints where the page is.
+async fn open_dashboard(cp: &mut ControlPlane, addr: Option<String>) -> Result<()> {
+    let page = match addr {
+        Some(addr) => {
+            let bound = cp
+                .listen_dashboard(&addr)
+                .await
+                .map_err(|e| CliError::failed(format!("error: --dashboard-addr {addr}: {e}")))?;
+            format!("https://{bound}/dashboard/")
+        }
+        None => format!("{}/dashboard/", cp.client_config.server),
+    };
+    tracing::info!(%page, "web dashboard");
+    eprintln!("skiff: web dashboard at {page} (log in with a bearer token)");
+    Ok(())
+}
+
 /// Starts the control plane of `options`, once its flags pass the checks no parser makes.
 async fn start(options: ServerOptions) -> Result<ControlPlane> {
     if options.hpa.sync_period.is_zero() {
@@ -203,6 +242,7 @@ pub async fn server(args: ServerArgs) -> Result<()> {
     if args.metrics_addr.is_some() {
         return Err(unsupported("--metrics-addr", "the metrics endpoint"));
     }
+    let dashboard = dashboard_addr(args.dashboard_addr.as_deref())?;
     let domain = cluster_domain(&args.cluster_domain)?;
     let ipam = ipam_options(args.cluster_cidr, args.node_cidr_mask_size)?;
     let services = service_ranges(
@@ -231,6 +271,7 @@ pub async fn server(args: ServerArgs) -> Result<()> {
     })
     .await?;
     cp.set_node_certificate_lifetime(args.node_certificate_lifetime);
+    open_dashboard(&mut cp, dashboard).await?;
     tracing::info!(addr = %cp.addr, data_dir = %args.data_dir.display(), "skiff API server listening (TLS)");
     eprintln!(
         "skiff server: API at {}\n  admin config: {}\n  kubeconfig:   {}\n  join token:   {}",
@@ -276,6 +317,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     if args.metrics_addr.is_some() {
         return Err(unsupported("--metrics-addr", "the metrics endpoint"));
     }
+    let dashboard = dashboard_addr(args.dashboard_addr.as_deref())?;
     let domain = cluster_domain(&args.cluster_domain)?;
     let ipam = ipam_options(args.cluster_cidr, args.node_cidr_mask_size)?;
     let services = service_ranges(
@@ -291,7 +333,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let data_dir = args
         .data_dir
         .unwrap_or_else(|| super::home_dir().join(".skiff"));
-    let cp = start(ServerOptions {
+    let mut cp = start(ServerOptions {
         data_dir: data_dir.clone(),
         listen: args.listen,
         lifecycle: LifecycleOptions::default(),
@@ -306,6 +348,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         token_auth_file: None,
     })
     .await?;
+    open_dashboard(&mut cp, dashboard).await?;
     let config_path = data_dir.join("config.yaml");
     let transport = cp.client_config.connect()?;
     let agent_options = skiff_node_agent::AgentOptions {

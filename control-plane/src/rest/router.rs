@@ -167,6 +167,10 @@ pub async fn handle(rest: &Rest, http: http::Request<Body>) -> Response {
 
 async fn route(rest: &Rest, http: http::Request<Body>) -> Result<Response, RestError> {
     let path = http.uri().path().to_string();
+    // The dashboard's page and scripts are public; its data calls come back here with a token.
+    if let Some(page) = crate::dashboard::respond(&http) {
+        return Ok(page);
+    }
     // What Kubernetes lets anyone read (system:public-info-viewer).
     match path.as_str() {
         "/healthz" | "/livez" | "/readyz" | "/healthz/ping" | "/livez/ping" | "/readyz/ping" => {

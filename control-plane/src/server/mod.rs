@@ -120,6 +120,8 @@ pub struct ControlPlane {
     limits: Arc<limits::Limits>,
     audit: Option<Arc<crate::audit::AuditLog>>,
     event_ttl: std::time::Duration,
+    /// A second address of the same API and dashboard (`--dashboard-addr`), when given.
+    dashboard: Option<TcpListener>,
 }
 
 fn read_or_create_token(path: &Path) -> Result<String, ServerError> {
@@ -350,12 +352,27 @@ impl ControlPlane {
             limits,
             audit: Some(audit),
             event_ttl: options.security.event_ttl,
+            dashboard: None,
         })
     }
 
     /// How long the node client certificates this server signs are valid (a day unless set).
     pub fn set_node_certificate_lifetime(&mut self, lifetime: std::time::Duration) {
         self.certificate_lifetime = certificates::NodeCertificateLifetime(lifetime);
+    }
+
+    /// Also serves the API, and so the dashboard (`/dashboard/`), on `addr` (`--dashboard-addr`):
+    /// the same TLS certificate and router as the API address. Returns the address bound.
+    pub async fn listen_dashboard(&mut self, addr: &str) -> Result<SocketAddr, ServerError> {
+        let text = listen_addr(addr);
+        let listen = |source| ServerError::Listen {
+            addr: text.clone(),
+            source,
+        };
+        let listener = TcpListener::bind(&text).await.map_err(listen)?;
+        let bound = listener.local_addr().map_err(listen)?;
+        self.dashboard = Some(listener);
+        Ok(bound)
     }
 
     /// Serves the API until `shutdown` completes, running the control-plane controllers alongside.
@@ -469,6 +486,15 @@ impl ControlPlane {
         );
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let (h2, h2_connections) = tokio::sync::mpsc::channel(64);
+        let dashboard = self.dashboard.map(|listener| {
+            tokio::spawn(crate::rest::listener::accept(
+                listener,
+                tls.clone(),
+                h2.clone(),
+                rest.clone(),
+                stopped.clone(),
+            ))
+        });
         let accept = tokio::spawn(crate::rest::listener::accept(
             self.listener,
             tls,
@@ -634,6 +660,9 @@ impl ControlPlane {
             )
             .await;
         accept.abort();
+        if let Some(dashboard) = dashboard {
+            dashboard.abort();
+        }
         stop_on_shutdown.abort();
         controllers.stop().await;
         repair.abort();
