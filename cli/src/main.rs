@@ -9,6 +9,7 @@
 mod cmd;
 mod duration;
 mod error;
+mod metrics_endpoint;
 mod output;
 
 use std::path::PathBuf;

@@ -16,6 +16,7 @@ pub mod controllers;
 pub mod dashboard;
 pub mod error;
 pub mod leader;
+pub mod metrics;
 pub mod pki;
 pub mod pod_metrics;
 pub mod resource_metrics;

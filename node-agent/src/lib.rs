@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod pods;
+pub mod prometheus;
 pub mod proxy;
 pub mod shim;
 pub mod teardown;

@@ -128,6 +128,7 @@ pub async fn run(transport: Transport, node: String, runtime: Containers) {
     loop {
         tick.tick().await;
         let readings = runtime.usage().await;
+        crate::prometheus::observe_usage(&readings);
         let host = crate::host_usage::read().await;
         let now = Instant::now();
         let mut report = reporter.report(&node, now, readings);
@@ -166,6 +167,7 @@ mod tests {
             cpu: Duration::from_millis(cpu_ms),
             memory_bytes: 1 << 20,
             requests,
+            function: None,
         };
         (format!("default/{pod}"), instance, usage)
     }

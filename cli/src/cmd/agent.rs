@@ -47,7 +47,7 @@ pub struct AgentArgs {
     /// Pods this node may run
     #[arg(long, default_value_t = DEFAULT_MAX_PODS)]
     max_pods: u32,
-    /// Prometheus metrics address (off by default)
+    /// Serve Prometheus metrics at http://ADDR/metrics, plain HTTP (IP:PORT; off by default)
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
     /// The most processes each OCI container may hold (its pids cgroup limit)
@@ -180,12 +180,10 @@ fn bootstrap_token(file: Option<&std::path::Path>) -> Result<String> {
 }
 
 pub async fn agent(args: AgentArgs) -> Result<()> {
-    if args.metrics_addr.is_some() {
-        return Err(super::server::unsupported(
-            "--metrics-addr",
-            "the metrics endpoint",
-        ));
-    }
+    let metrics = match &args.metrics_addr {
+        Some(addr) => Some(crate::metrics_endpoint::bind(addr).await?),
+        None => None,
+    };
     let telemetry = args.telemetry.init("skiff-agent")?;
     let options = AgentOptions {
         servers: args.server,
@@ -209,6 +207,13 @@ pub async fn agent(args: AgentArgs) -> Result<()> {
     };
     if args.reset {
         return reset(&options).await;
+    }
+    if let Some(listener) = metrics {
+        crate::metrics_endpoint::serve(
+            listener,
+            &[skiff_node_agent::prometheus::encode],
+            "skiff agent",
+        );
     }
     let result = skiff_node_agent::run(options, super::server::shutdown_signal())
         .await

@@ -32,7 +32,7 @@ pub struct ServerArgs {
     etcd_args: EtcdArgs,
     #[command(flatten)]
     telemetry: super::telemetry::TelemetryArgs,
-    /// Prometheus metrics address (off by default)
+    /// Serve Prometheus metrics at http://ADDR/metrics, plain HTTP (IP:PORT; off by default)
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
     /// Also serve the API and the web dashboard (/dashboard/) on this address, with the same TLS certificate
@@ -95,7 +95,7 @@ pub struct UpArgs {
     demo: bool,
     #[command(flatten)]
     telemetry: super::telemetry::TelemetryArgs,
-    /// Prometheus metrics address (off by default)
+    /// Serve Prometheus metrics at http://ADDR/metrics, plain HTTP (IP:PORT; off by default)
     #[arg(long, value_name = "ADDR")]
     metrics_addr: Option<String>,
     /// Also serve the API and the web dashboard (/dashboard/) on this address, with the same TLS certificate
@@ -175,12 +175,6 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-pub fn unsupported(flag: &str, what: &str) -> CliError {
-    CliError::usage(format!(
-        "error: {flag}: {what} is not available in this build of skiff yet"
-    ))
-}
-
 /// `--dashboard-addr` (`:PORT` is on loopback); not an address: exit 2, naming the flag.
 fn dashboard_addr(addr: Option<&str>) -> Result<Option<String>> {
     let Some(addr) = addr else { return Ok(None) };
@@ -239,9 +233,10 @@ pub async fn server(args: ServerArgs) -> Result<()> {
     {
         return import_embedded_store(&args.data_dir, ha).await;
     }
-    if args.metrics_addr.is_some() {
-        return Err(unsupported("--metrics-addr", "the metrics endpoint"));
-    }
+    let metrics = match &args.metrics_addr {
+        Some(addr) => Some(crate::metrics_endpoint::bind(addr).await?),
+        None => None,
+    };
     let dashboard = dashboard_addr(args.dashboard_addr.as_deref())?;
     let domain = cluster_domain(&args.cluster_domain)?;
     let ipam = ipam_options(args.cluster_cidr, args.node_cidr_mask_size)?;
@@ -281,6 +276,13 @@ pub async fn server(args: ServerArgs) -> Result<()> {
         args.data_dir.join("join-token").display()
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(listener) = metrics {
+        crate::metrics_endpoint::serve(
+            listener,
+            &[skiff_control_plane::metrics::encode],
+            "skiff server",
+        );
+    }
     let server = tokio::spawn(cp.serve(stopped(stop_rx)));
     shutdown_signal().await;
     let _ = stop_tx.send(true);
@@ -314,9 +316,10 @@ async fn finish(
 }
 
 pub async fn up(args: UpArgs) -> Result<()> {
-    if args.metrics_addr.is_some() {
-        return Err(unsupported("--metrics-addr", "the metrics endpoint"));
-    }
+    let metrics = match &args.metrics_addr {
+        Some(addr) => Some(crate::metrics_endpoint::bind(addr).await?),
+        None => None,
+    };
     let dashboard = dashboard_addr(args.dashboard_addr.as_deref())?;
     let domain = cluster_domain(&args.cluster_domain)?;
     let ipam = ipam_options(args.cluster_cidr, args.node_cidr_mask_size)?;
@@ -373,6 +376,16 @@ pub async fn up(args: UpArgs) -> Result<()> {
     // The node stops first, while the API server still takes its last writes; then the server.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (stop_agent_tx, stop_agent_rx) = tokio::sync::watch::channel(false);
+    if let Some(listener) = metrics {
+        crate::metrics_endpoint::serve(
+            listener,
+            &[
+                skiff_control_plane::metrics::encode,
+                skiff_node_agent::prometheus::encode,
+            ],
+            "skiff up",
+        );
+    }
     let server = tokio::spawn(cp.serve(stopped(stop_rx)));
     let agent = tokio::spawn(skiff_node_agent::run(agent_options, stopped(stop_agent_rx)));
     if args.demo {

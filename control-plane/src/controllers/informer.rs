@@ -149,6 +149,17 @@ pub async fn drive<R: Reconciler>(
     r: &mut R,
     resync: Duration,
 ) -> Result<(), StoreError> {
+    drive_named("unnamed", store, r, resync).await
+}
+
+/// [`drive`], its work queue's metrics under `name` (`crate::metrics::workqueue`).
+pub async fn drive_named<R: Reconciler>(
+    name: &'static str,
+    store: &Arc<dyn Store>,
+    r: &mut R,
+    resync: Duration,
+) -> Result<(), StoreError> {
+    let queue = crate::metrics::workqueue::Queue::named(name);
     let mut streams = Vec::new();
     let mut dirty = BTreeSet::new();
     for prefix in r.prefixes() {
@@ -182,8 +193,16 @@ pub async fn drive<R: Reconciler>(
             dirty.extend(r.all_keys());
             next_resync = now + resync;
         }
-        for key in std::mem::take(&mut dirty) {
-            match r.reconcile(&key).await {
+        let round = std::mem::take(&mut dirty);
+        let mut waiting = round.len();
+        queue.added(waiting);
+        for key in round {
+            queue.depth(waiting);
+            let started = std::time::Instant::now();
+            let result = r.reconcile(&key).await;
+            queue.done(started.elapsed(), result.is_err());
+            waiting -= 1;
+            match result {
                 Ok(None) => {}
                 Ok(Some(after)) => {
                     later.entry(now + after).or_default().insert(key);
@@ -194,6 +213,7 @@ pub async fn drive<R: Reconciler>(
                 }
             }
         }
+        queue.depth(0);
         let last_round = Instant::now();
         let wake = later
             .first_key_value()
@@ -229,7 +249,7 @@ pub async fn run_forever<R: Reconciler>(
 ) {
     loop {
         let mut r = make();
-        if let Err(e) = drive(&store, &mut r, resync).await {
+        if let Err(e) = drive_named(name, &store, &mut r, resync).await {
             tracing::warn!(controller = name, error = %e, "relisting");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -501,6 +501,7 @@ impl<K: Strategy> Registry<K> {
             .await
             .map_err(|e| Self::store_error(e, ""))?;
         tokio::spawn(async move {
+            let _open = crate::metrics::api::Watcher::open::<K>();
             for obj in initial {
                 if tx.send(Ok(("ADDED", obj))).await.is_err() {
                     return;

@@ -302,7 +302,16 @@ impl Scheduler {
             {
                 continue; // the watch brings the newer version and requeues it
             }
-            match self.find_node(&pod) {
+            let attempt = std::time::Instant::now();
+            let found = self.find_node(&pod);
+            crate::metrics::scheduler::attempt(
+                match found {
+                    Ok(_) => crate::metrics::scheduler::Outcome::Scheduled,
+                    Err(_) => crate::metrics::scheduler::Outcome::Unschedulable,
+                },
+                Some(attempt.elapsed()),
+            );
+            match found {
                 Ok(node) => {
                     self.cache.assume(&pod.key, &node);
                     let pods = self.pod_api.clone();
@@ -405,6 +414,10 @@ impl Scheduler {
                         }
                     }
                     _ => {
+                        crate::metrics::scheduler::attempt(
+                            crate::metrics::scheduler::Outcome::Error,
+                            None,
+                        );
                         self.parked.insert(key);
                     }
                 }

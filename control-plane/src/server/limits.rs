@@ -21,7 +21,8 @@
 //!   its `--request-timeout` (Kubernetes' default, 60 s) to calls that send none; a stream's
 //!   deadline covers its start, not its life.
 //! - Each authenticated call gets a [`CallContext`] (audit id, source, user agent, path) that the
-//!   handlers use for the audit log; calls refused here are audited here.
+//!   handlers use for the audit log and the request metrics (`crate::metrics::api`); calls
+//!   refused here are audited and counted here.
 //!
 //! Must not: authenticate (the wrapped interceptor does), authorize, or read request bodies.
 
@@ -441,7 +442,16 @@ impl Call {
         result: &Result<T, Status>,
     ) {
         let Some(ctx) = &self.0 else { return };
-        crate::telemetry::request_object(verb, &object.resource, &object.namespace, &object.name);
+        let code = match result {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        };
+        crate::metrics::api::request_done(
+            verb,
+            Some(&object),
+            crate::audit::http_code(code),
+            elapsed_since(ctx.info.received),
+        );
         let Some(audit) = &ctx.audit else { return };
         let outcome = match result {
             Ok(_) => Outcome::OK,
@@ -494,6 +504,11 @@ pub fn object_ref<K: skiff_api::Resource>(
         api_version: version.to_string(),
         subresource: subresource.to_string(),
     }
+}
+
+/// The time since a request was received (zero if the clock stepped back).
+fn elapsed_since(received: time::OffsetDateTime) -> Duration {
+    Duration::try_from(time::OffsetDateTime::now_utc() - received).unwrap_or_default()
 }
 
 /// Whether the kinds' handlers audit calls to `path` themselves (`/skiff.v1.PodApi/Get`).
@@ -576,6 +591,12 @@ impl<A> Gate<A> {
         let who = match authenticated {
             Ok(who) => who,
             Err(status) => {
+                crate::metrics::api::request_done(
+                    verb,
+                    None,
+                    crate::audit::http_code(status.code()),
+                    elapsed_since(info.received),
+                );
                 if let Some(audit) = &self.audit {
                     audit.record(
                         &info,
@@ -602,6 +623,12 @@ impl<A> Gate<A> {
                 ),
                 wait,
             );
+            crate::metrics::api::request_done(
+                verb,
+                None,
+                crate::audit::http_code(status.code()),
+                elapsed_since(info.received),
+            );
             if let Some(audit) = &self.audit {
                 audit.record(
                     &info,
@@ -616,6 +643,10 @@ impl<A> Gate<A> {
                 );
             }
             return Err(status);
+        }
+        if !handler_audits {
+            // Calls no handler finishes through `Call::done` count as they are let in.
+            crate::metrics::api::request_done(verb, None, 200, elapsed_since(info.received));
         }
         if let Some(audit) = &self.audit
             && !handler_audits

@@ -194,6 +194,8 @@ impl ControlPlane {
                 Arc::new(opened)
             }
         };
+        // Every store call is timed (`skiff_store_request_duration_seconds`).
+        let store: Arc<dyn Store> = Arc::new(crate::metrics::store::Instrumented(store));
         // Secrets are sealed before any backend sees them (its history included); a missing or
         // wrong key file stops the start here.
         let sealed = {

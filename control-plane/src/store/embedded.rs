@@ -374,6 +374,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            crate::metrics::store::write_batch(batch.len());
             match self.commit(&batch) {
                 Ok((results, events)) => {
                     for e in events {

@@ -713,6 +713,11 @@ impl PodWorker {
             ));
             match api.update_status(pod).await {
                 Ok(updated) => {
+                    crate::prometheus::status_written(
+                        &updated,
+                        entry.reported.as_ref().map(|s| s.phase.as_str()),
+                        updated.status.as_ref().map_or("", |s| s.phase.as_str()),
+                    );
                     entry.reported = updated.status.clone();
                     *entry.pod = updated;
                     entry.status_unwritten = false;

@@ -130,6 +130,8 @@ pub struct TaskUsage {
     pub memory_bytes: u64,
     /// A function's counters, when the task is one: (requests received, requests in flight).
     pub requests: Option<(u64, u64)>,
+    /// All of a function's figures, when the task is one (for the agent's `/metrics`).
+    pub function: Option<skiff_runtime::wasm::FunctionStats>,
 }
 
 /// The field of `io.containerd.cgroups.v2.Metrics` in which a skiff shim adds a function's
@@ -161,6 +163,7 @@ impl TaskUsage {
                 cpu: Duration::from_micros(m.cpu.usage_usec),
                 memory_bytes: m.memory.usage,
                 requests,
+                function: requests.and_then(|_| function_stats(any)),
             })
         } else if name == v1::Metrics::descriptor().full_name() {
             let m = v1::Metrics::parse_from_bytes(&any.value).map_err(|e| e.to_string())?;
@@ -168,6 +171,7 @@ impl TaskUsage {
                 cpu: Duration::from_nanos(m.cpu.usage.total),
                 memory_bytes: m.memory.usage.usage,
                 requests: None,
+                function: None,
             })
         } else {
             Err(format!("unknown stats type {:?}", any.type_url))
