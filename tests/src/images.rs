@@ -145,6 +145,58 @@ pub fn busybox_rootfs() -> io::Result<Vec<u8>> {
     busybox_rootfs_tar(&busybox)
 }
 
+/// A layer (uncompressed tar) holding host executables and every shared library `ldd` names for
+/// them (the dynamic loader included), each at its host path, with the directories above them:
+/// for test images of dynamically linked host tools (e.g. `/usr/bin/curl`, a TLS client that
+/// speaks as client libraries do) laid over [`busybox_rootfs`]. Run it with
+/// `LD_LIBRARY_PATH` naming the libraries' directories (the image has no `ld.so.cache`).
+pub fn host_binaries_layer(binaries: &[&Path]) -> io::Result<Vec<u8>> {
+    let mut files = std::collections::BTreeSet::new();
+    for binary in binaries {
+        files.insert(binary.to_path_buf());
+        let out = std::process::Command::new("ldd").arg(binary).output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "ldd {}: {}",
+                binary.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        // `libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)` and `/lib64/ld-linux-x86-64.so.2 (0x...)`.
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let path = match line.split_once("=>") {
+                Some((_, right)) => right.split_whitespace().next(),
+                None => line.split_whitespace().next(),
+            };
+            if let Some(path) = path.filter(|p| p.starts_with('/')) {
+                files.insert(std::path::PathBuf::from(path));
+            }
+        }
+    }
+    let mut dirs = std::collections::BTreeSet::new();
+    for file in &files {
+        let mut dir = file.parent();
+        while let Some(d) = dir.filter(|d| d.parent().is_some()) {
+            dirs.insert(d.to_path_buf());
+            dir = d.parent();
+        }
+    }
+    let mut b = tar::Builder::new(Vec::new());
+    for dir in &dirs {
+        let mut h = header(tar::EntryType::Directory, 0o755, 0);
+        let name = format!("{}/", dir.display());
+        b.append_data(&mut h, name.trim_start_matches('/'), io::empty())?;
+    }
+    for file in &files {
+        let bytes = std::fs::read(file)
+            .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", file.display())))?;
+        let mut h = header(tar::EntryType::Regular, 0o755, bytes.len() as u64);
+        let name = file.display().to_string();
+        b.append_data(&mut h, name.trim_start_matches('/'), &bytes[..])?;
+    }
+    b.into_inner()
+}
+
 /// Writes a one-layer `linux/<arch>` image: `config` is the image config's `config` object.
 fn write_linux_image(
     out: &Path,

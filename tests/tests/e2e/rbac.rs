@@ -448,3 +448,124 @@ fn a_namespace_admin_hands_out_edit_but_not_cluster_admin() {
             == Some(1)
     );
 }
+
+/// A client in a pod speaks TLS as client libraries do: the host's own `curl` (OpenSSL) and its
+/// libraries laid over the test busybox, pushed to the loopback registry, run as an OCI pod.
+/// busybox's own TLS client sends no `signature_algorithms` extension, which rustls refuses.
+fn push_curl_image(registry: &skiff_tests::registry::Registry) -> String {
+    use skiff_tests::images::{busybox_rootfs, host_binaries_layer};
+    let curl = host_binaries_layer(&[Path::new("/usr/bin/curl")]).expect("curl layer");
+    let config = serde_json::json!({
+        "Env": [
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:/lib64:/lib",
+        ],
+        "Cmd": ["/bin/sh"],
+        "WorkingDir": "/",
+    });
+    registry
+        .push_layer_tars_as(
+            "curl",
+            "v1",
+            &[busybox_rootfs().expect("busybox rootfs"), curl],
+            config,
+            skiff_tests::registry::Compress::Gzip,
+        )
+        .reference
+}
+
+/// From inside a pod, over TLS verified against the mounted CA, by the cluster DNS name
+/// `kubernetes.default.svc` and by the Service IP: the pod's ServiceAccount token reads what its
+/// Role grants (200) and is refused the rest (403), in Kubernetes' words. The Service IP is NATed
+/// by the node to the server's address on the test's own bridge: nothing leaves the machine.
+#[test]
+fn a_pods_token_works_from_inside_the_pod_over_tls_with_its_role_and_nothing_more() {
+    use skiff_tests::netns::NodeNetwork;
+    use skiff_tests::netslot::NetSlot;
+    use skiff_tests::registry::Registry;
+
+    let slot = NetSlot::take();
+    let net = NodeNetwork::new(&slot, 1);
+    let registry = Registry::start_on(net.host_address().parse().expect("ip"));
+    let image = push_curl_image(&registry);
+    let options = ClusterOptions {
+        listen: Some(format!("{}:0", net.host_address())),
+        agent_env: vec![("SKIFF_INSECURE_REGISTRIES".into(), registry.host())],
+        ..Default::default()
+    };
+    let mut c = Cluster::start_in(options, slot);
+    wait_for(
+        "default/kubernetes' endpoints",
+        Duration::from_secs(20),
+        || {
+            c.get_json("endpoints", "kubernetes")
+                .filter(|e| !e["subsets"][0]["addresses"].is_null())
+        },
+    );
+    c.add_agent_at("node-a", net.address(0), Some(net.namespace(0)), &[]);
+
+    let mount = "/var/run/secrets/kubernetes.io/serviceaccount";
+    // `-w` prints the status code after the body; `-sS` keeps errors (a TLS failure) visible.
+    let call = |label: &str, base: &str, path: &str| {
+        format!(
+            "echo \"== {label}\"; curl -sS --max-time 10 --cacert {mount}/ca.crt -H \"Authorization: Bearer $(cat {mount}/token)\" -w '\\ncode=%{{http_code}}\\n' {base}{path} 2>&1; "
+        )
+    };
+    let by_name = "https://kubernetes.default.svc";
+    let by_ip = "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT";
+    let script = [
+        call("get by name", by_name, "/api/v1/namespaces/shop/configmaps/settings"),
+        call("get by ip", by_ip, "/api/v1/namespaces/shop/configmaps/settings"),
+        call("list secrets", by_name, "/api/v1/namespaces/shop/secrets"),
+        call("other namespace", by_name, "/api/v1/namespaces/default/configmaps"),
+        call("create", by_name, "/api/v1/namespaces/shop/configmaps -X POST -H 'Content-Type: application/json' -d '{\"metadata\":{\"name\":\"mine\"}}'"),
+        format!("echo '== no token'; curl -sS --max-time 10 --cacert {mount}/ca.crt -w '\\ncode=%{{http_code}}\\n' {by_name}/api/v1/namespaces/shop/configmaps/settings 2>&1; "),
+        "echo '== end'".to_string(),
+    ]
+    .concat();
+    let manifest = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: shop}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: settings, namespace: shop}}\ndata: {{color: teal}}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: reader, namespace: shop}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: config-reader, namespace: shop}}\nrules:\n- apiGroups: [\"\"]\n  resources: [configmaps]\n  verbs: [get]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: reader, namespace: shop}}\nsubjects:\n- {{kind: ServiceAccount, name: reader}}\nroleRef: {{kind: Role, name: config-reader, apiGroup: rbac.authorization.k8s.io}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: client, namespace: shop}}\nspec:\n  serviceAccountName: reader\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, {script:?}]\n"
+    );
+    let applied = c.skiff_stdin(&["apply", "-f", "-"], &manifest);
+    assert!(applied.status.success(), "{}", text(&applied));
+    wait_for("the client pod to finish", Duration::from_secs(120), || {
+        let out = c.skiff(&["get", "pod", "client", "-n", "shop", "-o", "json"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .filter(|p| matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
+    });
+    let log = stdout(&c.skiff(&["logs", "client", "-n", "shop"]));
+    let section = |label: &str| -> String {
+        let start = format!("== {label}\n");
+        let from = log
+            .find(&start)
+            .unwrap_or_else(|| panic!("no {label:?} in {log}"));
+        let rest = &log[from + start.len()..];
+        rest[..rest.find("== ").unwrap_or(rest.len())].to_string()
+    };
+    for label in ["get by name", "get by ip"] {
+        let got = section(label);
+        assert!(got.contains("code=200"), "{label}: {got}");
+        assert!(
+            got.contains("\"kind\":\"ConfigMap\"") && got.contains("\"color\":\"teal\""),
+            "{label}: {got}"
+        );
+    }
+    let forbidden = |label: &str, message: &str| {
+        let got = section(label);
+        assert!(got.contains("code=403"), "{label}: {got}");
+        assert!(got.contains("\"reason\":\"Forbidden\""), "{label}: {got}");
+        assert!(got.contains(message), "{label}: want {message:?} in {got}");
+    };
+    forbidden(
+        "list secrets",
+        "User \\\"system:serviceaccount:shop:reader\\\" cannot list resource \\\"secrets\\\" in API group \\\"\\\" in the namespace \\\"shop\\\"",
+    );
+    forbidden("other namespace", "in the namespace \\\"default\\\"");
+    forbidden("create", "cannot create resource \\\"configmaps\\\"");
+    let anonymous = section("no token");
+    assert!(anonymous.contains("code=401"), "{anonymous}");
+    assert!(log.contains("== end"), "{log}");
+    let mine = c.skiff(&["get", "configmap", "mine", "-n", "shop"]);
+    assert!(!mine.status.success(), "{}", text(&mine));
+}
