@@ -27,6 +27,47 @@ pub const BOOTSTRAP_NAME_PREFIX: &str = "bootstrap-token-";
 /// name, each value the RFC 3339 time of its revocation (`skiff node revoke`). A node's
 /// certificates signed up to that time are refused.
 pub const REVOKED_NODES_CONFIG_MAP: &str = "skiff-revoked-node-certificates";
+/// The ConfigMap (in [`BOOTSTRAP_NAMESPACE`]) listing revoked user client certificates: each key
+/// a user name as [`revoked_user_key`] spells it, each value the RFC 3339 time of its revocation
+/// (`skiff user revoke`). The user's certificates signed (`notBefore`) up to that time are refused.
+pub const REVOKED_USERS_CONFIG_MAP: &str = "skiff-revoked-user-certificates";
+
+/// A user name as a ConfigMap key (`[-.a-zA-Z0-9_]`): every other byte, and `_` itself, as `_`
+/// and two lower-case hex digits (`jane@corp` is `jane_40corp`, `system:admin` `system_3aadmin`).
+pub fn revoked_user_key(user: &str) -> String {
+    let mut key = String::with_capacity(user.len());
+    for b in user.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'.' {
+            key.push(char::from(b));
+        } else {
+            key.push_str(&format!("_{b:02x}"));
+        }
+    }
+    key
+}
+
+/// The user name a [`revoked_user_key`] spells; `None` if `key` is not one.
+pub fn user_of_revoked_key(key: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(key.len());
+    let mut rest = key.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'_' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            if !hex
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+            {
+                return None;
+            }
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
 
 /// A parsed join token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,6 +297,24 @@ pub fn ca_fingerprint(pem: &str) -> Result<String, JoinError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn revoked_user_keys_round_trip() {
+        for (user, key) in [
+            ("jane", "jane"),
+            ("jane@corp.example", "jane_40corp.example"),
+            ("system:admin", "system_3aadmin"),
+            ("a_b", "a_5fb"),
+            ("ünï", "_c3_bcn_c3_af"),
+        ] {
+            assert_eq!(revoked_user_key(user), key);
+            assert_eq!(user_of_revoked_key(key).as_deref(), Some(user));
+            assert!(crate::validation::names::is_config_key(key), "{key}");
+        }
+        for bad in ["a_", "a_4", "a_4G", "a_+f", "a_4A", "_ff"] {
+            assert_eq!(user_of_revoked_key(bad), None, "{bad}");
+        }
+    }
 
     const CA: &str = "-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n";
 

@@ -83,6 +83,8 @@ enum Command {
     Top(cmd::top::TopArgs),
     /// Node credentials: revoke a node's client certificates
     Node(cmd::node::NodeArgs),
+    /// User credentials: revoke a user's client certificates
+    User(cmd::user::UserArgs),
     /// The client config in other forms: `skiff config kubeconfig` (for kubectl)
     Config(cmd::config::ConfigArgs),
     /// The linux executor with runc's command line, over OCI bundles
@@ -163,6 +165,7 @@ fn main() {
             Command::Token(args) => cmd::token::run(config.as_deref(), args).await,
             Command::Config(args) => cmd::config::run(config.as_deref(), args),
             Command::Node(args) => cmd::node::run(&cmd::connect(config.as_deref())?, args).await,
+            Command::User(args) => cmd::user::run(&cmd::connect(config.as_deref())?, args).await,
             Command::Events(args) => {
                 cmd::events::run(&cmd::connect(config.as_deref())?, args).await
             }

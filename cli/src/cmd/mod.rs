@@ -25,6 +25,7 @@ pub mod taint;
 pub mod token;
 pub mod top;
 pub mod telemetry;
+pub mod user;
 
 use std::path::{Path, PathBuf};
 

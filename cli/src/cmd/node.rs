@@ -43,37 +43,53 @@ async fn revoke(transport: &skiff_api::client::Transport, node: &str) -> Result<
             "error: node name {node:?}: must be a DNS subdomain (lower-case letters, digits, '-' and '.')"
         )));
     }
+    let at = add_to_revocation_list(
+        transport,
+        REVOKED_NODES_CONFIG_MAP,
+        node,
+        &format!("node {node:?}"),
+    )
+    .await?;
+    println!("node {node:?} revoked: its certificates signed up to {at} are refused");
+    Ok(())
+}
+
+/// Sets `key` to now in the revocation list `list` (a ConfigMap in `kube-system`, created when
+/// missing), retrying lost races; returns the time written. `what` names the holder in errors.
+pub(crate) async fn add_to_revocation_list(
+    transport: &skiff_api::client::Transport,
+    list: &str,
+    key: &str,
+    what: &str,
+) -> Result<String> {
     let api: Api<ConfigMap> = Api::new(transport.clone(), BOOTSTRAP_NAMESPACE);
     let at = rfc3339(skiff_api::time::now().seconds);
     for _ in 0..CONFLICT_RETRIES {
-        let written = match api.get_opt(REVOKED_NODES_CONFIG_MAP).await? {
+        let written = match api.get_opt(list).await? {
             Some(mut list) => {
-                list.data.insert(node.to_string(), at.clone());
+                list.data.insert(key.to_string(), at.clone());
                 api.update(list).await
             }
             None => {
                 let list = ConfigMap {
                     metadata: Some(ObjectMeta {
-                        name: REVOKED_NODES_CONFIG_MAP.to_string(),
+                        name: list.to_string(),
                         namespace: BOOTSTRAP_NAMESPACE.to_string(),
                         ..Default::default()
                     }),
-                    data: [(node.to_string(), at.clone())].into(),
+                    data: [(key.to_string(), at.clone())].into(),
                     ..Default::default()
                 };
                 api.create(list).await
             }
         };
         match written {
-            Ok(_) => {
-                println!("node {node:?} revoked: its certificates signed up to {at} are refused");
-                return Ok(());
-            }
+            Ok(_) => return Ok(at),
             Err(s) if matches!(s.code(), tonic::Code::Aborted | tonic::Code::AlreadyExists) => {}
             Err(s) => return Err(s.into()),
         }
     }
     Err(CliError::failed(format!(
-        "error: revoking node {node:?}: {BOOTSTRAP_NAMESPACE}/{REVOKED_NODES_CONFIG_MAP} kept changing; try again"
+        "error: revoking {what}: {BOOTSTRAP_NAMESPACE}/{list} kept changing; try again"
     )))
 }

@@ -14,7 +14,7 @@ use tonic::{Request, Status};
 
 use super::Identity;
 use super::bootstrap::BootstrapTokens;
-use super::revocation::{Revocable, RevokedNodes};
+use super::revocation::{Revocable, RevokedCertificates, RevokedNodes};
 use super::x509::ClientCertificate;
 use crate::error::ApiError;
 
@@ -34,6 +34,8 @@ pub struct Authenticator {
     others: Arc<[Arc<dyn TokenAuthenticator>]>,
     /// Revoked node certificates ([`super::revocation`]); none: nothing is revoked.
     revoked: Option<Arc<RevokedNodes>>,
+    /// Revoked user certificates; none: nothing is revoked.
+    revoked_users: Option<Arc<RevokedCertificates>>,
 }
 
 impl Authenticator {
@@ -43,6 +45,7 @@ impl Authenticator {
             bootstrap,
             others: Arc::new([]),
             revoked: None,
+            revoked_users: None,
         }
     }
 
@@ -52,14 +55,40 @@ impl Authenticator {
         self
     }
 
-    /// A client certificate's identity: not expired, and for a node, not revoked.
-    fn certificate_identity(&self, leaf: &[u8]) -> Result<(Identity, i64), String> {
+    /// Refuses the user certificates `revoked` lists (its holder must be users).
+    pub fn with_user_revocations(mut self, revoked: Arc<RevokedCertificates>) -> Self {
+        self.revoked_users = Some(revoked);
+        self
+    }
+
+    /// A client certificate's identity: not expired, and not revoked.
+    fn certificate_identity(&self, leaf: &[u8]) -> Result<(Identity, Option<Revocable>), String> {
         let certificate = ClientCertificate::parse(leaf)?;
         let who = certificate.identity(skiff_api::time::now().seconds)?;
-        if let (Identity::Node(node), Some(revoked)) = (&who, &self.revoked) {
-            revoked.check(node, certificate.issued())?;
+        let revocable = self.revocable(&who, &certificate);
+        if let Some(r) = &revocable {
+            r.revoked.check(&r.name, r.issued)?;
         }
-        Ok((who, certificate.issued()))
+        Ok((who, revocable))
+    }
+
+    /// The list a certificate's holder is revoked in, with when it was signed: a node's as the
+    /// cluster CA signs them (backdated a minute), a user's at its `notBefore` (user certificates
+    /// are made offline, `openssl x509 -req` backdates nothing; a certificate signed within the
+    /// minute after a revocation by a signer that backdates is refused too).
+    fn revocable(&self, who: &Identity, certificate: &ClientCertificate) -> Option<Revocable> {
+        let (revoked, name, issued) = match (who, &self.revoked, &self.revoked_users) {
+            (Identity::Node(node), Some(revoked), _) => (revoked, node, certificate.issued()),
+            (Identity::User { name, .. }, _, Some(revoked)) => {
+                (revoked, name, certificate.not_before)
+            }
+            _ => return None,
+        };
+        Some(Revocable {
+            revoked: revoked.clone(),
+            name: name.clone(),
+            issued,
+        })
     }
 
     /// Also takes the tokens `other` knows.
@@ -141,21 +170,15 @@ impl Authenticator {
 impl tonic::service::Interceptor for Authenticator {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let identity = self.authenticate(&request)?;
-        // A node's streams end when its certificate is revoked: they need to know which one.
-        if let (Identity::Node(node), Some(revoked)) = (&identity, &self.revoked) {
-            let issued = request
-                .peer_certs()
-                .and_then(|certs| certs.first().map(|c| ClientCertificate::parse(c.as_ref())))
-                .and_then(Result::ok)
-                .map(|c| c.issued());
-            if let Some(issued) = issued {
-                let revocable = Revocable {
-                    revoked: revoked.clone(),
-                    node: node.clone(),
-                    issued,
-                };
-                request.extensions_mut().insert(revocable);
-            }
+        // Streams opened with a client certificate end when it is revoked: they need to know
+        // which one.
+        let revocable = request
+            .peer_certs()
+            .and_then(|certs| certs.first().map(|c| ClientCertificate::parse(c.as_ref())))
+            .and_then(Result::ok)
+            .and_then(|c| self.revocable(&identity, &c));
+        if let Some(revocable) = revocable {
+            request.extensions_mut().insert(revocable);
         }
         request.extensions_mut().insert(identity);
         Ok(request)

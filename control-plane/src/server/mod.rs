@@ -101,7 +101,7 @@ pub struct ControlPlane {
     pub join_token: String,
     /// Keeps the bootstrap token index in step with the store; aborted when serving ends.
     bootstrap_feed: tokio::task::JoinHandle<()>,
-    /// Keeps the revoked node certificates in step with the store; aborted when serving ends.
+    /// Keeps the revoked node and user certificates in step with the store; aborted when serving ends.
     revocation_feed: tokio::task::JoinHandle<()>,
     certificate_lifetime: certificates::NodeCertificateLifetime,
     node_graph: Arc<crate::auth::node_graph::NodeGraph>,
@@ -226,12 +226,17 @@ impl ControlPlane {
             .start(secrets)
             .await
             .map_err(|e| ServerError::Bootstrap(format!("bootstrap tokens: {e}")))?;
-        // Revoked node certificates (`skiff node revoke`), refused at authentication.
+        // Revoked node and user certificates (`skiff node|user revoke`), refused at authentication.
         let revoked_nodes = Arc::new(crate::auth::revocation::RevokedNodes::default());
-        let revocation_feed = revoked_nodes
-            .start(crate::registry::Registry::<ConfigMap>::new(store.clone()))
-            .await
-            .map_err(|e| ServerError::Bootstrap(format!("revoked node certificates: {e}")))?;
+        let revoked_users = Arc::new(crate::auth::revocation::RevokedCertificates::of(
+            crate::auth::revocation::Holder::User,
+        ));
+        let revocation_feed = crate::auth::revocation::start_all(
+            &[&revoked_nodes, &revoked_users],
+            crate::registry::Registry::<ConfigMap>::new(store.clone()),
+        )
+        .await
+        .map_err(|e| ServerError::Bootstrap(format!("revoked client certificates: {e}")))?;
         // What each node's pods use, for the node authorizer.
         let node_graph = Arc::new(crate::auth::node_graph::NodeGraph::default());
         let node_graph_feeds = node_graph
@@ -316,7 +321,8 @@ impl ControlPlane {
         )?;
         let mut auth = Authenticator::new(&admin_token, bootstrap_tokens)
             .with(Arc::new(sa_tokens.clone()))
-            .with_revocations(revoked_nodes);
+            .with_revocations(revoked_nodes)
+            .with_user_revocations(revoked_users);
         if let Some(users) = token_file {
             auth = auth.with(Arc::new(users));
         }

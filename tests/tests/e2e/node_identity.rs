@@ -548,3 +548,178 @@ fn a_revoked_node_is_refused_at_once() {
         .unwrap();
     assert!(c.agent(a).log().contains("revoked"), "{}", c.agent(a).log());
 }
+
+/// A user's client certificate made offline with `openssl`, as docs/security/node-identity.md
+/// shows an admin doing: the key and a certificate of the cluster CA for `/CN=NAME/O=dev`.
+fn openssl_user_certificate(c: &Cluster, name: &str, file: &str) -> ClientIdentity {
+    let pki = c.data_dir().join("pki");
+    let dir = c.data_dir();
+    let key = dir.join(format!("{file}.key"));
+    let csr = dir.join(format!("{file}.csr"));
+    let crt = dir.join(format!("{file}.crt"));
+    let ext = dir.join(format!("{file}.ext"));
+    std::fs::write(&ext, "extendedKeyUsage=clientAuth\n").unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    run(&[
+        &os("req"),
+        &os("-new"),
+        &os("-newkey"),
+        &os("ec"),
+        &os("-pkeyopt"),
+        &os("ec_paramgen_curve:P-256"),
+        &os("-nodes"),
+        &os("-keyout"),
+        key.as_os_str(),
+        &os("-subj"),
+        &os(&format!("/CN={name}/O=dev")),
+        &os("-out"),
+        csr.as_os_str(),
+    ]);
+    run(&[
+        &os("x509"),
+        &os("-req"),
+        &os("-in"),
+        csr.as_os_str(),
+        &os("-CA"),
+        pki.join("ca.crt").as_os_str(),
+        &os("-CAkey"),
+        pki.join("ca.key").as_os_str(),
+        &os("-days"),
+        &os("30"),
+        &os("-extfile"),
+        ext.as_os_str(),
+        &os("-out"),
+        crt.as_os_str(),
+    ]);
+    ClientIdentity {
+        certificate_pem: std::fs::read_to_string(&crt).unwrap(),
+        key_pem: std::fs::read_to_string(&key).unwrap(),
+    }
+}
+
+/// `skiff user revoke NAME`: every certificate of the user signed up to then is refused at once,
+/// over gRPC (an open watch ends, new calls on old and new connections) and REST (curl with the
+/// certificate); another user goes on; a certificate signed afterwards is good. The name has an
+/// `@` (spelled `_40` in the list's ConfigMap key).
+#[test]
+fn a_revoked_user_certificate_is_refused_at_once() {
+    use tokio_stream::StreamExt;
+    let runtime = rt();
+    let _enter = runtime.enter();
+    let c = Cluster::start();
+    c.apply(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: dev-views}\nsubjects:\n- {kind: Group, name: dev, apiGroup: rbac.authorization.k8s.io}\nroleRef: {kind: ClusterRole, name: view, apiGroup: rbac.authorization.k8s.io}\n",
+    );
+    let jane = openssl_user_certificate(&c, "jane@corp.example", "jane");
+    let bob = openssl_user_certificate(&c, "bob", "bob");
+    let config = ClientConfig {
+        token: String::new(),
+        ..c.config()
+    };
+    let pods_as = |who: &ClientIdentity| -> Api<Pod> {
+        Api::new(config.connect_renewable(who).unwrap().0, "default")
+    };
+    let jane_pods = pods_as(&jane);
+    runtime
+        .block_on(jane_pods.list(ListParams::default()))
+        .unwrap();
+    let mut watch = runtime
+        .block_on(jane_pods.watch(ListParams::default(), ""))
+        .unwrap();
+    // REST, as kubectl or curl with the certificate: 200 before.
+    let curl = |file: &str| {
+        let dir = c.data_dir();
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-w", "\ncode=%{http_code}\n"])
+            .arg("--cacert")
+            .arg(dir.join("pki").join("ca.crt"))
+            .arg("--cert")
+            .arg(dir.join(format!("{file}.crt")))
+            .arg("--key")
+            .arg(dir.join(format!("{file}.key")))
+            .arg(format!("https://{}/api/v1/namespaces/default/pods", c.addr))
+            .output()
+            .unwrap();
+        text(&out)
+    };
+    let before = curl("jane");
+    assert!(before.contains("code=200"), "{before}");
+
+    let out = c.skiff(&["user", "revoke", ""]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = c.skiff(&["user", "revoke", "jane@corp.example"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).starts_with(
+            "user \"jane@corp.example\" revoked: their client certificates signed up to "
+        ),
+        "{}",
+        text(&out)
+    );
+    let list: Api<ConfigMap> = c.api("kube-system");
+    let list = runtime
+        .block_on(list.get("skiff-revoked-user-certificates"))
+        .unwrap();
+    assert!(list.data.contains_key("jane_40corp.example"), "{list:?}");
+
+    let ended = runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match watch.next().await {
+                    Some(Ok(_)) => continue,
+                    Some(Err(status)) => break status,
+                    None => panic!("the watch ended without a refusal"),
+                }
+            }
+        })
+        .await
+        .expect("the revoked user's watch was not ended")
+    });
+    assert_eq!(ended.code(), tonic::Code::Unauthenticated, "{ended}");
+    assert_eq!(
+        ended.message(),
+        "the certificate of user \"jane@corp.example\" has been revoked"
+    );
+    for (what, pods) in [
+        ("the old connection", jane_pods.clone()),
+        ("a new connection", pods_as(&jane)),
+    ] {
+        let refused = runtime
+            .block_on(pods.list(ListParams::default()))
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            tonic::Code::Unauthenticated,
+            "{what}: {refused}"
+        );
+        assert!(
+            refused
+                .message()
+                .contains("the certificate of user \"jane@corp.example\" has been revoked"),
+            "{what}: {refused}"
+        );
+    }
+    let after = curl("jane");
+    // REST answers as Kubernetes does, without the reason: 401 Unauthorized.
+    assert!(after.contains("code=401"), "{after}");
+    assert!(after.contains("\"reason\":\"Unauthorized\""), "{after}");
+    // Bob goes on.
+    runtime
+        .block_on(pods_as(&bob).list(ListParams::default()))
+        .unwrap();
+    assert!(curl("bob").contains("code=200"));
+    // A certificate the admin signs after the revocation is good (notBefore is later).
+    std::thread::sleep(Duration::from_millis(1_100));
+    let renewed = openssl_user_certificate(&c, "jane@corp.example", "jane-2");
+    runtime
+        .block_on(pods_as(&renewed).list(ListParams::default()))
+        .unwrap();
+    assert!(curl("jane-2").contains("code=200"));
+}
