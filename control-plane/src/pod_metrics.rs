@@ -297,6 +297,29 @@ impl PodMetrics {
         })
     }
 
+    /// The names of the nodes whose figures are fresh (for `/metrics`, which then asks
+    /// [`PodMetrics::node`] and [`PodMetrics::pods_of`] for each).
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.at.elapsed() < STALE)
+            .map(|n| n.key().clone())
+            .collect()
+    }
+
+    /// Every pod's figures as node `node` reported them, unless stale.
+    pub fn pods_of(&self, node: &str) -> Vec<(PodKey, PodSample)> {
+        let Some(samples) = self.nodes.get(node) else {
+            return Vec::new();
+        };
+        samples
+            .pods
+            .iter()
+            .filter(|(_, s)| s.at.elapsed() < STALE)
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect()
+    }
+
     /// How many pods' figures are kept.
     pub fn len(&self) -> usize {
         self.pods.load(Ordering::Relaxed)
@@ -414,6 +437,21 @@ mod tests {
             (1_500_000_000, 512 << 20)
         );
         assert!(m.node("b").is_none());
+    }
+
+    #[test]
+    fn nodes_and_their_pods_are_listed_for_metrics() {
+        let m = PodMetrics::default();
+        m.report(&report("a", &[("web-1", 250_000_000, None)])).unwrap();
+        m.report(&report("b", &[("web-2", 50_000_000, None), ("web-3", 0, None)]))
+            .unwrap();
+        let mut nodes = m.node_names();
+        nodes.sort();
+        assert_eq!(nodes, ["a", "b"]);
+        let mut pods: Vec<String> = m.pods_of("b").into_iter().map(|(k, _)| k.1).collect();
+        pods.sort();
+        assert_eq!(pods, ["web-2", "web-3"]);
+        assert!(m.pods_of("c").is_empty());
     }
 
     #[test]

@@ -411,6 +411,7 @@ impl ControlPlane {
             self.event_ttl,
         ));
         let autoscaling = crate::controllers::hpa::Autoscaling::new(store.clone());
+        crate::metrics::pods::watch(autoscaling.clone());
         // The controllers' and the scheduler's writes are audited as theirs (on etcd, over the
         // fenced handle each term gets).
         let audited = {
