@@ -663,3 +663,190 @@ fn the_rest_api_answers_as_kubernetes_does() {
         "{out}"
     );
 }
+
+/// kubectl's generators send their objects in protobuf (`application/vnd.kubernetes.protobuf`)
+/// and do not retry in JSON: each is created as the flags say.
+#[test]
+fn kubectl_create_generators_send_protobuf_the_server_reads() {
+    let c = Cluster::start();
+    let created = |args: &[&str], what: &str| {
+        let out = run(&c, args);
+        assert!(out.status.success(), "kubectl {args:?}: {}", text(&out));
+        assert_eq!(
+            stdout(&out).trim(),
+            format!("{what} created"),
+            "{}",
+            text(&out)
+        );
+    };
+    created(&["create", "namespace", "shop"], "namespace/shop");
+    created(
+        &[
+            "-n",
+            "shop",
+            "create",
+            "deployment",
+            "web",
+            "--image=registry.local/web:1",
+            "--replicas=2",
+            "--port=8080",
+        ],
+        "deployment.apps/web",
+    );
+    created(
+        &[
+            "-n",
+            "shop",
+            "create",
+            "configmap",
+            "cfg",
+            "--from-literal=mode=fast",
+            "--from-literal=level=3",
+        ],
+        "configmap/cfg",
+    );
+    created(
+        &[
+            "-n",
+            "shop",
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "--from-literal=user=admin",
+        ],
+        "secret/creds",
+    );
+    created(
+        &[
+            "-n",
+            "shop",
+            "create",
+            "service",
+            "clusterip",
+            "web",
+            "--tcp=80:8080",
+        ],
+        "service/web",
+    );
+    created(
+        &["-n", "shop", "create", "serviceaccount", "bot"],
+        "serviceaccount/bot",
+    );
+    created(
+        &[
+            "-n",
+            "shop",
+            "create",
+            "role",
+            "reader",
+            "--verb=get,list",
+            "--resource=pods,deployments.apps",
+        ],
+        "role.rbac.authorization.k8s.io/reader",
+    );
+    created(
+        &[
+            "-n",
+            "shop",
+            "create",
+            "rolebinding",
+            "bot-reads",
+            "--role=reader",
+            "--serviceaccount=shop:bot",
+        ],
+        "rolebinding.rbac.authorization.k8s.io/bot-reads",
+    );
+    created(
+        &[
+            "create",
+            "clusterrole",
+            "node-reader",
+            "--verb=get",
+            "--resource=nodes",
+        ],
+        "clusterrole.rbac.authorization.k8s.io/node-reader",
+    );
+    created(
+        &[
+            "create",
+            "clusterrolebinding",
+            "ops-read-nodes",
+            "--clusterrole=node-reader",
+            "--group=ops",
+        ],
+        "clusterrolebinding.rbac.authorization.k8s.io/ops-read-nodes",
+    );
+    created(
+        &[
+            "-n",
+            "shop",
+            "create",
+            "ingress",
+            "web",
+            "--rule=shop.example/=web:80",
+        ],
+        "ingress.networking.k8s.io/web",
+    );
+    created(
+        &[
+            "-n",
+            "shop",
+            "create",
+            "poddisruptionbudget",
+            "web",
+            "--selector=app=web",
+            "--min-available=1",
+        ],
+        "poddisruptionbudget.policy/web",
+    );
+
+    let get = |what: &str| -> Value {
+        serde_json::from_str(&ok(&c, &["-n", "shop", "get", what, "-o", "json"])).expect("json")
+    };
+    let d = get("deployment/web");
+    assert_eq!(d["spec"]["replicas"], 2);
+    let container = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "registry.local/web:1");
+    assert_eq!(container["ports"][0]["containerPort"], 8080);
+    assert_eq!(d["spec"]["selector"]["matchLabels"]["app"], "web");
+    let cm = get("configmap/cfg");
+    assert_eq!(cm["data"]["mode"], "fast");
+    assert_eq!(cm["data"]["level"], "3");
+    let secret = ok(
+        &c,
+        &[
+            "-n",
+            "shop",
+            "get",
+            "secret",
+            "creds",
+            "-o",
+            "jsonpath={.data.user}",
+        ],
+    );
+    assert_eq!(secret, "YWRtaW4=");
+    let svc = get("service/web");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(svc["spec"]["type"], "ClusterIP");
+    let role = get("role/reader");
+    assert_eq!(
+        role["rules"][0]["verbs"],
+        serde_json::json!(["get", "list"])
+    );
+    let binding = get("rolebinding/bot-reads");
+    assert_eq!(
+        binding["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": "bot", "namespace": "shop"}])
+    );
+    assert_eq!(binding["roleRef"]["name"], "reader");
+    let ingress = get("ingress/web");
+    assert_eq!(ingress["spec"]["rules"][0]["host"], "shop.example");
+    assert_eq!(
+        ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["number"],
+        80
+    );
+    let pdb = get("pdb/web");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+}

@@ -15,6 +15,7 @@ mod host_interfaces;
 mod hostile_images;
 mod ingress;
 mod kinds;
+mod kube_client;
 mod kubectl;
 mod kubectl_streams;
 mod limit_range;
