@@ -277,3 +277,113 @@ fn seccomp_refuses_blocked_syscalls_in_an_oci_pod() {
         assert!(got.lines().any(|l| l == line), "{line} in:\n{got}");
     }
 }
+
+/// How one racing Wasm pod's start ended: `Some(true)` ran, `Some(false)` refused (waiting with a
+/// create error, or failed), `None` not yet.
+fn wasm_start_outcome(c: &Cluster, name: &str) -> Option<(bool, String)> {
+    let p = c.get_json("pod", name)?;
+    let state = &p["status"]["containerStatuses"][0]["state"];
+    if !state["terminated"].is_null() {
+        return Some((true, state["terminated"].to_string()));
+    }
+    // A create error about the volume is the refusal; others (a moment's wait for the node's
+    // rights) are retried by the agent.
+    let waiting = state["waiting"]["reason"].as_str().unwrap_or_default();
+    let message = state["waiting"]["message"].as_str().unwrap_or_default();
+    let about_the_volume = ["subPath", "symlink", "ENOENT", "shared"]
+        .iter()
+        .any(|w| message.contains(w));
+    if (waiting.ends_with("Error") && about_the_volume) || p["status"]["phase"] == "Failed" {
+        return Some((false, state["waiting"].to_string()));
+    }
+    None
+}
+
+/// The Wasm path of the race above, through the real agent and shim: a hostPath volume's `sub`
+/// (a subPath of Wasm pods) is swapped for a symlink to a host directory while pods start, batch
+/// after batch. The agent checks the subPath, then the shim opens it beneath the volume by
+/// descriptor: a swap between the two is met by the shim's refusal, never by a preopen of the
+/// host directory. Each start either writes its marker inside the volume or is refused.
+#[test]
+fn a_wasm_subpath_swapped_for_a_symlink_through_agent_and_shim_never_reaches_the_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let volume = dir.path().join("volume");
+    let host = dir.path().join("host-secret");
+    for d in [volume.join("sub"), host.clone()] {
+        std::fs::create_dir_all(&d).expect("dirs");
+    }
+    std::fs::write(host.join("keep"), "host").expect("host file");
+    let mut c = Cluster::start();
+    c.add_agent("node-1");
+    let image = format!("file:{}", guest("probe").display());
+    let pod = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  runtimeClassName: wasm\n  restartPolicy: Never\n  automountServiceAccountToken: false\n  terminationGracePeriodSeconds: 0\n  volumes:\n  - name: shared\n    hostPath: {{path: {volume}}}\n  containers:\n  - name: main\n    image: {image}\n    command: [probe]\n    args: [write, /data/marker-{name}, x]\n    volumeMounts:\n    - {{name: shared, mountPath: /data, subPath: sub}}\n",
+            volume = volume.display(),
+        )
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = swapper(volume.join("sub"), host.clone(), stop.clone());
+    let (mut ran, mut refused) = (0, 0);
+    let mut refusals = Vec::new();
+    // Batches of 8 pods: at least 40 starts, on until both outcomes were met, bounded.
+    for batch in 0..15 {
+        if batch >= 5 && ran > 0 && refused > 0 {
+            break;
+        }
+        let names: Vec<String> = (0..8).map(|i| format!("race-{batch}-{i}")).collect();
+        let manifests: Vec<String> = names.iter().map(|n| pod(n)).collect();
+        c.apply(&manifests.join("---\n"));
+        for name in &names {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let (went, how) = loop {
+                if let Some(outcome) = wasm_start_outcome(&c, name) {
+                    break outcome;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "pod {name} neither ran nor was refused: {:?}",
+                    c.get_json("pod", name)
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            if went {
+                ran += 1;
+            } else {
+                refused += 1;
+                refusals.push(how);
+            }
+        }
+        let mut seen: Vec<String> = std::fs::read_dir(&host)
+            .expect("host dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        seen.sort();
+        assert_eq!(seen, ["keep"], "batch {batch} reached the host directory");
+        let mut delete = vec!["delete", "pod"];
+        delete.extend(names.iter().map(String::as_str));
+        let out = c.skiff(&delete);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = racer.join().expect("racer");
+    assert_eq!(
+        std::fs::read_to_string(host.join("keep")).expect("kept"),
+        "host"
+    );
+    // A refusal names the subPath (the agent's check) or the shim's open beneath the volume.
+    for how in &refusals {
+        assert!(
+            how.contains("subPath")
+                || how.contains("symlink")
+                || how.contains("ENOENT")
+                || how.contains("shared"),
+            "an unexpected refusal: {how}"
+        );
+    }
+    assert!(
+        ran > 0 && refused > 0,
+        "the race was not met: {ran} ran, {refused} refused, {swaps} swaps"
+    );
+    eprintln!("{ran} Wasm pods ran, {refused} were refused, {swaps} swaps: {refusals:?}");
+}
