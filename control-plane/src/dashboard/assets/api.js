@@ -120,7 +120,7 @@ async function watchOnce(path, rv, sink, signal) {
     if (res.status === 410) return null;
     throw await failure(res);
   }
-  sink.watching();
+  if (sink.watching) sink.watching();
   let gone = false;
   await readLines(res.body, signal, (lines) => {
     const events = [];

@@ -1,4 +1,5 @@
-// A table kept in step with a watch: rows keyed by object (`tr[data-name]`), rendered once per
+// A table kept in step with a watch: rows keyed by object (`tr[data-name]`, with the object's
+// resourceVersion in `data-rv`, so any change is visible to tests), rendered once per
 // list and then patched one row at a time (a changed cell's text or node is replaced; nothing
 // else in the table is touched), so a thousand rows stay cheap. Must not: fetch anything.
 
@@ -63,6 +64,7 @@ export class LiveTable {
       if (moved) this.sorted.splice(at, 1);
       else this.sorted[at] = obj;
       have.obj = obj;
+      have.tr.dataset.rv = (obj.metadata && obj.metadata.resourceVersion) || '';
       this.columns.forEach((c, i) => this.fill(have.tr.cells[i], c, obj, false));
       if (moved) this.place(have.tr, obj);
       return;
@@ -122,6 +124,7 @@ export class LiveTable {
   row(obj) {
     const tr = document.createElement('tr');
     tr.dataset.name = this.name(obj);
+    tr.dataset.rv = (obj.metadata && obj.metadata.resourceVersion) || '';
     for (const c of this.columns) {
       const td = document.createElement('td');
       td.dataset.col = c.key;

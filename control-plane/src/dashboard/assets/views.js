@@ -31,16 +31,29 @@ function tableSection(root, id, title) {
   return table;
 }
 
+/** Calls `f` once the browser has laid out and painted what the current task changed. */
+function afterPaint(f) {
+  if (document.hidden) setTimeout(f, 0);
+  else requestAnimationFrame(() => setTimeout(f, 0));
+}
+
 /**
  * Lists and watches `path` into `sink` (a LiveTable or a Store); `ctx.part()` is told once the
- * first list is shown and its watch is open, or once the API refused it (the refusal shown).
+ * first list is painted (its watch was asked for from the list's version in the same task, so no
+ * change after it is missed), or once the API refused it (the refusal shown).
  */
 function live(ctx, path, sink, changed) {
   const done = ctx.part();
+  let first = true;
   api.follow(path, {
-    reset(items) { sink.reset(items); if (changed) changed(true); },
+    reset(items) {
+      sink.reset(items);
+      if (changed) changed(true);
+      if (first) afterPaint(done);
+      first = false;
+    },
     apply(events) { sink.apply(events); if (changed) changed(); },
-    watching: done,
+    watching() {},
     error(err) { ctx.refused(err); done(); },
   }, ctx.signal);
 }
