@@ -281,39 +281,43 @@ export function deployments(root, ctx) {
 // ------------------------------------------------------------------ functions
 
 /**
- * Services that front wasi:http functions (wasm pods with a container port), with their figures
- * from metrics.k8s.io PodMetrics where served: request rate and in-flight requests when the
- * containers' usage carries them, and the pods' CPU, charted over the last minutes.
+ * Services that front wasi:http functions (wasm pods with a container port), with their pods'
+ * CPU and memory from metrics.k8s.io PodMetrics (when served), charted while the view is open.
+ * Request rate, latency and cold starts are not in any Kubernetes API skiff serves (they are the
+ * agents' Prometheus metrics, on another origin): their cells say so.
  */
 export function functions(root, ctx) {
   root.append(el('h1', { text: 'Functions' }));
-  root.append(el('p', { class: 'hint', text: 'Services whose pods run wasi:http components (runtime wasm, with a container port). Figures are sampled every 5 s from metrics.k8s.io while this page is open.' }));
+  root.append(el('p', { class: 'hint', text: 'Services whose pods run wasi:http components (runtime wasm, with a container port). CPU and memory are sampled every 5 s from metrics.k8s.io while this page is open. Request rate, latency and cold starts are Prometheus metrics of the nodes (--metrics-addr), not served through the Kubernetes API.' }));
   const services = new Store();
   const pods = new Store();
-  const series = new Map(); // function key → { rate: [], inflight: [], cpu: [], total, at }
+  const series = new Map(); // function key → { cpu: [], memory: [] }
   const HISTORY = 60;
   const functionPods = (svc) => [...pods.values()].filter((p) => p.metadata.namespace === svc.metadata.namespace &&
     fmt.runtime(p) === 'wasm' && fmt.selects(svc.spec && svc.spec.selector, p.metadata.labels) &&
     ((p.spec && p.spec.containers) || []).some((c) => (c.ports || []).length > 0));
-  const chartColumn = (key, label, pick, unit) => ({
+  const chartColumn = (key, label, unit) => ({
     key, label,
     create(td, f) { td.append(sparkline(`${label} of ${fmt.key(f)}`)); this.update(td, f); },
     update(td, f) {
-      const s = series.get(fmt.key(f));
-      const values = s ? s[pick] : [];
+      const values = (series.get(fmt.key(f)) || {})[key] || [];
       const last = values.length ? values[values.length - 1] : NaN;
       draw(td.firstChild, values, Number.isFinite(last) ? unit(last) : '—');
     },
+  });
+  const notServed = (key, label) => ({
+    key, label,
+    create(td) { td.append(el('span', { title: 'a Prometheus metric of the node (--metrics-addr), not in the Kubernetes API', text: '—' })); },
   });
   const table = new LiveTable(tableSection(root, 'functions', 'Functions'), [
     nsColumn,
     nameColumn,
     { key: 'pods', label: 'Pods', text: (f) => functionPods(f).length },
-    chartColumn('requests', 'Requests per second', 'rate', (v) => v.toFixed(1) + '/s'),
-    chartColumn('in-flight', 'Requests in flight', 'inflight', (v) => String(v)),
-    chartColumn('cpu', 'CPU', 'cpu', fmt.cores),
-    { key: 'latency', label: 'Latency', text: () => '—' },
-    { key: 'cold-starts', label: 'Cold starts', text: () => '—' },
+    chartColumn('cpu', 'CPU', fmt.cores),
+    chartColumn('memory', 'Memory', fmt.bytes),
+    notServed('requests', 'Requests per second'),
+    notServed('latency', 'Latency'),
+    notServed('cold-starts', 'Cold starts'),
   ], { name: fmt.key, filter: (svc) => functionPods(svc).length > 0, empty: 'No functions: no Service selects a wasm pod with a container port.' });
   const rejoin = throttle(() => table.reset([...services.values()]), 250);
   live(ctx, api.collection(CORE, 'services', ctx.ns), services, rejoin);
@@ -329,37 +333,24 @@ export function functions(root, ctx) {
       return;
     }
     const byPod = new Map((list.items || []).map((m) => [fmt.key(m), m]));
-    const now = Date.now();
     for (const svc of table.objects()) {
       let cpu = 0;
-      let total = 0;
-      let inflight = 0;
-      let counted = false;
+      let memory = 0;
       for (const p of functionPods(svc)) {
         const m = byPod.get(fmt.key(p));
         for (const c of (m && m.containers) || []) {
-          const u = c.usage || {};
-          cpu += fmt.quantity(u.cpu) || 0;
-          const figures = c.function || u;
-          const t = Number(figures.requestsTotal !== undefined ? figures.requestsTotal : figures.requests_total);
-          if (Number.isFinite(t)) { total += t; counted = true; }
-          const i = Number(figures.requestsInFlight !== undefined ? figures.requestsInFlight : figures.requests_in_flight);
-          if (Number.isFinite(i)) inflight += i;
+          cpu += fmt.quantity((c.usage || {}).cpu) || 0;
+          memory += fmt.quantity((c.usage || {}).memory) || 0;
         }
       }
       const k = fmt.key(svc);
-      const s = series.get(k) || { rate: [], inflight: [], cpu: [], total: NaN, at: 0 };
-      if (counted) {
-        if (Number.isFinite(s.total) && total >= s.total) s.rate.push((total - s.total) / ((now - s.at) / 1000));
-        s.total = total;
-        s.at = now;
-        s.inflight.push(inflight);
-      }
+      const s = series.get(k) || { cpu: [], memory: [] };
       s.cpu.push(cpu);
-      for (const a of [s.rate, s.inflight, s.cpu]) while (a.length > HISTORY) a.shift();
+      s.memory.push(memory);
+      for (const a of [s.cpu, s.memory]) while (a.length > HISTORY) a.shift();
       series.set(k, s);
     }
-    table.refresh(['requests', 'in-flight', 'cpu']);
+    table.refresh(['cpu', 'memory']);
   });
 }
 
@@ -426,7 +417,17 @@ export function logs(root, ctx, [ns, pod, container]) {
   root.append(el('h1', { text: title }));
   const status = el('p', { id: 'logs-status', class: 'hint', text: 'Connecting…' });
   const pre = el('pre', { id: 'logs', tabindex: '0', 'aria-label': title });
-  root.append(el('p', {}, el('a', { href: '#/pods', text: '← Pods' })), status, pre);
+  const others = el('p', {}, el('a', { href: '#/pods', text: '← Pods' }));
+  root.append(others, status, pre);
+  // The pod's other containers, when it has several (a refusal here is not shown: the log's is).
+  api.get(`${CORE}/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(pod)}`).then((p) => {
+    const names = ((p.spec && p.spec.containers) || []).map((c) => c.name);
+    if (names.length < 2 || ctx.signal.aborted) return;
+    others.append(' · Containers:');
+    for (const name of names) {
+      others.append(' ', name === container ? el('strong', { text: name }) : el('a', { href: `#/logs/${ns}/${pod}/${name}`, text: name }));
+    }
+  }).catch(() => {});
   const done = ctx.part();
   const query = new URLSearchParams({ follow: 'true', tailLines: '1000' });
   if (container) query.set('container', container);
