@@ -355,6 +355,7 @@ impl<K: ResourceClient> Api<K> {
                 field_selector: params.field_selector,
                 limit: params.limit,
                 r#continue: params.continue_token,
+                ..Default::default()
             },
         )
         .await

@@ -201,7 +201,19 @@ impl<K: Strategy> Registry<K> {
     /// it after the last page misses no change made while paging (an object changed meanwhile
     /// may be seen in a page and again in the watch, never lost). The continue token is opaque:
     /// that revision and where the page ended, relative to the list.
+    ///
+    /// A `resourceVersion` of `0` (any) or `N` (not older than N) is served by a watch cache as it
+    /// is, or once it has N, without a quorum read ([`list_freshness`]); empty is the newest.
     pub async fn list(&self, req: &ListRequest) -> Result<(Vec<K>, ListMeta), ApiError> {
+        match list_freshness(req)? {
+            Some(revision) => {
+                crate::store::cache::not_older_than(revision, self.list_pages(req)).await
+            }
+            None => self.list_pages(req).await,
+        }
+    }
+
+    async fn list_pages(&self, req: &ListRequest) -> Result<(Vec<K>, ListMeta), ApiError> {
         let selectors = Selectors::parse::<K>(&req.label_selector, &req.field_selector)?;
         let prefix = prefix::<K>(&req.namespace);
         let (mut start, mut revision) = if req.r#continue.is_empty() {
@@ -613,4 +625,97 @@ fn random_suffix() -> String {
     (0..5)
         .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
         .collect()
+}
+
+/// The revision a list's `resourceVersion` and `resourceVersionMatch` ask for (Kubernetes'
+/// rules): `None` for the newest (a consistent read); `Some(0)` for any; `Some(N)` for not older
+/// than N (a non-empty `resourceVersion` without a match means that too). Refused in
+/// Kubernetes' words: a match without a version, `Exact` with `0`, a match or a version with
+/// `continue` (the token holds the list's revision), a value that is no revision. `Exact` is not
+/// served (skiff keeps no old snapshots to list from) and says so.
+pub fn list_freshness(req: &ListRequest) -> Result<Option<u64>, ApiError> {
+    let (version, matching) = (
+        req.resource_version.as_str(),
+        req.resource_version_match.as_str(),
+    );
+    if version.is_empty() {
+        if !matching.is_empty() {
+            return Err(ApiError::BadRequest(
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    if !req.r#continue.is_empty() {
+        return Err(ApiError::BadRequest(if matching.is_empty() {
+            "specifying resource version is not allowed when using continue".into()
+        } else {
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden when continue is provided".into()
+        }));
+    }
+    let revision: u64 = version.parse().map_err(|_| {
+        ApiError::BadRequest(format!(
+            "resourceVersion: Invalid value: {version:?}: must be a resourceVersion the server gave"
+        ))
+    })?;
+    match matching {
+        "" | "NotOlderThan" => Ok(Some(revision)),
+        "Exact" if revision == 0 => Err(ApiError::BadRequest(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"".into(),
+        )),
+        "Exact" => Err(ApiError::BadRequest(
+            "resourceVersionMatch: Unsupported value: \"Exact\": skiff lists at the newest revision or from its watch cache; supported values: \"NotOlderThan\"".into(),
+        )),
+        other => Err(ApiError::BadRequest(format!(
+            "resourceVersionMatch: Unsupported value: {other:?}: supported values: \"Exact\", \"NotOlderThan\", \"\""
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod list_freshness_tests {
+    use super::*;
+
+    fn req(version: &str, matching: &str, cont: &str) -> ListRequest {
+        ListRequest {
+            resource_version: version.into(),
+            resource_version_match: matching.into(),
+            r#continue: cont.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn versions_and_matches_as_kubernetes_reads_them() {
+        assert_eq!(list_freshness(&req("", "", "")).unwrap(), None);
+        assert_eq!(list_freshness(&req("", "", "tok")).unwrap(), None);
+        assert_eq!(list_freshness(&req("0", "", "")).unwrap(), Some(0));
+        assert_eq!(list_freshness(&req("42", "", "")).unwrap(), Some(42));
+        assert_eq!(
+            list_freshness(&req("42", "NotOlderThan", "")).unwrap(),
+            Some(42)
+        );
+        for (r, want) in [
+            (
+                req("", "NotOlderThan", ""),
+                "unless resourceVersion is provided",
+            ),
+            (req("0", "Exact", ""), "forbidden for resourceVersion \"0\""),
+            (req("7", "Exact", ""), "Unsupported value: \"Exact\""),
+            (req("7", "Newest", ""), "Unsupported value: \"Newest\""),
+            (req("7", "", "tok"), "not allowed when using continue"),
+            (
+                req("7", "NotOlderThan", "tok"),
+                "forbidden when continue is provided",
+            ),
+            (
+                req("abc", "", ""),
+                "resourceVersion: Invalid value: \"abc\"",
+            ),
+        ] {
+            let err = list_freshness(&r).unwrap_err();
+            assert!(matches!(err, ApiError::BadRequest(_)), "{err}");
+            assert!(err.to_string().contains(want), "{err}");
+        }
+    }
 }

@@ -319,6 +319,8 @@ impl<K: Strategy + Printer> KindApi for KindRoutes<K> {
             field_selector: req.query.get("fieldSelector").to_string(),
             limit: i32::try_from(limit.max(0)).unwrap_or(i32::MAX),
             r#continue: req.query.get("continue").to_string(),
+            resource_version: req.query.get("resourceVersion").to_string(),
+            resource_version_match: req.query.get("resourceVersionMatch").to_string(),
         };
         let listed = self.handler.list(&req.who, &list).await;
         let (items, meta) = self.audited(&req, "list", "", true, listed)?;

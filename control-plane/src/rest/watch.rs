@@ -96,7 +96,7 @@ pub async fn serve<K: Strategy + Printer>(
             label_selector: watch.label_selector.clone(),
             field_selector: watch.field_selector.clone(),
             limit: 1,
-            r#continue: String::new(),
+            ..Default::default()
         };
         if let Ok((_, meta)) = handler.list(&req.who, &list).await {
             last_version = meta.resource_version.parse().unwrap_or(0);

@@ -25,6 +25,10 @@
 //! admission reads informers, which may be stale; these may not). A refused write (a conflict)
 //! forgets the revision, so that a retry in the same request reads the store's newest.
 //!
+//! A list that names a `resourceVersion` (Kubernetes' `0`, any, or `N` with
+//! `resourceVersionMatch=NotOlderThan`) needs no quorum read: [`not_older_than`] waits only for
+//! the cache to hold that revision, as Kubernetes' cacher serves such lists.
+//!
 //! Writes are not cached: they go to the store (the writer handle: on etcd a transaction, fenced
 //! for the leader's controllers via [`WatchCache::writing_to`]) and come back through the feed.
 //! When the feed's revision has been compacted away (the cache fell behind the store's
@@ -57,6 +61,16 @@ tokio::task_local! {
 /// share the first one's revision (or newer). Without a watch cache it changes nothing.
 pub async fn session<F: std::future::Future>(request: F) -> F::Output {
     SESSION.scope(Cell::new(0), request).await
+}
+
+/// Runs `reads` (a list with a `resourceVersion`, Kubernetes' semantics) as a read session that
+/// already knows the revision it needs: through a watch cache its reads wait until the cache has
+/// `revision` and answer from memory, without asking the store for its current revision (one
+/// quorum read saved). `resourceVersion=0` ("any") is revision 1: whatever the cache holds.
+/// Should the cache not reach `revision` within [`CacheOptions::catch_up`], the store answers
+/// (newer than asked, which "not older than" allows). Without a watch cache it changes nothing.
+pub async fn not_older_than<F: std::future::Future>(revision: Revision, reads: F) -> F::Output {
+    SESSION.scope(Cell::new(revision.max(1)), reads).await
 }
 
 /// Records what a write of the current session means for its later reads.

@@ -318,3 +318,42 @@ async fn a_session_reads_at_its_first_revision_or_its_own_writes() {
     c.get("/k").await.unwrap();
     assert_eq!(sent(), 4);
 }
+
+/// `resourceVersion=0` and `N` (not older than N) lists are served from the cache without asking
+/// the store for its revision; `N` waits until the cache has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_at_a_resource_version_need_no_quorum_read() {
+    use super::cache::not_older_than;
+    let dir = tempfile::tempdir().unwrap();
+    let inner = embedded(&dir);
+    inner.create("/k", b("0")).await.unwrap();
+    let counting = Arc::new(Counting {
+        inner: inner.clone(),
+        revisions: AtomicUsize::new(0),
+    });
+    let source: Arc<dyn Store> = counting.clone();
+    let c = WatchCache::start(
+        source,
+        Arc::new(StoreFeed(inner.clone())),
+        CacheOptions::default(),
+    )
+    .await
+    .unwrap();
+    let sent = || counting.revisions.load(Ordering::SeqCst);
+    let any = not_older_than(0, c.list("/", None, 0)).await.unwrap();
+    assert_eq!(any.items.len(), 1);
+    assert_eq!(sent(), 0, "resourceVersion=0 asked the store");
+    // Another server's write: a list not older than its revision waits for the cache to have
+    // it, and still asks nothing.
+    let written = inner.create("/l", b("1")).await.unwrap();
+    let newer = not_older_than(written.mod_revision, c.list("/", None, 0))
+        .await
+        .unwrap();
+    assert_eq!(newer.items.len(), 2);
+    assert!(newer.revision >= written.mod_revision);
+    assert_eq!(sent(), 0);
+    assert_eq!(c.fallbacks(), 0);
+    // A plain list asks.
+    c.list("/", None, 0).await.unwrap();
+    assert_eq!(sent(), 1);
+}
