@@ -4,8 +4,10 @@
 //! across the controller's relists), and [`Autoscaling::wake`], the one write scale from zero makes.
 //!
 //! Wake: the Service's target Deployment goes from 0 to 1 replica through the registry (a no-op
-//! when it has replicas), and so does its current ReplicaSet (as the Deployment controller would
-//! next, one hop sooner); concurrent wakes of one target wait on one lock and the later ones find
+//! when it has replicas); its controller scales the current ReplicaSet next, as for any scale.
+//! (Writing the ReplicaSet here too, one hop sooner, was tried: the Deployment controller, which
+//! reconciles a lone event at once, wrote it first in nearly every wake, and the loser of the two
+//! writes got a Conflict.) Concurrent wakes of one target wait on one lock and the later ones find
 //! it awake. The wake is remembered as a recommendation of 1 in the HPA's history, so the
 //! scale-down window runs from the wake, not from the idle spell before it.
 //!
@@ -16,8 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dashmap::DashMap;
-use skiff_api::v1::{Deployment, HorizontalPodAutoscaler, ObjectMeta, ReplicaSet};
-use skiff_api::{Resource, ResourceExt};
+use skiff_api::v1::{Deployment, HorizontalPodAutoscaler, ObjectMeta};
 use tokio::sync::{Mutex, watch};
 
 use super::algorithm::History;
@@ -58,7 +59,6 @@ struct Shared {
     /// Deployment → the lock its wakes take turns on.
     waking: DashMap<ObjectKey, Arc<Mutex<()>>>,
     deployments: Registry<Deployment>,
-    sets: Registry<ReplicaSet>,
     events: Recorder,
 }
 
@@ -83,7 +83,6 @@ impl Autoscaling {
                 woken: DashMap::new(),
                 waking: DashMap::new(),
                 deployments: Registry::new(store.clone()),
-                sets: Registry::new(store.clone()),
                 events: Recorder::new(store, "horizontal-pod-autoscaler"),
             }),
         }
@@ -132,34 +131,6 @@ impl Autoscaling {
         self.inner.woken.remove(hpa).map(|(_, at)| at)
     }
 
-    /// Scales the woken Deployment's current ReplicaSet (its template's, named by its hash) from
-    /// 0 to 1 too, as its controller would next: the pod is created one controller hop sooner.
-    /// Anything unexpected (no such set, not controlled by it, not at 0) leaves it to the
-    /// Deployment controller.
-    async fn wake_replica_set(&self, d: &Deployment) {
-        let Some(template) = d.spec.as_ref().and_then(|s| s.template.as_ref()) else {
-            return;
-        };
-        let collisions = d.status.as_ref().map_or(0, |s| s.collision_count);
-        let hash = crate::controllers::deployment::template_hash(template, collisions);
-        let name = format!("{}-{hash}", d.name());
-        let Ok(mut rs) = self.inner.sets.get(d.namespace(), &name).await else {
-            return;
-        };
-        let owned = rs.meta().owner_references.iter().any(|o| {
-            o.kind == Deployment::KIND && o.uid == d.meta().uid && o.controller == Some(true)
-        });
-        let deleting = rs.meta().deletion_timestamp.is_some();
-        let spec = rs.spec.get_or_insert_with(Default::default);
-        if !owned || spec.replicas != Some(0) || deleting {
-            return;
-        }
-        spec.replicas = Some(1);
-        if let Err(e) = self.inner.sets.update(&Identity::Admin, rs).await {
-            tracing::debug!(replicaset = %name, error = %e, "waking the ReplicaSet; its Deployment's controller will");
-        }
-    }
-
     /// Wakes the workload behind Service `namespace/name`: see the module doc. Returns the
     /// Deployment's name and its replicas after the wake.
     pub async fn wake(&self, namespace: &str, service: &str) -> Result<(String, i32), WakeError> {
@@ -194,10 +165,7 @@ impl Autoscaling {
                 .woken
                 .insert((namespace.to_string(), target.hpa.clone()), Instant::now());
             match self.inner.deployments.update(&Identity::Admin, d).await {
-                Ok(written) => {
-                    self.wake_replica_set(&written).await;
-                    break;
-                }
+                Ok(_) => break,
                 Err(ApiError::Conflict { .. }) if tries < 5 => continue,
                 Err(e) => return Err(e.into()),
             }
