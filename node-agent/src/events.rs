@@ -1,23 +1,46 @@
-//! Events the agent records about its pods (`Started`, `Failed`, `BackOff`, `Killing`), as
-//! kubelet does, so that `skiff describe pod` tells what happened. Recording never blocks the
-//! sync loop: each event is written by a task of its own, and a failure is only logged.
+//! Events the agent records about its pods (`Pulling`, `Pulled`, `Created`, `Started`, `Failed`,
+//! `BackOff`, `Killing`, `Unhealthy`, `OOMKilled`), as kubelet does, so that `skiff describe pod`
+//! tells what happened. Recording never blocks the sync loop: events go through a bounded queue
+//! ([`QUEUE`]) to one writer task per node, which writes them in the order they were recorded
+//! (so `Created` is stored before `Started`, and readers that sort by resourceVersion within a
+//! second see them in order). A full queue drops the event and a failed write is only logged, as
+//! client-go's broadcaster does: events are history for people, never state.
 
 use skiff_api::ResourceExt;
 use skiff_api::client::{Api, Transport};
 use skiff_api::v1::{Event, Pod};
+use tokio::sync::mpsc;
+
+/// Events waiting to be written; more are dropped.
+pub const QUEUE: usize = 1000;
 
 /// Writes events for one node.
 #[derive(Clone)]
 pub struct Recorder {
-    transport: Transport,
     node: String,
+    queue: mpsc::Sender<Event>,
 }
 
 impl Recorder {
+    /// A recorder whose writer runs on the current tokio runtime until every clone is dropped.
     pub fn new(transport: Transport, node: &str) -> Self {
+        let (queue, mut rx) = mpsc::channel::<Event>(QUEUE);
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                let namespace = event
+                    .metadata
+                    .as_ref()
+                    .map(|m| m.namespace.clone())
+                    .unwrap_or_default();
+                let api: Api<Event> = Api::new(transport.clone(), &namespace);
+                if let Err(e) = api.create(event).await {
+                    tracing::debug!(error = %e, "recording event");
+                }
+            }
+        });
         Self {
-            transport,
             node: node.to_string(),
+            queue,
         }
     }
 
@@ -36,11 +59,8 @@ impl Recorder {
         };
         let event =
             skiff_api::events::pod_event(reporter, pod, container, warning, reason, message);
-        let api: Api<Event> = Api::new(self.transport.clone(), pod.namespace());
-        tokio::spawn(async move {
-            if let Err(e) = api.create(event).await {
-                tracing::debug!(error = %e, "recording event");
-            }
-        });
+        if self.queue.try_send(event).is_err() {
+            tracing::debug!(pod = %pod.name(), reason, "event queue full: an event dropped");
+        }
     }
 }

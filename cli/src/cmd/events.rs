@@ -135,9 +135,16 @@ fn last_seen(e: &Event) -> (i64, i32) {
         .map_or((0, 0), |t| (t.seconds, t.nanos))
 }
 
-/// Oldest first; ties by name (the order they were written in, as names are generated).
+/// Oldest first; within one second (timestamps are whole seconds) in the order they were
+/// written (resourceVersion: each reporter writes its events in order).
 pub fn sort(events: &mut [Event]) {
-    events.sort_by(|a, b| (last_seen(a), a.name()).cmp(&(last_seen(b), b.name())));
+    events.sort_by_key(order);
+}
+
+/// The sort key of an event: when last seen, then when written.
+pub fn order(e: &Event) -> ((i64, i32), u64) {
+    let written = e.meta().resource_version.parse().unwrap_or(0);
+    (last_seen(e), written)
 }
 
 /// The events' table (the Event printer's columns; NAMESPACE first across namespaces).
@@ -169,6 +176,7 @@ mod tests {
             metadata: Some(ObjectMeta {
                 name: name.into(),
                 namespace: "default".into(),
+                resource_version: name.trim_start_matches("web.").into(),
                 ..Default::default()
             }),
             reason: reason.into(),
@@ -184,8 +192,8 @@ mod tests {
     fn events_sort_oldest_first() {
         let mut events = vec![
             event("web.3", 30, "Started"),
-            event("web.1", 10, "Scheduled"),
-            event("web.2", 10, "Pulled"),
+            event("web.12", 10, "Pulled"),
+            event("web.9", 10, "Scheduled"),
         ];
         sort(&mut events);
         let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();

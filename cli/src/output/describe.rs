@@ -169,11 +169,8 @@ pub fn describe<K: Resource>(obj: &K, events: &[Event]) -> String {
         outline(&mut out, &Value::Object(fields), 0);
     }
     let mut events: Vec<&Event> = events.iter().collect();
-    events.sort_by_key(|e| {
-        e.last_timestamp
-            .or(e.meta().creation_timestamp)
-            .map(|t| t.seconds)
-    });
+    // Oldest first, and in the order written within a second (`skiff get events`' order).
+    events.sort_by_key(|e| crate::cmd::events::order(e));
     if events.is_empty() {
         let _ = writeln!(out, "Events:       <none>");
     } else {

@@ -563,6 +563,25 @@ impl PodWorker {
                 reason, message, ..
             } => {
                 let repeated = matches!(before, Current::Waiting { reason: r, message: m, .. } if r == reason && m == message);
+                let pulling_seen = matches!(before, Current::Waiting { reason: r, .. } if r == "ContainerCreating");
+                if reason == "ErrImagePull" && !repeated && !pulling_seen {
+                    // A pull that failed before it was seen in progress: it was still tried,
+                    // and kubelet says `Pulling` before every try.
+                    let image = pod
+                        .spec
+                        .iter()
+                        .flat_map(|s| s.init_containers.iter().chain(&s.containers))
+                        .find(|c| c.name == container)
+                        .map(|c| c.image.clone())
+                        .unwrap_or_default();
+                    events.event(
+                        pod,
+                        Some(container),
+                        false,
+                        "Pulling",
+                        format!("Pulling image {image:?}"),
+                    );
+                }
                 if !repeated {
                     events.event(
                         pod,

@@ -179,10 +179,11 @@ fn top_shows_a_wasm_memory_hog_rising() {
             && d.contains("Started container main"))
         .then_some(d)
     });
-    let at = |s: &str| described.find(s).unwrap();
+    let events = &described[described.find("Events:").unwrap()..];
+    let at = |s: &str| events.find(s).unwrap();
     assert!(
         at("Scheduled") < at("Created container") && at("Created container") < at("Started"),
-        "in order: {described}"
+        "in order: {events}"
     );
 }
 
@@ -204,24 +205,30 @@ fn failures_are_told_in_describe_and_events() {
         "busybox tail /dev/zero",
         "    resources:\n      limits:\n        memory: 64Mi\n",
     ));
-    c.apply(&wasm_pod(
+    c.apply(&oci_pod(
         "dead",
-        &["sleep", "0"],
-        "    livenessProbe:\n      tcpSocket: {port: 8081}\n      periodSeconds: 1\n      failureThreshold: 2\n",
+        &image,
+        "sleep 3600",
+        "    livenessProbe:\n      exec:\n        command: [busybox, cat, /tmp/healthy]\n      periodSeconds: 1\n      failureThreshold: 2\n",
     ));
     c.apply(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nowhere\nspec:\n  runtimeClassName: wasm\n  nodeSelector: {disk: ssd}\n  containers:\n  - name: main\n    image: file:/nonexistent.wasm\n",
     );
 
     let describe_until = |pod: &str, want: &[&str]| -> String {
-        wait_for(
-            &format!("describe pod {pod} to say {want:?}"),
-            Duration::from_secs(90),
-            || {
-                let d = skiff_ok(&c, &["describe", "pod", pod]);
-                want.iter().all(|w| d.contains(w)).then_some(d)
-            },
-        )
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let d = skiff_ok(&c, &["describe", "pod", pod]);
+            if want.iter().all(|w| d.contains(w)) {
+                return d;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting for describe pod {pod} to say {want:?}; it says:\n{d}\nagent log:\n{}",
+                c.agent(0).log()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
     };
 
     // A failing pull: Pulling, then Failed with ErrImagePull and, later, the back-off.
@@ -235,8 +242,19 @@ fn failures_are_told_in_describe_and_events() {
     assert!(d.contains("Successfully pulled image"), "{d}");
 
     // A failing liveness probe: Unhealthy with the probe's output, then Killing.
-    let d = describe_until("dead", &["Unhealthy", "Liveness probe failed:"]);
-    assert!(d.contains("Killing"), "{d}");
+    let d = describe_until(
+        "dead",
+        &[
+            "Unhealthy",
+            "Liveness probe failed:",
+            "/tmp/healthy",
+            "Killing",
+        ],
+    );
+    assert!(
+        d.contains("failed liveness probe, will be restarted"),
+        "{d}"
+    );
 
     // An unschedulable pod: FailedScheduling with the reason per node.
     let d = describe_until("nowhere", &["FailedScheduling", "0/1 nodes are available"]);
