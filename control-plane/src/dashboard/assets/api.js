@@ -85,39 +85,54 @@ export async function list(path, signal) {
 /**
  * Lists `path` then follows its watch until `signal` aborts. `sink.reset(items)` gets every full
  * list (the first, and after a relist), `sink.apply(events)` the watch events of one read as
- * [type, object] pairs, `sink.watching()` each time a watch is open, `sink.error(err)` failures
- * (it is retried after a pause unless the answer was 401 or 403, which would not change).
+ * [type, object] pairs, `sink.watching()` each time a watch is open, `sink.error(err)` failures.
+ * A watch the server ends, or whose connection is lost (Chromium drops open requests when the
+ * host's network changes, as when a pod's interface is made), is resumed from the last version
+ * seen, quietly; `410 Gone` relists. API refusals are told; 401, 403 and 404 end it (they would
+ * not change), others are retried after a growing pause, as are lost connections (told once
+ * they keep failing).
  */
 export async function follow(path, sink, signal) {
-  let pause = 500;
+  const at = { rv: null };
+  let pause = 0;
+  let lost = 0;
   while (!signal.aborted) {
     try {
-      const listed = await list(path, signal);
-      sink.reset(listed.items);
-      let rv = listed.resourceVersion;
-      for (;;) {
-        const next = await watchOnce(path, rv, sink, signal);
-        if (next === null) break; // gone: relist
-        rv = next;
-        pause = 500;
+      if (at.rv === null) {
+        const listed = await list(path, signal);
+        sink.reset(listed.items);
+        at.rv = listed.resourceVersion;
       }
+      const started = Date.now();
+      const gone = await watchOnce(path, at, sink, signal);
+      if (gone) at.rv = null;
+      pause = 0;
+      lost = 0;
+      // A watch the server ends at once again and again is not asked for in a tight loop.
+      if (Date.now() - started < 1000) await sleep(250, signal);
     } catch (err) {
       if (signal.aborted) return;
-      sink.error(err);
-      if (err instanceof ApiError && (err.status === 401 || err.status === 403 || err.status === 404)) return;
+      if (err instanceof ApiError) {
+        sink.error(err);
+        if (err.status === 401 || err.status === 403 || err.status === 404) return;
+        pause = Math.min(Math.max(pause * 2, 500), 10000);
+      } else {
+        lost++;
+        if (lost === 4) sink.error(new ApiError(0, 'the connection to the API was lost; retrying'));
+        pause = Math.min(100 * 2 ** lost, 5000);
+      }
       await sleep(pause, signal);
-      pause = Math.min(pause * 2, 10000);
     }
   }
 }
 
-/** One watch request from `rv`; the version to go on from, or null when a relist is needed. */
-async function watchOnce(path, rv, sink, signal) {
+/** One watch request from `at.rv` (kept up to date as events come); true when a relist is needed. */
+async function watchOnce(path, at, sink, signal) {
   const sep = path.includes('?') ? '&' : '?';
-  const url = path + sep + 'watch=1&allowWatchBookmarks=true&resourceVersion=' + encodeURIComponent(rv);
+  const url = path + sep + 'watch=1&allowWatchBookmarks=true&resourceVersion=' + encodeURIComponent(at.rv);
   const res = await fetch(url, { headers: headers(), cache: 'no-store', credentials: 'omit', signal });
   if (!res.ok) {
-    if (res.status === 410) return null;
+    if (res.status === 410) return true;
     throw await failure(res);
   }
   if (sink.watching) sink.watching();
@@ -132,12 +147,12 @@ async function watchOnce(path, rv, sink, signal) {
         else sink.error(new ApiError(obj.code || 500, obj.message || 'watch error', obj.reason));
         continue;
       }
-      if (obj.metadata && obj.metadata.resourceVersion) rv = obj.metadata.resourceVersion;
+      if (obj.metadata && obj.metadata.resourceVersion) at.rv = obj.metadata.resourceVersion;
       if (ev.type !== 'BOOKMARK') events.push([ev.type, obj]);
     }
     if (events.length) sink.apply(events);
   });
-  return gone ? null : rv;
+  return gone;
 }
 
 /** Reads a byte stream as text lines, handing each read's complete lines to `each`. */

@@ -412,6 +412,22 @@ export function events(root, ctx) {
 /** At most this much log text is kept in the page (older text is dropped from the top). */
 const LOG_LIMIT = 2 * 1024 * 1024;
 
+/** A log line's RFC 3339 time as [seconds, nanoseconds] (null if it is not one). */
+function stamp(text) {
+  const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/.exec(text);
+  if (!m) return null;
+  const ms = Date.parse(m[1] + m[3]);
+  return Number.isFinite(ms) ? [ms / 1000, Number((m[2] || '').padEnd(9, '0'))] : null;
+}
+
+const compareStamps = (a, b) => (a[0] - b[0]) || (a[1] - b[1]);
+
+/**
+ * A container's log: the last 1,000 lines, then followed. The lines are asked for with their
+ * times, so that a stream the browser loses (Chromium drops open requests when the host's
+ * network changes, as when a pod's interface is made) is resumed from the last line shown
+ * (`sinceTime`, to the second) without repeating or losing lines.
+ */
 export function logs(root, ctx, [ns, pod, container]) {
   const title = `Logs of ${ns}/${pod}${container ? ' (' + container + ')' : ''}`;
   root.append(el('h1', { text: title }));
@@ -429,20 +445,74 @@ export function logs(root, ctx, [ns, pod, container]) {
     }
   }).catch(() => {});
   const done = ctx.part();
-  const query = new URLSearchParams({ follow: 'true', tailLines: '1000' });
-  if (container) query.set('container', container);
-  const path = `${CORE}/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(pod)}/log?${query}`;
-  api.stream(path, ctx.signal, (text) => {
+  let last = null; // the time of the last line shown
+  let atLast = new Set(); // the lines shown with exactly that time
+  let partial = '';
+  const show = (text) => {
     const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
     pre.append(text);
     if (pre.textContent.length > LOG_LIMIT) pre.textContent = pre.textContent.slice(-LOG_LIMIT / 2);
     if (atEnd) pre.scrollTop = pre.scrollHeight;
-  }, () => { status.textContent = 'Following (new lines appear as the container writes them).'; done(); })
-    .then(() => { if (!ctx.signal.aborted) status.textContent = 'The log stream ended (the container stopped).'; })
-    .catch((err) => {
-      if (ctx.signal.aborted) return;
-      status.textContent = 'No log: ' + err.message;
-      ctx.refused(err);
-      done();
-    });
+  };
+  const take = (chunk, flush) => {
+    partial += chunk;
+    const cut = flush ? partial.length : partial.lastIndexOf('\n');
+    if (cut < 0) return;
+    const lines = partial.slice(0, cut).split('\n');
+    partial = partial.slice(cut + 1);
+    let out = '';
+    for (const line of lines) {
+      if (flush && line === '') continue;
+      const space = line.indexOf(' ');
+      const at = space > 0 ? stamp(line.slice(0, space)) : null;
+      const content = at ? line.slice(space + 1) : line;
+      if (at && last) {
+        const order = compareStamps(at, last);
+        if (order < 0 || (order === 0 && atLast.has(content))) continue; // shown before the stream was lost
+        if (order > 0) atLast = new Set();
+      }
+      if (at) {
+        last = at;
+        atLast.add(content);
+      }
+      out += content + '\n';
+    }
+    if (out) show(out);
+  };
+  const path = () => {
+    const query = new URLSearchParams({ follow: 'true', timestamps: 'true' });
+    if (container) query.set('container', container);
+    if (last) query.set('sinceTime', new Date(last[0] * 1000).toISOString().replace(/\.\d+Z$/, 'Z'));
+    else query.set('tailLines', '1000');
+    return `${CORE}/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(pod)}/log?${query}`;
+  };
+  (async () => {
+    let lost = 0;
+    while (!ctx.signal.aborted) {
+      try {
+        await api.stream(path(), ctx.signal, (text) => take(text, false), () => {
+          status.textContent = 'Following (new lines appear as the container writes them).';
+          lost = 0;
+          done();
+        });
+        if (ctx.signal.aborted) return;
+        take('', true);
+        status.textContent = 'The log stream ended (the container stopped).';
+        return;
+      } catch (err) {
+        if (ctx.signal.aborted) return;
+        if (err instanceof api.ApiError) {
+          status.textContent = 'No log: ' + err.message;
+          ctx.refused(err);
+          done();
+          return;
+        }
+        // The connection was lost, not refused: resume after a short pause.
+        lost++;
+        partial = '';
+        status.textContent = 'Reconnecting…';
+        await api.sleep(Math.min(100 * 2 ** lost, 5000), ctx.signal);
+      }
+    }
+  })();
 }
