@@ -4,7 +4,11 @@
 //! other version resumes after it (`410 Expired` as an ERROR event when it is too old),
 //! `allowWatchBookmarks` adds BOOKMARK events, `timeoutSeconds` ends the stream.
 //!
+//! Plain (non-Table) event lines are encoded once per event for all watchers (`lines`).
+//!
 //! Must not: read the store (the handler's watch does).
+
+mod lines;
 
 use std::time::Duration;
 
@@ -138,11 +142,11 @@ pub async fn serve<K: Strategy + Printer>(
                     None => return,
                     Some(Ok((kind, obj))) => {
                         last_version = last_version.max(obj.revision());
-                        let object = match &mut table_req {
-                            Some(t) => t.row_table(&obj),
-                            None => codec::to_value(&obj),
-                        };
-                        line(kind, object)
+                        match &mut table_req {
+                            Some(t) => line(kind, t.row_table(&obj)),
+                            // Encoded once for all watchers of this event.
+                            None => lines::line(kind, &obj, || line(kind, codec::to_value(&obj))),
+                        }
                     }
                     Some(Err(e)) => {
                         let e = RestError::from_api(e, super::group_of::<K>(), K::KIND, "");
