@@ -11,6 +11,7 @@ mod heartbeats;
 mod http;
 mod instantiate;
 mod kube_api;
+mod metrics;
 mod oci_start;
 mod scheduler;
 mod service;
@@ -32,8 +33,9 @@ fn main() {
         "http" => http::run(),
         "cold-start" => cold_start::run(),
         "kube-api" => kube_api::run(),
+        "metrics" => metrics::run(),
         other => Err(format!(
-            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler, scheduler-etcd, shim-start, dns, service, http, cold-start, kube-api"
+            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler, scheduler-etcd, shim-start, dns, service, http, cold-start, kube-api, metrics"
         )),
     };
     if let Err(e) = result {

@@ -146,10 +146,17 @@ fn resource_labels(resource: &str) -> (&'static str, &'static str, &'static str)
     }
 }
 
-/// Counts one finished request on `object` (none: a call on no kind) that took `elapsed`.
+/// Counts one finished request on `object` (none: a call on no kind) that took `elapsed`; `code`
+/// is the HTTP status Kubernetes would answer (`crate::audit::http_code`).
 pub fn request_done(verb: &str, object: Option<&ObjectRef>, code: u16, elapsed: Duration) {
     let (group, version, resource) = object.map_or(("", "", ""), |o| resource_labels(&o.resource));
     let subresource = object.map_or("", |o| subresource_label(&o.subresource));
+    // A create that succeeds is Kubernetes' 201 Created.
+    let code = if verb == "create" && code == 200 {
+        201
+    } else {
+        code
+    };
     let verb = metric_verb(verb);
     let api = super::api();
     api.requests
@@ -234,6 +241,9 @@ mod tests {
         assert!(text.contains("# TYPE apiserver_request_total counter"));
         assert!(text.contains("# TYPE apiserver_request_duration_seconds histogram"));
         assert!(text.contains(r#"apiserver_request_duration_seconds_bucket{verb="POST",group="apps",version="v1",resource="deployments",subresource="scale",le="0.005"}"#));
+        // A create that succeeds is 201 Created.
+        request_done("create", Some(&object), 200, Duration::ZERO);
+        assert!(scrape().contains(r#"subresource="scale",code="201"} 1"#));
     }
 
     #[test]

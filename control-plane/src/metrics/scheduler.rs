@@ -64,6 +64,14 @@ impl Scheduler {
             Unit::Seconds,
             durations.clone(),
         );
+        // Every result is shown from the start, at zero, so that rates of it exist.
+        for outcome in [Outcome::Scheduled, Outcome::Unschedulable, Outcome::Error] {
+            let labels = ResultLabels {
+                result: outcome.label(),
+            };
+            let _ = attempts.get_or_create(&labels);
+            let _ = durations.get_or_create(&labels);
+        }
         Self {
             attempts,
             durations,

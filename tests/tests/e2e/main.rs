@@ -21,6 +21,7 @@ mod kubectl;
 mod kubectl_streams;
 mod limit_range;
 mod linux_executor;
+mod metrics;
 mod mixed_pods;
 mod namespaces;
 mod node_identity;
