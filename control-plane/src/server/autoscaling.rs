@@ -24,6 +24,9 @@ pub struct AutoscalingService {
     pub authz: Chain,
     /// `ListNodes` and `ListPods` (metrics.k8s.io for `skiff top`).
     pub resource_metrics: crate::resource_metrics::ResourceMetrics,
+    /// In HA, what this server received, shared with the others (the leader's HPA needs every
+    /// node's figures).
+    pub shared_figures: Option<std::sync::Arc<super::ha_metrics::SharedFigures>>,
 }
 
 #[tonic::async_trait]
@@ -44,6 +47,9 @@ impl node_metrics_api_server::NodeMetricsApi for AutoscalingService {
                 ReportError::Invalid(m) => Status::invalid_argument(m),
                 ReportError::Full(m) => Status::resource_exhausted(m),
             })?;
+        if let Some(shared) = &self.shared_figures {
+            shared.received(req.get_ref());
+        }
         Ok(Response::new(NodeMetricsAck {}))
     }
 

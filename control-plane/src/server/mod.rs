@@ -10,6 +10,7 @@ mod autoscaling;
 pub mod certificates;
 pub mod eviction;
 mod ha;
+mod ha_metrics;
 pub mod handler;
 pub mod join_token;
 mod keyvalue;
@@ -425,6 +426,12 @@ impl ControlPlane {
                 }
             }
         };
+        // In HA, every server shares the agents' figures it receives (the leader's HPA needs all).
+        let shared_figures = self.ha.as_ref().map(|_| {
+            let shared = ha_metrics::SharedFigures::new(&self.addr.to_string());
+            let task = shared.clone().spawn(store.clone(), autoscaling.clone());
+            (shared, task)
+        });
         let mut ha = self.ha;
         if let Some(ha) = &mut ha {
             let (wrap, audited) = (ha.wrap.clone(), audited.clone());
@@ -458,6 +465,7 @@ impl ControlPlane {
             shared: autoscaling,
             authz: authz.clone(),
             resource_metrics: resource_metrics.clone(),
+            shared_figures: shared_figures.as_ref().map(|(shared, _)| shared.clone()),
         };
         let repair = tokio::spawn(crate::registry::allocator::repair::run(store.clone()));
         // Every server (not only the leader) keeps its own address in default/kubernetes.
@@ -676,6 +684,9 @@ impl ControlPlane {
         controllers.stop().await;
         repair.abort();
         kubernetes_service.abort();
+        if let Some((_, task)) = shared_figures {
+            task.abort();
+        }
         bootstrap_feed.abort();
         revocation_feed.abort();
         for feed in node_graph_feeds {
