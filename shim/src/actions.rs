@@ -173,7 +173,6 @@ fn detach() -> Result<(), String> {
 /// The long-running shim: the task service on `listener` until Shutdown. `spec` is the first
 /// container's.
 fn serve(flags: &Flags, listener: UnixListener, path: &Path, spec: Option<&Spec>) -> i32 {
-    crate::logging::init();
     if let Err(e) = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)
     {
         // No log FIFO: nothing to tell containerd through, but the shim can still serve.
@@ -201,6 +200,12 @@ fn serve(flags: &Flags, listener: UnixListener, path: &Path, spec: Option<&Spec>
             log::error!("starting the async runtime: {e}");
             return 1;
         }
+    };
+    // After the cgroup join (the span exporter starts a thread) and inside the runtime (its
+    // gRPC channel lives there); what comes before logs through `log` alone.
+    let telemetry = {
+        let _runtime = runtime.enter();
+        crate::logging::init()
     };
     let result = runtime.block_on(async {
         // Off the request path: the first event published would build them.
@@ -237,6 +242,8 @@ fn serve(flags: &Flags, listener: UnixListener, path: &Path, spec: Option<&Spec>
         let _ = tokio::task::spawn_blocking(crate::cgroup::settle).await;
         Ok::<(), String>(())
     });
+    // The spans still queued, while the runtime still drives the exporter's channel.
+    telemetry.shutdown();
     // Its threads gone, the process can leave its task cgroups without the kernel's slow path.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     crate::cgroup::leave_at_exit();

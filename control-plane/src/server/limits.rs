@@ -441,6 +441,7 @@ impl Call {
         object: ObjectRef,
         result: &Result<T, Status>,
     ) {
+        crate::telemetry::request_object(&object.namespace, &object.name);
         let Some(ctx) = &self.0 else { return };
         let code = match result {
             Ok(_) => tonic::Code::Ok,

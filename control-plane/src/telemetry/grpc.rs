@@ -1,7 +1,8 @@
 //! A span per gRPC call: a tower layer in front of the gRPC routes. The span is open while the
-//! handler runs (its calls' spans and log lines are its children), is named for the method
-//! (`skiff.v1.PodApi/Create`) until the handler names what it acted on (`create pods`, see
-//! [`super::request_object`]), and ends with the call's code.
+//! handler runs (its calls' spans and log lines are its children), is named for its verb and
+//! resource (`/skiff.v1.PodApi/Create`: `create pods`; a call outside the kinds' APIs by its
+//! service and method: `report nodemetrics`), gets the namespace and name the handler acted on
+//! ([`super::request_object`]), and ends with the call's code.
 //!
 //! The code is the `grpc-status` of the response's headers (tonic sends errors of unary calls
 //! as trailers-only responses), else OK: a stream that fails later ends its span OK.
@@ -43,8 +44,8 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let method = req.uri().path().trim_start_matches('/').to_string();
-        let span = super::request_span!(method, "grpc");
+        let (verb, resource) = verb_and_resource(req.uri().path());
+        let span = super::request_span!("grpc", verb, resource);
         super::continue_trace(&span, req.headers());
         let future = {
             let _entered = span.enter();
@@ -64,6 +65,27 @@ where
     }
 }
 
+/// The Kubernetes verb and resource of a gRPC path: `/skiff.v1.PodApi/UpdateStatus` →
+/// (`update`, `pods`); outside the kinds, the lower-cased method and service
+/// (`/skiff.v1.NodeMetricsApi/Report` → (`report`, `nodemetrics`)).
+pub fn verb_and_resource(path: &str) -> (String, String) {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let service = parts.next().unwrap_or("");
+    let method = parts.next().unwrap_or("");
+    let service = service.rsplit('.').next().unwrap_or(service);
+    let service = service.strip_suffix("Api").unwrap_or(service);
+    let resource = skiff_api::kinds::KINDS
+        .iter()
+        .find(|k| k.kind == service)
+        .map(|k| k.plural.to_string())
+        .unwrap_or_else(|| service.to_ascii_lowercase());
+    let verb = match method {
+        "UpdateStatus" => "update".to_string(),
+        m => m.to_ascii_lowercase(),
+    };
+    (verb, resource)
+}
+
 /// Records the call's gRPC code (and the HTTP code Kubernetes would answer with).
 fn record_code(span: &tracing::Span, headers: &http::HeaderMap) {
     let code = headers
@@ -76,5 +98,32 @@ fn record_code(span: &tracing::Span, headers: &http::HeaderMap) {
     span.record("code", crate::audit::http_code(code));
     if code != tonic::Code::Ok {
         span.record("otel.status_code", "ERROR");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_names_its_verb_and_resource() {
+        let v = |p: &str| verb_and_resource(p);
+        assert_eq!(
+            v("/skiff.v1.PodApi/Create"),
+            ("create".into(), "pods".into())
+        );
+        assert_eq!(
+            v("/skiff.v1.PodApi/UpdateStatus"),
+            ("update".into(), "pods".into())
+        );
+        assert_eq!(
+            v("/skiff.v1.DeploymentApi/Watch"),
+            ("watch".into(), "deployments".into())
+        );
+        assert_eq!(
+            v("/skiff.v1.NodeMetricsApi/Report"),
+            ("report".into(), "nodemetrics".into())
+        );
+        assert_eq!(v(""), (String::new(), String::new()));
     }
 }

@@ -1,6 +1,7 @@
 //! Traces of the API server: a span per API request (gRPC in [`grpc`], REST in [`rest`]), named
-//! for what it did (`create pods`) with its verb, resource, namespace, name and code, and the
-//! trace context a pod carries from its create request on ([`stamp_pod`]).
+//! for what it does (`create pods`, from the method or the URL: a span's name is fixed once it
+//! starts) with its verb, resource, namespace, name and code, and the trace context a pod
+//! carries from its create request on ([`stamp_pod`]).
 //!
 //! A request that sends a W3C `traceparent` (header or gRPC metadata) continues that trace.
 //! The process's subscriber and exporter are `skiff-telemetry`'s (installed by the CLI).
@@ -15,14 +16,14 @@ use skiff_api::v1::ObjectMeta;
 
 /// The fields every request span has (filled in as they become known).
 macro_rules! request_span {
-    ($name:expr, $system:expr) => {
+    ($system:expr, $verb:expr, $resource:expr) => {
         tracing::info_span!(
             "api_request",
-            "otel.name" = %$name,
+            "otel.name" = %format_args!("{} {}", $verb, $resource),
             "otel.kind" = "server",
             "rpc.system" = $system,
-            verb = tracing::field::Empty,
-            resource = tracing::field::Empty,
+            verb = %$verb,
+            resource = %$resource,
             namespace = tracing::field::Empty,
             name = tracing::field::Empty,
             code = tracing::field::Empty,
@@ -43,14 +44,11 @@ fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
     }
 }
 
-/// Records on the current request span what a kind's call acted on (the audit's object): its
-/// verb, resource and, when it names them, namespace and name. Called where the handlers write
-/// their audit event (`server::limits::Call::done`).
-pub fn request_object(verb: &str, resource: &str, namespace: &str, name: &str) {
+/// Records on the current request span the namespace and name a kind's call acted on (the
+/// audit's object; a gRPC call's are in its body). Called where the handlers write their audit
+/// event (`server::limits::Call::done`).
+pub fn request_object(namespace: &str, name: &str) {
     let span = tracing::Span::current();
-    span.record("otel.name", format!("{verb} {resource}"));
-    span.record("verb", verb);
-    span.record("resource", resource);
     if !namespace.is_empty() {
         span.record("namespace", namespace);
     }

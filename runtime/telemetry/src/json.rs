@@ -50,14 +50,14 @@ struct Visitor<'a> {
 impl Visitor<'_> {
     fn put(&mut self, field: &Field, value: Value) {
         let name = field.name();
-        if name == "message" {
-            if let Some(m) = self.message.as_deref_mut() {
-                *m = match value {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                };
-                return;
-            }
+        if name == "message"
+            && let Some(m) = self.message.as_deref_mut()
+        {
+            *m = match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            return;
         }
         // tracing-opentelemetry's own keys (otel.name, otel.kind, ...) say how to export.
         if name.starts_with("otel.") {

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer, Registry};
+use tracing_subscriber::{EnvFilter, Layer};
 
 pub use context::{POD_ANNOTATION, current_traceparent, set_parent};
 
@@ -120,11 +120,11 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Sends what is queued and stops the exporter (blocking, at most a few seconds: call it
+    /// Sends what is queued and stops the exporter (blocking, at most 2 s: call it
     /// from a thread that may block, while the async runtime still runs).
     pub fn shutdown(self) {
         if let Some(provider) = self.provider {
-            let _ = provider.shutdown_with_timeout(std::time::Duration::from_secs(5));
+            let _ = provider.shutdown_with_timeout(std::time::Duration::from_secs(2));
         }
     }
 }
@@ -172,19 +172,20 @@ pub fn init(options: &Options, filter: EnvFilter) -> Result<Telemetry, Error> {
         }
         false => (None, Telemetry::default()),
     };
-    let lines: Box<dyn Layer<Registry> + Send + Sync> = match options.format {
-        LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .boxed(),
-        LogFormat::Json => json::JsonLayer::new(std::io::stderr).boxed(),
+    // The OpenTelemetry layer first, so that a span has its ids when the log layer sees it; the
+    // JSON layer directly in the stack (an `Option` or a `Vec` of layers would not hand it the
+    // dispatcher it reads ids through).
+    let spans = tracing_subscriber::registry().with(otel);
+    let _ = match options.format {
+        LogFormat::Text => spans
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(filter)
+            .try_init(),
+        LogFormat::Json => spans
+            .with(json::JsonLayer::new(std::io::stderr))
+            .with(filter)
+            .try_init(),
     };
-    // The OpenTelemetry layer first, so that a span has its ids when the log layer sees it.
-    let layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> =
-        otel.into_iter().chain([lines]).collect();
-    let _ = tracing_subscriber::registry()
-        .with(layers)
-        .with(filter)
-        .try_init();
     Ok(telemetry)
 }
 

@@ -71,11 +71,22 @@ fn a_pod_start_is_one_trace_and_no_secret_reaches_a_span_or_a_log() {
     c.apply(&format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: canary}}\nstringData: {{token: {CANARY}}}\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: traced\nspec:\n  runtimeClassName: wasm\n  containers:\n  - name: fn\n    image: {image}\n    env:\n    - name: TOKEN\n      valueFrom: {{secretKeyRef: {{name: canary, key: token}}}}\n    ports: [{{containerPort: 8080}}]\n"
     ));
-    let pod = wait_for("pod traced Running", Duration::from_secs(90), || {
-        c.get_json("pod", "traced").filter(|p| {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let pod = loop {
+        let pod = c.get_json("pod", "traced");
+        if let Some(p) = pod.as_ref().filter(|p| {
             p["status"]["phase"] == "Running" && p["status"]["podIP"].as_str().is_some()
-        })
-    });
+        }) {
+            break p.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pod traced not Running in 90 s: {pod:#?}\nagent log:\n{}\nshim log:\n{}",
+            c.agent(0).log(),
+            c.agent(0).shim_log("wasm")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
     let traceparent = pod["metadata"]["annotations"]["skiff.dev/traceparent"]
         .as_str()
         .expect("the pod carries its create request's traceparent")
