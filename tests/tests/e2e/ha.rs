@@ -25,6 +25,11 @@ struct Server {
 
 impl Server {
     fn start(c: &Cluster, etcd: &EtcdCluster, name: &str) -> Self {
+        Self::start_with(c, etcd, name, &[])
+    }
+
+    /// As [`Server::start`], with more `skiff server` flags.
+    fn start_with(c: &Cluster, etcd: &EtcdCluster, name: &str, extra: &[&str]) -> Self {
         let dir = c.data_dir().join("servers").join(name);
         std::fs::create_dir_all(dir.join("pki")).expect("server dir");
         copy_dir(&c.data_dir().join("pki"), &dir.join("pki"));
@@ -38,6 +43,7 @@ impl Server {
             .args(["--listen", "127.0.0.1:0", "--etcd", &etcd.endpoints_arg()])
             .args(["--cluster-cidr", &c.cluster_cidr()])
             .args(["--service-cidr", &c.service_cidr()])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -415,4 +421,98 @@ fn an_embedded_store_is_imported_into_etcd() {
     assert!(out.status.success(), "{}", text(&out));
     let secret: Value = serde_json::from_slice(&out.stdout).expect("secret json");
     assert_eq!(secret["data"]["password"], "czNjcmV0", "{secret:#}");
+}
+
+/// The leader's HorizontalPodAutoscaler sees the figures of a node attached to another server
+/// only (`server/ha_metrics.rs` shares them through etcd); lists at `resourceVersion=0` are served
+/// from the watch cache, `Exact` at 0 refused in Kubernetes' words.
+#[test]
+fn the_leaders_hpa_sees_a_node_reporting_to_another_server() {
+    let etcd = EtcdCluster::start(1);
+    let sync = ["--horizontal-pod-autoscaler-sync-period", "1s"];
+    let mut c = Cluster::start_with(ClusterOptions {
+        server_args: [
+            ["--etcd".to_string(), etcd.endpoints_arg()].as_slice(),
+            &sync.map(String::from),
+        ]
+        .concat(),
+        ..Default::default()
+    });
+    let b = Server::start_with(&c, &etcd, "b", &sync);
+    let addrs = [c.addr.to_string(), b.addr.clone()];
+    let first = wait_for("a leader", Duration::from_secs(15), || leader(&etcd));
+    let leading = addrs
+        .iter()
+        .position(|s| first.contains(&format!(" {s} ")))
+        .unwrap_or_else(|| panic!("the leader {first:?} is none of {addrs:?}"));
+    // The agent reports to the server that does not lead, and only to it.
+    let other = &addrs[1 - leading];
+    c.set_agent_servers(other);
+    c.add_agent("node-1");
+    let ha = config_for(
+        &c,
+        &[addrs[0].as_str(), addrs[1].as_str()],
+        &c.data_dir().join("ha-config.yaml"),
+    );
+    apply(&ha, &deployment(1));
+    wait_running(&ha, "app=web", 1, Duration::from_secs(60));
+    apply(
+        &ha,
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: web}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  minReplicas: 1\n  maxReplicas: 3\n  metrics:\n  - type: Resource\n    resource:\n      name: memory\n      target: {type: AverageValue, averageValue: 1Gi}\n",
+    );
+    let hpa = wait_for(
+        "the leader's HPA to read the pod's memory",
+        Duration::from_secs(60),
+        || {
+            let out = skiff(&ha, &["get", "hpa", "web", "-o", "json"]);
+            let hpa: Value = serde_json::from_slice(&out.stdout).ok()?;
+            let current = &hpa["status"]["currentMetrics"][0]["resource"]["current"];
+            current["averageValue"].as_str().is_some().then_some(hpa)
+        },
+    );
+    assert_eq!(
+        hpa["status"]["currentMetrics"][0]["resource"]["name"], "memory",
+        "{hpa:#}"
+    );
+    assert!(
+        first == leader(&etcd).unwrap_or_default(),
+        "the leader changed during the test"
+    );
+
+    // resourceVersion=0 through REST on each server (its watch cache), and Kubernetes' refusal.
+    let ca = c.data_dir().join("pki").join("ca.crt");
+    let token = c.config().token;
+    let get = |server: &str, query: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "-w",
+                "\ncode=%{http_code}\n",
+                "--cacert",
+            ])
+            .arg(&ca)
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg(format!(
+                "https://{server}/api/v1/namespaces/default/pods?{query}"
+            ))
+            .output()
+            .expect("curl");
+        text(&out)
+    };
+    for server in &addrs {
+        let any = get(server, "resourceVersion=0");
+        assert!(any.contains("code=200"), "{any}");
+        assert!(any.contains("\"kind\":\"PodList\""), "{any}");
+        let refused = get(server, "resourceVersion=0&resourceVersionMatch=Exact");
+        assert!(refused.contains("code=400"), "{refused}");
+        assert!(
+            refused.contains(
+                "resourceVersionMatch \\\"exact\\\" is forbidden for resourceVersion \\\"0\\\""
+            ),
+            "{refused}"
+        );
+    }
 }
