@@ -152,13 +152,13 @@ async fn nodes(transport: &Transport, args: TopNodeArgs) -> Result<()> {
         metrics
             .iter()
             .find(|m| m.metadata.as_ref().is_some_and(|meta| meta.name == name))
-            .and_then(|m| m.usage.clone())
+            .and_then(|m| m.usage)
     };
-    let mut measured: Vec<(String, ResourceUsage, (Option<u64>, Option<u64>))> = Vec::new();
+    let mut measured: Vec<(&Node, ResourceUsage)> = Vec::new();
     let mut unknown = Vec::new();
     for node in &nodes {
         match usage_of(node.name()) {
-            Some(u) => measured.push((node.name().to_string(), u, allocatable(node))),
+            Some(u) => measured.push((node, u)),
             None => unknown.push(node.name().to_string()),
         }
     }
@@ -172,19 +172,20 @@ async fn nodes(transport: &Transport, args: TopNodeArgs) -> Result<()> {
         ));
     }
     match sort {
-        Some(SortBy::Cpu) => measured.sort_by(|a, b| b.1.cpu_nano_cores.cmp(&a.1.cpu_nano_cores)),
-        Some(SortBy::Memory) => measured.sort_by(|a, b| b.1.memory_bytes.cmp(&a.1.memory_bytes)),
+        Some(SortBy::Cpu) => measured.sort_by_key(|(_, u)| std::cmp::Reverse(u.cpu_nano_cores)),
+        Some(SortBy::Memory) => measured.sort_by_key(|(_, u)| std::cmp::Reverse(u.memory_bytes)),
         None => {}
     }
     let mut rows: Vec<Vec<String>> = measured
         .iter()
-        .map(|(name, u, (cpu, memory))| {
+        .map(|(node, u)| {
+            let (cpu, memory) = allocatable(node);
             vec![
-                name.clone(),
+                node.name().to_string(),
                 cpu_text(u.cpu_nano_cores),
-                percent(u.cpu_nano_cores, *cpu),
+                percent(u.cpu_nano_cores, cpu),
                 memory_text(u.memory_bytes),
-                percent(u.memory_bytes, *memory),
+                percent(u.memory_bytes, memory),
             ]
         })
         .collect();
@@ -244,7 +245,7 @@ async fn pods(transport: &Transport, args: TopPodArgs) -> Result<()> {
     }
     let total = |containers: &[skiff_api::v1::ContainerMetrics]| {
         containers.iter().fold((0u64, 0u64), |(c, m), x| {
-            let u = x.usage.clone().unwrap_or_default();
+            let u = x.usage.unwrap_or_default();
             (c + u.cpu_nano_cores, m + u.memory_bytes)
         })
     };
@@ -275,7 +276,7 @@ async fn pods(transport: &Transport, args: TopPodArgs) -> Result<()> {
         };
         if args.containers {
             for c in &p.containers {
-                let u = c.usage.clone().unwrap_or_default();
+                let u = c.usage.unwrap_or_default();
                 rows.push(lead(vec![
                     meta.name.clone(),
                     c.name.clone(),

@@ -196,7 +196,7 @@ pub fn cpu_quantity(nano: u64) -> String {
         return "0".into();
     }
     for (scale, suffix) in [(1_000_000_000, ""), (1_000_000, "m"), (1_000, "u")] {
-        if nano % scale == 0 {
+        if nano.is_multiple_of(scale) {
             return format!("{}{suffix}", nano / scale);
         }
     }
@@ -209,7 +209,7 @@ pub fn memory_quantity(bytes: u64) -> String {
         return "0".into();
     }
     for (shift, suffix) in [(50, "Pi"), (40, "Ti"), (30, "Gi"), (20, "Mi"), (10, "Ki")] {
-        if bytes % (1u64 << shift) == 0 {
+        if bytes.is_multiple_of(1u64 << shift) {
             return format!("{}{suffix}", bytes >> shift);
         }
     }
@@ -226,7 +226,7 @@ pub fn go_duration(millis: u32) -> String {
     }
     let minutes = millis / 60_000;
     let rest = millis % 60_000;
-    let seconds = if rest % 1000 == 0 {
+    let seconds = if rest.is_multiple_of(1000) {
         format!("{}s", rest / 1000)
     } else {
         let text = format!("{}.{:03}", rest / 1000, rest % 1000);
