@@ -214,3 +214,47 @@ fn a_pod_start_is_one_trace_and_no_secret_reaches_a_span_or_a_log() {
     );
     c.skiff(&["delete", "pod", "traced"]);
 }
+
+#[test]
+fn a_collector_that_is_down_costs_the_api_nothing_and_bad_flags_exit_2() {
+    // Nothing listens on the collector's port: the server serves as without one.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let endpoint = format!("http://{}", dead.local_addr().expect("address"));
+    drop(dead);
+    let options = ClusterOptions {
+        server_args: vec!["--otlp-endpoint".into(), endpoint],
+        ..Default::default()
+    };
+    let c = Cluster::start_with(options);
+    for i in 0..20 {
+        c.apply(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i}}}\ndata: {{k: v}}\n"
+        ));
+    }
+    let out = c.skiff(&["get", "configmaps", "-o", "name"]);
+    assert_eq!(stdout(&out).matches("configmap/cm-").count(), 20);
+
+    for (command, flag, value) in [
+        ("server", "--log-format", "yaml"),
+        ("server", "--otlp-endpoint", "127.0.0.1:4317"),
+        ("agent", "--log-format", "xml"),
+        ("agent", "--otlp-endpoint", "https://collector:4317"),
+        ("up", "--otlp-endpoint", "http://collector"),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = Command::new(skiff_tests::skiff_bin());
+        cmd.arg(command)
+            .args(["--data-dir", &dir.path().display().to_string()]);
+        if command == "agent" {
+            cmd.args(["--server", "127.0.0.1:1"]);
+        }
+        let out = cmd.args([flag, value]).output().expect("run skiff");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{command} {flag} {value}: {err}"
+        );
+        assert!(err.contains(flag), "{command} {flag} {value}: {err}");
+    }
+}
