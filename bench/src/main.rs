@@ -6,6 +6,7 @@
 mod api;
 mod client;
 mod cold_start;
+mod dashboard;
 mod dns;
 mod heartbeats;
 mod http;
@@ -34,8 +35,9 @@ fn main() {
         "cold-start" => cold_start::run(),
         "kube-api" => kube_api::run(),
         "metrics" => metrics::run(),
+        "dashboard" => dashboard::run(),
         other => Err(format!(
-            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler, scheduler-etcd, shim-start, dns, service, http, cold-start, kube-api, metrics"
+            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler, scheduler-etcd, shim-start, dns, service, http, cold-start, kube-api, dashboard, metrics"
         )),
     };
     if let Err(e) = result {

@@ -8,9 +8,9 @@
 //! [`Browser::start`] runs `chromedriver --port=0` (it binds loopback only and prints the port it
 //! took), opens one session of a headless Chromium with a fresh profile directory (removed when
 //! the browser is dropped), `acceptInsecureCerts` (the cluster's CA is not in the browser's
-//! store), and `--no-sandbox` only when running as root (Chromium's sandbox refuses root). Name
-//! resolution is mapped to nowhere except `localhost`, so the page can reach only addresses the
-//! test gives as IP literals (the cluster's loopback API). Dropping a [`Browser`] ends the session,
+//! store), and `--no-sandbox` only when running as root (Chromium's sandbox refuses root). Every
+//! host but loopback (`localhost`, 127.0.0.1, ::1) resolves to nowhere, IP literals included, so
+//! pages reach the cluster's loopback API and nothing off the machine. Dropping a [`Browser`] ends the session,
 //! then the browser and the driver (by their pids).
 //!
 //! `$CHROMEDRIVER` and `$CHROMIUM` override the binaries (default `/usr/bin/chromedriver` and the
@@ -169,8 +169,10 @@ impl Browser {
             "--no-first-run".into(),
             "--disable-component-update".into(),
             "--disable-extensions".into(),
-            // No name resolves but localhost: the page reaches only the IP literals it is given.
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost".into(),
+            // Every host but loopback resolves to nowhere (IP literals included): the page can
+            // reach the cluster's loopback API and nothing off the machine.
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1, EXCLUDE [::1]"
+                .into(),
         ];
         // Chromium's sandbox refuses to run as root (as the test machines run); it is the only
         // reason for this flag.
@@ -245,26 +247,6 @@ impl Browser {
             "execute/async",
             Some(&json!({ "script": script, "args": args })),
         )
-    }
-
-    /// A Chrome DevTools Protocol command, through the driver (`goog/cdp/execute`).
-    pub fn cdp(&self, cmd: &str, params: Value) -> Result<Value> {
-        self.command(
-            "POST",
-            "goog/cdp/execute",
-            Some(&json!({ "cmd": cmd, "params": params })),
-        )
-    }
-
-    /// Runs `source` in every document this tab loads from now on, before the page's own scripts
-    /// (the page's Content-Security-Policy does not apply to it): how the benchmark times a
-    /// render from inside the page.
-    pub fn on_new_document(&self, source: &str) -> Result<()> {
-        self.cdp(
-            "Page.addScriptToEvaluateOnNewDocument",
-            json!({ "source": source }),
-        )
-        .map(drop)
     }
 
     /// The first element matching the CSS `selector`, if any.
@@ -699,6 +681,10 @@ mod tests {
             .wait("nothing", Duration::from_millis(100), |_| Ok(None::<()>))
             .unwrap_err();
         assert!(matches!(timeout, Error::Timeout { .. }), "{timeout}");
+
+        // Nothing off the machine resolves, not even an IP literal (TEST-NET-1 here).
+        let off = browser.goto("http://192.0.2.1/").unwrap_err();
+        assert!(off.to_string().contains("ERR_NAME_NOT_RESOLVED"), "{off}");
 
         let profile = browser.profile_dir().to_path_buf();
         let pid = browser

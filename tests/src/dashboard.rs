@@ -19,6 +19,9 @@ use crate::browser::{Browser, Error, Options, Result};
 /// How long a view may take to render (a busy 2-core machine running a cluster and a browser).
 pub const VIEW_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a fresh page may take to show its login form before it is loaded again.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// The dashboard's URL on an API (or `--dashboard-addr`) address.
 pub fn url(addr: SocketAddr) -> String {
     format!("https://{addr}/dashboard/")
@@ -48,10 +51,23 @@ impl Dashboard {
     pub fn open_with(addr: SocketAddr, options: Options) -> Result<Dashboard> {
         let browser = Browser::start_with(options)?;
         let base = url(addr);
-        browser.goto(&base)?;
         let dashboard = Dashboard { browser, base };
-        dashboard.wait_view("login")?;
-        Ok(dashboard)
+        // Chromium fails the requests it has in flight when the host's network changes (another
+        // test's agent adding a pod's interface): a page whose scripts were lost that way never
+        // starts. It is loaded again, once, and the console says why.
+        let mut said = Vec::new();
+        for _ in 0..2 {
+            dashboard.browser.goto(&dashboard.base)?;
+            match dashboard.wait_view_within("login", LOAD_TIMEOUT) {
+                Ok(()) => return Ok(dashboard),
+                Err(Error::Timeout { .. }) => said.extend(dashboard.browser.console()?),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Timeout {
+            what: format!("the login form of {}", dashboard.base),
+            last: format!("page console: {}", said.join(" | ")),
+        })
     }
 
     /// Types `token` into the login form and submits it; [`Login::In`] once the first view is
@@ -100,8 +116,12 @@ impl Dashboard {
 
     /// Waits until `body[data-view=VIEW][data-ready="1"]`.
     pub fn wait_view(&self, view: &str) -> Result<()> {
+        self.wait_view_within(view, VIEW_TIMEOUT)
+    }
+
+    fn wait_view_within(&self, view: &str, timeout: Duration) -> Result<()> {
         self.browser
-            .wait(&format!("the {view} view to be ready"), VIEW_TIMEOUT, |b| {
+            .wait(&format!("the {view} view to be ready"), timeout, |b| {
                 let state = b.execute(
                     "return [document.body.dataset.view, document.body.dataset.ready];",
                     &[],
