@@ -28,7 +28,7 @@ use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, State,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -105,6 +105,22 @@ impl Rtnl {
             Err(e) if e.raw_os_error() == Some(libc_enodev()) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether interface `index` is operationally up: the kernel's link watch has seen its
+    /// carrier, which is also when it attaches the interface's queue discipline (until then
+    /// every frame it sends is dropped) and a bridge starts forwarding to it as a port.
+    pub fn is_oper_up(&mut self, index: u32) -> io::Result<bool> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        let replies = self.request(RouteNetlinkMessage::GetLink(message), 0)?;
+        Ok(replies.iter().any(|m| match m {
+            RouteNetlinkMessage::NewLink(link) => link
+                .attributes
+                .iter()
+                .any(|a| matches!(a, LinkAttribute::OperState(State::Up))),
+            _ => false,
+        }))
     }
 
     /// `ip link add NAME type veth peer name PEER netns <peer_netns>`.

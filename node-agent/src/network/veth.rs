@@ -113,6 +113,11 @@ pub fn attach(
                     inside
                         .replace_default_route(gateway, eth0)
                         .map_err(step(&format!("routing by {gateway}")))?;
+                    // Both ends carry frames only once the kernel's link watch (a deferred
+                    // work item, late on a busy machine) has seen their carrier. A pod first
+                    // reached before that loses the ARP exchange and waits for its retry, a
+                    // second later: wait here, briefly, instead.
+                    wait_oper_up(&mut here, host_index, &mut inside, eth0);
                     Ok(())
                 })();
                 if configured.is_err() && fresh {
@@ -123,6 +128,35 @@ pub fn attach(
             .join()
             .unwrap_or_else(|_| Err(NetworkError::Task("pod network thread panicked".into())))
     })
+}
+
+/// How long [`attach`] waits for a new pair to be operationally up, and how often it looks.
+const OPER_UP_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+const OPER_UP_POLL: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// Waits (at most [`OPER_UP_WAIT`]) until both ends of a pod's pair are operationally up. A pair
+/// still down after that is left as it is: traffic to it then waits for its ARP retry, no worse
+/// than without this wait.
+fn wait_oper_up(here: &mut Rtnl, host: u32, inside: &mut Rtnl, eth0: u32) {
+    let deadline = std::time::Instant::now() + OPER_UP_WAIT;
+    loop {
+        match (here.is_oper_up(host), inside.is_oper_up(eth0)) {
+            (Ok(true), Ok(true)) => return,
+            (Ok(_), Ok(_)) => {}
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::debug!(error = %e, "reading a pod's veth state; going on");
+                return;
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            tracing::debug!(
+                host_index = host,
+                "a pod's veth pair is not up yet; going on"
+            );
+            return;
+        }
+        std::thread::sleep(OPER_UP_POLL);
+    }
 }
 
 /// Removes pod `uid`'s host end (and so the pair), if it exists.
