@@ -18,10 +18,13 @@ use skiff_tests::netns::NodeNetwork;
 use skiff_tests::netslot::NetSlot;
 use skiff_tests::{Cluster, ClusterOptions, skiff_bin, stdout, text, wait_for};
 
+/// A sample: its name, its labels, its value.
+type Sample = (String, Vec<(String, String)>, f64);
+
 /// One parsed exposition: each family's type, and the samples.
 struct Exposition {
     types: HashMap<String, String>,
-    samples: Vec<(String, Vec<(String, String)>, f64)>,
+    samples: Vec<Sample>,
 }
 
 impl Exposition {
