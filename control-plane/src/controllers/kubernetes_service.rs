@@ -9,9 +9,14 @@
 //! The address published is the one the server listens on. A server listening on loopback (the
 //! default `127.0.0.1:7443`) or on every address (`0.0.0.0`) publishes none: a pod cannot reach a
 //! node's loopback (the proxy never routes to it), and an unspecified address names no host.
-//! Listen on an address pods reach (`--listen 10.0.0.5:7443`) for in-cluster clients. Addresses of
-//! servers that are gone are not removed (Kubernetes expires them with a lease per server): a
-//! departed server is taken out by editing the Endpoints.
+//! Listen on an address pods reach (`--listen 10.0.0.5:7443`) for in-cluster clients.
+//!
+//! Servers that are gone leave the Endpoints as with Kubernetes' lease endpoint reconciler: each
+//! server that publishes an address renews a Lease `kube-system/apiserver-endpoint-<ip>` (holder
+//! `ip:port`, [`LEASE_SECONDS`]) every [`RESYNC`], and every server writes the Endpoints as
+//! exactly the addresses whose lease was renewed within its duration (by the reading server's
+//! clock: servers' clocks are assumed close, as Kubernetes assumes). A lease long expired
+//! ([`FORGET_AFTER`]) is deleted. A server back on another port replaces its own lease.
 //!
 //! Must not: touch any other Service or Endpoints (the endpoints controller leaves this one alone:
 //! it has no selector).
@@ -21,8 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use skiff_api::v1::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectMeta, Service, ServicePort,
-    ServiceSpec,
+    DeleteRequest, EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Lease, LeaseSpec,
+    ListRequest, ObjectMeta, Service, ServicePort, ServiceSpec,
 };
 use skiff_api::{IntOrString, ResourceExt};
 
@@ -38,12 +43,25 @@ pub const RESYNC: Duration = Duration::from_secs(10);
 const PORT_NAME: &str = "https";
 const PORT: i32 = 443;
 
-/// Keeps the Service and this server's place in its Endpoints until aborted.
+/// How long a server's endpoint lease stays good without renewal (three missed renewals).
+pub const LEASE_SECONDS: i32 = 30;
+/// An expired endpoint lease older than this is deleted.
+pub const FORGET_AFTER: Duration = Duration::from_secs(3600);
+/// The namespace of the servers' endpoint leases.
+const LEASE_NAMESPACE: &str = "kube-system";
+/// Their name prefix (then the address, `.` and `:` as `-`).
+const LEASE_PREFIX: &str = "apiserver-endpoint-";
+/// Their label, for listing them.
+const LEASE_LABEL: &str = "skiff.dev/apiserver-endpoint";
+
+/// Keeps the Service, this server's endpoint lease, and the Endpoints of the servers with live
+/// leases until aborted.
 pub async fn run(store: Arc<dyn Store>, listen: SocketAddr) {
     let services = Registry::<Service>::new(store.clone());
     let endpoints = Registry::<Endpoints>::new(store.clone());
+    let leases = Registry::<Lease>::new(store.clone());
     loop {
-        if let Err(e) = reconcile(store.as_ref(), &services, &endpoints, listen).await {
+        if let Err(e) = reconcile(store.as_ref(), &services, &endpoints, &leases, listen).await {
             tracing::warn!(error = %e, "default/kubernetes Service: will retry");
         }
         tokio::time::sleep(RESYNC).await;
@@ -92,50 +110,152 @@ pub fn service(ranges: &ServiceRanges, api_port: u16) -> Service {
     }
 }
 
-/// `subsets` with `addr` among the addresses (added to the subset of its port, or a new one),
-/// and its address gone from the subsets of other ports (this server on its former port); None
-/// when nothing changes.
-pub fn with_address(subsets: &[EndpointSubset], addr: SocketAddr) -> Option<Vec<EndpointSubset>> {
-    let port = i32::from(addr.port());
-    let ip = addr.ip().to_string();
-    let ours = |s: &EndpointSubset| {
-        s.ports.len() == 1 && s.ports[0].port == port && s.ports[0].name == PORT_NAME
-    };
-    let mut out: Vec<EndpointSubset> = subsets.to_vec();
-    for s in out.iter_mut().filter(|s| !ours(s)) {
-        s.addresses.retain(|a| a.ip != ip);
-    }
-    out.retain(|s| ours(s) || !s.addresses.is_empty() || !s.not_ready_addresses.is_empty());
-    match out.iter_mut().find(|s| ours(s)) {
-        Some(s) if s.addresses.iter().any(|a| a.ip == ip) => {}
-        Some(s) => {
-            s.addresses.push(EndpointAddress {
-                ip,
+/// The Endpoints subsets of the live servers: one subset per port, addresses sorted.
+pub fn subsets_of(live: &[SocketAddr]) -> Vec<EndpointSubset> {
+    let mut ports: Vec<u16> = live.iter().map(SocketAddr::port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+        .into_iter()
+        .map(|port| {
+            let mut ips: Vec<String> = live
+                .iter()
+                .filter(|a| a.port() == port)
+                .map(|a| a.ip().to_string())
+                .collect();
+            ips.sort();
+            ips.dedup();
+            EndpointSubset {
+                addresses: ips
+                    .into_iter()
+                    .map(|ip| EndpointAddress {
+                        ip,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ports: vec![EndpointPort {
+                    name: PORT_NAME.into(),
+                    port: i32::from(port),
+                    protocol: "TCP".into(),
+                    ..Default::default()
+                }],
                 ..Default::default()
-            });
-            s.addresses.sort_by(|a, b| a.ip.cmp(&b.ip));
-        }
-        None => out.push(EndpointSubset {
-            addresses: vec![EndpointAddress {
-                ip,
-                ..Default::default()
-            }],
-            ports: vec![EndpointPort {
-                name: PORT_NAME.into(),
-                port,
-                protocol: "TCP".into(),
-                ..Default::default()
-            }],
+            }
+        })
+        .collect()
+}
+
+/// The name of the endpoint lease of a server at `addr` (by its IP only: a server back on
+/// another port replaces its lease).
+pub fn lease_name(addr: SocketAddr) -> String {
+    let ip: String = addr
+        .ip()
+        .to_string()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("{LEASE_PREFIX}{ip}")
+}
+
+/// This server's endpoint lease, renewed now.
+fn lease(addr: SocketAddr, now: i64) -> Lease {
+    Lease {
+        metadata: Some(ObjectMeta {
+            namespace: LEASE_NAMESPACE.into(),
+            name: lease_name(addr),
+            labels: [(LEASE_LABEL.to_string(), "true".to_string())].into(),
+            ..Default::default()
+        }),
+        spec: Some(LeaseSpec {
+            holder_identity: Some(addr.to_string()),
+            lease_duration_seconds: Some(LEASE_SECONDS),
+            renew_time: Some(skiff_api::Timestamp {
+                seconds: now,
+                nanos: 0,
+            }),
             ..Default::default()
         }),
     }
-    (out != subsets).then_some(out)
+}
+
+/// Whether a lease is live at `now`, and its holder's address; `None` for a lease that is not
+/// an endpoint lease.
+pub fn holder(lease: &Lease, now: i64) -> Option<(SocketAddr, bool)> {
+    let spec = lease.spec.as_ref()?;
+    let addr: SocketAddr = spec.holder_identity.as_deref()?.parse().ok()?;
+    let renewed = spec.renew_time.map_or(0, |t| t.seconds);
+    let ttl = i64::from(spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS));
+    Some((addr, renewed + ttl >= now))
+}
+
+fn unix_now() -> i64 {
+    skiff_api::time::now().seconds
+}
+
+/// Renews this server's lease (if it publishes an address) and returns the live servers,
+/// deleting leases long expired.
+async fn live_servers(
+    leases: &Registry<Lease>,
+    published: Option<SocketAddr>,
+) -> Result<Vec<SocketAddr>, ApiError> {
+    let now = unix_now();
+    if let Some(addr) = published {
+        let mine = lease(addr, now);
+        match leases.get(LEASE_NAMESPACE, &lease_name(addr)).await {
+            Ok(mut current) => {
+                current.spec = mine.spec;
+                leases.update(&Identity::Admin, current).await?;
+            }
+            Err(ApiError::NotFound { .. }) => match leases.create(&Identity::Admin, mine).await {
+                Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    let (all, _) = leases
+        .list(&ListRequest {
+            namespace: LEASE_NAMESPACE.into(),
+            label_selector: LEASE_LABEL.into(),
+            ..Default::default()
+        })
+        .await?;
+    let mut live = Vec::new();
+    for l in &all {
+        match holder(l, now) {
+            Some((addr, true)) => live.push(addr),
+            Some((_, false)) => {
+                let renewed = l
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.renew_time)
+                    .map_or(0, |t| t.seconds);
+                if now - renewed > FORGET_AFTER.as_secs() as i64 {
+                    let forget = DeleteRequest {
+                        namespace: LEASE_NAMESPACE.into(),
+                        name: l.name().to_string(),
+                        ..Default::default()
+                    };
+                    let _ = leases.delete(&Identity::Admin, &forget).await;
+                }
+            }
+            None => {}
+        }
+    }
+    // This server is live whatever the store answered about its lease.
+    if let Some(addr) = published
+        && !live.contains(&addr)
+    {
+        live.push(addr);
+    }
+    Ok(live)
 }
 
 async fn reconcile(
     store: &dyn Store,
     services: &Registry<Service>,
     endpoints: &Registry<Endpoints>,
+    leases: &Registry<Lease>,
     listen: SocketAddr,
 ) -> Result<(), ApiError> {
     let (namespace, name) = KUBERNETES_SERVICE;
@@ -162,33 +282,21 @@ async fn reconcile(
         Err(ApiError::NotFound { .. }) => None,
         Err(e) => return Err(e),
     };
-    let Some(addr) = published(listen) else {
-        if current.is_none() {
-            tracing::info!(
-                %listen,
-                "the API listens on no address pods reach: default/kubernetes has no endpoints (listen on a node address for clients in pods)"
-            );
-            let empty = Endpoints {
-                metadata: Some(ObjectMeta {
-                    namespace: namespace.into(),
-                    name: name.into(),
-                    ..Default::default()
-                }),
-                subsets: vec![],
-            };
-            match endpoints.create(&Identity::Admin, empty).await {
-                Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        return Ok(());
-    };
+    let mine = published(listen);
+    if mine.is_none() && current.is_none() {
+        tracing::info!(
+            %listen,
+            "the API listens on no address pods reach: this server is not among default/kubernetes' endpoints (listen on a node address for clients in pods)"
+        );
+    }
+    let live = live_servers(leases, mine).await?;
+    let subsets = subsets_of(&live);
     match current {
         Some(mut e) => {
-            if let Some(subsets) = with_address(&e.subsets, addr) {
+            if e.subsets != subsets {
                 e.subsets = subsets;
                 endpoints.update(&Identity::Admin, e).await?;
-                tracing::info!(%addr, "added to the endpoints of default/kubernetes");
+                tracing::info!(servers = ?live, "default/kubernetes endpoints: the servers with live leases");
             }
         }
         None => {
@@ -198,13 +306,13 @@ async fn reconcile(
                     name: name.into(),
                     ..Default::default()
                 }),
-                subsets: with_address(&[], addr).unwrap_or_default(),
+                subsets,
             };
             match endpoints.create(&Identity::Admin, e).await {
                 Ok(created) => {
-                    tracing::info!(%addr, endpoints = %created.name(), "default/kubernetes endpoints created");
+                    tracing::info!(servers = ?live, endpoints = %created.name(), "default/kubernetes endpoints created");
                 }
-                // Another server made it first: the next round adds this one.
+                // Another server made it first: the next round writes it.
                 Err(ApiError::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e),
             }
@@ -231,23 +339,41 @@ mod tests {
     }
 
     #[test]
-    fn each_server_adds_itself_once_and_loopback_is_never_published() {
+    fn the_endpoints_are_the_servers_with_live_leases() {
         let a: SocketAddr = "10.0.0.5:7443".parse().unwrap();
         let b: SocketAddr = "10.0.0.6:7443".parse().unwrap();
-        let one = with_address(&[], a).unwrap();
-        assert_eq!(one.len(), 1);
-        assert_eq!(one[0].addresses[0].ip, "10.0.0.5");
-        assert_eq!(one[0].ports[0].port, 7443);
-        assert!(with_address(&one, a).is_none());
-        let two = with_address(&one, b).unwrap();
-        assert_eq!(two.len(), 1);
-        assert_eq!(two[0].addresses.len(), 2);
-        let other_port = with_address(&two, "10.0.0.7:6443".parse().unwrap()).unwrap();
-        assert_eq!(other_port.len(), 2);
-        // A server back on another port leaves its old one.
-        let moved = with_address(&one, "10.0.0.5:8443".parse().unwrap()).unwrap();
-        assert_eq!(moved.len(), 1, "{moved:?}");
-        assert_eq!(moved[0].ports[0].port, 8443);
+        let c: SocketAddr = "10.0.0.7:6443".parse().unwrap();
+        let subsets = subsets_of(&[b, a, c, a]);
+        assert_eq!(subsets.len(), 2, "{subsets:?}");
+        assert_eq!(subsets[0].ports[0].port, 6443);
+        assert_eq!(subsets[0].addresses[0].ip, "10.0.0.7");
+        assert_eq!(subsets[1].ports[0].port, 7443);
+        let ips: Vec<_> = subsets[1].addresses.iter().map(|a| a.ip.as_str()).collect();
+        assert_eq!(ips, ["10.0.0.5", "10.0.0.6"]);
+        assert!(subsets_of(&[]).is_empty());
+
+        // A lease renewed within its duration is live; past it, not.
+        let now = 1_000_000;
+        let l = lease(a, now);
+        assert_eq!(holder(&l, now), Some((a, true)));
+        assert_eq!(holder(&l, now + i64::from(LEASE_SECONDS)), Some((a, true)));
+        assert_eq!(
+            holder(&l, now + i64::from(LEASE_SECONDS) + 1),
+            Some((a, false))
+        );
+        assert_eq!(holder(&Lease::default(), now), None);
+        // Named by IP: the same server on another port has the same lease.
+        assert_eq!(lease_name(a), "apiserver-endpoint-10-0-0-5");
+        assert_eq!(lease_name("10.0.0.5:8443".parse().unwrap()), lease_name(a));
+        assert_eq!(
+            lease_name("[fd00::1]:7443".parse().unwrap()),
+            "apiserver-endpoint-fd00--1"
+        );
+    }
+
+    #[test]
+    fn loopback_and_unspecified_addresses_are_never_published() {
+        let a: SocketAddr = "10.0.0.5:7443".parse().unwrap();
         assert!(published("127.0.0.1:7443".parse().unwrap()).is_none());
         assert!(published("0.0.0.0:7443".parse().unwrap()).is_none());
         assert_eq!(published(a), Some(a));

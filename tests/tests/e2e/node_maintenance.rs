@@ -359,3 +359,71 @@ fn a_pod_reads_the_api_through_the_kubernetes_service_with_its_token() {
     assert!(refused.contains("403 Forbidden"), "{refused}");
     assert!(log.contains("done"), "{log}");
 }
+
+/// The IPs of `default/kubernetes`' endpoints.
+fn kubernetes_endpoint_ips(c: &Cluster) -> Vec<String> {
+    let ep = kubectl_ok(
+        c,
+        &[
+            "get",
+            "endpoints",
+            "kubernetes",
+            "-o",
+            "jsonpath={range .subsets[*].addresses[*]}{.ip}{\"\\n\"}{end}",
+        ],
+    );
+    ep.lines().map(str::to_string).collect()
+}
+
+/// An API server that stops renewing its endpoint lease (gone, or cut off) leaves the
+/// `default/kubernetes` Endpoints once the lease runs out, as with Kubernetes' lease endpoint
+/// reconciler; a lease already expired never puts its server there. The other servers are
+/// played by leases written as a server writes its own.
+#[test]
+fn a_server_whose_endpoint_lease_runs_out_leaves_the_kubernetes_endpoints() {
+    let c = Cluster::start();
+    let at = |offset: i64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs() as i64;
+        let out = Command::new("date")
+            .args([
+                "-u",
+                "-d",
+                &format!("@{}", now + offset),
+                "+%Y-%m-%dT%H:%M:%SZ",
+            ])
+            .output()
+            .expect("date");
+        stdout(&out).trim().to_string()
+    };
+    let lease = |name: &str, holder: &str, renewed: &str| {
+        format!(
+            "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: {name}\n  namespace: kube-system\n  labels: {{skiff.dev/apiserver-endpoint: \"true\"}}\nspec:\n  holderIdentity: \"{holder}\"\n  leaseDurationSeconds: 30\n  renewTime: \"{renewed}\"\n"
+        )
+    };
+    c.apply(&lease(
+        "apiserver-endpoint-10-255-0-7",
+        "10.255.0.7:7443",
+        &at(0),
+    ));
+    c.apply(&lease(
+        "apiserver-endpoint-10-255-0-8",
+        "10.255.0.8:7443",
+        &at(-7200),
+    ));
+    wait_for("the live server listed", Duration::from_secs(30), || {
+        (kubernetes_endpoint_ips(&c) == ["10.255.0.7"]).then_some(())
+    });
+    // Never renewed again: out within its 30 s and a round of the reconciler.
+    wait_for("the silent server gone", Duration::from_secs(60), || {
+        kubernetes_endpoint_ips(&c).is_empty().then_some(())
+    });
+    // The long-expired lease was forgotten (deleted) meanwhile.
+    let leases = kubectl_ok(&c, &["get", "leases", "-n", "kube-system", "-o", "name"]);
+    assert!(
+        !leases.contains("apiserver-endpoint-10-255-0-8"),
+        "{leases}"
+    );
+}
