@@ -7,7 +7,8 @@
 //! `container_memory_working_set_bytes` rises on the agent and its pod's figure shows on the
 //! server; a function's request count, cold starts and duration histogram follow the requests
 //! sent to it; a pod's start is in `kubelet_pod_start_total_duration_seconds{runtime="wasm"}`.
-//! A bad `--metrics-addr` exits 2 naming the flag.
+//! `skiff up --metrics-addr` serves the server's and its node's families on one endpoint. A bad
+//! `--metrics-addr` exits 2 naming the flag.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -548,4 +549,109 @@ fn a_bad_metrics_address_exits_2_naming_the_flag() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
         assert!(text(&out).contains("--metrics-addr"), "{}", text(&out));
     }
+}
+
+/// `skiff up` in a network namespace the test made, stopped with Ctrl-C (SIGINT) at the end.
+struct Up(std::process::Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline && matches!(self.0.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn skiff_up_serves_the_servers_and_the_nodes_metrics_on_one_endpoint() {
+    let slot = NetSlot::take();
+    let net = NodeNetwork::new(&slot, 1);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("up");
+    let log_path = tmp.path().join("up.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", net.namespace(0)))
+        .arg("--")
+        .arg(skiff_bin())
+        .arg("up")
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["--listen", &format!("{}:0", net.address(0))])
+        .args(["--cluster-cidr", &slot.cluster_cidr()])
+        .args(["--service-cidr", &slot.service_cidr()])
+        .args(["--ingress-addr", "off"])
+        .args(["--metrics-addr", &format!("{}:0", net.address(0))])
+        .current_dir(skiff_tests::guests::workspace_root())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("skiff up");
+    let _up = Up(child);
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let addr = wait_for(
+        "skiff up's metrics address",
+        Duration::from_secs(30),
+        || metrics_addr(&log()),
+    );
+    assert!(log().contains("skiff up: metrics at"), "{}", log());
+    let config = dir.join("config.yaml");
+    let hog = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: hog}}\nspec:\n  runtimeClassName: wasm\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: file:{}\n    command: [probe]\n    args: [creep, \"8\", \"100\"]\n",
+        guest("probe").display()
+    );
+    wait_for("the pod applied", Duration::from_secs(60), || {
+        let mut apply = Command::new(skiff_bin())
+            .arg("--config")
+            .arg(&config)
+            .args(["apply", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .ok()?;
+        use std::io::Write;
+        apply.stdin.take()?.write_all(hog.as_bytes()).ok()?;
+        apply
+            .wait_with_output()
+            .ok()?
+            .status
+            .success()
+            .then_some(())
+    });
+    // One scrape holds both: the server's request counts and the node's container figures.
+    let e = wait_for(
+        "the hog on skiff up's /metrics",
+        Duration::from_secs(60),
+        || {
+            let e = scrape(&addr);
+            e.has(
+                "container_memory_working_set_bytes",
+                &[("namespace", "default"), ("pod", "hog")],
+            )
+            .then_some(e)
+        },
+    );
+    assert!(
+        e.value(
+            "apiserver_request_total",
+            &[("verb", "POST"), ("resource", "pods")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        e.types
+            .get("container_cpu_usage_seconds_total")
+            .map(String::as_str),
+        Some("counter")
+    );
+    // OpenMetrics: still one # EOF for the two sources.
+    let (_, body) = scrape_raw(&addr, Some("application/openmetrics-text"));
+    assert_eq!(body.matches("# EOF").count(), 1);
+    assert!(body.ends_with("# EOF\n"));
 }
