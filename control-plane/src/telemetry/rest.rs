@@ -45,6 +45,14 @@ fn verb_and_resource(method: &http::Method, uri: &http::Uri) -> (String, String)
     (verb.to_string(), resource)
 }
 
+/// Records the response's status on `span`.
+pub fn record_status(span: &tracing::Span, status: http::StatusCode) {
+    span.record("code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,13 +88,5 @@ mod tests {
             ("delete".into(), "pods".into())
         );
         assert_eq!(v(get, "/version"), ("GET".into(), "/version".into()));
-    }
-}
-
-/// Records the response's status on `span`.
-pub fn record_status(span: &tracing::Span, status: http::StatusCode) {
-    span.record("code", status.as_u16());
-    if status.is_server_error() {
-        span.record("otel.status_code", "ERROR");
     }
 }
