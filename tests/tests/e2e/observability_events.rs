@@ -29,7 +29,7 @@ fn wasm_pod(name: &str, args: &[&str], container_extra: &str) -> String {
 /// An OCI pod running a busybox shell script.
 fn oci_pod(name: &str, image: &str, script: &str, extra: &str) -> String {
     format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, {script:?}]\n{extra}"
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: probed}}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {image}\n    command: [sh, -c, {script:?}]\n{extra}"
     )
 }
 
@@ -275,4 +275,26 @@ fn failures_are_told_in_describe_and_events() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let out = c.skiff(&["events", "--for", "oom"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    // An eviction (drain's, through the Eviction API) is told on the pod, which is gone after.
+    skiff_ok(
+        &c,
+        &[
+            "drain",
+            "node-1",
+            "--force",
+            "--pod-selector",
+            "app=probed",
+            "--timeout",
+            "60s",
+        ],
+    );
+    let evicted = wait_for("the Evicted event", Duration::from_secs(30), || {
+        let t = skiff_ok(&c, &["get", "events", "--for", "pod/dead"]);
+        t.contains("Evicted").then_some(t)
+    });
+    assert!(
+        evicted.contains("Evicted through the Eviction API"),
+        "{evicted}"
+    );
 }
