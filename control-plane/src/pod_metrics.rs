@@ -442,9 +442,13 @@ mod tests {
     #[test]
     fn nodes_and_their_pods_are_listed_for_metrics() {
         let m = PodMetrics::default();
-        m.report(&report("a", &[("web-1", 250_000_000, None)])).unwrap();
-        m.report(&report("b", &[("web-2", 50_000_000, None), ("web-3", 0, None)]))
+        m.report(&report("a", &[("web-1", 250_000_000, None)]))
             .unwrap();
+        m.report(&report(
+            "b",
+            &[("web-2", 50_000_000, None), ("web-3", 0, None)],
+        ))
+        .unwrap();
         let mut nodes = m.node_names();
         nodes.sort();
         assert_eq!(nodes, ["a", "b"]);

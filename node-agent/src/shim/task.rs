@@ -122,7 +122,7 @@ mod tests {
 }
 
 /// A task's figures, as its Stats reports them (cgroups v1 or v2 metrics; a Wasm task's are v2).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskUsage {
     /// CPU time used since the task started.
     pub cpu: Duration,
