@@ -81,7 +81,7 @@ impl Api {
         );
         registry.register(
             "apiserver_registered_watchers",
-            "Number of currently registered watchers for a given resource (API clients' and the server's own controllers')",
+            "Number of currently registered watchers for a given resource (API clients' and the server's own feeds that read through the registry)",
             watchers.clone(),
         );
         Self {
