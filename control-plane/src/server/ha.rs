@@ -59,7 +59,8 @@ impl Ha {
     }
 }
 
-fn hostname() -> String {
+/// This machine's name (the leader's identity and the HA figures' key name it).
+pub(super) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())

@@ -2,11 +2,11 @@
 //! channel picks, but the HorizontalPodAutoscaler runs in the leader only, which must see every
 //! node's figures. Each server keeps the last report it received from each node and, every
 //! [`SHARE_PERIOD`] when it received any, writes them under its own key
-//! ([`KEY_PREFIX`]`<server>`) in the store; each server reads the other servers' keys (from its
-//! watch cache as it is, no quorum read) and takes every report newer than the newest it has for
-//! that node (its own or another server's), so whichever server leads has every node's figures a
-//! few seconds late at most. Kubernetes has no such need: its metrics-server is one Deployment
-//! that scrapes every kubelet.
+//! ([`KEY_PREFIX`]`<host>_<server address>`) in the store; each server reads the other servers'
+//! keys (from its watch cache as it is, no quorum read) and takes every report newer than the
+//! newest it has for that node (its own or another server's), so whichever server leads has
+//! every node's figures a few seconds late at most. Kubernetes has no such need: its
+//! metrics-server is one Deployment that scrapes every kubelet.
 //!
 //! Reports carry the wall-clock time their server received them; one older than [`STALE`] is not
 //! taken, so the key a dead server left behind fades on its own. The figures are checked again by
@@ -68,9 +68,11 @@ pub struct SharedFigures {
 }
 
 impl SharedFigures {
-    /// The sharing of the server listening at `server` (its address names its key).
+    /// The sharing of the server listening at `server`: its key is named for this machine and
+    /// that address (two servers on `0.0.0.0:6443` of two machines have two keys; a restarted
+    /// server takes its own key back).
     pub fn new(server: &str) -> Arc<Self> {
-        let name: String = server
+        let name: String = format!("{}_{server}", super::ha::hostname())
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
