@@ -15,6 +15,10 @@
 //!   longer owns when it comes back), gracefully from a reachable one. Their controllers replace
 //!   them elsewhere.
 //! - Pods bound to a node that no longer exists are deleted.
+//! - NoExecute taints an admin puts on a Ready node (Kubernetes' taint manager): a pod that does
+//!   not tolerate one is evicted (gracefully) at once; one that tolerates it for
+//!   `tolerationSeconds` is evicted that long after the taint appeared (its `timeAdded`, else when
+//!   this controller first saw it); one that tolerates it forever stays.
 //!
 //! Must not: change a node that heartbeats, or delete pods of a Ready node.
 
@@ -140,6 +144,9 @@ struct Controller {
     node_api: Registry<Node>,
     pod_api: Registry<Pod>,
     events: Recorder,
+    /// (node, taint key, value) → when an admin's NoExecute taint without `timeAdded` was first
+    /// seen.
+    taint_seen: HashMap<(String, String, String), Instant>,
 }
 
 fn bound_node(pod: &Pod) -> &str {
@@ -154,6 +161,46 @@ fn ready_condition(node: &Node) -> Option<&Condition> {
         .iter()
         .flat_map(|s| &s.conditions)
         .find(|c| c.r#type == "Ready")
+}
+
+/// Whether toleration `t` tolerates `taint` (Kubernetes' `ToleratesTaint`).
+fn tolerates(t: &skiff_api::v1::Toleration, taint: &Taint) -> bool {
+    if !t.effect.is_empty() && t.effect != taint.effect {
+        return false;
+    }
+    if !t.key.is_empty() && t.key != taint.key {
+        return false;
+    }
+    match t.operator.as_str() {
+        "Exists" => true,
+        "" | "Equal" => !t.key.is_empty() && t.value == taint.value,
+        _ => false,
+    }
+}
+
+/// How much longer a pod may stay on a node with these NoExecute taints (each with how long it
+/// has been there): zero when one is not tolerated or a `tolerationSeconds` ran out, `None`
+/// forever.
+fn stay_left(pod: &Pod, taints: &[(Taint, Duration)]) -> Option<Duration> {
+    let tolerations: Vec<_> = pod.spec.iter().flat_map(|s| &s.tolerations).collect();
+    let mut left: Option<Duration> = None;
+    for (taint, age) in taints {
+        let matching: Vec<_> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
+        if matching.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        // The shortest bounded toleration applies; unbounded ones alone let it stay forever.
+        let bounded = matching
+            .iter()
+            .filter_map(|t| t.toleration_seconds)
+            .map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0)))
+            .min();
+        if let Some(allowed) = bounded {
+            let remaining = allowed.saturating_sub(*age);
+            left = Some(left.map_or(remaining, |l| l.min(remaining)));
+        }
+    }
+    left
 }
 
 /// How long a pod may stay on a node with this NoExecute taint: `None` forever (a matching
@@ -183,7 +230,57 @@ impl Controller {
             node_api: Registry::new(store.clone()),
             pod_api: Registry::new(store.clone()),
             events: Recorder::new(store, "node-lifecycle-controller"),
+            taint_seen: HashMap::new(),
         }
+    }
+
+    /// Evicts the pods of a Ready node that its admins' NoExecute taints no longer let stay;
+    /// when to look again (the nearest `tolerationSeconds` running out).
+    async fn admin_taints(&mut self, node: &Node) -> Result<Option<Duration>, ApiError> {
+        let name = node.name().to_string();
+        let taints: Vec<Taint> = node
+            .spec
+            .iter()
+            .flat_map(|s| &s.taints)
+            .filter(|t| t.effect == "NoExecute" && t.key != UNREACHABLE && t.key != NOT_READY)
+            .cloned()
+            .collect();
+        self.taint_seen.retain(|(n, k, v), _| {
+            *n != name || taints.iter().any(|t| t.key == *k && t.value == *v)
+        });
+        if taints.is_empty() {
+            return Ok(None);
+        }
+        let now = Instant::now();
+        let aged: Vec<(Taint, Duration)> = taints
+            .into_iter()
+            .map(|t| {
+                let age = match &t.time_added {
+                    Some(added) => skiff_api::time::since(added),
+                    None => {
+                        let key = (name.clone(), t.key.clone(), t.value.clone());
+                        now - *self.taint_seen.entry(key).or_insert(now)
+                    }
+                };
+                (t, age)
+            })
+            .collect();
+        let mut next: Option<Duration> = None;
+        for pod in self.pods_on(&name) {
+            let phase = pod.status.as_ref().map(|s| s.phase.as_str()).unwrap_or("");
+            if matches!(phase, "Succeeded" | "Failed") || !podutil::is_active(&pod) {
+                continue;
+            }
+            match stay_left(&pod, &aged) {
+                Some(left) if left.is_zero() => self.evict(&pod, false).await?,
+                Some(left) => {
+                    let wait = left + Duration::from_millis(100);
+                    next = Some(next.map_or(wait, |n| n.min(wait)));
+                }
+                None => {}
+            }
+        }
+        Ok(next)
     }
 
     fn pods_on(&self, node: &str) -> Vec<Pod> {
@@ -355,8 +452,10 @@ impl Reconciler for Controller {
         if ready.status == "True" {
             let age = self.probes.silent_for(name, Instant::now());
             if age < grace {
-                self.set_taint(&node, None).await?;
-                return Ok(Some(grace - age + Duration::from_millis(100)));
+                let node = self.set_taint(&node, None).await?;
+                let requeue = grace - age + Duration::from_millis(100);
+                let tainted = self.admin_taints(&node).await?;
+                return Ok(Some(tainted.map_or(requeue, |t| t.min(requeue))));
             }
             // No heartbeat for the grace period: the agent is gone or cut off.
             let mut updated = node.clone();
@@ -545,6 +644,42 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn admin_no_execute_taints_evict_as_the_taint_manager() {
+        let taint = |key: &str, value: &str| Taint {
+            key: key.into(),
+            value: value.into(),
+            effect: "NoExecute".into(),
+            time_added: None,
+        };
+        let tol = |key: &str, op: &str, value: &str, secs: Option<i32>| Toleration {
+            key: key.into(),
+            operator: op.into(),
+            value: value.into(),
+            effect: "NoExecute".into(),
+            toleration_seconds: secs,
+        };
+        let maint = [(taint("maintenance", "yes"), Duration::from_secs(3))];
+        assert_eq!(stay_left(&pod_with(vec![]), &maint), Some(Duration::ZERO));
+        // Equal compares the value; Exists does not.
+        let wrong_value = pod_with(vec![tol("maintenance", "Equal", "no", None)]);
+        assert_eq!(stay_left(&wrong_value, &maint), Some(Duration::ZERO));
+        let forever = pod_with(vec![tol("maintenance", "Exists", "", None)]);
+        assert_eq!(stay_left(&forever, &maint), None);
+        let ten = pod_with(vec![tol("maintenance", "Equal", "yes", Some(10))]);
+        assert_eq!(stay_left(&ten, &maint), Some(Duration::from_secs(7)));
+        let two = pod_with(vec![tol("maintenance", "Equal", "yes", Some(2))]);
+        assert_eq!(stay_left(&two, &maint), Some(Duration::ZERO));
+        // Every taint must be tolerated.
+        let both = [
+            (taint("maintenance", "yes"), Duration::ZERO),
+            (taint("gpu", "broken"), Duration::ZERO),
+        ];
+        assert_eq!(stay_left(&forever, &both), Some(Duration::ZERO));
+        let everything = pod_with(vec![tol("", "Exists", "", None)]);
+        assert_eq!(stay_left(&everything, &both), None);
     }
 
     #[test]

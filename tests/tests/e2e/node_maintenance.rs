@@ -427,3 +427,68 @@ fn a_server_whose_endpoint_lease_runs_out_leaves_the_kubernetes_endpoints() {
         "{leases}"
     );
 }
+
+/// A Wasm pod on `node-1` that runs until stopped, with `tolerations` (YAML flow list).
+fn sleeper_on_node_1(name: &str, tolerations: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  nodeName: node-1\n  runtimeClassName: wasm\n  terminationGracePeriodSeconds: 1\n  tolerations: {tolerations}\n  containers:\n  - name: main\n    image: file:{image}\n    command: [probe]\n    args: [sleep, \"0\"]\n",
+        image = guest("probe").display(),
+    )
+}
+
+/// `kubectl taint ... :NoExecute` by an admin evicts as Kubernetes' taint manager does: a pod
+/// without a matching toleration at once, one with `tolerationSeconds` that long after, one that
+/// tolerates it forever never.
+#[test]
+fn an_admins_no_execute_taint_evicts_pods_that_do_not_tolerate_it() {
+    let mut c = Cluster::start();
+    c.add_agent("node-1");
+    c.apply(&sleeper_on_node_1("plain", "[]"));
+    c.apply(&sleeper_on_node_1(
+        "brief",
+        "[{key: maintenance, operator: Equal, value: \"yes\", effect: NoExecute, tolerationSeconds: 8}]",
+    ));
+    c.apply(&sleeper_on_node_1(
+        "steady",
+        "[{key: maintenance, operator: Exists, effect: NoExecute}]",
+    ));
+    let phase = |name: &str| {
+        c.get_json("pod", name)
+            .map(|p| p["status"]["phase"].as_str().unwrap_or("").to_string())
+    };
+    for name in ["plain", "brief", "steady"] {
+        wait_for(&format!("{name} Running"), Duration::from_secs(60), || {
+            (phase(name).as_deref() == Some("Running")).then_some(())
+        });
+    }
+    let tainted = std::time::Instant::now();
+    kubectl_ok(
+        &c,
+        &["taint", "node", "node-1", "maintenance=yes:NoExecute"],
+    );
+    wait_for("plain evicted", Duration::from_secs(30), || {
+        phase("plain").is_none().then_some(())
+    });
+    assert!(phase("brief").is_some(), "brief left before its 8 s");
+    wait_for("brief evicted", Duration::from_secs(60), || {
+        phase("brief").is_none().then_some(())
+    });
+    assert!(
+        tainted.elapsed() >= Duration::from_secs(8),
+        "brief went after {:?}, before its tolerationSeconds",
+        tainted.elapsed()
+    );
+    assert_eq!(phase("steady").as_deref(), Some("Running"));
+    let events = kubectl_ok(
+        &c,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=TaintManagerEviction",
+            "-o",
+            "name",
+        ],
+    );
+    assert!(!events.trim().is_empty(), "no TaintManagerEviction event");
+}
