@@ -185,6 +185,58 @@ fn a_pod_start_is_one_trace_and_no_secret_reaches_a_span_or_a_log() {
     assert_eq!(request.name, "GET");
     assert_eq!(request.attribute("http.response.status_code"), Some("200"));
 
+    // A REST request carrying a traceparent (HTTP/1.1 and HTTP/2): its span joins the caller's
+    // trace, named and described as Kubernetes names the request; the bearer token stays out.
+    let config = c.config();
+    let ca = c.data_dir().join("curl-ca.pem");
+    std::fs::write(&ca, &config.certificate_authority_data).expect("ca");
+    for (version, trace) in [
+        ("--http1.1", "5bf92f3577b34da6a3ce929d0e0e4736"),
+        ("--http2", "6bf92f3577b34da6a3ce929d0e0e4736"),
+    ] {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "30",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .arg(version)
+            .arg("--cacert")
+            .arg(&ca)
+            .args(["-H", &format!("Authorization: Bearer {}", config.token)])
+            .args(["-H", &format!("traceparent: 00-{trace}-{caller_span}-01")])
+            // The server's certificate names `kubernetes.default.svc`, not this test's address.
+            .args([
+                "--connect-to",
+                &format!("kubernetes.default.svc:443:{}", c.addr),
+            ])
+            .arg("https://kubernetes.default.svc/api/v1/namespaces/default/pods/traced")
+            .output()
+            .expect("curl");
+        assert_eq!(
+            stdout(&out).trim(),
+            "200",
+            "{version} {}: {}",
+            config.server,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let spans = receiver.wait_for("the REST request's span", Duration::from_secs(30), |s| {
+            s.iter().any(|s| s.trace_id == trace)
+        });
+        let get = spans.iter().find(|s| s.trace_id == trace).expect("span");
+        assert_eq!(get.service, "skiff-server");
+        assert_eq!(get.name, "get pods", "{version}");
+        assert_eq!(get.parent_span_id, caller_span);
+        assert_eq!(get.attribute("namespace"), Some("default"));
+        assert_eq!(get.attribute("name"), Some("traced"));
+        assert_eq!(get.attribute("code"), Some("200"));
+        assert_eq!(get.attribute("rpc.system"), Some("http"));
+    }
+
     // JSON logs: every line parses; lines inside a span name its trace.
     let server_log = c.server_log();
     let agent_log = c.agent(0).log();
@@ -211,6 +263,17 @@ fn a_pod_start_is_one_trace_and_no_secret_reaches_a_span_or_a_log() {
     assert!(
         !agent_log.contains(CANARY),
         "the agent log holds the secret"
+    );
+    // Nor the admin's bearer token, sent with every request of this test.
+    for s in receiver.spans() {
+        assert!(
+            !s.text().contains(&config.token),
+            "a span holds the token: {s:?}"
+        );
+    }
+    assert!(
+        !server_log.contains(&config.token),
+        "the server log holds the token"
     );
     c.skiff(&["delete", "pod", "traced"]);
 }
