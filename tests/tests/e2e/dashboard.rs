@@ -290,11 +290,17 @@ fn a_wrong_token_is_refused_and_a_view_only_user_cannot_scale() {
         &d,
         &c,
         "jane sees web",
-        d.browser.wait("web's row for jane", LIVE, |_| {
-            // Her binding reaches the server's RBAC index through a watch: show again until
-            // it has.
-            d.show("deployments")?;
-            Ok(d.row("deployments", "default/web")?)
+        d.show("deployments").and_then(|()| {
+            d.browser.wait("web's row for jane", LIVE, |b| {
+                if let Some(row) = d.row("deployments", "default/web")? {
+                    return Ok(Some(row));
+                }
+                // Her binding reaches the server's RBAC index through a watch: a list refused
+                // before it had is asked again by a reload.
+                b.refresh()?;
+                d.wait_view("deployments")?;
+                d.row("deployments", "default/web")
+            })
         }),
     );
     let refused = step(&d, &c, "jane scales", d.scale("default/web", 4));
