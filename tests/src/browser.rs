@@ -478,16 +478,28 @@ impl Drop for Browser {
             );
         }
         // The session's end closes the browser; if it did not (a hung browser), end it by the
-        // pid the driver reported, if that pid is still a browser of this profile.
-        if let Some(pid) = self.browser_pid {
+        // pid the driver reported, or, when no session was made (the browser may still have
+        // started), every process of this profile. Only processes whose command line names this
+        // profile directory are signalled.
+        let profile = format!("--user-data-dir={}", self.profile.path().display());
+        let names_profile = |pid: i32| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let profile = self.profile.path().to_string_lossy().into_owned();
-            if String::from_utf8_lossy(&cmdline).contains(&profile) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+            String::from_utf8_lossy(&cmdline).contains(&profile)
+        };
+        let pids: Vec<i32> = match self.browser_pid {
+            Some(pid) => vec![pid],
+            None => std::fs::read_dir("/proc")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect(),
+        };
+        for pid in pids.into_iter().filter(|pid| names_profile(*pid)) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
