@@ -22,9 +22,9 @@ pub mod run;
 pub mod scale;
 pub mod server;
 pub mod taint;
+pub mod telemetry;
 pub mod token;
 pub mod top;
-pub mod telemetry;
 pub mod user;
 
 use std::path::{Path, PathBuf};

@@ -542,6 +542,8 @@ impl ControlPlane {
             .layer(limits::RecordPath)
             // Requests that are not gRPC go to the REST API.
             .layer(crate::rest::split::SplitLayer(rest))
+            // A span per gRPC call (REST requests have theirs from the router).
+            .layer(crate::telemetry::grpc::SpanLayer)
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
             .add_service(svc!(namespace_api_server::NamespaceApiServer, Namespace))
             .add_service(svc!(pod_api_server::PodApiServer, Pod))
@@ -585,8 +587,6 @@ impl ControlPlane {
             ))
             .add_service(svc!(
                 role_binding_api_server::RoleBindingApiServer,
-            // A span per gRPC call (REST requests have theirs from the router).
-            .layer(crate::telemetry::grpc::SpanLayer)
                 RoleBinding
             ))
             .add_service(svc!(
