@@ -19,10 +19,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use skiff_api::client::ListParams;
-use skiff_api::v1::{Container, ObjectMeta, Pod, PodSpec, PodStatus};
+use skiff_api::v1::{Pod, PodStatus};
 use skiff_tests::Cluster;
 use skiff_tests::dashboard::Dashboard;
 use tokio_stream::StreamExt;
+
+use crate::objects::pod;
+use crate::stats::percentile;
 
 const PODS: usize = 1_000;
 const LOADS: usize = 5;
@@ -49,33 +52,8 @@ window.skiffSeen = new Promise((resolve) => {
   }
 });"#;
 
-fn pod(name: &str) -> Pod {
-    Pod {
-        metadata: Some(ObjectMeta {
-            name: name.to_string(),
-            labels: [("app".to_string(), "bench".to_string())].into(),
-            ..Default::default()
-        }),
-        spec: Some(PodSpec {
-            runtime_class_name: "wasm".into(),
-            containers: vec![Container {
-                name: "app".into(),
-                image: "file:/srv/app.wasm".into(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
 }
 
 fn epoch_ms() -> f64 {

@@ -20,33 +20,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use skiff_api::client::ListParams;
-use skiff_api::v1::{Container, ObjectMeta, Pod, PodSpec};
+use skiff_api::v1::Pod;
 use skiff_tests::Cluster;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+use crate::objects::pod;
 
 const PODS: usize = 10_000;
 const WATCHERS: usize = 100;
 const BURST: usize = 100;
-
-fn pod(name: &str) -> Pod {
-    Pod {
-        metadata: Some(ObjectMeta {
-            name: name.to_string(),
-            labels: [("app".to_string(), "bench".to_string())].into(),
-            ..Default::default()
-        }),
-        spec: Some(PodSpec {
-            runtime_class_name: "wasm".into(),
-            containers: vec![Container {
-                name: "app".into(),
-                image: "file:/srv/app.wasm".into(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)

@@ -13,6 +13,7 @@ mod http;
 mod instantiate;
 mod kube_api;
 mod metrics;
+mod objects;
 mod oci_start;
 mod scheduler;
 mod service;

@@ -13,39 +13,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use skiff_api::v1::{Container, ObjectMeta, Pod, PodSpec};
+use skiff_api::v1::Pod;
 use skiff_tests::{Cluster, ClusterOptions};
+
+use crate::objects::pod;
+use crate::stats::percentile;
 
 /// Rounds per mode, creates per round.
 const ROUNDS: usize = 5;
 const CREATES: usize = 1000;
 /// The scraper's period.
 const SCRAPE_EVERY: Duration = Duration::from_millis(100);
-
-fn pod(name: &str) -> Pod {
-    Pod {
-        metadata: Some(ObjectMeta {
-            name: name.to_string(),
-            labels: [("app".to_string(), "bench".to_string())].into(),
-            ..Default::default()
-        }),
-        spec: Some(PodSpec {
-            runtime_class_name: "wasm".into(),
-            containers: vec![Container {
-                name: "app".into(),
-                image: "file:/srv/app.wasm".into(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
 
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
