@@ -223,7 +223,6 @@ impl prometheus_client::collector::Collector for Collector {
                 ))
             },
         )?;
-        let f = |r: &Reading| r.usage.function.clone();
         family(
             e,
             &readings,
@@ -233,7 +232,12 @@ impl prometheus_client::collector::Collector for Collector {
                 None,
                 MetricType::Counter,
             ),
-            |r| f(r).map(|s| ConstCounter::new(s.requests_total)),
+            |r| {
+                r.usage
+                    .function
+                    .as_ref()
+                    .map(|s| ConstCounter::new(s.requests_total))
+            },
         )?;
         family(
             e,
@@ -244,7 +248,12 @@ impl prometheus_client::collector::Collector for Collector {
                 None,
                 MetricType::Gauge,
             ),
-            |r| f(r).map(|s| ConstGauge::new(i64::try_from(s.in_flight).unwrap_or(i64::MAX))),
+            |r| {
+                r.usage
+                    .function
+                    .as_ref()
+                    .map(|s| ConstGauge::new(i64::try_from(s.in_flight).unwrap_or(i64::MAX)))
+            },
         )?;
         family(
             e,
@@ -255,19 +264,29 @@ impl prometheus_client::collector::Collector for Collector {
                 None,
                 MetricType::Counter,
             ),
-            |r| f(r).map(|s| ConstCounter::new(s.instantiations)),
+            |r| {
+                r.usage
+                    .function
+                    .as_ref()
+                    .map(|s| ConstCounter::new(s.instantiations))
+            },
         )?;
         failures(e, &readings)?;
         durations(e, &readings)
     }
 }
 
+/// The readings of function containers, with their figures (borrowed: a scrape copies nothing).
+fn functions(readings: &[Reading]) -> Vec<(&Reading, &skiff_runtime::wasm::FunctionStats)> {
+    readings
+        .iter()
+        .filter_map(|r| r.usage.function.as_ref().map(|s| (r, s)))
+        .collect()
+}
+
 /// `skiff_function_request_failures_total{code}`: one series per code.
 fn failures(e: &mut DescriptorEncoder, readings: &[Reading]) -> Result<(), std::fmt::Error> {
-    let functions: Vec<(&Reading, skiff_runtime::wasm::FunctionStats)> = readings
-        .iter()
-        .filter_map(|r| r.usage.function.clone().map(|s| (r, s)))
-        .collect();
+    let functions = functions(readings);
     if functions.is_empty() {
         return Ok(());
     }
@@ -295,10 +314,7 @@ fn failures(e: &mut DescriptorEncoder, readings: &[Reading]) -> Result<(), std::
 /// `skiff_function_request_duration_seconds`, from the shim's own buckets.
 fn durations(e: &mut DescriptorEncoder, readings: &[Reading]) -> Result<(), std::fmt::Error> {
     use skiff_runtime::wasm::http::stats::DURATION_BUCKETS;
-    let functions: Vec<(&Reading, skiff_runtime::wasm::FunctionStats)> = readings
-        .iter()
-        .filter_map(|r| r.usage.function.clone().map(|s| (r, s)))
-        .collect();
+    let functions = functions(readings);
     if functions.is_empty() {
         return Ok(());
     }
