@@ -351,14 +351,18 @@ async fn updates_keep_what_they_leave_out_and_free_what_they_drop() {
         "an update leaving the allocated values out keeps them"
     );
 
-    // clusterIP is immutable.
+    // clusterIP is immutable (the address asked for is one the allocator did not pick).
+    let other = ["10.112.0.9", "10.112.0.10"]
+        .into_iter()
+        .find(|a| *a != ip)
+        .unwrap();
     let mut moved = created.clone();
-    moved.spec.as_mut().unwrap().cluster_ip = "10.112.0.9".into();
-    moved.spec.as_mut().unwrap().cluster_ips = vec!["10.112.0.9".into()];
+    moved.spec.as_mut().unwrap().cluster_ip = other.into();
+    moved.spec.as_mut().unwrap().cluster_ips = vec![other.into()];
     let err = svcs.update(&Identity::Admin, moved).await.unwrap_err();
     assert_eq!(
         errors_of(&err),
-        "spec.clusterIP: Invalid value: \"10.112.0.9\": field is immutable"
+        format!("spec.clusterIP: Invalid value: \"{other}\": field is immutable")
     );
 
     // A port added gets a node port; a node port changed frees the old one.
