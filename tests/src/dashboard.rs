@@ -22,6 +22,9 @@ pub const VIEW_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a fresh page may take to show its login form before it is loaded again.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How many times the page is loaded before `open` gives up.
+const LOADS: usize = 4;
+
 /// The dashboard's URL on an API (or `--dashboard-addr`) address.
 pub fn url(addr: SocketAddr) -> String {
     format!("https://{addr}/dashboard/")
@@ -52,20 +55,36 @@ impl Dashboard {
         let browser = Browser::start_with(options)?;
         let base = url(addr);
         let dashboard = Dashboard { browser, base };
-        // Chromium fails the requests it has in flight when the host's network changes (another
-        // test's agent adding a pod's interface): a page whose scripts were lost that way never
-        // starts. It is loaded again, once, and the console says why.
+        // Chromium fails the requests it has in flight when the host's network changes (an agent
+        // adding a pod's interface): a page whose scripts were lost that way never starts. It is
+        // loaded again: at once when Chromium shows its error page or the console says the
+        // network changed, else after LOAD_TIMEOUT; the error has all the console said.
         let mut said = Vec::new();
-        for _ in 0..2 {
+        for _ in 0..LOADS {
             dashboard.browser.goto(&dashboard.base)?;
-            match dashboard.wait_view_within("login", LOAD_TIMEOUT) {
-                Ok(()) => return Ok(dashboard),
-                Err(Error::Timeout { .. }) => said.extend(dashboard.browser.console()?),
+            let loaded = dashboard.browser.wait("the login form", LOAD_TIMEOUT, |b| {
+                let state = b.execute(
+                    "return [document.body.dataset.view, document.body.dataset.ready, location.protocol];",
+                    &[],
+                )?;
+                if state[0] == json!("login") && state[1] == json!("1") {
+                    return Ok(Some(true));
+                }
+                // The navigation itself failed: Chromium's error page.
+                let error_page = state[2] == json!("chrome-error:");
+                let console = b.console()?;
+                let lost = error_page || console.iter().any(|l| l.contains("ERR_NETWORK_CHANGED"));
+                said.extend(console);
+                Ok(lost.then_some(false))
+            });
+            match loaded {
+                Ok(true) => return Ok(dashboard),
+                Ok(false) | Err(Error::Timeout { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
         Err(Error::Timeout {
-            what: format!("the login form of {}", dashboard.base),
+            what: format!("the login form of {} ({LOADS} loads)", dashboard.base),
             last: format!("page console: {}", said.join(" | ")),
         })
     }

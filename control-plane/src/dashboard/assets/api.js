@@ -51,17 +51,38 @@ async function failure(res) {
   return err;
 }
 
-/** One call; the parsed JSON answer, or an ApiError. */
+/** How many times a call that got no answer is sent again (after 100, 200, 400 ms). */
+const RESENDS = 3;
+
+/**
+ * One call; the parsed JSON answer, or an ApiError. A call that gets no answer at all (Chromium
+ * fails the requests it has in flight when the host's network changes, as when a pod's interface
+ * is made on this very node) is sent again: every call the pages make may be (reads, reviews,
+ * DELETEs, and PATCHes that set values). A DELETE sent again and answered 404 was done by the
+ * first one.
+ */
 export async function call(method, path, body, contentType) {
   const init = { method, headers: headers(), cache: 'no-store', credentials: 'omit' };
   if (body !== undefined) {
     init.body = typeof body === 'string' ? body : JSON.stringify(body);
     init.headers['Content-Type'] = contentType || 'application/json';
   }
-  const res = await fetch(path, init);
-  if (!res.ok) throw await failure(res);
-  const text = await res.text();
-  return text ? JSON.parse(text) : {};
+  for (let sent = 0; ; sent++) {
+    let res;
+    try {
+      res = await fetch(path, init);
+    } catch (err) {
+      if (sent === RESENDS) throw new Error(`no answer from the API to ${method} ${path} (${err.message}); try again`);
+      await sleep(100 * 2 ** sent);
+      continue;
+    }
+    if (!res.ok) {
+      if (sent > 0 && method === 'DELETE' && res.status === 404) return {};
+      throw await failure(res);
+    }
+    const text = await res.text();
+    return text ? JSON.parse(text) : {};
+  }
 }
 
 export const get = (path) => call('GET', path);
