@@ -104,6 +104,8 @@ pub fn resource_of(kind: &str) -> (&'static str, std::borrow::Cow<'static, str>)
         "PodDisruptionBudget" => "policy",
         "ScaleFromZero" | "KeyValue" => "skiff.dev",
         "NodeMetrics" | "PodMetrics" => "metrics.k8s.io",
+        // What impersonation names (users and groups are the core group's).
+        "UID" | "UserExtra" => "authentication.k8s.io",
         _ => "",
     };
     let plural = match kind {

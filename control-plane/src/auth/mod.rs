@@ -16,6 +16,7 @@ pub mod authn;
 pub mod bootstrap;
 mod chain;
 pub mod feed;
+pub mod impersonation;
 pub mod node;
 pub mod node_graph;
 pub mod rbac;
@@ -114,6 +115,9 @@ pub enum Verb {
     /// A PATCH (REST): authorized as Kubernetes does, apart from `update`.
     Patch,
     Delete,
+    /// Acting as another user, group, uid or extra (`Impersonate-*` headers,
+    /// [`impersonation`]).
+    Impersonate,
 }
 
 impl Verb {
@@ -127,6 +131,7 @@ impl Verb {
             Verb::Update => "update",
             Verb::Patch => "patch",
             Verb::Delete => "delete",
+            Verb::Impersonate => "impersonate",
         }
     }
 

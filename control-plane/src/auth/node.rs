@@ -69,6 +69,7 @@ fn decide(graph: &NodeGraph, node: &str, attrs: &Attributes<'_>) -> Decision {
             Verb::Create | Verb::Update | Verb::Patch | Verb::Delete => {
                 !name.is_empty() && own(name)
             }
+            Verb::Impersonate => false,
         },
         // Renewing its own client certificate.
         ("CertificateSigningRequest", "") => verb == Verb::Create && !name.is_empty() && own(name),

@@ -208,11 +208,25 @@ impl Subresource for WhoAmI {
             .into_iter()
             .map(|g| g.into_owned())
             .collect();
+        let mut user_info = json!({ "username": req.who.name(), "groups": groups });
+        // An impersonated user's uid and extras, as Kubernetes shows them.
+        if let Some(i) = req
+            .http
+            .extensions()
+            .get::<crate::auth::impersonation::Impersonated>()
+        {
+            if !i.uid.is_empty() {
+                user_info["uid"] = json!(i.uid);
+            }
+            if !i.extra.is_empty() {
+                user_info["extra"] = json!(i.extra);
+            }
+        }
         let body = json!({
             "kind": "SelfSubjectReview",
             "apiVersion": "authentication.k8s.io/v1",
             "metadata": {},
-            "status": { "userInfo": { "username": req.who.name(), "groups": groups } },
+            "status": { "userInfo": user_info },
         });
         let result = Ok(body);
         audited(&req, "selfsubjectreviews", "authentication.k8s.io", &result);

@@ -51,6 +51,7 @@ pub mod stream_pods;
 pub mod stream_session;
 pub mod stream_ws;
 pub mod table;
+pub mod token_request;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -170,6 +171,8 @@ pub struct Context {
     pub tunnels: crate::server::tunnel::TunnelService,
     /// The agents' figures (metrics.k8s.io).
     pub metrics: crate::resource_metrics::ResourceMetrics,
+    /// ServiceAccount tokens (`serviceaccounts/token`).
+    pub tokens: crate::auth::service_account::ServiceAccountTokens,
 }
 
 /// The route table: kinds by (group, version, resource), subresources by (group, version,
@@ -202,6 +205,7 @@ impl Routes {
         access_review::register(&mut routes, &context.authz);
         stream_pods::register(&mut routes, context);
         eviction::register(&mut routes, context);
+        token_request::register(&mut routes, context);
         metrics_api::register(&mut routes, context);
         // The documents describe the kinds registered above.
         openapi::register(&mut routes);

@@ -1,6 +1,6 @@
 //! Kubernetes' protobuf encoding of request bodies (`application/vnd.kubernetes.protobuf`),
 //! which kubectl's typed clients send and never retry as JSON after a 415: the review kinds
-//! (`kubectl auth can-i`), Eviction (`kubectl drain`), and the objects kubectl's generators
+//! (`kubectl auth can-i`), Eviction (`kubectl drain`), TokenRequest (`kubectl create token`), and the objects kubectl's generators
 //! build (`kubectl create deployment|configmap|secret|namespace|service|serviceaccount|role|
 //! clusterrole|rolebinding|clusterrolebinding|ingress|poddisruptionbudget`). The envelope (`k8s\0`
 //! then a `runtime.Unknown`) is opened and the object turned into the JSON the handlers read

@@ -209,6 +209,7 @@ async fn route(rest: &Rest, http: http::Request<Body>) -> Result<Response, RestE
         .admit_as(info, verb, authenticated, handler_audits, leaf.is_none())
         .map_err(|s| RestError::from_grpc(&s))?;
     let call = Call::from_context(context);
+    let (who, http) = impersonation(rest, who, http, &call)?;
     let accept = http
         .headers()
         .get(http::header::ACCEPT)
@@ -254,6 +255,58 @@ async fn route(rest: &Rest, http: http::Request<Body>) -> Result<Response, RestE
         _ => Err(RestError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({path})"
         ))),
+    }
+}
+
+/// The identity a request acts as: its caller's, or the one its `Impersonate-*` headers name
+/// if the caller may impersonate it ([`crate::auth::impersonation`]; the impersonation is kept
+/// in the request's extensions for `kubectl auth whoami`). A refusal is audited as the caller's
+/// `impersonate` request.
+fn impersonation(
+    rest: &Rest,
+    who: crate::auth::Identity,
+    mut http: http::Request<Body>,
+    call: &Call,
+) -> Result<(crate::auth::Identity, http::Request<Body>), RestError> {
+    use crate::auth::impersonation::{ImpersonationError, Wanted, impersonate};
+    let impersonated = Wanted::from_headers(http.headers()).and_then(|w| {
+        w.map(|w| impersonate(&rest.context().authz, &who, &w))
+            .transpose()
+    });
+    match impersonated {
+        Ok(None) => Ok((who, http)),
+        Ok(Some(i)) => {
+            tracing::debug!(user = %who.name(), as_user = %i.identity.name(), "impersonating");
+            let acting = i.identity.clone();
+            http.extensions_mut().insert(i);
+            Ok((acting, http))
+        }
+        Err(e) => {
+            let (error, object) = match e {
+                ImpersonationError::BadRequest(m) => (
+                    RestError::bad_request(m),
+                    crate::audit::ObjectRef::default(),
+                ),
+                ImpersonationError::Forbidden {
+                    resource,
+                    group,
+                    name,
+                    message,
+                } => (
+                    RestError::new(403, "Forbidden", message).with_details(
+                        serde_json::json!({ "name": name, "group": group, "kind": resource }),
+                    ),
+                    crate::audit::ObjectRef {
+                        resource: resource.into(),
+                        name,
+                        api_group: group.into(),
+                        ..Default::default()
+                    },
+                ),
+            };
+            call.done::<()>(&who, "impersonate", object, &Err(error.to_grpc()));
+            Err(error)
+        }
     }
 }
 

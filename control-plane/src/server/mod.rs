@@ -18,7 +18,7 @@ pub mod limits;
 pub mod node_config;
 mod port_forward;
 mod services;
-mod tokens;
+pub mod tokens;
 pub mod tunnel;
 
 use std::future::Future;
@@ -492,6 +492,7 @@ impl ControlPlane {
                 authz: authz.clone(),
                 tunnels: tunnels.clone(),
                 metrics: resource_metrics.clone(),
+                tokens: self.sa_tokens.clone(),
             }),
             auth.clone(),
             crate::rest::Context {
@@ -499,6 +500,7 @@ impl ControlPlane {
                 authz: authz.clone(),
                 tunnels: tunnels.clone(),
                 metrics: resource_metrics,
+                tokens: self.sa_tokens.clone(),
             },
         );
         let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -80,11 +80,26 @@ impl service_account_token_api_server::ServiceAccountTokenApi for TokenService {
         let who = identity(&req)?;
         let call = req.into_inner();
         let namespace = if call.namespace.is_empty() {
-            "default".to_string()
+            "default"
         } else {
-            call.namespace.clone()
+            call.namespace.as_str()
         };
-        let mut request = call.request.unwrap_or_default();
+        let request = call.request.unwrap_or_default();
+        self.issue(&who, namespace, &call.name, request)
+            .map(Response::new)
+    }
+}
+
+impl TokenService {
+    /// A token of ServiceAccount `namespace/name` for `who`, as `request` asks (the
+    /// `serviceaccounts/token` subresource of both front ends).
+    pub fn issue(
+        &self,
+        who: &Identity,
+        namespace: &str,
+        name: &str,
+        mut request: TokenRequest,
+    ) -> Result<TokenRequest, Status> {
         let spec = request.spec.clone().unwrap_or_default();
         let bound = spec.bound_object_ref.as_ref();
         if let Some(b) = bound
@@ -95,7 +110,7 @@ impl service_account_token_api_server::ServiceAccountTokenApi for TokenService {
                 b.kind
             )));
         }
-        self.authorize(&who, &namespace, &call.name, bound)?;
+        self.authorize(who, namespace, name, bound)?;
         let seconds = spec
             .expiration_seconds
             .unwrap_or(DEFAULT_TOKEN_EXPIRATION_SECONDS);
@@ -107,14 +122,12 @@ impl service_account_token_api_server::ServiceAccountTokenApi for TokenService {
         let seconds = seconds.min(MAX_TOKEN_EXPIRATION_SECONDS);
         let bindings = self.tokens.bindings();
         let sa_uid = bindings
-            .account_uid(&namespace, &call.name)
-            .ok_or_else(|| {
-                Status::not_found(format!("serviceaccounts {:?} not found", call.name))
-            })?;
+            .account_uid(namespace, name)
+            .ok_or_else(|| Status::not_found(format!("serviceaccounts {name:?} not found")))?;
         let pod = match bound {
             Some(b) => {
                 let facts = bindings
-                    .pod(&namespace, &b.name)
+                    .pod(namespace, &b.name)
                     .filter(|f| b.uid.is_empty() || f.uid == b.uid)
                     .ok_or_else(|| Status::not_found(format!("pods {:?} not found", b.name)))?;
                 Some(Ref {
@@ -131,9 +144,9 @@ impl service_account_token_api_server::ServiceAccountTokenApi for TokenService {
         };
         let now = skiff_api::time::now().seconds;
         let claims = Claims::new(
-            &namespace,
+            namespace,
             Ref {
-                name: call.name.clone(),
+                name: name.to_string(),
                 uid: sa_uid,
             },
             pod,
@@ -142,7 +155,7 @@ impl service_account_token_api_server::ServiceAccountTokenApi for TokenService {
             i64::from(seconds),
         );
         let token = self.tokens.signer().sign(&claims);
-        tracing::debug!(caller = %who.name(), namespace = %namespace, service_account = %call.name, seconds, "token issued");
+        tracing::debug!(caller = %who.name(), namespace = %namespace, service_account = %name, seconds, "token issued");
         request.spec = Some(TokenRequestSpec {
             audiences,
             expiration_seconds: Some(seconds),
@@ -155,7 +168,7 @@ impl service_account_token_api_server::ServiceAccountTokenApi for TokenService {
                 nanos: 0,
             }),
         });
-        Ok(Response::new(request))
+        Ok(request)
     }
 }
 

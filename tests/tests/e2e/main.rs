@@ -19,6 +19,7 @@ mod ingress;
 mod kinds;
 mod kube_client;
 mod kubectl;
+mod kubectl_auth;
 mod kubectl_streams;
 mod limit_range;
 mod linux_executor;

@@ -135,6 +135,9 @@ fn edit_rules() -> Vec<PolicyRule> {
             &["pods/exec", "pods/portforward", "pods/attach"],
         ),
         rule(&["create"], "", &["serviceaccounts/token"]),
+        // Acting as the namespace's ServiceAccounts (as Kubernetes' edit role; their tokens
+        // are the editor's already).
+        rule(&["impersonate"], "", &["serviceaccounts"]),
         // Evictions (`kubectl drain`), which honour PodDisruptionBudgets.
         rule(&["create"], "", &["pods/eviction"]),
         rule(

@@ -65,8 +65,20 @@ pub fn names(subject: &Subject, binding_namespace: &str, who: &Identity) -> bool
             } else {
                 subject.namespace.as_str()
             };
-            matches!(who, Identity::ServiceAccount { namespace: ns, name }
-                if ns == namespace && *name == subject.name)
+            // By user name, as Kubernetes: a user named `system:serviceaccount:NS:NAME` (an
+            // impersonation of the account with groups of its own) is the account too.
+            match who {
+                Identity::ServiceAccount {
+                    namespace: ns,
+                    name,
+                } => ns == namespace && *name == subject.name,
+                Identity::User { name, .. } => {
+                    name.strip_prefix("system:serviceaccount:")
+                        .and_then(|rest| rest.split_once(':'))
+                        == Some((namespace, subject.name.as_str()))
+                }
+                _ => false,
+            }
         }
         _ => false,
     }

@@ -104,6 +104,7 @@ pub fn kind(api_version: &str, kind: &str) -> Option<&'static Message> {
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => &CLUSTER_ROLE_BINDING,
         ("networking.k8s.io/v1", "Ingress") => &INGRESS,
         ("policy/v1", "PodDisruptionBudget") => &POD_DISRUPTION_BUDGET,
+        ("authentication.k8s.io/v1", "TokenRequest") => &TOKEN_REQUEST,
         _ => return None,
     })
 }
@@ -200,6 +201,31 @@ static SERVICE_ACCOUNT: Message = Message {
         opt(3, "automountServiceAccountToken", Bool),
         list(4, "imagePullSecrets", Msg(&LOCAL_OBJECT_REFERENCE)),
     ],
+};
+
+// authentication/v1: what `kubectl create token` sends.
+
+static TOKEN_REQUEST: Message = Message {
+    name: "TokenRequest",
+    fields: &[
+        m(1, "metadata", &OBJECT_META),
+        m(2, "spec", &TOKEN_REQUEST_SPEC),
+        f(3, "status", Skip),
+    ],
+};
+
+static TOKEN_REQUEST_SPEC: Message = Message {
+    name: "TokenRequestSpec",
+    fields: &[
+        list(1, "audiences", Str),
+        m(3, "boundObjectRef", &BOUND_OBJECT_REFERENCE),
+        opt(4, "expirationSeconds", I64),
+    ],
+};
+
+static BOUND_OBJECT_REFERENCE: Message = Message {
+    name: "BoundObjectReference",
+    fields: &[s(1, "kind"), s(2, "apiVersion"), s(3, "name"), s(4, "uid")],
 };
 
 static OBJECT_REFERENCE: Message = Message {
