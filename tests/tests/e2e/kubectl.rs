@@ -442,7 +442,7 @@ fn kubectl_auth_can_i_answers_as_the_authorizer() {
 }
 
 /// `curl` to the cluster's API with the admin token (`--http1.1` or HTTP/2 as asked).
-fn curl(c: &Cluster, http2: bool, args: &[&str]) -> (u16, String) {
+pub(crate) fn curl(c: &Cluster, http2: bool, args: &[&str]) -> (u16, String) {
     let config = c.config();
     let ca = c.data_dir().join("curl-ca.pem");
     std::fs::write(&ca, &config.certificate_authority_data).expect("ca");

@@ -8,6 +8,8 @@ use std::time::Duration;
 use base64::Engine;
 use serde_json::Value;
 use skiff_tests::kubectl::{ok, run, run_stdin};
+
+use super::kubectl::curl;
 use skiff_tests::{Cluster, ClusterOptions, stderr, stdout, text, wait_for};
 
 /// A cluster whose token file knows jane and bob (neither bound to anything yet).
@@ -25,6 +27,12 @@ fn cluster() -> (Cluster, tempfile::TempDir) {
 fn apply(c: &Cluster, manifest: &str) {
     let out = run_stdin(c, &["apply", "-f", "-"], manifest);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// The `message` of a `metav1.Status` body.
+fn message(body: &str) -> String {
+    let status: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    status["message"].as_str().unwrap_or_default().to_string()
 }
 
 fn can_i(c: &Cluster, args: &[&str]) -> String {
@@ -94,6 +102,41 @@ fn kubectl_as_acts_as_the_impersonated_user_when_the_caller_may_impersonate() {
         ) == "yes")
             .then_some(())
     });
+    // Groups without a user are refused (kubectl refuses them itself; the server too), never
+    // read as the caller's own request.
+    let no_user = run(&c, &["--as-group=devs", "get", "pods"]);
+    assert!(!no_user.status.success(), "{}", text(&no_user));
+    let (code, body) = curl(
+        &c,
+        false,
+        &[
+            "-H",
+            "Impersonate-Group: devs",
+            "$API/api/v1/namespaces/default/pods",
+        ],
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        message(&body) == "requested [group \"devs\"] without impersonating a user",
+        "{body}"
+    );
+    // The same request through both protocols' listener over HTTP/2, with a user: jane's.
+    let (code, body) = curl(
+        &c,
+        true,
+        &[
+            "-H",
+            "Impersonate-User: jane",
+            "$API/api/v1/namespaces/kube-system/pods",
+        ],
+    );
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        message(&body).ends_with(
+            "User \"jane\" cannot list resource \"pods\" in API group \"\" in the namespace \"kube-system\""
+        ),
+        "{body}"
+    );
     // bob may impersonate no one.
     let bob = run(&c, &["--token", "bob-t0ken", "--as=jane", "get", "pods"]);
     assert!(
