@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod auth;
 pub mod controllers;
+pub mod custom_metrics;
 pub mod dashboard;
 pub mod error;
 pub mod leader;

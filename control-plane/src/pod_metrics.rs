@@ -1,6 +1,7 @@
 //! The latest figures of every pod, as the node agents report them (`NodeMetricsApi.Report`, every
 //! few seconds): CPU (a rate over the agent's window), memory, and a function's requests (in
-//! flight, and per second as computed here from two reports' totals). Kept in memory only, per
+//! flight; and per second, mean duration and cold starts per minute, as computed here from two
+//! consecutive reports' totals: [`FunctionWindow`]). Kept in memory only, per
 //! node: a node's report replaces that node's figures whole (its pods it no longer reports go, in
 //! time proportional to its own pods, never the cluster's), and never touches another node's, so a
 //! node naming a pod bound elsewhere cannot hide that pod's figures. Readers ask for a pod's
@@ -53,6 +54,105 @@ pub struct ContainerSample {
     pub memory_bytes: u64,
     pub requests_in_flight: Option<u32>,
     pub requests_total: Option<u64>,
+    /// A function's admitted requests that ended, and their durations' sum in seconds.
+    pub request_duration_count: Option<u64>,
+    pub request_duration_seconds_sum: Option<f64>,
+    /// A function's cold starts (instances made).
+    pub cold_starts_total: Option<u64>,
+}
+
+/// A function pod's figures between two consecutive reports of its node (the server's receive
+/// times): what ended in that window, so that a Service's figure is a sum over its pods and its
+/// mean duration weighs each pod by its requests. A counter that went down (the container
+/// restarted from zero) counts from zero, as Prometheus' `rate()` reads a reset.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FunctionWindow {
+    /// How long the window was.
+    pub seconds: f64,
+    /// Requests received in it.
+    pub requests: u64,
+    /// Admitted requests that ended in it, and the sum of their durations (seconds).
+    pub ended: u64,
+    pub duration_seconds_sum: f64,
+    /// Cold starts in it.
+    pub cold_starts: u64,
+}
+
+impl FunctionWindow {
+    /// The window from `before`'s totals to `now`'s, `seconds` apart; None when the pod reports
+    /// no request counts or the window is empty.
+    pub fn between(before: &PodSample, now: &PodSample, seconds: f64) -> Option<Self> {
+        if !(seconds.is_finite() && seconds > 0.0) {
+            return None;
+        }
+        let requests = counter_delta(before.requests_total()?, now.requests_total()?);
+        let (ended, duration_seconds_sum) = match (
+            before.duration_count(),
+            now.duration_count(),
+            before.duration_sum(),
+            now.duration_sum(),
+        ) {
+            (Some(ca), Some(cb), Some(sa), Some(sb)) if cb >= ca && sb >= sa => (cb - ca, sb - sa),
+            // A reset: what ended since it.
+            (Some(_), Some(cb), Some(_), Some(sb)) => (cb, sb),
+            _ => (0, 0.0),
+        };
+        let cold_starts = match (before.cold_starts_total(), now.cold_starts_total()) {
+            (Some(a), Some(b)) => counter_delta(a, b),
+            _ => 0,
+        };
+        Some(Self {
+            seconds,
+            requests,
+            ended,
+            duration_seconds_sum,
+            cold_starts,
+        })
+    }
+
+    pub fn requests_per_second(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+
+    /// The mean duration of the requests that ended in the window; None when none did.
+    pub fn mean_duration_seconds(&self) -> Option<f64> {
+        (self.ended > 0).then(|| self.duration_seconds_sum / self.ended as f64)
+    }
+
+    pub fn cold_starts_per_minute(&self) -> f64 {
+        self.cold_starts as f64 * 60.0 / self.seconds
+    }
+
+    /// Several pods' windows as one (a Service's): counts add up, rates add up, and the mean
+    /// duration weighs each pod by the requests that ended in it.
+    pub fn sum(windows: &[FunctionWindow]) -> Option<Aggregate> {
+        if windows.is_empty() {
+            return None;
+        }
+        let mut a = Aggregate::default();
+        let (mut ended, mut sum) = (0u64, 0.0f64);
+        for w in windows {
+            a.requests_per_second += w.requests_per_second();
+            a.cold_starts_per_minute += w.cold_starts_per_minute();
+            ended = ended.saturating_add(w.ended);
+            sum += w.duration_seconds_sum;
+        }
+        a.mean_duration_seconds = (ended > 0).then(|| sum / ended as f64);
+        Some(a)
+    }
+}
+
+/// Several function pods' figures together (a Service's).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Aggregate {
+    pub requests_per_second: f64,
+    pub mean_duration_seconds: Option<f64>,
+    pub cold_starts_per_minute: f64,
+}
+
+/// How much a counter grew from `before` to `now`; a counter that went down restarted from zero.
+fn counter_delta(before: u64, now: u64) -> u64 {
+    if now >= before { now - before } else { now }
 }
 
 /// One pod's latest figures.
@@ -66,6 +166,8 @@ pub struct PodSample {
     pub containers: Vec<ContainerSample>,
     /// Requests per second between this report and the one before it (a function's).
     pub requests_per_second: Option<f64>,
+    /// A function's figures between this report and the one before it.
+    pub function: Option<FunctionWindow>,
 }
 
 impl PodSample {
@@ -92,13 +194,34 @@ impl PodSample {
     }
 
     fn requests_total(&self) -> Option<u64> {
-        let counted: Vec<u64> = self
+        sum_of(self.containers.iter().map(|c| c.requests_total))
+    }
+
+    fn duration_count(&self) -> Option<u64> {
+        sum_of(self.containers.iter().map(|c| c.request_duration_count))
+    }
+
+    fn cold_starts_total(&self) -> Option<u64> {
+        sum_of(self.containers.iter().map(|c| c.cold_starts_total))
+    }
+
+    fn duration_sum(&self) -> Option<f64> {
+        let counted: Vec<f64> = self
             .containers
             .iter()
-            .filter_map(|c| c.requests_total)
+            .filter_map(|c| c.request_duration_seconds_sum)
             .collect();
         (!counted.is_empty()).then(|| counted.iter().sum())
     }
+}
+
+/// The sum of the counted ones, if any is.
+fn sum_of(values: impl Iterator<Item = Option<u64>>) -> Option<u64> {
+    values.fold(None, |acc, v| match (acc, v) {
+        (acc, None) => acc,
+        (None, Some(v)) => Some(v),
+        (Some(a), Some(v)) => Some(a.saturating_add(v)),
+    })
 }
 
 /// `(namespace, name)` of a pod.
@@ -188,6 +311,12 @@ impl PodMetrics {
                     memory_bytes: c.memory_bytes,
                     requests_in_flight: c.requests_in_flight,
                     requests_total: c.requests_total,
+                    request_duration_count: c.request_duration_count,
+                    // A sum that is no finite non-negative figure is not taken.
+                    request_duration_seconds_sum: c
+                        .request_duration_seconds_sum
+                        .filter(|s| s.is_finite() && *s >= 0.0),
+                    cold_starts_total: c.cold_starts_total,
                 })
                 .collect();
             let key = (pod.namespace.clone(), pod.name.clone());
@@ -198,18 +327,19 @@ impl PodMetrics {
                 window,
                 containers,
                 requests_per_second: None,
+                function: None,
             };
             if let Some(before) = before.and_then(|b| b.pods.get(&key))
                 && before.uid == sample.uid
-                && let (Some(was), Some(now_total)) =
-                    (before.requests_total(), sample.requests_total())
             {
                 let secs = now.duration_since(before.at).as_secs_f64();
-                sample.requests_per_second = if secs > 0.0 {
-                    Some(now_total.saturating_sub(was) as f64 / secs)
-                } else {
-                    before.requests_per_second
-                };
+                // Two reports at one instant (HA servers sharing theirs): the last window stays.
+                sample.function =
+                    FunctionWindow::between(before, &sample, secs).or(before.function);
+                sample.requests_per_second = sample
+                    .function
+                    .map(|w| w.requests_per_second())
+                    .or(before.requests_per_second);
             }
             pods.insert(key, sample);
         }
@@ -352,6 +482,7 @@ mod tests {
                         memory_bytes: 1 << 20,
                         requests_in_flight: total.map(|_| 2),
                         requests_total: *total,
+                        ..Default::default()
                     }],
                 })
                 .collect(),
@@ -392,6 +523,122 @@ mod tests {
         let s = m.get("default", "fn-1", "a").unwrap();
         assert!(s.requests_per_second.unwrap() > 10.0, "{s:?}");
         assert_eq!(s.requests_in_flight(), Some(2));
+    }
+
+    /// A function pod's sample with totals: requests, ended requests, their durations' sum,
+    /// cold starts.
+    fn function(requests: u64, ended: u64, sum: f64, cold: u64) -> PodSample {
+        PodSample {
+            node: "a".into(),
+            uid: "u".into(),
+            at: Instant::now(),
+            window: Duration::from_secs(2),
+            containers: vec![ContainerSample {
+                name: "fn".into(),
+                requests_total: Some(requests),
+                request_duration_count: Some(ended),
+                request_duration_seconds_sum: Some(sum),
+                cold_starts_total: Some(cold),
+                ..Default::default()
+            }],
+            requests_per_second: None,
+            function: None,
+        }
+    }
+
+    #[test]
+    fn a_functions_rate_latency_and_cold_starts_come_from_two_reports() {
+        // 20 requests in 2 s, 16 of them ended taking 0.8 s in all, 20 cold starts.
+        let w = FunctionWindow::between(
+            &function(100, 90, 4.5, 100),
+            &function(120, 106, 5.3, 120),
+            2.0,
+        )
+        .unwrap();
+        assert_eq!((w.requests, w.ended, w.cold_starts), (20, 16, 20));
+        assert!((w.requests_per_second() - 10.0).abs() < 1e-9);
+        assert!((w.mean_duration_seconds().unwrap() - 0.05).abs() < 1e-9);
+        assert!((w.cold_starts_per_minute() - 600.0).abs() < 1e-9);
+        // Nothing ended: no mean (not zero).
+        let idle =
+            FunctionWindow::between(&function(5, 5, 1.0, 5), &function(5, 5, 1.0, 5), 2.0).unwrap();
+        assert_eq!(idle.mean_duration_seconds(), None);
+        assert_eq!(idle.requests_per_second(), 0.0);
+        // A container restarted: its counters start from zero, and what it counted since is the
+        // window's.
+        let reset =
+            FunctionWindow::between(&function(100, 90, 4.5, 100), &function(4, 4, 0.2, 4), 2.0)
+                .unwrap();
+        assert_eq!((reset.requests, reset.ended, reset.cold_starts), (4, 4, 4));
+        assert!((reset.mean_duration_seconds().unwrap() - 0.05).abs() < 1e-9);
+        // No window, or no counts: nothing.
+        assert!(
+            FunctionWindow::between(&function(1, 1, 1.0, 1), &function(2, 2, 2.0, 2), 0.0)
+                .is_none()
+        );
+        let mut plain = function(0, 0, 0.0, 0);
+        plain.containers[0] = ContainerSample::default();
+        assert!(FunctionWindow::between(&plain, &plain, 2.0).is_none());
+    }
+
+    #[test]
+    fn a_services_figure_sums_its_pods_and_weighs_their_latency_by_requests() {
+        let a = FunctionWindow {
+            seconds: 2.0,
+            requests: 20,
+            ended: 20,
+            duration_seconds_sum: 0.2, // 10 ms each
+            cold_starts: 20,
+        };
+        let b = FunctionWindow {
+            seconds: 2.0,
+            requests: 2,
+            ended: 2,
+            duration_seconds_sum: 2.0, // 1 s each
+            cold_starts: 0,
+        };
+        let s = FunctionWindow::sum(&[a, b]).unwrap();
+        assert!((s.requests_per_second - 11.0).abs() < 1e-9);
+        assert!((s.cold_starts_per_minute - 600.0).abs() < 1e-9);
+        // (0.2 + 2.0) / 22, not the mean of the means (0.505).
+        assert!((s.mean_duration_seconds.unwrap() - 0.1).abs() < 1e-9);
+        assert_eq!(FunctionWindow::sum(&[]), None);
+        let quiet = FunctionWindow {
+            seconds: 2.0,
+            ..Default::default()
+        };
+        assert_eq!(
+            FunctionWindow::sum(&[quiet]).unwrap().mean_duration_seconds,
+            None
+        );
+    }
+
+    #[test]
+    fn a_report_keeps_the_functions_window_and_drops_bad_sums() {
+        let m = PodMetrics::default();
+        let mut r = report("a", &[("fn-1", 0, Some(10))]);
+        let c = &mut r.pods[0].containers[0];
+        c.request_duration_count = Some(10);
+        c.request_duration_seconds_sum = Some(0.5);
+        c.cold_starts_total = Some(10);
+        m.report(&r).unwrap();
+        assert_eq!(m.get("default", "fn-1", "a").unwrap().function, None);
+        std::thread::sleep(Duration::from_millis(20));
+        let c = &mut r.pods[0].containers[0];
+        c.requests_total = Some(14);
+        c.request_duration_count = Some(14);
+        c.request_duration_seconds_sum = Some(0.9);
+        c.cold_starts_total = Some(14);
+        m.report(&r).unwrap();
+        let w = m.get("default", "fn-1", "a").unwrap().function.unwrap();
+        assert_eq!((w.requests, w.ended, w.cold_starts), (4, 4, 4));
+        assert!((w.mean_duration_seconds().unwrap() - 0.1).abs() < 1e-9);
+        // A sum that is not a finite, non-negative figure is not taken.
+        r.pods[0].containers[0].request_duration_seconds_sum = Some(f64::NAN);
+        m.report(&r).unwrap();
+        let s = m.get("default", "fn-1", "a").unwrap();
+        assert_eq!(s.containers[0].request_duration_seconds_sum, None);
+        assert_eq!(s.function.unwrap().mean_duration_seconds(), None);
     }
 
     #[test]

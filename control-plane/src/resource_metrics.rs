@@ -67,6 +67,7 @@ pub struct ResourceMetrics {
     nodes: Registry<Node>,
     pods: Registry<Pod>,
     authz: Chain,
+    store: Arc<dyn Store>,
 }
 
 impl ResourceMetrics {
@@ -74,9 +75,20 @@ impl ResourceMetrics {
         Self {
             figures,
             nodes: Registry::new(store.clone()),
-            pods: Registry::new(store),
+            pods: Registry::new(store.clone()),
             authz,
+            store,
         }
+    }
+
+    /// The custom metrics API (a function's requests, latency, cold starts) over the same
+    /// figures, store and authorizer.
+    pub fn custom(&self) -> crate::custom_metrics::CustomMetrics {
+        crate::custom_metrics::CustomMetrics::new(
+            self.figures.clone(),
+            self.store.clone(),
+            self.authz.clone(),
+        )
     }
 
     /// NodeMetrics of every node that reported (or of node `req.name`: NotFound without
@@ -243,7 +255,7 @@ fn millis(d: Duration) -> u32 {
 }
 
 /// The wall-clock time of an `Instant` in the past.
-fn wall(at: std::time::Instant) -> Timestamp {
+pub fn wall(at: std::time::Instant) -> Timestamp {
     let when = SystemTime::now()
         .checked_sub(at.elapsed())
         .unwrap_or(SystemTime::UNIX_EPOCH);

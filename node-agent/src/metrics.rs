@@ -83,6 +83,15 @@ impl Reporter {
                     .requests
                     .map(|(_, n)| u32::try_from(n).unwrap_or(u32::MAX)),
                 requests_total: usage.requests.map(|(total, _)| total),
+                request_duration_count: usage
+                    .function
+                    .as_ref()
+                    .map(|f| f.duration_buckets.iter().sum()),
+                request_duration_seconds_sum: usage
+                    .function
+                    .as_ref()
+                    .map(|f| f.duration_sum.as_secs_f64()),
+                cold_starts_total: usage.function.as_ref().map(|f| f.instantiations),
             });
         }
         self.previous.retain(|id, _| seen.contains(id));
@@ -201,6 +210,37 @@ mod tests {
             ],
         );
         assert!(third.pods.is_empty());
+    }
+
+    #[test]
+    fn a_functions_latency_and_cold_starts_are_reported_as_totals() {
+        let mut r = Reporter::default();
+        let t0 = Instant::now();
+        let function = |n: u64| {
+            let (pod, instance, mut usage) = reading("fn", "fn", 0, Some((n, 0)));
+            let mut stats = skiff_runtime::wasm::FunctionStats {
+                requests_total: n,
+                instantiations: n,
+                duration_sum: Duration::from_millis(20 * n),
+                ..Default::default()
+            };
+            stats.duration_buckets[2] = n;
+            usage.function = Some(stats);
+            (pod, instance, usage)
+        };
+        r.report("n1", t0, vec![function(3)]);
+        let second = r.report("n1", t0 + Duration::from_secs(2), vec![function(5)]);
+        let c = &second.pods[0].containers[0];
+        assert_eq!(c.request_duration_count, Some(5));
+        assert!((c.request_duration_seconds_sum.unwrap() - 0.1).abs() < 1e-9);
+        assert_eq!(c.cold_starts_total, Some(5));
+        // No function, no function figures.
+        let plain = r.report(
+            "n1",
+            t0 + Duration::from_secs(4),
+            vec![reading("fn", "fn", 0, None)],
+        );
+        assert_eq!(plain.pods[0].containers[0].cold_starts_total, None);
     }
 
     #[test]

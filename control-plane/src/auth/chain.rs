@@ -104,6 +104,7 @@ pub fn resource_of(kind: &str) -> (&'static str, std::borrow::Cow<'static, str>)
         "PodDisruptionBudget" => "policy",
         "ScaleFromZero" | "KeyValue" => "skiff.dev",
         "NodeMetrics" | "PodMetrics" => "metrics.k8s.io",
+        "PodCustomMetric" | "ServiceCustomMetric" => "custom.metrics.k8s.io",
         // What impersonation names (users and groups are the core group's).
         "UID" | "UserExtra" => "authentication.k8s.io",
         _ => "",
@@ -114,7 +115,8 @@ pub fn resource_of(kind: &str) -> (&'static str, std::borrow::Cow<'static, str>)
         "KeyValue" => Borrowed("keyvalue"),
         // metrics.k8s.io's resources are named for what they measure.
         "NodeMetrics" => Borrowed("nodes"),
-        "PodMetrics" => Borrowed("pods"),
+        "PodMetrics" | "PodCustomMetric" => Borrowed("pods"),
+        "ServiceCustomMetric" => Borrowed("services"),
         _ => {
             let lower = kind.to_ascii_lowercase();
             Owned(if let Some(stem) = lower.strip_suffix('y') {
@@ -217,6 +219,8 @@ mod tests {
             ),
             ("PodMetrics", "metrics.k8s.io", "pods"),
             ("NodeMetrics", "metrics.k8s.io", "nodes"),
+            ("PodCustomMetric", "custom.metrics.k8s.io", "pods"),
+            ("ServiceCustomMetric", "custom.metrics.k8s.io", "services"),
         ] {
             assert_eq!(resource_of(kind), (group, plural.into()), "{kind}");
         }

@@ -179,8 +179,7 @@ mod tests {
                         name: "main".into(),
                         cpu_nano_cores: 250_000_000,
                         memory_bytes: 64 << 20,
-                        requests_in_flight: None,
-                        requests_total: None,
+                        ..Default::default()
                     }],
                 }],
             })

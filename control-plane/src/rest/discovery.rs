@@ -99,13 +99,20 @@ fn groups(routes: &Routes) -> Groups {
     }
     for ((g, v, r), handler) in routes.other_resources() {
         let d = handler.discovery();
-        out.entry(g.clone())
+        let entries = out
+            .entry(g.clone())
             .or_default()
             .entry(v.clone())
-            .or_default()
-            .push(Entry {
-                plural: r.clone(),
-                singular: d.kind.to_ascii_lowercase(),
+            .or_default();
+        for name in handler.discovery_names(r) {
+            entries.push(Entry {
+                // `pods/METRIC` has no singular name, as Kubernetes lists subresources.
+                singular: if name.contains('/') {
+                    String::new()
+                } else {
+                    d.kind.to_ascii_lowercase()
+                },
+                plural: name,
                 kind: d.kind,
                 namespaced: handler.namespaced(),
                 verbs: d.verbs.to_vec(),
@@ -113,6 +120,7 @@ fn groups(routes: &Routes) -> Groups {
                 categories: Vec::new(),
                 subresources: Vec::new(),
             });
+        }
     }
     for versions in out.values_mut() {
         for entries in versions.values_mut() {

@@ -31,6 +31,7 @@
 
 pub mod access_review;
 pub mod codec;
+pub mod custom_metrics_api;
 pub mod discovery;
 pub mod eviction;
 pub mod kind;
@@ -160,6 +161,12 @@ pub trait Subresource: Send + Sync {
     fn namespaced(&self) -> bool {
         false
     }
+
+    /// The names discovery lists for a resource served this way: its own by default; the
+    /// custom metrics API lists `pods/METRIC` per metric, as prometheus-adapter does.
+    fn discovery_names(&self, resource: &str) -> Vec<String> {
+        vec![resource.to_string()]
+    }
 }
 
 /// What subresources and kinds are built from.
@@ -207,6 +214,7 @@ impl Routes {
         eviction::register(&mut routes, context);
         token_request::register(&mut routes, context);
         metrics_api::register(&mut routes, context);
+        custom_metrics_api::register(&mut routes, context);
         // The documents describe the kinds registered above.
         openapi::register(&mut routes);
         routes

@@ -7,6 +7,7 @@ mod auth;
 mod autoscaling;
 mod bad_input;
 mod cluster;
+mod custom_metrics;
 mod dashboard;
 mod dashboard_serving;
 mod durability;

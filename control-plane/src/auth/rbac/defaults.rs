@@ -245,6 +245,18 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
             &[&admin, &edit, &view],
             vec![rule(READ, "metrics.k8s.io", &["pods", "nodes"])],
         ),
+        // The custom metrics API's (a function's requests, latency, cold starts): whoever may
+        // view a namespace may read its functions' figures, as its pods' CPU and memory.
+        // Kubernetes has no default role for it (prometheus-adapter's manifests bind theirs).
+        parts(
+            "system:aggregated-custom-metrics-reader",
+            &[&admin, &edit, &view],
+            vec![rule(
+                READ,
+                "custom.metrics.k8s.io",
+                &["pods/*", "services/*"],
+            )],
+        ),
     ]
 }
 

@@ -29,9 +29,10 @@ export function sparkline(label) {
 export function draw(wrap, values, text) {
   const svg = wrap.firstChild;
   const line = svg.firstChild;
-  const max = Math.max(1e-9, ...values);
+  // A figure missing from a sample (NaN) is left out of the line, not drawn as a zero.
+  const max = Math.max(1e-9, ...values.filter(Number.isFinite));
   const step = values.length > 1 ? W / (values.length - 1) : 0;
-  const points = values.map((v, i) => `${(i * step).toFixed(1)},${(H - 2 - (v / max) * (H - 4)).toFixed(1)}`);
+  const points = values.flatMap((v, i) => Number.isFinite(v) ? [`${(i * step).toFixed(1)},${(H - 2 - (v / max) * (H - 4)).toFixed(1)}`] : []);
   line.setAttribute('points', points.join(' '));
   wrap.lastChild.textContent = text;
   svg.setAttribute('aria-label', svg.getAttribute('aria-label').split(':')[0] + ': ' + text);

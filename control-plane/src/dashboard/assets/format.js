@@ -97,6 +97,22 @@ export function cores(n) {
   return Number.isFinite(n) ? Math.round(n * 1000) + 'm' : '';
 }
 
+/** A rate per second: `12.5/s`. */
+export function perSecond(n) {
+  return Number.isFinite(n) ? +n.toFixed(n < 10 ? 2 : 0) + '/s' : '';
+}
+
+/** A rate per minute: `3/min`. */
+export function perMinute(n) {
+  return Number.isFinite(n) ? +n.toFixed(n < 10 ? 1 : 0) + '/min' : '';
+}
+
+/** A duration in seconds as milliseconds (`12.3 ms`) or seconds (`1.25 s`). */
+export function seconds(n) {
+  if (!Number.isFinite(n)) return '';
+  return n < 1 ? +(n * 1000).toFixed(n < 0.01 ? 2 : 1) + ' ms' : +n.toFixed(2) + ' s';
+}
+
 /** Bytes as kubectl top prints them: `34Mi`. */
 export function bytes(n) {
   return Number.isFinite(n) ? Math.round(n / 2 ** 20) + 'Mi' : '';

@@ -11,6 +11,7 @@ const CORE = '/api/v1';
 const APPS = '/apis/apps/v1';
 const NETWORKING = '/apis/networking.k8s.io/v1';
 const METRICS = '/apis/metrics.k8s.io/v1beta1';
+const CUSTOM_METRICS = '/apis/custom.metrics.k8s.io/v1beta2';
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -282,16 +283,16 @@ export function deployments(root, ctx) {
 
 /**
  * Services that front wasi:http functions (wasm pods with a container port), with their pods'
- * CPU and memory from metrics.k8s.io PodMetrics (when served), charted while the view is open.
- * Request rate, latency and cold starts are not in any Kubernetes API skiff serves (they are the
- * agents' Prometheus metrics, on another origin): their cells say so.
+ * CPU and memory from metrics.k8s.io PodMetrics, and the Service's request rate, mean latency
+ * and cold starts from custom.metrics.k8s.io (each when served and readable), charted while the
+ * view is open.
  */
 export function functions(root, ctx) {
   root.append(el('h1', { text: 'Functions' }));
-  root.append(el('p', { class: 'hint', text: 'Services whose pods run wasi:http components (runtime wasm, with a container port). CPU and memory are sampled every 5 s from metrics.k8s.io while this page is open. Request rate, latency and cold starts are Prometheus metrics of the nodes (--metrics-addr), not served through the Kubernetes API.' }));
+  root.append(el('p', { class: 'hint', text: 'Services whose pods run wasi:http components (runtime wasm, with a container port). CPU and memory (metrics.k8s.io), requests per second, mean latency and cold starts per minute (custom.metrics.k8s.io) are sampled every 5 s while this page is open.' }));
   const services = new Store();
   const pods = new Store();
-  const series = new Map(); // function key → { cpu: [], memory: [] }
+  const series = new Map(); // function key → { cpu: [], memory: [], requests: [], latency: [], 'cold-starts': [] }
   const HISTORY = 60;
   const functionPods = (svc) => [...pods.values()].filter((p) => p.metadata.namespace === svc.metadata.namespace &&
     fmt.runtime(p) === 'wasm' && fmt.selects(svc.spec && svc.spec.selector, p.metadata.labels) &&
@@ -305,19 +306,20 @@ export function functions(root, ctx) {
       draw(td.firstChild, values, Number.isFinite(last) ? unit(last) : '—');
     },
   });
-  const notServed = (key, label) => ({
-    key, label,
-    create(td) { td.append(el('span', { title: 'a Prometheus metric of the node (--metrics-addr), not in the Kubernetes API', text: '—' })); },
-  });
+  const seriesOf = (k) => {
+    if (!series.has(k)) series.set(k, { cpu: [], memory: [], requests: [], latency: [], 'cold-starts': [] });
+    return series.get(k);
+  };
+  const push = (a, v) => { a.push(v); while (a.length > HISTORY) a.shift(); };
   const table = new LiveTable(tableSection(root, 'functions', 'Functions'), [
     nsColumn,
     nameColumn,
     { key: 'pods', label: 'Pods', text: (f) => functionPods(f).length },
     chartColumn('cpu', 'CPU', fmt.cores),
     chartColumn('memory', 'Memory', fmt.bytes),
-    notServed('requests', 'Requests per second'),
-    notServed('latency', 'Latency'),
-    notServed('cold-starts', 'Cold starts'),
+    chartColumn('requests', 'Requests per second', fmt.perSecond),
+    chartColumn('latency', 'Latency', fmt.seconds),
+    chartColumn('cold-starts', 'Cold starts per minute', fmt.perMinute),
   ], { name: fmt.key, filter: (svc) => functionPods(svc).length > 0, empty: 'No functions: no Service selects a wasm pod with a container port.' });
   const rejoin = throttle(() => table.reset([...services.values()]), 250);
   live(ctx, api.collection(CORE, 'services', ctx.ns), services, rejoin);
@@ -343,14 +345,37 @@ export function functions(root, ctx) {
           memory += fmt.quantity((c.usage || {}).memory) || 0;
         }
       }
-      const k = fmt.key(svc);
-      const s = series.get(k) || { cpu: [], memory: [] };
-      s.cpu.push(cpu);
-      s.memory.push(memory);
-      for (const a of [s.cpu, s.memory]) while (a.length > HISTORY) a.shift();
-      series.set(k, s);
+      const s = seriesOf(fmt.key(svc));
+      push(s.cpu, cpu);
+      push(s.memory, memory);
     }
     table.refresh(['cpu', 'memory']);
+  });
+  // A Service's figures (its pods' together) from the custom metrics API; none yet (a function
+  // with no request in the window has no latency) is a gap, a 403 stops the asking.
+  const CUSTOM = [
+    ['requests', 'skiff_function_requests_per_second'],
+    ['latency', 'skiff_function_request_duration_seconds'],
+    ['cold-starts', 'skiff_function_cold_starts_per_minute'],
+  ];
+  let customServed = true;
+  every(ctx, 5000, async () => {
+    if (!customServed) return;
+    await Promise.all(table.objects().map(async (svc) => {
+      const s = seriesOf(fmt.key(svc));
+      const base = `${CUSTOM_METRICS}/namespaces/${encodeURIComponent(svc.metadata.namespace)}/services/${encodeURIComponent(svc.metadata.name)}/`;
+      await Promise.all(CUSTOM.map(async ([key, metric]) => {
+        let value = NaN;
+        try {
+          const list = await api.get(base + metric);
+          value = fmt.quantity(((list.items || [])[0] || {}).value);
+        } catch (err) {
+          if (err instanceof api.ApiError && err.status === 403) customServed = false;
+        }
+        push(s[key], value);
+      }));
+    }));
+    table.refresh(CUSTOM.map(([key]) => key));
   });
 }
 
