@@ -1,7 +1,10 @@
 //! Building Events, the one shape every reporter (scheduler, agents, controllers) writes:
 //! `generateName: <object>.`, the object as involvedObject (for a pod, a container as its
 //! fieldPath), first/last timestamp now, count 1. Events about cluster-scoped objects (Nodes)
-//! live in `default`, as Kubernetes keeps them.
+//! live in `default`, as Kubernetes keeps them. Repeats are merged into one Event by
+//! [`correlator`] before they are written.
+
+pub mod correlator;
 
 use crate::v1::{Event, EventSource, ObjectMeta, ObjectReference, Pod};
 use crate::{Resource, ResourceExt};

@@ -2,7 +2,9 @@
 //! (kubectl's `events` verb, 1.29+) and the table of `skiff get events [--for KIND/NAME]`.
 //! Both list every page, then print oldest first by when the event was last seen (its
 //! `lastTimestamp`, else `firstTimestamp`, creation), as `kubectl events` does, so
-//! the newest is at the bottom; `--for` keeps the events about one object.
+//! the newest is at the bottom; `--for` keeps the events about one object. `skiff events`
+//! prints kubectl events' columns (`LAST SEEN` as `2m (x4 over 5m)` for a repeated event, the
+//! object as `Pod/web`); `get events` prints the Event table printer's (counts under `-o wide`).
 //!
 //! Must not: print any other kind (`get` does).
 
@@ -67,9 +69,52 @@ pub async fn run(transport: &Transport, args: EventsArgs) -> Result<()> {
     }
     print!(
         "{}",
-        table(&events, namespace.is_empty(), false, !args.no_headers)
+        events_table(&events, namespace.is_empty(), !args.no_headers)
     );
     Ok(())
+}
+
+/// When an event happened, as kubectl's describe and events print it: its age (since first
+/// seen) alone, or `2m (x4 over 5m)` (since last seen, count, since first seen) when repeated.
+pub fn interval(e: &Event) -> String {
+    let first = e
+        .first_timestamp
+        .as_ref()
+        .or(e.meta().creation_timestamp.as_ref());
+    let first = skiff_api::time::age(first);
+    if e.count > 1 {
+        let last = skiff_api::time::age(e.last_timestamp.as_ref());
+        format!("{last} (x{} over {first})", e.count)
+    } else {
+        first
+    }
+}
+
+/// `kubectl events`' table: LAST SEEN (with counts), TYPE, REASON, OBJECT (`Pod/web`),
+/// MESSAGE; NAMESPACE first across namespaces.
+pub fn events_table(events: &[Event], with_namespace: bool, headers: bool) -> String {
+    let mut head = vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"];
+    if with_namespace {
+        head.insert(0, "NAMESPACE");
+    }
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            let object = e.involved_object.clone().unwrap_or_default();
+            let mut r = vec![
+                interval(e),
+                e.r#type.clone(),
+                e.reason.clone(),
+                format!("{}/{}", object.kind, object.name),
+                e.message.trim().to_string(),
+            ];
+            if with_namespace {
+                r.insert(0, e.namespace().to_string());
+            }
+            r
+        })
+        .collect();
+    render(&head, &rows, headers)
 }
 
 /// The field selector of `--for KIND/NAME`: `involvedObject.kind=Pod,involvedObject.name=web`.
@@ -186,6 +231,37 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_repeated_event_says_how_often_over_how_long() {
+        let ago = |secs: i64| skiff_api::Timestamp {
+            seconds: skiff_api::time::now().seconds - secs,
+            nanos: 0,
+        };
+        let mut e = event("web.1", 0, "BackOff");
+        e.first_timestamp = Some(ago(1800));
+        e.last_timestamp = Some(ago(660));
+        e.count = 4;
+        assert_eq!(interval(&e), "11m (x4 over 30m)");
+        // Once: its age since first seen, as kubectl.
+        e.count = 1;
+        assert_eq!(interval(&e), "30m");
+        e.involved_object = Some(skiff_api::v1::ObjectReference {
+            kind: "Pod".into(),
+            name: "web".into(),
+            ..Default::default()
+        });
+        e.r#type = "Warning".into();
+        e.message = "Back-off restarting failed container app in pod web_default(u)".into();
+        e.count = 2;
+        let table = events_table(&[e], false, true);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("LAST SEEN"), "{table}");
+        assert!(
+            lines[1].starts_with("11m (x2 over 30m)   Warning   BackOff   Pod/web   Back-off"),
+            "{table}"
+        );
     }
 
     #[test]

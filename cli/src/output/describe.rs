@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use serde_json::Value;
-use skiff_api::time::{age, human_duration, since};
+use skiff_api::time::age;
 use skiff_api::v1::Event;
 use skiff_api::{Resource, ResourceExt};
 
@@ -178,28 +178,29 @@ pub fn describe<K: Resource>(obj: &K, events: &[Event]) -> String {
         let rows: Vec<Vec<String>> = events
             .iter()
             .map(|e| {
-                let when = e
-                    .last_timestamp
+                let from = e
+                    .source
                     .as_ref()
-                    .or(e.meta().creation_timestamp.as_ref())
-                    .map(|t| human_duration(since(t)));
-                let count = if e.count > 1 {
-                    format!(" (x{})", e.count)
-                } else {
-                    String::new()
-                };
+                    .map(|s| s.component.clone())
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or_else(|| e.reporting_component.clone());
                 vec![
                     e.r#type.clone(),
                     e.reason.clone(),
-                    format!("{}{count}", when.unwrap_or_default()),
-                    e.source
-                        .as_ref()
-                        .map(|s| s.component.clone())
-                        .unwrap_or_default(),
-                    e.message.clone(),
+                    crate::cmd::events::interval(e),
+                    from,
+                    e.message.trim().to_string(),
                 ]
             })
             .collect();
+        // kubectl's underline row, then the events.
+        let rows: Vec<Vec<String>> = std::iter::once(
+            ["----", "------", "----", "----", "-------"]
+                .map(String::from)
+                .to_vec(),
+        )
+        .chain(rows)
+        .collect();
         for line in
             super::table::render(&["Type", "Reason", "Age", "From", "Message"], &rows, true).lines()
         {

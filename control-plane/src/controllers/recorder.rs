@@ -1,13 +1,18 @@
 //! Events written by the controllers (`ScalingReplicaSet`, `SuccessfulCreate`, `NodeNotReady`,
 //! ...), so that `skiff describe` tells what they did. A failed write is logged, never fatal.
+//! Repeats are merged ([`skiff_api::events::correlator`]): each recorder (one per component)
+//! keeps its own correlator, and writes one event at a time so that a repeat always finds the
+//! Event it counts on.
 
 use std::sync::Arc;
 
 use skiff_api::Resource;
+use skiff_api::events::correlator::{self, Correlator, EventSink};
 use skiff_api::events::{Reporter, object_event};
 use skiff_api::v1::Event;
 
 use crate::auth::Identity;
+use crate::error::ApiError;
 use crate::registry::Registry;
 use crate::store::Store;
 
@@ -15,6 +20,7 @@ use crate::store::Store;
 pub struct Recorder {
     component: &'static str,
     events: Registry<Event>,
+    correlator: Arc<tokio::sync::Mutex<Correlator>>,
 }
 
 impl Recorder {
@@ -22,6 +28,7 @@ impl Recorder {
         Self {
             component,
             events: Registry::new(store),
+            correlator: Default::default(),
         }
     }
 
@@ -39,8 +46,25 @@ impl Recorder {
             host: "",
         };
         let event = object_event(reporter, obj, warning, reason, message);
-        if let Err(e) = self.events.create(&Identity::Admin, event).await {
+        let mut correlator = self.correlator.lock().await;
+        if let Err(e) = correlator::record(&mut correlator, &self.events, event).await {
             tracing::debug!(error = %e, reason, "recording an event");
         }
+    }
+}
+
+impl EventSink for Registry<Event> {
+    type Error = ApiError;
+
+    async fn create(&self, event: Event) -> Result<Event, ApiError> {
+        Registry::create(self, &Identity::Admin, event).await
+    }
+
+    async fn update(&self, event: Event) -> Result<Event, ApiError> {
+        Registry::update(self, &Identity::Admin, event).await
+    }
+
+    fn is_not_found(error: &ApiError) -> bool {
+        matches!(error, ApiError::NotFound { .. })
     }
 }

@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use skiff_api::ResourceExt;
-use skiff_api::v1::{Condition, DeleteRequest, Event, Namespace, Node, Pod};
+use skiff_api::v1::{Condition, DeleteRequest, Namespace, Node, Pod};
 use tokio::task::JoinSet;
 use tokio_stream::StreamExt;
 
@@ -95,7 +95,6 @@ struct Scheduler {
     binds: JoinSet<BindResult>,
     /// Where the next pod's search over the nodes starts.
     next_start: usize,
-    events: Registry<Event>,
     recorder: Recorder,
     pod_api: Registry<Pod>,
     scheduled: events::ScheduledEvents,
@@ -108,7 +107,6 @@ fn is_node_key(key: &str) -> bool {
 impl Scheduler {
     fn new(store: Arc<dyn Store>) -> Self {
         Self {
-            events: Registry::new(store.clone()),
             recorder: Recorder::new(store.clone(), COMPONENT),
             pod_api: Registry::new(store.clone()),
             scheduled: events::ScheduledEvents::spawn(store.clone()),
@@ -519,20 +517,9 @@ impl Scheduler {
         if self.reported.get(&uid) == Some(&message) {
             return;
         }
-        let event = skiff_api::events::pod_event(
-            skiff_api::events::Reporter {
-                component: COMPONENT,
-                host: "",
-            },
-            &pod.pod,
-            None,
-            true,
-            "FailedScheduling",
-            message.clone(),
-        );
-        if let Err(e) = self.events.create(&Identity::Admin, event).await {
-            tracing::debug!(error = %e, "recording FailedScheduling event");
-        }
+        self.recorder
+            .warning(&pod.pod, "FailedScheduling", message.clone())
+            .await;
         self.reported.insert(uid, message);
     }
 }

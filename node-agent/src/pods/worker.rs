@@ -459,17 +459,13 @@ impl PodWorker {
         };
         match rec.due(policy, now) {
             Due::No => return,
-            Due::BackOff(delay) => {
+            Due::BackOff(_) => {
                 self.ctx.api.event(
                     pod,
                     Some(&container.name),
                     true,
                     "BackOff",
-                    format!(
-                        "Back-off {}s restarting failed container {}",
-                        delay.as_secs(),
-                        container.name
-                    ),
+                    backoff_message(pod, &container.name),
                 );
                 return;
             }
@@ -564,16 +560,16 @@ impl PodWorker {
             } => {
                 let repeated = matches!(before, Current::Waiting { reason: r, message: m, .. } if r == reason && m == message);
                 let pulling_seen = matches!(before, Current::Waiting { reason: r, .. } if r == "ContainerCreating");
+                let image = pod
+                    .spec
+                    .iter()
+                    .flat_map(|s| s.init_containers.iter().chain(&s.containers))
+                    .find(|c| c.name == container)
+                    .map(|c| c.image.clone())
+                    .unwrap_or_default();
                 if reason == "ErrImagePull" && !repeated && !pulling_seen {
                     // A pull that failed before it was seen in progress: it was still tried,
                     // and kubelet says `Pulling` before every try.
-                    let image = pod
-                        .spec
-                        .iter()
-                        .flat_map(|s| s.init_containers.iter().chain(&s.containers))
-                        .find(|c| c.name == container)
-                        .map(|c| c.image.clone())
-                        .unwrap_or_default();
                     events.event(
                         pod,
                         Some(container),
@@ -583,17 +579,55 @@ impl PodWorker {
                     );
                 }
                 if !repeated {
-                    events.event(
-                        pod,
-                        Some(container),
-                        true,
-                        "Failed",
-                        format!("Error: {reason}: {message}"),
-                    );
+                    for (warning, reason, message) in failed_pull_events(&image, reason, message) {
+                        events.event(pod, Some(container), warning, reason, message);
+                    }
                 }
             }
             _ => {}
         }
+    }
+}
+
+/// kubelet's `BackOff` message for a container waiting to be restarted: `Back-off restarting
+/// failed container app in pod web_default(<uid>)`.
+pub fn backoff_message(pod: &Pod, container: &str) -> String {
+    format!(
+        "Back-off restarting failed container {container} in pod {}_{}({})",
+        pod.name(),
+        pod.namespace(),
+        pod.meta().uid
+    )
+}
+
+/// The events of a container left waiting by its image, in kubelet's words: a failed pull is
+/// `Failed: Failed to pull image "X": <why>` then `Failed: Error: ErrImagePull`; waiting for the
+/// next try is `BackOff: Back-off pulling image "X"` (Normal, as kubelet) then
+/// `Failed: Error: ImagePullBackOff`. Other reasons (`InvalidImageName`, `ErrImageNeverPull`)
+/// are one `Failed: Error: <reason>: <why>`.
+pub fn failed_pull_events(
+    image: &str,
+    reason: &str,
+    message: &str,
+) -> Vec<(bool, &'static str, String)> {
+    match reason {
+        "ErrImagePull" => vec![
+            (
+                true,
+                "Failed",
+                format!("Failed to pull image {image:?}: {message}"),
+            ),
+            (true, "Failed", "Error: ErrImagePull".to_string()),
+        ],
+        "ImagePullBackOff" => vec![
+            (
+                false,
+                "BackOff",
+                format!("Back-off pulling image {image:?}"),
+            ),
+            (true, "Failed", "Error: ImagePullBackOff".to_string()),
+        ],
+        _ => vec![(true, "Failed", format!("Error: {reason}: {message}"))],
     }
 }
 

@@ -315,7 +315,7 @@ async fn a_crashed_container_backs_off_then_restarts_as_the_next_attempt() {
         .api
         .events()
         .iter()
-        .filter(|e| e.starts_with("BackOff: Back-off 10s"))
+        .filter(|e| e.starts_with("BackOff: Back-off restarting failed container app in pod "))
         .count();
     assert_eq!(backoffs, 1);
 

@@ -187,6 +187,30 @@ fn top_shows_a_wasm_memory_hog_rising() {
     );
 }
 
+/// The lines of `text` that contain `s`.
+fn lines_with<'a>(text: &'a str, s: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.contains(s)).collect()
+}
+
+/// The Events section of a describe.
+fn events_of(describe: &str) -> &str {
+    &describe[describe.find("Events:").unwrap_or(0)..]
+}
+
+/// How many times the event whose message contains `s` happened, by describe's
+/// `(xN over ...)` (summed over its lines; a line without a count is once).
+fn times(describe: &str, s: &str) -> u32 {
+    lines_with(events_of(describe), s)
+        .iter()
+        .map(|l| {
+            l.split_once("(x")
+                .and_then(|(_, rest)| rest.split_once(" over "))
+                .and_then(|(n, _)| n.parse().ok())
+                .unwrap_or(1)
+        })
+        .sum()
+}
+
 #[test]
 fn failures_are_told_in_describe_and_events() {
     let registry = Registry::start();
@@ -199,6 +223,11 @@ fn failures_are_told_in_describe_and_events() {
     c.add_agent("node-1");
 
     c.apply(&oci_pod("nopull", &missing, "true", ""));
+    // Exits 7 at once, again and again: its back-off is one BackOff Event counted on.
+    c.apply(
+        &wasm_pod("crashy", &["exit", "7"], "")
+            .replace("restartPolicy: Never", "restartPolicy: Always"),
+    );
     c.apply(&oci_pod(
         "oom",
         &image,
@@ -231,11 +260,80 @@ fn failures_are_told_in_describe_and_events() {
         }
     };
 
-    // A failing pull: Pulling, then Failed with ErrImagePull and, later, the back-off.
-    let d = describe_until("nopull", &["Pulling", "Failed", "ErrImagePull"]);
+    // A failing pull, in kubelet's words: Pulling, Failed to pull image, Error: ErrImagePull,
+    // then the back-off; the retry 10 s later counts on the same Events.
+    let d = describe_until("nopull", &["Pulling", "Failed", "Error: ErrImagePull"]);
     assert!(d.contains("Warning"), "{d}");
-    assert!(d.contains(&missing), "the image is named: {d}");
-    describe_until("nopull", &["ImagePullBackOff"]);
+    assert!(
+        d.contains(&format!("Failed to pull image {missing:?}: ")),
+        "the image is named: {d}"
+    );
+    let d = describe_until(
+        "nopull",
+        &[
+            &format!("Back-off pulling image {missing:?}"),
+            "Error: ImagePullBackOff",
+        ],
+    );
+    let pull_backoff = lines_with(events_of(&d), "Back-off pulling image");
+    assert!(
+        pull_backoff[0].trim_start().starts_with("Normal ") && pull_backoff[0].contains("BackOff"),
+        "kubelet's pull back-off is Normal: {d}"
+    );
+    let retried = wait_for(
+        "the pull failure counted twice",
+        Duration::from_secs(40),
+        || {
+            let d = skiff_ok(&c, &["describe", "pod", "nopull"]);
+            (times(&d, "Error: ErrImagePull") >= 2).then_some(d)
+        },
+    );
+    assert_eq!(
+        lines_with(events_of(&retried), "Error: ErrImagePull").len(),
+        1,
+        "one Event: {retried}"
+    );
+
+    // A crash loop: one BackOff Event in kubelet's words, `(x2 over ...)` in describe, one row
+    // with its COUNT in `get events -o wide`, the same interval in `skiff events`.
+    let backoff = "Back-off restarting failed container main in pod crashy_default(";
+    let crashy = wait_for("crashy's second back-off", Duration::from_secs(40), || {
+        let d = skiff_ok(&c, &["describe", "pod", "crashy"]);
+        (times(&d, backoff) >= 2).then_some(d)
+    });
+    let rows = lines_with(events_of(&crashy), backoff);
+    assert_eq!(rows.len(), 1, "one BackOff Event: {crashy}");
+    assert!(
+        rows[0].contains("Warning") && rows[0].contains("BackOff") && rows[0].contains(" over "),
+        "{crashy}"
+    );
+    let wide = skiff_ok(&c, &["get", "events", "--for", "pod/crashy", "-o", "wide"]);
+    let head: Vec<&str> = wide
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let count_at = head
+        .iter()
+        .position(|h| *h == "COUNT")
+        .expect("a COUNT column");
+    let rows = lines_with(&wide, "BackOff");
+    assert_eq!(rows.len(), 1, "{wide}");
+    let count: u32 = rows[0]
+        .split_whitespace()
+        .rev()
+        .nth(head.len() - 1 - count_at)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count in {wide}"));
+    assert!(count >= 2, "{wide}");
+    let verb = skiff_ok(&c, &["events", "--for", "pod/crashy"]);
+    assert!(
+        lines_with(&verb, backoff)
+            .iter()
+            .any(|l| l.contains(" over ") && l.contains("Pod/crashy")),
+        "{verb}"
+    );
 
     // An OOM kill: its own Warning event, beside the container's terminated reason.
     let d = describe_until("oom", &["OOMKilled", "Container main was OOMKilled"]);
