@@ -132,6 +132,9 @@ struct Line<'a> {
     request_uri: &'a str,
     verb: &'a str,
     user: User<'a>,
+    /// Who the caller acted as (`Impersonate-User`), as Kubernetes records it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    impersonated_user: Option<User<'a>>,
     #[serde(rename = "sourceIPs")]
     source_ips: Vec<String>,
     #[serde(skip_serializing_if = "str::is_empty")]
@@ -209,8 +212,25 @@ impl AuditLog {
         stage: &str,
         outcome: Outcome<'_>,
     ) {
+        self.record_impersonated(info, who, None, verb, object, stage, outcome);
+    }
+
+    /// Records one request of `who` acting as `impersonated`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_impersonated(
+        &self,
+        info: &RequestInfo,
+        who: Option<&Identity>,
+        impersonated: Option<&Identity>,
+        verb: &str,
+        object: Option<&ObjectRef>,
+        stage: &str,
+        outcome: Outcome<'_>,
+    ) {
         let name = who.map(|w| w.name());
         let groups = who.map(|w| w.groups()).unwrap_or_default();
+        let as_name = impersonated.map(|w| w.name());
+        let as_groups = impersonated.map(|w| w.groups()).unwrap_or_default();
         let line = Line {
             kind: "Event",
             api_version: "audit.k8s.io/v1",
@@ -223,6 +243,10 @@ impl AuditLog {
                 username: name.as_deref().unwrap_or("system:anonymous"),
                 groups: groups.iter().map(|g| g.as_ref()).collect(),
             },
+            impersonated_user: as_name.as_deref().map(|username| User {
+                username,
+                groups: as_groups.iter().map(|g| g.as_ref()).collect(),
+            }),
             source_ips: info.source_ip.iter().map(|ip| ip.to_string()).collect(),
             user_agent: &info.user_agent,
             object_ref: object,

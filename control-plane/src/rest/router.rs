@@ -278,6 +278,7 @@ fn impersonation(
         Ok(Some(i)) => {
             tracing::debug!(user = %who.name(), as_user = %i.identity.name(), "impersonating");
             let acting = i.identity.clone();
+            call.impersonated_by(&who);
             http.extensions_mut().insert(i);
             Ok((acting, http))
         }

@@ -417,6 +417,9 @@ pub struct CallContext {
     pub info: RequestInfo,
     pub audit: Option<Arc<AuditLog>>,
     pub limits: Arc<Limits>,
+    /// The authenticated caller when the call acts as someone else (impersonation): the audit
+    /// log names both.
+    pub impersonator: std::sync::OnceLock<Identity>,
 }
 
 /// A call's context, if it came through a [`Gate`].
@@ -431,6 +434,14 @@ impl Call {
 
     pub fn of<T>(req: &Request<T>) -> Self {
         Self(req.extensions().get::<Arc<CallContext>>().cloned())
+    }
+
+    /// Marks the call as made by `caller` acting as another identity (the one its handlers
+    /// are given), for the audit log.
+    pub fn impersonated_by(&self, caller: &Identity) {
+        if let Some(ctx) = &self.0 {
+            let _ = ctx.impersonator.set(caller.clone());
+        }
     }
 
     /// Writes the audit event of a finished call on `object`.
@@ -461,9 +472,14 @@ impl Call {
                 message: status.message(),
             },
         };
-        audit.record(
+        let (caller, acting_as) = match ctx.impersonator.get() {
+            Some(caller) => (caller, Some(who)),
+            None => (who, None),
+        };
+        audit.record_impersonated(
             &ctx.info,
-            Some(who),
+            Some(caller),
+            acting_as,
             verb,
             Some(&object),
             "ResponseComplete",
@@ -666,6 +682,7 @@ impl<A> Gate<A> {
             info,
             audit: self.audit.clone(),
             limits: self.limits.clone(),
+            impersonator: std::sync::OnceLock::new(),
         });
         Ok((who, context))
     }

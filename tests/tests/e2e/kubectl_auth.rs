@@ -171,6 +171,29 @@ fn kubectl_as_acts_as_the_impersonated_user_when_the_caller_may_impersonate() {
         ],
     );
     assert_eq!(whoami, "jane");
+    // The audit log names both: bob, acting as jane; and bob's refused impersonation.
+    let audit = c.data_dir().join("audit.log");
+    wait_for("the audit lines", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        let lines: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let as_jane = lines.iter().any(|l| {
+            l["user"]["username"] == "bob"
+                && l["impersonatedUser"]["username"] == "jane"
+                && l["verb"] == "list"
+                && l["responseStatus"]["code"] == 200
+        });
+        let refused = lines.iter().any(|l| {
+            l["user"]["username"] == "bob"
+                && l["verb"] == "impersonate"
+                && l["objectRef"]["resource"] == "users"
+                && l["objectRef"]["name"] == "jane"
+                && l["responseStatus"]["code"] == 403
+        });
+        (as_jane && refused).then_some(())
+    });
     // As jane, bob has jane's rights, not his own wider ones nor more.
     assert_eq!(
         can_i(&c, &["--token", "bob-t0ken", "create", "pods", "--as=jane"]),
