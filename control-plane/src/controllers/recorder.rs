@@ -68,3 +68,74 @@ impl EventSink for Registry<Event> {
         matches!(error, ApiError::NotFound { .. })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use skiff_api::ResourceExt;
+    use skiff_api::v1::{DeleteRequest, ListRequest, Namespace, ObjectMeta};
+
+    use super::*;
+    use crate::store::embedded::{EmbeddedOptions, EmbeddedStore};
+
+    async fn events(registry: &Registry<Event>) -> Vec<Event> {
+        let request = ListRequest {
+            namespace: "default".into(),
+            ..Default::default()
+        };
+        registry.list(&request).await.unwrap().0
+    }
+
+    #[tokio::test]
+    async fn a_repeat_counts_on_the_stored_event_and_comes_back_after_a_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            EmbeddedStore::open(&dir.path().join("store.redb"), EmbeddedOptions::default())
+                .unwrap(),
+        );
+        let namespace = Namespace {
+            metadata: Some(ObjectMeta {
+                name: "default".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        Registry::<Namespace>::new(store.clone())
+            .create(&Identity::Admin, namespace.clone())
+            .await
+            .unwrap();
+        let recorder = Recorder::new(store.clone(), "node-lifecycle-controller");
+        let registry: Registry<Event> = Registry::new(store);
+        let said = "Node node-1 status is now: NodeNotReady";
+        for _ in 0..3 {
+            recorder
+                .normal(&namespace, "NodeNotReady", said.to_string())
+                .await;
+        }
+        recorder
+            .normal(&namespace, "NodeReady", "ready".to_string())
+            .await;
+        let stored = events(&registry).await;
+        assert_eq!(stored.len(), 2, "{stored:#?}");
+        let repeated = stored.iter().find(|e| e.reason == "NodeNotReady").unwrap();
+        assert_eq!(repeated.count, 3);
+        assert_eq!(repeated.message, said);
+
+        // Deleted (the TTL sweep): the next repeat creates it again, counting on.
+        let request = DeleteRequest {
+            namespace: "default".into(),
+            name: repeated.meta().name.clone(),
+            ..Default::default()
+        };
+        registry.delete(&Identity::Admin, &request).await.unwrap();
+        recorder
+            .normal(&namespace, "NodeNotReady", said.to_string())
+            .await;
+        let stored = events(&registry).await;
+        let again: Vec<&Event> = stored
+            .iter()
+            .filter(|e| e.reason == "NodeNotReady")
+            .collect();
+        assert_eq!(again.len(), 1, "{stored:#?}");
+        assert_eq!(again[0].count, 4);
+    }
+}
