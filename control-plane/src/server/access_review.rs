@@ -29,6 +29,7 @@ pub fn verb_of(verb: &str) -> Option<Verb> {
         "update" => Verb::Update,
         "patch" => Verb::Patch,
         "delete" => Verb::Delete,
+        "impersonate" => Verb::Impersonate,
         _ => return None,
     })
 }
@@ -77,20 +78,39 @@ pub fn review(
     let Some(verb) = verb_of(&attrs.verb) else {
         return no(format!("skiff serves no verb {:?}", attrs.verb));
     };
-    let Some(kind) = kind_of(&attrs.resource, &attrs.group) else {
-        return no(format!(
-            "the server doesn't have a resource type {:?}",
-            attrs.resource
-        ));
+    // What impersonation names are no kinds (crate::auth::impersonation).
+    let impersonated = match (verb, attrs.group.as_str(), attrs.resource.as_str()) {
+        (Verb::Impersonate, "", "users") => Some(("User", false)),
+        (Verb::Impersonate, "", "groups") => Some(("Group", false)),
+        (Verb::Impersonate, "", "serviceaccounts") => Some(("ServiceAccount", true)),
+        (Verb::Impersonate, crate::auth::impersonation::AUTHENTICATION_GROUP, "uids") => {
+            Some(("UID", false))
+        }
+        (Verb::Impersonate, crate::auth::impersonation::AUTHENTICATION_GROUP, "userextras") => {
+            Some(("UserExtra", false))
+        }
+        _ => None,
     };
-    let namespace = if kind.namespaced {
+    let (kind, namespaced) = match impersonated {
+        Some(k) => k,
+        None => match kind_of(&attrs.resource, &attrs.group) {
+            Some(k) => (k.kind, k.namespaced),
+            None => {
+                return no(format!(
+                    "the server doesn't have a resource type {:?}",
+                    attrs.resource
+                ));
+            }
+        },
+    };
+    let namespace = if namespaced {
         attrs.namespace.as_str()
     } else {
         ""
     };
     let request = Attributes {
         verb,
-        kind: kind.kind,
+        kind,
         namespace,
         name: &attrs.name,
         subresource: &attrs.subresource,
@@ -204,6 +224,23 @@ mod tests {
         let mut wrong_group = attrs("get", "deployments", "");
         wrong_group.group = "batch".into();
         assert!(!review(&chain, &Identity::Admin, &wrong_group).allowed);
+        // `can-i impersonate users|groups|uids|userextras/KEY`: the resources impersonation
+        // checks, though they are no kinds.
+        for (group, resource) in [
+            ("", "users"),
+            ("", "groups"),
+            ("", "serviceaccounts"),
+            ("authentication.k8s.io", "uids"),
+            ("authentication.k8s.io", "userextras"),
+        ] {
+            let mut a = attrs("impersonate", resource, "default");
+            a.group = group.into();
+            assert!(review(&chain, &Identity::Admin, &a).allowed, "{resource}");
+            assert!(!review(&chain, &jane, &a).allowed, "{resource}");
+        }
+        let mut foreign = attrs("impersonate", "users", "");
+        foreign.group = "apps".into();
+        assert!(!review(&chain, &Identity::Admin, &foreign).allowed);
     }
 
     #[test]

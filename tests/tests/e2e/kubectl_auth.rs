@@ -171,6 +171,15 @@ fn kubectl_as_acts_as_the_impersonated_user_when_the_caller_may_impersonate() {
         ],
     );
     assert_eq!(whoami, "jane");
+    // can-i asks the same question of the impersonate verb, by name.
+    assert_eq!(
+        can_i(&c, &["--token", "bob-t0ken", "impersonate", "users/jane"]),
+        "yes"
+    );
+    assert_eq!(
+        can_i(&c, &["--token", "bob-t0ken", "impersonate", "users/alice"]),
+        "no"
+    );
     // The audit log names both: bob, acting as jane; and bob's refused impersonation.
     let audit = c.data_dir().join("audit.log");
     wait_for("the audit lines", Duration::from_secs(10), || {
