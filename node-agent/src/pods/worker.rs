@@ -647,6 +647,41 @@ pub fn oom_message(container: &str, exit_code: i32, said: &str) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn back_offs_and_failed_pulls_are_said_in_kubelets_words() {
+        assert_eq!(
+            backoff_message(&pod(None), "app"),
+            "Back-off restarting failed container app in pod p_default(u)"
+        );
+        let said = |reason| -> Vec<String> {
+            failed_pull_events("reg/app:1", reason, "manifest unknown")
+                .into_iter()
+                .map(|(warning, reason, message)| {
+                    let kind = if warning { "Warning" } else { "Normal" };
+                    format!("{kind} {reason}: {message}")
+                })
+                .collect()
+        };
+        assert_eq!(
+            said("ErrImagePull"),
+            [
+                "Warning Failed: Failed to pull image \"reg/app:1\": manifest unknown",
+                "Warning Failed: Error: ErrImagePull",
+            ]
+        );
+        assert_eq!(
+            said("ImagePullBackOff"),
+            [
+                "Normal BackOff: Back-off pulling image \"reg/app:1\"",
+                "Warning Failed: Error: ImagePullBackOff",
+            ]
+        );
+        assert_eq!(
+            said("InvalidImageName"),
+            ["Warning Failed: Error: InvalidImageName: manifest unknown"]
+        );
+    }
+
     fn pod(status: Option<PodStatus>) -> Pod {
         Pod {
             metadata: Some(ObjectMeta {
