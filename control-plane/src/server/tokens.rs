@@ -1,7 +1,7 @@
 //! `ServiceAccountTokenApi.Create`: the `serviceaccounts/token` subresource (Kubernetes'
 //! TokenRequest). A token names the ServiceAccount, expires (10 minutes to 48 hours; an hour
-//! when the request does not say), and may be bound to a pod, which revokes it when the pod
-//! goes.
+//! when the request does not say), and may be bound to a pod or a Secret, which revokes it when
+//! that object goes.
 //!
 //! Who may ask: a node, for a pod bound to it that runs as that ServiceAccount (what the agent
 //! mounts into the pod; checked here, as Kubernetes' node authorizer does, since it needs the
@@ -104,9 +104,10 @@ impl TokenService {
         let bound = spec.bound_object_ref.as_ref();
         if let Some(b) = bound
             && b.kind != "Pod"
+            && b.kind != "Secret"
         {
             return Err(Status::invalid_argument(format!(
-                "spec.boundObjectRef.kind: Unsupported value: {:?}: supported values: \"Pod\"",
+                "spec.boundObjectRef.kind: Unsupported value: {:?}: supported values: \"Pod\", \"Secret\"",
                 b.kind
             )));
         }
@@ -124,26 +125,37 @@ impl TokenService {
         let sa_uid = bindings
             .account_uid(namespace, name)
             .ok_or_else(|| Status::not_found(format!("serviceaccounts {name:?} not found")))?;
-        let pod = match bound {
+        let (mut pod, mut secret) = (None, None);
+        match bound {
+            Some(b) if b.kind == "Secret" => {
+                let uid = bindings
+                    .secret_uid(namespace, &b.name)
+                    .filter(|u| b.uid.is_empty() || *u == b.uid)
+                    .ok_or_else(|| Status::not_found(format!("secrets {:?} not found", b.name)))?;
+                secret = Some(Ref {
+                    name: b.name.clone(),
+                    uid,
+                });
+            }
             Some(b) => {
                 let facts = bindings
                     .pod(namespace, &b.name)
                     .filter(|f| b.uid.is_empty() || f.uid == b.uid)
                     .ok_or_else(|| Status::not_found(format!("pods {:?} not found", b.name)))?;
-                Some(Ref {
+                pod = Some(Ref {
                     name: b.name.clone(),
                     uid: facts.uid,
-                })
+                });
             }
-            None => None,
-        };
+            None => {}
+        }
         let audiences = if spec.audiences.is_empty() {
             vec![ISSUER.to_string()]
         } else {
             spec.audiences.clone()
         };
         let now = skiff_api::time::now().seconds;
-        let claims = Claims::new(
+        let mut claims = Claims::new(
             namespace,
             Ref {
                 name: name.to_string(),
@@ -154,6 +166,7 @@ impl TokenService {
             now,
             i64::from(seconds),
         );
+        claims.kubernetes.secret = secret;
         let token = self.tokens.signer().sign(&claims);
         tracing::debug!(caller = %who.name(), namespace = %namespace, service_account = %name, seconds, "token issued");
         request.spec = Some(TokenRequestSpec {
@@ -281,5 +294,57 @@ mod tests {
             long.spec.unwrap().expiration_seconds,
             Some(MAX_TOKEN_EXPIRATION_SECONDS)
         );
+    }
+
+    #[test]
+    fn a_token_bound_to_a_secret_dies_with_it() {
+        let svc = service();
+        let secret = Secret {
+            metadata: Some(ObjectMeta {
+                name: "bot-token".into(),
+                namespace: "shop".into(),
+                uid: "secret-1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        svc.tokens.bindings().put_secret(&secret);
+        let bound = |kind: &str, name: &str| TokenRequest {
+            spec: Some(TokenRequestSpec {
+                bound_object_ref: Some(BoundObjectReference {
+                    kind: kind.into(),
+                    api_version: "v1".into(),
+                    name: name.into(),
+                    uid: String::new(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let got = svc
+            .issue(
+                &Identity::Admin,
+                "shop",
+                "web",
+                bound("Secret", "bot-token"),
+            )
+            .unwrap();
+        let token = got.status.unwrap().token;
+        let now = skiff_api::time::now().seconds;
+        assert!(matches!(svc.tokens.authenticate(&token, now), Some(Ok(_))));
+        // Re-made under the same name, it is another Secret: the token is dead.
+        let mut again = secret.clone();
+        again.metadata.as_mut().unwrap().uid = "secret-2".into();
+        svc.tokens.bindings().put_secret(&again);
+        assert!(matches!(svc.tokens.authenticate(&token, now), Some(Err(_))));
+        // No such Secret, or a kind no token binds to.
+        let e = svc
+            .issue(&Identity::Admin, "shop", "web", bound("Secret", "nope"))
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        let e = svc
+            .issue(&Identity::Admin, "shop", "web", bound("ConfigMap", "c"))
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
     }
 }

@@ -359,6 +359,48 @@ fn kubectl_create_token_gives_a_token_that_acts_as_the_service_account() {
         "{}",
         text(&jane)
     );
+    // A token bound to a Secret lives as long as the Secret.
+    ok(
+        &c,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "bot-key",
+            "--from-literal=k=v",
+        ],
+    );
+    let bound = ok(
+        &c,
+        &[
+            "create",
+            "token",
+            "bot",
+            "--bound-object-kind",
+            "Secret",
+            "--bound-object-name",
+            "bot-key",
+        ],
+    );
+    let bound = bound.trim().to_string();
+    assert_eq!(claims(&bound)["kubernetes.io"]["secret"]["name"], "bot-key");
+    let used = run(&c, &["--token", &bound, "get", "pods"]);
+    assert!(used.status.success(), "{}", text(&used));
+    ok(&c, &["delete", "secret", "bot-key"]);
+    wait_for(
+        "the Secret-bound token refused",
+        Duration::from_secs(10),
+        || {
+            let out = run(&c, &["--token", &bound, "get", "pods"]);
+            stderr(&out).contains("Unauthorized").then_some(())
+        },
+    );
+    assert!(
+        run(&c, &["--token", &token, "get", "pods"])
+            .status
+            .success(),
+        "the unbound token lives on"
+    );
     // Deleting the account revokes its tokens.
     ok(&c, &["delete", "serviceaccount", "bot"]);
     wait_for("the token refused", Duration::from_secs(10), || {

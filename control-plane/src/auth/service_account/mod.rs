@@ -1,11 +1,11 @@
 //! ServiceAccounts as API callers: tokens issued through the `serviceaccounts/token`
-//! subresource (Kubernetes' TokenRequest), bound to a pod and expiring, and their
+//! subresource (Kubernetes' TokenRequest), bound to a pod or a Secret and expiring, and their
 //! authentication.
 //!
 //! A token is the ServiceAccount `system:serviceaccount:NS:NAME` while its signature, issuer,
-//! audience and lifetime check out ([`token`]) *and* the ServiceAccount and the pod it is bound
-//! to still exist with the uids the token names: deleting either revokes it at once. Both are
-//! looked up in memory ([`Bindings`], fed by watches), never in the store per request.
+//! audience and lifetime check out ([`token`]) *and* the ServiceAccount and the pod or Secret it
+//! is bound to still exist with the uids the token names: deleting either revokes it at once.
+//! They are looked up in memory ([`Bindings`], fed by watches), never in the store per request.
 //!
 //! - [`token`]: signing and checking JWTs.
 //!
@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use skiff_api::ResourceExt;
-use skiff_api::v1::{Pod, ServiceAccount};
+use skiff_api::v1::{Pod, Secret, ServiceAccount};
 
 use super::Identity;
 use super::rbac::index::feed;
@@ -33,11 +33,12 @@ pub struct PodFacts {
     pub service_account: String,
 }
 
-/// ServiceAccounts' and pods' uids by (namespace, name).
+/// ServiceAccounts', pods' and Secrets' uids by (namespace, name).
 #[derive(Default)]
 pub struct Bindings {
     accounts: DashMap<(String, String), String>,
     pods: DashMap<(String, String), PodFacts>,
+    secrets: DashMap<(String, String), String>,
 }
 
 fn key(namespace: &str, name: &str) -> (String, String) {
@@ -67,6 +68,19 @@ impl Bindings {
         );
     }
 
+    pub fn put_secret(&self, secret: &Secret) {
+        self.secrets.insert(
+            key(secret.namespace(), secret.name()),
+            secret.meta().uid.clone(),
+        );
+    }
+
+    pub fn secret_uid(&self, namespace: &str, name: &str) -> Option<String> {
+        self.secrets
+            .get(&key(namespace, name))
+            .map(|u| u.value().clone())
+    }
+
     pub fn account_uid(&self, namespace: &str, name: &str) -> Option<String> {
         self.accounts
             .get(&key(namespace, name))
@@ -79,7 +93,7 @@ impl Bindings {
             .map(|p| p.value().clone())
     }
 
-    /// Follows ServiceAccounts and pods; returns once both are listed.
+    /// Follows ServiceAccounts, pods and Secrets; returns once all are listed.
     pub async fn start(self: &Arc<Self>, store: Arc<dyn Store>) -> Result<(), ApiError> {
         feed::<ServiceAccount, _>(
             self.clone(),
@@ -93,12 +107,22 @@ impl Bindings {
         .await?;
         feed::<Pod, _>(
             self.clone(),
-            store,
+            store.clone(),
             |b, pod| b.put_pod(pod),
             |b, ns, n| {
                 b.pods.remove(&key(ns, n));
             },
             |b| b.pods.clear(),
+        )
+        .await?;
+        feed::<Secret, _>(
+            self.clone(),
+            store,
+            |b, secret| b.put_secret(secret),
+            |b, ns, n| {
+                b.secrets.remove(&key(ns, n));
+            },
+            |b| b.secrets.clear(),
         )
         .await
     }
@@ -113,6 +137,8 @@ pub enum Refused {
     AccountGone(String, String),
     #[error("pod {0}/{1} the token is bound to has been deleted")]
     PodGone(String, String),
+    #[error("secret {0}/{1} the token is bound to has been deleted")]
+    SecretGone(String, String),
 }
 
 /// Issues and checks ServiceAccount tokens.
@@ -158,6 +184,11 @@ impl ServiceAccountTokens {
             && self.bindings.pod(&ns, &pod.name).map(|p| p.uid).as_deref() != Some(pod.uid.as_str())
         {
             return Err(Refused::PodGone(ns, pod.name.clone()));
+        }
+        if let Some(secret) = &k.secret
+            && self.bindings.secret_uid(&ns, &secret.name).as_deref() != Some(secret.uid.as_str())
+        {
+            return Err(Refused::SecretGone(ns, secret.name.clone()));
         }
         Ok(Identity::ServiceAccount {
             namespace: ns,

@@ -2,7 +2,7 @@
 //! key `DIR/pki/sa.key` (made on first start, 0600; servers of one cluster share it with the rest
 //! of the data dir), with Kubernetes' claims: `iss`, `sub` (`system:serviceaccount:NS:NAME`),
 //! `aud`, `exp`, `iat`, `nbf`, `jti`, and `kubernetes.io` naming the namespace, the
-//! ServiceAccount and the pod the token is bound to (with their uids).
+//! ServiceAccount and the pod or Secret the token is bound to (with their uids).
 //!
 //! This file signs and checks the token alone (signature, issuer, audience, lifetime); whether
 //! the ServiceAccount and pod still exist is the authenticator's question ([`super`]).
@@ -51,6 +51,9 @@ pub struct KubernetesClaim {
     pub serviceaccount: Ref,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub pod: Option<Ref>,
+    /// The Secret the token is bound to (a TokenRequest's `boundObjectRef`), if any.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub secret: Option<Ref>,
 }
 
 /// A token's claims.
@@ -90,6 +93,7 @@ impl Claims {
                 namespace: namespace.to_string(),
                 serviceaccount: sa,
                 pod,
+                secret: None,
             },
         }
     }
