@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
+use skiff_tests::dashboard::Dashboard;
 use skiff_tests::guests::function_component;
 use skiff_tests::netns::NodeNetwork;
 use skiff_tests::netslot::NetSlot;
@@ -75,8 +76,12 @@ fn value(list: &Value) -> Option<f64> {
     n.parse::<f64>().ok().map(|n| n * scale)
 }
 
-#[test]
-fn a_functions_rate_latency_and_cold_starts_are_served_as_custom_metrics() {
+/// A one-node cluster (the agent in a network namespace of the test's) whose server also knows
+/// `jane` (bound to `view`) and `bob` (no binding), running the function `hello` (a Deployment of
+/// one pod and a Service); the function's pod is Ready. Returns its pod's name and IP.
+fn function_cluster(
+    server_args: &[&str],
+) -> (Cluster, NodeNetwork, tempfile::TempDir, String, String) {
     let slot = NetSlot::take();
     let net = NodeNetwork::new(&slot, 1);
     let dir = tempfile::tempdir().unwrap();
@@ -84,7 +89,11 @@ fn a_functions_rate_latency_and_cold_starts_are_served_as_custom_metrics() {
     std::fs::write(&tokens, "jane-t0ken,jane,1001\nbob-t0ken,bob,1002\n").unwrap();
     let options = ClusterOptions {
         listen: Some(format!("{}:0", net.host_address())),
-        server_args: vec!["--token-auth-file".into(), tokens.display().to_string()],
+        server_args: ["--token-auth-file", &tokens.display().to_string()]
+            .iter()
+            .chain(server_args)
+            .map(|a| a.to_string())
+            .collect(),
         ..Default::default()
     };
     let mut c = Cluster::start_in(options, slot);
@@ -94,6 +103,76 @@ fn a_functions_rate_latency_and_cold_starts_are_served_as_custom_metrics() {
     c.apply(&format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: hello}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: hello}}}}\n  template:\n    metadata: {{labels: {{app: hello}}}}\n    spec:\n      runtimeClassName: wasm\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: fn\n        image: {image}\n        ports: [{{containerPort: 8080}}]\n        readinessProbe:\n          tcpSocket: {{port: 8080}}\n          periodSeconds: 1\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: hello}}\nspec:\n  selector: {{app: hello}}\n  ports: [{{port: 80, targetPort: 8080}}]\n"
     ));
+    let (pod, ip) = wait_for("the function's pod", Duration::from_secs(90), || {
+        let out = c.skiff(&["get", "pods", "-o", "json"]);
+        let pods: Value = serde_json::from_slice(&out.stdout).ok()?;
+        pods["items"].as_array()?.iter().find_map(|p| {
+            let ready = p["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            ready.then(|| {
+                Some((
+                    p["metadata"]["name"].as_str()?.to_string(),
+                    p["status"]["podIP"].as_str()?.to_string(),
+                ))
+            })?
+        })
+    });
+    (c, net, dir, pod, ip)
+}
+
+/// Requests to the function at `ip`, sent from the node's namespace (one every ~20 ms plus
+/// curl's own time) until stopped.
+struct Sender {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u32>>,
+}
+
+impl Sender {
+    fn start(net: &NodeNetwork, ip: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ns = net.namespace(0).to_string();
+        let url = format!("http://{ip}:8080/");
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut ok = 0u32;
+            while !flag.load(Ordering::Relaxed) {
+                let out = Command::new("nsenter")
+                    .arg(format!("--net=/run/netns/{ns}"))
+                    .args(["--", "curl", "-s", "--max-time", "10", "-o", "/dev/null"])
+                    .args(["-w", "%{http_code}", &url])
+                    .output()
+                    .expect("nsenter curl");
+                if stdout(&out).trim() == "200" {
+                    ok += 1;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            ok
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops, and says how many requests were answered 200.
+    fn stop(mut self) -> u32 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().map_or(0, |t| t.join().unwrap_or(0))
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn a_functions_rate_latency_and_cold_starts_are_served_as_custom_metrics() {
+    let (c, net, _tokens, pod, ip) = function_cluster(&[]);
     let admin = c.config().token;
 
     // Discovery: the group, and its resources as prometheus-adapter lists them.
@@ -123,47 +202,8 @@ fn a_functions_rate_latency_and_cold_starts_are_served_as_custom_metrics() {
         assert!(names.contains(&want), "{want} not in {names:?}");
     }
 
-    // The function's pod, Ready.
-    let (pod, ip) = wait_for("the function's pod", Duration::from_secs(90), || {
-        let out = c.skiff(&["get", "pods", "-o", "json"]);
-        let pods: Value = serde_json::from_slice(&out.stdout).ok()?;
-        pods["items"].as_array()?.iter().find_map(|p| {
-            let ready = p["status"]["conditions"]
-                .as_array()?
-                .iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True");
-            ready.then(|| {
-                Some((
-                    p["metadata"]["name"].as_str()?.to_string(),
-                    p["status"]["podIP"].as_str()?.to_string(),
-                ))
-            })?
-        })
-    });
-
     // Requests, sent from the node's namespace until the figures were read.
-    let stop = Arc::new(AtomicBool::new(false));
-    let sender = {
-        let stop = stop.clone();
-        let ns = net.namespace(0).to_string();
-        let url = format!("http://{ip}:8080/");
-        std::thread::spawn(move || {
-            let mut ok = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                let out = Command::new("nsenter")
-                    .arg(format!("--net=/run/netns/{ns}"))
-                    .args(["--", "curl", "-s", "--max-time", "10", "-o", "/dev/null"])
-                    .args(["-w", "%{http_code}", &url])
-                    .output()
-                    .expect("nsenter curl");
-                if stdout(&out).trim() == "200" {
-                    ok += 1;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            ok
-        })
-    };
+    let sender = Sender::start(&net, &ip);
     let pod_path = |metric: &str| format!("{API}/namespaces/default/pods/{pod}/{metric}");
     let rate = wait_for(
         "the pod's requests per second above zero",
@@ -225,8 +265,7 @@ fn a_functions_rate_latency_and_cold_starts_are_served_as_custom_metrics() {
                 .then_some(())
         },
     );
-    stop.store(true, Ordering::Relaxed);
-    let sent = sender.join().unwrap();
+    let sent = sender.stop();
     assert!(sent > 0, "no request answered 200");
     let (code, in_flight) = get(
         &c,
@@ -276,4 +315,56 @@ fn a_functions_rate_latency_and_cold_starts_are_served_as_custom_metrics() {
             .contains("cannot get resource \"pods/skiff_function_requests_in_flight\" in API group \"custom.metrics.k8s.io\""),
         "{refused:#}"
     );
+}
+
+/// The dashboard's functions view charts the function's request rate, latency and cold starts
+/// from the custom metrics API, with the logged-in user's token, without a reload.
+#[test]
+fn the_dashboards_functions_view_charts_a_functions_requests() {
+    // The browser reaches loopback only: the dashboard is also served there.
+    let (c, net, _tokens, _pod, ip) = function_cluster(&["--dashboard-addr", "127.0.0.1:0"]);
+    let page = wait_for("the dashboard's address", Duration::from_secs(30), || {
+        c.server_log()
+            .lines()
+            .filter_map(|l| l.split("web dashboard at https://").nth(1))
+            .filter_map(|rest| rest.split('/').next())
+            .find_map(|addr| addr.parse::<std::net::SocketAddr>().ok())
+            .filter(|addr| addr.ip().is_loopback())
+    });
+    let sender = Sender::start(&net, &ip);
+    let d = Dashboard::open(page).unwrap_or_else(|e| panic!("open the dashboard: {e}"));
+    let token = c.config().token;
+    let step = |what: &str, r: skiff_tests::browser::Result<()>| {
+        r.unwrap_or_else(|e| {
+            let console = d.browser.console().unwrap_or_default().join("\n");
+            panic!("{what}: {e}\npage console:\n{console}")
+        })
+    };
+    step("log in", d.login(&token));
+    step("functions view", d.show("functions"));
+    // Figures come from the function's second report on and are sampled every 5 s.
+    let row = d
+        .wait_row(
+            "functions",
+            "default/hello",
+            "the function's request rate, latency and cold starts",
+            Duration::from_secs(60),
+            |r| {
+                let figure = |col: &str, unit: &str| {
+                    r.get(col)
+                        .and_then(|t| t.strip_suffix(unit))
+                        .and_then(|n| n.trim().parse::<f64>().ok())
+                        .is_some_and(|n| n > 0.0)
+                };
+                figure("requests", "/s")
+                    && (figure("latency", "ms") || figure("latency", "s"))
+                    && figure("cold-starts", "/min")
+            },
+        )
+        .unwrap_or_else(|e| {
+            let console = d.browser.console().unwrap_or_default().join("\n");
+            panic!("functions row: {e}\npage console:\n{console}")
+        });
+    assert!(row.get("cpu").is_some_and(|t| t.ends_with('m')), "{row:?}");
+    assert!(sender.stop() > 0, "no request answered 200");
 }
