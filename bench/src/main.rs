@@ -25,6 +25,12 @@ fn main() {
     let name = std::env::args().nth(1).unwrap_or_default();
     let result = match name.as_str() {
         "api" => api::run(),
+        "api-etcd" => api::run_etcd(
+            std::env::args()
+                .nth(2)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(2_000),
+        ),
         "wasm-start" => wasm_start::run(),
         "oci-start" => oci_start::run(),
         "scheduler" => scheduler::run(),
@@ -38,7 +44,7 @@ fn main() {
         "metrics" => metrics::run(),
         "dashboard" => dashboard::run(),
         other => Err(format!(
-            "unknown benchmark {other:?}; available: api, wasm-start, oci-start, scheduler, scheduler-etcd, shim-start, dns, service, http, cold-start, kube-api, dashboard, metrics"
+            "unknown benchmark {other:?}; available: api, api-etcd, wasm-start, oci-start, scheduler, scheduler-etcd, shim-start, dns, service, http, cold-start, kube-api, dashboard, metrics"
         )),
     };
     if let Err(e) = result {

@@ -204,14 +204,8 @@ impl EtcdCluster {
     /// The watchers open on the running members, from each one's `/metrics`
     /// (`etcd_debugging_mvcc_watcher_total`): how many etcd watches the clients hold.
     pub fn watchers(&self) -> u64 {
-        use std::io::{Read, Write};
         let mut total = 0;
-        for m in self.members.iter().filter(|m| m.child.is_some()) {
-            let addr = format!("127.0.0.1:{}", m.client_port);
-            let mut conn = std::net::TcpStream::connect(&addr).expect("connect to etcd");
-            write!(conn, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("ask etcd");
-            let mut text = String::new();
-            conn.read_to_string(&mut text).expect("etcd's metrics");
+        for text in self.metrics() {
             let value = text
                 .lines()
                 .find_map(|l| l.strip_prefix("etcd_debugging_mvcc_watcher_total "))
@@ -219,6 +213,49 @@ impl EtcdCluster {
             total += value.trim().parse::<f64>().expect("a number") as u64;
         }
         total
+    }
+
+    /// The text of each running member's `/metrics`.
+    fn metrics(&self) -> Vec<String> {
+        use std::io::{Read, Write};
+        let mut out = Vec::new();
+        for m in self.members.iter().filter(|m| m.child.is_some()) {
+            let addr = format!("127.0.0.1:{}", m.client_port);
+            let mut conn = std::net::TcpStream::connect(&addr).expect("connect to etcd");
+            write!(conn, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("ask etcd");
+            let mut text = String::new();
+            conn.read_to_string(&mut text).expect("etcd's metrics");
+            out.push(text);
+        }
+        out
+    }
+
+    /// The gRPC messages the running members have received so far, by method (`Range`, `Txn`,
+    /// `Put`, `LeaseKeepAlive`, `Watch`, ...; from `grpc_server_msg_received_total`): a unary
+    /// call is one message, a stream counts each message its client sent.
+    pub fn rpcs(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut by_method = std::collections::BTreeMap::new();
+        for text in self.metrics() {
+            for line in text.lines() {
+                let Some(rest) = line.strip_prefix("grpc_server_msg_received_total{") else {
+                    continue;
+                };
+                let Some((labels, value)) = rest.split_once("} ") else {
+                    continue;
+                };
+                let method = labels
+                    .split(',')
+                    .find_map(|l| l.strip_prefix("grpc_method=\""))
+                    .map(|m| m.trim_end_matches('"').to_string());
+                let value = value.trim().parse::<f64>().unwrap_or(0.0) as u64;
+                if let Some(method) = method
+                    && value > 0
+                {
+                    *by_method.entry(method).or_insert(0) += value;
+                }
+            }
+        }
+        by_method
     }
 }
 
