@@ -352,6 +352,108 @@ mod tests {
         assert_eq!(Metric::RequestsInFlight.of_pod(&first), None);
     }
 
+    /// No figures at all (the authorization comes first).
+    struct NoFigures;
+    impl Figures for NoFigures {
+        fn node(&self, _: &str) -> Option<crate::pod_metrics::NodeSample> {
+            None
+        }
+        fn pod(&self, _: &str, _: &str, _: &str) -> Option<PodSample> {
+            None
+        }
+    }
+
+    /// The default reader role lets its holder get pods' and services' metrics (a pod without
+    /// figures is then NotFound); a user without it is refused in Kubernetes' words; the role is
+    /// aggregated into view as metrics.k8s.io's.
+    #[tokio::test]
+    async fn the_reader_role_allows_the_metrics_and_nobody_else() {
+        use crate::auth::rbac::RbacAuthorizer;
+        use crate::auth::rbac::defaults::cluster_roles;
+        use crate::auth::rbac::index::PolicyIndex;
+        use skiff_api::v1::{ClusterRoleBinding, ObjectMeta, RoleRef, Subject};
+        const READER: &str = "system:aggregated-custom-metrics-reader";
+        let roles = cluster_roles();
+        let reader = roles
+            .iter()
+            .find(|r| r.metadata.as_ref().is_some_and(|m| m.name == READER))
+            .expect("the reader role");
+        let metrics_reader = roles
+            .iter()
+            .find(|r| {
+                r.metadata
+                    .as_ref()
+                    .is_some_and(|m| m.name == "system:aggregated-metrics-reader")
+            })
+            .unwrap();
+        assert_eq!(
+            reader.metadata.as_ref().unwrap().labels,
+            metrics_reader.metadata.as_ref().unwrap().labels,
+            "aggregated into view, edit and admin"
+        );
+        let index = Arc::new(PolicyIndex::default());
+        index.put_cluster_role(reader);
+        index.put_cluster_role_binding(&ClusterRoleBinding {
+            metadata: Some(ObjectMeta {
+                name: "jane-reads".into(),
+                ..Default::default()
+            }),
+            role_ref: Some(RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name: READER.into(),
+            }),
+            subjects: vec![Subject {
+                kind: "User".into(),
+                api_group: "rbac.authorization.k8s.io".into(),
+                name: "jane".into(),
+                namespace: String::new(),
+            }],
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::embedded::EmbeddedStore::open(
+                &dir.path().join("store.redb"),
+                crate::store::embedded::EmbeddedOptions::default(),
+            )
+            .unwrap(),
+        );
+        let api = CustomMetrics::new(
+            Arc::new(NoFigures),
+            store,
+            Chain::new(vec![Arc::new(RbacAuthorizer::new(index))]),
+        );
+        let user = |name: &str| Identity::User {
+            name: name.into(),
+            groups: vec![],
+        };
+        let rps = Metric::RequestsPerSecond.name();
+        let jane = api
+            .pods(&user("jane"), "shop", Pods::Named("web-1"), rps)
+            .await;
+        assert!(matches!(jane, Err(ApiError::NotFound { .. })), "{jane:?}");
+        let selected = api
+            .pods(&user("jane"), "shop", Pods::Selected("app=web"), rps)
+            .await
+            .unwrap();
+        assert!(selected.is_empty());
+        let service = api.service(&user("jane"), "shop", "web", rps).await;
+        assert!(
+            matches!(service, Err(ApiError::NotFound { .. })),
+            "{service:?}"
+        );
+        let bob = api
+            .pods(&user("bob"), "shop", Pods::Named("web-1"), rps)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            bob.to_string(),
+            "User \"bob\" cannot get resource \"pods/skiff_function_requests_per_second\" in API group \"custom.metrics.k8s.io\" in the namespace \"shop\""
+        );
+        let bob = api.service(&user("bob"), "shop", "web", rps).await;
+        assert!(matches!(bob, Err(ApiError::Forbidden(_))), "{bob:?}");
+    }
+
     #[test]
     fn a_services_value_sums_its_pods() {
         let pods = [sample(20, 20, 0.2, Some(1)), sample(2, 2, 2.0, Some(4))];
