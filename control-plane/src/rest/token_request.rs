@@ -269,4 +269,26 @@ mod tests {
         .unwrap();
         assert_eq!(bound.bound_object_ref.unwrap().name, "web-1");
     }
+
+    /// What kubectl 1.32 sent for `kubectl create token bot --duration 10m --audience vault
+    /// --bound-object-kind Secret --bound-object-name nope` (protobuf, captured with `-v=9`).
+    #[test]
+    fn kubectls_protobuf_token_request_decodes() {
+        let path = format!(
+            "{}/src/rest/protobuf/kubectl-1.32/create-token.pb",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let spec = decode(&std::fs::read(&path).unwrap(), "bot").unwrap();
+        assert_eq!(spec.audiences, ["vault"]);
+        assert_eq!(spec.expiration_seconds, Some(600));
+        let bound = spec.bound_object_ref.unwrap();
+        assert_eq!(
+            (
+                bound.kind.as_str(),
+                bound.api_version.as_str(),
+                bound.name.as_str()
+            ),
+            ("Secret", "v1", "nope")
+        );
+    }
 }
