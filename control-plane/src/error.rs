@@ -44,6 +44,16 @@ pub enum ApiError {
         "resourceVersion {0} is too old (expired): list again and watch from the list's resourceVersion"
     )]
     Expired(u64),
+    /// A list asked for a `resourceVersion` newer than the store has reached, still so after
+    /// waiting for it (Kubernetes' 504 Timeout with the `ResourceVersionTooLarge` cause): the
+    /// version may come from another API server whose writes this one has not seen yet, so the
+    /// client may ask again after `retry_after_seconds`.
+    #[error("Timeout: Too large resource version: {requested}, current: {current}")]
+    TooLargeResourceVersion {
+        requested: u64,
+        current: u64,
+        retry_after_seconds: u32,
+    },
     /// A bind the Binding rules refuse (already bound, raced an update, being deleted).
     #[error("operation cannot be fulfilled on pods/binding {name:?}: {reason}")]
     BindConflict { name: String, reason: String },
@@ -88,6 +98,16 @@ impl From<ApiError> for Status {
             ApiError::AlreadyExists { .. } => Status::already_exists(message),
             ApiError::Conflict { .. } | ApiError::BindConflict { .. } => Status::aborted(message),
             ApiError::Expired(_) => Status::out_of_range(message),
+            ApiError::TooLargeResourceVersion {
+                retry_after_seconds,
+                ..
+            } => {
+                let mut status = Status::deadline_exceeded(message);
+                if let Ok(v) = retry_after_seconds.to_string().parse() {
+                    status.metadata_mut().insert("retry-after", v);
+                }
+                status
+            }
             ApiError::Precondition(_) | ApiError::Taken { .. } => {
                 Status::failed_precondition(message)
             }

@@ -204,10 +204,16 @@ impl<K: Strategy> Registry<K> {
     ///
     /// A `resourceVersion` of `0` (any) or `N` (not older than N) is served by a watch cache as it
     /// is, or once it has N, without a quorum read ([`list_freshness`]); empty is the newest.
+    /// An `N` the store has not reached either (the cache waited for it, then asked the store) is
+    /// refused as Kubernetes refuses it: 504 Timeout, `ResourceVersionTooLarge`
+    /// ([`not_older`]); never an answer older than asked.
     pub async fn list(&self, req: &ListRequest) -> Result<(Vec<K>, ListMeta), ApiError> {
         match list_freshness(req)? {
             Some(revision) => {
-                crate::store::cache::not_older_than(revision, self.list_pages(req)).await
+                let (items, meta) =
+                    crate::store::cache::not_older_than(revision, self.list_pages(req)).await?;
+                not_older(revision, &meta)?;
+                Ok((items, meta))
             }
             None => self.list_pages(req).await,
         }
@@ -672,6 +678,24 @@ pub fn list_freshness(req: &ListRequest) -> Result<Option<u64>, ApiError> {
     }
 }
 
+/// How long Kubernetes tells a client refused a too large resourceVersion to wait before asking
+/// again (its watch cache's `resourceVersionTooHighRetrySeconds`).
+const TOO_LARGE_RETRY_SECONDS: u32 = 1;
+
+/// A list asked not older than `requested` and read at `meta`'s revision: refused when that is
+/// older (with a watch cache, after its wait for `requested`; without one, at once).
+fn not_older(requested: u64, meta: &ListMeta) -> Result<(), ApiError> {
+    let current: u64 = meta.resource_version.parse().unwrap_or(0);
+    if requested > current {
+        return Err(ApiError::TooLargeResourceVersion {
+            requested,
+            current,
+            retry_after_seconds: TOO_LARGE_RETRY_SECONDS,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod list_freshness_tests {
     use super::*;
@@ -717,5 +741,35 @@ mod list_freshness_tests {
             assert!(matches!(err, ApiError::BadRequest(_)), "{err}");
             assert!(err.to_string().contains(want), "{err}");
         }
+    }
+
+    #[test]
+    fn a_list_older_than_asked_is_refused_as_too_large() {
+        let at = |rv: &str| ListMeta {
+            resource_version: rv.into(),
+            ..Default::default()
+        };
+        assert!(not_older(0, &at("7")).is_ok());
+        assert!(not_older(7, &at("7")).is_ok());
+        assert!(not_older(7, &at("9")).is_ok());
+        let err = not_older(90, &at("42")).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ApiError::TooLargeResourceVersion {
+                    requested: 90,
+                    current: 42,
+                    retry_after_seconds: 1
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "Timeout: Too large resource version: 90, current: 42"
+        );
+        let status = tonic::Status::from(err);
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        assert_eq!(status.metadata().get("retry-after").unwrap(), "1");
     }
 }

@@ -657,3 +657,55 @@ async fn paged_lists_keep_their_first_revision_and_a_watch_from_it_misses_nothin
         assert!(matches!(err, ApiError::BadRequest(_)), "{bad}: {err}");
     }
 }
+
+/// A list not older than a resourceVersion the store has not reached is refused as Kubernetes
+/// refuses it (504 Timeout, ResourceVersionTooLarge, "current" the store's revision), at once
+/// without a watch cache, and through one only after waiting for the cache to reach it; one it
+/// has reached is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_at_a_resource_version_the_store_has_not_reached_times_out() {
+    use crate::store::cache::{CacheOptions, StoreFeed, WatchCache};
+    let h = Harness::new().await;
+    let created = h.create(pod("default", "a")).await.unwrap();
+    let at: u64 = created.meta().resource_version.parse().unwrap();
+    let list = |rv: u64| ListRequest {
+        namespace: "default".into(),
+        resource_version: rv.to_string(),
+        resource_version_match: "NotOlderThan".into(),
+        ..Default::default()
+    };
+    let too_large = |e: ApiError, want: u64| match e {
+        ApiError::TooLargeResourceVersion {
+            requested, current, ..
+        } => {
+            assert_eq!(requested, at + 100);
+            assert_eq!(current, want);
+        }
+        other => panic!("expected a too large resourceVersion, got {other:?}"),
+    };
+    // No watch cache (the embedded store as served): refused at once.
+    let plain: Registry<Pod> = h.registry();
+    let (items, _) = plain.list(&list(at)).await.unwrap();
+    assert_eq!(items.len(), 1);
+    let now = h.store.revision().await.unwrap();
+    too_large(plain.list(&list(at + 100)).await.unwrap_err(), now);
+    // Through a watch cache: it waits for the cache, then asks the store, then refuses.
+    let catch_up = std::time::Duration::from_millis(300);
+    let cache = WatchCache::start(
+        h.store.clone(),
+        Arc::new(StoreFeed(h.store.clone())),
+        CacheOptions {
+            catch_up,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let cached: Registry<Pod> = Registry::new(Arc::new(cache));
+    let (items, meta) = cached.list(&list(at)).await.unwrap();
+    assert_eq!(items.len(), 1);
+    assert!(meta.resource_version.parse::<u64>().unwrap() >= at);
+    let started = std::time::Instant::now();
+    too_large(cached.list(&list(at + 100)).await.unwrap_err(), now);
+    assert!(started.elapsed() >= catch_up, "answered before the wait");
+}

@@ -18,7 +18,7 @@ pub struct RestError {
     pub message: String,
     /// `details` (name, group, kind, causes), when known (boxed: errors stay small).
     pub details: Option<Box<Value>>,
-    /// Seconds, sent as `Retry-After` (429).
+    /// Seconds, sent as `Retry-After` (429, 504).
     pub retry_after: Option<u64>,
 }
 
@@ -112,6 +112,21 @@ impl RestError {
                 RestError::new(409, "Conflict", message).with_details(details(None))
             }
             ApiError::Expired(_) => RestError::new(410, "Expired", message),
+            ApiError::TooLargeResourceVersion {
+                retry_after_seconds,
+                ..
+            } => {
+                // Kubernetes' NewTooLargeResourceVersionError: a Timeout whose one cause names it.
+                let mut e = RestError::new(504, "Timeout", message).with_details(json!({
+                    "causes": [{
+                        "reason": "ResourceVersionTooLarge",
+                        "message": "Too large resource version",
+                    }],
+                    "retryAfterSeconds": retry_after_seconds,
+                }));
+                e.retry_after = (retry_after_seconds > 0).then_some(u64::from(retry_after_seconds));
+                e
+            }
             ApiError::Precondition(m) if m.contains("being terminated") => {
                 RestError::new(403, "Forbidden", m).with_details(details(Some(json!([{
                     "reason": "NamespaceTerminating",
@@ -181,6 +196,7 @@ impl RestError {
             409 => tonic::Code::Aborted,
             410 => tonic::Code::OutOfRange,
             429 => tonic::Code::ResourceExhausted,
+            504 => tonic::Code::DeadlineExceeded,
             _ => tonic::Code::Internal,
         };
         tonic::Status::new(code, self.message.clone())
@@ -320,6 +336,32 @@ mod tests {
         assert_eq!(grouped.message, "deployments.apps \"web\" already exists");
         let gone = RestError::from_api(ApiError::Expired(3), "", "Pod", "");
         assert_eq!((gone.code, gone.reason), (410, "Expired"));
+        let too_large = RestError::from_api(
+            ApiError::TooLargeResourceVersion {
+                requested: 90,
+                current: 42,
+                retry_after_seconds: 1,
+            },
+            "",
+            "Pod",
+            "",
+        );
+        assert_eq!((too_large.code, too_large.reason), (504, "Timeout"));
+        let status = too_large.to_status();
+        assert_eq!(
+            status["message"],
+            "Timeout: Too large resource version: 90, current: 42"
+        );
+        assert_eq!(
+            status["details"]["causes"][0]["reason"],
+            "ResourceVersionTooLarge"
+        );
+        assert_eq!(status["details"]["retryAfterSeconds"], 1);
+        assert_eq!(too_large.to_grpc().code(), tonic::Code::DeadlineExceeded);
+        assert_eq!(
+            too_large.into_response().headers()[http::header::RETRY_AFTER],
+            "1"
+        );
         let limited = RestError::from_grpc(&{
             let mut s = tonic::Status::resource_exhausted("slow down");
             s.metadata_mut().insert("retry-after", "2".parse().unwrap());

@@ -68,7 +68,8 @@ pub async fn session<F: std::future::Future>(request: F) -> F::Output {
 /// `revision` and answer from memory, without asking the store for its current revision (one
 /// quorum read saved). `resourceVersion=0` ("any") is revision 1: whatever the cache holds.
 /// Should the cache not reach `revision` within [`CacheOptions::catch_up`], the store answers
-/// (newer than asked, which "not older than" allows). Without a watch cache it changes nothing.
+/// (at its newest revision, which the caller checks: the registry refuses a list still older than
+/// asked, 504 `ResourceVersionTooLarge` as Kubernetes). Without a watch cache it changes nothing.
 pub async fn not_older_than<F: std::future::Future>(revision: Revision, reads: F) -> F::Output {
     SESSION.scope(Cell::new(revision.max(1)), reads).await
 }
