@@ -72,7 +72,7 @@ fn kubectl_as_acts_as_the_impersonated_user_when_the_caller_may_impersonate() {
         can_i(&c, &["list", "pods", "-n", "kube-system", "--as=jane"]),
         "no"
     );
-    // whoami shows the impersonated user, her groups and system:authenticated.
+    // whoami shows the impersonated user, her groups and system:authenticated, and the uid.
     let whoami: Value = serde_json::from_str(&ok(
         &c,
         &[
@@ -80,6 +80,7 @@ fn kubectl_as_acts_as_the_impersonated_user_when_the_caller_may_impersonate() {
             "whoami",
             "--as=jane",
             "--as-group=devs",
+            "--as-uid=u-1",
             "-o",
             "json",
         ],
@@ -90,6 +91,7 @@ fn kubectl_as_acts_as_the_impersonated_user_when_the_caller_may_impersonate() {
         whoami["status"]["userInfo"]["groups"],
         serde_json::json!(["devs", "system:authenticated"])
     );
+    assert_eq!(whoami["status"]["userInfo"]["uid"], "u-1");
     // A group grants as it would to jane herself: `devs` may edit.
     apply(
         &c,
