@@ -86,7 +86,8 @@ impl CustomMetricsRoute {
                     .map_err(not_found)?,
             ]
         } else {
-            let which = if t.name == "*" {
+            // `*` as sent, or percent-encoded as kubectl sends it (`%2A`).
+            let which = if matches!(t.name.as_str(), "*" | "%2A" | "%2a") {
                 Pods::Selected(req.query.get("labelSelector"))
             } else {
                 Pods::Named(&t.name)

@@ -266,6 +266,18 @@ fn a_functions_rate_latency_and_cold_starts_are_served_as_custom_metrics() {
         },
     );
     let sent = sender.stop();
+    // kubectl sends the `*` percent-encoded.
+    let (code, encoded) = get(
+        &c,
+        &admin,
+        &format!("{API}/namespaces/default/pods/%2A/skiff_function_requests_in_flight"),
+    );
+    assert_eq!(code, 200, "{encoded:#}");
+    assert_eq!(
+        encoded["items"].as_array().map(Vec::len),
+        Some(1),
+        "{encoded:#}"
+    );
     assert!(sent > 0, "no request answered 200");
     let (code, in_flight) = get(
         &c,
