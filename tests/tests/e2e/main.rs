@@ -24,6 +24,7 @@ mod kubectl_auth;
 mod kubectl_streams;
 mod limit_range;
 mod linux_executor;
+mod list_freshness;
 mod metrics;
 mod mixed_pods;
 mod namespaces;
