@@ -337,10 +337,36 @@ impl<K: Strategy> Registry<K> {
         self.write_update(obj, current, kv, claims).await
     }
 
+    /// A status write starts from the object as the watch cache holds it, without asking etcd
+    /// for its revision first (Kubernetes' GuaranteedUpdate starts from its watch cache's
+    /// object too): the write is a compare-and-swap on that version's revision, so when it
+    /// succeeds the stored object *was* that version and the result is the one a fresh read
+    /// would have given. Should the cache have been behind (the swap fails, or that version
+    /// decided anything else), the write is made again on a fresh read, which decides.
+    /// Without a watch cache every read is fresh and the first answer stands but for those
+    /// refusals, which the second attempt repeats.
     pub async fn update_status(&self, who: &Identity, obj: K) -> Result<K, ApiError> {
         if !K::HAS_STATUS {
             return Err(ApiError::BadRequest(format!("{} has no status", K::PLURAL)));
         }
+        let cached = crate::store::cache::not_older_than(
+            0,
+            self.update_status_once(who, obj.clone()),
+        )
+        .await;
+        match cached {
+            Err(
+                ApiError::Conflict { .. }
+                | ApiError::NotFound { .. }
+                | ApiError::Invalid { .. }
+                | ApiError::Forbidden(_)
+                | ApiError::Precondition(_),
+            ) => crate::store::cache::session(self.update_status_once(who, obj)).await,
+            done => done,
+        }
+    }
+
+    async fn update_status_once(&self, who: &Identity, obj: K) -> Result<K, ApiError> {
         let ns = Self::namespace_of(&obj.meta().namespace);
         let name = obj.name().to_string();
         let (current, kv) = self.current(&ns, &name).await?;

@@ -709,3 +709,157 @@ async fn a_list_at_a_resource_version_the_store_has_not_reached_times_out() {
     too_large(cached.list(&list(at + 100)).await.unwrap_err(), now);
     assert!(started.elapsed() >= catch_up, "answered before the wait");
 }
+
+/// A store that counts the revision requests (etcd's quorum reads) sent through it.
+struct CountingRevisions {
+    inner: Arc<dyn Store>,
+    sent: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Store for CountingRevisions {
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<Option<crate::store::KeyValue>, crate::store::StoreError> {
+        self.inner.get(key).await
+    }
+    async fn list(
+        &self,
+        p: &str,
+        s: Option<&str>,
+        l: usize,
+    ) -> Result<crate::store::ListPage, crate::store::StoreError> {
+        self.inner.list(p, s, l).await
+    }
+    async fn create(
+        &self,
+        key: &str,
+        value: bytes::Bytes,
+    ) -> Result<crate::store::KeyValue, crate::store::StoreError> {
+        self.inner.create(key, value).await
+    }
+    async fn update(
+        &self,
+        k: &str,
+        v: bytes::Bytes,
+        e: Option<u64>,
+    ) -> Result<crate::store::KeyValue, crate::store::StoreError> {
+        self.inner.update(k, v, e).await
+    }
+    async fn delete(
+        &self,
+        key: &str,
+        e: Option<u64>,
+    ) -> Result<crate::store::KeyValue, crate::store::StoreError> {
+        self.inner.delete(key, e).await
+    }
+    async fn watch(
+        &self,
+        prefix: &str,
+        after: u64,
+    ) -> Result<crate::store::EventStream, crate::store::StoreError> {
+        self.inner.watch(prefix, after).await
+    }
+    async fn revision(&self) -> Result<u64, crate::store::StoreError> {
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.revision().await
+    }
+}
+
+/// The embedded store's feed, held back while `open` is false (a watch cache that is behind).
+struct Gated {
+    inner: crate::store::cache::StoreFeed,
+    open: tokio::sync::watch::Receiver<bool>,
+}
+
+#[async_trait::async_trait]
+impl crate::store::cache::Feed for Gated {
+    async fn snapshot(&self) -> Result<crate::store::ListPage, crate::store::StoreError> {
+        self.inner.snapshot().await
+    }
+    async fn follow(
+        &self,
+        after: u64,
+    ) -> Result<crate::store::cache::ChangeStream, crate::store::StoreError> {
+        use futures::StreamExt;
+        let open = self.open.clone();
+        let changes = self.inner.follow(after).await?;
+        Ok(Box::pin(changes.then(move |change| {
+            let mut open = open.clone();
+            async move {
+                let _ = open.wait_for(|o| *o).await;
+                change
+            }
+        })))
+    }
+}
+
+/// A status write starts from the watch cache's copy without a quorum read; when the cache is
+/// behind, the write is made again on a fresh read: a client naming the newest version
+/// succeeds, one naming an older version gets its Conflict, and nothing older is written over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_writes_start_from_the_cache_and_read_again_when_it_is_behind() {
+    use crate::store::cache::{CacheOptions, StoreFeed, WatchCache};
+    use std::sync::atomic::Ordering;
+    let h = Harness::new().await;
+    let plain: Registry<Pod> = h.registry();
+    let created = h.create(pod("default", "p")).await.unwrap();
+    let counting = Arc::new(CountingRevisions {
+        inner: h.store.clone(),
+        sent: Default::default(),
+    });
+    let (gate, open) = tokio::sync::watch::channel(true);
+    let cache = WatchCache::start(
+        counting.clone(),
+        Arc::new(Gated {
+            inner: StoreFeed(h.store.clone()),
+            open,
+        }),
+        CacheOptions {
+            catch_up: std::time::Duration::from_millis(200),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let cached: Registry<Pod> = Registry::new(Arc::new(cache));
+    let with_phase = |p: &Pod, phase: &str| {
+        let mut p = p.clone();
+        p.status.get_or_insert_with(Default::default).phase = phase.into();
+        p
+    };
+    // The cache holds the pod: one write, no revision asked.
+    let before = counting.sent.load(Ordering::SeqCst);
+    let pending = cached
+        .update_status(&Identity::Admin, with_phase(&created, "Pending"))
+        .await
+        .unwrap();
+    assert_eq!(counting.sent.load(Ordering::SeqCst), before);
+    // Another server writes while this cache is held back.
+    gate.send_replace(false);
+    let running = plain
+        .update_status(&Identity::Admin, with_phase(&pending, "Running"))
+        .await
+        .unwrap();
+    // Naming the newest version (which the cache has not seen): written on a fresh read.
+    let failed = cached
+        .update_status(&Identity::Admin, with_phase(&running, "Failed"))
+        .await
+        .unwrap();
+    assert_eq!(failed.status.as_ref().unwrap().phase, "Failed");
+    assert!(counting.sent.load(Ordering::SeqCst) > before);
+    // Naming an older version: a Conflict, as from a fresh read.
+    let err = cached
+        .update_status(&Identity::Admin, with_phase(&pending, "Succeeded"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::Conflict { .. }), "{err:?}");
+    // Naming none: the cache's stale version loses the compare-and-swap, the fresh one wins.
+    let mut any = with_phase(&pending, "Succeeded");
+    any.metadata_mut().resource_version.clear();
+    cached.update_status(&Identity::Admin, any).await.unwrap();
+    gate.send_replace(true);
+    let stored = plain.get("default", "p").await.unwrap();
+    assert_eq!(stored.status.unwrap().phase, "Succeeded");
+}
