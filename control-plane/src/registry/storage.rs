@@ -349,11 +349,8 @@ impl<K: Strategy> Registry<K> {
         if !K::HAS_STATUS {
             return Err(ApiError::BadRequest(format!("{} has no status", K::PLURAL)));
         }
-        let cached = crate::store::cache::not_older_than(
-            0,
-            self.update_status_once(who, obj.clone()),
-        )
-        .await;
+        let cached =
+            crate::store::cache::not_older_than(0, self.update_status_once(who, obj.clone())).await;
         match cached {
             Err(
                 ApiError::Conflict { .. }
