@@ -44,15 +44,28 @@ fn pod(name: &str, image: &str, script: &str, extra: &str) -> String {
     )
 }
 
+/// Waits for the pod to end; a timeout names the pod's last status, its log and the agent's.
 fn finished(c: &Cluster, name: &str) -> Value {
-    wait_for(
-        &format!("pod {name} to finish"),
-        Duration::from_secs(90),
-        || {
-            c.get_json("pod", name)
-                .filter(|p| matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed")))
-        },
-    )
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let pod = c.get_json("pod", name);
+        if let Some(p) = &pod
+            && matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+        {
+            return p.clone();
+        }
+        if Instant::now() > deadline {
+            let log = c.agent(0).log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "timed out after 90s waiting for pod {name} to finish\nstatus: {:#}\nlogs: {}\nagent log (last lines):\n{}",
+                pod.map(|p| p["status"].clone()).unwrap_or_default(),
+                text(&c.skiff(&["logs", name])),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Waits for the pod to finish and asserts it succeeded.
