@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use skiff_api::ResourceExt;
-use skiff_api::v1::{ListRequest, Pod, Service};
+use skiff_api::v1::{Pod, Service};
 
 use crate::auth::{Attributes, Chain, Identity, Verb};
 use crate::error::ApiError;
@@ -234,31 +234,12 @@ impl CustomMetrics {
     }
 
     async fn list_pods(&self, namespace: &str, selector: &str) -> Result<Vec<Pod>, ApiError> {
-        let mut list = ListRequest {
-            namespace: namespace.to_string(),
-            label_selector: selector.to_string(),
-            limit: 500,
-            ..Default::default()
-        };
-        let mut out = Vec::new();
-        loop {
-            let (items, meta) = self.pods.list(&list).await?;
-            out.extend(items);
-            if meta.r#continue.is_empty() {
-                return Ok(out);
-            }
-            list.r#continue = meta.r#continue;
-        }
+        crate::resource_metrics::all_pods(&self.pods, namespace, selector).await
     }
 
     /// The pod's figures from its own node, if they are this pod's (its uid).
     fn sample(&self, pod: &Pod) -> Option<PodSample> {
-        let node = pod.spec.as_ref().map(|s| s.node_name.as_str())?;
-        if node.is_empty() {
-            return None;
-        }
-        let sample = self.figures.pod(pod.namespace(), pod.name(), node)?;
-        (sample.uid == pod.meta().uid).then_some(sample)
+        self.figures.of_pod(pod)
     }
 }
 

@@ -40,6 +40,40 @@ pub const POD_KIND: &str = "PodMetrics";
 pub trait Figures: Send + Sync {
     fn node(&self, node: &str) -> Option<NodeSample>;
     fn pod(&self, namespace: &str, name: &str, node: &str) -> Option<PodSample>;
+
+    /// `pod`'s figures as its own node reports them, if they are this pod's (its uid, not an
+    /// earlier pod's of the same name); none for a pod not bound yet.
+    fn of_pod(&self, pod: &Pod) -> Option<PodSample> {
+        let node = pod.spec.as_ref().map(|s| s.node_name.as_str())?;
+        if node.is_empty() {
+            return None;
+        }
+        let sample = self.pod(pod.namespace(), pod.name(), node)?;
+        (sample.uid == pod.meta().uid).then_some(sample)
+    }
+}
+
+/// Every pod of `namespace` (all with "") matching `selector`, read 500 a page.
+pub(crate) async fn all_pods(
+    pods: &Registry<Pod>,
+    namespace: &str,
+    selector: &str,
+) -> Result<Vec<Pod>, ApiError> {
+    let mut list = ListRequest {
+        namespace: namespace.to_string(),
+        label_selector: selector.to_string(),
+        limit: 500,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    loop {
+        let (items, meta) = pods.list(&list).await?;
+        out.extend(items);
+        if meta.r#continue.is_empty() {
+            return Ok(out);
+        }
+        list.r#continue = meta.r#continue;
+    }
 }
 
 impl Figures for PodMetrics {
@@ -155,7 +189,7 @@ impl ResourceMetrics {
             &Attributes::new(verb, POD_KIND, &req.namespace).name(&req.name),
         )?;
         let pods = if req.name.is_empty() {
-            self.list_pods(req).await?
+            all_pods(&self.pods, &req.namespace, &req.label_selector).await?
         } else {
             if req.namespace.is_empty() {
                 return Err(ApiError::BadRequest(
@@ -179,33 +213,8 @@ impl ResourceMetrics {
         Ok(items)
     }
 
-    async fn list_pods(&self, req: &MetricsListRequest) -> Result<Vec<Pod>, ApiError> {
-        let mut list = ListRequest {
-            namespace: req.namespace.clone(),
-            label_selector: req.label_selector.clone(),
-            limit: 500,
-            ..Default::default()
-        };
-        let mut out = Vec::new();
-        loop {
-            let (items, meta) = self.pods.list(&list).await?;
-            out.extend(items);
-            if meta.r#continue.is_empty() {
-                return Ok(out);
-            }
-            list.r#continue = meta.r#continue;
-        }
-    }
-
     fn pod_item(&self, pod: &Pod) -> Option<PodMetricsItem> {
-        let node = pod.spec.as_ref().map(|s| s.node_name.as_str())?;
-        if node.is_empty() {
-            return None;
-        }
-        let sample = self.figures.pod(pod.namespace(), pod.name(), node)?;
-        if sample.uid != pod.meta().uid {
-            return None; // figures of an earlier pod of the same name
-        }
+        let sample = self.figures.of_pod(pod)?;
         Some(PodMetricsItem {
             metadata: Some(meta_of(pod.meta())),
             timestamp: Some(wall(sample.at)),

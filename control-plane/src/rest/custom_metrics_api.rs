@@ -45,18 +45,7 @@ struct CustomMetricsRoute {
 
 impl CustomMetricsRoute {
     async fn answer(&self, req: &Request) -> Result<Value, RestError> {
-        if req.http.method() != http::Method::GET {
-            return Err(RestError::method_not_allowed(format!(
-                "the server does not allow this method on the requested resource ({} {})",
-                req.http.method(),
-                req.http.uri().path()
-            )));
-        }
-        if req.query.flag("watch") {
-            return Err(RestError::method_not_allowed(
-                "custom.metrics.k8s.io serves get, not watch",
-            ));
-        }
+        super::metrics_api::only_reads(req, "custom.metrics.k8s.io serves get, not watch")?;
         let t = &req.target;
         if t.namespace.is_empty() || t.name.is_empty() || t.subresource.is_empty() {
             return Err(RestError::not_found(format!(

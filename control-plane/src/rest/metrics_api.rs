@@ -34,6 +34,22 @@ pub fn register(routes: &mut Routes, context: &Context) {
     }
 }
 
+/// Refuses what a read-only metrics API does not serve: any method but GET (405, Kubernetes'
+/// words), and a watch (405 saying `no_watch`).
+pub(super) fn only_reads(req: &Request, no_watch: &str) -> Result<(), RestError> {
+    if req.http.method() != http::Method::GET {
+        return Err(RestError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({} {})",
+            req.http.method(),
+            req.http.uri().path()
+        )));
+    }
+    if req.query.flag("watch") {
+        return Err(RestError::method_not_allowed(no_watch.to_string()));
+    }
+    Ok(())
+}
+
 struct MetricsRoute {
     api: ResourceMetrics,
     /// PodMetrics (else NodeMetrics).
@@ -42,18 +58,7 @@ struct MetricsRoute {
 
 impl MetricsRoute {
     async fn answer(&self, req: &Request) -> Result<Value, RestError> {
-        if req.http.method() != http::Method::GET {
-            return Err(RestError::method_not_allowed(format!(
-                "the server does not allow this method on the requested resource ({} {})",
-                req.http.method(),
-                req.http.uri().path()
-            )));
-        }
-        if req.query.flag("watch") {
-            return Err(RestError::method_not_allowed(
-                "metrics.k8s.io serves get and list, not watch",
-            ));
-        }
+        only_reads(req, "metrics.k8s.io serves get and list, not watch")?;
         let t = &req.target;
         if !t.subresource.is_empty() {
             return Err(RestError::not_found(format!(
