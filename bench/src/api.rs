@@ -6,12 +6,42 @@
 
 use std::time::{Duration, Instant};
 
+use skiff_api::client::Api;
 use skiff_api::v1::Pod;
 use skiff_tests::etcd::EtcdCluster;
 use skiff_tests::{Cluster, ClusterOptions};
 
 use crate::objects::pod;
 use crate::stats::percentile;
+
+/// Creates pods `par-0` .. `par-{total - 1}` from `workers` tasks sharing `api`'s connection:
+/// each create's latency.
+async fn concurrent_creates(
+    api: &Api<Pod>,
+    total: usize,
+    workers: usize,
+) -> Result<Vec<Duration>, String> {
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let api = api.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            for i in (w..total).step_by(workers) {
+                let t = Instant::now();
+                api.create(pod(&format!("par-{i}")))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, String>(lat)
+        }));
+    }
+    let mut par = Vec::new();
+    for t in tasks {
+        par.extend(t.await.map_err(|e| e.to_string())??);
+    }
+    Ok(par)
+}
 
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
@@ -186,25 +216,7 @@ fn measure(cluster: &Cluster, store: &str) -> Result<Figures, String> {
         let total = 10_000 - 1200;
         let workers = 64;
         let start = Instant::now();
-        let mut tasks = Vec::new();
-        for w in 0..workers {
-            let api = api.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::new();
-                for i in (w..total).step_by(workers) {
-                    let t = Instant::now();
-                    api.create(pod(&format!("par-{i}")))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    lat.push(t.elapsed());
-                }
-                Ok::<_, String>(lat)
-            }));
-        }
-        let mut par = Vec::new();
-        for t in tasks {
-            par.extend(t.await.map_err(|e| e.to_string())??);
-        }
+        let mut par = concurrent_creates(&api, total, workers).await?;
         let elapsed = start.elapsed();
         par.sort();
         let rate = total as f64 / elapsed.as_secs_f64();
@@ -290,25 +302,7 @@ pub fn run_etcd(total: usize) -> Result<(), String> {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let before = etcd.rpcs();
         let start = Instant::now();
-        let mut tasks = Vec::new();
-        for w in 0..workers {
-            let api = api.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut lat = Vec::new();
-                for i in (w..total).step_by(workers) {
-                    let t = Instant::now();
-                    api.create(pod(&format!("par-{i}")))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    lat.push(t.elapsed());
-                }
-                Ok::<_, String>(lat)
-            }));
-        }
-        let mut par = Vec::new();
-        for t in tasks {
-            par.extend(t.await.map_err(|e| e.to_string())??);
-        }
+        let mut par = concurrent_creates(&api, total, workers).await?;
         let elapsed = start.elapsed();
         let during = etcd.rpcs();
         tokio::time::sleep(Duration::from_secs(5)).await;
