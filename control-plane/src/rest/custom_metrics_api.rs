@@ -16,9 +16,8 @@ use serde_json::{Value, json};
 
 use super::discovery::SubresourceDiscovery;
 use super::metrics_api::cpu_quantity;
-use super::status::{RestError, json_response};
+use super::status::RestError;
 use super::{Context, Request, Response, Routes, Subresource};
-use crate::audit::ObjectRef;
 use crate::custom_metrics::{CustomMetrics, GROUP, Metric, MetricValue, Pods, VERSION};
 use crate::error::ApiError;
 
@@ -94,20 +93,8 @@ impl CustomMetricsRoute {
 impl Subresource for CustomMetricsRoute {
     async fn serve(&self, req: Request) -> Response {
         let result = self.answer(&req).await;
-        let object = ObjectRef {
-            resource: req.target.resource.clone(),
-            namespace: req.target.namespace.clone(),
-            name: req.target.name.clone(),
-            api_group: GROUP.into(),
-            api_version: VERSION.into(),
-            subresource: req.target.subresource.clone(),
-        };
-        let audited = result.as_ref().map(|_| ()).map_err(RestError::to_grpc);
-        req.call.done(&req.who, "get", object, &audited);
-        match result {
-            Ok(v) => json_response(200, &v),
-            Err(e) => e.into_response(),
-        }
+        let subresource = req.target.subresource.clone();
+        super::metrics_api::answered(&req, "get", (GROUP, VERSION), subresource, result)
     }
 
     fn discovery(&self) -> SubresourceDiscovery {

@@ -50,6 +50,31 @@ pub(super) fn only_reads(req: &Request, no_watch: &str) -> Result<(), RestError>
     Ok(())
 }
 
+/// A metrics API's answer to `req`: audited as `verb` of its target in `group_version` (and
+/// `subresource`), then the JSON or the refusal.
+pub(super) fn answered(
+    req: &Request,
+    verb: &str,
+    (group, version): (&str, &str),
+    subresource: String,
+    result: Result<Value, RestError>,
+) -> Response {
+    let object = ObjectRef {
+        resource: req.target.resource.clone(),
+        namespace: req.target.namespace.clone(),
+        name: req.target.name.clone(),
+        api_group: group.into(),
+        api_version: version.into(),
+        subresource,
+    };
+    let audited = result.as_ref().map(|_| ()).map_err(RestError::to_grpc);
+    req.call.done(&req.who, verb, object, &audited);
+    match result {
+        Ok(v) => json_response(200, &v),
+        Err(e) => e.into_response(),
+    }
+}
+
 struct MetricsRoute {
     api: ResourceMetrics,
     /// PodMetrics (else NodeMetrics).
@@ -118,20 +143,7 @@ impl Subresource for MetricsRoute {
         } else {
             "get"
         };
-        let object = ObjectRef {
-            resource: req.target.resource.clone(),
-            namespace: req.target.namespace.clone(),
-            name: req.target.name.clone(),
-            api_group: GROUP.into(),
-            api_version: VERSION.into(),
-            subresource: String::new(),
-        };
-        let audited = result.as_ref().map(|_| ()).map_err(RestError::to_grpc);
-        req.call.done(&req.who, verb, object, &audited);
-        match result {
-            Ok(v) => json_response(200, &v),
-            Err(e) => e.into_response(),
-        }
+        answered(&req, verb, (GROUP, VERSION), String::new(), result)
     }
 
     fn discovery(&self) -> SubresourceDiscovery {
