@@ -24,6 +24,8 @@ fn ip(args: &[&str]) {
 /// Node namespaces on one test bridge; removed when dropped.
 pub struct NodeNetwork {
     bridge: String,
+    /// The host ends of the nodes' veth pairs, the bridge's ports.
+    ports: Vec<String>,
     namespaces: Vec<String>,
     addresses: Vec<String>,
     host_address: String,
@@ -36,15 +38,13 @@ impl NodeNetwork {
         let pid = std::process::id();
         let mut net = Self {
             bridge: format!("sktb{}", slot.index()),
+            ports: Vec::new(),
             namespaces: Vec::new(),
             addresses: Vec::new(),
             host_address: slot.node_address(254),
         };
         // Left by a killed test of the same slot.
-        let _ = Command::new("ip")
-            .args(["link", "delete", &net.bridge])
-            .stderr(std::process::Stdio::null())
-            .status();
+        delete_link(&net.bridge);
         ip(&["link", "add", &net.bridge, "type", "bridge"]);
         ip(&[
             "addr",
@@ -60,9 +60,14 @@ impl NodeNetwork {
             ip(&["netns", "add", &ns]);
             net.namespaces.push(ns.clone());
             let outside = format!("sktv{}{letter}", slot.index());
+            // Left by an earlier test of the same slot: a namespace's links die after `ip netns
+            // delete` returns (the kernel tears namespaces down in the background), so a pair
+            // of a test that just ended may still be there ("File exists").
+            delete_link(&outside);
             ip(&[
                 "link", "add", &outside, "type", "veth", "peer", "name", "eth0", "netns", &ns,
             ]);
+            net.ports.push(outside.clone());
             ip(&["link", "set", &outside, "master", &net.bridge, "up"]);
             let address = slot.node_address(u8::try_from(i + 1).unwrap_or(1));
             ip(&[
@@ -97,13 +102,24 @@ impl NodeNetwork {
     }
 }
 
+/// Deletes link `name` of the test's namespace, if it exists (and with a veth, its peer).
+fn delete_link(name: &str) {
+    let _ = Command::new("ip")
+        .args(["link", "delete", name])
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
 impl Drop for NodeNetwork {
     fn drop(&mut self) {
+        // The bridge's ports first, at once: deleting a namespace frees its end of a pair only
+        // later, and the next test of this slot makes pairs of the same names.
+        for port in &self.ports {
+            delete_link(port);
+        }
         for ns in &self.namespaces {
             let _ = Command::new("ip").args(["netns", "delete", ns]).status();
         }
-        let _ = Command::new("ip")
-            .args(["link", "delete", &self.bridge])
-            .status();
+        delete_link(&self.bridge);
     }
 }
